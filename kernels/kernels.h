@@ -1,0 +1,133 @@
+/* kernels.h: the CPU compute kernels, on plain host buffers.
+ *
+ * This is the contract between core/ (which calls kernels) and the kernel implementations.
+ * Every function here has a CUDA twin with the same name plus `_cuda` (kernels_cuda.h), taking
+ * device pointers and a stream; the CPU version is the reference each twin is tested against.
+ *
+ * Layouts (TensorFlow's, so checkpoints and exports need no transposes):
+ *   activations  NHWC, row-major: x[((n*H + h)*W + w)*C + c]
+ *   conv kernels HWIO:            w[((kh*KW + kw)*C + c)*K + k]
+ *   dense        x [N,in], kernel [in,out], y [N,out], all row-major
+ *
+ * Conventions: outputs are overwritten, never accumulated into (a sequential model writes each
+ * gradient exactly once; core/ accumulates where a tensor has several consumers). Sizes are
+ * int (every tensor of this engine has far fewer than 2^31 elements). Buffers do not alias
+ * unless a comment says so.
+ */
+#ifndef KERNELS_H
+#define KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- threads ------------------------------------------------------------------------------ */
+/* Number of threads the CPU kernels use (OpenMP where built with it). n <= 0: all cores. */
+void kernels_set_threads(int n);
+int kernels_get_threads(void);
+
+/* ---- conv2d ------------------------------------------------------------------------------- */
+typedef struct {
+    int n, h, w, c;          /* input  [N,H,W,C]  (NHWC) */
+    int kh, kw, k;           /* kernel [KH,KW,C,K] (HWIO), K output channels */
+    int stride_h, stride_w;
+    int pad_top, pad_left;   /* SAME: TF's split, the extra row/col at the bottom/right */
+    int oh, ow;              /* output [N,OH,OW,K] */
+} Conv2dShape;
+
+/* Fills s. same != 0: TF "SAME" padding (oh = ceil(h/stride)); else "VALID". */
+void conv2d_shape_init(Conv2dShape *s, int n, int h, int w, int c, int kh, int kw, int k,
+                       int stride_h, int stride_w, int same);
+
+/* Scratch the CPU conv kernels need (im2col panels), in floats; the caller allocates it once. */
+size_t conv2d_workspace_floats(const Conv2dShape *s);
+
+/* y[N,OH,OW,K] = conv(x, w) + b. b may be NULL (no bias). */
+void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const float *b,
+                    float *y, float *ws);
+/* dx[N,H,W,C] = gradient of the loss w.r.t. x, given dy[N,OH,OW,K]. */
+void conv2d_backward_data(const Conv2dShape *s, const float *dy, const float *w, float *dx,
+                          float *ws);
+/* dw[KH,KW,C,K] and db[K] (db may be NULL) from x and dy, summed over the batch. */
+void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *dy, float *dw,
+                            float *db, float *ws);
+
+/* ---- max pooling -------------------------------------------------------------------------- */
+typedef struct {
+    int n, h, w, c;          /* input [N,H,W,C] */
+    int kh, kw, stride_h, stride_w;
+    int pad_top, pad_left;
+    int oh, ow;              /* output [N,OH,OW,C] */
+} Pool2dShape;
+
+void pool2d_shape_init(Pool2dShape *s, int n, int h, int w, int c, int kh, int kw,
+                       int stride_h, int stride_w, int same);
+/* y = max over each window; argmax[i] = flat input index (into x) of the max of output i,
+ * the first one in row-major window order on ties (as TF's CPU kernel). Padding never wins. */
+void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *argmax);
+/* dx = 0 everywhere, then dx[argmax[i]] += dy[i]. */
+void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax, float *dx);
+
+/* ---- dense (fully connected) and GEMM ----------------------------------------------------- */
+/* Row-major SGEMM: C[M,N] = alpha * op(A) * op(B) + beta * C.
+ * op(A) is A[M,K] (lda >= K) or, with trans_a, A stored [K,M] (lda >= M); likewise B. */
+void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+           const float *b, int ldb, float beta, float *c, int ldc);
+/* The plain triple loop sgemm is tested against. */
+void sgemm_reference(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* y[N,out] = x[N,in] * w[in,out] + b[out] (b may be NULL). */
+void dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
+/* dx[N,in] = dy * w^T (skipped when dx is NULL); dw[in,out] = x^T * dy; db[out] = sum_n dy. */
+void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
+                    float *dx, float *dw, float *db);
+
+/* ---- elementwise -------------------------------------------------------------------------- */
+/* y = max(x, 0); y may alias x. */
+void relu_forward(size_t n, const float *x, float *y);
+/* dx = dy where y > 0, else 0 (TF's ReluGrad); dx may alias dy. */
+void relu_backward(size_t n, const float *y, const float *dy, float *dx);
+
+/* Inverted dropout with drop probability `rate`: element i is kept when
+ * philox_uniform(seed, stream, i) >= rate (kernels/philox.h), and kept values are scaled by
+ * 1/(1-rate). mask[i] = 1 if kept. `stream` selects an independent random stream (the trainer
+ * uses the global step), so a mask depends only on (seed, stream, i), on CPU and GPU alike. */
+void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const float *x,
+                     float *y, uint8_t *mask);
+/* dx = dy * mask / (1-rate); dx may alias dy. */
+void dropout_backward(size_t n, float rate, const uint8_t *mask, const float *dy, float *dx);
+
+/* ---- softmax and loss --------------------------------------------------------------------- */
+/* probs[N,C] = softmax(logits) (max-subtracted, numerically stable). */
+void softmax_forward(int n, int c, const float *logits, float *probs);
+/* Fused softmax + sparse cross-entropy, as tf.nn.sparse_softmax_cross_entropy_with_logits
+ * followed by a mean over the batch: *loss = mean_i(logsumexp(logits_i) - logits_i[label_i]).
+ * Also writes probs[N,C]. Labels must be in [0,C). */
+void softmax_xent_forward(int n, int c, const float *logits, const int32_t *labels, float *probs,
+                          float *loss);
+/* dlogits[N,C] = dloss * (probs - onehot(labels)) / N: the gradient of the mean loss. */
+void softmax_xent_backward(int n, int c, const float *probs, const int32_t *labels, float dloss,
+                           float *dlogits);
+/* Number of rows i whose argmax over logits[i,:] (first max on ties) equals labels[i]. */
+int argmax_correct(int n, int c, const float *logits, const int32_t *labels);
+
+/* ---- optimizers (one fused pass over a parameter buffer) ---------------------------------- */
+/* Adam as Keras/TF1 AdamOptimizer compute it, t = 1-based step after increment:
+ *   lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+ *   m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g;  w -= lr_t * m / (sqrt(v) + eps) */
+void adam_update(size_t n, float *w, const float *g, float *m, float *v, float lr, float beta1,
+                 float beta2, float eps, int64_t t);
+/* Plain SGD: w -= lr * g. */
+void sgd_update(size_t n, float *w, const float *g, float lr);
+/* Keras momentum: vel = momentum*vel - lr*g; w += vel (nesterov: w += momentum*vel - lr*g). */
+void momentum_update(size_t n, float *w, const float *g, float *vel, float lr, float momentum,
+                     int nesterov);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KERNELS_H */

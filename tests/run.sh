@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command, and what CI runs.
+#  1. Release build (CUDA code compiled where nvcc exists, warnings are errors), unit tests.
+#  2. ASan + UBSan build of the CPU engine, the same unit tests.
+#  3. TensorFlow interoperability tests (pytest, tests/tf/), against the release build.
+# GPU tests (tests/gpu/) skip themselves where no GPU is present; tests/gpu/run.sh runs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+
+echo "== release build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWERROR=ON >/dev/null
+cmake --build build -j "$JOBS"
+echo "== unit tests (release)"
+(cd build && ctest --output-on-failure -j "$JOBS")
+
+echo "== sanitizer build (ASan + UBSan, CPU engine)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DWITH_CUDA=OFF -DWERROR=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+echo "== unit tests (ASan + UBSan)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+   CNN_TEST_QUICK=1 ctest --output-on-failure -j "$JOBS" -L unit)
+
+echo "== TensorFlow interoperability tests"
+python3 -m pytest -q tests/tf
