@@ -9,13 +9,13 @@ cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 
 echo "== release build"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWERROR=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWERROR=ON -DREQUIRE_CHECK=ON >/dev/null
 cmake --build build -j "$JOBS"
 echo "== unit tests (release)"
 (cd build && ctest --output-on-failure -j "$JOBS")
 
 echo "== sanitizer build (ASan + UBSan, CPU engine)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DWITH_CUDA=OFF -DWERROR=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DWITH_CUDA=OFF -DWERROR=ON -DREQUIRE_CHECK=ON >/dev/null
 cmake --build build-asan -j "$JOBS"
 echo "== unit tests (ASan + UBSan)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
