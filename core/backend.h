@@ -1,0 +1,180 @@
+/* backend.h: the device interface every core/ op runs through.
+ *
+ * A Backend is a table of function pointers plus a private context. core/ never calls a kernel
+ * or touches device memory except through it, so the same tape runs on the CPU
+ * (core/backend_cpu.c, kernels/*.c), on our CUDA kernels (core/backend_cuda.c) and on
+ * cuDNN/cuBLAS (core/backend_cudnn.c).
+ *
+ * Memory: every pointer passed to a kernel entry is backend memory (from be->alloc); on the CPU
+ * that is host memory, on CUDA device memory. Only upload/download cross the boundary.
+ * Layouts are those of kernels/kernels.h: activations NHWC, conv kernels HWIO, dense [in,out],
+ * all row-major. Entries that mirror kernels.h take the same arguments with `be` first and have
+ * the same semantics (outputs overwritten, never accumulated into, unless stated).
+ *
+ * Ordering: entries are issued in order on one queue (one CUDA stream). Kernel entries may run
+ * asynchronously; download() and sync() wait for everything issued before them.
+ *
+ * CUDA graph capture: a training step must enqueue exactly the same work every step, so values
+ * that change from step to step are never by-value arguments. They live in backend memory and
+ * the kernels read them there:
+ *   - `step`: an int64 in backend memory, the number of optimizer steps taken so far (0 before
+ *     the first step; = model_step()). During step s it holds s; the last entry of a step is
+ *     step_increment(). Dropout, Adam and the batch gather read it.
+ *   - the batch's example indices come from a resident permutation ring read with `step`.
+ * By-value arguments (sizes, learning rate, betas, seed, rates) are constant for a given model.
+ *
+ * Errors: entries return nothing; a backend that hits a device error records it and returns it
+ * from the next sync()/download() (non-zero), with a message from last_error().
+ */
+#ifndef CORE_BACKEND_H
+#define CORE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct Backend Backend;
+
+struct Backend {
+    const char *name;   /* "cpu", "cuda", "cudnn" */
+    void *ctx;          /* the backend's private state (streams, handles, graphs) */
+
+    /* ---- lifetime and memory ------------------------------------------------------------- */
+    /* Frees the backend itself (ctx and the struct). Memory from alloc must be freed first. */
+    void (*destroy)(Backend *be);
+    /* `bytes` of backend memory, aligned to at least 256 bytes, contents undefined. NULL when out
+     * of memory. Never called inside a training step (core allocates everything at model
+     * creation). */
+    void *(*alloc)(Backend *be, size_t bytes);
+    void (*free)(Backend *be, void *p);
+    /* host -> backend (dst backend memory). May return before the copy is done only if `src` may
+     * be reused at once (CPU: memcpy; CUDA: a synchronous or staged copy). */
+    void (*upload)(Backend *be, void *dst, const void *src, size_t bytes);
+    /* backend -> host: waits for all work issued before it. 0 ok, non-zero on a device error. */
+    int (*download)(Backend *be, void *dst, const void *src, size_t bytes);
+    /* backend -> backend copy of `bytes` (no overlap). */
+    void (*copy)(Backend *be, void *dst, const void *src, size_t bytes);
+    /* Sets `bytes` bytes at p to zero. */
+    void (*zero)(Backend *be, void *p, size_t bytes);
+    /* Waits for all issued work. 0 ok, non-zero on a device error (message in last_error). */
+    int (*sync)(Backend *be);
+    /* The last device error as text ("" when none). */
+    const char *(*last_error)(Backend *be);
+
+    /* ---- kernels of kernels/kernels.h (same arguments and semantics, `be` first) ----------- */
+    /* Workspace (floats) this backend's conv entries need for shape s; core allocates the max
+     * over all conv layers once and passes it as `ws`. May be 0. */
+    size_t (*conv2d_workspace_floats)(Backend *be, const Conv2dShape *s);
+    void (*conv2d_forward)(Backend *be, const Conv2dShape *s, const float *x, const float *w,
+                           const float *b, float *y, float *ws);
+    void (*conv2d_backward_data)(Backend *be, const Conv2dShape *s, const float *dy,
+                                 const float *w, float *dx, float *ws);
+    /* db may be NULL. */
+    void (*conv2d_backward_filter)(Backend *be, const Conv2dShape *s, const float *x,
+                                   const float *dy, float *dw, float *db, float *ws);
+
+    void (*maxpool2d_forward)(Backend *be, const Pool2dShape *s, const float *x, float *y,
+                              int32_t *argmax);
+    void (*maxpool2d_backward)(Backend *be, const Pool2dShape *s, const float *dy,
+                               const int32_t *argmax, float *dx);
+
+    /* b may be NULL. */
+    void (*dense_forward)(Backend *be, int n, int in, int out, const float *x, const float *w,
+                          const float *b, float *y);
+    /* dx may be NULL (not needed); dw and db are always written. */
+    void (*dense_backward)(Backend *be, int n, int in, int out, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, float *db);
+
+    /* y may alias x; dx may alias dy. */
+    void (*relu_forward)(Backend *be, size_t n, const float *x, float *y);
+    void (*relu_backward)(Backend *be, size_t n, const float *y, const float *dy, float *dx);
+
+    /* Inverted dropout, as dropout_forward in kernels.h with
+     *   stream = stream_base + (uint64_t)(*step) * 16
+     * read on the device (core passes stream_base = PHILOX_STREAM_DROPOUT + dropout layer index,
+     * so the mask of step s is philox(seed, PHILOX_STREAM_DROPOUT + s*16 + layer, i)).
+     * mask[i] = 1 if element i is kept, else 0. */
+    void (*dropout_forward)(Backend *be, size_t n, float rate, uint64_t seed,
+                            uint64_t stream_base, const int64_t *step, const float *x, float *y,
+                            uint8_t *mask);
+    void (*dropout_backward)(Backend *be, size_t n, float rate, const uint8_t *mask,
+                             const float *dy, float *dx);
+
+    void (*softmax_forward)(Backend *be, int n, int c, const float *logits, float *probs);
+    /* *loss (backend memory, one float) = mean over the n rows of the cross-entropy. */
+    void (*softmax_xent_forward)(Backend *be, int n, int c, const float *logits,
+                                 const int32_t *labels, float *probs, float *loss);
+    /* dloss is a constant (core passes 1: the loss is the end of the tape). */
+    void (*softmax_xent_backward)(Backend *be, int n, int c, const float *probs,
+                                  const int32_t *labels, float dloss, float *dlogits);
+    /* *correct (backend memory, one int32) = number of rows whose first argmax equals the label. */
+    void (*argmax_correct)(Backend *be, int n, int c, const float *logits, const int32_t *labels,
+                           int32_t *correct);
+
+    /* Optimizers, one pass over a whole parameter buffer (all parameters are contiguous).
+     * Adam's t is read on the device: t = *step + 1 (the 1-based number of this update). */
+    void (*adam_update)(Backend *be, size_t n, float *w, const float *g, float *m, float *v,
+                        float lr, float beta1, float beta2, float eps, const int64_t *step);
+    void (*sgd_update)(Backend *be, size_t n, float *w, const float *g, float lr);
+    void (*momentum_update)(Backend *be, size_t n, float *w, const float *g, float *vel,
+                            float lr, float momentum, int nesterov);
+
+    /* ---- small entries core needs beyond kernels.h ----------------------------------------- */
+    /* y[i] += x[i]: gradient accumulation where a tensor has several consumers. */
+    void (*add_inplace)(Backend *be, size_t n, const float *x, float *y);
+    /* y[0] = (1/n) * sum_i x[i] (sum in any order; CPU sums in double). */
+    void (*mean_forward)(Backend *be, size_t n, const float *x, float *y);
+    /* dx[i] = dy[0] / n (dy in backend memory). */
+    void (*mean_backward)(Backend *be, size_t n, const float *dy, float *dx);
+    /* dst[i] = (float)src[i]: uint8 pixels to the float 0..255 the model takes. */
+    void (*u8_to_float)(Backend *be, size_t n, const uint8_t *src, float *dst);
+    /* *step += 1 (backend memory). The last entry of every training step. */
+    void (*step_increment)(Backend *be, int64_t *step);
+
+    /* Batch gather from a resident data set, for training without a host round trip.
+     *   pixels [n_examples, example_size] uint8, labels [n_examples] int32 (resident);
+     *   ring [ring_epochs, n_examples] int32: the permutations of epochs e with e % ring_epochs
+     *   in row e % ring_epochs (core uploads them before the steps that need them).
+     * Stream position of batch row i: p = (*step) * batch + i; epoch e = p / n_examples,
+     * j = p % n_examples, example = ring[(e % ring_epochs) * n_examples + j].
+     *   x[i*example_size + k] = (float)pixels[example*example_size + k]; y[i] = labels[example]. */
+    void (*gather_batch)(Backend *be, int batch, int example_size, int n_examples,
+                         const uint8_t *pixels, const int32_t *labels, const int32_t *ring,
+                         int ring_epochs, const int64_t *step, float *x, int32_t *y);
+
+    /* ---- optional: run many steps as one captured graph ------------------------------------ */
+    /* Runs step_fn(arg) `steps` times. step_fn only issues backend entries, and for a given
+     * `key` it issues exactly the same entries with the same arguments every time (values that
+     * change live in backend memory, see above), so a backend may capture one call (e.g. in a
+     * CUDA graph, cached under `key`) and replay it. core calls invalidate_graphs() whenever a
+     * captured pointer or constant may have changed (data set replaced, model freed).
+     * NULL: not supported, core calls step_fn itself (eager). Returns 0 ok, non-zero on error. */
+    int (*run_steps)(Backend *be, int key, void (*step_fn)(void *arg), void *arg, int steps);
+    /* Drops every captured graph. NULL when run_steps is NULL. */
+    void (*invalidate_graphs)(Backend *be);
+
+    /* CPU threads for the CPU kernels (<= 0: all cores). NULL: not applicable. */
+    void (*set_threads)(Backend *be, int threads);
+};
+
+/* The CPU backend (kernels/*.c). NULL only when out of memory. */
+Backend *backend_cpu_create(void);
+
+#ifdef WITH_CUDA
+/* Defined in core/backend_cuda.c (our kernels) and core/backend_cudnn.c (cuDNN/cuBLAS).
+ * NULL with a message in err when no usable GPU is present or initialisation fails. */
+Backend *backend_cuda_create(char *err, size_t errlen);
+Backend *backend_cudnn_create(char *err, size_t errlen);
+/* 1 when a CUDA device is present and usable. */
+int backend_cuda_available(void);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CORE_BACKEND_H */
