@@ -2,7 +2,7 @@
  *
  * A Backend is a table of function pointers plus a private context. core/ never calls a kernel
  * or touches device memory except through it, so the same tape runs on the CPU
- * (core/backend_cpu.c, kernels/*.c), on our CUDA kernels (core/backend_cuda.c) and on
+ * (core/backend_cpu.c, the kernels/ C files), on our CUDA kernels (core/backend_cuda.c) and on
  * cuDNN/cuBLAS (core/backend_cudnn.c).
  *
  * Memory: every pointer passed to a kernel entry is backend memory (from be->alloc); on the CPU
@@ -162,7 +162,7 @@ struct Backend {
     void (*set_threads)(Backend *be, int threads);
 };
 
-/* The CPU backend (kernels/*.c). NULL only when out of memory. */
+/* The CPU backend (the kernels/ C files). NULL only when out of memory. */
 Backend *backend_cpu_create(void);
 
 #ifdef WITH_CUDA
