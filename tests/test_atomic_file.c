@@ -1,0 +1,126 @@
+/* test_atomic_file.c: temp-then-rename writes: nothing under the final name until commit. */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/atomic_file.h"
+
+static char dir[64];
+
+static void make_dir(void) {
+    snprintf(dir, sizeof dir, "/tmp/test_atomic_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+/* Number of entries in dir (besides . and ..). */
+static int count_entries(void) {
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+static void remove_dir(const char *leftover) {
+    char p[128];
+    if (leftover) {
+        snprintf(p, sizeof p, "%s/%s", dir, leftover);
+        unlink(p);
+    }
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+
+START_TEST(test_commit) {
+    make_dir();
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    AtomicFile *af = atomic_file_open(path, err, sizeof err);
+    ck_assert_msg(af != NULL, "%s", err);
+    fputs("hello", atomic_file_stream(af));
+    ck_assert_int_eq(access(path, F_OK), -1);   /* not visible yet */
+    ck_assert_int_eq(access(atomic_file_temp_path(af), F_OK), 0);
+    ck_assert_str_eq(atomic_file_path(af), path);
+    ck_assert_int_eq(atomic_file_commit(af, err, sizeof err), 0);
+    FILE *f = fopen(path, "rb");
+    char buf[16] = {0};
+    ck_assert_uint_eq(fread(buf, 1, sizeof buf, f), 5);
+    fclose(f);
+    ck_assert_str_eq(buf, "hello");
+    ck_assert_int_eq(count_entries(), 1);
+    /* Overwrite through write_all replaces the content atomically. */
+    ck_assert_int_eq(atomic_file_write_all(path, "xy", 2, err, sizeof err), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, 2);
+    ck_assert_int_eq(count_entries(), 1);
+    remove_dir("out.bin");
+}
+END_TEST
+
+START_TEST(test_abort_keeps_old_file) {
+    make_dir();
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/keep.txt", dir);
+    ck_assert_int_eq(atomic_file_write_all(path, "old", 3, err, sizeof err), 0);
+    AtomicFile *af = atomic_file_open(path, err, sizeof err);
+    ck_assert_ptr_nonnull(af);
+    fputs("new content", atomic_file_stream(af));
+    atomic_file_abort(af);
+    ck_assert_int_eq(count_entries(), 1);
+    FILE *f = fopen(path, "rb");
+    char buf[16] = {0};
+    ck_assert_uint_eq(fread(buf, 1, sizeof buf, f), 3);
+    fclose(f);
+    ck_assert_str_eq(buf, "old");
+    remove_dir("keep.txt");
+}
+END_TEST
+
+START_TEST(test_errors_name_path) {
+    char err[256];
+    AtomicFile *af = atomic_file_open("/nonexistent-dir-xyz/file", err, sizeof err);
+    ck_assert_ptr_null(af);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent-dir-xyz/file"));
+    /* Commit onto a path that is a directory fails (rename), the temp file is removed. */
+    make_dir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/sub", dir);
+    ck_assert_int_eq(mkdir(path, 0777), 0);
+    char inner[160];
+    snprintf(inner, sizeof inner, "%s/x", path);
+    ck_assert_int_eq(atomic_file_write_all(inner, "1", 1, err, sizeof err), 0);
+    ck_assert_int_eq(atomic_file_write_all(path, "data", 4, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "rename"));
+    ck_assert_int_eq(count_entries(), 1);
+    unlink(inner);
+    rmdir(path);
+    remove_dir(NULL);
+    ck_assert_int_eq(fsync_dir("/tmp"), 0);
+    ck_assert_int_eq(fsync_parent_dir("relative-name"), 0);
+}
+END_TEST
+
+static Suite *atomic_suite(void) {
+    Suite *s = suite_create("atomic_file");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_commit);
+    tcase_add_test(tc, test_abort_keeps_old_file);
+    tcase_add_test(tc, test_errors_name_path);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(atomic_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
