@@ -106,6 +106,10 @@ struct Backend {
                              const float *dy, float *dx);
 
     void (*softmax_forward)(Backend *be, int n, int c, const float *logits, float *probs);
+    /* dx = y * (dy - sum_c(dy * y)) per row: the gradient through softmax (y = probs). Used by
+     * the standalone softmax op only (training uses the fused softmax_xent). */
+    void (*softmax_backward)(Backend *be, int n, int c, const float *y, const float *dy,
+                             float *dx);
     /* *loss (backend memory, one float) = mean over the n rows of the cross-entropy. */
     void (*softmax_xent_forward)(Backend *be, int n, int c, const float *logits,
                                  const int32_t *labels, float *probs, float *loss);
