@@ -1,0 +1,46 @@
+/* checkpoint.h: Estimator-style checkpoint directories, as tf.train.Saver (V2) leaves them.
+ *
+ *   <dir>/model.ckpt-<step>.index                  tensor bundle (io/tensor_bundle.h)
+ *   <dir>/model.ckpt-<step>.data-00000-of-00001
+ *   <dir>/checkpoint                               text CheckpointState:
+ *       model_checkpoint_path: "model.ckpt-20"
+ *       all_model_checkpoint_paths: "model.ckpt-10"      (oldest first, newest last)
+ *       all_model_checkpoint_paths: "model.ckpt-20"
+ * Paths in `checkpoint` are relative (Estimator's save_relative_paths=True), so a job dir can be
+ * moved or copied. tf.train.latest_checkpoint / load_checkpoint / list_variables read these.
+ *
+ * Crash safety: data file, then index, each under a temporary name and renamed; the `checkpoint`
+ * file is rewritten (temp + rename) last, and only then are checkpoints beyond keep_max deleted.
+ * A crash at any point leaves the previous checkpoint complete and findable.
+ */
+#ifndef IO_CHECKPOINT_H
+#define IO_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/tf_tensor.h"
+
+/* Saves tensors as <dir>/model.ckpt-<step> (dir is created if missing), records it as the newest
+ * in <dir>/checkpoint and deletes the oldest ones so that at most keep_max remain (keep_max <= 0:
+ * keep all). Saving a step that already exists replaces it. The prefix written
+ * ("<dir>/model.ckpt-<step>") goes to prefix_out when it is not NULL.
+ * The caller names the tensors (TF variable names) and must include "global_step" (int64 scalar)
+ * for TF's Estimator to resume from it. 0 ok, -1 error (message in err). */
+int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int n, int keep_max,
+                    char *prefix_out, size_t prefix_cap, char *err, size_t errlen);
+
+/* The newest complete checkpoint in dir: the highest step among those named in `checkpoint` and
+ * the model.ckpt-<step>.index files present, whose index parses and whose data file is long
+ * enough (an interrupted save is skipped). Returns 1 with its prefix ("<dir>/model.ckpt-<step>")
+ * and step, 0 when there is none (or dir does not exist), -1 on an error reading dir. */
+int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
+                      char *err, size_t errlen);
+
+/* The checkpoint prefixes listed in <dir>/checkpoint, oldest first (as written there, relative
+ * paths joined to dir). *paths is malloc'd (free with checkpoint_paths_free). Returns the count
+ * (0 when the file is missing), -1 on a malformed file. */
+int checkpoint_state_read(const char *dir, char ***paths, char *err, size_t errlen);
+void checkpoint_paths_free(char **paths, int n);
+
+#endif
