@@ -42,6 +42,11 @@ typedef struct {
 void conv2d_shape_init(Conv2dShape *s, int n, int h, int w, int c, int kh, int kw, int k,
                        int stride_h, int stride_w, int same);
 
+/* TF's output size and leading padding for one spatial dimension of a window op (conv, pool):
+ * SAME: out = ceil(in/stride), pad_before = floor(total/2) (the odd row/col goes after);
+ * VALID: out = (in - k)/stride + 1, no padding. */
+void conv_output_dim(int in, int k, int stride, int same, int *out, int *pad_before);
+
 /* Scratch the CPU conv kernels need (im2col panels), in floats; the caller allocates it once. */
 size_t conv2d_workspace_floats(const Conv2dShape *s);
 
@@ -54,6 +59,14 @@ void conv2d_backward_data(const Conv2dShape *s, const float *dy, const float *w,
 /* dw[KH,KW,C,K] and db[K] (db may be NULL) from x and dy, summed over the batch. */
 void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *dy, float *dw,
                             float *db, float *ws);
+
+/* The direct loops the kernels above are tested against (no workspace). */
+void conv2d_forward_reference(const Conv2dShape *s, const float *x, const float *w,
+                              const float *b, float *y);
+void conv2d_backward_data_reference(const Conv2dShape *s, const float *dy, const float *w,
+                                    float *dx);
+void conv2d_backward_filter_reference(const Conv2dShape *s, const float *x, const float *dy,
+                                      float *dw, float *db);
 
 /* ---- max pooling -------------------------------------------------------------------------- */
 typedef struct {

@@ -1,0 +1,31 @@
+/* dropout.c: inverted dropout with a counter-based mask (kernels/philox.h).
+ * Element i is kept when philox_uniform(seed, stream, i) >= rate, so the mask depends only on
+ * (seed, stream, i): the same on any thread count and on the GPU. */
+#include "kernels/kernels.h"
+#include "kernels/philox.h"
+
+/* 1/(1-rate); rate >= 1 keeps nothing, and the scale is then never used on a kept element. */
+static float dropout_scale(float rate) { return rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f; }
+
+void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const float *x,
+                     float *y, uint8_t *mask) {
+    const float scale = dropout_scale(rate);
+    /* One Philox call gives the 4 words of elements 4b..4b+3 (philox_u32's counter layout). */
+    for (size_t b = 0; b * 4 < n; b++) {
+        Philox4x32 ctr = {{(uint32_t)b, (uint32_t)((uint64_t)b >> 32), (uint32_t)stream,
+                           (uint32_t)(stream >> 32)}};
+        Philox4x32 r = philox4x32_10(ctr, (uint32_t)seed, (uint32_t)(seed >> 32));
+        for (size_t j = 0; j < 4 && b * 4 + j < n; j++) {
+            size_t i = b * 4 + j;
+            float u = (float)(r.v[j] >> 8) * (1.0f / 16777216.0f); /* as philox_uniform */
+            uint8_t keep = u >= rate;
+            mask[i] = keep;
+            y[i] = keep ? x[i] * scale : 0.0f;
+        }
+    }
+}
+
+void dropout_backward(size_t n, float rate, const uint8_t *mask, const float *dy, float *dx) {
+    const float scale = dropout_scale(rate);
+    for (size_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+}

@@ -1,0 +1,28 @@
+/* threads.c: how many threads the CPU kernels use.
+ * With OpenMP this sets the team size of every parallel region in kernels/; without it the
+ * kernels run single-threaded and the setting is only remembered. */
+#include "kernels/kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int g_threads = 0; /* 0: not set yet (all cores) */
+
+void kernels_set_threads(int n) {
+#ifdef _OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    if (n <= 0) n = 1;
+#endif
+    g_threads = n;
+}
+
+int kernels_get_threads(void) {
+#ifdef _OPENMP
+    return g_threads > 0 ? g_threads : omp_get_max_threads();
+#else
+    return g_threads > 0 ? g_threads : 1;
+#endif
+}
