@@ -4,8 +4,10 @@
 
 #include <math.h>
 
-/* probs_row = softmax(row); returns logsumexp(row). Max-subtracted, so huge logits are fine. */
-static float softmax_row(int c, const float *row, float *probs_row) {
+/* probs_row = softmax(row); returns log(sum_j exp(row[j] - max)) and the max in *mx_out.
+ * Max-subtracted, so huge logits are fine; the loss is formed from shifted logits,
+ * log(sum) - (row[label] - max), so a large max does not swallow it. */
+static float softmax_row(int c, const float *row, float *probs_row, float *mx_out) {
     float mx = row[0];
     for (int j = 1; j < c; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0.0f;
@@ -15,11 +17,13 @@ static float softmax_row(int c, const float *row, float *probs_row) {
     }
     float inv = 1.0f / sum;
     for (int j = 0; j < c; j++) probs_row[j] *= inv;
-    return mx + logf(sum);
+    *mx_out = mx;
+    return logf(sum);
 }
 
 void softmax_forward(int n, int c, const float *logits, float *probs) {
-    for (int i = 0; i < n; i++) softmax_row(c, logits + (size_t)i * c, probs + (size_t)i * c);
+    float mx;
+    for (int i = 0; i < n; i++) softmax_row(c, logits + (size_t)i * c, probs + (size_t)i * c, &mx);
 }
 
 void softmax_xent_forward(int n, int c, const float *logits, const int32_t *labels, float *probs,
@@ -27,8 +31,8 @@ void softmax_xent_forward(int n, int c, const float *logits, const int32_t *labe
     double total = 0.0; /* in row order, so the result does not depend on threads */
     for (int i = 0; i < n; i++) {
         const float *row = logits + (size_t)i * c;
-        float lse = softmax_row(c, row, probs + (size_t)i * c);
-        total += (double)(lse - row[labels[i]]);
+        float mx, log_sum = softmax_row(c, row, probs + (size_t)i * c, &mx);
+        total += (double)(log_sum - (row[labels[i]] - mx));
     }
     *loss = n > 0 ? (float)(total / n) : 0.0f;
 }

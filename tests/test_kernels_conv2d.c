@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,10 +124,10 @@ START_TEST(test_backward_reference_gradcheck) {
     conv2d_backward_data_reference(s, c.r, c.w, dx);
     conv2d_backward_filter_reference(s, c.x, c.r, dw, db);
     /* The loss is linear in each input, so a large step has no truncation error. */
-    GradcheckResult g = gradcheck(conv_loss, &c, c.x, x_len(s), dx, 0.25f, 1.0, 0);
+    GradcheckResult g = gradcheck(conv_loss, &c, c.x, x_len(s), dx, 0.25f, 1.0, test_quick() ? 200 : 0);
     ck_assert_msg(g.max_err < 1e-3, "case %d dx[%zu]: numeric %g analytic %g", _i, g.worst,
                   g.worst_num, g.worst_ana);
-    g = gradcheck(conv_loss, &c, c.w, w_len(s), dw, 0.25f, 1.0, 0);
+    g = gradcheck(conv_loss, &c, c.w, w_len(s), dw, 0.25f, 1.0, test_quick() ? 200 : 0);
     ck_assert_msg(g.max_err < 1e-3, "case %d dw[%zu]: numeric %g analytic %g", _i, g.worst,
                   g.worst_num, g.worst_ana);
     g = gradcheck(conv_loss, &c, c.b, s->k, db, 0.25f, 1.0, 0);

@@ -1,0 +1,184 @@
+/* test_kernels_dense.c: sgemm_reference on a hand-computed case, the fast sgemm against it
+ * (all transpose combinations, odd sizes, leading dimensions, alpha/beta, bit-identical
+ * reruns), and the dense layer's forward and backward (finite differences). */
+#include "kernels/kernels.h"
+#include "support/gradcheck.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(test_sgemm_reference_by_hand) {
+    /* A = [1 2 3; 4 5 6] (2x3), B = [1 0; -1 2; 0.5 1] (3x2): A*B = [0.5 7; 2 16]. */
+    const float a[6] = {1, 2, 3, 4, 5, 6}, at[6] = {1, 4, 2, 5, 3, 6};
+    const float b[6] = {1, 0, -1, 2, 0.5f, 1}, bt[6] = {1, -1, 0.5f, 0, 2, 1};
+    const float want[4] = {0.5f, 7, 2, 16};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            float c[4] = {NAN, NAN, NAN, NAN};
+            sgemm_reference(ta, tb, 2, 2, 3, 1.0f, ta ? at : a, ta ? 2 : 3, tb ? bt : b, tb ? 3 : 2,
+                            0.0f, c, 2);
+            for (int i = 0; i < 4; i++) ck_assert_msg(c[i] == want[i], "ta %d tb %d c[%d] = %g", ta, tb, i, c[i]);
+            /* alpha and beta: C = 2*A*B + 0.5*C */
+            float c2[4] = {2, 4, 6, 8};
+            sgemm_reference(ta, tb, 2, 2, 3, 2.0f, ta ? at : a, ta ? 2 : 3, tb ? bt : b, tb ? 3 : 2,
+                            0.5f, c2, 2);
+            for (int i = 0; i < 4; i++) ck_assert(c2[i] == 2 * want[i] + 0.5f * (float)(2 * (i + 1)));
+        }
+}
+END_TEST
+
+/* {m, n, k}: odd sizes, sizes around micro-kernel and block edges, and the model's GEMMs. */
+static const int SIZES[][3] = {
+    {1, 1, 1},     {3, 5, 7},      {17, 13, 29},   {6, 16, 1},    {7, 17, 33},  {64, 64, 64},
+    {65, 31, 257}, {100, 10, 1024}, {37, 300, 70}, {250, 9, 513}, {5, 1000, 3}, {300, 129, 17},
+};
+#define NSIZES ((int)(sizeof SIZES / sizeof SIZES[0]))
+
+static void check_sgemm(int ta, int tb, int m, int n, int k, float alpha, float beta, int pad,
+                        uint64_t seed) {
+    int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+    size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+    float *a = malloc(na * 4), *b = malloc(nb * 4), *c0 = malloc(nc * 4);
+    float *c = malloc(nc * 4), *c2 = malloc(nc * 4), *cref = malloc(nc * 4);
+    test_fill_uniform(a, na, -1, 1, seed, 1);
+    test_fill_uniform(b, nb, -1, 1, seed, 2);
+    if (beta == 0.0f) test_poison(c0, nc); /* beta 0 must not read C */
+    else test_fill_uniform(c0, nc, -1, 1, seed, 3);
+    /* Padding columns of C must come back untouched: mark them. */
+    memcpy(cref, c0, nc * 4);
+    memcpy(c, c0, nc * 4);
+    memcpy(c2, c0, nc * 4);
+    sgemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cref, ldc);
+    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            size_t o = (size_t)i * ldc + j;
+            double tol = 2e-6 * k * fabs(alpha) + 1e-6 + 1e-5 * fabs(cref[o]);
+            ck_assert_msg(fabs((double)c[o] - cref[o]) <= tol,
+                          "ta %d tb %d m %d n %d k %d: c[%d,%d] = %.9g, reference %.9g", ta, tb, m,
+                          n, k, i, j, c[o], cref[o]);
+        }
+        for (int j = n; j < ldc; j++) {
+            size_t o = (size_t)i * ldc + j;
+            ck_assert_msg(memcmp(&c[o], &c0[o], 4) == 0, "padding c[%d,%d] was written", i, j);
+        }
+    }
+    ck_assert_msg(memcmp(c, c2, nc * 4) == 0, "sgemm not deterministic (m %d n %d k %d)", m, n, k);
+    free(a); free(b); free(c0); free(c); free(c2); free(cref);
+}
+
+START_TEST(test_sgemm_vs_reference) {
+    const int *sz = SIZES[_i];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_sgemm(ta, tb, sz[0], sz[1], sz[2], 1.0f, 0.0f, 0, 50 + _i);
+            check_sgemm(ta, tb, sz[0], sz[1], sz[2], 0.5f, 1.0f, 3, 60 + _i);
+            check_sgemm(ta, tb, sz[0], sz[1], sz[2], -1.5f, 0.25f, 1, 70 + _i);
+        }
+}
+END_TEST
+
+START_TEST(test_sgemm_large) {
+    /* Several cache blocks in every dimension (the model's dense 3136->1024 GEMMs, shrunk). */
+    if (test_quick()) {
+        check_sgemm(0, 0, 70, 300, 600, 1.0f, 0.0f, 0, 90);
+        return;
+    }
+    check_sgemm(0, 0, 100, 1024, 3136, 1.0f, 0.0f, 0, 91);
+    check_sgemm(0, 1, 100, 3136, 1024, 1.0f, 0.0f, 0, 92);
+    check_sgemm(1, 0, 3136, 1024, 100, 1.0f, 0.0f, 0, 93);
+    check_sgemm(1, 0, 800, 64, 4116, 1.0f, 1.0f, 0, 94);
+}
+END_TEST
+
+START_TEST(test_sgemm_degenerate) {
+    /* k = 0: C = beta*C (and with beta 0, zeros); m or n = 0: nothing touched. */
+    float c[6] = {1, 2, 3, 4, 5, 6}, a[1] = {7}, b[1] = {8};
+    sgemm(0, 0, 2, 3, 0, 1.0f, a, 1, b, 3, 2.0f, c, 3);
+    for (int i = 0; i < 6; i++) ck_assert(c[i] == 2.0f * (float)(i + 1));
+    test_poison(c, 6);
+    sgemm(0, 0, 2, 3, 0, 1.0f, a, 1, b, 3, 0.0f, c, 3);
+    for (int i = 0; i < 6; i++) ck_assert(c[i] == 0.0f);
+    sgemm(0, 0, 0, 3, 4, 1.0f, a, 4, b, 3, 0.0f, c, 3);
+    sgemm(0, 0, 2, 0, 4, 1.0f, a, 4, b, 1, 0.0f, c, 1);
+}
+END_TEST
+
+/* ---- dense ---------------------------------------------------------------------------------- */
+static const int DENSE[][3] = {{1, 1, 1}, {3, 7, 5}, {4, 33, 10}, {9, 64, 17}, {5, 100, 3}};
+#define NDENSE ((int)(sizeof DENSE / sizeof DENSE[0]))
+
+typedef struct { int n, in, out; float *x, *w, *b, *y, *r; } DenseLoss;
+
+static double dense_loss(void *p) {
+    DenseLoss *d = p;
+    dense_forward(d->n, d->in, d->out, d->x, d->w, d->b, d->y);
+    return gradcheck_dot(d->y, d->r, (size_t)d->n * d->out);
+}
+
+START_TEST(test_dense_forward_backward) {
+    DenseLoss d = {DENSE[_i][0], DENSE[_i][1], DENSE[_i][2], 0, 0, 0, 0, 0};
+    size_t nx = (size_t)d.n * d.in, nw = (size_t)d.in * d.out, ny = (size_t)d.n * d.out;
+    d.x = malloc(nx * 4); d.w = malloc(nw * 4); d.b = malloc(d.out * 4);
+    d.y = malloc(ny * 4); d.r = malloc(ny * 4);
+    float *dx = malloc(nx * 4), *dw = malloc(nw * 4), *db = malloc(d.out * 4);
+    test_fill_uniform(d.x, nx, -1, 1, 5, 1);
+    test_fill_uniform(d.w, nw, -1, 1, 5, 2);
+    test_fill_uniform(d.b, d.out, -1, 1, 5, 3);
+    test_fill_uniform(d.r, ny, -1, 1, 5, 4);
+    /* forward against a double loop */
+    test_poison(d.y, ny);
+    dense_forward(d.n, d.in, d.out, d.x, d.w, d.b, d.y);
+    for (int i = 0; i < d.n; i++)
+        for (int j = 0; j < d.out; j++) {
+            double acc = d.b[j];
+            for (int p = 0; p < d.in; p++) acc += (double)d.x[i * d.in + p] * d.w[p * d.out + j];
+            ck_assert_msg(fabs(acc - d.y[i * d.out + j]) <= 1e-5 * (1 + d.in), "y[%d,%d]", i, j);
+        }
+    test_poison(dx, nx); test_poison(dw, nw); test_poison(db, d.out);
+    dense_backward(d.n, d.in, d.out, d.x, d.w, d.r, dx, dw, db);
+    GradcheckResult g = gradcheck(dense_loss, &d, d.x, nx, dx, 0.25f, 1.0, 0);
+    ck_assert_msg(g.max_err < 1e-3, "dx[%zu]: numeric %g analytic %g", g.worst, g.worst_num, g.worst_ana);
+    g = gradcheck(dense_loss, &d, d.w, nw, dw, 0.25f, 1.0, 0);
+    ck_assert_msg(g.max_err < 1e-3, "dw[%zu]: numeric %g analytic %g", g.worst, g.worst_num, g.worst_ana);
+    g = gradcheck(dense_loss, &d, d.b, d.out, db, 0.25f, 1.0, 0);
+    ck_assert_msg(g.max_err < 1e-3, "db[%zu]: numeric %g analytic %g", g.worst, g.worst_num, g.worst_ana);
+    /* dx NULL: dw and db still written, the same values */
+    float *dw2 = malloc(nw * 4), *db2 = malloc(d.out * 4);
+    test_poison(dw2, nw); test_poison(db2, d.out);
+    dense_backward(d.n, d.in, d.out, d.x, d.w, d.r, NULL, dw2, db2);
+    ck_assert(memcmp(dw, dw2, nw * 4) == 0 && memcmp(db, db2, d.out * 4) == 0);
+    /* no bias */
+    test_poison(d.y, ny);
+    dense_forward(d.n, d.in, d.out, d.x, d.w, NULL, d.y);
+    for (int i = 0; i < d.n; i++)
+        for (int j = 0; j < d.out; j++) {
+            double acc = 0;
+            for (int p = 0; p < d.in; p++) acc += (double)d.x[i * d.in + p] * d.w[p * d.out + j];
+            ck_assert_msg(fabs(acc - d.y[i * d.out + j]) <= 1e-5 * (1 + d.in), "no bias y[%d,%d]", i, j);
+        }
+    free(d.x); free(d.w); free(d.b); free(d.y); free(d.r); free(dx); free(dw); free(db);
+    free(dw2); free(db2);
+}
+END_TEST
+
+int main(void) {
+    Suite *su = suite_create("kernels_dense");
+    TCase *tc = tcase_create("dense");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_sgemm_reference_by_hand);
+    tcase_add_loop_test(tc, test_sgemm_vs_reference, 0, NSIZES);
+    tcase_add_test(tc, test_sgemm_large);
+    tcase_add_test(tc, test_sgemm_degenerate);
+    tcase_add_loop_test(tc, test_dense_forward_backward, 0, NDENSE);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,139 @@
+/* test_kernels_elementwise.c: ReLU and inverted dropout (mask statistics, determinism: the
+ * mask depends only on (seed, stream, i)), forward values and gradients. */
+#include "kernels/kernels.h"
+#include "kernels/philox.h"
+#include "support/gradcheck.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(test_relu) {
+    enum { N = 1001 };
+    float x[N], y[N], dy[N], dx[N];
+    test_fill_uniform(x, N, -1, 1, 1, 1);
+    x[0] = 0.0f; x[1] = -0.0f;
+    test_fill_uniform(dy, N, -1, 1, 1, 2);
+    test_poison(y, N); test_poison(dx, N);
+    relu_forward(N, x, y);
+    relu_backward(N, y, dy, dx);
+    for (int i = 0; i < N; i++) {
+        ck_assert(y[i] == (x[i] > 0 ? x[i] : 0.0f));
+        ck_assert(dx[i] == (x[i] > 0 ? dy[i] : 0.0f)); /* TF: no gradient at 0 */
+    }
+    /* in place */
+    float z[N], dz[N];
+    memcpy(z, x, sizeof z);
+    memcpy(dz, dy, sizeof dz);
+    relu_forward(N, z, z);
+    relu_backward(N, z, dz, dz);
+    ck_assert(memcmp(z, y, sizeof z) == 0 && memcmp(dz, dx, sizeof dz) == 0);
+}
+END_TEST
+
+typedef struct { size_t n; float *x, *y, *r; } ReluLoss;
+static double relu_loss(void *p) {
+    ReluLoss *c = p;
+    relu_forward(c->n, c->x, c->y);
+    return gradcheck_dot(c->y, c->r, c->n);
+}
+
+START_TEST(test_relu_gradcheck) {
+    enum { N = 257 };
+    float x[N], y[N], r[N], dx[N];
+    test_fill_uniform(x, N, -1, 1, 2, 1);
+    for (int i = 0; i < N; i++) x[i] += x[i] > 0 ? 0.05f : -0.05f; /* away from the kink */
+    test_fill_uniform(r, N, -1, 1, 2, 2);
+    ReluLoss c = {N, x, y, r};
+    relu_forward(N, x, y);
+    relu_backward(N, y, r, dx);
+    GradcheckResult g = gradcheck(relu_loss, &c, x, N, dx, 0.01f, 1.0, 0);
+    ck_assert_msg(g.max_err < 1e-4, "dx[%zu]: numeric %g analytic %g", g.worst, g.worst_num, g.worst_ana);
+}
+END_TEST
+
+START_TEST(test_dropout_mask) {
+    const size_t n = test_quick() ? 20000 : 200003;
+    const float rate = 0.4f, scale = 1.0f / (1.0f - rate);
+    float *x = malloc(n * 4), *y = malloc(n * 4);
+    uint8_t *mask = malloc(n), *mask2 = malloc(n);
+    test_fill_uniform(x, n, -1, 1, 3, 1);
+    test_poison(y, n);
+    memset(mask, 0xAA, n);
+    dropout_forward(n, rate, 1234, PHILOX_STREAM_DROPOUT + 16 * 7, x, y, mask);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(mask[i] == (philox_uniform(1234, PHILOX_STREAM_DROPOUT + 16 * 7, i) >= rate),
+                      "mask[%zu] is not philox_uniform(seed, stream, i) >= rate", i);
+        ck_assert_msg(y[i] == (mask[i] ? x[i] * scale : 0.0f), "y[%zu]", i);
+        kept += mask[i];
+    }
+    /* Binomial(n, 0.6): within 5 standard deviations. */
+    double mean = 0.6 * n, sd = sqrt(n * 0.6 * 0.4);
+    ck_assert_msg(fabs((double)kept - mean) < 5 * sd, "kept %zu of %zu", kept, n);
+    /* Neighbouring elements are not correlated: P(both kept) ~ 0.36. */
+    size_t both = 0;
+    for (size_t i = 0; i + 1 < n; i += 2) both += mask[i] && mask[i + 1];
+    double pairs = (double)(n / 2), pm = 0.36 * pairs, ps = sqrt(pairs * 0.36 * 0.64);
+    ck_assert_msg(fabs((double)both - pm) < 5 * ps, "pairs kept %zu of %g", both, pairs);
+    /* Depends only on (seed, stream, i): a shorter call gives the same prefix; another stream
+     * or seed gives another mask. */
+    dropout_forward(37, rate, 1234, PHILOX_STREAM_DROPOUT + 16 * 7, x, y, mask2);
+    ck_assert(memcmp(mask, mask2, 37) == 0);
+    dropout_forward(n, rate, 1234, PHILOX_STREAM_DROPOUT + 16 * 8, x, y, mask2);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) same += mask[i] == mask2[i];
+    ck_assert_msg(same < n * 0.6, "stream does not change the mask (%zu of %zu equal)", same, n);
+    dropout_forward(n, rate, 1235, PHILOX_STREAM_DROPOUT + 16 * 7, x, y, mask2);
+    same = 0;
+    for (size_t i = 0; i < n; i++) same += mask[i] == mask2[i];
+    ck_assert_msg(same < n * 0.6, "seed does not change the mask (%zu of %zu equal)", same, n);
+    /* rate 0: identity */
+    dropout_forward(n, 0.0f, 1, 2, x, y, mask2);
+    ck_assert(memcmp(x, y, n * 4) == 0);
+    for (size_t i = 0; i < n; i++) ck_assert(mask2[i] == 1);
+    free(x); free(y); free(mask); free(mask2);
+}
+END_TEST
+
+typedef struct { size_t n; float rate; float *x, *y, *r; uint8_t *mask; } DropLoss;
+static double drop_loss(void *p) {
+    DropLoss *c = p;
+    dropout_forward(c->n, c->rate, 99, 5, c->x, c->y, c->mask);
+    return gradcheck_dot(c->y, c->r, c->n);
+}
+
+START_TEST(test_dropout_backward) {
+    enum { N = 301 };
+    float x[N], y[N], r[N], dx[N], d2[N];
+    uint8_t mask[N];
+    test_fill_uniform(x, N, -1, 1, 4, 1);
+    test_fill_uniform(r, N, -1, 1, 4, 2);
+    DropLoss c = {N, 0.4f, x, y, r, mask};
+    dropout_forward(N, 0.4f, 99, 5, x, y, mask);
+    test_poison(dx, N);
+    dropout_backward(N, 0.4f, mask, r, dx);
+    GradcheckResult g = gradcheck(drop_loss, &c, x, N, dx, 0.25f, 1.0, 0);
+    ck_assert_msg(g.max_err < 1e-5, "dx[%zu]: numeric %g analytic %g", g.worst, g.worst_num, g.worst_ana);
+    memcpy(d2, r, sizeof d2);
+    dropout_backward(N, 0.4f, mask, d2, d2); /* in place */
+    ck_assert(memcmp(d2, dx, sizeof d2) == 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *su = suite_create("kernels_elementwise");
+    TCase *tc = tcase_create("elementwise");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_relu_gradcheck);
+    tcase_add_test(tc, test_dropout_mask);
+    tcase_add_test(tc, test_dropout_backward);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

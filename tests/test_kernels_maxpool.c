@@ -1,0 +1,154 @@
+/* test_kernels_maxpool.c: max pooling shapes, values and argmax (first max wins on ties,
+ * padding never wins), and the backward pass against finite differences. */
+#include "kernels/kernels.h"
+#include "kernels/philox.h"
+#include "support/gradcheck.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int n, h, w, c, kh, kw, sh, sw, same; } PoolCase;
+static const PoolCase CASES[] = {
+    {2, 28, 28, 3, 2, 2, 2, 2, 1}, {2, 7, 7, 2, 2, 2, 2, 2, 1}, {1, 5, 6, 3, 3, 3, 2, 2, 1},
+    {2, 7, 5, 1, 3, 2, 2, 1, 0},   {1, 9, 9, 4, 3, 3, 1, 1, 1}, {3, 4, 4, 5, 1, 1, 1, 1, 0},
+};
+#define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
+
+static void case_shape(const PoolCase *t, Pool2dShape *s) {
+    pool2d_shape_init(s, t->n, t->h, t->w, t->c, t->kh, t->kw, t->sh, t->sw, t->same);
+}
+static size_t in_len(const Pool2dShape *s) { return (size_t)s->n * s->h * s->w * s->c; }
+static size_t out_len(const Pool2dShape *s) { return (size_t)s->n * s->oh * s->ow * s->c; }
+
+/* Distinct values 0.01 apart in a shuffled order, centred on 0: no ties anywhere. */
+static void fill_distinct(float *x, size_t n, uint64_t seed) {
+    for (size_t i = 0; i < n; i++) x[i] = ((float)i - (float)n / 2) * 0.01f;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = philox_u32(seed, 7, i) % i;
+        float t = x[i - 1]; x[i - 1] = x[j]; x[j] = t;
+    }
+}
+
+static void poison_i32(int32_t *a, size_t n) {
+    for (size_t i = 0; i < n; i++) a[i] = -12345;
+}
+
+START_TEST(test_shapes) {
+    Pool2dShape s;
+    pool2d_shape_init(&s, 100, 28, 28, 32, 2, 2, 2, 2, 1);
+    ck_assert_int_eq(s.oh, 14); ck_assert_int_eq(s.ow, 14); ck_assert_int_eq(s.pad_top, 0);
+    pool2d_shape_init(&s, 1, 7, 7, 1, 2, 2, 2, 2, 1); /* one padding row/col at the end */
+    ck_assert_int_eq(s.oh, 4); ck_assert_int_eq(s.pad_top, 0); ck_assert_int_eq(s.pad_left, 0);
+    pool2d_shape_init(&s, 1, 5, 6, 1, 3, 3, 2, 2, 1);
+    ck_assert_int_eq(s.oh, 3); ck_assert_int_eq(s.pad_top, 1);
+    ck_assert_int_eq(s.ow, 3); ck_assert_int_eq(s.pad_left, 0);
+    pool2d_shape_init(&s, 1, 7, 5, 1, 3, 2, 2, 1, 0);
+    ck_assert_int_eq(s.oh, 3); ck_assert_int_eq(s.ow, 4);
+}
+END_TEST
+
+/* Against a naive search over a -inf padded window (values and argmax, first max wins). */
+START_TEST(test_forward_naive) {
+    Pool2dShape s;
+    case_shape(&CASES[_i], &s);
+    float *x = malloc(in_len(&s) * 4), *y = malloc(out_len(&s) * 4);
+    int32_t *am = malloc(out_len(&s) * 4);
+    /* Coarse values: plenty of ties, and negative values next to padding. */
+    test_fill_uniform(x, in_len(&s), -4, 1, 3, _i);
+    for (size_t i = 0; i < in_len(&s); i++) x[i] = floorf(x[i]);
+    test_poison(y, out_len(&s)); poison_i32(am, out_len(&s));
+    maxpool2d_forward(&s, x, y, am);
+    for (int n = 0; n < s.n; n++)
+        for (int oh = 0; oh < s.oh; oh++)
+            for (int ow = 0; ow < s.ow; ow++)
+                for (int c = 0; c < s.c; c++) {
+                    float best = -INFINITY;
+                    long bi = -1;
+                    for (int a = 0; a < s.kh; a++)
+                        for (int b = 0; b < s.kw; b++) {
+                            int ih = oh * s.stride_h - s.pad_top + a, iw = ow * s.stride_w - s.pad_left + b;
+                            if (ih < 0 || iw < 0 || ih >= s.h || iw >= s.w) continue;
+                            long i = (((long)n * s.h + ih) * s.w + iw) * s.c + c;
+                            if (bi < 0 || x[i] > best) { best = x[i]; bi = i; }
+                        }
+                    size_t o = (((size_t)n * s.oh + oh) * s.ow + ow) * s.c + c;
+                    ck_assert_msg(y[o] == best && am[o] == bi, "case %d out %zu: y %g argmax %d, want %g %ld",
+                                  _i, o, y[o], am[o], best, bi);
+                }
+    free(x); free(y); free(am);
+}
+END_TEST
+
+START_TEST(test_ties_and_padding) {
+    /* 2x2 input, one channel, 2x2/2 window: all equal -> the first (row-major) wins. */
+    Pool2dShape s;
+    pool2d_shape_init(&s, 1, 2, 2, 1, 2, 2, 2, 2, 0);
+    float x[4] = {5, 5, 5, 5}, y = NAN;
+    int32_t am = -1;
+    maxpool2d_forward(&s, x, &y, &am);
+    ck_assert(y == 5 && am == 0);
+    float x2[4] = {1, 3, 3, 2};
+    maxpool2d_forward(&s, x2, &y, &am);
+    ck_assert(y == 3 && am == 1);
+    /* 3x3 input SAME 2x2/2: the last window holds one real element (negative) and padding. */
+    pool2d_shape_init(&s, 1, 3, 3, 1, 2, 2, 2, 2, 1);
+    float x3[9] = {-1, -2, -3, -4, -5, -6, -7, -8, -9}, y3[4];
+    int32_t am3[4];
+    maxpool2d_forward(&s, x3, y3, am3);
+    ck_assert(y3[0] == -1 && am3[0] == 0);
+    ck_assert(y3[1] == -3 && am3[1] == 2);
+    ck_assert(y3[2] == -7 && am3[2] == 6);
+    ck_assert(y3[3] == -9 && am3[3] == 8);
+    /* Backward: dx zero except at the argmaxes. */
+    float dy[4] = {1, 2, 3, 4}, dx[9];
+    test_poison(dx, 9);
+    maxpool2d_backward(&s, dy, am3, dx);
+    float want[9] = {1, 0, 2, 0, 0, 0, 3, 0, 4};
+    for (int i = 0; i < 9; i++) ck_assert_msg(dx[i] == want[i], "dx[%d] = %g", i, dx[i]);
+}
+END_TEST
+
+typedef struct { Pool2dShape s; float *x, *y, *r; int32_t *am; } PoolLoss;
+
+static double pool_loss(void *p) {
+    PoolLoss *c = p;
+    maxpool2d_forward(&c->s, c->x, c->y, c->am);
+    return gradcheck_dot(c->y, c->r, out_len(&c->s));
+}
+
+START_TEST(test_backward_gradcheck) {
+    PoolLoss c;
+    case_shape(&CASES[_i], &c.s);
+    size_t nx = in_len(&c.s), ny = out_len(&c.s);
+    c.x = malloc(nx * 4); c.y = malloc(ny * 4); c.r = malloc(ny * 4); c.am = malloc(ny * 4);
+    float *dx = malloc(nx * 4);
+    fill_distinct(c.x, nx, 40 + _i);
+    test_fill_uniform(c.r, ny, -1, 1, 4, _i);
+    maxpool2d_forward(&c.s, c.x, c.y, c.am);
+    test_poison(dx, nx);
+    maxpool2d_backward(&c.s, c.r, c.am, dx);
+    /* Steps well below the 0.01 spacing keep every window's winner. */
+    GradcheckResult g = gradcheck(pool_loss, &c, c.x, nx, dx, 2e-3f, 1.0, test_quick() ? 500 : 0);
+    ck_assert_msg(g.max_err < 1e-3, "case %d dx[%zu]: numeric %g analytic %g", _i, g.worst,
+                  g.worst_num, g.worst_ana);
+    free(c.x); free(c.y); free(c.r); free(c.am); free(dx);
+}
+END_TEST
+
+int main(void) {
+    Suite *su = suite_create("kernels_maxpool");
+    TCase *tc = tcase_create("maxpool");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_shapes);
+    tcase_add_loop_test(tc, test_forward_naive, 0, NCASES);
+    tcase_add_test(tc, test_ties_and_padding);
+    tcase_add_loop_test(tc, test_backward_gradcheck, 0, NCASES);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
