@@ -1,9 +1,9 @@
 /* test_files.c: see test_files.h. */
-#define _XOPEN_SOURCE 700
 #include "support/test_files.h"
 
+#include "io/dirs.h"
+
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +18,9 @@ void test_make_tmpdir(char *out, size_t cap, const char *tag) {
     }
 }
 
-static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 int test_remove_tree(const char *path) {
-    return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    char err[512];
+    return dirs_remove_tree(path, err, sizeof err);
 }
 
 uint8_t *test_read_file(const char *path, size_t *n) {

@@ -1,0 +1,281 @@
+/* checkpoint.c: Estimator-style checkpoint directories (see checkpoint.h). */
+#include "io/checkpoint.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/atomic_file.h"
+#include "io/dirs.h"
+#include "io/pb_wire.h"
+#include "io/tensor_bundle.h"
+
+#define STATE_FILE "checkpoint"
+#define CKPT_BASENAME "model.ckpt"
+
+void checkpoint_paths_free(char **paths, int n) { dirs_names_free(paths, n); }
+
+static char *join_path(const char *dir, const char *name) {
+    if (name[0] == '/') return strdup(name);
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Parses a text-format string literal at s (after the opening quote) into out; returns the
+ * position after the closing quote or NULL. Handles the escapes TF's text printer emits. */
+static const char *parse_quoted(const char *s, char *out, size_t cap) {
+    size_t n = 0;
+    while (*s && *s != '"') {
+        char c = *s++;
+        if (c == '\\') {
+            c = *s++;
+            if (c == 'n') c = '\n';
+            else if (c == 't') c = '\t';
+            else if (c >= '0' && c <= '7') {                  /* octal \NNN */
+                int v = c - '0';
+                for (int k = 0; k < 2 && *s >= '0' && *s <= '7'; k++) v = v * 8 + (*s++ - '0');
+                c = (char)v;
+            } else if (c == 0) {
+                return NULL;
+            }
+        }
+        if (n + 1 >= cap) return NULL;
+        out[n++] = c;
+    }
+    if (*s != '"') return NULL;
+    out[n] = 0;
+    return s + 1;
+}
+
+int checkpoint_state_read(const char *dir, char ***paths, char *err, size_t errlen) {
+    *paths = NULL;
+    char *file = join_path(dir, STATE_FILE);
+    if (!file) return snprintf(err, errlen, "out of memory"), -1;
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        int missing = errno == ENOENT;
+        if (!missing) snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        free(file);
+        return missing ? 0 : -1;
+    }
+    char line[4608], value[4096], model_path[4096] = "";
+    char **v = NULL;
+    int n = 0, cap = 0, lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = line;
+        while (*s == ' ' || *s == '\t') s++;
+        if (*s == '\n' || *s == 0 || *s == '#') continue;
+        char *colon = strchr(s, ':');
+        const char *q = colon ? colon + 1 : NULL;
+        while (q && (*q == ' ' || *q == '\t')) q++;
+        if (!q || *q != '"') {
+            /* other fields (timestamps) are numbers: skip them, but only known ones */
+            if (strncmp(s, "all_model_checkpoint_timestamps", 31) == 0 ||
+                strncmp(s, "last_preserved_timestamp", 24) == 0)
+                continue;
+            rc = -1;
+            break;
+        }
+        if (!parse_quoted(q + 1, value, sizeof value)) {
+            rc = -1;
+            break;
+        }
+        size_t keylen = (size_t)(colon - s);
+        while (keylen && (s[keylen - 1] == ' ' || s[keylen - 1] == '\t')) keylen--;
+        if (keylen == 21 && strncmp(s, "model_checkpoint_path", 21) == 0) {
+            snprintf(model_path, sizeof model_path, "%s", value);
+        } else if (keylen == 26 && strncmp(s, "all_model_checkpoint_paths", 26) == 0) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 8;
+                char **p = realloc(v, (size_t)cap * sizeof *p);
+                if (!p) { rc = -2; break; }
+                v = p;
+            }
+            if (!(v[n] = join_path(dir, value))) { rc = -2; break; }
+            n++;
+        }
+    }
+    fclose(f);
+    if (rc == -1) snprintf(err, errlen, "%s:%d: malformed line (expected name: \"path\")", file,
+                           lineno);
+    else if (rc == -2) snprintf(err, errlen, "%s: out of memory", file);
+    /* TF lists the newest in model_checkpoint_path; older writers may omit the list. */
+    if (rc == 0 && model_path[0]) {
+        char *mp = join_path(dir, model_path);
+        int listed = 0;
+        for (int i = 0; mp && i < n; i++) listed |= strcmp(v[i], mp) == 0;
+        if (mp && !listed) {
+            char **p = realloc(v, (size_t)(n + 1) * sizeof *p);
+            if (p) {
+                v = p;
+                v[n++] = mp;
+                mp = NULL;
+            } else {
+                rc = -2;
+            }
+        }
+        free(mp);
+    }
+    free(file);
+    if (rc) {
+        dirs_names_free(v, n);
+        return -1;
+    }
+    *paths = v;
+    return n;
+}
+
+/* The step N of ".../model.ckpt-N" (-1 when the name has no numeric suffix). */
+static int64_t step_of(const char *prefix) {
+    const char *dash = strrchr(prefix, '-');
+    if (!dash || !dash[1]) return -1;
+    int64_t s = 0;
+    for (const char *p = dash + 1; *p; p++) {
+        if (*p < '0' || *p > '9' || s > (INT64_MAX - 9) / 10) return -1;
+        s = s * 10 + (*p - '0');
+    }
+    return s;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int index_exists(const char *prefix) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s.index", prefix);
+    return file_exists(path);
+}
+
+/* Deletes a checkpoint's files: the index first, so it stops counting as complete. */
+static void remove_checkpoint(const char *prefix) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s.index", prefix);
+    unlink(path);
+    bundle_data_filename(path, sizeof path, prefix, 0, 1);
+    unlink(path);
+    snprintf(path, sizeof path, "%s.meta", prefix);
+    unlink(path);
+}
+
+/* Text-format CheckpointState with paths relative to dir (basenames). */
+static int write_state(const char *dir, char **paths, int n, char *err, size_t errlen) {
+    PbBuf text;
+    pb_buf_init(&text);
+    char line[4608];
+    for (int i = -1; i < n; i++) {
+        const char *p = paths[i < 0 ? n - 1 : i];
+        const char *base = strrchr(p, '/');
+        base = base ? base + 1 : p;
+        snprintf(line, sizeof line, "%s: \"%s\"\n",
+                 i < 0 ? "model_checkpoint_path" : "all_model_checkpoint_paths", base);
+        pb_put_raw(&text, line, strlen(line));
+    }
+    char *file = join_path(dir, STATE_FILE);
+    int rc = (!file || text.oom) ? (snprintf(err, errlen, "out of memory"), -1)
+                                 : atomic_file_write_all(file, text.data, text.len, err, errlen);
+    free(file);
+    pb_buf_free(&text);
+    return rc;
+}
+
+int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int n, int keep_max,
+                    char *prefix_out, size_t prefix_cap, char *err, size_t errlen) {
+    if (step < 0) return snprintf(err, errlen, "checkpoint: negative step %lld", (long long)step), -1;
+    if (dirs_make(dir, err, errlen)) return -1;
+    char prefix[4200];
+    snprintf(prefix, sizeof prefix, "%s/%s-%lld", dir, CKPT_BASENAME, (long long)step);
+    if (bundle_write(prefix, tensors, n, err, errlen)) return -1;
+
+    /* The list: previous checkpoints that still exist (not this step), then this one. */
+    char **old;
+    int nold = checkpoint_state_read(dir, &old, err, errlen);
+    if (nold < 0) nold = 0;              /* a broken state file is replaced by a good one */
+    char **list = malloc((size_t)(nold + 1) * sizeof *list);
+    if (!list) {
+        checkpoint_paths_free(old, nold);
+        return snprintf(err, errlen, "checkpoint: out of memory"), -1;
+    }
+    int n_list = 0;
+    for (int i = 0; i < nold; i++) {
+        if (strcmp(old[i], prefix) != 0 && index_exists(old[i])) list[n_list++] = old[i];
+        else free(old[i]);
+    }
+    free(old);
+    list[n_list++] = strdup(prefix);
+    int drop = (keep_max > 0 && n_list > keep_max) ? n_list - keep_max : 0;
+    int rc = list[n_list - 1] ? write_state(dir, list + drop, n_list - drop, err, errlen)
+                              : (snprintf(err, errlen, "checkpoint: out of memory"), -1);
+    /* Only after the state file names the new set are the old files deleted. */
+    if (rc == 0)
+        for (int i = 0; i < drop; i++) remove_checkpoint(list[i]);
+    checkpoint_paths_free(list, n_list);
+    if (rc == 0 && prefix_out) snprintf(prefix_out, prefix_cap, "%s", prefix);
+    return rc;
+}
+
+static int is_index_name(const char *name, void *ctx) {
+    (void)ctx;
+    size_t n = strlen(name), b = strlen(CKPT_BASENAME);
+    if (n <= b + 7 || strncmp(name, CKPT_BASENAME "-", b + 1) != 0) return 0;
+    if (strcmp(name + n - 6, ".index") != 0) return 0;
+    for (size_t i = b + 1; i < n - 6; i++)
+        if (name[i] < '0' || name[i] > '9') return 0;
+    return 1;
+}
+
+static int complete(const char *prefix) {
+    char err[512];
+    BundleReader *r = bundle_open(prefix, err, sizeof err);
+    if (!r) return 0;
+    int ok = bundle_check_data_files(r, err, sizeof err) == 0;
+    bundle_close(r);
+    return ok;
+}
+
+int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
+                      char *err, size_t errlen) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return 0;
+    char **listed, **found;
+    int nl = checkpoint_state_read(dir, &listed, err, errlen);
+    if (nl < 0) nl = 0;                  /* a damaged state file: fall back on the files */
+    int nf = dirs_list(dir, is_index_name, NULL, &found, err, errlen);
+    if (nf < 0) {
+        checkpoint_paths_free(listed, nl);
+        return -1;
+    }
+    /* Candidates = listed prefixes + prefixes of model.ckpt-N.index files; best = highest step
+     * that is complete. */
+    int best = -1;
+    int64_t best_step = -1;
+    char best_prefix[4200] = "";
+    for (int i = 0; i < nl + nf; i++) {
+        char cand[4200];
+        if (i < nl) {
+            snprintf(cand, sizeof cand, "%s", listed[i]);
+        } else {
+            size_t len = strlen(found[i - nl]) - 6;              /* drop ".index" */
+            snprintf(cand, sizeof cand, "%s/%.*s", dir, (int)len, found[i - nl]);
+        }
+        int64_t s = step_of(cand);
+        if (s < best_step || (s == best_step && best >= 0)) continue;
+        if (!complete(cand)) continue;
+        best = i;
+        best_step = s;
+        snprintf(best_prefix, sizeof best_prefix, "%s", cand);
+    }
+    checkpoint_paths_free(listed, nl);
+    dirs_names_free(found, nf);
+    if (best < 0) return 0;
+    snprintf(prefix_out, prefix_cap, "%s", best_prefix);
+    if (step) *step = best_step;
+    return 1;
+}
