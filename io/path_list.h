@@ -1,0 +1,27 @@
+/* path_list.h: turn the data arguments of a program into a list of files.
+ *
+ * Each input is, in this order of checks:
+ *  - an existing directory (a SageMaker channel such as /opt/ml/input/data/train): every regular
+ *    file in it whose name does not start with '.', sorted by name (byte order);
+ *  - an existing file: itself;
+ *  - a glob(3) pattern (contains * ? or [): its matches that are regular files, sorted;
+ *  - otherwise an error naming the input.
+ * A directory or pattern that yields no file is an error too, and so is a remote URL (gs://,
+ * s3://...): this engine reads local files only.
+ */
+#ifndef IO_PATH_LIST_H
+#define IO_PATH_LIST_H
+
+#include <stddef.h>
+
+typedef struct {
+    char **paths;
+    int n;
+} PathList;
+
+/* Appends the expansion of inputs[0..ninputs) to out (which must be zeroed or from a previous
+ * call). 0 ok; -1 with err set (out keeps what was added before the failing input). */
+int path_list_expand(PathList *out, const char *const *inputs, int ninputs, char *err, size_t errlen);
+void path_list_free(PathList *pl);
+
+#endif
