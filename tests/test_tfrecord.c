@@ -11,7 +11,19 @@
 #include "io/crc32c.h"
 #include "io/path_list.h"
 #include "io/tfrecord.h"
-#include "support/test_tmpdir.h"
+#include "support/test_files.h"
+
+/* One scratch directory per test. */
+static char tmpdir[256];
+static const char *test_tmpdir_create(const char *tag) {
+    test_make_tmpdir(tmpdir, sizeof tmpdir, tag);
+    return tmpdir;
+}
+static void test_tmpdir_remove(void) { test_remove_tree(tmpdir); }
+static char *test_tmpdir_path(char *buf, size_t n, const char *name) {
+    snprintf(buf, n, "%s/%s", tmpdir, name);
+    return buf;
+}
 
 /* The 41-byte Example of tf-formats.md 9.2 and its framed record from 9.1. */
 static const uint8_t example41[41] = {
