@@ -1,0 +1,136 @@
+/* kernels_cuda.h: the CUDA twins of kernels.h (same names plus `_cuda`).
+ *
+ * Every pointer is a device pointer, every function enqueues on `stream` and returns the launch
+ * status (cudaGetLastError after the launch: cudaSuccess or the error), never synchronising.
+ * Layouts and semantics are those of the CPU twin in kernels.h, which each function is tested
+ * against (tests/gpu/test_kernels.c).
+ *
+ * CUDA graphs: a captured step is replayed unchanged, so values that change from step to step
+ * are read from device memory by the kernels, never passed by value. They all derive from one
+ * device counter `d_step` (int64: the number of optimizer steps taken before this one, i.e.
+ * model_step()): Adam's t = *d_step + 1, the dropout stream, the batch drawn by the gather.
+ * step_advance_cuda() increments it as the last launch of a step.
+ *
+ * Extras over the CPU contract (each documented where it appears): an optional fused ReLU in the
+ * epilogues that produce activations; split-K scratch for the GEMMs; the device step counter.
+ * Determinism: no floating-point atomics anywhere; split-K partial sums are reduced in a fixed
+ * order, so the same inputs on the same GPU give bit-identical outputs.
+ */
+#ifndef KERNELS_CUDA_H
+#define KERNELS_CUDA_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- scratch for split-K ------------------------------------------------------------------- *
+ * GEMMs with few output tiles and a long reduction (the filter gradients, dense layers at small
+ * batch) split the reduction over blocks into `ws`, then sum the slices in a fixed order. The
+ * functions below give the floats that let every GEMM of that op split as far as it wants;
+ * passing fewer (or ws == NULL) is correct, only less parallel. The split count depends on the
+ * GPU's multiprocessor count, so results are bit-identical on the same GPU model. */
+size_t sgemm_workspace_floats_cuda(int m, int n, int k);
+size_t conv2d_workspace_floats_cuda(const Conv2dShape *s);
+size_t dense_workspace_floats_cuda(int n, int in, int out);
+
+/* ---- conv2d (NHWC activations, HWIO kernels) ----------------------------------------------- */
+/* y = conv(x, w) + b, then max(y, 0) when relu != 0 (the layer's ReLU fused in the epilogue). */
+cudaError_t conv2d_forward_cuda(const Conv2dShape *s, const float *x, const float *w,
+                                const float *b, float *y, int relu, float *ws, size_t ws_floats,
+                                cudaStream_t stream);
+cudaError_t conv2d_backward_data_cuda(const Conv2dShape *s, const float *dy, const float *w,
+                                      float *dx, float *ws, size_t ws_floats, cudaStream_t stream);
+/* dw and db (db may be NULL) in one GEMM: db is an extra row of ones in the reduction. */
+cudaError_t conv2d_backward_filter_cuda(const Conv2dShape *s, const float *x, const float *dy,
+                                        float *dw, float *db, float *ws, size_t ws_floats,
+                                        cudaStream_t stream);
+
+/* ---- max pooling ---------------------------------------------------------------------------- */
+cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float *x, float *y,
+                                   int32_t *argmax, cudaStream_t stream);
+/* dx[i] = sum of dy[o] over the windows o whose argmax is i, in output order: no atomics, no
+ * memset, and the same additions as the CPU twin. relu_x != NULL fuses the backward of the ReLU
+ * that produced the pool's input x: dx[i] = 0 where relu_x[i] <= 0. */
+cudaError_t maxpool2d_backward_cuda(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                                    const float *relu_x, float *dx, cudaStream_t stream);
+
+/* ---- dense and GEMM ------------------------------------------------------------------------- */
+/* Row-major SGEMM as kernels.h's sgemm (beta == 0: C is not read). FP32 FMA, no TF32. */
+cudaError_t sgemm_cuda(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, float *c, int ldc, float *ws,
+                       size_t ws_floats, cudaStream_t stream);
+/* y = x*w + b (b may be NULL), then ReLU when relu != 0. */
+cudaError_t dense_forward_cuda(int n, int in, int out, const float *x, const float *w,
+                               const float *b, float *y, int relu, float *ws, size_t ws_floats,
+                               cudaStream_t stream);
+/* dx = dy*w^T (skipped when dx is NULL); dw = x^T*dy and db = column sums of dy (db may be NULL)
+ * in one GEMM. */
+cudaError_t dense_backward_cuda(int n, int in, int out, const float *x, const float *w,
+                                const float *dy, float *dx, float *dw, float *db, float *ws,
+                                size_t ws_floats, cudaStream_t stream);
+
+/* ---- elementwise ---------------------------------------------------------------------------- */
+cudaError_t relu_forward_cuda(size_t n, const float *x, float *y, cudaStream_t stream);
+cudaError_t relu_backward_cuda(size_t n, const float *y, const float *dy, float *dx,
+                               cudaStream_t stream);
+/* Dropout with the philox stream  stream_base + stream_per_step * (*d_step)  (d_step NULL: just
+ * stream_base), so a replayed graph draws a fresh mask each step; the same mask as
+ * dropout_forward(n, rate, seed, that stream, ...). */
+cudaError_t dropout_forward_cuda(size_t n, float rate, uint64_t seed, uint64_t stream_base,
+                                 uint64_t stream_per_step, const int64_t *d_step, const float *x,
+                                 float *y, uint8_t *mask, cudaStream_t stream);
+/* dx = dy*mask/(1-rate); relu_y != NULL fuses the backward of the ReLU that produced the
+ * dropout's input relu_y: dx = 0 where relu_y <= 0. */
+cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t *mask, const float *relu_y,
+                                  const float *dy, float *dx, cudaStream_t stream);
+
+/* ---- softmax and loss ----------------------------------------------------------------------- */
+cudaError_t softmax_forward_cuda(int n, int c, const float *logits, float *probs,
+                                 cudaStream_t stream);
+/* *loss (device) = mean cross-entropy; probs written. One block, deterministic reduction. */
+cudaError_t softmax_xent_forward_cuda(int n, int c, const float *logits, const int32_t *labels,
+                                      float *probs, float *loss, cudaStream_t stream);
+cudaError_t softmax_xent_backward_cuda(int n, int c, const float *probs, const int32_t *labels,
+                                       float dloss, float *dlogits, cudaStream_t stream);
+/* Forward and backward (dloss = 1) in one launch: probs, *loss, dlogits. */
+cudaError_t softmax_xent_fused_cuda(int n, int c, const float *logits, const int32_t *labels,
+                                    float *probs, float *loss, float *dlogits,
+                                    cudaStream_t stream);
+/* *correct (device int) = number of rows whose argmax equals the label. */
+cudaError_t argmax_correct_cuda(int n, int c, const float *logits, const int32_t *labels,
+                                int *correct, cudaStream_t stream);
+
+/* ---- optimizers (one fused pass over one contiguous parameter buffer) ----------------------- */
+/* Adam with t = *d_step + 1 read on the device. */
+cudaError_t adam_update_cuda(size_t n, float *w, const float *g, float *m, float *v, float lr,
+                             float beta1, float beta2, float eps, const int64_t *d_step,
+                             cudaStream_t stream);
+cudaError_t sgd_update_cuda(size_t n, float *w, const float *g, float lr, cudaStream_t stream);
+cudaError_t momentum_update_cuda(size_t n, float *w, const float *g, float *vel, float lr,
+                                 float momentum, int nesterov, cudaStream_t stream);
+/* *d_step += 1: the last launch of a training step. */
+cudaError_t step_advance_cuda(int64_t *d_step, cudaStream_t stream);
+
+/* ---- the resident data set ------------------------------------------------------------------ */
+/* Draws the batch of step s = *d_step from a data set resident on the device:
+ *   example k of the batch is stream position j = s*batch + k, epoch e = j / n_examples,
+ *   index = perms[(e % perm_slots) * n_examples + j % n_examples] (perms NULL: j % n_examples);
+ *   x[k, :] = (float)pixels[index, :] (example_size uint8 values each), y[k] = labels[index].
+ * perms is a ring of perm_slots epoch permutations kept current by the caller (model.h's
+ * shuffle order). d_step NULL: s = 0. */
+cudaError_t gather_batch_cuda(int batch, int example_size, int n_examples, const uint8_t *pixels,
+                              const int32_t *labels, const int32_t *perms, int perm_slots,
+                              const int64_t *d_step, float *x, int32_t *y, cudaStream_t stream);
+/* x[i] = (float)u8[i]: host-given uint8 batches (evaluation chunks). */
+cudaError_t u8_to_float_cuda(size_t n, const uint8_t *u8, float *x, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KERNELS_CUDA_H */

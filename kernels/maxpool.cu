@@ -1,0 +1,99 @@
+/* maxpool.cu: max pooling on NHWC activations on the GPU, bit-identical to kernels/maxpool.c. */
+#include "kernels/cuda_common.cuh"
+#include "kernels/kernels_cuda.h"
+
+namespace {
+
+struct PoolGeo {
+    int n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow;
+};
+
+/* One thread per output element; the window is scanned in row-major order and the first
+ * maximum wins (strict >), as the CPU twin. Padding never wins: the scan covers real pixels
+ * only, and every SAME window holds at least one. */
+__global__ void maxpool_fwd_kernel(PoolGeo g, const float *x, float *y, int32_t *argmax) {
+    size_t total = (size_t)g.n * g.oh * g.ow * g.c;
+    for (size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x; o < total;
+         o += (size_t)gridDim.x * blockDim.x) {
+        int c = (int)(o % g.c);
+        size_t t = o / g.c;
+        int ow = (int)(t % g.ow);
+        t /= g.ow;
+        int oh = (int)(t % g.oh), n = (int)(t / g.oh);
+        int h0 = oh * g.sh - g.pt, w0 = ow * g.sw - g.pl;
+        int hb = max(h0, 0), he = min(h0 + g.kh, g.h), wb = max(w0, 0), we = min(w0 + g.kw, g.w);
+        size_t best = (((size_t)n * g.h + hb) * g.w + wb) * g.c + c;
+        float bv = x[best];
+        for (int ih = hb; ih < he; ih++)
+            for (int iw = wb; iw < we; iw++) {
+                size_t i = (((size_t)n * g.h + ih) * g.w + iw) * g.c + c;
+                float v = x[i];
+                if (v > bv) { bv = v; best = i; }
+            }
+        y[o] = bv;
+        argmax[o] = (int32_t)best;
+    }
+}
+
+/* One thread per input element: adds dy of every window that contains it and chose it, in
+ * output order (the CPU twin's order of += into a zeroed dx, so the sums are bit-identical). */
+__global__ void maxpool_bwd_kernel(PoolGeo g, const float *dy, const int32_t *argmax,
+                                   const float *relu_x, float *dx) {
+    size_t total = (size_t)g.n * g.h * g.w * g.c;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int c = (int)(i % g.c);
+        size_t t = i / g.c;
+        int iw = (int)(t % g.w);
+        t /= g.w;
+        int ih = (int)(t % g.h), n = (int)(t / g.h);
+        float s = 0.0f;
+        if (!relu_x || relu_x[i] > 0.0f) {
+            /* Windows oh with oh*sh - pt <= ih < oh*sh - pt + kh. */
+            int lo_h = ih + g.pt - g.kh + 1, hi_h = ih + g.pt;
+            int lo_w = iw + g.pl - g.kw + 1, hi_w = iw + g.pl;
+            int oh0 = lo_h > 0 ? (lo_h + g.sh - 1) / g.sh : 0, oh1 = min(hi_h / g.sh, g.oh - 1);
+            int ow0 = lo_w > 0 ? (lo_w + g.sw - 1) / g.sw : 0, ow1 = min(hi_w / g.sw, g.ow - 1);
+            for (int oh = oh0; oh <= oh1; oh++)
+                for (int ow = ow0; ow <= ow1; ow++) {
+                    size_t o = (((size_t)n * g.oh + oh) * g.ow + ow) * g.c + c;
+                    if (argmax[o] == (int32_t)i) s += dy[o];
+                }
+        }
+        dx[i] = s;
+    }
+}
+
+PoolGeo pool_geo(const Pool2dShape *s) {
+    return PoolGeo{s->n, s->h, s->w, s->c, s->kh, s->kw, s->stride_h, s->stride_w,
+                   s->pad_top, s->pad_left, s->oh, s->ow};
+}
+
+bool pool_ok(const Pool2dShape *s) {
+    return s->n >= 0 && s->h > 0 && s->w > 0 && s->c > 0 && s->kh > 0 && s->kw > 0 &&
+           s->stride_h > 0 && s->stride_w > 0 && s->pad_top >= 0 && s->pad_left >= 0 &&
+           s->pad_top < s->kh && s->pad_left < s->kw &&
+           (size_t)s->n * s->h * s->w * s->c < (1ull << 31); /* argmax is int32 */
+}
+
+} /* namespace */
+
+extern "C" cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float *x, float *y,
+                                              int32_t *argmax, cudaStream_t stream) {
+    if (!pool_ok(s)) return cudaErrorInvalidValue;
+    size_t total = (size_t)s->n * s->oh * s->ow * s->c;
+    if (total == 0) return cudaSuccess;
+    maxpool_fwd_kernel<<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), x, y, argmax);
+    return launch_status();
+}
+
+extern "C" cudaError_t maxpool2d_backward_cuda(const Pool2dShape *s, const float *dy,
+                                               const int32_t *argmax, const float *relu_x,
+                                               float *dx, cudaStream_t stream) {
+    if (!pool_ok(s)) return cudaErrorInvalidValue;
+    size_t total = (size_t)s->n * s->h * s->w * s->c;
+    if (total == 0) return cudaSuccess;
+    maxpool_bwd_kernel<<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), dy, argmax, relu_x,
+                                                                 dx);
+    return launch_status();
+}

@@ -1,0 +1,131 @@
+/* softmax_xent.cu: softmax, fused sparse softmax cross-entropy (mean over the batch, kept on the
+ * device), its gradient, and the accuracy count, on the GPU (kernels/softmax_xent.c's twins).
+ * Logits are [N,C] row-major. The loss is reduced by one block in a fixed order (per-thread
+ * double sums, then a tree): deterministic, and as the CPU accumulates in double too. */
+#include "kernels/cuda_common.cuh"
+#include "kernels/kernels_cuda.h"
+
+namespace {
+
+constexpr int XENT_THREADS = 512;
+
+/* probs_row = softmax(row); returns logsumexp(row). The CPU twin's operations in its order. */
+__device__ float softmax_row(int c, const float *row, float *p) {
+    float mx = row[0];
+    for (int j = 1; j < c; j++) mx = row[j] > mx ? row[j] : mx;
+    float sum = 0.0f;
+    for (int j = 0; j < c; j++) {
+        p[j] = expf(row[j] - mx);
+        sum += p[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < c; j++) p[j] *= inv;
+    return mx + logf(sum);
+}
+
+__global__ void softmax_kernel(int n, int c, const float *logits, float *probs) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        softmax_row(c, logits + (size_t)i * c, probs + (size_t)i * c);
+}
+
+/* One block: probs, the mean loss, and (dlogits != NULL) the gradient with dloss = 1.
+ * A label outside [0,C) makes the loss NaN (visible, never a wild read). */
+__global__ void __launch_bounds__(XENT_THREADS)
+xent_kernel(int n, int c, const float *logits, const int32_t *labels, float *probs, float *loss,
+            float *dlogits) {
+    __shared__ double part[XENT_THREADS];
+    const float scale = n > 0 ? 1.0f / (float)n : 0.0f; /* as the CPU twin with dloss = 1 */
+    double total = 0.0;
+    for (int i = threadIdx.x; i < n; i += XENT_THREADS) {
+        const float *row = logits + (size_t)i * c;
+        float *p = probs + (size_t)i * c;
+        float lse = softmax_row(c, row, p);
+        int label = labels[i];
+        bool ok = label >= 0 && label < c;
+        total += ok ? (double)(lse - row[label]) : (double)NAN;
+        if (dlogits) {
+            float *d = dlogits + (size_t)i * c;
+            for (int j = 0; j < c; j++) d[j] = (p[j] - (j == label ? 1.0f : 0.0f)) * scale;
+        }
+    }
+    part[threadIdx.x] = total;
+    __syncthreads();
+    for (int s = XENT_THREADS / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *loss = n > 0 ? (float)(part[0] / n) : 0.0f;
+}
+
+__global__ void xent_bwd_kernel(int n, int c, const float *probs, const int32_t *labels,
+                                float scale, float *dlogits) {
+    size_t total = (size_t)n * c;
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+         e += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(e / c), j = (int)(e % c);
+        dlogits[e] = (probs[e] - (j == labels[i] ? 1.0f : 0.0f)) * scale;
+    }
+}
+
+__global__ void __launch_bounds__(XENT_THREADS)
+argmax_kernel(int n, int c, const float *logits, const int32_t *labels, int *correct) {
+    __shared__ int count;
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    int mine = 0;
+    for (int i = threadIdx.x; i < n; i += XENT_THREADS) {
+        const float *row = logits + (size_t)i * c;
+        int best = 0;
+        for (int j = 1; j < c; j++)
+            if (row[j] > row[best]) best = j;
+        mine += best == labels[i];
+    }
+    atomicAdd(&count, mine); /* integer: exact in any order */
+    __syncthreads();
+    if (threadIdx.x == 0) *correct = count;
+}
+
+} /* namespace */
+
+extern "C" cudaError_t softmax_forward_cuda(int n, int c, const float *logits, float *probs,
+                                            cudaStream_t stream) {
+    if (n < 0 || c <= 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    softmax_kernel<<<grid_for((size_t)n, 128), 128, 0, stream>>>(n, c, logits, probs);
+    return launch_status();
+}
+
+extern "C" cudaError_t softmax_xent_forward_cuda(int n, int c, const float *logits,
+                                                 const int32_t *labels, float *probs, float *loss,
+                                                 cudaStream_t stream) {
+    if (n < 0 || c <= 0) return cudaErrorInvalidValue;
+    xent_kernel<<<1, XENT_THREADS, 0, stream>>>(n, c, logits, labels, probs, loss, nullptr);
+    return launch_status();
+}
+
+extern "C" cudaError_t softmax_xent_fused_cuda(int n, int c, const float *logits,
+                                               const int32_t *labels, float *probs, float *loss,
+                                               float *dlogits, cudaStream_t stream) {
+    if (n < 0 || c <= 0 || !dlogits) return cudaErrorInvalidValue;
+    xent_kernel<<<1, XENT_THREADS, 0, stream>>>(n, c, logits, labels, probs, loss, dlogits);
+    return launch_status();
+}
+
+extern "C" cudaError_t softmax_xent_backward_cuda(int n, int c, const float *probs,
+                                                  const int32_t *labels, float dloss,
+                                                  float *dlogits, cudaStream_t stream) {
+    if (n < 0 || c <= 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    float scale = dloss / (float)n; /* as the CPU twin */
+    xent_bwd_kernel<<<grid_for((size_t)n * c, 256), 256, 0, stream>>>(n, c, probs, labels, scale,
+                                                                      dlogits);
+    return launch_status();
+}
+
+extern "C" cudaError_t argmax_correct_cuda(int n, int c, const float *logits,
+                                           const int32_t *labels, int *correct,
+                                           cudaStream_t stream) {
+    if (n < 0 || c <= 0) return cudaErrorInvalidValue;
+    argmax_kernel<<<1, XENT_THREADS, 0, stream>>>(n, c, logits, labels, correct);
+    return launch_status();
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
+# nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores.
+#   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets
+#   2. kernel tests: every CUDA kernel against its CPU twin (tests/gpu/test_kernels.c)
+#   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
+#   4. training parity: 200 steps GPU vs CPU from the same seed, two GPU runs bit-identical
+#   5. benchmarks: each kernel vs cuDNN/cuBLAS, the whole step (eager and CUDA graph) vs PyTorch
+# Logs go to $OUT (the device tool's output folder) or build-gpu/out; a table is printed last.
+# Usage: tests/gpu/run.sh [--no-bench] [--no-sanitizer]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BUILD=${BUILD_DIR:-$ROOT/build-gpu}
+OUT=${OUT:-$BUILD/out}
+JOBS=${JOBS:-$(nproc)}
+BENCH=1
+SANITIZE=1
+for a in "$@"; do
+  case $a in
+    --no-bench) BENCH=0 ;;
+    --no-sanitizer) SANITIZE=0 ;;
+    *) echo "run.sh: unknown argument '$a'" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$OUT"
+START=$(date +%s)
+ROWS=()   # "name|status|seconds|detail"
+FAILED=0
+
+# run NAME TIMEOUT CMD...: runs CMD with a time limit, log in $OUT/NAME.log, one table row.
+# Exit 77 = skipped. The detail column is the log's last line starting with "SUMMARY" (or its
+# last line).
+run() {
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s) rc status detail
+  echo "== $name: $*"
+  timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  rc=$?
+  case $rc in
+    0) status=PASS ;;
+    77) status=SKIP ;;
+    124|137) status="TIMEOUT(${limit}s)"; FAILED=1 ;;
+    *) status="FAIL(rc=$rc)"; FAILED=1 ;;
+  esac
+  detail=$(grep -E '^SUMMARY' "$OUT/$name.log" | tail -1 | cut -c9-)
+  [ -z "$detail" ] && detail=$(tail -1 "$OUT/$name.log")
+  ROWS+=("$name|$status|$(( $(date +%s) - t0 ))|${detail:0:90}")
+  [ "$status" = PASS ] || tail -25 "$OUT/$name.log"
+  return 0
+}
+
+{ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader || true; \
+  nvcc --version | tail -2; date -u; git rev-parse --short HEAD 2>/dev/null || true; } > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+echo "== configure + build ($BUILD, -j$JOBS)"
+TARGETS=(gpu_test_kernels)
+for t in gpu_test_train bench_kernels_cuda bench_step_cuda; do
+  TARGETS+=("$t")
+done
+t0=$(date +%s)
+if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWITH_CUDA=ON -DWERROR=ON \
+      > "$OUT/configure.log" 2>&1; then
+  # Build what exists (a target missing from this tree is reported, not fatal for the others).
+  AVAIL=()
+  for t in "${TARGETS[@]}"; do
+    if cmake --build "$BUILD" --target help 2>/dev/null | grep -q "\.\.\. $t\$"; then AVAIL+=("$t");
+    else echo "   (target $t not in this tree)"; fi
+  done
+  if cmake --build "$BUILD" -j "$JOBS" --target "${AVAIL[@]}" > "$OUT/build.log" 2>&1; then
+    ROWS+=("build|PASS|$(( $(date +%s) - t0 ))|${AVAIL[*]}")
+  else
+    ROWS+=("build|FAIL|$(( $(date +%s) - t0 ))|see build.log"); FAILED=1
+    grep -E "error|Error" "$OUT/build.log" | head -30
+  fi
+else
+  ROWS+=("build|FAIL(configure)|$(( $(date +%s) - t0 ))|see configure.log"); FAILED=1
+  tail -30 "$OUT/configure.log"
+fi
+BIN=$BUILD/bin
+
+have() { [ -x "$BIN/$1" ]; }
+
+if have gpu_test_kernels; then
+  run kernels 120 "$BIN/gpu_test_kernels"
+  if [ $SANITIZE = 1 ] && command -v compute-sanitizer >/dev/null; then
+    run memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full \
+        "$BIN/gpu_test_kernels" --quick
+    run racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 1 \
+        "$BIN/gpu_test_kernels" --quick
+  fi
+fi
+have gpu_test_train && run train 150 "$BIN/gpu_test_train"
+
+if [ $BENCH = 1 ]; then
+  have bench_kernels_cuda && run bench_kernels 120 "$BIN/bench_kernels_cuda"
+  have bench_step_cuda && run bench_step 120 "$BIN/bench_step_cuda"
+  if python3 -c "import torch" 2>/dev/null; then
+    run pytorch 150 python3 bench/peers/pytorch_mnist.py
+  else
+    ROWS+=("pytorch|SKIP|0|no torch")
+  fi
+fi
+
+echo
+echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
+for f in bench_kernels bench_step pytorch; do
+  [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^(\||RESULT|  )' "$OUT/$f.log" | head -60; }
+done
+echo
+printf '%-10s %-16s %5s  %s\n' step status sec detail
+for r in "${ROWS[@]}"; do
+  IFS='|' read -r a b c d <<< "$r"
+  printf '%-10s %-16s %5s  %s\n' "$a" "$b" "$c" "$d"
+done
+exit $FAILED

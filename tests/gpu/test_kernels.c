@@ -1,0 +1,541 @@
+/* test_kernels.c: every CUDA kernel (kernels_cuda.h) against its CPU twin (kernels.h) on fresh
+ * random inputs, odd sizes included, device outputs poisoned (NaN) before each run.
+ *
+ * Tolerances (rel = max|gpu-cpu| / max|cpu|):
+ *   0 (bitwise)  relu, dropout, max pooling, gather, argmax: the same operations in the same order.
+ *   1e-5         softmax / cross-entropy / optimizers: same order, but CUDA's expf/logf/powf may
+ *                differ from glibc's by an ulp or two.
+ *   1e-4         GEMM-shaped ops (sgemm, dense, conv2d): the GPU sums each output in tiles of 16
+ *                and split-K slices, the CPU in its own blocking, so the rounding differs; the
+ *                error grows like sqrt(K)*2^-24 relative to the scale of the terms.
+ * Usage: test_kernels [--quick]   (--quick or CNN_TEST_QUICK=1: small shapes, for
+ * compute-sanitizer). CNN_TEST_SEED=<n> reproduces a run's inputs. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_check.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_cuda.h"
+#include "kernels/philox.h"
+
+#define TOL_GEMM 1e-4
+#define TOL_MATH 1e-5
+
+static int quick = 0;
+
+/* ---- sgemm ---------------------------------------------------------------------------------- */
+static void test_sgemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta,
+                            int pad, int use_ws) {
+    int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+    size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+    float *a = host_random(na, -1, 1), *b = host_random(nb, -1, 1), *c = host_random(nc, -1, 1);
+    float *c_ref = host_alloc(nc * sizeof(float));
+    memcpy(c_ref, c, nc * sizeof(float));
+    sgemm_reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c_ref, ldc);
+    float *da = dev_upload(a, na * 4), *db = dev_upload(b, nb * 4);
+    /* beta == 0: C must not be read, so it starts poisoned; else it starts as the host C. */
+    float *dc = beta == 0.0f ? dev_poisoned(nc * 4) : dev_upload(c, nc * 4);
+    if (beta == 0.0f) { /* the padding columns stay poisoned on the GPU: copy them as NaN */
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ldc; j++) c_ref[(size_t)i * ldc + j] = NAN;
+    }
+    size_t wsf = use_ws ? sgemm_workspace_floats_cuda(m, n, k) : 0;
+    float *dws = wsf ? dev_poisoned(wsf * 4) : NULL;
+    CK(sgemm_cuda(ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc, dws, wsf, 0));
+    float *g = dev_download(dc, nc * 4);
+    char what[96];
+    snprintf(what, sizeof what, "sgemm %c%c %dx%dx%d b=%g%s%s", ta ? 'T' : 'N', tb ? 'T' : 'N',
+             m, n, k, beta, pad ? " padded" : "", wsf ? " splitK" : "");
+    /* compare only the m x n block */
+    float *gc = host_alloc((size_t)m * n * 4), *rc = host_alloc((size_t)m * n * 4);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            gc[(size_t)i * n + j] = g[(size_t)i * ldc + j];
+            rc[(size_t)i * n + j] = c_ref[(size_t)i * ldc + j];
+        }
+    check_close(what, gc, rc, (size_t)m * n, TOL_GEMM);
+    free(a); free(b); free(c); free(c_ref); free(g); free(gc); free(rc);
+    CK(cudaFree(da)); CK(cudaFree(db)); CK(cudaFree(dc));
+    if (dws) CK(cudaFree(dws));
+}
+
+static void test_sgemm(void) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            test_sgemm_case(ta, tb, 67, 45, 129, 1.3f, 0.0f, 0, 0);
+            test_sgemm_case(ta, tb, 33, 70, 17, 0.7f, 0.6f, 3, 1);
+            test_sgemm_case(ta, tb, 5, 7, quick ? 700 : 3001, 1.0f, 0.0f, 0, 1); /* split-K */
+        }
+    test_sgemm_case(0, 0, 1, 1, 1, 1.0f, 0.0f, 0, 0);
+    test_sgemm_case(0, 0, 3, 4, 0, 1.0f, 0.5f, 0, 1); /* k = 0: C = beta*C */
+    if (!quick) test_sgemm_case(0, 0, 100, 1024, 3136, 1.0f, 0.0f, 0, 1); /* dense1 forward */
+}
+
+/* ---- dense ---------------------------------------------------------------------------------- */
+static void test_dense_case(int n, int in, int out, int with_bias, int relu, int with_dx,
+                            int with_db) {
+    float *x = host_random((size_t)n * in, -1, 1), *w = host_random((size_t)in * out, -0.1f, 0.1f);
+    float *b = host_random((size_t)out, -0.5f, 0.5f), *dy = host_random((size_t)n * out, -1, 1);
+    float *y = host_alloc((size_t)n * out * 4), *dx = host_alloc((size_t)n * in * 4);
+    float *dw = host_alloc((size_t)in * out * 4), *dbias = host_alloc((size_t)out * 4);
+    dense_forward(n, in, out, x, w, with_bias ? b : NULL, y);
+    if (relu) relu_forward((size_t)n * out, y, y);
+    dense_backward(n, in, out, x, w, dy, with_dx ? dx : NULL, dw, dbias);
+
+    float *dX = dev_upload(x, (size_t)n * in * 4), *dW = dev_upload(w, (size_t)in * out * 4);
+    float *dB = dev_upload(b, (size_t)out * 4), *dDY = dev_upload(dy, (size_t)n * out * 4);
+    float *dY = dev_poisoned((size_t)n * out * 4), *dDX = dev_poisoned((size_t)n * in * 4);
+    float *dDW = dev_poisoned((size_t)in * out * 4), *dDB = dev_poisoned((size_t)out * 4);
+    size_t wsf = dense_workspace_floats_cuda(n, in, out);
+    float *ws = wsf ? dev_poisoned(wsf * 4) : NULL;
+    CK(dense_forward_cuda(n, in, out, dX, dW, with_bias ? dB : NULL, dY, relu, ws, wsf, 0));
+    CK(dense_backward_cuda(n, in, out, dX, dW, dDY, with_dx ? dDX : NULL, dDW,
+                           with_db ? dDB : NULL, ws, wsf, 0));
+    char what[96];
+    float *g = dev_download(dY, (size_t)n * out * 4);
+    snprintf(what, sizeof what, "dense fwd %dx%d->%d%s%s", n, in, out, with_bias ? " bias" : "",
+             relu ? " relu" : "");
+    check_close(what, g, y, (size_t)n * out, TOL_GEMM);
+    free(g);
+    if (with_dx) {
+        g = dev_download(dDX, (size_t)n * in * 4);
+        snprintf(what, sizeof what, "dense bwd dx %dx%d->%d", n, in, out);
+        check_close(what, g, dx, (size_t)n * in, TOL_GEMM);
+        free(g);
+    }
+    g = dev_download(dDW, (size_t)in * out * 4);
+    snprintf(what, sizeof what, "dense bwd dw %dx%d->%d%s", n, in, out, with_db ? "" : " (no db)");
+    check_close(what, g, dw, (size_t)in * out, TOL_GEMM);
+    free(g);
+    if (with_db) {
+        g = dev_download(dDB, (size_t)out * 4);
+        snprintf(what, sizeof what, "dense bwd db %dx%d->%d", n, in, out);
+        check_close(what, g, dbias, (size_t)out, TOL_GEMM);
+        free(g);
+    }
+    free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(dbias);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
+    CK(cudaFree(dDX)); CK(cudaFree(dDW)); CK(cudaFree(dDB));
+    if (ws) CK(cudaFree(ws));
+}
+
+static void test_dense(void) {
+    test_dense_case(7, 13, 5, 1, 0, 1, 1);
+    test_dense_case(37, 101, 66, 0, 1, 0, 0);
+    test_dense_case(3, 300, 10, 1, 1, 1, 1);
+    if (!quick) {
+        test_dense_case(100, 3136, 1024, 1, 1, 1, 1); /* the model's dense layers */
+        test_dense_case(100, 1024, 10, 1, 0, 1, 1);
+    } else {
+        test_dense_case(9, 200, 70, 1, 1, 1, 1);
+    }
+}
+
+/* ---- conv2d --------------------------------------------------------------------------------- */
+static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, int sh, int sw,
+                           int same, int with_bias, int relu) {
+    Conv2dShape s;
+    conv2d_shape_init(&s, n, h, w, c, kh, kw, k, sh, sw, same);
+    size_t nx = (size_t)n * h * w * c, nw = (size_t)kh * kw * c * k, ny = (size_t)n * s.oh * s.ow * k;
+    float *x = host_random(nx, -1, 1), *wt = host_random(nw, -0.2f, 0.2f);
+    float *b = host_random((size_t)k, -0.5f, 0.5f), *dy = host_random(ny, -1, 1);
+    float *y = host_alloc(ny * 4), *dx = host_alloc(nx * 4), *dw = host_alloc(nw * 4);
+    float *dbias = host_alloc((size_t)k * 4);
+    float *ws = host_alloc(conv2d_workspace_floats(&s) * 4 + 4);
+    conv2d_forward(&s, x, wt, with_bias ? b : NULL, y, ws);
+    if (relu) relu_forward(ny, y, y);
+    conv2d_backward_data(&s, dy, wt, dx, ws);
+    conv2d_backward_filter(&s, x, dy, dw, dbias, ws);
+
+    float *dX = dev_upload(x, nx * 4), *dWt = dev_upload(wt, nw * 4), *dB = dev_upload(b, k * 4);
+    float *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4), *dDX = dev_poisoned(nx * 4);
+    float *dDW = dev_poisoned(nw * 4), *dDB = dev_poisoned((size_t)k * 4);
+    float *dDW2 = dev_poisoned(nw * 4);
+    size_t wsf = conv2d_workspace_floats_cuda(&s);
+    float *dws = wsf ? dev_poisoned(wsf * 4) : NULL;
+    CK(conv2d_forward_cuda(&s, dX, dWt, with_bias ? dB : NULL, dY, relu, dws, wsf, 0));
+    CK(conv2d_backward_data_cuda(&s, dDY, dWt, dDX, dws, wsf, 0));
+    CK(conv2d_backward_filter_cuda(&s, dX, dDY, dDW, dDB, dws, wsf, 0));
+    CK(conv2d_backward_filter_cuda(&s, dX, dDY, dDW2, NULL, dws, wsf, 0));
+
+    char tag[80], what[128];
+    snprintf(tag, sizeof tag, "%dx%dx%dx%d k%dx%dx%d s%d,%d %s", n, h, w, c, kh, kw, k, sh, sw,
+             same ? "SAME" : "VALID");
+    float *g = dev_download(dY, ny * 4);
+    snprintf(what, sizeof what, "conv fwd %s%s%s", tag, with_bias ? " b" : "", relu ? " relu" : "");
+    check_close(what, g, y, ny, TOL_GEMM);
+    free(g);
+    g = dev_download(dDX, nx * 4);
+    snprintf(what, sizeof what, "conv bwd data %s", tag);
+    check_close(what, g, dx, nx, TOL_GEMM);
+    free(g);
+    g = dev_download(dDW, nw * 4);
+    snprintf(what, sizeof what, "conv bwd filter %s", tag);
+    check_close(what, g, dw, nw, TOL_GEMM);
+    float *g2 = dev_download(dDW2, nw * 4);
+    snprintf(what, sizeof what, "conv bwd filter no-db == with-db %s", tag);
+    check_equal_bytes(what, g2, g, nw * 4);
+    free(g); free(g2);
+    g = dev_download(dDB, (size_t)k * 4);
+    snprintf(what, sizeof what, "conv bwd bias %s", tag);
+    check_close(what, g, dbias, (size_t)k, TOL_GEMM);
+    free(g);
+
+    /* Determinism: the same call again gives the same bits (split-K reduced in order). */
+    float *first = dev_download(dDW, nw * 4);
+    CK(cudaMemset(dDW, 0xFF, nw * 4));
+    CK(conv2d_backward_filter_cuda(&s, dX, dDY, dDW, dDB, dws, wsf, 0));
+    g = dev_download(dDW, nw * 4);
+    snprintf(what, sizeof what, "conv bwd filter deterministic %s", tag);
+    check_equal_bytes(what, g, first, nw * 4);
+    free(g); free(first);
+
+    free(x); free(wt); free(b); free(dy); free(y); free(dx); free(dw); free(dbias); free(ws);
+    CK(cudaFree(dX)); CK(cudaFree(dWt)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
+    CK(cudaFree(dDX)); CK(cudaFree(dDW)); CK(cudaFree(dDB)); CK(cudaFree(dDW2));
+    if (dws) CK(cudaFree(dws));
+}
+
+static void test_conv(void) {
+    test_conv_case(quick ? 1 : 3, 28, 28, 1, 5, 5, 32, 1, 1, 1, 1, 1);   /* conv1 */
+    test_conv_case(quick ? 1 : 4, 14, 14, 32, 5, 5, 64, 1, 1, 1, 1, 1);  /* conv2 */
+    test_conv_case(2, 9, 7, 3, 3, 4, 5, 2, 1, 1, 0, 0);                 /* odd, strided SAME */
+    test_conv_case(3, 11, 10, 9, 3, 2, 7, 2, 3, 0, 1, 0);               /* odd, strided VALID */
+    if (!quick) test_conv_case(100, 14, 14, 32, 5, 5, 64, 1, 1, 1, 1, 1); /* conv2, batch 100 */
+}
+
+/* ---- max pooling ---------------------------------------------------------------------------- */
+/* relu_like: inputs max(u, 0), so many windows tie at 0 (the first max must win). */
+static void test_pool_case(int n, int h, int w, int c, int k, int stride, int same, int relu_like) {
+    Pool2dShape s;
+    pool2d_shape_init(&s, n, h, w, c, k, k, stride, stride, same);
+    size_t nx = (size_t)n * h * w * c, ny = (size_t)n * s.oh * s.ow * c;
+    float *x = host_random(nx, -1, 1), *dy = host_random(ny, -1, 1);
+    if (relu_like)
+        for (size_t i = 0; i < nx; i++) x[i] = x[i] > 0 ? x[i] : 0.0f;
+    else /* coarse values: ties between non-zero values too */
+        for (size_t i = 0; i < nx; i++) x[i] = (float)(int)(x[i] * 4) / 4;
+    float *y = host_alloc(ny * 4), *dx = host_alloc(nx * 4), *dxr = host_alloc(nx * 4);
+    int32_t *am = host_alloc(ny * 4);
+    maxpool2d_forward(&s, x, y, am);
+    maxpool2d_backward(&s, dy, am, dx);
+    relu_backward(nx, x, dx, dxr); /* the fused variant: gradient through pool and ReLU */
+
+    float *dX = dev_upload(x, nx * 4), *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4);
+    int32_t *dAM = dev_poisoned(ny * 4);
+    float *dDX = dev_poisoned(nx * 4), *dDXR = dev_poisoned(nx * 4);
+    CK(maxpool2d_forward_cuda(&s, dX, dY, dAM, 0));
+    CK(maxpool2d_backward_cuda(&s, dDY, dAM, NULL, dDX, 0));
+    CK(maxpool2d_backward_cuda(&s, dDY, dAM, dX, dDXR, 0));
+    char tag[80], what[128];
+    snprintf(tag, sizeof tag, "%dx%dx%dx%d k%d s%d %s%s", n, h, w, c, k, stride,
+             same ? "SAME" : "VALID", relu_like ? " relu-in" : "");
+    void *g = dev_download(dY, ny * 4);
+    snprintf(what, sizeof what, "maxpool fwd y %s", tag);
+    check_equal_bytes(what, g, y, ny * 4);
+    free(g);
+    g = dev_download(dAM, ny * 4);
+    snprintf(what, sizeof what, "maxpool fwd argmax %s", tag);
+    check_equal_bytes(what, g, am, ny * 4);
+    free(g);
+    g = dev_download(dDX, nx * 4);
+    snprintf(what, sizeof what, "maxpool bwd %s", tag);
+    check_equal_bytes(what, g, dx, nx * 4);
+    free(g);
+    g = dev_download(dDXR, nx * 4);
+    snprintf(what, sizeof what, "maxpool+relu bwd %s", tag);
+    check_equal_bytes(what, g, dxr, nx * 4);
+    free(g);
+    free(x); free(dy); free(y); free(dx); free(dxr); free(am);
+    CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dY)); CK(cudaFree(dAM)); CK(cudaFree(dDX));
+    CK(cudaFree(dDXR));
+}
+
+static void test_pool(void) {
+    test_pool_case(quick ? 1 : 5, 28, 28, 32, 2, 2, 1, 1);  /* pool1 */
+    test_pool_case(quick ? 1 : 5, 14, 14, 64, 2, 2, 1, 0);  /* pool2 */
+    test_pool_case(2, 9, 7, 5, 3, 2, 1, 0);                 /* overlapping windows, SAME */
+    test_pool_case(3, 7, 9, 3, 3, 2, 0, 1);                 /* overlapping, VALID */
+    test_pool_case(1, 5, 5, 2, 2, 2, 1, 0);                 /* odd: padded last row/col */
+}
+
+/* ---- relu, dropout -------------------------------------------------------------------------- */
+static void test_relu(void) {
+    size_t n = quick ? 1001 : 1000003;
+    float *x = host_random(n, -1, 1), *dy = host_random(n, -1, 1);
+    float *y = host_alloc(n * 4), *dx = host_alloc(n * 4);
+    relu_forward(n, x, y);
+    relu_backward(n, y, dy, dx);
+    float *dX = dev_upload(x, n * 4), *dDY = dev_upload(dy, n * 4);
+    float *dY = dev_poisoned(n * 4), *dDX = dev_poisoned(n * 4);
+    CK(relu_forward_cuda(n, dX, dY, 0));
+    CK(relu_backward_cuda(n, dY, dDY, dDX, 0));
+    void *g = dev_download(dY, n * 4);
+    check_equal_bytes("relu fwd", g, y, n * 4);
+    free(g);
+    g = dev_download(dDX, n * 4);
+    check_equal_bytes("relu bwd", g, dx, n * 4);
+    free(g);
+    /* in place (y aliases x) */
+    CK(relu_forward_cuda(n, dX, dX, 0));
+    g = dev_download(dX, n * 4);
+    check_equal_bytes("relu fwd in place", g, y, n * 4);
+    free(g);
+    free(x); free(dy); free(y); free(dx);
+    CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dY)); CK(cudaFree(dDX));
+}
+
+static void test_dropout_case(size_t n, float rate, int64_t step) {
+    uint64_t seed = rng_u64();
+    uint64_t base = PHILOX_STREAM_DROPOUT + 1;
+    uint64_t stream = base + (uint64_t)step * 16;
+    float *x = host_random(n, -1, 1), *dy = host_random(n, -1, 1);
+    float *xr = host_alloc(n * 4);
+    relu_forward(n, x, xr); /* dropout's input in the model is a ReLU output */
+    float *y = host_alloc(n * 4), *dx = host_alloc(n * 4), *dxr = host_alloc(n * 4);
+    uint8_t *mask = host_alloc(n);
+    dropout_forward(n, rate, seed, stream, xr, y, mask);
+    dropout_backward(n, rate, mask, dy, dx);
+    relu_backward(n, xr, dx, dxr);
+    float *dX = dev_upload(xr, n * 4), *dDY = dev_upload(dy, n * 4);
+    int64_t *dstep = dev_upload(&step, sizeof step);
+    float *dY = dev_poisoned(n * 4), *dDX = dev_poisoned(n * 4), *dDXR = dev_poisoned(n * 4);
+    uint8_t *dM = dev_poisoned(n);
+    CK(dropout_forward_cuda(n, rate, seed, base, 16, dstep, dX, dY, dM, 0));
+    CK(dropout_backward_cuda(n, rate, dM, NULL, dDY, dDX, 0));
+    CK(dropout_backward_cuda(n, rate, dM, dX, dDY, dDXR, 0));
+    char what[96];
+    void *g = dev_download(dM, n);
+    snprintf(what, sizeof what, "dropout mask n=%zu rate=%.2f step=%lld", n, rate, (long long)step);
+    check_equal_bytes(what, g, mask, n);
+    free(g);
+    g = dev_download(dY, n * 4);
+    snprintf(what, sizeof what, "dropout fwd n=%zu rate=%.2f", n, rate);
+    check_equal_bytes(what, g, y, n * 4);
+    free(g);
+    g = dev_download(dDX, n * 4);
+    snprintf(what, sizeof what, "dropout bwd n=%zu rate=%.2f", n, rate);
+    check_equal_bytes(what, g, dx, n * 4);
+    free(g);
+    g = dev_download(dDXR, n * 4);
+    snprintf(what, sizeof what, "dropout+relu bwd n=%zu rate=%.2f", n, rate);
+    check_equal_bytes(what, g, dxr, n * 4);
+    free(g);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) kept += mask[i];
+    printf("     dropout kept fraction %.4f (expected %.4f)\n", (double)kept / (double)n,
+           1.0 - rate);
+    free(x); free(dy); free(xr); free(y); free(dx); free(dxr); free(mask);
+    CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dstep)); CK(cudaFree(dY)); CK(cudaFree(dDX));
+    CK(cudaFree(dDXR)); CK(cudaFree(dM));
+}
+
+static void test_dropout(void) {
+    test_dropout_case(quick ? 1027 : 102403, 0.4f, 37);
+    test_dropout_case(13, 0.5f, 0);
+    test_dropout_case(quick ? 4096 : 1024 * 1000, 0.4f, 11999);
+}
+
+/* ---- softmax, cross-entropy, argmax --------------------------------------------------------- */
+static void test_softmax_case(int n, int c) {
+    float *logits = host_random((size_t)n * c, -8, 8);
+    int32_t *labels = host_alloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)(rng_u64() % (uint64_t)c);
+    /* a few rows with ties and large values */
+    if (n > 2) {
+        for (int j = 0; j < c; j++) logits[j] = 3.0f;
+        logits[(size_t)c] = 80.0f;
+    }
+    float *probs = host_alloc((size_t)n * c * 4), *probs2 = host_alloc((size_t)n * c * 4);
+    float *dl = host_alloc((size_t)n * c * 4), loss;
+    softmax_forward(n, c, logits, probs2);
+    softmax_xent_forward(n, c, logits, labels, probs, &loss);
+    softmax_xent_backward(n, c, probs, labels, 1.0f, dl);
+    int correct = argmax_correct(n, c, logits, labels);
+
+    float *dL = dev_upload(logits, (size_t)n * c * 4);
+    int32_t *dLab = dev_upload(labels, (size_t)n * 4);
+    float *dP = dev_poisoned((size_t)n * c * 4), *dP2 = dev_poisoned((size_t)n * c * 4);
+    float *dP3 = dev_poisoned((size_t)n * c * 4), *dDL = dev_poisoned((size_t)n * c * 4);
+    float *dDL2 = dev_poisoned((size_t)n * c * 4), *dLoss = dev_poisoned(8);
+    int *dCorrect = dev_poisoned(4);
+    CK(softmax_forward_cuda(n, c, dL, dP2, 0));
+    CK(softmax_xent_forward_cuda(n, c, dL, dLab, dP, dLoss, 0));
+    CK(softmax_xent_backward_cuda(n, c, dP, dLab, 1.0f, dDL, 0));
+    CK(softmax_xent_fused_cuda(n, c, dL, dLab, dP3, dLoss + 1, dDL2, 0));
+    CK(argmax_correct_cuda(n, c, dL, dLab, dCorrect, 0));
+    char what[96];
+    float *g = dev_download(dP2, (size_t)n * c * 4);
+    snprintf(what, sizeof what, "softmax fwd %dx%d", n, c);
+    check_close(what, g, probs2, (size_t)n * c, TOL_MATH);
+    free(g);
+    g = dev_download(dP, (size_t)n * c * 4);
+    snprintf(what, sizeof what, "softmax_xent fwd probs %dx%d", n, c);
+    check_close(what, g, probs, (size_t)n * c, TOL_MATH);
+    free(g);
+    g = dev_download(dLoss, 8);
+    snprintf(what, sizeof what, "softmax_xent fwd loss %dx%d", n, c);
+    check_close(what, g, &loss, 1, TOL_MATH);
+    snprintf(what, sizeof what, "softmax_xent fused loss %dx%d", n, c);
+    check_close(what, g + 1, &loss, 1, TOL_MATH);
+    free(g);
+    g = dev_download(dDL, (size_t)n * c * 4);
+    snprintf(what, sizeof what, "softmax_xent bwd %dx%d", n, c);
+    check_close(what, g, dl, (size_t)n * c, TOL_MATH);
+    free(g);
+    g = dev_download(dDL2, (size_t)n * c * 4);
+    snprintf(what, sizeof what, "softmax_xent fused dlogits %dx%d", n, c);
+    check_close(what, g, dl, (size_t)n * c, TOL_MATH);
+    free(g);
+    g = dev_download(dP3, (size_t)n * c * 4);
+    snprintf(what, sizeof what, "softmax_xent fused probs %dx%d", n, c);
+    check_close(what, g, probs, (size_t)n * c, TOL_MATH);
+    free(g);
+    int *gc = dev_download(dCorrect, 4);
+    snprintf(what, sizeof what, "argmax_correct %dx%d (%d)", n, c, correct);
+    check_equal_bytes(what, gc, &correct, 4);
+    free(gc);
+    free(logits); free(labels); free(probs); free(probs2); free(dl);
+    CK(cudaFree(dL)); CK(cudaFree(dLab)); CK(cudaFree(dP)); CK(cudaFree(dP2)); CK(cudaFree(dP3));
+    CK(cudaFree(dDL)); CK(cudaFree(dDL2)); CK(cudaFree(dLoss)); CK(cudaFree(dCorrect));
+}
+
+static void test_softmax(void) {
+    test_softmax_case(100, 10);
+    test_softmax_case(quick ? 37 : 1000, 10);
+    test_softmax_case(3, 7);
+    test_softmax_case(quick ? 600 : 2500, 13); /* more rows than the block's threads */
+}
+
+/* ---- optimizers ----------------------------------------------------------------------------- */
+static void test_optimizers(void) {
+    size_t n = quick ? 1003 : 3274634; /* the model's parameter count */
+    float *w = host_random(n, -1, 1), *g = host_random(n, -1, 1);
+    float *m = host_random(n, -0.1f, 0.1f), *v = host_random(n, 0, 0.01f);
+    float *vel = host_random(n, -0.1f, 0.1f);
+    float *w_sgd = host_alloc(n * 4), *w_mom = host_alloc(n * 4), *w_nes = host_alloc(n * 4);
+    float *vel_mom = host_alloc(n * 4), *vel_nes = host_alloc(n * 4);
+    memcpy(w_sgd, w, n * 4); memcpy(w_mom, w, n * 4); memcpy(w_nes, w, n * 4);
+    memcpy(vel_mom, vel, n * 4); memcpy(vel_nes, vel, n * 4);
+
+    float *dW = dev_upload(w, n * 4), *dG = dev_upload(g, n * 4), *dM = dev_upload(m, n * 4);
+    float *dV = dev_upload(v, n * 4), *dWs = dev_upload(w, n * 4), *dWm = dev_upload(w, n * 4);
+    float *dWn = dev_upload(w, n * 4), *dVm = dev_upload(vel, n * 4), *dVn = dev_upload(vel, n * 4);
+    int64_t step = 5;
+    int64_t *dStep = dev_upload(&step, 8);
+    /* two Adam steps: t = 6, then t = 7 after step_advance */
+    CK(adam_update_cuda(n, dW, dG, dM, dV, 0.001f, 0.9f, 0.999f, 1e-7f, dStep, 0));
+    CK(step_advance_cuda(dStep, 0));
+    CK(adam_update_cuda(n, dW, dG, dM, dV, 0.001f, 0.9f, 0.999f, 1e-7f, dStep, 0));
+    adam_update(n, w, g, m, v, 0.001f, 0.9f, 0.999f, 1e-7f, 6);
+    adam_update(n, w, g, m, v, 0.001f, 0.9f, 0.999f, 1e-7f, 7);
+    CK(sgd_update_cuda(n, dWs, dG, 0.01f, 0));
+    CK(momentum_update_cuda(n, dWm, dG, dVm, 0.01f, 0.9f, 0, 0));
+    CK(momentum_update_cuda(n, dWn, dG, dVn, 0.01f, 0.9f, 1, 0));
+    sgd_update(n, w_sgd, g, 0.01f);
+    momentum_update(n, w_mom, g, vel_mom, 0.01f, 0.9f, 0);
+    momentum_update(n, w_nes, g, vel_nes, 0.01f, 0.9f, 1);
+
+    float *r = dev_download(dW, n * 4);
+    check_close("adam w (t=6,7)", r, w, n, TOL_MATH);
+    free(r);
+    r = dev_download(dM, n * 4);
+    check_close("adam m", r, m, n, TOL_MATH);
+    free(r);
+    r = dev_download(dV, n * 4);
+    check_close("adam v", r, v, n, TOL_MATH);
+    free(r);
+    int64_t *gs = dev_download(dStep, 8), want = 6;
+    check_equal_bytes("step_advance 5 -> 6", gs, &want, 8);
+    free(gs);
+    /* SGD and momentum: the same single operations on both sides (a*b - c*d may contract to an
+     * FMA in either compiler, hence a tolerance rather than bitwise). */
+    r = dev_download(dWs, n * 4);
+    check_close("sgd w", r, w_sgd, n, TOL_MATH);
+    free(r);
+    r = dev_download(dWm, n * 4);
+    check_close("momentum w", r, w_mom, n, TOL_MATH);
+    free(r);
+    r = dev_download(dVm, n * 4);
+    check_close("momentum velocity", r, vel_mom, n, TOL_MATH);
+    free(r);
+    r = dev_download(dWn, n * 4);
+    check_close("nesterov momentum w", r, w_nes, n, TOL_MATH);
+    free(r);
+    r = dev_download(dVn, n * 4);
+    check_close("nesterov momentum velocity", r, vel_nes, n, TOL_MATH);
+    free(r);
+
+    free(w); free(g); free(m); free(v); free(vel);
+    free(w_sgd); free(w_mom); free(w_nes); free(vel_mom); free(vel_nes);
+    CK(cudaFree(dW)); CK(cudaFree(dG)); CK(cudaFree(dM)); CK(cudaFree(dV)); CK(cudaFree(dWs));
+    CK(cudaFree(dWm)); CK(cudaFree(dWn)); CK(cudaFree(dVm)); CK(cudaFree(dVn));
+    CK(cudaFree(dStep));
+}
+
+/* ---- batch gather from the resident data set ------------------------------------------------ */
+static void test_gather(void) {
+    const int n_ex = 1000, size = 784, batch = 96, slots = 2;
+    const int64_t step = 10; /* positions 960..1055: crosses from epoch 0 into epoch 1 */
+    uint8_t *pixels = host_alloc((size_t)n_ex * size);
+    int32_t *labels = host_alloc((size_t)n_ex * 4), *ring = host_alloc((size_t)slots * n_ex * 4);
+    for (size_t i = 0; i < (size_t)n_ex * size; i++) pixels[i] = (uint8_t)rng_u64();
+    for (int i = 0; i < n_ex; i++) labels[i] = (int32_t)(rng_u64() % 10);
+    for (int e = 0; e < slots; e++) { /* a random permutation per slot */
+        int32_t *p = ring + (size_t)e * n_ex;
+        for (int i = 0; i < n_ex; i++) p[i] = i;
+        for (int i = n_ex - 1; i > 0; i--) {
+            int j = (int)(rng_u64() % (uint64_t)(i + 1));
+            int32_t t = p[i]; p[i] = p[j]; p[j] = t;
+        }
+    }
+    float *x = host_alloc((size_t)batch * size * 4);
+    int32_t *y = host_alloc((size_t)batch * 4);
+    for (int k = 0; k < batch; k++) {
+        int64_t j = step * batch + k, e = j / n_ex;
+        int idx = ring[(size_t)(e % slots) * n_ex + j % n_ex];
+        for (int p = 0; p < size; p++) x[(size_t)k * size + p] = (float)pixels[(size_t)idx * size + p];
+        y[k] = labels[idx];
+    }
+    uint8_t *dPix = dev_upload(pixels, (size_t)n_ex * size);
+    int32_t *dLab = dev_upload(labels, (size_t)n_ex * 4), *dRing = dev_upload(ring, (size_t)slots * n_ex * 4);
+    int64_t *dStep = dev_upload(&step, 8);
+    float *dX = dev_poisoned((size_t)batch * size * 4), *dX2 = dev_poisoned((size_t)size * 4);
+    int32_t *dY = dev_poisoned((size_t)batch * 4);
+    CK(gather_batch_cuda(batch, size, n_ex, dPix, dLab, dRing, slots, dStep, dX, dY, 0));
+    CK(u8_to_float_cuda((size_t)size, dPix + (size_t)5 * size, dX2, 0));
+    void *g = dev_download(dX, (size_t)batch * size * 4);
+    check_equal_bytes("gather_batch x (epoch boundary)", g, x, (size_t)batch * size * 4);
+    free(g);
+    g = dev_download(dY, (size_t)batch * 4);
+    check_equal_bytes("gather_batch labels", g, y, (size_t)batch * 4);
+    free(g);
+    float *x5 = host_alloc((size_t)size * 4);
+    for (int p = 0; p < size; p++) x5[p] = (float)pixels[(size_t)5 * size + p];
+    g = dev_download(dX2, (size_t)size * 4);
+    check_equal_bytes("u8_to_float", g, x5, (size_t)size * 4);
+    free(g);
+    free(pixels); free(labels); free(ring); free(x); free(y); free(x5);
+    CK(cudaFree(dPix)); CK(cudaFree(dLab)); CK(cudaFree(dRing)); CK(cudaFree(dStep));
+    CK(cudaFree(dX)); CK(cudaFree(dX2)); CK(cudaFree(dY));
+}
+
+int main(int argc, char **argv) {
+    quick = (argc > 1 && strcmp(argv[1], "--quick") == 0) ||
+            (getenv("CNN_TEST_QUICK") && strcmp(getenv("CNN_TEST_QUICK"), "0") != 0);
+    gpu_require("test_kernels");
+    uint64_t seed = rng_seed_init();
+    printf("inputs: CNN_TEST_SEED=%llu%s\n", (unsigned long long)seed, quick ? " (quick)" : "");
+    test_sgemm();
+    test_dense();
+    test_conv();
+    test_pool();
+    test_relu();
+    test_dropout();
+    test_softmax();
+    test_optimizers();
+    test_gather();
+    return check_summary("test_kernels");
+}
