@@ -93,6 +93,9 @@ cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t *mask, con
 /* ---- softmax and loss ----------------------------------------------------------------------- */
 cudaError_t softmax_forward_cuda(int n, int c, const float *logits, float *probs,
                                  cudaStream_t stream);
+/* dx = y * (dy - sum_c(dy*y)) per row: the gradient through a softmax whose output is y. */
+cudaError_t softmax_backward_cuda(int n, int c, const float *y, const float *dy, float *dx,
+                                  cudaStream_t stream);
 /* *loss (device) = mean cross-entropy; probs written. One block, deterministic reduction. */
 cudaError_t softmax_xent_forward_cuda(int n, int c, const float *logits, const int32_t *labels,
                                       float *probs, float *loss, cudaStream_t stream);
@@ -116,6 +119,14 @@ cudaError_t momentum_update_cuda(size_t n, float *w, const float *g, float *vel,
                                  float momentum, int nesterov, cudaStream_t stream);
 /* *d_step += 1: the last launch of a training step. */
 cudaError_t step_advance_cuda(int64_t *d_step, cudaStream_t stream);
+
+/* ---- small reductions core needs ------------------------------------------------------------ */
+/* y[i] += x[i]. */
+cudaError_t add_inplace_cuda(size_t n, const float *x, float *y, cudaStream_t stream);
+/* y[0] = (1/n) * sum x[i]: one block, double accumulation in a fixed order. */
+cudaError_t mean_forward_cuda(size_t n, const float *x, float *y, cudaStream_t stream);
+/* dx[i] = dy[0] / n. */
+cudaError_t mean_backward_cuda(size_t n, const float *dy, float *dx, cudaStream_t stream);
 
 /* ---- the resident data set ------------------------------------------------------------------ */
 /* Draws the batch of step s = *d_step from a data set resident on the device:

@@ -28,6 +28,17 @@ __global__ void softmax_kernel(int n, int c, const float *logits, float *probs) 
         softmax_row(c, logits + (size_t)i * c, probs + (size_t)i * c);
 }
 
+/* One thread per row: dx = y * (dy - <dy, y>). */
+__global__ void softmax_bwd_kernel(int n, int c, const float *y, const float *dy, float *dx) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const float *yr = y + (size_t)i * c, *dyr = dy + (size_t)i * c;
+        float *dxr = dx + (size_t)i * c;
+        float dot = 0.0f;
+        for (int j = 0; j < c; j++) dot += dyr[j] * yr[j];
+        for (int j = 0; j < c; j++) dxr[j] = yr[j] * (dyr[j] - dot);
+    }
+}
+
 /* One block: probs, the mean loss, and (dlogits != NULL) the gradient with dloss = 1.
  * A label outside [0,C) makes the loss NaN (visible, never a wild read). */
 __global__ void __launch_bounds__(XENT_THREADS)
@@ -92,6 +103,14 @@ extern "C" cudaError_t softmax_forward_cuda(int n, int c, const float *logits, f
     if (n < 0 || c <= 0) return cudaErrorInvalidValue;
     if (n == 0) return cudaSuccess;
     softmax_kernel<<<grid_for((size_t)n, 128), 128, 0, stream>>>(n, c, logits, probs);
+    return launch_status();
+}
+
+extern "C" cudaError_t softmax_backward_cuda(int n, int c, const float *y, const float *dy,
+                                             float *dx, cudaStream_t stream) {
+    if (n < 0 || c <= 0) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    softmax_bwd_kernel<<<grid_for((size_t)n, 128), 128, 0, stream>>>(n, c, y, dy, dx);
     return launch_status();
 }
 
