@@ -1,0 +1,415 @@
+/* backend_cuda.c: the Backend (core/backend.h) on our own CUDA kernels (kernels/kernels_cuda.h).
+ *
+ * Everything runs in order on one non-blocking stream. Entries only enqueue; a failing launch is
+ * recorded and reported by the next sync()/download(). Memory: cudaMalloc at model creation only;
+ * the GEMMs' split-K scratch is allocated once here (so conv2d_workspace_floats is 0).
+ * run_steps() runs the first call of a step function eagerly (module loading, first-touch), then
+ * captures one call into a CUDA graph per key and replays it: a whole training step becomes one
+ * graph launch. */
+#include "core/backend_cuda.h"
+
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels_cuda.h"
+
+/* Split-K scratch: 4M floats (16 MB) covers every GEMM of the MNIST model at any batch (the
+ * largest, dense 3136->1024 forward at batch 1000, wants 2M); larger models just split less. */
+#define CUDA_WS_FLOATS ((size_t)4 << 20)
+
+#define CTX(be) ((CudaCtx *)(be)->ctx)
+
+int cuda_record(CudaCtx *c, cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return 0;
+    if (c->err == cudaSuccess) {
+        c->err = e;
+        snprintf(c->msg, sizeof c->msg, "%s: %s (%s)", what, cudaGetErrorString(e),
+                 cudaGetErrorName(e));
+    }
+    return 1;
+}
+
+/* Returns the recorded error (and clears it) as 0 / -1. */
+static int take_error(CudaCtx *c) {
+    if (c->err == cudaSuccess) return 0;
+    c->err = cudaSuccess; /* the message stays for last_error() */
+    return -1;
+}
+
+/* ---- lifetime and memory ------------------------------------------------------------------ */
+static void cu_invalidate_graphs(Backend *be) {
+    CudaCtx *c = CTX(be);
+    for (int i = 0; i < c->ngraphs; i++) cudaGraphExecDestroy(c->graphs[i].exec);
+    c->ngraphs = 0;
+}
+
+static void cu_destroy(Backend *be) {
+    if (!be) return;
+    CudaCtx *c = CTX(be);
+    if (c) {
+        cudaStreamSynchronize(c->stream);
+        cu_invalidate_graphs(be);
+        if (c->ext_free) c->ext_free(c->ext);
+        cudaFree(c->ws);
+        cudaStreamDestroy(c->stream);
+        free(c);
+    }
+    free(be);
+}
+
+static void *cu_alloc(Backend *be, size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        char what[64];
+        snprintf(what, sizeof what, "cudaMalloc(%zu bytes)", bytes);
+        cuda_record(CTX(be), e, what);
+        cudaGetLastError(); /* not sticky: the context is still usable */
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_free(Backend *be, void *p) {
+    if (p) cuda_record(CTX(be), cudaFree(p), "cudaFree");
+}
+
+static void cu_upload(Backend *be, void *dst, const void *src, size_t bytes) {
+    CudaCtx *c = CTX(be);
+    if (!bytes) return;
+    /* Synchronous: src may be reused as soon as this returns. */
+    if (!cuda_record(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream),
+                     "upload"))
+        cuda_record(c, cudaStreamSynchronize(c->stream), "upload (sync)");
+}
+
+static int cu_download(Backend *be, void *dst, const void *src, size_t bytes) {
+    CudaCtx *c = CTX(be);
+    if (bytes)
+        cuda_record(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
+                    "download");
+    cuda_record(c, cudaStreamSynchronize(c->stream), "download (sync)");
+    return take_error(c);
+}
+
+static void cu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
+    CudaCtx *c = CTX(be);
+    if (bytes)
+        cuda_record(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream),
+                    "copy");
+}
+
+static void cu_zero(Backend *be, void *p, size_t bytes) {
+    CudaCtx *c = CTX(be);
+    if (bytes) cuda_record(c, cudaMemsetAsync(p, 0, bytes, c->stream), "zero");
+}
+
+static int cu_sync(Backend *be) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, cudaStreamSynchronize(c->stream), "sync");
+    return take_error(c);
+}
+
+static const char *cu_last_error(Backend *be) { return CTX(be)->msg; }
+
+/* ---- kernels ------------------------------------------------------------------------------ */
+static size_t cu_conv2d_workspace_floats(Backend *be, const Conv2dShape *s) {
+    (void)be;
+    (void)s;
+    return 0; /* the backend's own split-K scratch is used */
+}
+
+static void cu_conv2d_forward(Backend *be, const Conv2dShape *s, const float *x, const float *w,
+                              const float *b, float *y, float *ws) {
+    CudaCtx *c = CTX(be);
+    (void)ws;
+    cuda_record(c, conv2d_forward_cuda(s, x, w, b, y, 0, c->ws, c->ws_floats, c->stream),
+                "conv2d_forward_cuda");
+}
+
+static void cu_conv2d_backward_data(Backend *be, const Conv2dShape *s, const float *dy,
+                                    const float *w, float *dx, float *ws) {
+    CudaCtx *c = CTX(be);
+    (void)ws;
+    cuda_record(c, conv2d_backward_data_cuda(s, dy, w, dx, c->ws, c->ws_floats, c->stream),
+                "conv2d_backward_data_cuda");
+}
+
+static void cu_conv2d_backward_filter(Backend *be, const Conv2dShape *s, const float *x,
+                                      const float *dy, float *dw, float *db, float *ws) {
+    CudaCtx *c = CTX(be);
+    (void)ws;
+    cuda_record(c, conv2d_backward_filter_cuda(s, x, dy, dw, db, c->ws, c->ws_floats, c->stream),
+                "conv2d_backward_filter_cuda");
+}
+
+static void cu_maxpool2d_forward(Backend *be, const Pool2dShape *s, const float *x, float *y,
+                                 int32_t *argmax) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, maxpool2d_forward_cuda(s, x, y, argmax, c->stream), "maxpool2d_forward_cuda");
+}
+
+static void cu_maxpool2d_backward(Backend *be, const Pool2dShape *s, const float *dy,
+                                  const int32_t *argmax, float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, maxpool2d_backward_cuda(s, dy, argmax, NULL, dx, c->stream),
+                "maxpool2d_backward_cuda");
+}
+
+static void cu_dense_forward(Backend *be, int n, int in, int out, const float *x, const float *w,
+                             const float *b, float *y) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, dense_forward_cuda(n, in, out, x, w, b, y, 0, c->ws, c->ws_floats, c->stream),
+                "dense_forward_cuda");
+}
+
+static void cu_dense_backward(Backend *be, int n, int in, int out, const float *x, const float *w,
+                              const float *dy, float *dx, float *dw, float *db) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c,
+                dense_backward_cuda(n, in, out, x, w, dy, dx, dw, db, c->ws, c->ws_floats,
+                                    c->stream),
+                "dense_backward_cuda");
+}
+
+static void cu_relu_forward(Backend *be, size_t n, const float *x, float *y) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, relu_forward_cuda(n, x, y, c->stream), "relu_forward_cuda");
+}
+
+static void cu_relu_backward(Backend *be, size_t n, const float *y, const float *dy, float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, relu_backward_cuda(n, y, dy, dx, c->stream), "relu_backward_cuda");
+}
+
+static void cu_dropout_forward(Backend *be, size_t n, float rate, uint64_t seed,
+                               uint64_t stream_base, const int64_t *step, const float *x,
+                               float *y, uint8_t *mask) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, dropout_forward_cuda(n, rate, seed, stream_base, 16, step, x, y, mask, c->stream),
+                "dropout_forward_cuda");
+}
+
+static void cu_dropout_backward(Backend *be, size_t n, float rate, const uint8_t *mask,
+                                const float *dy, float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, dropout_backward_cuda(n, rate, mask, NULL, dy, dx, c->stream),
+                "dropout_backward_cuda");
+}
+
+static void cu_softmax_forward(Backend *be, int n, int cls, const float *logits, float *probs) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, softmax_forward_cuda(n, cls, logits, probs, c->stream), "softmax_forward_cuda");
+}
+
+static void cu_softmax_backward(Backend *be, int n, int cls, const float *y, const float *dy,
+                                float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, softmax_backward_cuda(n, cls, y, dy, dx, c->stream), "softmax_backward_cuda");
+}
+
+static void cu_softmax_xent_forward(Backend *be, int n, int cls, const float *logits,
+                                    const int32_t *labels, float *probs, float *loss) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, softmax_xent_forward_cuda(n, cls, logits, labels, probs, loss, c->stream),
+                "softmax_xent_forward_cuda");
+}
+
+static void cu_softmax_xent_backward(Backend *be, int n, int cls, const float *probs,
+                                     const int32_t *labels, float dloss, float *dlogits) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, softmax_xent_backward_cuda(n, cls, probs, labels, dloss, dlogits, c->stream),
+                "softmax_xent_backward_cuda");
+}
+
+static void cu_argmax_correct(Backend *be, int n, int cls, const float *logits,
+                              const int32_t *labels, int32_t *correct) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, argmax_correct_cuda(n, cls, logits, labels, (int *)correct, c->stream),
+                "argmax_correct_cuda");
+}
+
+static void cu_adam_update(Backend *be, size_t n, float *w, const float *g, float *m, float *v,
+                           float lr, float beta1, float beta2, float eps, const int64_t *step) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, adam_update_cuda(n, w, g, m, v, lr, beta1, beta2, eps, step, c->stream),
+                "adam_update_cuda");
+}
+
+static void cu_sgd_update(Backend *be, size_t n, float *w, const float *g, float lr) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, sgd_update_cuda(n, w, g, lr, c->stream), "sgd_update_cuda");
+}
+
+static void cu_momentum_update(Backend *be, size_t n, float *w, const float *g, float *vel,
+                               float lr, float momentum, int nesterov) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, momentum_update_cuda(n, w, g, vel, lr, momentum, nesterov, c->stream),
+                "momentum_update_cuda");
+}
+
+static void cu_add_inplace(Backend *be, size_t n, const float *x, float *y) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, add_inplace_cuda(n, x, y, c->stream), "add_inplace_cuda");
+}
+
+static void cu_mean_forward(Backend *be, size_t n, const float *x, float *y) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, mean_forward_cuda(n, x, y, c->stream), "mean_forward_cuda");
+}
+
+static void cu_mean_backward(Backend *be, size_t n, const float *dy, float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, mean_backward_cuda(n, dy, dx, c->stream), "mean_backward_cuda");
+}
+
+static void cu_u8_to_float(Backend *be, size_t n, const uint8_t *src, float *dst) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, u8_to_float_cuda(n, src, dst, c->stream), "u8_to_float_cuda");
+}
+
+static void cu_step_increment(Backend *be, int64_t *step) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, step_advance_cuda(step, c->stream), "step_advance_cuda");
+}
+
+static void cu_gather_batch(Backend *be, int batch, int example_size, int n_examples,
+                            const uint8_t *pixels, const int32_t *labels, const int32_t *ring,
+                            int ring_epochs, const int64_t *step, float *x, int32_t *y) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c,
+                gather_batch_cuda(batch, example_size, n_examples, pixels, labels, ring,
+                                  ring_epochs, step, x, y, c->stream),
+                "gather_batch_cuda");
+}
+
+/* ---- graph capture ------------------------------------------------------------------------ */
+static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *arg, int steps) {
+    CudaCtx *c = CTX(be);
+    if (steps <= 0) return c->err == cudaSuccess ? 0 : -1;
+    int gi = -1;
+    for (int i = 0; i < c->ngraphs; i++)
+        if (c->graphs[i].key == key) gi = i;
+    if (gi < 0) {
+        /* First call for this key: one step eagerly (loads the kernels' modules, so nothing
+         * lazy happens during capture), then capture the next one. */
+        step_fn(arg);
+        steps--;
+        if (c->err != cudaSuccess) return -1;
+        if (c->ngraphs == (int)(sizeof c->graphs / sizeof c->graphs[0]))
+            cu_invalidate_graphs(be); /* a handful of keys at most; start over if more */
+        cudaGraph_t graph = NULL;
+        cudaGraphExec_t exec = NULL;
+        if (cuda_record(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal),
+                        "cudaStreamBeginCapture"))
+            return -1;
+        step_fn(arg);
+        cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+        if (cuda_record(c, e, "cudaStreamEndCapture (a step entry failed during capture)")) {
+            if (graph) cudaGraphDestroy(graph);
+            cudaGetLastError();
+            return -1;
+        }
+        if (c->err != cudaSuccess) { /* an entry failed while capturing */
+            cudaGraphDestroy(graph);
+            return -1;
+        }
+        e = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (cuda_record(c, e, "cudaGraphInstantiate")) return -1;
+        gi = c->ngraphs++;
+        c->graphs[gi].key = key;
+        c->graphs[gi].exec = exec;
+    }
+    for (int i = 0; i < steps; i++)
+        if (cuda_record(c, cudaGraphLaunch(c->graphs[gi].exec, c->stream), "cudaGraphLaunch"))
+            return -1;
+    return 0;
+}
+
+/* ---- creation ----------------------------------------------------------------------------- */
+int backend_cuda_available(void) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return count > 0;
+}
+
+Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        snprintf(err, errlen, "no CUDA GPU: %s",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "no device found");
+        return NULL;
+    }
+    Backend *be = calloc(1, sizeof *be);
+    CudaCtx *c = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        snprintf(err, errlen, "out of host memory creating the %s backend", name);
+        return NULL;
+    }
+    be->ctx = c;
+    if ((e = cudaSetDevice(0)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaMalloc((void **)&c->ws, CUDA_WS_FLOATS * sizeof(float))) != cudaSuccess) {
+        snprintf(err, errlen, "initialising the %s backend: %s", name, cudaGetErrorString(e));
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(c);
+        free(be);
+        return NULL;
+    }
+    c->ws_floats = CUDA_WS_FLOATS;
+
+    be->name = name;
+    be->destroy = cu_destroy;
+    be->alloc = cu_alloc;
+    be->free = cu_free;
+    be->upload = cu_upload;
+    be->download = cu_download;
+    be->copy = cu_copy;
+    be->zero = cu_zero;
+    be->sync = cu_sync;
+    be->last_error = cu_last_error;
+    be->conv2d_workspace_floats = cu_conv2d_workspace_floats;
+    be->conv2d_forward = cu_conv2d_forward;
+    be->conv2d_backward_data = cu_conv2d_backward_data;
+    be->conv2d_backward_filter = cu_conv2d_backward_filter;
+    be->maxpool2d_forward = cu_maxpool2d_forward;
+    be->maxpool2d_backward = cu_maxpool2d_backward;
+    be->dense_forward = cu_dense_forward;
+    be->dense_backward = cu_dense_backward;
+    be->relu_forward = cu_relu_forward;
+    be->relu_backward = cu_relu_backward;
+    be->dropout_forward = cu_dropout_forward;
+    be->dropout_backward = cu_dropout_backward;
+    be->softmax_forward = cu_softmax_forward;
+    be->softmax_backward = cu_softmax_backward;
+    be->softmax_xent_forward = cu_softmax_xent_forward;
+    be->softmax_xent_backward = cu_softmax_xent_backward;
+    be->argmax_correct = cu_argmax_correct;
+    be->adam_update = cu_adam_update;
+    be->sgd_update = cu_sgd_update;
+    be->momentum_update = cu_momentum_update;
+    be->add_inplace = cu_add_inplace;
+    be->mean_forward = cu_mean_forward;
+    be->mean_backward = cu_mean_backward;
+    be->u8_to_float = cu_u8_to_float;
+    be->step_increment = cu_step_increment;
+    be->gather_batch = cu_gather_batch;
+    be->run_steps = cu_run_steps;
+    be->invalidate_graphs = cu_invalidate_graphs;
+    be->set_threads = NULL;
+    return be;
+}
+
+Backend *backend_cuda_create(char *err, size_t errlen) {
+    return backend_cuda_create_named("cuda", err, errlen);
+}

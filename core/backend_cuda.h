@@ -1,0 +1,30 @@
+/* backend_cuda.h: what the cuDNN backend shares with the CUDA backend (core/ internal).
+ *
+ * backend_cudnn.c is the CUDA backend with the conv and dense entries swapped for cuDNN/cuBLAS:
+ * it builds on the same stream, memory, error recording and graph capture, and keeps its own
+ * state in `ext`. */
+#ifndef CORE_BACKEND_CUDA_H
+#define CORE_BACKEND_CUDA_H
+
+#include <cuda_runtime_api.h>
+
+#include "core/backend.h"
+
+typedef struct {
+    cudaStream_t stream;
+    cudaError_t err;          /* the first device error since the last sync/download */
+    char msg[256];
+    float *ws;                /* split-K scratch shared by all GEMM entries (one stream) */
+    size_t ws_floats;
+    struct { int key; cudaGraphExec_t exec; } graphs[8];
+    int ngraphs;
+    void *ext;                /* backend_cudnn.c's state */
+    void (*ext_free)(void *ext);
+} CudaCtx;
+
+/* A CUDA backend named `name` ("cuda" or "cudnn"); NULL with a message in err. */
+Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen);
+/* Records e (the first error wins) with `what` naming the entry; returns 1 if e is an error. */
+int cuda_record(CudaCtx *c, cudaError_t e, const char *what);
+
+#endif /* CORE_BACKEND_CUDA_H */

@@ -1,0 +1,55 @@
+/* reduce.cu: the small elementwise/reduction entries core needs beyond kernels.h (gradient
+ * accumulation, the mean op), on the GPU. */
+#include "kernels/cuda_common.cuh"
+#include "kernels/kernels_cuda.h"
+
+namespace {
+
+constexpr int MEAN_THREADS = 512;
+
+__global__ void add_inplace_kernel(size_t n, const float *x, float *y) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += x[i];
+}
+
+/* One block: per-thread double sums over a fixed stride, then a tree: deterministic. */
+__global__ void __launch_bounds__(MEAN_THREADS) mean_kernel(size_t n, const float *x, float *y) {
+    __shared__ double part[MEAN_THREADS];
+    double s = 0.0;
+    for (size_t i = threadIdx.x; i < n; i += MEAN_THREADS) s += (double)x[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = MEAN_THREADS / 2; k > 0; k >>= 1) {
+        if ((int)threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) y[0] = n ? (float)(part[0] / (double)n) : 0.0f;
+}
+
+__global__ void mean_bwd_kernel(size_t n, const float *dy, float *dx) {
+    const float v = dy[0] / (float)n;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dx[i] = v;
+}
+
+} /* namespace */
+
+extern "C" cudaError_t add_inplace_cuda(size_t n, const float *x, float *y, cudaStream_t stream) {
+    if (n == 0) return cudaSuccess;
+    add_inplace_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, x, y);
+    return launch_status();
+}
+
+extern "C" cudaError_t mean_forward_cuda(size_t n, const float *x, float *y, cudaStream_t stream) {
+    mean_kernel<<<1, MEAN_THREADS, 0, stream>>>(n, x, y);
+    return launch_status();
+}
+
+extern "C" cudaError_t mean_backward_cuda(size_t n, const float *dy, float *dx,
+                                          cudaStream_t stream) {
+    if (n == 0) return cudaSuccess;
+    mean_bwd_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, dy, dx);
+    return launch_status();
+}
