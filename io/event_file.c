@@ -1,0 +1,143 @@
+/* event_file.c: TensorBoard event files (see event_file.h). */
+#include "io/event_file.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/dirs.h"
+#include "io/tfrecord.h"
+
+/* Event (event.proto) / Summary (summary.proto) / SessionLog field numbers. */
+enum { EV_WALL_TIME = 1, EV_STEP = 2, EV_FILE_VERSION = 3, EV_SUMMARY = 5, EV_SESSION_LOG = 7 };
+enum { SUMMARY_VALUE = 1, SV_TAG = 1, SV_SIMPLE_VALUE = 2 };
+enum { SL_STATUS = 1, SL_CHECKPOINT_PATH = 2 };
+
+struct EventWriter {
+    TfrWriter *w;
+    char path[4200];
+    PbBuf buf;
+};
+
+static double wall_time_now(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
+}
+
+void event_encode_file_version(PbBuf *out, double wall_time) {
+    pb_put_double(out, EV_WALL_TIME, wall_time);
+    pb_put_string(out, EV_FILE_VERSION, "brain.Event:2");
+}
+
+void event_encode_scalars(PbBuf *out, double wall_time, int64_t step, int n,
+                          const char *const *tags, const float *values) {
+    PbBuf summary, value;
+    pb_buf_init(&summary);
+    pb_buf_init(&value);
+    for (int i = 0; i < n; i++) {
+        pb_buf_reset(&value);
+        pb_put_string(&value, SV_TAG, tags[i]);
+        pb_put_float(&value, SV_SIMPLE_VALUE, values[i]);
+        pb_put_message(&summary, SUMMARY_VALUE, &value);
+    }
+    pb_put_double(out, EV_WALL_TIME, wall_time);
+    if (step != 0) pb_put_int64(out, EV_STEP, step);
+    pb_put_message(out, EV_SUMMARY, &summary);
+    pb_buf_free(&summary);
+    pb_buf_free(&value);
+}
+
+static int write_event(EventWriter *w, char *err, size_t errlen) {
+    if (w->buf.oom) {
+        snprintf(err, errlen, "%s: out of memory", w->path);
+        return -1;
+    }
+    if (tfr_writer_write(w->w, w->buf.data, w->buf.len) != 0) {
+        snprintf(err, errlen, "%s", tfr_writer_error(w->w));
+        return -1;
+    }
+    return 0;
+}
+
+EventWriter *event_writer_open(const char *dir, char *err, size_t errlen) {
+    if (dirs_make(dir, err, errlen)) return NULL;
+    EventWriter *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "%s: out of memory", dir);
+        return NULL;
+    }
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = 0;
+    double now = wall_time_now();
+    /* events_writer.cc: events.out.tfevents.%010lld.<hostname> */
+    snprintf(w->path, sizeof w->path, "%s/events.out.tfevents.%010lld.%s", dir, (long long)now,
+             host);
+    /* a second writer in the same second (e.g. a quick rerun) must not truncate the first */
+    size_t base = strlen(w->path);
+    for (int k = 1; access(w->path, F_OK) == 0 && k < 1000; k++)
+        snprintf(w->path + base, sizeof w->path - base, ".%d", k);
+    pb_buf_init(&w->buf);
+    w->w = tfr_writer_open(w->path, TFR_NONE, TFR_WRITE_DIRECT, err, errlen);
+    if (!w->w) {
+        pb_buf_free(&w->buf);
+        free(w);
+        return NULL;
+    }
+    event_encode_file_version(&w->buf, now);
+    if (write_event(w, err, errlen) || event_writer_flush(w, err, errlen)) {
+        char ignore[256];
+        event_writer_close(w, ignore, sizeof ignore);
+        return NULL;
+    }
+    return w;
+}
+
+const char *event_writer_path(const EventWriter *w) { return w->path; }
+
+int event_writer_add_scalars(EventWriter *w, int64_t step, int n, const char *const *tags,
+                             const float *values, char *err, size_t errlen) {
+    pb_buf_reset(&w->buf);
+    event_encode_scalars(&w->buf, wall_time_now(), step, n, tags, values);
+    return write_event(w, err, errlen);
+}
+
+int event_writer_add_scalar(EventWriter *w, int64_t step, const char *tag, float value, char *err,
+                            size_t errlen) {
+    return event_writer_add_scalars(w, step, 1, &tag, &value, err, errlen);
+}
+
+int event_writer_add_session_log(EventWriter *w, int64_t step, SessionLogStatus status,
+                                 const char *checkpoint_path, char *err, size_t errlen) {
+    PbBuf log;
+    pb_buf_init(&log);
+    pb_put_uint64(&log, SL_STATUS, (uint64_t)status);
+    if (checkpoint_path) pb_put_string(&log, SL_CHECKPOINT_PATH, checkpoint_path);
+    pb_buf_reset(&w->buf);
+    pb_put_double(&w->buf, EV_WALL_TIME, wall_time_now());
+    if (step != 0) pb_put_int64(&w->buf, EV_STEP, step);
+    pb_put_message(&w->buf, EV_SESSION_LOG, &log);
+    pb_buf_free(&log);
+    return write_event(w, err, errlen);
+}
+
+int event_writer_flush(EventWriter *w, char *err, size_t errlen) {
+    if (tfr_writer_flush(w->w) != 0) {
+        snprintf(err, errlen, "%s", tfr_writer_error(w->w));
+        return -1;
+    }
+    return 0;
+}
+
+int event_writer_close(EventWriter *w, char *err, size_t errlen) {
+    if (!w) return 0;
+    int rc = tfr_writer_close(w->w, err, errlen);
+    pb_buf_free(&w->buf);
+    free(w);
+    return rc;
+}
