@@ -153,7 +153,9 @@ static void check_fast_vs_reference(const Conv2dShape *s, uint64_t seed, const c
     conv2d_forward_reference(s, x, w, b, y_ref);
     conv2d_backward_data_reference(s, dy, w, dx_ref);
     conv2d_backward_filter_reference(s, x, dy, dw_ref, db_ref);
+    /* Two runs, with one thread and with all: the same bits. */
     for (int run = 0; run < 2; run++) {
+        kernels_set_threads(run ? 0 : 1);
         float *yo = run ? y2 : y, *dxo = run ? dx2 : dx, *dwo = run ? dw2 : dw, *dbo = run ? db2 : db;
         test_poison(yo, ny); test_poison(dxo, nx); test_poison(dwo, nw); test_poison(dbo, s->k);
         test_poison(ws, nws);
@@ -175,7 +177,7 @@ static void check_fast_vs_reference(const Conv2dShape *s, uint64_t seed, const c
     ck_assert_msg(d <= 1, "%s: dw[%zu] = %g, reference %g", what, worst, dw[worst], dw_ref[worst]);
     d = test_max_scaled_diff(db, db_ref, s->k, tol_f, 1e-4, &worst);
     ck_assert_msg(d <= 1, "%s: db[%zu] = %g, reference %g", what, worst, db[worst], db_ref[worst]);
-    /* Deterministic: a second run gives the same bits. */
+    /* Deterministic: the second run (other thread count) gives the same bits. */
     ck_assert_msg(memcmp(y, y2, ny * 4) == 0, "%s: forward not deterministic", what);
     ck_assert_msg(memcmp(dx, dx2, nx * 4) == 0, "%s: backward_data not deterministic", what);
     ck_assert_msg(memcmp(dw, dw2, nw * 4) == 0, "%s: backward_filter (dw) not deterministic", what);

@@ -1,0 +1,13 @@
+/* parallel.h: OpenMP pragmas that vanish in builds without OpenMP (private to kernels/).
+ * Usage: KERNELS_OMP(omp parallel for schedule(static)). Every parallel loop in kernels/ splits
+ * work so that no float sum depends on the thread count. */
+#ifndef KERNELS_PARALLEL_H
+#define KERNELS_PARALLEL_H
+
+#ifdef _OPENMP
+#define KERNELS_OMP(directive) _Pragma(#directive)
+#else
+#define KERNELS_OMP(directive)
+#endif
+
+#endif

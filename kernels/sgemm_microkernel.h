@@ -1,0 +1,22 @@
+/* sgemm_microkernel.h: the register-tile kernels of the packed SGEMM (kernels/sgemm.c), private
+ * to kernels/.
+ *
+ * A micro-kernel computes one SGEMM_MR x SGEMM_NR tile of C from packed panels:
+ *   a: kc steps of SGEMM_MR floats (column p of the tile's rows of op(A))
+ *   b: kc steps of SGEMM_NR floats (row p of the tile's columns of op(B))
+ *   C[r, j] = alpha * sum_p a[p*MR + r] * b[p*NR + j] + beta * C[r, j]   (beta 0: C not read)
+ * Sums run over p in order, so a tile's result depends only on its inputs (no threading or
+ * blocking effects beyond the fixed KC split). */
+#ifndef KERNELS_SGEMM_MICROKERNEL_H
+#define KERNELS_SGEMM_MICROKERNEL_H
+
+#define SGEMM_MR 6
+#define SGEMM_NR 16
+
+typedef void (*SgemmMicroKernel)(int kc, const float *a, const float *b, float *c, int ldc,
+                                 float alpha, float beta);
+
+/* AVX2+FMA version (kernels/sgemm_avx2.c); NULL when the CPU or the compiler lacks them. */
+SgemmMicroKernel sgemm_micro_avx2(void);
+
+#endif
