@@ -102,6 +102,18 @@ int model_predict(Model *m, const float *images, int n, float *probs, char *err,
 int model_evaluate(Model *m, const uint8_t *pixels /* [n,28,28,1] */, const int32_t *labels, int n,
                    double *loss, double *accuracy, char *err, size_t errlen);
 
+/* ---- introspection, for tests and tools (e.g. the Keras parity test) --------------------- */
+/* Forward and backward on a batch (dropout on, mask of the current step), without the optimizer
+ * update and without advancing the step. *loss and logits [n,10] are written when not NULL;
+ * the gradients become readable with model_gradient_get. 0 ok, -1 error. */
+int model_compute_gradients(Model *m, const float *images, const int32_t *labels, int n,
+                            float *loss, float *logits, char *err, size_t errlen);
+/* Number of trainable parameters (the first model_param_count() state entries). */
+int model_param_count(const Model *m);
+/* The gradient of parameter i from the last training step or model_compute_gradients (count
+ * floats, as model_state_info(m, i)). 0 ok, -1 error. */
+int model_gradient_get(const Model *m, int i, float *host);
+
 #ifdef __cplusplus
 }
 #endif

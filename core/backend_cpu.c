@@ -1,0 +1,268 @@
+/* backend_cpu.c: the CPU backend. Backend memory is host memory; kernel entries call the CPU
+ * kernels of kernels/ (the reference every other backend is checked against). */
+#include "core/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void cpu_destroy(Backend *be) { free(be); }
+
+static void *cpu_alloc(Backend *be, size_t bytes) {
+    (void)be;
+    size_t rounded = (bytes + 255) / 256 * 256;
+    return aligned_alloc(256, rounded ? rounded : 256);
+}
+
+static void cpu_free(Backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static void cpu_upload(Backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static int cpu_download(Backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, src, bytes);
+    return 0;
+}
+
+static void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static void cpu_zero(Backend *be, void *p, size_t bytes) {
+    (void)be;
+    if (bytes) memset(p, 0, bytes);
+}
+
+static int cpu_sync(Backend *be) {
+    (void)be;
+    return 0;
+}
+
+static const char *cpu_last_error(Backend *be) {
+    (void)be;
+    return "";
+}
+
+/* ---- kernels ---- */
+static size_t cpu_conv2d_workspace_floats(Backend *be, const Conv2dShape *s) {
+    (void)be;
+    return conv2d_workspace_floats(s);
+}
+
+static void cpu_conv2d_forward(Backend *be, const Conv2dShape *s, const float *x, const float *w,
+                               const float *b, float *y, float *ws) {
+    (void)be;
+    conv2d_forward(s, x, w, b, y, ws);
+}
+
+static void cpu_conv2d_backward_data(Backend *be, const Conv2dShape *s, const float *dy,
+                                     const float *w, float *dx, float *ws) {
+    (void)be;
+    conv2d_backward_data(s, dy, w, dx, ws);
+}
+
+static void cpu_conv2d_backward_filter(Backend *be, const Conv2dShape *s, const float *x,
+                                       const float *dy, float *dw, float *db, float *ws) {
+    (void)be;
+    conv2d_backward_filter(s, x, dy, dw, db, ws);
+}
+
+static void cpu_maxpool2d_forward(Backend *be, const Pool2dShape *s, const float *x, float *y,
+                                  int32_t *argmax) {
+    (void)be;
+    maxpool2d_forward(s, x, y, argmax);
+}
+
+static void cpu_maxpool2d_backward(Backend *be, const Pool2dShape *s, const float *dy,
+                                   const int32_t *argmax, float *dx) {
+    (void)be;
+    maxpool2d_backward(s, dy, argmax, dx);
+}
+
+static void cpu_dense_forward(Backend *be, int n, int in, int out, const float *x,
+                              const float *w, const float *b, float *y) {
+    (void)be;
+    dense_forward(n, in, out, x, w, b, y);
+}
+
+static void cpu_dense_backward(Backend *be, int n, int in, int out, const float *x,
+                               const float *w, const float *dy, float *dx, float *dw, float *db) {
+    (void)be;
+    dense_backward(n, in, out, x, w, dy, dx, dw, db);
+}
+
+static void cpu_relu_forward(Backend *be, size_t n, const float *x, float *y) {
+    (void)be;
+    relu_forward(n, x, y);
+}
+
+static void cpu_relu_backward(Backend *be, size_t n, const float *y, const float *dy,
+                              float *dx) {
+    (void)be;
+    relu_backward(n, y, dy, dx);
+}
+
+static void cpu_dropout_forward(Backend *be, size_t n, float rate, uint64_t seed,
+                                uint64_t stream_base, const int64_t *step, const float *x,
+                                float *y, uint8_t *mask) {
+    (void)be;
+    dropout_forward(n, rate, seed, stream_base + (uint64_t)*step * 16u, x, y, mask);
+}
+
+static void cpu_dropout_backward(Backend *be, size_t n, float rate, const uint8_t *mask,
+                                 const float *dy, float *dx) {
+    (void)be;
+    dropout_backward(n, rate, mask, dy, dx);
+}
+
+static void cpu_softmax_forward(Backend *be, int n, int c, const float *logits, float *probs) {
+    (void)be;
+    softmax_forward(n, c, logits, probs);
+}
+
+static void cpu_softmax_backward(Backend *be, int n, int c, const float *y, const float *dy,
+                                 float *dx) {
+    (void)be;
+    for (int i = 0; i < n; i++) {
+        const float *yi = y + (size_t)i * c, *dyi = dy + (size_t)i * c;
+        float *dxi = dx + (size_t)i * c;
+        double dot = 0.0;
+        for (int j = 0; j < c; j++) dot += (double)dyi[j] * yi[j];
+        for (int j = 0; j < c; j++) dxi[j] = yi[j] * (dyi[j] - (float)dot);
+    }
+}
+
+static void cpu_softmax_xent_forward(Backend *be, int n, int c, const float *logits,
+                                     const int32_t *labels, float *probs, float *loss) {
+    (void)be;
+    softmax_xent_forward(n, c, logits, labels, probs, loss);
+}
+
+static void cpu_softmax_xent_backward(Backend *be, int n, int c, const float *probs,
+                                      const int32_t *labels, float dloss, float *dlogits) {
+    (void)be;
+    softmax_xent_backward(n, c, probs, labels, dloss, dlogits);
+}
+
+static void cpu_argmax_correct(Backend *be, int n, int c, const float *logits,
+                               const int32_t *labels, int32_t *correct) {
+    (void)be;
+    *correct = argmax_correct(n, c, logits, labels);
+}
+
+static void cpu_adam_update(Backend *be, size_t n, float *w, const float *g, float *m, float *v,
+                            float lr, float beta1, float beta2, float eps, const int64_t *step) {
+    (void)be;
+    adam_update(n, w, g, m, v, lr, beta1, beta2, eps, *step + 1);
+}
+
+static void cpu_sgd_update(Backend *be, size_t n, float *w, const float *g, float lr) {
+    (void)be;
+    sgd_update(n, w, g, lr);
+}
+
+static void cpu_momentum_update(Backend *be, size_t n, float *w, const float *g, float *vel,
+                                float lr, float momentum, int nesterov) {
+    (void)be;
+    momentum_update(n, w, g, vel, lr, momentum, nesterov);
+}
+
+/* ---- small entries ---- */
+static void cpu_add_inplace(Backend *be, size_t n, const float *x, float *y) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void cpu_mean_forward(Backend *be, size_t n, const float *x, float *y) {
+    (void)be;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    y[0] = (float)(s / (double)n);
+}
+
+static void cpu_mean_backward(Backend *be, size_t n, const float *dy, float *dx) {
+    (void)be;
+    float v = dy[0] / (float)n;
+    for (size_t i = 0; i < n; i++) dx[i] = v;
+}
+
+static void cpu_u8_to_float(Backend *be, size_t n, const uint8_t *src, float *dst) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) dst[i] = (float)src[i];
+}
+
+static void cpu_step_increment(Backend *be, int64_t *step) {
+    (void)be;
+    *step += 1;
+}
+
+static void cpu_gather_batch(Backend *be, int batch, int example_size, int n_examples,
+                             const uint8_t *pixels, const int32_t *labels, const int32_t *ring,
+                             int ring_epochs, const int64_t *step, float *x, int32_t *y) {
+    (void)be;
+    for (int i = 0; i < batch; i++) {
+        int64_t p = *step * (int64_t)batch + i;
+        int64_t e = p / n_examples, j = p % n_examples;
+        int32_t ex = ring[(size_t)(e % ring_epochs) * (size_t)n_examples + (size_t)j];
+        const uint8_t *src = pixels + (size_t)ex * (size_t)example_size;
+        float *dst = x + (size_t)i * (size_t)example_size;
+        for (int k = 0; k < example_size; k++) dst[k] = (float)src[k];
+        y[i] = labels[ex];
+    }
+}
+
+static void cpu_set_threads(Backend *be, int threads) {
+    (void)be;
+    kernels_set_threads(threads);
+}
+
+Backend *backend_cpu_create(void) {
+    Backend *be = calloc(1, sizeof *be);
+    if (!be) return NULL;
+    be->name = "cpu";
+    be->destroy = cpu_destroy;
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->upload = cpu_upload;
+    be->download = cpu_download;
+    be->copy = cpu_copy;
+    be->zero = cpu_zero;
+    be->sync = cpu_sync;
+    be->last_error = cpu_last_error;
+    be->conv2d_workspace_floats = cpu_conv2d_workspace_floats;
+    be->conv2d_forward = cpu_conv2d_forward;
+    be->conv2d_backward_data = cpu_conv2d_backward_data;
+    be->conv2d_backward_filter = cpu_conv2d_backward_filter;
+    be->maxpool2d_forward = cpu_maxpool2d_forward;
+    be->maxpool2d_backward = cpu_maxpool2d_backward;
+    be->dense_forward = cpu_dense_forward;
+    be->dense_backward = cpu_dense_backward;
+    be->relu_forward = cpu_relu_forward;
+    be->relu_backward = cpu_relu_backward;
+    be->dropout_forward = cpu_dropout_forward;
+    be->dropout_backward = cpu_dropout_backward;
+    be->softmax_forward = cpu_softmax_forward;
+    be->softmax_backward = cpu_softmax_backward;
+    be->softmax_xent_forward = cpu_softmax_xent_forward;
+    be->softmax_xent_backward = cpu_softmax_xent_backward;
+    be->argmax_correct = cpu_argmax_correct;
+    be->adam_update = cpu_adam_update;
+    be->sgd_update = cpu_sgd_update;
+    be->momentum_update = cpu_momentum_update;
+    be->add_inplace = cpu_add_inplace;
+    be->mean_forward = cpu_mean_forward;
+    be->mean_backward = cpu_mean_backward;
+    be->u8_to_float = cpu_u8_to_float;
+    be->step_increment = cpu_step_increment;
+    be->gather_batch = cpu_gather_batch;
+    be->run_steps = NULL;          /* eager: core loops */
+    be->invalidate_graphs = NULL;
+    be->set_threads = cpu_set_threads;
+    return be;
+}

@@ -1,0 +1,46 @@
+/* op_conv2d.c: 2-D convolution (NHWC x HWIO -> NHWC) with optional bias. */
+#include "core/ops.h"
+
+static Conv2dShape shape_at(const TapeOp *op, int n) {
+    Conv2dShape s = op->p.conv;
+    s.n = n;
+    return s;
+}
+
+static void conv2d_fwd(Tape *t, TapeOp *op) {
+    Conv2dShape s = shape_at(op, t->n);
+    const float *b = op->n_in > 2 ? tensor_f32(op->in[2]) : NULL;
+    t->be->conv2d_forward(t->be, &s, tensor_f32(op->in[0]), tensor_f32(op->in[1]), b,
+                          tensor_f32(op->out), t->ws);
+}
+
+static void conv2d_bwd(Tape *t, TapeOp *op) {
+    Conv2dShape s = shape_at(op, t->n);
+    const float *dy = op->out->grad;
+    if (op->dx[0])
+        t->be->conv2d_backward_data(t->be, &s, dy, tensor_f32(op->in[1]), op->dx[0], t->ws);
+    /* Parameters always take gradients; dx[1] is set whenever the op is differentiable through
+     * the kernel. A kernel without a gradient (frozen) is not supported by the model. */
+    if (op->dx[1])
+        t->be->conv2d_backward_filter(t->be, &s, tensor_f32(op->in[0]), dy, op->dx[1],
+                                      op->n_in > 2 ? op->dx[2] : NULL, t->ws);
+}
+
+static const OpDef CONV2D = {"conv2d", conv2d_fwd, conv2d_bwd};
+
+Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same) {
+    if (!x || !w || x->rank != 4 || w->rank != 4 || w->shape[2] != x->shape[3]) return NULL;
+    if (b && (b->rank != 1 || b->shape[0] != w->shape[3])) return NULL;
+    Conv2dShape s;
+    conv2d_shape_init(&s, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0],
+                      w->shape[1], w->shape[3], stride, stride, same);
+    if (s.oh <= 0 || s.ow <= 0) return NULL;
+    int shape[4] = {s.n, s.oh, s.ow, s.k};
+    Tensor *y = tape_tensor(t, DT_F32, 4, shape, 1);
+    Tensor *in[3] = {x, w, b};
+    TapeOp *op = tape_record(t, &CONV2D, y, b ? 3 : 2, in);
+    if (!op) return NULL;
+    op->p.conv = s;
+    tape_need_workspace(t, t->be->conv2d_workspace_floats(t->be, &s));
+    return y;
+}

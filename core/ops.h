@@ -1,0 +1,36 @@
+/* ops.h: the differentiable ops. Each call records one tape entry (core/tape.h) and returns its
+ * output tensor (NULL when the tape is full or the shapes do not fit). Forward and backward of
+ * each op live in core/op_<name>.c and run through the backend.
+ *
+ * Shapes: x NHWC [N,H,W,C]; conv kernel HWIO [KH,KW,C,K]; dense x [N,in], kernel [in,out];
+ * biases [K] / [out]; labels int32 [N]; losses and counts are unbatched [1].
+ */
+#ifndef CORE_OPS_H
+#define CORE_OPS_H
+
+#include "core/tape.h"
+
+/* y[N,OH,OW,K] = conv(x, w) + b (b may be NULL); same: TF "SAME" padding, else "VALID". */
+Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same);
+/* Max pooling with a kh x kw window (TF's MaxPool; argmax saved for backward). */
+Tensor *op_maxpool2d(Tape *t, Tensor *x, int kh, int kw, int stride, int same);
+/* y[N,out] = x[N,in] * w[in,out] + b[out] (b may be NULL). */
+Tensor *op_dense(Tape *t, Tensor *x, Tensor *w, Tensor *b);
+Tensor *op_relu(Tape *t, Tensor *x);
+/* Inverted dropout with drop probability rate while t->training, identity otherwise. The k-th
+ * dropout op of the tape (k = 0, 1, ...) uses the Philox stream
+ * PHILOX_STREAM_DROPOUT + step*16 + k, step read from the tape's step counter. */
+Tensor *op_dropout(Tape *t, Tensor *x, float rate);
+/* [N,H,W,C] -> [N,H*W*C] in [h][w][c] order (TF's Flatten): a view, no copy. */
+Tensor *op_flatten(Tape *t, Tensor *x);
+/* probs[N,C] = softmax(x) over the last dimension. */
+Tensor *op_softmax(Tape *t, Tensor *x);
+/* Mean over the batch of the sparse softmax cross-entropy of logits[N,C] against labels[N]
+ * (fused, numerically stable): a loss scalar [1]. The end of a backward pass (dL/dloss = 1). */
+Tensor *op_softmax_xent(Tape *t, Tensor *logits, Tensor *labels);
+/* y[1] = mean of all elements of x (at the current batch). */
+Tensor *op_mean(Tape *t, Tensor *x);
+/* count[1] (int32) = rows of logits whose first argmax equals the label. No gradient. */
+Tensor *op_accuracy(Tape *t, Tensor *logits, Tensor *labels);
+
+#endif /* CORE_OPS_H */

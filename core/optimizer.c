@@ -1,0 +1,53 @@
+/* optimizer.c: one fused update over all parameters. */
+#include "core/optimizer.h"
+
+#include <string.h>
+
+int optimizer_init(Optimizer *o, Tape *t, const ModelConfig *cfg) {
+    memset(o, 0, sizeof *o);
+    o->kind = cfg->optimizer;
+    o->lr = cfg->learning_rate;
+    o->beta1 = cfg->beta1;
+    o->beta2 = cfg->beta2;
+    o->eps = cfg->epsilon;
+    o->momentum = cfg->momentum;
+    switch (o->kind) {
+    case OPT_ADAM:
+        o->n_slots = 2;
+        o->slot_suffix[0] = "Adam";
+        o->slot_suffix[1] = "Adam_1";
+        break;
+    case OPT_MOMENTUM:
+        o->n_slots = 1;
+        o->slot_suffix[0] = "Momentum";
+        break;
+    case OPT_SGD:
+        o->n_slots = 0;
+        break;
+    }
+    int floats = (int)tape_param_floats(t);
+    for (int i = 0; i < o->n_slots; i++) {
+        o->slot[i] = tape_tensor(t, DT_F32, 1, &floats, 0);
+        if (!o->slot[i]) return -1;
+    }
+    return 0;
+}
+
+void optimizer_apply(const Optimizer *o, Tape *t) {
+    Backend *be = t->be;
+    size_t n = tape_param_floats(t);
+    float *w = tape_params(t);
+    const float *g = tape_grads(t);
+    switch (o->kind) {
+    case OPT_ADAM:
+        be->adam_update(be, n, w, g, tensor_f32(o->slot[0]), tensor_f32(o->slot[1]), o->lr,
+                        o->beta1, o->beta2, o->eps, t->step);
+        break;
+    case OPT_MOMENTUM:
+        be->momentum_update(be, n, w, g, tensor_f32(o->slot[0]), o->lr, o->momentum, 0);
+        break;
+    case OPT_SGD:
+        be->sgd_update(be, n, w, g, o->lr);
+        break;
+    }
+}

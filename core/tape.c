@@ -1,0 +1,189 @@
+/* tape.c: recording, planning and replaying the autograd tape. */
+#include "core/tape.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void tape_init(Tape *t, Backend *be, int batch, uint64_t seed) {
+    memset(t, 0, sizeof *t);
+    t->be = be;
+    arena_init(&t->arena, be);
+    t->batch = batch;
+    t->n = batch;
+    t->training = 1;
+    t->grad_enabled = 1;
+    t->seed = seed;
+    int one = 1;
+    t->step_tensor = tape_tensor(t, DT_I64, 1, &one, 0);
+}
+
+void tape_free(Tape *t) {
+    arena_release(&t->arena);
+    t->committed = 0;
+}
+
+static Tensor *new_tensor(Tape *t, DType dtype, int rank, const int *shape, int batched) {
+    if (t->n_tensors >= TAPE_MAX_TENSORS || rank < 0 || rank > 4) return NULL;
+    Tensor *x = &t->tensors[t->n_tensors++];
+    memset(x, 0, sizeof *x);
+    x->dtype = dtype;
+    x->rank = rank;
+    x->count = 1;
+    for (int i = 0; i < rank; i++) {
+        x->shape[i] = shape[i];
+        x->count *= (size_t)shape[i];
+    }
+    x->batched = batched && rank > 0;
+    return x;
+}
+
+Tensor *tape_tensor(Tape *t, DType dtype, int rank, const int *shape, int batched) {
+    Tensor *x = new_tensor(t, dtype, rank, shape, batched);
+    if (!x) return NULL;
+    x->region = REGION_WORK;
+    x->offset = arena_reserve(&t->arena, REGION_WORK, x->count * dtype_size(dtype));
+    return x;
+}
+
+Tensor *tape_param(Tape *t, int rank, const int *shape) {
+    Tensor *x = new_tensor(t, DT_F32, rank, shape, 0);
+    if (!x) return NULL;
+    x->region = REGION_PARAM;
+    x->offset = arena_reserve(&t->arena, REGION_PARAM, x->count * sizeof(float));
+    x->grad_region = REGION_GRAD;
+    x->grad_offset = arena_reserve(&t->arena, REGION_GRAD, x->count * sizeof(float));
+    x->requires_grad = 1;
+    return x;
+}
+
+Tensor *tape_view(Tape *t, Tensor *x, int rank, const int *shape) {
+    Tensor *v = new_tensor(t, x->dtype, rank, shape, x->batched);
+    if (!v) return NULL;
+    if (v->count != x->count || (x->batched && shape[0] != x->shape[0])) {
+        t->n_tensors--;
+        return NULL;
+    }
+    v->alias_of = x;
+    v->requires_grad = x->requires_grad;
+    return v;
+}
+
+TapeOp *tape_record(Tape *t, const OpDef *def, Tensor *out, int n_in, Tensor **in) {
+    if (t->n_ops >= TAPE_MAX_OPS || n_in > TAPE_MAX_INPUTS || !out) return NULL;
+    for (int i = 0; i < n_in; i++)
+        if (!in[i]) return NULL;
+    TapeOp *op = &t->ops[t->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->def = def;
+    op->n_in = n_in;
+    op->out = out;
+    int needs = 0;
+    for (int i = 0; i < n_in; i++) {
+        op->in[i] = in[i];
+        needs |= in[i]->requires_grad;
+    }
+    op->differentiable = t->grad_enabled && needs && def->backward != NULL;
+    out->requires_grad = op->differentiable;
+    return op;
+}
+
+void tape_set_grad_enabled(Tape *t, int enabled) { t->grad_enabled = enabled; }
+
+void tape_need_workspace(Tape *t, size_t floats) {
+    if (floats > t->ws_floats) t->ws_floats = floats;
+}
+
+/* Gradient plan: in the reverse sweep the first op to reach a tensor writes its gradient, the
+ * later ones write scratch and add. Gradient memory of non-parameters is reserved here. */
+int tape_commit(Tape *t, char *err, size_t errlen) {
+    for (int i = 0; i < t->n_tensors; i++) {
+        Tensor *x = &t->tensors[i];
+        x->grad_written = 0;
+        if (x->requires_grad && !x->alias_of && x->region == REGION_WORK) {
+            x->grad_region = REGION_WORK;
+            x->grad_offset = arena_reserve(&t->arena, REGION_WORK, x->count * sizeof(float));
+        }
+    }
+    size_t scratch_floats = 0;
+    int scratch_used[TAPE_MAX_INPUTS] = {0};
+    for (int k = t->n_ops - 1; k >= 0; k--) {
+        TapeOp *op = &t->ops[k];
+        if (!op->differentiable) continue;
+        for (int i = 0; i < op->n_in; i++) {
+            Tensor *root = tensor_root(op->in[i]);
+            op->accumulate[i] = 0;
+            if (!op->in[i]->requires_grad) continue;
+            if (root->grad_written) {
+                op->accumulate[i] = 1;
+                scratch_used[i] = 1;
+                if (root->count > scratch_floats) scratch_floats = root->count;
+            }
+            root->grad_written = 1;
+        }
+    }
+    size_t ws_off = arena_reserve(&t->arena, REGION_WORK, t->ws_floats * sizeof(float));
+    size_t scratch_off[TAPE_MAX_INPUTS];
+    for (int i = 0; i < TAPE_MAX_INPUTS; i++)
+        scratch_off[i] = scratch_used[i]
+            ? arena_reserve(&t->arena, REGION_WORK, scratch_floats * sizeof(float)) : 0;
+    if (arena_commit(&t->arena) != 0) {
+        snprintf(err, errlen, "out of %s memory (%zu + %zu + %zu bytes)", t->be->name,
+                 t->arena.size[REGION_PARAM], t->arena.size[REGION_GRAD],
+                 t->arena.size[REGION_WORK]);
+        return -1;
+    }
+    t->ws = t->ws_floats ? arena_ptr(&t->arena, REGION_WORK, ws_off) : NULL;
+    t->scratch_floats = scratch_floats;
+    for (int i = 0; i < TAPE_MAX_INPUTS; i++)
+        t->scratch[i] = scratch_used[i] ? arena_ptr(&t->arena, REGION_WORK, scratch_off[i]) : NULL;
+    /* Resolve pointers: roots first, then views take their root's memory. */
+    for (int i = 0; i < t->n_tensors; i++) {
+        Tensor *x = &t->tensors[i];
+        if (x->alias_of) continue;
+        x->data = arena_ptr(&t->arena, x->region, x->offset);
+        x->grad = x->requires_grad ? arena_ptr(&t->arena, x->grad_region, x->grad_offset) : NULL;
+    }
+    for (int i = 0; i < t->n_tensors; i++) {
+        Tensor *x = &t->tensors[i];
+        if (!x->alias_of) continue;
+        Tensor *root = tensor_root(x);
+        x->data = root->data;
+        x->grad = x->requires_grad ? root->grad : NULL;
+    }
+    for (int k = 0; k < t->n_ops; k++) {
+        TapeOp *op = &t->ops[k];
+        for (int i = 0; i < op->n_in; i++) {
+            op->dx[i] = NULL;
+            if (!op->differentiable || !op->in[i]->requires_grad) continue;
+            op->dx[i] = op->accumulate[i] ? t->scratch[i] : op->in[i]->grad;
+        }
+    }
+    t->step = t->step_tensor->data;
+    t->committed = 1;
+    return 0;
+}
+
+void tape_forward(Tape *t, int first, int last) {
+    for (int k = first; k < last; k++) t->ops[k].def->forward(t, &t->ops[k]);
+}
+
+void tape_backward(Tape *t) {
+    for (int k = t->n_ops - 1; k >= 0; k--) {
+        TapeOp *op = &t->ops[k];
+        if (!op->differentiable) continue;
+        op->def->backward(t, op);
+        for (int i = 0; i < op->n_in; i++)
+            if (op->accumulate[i])
+                t->be->add_inplace(t->be, tensor_count_at(op->in[i], t->n), op->dx[i],
+                                   tensor_root(op->in[i])->grad);
+    }
+}
+
+size_t tape_param_offset(const Tape *t, const Tensor *param) {
+    (void)t;
+    return param->offset / sizeof(float);
+}
+
+size_t tape_param_floats(const Tape *t) { return t->arena.size[REGION_PARAM] / sizeof(float); }
+float *tape_params(const Tape *t) { return t->arena.base[REGION_PARAM]; }
+float *tape_grads(const Tape *t) { return t->arena.base[REGION_GRAD]; }

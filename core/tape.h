@@ -1,0 +1,115 @@
+/* tape.h: the reverse-mode autograd tape.
+ *
+ * The network is static, so the tape is built once when the model is created: each op call
+ * (core/ops.h) records an entry (op, inputs, output, saved tensors, shapes) and reserves the
+ * memory of its output in the arena. tape_commit() plans the backward pass and allocates
+ * everything in one go. Each step then replays the records: tape_forward() in order,
+ * tape_backward() in reverse. No allocation happens after commit.
+ *
+ * Gradients: every op's backward writes the gradient of each input that requires one. When a
+ * tensor has several consumers, the first one in the reverse sweep writes its gradient buffer
+ * and the others write a scratch buffer that is then added in (planned at commit).
+ * The reverse sweep starts at the last differentiable op: a loss op (softmax_xent) seeds
+ * dL/dloss = 1 itself; otherwise the caller fills the last output's grad before tape_backward().
+ * Ops recorded while gradients are disabled (tape_set_grad_enabled) are forward-only heads
+ * (predictions, accuracy) and take no part in the backward pass.
+ */
+#ifndef CORE_TAPE_H
+#define CORE_TAPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/backend.h"
+#include "core/tensor.h"
+
+#define TAPE_MAX_TENSORS 256
+#define TAPE_MAX_OPS 128
+#define TAPE_MAX_INPUTS 3
+
+typedef struct Tape Tape;
+typedef struct TapeOp TapeOp;
+
+typedef struct {
+    const char *name;
+    void (*forward)(Tape *t, TapeOp *op);
+    /* Writes the gradient of in[i] to op->dx[i] for each i with dx[i] != NULL. NULL: the op
+     * has no gradient (argmax/accuracy). */
+    void (*backward)(Tape *t, TapeOp *op);
+} OpDef;
+
+struct TapeOp {
+    const OpDef *def;
+    int n_in;
+    Tensor *in[TAPE_MAX_INPUTS];
+    Tensor *out;
+    Tensor *saved[2];            /* what backward needs beyond in/out (argmax, mask, probs) */
+    int differentiable;          /* recorded with gradients enabled and an input needing one */
+    float *dx[TAPE_MAX_INPUTS];  /* set at commit: where backward writes d(in[i]), or NULL */
+    int accumulate[TAPE_MAX_INPUTS]; /* dx[i] is the scratch buffer: add it to in[i]'s grad */
+    union {
+        Conv2dShape conv;
+        Pool2dShape pool;
+        struct { int in, out; } dense;
+        struct { float rate; int index; } dropout;
+        struct { int classes; } softmax;
+    } p;
+};
+
+struct Tape {
+    Backend *be;
+    Arena arena;
+    Tensor tensors[TAPE_MAX_TENSORS];
+    int n_tensors;
+    TapeOp ops[TAPE_MAX_OPS];
+    int n_ops;
+    int batch;              /* the batch every batched tensor is sized for */
+    int n;                  /* the batch of the current forward/backward, 1..batch */
+    int training;           /* dropout on (1) or identity (0) */
+    int grad_enabled;
+    uint64_t seed;          /* dropout masks */
+    int n_dropout;          /* dropout layers recorded so far (each gets its own stream) */
+    int64_t *step;          /* backend memory: optimizer steps taken (see backend.h) */
+    float *ws;              /* conv workspace, ws_floats floats */
+    size_t ws_floats;
+    Tensor *step_tensor;    /* int64 [1] holding *step */
+    float *scratch[TAPE_MAX_INPUTS]; /* gradient accumulation scratch, one per input slot */
+    size_t scratch_floats;
+    int committed;
+};
+
+void tape_init(Tape *t, Backend *be, int batch, uint64_t seed);
+/* Releases the arena. */
+void tape_free(Tape *t);
+
+/* A new tensor whose memory is reserved in the arena (allocated at commit). batched: shape[0] is
+ * the tape's batch (pass it in shape). NULL when the tape is full. */
+Tensor *tape_tensor(Tape *t, DType dtype, int rank, const int *shape, int batched);
+/* A trainable parameter: packed into the parameter region, its gradient into the gradient
+ * region at the same offset. */
+Tensor *tape_param(Tape *t, int rank, const int *shape);
+/* A view of x with another shape (same count and memory). */
+Tensor *tape_view(Tape *t, Tensor *x, int rank, const int *shape);
+/* Records an op; out must have been made with tape_tensor. Marks out->requires_grad. NULL when the
+ * tape is full. */
+TapeOp *tape_record(Tape *t, const OpDef *def, Tensor *out, int n_in, Tensor **in);
+void tape_set_grad_enabled(Tape *t, int enabled);
+/* Reserves conv workspace of at least `floats` floats. */
+void tape_need_workspace(Tape *t, size_t floats);
+
+/* Plans the backward pass and allocates all memory. 0 ok, -1 out of memory (message in err). */
+int tape_commit(Tape *t, char *err, size_t errlen);
+
+/* Runs ops [first, last) forward at batch t->n. */
+void tape_forward(Tape *t, int first, int last);
+/* Runs the backward of every differentiable op, last to first, at batch t->n. */
+void tape_backward(Tape *t);
+
+/* Offset (in floats) of a parameter in the parameter buffer, and the buffers themselves. */
+size_t tape_param_offset(const Tape *t, const Tensor *param);
+size_t tape_param_floats(const Tape *t);
+float *tape_params(const Tape *t);
+float *tape_grads(const Tape *t);
+
+#endif /* CORE_TAPE_H */

@@ -1,0 +1,353 @@
+/* test_core_ops.c: every op's backward through the tape against central finite differences,
+ * plus the tape's gradient accumulation (a tensor with several consumers) and views.
+ *
+ * Method: inputs on a grid (distinct values 0.01 apart, none within 0.005 of zero), so a step of
+ * h = 2e-3 never crosses a ReLU kink or changes a max-pool winner: the ops are then exactly
+ * linear or smooth over [x-h, x+h]. The scalar checked is L = sum(r * y) for a fixed random r
+ * (or the loss itself for softmax_xent), accumulated in double on the host.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/ops.h"
+#include "core/tape.h"
+#include "kernels/philox.h"
+
+static int quick(void) { return getenv("CNN_TEST_QUICK") != NULL; }
+
+typedef struct {
+    Backend *be;
+    Tape t;
+    Tensor *inputs[4];
+    int n_inputs;
+    float *host_in[4];
+    Tensor *out;
+    float *r;      /* upstream gradient, NULL when out is a loss that seeds itself */
+    int is_loss;
+    int ops_end;
+} Check;
+
+static uint64_t rng_state = 12345;
+static double urand(void) { /* deterministic uniform [0,1) */
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Distinct grid values, none zero: a random permutation of (k - floor(count/2) + 0.5) * spacing. */
+static void fill_grid(float *x, size_t count, double spacing) {
+    for (size_t i = 0; i < count; i++) x[i] = (float)(((double)i - (double)(count / 2) + 0.5) * spacing);
+    for (size_t i = count - 1; i > 0; i--) {
+        size_t j = (size_t)(urand() * (double)(i + 1));
+        float tmp = x[i];
+        x[i] = x[j];
+        x[j] = tmp;
+    }
+}
+
+static Tensor *input(Check *c, int rank, const int *shape, int batched, double spacing) {
+    Tensor *x = tape_tensor(&c->t, DT_F32, rank, shape, batched);
+    x->requires_grad = 1;
+    c->host_in[c->n_inputs] = malloc(x->count * sizeof(float));
+    fill_grid(c->host_in[c->n_inputs], x->count, spacing);
+    c->inputs[c->n_inputs++] = x;
+    return x;
+}
+
+static void check_begin(Check *c, int batch) {
+    memset(c, 0, sizeof *c);
+    c->be = backend_cpu_create();
+    tape_init(&c->t, c->be, batch, 7);
+}
+
+static void check_end(Check *c) {
+    for (int i = 0; i < c->n_inputs; i++) free(c->host_in[i]);
+    free(c->r);
+    tape_free(&c->t);
+    c->be->destroy(c->be);
+}
+
+static void commit(Check *c, Tensor *out, int is_loss) {
+    char err[256] = "";
+    ck_assert_ptr_nonnull(out);
+    c->out = out;
+    c->is_loss = is_loss;
+    c->ops_end = c->t.n_ops;
+    ck_assert_msg(tape_commit(&c->t, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < c->n_inputs; i++)
+        c->be->upload(c->be, c->inputs[i]->data, c->host_in[i],
+                      c->inputs[i]->count * sizeof(float));
+    if (!is_loss) {
+        c->r = malloc(out->count * sizeof(float));
+        for (size_t i = 0; i < out->count; i++) c->r[i] = (float)(2.0 * urand() - 1.0);
+    }
+}
+
+static double objective(Check *c) {
+    tape_forward(&c->t, 0, c->ops_end);
+    size_t n = tensor_count_at(c->out, c->t.n);
+    float *y = malloc(n * sizeof(float));
+    c->be->download(c->be, y, c->out->data, n * sizeof(float));
+    double L = 0.0;
+    for (size_t i = 0; i < n; i++) L += c->is_loss ? y[i] : (double)c->r[i] * y[i];
+    free(y);
+    return L;
+}
+
+/* Compares the tape's gradient of every input with finite differences at up to `samples`
+ * elements per input. */
+static void check_grads(Check *c, double h, double rtol, int samples) {
+    objective(c);
+    if (!c->is_loss)
+        c->be->upload(c->be, c->out->grad, c->r, tensor_count_at(c->out, c->t.n) * sizeof(float));
+    tape_backward(&c->t);
+    for (int k = 0; k < c->n_inputs; k++) {
+        Tensor *x = c->inputs[k];
+        size_t n = tensor_count_at(x, c->t.n);
+        float *g = malloc(n * sizeof(float));
+        c->be->download(c->be, g, x->grad, n * sizeof(float));
+        double gmax = 0.0;
+        for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(g[i]));
+        int count = (int)n < samples ? (int)n : samples;
+        for (int s = 0; s < count; s++) {
+            size_t i = (int)n <= samples ? (size_t)s : (size_t)(urand() * (double)n);
+            float *xi = (float *)x->data + i; /* CPU backend: host memory */
+            float orig = *xi;
+            *xi = orig + (float)h;
+            double lp = objective(c);
+            *xi = orig - (float)h;
+            double lm = objective(c);
+            *xi = orig;
+            double hp = (double)(orig + (float)h) - (double)orig;
+            double hm = (double)orig - (double)(orig - (float)h);
+            double fd = (lp - lm) / (hp + hm);
+            double tol = rtol * (fabs(g[i]) + 0.05 * gmax) + 1e-5;
+            ck_assert_msg(fabs(fd - g[i]) <= tol,
+                          "input %d element %zu: tape %.7g, finite difference %.7g (tol %.2g)", k,
+                          i, (double)g[i], fd, tol);
+        }
+        free(g);
+    }
+}
+
+START_TEST(test_conv2d_same_and_valid) {
+    static const struct { int n, h, w, c, k, kh, stride, same; } cases[] = {
+        {2, 7, 6, 3, 4, 3, 1, 1}, {2, 7, 6, 3, 4, 3, 1, 0}, {1, 9, 8, 2, 3, 5, 2, 1},
+        {3, 8, 9, 2, 2, 4, 2, 0}, {2, 5, 5, 1, 3, 5, 1, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        Check c;
+        check_begin(&c, cases[ci].n);
+        int xs[4] = {cases[ci].n, cases[ci].h, cases[ci].w, cases[ci].c};
+        int ws[4] = {cases[ci].kh, cases[ci].kh, cases[ci].c, cases[ci].k};
+        Tensor *x = input(&c, 4, xs, 1, 0.01);
+        Tensor *w = input(&c, 4, ws, 0, 0.01);
+        Tensor *b = input(&c, 1, &cases[ci].k, 0, 0.01);
+        commit(&c, op_conv2d(&c.t, x, w, b, cases[ci].stride, cases[ci].same), 0);
+        check_grads(&c, 0.05, 1e-3, quick() ? 12 : 40);
+        check_end(&c);
+    }
+}
+END_TEST
+
+START_TEST(test_maxpool) {
+    static const struct { int n, h, w, c, k, stride, same; } cases[] = {
+        {2, 6, 6, 3, 2, 2, 0}, {2, 7, 5, 2, 2, 2, 1}, {1, 7, 7, 2, 3, 2, 0}, {2, 5, 6, 1, 3, 1, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        Check c;
+        check_begin(&c, cases[ci].n);
+        int xs[4] = {cases[ci].n, cases[ci].h, cases[ci].w, cases[ci].c};
+        Tensor *x = input(&c, 4, xs, 1, 0.01);
+        commit(&c, op_maxpool2d(&c.t, x, cases[ci].k, cases[ci].k, cases[ci].stride,
+                                cases[ci].same), 0);
+        check_grads(&c, 2e-3, 1e-3, quick() ? 20 : 80);
+        check_end(&c);
+    }
+}
+END_TEST
+
+START_TEST(test_dense) {
+    Check c;
+    check_begin(&c, 5);
+    int xs[2] = {5, 13}, ws[2] = {13, 7}, bs = 7;
+    Tensor *x = input(&c, 2, xs, 1, 0.01);
+    Tensor *w = input(&c, 2, ws, 0, 0.01);
+    Tensor *b = input(&c, 1, &bs, 0, 0.01);
+    commit(&c, op_dense(&c.t, x, w, b), 0);
+    check_grads(&c, 0.05, 1e-3, quick() ? 20 : 100);
+    check_end(&c);
+}
+END_TEST
+
+START_TEST(test_relu) {
+    Check c;
+    check_begin(&c, 3);
+    int xs[4] = {3, 4, 5, 2};
+    Tensor *x = input(&c, 4, xs, 1, 0.01);
+    commit(&c, op_relu(&c.t, x), 0);
+    check_grads(&c, 2e-3, 1e-3, 120);
+    check_end(&c);
+}
+END_TEST
+
+START_TEST(test_dropout) {
+    Check c;
+    check_begin(&c, 4);
+    int xs[2] = {4, 50};
+    Tensor *x = input(&c, 2, xs, 1, 0.01);
+    commit(&c, op_dropout(&c.t, x, 0.4f), 0);
+    int64_t step = 3;
+    c.be->upload(c.be, c.t.step, &step, sizeof step);
+    check_grads(&c, 2e-3, 1e-3, 200);
+    /* The mask is Philox(seed, PHILOX_STREAM_DROPOUT + step*16 + 0, i): kept <=> u >= rate. */
+    const float *y = c.out->data, *xv = x->data;
+    int kept = 0;
+    for (int i = 0; i < 200; i++) {
+        int keep = philox_uniform(7, PHILOX_STREAM_DROPOUT + 3 * 16, (uint64_t)i) >= 0.4f;
+        kept += keep;
+        ck_assert_msg(keep ? fabsf(y[i] - xv[i] / 0.6f) <= 1e-6f * fabsf(xv[i]) : y[i] == 0.0f,
+                      "dropout element %d: x %g y %g keep %d", i, (double)xv[i], (double)y[i],
+                      keep);
+    }
+    ck_assert_int_gt(kept, 90);
+    ck_assert_int_lt(kept, 150);
+    /* Inference: identity. */
+    c.t.training = 0;
+    tape_forward(&c.t, 0, c.ops_end);
+    for (int i = 0; i < 200; i++) ck_assert(y[i] == xv[i]);
+    check_end(&c);
+}
+END_TEST
+
+START_TEST(test_flatten_view) {
+    Check c;
+    check_begin(&c, 2);
+    int xs[4] = {2, 3, 4, 5}, ws[2] = {60, 3};
+    Tensor *x = input(&c, 4, xs, 1, 0.01);
+    Tensor *w = input(&c, 2, ws, 0, 0.01);
+    Tensor *f = op_flatten(&c.t, x);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(f->shape[1], 60);
+    commit(&c, op_dense(&c.t, f, w, NULL), 0);
+    ck_assert_ptr_eq(f->data, x->data); /* [h][w][c] order: the same memory */
+    check_grads(&c, 0.05, 1e-3, 60);
+    check_end(&c);
+}
+END_TEST
+
+START_TEST(test_softmax) {
+    Check c;
+    check_begin(&c, 4);
+    int xs[2] = {4, 10};
+    Tensor *x = input(&c, 2, xs, 1, 0.05);
+    commit(&c, op_softmax(&c.t, x), 0);
+    check_grads(&c, 1e-2, 2e-3, 40);
+    check_end(&c);
+}
+END_TEST
+
+START_TEST(test_softmax_xent_and_accuracy) {
+    Check c;
+    check_begin(&c, 6);
+    int xs[2] = {6, 10}, n = 6;
+    Tensor *x = input(&c, 2, xs, 1, 0.05);
+    Tensor *labels = tape_tensor(&c.t, DT_I32, 1, &n, 1);
+    Tensor *loss = op_softmax_xent(&c.t, x, labels);
+    tape_set_grad_enabled(&c.t, 0);
+    Tensor *correct = op_accuracy(&c.t, x, labels);
+    tape_set_grad_enabled(&c.t, 1);
+    commit(&c, loss, 1);
+    c.ops_end = 1; /* the loss op only */
+    int32_t lab[6] = {0, 3, 9, 5, 5, 1};
+    c.be->upload(c.be, labels->data, lab, sizeof lab);
+    check_grads(&c, 1e-2, 2e-3, 60);
+    /* The loss against a double reference, and the accuracy head. */
+    double ref = 0.0;
+    int ref_correct = 0;
+    const float *lg = x->data;
+    for (int i = 0; i < 6; i++) {
+        double mx = -1e30, s = 0.0;
+        int am = 0;
+        for (int j = 0; j < 10; j++)
+            if (lg[i * 10 + j] > mx) mx = lg[i * 10 + j], am = j;
+        for (int j = 0; j < 10; j++) s += exp(lg[i * 10 + j] - mx);
+        ref += (log(s) + mx - lg[i * 10 + lab[i]]) / 6.0;
+        ref_correct += am == lab[i];
+    }
+    tape_forward(&c.t, 0, 2);
+    ck_assert_double_eq_tol(*(float *)loss->data, ref, 1e-5 * fabs(ref) + 1e-6);
+    ck_assert_int_eq(*(int32_t *)correct->data, ref_correct);
+    ck_assert_int_eq(correct->requires_grad, 0);
+    check_end(&c);
+}
+END_TEST
+
+START_TEST(test_mean) {
+    Check c;
+    check_begin(&c, 3);
+    int xs[2] = {3, 7};
+    Tensor *x = input(&c, 2, xs, 1, 0.01);
+    commit(&c, op_mean(&c.t, x), 0);
+    check_grads(&c, 0.05, 1e-3, 21);
+    check_end(&c);
+}
+END_TEST
+
+/* Shared weights: w and b are read by two dense ops, so their gradients are the sum of both
+ * paths (the second writes scratch and adds, one scratch per input slot). Run at a runtime
+ * batch smaller than the tape's. */
+START_TEST(test_shared_weights_small_batch) {
+    Check c;
+    check_begin(&c, 4);
+    int xs[2] = {4, 6}, ws[2] = {6, 6}, bs = 6;
+    Tensor *x = input(&c, 2, xs, 1, 0.01);
+    Tensor *w = input(&c, 2, ws, 0, 0.05);
+    Tensor *b = input(&c, 1, &bs, 0, 0.01);
+    Tensor *y1 = op_dense(&c.t, x, w, b);
+    Tensor *r = op_dropout(&c.t, y1, 0.3f); /* linear for a fixed mask: no kinks */
+    commit(&c, op_dense(&c.t, r, w, b), 0);
+    ck_assert_int_eq(c.t.ops[2].accumulate[1] + c.t.ops[2].accumulate[2], 0);
+    ck_assert_int_eq(c.t.ops[0].accumulate[1], 1);
+    ck_assert_int_eq(c.t.ops[0].accumulate[2], 1);
+    c.t.n = 3;
+    check_grads(&c, 2e-3, 2e-3, 40);
+    check_end(&c);
+}
+END_TEST
+
+/* One tensor feeding both inputs of an op through different paths: y = dense(relu(P), P). */
+START_TEST(test_tensor_two_paths) {
+    Check c;
+    check_begin(&c, 5);
+    int ps[2] = {5, 5};
+    Tensor *p = input(&c, 2, ps, 0, 0.05);
+    commit(&c, op_dense(&c.t, op_relu(&c.t, p), p, NULL), 0);
+    check_grads(&c, 2e-3, 2e-3, 25);
+    check_end(&c);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("core_ops");
+    TCase *tc = tcase_create("gradients");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_conv2d_same_and_valid);
+    tcase_add_test(tc, test_maxpool);
+    tcase_add_test(tc, test_dense);
+    tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_dropout);
+    tcase_add_test(tc, test_flatten_view);
+    tcase_add_test(tc, test_softmax);
+    tcase_add_test(tc, test_softmax_xent_and_accuracy);
+    tcase_add_test(tc, test_mean);
+    tcase_add_test(tc, test_shared_weights_small_batch);
+    tcase_add_test(tc, test_tensor_two_paths);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
