@@ -18,12 +18,35 @@
 #include "gpu_check.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_cuda.h"
+#include "kernels/kernels_cudnn.h"
 #include "kernels/philox.h"
 
 #define TOL_GEMM 1e-4
 #define TOL_MATH 1e-5
 
 static int quick = 0;
+/* The library versions (kernels_cudnn.h) are checked against the same CPU references: they are
+ * the --device cudnn backend and the benchmarks' yardstick. */
+static cudnnHandle_t dnn;
+static cublasHandle_t blas;
+#define CKDNN(call)                                                                           \
+    do {                                                                                      \
+        cudnnStatus_t st_ = (call);                                                           \
+        if (st_ != CUDNN_STATUS_SUCCESS) {                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call,                \
+                    cudnnGetErrorString(st_));                                                \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
+#define CKBLAS(call)                                                                          \
+    do {                                                                                      \
+        cublasStatus_t st_ = (call);                                                          \
+        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                   \
+            fprintf(stderr, "FAIL %s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #call,  \
+                    (int)st_);                                                                \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
 
 /* ---- sgemm ---------------------------------------------------------------------------------- */
 static void test_sgemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta,
@@ -115,6 +138,39 @@ static void test_dense_case(int n, int in, int out, int with_bias, int relu, int
         check_close(what, g, dbias, (size_t)out, TOL_GEMM);
         free(g);
     }
+    /* cuBLAS versions, same inputs, outputs poisoned again */
+    float *ones_h = host_alloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) ones_h[i] = 1.0f;
+    float *dOnes = dev_upload(ones_h, (size_t)n * 4);
+    CK(cudaMemset(dY, 0xFF, (size_t)n * out * 4)); CK(cudaMemset(dDX, 0xFF, (size_t)n * in * 4));
+    CK(cudaMemset(dDW, 0xFF, (size_t)in * out * 4)); CK(cudaMemset(dDB, 0xFF, (size_t)out * 4));
+    CKBLAS(dense_forward_cublas(blas, n, in, out, dX, dW, with_bias ? dB : NULL, dY, dOnes));
+    if (relu) CKDNN(relu_forward_cudnn(dnn, (size_t)n * out, dY, dY));
+    CKBLAS(dense_backward_cublas(blas, n, in, out, dX, dW, dDY, with_dx ? dDX : NULL, dDW,
+                                 with_db ? dDB : NULL, dOnes));
+    g = dev_download(dY, (size_t)n * out * 4);
+    snprintf(what, sizeof what, "cublas dense fwd %dx%d->%d", n, in, out);
+    check_close(what, g, y, (size_t)n * out, TOL_GEMM);
+    free(g);
+    if (with_dx) {
+        g = dev_download(dDX, (size_t)n * in * 4);
+        snprintf(what, sizeof what, "cublas dense bwd dx %dx%d->%d", n, in, out);
+        check_close(what, g, dx, (size_t)n * in, TOL_GEMM);
+        free(g);
+    }
+    g = dev_download(dDW, (size_t)in * out * 4);
+    snprintf(what, sizeof what, "cublas dense bwd dw %dx%d->%d", n, in, out);
+    check_close(what, g, dw, (size_t)in * out, TOL_GEMM);
+    free(g);
+    if (with_db) {
+        g = dev_download(dDB, (size_t)out * 4);
+        snprintf(what, sizeof what, "cublas dense bwd db %dx%d->%d", n, in, out);
+        check_close(what, g, dbias, (size_t)out, TOL_GEMM);
+        free(g);
+    }
+    free(ones_h);
+    CK(cudaFree(dOnes));
+
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(dbias);
     CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
     CK(cudaFree(dDX)); CK(cudaFree(dDW)); CK(cudaFree(dDB));
@@ -191,6 +247,42 @@ static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, in
     snprintf(what, sizeof what, "conv bwd filter deterministic %s", tag);
     check_equal_bytes(what, g, first, nw * 4);
     free(g); free(first);
+
+    /* cuDNN versions (symmetric padding only), outputs poisoned again */
+    char err[256];
+    Conv2dCudnn *plan = conv2d_cudnn_create(dnn, &s, 0, (size_t)256 << 20, err, sizeof err);
+    if (!plan) {
+        printf("SKIP cudnn conv %s: %s\n", tag, err);
+    } else {
+        size_t wsb = conv2d_cudnn_workspace_bytes(plan);
+        void *cws = dev_poisoned(wsb);
+        float *wtmp = dev_poisoned(nw * 4);
+        CK(cudaMemset(dY, 0xFF, ny * 4)); CK(cudaMemset(dDX, 0xFF, nx * 4));
+        CK(cudaMemset(dDW, 0xFF, nw * 4)); CK(cudaMemset(dDB, 0xFF, (size_t)k * 4));
+        CKDNN(conv2d_forward_cudnn(dnn, plan, dX, dWt, with_bias ? dB : NULL, dY, wtmp, cws, wsb));
+        if (relu) CKDNN(relu_forward_cudnn(dnn, ny, dY, dY));
+        CKDNN(conv2d_backward_data_cudnn(dnn, plan, dDY, dWt, dDX, wtmp, cws, wsb));
+        CKDNN(conv2d_backward_filter_cudnn(dnn, plan, dX, dDY, dDW, dDB, wtmp, cws, wsb));
+        g = dev_download(dY, ny * 4);
+        snprintf(what, sizeof what, "cudnn conv fwd %s", tag);
+        check_close(what, g, y, ny, TOL_GEMM);
+        free(g);
+        g = dev_download(dDX, nx * 4);
+        snprintf(what, sizeof what, "cudnn conv bwd data %s", tag);
+        check_close(what, g, dx, nx, TOL_GEMM);
+        free(g);
+        g = dev_download(dDW, nw * 4);
+        snprintf(what, sizeof what, "cudnn conv bwd filter %s", tag);
+        check_close(what, g, dw, nw, TOL_GEMM);
+        free(g);
+        g = dev_download(dDB, (size_t)k * 4);
+        snprintf(what, sizeof what, "cudnn conv bwd bias %s", tag);
+        check_close(what, g, dbias, (size_t)k, TOL_GEMM);
+        free(g);
+        printf("     cudnn algorithms: %s\n", conv2d_cudnn_algos(plan));
+        conv2d_cudnn_destroy(plan);
+        CK(cudaFree(cws)); CK(cudaFree(wtmp));
+    }
 
     free(x); free(wt); free(b); free(dy); free(y); free(dx); free(dw); free(dbias); free(ws);
     CK(cudaFree(dX)); CK(cudaFree(dWt)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
@@ -475,6 +567,49 @@ static void test_optimizers(void) {
     CK(cudaFree(dStep));
 }
 
+/* ---- core's small entries: softmax backward, add in place, mean ---------------------------- */
+static void test_small_entries(void) {
+    const int n = 37, c = 10;
+    size_t nn = quick ? 1003 : 1000003;
+    float *y = host_random((size_t)n * c, 0, 1), *dy = host_random((size_t)n * c, -1, 1);
+    float *dx = host_alloc((size_t)n * c * 4);
+    for (int i = 0; i < n; i++) { /* reference in the kernel's order */
+        float dot = 0.0f;
+        for (int j = 0; j < c; j++) dot += dy[i * c + j] * y[i * c + j];
+        for (int j = 0; j < c; j++) dx[i * c + j] = y[i * c + j] * (dy[i * c + j] - dot);
+    }
+    float *dY = dev_upload(y, (size_t)n * c * 4), *dDY = dev_upload(dy, (size_t)n * c * 4);
+    float *dDX = dev_poisoned((size_t)n * c * 4);
+    CK(softmax_backward_cuda(n, c, dY, dDY, dDX, 0));
+    float *g = dev_download(dDX, (size_t)n * c * 4);
+    check_close("softmax bwd 37x10", g, dx, (size_t)n * c, TOL_MATH);
+    free(g);
+
+    float *a = host_random(nn, -1, 1), *b = host_random(nn, -1, 1), *sum = host_alloc(nn * 4);
+    double total = 0;
+    for (size_t i = 0; i < nn; i++) { sum[i] = b[i] + a[i]; total += a[i]; }
+    float mean = (float)(total / (double)nn), dmean = 0.75f;
+    float *mb = host_alloc(nn * 4);
+    for (size_t i = 0; i < nn; i++) mb[i] = dmean / (float)nn;
+    float *dA = dev_upload(a, nn * 4), *dB = dev_upload(b, nn * 4), *dM = dev_poisoned(4);
+    float *dDM = dev_upload(&dmean, 4), *dMB = dev_poisoned(nn * 4);
+    CK(add_inplace_cuda(nn, dA, dB, 0));
+    CK(mean_forward_cuda(nn, dA, dM, 0));
+    CK(mean_backward_cuda(nn, dDM, dMB, 0));
+    g = dev_download(dB, nn * 4);
+    check_equal_bytes("add_inplace", g, sum, nn * 4);
+    free(g);
+    g = dev_download(dM, 4);
+    check_close("mean fwd", g, &mean, 1, TOL_MATH);
+    free(g);
+    g = dev_download(dMB, nn * 4);
+    check_equal_bytes("mean bwd", g, mb, nn * 4);
+    free(g);
+    free(y); free(dy); free(dx); free(a); free(b); free(sum); free(mb);
+    CK(cudaFree(dY)); CK(cudaFree(dDY)); CK(cudaFree(dDX)); CK(cudaFree(dA)); CK(cudaFree(dB));
+    CK(cudaFree(dM)); CK(cudaFree(dDM)); CK(cudaFree(dMB));
+}
+
 /* ---- batch gather from the resident data set ------------------------------------------------ */
 static void test_gather(void) {
     const int n_ex = 1000, size = 784, batch = 96, slots = 2;
@@ -528,6 +663,9 @@ int main(int argc, char **argv) {
     gpu_require("test_kernels");
     uint64_t seed = rng_seed_init();
     printf("inputs: CNN_TEST_SEED=%llu%s\n", (unsigned long long)seed, quick ? " (quick)" : "");
+    CKDNN(cudnnCreate(&dnn));
+    CKBLAS(cublasCreate(&blas));
+    CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
     test_sgemm();
     test_dense();
     test_conv();
@@ -537,5 +675,8 @@ int main(int argc, char **argv) {
     test_softmax();
     test_optimizers();
     test_gather();
+    test_small_entries();
+    cublasDestroy(blas);
+    cudnnDestroy(dnn);
     return check_summary("test_kernels");
 }
