@@ -1,0 +1,432 @@
+/* train_config.c: flags + environment -> TrainConfig (see train_config.h). */
+#include "cli/train_config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/args.h"
+
+/* Every flag of task.py, the Estimator's RunConfig and the platforms' conventions. Names are
+ * canonical with dashes; `_` spellings match too (args.h). Values that SageMaker renders as
+ * `--flag True` are ARG_VALUE, not ARG_BOOL, so the value is not mistaken for a positional. */
+static const ArgSpec kSpecs[] = {
+    {"train", "train-file,train-files,train-data", ARG_LIST, "PATH...",
+     "training TFRecords: files, directories or globs (default $SM_CHANNEL_TRAIN, "
+     "$SM_CHANNEL_TRAINING)"},
+    {"test", "test-file,test-files,eval-file,eval-files,eval-data", ARG_LIST, "PATH...",
+     "evaluation TFRecords (default $SM_CHANNEL_TEST, $SM_CHANNEL_EVAL, $SM_CHANNEL_TESTING)"},
+    {"steps", "train-steps,max-steps", ARG_VALUE, "N",
+     "train until global step N, absolute like TrainSpec.max_steps (default 12000)"},
+    {"batch-size", "train-batch-size", ARG_VALUE, "N", "examples per step (default 100)"},
+    {"learning-rate", "lr", ARG_VALUE, "X", "optimizer learning rate (default 0.001)"},
+    {"optimizer", NULL, ARG_VALUE, "adam|sgd|momentum", "optimizer (default adam)"},
+    {"momentum", NULL, ARG_VALUE, "X", "momentum of --optimizer momentum (default 0.9)"},
+    {"seed", "random-seed,tf-random-seed", ARG_VALUE, "N",
+     "seed of initialisation, dropout and shuffle order (default 0)"},
+    {"shuffle", NULL, ARG_VALUE, "true|false", "reshuffle the training set each epoch (default true)"},
+    {"model", "model-spec", ARG_VALUE, "SPEC", "layer list of another sequential CNN (default: "
+     "the original MNIST CNN)"},
+    {"device", NULL, ARG_VALUE, "cpu|cuda|cudnn|auto",
+     "where to train (default auto: a GPU when present, unless $SM_NUM_GPUS is 0)"},
+    {"threads", NULL, ARG_VALUE, "N", "CPU threads (default 0 = all cores)"},
+    {"verbosity", "log-level", ARG_VALUE, "LEVEL",
+     "DEBUG, INFO, WARN, ERROR or FATAL (default INFO, or $SM_LOG_LEVEL)"},
+    {"log-step-count-steps", NULL, ARG_VALUE, "N",
+     "steps between loss lines and global_step/sec (default 100)"},
+    {"save-summary-steps", NULL, ARG_VALUE, "N",
+     "steps between training loss summaries in the events file (default 100, 0 = none)"},
+    {"eval-steps", "eval-every-steps", ARG_VALUE, "N",
+     "also evaluate every N steps (default 0: only at the end)"},
+    {"save-checkpoints-steps", NULL, ARG_VALUE, "N", "checkpoint every N steps"},
+    {"save-checkpoints-secs", NULL, ARG_VALUE, "S",
+     "checkpoint every S seconds (default 600 when neither is given)"},
+    {"keep-checkpoint-max", NULL, ARG_VALUE, "N", "checkpoints kept (default 5, 0 = all)"},
+    {"job-dir", NULL, ARG_VALUE, "DIR", "output directory: checkpoints, events, export"},
+    {"model-dir", NULL, ARG_VALUE, "DIR", "the same as --job-dir (wins when both are given)"},
+    {"sm-model-dir", NULL, ARG_VALUE, "DIR",
+     "also export to DIR/<version>/ (default $SM_MODEL_DIR)"},
+    {"exporter-name", NULL, ARG_VALUE, "NAME",
+     "exports go to <job-dir>/export/NAME/<unix secs>/ (default exporter)"},
+    {"exports-to-keep", NULL, ARG_VALUE, "N", "exports kept (default 5, 0 = all)"},
+    {"hypertune-tag", "metric-tag,hyperparameter-metric-tag", ARG_VALUE, "TAG",
+     "metric reported for hyperparameter tuning (default accuracy)"},
+    {"append-trial-dir", NULL, ARG_VALUE, "true|false",
+     "in a tuning trial, write into <job-dir>/<trial id> (default true)"},
+    {"help", "h", ARG_BOOL, NULL, "show this help and exit"},
+};
+enum { kNumSpecs = (int)(sizeof kSpecs / sizeof kSpecs[0]) };
+
+typedef struct {
+    ArgParse ap;
+    char *strings[8];       /* strings owned by the config (freed with it) */
+    int nstrings;
+} ConfigPriv;
+
+static char *keep_string(TrainConfig *cfg, char *s) {
+    ConfigPriv *p = cfg->priv_;
+    if (s && p->nstrings < (int)(sizeof p->strings / sizeof p->strings[0]))
+        p->strings[p->nstrings++] = s;
+    return s;
+}
+
+static void warn(TrainConfig *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(TrainConfig *cfg, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **w = realloc(cfg->warnings, sizeof(char *) * (size_t)(cfg->num_warnings + 1));
+    if (!w) return;
+    cfg->warnings = w;
+    if ((w[cfg->num_warnings] = strdup(buf))) cfg->num_warnings++;
+}
+
+static const char *env_nonempty(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* A list flag, or else the first set environment variable of names (a SageMaker channel). */
+static void paths_from(const ArgParse *ap, const char *flag, const char *const *env_names,
+                       const char ***paths, int *n) {
+    const ArgValue *v = args_value(ap, flag);
+    if (v && v->nvalues > 0) {
+        *paths = v->values;
+        *n = v->nvalues;
+        return;
+    }
+    for (int i = 0; env_names[i]; i++) {
+        const char *e = env_nonempty(env_names[i]);
+        if (e) {
+            static const char *one[2][1];   /* [0] train, [1] test: points into environ */
+            int slot = strcmp(flag, "train") == 0 ? 0 : 1;
+            one[slot][0] = e;
+            *paths = one[slot];
+            *n = 1;
+            return;
+        }
+    }
+    *paths = NULL;
+    *n = 0;
+}
+
+/* Range checks share one message form: "--steps: -5 must be >= 0". */
+static int check_min64(const char *flag, int64_t v, int64_t min, char *err, size_t errlen) {
+    if (v >= min) return 0;
+    snprintf(err, errlen, "--%s: %lld must be >= %lld", flag, (long long)v, (long long)min);
+    return -1;
+}
+
+/* TF_CONFIG (AI Platform, user-expectations §1.2): the task's role and the tuning trial. */
+static int parse_tf_config(TrainConfig *cfg, char *err, size_t errlen) {
+    snprintf(cfg->task_type, sizeof cfg->task_type, "chief");
+    cfg->is_chief = 1;
+    const char *text = env_nonempty("TF_CONFIG");
+    if (!text) return 0;
+    cJSON *root = cJSON_Parse(text);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        snprintf(err, errlen, "TF_CONFIG: not a JSON object");
+        return -1;
+    }
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(root, "task");
+    if (cJSON_IsObject(task)) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(task, "type");
+        const cJSON *index = cJSON_GetObjectItemCaseSensitive(task, "index");
+        const cJSON *trial = cJSON_GetObjectItemCaseSensitive(task, "trial");
+        if (cJSON_IsString(type) && type->valuestring[0])
+            snprintf(cfg->task_type, sizeof cfg->task_type, "%s", type->valuestring);
+        if (cJSON_IsNumber(index)) cfg->task_index = index->valueint;
+        if (cJSON_IsString(trial) && trial->valuestring[0]) {
+            cfg->trial = keep_string(cfg, strdup(trial->valuestring));
+        } else if (cJSON_IsNumber(trial)) {
+            char buf[32];
+            snprintf(buf, sizeof buf, "%d", trial->valueint);
+            cfg->trial = keep_string(cfg, strdup(buf));
+        }
+    }
+    cJSON_Delete(root);
+    if (cfg->trial && (strchr(cfg->trial, '/') || strcmp(cfg->trial, "..") == 0)) {
+        snprintf(err, errlen, "TF_CONFIG: task.trial '%s' is not a trial id", cfg->trial);
+        return -1;
+    }
+    cfg->is_chief = strcmp(cfg->task_type, "chief") == 0 || strcmp(cfg->task_type, "master") == 0;
+    return 0;
+}
+
+/* SageMaker: only the first host exports (SM_HOSTS = ["algo-1", ...], SM_CURRENT_HOST). */
+static void parse_sm_hosts(TrainConfig *cfg) {
+    cfg->export_enabled = 1;
+    const char *hosts = env_nonempty("SM_HOSTS"), *current = env_nonempty("SM_CURRENT_HOST");
+    if (!hosts || !current) return;
+    cJSON *list = cJSON_Parse(hosts);
+    const cJSON *first = cJSON_IsArray(list) ? cJSON_GetArrayItem(list, 0) : NULL;
+    if (cJSON_IsString(first) && strcmp(first->valuestring, current) != 0) {
+        cfg->export_enabled = 0;
+        warn(cfg, "SM_CURRENT_HOST %s is not SM_HOSTS[0] (%s): this host will not export",
+             current, first->valuestring);
+    }
+    cJSON_Delete(list);
+}
+
+static int is_remote(const char *path) { return strstr(path, "://") != NULL; }
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The job dir: --model-dir, else --job-dir. Object-store URIs are not written by this build:
+ * gs://B/P goes to Cloud Storage FUSE's /gcs/B/P when that is mounted (Vertex AI); on SageMaker
+ * (SM_MODEL_DIR set) the default --model_dir s3://... is replaced by a local checkpoint dir,
+ * since the export that matters goes to SM_MODEL_DIR. */
+static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
+    const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
+    const char *flag = args_has(ap, "model-dir") ? "model-dir" : "job-dir";
+    const char *dir = args_get(ap, flag, NULL);
+    if (!dir) return 0;
+    if (!*dir) {
+        snprintf(err, errlen, "--%s: empty path", flag);
+        return -1;
+    }
+    char *resolved = NULL;
+    if (strncmp(dir, "gs://", 5) == 0 && is_dir("/gcs")) {
+        size_t n = strlen(dir) + 8;
+        resolved = malloc(n);
+        if (resolved) snprintf(resolved, n, "/gcs/%s", dir + 5);
+        warn(cfg, "--%s %s: writing through the Cloud Storage FUSE mount %s", flag, dir,
+             resolved ? resolved : "?");
+    } else if (is_remote(dir) && cfg->sm_model_dir) {
+        resolved = strdup(is_dir("/opt/ml/checkpoints") ? "/opt/ml/checkpoints" : "/tmp/model");
+        warn(cfg, "--%s %s: object-store paths are not written by this build; checkpoints go to "
+             "%s, the export to SM_MODEL_DIR %s", flag, dir, resolved ? resolved : "?",
+             cfg->sm_model_dir);
+    } else if (is_remote(dir)) {
+        snprintf(err, errlen, "--%s %s: object-store paths (gs://, s3://) are not supported by "
+                 "this build; give a local directory (e.g. a gcsfuse or s3fs mount)", flag, dir);
+        return -1;
+    } else {
+        resolved = strdup(dir);
+    }
+    if (!resolved) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* Tuning trials must not clobber each other: <dir>/<trial> (Google's samples do this). */
+    int append = 1;
+    if (args_has(ap, "append-trial-dir") &&
+        args_parse_bool("--append-trial-dir", args_get(ap, "append-trial-dir", NULL), &append, err,
+                        errlen) != 0) {
+        free(resolved);
+        return -1;
+    }
+    if (cfg->trial && append) {
+        size_t n = strlen(resolved) + strlen(cfg->trial) + 2;
+        char *with_trial = malloc(n);
+        if (!with_trial) {
+            free(resolved);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        snprintf(with_trial, n, "%s/%s", resolved, cfg->trial);
+        free(resolved);
+        resolved = with_trial;
+    }
+    cfg->model_dir = keep_string(cfg, resolved);
+    return 0;
+}
+
+int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    ConfigPriv *priv = calloc(1, sizeof *priv);
+    if (!priv) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cfg->priv_ = priv;
+    ArgParse *ap = &priv->ap;
+    if (args_parse(ap, kSpecs, kNumSpecs, argc, argv, err, errlen) != 0) return -1;
+    if (args_has(ap, "help")) {
+        cfg->show_help = 1;
+        return 0;
+    }
+    for (int i = 0; i < ap->nunknown; i++) {
+        const ArgUnknown *u = &ap->unknown[i];
+        warn(cfg, "ignoring unknown flag %.*s%s%s", u->flag_len, u->flag,
+             u->value ? " " : "", u->value ? u->value : "");
+    }
+    for (int i = 0; i < ap->npositionals; i++)
+        warn(cfg, "ignoring argument '%s' (not a flag)", ap->positionals[i]);
+
+    /* verbosity first: --verbosity, else SageMaker's SM_LOG_LEVEL (10..50) */
+    cfg->verbosity = TF_LOG_INFO;
+    const char *verbosity = args_get(ap, "verbosity", NULL);
+    if (verbosity && tf_log_parse_level(verbosity, &cfg->verbosity) != 0) {
+        snprintf(err, errlen, "--verbosity: '%s' is not one of DEBUG, INFO, WARN, ERROR, FATAL",
+                 verbosity);
+        return -1;
+    }
+    const char *sm_level = env_nonempty("SM_LOG_LEVEL");
+    if (!verbosity && sm_level && tf_log_parse_level(sm_level, &cfg->verbosity) != 0)
+        warn(cfg, "SM_LOG_LEVEL '%s' is not a log level; using INFO", sm_level);
+
+    /* data */
+    static const char *const train_env[] = {"SM_CHANNEL_TRAIN", "SM_CHANNEL_TRAINING", NULL};
+    static const char *const test_env[] = {"SM_CHANNEL_TEST", "SM_CHANNEL_EVAL",
+                                           "SM_CHANNEL_TESTING", NULL};
+    paths_from(ap, "train", train_env, &cfg->train_paths, &cfg->num_train);
+    paths_from(ap, "test", test_env, &cfg->test_paths, &cfg->num_test);
+    if (cfg->num_train == 0) {
+        snprintf(err, errlen, "--train: no training data given (flag --train/--train-file, or "
+                 "SM_CHANNEL_TRAIN)");
+        return -1;
+    }
+    if (cfg->num_test == 0) {
+        snprintf(err, errlen, "--test: no evaluation data given (flag --test/--test-file/"
+                 "--eval-file, or SM_CHANNEL_TEST/SM_CHANNEL_EVAL)");
+        return -1;
+    }
+    if (args_parse_bool("--shuffle", args_get(ap, "shuffle", "true"), &cfg->shuffle, err,
+                        errlen) != 0)
+        return -1;
+
+    /* model and optimisation */
+    cfg->model_spec = args_get(ap, "model", NULL);
+    if (cfg->model_spec && !*cfg->model_spec) cfg->model_spec = NULL;
+    int64_t seed = 0;
+    static const char *const optimizers[] = {"adam", "sgd", "momentum", NULL};
+    static const char *const devices[] = {"cpu", "cuda", "cudnn", "auto", NULL};
+    int optimizer = 0, device = 3;
+    if (args_get_int64(ap, "steps", 12000, &cfg->steps, err, errlen) ||
+        check_min64("steps", cfg->steps, 0, err, errlen) ||
+        args_get_int(ap, "batch-size", 100, &cfg->batch_size, err, errlen) ||
+        check_min64("batch-size", cfg->batch_size, 1, err, errlen) ||
+        args_get_double(ap, "learning-rate", 0.001, &cfg->learning_rate, err, errlen) ||
+        args_get_enum(ap, "optimizer", optimizers, 0, &optimizer, err, errlen) ||
+        args_get_double(ap, "momentum", 0.9, &cfg->momentum, err, errlen) ||
+        args_get_int64(ap, "seed", 0, &seed, err, errlen) ||
+        check_min64("seed", seed, 0, err, errlen) ||
+        args_get_enum(ap, "device", devices, 3, &device, err, errlen) ||
+        args_get_int(ap, "threads", 0, &cfg->threads, err, errlen) ||
+        check_min64("threads", cfg->threads, 0, err, errlen))
+        return -1;
+    if (!(cfg->learning_rate > 0) || !isfinite(cfg->learning_rate)) {
+        snprintf(err, errlen, "--learning-rate: %s must be a positive number",
+                 args_get(ap, "learning-rate", ""));
+        return -1;
+    }
+    if (!(cfg->momentum >= 0) || !(cfg->momentum < 1)) {
+        snprintf(err, errlen, "--momentum: %s must be in [0, 1)", args_get(ap, "momentum", ""));
+        return -1;
+    }
+    cfg->optimizer = (OptimizerKind)optimizer;
+    cfg->seed = (uint64_t)seed;
+    cfg->device = devices[device];
+    const char *sm_gpus = env_nonempty("SM_NUM_GPUS");
+    if (device == 3 && sm_gpus && strcmp(sm_gpus, "0") == 0) cfg->device = "cpu";
+
+    /* logging, evaluation, checkpoints */
+    int64_t keep = 5, exports = 5;
+    if (args_get_int64(ap, "log-step-count-steps", 100, &cfg->log_step_count_steps, err, errlen) ||
+        check_min64("log-step-count-steps", cfg->log_step_count_steps, 1, err, errlen) ||
+        args_get_int64(ap, "save-summary-steps", 100, &cfg->save_summary_steps, err, errlen) ||
+        check_min64("save-summary-steps", cfg->save_summary_steps, 0, err, errlen) ||
+        args_get_int64(ap, "eval-steps", 0, &cfg->eval_steps, err, errlen) ||
+        check_min64("eval-steps", cfg->eval_steps, 0, err, errlen) ||
+        args_get_int64(ap, "save-checkpoints-steps", 0, &cfg->save_checkpoints_steps, err,
+                       errlen) ||
+        check_min64("save-checkpoints-steps", cfg->save_checkpoints_steps, 0, err, errlen) ||
+        args_get_double(ap, "save-checkpoints-secs", 600, &cfg->save_checkpoints_secs, err,
+                        errlen) ||
+        args_get_int64(ap, "keep-checkpoint-max", 5, &keep, err, errlen) ||
+        check_min64("keep-checkpoint-max", keep, 0, err, errlen) ||
+        args_get_int64(ap, "exports-to-keep", 5, &exports, err, errlen) ||
+        check_min64("exports-to-keep", exports, 0, err, errlen))
+        return -1;
+    if (!(cfg->save_checkpoints_secs >= 0) || !isfinite(cfg->save_checkpoints_secs)) {
+        snprintf(err, errlen, "--save-checkpoints-secs: %s must be >= 0",
+                 args_get(ap, "save-checkpoints-secs", ""));
+        return -1;
+    }
+    /* RunConfig: the two are mutually exclusive; steps alone turns the time default off. */
+    if (args_has(ap, "save-checkpoints-steps") && args_has(ap, "save-checkpoints-secs") &&
+        cfg->save_checkpoints_steps > 0 && cfg->save_checkpoints_secs > 0) {
+        snprintf(err, errlen, "--save-checkpoints-steps and --save-checkpoints-secs are mutually "
+                 "exclusive (as in RunConfig)");
+        return -1;
+    }
+    if (cfg->save_checkpoints_steps > 0) cfg->save_checkpoints_secs = 0;
+    cfg->keep_checkpoint_max = keep > 1000000 ? 1000000 : (int)keep;
+    cfg->exports_to_keep = exports > 1000000 ? 1000000 : (int)exports;
+
+    /* outputs and platform roles */
+    cfg->exporter_name = args_get(ap, "exporter-name", "exporter");
+    if (!*cfg->exporter_name || strchr(cfg->exporter_name, '/')) {
+        snprintf(err, errlen, "--exporter-name: '%s' must be a non-empty name without '/'",
+                 cfg->exporter_name);
+        return -1;
+    }
+    cfg->sm_model_dir = args_get(ap, "sm-model-dir", env_nonempty("SM_MODEL_DIR"));
+    if (cfg->sm_model_dir && !*cfg->sm_model_dir) cfg->sm_model_dir = NULL;
+    if (cfg->sm_model_dir && is_remote(cfg->sm_model_dir)) {
+        snprintf(err, errlen, "--sm-model-dir %s: must be a local directory", cfg->sm_model_dir);
+        return -1;
+    }
+    parse_sm_hosts(cfg);
+    if (parse_tf_config(cfg, err, errlen) != 0) return -1;
+    const char *trial_id = env_nonempty("CLOUD_ML_TRIAL_ID");
+    if (resolve_model_dir(cfg, err, errlen) != 0) return -1;
+
+    /* hyperparameter tuning: the metric file when the service asks for one */
+    cfg->hypertune_tag = args_get(ap, "hypertune-tag", "accuracy");
+    cfg->hypertune_path = env_nonempty("CLOUD_ML_HP_METRIC_FILE");
+    cfg->hypertune = cfg->hypertune_path != NULL || cfg->trial != NULL;
+    if (trial_id && !cfg->trial) cfg->trial = keep_string(cfg, strdup(trial_id));
+    return 0;
+}
+
+void train_config_free(TrainConfig *cfg) {
+    ConfigPriv *p = cfg->priv_;
+    if (p) {
+        args_free(&p->ap);
+        for (int i = 0; i < p->nstrings; i++) free(p->strings[i]);
+        free(p);
+    }
+    for (int i = 0; i < cfg->num_warnings; i++) free(cfg->warnings[i]);
+    free(cfg->warnings);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+void train_config_print_help(FILE *out) {
+    fprintf(out,
+            "usage: trainer --train PATH... --test PATH... [--steps N] [--job-dir DIR] [flags]\n"
+            "\nTrains the MNIST CNN of the original Estimator job (task.py) and leaves in the job\n"
+            "dir what it left: checkpoints, TensorBoard events, a SavedModel export. Flags accept\n"
+            "'-' or '_' in names and '--k v' or '--k=v'; unknown flags are warned about and\n"
+            "ignored. See docs/cli-trainer.md.\n\nflags:\n");
+    args_print_help(out, kSpecs, kNumSpecs);
+}
+
+void train_config_describe(const TrainConfig *cfg, char *buf, size_t len) {
+    char lr[32];
+    snprintf(buf, len,
+             "{'model_dir': '%s', 'steps': %lld, 'batch_size': %d, 'learning_rate': %s, "
+             "'optimizer': '%s', 'seed': %llu, 'device': '%s', 'threads': %d, "
+             "'save_checkpoints_steps': %lld, 'save_checkpoints_secs': %g, "
+             "'keep_checkpoint_max': %d, 'log_step_count_steps': %lld, "
+             "'save_summary_steps': %lld, 'eval_steps': %lld, 'exports_to_keep': %d, "
+             "'task_type': '%s', 'task_id': %d, 'trial': '%s'}",
+             cfg->model_dir ? cfg->model_dir : "", (long long)cfg->steps, cfg->batch_size,
+             tf_fmt_double(lr, sizeof lr, cfg->learning_rate),
+             cfg->optimizer == OPT_ADAM ? "adam" : cfg->optimizer == OPT_SGD ? "sgd" : "momentum",
+             (unsigned long long)cfg->seed, cfg->device, cfg->threads,
+             (long long)cfg->save_checkpoints_steps, cfg->save_checkpoints_secs,
+             cfg->keep_checkpoint_max, (long long)cfg->log_step_count_steps,
+             (long long)cfg->save_summary_steps, (long long)cfg->eval_steps, cfg->exports_to_keep,
+             cfg->task_type, cfg->task_index, cfg->trial ? cfg->trial : "");
+}

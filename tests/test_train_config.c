@@ -1,0 +1,353 @@
+/* test_train_config.c: the trainer's flags and platform environment (cli/train_config.h). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/train_config.h"
+
+/* Every variable train_config reads, cleared before each test so the host's own does not leak. */
+static const char *const kEnv[] = {
+    "SM_CHANNEL_TRAIN", "SM_CHANNEL_TRAINING", "SM_CHANNEL_TEST", "SM_CHANNEL_EVAL",
+    "SM_CHANNEL_TESTING", "SM_MODEL_DIR", "SM_LOG_LEVEL", "SM_HOSTS", "SM_CURRENT_HOST",
+    "SM_NUM_GPUS", "TF_CONFIG", "CLOUD_ML_HP_METRIC_FILE", "CLOUD_ML_TRIAL_ID",
+};
+
+static void clear_env(void) {
+    for (size_t i = 0; i < sizeof kEnv / sizeof kEnv[0]; i++) unsetenv(kEnv[i]);
+}
+
+/* Parses a NULL-terminated argv; returns parse's status, err filled. */
+static int parse(TrainConfig *cfg, char *err, size_t errlen, char **argv) {
+    int argc = 0;
+    while (argv[argc]) argc++;
+    return train_config_parse(cfg, argc, argv, err, errlen);
+}
+
+static int has_warning(const TrainConfig *cfg, const char *needle) {
+    for (int i = 0; i < cfg->num_warnings; i++)
+        if (strstr(cfg->warnings[i], needle)) return 1;
+    return 0;
+}
+
+START_TEST(test_defaults) {
+    clear_env();
+    char *argv[] = {"--train", "tr.tfrecords", "--test", "te.tfrecords", NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_int_eq(cfg.num_train, 1);
+    ck_assert_str_eq(cfg.train_paths[0], "tr.tfrecords");
+    ck_assert_str_eq(cfg.test_paths[0], "te.tfrecords");
+    ck_assert_int_eq(cfg.steps, 12000);
+    ck_assert_int_eq(cfg.batch_size, 100);
+    ck_assert_double_eq(cfg.learning_rate, 0.001);
+    ck_assert_int_eq(cfg.optimizer, OPT_ADAM);
+    ck_assert_int_eq(cfg.verbosity, TF_LOG_INFO);
+    ck_assert_int_eq(cfg.log_step_count_steps, 100);
+    ck_assert_int_eq(cfg.save_summary_steps, 100);
+    ck_assert_int_eq(cfg.eval_steps, 0);
+    ck_assert_int_eq(cfg.save_checkpoints_steps, 0);
+    ck_assert_double_eq(cfg.save_checkpoints_secs, 600);
+    ck_assert_int_eq(cfg.keep_checkpoint_max, 5);
+    ck_assert_int_eq(cfg.exports_to_keep, 5);
+    ck_assert_str_eq(cfg.exporter_name, "exporter");
+    ck_assert_str_eq(cfg.device, "auto");
+    ck_assert_int_eq(cfg.shuffle, 1);
+    ck_assert_ptr_null(cfg.model_dir);
+    ck_assert_ptr_null(cfg.sm_model_dir);
+    ck_assert_ptr_null(cfg.model_spec);
+    ck_assert_int_eq(cfg.is_chief, 1);
+    ck_assert_str_eq(cfg.task_type, "chief");
+    ck_assert_int_eq(cfg.export_enabled, 1);
+    ck_assert_int_eq(cfg.hypertune, 0);
+    ck_assert_int_eq(cfg.num_warnings, 0);
+    train_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_flag_forms) {
+    clear_env();
+    /* task.py spellings: underscores, '=' forms, nargs='+' lists, aliases, the job dir at the end
+     * as `gcloud ai-platform local train` appends it */
+    char *argv[] = {"--train_file", "a.tfr", "b.tfr", "--eval-file=c.tfr", "--steps=500",
+                    "--batch_size", "64", "--learning-rate=0.01", "--verbosity", "warn",
+                    "--seed", "7", "--device=cpu", "--eval_steps", "200",
+                    "--log-step-count-steps=10", "--save_checkpoints_steps", "50",
+                    "--keep-checkpoint-max=2", "--exports_to_keep", "3", "--threads=2",
+                    "--optimizer", "Momentum", "--momentum=0.5", "--shuffle", "False",
+                    "--model", "conv:8", "--job-dir", "/tmp/job", NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_int_eq(cfg.num_train, 2);
+    ck_assert_str_eq(cfg.train_paths[1], "b.tfr");
+    ck_assert_int_eq(cfg.num_test, 1);
+    ck_assert_str_eq(cfg.test_paths[0], "c.tfr");
+    ck_assert_int_eq(cfg.steps, 500);
+    ck_assert_int_eq(cfg.batch_size, 64);
+    ck_assert_double_eq(cfg.learning_rate, 0.01);
+    ck_assert_int_eq(cfg.verbosity, TF_LOG_WARN);
+    ck_assert_int_eq(cfg.seed, 7);
+    ck_assert_str_eq(cfg.device, "cpu");
+    ck_assert_int_eq(cfg.eval_steps, 200);
+    ck_assert_int_eq(cfg.log_step_count_steps, 10);
+    ck_assert_int_eq(cfg.save_checkpoints_steps, 50);
+    ck_assert_double_eq(cfg.save_checkpoints_secs, 0);   /* steps given: no time cadence */
+    ck_assert_int_eq(cfg.keep_checkpoint_max, 2);
+    ck_assert_int_eq(cfg.exports_to_keep, 3);
+    ck_assert_int_eq(cfg.threads, 2);
+    ck_assert_int_eq(cfg.optimizer, OPT_MOMENTUM);
+    ck_assert_double_eq(cfg.momentum, 0.5);
+    ck_assert_int_eq(cfg.shuffle, 0);
+    ck_assert_str_eq(cfg.model_spec, "conv:8");
+    ck_assert_str_eq(cfg.model_dir, "/tmp/job");
+    ck_assert_int_eq(cfg.num_warnings, 0);
+    train_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_model_dir_wins_over_job_dir) {
+    clear_env();
+    char *argv[] = {"--model_dir=/tmp/m", "--train", "a", "--test", "b", "--job-dir", "/tmp/j",
+                    NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "/tmp/m");
+    train_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_unknown_flags_warn) {
+    clear_env();
+    /* SageMaker passes every hyperparameter; a value-less unknown flag takes no value when the
+     * next token is a flag */
+    char *argv[] = {"--train", "a", "--test", "b", "--hosts", "algo-1", "--enable-foo",
+                    "--current_host=algo-1", "stray", NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert(has_warning(&cfg, "--hosts algo-1"));
+    ck_assert(has_warning(&cfg, "--enable-foo"));
+    ck_assert(has_warning(&cfg, "--current_host"));
+    ck_assert(has_warning(&cfg, "'stray'"));
+    ck_assert_int_eq(cfg.num_warnings, 4);
+    train_config_free(&cfg);
+}
+END_TEST
+
+/* Each malformed value fails naming its flag. */
+START_TEST(test_errors_name_the_flag) {
+    static const struct { const char *flag, *value, *needle; } cases[] = {
+        {"--steps", "abc", "--steps"},
+        {"--steps", "-5", "--steps"},
+        {"--batch-size", "-1", "--batch-size"},
+        {"--batch_size", "0", "--batch-size"},
+        {"--learning-rate", "x", "--learning-rate"},
+        {"--learning-rate", "-0.1", "--learning-rate"},
+        {"--learning-rate", "nan", "--learning-rate"},
+        {"--verbosity", "LOUD", "--verbosity"},
+        {"--device", "tpu", "--device"},
+        {"--optimizer", "rmsprop", "--optimizer"},
+        {"--log-step-count-steps", "0", "--log-step-count-steps"},
+        {"--eval-steps", "-1", "--eval-steps"},
+        {"--keep-checkpoint-max", "many", "--keep-checkpoint-max"},
+        {"--save-checkpoints-secs", "-3", "--save-checkpoints-secs"},
+        {"--threads", "1.5", "--threads"},
+        {"--seed", "-2", "--seed"},
+        {"--shuffle", "maybe", "--shuffle"},
+        {"--job-dir", "gs://bucket/job", "--job-dir"},
+        {"--exporter-name", "a/b", "--exporter-name"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        clear_env();
+        char *argv[] = {"--train", "a", "--test", "b", (char *)cases[i].flag,
+                        (char *)cases[i].value, NULL};
+        TrainConfig cfg;
+        char err[512] = "";
+        ck_assert_msg(parse(&cfg, err, sizeof err, argv) == -1, "%s %s accepted", cases[i].flag,
+                      cases[i].value);
+        ck_assert_msg(strstr(err, cases[i].needle), "%s %s: message '%s' does not name it",
+                      cases[i].flag, cases[i].value, err);
+        train_config_free(&cfg);
+    }
+    /* a flag with no value at the end */
+    clear_env();
+    char *argv[] = {"--train", "a", "--test", "b", "--steps", NULL};
+    TrainConfig cfg;
+    char err[512] = "";
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, argv), -1);
+    ck_assert_ptr_nonnull(strstr(err, "--steps"));
+    train_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_missing_data_and_exclusive_cadence) {
+    clear_env();
+    TrainConfig cfg;
+    char err[512];
+    char *no_train[] = {"--test", "b", NULL};
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, no_train), -1);
+    ck_assert_ptr_nonnull(strstr(err, "--train"));
+    train_config_free(&cfg);
+    char *no_test[] = {"--train", "a", NULL};
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, no_test), -1);
+    ck_assert_ptr_nonnull(strstr(err, "--test"));
+    train_config_free(&cfg);
+    char *both[] = {"--train", "a", "--test", "b", "--save-checkpoints-steps", "10",
+                    "--save-checkpoints-secs", "60", NULL};
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, both), -1);
+    ck_assert_ptr_nonnull(strstr(err, "mutually exclusive"));
+    train_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_sagemaker_env) {
+    clear_env();
+    setenv("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training", 1);
+    setenv("SM_CHANNEL_EVAL", "/opt/ml/input/data/eval", 1);
+    setenv("SM_MODEL_DIR", "/tmp/sm_model", 1);
+    setenv("SM_LOG_LEVEL", "40", 1);
+    setenv("SM_NUM_GPUS", "0", 1);
+    setenv("SM_HOSTS", "[\"algo-1\",\"algo-2\"]", 1);
+    setenv("SM_CURRENT_HOST", "algo-2", 1);
+    /* SageMaker's default --model_dir is an S3 URI: checkpoints go local, export to SM_MODEL_DIR */
+    char *argv[] = {"--model_dir", "s3://bucket/job/model", "--batch-size", "50", NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_str_eq(cfg.train_paths[0], "/opt/ml/input/data/training");
+    ck_assert_str_eq(cfg.test_paths[0], "/opt/ml/input/data/eval");
+    ck_assert_str_eq(cfg.sm_model_dir, "/tmp/sm_model");
+    ck_assert_int_eq(cfg.verbosity, TF_LOG_ERROR);
+    ck_assert_str_eq(cfg.device, "cpu");
+    ck_assert_int_eq(cfg.export_enabled, 0);
+    ck_assert_ptr_nonnull(cfg.model_dir);
+    ck_assert_ptr_null(strstr(cfg.model_dir, "s3://"));
+    ck_assert(has_warning(&cfg, "s3://bucket/job/model"));
+    ck_assert(has_warning(&cfg, "algo-2"));
+    train_config_free(&cfg);
+
+    /* SM_CHANNEL_TRAIN wins over SM_CHANNEL_TRAINING, SM_CHANNEL_TEST over SM_CHANNEL_EVAL, and
+     * flags over both; --verbosity over SM_LOG_LEVEL */
+    setenv("SM_CHANNEL_TRAIN", "/data/train", 1);
+    setenv("SM_CHANNEL_TEST", "/data/test", 1);
+    char *argv2[] = {"--test", "mine.tfr", "--verbosity", "DEBUG", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv2) == 0, "%s", err);
+    ck_assert_str_eq(cfg.train_paths[0], "/data/train");
+    ck_assert_str_eq(cfg.test_paths[0], "mine.tfr");
+    ck_assert_int_eq(cfg.verbosity, TF_LOG_DEBUG);
+    train_config_free(&cfg);
+    clear_env();
+}
+END_TEST
+
+START_TEST(test_tf_config_roles_and_trials) {
+    clear_env();
+    TrainConfig cfg;
+    char err[512];
+    char *argv[] = {"--train", "a", "--test", "b", "--job-dir", "/tmp/hp", NULL};
+
+    setenv("TF_CONFIG", "{\"cluster\":{},\"task\":{},\"job\":{\"x\":1},\"environment\":\"cloud\"}",
+           1);
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_int_eq(cfg.is_chief, 1);
+    ck_assert_str_eq(cfg.model_dir, "/tmp/hp");
+    ck_assert_int_eq(cfg.hypertune, 0);
+    train_config_free(&cfg);
+
+    setenv("TF_CONFIG", "{\"task\":{\"type\":\"master\",\"index\":0,\"trial\":\"3\"}}", 1);
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_int_eq(cfg.is_chief, 1);
+    ck_assert_str_eq(cfg.trial, "3");
+    ck_assert_str_eq(cfg.model_dir, "/tmp/hp/3");   /* trials do not clobber each other */
+    ck_assert_int_eq(cfg.hypertune, 1);
+    train_config_free(&cfg);
+
+    char *no_append[] = {"--train", "a", "--test", "b", "--job-dir", "/tmp/hp",
+                         "--append-trial-dir=false", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, no_append) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "/tmp/hp");
+    train_config_free(&cfg);
+
+    setenv("TF_CONFIG", "{\"task\":{\"type\":\"worker\",\"index\":1}}", 1);
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_int_eq(cfg.is_chief, 0);
+    ck_assert_str_eq(cfg.task_type, "worker");
+    ck_assert_int_eq(cfg.task_index, 1);
+    train_config_free(&cfg);
+
+    setenv("TF_CONFIG", "{not json", 1);
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, argv), -1);
+    ck_assert_ptr_nonnull(strstr(err, "TF_CONFIG"));
+    train_config_free(&cfg);
+
+    clear_env();
+    setenv("CLOUD_ML_HP_METRIC_FILE", "/tmp/hp/metrics", 1);
+    setenv("CLOUD_ML_TRIAL_ID", "5", 1);
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_int_eq(cfg.hypertune, 1);
+    ck_assert_str_eq(cfg.hypertune_path, "/tmp/hp/metrics");
+    ck_assert_str_eq(cfg.hypertune_tag, "accuracy");
+    ck_assert_str_eq(cfg.trial, "5");
+    ck_assert_str_eq(cfg.model_dir, "/tmp/hp");     /* only TF_CONFIG's trial names a dir */
+    train_config_free(&cfg);
+    clear_env();
+}
+END_TEST
+
+START_TEST(test_help_and_describe) {
+    clear_env();
+    char *argv[] = {"--help", NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, argv), 0);
+    ck_assert_int_eq(cfg.show_help, 1);
+    train_config_free(&cfg);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    train_config_print_help(f);
+    fclose(f);
+    static const char *const flags[] = {"--train", "--test", "--steps", "--batch-size",
+        "--learning-rate", "--verbosity", "--job-dir", "--model-dir", "--seed", "--device",
+        "--eval-steps", "--log-step-count-steps", "--threads", "--save-checkpoints-steps",
+        "--save-checkpoints-secs", "--keep-checkpoint-max", "--exports-to-keep", "--model"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        ck_assert_msg(strstr(buf, flags[i]), "help lacks %s", flags[i]);
+    free(buf);
+
+    char *argv2[] = {"--train", "a", "--test", "b", "--job-dir", "/tmp/d", NULL};
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, argv2), 0);
+    char line[2048];
+    train_config_describe(&cfg, line, sizeof line);
+    ck_assert_ptr_nonnull(strstr(line, "'model_dir': '/tmp/d'"));
+    ck_assert_ptr_nonnull(strstr(line, "'learning_rate': 0.001"));
+    train_config_free(&cfg);
+}
+END_TEST
+
+static Suite *train_config_suite(void) {
+    Suite *s = suite_create("train_config");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_flag_forms);
+    tcase_add_test(tc, test_model_dir_wins_over_job_dir);
+    tcase_add_test(tc, test_unknown_flags_warn);
+    tcase_add_test(tc, test_errors_name_the_flag);
+    tcase_add_test(tc, test_missing_data_and_exclusive_cadence);
+    tcase_add_test(tc, test_sagemaker_env);
+    tcase_add_test(tc, test_tf_config_roles_and_trials);
+    tcase_add_test(tc, test_help_and_describe);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(train_config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
