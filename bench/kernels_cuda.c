@@ -1,0 +1,462 @@
+/* bench_kernels_cuda: each of our CUDA kernels against cuDNN/cuBLAS at the MNIST model's shapes
+ * (batch 100 and 1000): median time per call, TFLOP/s or GB/s, and our speed as a percentage of
+ * the library's (100% = as fast; > 100% = faster).
+ *
+ * Timing: CUDA events around 20 back-to-back calls, 9 trials, the median trial / 20; three
+ * warm-up calls first (module load, cuDNN algorithm timing stays out). Inputs are random (never
+ * zeros). Activations of these shapes fit in L2 (50-60 MB on H100/H200); both sides get that.
+ * The library side is the whole op in our layout: the cuDNN conv includes the HWIO<->KRSC
+ * filter transposes and the bias add; dense through cuBLAS includes the bias as a rank-1 update.
+ * Usage: bench_kernels_cuda [batch ...]   (default: 100 1000). Prints a markdown table. */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/kernels_cuda.h"
+#include "kernels/kernels_cudnn.h"
+#include "kernels/philox.h"
+
+#define CK(call)                                                                              \
+    do {                                                                                      \
+        cudaError_t e_ = (call);                                                              \
+        if (e_ != cudaSuccess) {                                                              \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                     \
+                    cudaGetErrorString(e_));                                                  \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
+#define CKDNN(call)                                                                           \
+    do {                                                                                      \
+        cudnnStatus_t s_ = (call);                                                            \
+        if (s_ != CUDNN_STATUS_SUCCESS) {                                                     \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                     \
+                    cudnnGetErrorString(s_));                                                 \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
+#define CKBLAS(call)                                                                          \
+    do {                                                                                      \
+        cublasStatus_t s_ = (call);                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+            fprintf(stderr, "%s:%d: %s: cuBLAS %d\n", __FILE__, __LINE__, #call, (int)s_);    \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
+
+static cudaStream_t stream;
+static cudnnHandle_t dnn;
+static cublasHandle_t blas;
+
+/* Device buffer of n random floats in [lo, hi) (philox, fixed seed: reproducible). */
+static float *dev_random(size_t n, float lo, float hi, uint64_t stream_id) {
+    float *h = malloc(n * sizeof *h), *d = NULL;
+    if (!h) exit(1);
+    for (size_t i = 0; i < n; i++) h[i] = lo + (hi - lo) * philox_uniform(12345, stream_id, i);
+    CK(cudaMalloc((void **)&d, n * sizeof *d));
+    CK(cudaMemcpy(d, h, n * sizeof *d, cudaMemcpyHostToDevice));
+    free(h);
+    return d;
+}
+static void *dev_alloc(size_t bytes) {
+    void *d = NULL;
+    CK(cudaMalloc(&d, bytes ? bytes : 1));
+    CK(cudaMemset(d, 0, bytes ? bytes : 1));
+    return d;
+}
+
+/* One benchmarked op: run(arg, lib) enqueues one call of ours (lib = 0) or the library's. */
+typedef void (*RunFn)(void *arg, int lib);
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median microseconds per call. */
+static double time_us(RunFn run, void *arg, int lib) {
+    enum { CALLS = 20, TRIALS = 9 };
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; i++) run(arg, lib);
+    CK(cudaStreamSynchronize(stream));
+    float t[TRIALS];
+    for (int r = 0; r < TRIALS; r++) {
+        CK(cudaEventRecord(a, stream));
+        for (int i = 0; i < CALLS; i++) run(arg, lib);
+        CK(cudaEventRecord(b, stream));
+        CK(cudaEventSynchronize(b));
+        CK(cudaEventElapsedTime(&t[r], a, b));
+    }
+    CK(cudaGetLastError());
+    qsort(t, TRIALS, sizeof t[0], cmp_float);
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    return 1000.0 * t[TRIALS / 2] / CALLS;
+}
+
+/* One table row. work: FLOPs (is_flops) or bytes moved. lib_name NULL: no library version. */
+static void report(const char *op, int batch, RunFn run, void *arg, double work, int is_flops,
+                   const char *lib_name) {
+    double ours = time_us(run, arg, 0);
+    double rate = work / (ours * 1e-6) / (is_flops ? 1e12 : 1e9);
+    if (lib_name) {
+        double lib = time_us(run, arg, 1);
+        double lrate = work / (lib * 1e-6) / (is_flops ? 1e12 : 1e9);
+        printf("| %-26s | %5d | %9.1f | %9.1f | %7.2f %-6s | %7.2f %-6s | %5.0f%% | %s |\n", op,
+               batch, ours, lib, rate, is_flops ? "TF/s" : "GB/s", lrate,
+               is_flops ? "TF/s" : "GB/s", 100.0 * lib / ours, lib_name);
+    } else {
+        printf("| %-26s | %5d | %9.1f | %9s | %7.2f %-6s | %14s | %6s | %s |\n", op, batch, ours,
+               "-", rate, is_flops ? "TF/s" : "GB/s", "-", "-", "(no library op)");
+    }
+    fflush(stdout);
+}
+
+/* ---- conv ----------------------------------------------------------------------------------- */
+typedef struct {
+    Conv2dShape s;
+    float *x, *w, *b, *y, *dy, *dx, *dw, *db, *ws, *wtmp;
+    size_t ws_floats, lib_ws_bytes;
+    void *lib_ws;
+    Conv2dCudnn *plan;
+    int pass; /* 0 fwd, 1 bwd data, 2 bwd filter */
+} ConvBench;
+
+static void run_conv(void *arg, int lib) {
+    ConvBench *c = arg;
+    if (!lib) {
+        if (c->pass == 0)
+            CK(conv2d_forward_cuda(&c->s, c->x, c->w, c->b, c->y, 1, c->ws, c->ws_floats, stream));
+        else if (c->pass == 1)
+            CK(conv2d_backward_data_cuda(&c->s, c->dy, c->w, c->dx, c->ws, c->ws_floats, stream));
+        else
+            CK(conv2d_backward_filter_cuda(&c->s, c->x, c->dy, c->dw, c->db, c->ws, c->ws_floats,
+                                           stream));
+    } else {
+        if (c->pass == 0) {
+            CKDNN(conv2d_forward_cudnn(dnn, c->plan, c->x, c->w, c->b, c->y, c->wtmp, c->lib_ws,
+                                       c->lib_ws_bytes));
+            CKDNN(relu_forward_cudnn(dnn, (size_t)c->s.n * c->s.oh * c->s.ow * c->s.k, c->y, c->y));
+        } else if (c->pass == 1)
+            CKDNN(conv2d_backward_data_cudnn(dnn, c->plan, c->dy, c->w, c->dx, c->wtmp, c->lib_ws,
+                                             c->lib_ws_bytes));
+        else
+            CKDNN(conv2d_backward_filter_cudnn(dnn, c->plan, c->x, c->dy, c->dw, c->db, c->wtmp,
+                                               c->lib_ws, c->lib_ws_bytes));
+    }
+}
+
+static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int with_data) {
+    ConvBench c;
+    memset(&c, 0, sizeof c);
+    conv2d_shape_init(&c.s, n, h, w, ch, 5, 5, k, 1, 1, 1);
+    size_t nx = (size_t)n * h * w * ch, ny = (size_t)n * c.s.oh * c.s.ow * k, nw = (size_t)25 * ch * k;
+    c.x = dev_random(nx, 0, 1, 1);
+    c.w = dev_random(nw, -0.1f, 0.1f, 2);
+    c.b = dev_random((size_t)k, -0.1f, 0.1f, 3);
+    c.dy = dev_random(ny, -1, 1, 4);
+    c.y = dev_alloc(ny * 4);
+    c.dx = dev_alloc(nx * 4);
+    c.dw = dev_alloc(nw * 4);
+    c.db = dev_alloc((size_t)k * 4);
+    c.wtmp = dev_alloc(nw * 4);
+    c.ws_floats = conv2d_workspace_floats_cuda(&c.s);
+    c.ws = dev_alloc(c.ws_floats * 4);
+    char err[256];
+    c.plan = conv2d_cudnn_create(dnn, &c.s, 1, (size_t)256 << 20, err, sizeof err);
+    if (!c.plan) {
+        fprintf(stderr, "cudnn plan: %s\n", err);
+        exit(1);
+    }
+    c.lib_ws_bytes = conv2d_cudnn_workspace_bytes(c.plan);
+    c.lib_ws = dev_alloc(c.lib_ws_bytes);
+    double flops = 2.0 * n * c.s.oh * c.s.ow * k * 25.0 * ch;
+    char op[64];
+    c.pass = 0;
+    snprintf(op, sizeof op, "%s fwd+bias+relu", name);
+    report(op, n, run_conv, &c, flops, 1, "cuDNN");
+    if (with_data) {
+        c.pass = 1;
+        snprintf(op, sizeof op, "%s bwd data", name);
+        report(op, n, run_conv, &c, flops, 1, "cuDNN");
+    }
+    c.pass = 2;
+    snprintf(op, sizeof op, "%s bwd filter+bias", name);
+    report(op, n, run_conv, &c, flops, 1, "cuDNN");
+    printf("|   (cuDNN algorithms %s: %s) |\n", name, conv2d_cudnn_algos(c.plan));
+    conv2d_cudnn_destroy(c.plan);
+    void *bufs[] = {c.x, c.w, c.b, c.dy, c.y, c.dx, c.dw, c.db, c.wtmp, c.ws, c.lib_ws};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
+}
+
+/* ---- dense ---------------------------------------------------------------------------------- */
+typedef struct {
+    int n, in, out, relu, pass; /* pass 0 fwd, 1 bwd */
+    float *x, *w, *b, *y, *dy, *dx, *dw, *db, *ws, *ones;
+    size_t ws_floats;
+} DenseBench;
+
+static void run_dense(void *arg, int lib) {
+    DenseBench *d = arg;
+    if (!lib) {
+        if (d->pass == 0)
+            CK(dense_forward_cuda(d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->relu, d->ws,
+                                  d->ws_floats, stream));
+        else
+            CK(dense_backward_cuda(d->n, d->in, d->out, d->x, d->w, d->dy, d->dx, d->dw, d->db,
+                                   d->ws, d->ws_floats, stream));
+    } else {
+        if (d->pass == 0) {
+            CKBLAS(dense_forward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->ones));
+            if (d->relu) CKDNN(relu_forward_cudnn(dnn, (size_t)d->n * d->out, d->y, d->y));
+        } else
+            CKBLAS(dense_backward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->dy, d->dx,
+                                         d->dw, d->db, d->ones));
+    }
+}
+
+static void bench_dense(const char *name, int n, int in, int out, int relu) {
+    DenseBench d = {n, in, out, relu, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                    NULL, 0};
+    d.x = dev_random((size_t)n * in, 0, 1, 5);
+    d.w = dev_random((size_t)in * out, -0.05f, 0.05f, 6);
+    d.b = dev_random((size_t)out, -0.1f, 0.1f, 7);
+    d.dy = dev_random((size_t)n * out, -1, 1, 8);
+    d.y = dev_alloc((size_t)n * out * 4);
+    d.dx = dev_alloc((size_t)n * in * 4);
+    d.dw = dev_alloc((size_t)in * out * 4);
+    d.db = dev_alloc((size_t)out * 4);
+    d.ones = dev_random((size_t)n, 1, 1, 9);
+    d.ws_floats = dense_workspace_floats_cuda(n, in, out);
+    d.ws = dev_alloc(d.ws_floats * 4);
+    double flops = 2.0 * n * in * out;
+    char op[64];
+    snprintf(op, sizeof op, "%s fwd+bias%s", name, relu ? "+relu" : "");
+    report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+    d.pass = 1;
+    snprintf(op, sizeof op, "%s bwd (dx, dw, db)", name);
+    report(op, n, run_dense, &d, 2 * flops, 1, "cuBLAS");
+    void *bufs[] = {d.x, d.w, d.b, d.dy, d.y, d.dx, d.dw, d.db, d.ones, d.ws};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
+}
+
+/* ---- pooling -------------------------------------------------------------------------------- */
+typedef struct {
+    Pool2dShape s;
+    float *x, *y, *dy, *dx;
+    int32_t *argmax;
+    int pass;
+    cudnnPoolingDescriptor_t pd;
+    cudnnTensorDescriptor_t xd, yd;
+} PoolBench;
+
+static void run_pool(void *arg, int lib) {
+    PoolBench *p = arg;
+    const float one = 1.0f, zero = 0.0f;
+    if (!lib) {
+        if (p->pass == 0)
+            CK(maxpool2d_forward_cuda(&p->s, p->x, p->y, p->argmax, stream));
+        else
+            CK(maxpool2d_backward_cuda(&p->s, p->dy, p->argmax, NULL, p->dx, stream));
+    } else {
+        if (p->pass == 0)
+            CKDNN(cudnnPoolingForward(dnn, p->pd, &one, p->xd, p->x, &zero, p->yd, p->y));
+        else
+            CKDNN(cudnnPoolingBackward(dnn, p->pd, &one, p->yd, p->y, p->yd, p->dy, p->xd, p->x,
+                                       &zero, p->xd, p->dx));
+    }
+}
+
+static void bench_pool(const char *name, int n, int h, int w, int c) {
+    PoolBench p;
+    memset(&p, 0, sizeof p);
+    pool2d_shape_init(&p.s, n, h, w, c, 2, 2, 2, 2, 1);
+    size_t nx = (size_t)n * h * w * c, ny = (size_t)n * p.s.oh * p.s.ow * c;
+    p.x = dev_random(nx, -1, 1, 10);
+    p.dy = dev_random(ny, -1, 1, 11);
+    p.y = dev_alloc(ny * 4);
+    p.dx = dev_alloc(nx * 4);
+    p.argmax = dev_alloc(ny * 4);
+    CKDNN(cudnnCreatePoolingDescriptor(&p.pd));
+    CKDNN(cudnnSetPooling2dDescriptor(p.pd, CUDNN_POOLING_MAX_DETERMINISTIC, CUDNN_NOT_PROPAGATE_NAN,
+                                      2, 2, 0, 0, 2, 2));
+    CKDNN(cudnnCreateTensorDescriptor(&p.xd));
+    CKDNN(cudnnCreateTensorDescriptor(&p.yd));
+    CKDNN(cudnnSetTensor4dDescriptor(p.xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, c, h, w));
+    CKDNN(cudnnSetTensor4dDescriptor(p.yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, c, p.s.oh, p.s.ow));
+    char op[64];
+    snprintf(op, sizeof op, "%s fwd (+argmax)", name);
+    report(op, n, run_pool, &p, (double)nx * 4 + ny * 8, 0, "cuDNN");
+    p.pass = 1;
+    CK(maxpool2d_forward_cuda(&p.s, p.x, p.y, p.argmax, stream));
+    snprintf(op, sizeof op, "%s bwd", name);
+    report(op, n, run_pool, &p, (double)nx * 4 + ny * 8, 0, "cuDNN");
+    cudnnDestroyPoolingDescriptor(p.pd);
+    cudnnDestroyTensorDescriptor(p.xd);
+    cudnnDestroyTensorDescriptor(p.yd);
+    void *bufs[] = {p.x, p.y, p.dy, p.dx, p.argmax};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
+}
+
+/* ---- elementwise and the rest --------------------------------------------------------------- */
+typedef struct {
+    size_t n;
+    int batch, pass;
+    float *a, *b, *c, *d;
+    uint8_t *mask, *pixels;
+    int32_t *labels, *ring, *ylab;
+    int64_t *step;
+    float *loss;
+} EwBench;
+
+static void run_relu(void *arg, int lib) {
+    EwBench *e = arg;
+    if (lib)
+        CKDNN(relu_forward_cudnn(dnn, e->n, e->a, e->b));
+    else
+        CK(relu_forward_cuda(e->n, e->a, e->b, stream));
+}
+static void run_dropout(void *arg, int lib) {
+    EwBench *e = arg;
+    (void)lib;
+    if (e->pass == 0)
+        CK(dropout_forward_cuda(e->n, 0.4f, 7, PHILOX_STREAM_DROPOUT, 16, e->step, e->a, e->b,
+                                e->mask, stream));
+    else
+        CK(dropout_backward_cuda(e->n, 0.4f, e->mask, e->a, e->c, e->d, stream));
+}
+static void run_xent(void *arg, int lib) {
+    EwBench *e = arg;
+    const float one = 1.0f, zero = 0.0f;
+    if (lib) { /* cuDNN has softmax only (no sparse cross-entropy): softmax alone */
+        cudnnTensorDescriptor_t d;
+        CKDNN(cudnnCreateTensorDescriptor(&d));
+        CKDNN(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, e->batch, 10, 1, 1));
+        CKDNN(cudnnSoftmaxForward(dnn, CUDNN_SOFTMAX_ACCURATE, CUDNN_SOFTMAX_MODE_INSTANCE, &one, d,
+                                  e->a, &zero, d, e->b));
+        CKDNN(cudnnDestroyTensorDescriptor(d));
+    } else {
+        CK(softmax_xent_fused_cuda(e->batch, 10, e->a, e->labels, e->b, e->loss, e->c, stream));
+    }
+}
+static void run_adam(void *arg, int lib) {
+    EwBench *e = arg;
+    (void)lib;
+    CK(adam_update_cuda(e->n, e->a, e->b, e->c, e->d, 1e-3f, 0.9f, 0.999f, 1e-7f, e->step, stream));
+}
+static void run_gather(void *arg, int lib) {
+    EwBench *e = arg;
+    (void)lib;
+    CK(gather_batch_cuda(e->batch, 784, 60000, e->pixels, e->labels, e->ring, 2, e->step, e->a,
+                         e->ylab, stream));
+}
+
+static void bench_rest(int batch) {
+    EwBench e;
+    memset(&e, 0, sizeof e);
+    e.batch = batch;
+    e.step = dev_alloc(8);
+    /* ReLU at conv1's output size */
+    e.n = (size_t)batch * 28 * 28 * 32;
+    e.a = dev_random(e.n, -1, 1, 12);
+    e.b = dev_alloc(e.n * 4);
+    report("relu fwd (conv1 out)", batch, run_relu, &e, (double)e.n * 8, 0, "cuDNN");
+    CK(cudaFree(e.a));
+    CK(cudaFree(e.b));
+    /* dropout on dense1's output */
+    e.n = (size_t)batch * 1024;
+    e.a = dev_random(e.n, 0, 1, 13);
+    e.b = dev_alloc(e.n * 4);
+    e.c = dev_random(e.n, -1, 1, 14);
+    e.d = dev_alloc(e.n * 4);
+    e.mask = dev_alloc(e.n);
+    e.pass = 0;
+    report("dropout fwd", batch, run_dropout, &e, (double)e.n * 9, 0, NULL);
+    e.pass = 1;
+    report("dropout+relu bwd", batch, run_dropout, &e, (double)e.n * 13, 0, NULL);
+    CK(cudaFree(e.a)); CK(cudaFree(e.b)); CK(cudaFree(e.c)); CK(cudaFree(e.d)); CK(cudaFree(e.mask));
+    /* softmax + cross-entropy fused (fwd + bwd) */
+    e.a = dev_random((size_t)batch * 10, -5, 5, 15);
+    e.b = dev_alloc((size_t)batch * 40);
+    e.c = dev_alloc((size_t)batch * 40);
+    e.loss = dev_alloc(4);
+    e.labels = dev_alloc((size_t)batch * 4);
+    report("softmax+xent fwd+bwd", batch, run_xent, &e, (double)batch * 10 * 12, 0,
+           "cuDNN softmax only");
+    CK(cudaFree(e.a)); CK(cudaFree(e.b)); CK(cudaFree(e.c)); CK(cudaFree(e.loss));
+    CK(cudaFree(e.labels));
+    /* batch gather from a resident MNIST-sized data set */
+    e.pixels = dev_alloc((size_t)60000 * 784);
+    e.labels = dev_alloc((size_t)60000 * 4);
+    int32_t *ring = malloc((size_t)2 * 60000 * 4);
+    for (int i = 0; i < 2 * 60000; i++) ring[i] = (int32_t)(((uint64_t)i * 7919u) % 60000u);
+    CK(cudaMalloc((void **)&e.ring, (size_t)2 * 60000 * 4));
+    CK(cudaMemcpy(e.ring, ring, (size_t)2 * 60000 * 4, cudaMemcpyHostToDevice));
+    free(ring);
+    e.a = dev_alloc((size_t)batch * 784 * 4);
+    e.ylab = dev_alloc((size_t)batch * 4);
+    report("gather batch (u8->f32)", batch, run_gather, &e, (double)batch * 784 * 5, 0, NULL);
+    CK(cudaFree(e.pixels)); CK(cudaFree(e.labels)); CK(cudaFree(e.ring)); CK(cudaFree(e.a));
+    CK(cudaFree(e.ylab));
+    CK(cudaFree(e.step));
+}
+
+static void bench_adam(void) {
+    EwBench e;
+    memset(&e, 0, sizeof e);
+    e.n = 3274634; /* the model's parameters */
+    e.step = dev_alloc(8);
+    e.a = dev_random(e.n, -1, 1, 16);
+    e.b = dev_random(e.n, -1, 1, 17);
+    e.c = dev_random(e.n, -0.1f, 0.1f, 18);
+    e.d = dev_random(e.n, 0, 0.01f, 19);
+    report("adam (3.27M params)", 0, run_adam, &e, (double)e.n * 28, 0, NULL);
+    CK(cudaFree(e.a)); CK(cudaFree(e.b)); CK(cudaFree(e.c)); CK(cudaFree(e.d)); CK(cudaFree(e.step));
+}
+
+int main(int argc, char **argv) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        printf("bench_kernels_cuda: no GPU, skipped\n");
+        return 77;
+    }
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CKDNN(cudnnCreate(&dnn));
+    CKDNN(cudnnSetStream(dnn, stream));
+    CKBLAS(cublasCreate(&blas));
+    CKBLAS(cublasSetStream(blas, stream));
+    CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
+    printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32)\n\n", prop.name,
+           prop.multiProcessorCount, cudnnGetVersion());
+    printf("| op | batch | ours us | lib us | ours | lib | ours vs lib | library |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
+    int batches[8] = {100, 1000}, nb = 2;
+    if (argc > 1) {
+        nb = 0;
+        for (int i = 1; i < argc && nb < 8; i++) batches[nb++] = atoi(argv[i]);
+    }
+    for (int i = 0; i < nb; i++) {
+        int n = batches[i];
+        bench_conv("conv1 28x28x1->32", n, 28, 28, 1, 32, 0);
+        bench_conv("conv2 14x14x32->64", n, 14, 14, 32, 64, 1);
+        bench_pool("pool1 28x28x32", n, 28, 28, 32);
+        bench_pool("pool2 14x14x64", n, 14, 14, 64);
+        bench_dense("dense1 3136->1024", n, 3136, 1024, 1);
+        bench_dense("dense2 1024->10", n, 1024, 10, 0);
+        bench_rest(n);
+    }
+    bench_adam();
+    printf("\n(ours vs lib = library time / our time: 100%% = as fast as the library)\n");
+    cublasDestroy(blas);
+    cudnnDestroy(dnn);
+    CK(cudaStreamDestroy(stream));
+    return 0;
+}
