@@ -5,7 +5,8 @@
  * the GEMMs' split-K scratch is allocated once here (so conv2d_workspace_floats is 0).
  * run_steps() runs the first call of a step function eagerly (module loading, first-touch), then
  * captures one call into a CUDA graph per key and replays it: a whole training step becomes one
- * graph launch. */
+ * graph launch. Environment: CNN_CUDA_GRAPHS=0 runs steps eagerly; CNN_CUDA_VERBOSE=1 prints the
+ * nodes of each captured graph (the launches per step). */
 #include "core/backend_cuda.h"
 
 #include <cuda_runtime_api.h>
@@ -286,6 +287,31 @@ static void cu_gather_batch(Backend *be, int batch, int example_size, int n_exam
 }
 
 /* ---- graph capture ------------------------------------------------------------------------ */
+/* CNN_CUDA_VERBOSE=1: prints what one captured step holds (the launches per step). */
+static void describe_graph(const char *name, int key, cudaGraph_t graph) {
+    const char *v = getenv("CNN_CUDA_VERBOSE");
+    if (!v || !*v || strcmp(v, "0") == 0) return;
+    size_t n = 0;
+    if (cudaGraphGetNodes(graph, NULL, &n) != cudaSuccess) return;
+    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    if (!nodes || cudaGraphGetNodes(graph, nodes, &n) != cudaSuccess) {
+        free(nodes);
+        return;
+    }
+    size_t kernels = 0, memsets = 0, memcpys = 0, other = 0;
+    for (size_t i = 0; i < n; i++) {
+        enum cudaGraphNodeType t;
+        if (cudaGraphNodeGetType(nodes[i], &t) != cudaSuccess) continue;
+        if (t == cudaGraphNodeTypeKernel) kernels++;
+        else if (t == cudaGraphNodeTypeMemset) memsets++;
+        else if (t == cudaGraphNodeTypeMemcpy) memcpys++;
+        else other++;
+    }
+    free(nodes);
+    fprintf(stderr, "%s backend: captured step graph (key %d): %zu nodes = %zu kernels, %zu memsets, "
+            "%zu memcpys, %zu other\n", name, key, n, kernels, memsets, memcpys, other);
+}
+
 static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *arg, int steps) {
     CudaCtx *c = CTX(be);
     if (steps <= 0) return c->err == cudaSuccess ? 0 : -1;
@@ -316,6 +342,7 @@ static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *
             cudaGraphDestroy(graph);
             return -1;
         }
+        describe_graph(be->name, key, graph);
         e = cudaGraphInstantiate(&exec, graph, 0);
         cudaGraphDestroy(graph);
         if (cuda_record(c, e, "cudaGraphInstantiate")) return -1;
@@ -404,8 +431,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     be->u8_to_float = cu_u8_to_float;
     be->step_increment = cu_step_increment;
     be->gather_batch = cu_gather_batch;
-    be->run_steps = cu_run_steps;
-    be->invalidate_graphs = cu_invalidate_graphs;
+    /* CNN_CUDA_GRAPHS=0: eager steps (for comparison and debugging). */
+    const char *graphs = getenv("CNN_CUDA_GRAPHS");
+    int use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+    be->run_steps = use_graphs ? cu_run_steps : NULL;
+    be->invalidate_graphs = use_graphs ? cu_invalidate_graphs : NULL;
     be->set_threads = NULL;
     return be;
 }

@@ -24,7 +24,7 @@
     } while (0)
 
 /* Exits 77 with a clear message when there is no usable GPU. */
-static void gpu_require(const char *prog) {
+static inline void gpu_require(const char *prog) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -39,29 +39,29 @@ static void gpu_require(const char *prog) {
 
 /* ---- host random numbers (xorshift64*): fresh each run unless CNN_TEST_SEED is set ---------- */
 static uint64_t rng_state = 1;
-static uint64_t rng_seed_init(void) {
+static inline uint64_t rng_seed_init(void) {
     const char *s = getenv("CNN_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
     rng_state = seed ? seed : 1;
     return seed;
 }
-static uint64_t rng_u64(void) {
+static inline uint64_t rng_u64(void) {
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return rng_state * 2685821657736338717ull;
 }
 /* Uniform in [lo, hi). */
-static float rng_uniform(float lo, float hi) {
+static inline float rng_uniform(float lo, float hi) {
     return lo + (hi - lo) * (float)((rng_u64() >> 40) * (1.0 / 16777216.0));
 }
-static float *host_random(size_t n, float lo, float hi) {
+static inline float *host_random(size_t n, float lo, float hi) {
     float *p = (float *)malloc((n ? n : 1) * sizeof *p);
     if (!p) { fprintf(stderr, "FAIL out of host memory\n"); exit(1); }
     for (size_t i = 0; i < n; i++) p[i] = rng_uniform(lo, hi);
     return p;
 }
-static void *host_alloc(size_t bytes) {
+static inline void *host_alloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) { fprintf(stderr, "FAIL out of host memory\n"); exit(1); }
     return p;
@@ -70,19 +70,19 @@ static void *host_alloc(size_t bytes) {
 /* ---- device buffers ----------------------------------------------------------------------- */
 /* Device buffer filled with 0xFF bytes: NaN floats, -1 ints, 255 bytes, so an element a kernel
  * fails to write shows up. */
-static void *dev_poisoned(size_t bytes) {
+static inline void *dev_poisoned(size_t bytes) {
     void *d = NULL;
     CK(cudaMalloc(&d, bytes ? bytes : 1));
     CK(cudaMemset(d, 0xFF, bytes ? bytes : 1));
     return d;
 }
-static void *dev_upload(const void *host, size_t bytes) {
+static inline void *dev_upload(const void *host, size_t bytes) {
     void *d = NULL;
     CK(cudaMalloc(&d, bytes ? bytes : 1));
     if (bytes) CK(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
     return d;
 }
-static void *dev_download(const void *dev, size_t bytes) {
+static inline void *dev_download(const void *dev, size_t bytes) {
     void *h = host_alloc(bytes);
     CK(cudaDeviceSynchronize());
     if (bytes) CK(cudaMemcpy(h, dev, bytes, cudaMemcpyDeviceToHost));
@@ -94,7 +94,7 @@ static int check_failures = 0, check_count = 0;
 
 /* rel = max|gpu - cpu| / max|cpu| (the error relative to the tensor's scale, so sums that
  * cancel to near zero do not blow up); NaN anywhere in gpu (an unwritten element) fails. */
-static void check_close(const char *what, const float *gpu, const float *cpu, size_t n,
+static inline void check_close(const char *what, const float *gpu, const float *cpu, size_t n,
                         double tol) {
     double maxdiff = 0, maxref = 0, d2 = 0, r2 = 0;
     size_t nan_at = (size_t)-1, worst = 0;
@@ -125,7 +125,8 @@ static void check_close(const char *what, const float *gpu, const float *cpu, si
 }
 
 /* Bitwise equality (same operations in the same order on both sides). */
-static void check_equal_bytes(const char *what, const void *gpu, const void *cpu, size_t bytes) {
+static inline void check_equal_bytes(const char *what, const void *gpu, const void *cpu,
+                                     size_t bytes) {
     const unsigned char *g = (const unsigned char *)gpu, *c = (const unsigned char *)cpu;
     size_t diff = 0, first = (size_t)-1;
     for (size_t i = 0; i < bytes; i++)
@@ -141,7 +142,7 @@ static void check_equal_bytes(const char *what, const void *gpu, const void *cpu
         printf("PASS %-44s %zu bytes identical\n", what, bytes);
 }
 
-static int check_summary(const char *prog) {
+static inline int check_summary(const char *prog) {
     printf("SUMMARY %s: %d checks, %d failed -> %s\n", prog, check_count, check_failures,
            check_failures ? "FAIL" : "PASS");
     return check_failures ? 1 : 0;

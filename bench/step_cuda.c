@@ -1,0 +1,112 @@
+/* bench_step_cuda: the whole training step (gather, forward, loss, backward, Adam) through the
+ * model API on the GPU: our kernels (`cuda`) and cuDNN/cuBLAS (`cudnn`), eager and as a
+ * replayed CUDA graph, at batch 100 and 1000. Compare with bench/peers/pytorch_mnist.py (same
+ * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
+ *
+ * Data: 60,000 random 28x28 uint8 images with random labels, resident on the device, shuffled.
+ * Timing: host clock around model_train_steps(steps), which ends by downloading the loss (so
+ * the clock covers all the device work); 20 warm-up steps first (graph capture, cuDNN
+ * algorithm search); the median of 5 runs.
+ * Usage: bench_step_cuda [batch ...]   (default 100 1000). Exit 77 without a GPU. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/model.h"
+#include "kernels/philox.h"
+
+#define N_DATA 60000
+#define PIXELS 784
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint8_t *pixels;
+static int32_t *labels;
+
+/* ms per step, or a negative value on error (message printed). */
+static double bench(Device d, int graphs, int batch, int steps) {
+    setenv("CNN_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.device = d;
+    cfg.batch = batch;
+    cfg.seed = 1;
+    char err[512];
+    Model *m = model_create(&cfg, err, sizeof err);
+    if (!m) {
+        printf("bench_step_cuda: %s: %s\n", device_name(d), err);
+        return -1;
+    }
+    float loss = 0;
+    if (model_set_train_data(m, pixels, labels, N_DATA, 1, 5, err, sizeof err) ||
+        model_train_steps(m, 20, &loss, err, sizeof err)) {
+        printf("bench_step_cuda: %s: %s\n", device_name(d), err);
+        model_free(m);
+        return -1;
+    }
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        if (model_train_steps(m, steps, &loss, err, sizeof err)) {
+            printf("bench_step_cuda: %s: %s\n", device_name(d), err);
+            model_free(m);
+            return -1;
+        }
+        t[r] = 1000.0 * (now_s() - t0) / steps;
+    }
+    model_free(m);
+    qsort(t, 5, sizeof t[0], cmp_double);
+    return t[2];
+}
+
+int main(int argc, char **argv) {
+    if (!device_cuda_available()) {
+        printf("bench_step_cuda: no GPU, skipped\n");
+        return 77;
+    }
+    pixels = malloc((size_t)N_DATA * PIXELS);
+    labels = malloc((size_t)N_DATA * sizeof *labels);
+    if (!pixels || !labels) return 1;
+    for (size_t i = 0; i < (size_t)N_DATA * PIXELS; i++) pixels[i] = (uint8_t)philox_u32(3, 0, i);
+    for (int i = 0; i < N_DATA; i++) labels[i] = (int32_t)(philox_u32(3, 1, (uint64_t)i) % 10u);
+    int batches[8] = {100, 1000}, nb = 2;
+    if (argc > 1) {
+        nb = 0;
+        for (int i = 1; i < argc && nb < 8; i++) batches[nb++] = atoi(argv[i]);
+    }
+    /* The first graph capture prints the launches per step (backend_cuda.c). */
+    setenv("CNN_CUDA_VERBOSE", "1", 1);
+    printf("| engine | mode | batch | ms/step | images/s |\n|---|---|---|---|---|\n");
+    int failed = 0;
+    for (int i = 0; i < nb; i++) {
+        int b = batches[i], steps = b <= 100 ? 200 : 50;
+        Device devs[2] = {DEVICE_CUDA, DEVICE_CUDNN};
+        for (int d = 0; d < 2; d++)
+            for (int g = 0; g < 2; g++) {
+                double ms = bench(devs[d], g, b, steps);
+                if (ms < 0) {
+                    failed = 1;
+                    continue;
+                }
+                printf("| ours-%s | %s | %d | %.3f | %.0f |\n", device_name(devs[d]),
+                       g ? "cuda-graph" : "eager", b, ms, b / ms * 1000.0);
+                printf("RESULT ours-%s %s batch=%d ms_per_step=%.4f\n", device_name(devs[d]),
+                       g ? "cuda-graph" : "eager", b, ms);
+                fflush(stdout);
+            }
+    }
+    free(pixels);
+    free(labels);
+    return failed;
+}
