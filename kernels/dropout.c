@@ -2,6 +2,7 @@
  * Element i is kept when philox_uniform(seed, stream, i) >= rate, so the mask depends only on
  * (seed, stream, i): the same on any thread count and on the GPU. */
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 #include "kernels/philox.h"
 
 /* 1/(1-rate); rate >= 1 keeps nothing, and the scale is then never used on a kept element. */
@@ -11,7 +12,9 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
                      float *y, uint8_t *mask) {
     const float scale = dropout_scale(rate);
     /* One Philox call gives the 4 words of elements 4b..4b+3 (philox_u32's counter layout). */
-    for (size_t b = 0; b * 4 < n; b++) {
+    const size_t blocks = (n + 3) / 4;
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= 16384))
+    for (size_t b = 0; b < blocks; b++) {
         Philox4x32 ctr = {{(uint32_t)b, (uint32_t)((uint64_t)b >> 32), (uint32_t)stream,
                            (uint32_t)(stream >> 32)}};
         Philox4x32 r = philox4x32_10(ctr, (uint32_t)seed, (uint32_t)(seed >> 32));
@@ -27,5 +30,9 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
 
 void dropout_backward(size_t n, float rate, const uint8_t *mask, const float *dy, float *dx) {
     const float scale = dropout_scale(rate);
-    for (size_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= 65536))
+    for (size_t i = 0; i < n; i++) {
+        float d = dy[i] * scale;
+        dx[i] = mask[i] ? d : 0.0f;
+    }
 }

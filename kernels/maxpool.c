@@ -1,6 +1,7 @@
 /* maxpool.c: 2-D max pooling on NHWC activations, with the argmax the backward pass routes
  * gradients through. */
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <string.h>
 
@@ -14,9 +15,7 @@ void pool2d_shape_init(Pool2dShape *s, int n, int h, int w, int c, int kh, int k
 
 void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *argmax) {
     const int H = s->h, W = s->w, C = s->c;
-#ifdef _OPENMP
-#pragma omp parallel for collapse(2) schedule(static)
-#endif
+    KERNELS_OMP(omp parallel for collapse(2) schedule(static) if ((size_t)s->n * s->oh * s->ow * C >= 16384))
     for (int n = 0; n < s->n; n++)
         for (int oh = 0; oh < s->oh; oh++) {
             int h0 = oh * s->stride_h - s->pad_top;
@@ -25,27 +24,38 @@ void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *
                 int w0 = ow * s->stride_w - s->pad_left;
                 int wb = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
                 size_t o = (((size_t)n * s->oh + oh) * s->ow + ow) * C;
+                float *yo = y + o;
+                int32_t *ao = argmax + o;
+                /* Window in row-major order, all channels at once; the first max wins (strict
+                 * >). Padding is skipped, and every window holds at least one real element. */
+                int32_t first = (int32_t)((((size_t)n * H + hb) * W + wb) * C);
                 for (int c = 0; c < C; c++) {
-                    /* Window in row-major order; the first max wins (strict >). Padding is
-                     * skipped, and every window holds at least one real element. */
-                    size_t best = (((size_t)n * H + hb) * W + wb) * C + c;
-                    float bv = x[best];
-                    for (int ih = hb; ih < he; ih++)
-                        for (int iw = wb; iw < we; iw++) {
-                            size_t i = (((size_t)n * H + ih) * W + iw) * C + c;
-                            if (x[i] > bv) { bv = x[i]; best = i; }
-                        }
-                    y[o + c] = bv;
-                    argmax[o + c] = (int32_t)best;
+                    yo[c] = x[first + c];
+                    ao[c] = first + c;
                 }
+                for (int ih = hb; ih < he; ih++)
+                    for (int iw = wb; iw < we; iw++) {
+                        int32_t base = (int32_t)((((size_t)n * H + ih) * W + iw) * C);
+                        if (base == first) continue;
+                        const float *xi = x + base;
+                        for (int c = 0; c < C; c++) {
+                            float v = xi[c], cur = yo[c];
+                            int32_t cur_i = ao[c], gt = v > cur;
+                            yo[c] = gt ? v : cur;
+                            ao[c] = gt ? base + c : cur_i;
+                        }
+                    }
             }
         }
 }
 
 void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax, float *dx) {
-    size_t nx = (size_t)s->n * s->h * s->w * s->c;
-    size_t ny = (size_t)s->n * s->oh * s->ow * s->c;
-    memset(dx, 0, nx * sizeof *dx);
-    /* Sequential: overlapping windows may route several dy into one dx. */
-    for (size_t i = 0; i < ny; i++) dx[argmax[i]] += dy[i];
+    const size_t in_img = (size_t)s->h * s->w * s->c, out_img = (size_t)s->oh * s->ow * s->c;
+    /* Overlapping windows may route several dy into one dx, but only within an image: threads
+     * split images, and within one the adds run in order. */
+    KERNELS_OMP(omp parallel for schedule(static) if (s->n * out_img >= 16384))
+    for (int n = 0; n < s->n; n++) {
+        memset(dx + n * in_img, 0, in_img * sizeof *dx);
+        for (size_t i = n * out_img; i < (n + 1) * out_img; i++) dx[argmax[i]] += dy[i];
+    }
 }

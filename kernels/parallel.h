@@ -10,4 +10,12 @@
 #define KERNELS_OMP(directive)
 #endif
 
+/* The calling thread's number inside a parallel region (0 outside one, or without OpenMP). */
+#ifdef _OPENMP
+#include <omp.h>
+static inline int kernels_thread_id(void) { return omp_get_thread_num(); }
+#else
+static inline int kernels_thread_id(void) { return 0; }
+#endif
+
 #endif

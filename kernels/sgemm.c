@@ -2,14 +2,15 @@
  * beta == 0 overwrites C without reading it (C may hold garbage or NaN).
  *
  * sgemm_reference is the plain triple loop. sgemm is a packed, cache-blocked GEMM in the
- * BLIS/GotoBLAS style:
- *   for each NC-wide column block of C (jc)
- *     for each KC-deep slice of the sum (pc)        <- B slice packed once [KC x NC]
- *       for each MC-high row block of C (ic)        <- A block packed [MC x KC]
+ * BLIS/GotoBLAS style. C is cut into blocks that threads (OpenMP) take one at a time; a thread
+ * computes its block over all of k with its own packing buffers:
+ *   for each KC-deep slice of the sum (pc)
+ *     for each NC-wide column range (jc)            <- B slice packed [KC x NC] in NR panels
+ *       for each MC-high row range (ic)             <- A block packed [MC x KC] in MR panels
  *         every MR x NR tile: micro-kernel over kc (sgemm_microkernel.h)
- * Packing turns every transpose case into the same contiguous panels. Threads (OpenMP) split
- * the packing and the tiles; each C element is summed by one thread in a fixed order (tiles
- * over p in order, KC slices in order), so results are bit-identical for any thread count. */
+ * Packing turns every transpose case into the same contiguous panels. Each C element is summed
+ * by one thread in a fixed order (p in order within a slice, slices in order), so results are
+ * bit-identical for any thread count and any block split. */
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 #include "kernels/sgemm_microkernel.h"
@@ -55,12 +56,6 @@ static void micro_6x16_c(int kc, const float *a, const float *b, float *c, int l
             *cj = alpha * acc[r][j] + (beta == 0.0f ? 0.0f : beta * *cj);
         }
 }
-
-/* One process-wide set of packing buffers (fixed size), so no allocation per call; the lock
- * makes concurrent callers take turns. */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static float *g_pack_a, *g_pack_b;
-static SgemmMicroKernel g_micro;
 
 /* Packs rows [i, i+rows) x cols [p0, p0+kc) of op(A) as one MR panel, zero-padding rows. */
 static void pack_a_panel(int trans_a, const float *a, int lda, int i, int rows, int p0, int kc,
@@ -119,19 +114,87 @@ static void scale_c(int m, int n, float beta, float *c, int ldc) {
         }
 }
 
-static int sgemm_init(void) {
-    if (g_pack_a) return 0;
-    g_pack_a = aligned_alloc(64, sizeof(float) * SGEMM_MC * SGEMM_KC);
-    g_pack_b = aligned_alloc(64, sizeof(float) * SGEMM_KC * SGEMM_NC);
-    if (!g_pack_a || !g_pack_b) {
-        free(g_pack_a);
-        free(g_pack_b);
-        g_pack_a = g_pack_b = NULL;
-        return -1;
+/* Per-thread packing buffers, kept between calls (no allocation per call once grown); the lock
+ * makes concurrent callers take turns. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static float **g_pack;  /* g_pack[t]: thread t's A block (MC x KC) then B slice (KC x NC) */
+static int g_npack;
+static SgemmMicroKernel g_micro;
+
+#define PACK_FLOATS ((size_t)SGEMM_MC * SGEMM_KC + (size_t)SGEMM_KC * SGEMM_NC)
+
+static int sgemm_init(int threads) {
+    if (!g_micro) {
+        g_micro = sgemm_micro_avx2();
+        if (!g_micro) g_micro = micro_6x16_c;
     }
-    g_micro = sgemm_micro_avx2();
-    if (!g_micro) g_micro = micro_6x16_c;
+    if (threads <= g_npack) return 0;
+    float **np = realloc(g_pack, (size_t)threads * sizeof *np);
+    if (!np) return -1;
+    g_pack = np;
+    for (; g_npack < threads; g_npack++) {
+        g_pack[g_npack] = aligned_alloc(64, sizeof(float) * PACK_FLOATS);
+        if (!g_pack[g_npack]) return -1;
+    }
     return 0;
+}
+
+typedef struct {
+    int trans_a, trans_b, m, n, k, lda, ldb, ldc, kc_step;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    SgemmMicroKernel micro;
+} GemmArgs;
+
+/* C[i0:i1, j0:j1] (all of k) by one thread with its own buffers: KC slices in order, each
+ * packs its B slice (per NC columns) and A blocks (per MC rows), then runs the tiles with the
+ * B panel outer (it stays in L1 while the A block streams from L2). */
+static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float *buf) {
+    float *pack_a = buf, *pack_b = buf + (size_t)SGEMM_MC * SGEMM_KC;
+    for (int p0 = 0; p0 < g->k; p0 += g->kc_step) {
+        const int kc = g->k - p0 < g->kc_step ? g->k - p0 : g->kc_step;
+        const float beta_pc = p0 == 0 ? g->beta : 1.0f;
+        for (int jc = j0; jc < j1; jc += SGEMM_NC) {
+            const int nc = j1 - jc < SGEMM_NC ? j1 - jc : SGEMM_NC;
+            const int n_jr = (nc + SGEMM_NR - 1) / SGEMM_NR;
+            for (int q = 0; q < n_jr; q++) {
+                int cols = nc - q * SGEMM_NR < SGEMM_NR ? nc - q * SGEMM_NR : SGEMM_NR;
+                pack_b_panel(g->trans_b, g->b, g->ldb, jc + q * SGEMM_NR, cols, p0, kc,
+                             pack_b + (size_t)q * SGEMM_NR * kc);
+            }
+            for (int ic = i0; ic < i1; ic += SGEMM_MC) {
+                const int mc = i1 - ic < SGEMM_MC ? i1 - ic : SGEMM_MC;
+                const int n_ir = (mc + SGEMM_MR - 1) / SGEMM_MR;
+                for (int t = 0; t < n_ir; t++) {
+                    int rows = mc - t * SGEMM_MR < SGEMM_MR ? mc - t * SGEMM_MR : SGEMM_MR;
+                    pack_a_panel(g->trans_a, g->a, g->lda, ic + t * SGEMM_MR, rows, p0, kc,
+                                 pack_a + (size_t)t * SGEMM_MR * kc);
+                }
+                for (int jr = 0; jr < n_jr; jr++)
+                    for (int ir = 0; ir < n_ir; ir++) {
+                        const int i = ic + ir * SGEMM_MR, j = jc + jr * SGEMM_NR;
+                        const int rows = i1 - i < SGEMM_MR ? i1 - i : SGEMM_MR;
+                        const int cols = j1 - j < SGEMM_NR ? j1 - j : SGEMM_NR;
+                        const float *ap = pack_a + (size_t)ir * SGEMM_MR * kc;
+                        const float *bp = pack_b + (size_t)jr * SGEMM_NR * kc;
+                        float *ct = g->c + (size_t)i * g->ldc + j;
+                        if (rows == SGEMM_MR && cols == SGEMM_NR) {
+                            g->micro(kc, ap, bp, ct, g->ldc, g->alpha, beta_pc);
+                        } else { /* edge: the full tile into a buffer, then the part that exists */
+                            float tile[SGEMM_MR * SGEMM_NR];
+                            g->micro(kc, ap, bp, tile, SGEMM_NR, 1.0f, 0.0f);
+                            for (int r = 0; r < rows; r++)
+                                for (int qq = 0; qq < cols; qq++) {
+                                    float *cq = &ct[(size_t)r * g->ldc + qq];
+                                    float v = g->alpha * tile[r * SGEMM_NR + qq];
+                                    *cq = beta_pc == 0.0f ? v : v + beta_pc * *cq;
+                                }
+                        }
+                    }
+            }
+        }
+    }
 }
 
 void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -141,71 +204,39 @@ void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const flo
         scale_c(m, n, beta, c, ldc);
         return;
     }
+    /* Threads only pay off above ~a million multiply-adds. */
+    const int threads = (double)m * n * k >= 1e6 ? kernels_get_threads() : 1;
     pthread_mutex_lock(&g_lock);
-    if (sgemm_init() != 0) { /* out of memory for 1.8 MiB of buffers: still give the answer */
+    if (sgemm_init(threads) != 0) { /* out of memory for the buffers: still give the answer */
         pthread_mutex_unlock(&g_lock);
         sgemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    const SgemmMicroKernel micro = g_micro;
-    float *const pack_a = g_pack_a, *const pack_b = g_pack_b;
+    GemmArgs g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, g_micro};
     /* KC slices of equal depth (k = 800 -> 4 x 200, not 3 x 256 + 32). */
     const int n_pc = (k + SGEMM_KC - 1) / SGEMM_KC;
-    const int kc_step = (k + n_pc - 1) / n_pc;
-    /* Threads only pay off above ~a million multiply-adds. */
-    const int parallel = (double)m * n * k >= 1e6;
-    (void)parallel;
-
-    KERNELS_OMP(omp parallel if (parallel))
-    for (int jc = 0; jc < n; jc += SGEMM_NC) {
-        const int nc = n - jc < SGEMM_NC ? n - jc : SGEMM_NC;
-        const int n_jr = (nc + SGEMM_NR - 1) / SGEMM_NR;
-        for (int p0 = 0; p0 < k; p0 += kc_step) {
-            const int kc = k - p0 < kc_step ? k - p0 : kc_step;
-            const float beta_pc = p0 == 0 ? beta : 1.0f;
-            for (int ic = 0; ic < m; ic += SGEMM_MC) {
-                const int mc = m - ic < SGEMM_MC ? m - ic : SGEMM_MC;
-                const int n_ir = (mc + SGEMM_MR - 1) / SGEMM_MR;
-                /* Pack this A block, and the B slice on the first row block. */
-                const int n_pack = n_ir + (ic == 0 ? n_jr : 0);
-                KERNELS_OMP(omp for schedule(static))
-                for (int t = 0; t < n_pack; t++) {
-                    if (t < n_ir) {
-                        int rows = mc - t * SGEMM_MR < SGEMM_MR ? mc - t * SGEMM_MR : SGEMM_MR;
-                        pack_a_panel(trans_a, a, lda, ic + t * SGEMM_MR, rows, p0, kc,
-                                     pack_a + (size_t)t * SGEMM_MR * kc);
-                    } else {
-                        int q = t - n_ir;
-                        int cols = nc - q * SGEMM_NR < SGEMM_NR ? nc - q * SGEMM_NR : SGEMM_NR;
-                        pack_b_panel(trans_b, b, ldb, jc + q * SGEMM_NR, cols, p0, kc,
-                                     pack_b + (size_t)q * SGEMM_NR * kc);
-                    }
-                }
-                /* Tiles, B panel outer (it stays in L1 while the A block streams from L2). */
-                KERNELS_OMP(omp for schedule(static))
-                for (int t = 0; t < n_ir * n_jr; t++) {
-                    const int jr = t / n_ir, ir = t % n_ir;
-                    const int i = ic + ir * SGEMM_MR, j = jc + jr * SGEMM_NR;
-                    const int rows = m - i < SGEMM_MR ? m - i : SGEMM_MR;
-                    const int cols = n - j < SGEMM_NR ? n - j : SGEMM_NR;
-                    const float *ap = pack_a + (size_t)ir * SGEMM_MR * kc;
-                    const float *bp = pack_b + (size_t)jr * SGEMM_NR * kc;
-                    float *ct = c + (size_t)i * ldc + j;
-                    if (rows == SGEMM_MR && cols == SGEMM_NR) {
-                        micro(kc, ap, bp, ct, ldc, alpha, beta_pc);
-                    } else { /* edge tile: full tile into a buffer, then the part that exists */
-                        float tile[SGEMM_MR * SGEMM_NR];
-                        micro(kc, ap, bp, tile, SGEMM_NR, 1.0f, 0.0f);
-                        for (int r = 0; r < rows; r++)
-                            for (int q = 0; q < cols; q++) {
-                                float *cq = &ct[(size_t)r * ldc + q];
-                                float v = alpha * tile[r * SGEMM_NR + q];
-                                *cq = beta_pc == 0.0f ? v : v + beta_pc * *cq;
-                            }
-                    }
-                }
-            }
-        }
+    g.kc_step = (k + n_pc - 1) / n_pc;
+    /* C is cut into blocks that threads take one at a time (dynamic: a thread slowed by another
+     * process just takes fewer; one barrier per call). Halve the larger side until there are
+     * about 4 blocks per thread. Each block re-packs its share of A and B, so blocks stay at
+     * least 48 x 64. Which thread computes an element never changes its bits. */
+    int bm = SGEMM_MC, bn = SGEMM_NC;
+    for (;;) {
+        int em = m < bm ? m : bm, en = n < bn ? n : bn;
+        int blocks = ((m + bm - 1) / bm) * ((n + bn - 1) / bn);
+        if (threads == 1 || blocks >= 4 * threads) break;
+        if (em >= en && em > 48) bm = ((em / 2 + SGEMM_MR - 1) / SGEMM_MR) * SGEMM_MR;
+        else if (en > 64) bn = ((en / 2 + SGEMM_NR - 1) / SGEMM_NR) * SGEMM_NR;
+        else if (em > 48) bm = ((em / 2 + SGEMM_MR - 1) / SGEMM_MR) * SGEMM_MR;
+        else break;
+    }
+    const int nbm = (m + bm - 1) / bm, nbn = (n + bn - 1) / bn;
+    float **pack = g_pack;
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (int t = 0; t < nbm * nbn; t++) {
+        const int i0 = (t % nbm) * bm, j0 = (t / nbm) * bn;
+        const int i1 = i0 + bm < m ? i0 + bm : m, j1 = j0 + bn < n ? j0 + bn : n;
+        gemm_block(&g, i0, i1, j0, j1, pack[kernels_thread_id()]);
     }
     pthread_mutex_unlock(&g_lock);
 }
