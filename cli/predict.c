@@ -1,0 +1,465 @@
+/* predict.c: `predict`, TF Serving's REST predict for an export written by the engine, offline.
+ *
+ *   predict --model-dir EXPORT_DIR (--json-instances FILE | --json-request FILE)
+ *           [--device cpu|cuda|cudnn|auto] [--batch-size N]
+ *
+ * 1. Reads EXPORT_DIR/saved_model.pb (signature serving_default, the layer list) and
+ *    EXPORT_DIR/variables/variables.* with io/'s readers.
+ * 2. Builds the engine model of that layer list (core/model.h) and restores the weights.
+ * 3. Reads the instances:
+ *      --json-instances: newline-delimited JSON, one instance a line (gcloud local predict):
+ *                        the input's value ([28][28][1] nested lists) or {"image_input": value};
+ *      --json-request:   a REST body {"instances": [...]} (row form) or {"inputs": ...}
+ *                        (columnar form), with an optional "signature_name".
+ *    FILE "-" is standard input.
+ * 4. Prints what TF Serving answers: {"predictions": [[10 floats], ...]} (row form) or
+ *    {"outputs": [[...], ...]} (columnar form); the signature has one output (dense_1).
+ * Malformed JSON or a wrong shape is an error naming the line / instance and what is wrong
+ * (exit 1); bad flags exit 2.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/args.h"
+#include "cli/model_graph.h"
+#include "core/model.h"
+#include "io/savedmodel.h"
+#include "io/tensor_bundle.h"
+
+#define SIGNATURE_KEY "serving_default"
+
+static const ArgSpec SPECS[] = {
+    {"model-dir", NULL, ARG_VALUE, "DIR", "SavedModel export directory (with saved_model.pb)"},
+    {"json-instances", NULL, ARG_VALUE, "FILE", "newline-delimited JSON instances ('-': stdin)"},
+    {"json-request", NULL, ARG_VALUE, "FILE", "a TF Serving REST predict body ('-': stdin)"},
+    {"device", NULL, ARG_VALUE, "cpu|cuda|cudnn|auto", "where to compute (default cpu)"},
+    {"batch-size", NULL, ARG_VALUE, "N", "examples per forward pass (default 100)"},
+    {"help", "h", ARG_BOOL, NULL, "show this help"},
+};
+enum { NSPECS = sizeof SPECS / sizeof SPECS[0] };
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: predict --model-dir EXPORT_DIR (--json-instances FILE | --json-request "
+                 "FILE) [options]\n");
+    args_print_help(out, SPECS, NSPECS);
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+static char *read_all(const char *path, size_t *n, char *err, size_t errlen) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap) break;
+        char *p = realloc(buf, 2 * cap + 1);
+        if (!p) { free(buf); buf = NULL; break; }
+        buf = p;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        snprintf(err, errlen, "%s: read failed", path);
+        return NULL;
+    }
+    buf[len] = 0;
+    *n = len;
+    return buf;
+}
+
+/* The images collected so far: [n, h, w, c] floats. */
+typedef struct {
+    float *data;
+    int n, cap;
+    int h, w, c;
+    const char *input_key;
+} Batch;
+
+static float *batch_slot(Batch *b) {
+    size_t per = (size_t)b->h * b->w * b->c;
+    if (b->n == b->cap) {
+        int cap = b->cap ? 2 * b->cap : 64;
+        float *p = realloc(b->data, (size_t)cap * per * sizeof *p);
+        if (!p) return NULL;
+        b->data = p;
+        b->cap = cap;
+    }
+    return b->data + (size_t)b->n++ * per;
+}
+
+/* Copies a [dims[0]][dims[1]]... nested list of numbers into dst; *why says what is wrong. */
+static int copy_nested(const cJSON *v, const int *dims, int rank, int depth, char *path,
+                       size_t pathlen, float **dst, char *why, size_t whylen) {
+    if (depth == rank) {
+        if (!cJSON_IsNumber(v)) {
+            snprintf(why, whylen, "element %s is not a number", path[0] ? path : "[]");
+            return -1;
+        }
+        *(*dst)++ = (float)v->valuedouble;
+        return 0;
+    }
+    if (!cJSON_IsArray(v)) {
+        snprintf(why, whylen, "%s%s should be a list of %d (the input is [%d,%d,%d])",
+                 depth ? "element " : "the value", path, dims[depth], dims[0], dims[1], dims[2]);
+        return -1;
+    }
+    int n = cJSON_GetArraySize(v);
+    if (n != dims[depth]) {
+        snprintf(why, whylen, "%s%s has %d entries, expected %d (the input is [%d,%d,%d])",
+                 depth ? "element " : "the value", depth ? path : "", n, dims[depth], dims[0],
+                 dims[1], dims[2]);
+        return -1;
+    }
+    size_t len = strlen(path);
+    int i = 0;
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        snprintf(path + len, pathlen - len, "[%d]", i);
+        if (copy_nested(e, dims, rank, depth + 1, path, pathlen, dst, why, whylen)) return -1;
+    }
+    path[len] = 0;
+    return 0;
+}
+
+/* One instance: the input's value, or an object {"<input_key>": value}. */
+static int add_instance(Batch *b, const cJSON *v, char *why, size_t whylen) {
+    if (cJSON_IsObject(v)) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(v, b->input_key);
+        int keys = cJSON_GetArraySize(v);
+        if (!x || keys != 1) {
+            const char *other = v->child && !x ? v->child->string : NULL;
+            snprintf(why, whylen, "the object must have exactly the key \"%s\"%s%s%s", b->input_key,
+                     other ? " (found \"" : "", other ? other : "", other ? "\")" : "");
+            return -1;
+        }
+        v = x;
+    }
+    float *dst = batch_slot(b);
+    if (!dst) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    const int dims[3] = {b->h, b->w, b->c};
+    char path[64] = "";
+    if (copy_nested(v, dims, 3, 0, path, sizeof path, &dst, why, whylen)) {
+        b->n--;
+        return -1;
+    }
+    return 0;
+}
+
+static int error_at(char *err, size_t errlen, const char *file, const char *where, const char *why) {
+    snprintf(err, errlen, "%s: %s: %s", file, where, why);
+    return -1;
+}
+
+/* --json-instances: one JSON value per non-blank line. */
+static int read_instances(const char *file, Batch *b, char *err, size_t errlen) {
+    size_t n;
+    char *text = read_all(file, &n, err, errlen);
+    if (!text) return -1;
+    int rc = 0, lineno = 0;
+    char *line = text, why[512], where[64];
+    while (rc == 0 && line < text + n) {
+        char *end = memchr(line, '\n', (size_t)(text + n - line));
+        size_t len = end ? (size_t)(end - line) : (size_t)(text + n - line);
+        lineno++;
+        snprintf(where, sizeof where, "line %d", lineno);
+        size_t k = 0;
+        while (k < len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r')) k++;
+        if (k < len) {
+            const char *stop = NULL;
+            cJSON *v = cJSON_ParseWithLengthOpts(line, len, &stop, 0);
+            size_t at = stop ? (size_t)(stop - line) : 0;
+            while (v && at < len && (line[at] == ' ' || line[at] == '\t' || line[at] == '\r')) at++;
+            if (!v || at != len) {
+                snprintf(why, sizeof why, "malformed JSON at column %zu", at + 1);
+                rc = error_at(err, errlen, file, where, why);
+            } else if (add_instance(b, v, why, sizeof why)) {
+                rc = error_at(err, errlen, file, where, why);
+            }
+            cJSON_Delete(v);
+        }
+        line += len + 1;
+    }
+    free(text);
+    return rc;
+}
+
+/* --json-request: {"instances": [...]} or {"inputs": ...}. *columnar tells which. */
+static int read_request(const char *file, Batch *b, int *columnar, char *err, size_t errlen) {
+    size_t n;
+    char *text = read_all(file, &n, err, errlen);
+    if (!text) return -1;
+    const char *stop = NULL;
+    cJSON *body = cJSON_ParseWithLengthOpts(text, n, &stop, 0);
+    char why[512], where[64];
+    int rc = 0;
+    if (body && stop) {
+        while (*stop == ' ' || *stop == '\n' || *stop == '\r' || *stop == '\t') stop++;
+        if (*stop) { cJSON_Delete(body); body = NULL; }
+    }
+    if (!body) {
+        int line = 1, col = 1;
+        for (const char *p = text; stop && p < stop && *p; p++) {
+            if (*p == '\n') line++, col = 1;
+            else col++;
+        }
+        snprintf(why, sizeof why, "malformed JSON at line %d column %d", line, col);
+        free(text);
+        return error_at(err, errlen, file, "request", why);
+    }
+    free(text);
+    const cJSON *sig = cJSON_GetObjectItemCaseSensitive(body, "signature_name");
+    const cJSON *inst = cJSON_GetObjectItemCaseSensitive(body, "instances");
+    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(body, "inputs");
+    *columnar = inputs != NULL;
+    if (!cJSON_IsObject(body)) {
+        rc = error_at(err, errlen, file, "request", "the body must be a JSON object");
+    } else if (sig && (!cJSON_IsString(sig) || strcmp(sig->valuestring, SIGNATURE_KEY) != 0)) {
+        snprintf(why, sizeof why, "unknown signature_name (the export has only \"%s\")",
+                 SIGNATURE_KEY);
+        rc = error_at(err, errlen, file, "request", why);
+    } else if (!!inst == !!inputs) {
+        rc = error_at(err, errlen, file, "request",
+                      "exactly one of \"instances\" (row form) or \"inputs\" (columnar form) "
+                      "is required");
+    } else if (inst) {
+        if (!cJSON_IsArray(inst)) {
+            rc = error_at(err, errlen, file, "request", "\"instances\" must be a list");
+        } else {
+            int i = 0;
+            for (const cJSON *e = inst->child; rc == 0 && e; e = e->next, i++) {
+                snprintf(where, sizeof where, "instance %d", i);
+                if (add_instance(b, e, why, sizeof why)) rc = error_at(err, errlen, file, where, why);
+            }
+        }
+    } else {
+        /* columnar: the whole batch, bare or under the input's name */
+        const cJSON *v = inputs;
+        if (cJSON_IsObject(v)) {
+            v = cJSON_GetObjectItemCaseSensitive(inputs, b->input_key);
+            if (!v || cJSON_GetArraySize(inputs) != 1) {
+                snprintf(why, sizeof why, "\"inputs\" must have exactly the key \"%s\"",
+                         b->input_key);
+                rc = error_at(err, errlen, file, "request", why);
+            }
+        }
+        if (rc == 0 && !cJSON_IsArray(v)) {
+            rc = error_at(err, errlen, file, "request", "\"inputs\" must be a list of examples");
+        }
+        int i = 0;
+        for (const cJSON *e = rc == 0 ? v->child : NULL; rc == 0 && e; e = e->next, i++) {
+            snprintf(where, sizeof where, "inputs[%d]", i);
+            if (cJSON_IsObject(e)) {
+                rc = error_at(err, errlen, file, where, "expected a nested list, not an object");
+            } else if (add_instance(b, e, why, sizeof why)) {
+                rc = error_at(err, errlen, file, where, why);
+            }
+        }
+    }
+    cJSON_Delete(body);
+    return rc;
+}
+
+/* ---- the model ----------------------------------------------------------------------------- */
+
+/* Engine model of the export, weights restored from variables/variables. The k-th weight
+ * tensor of the engine (layer order, kernel then bias) is the k-th conv/dense layer's. */
+static Model *load_model(const char *dir, const SmInfo *info, Device device, int batch, char *err,
+                         size_t errlen) {
+    char spec[2048], why[512];
+    if (model_graph_to_spec(&info->model, spec, sizeof spec, why, sizeof why)) {
+        snprintf(err, errlen, "%.300s: the exported network cannot run on the engine: %.300s", dir,
+                 why);
+        return NULL;
+    }
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.spec = spec;
+    cfg.batch = batch;
+    cfg.device = device;
+    Model *m = model_create(&cfg, why, sizeof why);
+    if (!m) {
+        snprintf(err, errlen, "%.300s: cannot build the model (%.300s): %.300s", dir, spec, why);
+        return NULL;
+    }
+    char prefix[4200];
+    snprintf(prefix, sizeof prefix, "%s/variables/variables", dir);
+    BundleReader *r = bundle_open(prefix, err, errlen);
+    if (!r) {
+        model_free(m);
+        return NULL;
+    }
+    int k = 0, rc = 0;
+    const int np = model_param_count(m);
+    for (int i = 0; rc == 0 && i < info->model.num_layers; i++) {
+        const SmLayer *l = &info->model.layers[i];
+        if (l->kind != SM_LAYER_CONV2D && l->kind != SM_LAYER_DENSE) continue;
+        for (int part = 0; rc == 0 && part < 2; part++, k++) {
+            char name[SM_NAME_MAX + 16];
+            snprintf(name, sizeof name, "%s/%s", l->name, part ? "bias" : "kernel");
+            if (k >= np) {
+                rc = -1;
+                snprintf(err, errlen, "%s: the export has more weights than the model (%s)", dir,
+                         name);
+                break;
+            }
+            const StateInfo *si = model_state_info(m, k);
+            const BundleEntry *e = bundle_find(r, name);
+            int same = e && e->rank == si->rank;
+            for (int d = 0; same && d < si->rank; d++) same = e->shape[d] == si->shape[d];
+            if (!same) {
+                rc = -1;
+                if (!e) snprintf(err, errlen, "%.300s: no variable '%s'", prefix, name);
+                else snprintf(err, errlen, "%.300s: variable '%s' has another shape than the "
+                              "model's '%.100s'", prefix, name, si->name);
+                break;
+            }
+            float *buf = malloc(si->count * sizeof *buf);
+            rc = !buf ? -1
+                      : bundle_read_tensor(r, name, TF_DT_FLOAT, buf, si->count * sizeof *buf,
+                                           err, errlen);
+            if (rc == 0 && model_state_set(m, k, buf) != 0) {
+                rc = -1;
+                snprintf(err, errlen, "cannot set '%s'", si->name);
+            }
+            free(buf);
+        }
+    }
+    if (rc == 0 && k != np) {
+        rc = -1;
+        snprintf(err, errlen, "%s: the export has %d weight tensors, the model %d", dir, k, np);
+    }
+    bundle_close(r);
+    if (rc) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+/* The shortest decimal that reads back as the same float. */
+static void print_float(float v) {
+    char buf[32];
+    for (int p = 6; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    fputs(buf, stdout);
+}
+
+static void print_result(const char *key, const float *probs, int n, int classes) {
+    printf("{\"%s\": [", key);
+    for (int i = 0; i < n; i++) {
+        printf(i ? ", [" : "[");
+        for (int j = 0; j < classes; j++) {
+            if (j) fputs(", ", stdout);
+            print_float(probs[(size_t)i * classes + j]);
+        }
+        putchar(']');
+    }
+    printf("]}\n");
+}
+
+int main(int argc, char **argv) {
+    char err[1024];
+    ArgParse ap;
+    if (args_parse(&ap, SPECS, NSPECS, argc - 1, argv + 1, err, sizeof err) != 0) {
+        fprintf(stderr, "predict: %s\n", err);
+        usage(stderr);
+        args_free(&ap);
+        return 2;
+    }
+    if (args_has(&ap, "help")) {
+        usage(stdout);
+        args_free(&ap);
+        return 0;
+    }
+    const char *dir = args_get(&ap, "model-dir", NULL);
+    const char *instances = args_get(&ap, "json-instances", NULL);
+    const char *request = args_get(&ap, "json-request", NULL);
+    int batch = 100, usage_error = 0;
+    Device device = DEVICE_CPU;
+    if (ap.nunknown || ap.npositionals) {
+        if (ap.nunknown)
+            snprintf(err, sizeof err, "unknown flag %.*s", ap.unknown[0].flag_len, ap.unknown[0].flag);
+        else
+            snprintf(err, sizeof err, "unexpected argument '%s'", ap.positionals[0]);
+        usage_error = 1;
+    } else if (!dir) {
+        snprintf(err, sizeof err, "--model-dir is required");
+        usage_error = 1;
+    } else if (!instances == !request) {
+        snprintf(err, sizeof err, "give exactly one of --json-instances and --json-request");
+        usage_error = 1;
+    } else if (args_get_int(&ap, "batch-size", 100, &batch, err, sizeof err) != 0 || batch < 1) {
+        if (batch < 1) snprintf(err, sizeof err, "--batch-size: must be at least 1");
+        usage_error = 1;
+    } else if (device_parse(args_get(&ap, "device", "cpu"), &device) != 0) {
+        snprintf(err, sizeof err, "--device: '%s' is not cpu, cuda, cudnn or auto",
+                 args_get(&ap, "device", "cpu"));
+        usage_error = 1;
+    }
+    if (usage_error) {
+        fprintf(stderr, "predict: %s\n", err);
+        usage(stderr);
+        args_free(&ap);
+        return 2;
+    }
+
+    /* 1. the export's signature and network */
+    SmInfo info;
+    if (savedmodel_read(dir, &info, err, sizeof err) != 0) {
+        fprintf(stderr, "predict: %s\n", err);
+        args_free(&ap);
+        return 1;
+    }
+    int status = 1;
+    Model *m = NULL;
+    Batch b = {NULL, 0, 0, (int)info.input_shape[1], (int)info.input_shape[2],
+               (int)info.input_shape[3], info.input_key};
+    int columnar = 0;
+    if (info.input_dtype != TF_DT_FLOAT || info.output_dtype != TF_DT_FLOAT) {
+        fprintf(stderr, "predict: %s: signature %s: only float inputs and outputs are supported\n",
+                dir, SIGNATURE_KEY);
+        goto done;
+    }
+    /* 2. the instances */
+    if ((instances ? read_instances(instances, &b, err, sizeof err)
+                   : read_request(request, &b, &columnar, err, sizeof err)) != 0) {
+        fprintf(stderr, "predict: %s\n", err);
+        goto done;
+    }
+    /* 3. the model and the forward pass */
+    int classes = info.model.layers[info.model.num_layers - 1].units;
+    float *probs = malloc((size_t)(b.n ? b.n : 1) * classes * sizeof *probs);
+    m = load_model(dir, &info, device, b.n < 1 ? 1 : b.n < batch ? b.n : batch, err, sizeof err);
+    if (!m || !probs || (b.n > 0 && model_predict(m, b.data, b.n, probs, err, sizeof err) != 0)) {
+        fprintf(stderr, "predict: %s\n", probs ? err : "out of memory");
+        free(probs);
+        goto done;
+    }
+    /* 4. TF Serving's answer */
+    print_result(columnar ? "outputs" : "predictions", probs, b.n, classes);
+    free(probs);
+    status = fflush(stdout) == 0 ? 0 : 1;
+done:
+    if (m) model_free(m);
+    free(b.data);
+    savedmodel_info_free(&info);
+    args_free(&ap);
+    return status;
+}
