@@ -118,7 +118,7 @@ Conv2dCudnn *conv2d_cudnn_create(cudnnHandle_t h, const Conv2dShape *s, int exha
     }
 
     enum { MAXA = 16 };
-    int count = 0, i;
+    int count = 0, i, nondet = 0;
     cudnnConvolutionFwdAlgoPerf_t fperf[MAXA];
     cudnnConvolutionBwdDataAlgoPerf_t dperf[MAXA];
     cudnnConvolutionBwdFilterAlgoPerf_t wperf[MAXA];
@@ -135,6 +135,10 @@ Conv2dCudnn *conv2d_cudnn_create(cudnnHandle_t h, const Conv2dShape *s, int exha
     else
         TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->f, p->y, p->conv, p->x, MAXA, &count, dperf));
     PICK_ALGO(i, dperf, count, ws_limit, 1);
+    if (i < 0) { /* no deterministic one for this shape: take the best, and say so */
+        PICK_ALGO(i, dperf, count, ws_limit, 0);
+        nondet = 1;
+    }
     if (i < 0) goto none;
     p->bwd_data = dperf[i].algo;
     if (dperf[i].memory > p->ws_bytes) p->ws_bytes = dperf[i].memory;
@@ -143,11 +147,16 @@ Conv2dCudnn *conv2d_cudnn_create(cudnnHandle_t h, const Conv2dShape *s, int exha
     else
         TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->x, p->y, p->conv, p->f, MAXA, &count, wperf));
     PICK_ALGO(i, wperf, count, ws_limit, 1);
+    if (i < 0) {
+        PICK_ALGO(i, wperf, count, ws_limit, 0);
+        nondet = 1;
+    }
     if (i < 0) goto none;
     p->bwd_filter = wperf[i].algo;
     if (wperf[i].memory > p->ws_bytes) p->ws_bytes = wperf[i].memory;
-    snprintf(p->algos, sizeof p->algos, "fwd %d, bwd-data %d, bwd-filter %d%s", (int)p->fwd,
-             (int)p->bwd_data, (int)p->bwd_filter, exhaustive ? " (timed)" : " (heuristic)");
+    snprintf(p->algos, sizeof p->algos, "fwd %d, bwd-data %d, bwd-filter %d%s%s", (int)p->fwd,
+             (int)p->bwd_data, (int)p->bwd_filter, exhaustive ? " (timed)" : " (heuristic)",
+             nondet ? ", NON-deterministic backward" : "");
     return p;
 none:
     snprintf(err, errlen,

@@ -23,9 +23,9 @@ extern "C" {
 typedef struct Conv2dCudnn Conv2dCudnn;
 
 /* exhaustive != 0: time the algorithms once (cudnnFind*: runs on the GPU, not inside a graph
- * capture) and take the fastest; else cuDNN's heuristic choice. Only deterministic algorithms
- * are taken for the backward passes (so runs repeat bit for bit), and none whose workspace
- * exceeds ws_limit bytes. Symmetric padding only (TF SAME with an odd total padding has no
+ * capture) and take the fastest; else cuDNN's heuristic choice. FP32 FMA algorithms only, none
+ * whose workspace exceeds ws_limit bytes; deterministic ones for the backward passes (so runs
+ * repeat bit for bit) unless a shape has none (conv2d_cudnn_algos() then says so). Symmetric padding only (TF SAME with an odd total padding has no
  * cuDNN equivalent): NULL with a message in err otherwise. */
 Conv2dCudnn *conv2d_cudnn_create(cudnnHandle_t h, const Conv2dShape *s, int exhaustive,
                                  size_t ws_limit, char *err, size_t errlen);

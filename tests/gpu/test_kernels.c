@@ -8,8 +8,9 @@
  *   1e-4         GEMM-shaped ops (sgemm, dense, conv2d): the GPU sums each output in tiles of 16
  *                and split-K slices, the CPU in its own blocking, so the rounding differs; the
  *                error grows like sqrt(K)*2^-24 relative to the scale of the terms.
- * Usage: test_kernels [--quick]   (--quick or CNN_TEST_QUICK=1: small shapes, for
- * compute-sanitizer). CNN_TEST_SEED=<n> reproduces a run's inputs. */
+ * The cuDNN/cuBLAS versions (kernels_cudnn.h) are checked against the same references.
+ * Usage: test_kernels [--quick] [--no-lib]   (--quick or CNN_TEST_QUICK=1: small shapes, for
+ * compute-sanitizer; --no-lib: our kernels only). CNN_TEST_SEED=<n> reproduces a run's inputs. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #define TOL_MATH 1e-5
 
 static int quick = 0;
+static int with_lib = 1; /* --no-lib: skip the cuDNN/cuBLAS checks (sanitizer runs: our kernels) */
 /* The library versions (kernels_cudnn.h) are checked against the same CPU references: they are
  * the --device cudnn backend and the benchmarks' yardstick. */
 static cudnnHandle_t dnn;
@@ -97,6 +99,34 @@ static void test_sgemm(void) {
 }
 
 /* ---- dense ---------------------------------------------------------------------------------- */
+/* Downloads the device outputs of a dense forward/backward and checks them against the CPU's. */
+static void check_dense_outputs(const char *who, int n, int in, int out, int with_dx, int with_db,
+                                const float *dY, const float *dDX, const float *dDW,
+                                const float *dDB, const float *y, const float *dx,
+                                const float *dw, const float *db) {
+    char what[96];
+    float *g = dev_download(dY, (size_t)n * out * 4);
+    snprintf(what, sizeof what, "%s fwd %dx%d->%d", who, n, in, out);
+    check_close(what, g, y, (size_t)n * out, TOL_GEMM);
+    free(g);
+    if (with_dx) {
+        g = dev_download(dDX, (size_t)n * in * 4);
+        snprintf(what, sizeof what, "%s bwd dx %dx%d->%d", who, n, in, out);
+        check_close(what, g, dx, (size_t)n * in, TOL_GEMM);
+        free(g);
+    }
+    g = dev_download(dDW, (size_t)in * out * 4);
+    snprintf(what, sizeof what, "%s bwd dw %dx%d->%d%s", who, n, in, out, with_db ? "" : " (no db)");
+    check_close(what, g, dw, (size_t)in * out, TOL_GEMM);
+    free(g);
+    if (with_db) {
+        g = dev_download(dDB, (size_t)out * 4);
+        snprintf(what, sizeof what, "%s bwd db %dx%d->%d", who, n, in, out);
+        check_close(what, g, db, (size_t)out, TOL_GEMM);
+        free(g);
+    }
+}
+
 static void test_dense_case(int n, int in, int out, int with_bias, int relu, int with_dx,
                             int with_db) {
     float *x = host_random((size_t)n * in, -1, 1), *w = host_random((size_t)in * out, -0.1f, 0.1f);
@@ -116,60 +146,25 @@ static void test_dense_case(int n, int in, int out, int with_bias, int relu, int
     CK(dense_forward_cuda(n, in, out, dX, dW, with_bias ? dB : NULL, dY, relu, ws, wsf, 0));
     CK(dense_backward_cuda(n, in, out, dX, dW, dDY, with_dx ? dDX : NULL, dDW,
                            with_db ? dDB : NULL, ws, wsf, 0));
-    char what[96];
-    float *g = dev_download(dY, (size_t)n * out * 4);
-    snprintf(what, sizeof what, "dense fwd %dx%d->%d%s%s", n, in, out, with_bias ? " bias" : "",
-             relu ? " relu" : "");
-    check_close(what, g, y, (size_t)n * out, TOL_GEMM);
-    free(g);
-    if (with_dx) {
-        g = dev_download(dDX, (size_t)n * in * 4);
-        snprintf(what, sizeof what, "dense bwd dx %dx%d->%d", n, in, out);
-        check_close(what, g, dx, (size_t)n * in, TOL_GEMM);
-        free(g);
+    check_dense_outputs("dense", n, in, out, with_dx, with_db, dY, dDX, dDW, dDB, y, dx, dw,
+                        dbias);
+    if (with_lib) { /* cuBLAS versions, same inputs, outputs poisoned again */
+        float *ones_h = host_alloc((size_t)n * 4);
+        for (int i = 0; i < n; i++) ones_h[i] = 1.0f;
+        float *dOnes = dev_upload(ones_h, (size_t)n * 4);
+        CK(cudaMemset(dY, 0xFF, (size_t)n * out * 4));
+        CK(cudaMemset(dDX, 0xFF, (size_t)n * in * 4));
+        CK(cudaMemset(dDW, 0xFF, (size_t)in * out * 4));
+        CK(cudaMemset(dDB, 0xFF, (size_t)out * 4));
+        CKBLAS(dense_forward_cublas(blas, n, in, out, dX, dW, with_bias ? dB : NULL, dY, dOnes));
+        if (relu) CKDNN(relu_forward_cudnn(dnn, (size_t)n * out, dY, dY));
+        CKBLAS(dense_backward_cublas(blas, n, in, out, dX, dW, dDY, with_dx ? dDX : NULL, dDW,
+                                     with_db ? dDB : NULL, dOnes));
+        check_dense_outputs("cublas dense", n, in, out, with_dx, with_db, dY, dDX, dDW, dDB, y,
+                            dx, dw, dbias);
+        free(ones_h);
+        CK(cudaFree(dOnes));
     }
-    g = dev_download(dDW, (size_t)in * out * 4);
-    snprintf(what, sizeof what, "dense bwd dw %dx%d->%d%s", n, in, out, with_db ? "" : " (no db)");
-    check_close(what, g, dw, (size_t)in * out, TOL_GEMM);
-    free(g);
-    if (with_db) {
-        g = dev_download(dDB, (size_t)out * 4);
-        snprintf(what, sizeof what, "dense bwd db %dx%d->%d", n, in, out);
-        check_close(what, g, dbias, (size_t)out, TOL_GEMM);
-        free(g);
-    }
-    /* cuBLAS versions, same inputs, outputs poisoned again */
-    float *ones_h = host_alloc((size_t)n * 4);
-    for (int i = 0; i < n; i++) ones_h[i] = 1.0f;
-    float *dOnes = dev_upload(ones_h, (size_t)n * 4);
-    CK(cudaMemset(dY, 0xFF, (size_t)n * out * 4)); CK(cudaMemset(dDX, 0xFF, (size_t)n * in * 4));
-    CK(cudaMemset(dDW, 0xFF, (size_t)in * out * 4)); CK(cudaMemset(dDB, 0xFF, (size_t)out * 4));
-    CKBLAS(dense_forward_cublas(blas, n, in, out, dX, dW, with_bias ? dB : NULL, dY, dOnes));
-    if (relu) CKDNN(relu_forward_cudnn(dnn, (size_t)n * out, dY, dY));
-    CKBLAS(dense_backward_cublas(blas, n, in, out, dX, dW, dDY, with_dx ? dDX : NULL, dDW,
-                                 with_db ? dDB : NULL, dOnes));
-    g = dev_download(dY, (size_t)n * out * 4);
-    snprintf(what, sizeof what, "cublas dense fwd %dx%d->%d", n, in, out);
-    check_close(what, g, y, (size_t)n * out, TOL_GEMM);
-    free(g);
-    if (with_dx) {
-        g = dev_download(dDX, (size_t)n * in * 4);
-        snprintf(what, sizeof what, "cublas dense bwd dx %dx%d->%d", n, in, out);
-        check_close(what, g, dx, (size_t)n * in, TOL_GEMM);
-        free(g);
-    }
-    g = dev_download(dDW, (size_t)in * out * 4);
-    snprintf(what, sizeof what, "cublas dense bwd dw %dx%d->%d", n, in, out);
-    check_close(what, g, dw, (size_t)in * out, TOL_GEMM);
-    free(g);
-    if (with_db) {
-        g = dev_download(dDB, (size_t)out * 4);
-        snprintf(what, sizeof what, "cublas dense bwd db %dx%d->%d", n, in, out);
-        check_close(what, g, dbias, (size_t)out, TOL_GEMM);
-        free(g);
-    }
-    free(ones_h);
-    CK(cudaFree(dOnes));
 
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(dbias);
     CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
@@ -190,6 +185,30 @@ static void test_dense(void) {
 }
 
 /* ---- conv2d --------------------------------------------------------------------------------- */
+/* Downloads the device outputs of a conv forward/backward and checks them against the CPU's. */
+static void check_conv_outputs(const char *who, const char *tag, size_t nx, size_t ny, size_t nw,
+                               int k, const float *dY, const float *dDX, const float *dDW,
+                               const float *dDB, const float *y, const float *dx,
+                               const float *dw, const float *db) {
+    char what[128];
+    float *g = dev_download(dY, ny * 4);
+    snprintf(what, sizeof what, "%s fwd %s", who, tag);
+    check_close(what, g, y, ny, TOL_GEMM);
+    free(g);
+    g = dev_download(dDX, nx * 4);
+    snprintf(what, sizeof what, "%s bwd data %s", who, tag);
+    check_close(what, g, dx, nx, TOL_GEMM);
+    free(g);
+    g = dev_download(dDW, nw * 4);
+    snprintf(what, sizeof what, "%s bwd filter %s", who, tag);
+    check_close(what, g, dw, nw, TOL_GEMM);
+    free(g);
+    g = dev_download(dDB, (size_t)k * 4);
+    snprintf(what, sizeof what, "%s bwd bias %s", who, tag);
+    check_close(what, g, db, (size_t)k, TOL_GEMM);
+    free(g);
+}
+
 static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, int sh, int sw,
                            int same, int with_bias, int relu) {
     Conv2dShape s;
@@ -217,27 +236,14 @@ static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, in
     CK(conv2d_backward_filter_cuda(&s, dX, dDY, dDW2, NULL, dws, wsf, 0));
 
     char tag[80], what[128];
-    snprintf(tag, sizeof tag, "%dx%dx%dx%d k%dx%dx%d s%d,%d %s", n, h, w, c, kh, kw, k, sh, sw,
-             same ? "SAME" : "VALID");
-    float *g = dev_download(dY, ny * 4);
-    snprintf(what, sizeof what, "conv fwd %s%s%s", tag, with_bias ? " b" : "", relu ? " relu" : "");
-    check_close(what, g, y, ny, TOL_GEMM);
-    free(g);
-    g = dev_download(dDX, nx * 4);
-    snprintf(what, sizeof what, "conv bwd data %s", tag);
-    check_close(what, g, dx, nx, TOL_GEMM);
-    free(g);
-    g = dev_download(dDW, nw * 4);
-    snprintf(what, sizeof what, "conv bwd filter %s", tag);
-    check_close(what, g, dw, nw, TOL_GEMM);
+    snprintf(tag, sizeof tag, "%dx%dx%dx%d k%dx%dx%d s%d,%d %s%s%s", n, h, w, c, kh, kw, k, sh,
+             sw, same ? "SAME" : "VALID", with_bias ? " b" : "", relu ? " relu" : "");
+    check_conv_outputs("conv", tag, nx, ny, nw, k, dY, dDX, dDW, dDB, y, dx, dw, dbias);
+    float *g = dev_download(dDW, nw * 4);
     float *g2 = dev_download(dDW2, nw * 4);
     snprintf(what, sizeof what, "conv bwd filter no-db == with-db %s", tag);
     check_equal_bytes(what, g2, g, nw * 4);
     free(g); free(g2);
-    g = dev_download(dDB, (size_t)k * 4);
-    snprintf(what, sizeof what, "conv bwd bias %s", tag);
-    check_close(what, g, dbias, (size_t)k, TOL_GEMM);
-    free(g);
 
     /* Determinism: the same call again gives the same bits (split-K reduced in order). */
     float *first = dev_download(dDW, nw * 4);
@@ -250,8 +256,11 @@ static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, in
 
     /* cuDNN versions (symmetric padding only), outputs poisoned again */
     char err[256];
-    Conv2dCudnn *plan = conv2d_cudnn_create(dnn, &s, 0, (size_t)256 << 20, err, sizeof err);
-    if (!plan) {
+    Conv2dCudnn *plan =
+        with_lib ? conv2d_cudnn_create(dnn, &s, 0, (size_t)256 << 20, err, sizeof err) : NULL;
+    if (!with_lib) {
+        /* our kernels only */
+    } else if (!plan) {
         printf("SKIP cudnn conv %s: %s\n", tag, err);
     } else {
         size_t wsb = conv2d_cudnn_workspace_bytes(plan);
@@ -263,22 +272,8 @@ static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, in
         if (relu) CKDNN(relu_forward_cudnn(dnn, ny, dY, dY));
         CKDNN(conv2d_backward_data_cudnn(dnn, plan, dDY, dWt, dDX, wtmp, cws, wsb));
         CKDNN(conv2d_backward_filter_cudnn(dnn, plan, dX, dDY, dDW, dDB, wtmp, cws, wsb));
-        g = dev_download(dY, ny * 4);
-        snprintf(what, sizeof what, "cudnn conv fwd %s", tag);
-        check_close(what, g, y, ny, TOL_GEMM);
-        free(g);
-        g = dev_download(dDX, nx * 4);
-        snprintf(what, sizeof what, "cudnn conv bwd data %s", tag);
-        check_close(what, g, dx, nx, TOL_GEMM);
-        free(g);
-        g = dev_download(dDW, nw * 4);
-        snprintf(what, sizeof what, "cudnn conv bwd filter %s", tag);
-        check_close(what, g, dw, nw, TOL_GEMM);
-        free(g);
-        g = dev_download(dDB, (size_t)k * 4);
-        snprintf(what, sizeof what, "cudnn conv bwd bias %s", tag);
-        check_close(what, g, dbias, (size_t)k, TOL_GEMM);
-        free(g);
+        check_conv_outputs("cudnn conv", tag, nx, ny, nw, k, dY, dDX, dDW, dDB, y, dx, dw,
+                           dbias);
         printf("     cudnn algorithms: %s\n", conv2d_cudnn_algos(plan));
         conv2d_cudnn_destroy(plan);
         CK(cudaFree(cws)); CK(cudaFree(wtmp));
@@ -658,8 +653,15 @@ static void test_gather(void) {
 }
 
 int main(int argc, char **argv) {
-    quick = (argc > 1 && strcmp(argv[1], "--quick") == 0) ||
-            (getenv("CNN_TEST_QUICK") && strcmp(getenv("CNN_TEST_QUICK"), "0") != 0);
+    quick = getenv("CNN_TEST_QUICK") && strcmp(getenv("CNN_TEST_QUICK"), "0") != 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--no-lib") == 0) with_lib = 0;
+        else {
+            fprintf(stderr, "usage: test_kernels [--quick] [--no-lib]\n");
+            return 2;
+        }
+    }
     gpu_require("test_kernels");
     uint64_t seed = rng_seed_init();
     printf("inputs: CNN_TEST_SEED=%llu%s\n", (unsigned long long)seed, quick ? " (quick)" : "");
