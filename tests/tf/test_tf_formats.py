@@ -362,3 +362,66 @@ def test_predict_errors_name_the_problem(export, tmp_path):
     res = run_predict(fixture, "--json-instances", tmp_path / "one.json")
     assert res.returncode == 1
     assert "variables.data-00000-of-00001" in res.stderr
+
+
+# ---- TensorFlow's C API: the C++ SavedModel loader (loader.cc) TF Serving uses -------------
+
+def test_c_api_loader_matches_numpy(export):
+    import ctypes as C
+    lib_path = Path(tf.__file__).parent / "libtensorflow_cc.so.2"
+    if not lib_path.exists():
+        pytest.skip(f"this TensorFlow wheel has no {lib_path.name} (C API)")
+    lib = C.CDLL(str(lib_path))
+    if not hasattr(lib, "TF_LoadSessionFromSavedModel"):
+        pytest.skip("this TensorFlow wheel does not export TF_LoadSessionFromSavedModel")
+    vp = C.c_void_p
+
+    class Output(C.Structure):
+        _fields_ = [("oper", vp), ("index", C.c_int)]
+
+    for name, res, args in [
+        ("TF_NewStatus", vp, []), ("TF_GetCode", C.c_int, [vp]), ("TF_Message", C.c_char_p, [vp]),
+        ("TF_NewGraph", vp, []), ("TF_NewSessionOptions", vp, []),
+        ("TF_LoadSessionFromSavedModel", vp,
+         [vp, vp, C.c_char_p, C.POINTER(C.c_char_p), C.c_int, vp, vp, vp]),
+        ("TF_GraphOperationByName", vp, [vp, C.c_char_p]),
+        ("TF_AllocateTensor", vp, [C.c_int, C.POINTER(C.c_int64), C.c_int, C.c_size_t]),
+        ("TF_TensorData", vp, [vp]), ("TF_TensorByteSize", C.c_size_t, [vp]),
+        ("TF_SessionRun", None, [vp, vp, C.POINTER(Output), C.POINTER(vp), C.c_int,
+                                 C.POINTER(Output), C.POINTER(vp), C.c_int, vp, C.c_int, vp, vp]),
+        ("TF_DeleteTensor", None, [vp]), ("TF_CloseSession", None, [vp, vp]),
+        ("TF_DeleteSession", None, [vp, vp]), ("TF_DeleteGraph", None, [vp]),
+        ("TF_DeleteSessionOptions", None, [vp]), ("TF_DeleteStatus", None, [vp]),
+    ]:
+        getattr(lib, name).restype = res
+        getattr(lib, name).argtypes = args
+
+    export_dir, w = export
+    images = random_images(16, seed=13)
+    want, _ = numpy_forward(w, images)
+    status, graph, opts = lib.TF_NewStatus(), lib.TF_NewGraph(), lib.TF_NewSessionOptions()
+    tags = (C.c_char_p * 1)(b"serve")
+    sess = lib.TF_LoadSessionFromSavedModel(opts, None, str(export_dir).encode(), tags, 1, graph,
+                                            None, status)
+    assert lib.TF_GetCode(status) == 0, lib.TF_Message(status)
+    inp = Output(lib.TF_GraphOperationByName(graph, b"Placeholder"), 0)
+    out = Output(lib.TF_GraphOperationByName(graph, b"dense_1/Softmax"), 0)
+    assert inp.oper and out.oper
+    dims = (C.c_int64 * 4)(*images.shape)
+    t_in = lib.TF_AllocateTensor(1, dims, 4, images.nbytes)        # 1 = TF_FLOAT
+    C.memmove(lib.TF_TensorData(t_in), images.ctypes.data, images.nbytes)
+    t_out = vp()
+    lib.TF_SessionRun(sess, None, C.byref(inp), C.byref(vp(t_in)), 1, C.byref(out),
+                      C.byref(t_out), 1, None, 0, None, status)
+    assert lib.TF_GetCode(status) == 0, lib.TF_Message(status)
+    n = lib.TF_TensorByteSize(t_out) // 4
+    got = np.ctypeslib.as_array((C.c_float * n).from_address(lib.TF_TensorData(t_out)))
+    got = got.reshape(16, 10).copy()
+    for t in (t_in, t_out):
+        lib.TF_DeleteTensor(t)
+    lib.TF_CloseSession(sess, status)
+    lib.TF_DeleteSession(sess, status)
+    lib.TF_DeleteGraph(graph)
+    lib.TF_DeleteSessionOptions(opts)
+    lib.TF_DeleteStatus(status)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
