@@ -185,6 +185,7 @@ static int run_count(ArgParse *ap) { return scan(ap, 0); }
 static void print_float(float f) {
     if (isnan(f)) printf("\"nan\"");
     else if (isinf(f)) printf(f > 0 ? "\"inf\"" : "\"-inf\"");
+    else if (f == 0.0f && signbit(f)) printf("-0.0");   /* JSON readers turn "-0" into integer 0 */
     else printf("%.9g", (double)f);
 }
 
