@@ -6,6 +6,8 @@
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
 #   4. training parity: 200 steps GPU vs CPU from the same seed, two GPU runs bit-identical
 #   5. benchmarks: each kernel vs cuDNN/cuBLAS, the whole step (eager and CUDA graph) vs PyTorch
+#   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
+#      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
 # Logs go to $OUT (the device tool's output folder) or build-gpu/out; a table is printed last.
 # Usage: tests/gpu/run.sh [--no-bench] [--no-sanitizer]
 set -uo pipefail
@@ -56,7 +58,7 @@ cat "$OUT/machine.txt"
 
 echo "== configure + build ($BUILD, -j$JOBS)"
 TARGETS=(gpu_test_kernels)
-for t in gpu_test_train bench_kernels_cuda bench_step_cuda; do
+for t in gpu_test_train bench_kernels_cuda bench_step_cuda tfrecord trainer; do
   TARGETS+=("$t")
 done
 t0=$(date +%s)
@@ -107,6 +109,14 @@ if [ $BENCH = 1 ]; then
   else
     ROWS+=("pytorch|SKIP|0|no torch")
   fi
+fi
+
+if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ]; then
+  run prepare 120 env TFRECORD="$BIN/tfrecord" bash data/prepare.sh
+  rm -rf "$BUILD/job"
+  run job 150 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
+      --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job" \
+      --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda
 fi
 
 echo
