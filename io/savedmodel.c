@@ -782,11 +782,12 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
         return -1;
     }
     /* temp-<basename> beside the final directory, as Estimator's exporter does */
-    char tmp[4096], path[4200];
-    const char *slash = strrchr(export_dir, '/');
-    if (slash) snprintf(tmp, sizeof tmp, "%.*s/temp-%s", (int)(slash - export_dir), export_dir,
-                        slash + 1);
-    else snprintf(tmp, sizeof tmp, "temp-%s", export_dir);
+    char final[4096], tmp[4200], path[4300];
+    snprintf(final, sizeof final, "%s", export_dir);
+    for (size_t n = strlen(final); n > 1 && final[n - 1] == '/'; n--) final[n - 1] = 0;
+    const char *slash = strrchr(final, '/');
+    if (slash) snprintf(tmp, sizeof tmp, "%.*s/temp-%s", (int)(slash - final), final, slash + 1);
+    else snprintf(tmp, sizeof tmp, "temp-%s", final);
     int rc = dirs_remove_tree(tmp, err, errlen);
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/variables", tmp);
@@ -801,10 +802,10 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
         rc = atomic_file_write_all(path, pb.data, pb.len, err, errlen);
     }
     pb_buf_free(&pb);
-    if (rc == 0 && rename(tmp, export_dir) != 0)
-        rc = fail(err, errlen, "export: cannot rename '%s' to '%s': %s", tmp, export_dir,
+    if (rc == 0 && rename(tmp, final) != 0)
+        rc = fail(err, errlen, "export: cannot rename '%s' to '%s': %s", tmp, final,
                   strerror(errno));
-    if (rc == 0) fsync_parent_dir(export_dir);
+    if (rc == 0) fsync_parent_dir(final);
     if (rc != 0) {
         char ignore[256];
         dirs_remove_tree(tmp, ignore, sizeof ignore);

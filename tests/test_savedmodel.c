@@ -254,6 +254,12 @@ START_TEST(test_write_directory) {
     snprintf(exp, sizeof exp, "%s/2", dir);
     ck_assert_int_eq(savedmodel_write(exp, &m, v.t, 8 - 1, err, sizeof err), -1);
     ck_assert_int_eq(test_count_dir_entries(dir), 1);
+    /* a trailing slash names the same directory */
+    snprintf(exp, sizeof exp, "%s/3/", dir);
+    ck_assert_msg(savedmodel_write(exp, &m, v.t, 9, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/3/saved_model.pb", dir);
+    ck_assert(test_path_exists(path));
+    ck_assert_int_eq(test_count_dir_entries(dir), 2);
     free_vars(&v);
     ck_assert_int_eq(test_remove_tree(dir), 0);
 }
