@@ -7,6 +7,7 @@
  * The *_reference functions are the direct loops; the others are what core/ calls. */
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "kernels/sgemm_microkernel.h"
 
 #include <string.h>
 
@@ -107,22 +108,43 @@ void conv2d_backward_filter_reference(const Conv2dShape *s, const float *x, cons
             }
 }
 
-/* ---- fast: im2col + SGEMM ----------------------------------------------------------------- */
-/* A chunk of whole images is lowered to an im2col panel in the workspace:
- *   col [rows = nb*OH*OW, KKC = KH*KW*C], row (n,oh,ow), column (kh,kw,c)  (HWIO's row order)
- * so that  y_chunk[rows,K] = col * w[KKC,K],  dcol = dy_chunk * w^T  (scattered back by
- * col2im),  dw = sum over chunks of col^T * dy_chunk. The chunk size depends only on the shape,
- * so every sum has a fixed order: results do not depend on the thread count. */
-#define CONV_CHUNK_ROWS 4096
+/* ---- fast: im2col + SGEMM, threads over images ------------------------------------------- */
+/* One image at a time is lowered to an im2col panel:
+ *   col [rows = OH*OW, KKC = KH*KW*C], row (oh,ow), column (kh,kw,c)  (HWIO's row order)
+ * so that  y_img[rows,K] = col * w[KKC,K],  dcol = dy_img * w^T  (scattered back by col2im),
+ * dw = sum over images of col^T * dy_img. Each call is one parallel region: threads take whole
+ * images (dynamically) and run single-threaded GEMMs on their own panel (one image of conv2 is
+ * 627 KiB: it stays in L2 between im2col and the GEMM).
+ * Workspace: CONV_MAX_THREADS panels, then the filter gradient's per-group partial sums.
+ * The filter gradient sums images in CONV_FILTER_GROUPS fixed groups and adds the groups in
+ * order, so no sum depends on the thread count. */
+#define CONV_MAX_THREADS 8
+#define CONV_FILTER_GROUPS 8
 
-static int conv_chunk_images(const Conv2dShape *s) {
-    int per_image = s->oh * s->ow > 0 ? s->oh * s->ow : 1;
-    int imgs = (CONV_CHUNK_ROWS + per_image - 1) / per_image;
-    return imgs < s->n ? imgs : (s->n > 0 ? s->n : 1);
+static size_t conv_panel_floats(const Conv2dShape *s) {
+    return (size_t)s->oh * s->ow * s->kh * s->kw * s->c;
+}
+
+/* Images per filter-gradient group and the number of groups. */
+static int conv_filter_groups(const Conv2dShape *s, int *per_group) {
+    int n = s->n > 0 ? s->n : 1;
+    *per_group = (n + CONV_FILTER_GROUPS - 1) / CONV_FILTER_GROUPS;
+    return (n + *per_group - 1) / *per_group;
 }
 
 size_t conv2d_workspace_floats(const Conv2dShape *s) {
-    return (size_t)conv_chunk_images(s) * s->oh * s->ow * s->kh * s->kw * s->c;
+    int per_group, groups = conv_filter_groups(s, &per_group);
+    return CONV_MAX_THREADS * conv_panel_floats(s) +
+           (size_t)groups * ((size_t)s->kh * s->kw * s->c * s->k + s->k);
+}
+
+/* Threads for a conv call: at most one per image and per workspace panel; one for tiny work. */
+static int conv_threads(const Conv2dShape *s) {
+    double macs = (double)s->n * s->oh * s->ow * s->kh * s->kw * s->c * s->k;
+    int t = macs >= 1e6 ? kernels_get_threads() : 1;
+    if (t > CONV_MAX_THREADS) t = CONV_MAX_THREADS;
+    if (t > s->n) t = s->n;
+    return t > 0 ? t : 1;
 }
 
 /* A 1x1, stride-1, unpadded conv is a plain GEMM on x itself: no im2col. */
@@ -140,117 +162,145 @@ static int conv_kw_range(const Conv2dShape *s, int ow, int *kw0, int *kw1) {
     return iw0;
 }
 
-/* col = im2col of images [n0, n0+nb). Along kw the input columns are adjacent, so each kernel
+/* col = im2col of image xi [H,W,C]. Along kw the input columns are adjacent, so each kernel
  * row is one contiguous copy of (valid kw) * C floats plus zeros for the padding. */
-static void im2col(const Conv2dShape *s, const float *x, int n0, int nb, float *col) {
-    const int C = s->c, KWC = s->kw * C, KKC = s->kh * KWC;
-    const int rows = nb * s->oh * s->ow;
-    KERNELS_OMP(omp parallel for schedule(static) if ((size_t)rows * KKC >= 65536))
-    for (int row = 0; row < rows; row++) {
-        const int ow = row % s->ow, t = row / s->ow, oh = t % s->oh, n = n0 + t / s->oh;
-        float *dst = col + (size_t)row * KKC;
-        int kw0, kw1;
-        const int iw0 = conv_kw_range(s, ow, &kw0, &kw1);
-        for (int kh = 0; kh < s->kh; kh++, dst += KWC) {
-            const int ih = oh * s->stride_h - s->pad_top + kh;
-            if (ih < 0 || ih >= s->h) {
-                memset(dst, 0, (size_t)KWC * sizeof *dst);
-                continue;
+static void im2col_image(const Conv2dShape *s, const float *xi, float *col) {
+    const int C = s->c, KWC = s->kw * C;
+    for (int oh = 0; oh < s->oh; oh++)
+        for (int ow = 0; ow < s->ow; ow++) {
+            int kw0, kw1;
+            const int iw0 = conv_kw_range(s, ow, &kw0, &kw1);
+            for (int kh = 0; kh < s->kh; kh++, col += KWC) {
+                const int ih = oh * s->stride_h - s->pad_top + kh;
+                if (ih < 0 || ih >= s->h) {
+                    memset(col, 0, (size_t)KWC * sizeof *col);
+                    continue;
+                }
+                const float *src = xi + ((size_t)ih * s->w + iw0 + kw0) * C;
+                memset(col, 0, (size_t)kw0 * C * sizeof *col);
+                memcpy(col + kw0 * C, src, (size_t)(kw1 - kw0) * C * sizeof *col);
+                memset(col + kw1 * C, 0, (size_t)(s->kw - kw1) * C * sizeof *col);
             }
-            const float *src = x + (((size_t)n * s->h + ih) * s->w + iw0 + kw0) * C;
-            memset(dst, 0, (size_t)kw0 * C * sizeof *dst);
-            memcpy(dst + kw0 * C, src, (size_t)(kw1 - kw0) * C * sizeof *dst);
-            memset(dst + kw1 * C, 0, (size_t)(s->kw - kw1) * C * sizeof *dst);
         }
-    }
 }
 
-/* dx[images n0..n0+nb) = col2im(col): every col element added back to the input element it was
- * copied from. Images are independent, so threads split images; within one image the adds run
- * in row order. */
-static void col2im(const Conv2dShape *s, const float *col, int n0, int nb, float *dx) {
-    const int C = s->c, KWC = s->kw * C, KKC = s->kh * KWC;
-    const size_t img = (size_t)s->h * s->w * C;
-    KERNELS_OMP(omp parallel for schedule(static) if ((size_t)nb * s->oh * s->ow * KKC >= 65536))
-    for (int b = 0; b < nb; b++) {
-        float *dxi = dx + (size_t)(n0 + b) * img;
-        memset(dxi, 0, img * sizeof *dxi);
-        for (int oh = 0; oh < s->oh; oh++)
-            for (int ow = 0; ow < s->ow; ow++) {
-                const float *src = col + ((size_t)(b * s->oh + oh) * s->ow + ow) * KKC;
-                int kw0, kw1;
-                const int iw0 = conv_kw_range(s, ow, &kw0, &kw1);
-                for (int kh = 0; kh < s->kh; kh++, src += KWC) {
-                    const int ih = oh * s->stride_h - s->pad_top + kh;
-                    if (ih < 0 || ih >= s->h) continue;
-                    float *d = dxi + ((size_t)ih * s->w + iw0 + kw0) * C;
-                    const float *sv = src + kw0 * C;
-                    const int len = (kw1 - kw0) * C;
-                    for (int q = 0; q < len; q++) d[q] += sv[q];
-                }
+/* dxi [H,W,C] = col2im(col): every col element added back to the input element it was copied
+ * from, in row order. */
+static void col2im_image(const Conv2dShape *s, const float *col, float *dxi) {
+    const int C = s->c, KWC = s->kw * C;
+    memset(dxi, 0, (size_t)s->h * s->w * C * sizeof *dxi);
+    for (int oh = 0; oh < s->oh; oh++)
+        for (int ow = 0; ow < s->ow; ow++) {
+            int kw0, kw1;
+            const int iw0 = conv_kw_range(s, ow, &kw0, &kw1);
+            for (int kh = 0; kh < s->kh; kh++, col += KWC) {
+                const int ih = oh * s->stride_h - s->pad_top + kh;
+                if (ih < 0 || ih >= s->h) continue;
+                float *d = dxi + ((size_t)ih * s->w + iw0 + kw0) * C;
+                const float *sv = col + kw0 * C;
+                const int len = (kw1 - kw0) * C;
+                for (int q = 0; q < len; q++) d[q] += sv[q];
             }
-    }
+        }
 }
 
 void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const float *b,
                     float *y, float *ws) {
-    const int KKC = s->kh * s->kw * s->c, K = s->k, chunk = conv_chunk_images(s);
-    const size_t in_img = (size_t)s->h * s->w * s->c, out_rows_img = (size_t)s->oh * s->ow;
-    for (int n0 = 0; n0 < s->n; n0 += chunk) {
-        const int nb = s->n - n0 < chunk ? s->n - n0 : chunk;
-        const int rows = nb * (int)out_rows_img;
-        const float *col = x + n0 * in_img;
-        if (!conv_is_pointwise(s)) {
-            im2col(s, x, n0, nb, ws);
-            col = ws;
-        }
-        float *yc = y + (size_t)n0 * out_rows_img * K;
-        sgemm(0, 0, rows, K, KKC, 1.0f, col, KKC, w, K, 0.0f, yc, K);
-        if (b) {
-            KERNELS_OMP(omp parallel for schedule(static) if ((size_t)rows * K >= 65536))
-            for (int r = 0; r < rows; r++)
-                for (int k = 0; k < K; k++) yc[(size_t)r * K + k] += b[k];
-        }
+    const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
+    const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
+    const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
+    if (sgemm_serial_begin(threads) != 0) { /* out of memory for GEMM buffers */
+        conv2d_forward_reference(s, x, w, b, y);
+        return;
     }
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (int n = 0; n < s->n; n++) {
+        const int t = kernels_thread_id();
+        const float *col = x + n * in_img;
+        if (!pointwise) {
+            im2col_image(s, col, ws + t * panel);
+            col = ws + t * panel;
+        }
+        float *yi = y + (size_t)n * rows * K;
+        sgemm_serial(t, 0, 0, rows, K, KKC, 1.0f, col, KKC, w, K, 0.0f, yi, K);
+        if (b)
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < K; k++) yi[(size_t)r * K + k] += b[k];
+    }
+    sgemm_serial_end();
 }
 
 void conv2d_backward_data(const Conv2dShape *s, const float *dy, const float *w, float *dx,
                           float *ws) {
-    const int KKC = s->kh * s->kw * s->c, K = s->k, chunk = conv_chunk_images(s);
-    const size_t in_img = (size_t)s->h * s->w * s->c, out_rows_img = (size_t)s->oh * s->ow;
-    for (int n0 = 0; n0 < s->n; n0 += chunk) {
-        const int nb = s->n - n0 < chunk ? s->n - n0 : chunk;
-        const int rows = nb * (int)out_rows_img;
-        const float *dyc = dy + (size_t)n0 * out_rows_img * K;
-        if (conv_is_pointwise(s)) { /* dx_chunk = dy_chunk * w^T directly */
-            sgemm(0, 1, rows, KKC, K, 1.0f, dyc, K, w, K, 0.0f, dx + n0 * in_img, KKC);
+    const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
+    const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
+    const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
+    if (sgemm_serial_begin(threads) != 0) {
+        conv2d_backward_data_reference(s, dy, w, dx);
+        return;
+    }
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (int n = 0; n < s->n; n++) {
+        const int t = kernels_thread_id();
+        const float *dyi = dy + (size_t)n * rows * K;
+        if (pointwise) { /* dx_img = dy_img * w^T directly */
+            sgemm_serial(t, 0, 1, rows, KKC, K, 1.0f, dyi, K, w, K, 0.0f, dx + n * in_img, KKC);
             continue;
         }
-        sgemm(0, 1, rows, KKC, K, 1.0f, dyc, K, w, K, 0.0f, ws, KKC);
-        col2im(s, ws, n0, nb, dx);
+        sgemm_serial(t, 0, 1, rows, KKC, K, 1.0f, dyi, K, w, K, 0.0f, ws + t * panel, KKC);
+        col2im_image(s, ws + t * panel, dx + n * in_img);
     }
+    sgemm_serial_end();
 }
 
 void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *dy, float *dw,
                             float *db, float *ws) {
-    const int KKC = s->kh * s->kw * s->c, K = s->k, chunk = conv_chunk_images(s);
-    const size_t in_img = (size_t)s->h * s->w * s->c, out_rows_img = (size_t)s->oh * s->ow;
-    if (s->n <= 0) memset(dw, 0, (size_t)KKC * K * sizeof *dw);
-    for (int n0 = 0; n0 < s->n; n0 += chunk) {
-        const int nb = s->n - n0 < chunk ? s->n - n0 : chunk;
-        const int rows = nb * (int)out_rows_img;
-        const float *col = x + n0 * in_img;
-        if (!conv_is_pointwise(s)) {
-            im2col(s, x, n0, nb, ws);
-            col = ws;
+    const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
+    const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
+    const size_t nw = (size_t)KKC * K, part_len = nw + K; /* a group's partial dw, then db */
+    const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
+    int per_group;
+    const int groups = conv_filter_groups(s, &per_group);
+    float *parts = ws + CONV_MAX_THREADS * panel;
+    if (s->n <= 0) {
+        memset(dw, 0, nw * sizeof *dw);
+        if (db) memset(db, 0, (size_t)K * sizeof *db);
+        return;
+    }
+    if (sgemm_serial_begin(threads) != 0) {
+        conv2d_backward_filter_reference(s, x, dy, dw, db);
+        return;
+    }
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (int g = 0; g < groups; g++) {
+        const int t = kernels_thread_id();
+        float *pdw = parts + g * part_len, *pdb = pdw + nw;
+        const int n0 = g * per_group, n1 = n0 + per_group < s->n ? n0 + per_group : s->n;
+        for (int k = 0; k < K; k++) pdb[k] = 0.0f;
+        for (int n = n0; n < n1; n++) {
+            const float *col = x + n * in_img, *dyi = dy + (size_t)n * rows * K;
+            if (!pointwise) {
+                im2col_image(s, col, ws + t * panel);
+                col = ws + t * panel;
+            }
+            sgemm_serial(t, 1, 0, KKC, K, rows, 1.0f, col, KKC, dyi, K, n == n0 ? 0.0f : 1.0f,
+                         pdw, K);
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < K; k++) pdb[k] += dyi[(size_t)r * K + k];
         }
-        sgemm(1, 0, KKC, K, rows, 1.0f, col, KKC, dy + (size_t)n0 * out_rows_img * K, K,
-              n0 == 0 ? 0.0f : 1.0f, dw, K);
     }
-    if (db) { /* column sums of dy[N*OH*OW, K], rows in order */
-        const size_t rows = (size_t)s->n * out_rows_img;
-        for (int k = 0; k < K; k++) db[k] = 0.0f;
-        for (size_t r = 0; r < rows; r++)
-            for (int k = 0; k < K; k++) db[k] += dy[r * K + k];
+    sgemm_serial_end();
+    /* The groups' partial sums, added in group order. */
+    KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+    for (size_t e = 0; e < nw; e++) {
+        float acc = parts[e];
+        for (int g = 1; g < groups; g++) acc += parts[g * part_len + e];
+        dw[e] = acc;
     }
+    if (db)
+        for (int k = 0; k < K; k++) {
+            float acc = parts[nw + k];
+            for (int g = 1; g < groups; g++) acc += parts[g * part_len + nw + k];
+            db[k] = acc;
+        }
 }

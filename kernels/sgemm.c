@@ -197,6 +197,16 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
     }
 }
 
+static GemmArgs gemm_args(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                          const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                          int ldc) {
+    GemmArgs g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, g_micro};
+    /* KC slices of equal depth (k = 800 -> 4 x 200, not 3 x 256 + 32). */
+    const int n_pc = (k + SGEMM_KC - 1) / SGEMM_KC;
+    g.kc_step = (k + n_pc - 1) / n_pc;
+    return g;
+}
+
 void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
            const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
@@ -212,10 +222,7 @@ void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const flo
         sgemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    GemmArgs g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, g_micro};
-    /* KC slices of equal depth (k = 800 -> 4 x 200, not 3 x 256 + 32). */
-    const int n_pc = (k + SGEMM_KC - 1) / SGEMM_KC;
-    g.kc_step = (k + n_pc - 1) / n_pc;
+    const GemmArgs g = gemm_args(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     /* C is cut into blocks that threads take one at a time (dynamic: a thread slowed by another
      * process just takes fewer; one barrier per call). Halve the larger side until there are
      * about 4 blocks per thread. Each block re-packs its share of A and B, so blocks stay at
@@ -239,4 +246,28 @@ void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const flo
         gemm_block(&g, i0, i1, j0, j1, pack[kernels_thread_id()]);
     }
     pthread_mutex_unlock(&g_lock);
+}
+
+/* ---- single-threaded GEMMs inside a caller's parallel region (sgemm_microkernel.h) ---------- */
+
+int sgemm_serial_begin(int threads) {
+    pthread_mutex_lock(&g_lock);
+    if (sgemm_init(threads) != 0) {
+        pthread_mutex_unlock(&g_lock);
+        return -1;
+    }
+    return 0;
+}
+
+void sgemm_serial_end(void) { pthread_mutex_unlock(&g_lock); }
+
+void sgemm_serial(int thread, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    const GemmArgs g = gemm_args(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_block(&g, 0, m, 0, n, g_pack[thread]);
 }

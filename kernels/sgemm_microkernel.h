@@ -1,5 +1,5 @@
-/* sgemm_microkernel.h: the register-tile kernels of the packed SGEMM (kernels/sgemm.c), private
- * to kernels/.
+/* sgemm_microkernel.h: the register-tile kernels of the packed SGEMM (kernels/sgemm.c) and its
+ * single-threaded entry, private to kernels/.
  *
  * A micro-kernel computes one SGEMM_MR x SGEMM_NR tile of C from packed panels:
  *   a: kc steps of SGEMM_MR floats (column p of the tile's rows of op(A))
@@ -18,5 +18,14 @@ typedef void (*SgemmMicroKernel)(int kc, const float *a, const float *b, float *
 
 /* AVX2+FMA version (kernels/sgemm_avx2.c); NULL when the CPU or the compiler lacks them. */
 SgemmMicroKernel sgemm_micro_avx2(void);
+
+/* Single-threaded GEMMs for kernels that run their own parallel region (conv2d): between
+ * sgemm_serial_begin(threads) (which takes the sgemm lock and makes sure `threads` sets of
+ * packing buffers exist; -1 when out of memory, lock not held) and sgemm_serial_end(), thread
+ * t < threads may call sgemm_serial(t, ...), with sgemm's arguments and results. */
+int sgemm_serial_begin(int threads);
+void sgemm_serial(int thread, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void sgemm_serial_end(void);
 
 #endif
