@@ -221,6 +221,13 @@ int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int 
     return rc;
 }
 
+int checkpoint_write_meta(const char *prefix, const void *meta_graph, size_t n, char *err,
+                          size_t errlen) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s.meta", prefix);
+    return atomic_file_write_all(path, meta_graph, n, err, errlen);
+}
+
 static int is_index_name(const char *name, void *ctx) {
     (void)ctx;
     size_t n = strlen(name), b = strlen(CKPT_BASENAME);

@@ -30,6 +30,12 @@
 int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int n, int keep_max,
                     char *prefix_out, size_t prefix_cap, char *err, size_t errlen);
 
+/* Writes <prefix>.meta (a serialized MetaGraphDef, e.g. from savedmodel_encode_meta_graph)
+ * atomically, as tf.train.Saver does beside each checkpoint; tf.train.import_meta_graph reads it.
+ * Optional: the checkpoint is complete without it (deleted with it by keep-max). 0 ok, -1 error. */
+int checkpoint_write_meta(const char *prefix, const void *meta_graph, size_t n, char *err,
+                          size_t errlen);
+
 /* The newest complete checkpoint in dir: the highest step among those named in `checkpoint` and
  * the model.ckpt-<step>.index files present, whose index parses and whose data file is long
  * enough (an interrupted save is skipped). Returns 1 with its prefix ("<dir>/model.ckpt-<step>")

@@ -13,7 +13,9 @@
 #include "io/tfrecord.h"
 
 /* Event (event.proto) / Summary (summary.proto) / SessionLog field numbers. */
-enum { EV_WALL_TIME = 1, EV_STEP = 2, EV_FILE_VERSION = 3, EV_SUMMARY = 5, EV_SESSION_LOG = 7 };
+enum { EV_WALL_TIME = 1, EV_STEP = 2, EV_FILE_VERSION = 3, EV_GRAPH_DEF = 4, EV_SUMMARY = 5,
+       EV_SESSION_LOG = 7, EV_META_GRAPH_DEF = 9 };
+enum { MG_GRAPH_DEF = 2 };
 enum { SUMMARY_VALUE = 1, SV_TAG = 1, SV_SIMPLE_VALUE = 2 };
 enum { SL_STATUS = 1, SL_CHECKPOINT_PATH = 2 };
 
@@ -123,6 +125,31 @@ int event_writer_add_session_log(EventWriter *w, int64_t step, SessionLogStatus 
     if (step != 0) pb_put_int64(&w->buf, EV_STEP, step);
     pb_put_message(&w->buf, EV_SESSION_LOG, &log);
     pb_buf_free(&log);
+    return write_event(w, err, errlen);
+}
+
+int event_writer_add_meta_graph(EventWriter *w, const void *meta_graph, size_t n, char *err,
+                                size_t errlen) {
+    PbReader r;
+    PbField f;
+    const uint8_t *graph = NULL;
+    size_t graph_len = 0;
+    int k;
+    pb_reader_init(&r, meta_graph, n);
+    while ((k = pb_next(&r, &f)) == 1)
+        if (f.field == MG_GRAPH_DEF && f.wire_type == PB_LEN) graph = f.data, graph_len = f.len;
+    if (k < 0 || !graph) {
+        snprintf(err, errlen, "%s: the meta graph to log is malformed or has no GraphDef", w->path);
+        return -1;
+    }
+    double now = wall_time_now();
+    pb_buf_reset(&w->buf);
+    pb_put_double(&w->buf, EV_WALL_TIME, now);
+    pb_put_bytes(&w->buf, EV_GRAPH_DEF, graph, graph_len);
+    if (write_event(w, err, errlen)) return -1;
+    pb_buf_reset(&w->buf);
+    pb_put_double(&w->buf, EV_WALL_TIME, now);
+    pb_put_bytes(&w->buf, EV_META_GRAPH_DEF, meta_graph, n);
     return write_event(w, err, errlen);
 }
 

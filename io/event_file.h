@@ -44,6 +44,13 @@ int event_writer_add_scalar(EventWriter *w, int64_t step, const char *tag, float
 int event_writer_add_session_log(EventWriter *w, int64_t step, SessionLogStatus status,
                                  const char *checkpoint_path, char *err, size_t errlen);
 
+/* The graph, as Estimator's summary writer adds it at session creation: one Event with
+ * graph_def (the GraphDef inside meta_graph) and one with meta_graph_def (the whole
+ * MetaGraphDef, e.g. from savedmodel_encode_meta_graph). TensorBoard's Graphs tab shows it.
+ * 0 ok, -1 error (also when meta_graph has no GraphDef). */
+int event_writer_add_meta_graph(EventWriter *w, const void *meta_graph, size_t n, char *err,
+                                size_t errlen);
+
 /* Pushes buffered records to the file (TensorBoard sees them). 0 ok, -1 error. */
 int event_writer_flush(EventWriter *w, char *err, size_t errlen);
 /* Flushes and closes; w is freed either way. 0 ok, -1 error. */

@@ -669,8 +669,8 @@ static void put_variables_collection(PbBuf *mg, const char *key, const Var *vars
     pb_buf_free(&cd);
 }
 
-int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *out, char *err,
-                      size_t errlen) {
+int savedmodel_encode_meta_graph(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *out,
+                                 char *err, size_t errlen) {
     if (check_vars(m, vars, nvars, err, errlen)) return -1;
     int (*sh)[3] = malloc((size_t)m->num_layers * sizeof *sh);
     Var *model_order = malloc((size_t)(nvars ? nvars : 1) * sizeof *model_order);
@@ -755,8 +755,7 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
     pb_put_string(&sig, SD_METHOD, METHOD_PREDICT);
     put_map_entry(&mg, MG_SIGNATURE_DEF, SIGNATURE_KEY, &sig);
 
-    pb_put_int64(out, SM_SCHEMA_VERSION, 1);
-    pb_put_message(out, SM_META_GRAPHS, &mg);
+    pb_put_raw(out, mg.data, mg.len);
     int oom = graph.oom || tmp.oom || mg.oom || sig.oom || out->oom;
     pb_buf_free(&graph);
     pb_buf_free(&tmp);
@@ -766,6 +765,20 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
     free(model_order);
     free(sorted);
     return oom ? fail(err, errlen, "export: out of memory") : 0;
+}
+
+int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *out, char *err,
+                      size_t errlen) {
+    PbBuf mg;
+    pb_buf_init(&mg);
+    int rc = savedmodel_encode_meta_graph(m, vars, nvars, &mg, err, errlen);
+    if (rc == 0) {
+        pb_put_int64(out, SM_SCHEMA_VERSION, 1);
+        pb_put_message(out, SM_META_GRAPHS, &mg);
+        if (out->oom) rc = fail(err, errlen, "export: out of memory");
+    }
+    pb_buf_free(&mg);
+    return rc;
 }
 
 /* ---- directories ---------------------------------------------------------------------------------- */

@@ -75,6 +75,12 @@ int sm_model_check(const SmModel *m, int (*out_shape)[3], char *err, size_t errl
 int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *out, char *err,
                       size_t errlen);
 
+/* Just the MetaGraphDef (the one meta graph of saved_model.pb), appended to out: what
+ * model.ckpt-N.meta holds (checkpoint_write_meta) and what TensorBoard's graph tab shows
+ * (event_writer_add_meta_graph). 0 ok, -1 error. */
+int savedmodel_encode_meta_graph(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *out,
+                                 char *err, size_t errlen);
+
 /* Writes a complete SavedModel at export_dir, which must not exist: everything is written into
  * "<parent>/temp-<basename>" (removed first if a crash left one) and renamed at the end.
  * 0 ok, -1 error. */

@@ -81,19 +81,33 @@ START_TEST(test_save_keep_max_and_state_file) {
     ck_assert_int_eq(test_count_dir_entries(sub), 11);
     ck_assert_int_eq(latest(sub), 60);
 
+    /* a .meta beside a checkpoint goes with it when keep-max deletes it */
+    char err0[256], meta[512];
+    snprintf(meta, sizeof meta, "%s/model.ckpt-20", sub);
+    ck_assert_int_eq(checkpoint_write_meta(meta, "\x0a\x00", 2, err0, sizeof err0), 0);
+    snprintf(meta, sizeof meta, "%s/model.ckpt-20.meta", sub);
+    size_t mn;
+    uint8_t *mb = test_read_file(meta, &mn);
+    ck_assert_uint_eq(mn, 2);
+    free(mb);
+    save(sub, 65, 5);
+    ck_assert(!test_path_exists(meta));
+    ck_assert_int_eq(has_checkpoint_files(sub, 20), 0);
+
     /* Saving an existing step again replaces it and keeps the list in order. */
     save(sub, 40, 5);
     char **paths, err[512];
     int np = checkpoint_state_read(sub, &paths, err, sizeof err);
     ck_assert_int_eq(np, 5);
     ck_assert_ptr_nonnull(strstr(paths[4], "model.ckpt-40"));
-    ck_assert_ptr_nonnull(strstr(paths[0], "model.ckpt-20"));
+    ck_assert_ptr_nonnull(strstr(paths[0], "model.ckpt-30"));
     checkpoint_paths_free(paths, np);
-    ck_assert_int_eq(latest(sub), 60);                    /* highest step, not newest write */
+    ck_assert_int_eq(latest(sub), 65);                    /* highest step, not newest write */
 
     /* keep_max 0 keeps everything */
     for (int step = 70; step <= 90; step += 10) save(sub, step, 0);
-    ck_assert_int_eq(has_checkpoint_files(sub, 20), 1);
+    ck_assert_int_eq(has_checkpoint_files(sub, 30), 1);
+    ck_assert_int_eq(has_checkpoint_files(sub, 50), 1);
     ck_assert_int_eq(test_remove_tree(dir), 0);
 }
 END_TEST

@@ -156,6 +156,49 @@ START_TEST(test_written_file_structure) {
 }
 END_TEST
 
+START_TEST(test_meta_graph_events) {
+    char dir[256], err[512];
+    test_make_tmpdir(dir, sizeof dir, "test_events_graph");
+    EventWriter *w = event_writer_open(dir, err, sizeof err);
+    ck_assert_ptr_nonnull(w);
+    /* MetaGraphDef{meta_info_def: {}, graph_def: {node {name: "x"}}} */
+    const uint8_t meta[] = {0x0a, 0x00, 0x12, 0x05, 0x0a, 0x03, 0x0a, 0x01, 'x'};
+    ck_assert_int_eq(event_writer_add_meta_graph(w, meta, sizeof meta, err, sizeof err), 0);
+    ck_assert_int_eq(event_writer_add_meta_graph(w, meta, 2, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "has no GraphDef"));
+    char path[4300];
+    snprintf(path, sizeof path, "%s", event_writer_path(w));
+    ck_assert_int_eq(event_writer_close(w, err, sizeof err), 0);
+    TfrReader *r = tfr_reader_open(path, TFR_NONE, err, sizeof err);
+    const uint8_t *data;
+    size_t len;
+    ck_assert_int_eq(tfr_reader_next(r, &data, &len), 1);     /* file_version */
+    for (int rec = 0; rec < 2; rec++) {
+        ck_assert_int_eq(tfr_reader_next(r, &data, &len), 1);
+        PbReader pr;
+        PbField f;
+        int found = 0;
+        pb_reader_init(&pr, data, len);
+        while (pb_next(&pr, &f) == 1) {
+            if (rec == 0 && f.field == 4) {                    /* graph_def: the GraphDef */
+                ck_assert_uint_eq(f.len, 5);
+                ck_assert_mem_eq(f.data, meta + 4, 5);
+                found = 1;
+            }
+            if (rec == 1 && f.field == 9) {                    /* meta_graph_def: all of it */
+                ck_assert_uint_eq(f.len, sizeof meta);
+                ck_assert_mem_eq(f.data, meta, sizeof meta);
+                found = 1;
+            }
+        }
+        ck_assert(found);
+    }
+    ck_assert_int_eq(tfr_reader_next(r, &data, &len), 0);
+    tfr_reader_close(r);
+    ck_assert_int_eq(test_remove_tree(dir), 0);
+}
+END_TEST
+
 START_TEST(test_open_error_names_path) {
     char err[512];
     ck_assert_ptr_null(event_writer_open("/proc/no_such_dir/x", err, sizeof err));
@@ -168,6 +211,7 @@ static Suite *event_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_payload_vectors);
     tcase_add_test(tc, test_written_file_structure);
+    tcase_add_test(tc, test_meta_graph_events);
     tcase_add_test(tc, test_open_error_names_path);
     suite_add_tcase(s, tc);
     return s;

@@ -154,6 +154,17 @@ def test_tf_reads_our_checkpoints(tmp_path):
         np.testing.assert_array_equal(got, arr, err_msg=name)
     assert reader.get_tensor("global_step") == 60
 
+    # model.ckpt-N.meta: tf.train.import_meta_graph + Saver.restore, as for Estimator's files
+    images = random_images(8, seed=3)
+    want, _ = numpy_forward(w, images)
+    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+        saver = tf.compat.v1.train.import_meta_graph(latest + ".meta")
+        saver.restore(sess, latest)
+        got = sess.run("dense_1/Softmax:0", {"Placeholder:0": images})
+        assert sess.run("global_step/Read/ReadVariableOp:0") == 60
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert not (job / "model.ckpt-10.meta").exists()
+
 
 def test_we_read_tf_checkpoints(tmp_path):
     """A checkpoint written by tf.compat.v1.train.Saver (what Estimator uses) and one by TF2's
@@ -201,6 +212,23 @@ def test_summary_iterator_reads_our_events(tmp_path):
     scalars = [(e.step, v.tag, v.simple_value) for e in events for v in e.summary.value]
     assert scalars == [(100, "loss", 2.5), (200, "accuracy", 0.875), (200, "loss", 0.125)]
     assert events[-1].session_log.status == tf.compat.v1.SessionLog.START
+
+
+def test_tensorboard_graph_event(tmp_path):
+    tensors = dict(cnn_weights(4))
+    tensors["global_step"] = np.array(0, np.int64)
+    manifest = write_manifest(tmp_path / "w", tensors)
+    path = tool("graph-events", manifest, tmp_path / "job")
+    events = list(tf.compat.v1.train.summary_iterator(path))
+    assert events[0].file_version == "brain.Event:2"
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString(events[1].graph_def)
+    assert "dense_1/Softmax" in {n.name for n in graph.node}
+    meta = events[2].meta_graph_def
+    mg = tf.compat.v1.MetaGraphDef()
+    mg.ParseFromString(meta)
+    assert mg.graph_def == graph
+    assert "serving_default" in mg.signature_def
 
 
 # ---- SavedModel ----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 /* tf_formats.c (tool_tf_formats): drives io/'s TF-format writers and readers for
  * tests/tf/test_tf_formats.py, which checks the results with TensorFlow itself.
  *
- *   tool_tf_formats checkpoint MANIFEST DIR STEP KEEP    checkpoint_save of the manifest's tensors
+ *   tool_tf_formats checkpoint MANIFEST DIR STEP KEEP    checkpoint_save of the manifest's tensors,
+ *                                                        and model.ckpt-STEP.meta of the original CNN
+ *   tool_tf_formats graph-events MANIFEST DIR            an event file with the CNN's graph
  *   tool_tf_formats savedmodel MANIFEST EXPORT_DIR       the original CNN exported with them
  *   tool_tf_formats events DIR STEP:TAG=V[,TAG=V]...     an event file; prints its path
  *   tool_tf_formats latest DIR                           prints "STEP PREFIX" or "none"
@@ -61,6 +63,23 @@ static int read_manifest(const char *path, Manifest *m) {
 bad:
     fclose(f);
     return -1;
+}
+
+/* The original CNN's MetaGraphDef over the manifest's weights and global_step (other tensors,
+ * e.g. optimizer slots, are not graph variables). */
+static int cnn_meta_graph(const Manifest *m, PbBuf *out, char *err, size_t errlen) {
+    SmModel model;
+    SmLayer layers[8];
+    sm_model_original_cnn(&model, layers);
+    TfTensor vars[16];
+    int n = 0;
+    for (int i = 0; i < m->n && n < 16; i++) {
+        const char *name = m->t[i].name, *slash = strrchr(name, '/');
+        if (!strcmp(name, "global_step") ||
+            (slash && (!strcmp(slash, "/kernel") || !strcmp(slash, "/bias"))))
+            vars[n++] = m->t[i];
+    }
+    return savedmodel_encode_meta_graph(&model, vars, n, out, err, errlen);
 }
 
 static int cmd_events(int argc, char **argv) {
@@ -137,8 +156,26 @@ int main(int argc, char **argv) {
         if (checkpoint_save(argv[3], atoll(argv[4]), m.t, m.n, atoi(argv[5]), prefix, sizeof prefix,
                             err, sizeof err))
             return die(err);
+        PbBuf meta;
+        pb_buf_init(&meta);
+        if (cnn_meta_graph(&m, &meta, err, sizeof err) ||
+            checkpoint_write_meta(prefix, meta.data, meta.len, err, sizeof err))
+            return die(err);
+        pb_buf_free(&meta);
         printf("%s\n", prefix);
         return 0;
+    }
+    if (!strcmp(cmd, "graph-events") && argc == 4) {
+        /* argv[2] is the manifest here, argv[3] the directory */
+        PbBuf meta;
+        pb_buf_init(&meta);
+        EventWriter *w = event_writer_open(argv[3], err, sizeof err);
+        if (!w || cnn_meta_graph(&m, &meta, err, sizeof err) ||
+            event_writer_add_meta_graph(w, meta.data, meta.len, err, sizeof err))
+            return die(err);
+        printf("%s\n", event_writer_path(w));
+        pb_buf_free(&meta);
+        return event_writer_close(w, err, sizeof err) ? die(err) : 0;
     }
     if (!strcmp(cmd, "savedmodel") && argc == 4) {
         SmModel model;
