@@ -351,8 +351,13 @@ static Model *load_model(const char *dir, const SmInfo *info, Device device, int
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-/* The shortest decimal that reads back as the same float. */
+/* The shortest decimal that reads back as the same float; NaN and infinities as TF Serving's
+ * JSON writer spells them. */
 static void print_float(float v) {
+    if (v != v || v - v != 0) {
+        fputs(v != v ? "NaN" : v > 0 ? "Infinity" : "-Infinity", stdout);
+        return;
+    }
     char buf[32];
     for (int p = 6; p <= 9; p++) {
         snprintf(buf, sizeof buf, "%.*g", p, (double)v);
