@@ -39,10 +39,11 @@ void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *
                         if (base == first) continue;
                         const float *xi = x + base;
                         for (int c = 0; c < C; c++) {
+                            /* Written as a bit mask, so the compiler vectorises it. */
                             float v = xi[c], cur = yo[c];
-                            int32_t cur_i = ao[c], gt = v > cur;
-                            yo[c] = gt ? v : cur;
-                            ao[c] = gt ? base + c : cur_i;
+                            int32_t take = -(int32_t)(v > cur);
+                            yo[c] = v > cur ? v : cur;
+                            ao[c] = ((base + c) & take) | (ao[c] & ~take);
                         }
                     }
             }
