@@ -8,6 +8,7 @@
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 #include "kernels/sgemm_microkernel.h"
+#include "kernels/conv2d_direct.h"
 
 #include <string.h>
 
@@ -209,6 +210,7 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
     const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
     const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
+    const int direct = !pointwise && s->c <= CONV_DIRECT_MAX_C;
     if (sgemm_serial_begin(threads) != 0) { /* out of memory for GEMM buffers */
         conv2d_forward_reference(s, x, w, b, y);
         return;
@@ -217,11 +219,15 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
     for (int n = 0; n < s->n; n++) {
         const int t = kernels_thread_id();
         const float *col = x + n * in_img;
+        float *yi = y + (size_t)n * rows * K;
+        if (direct) {
+            conv2d_direct_forward_image(s, col, w, b, yi);
+            continue;
+        }
         if (!pointwise) {
             im2col_image(s, col, ws + t * panel);
             col = ws + t * panel;
         }
-        float *yi = y + (size_t)n * rows * K;
         sgemm_serial(t, 0, 0, rows, K, KKC, 1.0f, col, KKC, w, K, 0.0f, yi, K);
         if (b)
             for (int r = 0; r < rows; r++)
@@ -259,6 +265,7 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
     const size_t nw = (size_t)KKC * K, part_len = nw + K; /* a group's partial dw, then db */
     const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
+    const int direct = !pointwise && s->c <= CONV_DIRECT_MAX_C;
     int per_group;
     const int groups = conv_filter_groups(s, &per_group);
     float *parts = ws + CONV_MAX_THREADS * panel;
@@ -277,16 +284,21 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
         float *pdw = parts + g * part_len, *pdb = pdw + nw;
         const int n0 = g * per_group, n1 = n0 + per_group < s->n ? n0 + per_group : s->n;
         for (int k = 0; k < K; k++) pdb[k] = 0.0f;
+        if (direct) memset(pdw, 0, nw * sizeof *pdw);
         for (int n = n0; n < n1; n++) {
             const float *col = x + n * in_img, *dyi = dy + (size_t)n * rows * K;
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < K; k++) pdb[k] += dyi[(size_t)r * K + k];
+            if (direct) {
+                conv2d_direct_filter_image(s, col, dyi, pdw);
+                continue;
+            }
             if (!pointwise) {
                 im2col_image(s, col, ws + t * panel);
                 col = ws + t * panel;
             }
             sgemm_serial(t, 1, 0, KKC, K, rows, 1.0f, col, KKC, dyi, K, n == n0 ? 0.0f : 1.0f,
                          pdw, K);
-            for (int r = 0; r < rows; r++)
-                for (int k = 0; k < K; k++) pdb[k] += dyi[(size_t)r * K + k];
         }
     }
     sgemm_serial_end();
