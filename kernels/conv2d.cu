@@ -14,13 +14,21 @@
 
 namespace {
 
-struct Geo { /* the shape, by value in every functor */
+/* The shape, by value in every functor, with fast dividers for the index arithmetic. */
+struct Geo {
     int n, h, w, c, kh, kw, k, sh, sw, pt, pl, oh, ow;
+    FastDiv d_h, d_w, d_c, d_kw, d_k, d_oh, d_ow, d_sh, d_sw;
 };
 
 Geo geo_of(const Conv2dShape *s) {
-    return Geo{s->n, s->h, s->w, s->c, s->kh, s->kw, s->k, s->stride_h, s->stride_w,
-               s->pad_top, s->pad_left, s->oh, s->ow};
+    Geo g;
+    g.n = s->n; g.h = s->h; g.w = s->w; g.c = s->c; g.kh = s->kh; g.kw = s->kw; g.k = s->k;
+    g.sh = s->stride_h; g.sw = s->stride_w; g.pt = s->pad_top; g.pl = s->pad_left;
+    g.oh = s->oh; g.ow = s->ow;
+    g.d_h = FastDiv(s->h); g.d_w = FastDiv(s->w); g.d_c = FastDiv(s->c);
+    g.d_kw = FastDiv(s->kw); g.d_k = FastDiv(s->k); g.d_oh = FastDiv(s->oh);
+    g.d_ow = FastDiv(s->ow); g.d_sh = FastDiv(s->stride_h); g.d_sw = FastDiv(s->stride_w);
+    return g;
 }
 
 /* Forward A: rows (n,oh,ow), columns (kh,kw,c). */
@@ -28,10 +36,11 @@ struct Im2colFwd {
     const float *x;
     Geo g;
     __device__ __forceinline__ float operator()(int m, int kk) const {
-        int ow = m % g.ow, t = m / g.ow, oh = t % g.oh, n = t / g.oh;
-        int c = kk % g.c, t2 = kk / g.c, kw = t2 % g.kw, kh = t2 / g.kw;
+        int ow, oh, c, kw;
+        int n = g.d_oh.divmod(g.d_ow.divmod(m, &ow), &oh);
+        int kh = g.d_kw.divmod(g.d_c.divmod(kk, &c), &kw);
         int ih = oh * g.sh + kh - g.pt, iw = ow * g.sw + kw - g.pl;
-        if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) return 0.0f;
+        if ((unsigned)ih >= (unsigned)g.h || (unsigned)iw >= (unsigned)g.w) return 0.0f;
         return x[(((size_t)n * g.h + ih) * g.w + iw) * g.c + c];
     }
 };
@@ -42,12 +51,14 @@ struct DyGather {
     const float *dy;
     Geo g;
     __device__ __forceinline__ float operator()(int m, int kk) const {
-        int iw = m % g.w, t = m / g.w, ih = t % g.h, n = t / g.h;
-        int ko = kk % g.k, t2 = kk / g.k, kw = t2 % g.kw, kh = t2 / g.kw;
+        int iw, ih, ko, kw;
+        int n = g.d_h.divmod(g.d_w.divmod(m, &iw), &ih);
+        int kh = g.d_kw.divmod(g.d_k.divmod(kk, &ko), &kw);
         int th = ih + g.pt - kh, tw = iw + g.pl - kw;
-        if (th < 0 || tw < 0 || th % g.sh != 0 || tw % g.sw != 0) return 0.0f;
-        int oh = th / g.sh, ow = tw / g.sw;
-        if (oh >= g.oh || ow >= g.ow) return 0.0f;
+        if (th < 0 || tw < 0) return 0.0f;
+        int rh, rw;
+        int oh = g.d_sh.divmod(th, &rh), ow = g.d_sw.divmod(tw, &rw);
+        if (rh != 0 || rw != 0 || oh >= g.oh || ow >= g.ow) return 0.0f;
         return dy[(((size_t)n * g.oh + oh) * g.ow + ow) * g.k + ko];
     }
 };
@@ -56,8 +67,11 @@ struct DyGather {
 struct WTrans {
     const float *w;
     int c, k;
+    FastDiv d_k;
     __device__ __forceinline__ float operator()(int kk, int ci) const {
-        return w[((size_t)(kk / k) * c + ci) * k + kk % k];
+        int ko;
+        int tap = d_k.divmod(kk, &ko);
+        return w[((size_t)tap * c + ci) * k + ko];
     }
 };
 
@@ -69,10 +83,11 @@ struct Im2colT {
     int rows; /* KH*KW*C */
     __device__ __forceinline__ float operator()(int m, int kk) const {
         if (m >= rows) return 1.0f;
-        int c = m % g.c, t = m / g.c, kw = t % g.kw, kh = t / g.kw;
-        int ow = kk % g.ow, t2 = kk / g.ow, oh = t2 % g.oh, n = t2 / g.oh;
+        int c, kw, ow, oh;
+        int kh = g.d_kw.divmod(g.d_c.divmod(m, &c), &kw);
+        int n = g.d_oh.divmod(g.d_ow.divmod(kk, &ow), &oh);
         int ih = oh * g.sh + kh - g.pt, iw = ow * g.sw + kw - g.pl;
-        if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) return 0.0f;
+        if ((unsigned)ih >= (unsigned)g.h || (unsigned)iw >= (unsigned)g.w) return 0.0f;
         return x[(((size_t)n * g.h + ih) * g.w + iw) * g.c + c];
     }
 };
@@ -114,7 +129,7 @@ extern "C" cudaError_t conv2d_backward_data_cuda(const Conv2dShape *s, const flo
     if (!shape_ok(s)) return cudaErrorInvalidValue;
     Geo g = geo_of(s);
     int M = s->n * s->h * s->w, K = s->kh * s->kw * s->k;
-    return gemm::launch<true, false>(M, s->c, K, DyGather{dy, g}, WTrans{w, s->c, s->k},
+    return gemm::launch<true, false>(M, s->c, K, DyGather{dy, g}, WTrans{w, s->c, s->k, FastDiv(s->k)},
                                      gemm::StorePlain{dx, s->c}, ws, ws_floats, stream);
 }
 

@@ -34,4 +34,29 @@ static inline int device_sm_count(void) {
     return cached;
 }
 
+/* Division by a run-time constant without the ~20-instruction integer divide: for 0 <= x < 2^31
+ * and 1 <= d < 2^31, x / d = (x * mul) >> shift with l = ceil(log2 d), shift = 31 + l,
+ * mul = ceil(2^shift / d) (< 2^32). Exact: mul*d - 2^shift = e < d <= 2^l, so x*e < 2^shift
+ * (Granlund & Montgomery). Set up on the host, used in the kernels' index arithmetic. */
+struct FastDiv {
+    uint32_t d, mul, shift;
+    FastDiv() = default;
+    __host__ explicit FastDiv(int divisor) {
+        d = (uint32_t)(divisor > 0 ? divisor : 1);
+        uint32_t l = 0;
+        while ((1ull << l) < d) l++;
+        shift = 31 + l;
+        mul = (uint32_t)(((1ull << shift) + d - 1) / d);
+    }
+    __host__ __device__ __forceinline__ int div(int x) const {
+        return (int)(((uint64_t)(uint32_t)x * mul) >> shift);
+    }
+    /* x = q*d + r */
+    __host__ __device__ __forceinline__ int divmod(int x, int *r) const {
+        int q = div(x);
+        *r = x - q * (int)d;
+        return q;
+    }
+};
+
 #endif /* KERNELS_CUDA_COMMON_CUH */

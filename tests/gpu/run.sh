@@ -103,6 +103,8 @@ have gpu_test_train && run train 150 "$BIN/gpu_test_train"
 
 if [ $BENCH = 1 ]; then
   have bench_kernels_cuda && run bench_kernels 120 "$BIN/bench_kernels_cuda"
+  # the first version's GEMM tile (64x64 everywhere), batch 100: the before of the tile change
+  have bench_kernels_cuda && run bench_tile64 60 env CNN_GEMM_TILE=64 "$BIN/bench_kernels_cuda" 100
   have bench_step_cuda && run bench_step 120 "$BIN/bench_step_cuda"
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py
@@ -121,7 +123,7 @@ fi
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_step pytorch; do
+for f in bench_kernels bench_tile64 bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^(\||RESULT|  )' "$OUT/$f.log" | head -60; }
 done
 echo

@@ -93,6 +93,10 @@ static void test_sgemm(void) {
             test_sgemm_case(ta, tb, 33, 70, 17, 0.7f, 0.6f, 3, 1);
             test_sgemm_case(ta, tb, 5, 7, quick ? 700 : 3001, 1.0f, 0.0f, 0, 1); /* split-K */
         }
+    /* many rows: the 128x64 and 128x32 tiles */
+    test_sgemm_case(0, 0, 2100, 40, 33, 1.0f, 0.0f, 0, 1);
+    test_sgemm_case(1, 0, 2100, 20, 70, 1.0f, 0.5f, 1, 1);
+    test_sgemm_case(0, 1, 2049, 65, 17, 2.0f, 0.0f, 0, 0);
     test_sgemm_case(0, 0, 1, 1, 1, 1.0f, 0.0f, 0, 0);
     test_sgemm_case(0, 0, 3, 4, 0, 1.0f, 0.5f, 0, 1); /* k = 0: C = beta*C */
     if (!quick) test_sgemm_case(0, 0, 100, 1024, 3136, 1.0f, 0.0f, 0, 1); /* dense1 forward */
@@ -286,8 +290,9 @@ static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, in
 }
 
 static void test_conv(void) {
-    test_conv_case(quick ? 1 : 3, 28, 28, 1, 5, 5, 32, 1, 1, 1, 1, 1);   /* conv1 */
-    test_conv_case(quick ? 1 : 4, 14, 14, 32, 5, 5, 64, 1, 1, 1, 1, 1);  /* conv2 */
+    /* (batch sizes with N*H*W >= 2048 take the 128-row tiles) */
+    test_conv_case(3, 28, 28, 1, 5, 5, 32, 1, 1, 1, 1, 1);              /* conv1 */
+    test_conv_case(quick ? 11 : 4, 14, 14, 32, 5, 5, 64, 1, 1, 1, 1, 1); /* conv2 */
     test_conv_case(2, 9, 7, 3, 3, 4, 5, 2, 1, 1, 0, 0);                 /* odd, strided SAME */
     test_conv_case(3, 11, 10, 9, 3, 2, 7, 2, 3, 0, 1, 0);               /* odd, strided VALID */
     if (!quick) test_conv_case(100, 14, 14, 32, 5, 5, 64, 1, 1, 1, 1, 1); /* conv2, batch 100 */
