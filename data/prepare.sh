@@ -5,11 +5,14 @@
 # build/bin/tfrecord from-idx and verifies the result. Outputs that are already newer than their
 # inputs are kept.
 # Environment: TFRECORD (default build/bin/tfrecord), DATA_DIR (default data/mnist: a directory with
-# the four *-ubyte.gz files, e.g. Fashion-MNIST), COMPRESSION (none|gzip|zlib, default none).
+# the four *-ubyte.gz files), OUT_DIR (default DATA_DIR), COMPRESSION (none|gzip|zlib, default none).
+# Fashion-MNIST (Debian package dataset-fashion-mnist), same command:
+#   DATA_DIR=/usr/share/datasets/fashion-mnist OUT_DIR=data/fashion-mnist data/prepare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TFRECORD=${TFRECORD:-build/bin/tfrecord}
 DATA_DIR=${DATA_DIR:-data/mnist}
+OUT_DIR=${OUT_DIR:-$DATA_DIR}
 COMPRESSION=${COMPRESSION:-none}
 
 if [[ ! -x "$TFRECORD" ]]; then
@@ -25,10 +28,11 @@ if [[ -f "$DATA_DIR/MD5SUMS" ]]; then
     fi
   done < "$DATA_DIR/MD5SUMS"
 fi
+mkdir -p "$OUT_DIR"
 for split in train:train t10k:test; do
   src=${split%%:*} dst=${split##*:}
   images=$DATA_DIR/$src-images-idx3-ubyte.gz labels=$DATA_DIR/$src-labels-idx1-ubyte.gz
-  out=$DATA_DIR/mnist_$dst.tfrecords
+  out=$OUT_DIR/mnist_$dst.tfrecords
   if [[ -f "$out" && "$out" -nt "$images" && "$out" -nt "$labels" && "$out" -nt "$TFRECORD" ]]; then
     echo "prepare.sh: $out is up to date"
     continue

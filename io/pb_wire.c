@@ -165,7 +165,8 @@ static int fail(PbReader *r, const char *msg) {
     return -1;
 }
 
-int pb_read_varint(PbReader *r, uint64_t *v) {
+/* The general varint decoder (pb_read_varint handles the one-byte case inline). */
+static int read_varint_slow(PbReader *r, uint64_t *v) {
     const uint8_t *p = r->p;
     uint64_t x = 0;
     for (int i = 0; i < 10; i++) {
@@ -181,6 +182,16 @@ int pb_read_varint(PbReader *r, uint64_t *v) {
     }
     return fail(r, "varint longer than 10 bytes");
 }
+
+static inline int read_varint(PbReader *r, uint64_t *v) {
+    if (r->p < r->end && *r->p < 0x80) {   /* tags, small lengths and values: one byte */
+        *v = *r->p++;
+        return 0;
+    }
+    return read_varint_slow(r, v);
+}
+
+int pb_read_varint(PbReader *r, uint64_t *v) { return read_varint(r, v); }
 
 int pb_read_fixed32(PbReader *r, uint32_t *v) {
     if (r->end - r->p < 4) return fail(r, "truncated fixed32");
@@ -203,7 +214,7 @@ int pb_next(PbReader *r, PbField *f) {
     if (r->error) return -1;
     if (r->p == r->end) return 0;
     uint64_t tag;
-    if (pb_read_varint(r, &tag) < 0) return -1;
+    if (read_varint(r, &tag) < 0) return -1;
     if (tag > 0xFFFFFFFFu) return fail(r, "tag exceeds 32 bits");
     memset(f, 0, sizeof *f);
     f->field = (uint32_t)(tag >> 3);
@@ -211,7 +222,7 @@ int pb_next(PbReader *r, PbField *f) {
     if (f->field == 0) return fail(r, "field number 0");
     switch (f->wire_type) {
     case PB_VARINT:
-        return pb_read_varint(r, &f->varint) < 0 ? -1 : 1;
+        return read_varint(r, &f->varint) < 0 ? -1 : 1;
     case PB_FIXED64:
         return pb_read_fixed64(r, &f->fixed) < 0 ? -1 : 1;
     case PB_FIXED32: {
@@ -222,7 +233,7 @@ int pb_next(PbReader *r, PbField *f) {
     }
     case PB_LEN: {
         uint64_t len;
-        if (pb_read_varint(r, &len) < 0) return -1;
+        if (read_varint(r, &len) < 0) return -1;
         if (len > (uint64_t)(r->end - r->p)) return fail(r, "length-delimited field runs past the end");
         f->data = r->p;
         f->len = (size_t)len;
