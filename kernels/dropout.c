@@ -13,7 +13,7 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
     const float scale = dropout_scale(rate);
     /* One Philox call gives the 4 words of elements 4b..4b+3 (philox_u32's counter layout). */
     const size_t blocks = (n + 3) / 4;
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= 16384))
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS / 16)) /* Philox: ~16x a plain pass */
     for (size_t b = 0; b < blocks; b++) {
         Philox4x32 ctr = {{(uint32_t)b, (uint32_t)((uint64_t)b >> 32), (uint32_t)stream,
                            (uint32_t)(stream >> 32)}};
@@ -30,7 +30,7 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
 
 void dropout_backward(size_t n, float rate, const uint8_t *mask, const float *dy, float *dx) {
     const float scale = dropout_scale(rate);
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= 65536))
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (size_t i = 0; i < n; i++) {
         float d = dy[i] * scale;
         dx[i] = mask[i] ? d : 0.0f;

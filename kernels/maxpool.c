@@ -15,7 +15,7 @@ void pool2d_shape_init(Pool2dShape *s, int n, int h, int w, int c, int kh, int k
 
 void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *argmax) {
     const int H = s->h, W = s->w, C = s->c;
-    KERNELS_OMP(omp parallel for collapse(2) schedule(static) if ((size_t)s->n * s->oh * s->ow * C >= 16384))
+    KERNELS_OMP(omp parallel for collapse(2) schedule(static) if ((size_t)s->n * s->h * s->w * C >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (int n = 0; n < s->n; n++)
         for (int oh = 0; oh < s->oh; oh++) {
             int h0 = oh * s->stride_h - s->pad_top;
@@ -54,7 +54,7 @@ void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *ar
     const size_t in_img = (size_t)s->h * s->w * s->c, out_img = (size_t)s->oh * s->ow * s->c;
     /* Overlapping windows may route several dy into one dx, but only within an image: threads
      * split images, and within one the adds run in order. */
-    KERNELS_OMP(omp parallel for schedule(static) if (s->n * out_img >= 16384))
+    KERNELS_OMP(omp parallel for schedule(static) if (s->n * in_img >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (int n = 0; n < s->n; n++) {
         memset(dx + n * in_img, 0, in_img * sizeof *dx);
         for (size_t i = n * out_img; i < (n + 1) * out_img; i++) dx[argmax[i]] += dy[i];

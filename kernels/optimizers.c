@@ -11,8 +11,6 @@
 #include <emmintrin.h>
 #endif
 
-#define OPT_PARALLEL_MIN 65536
-
 /* Adam on elements [i0, i1): m += (g - m)(1-b1); v += (g^2 - v)(1-b2);
  * w -= (m * lr_t) / (sqrt(v) + eps)  (ApplyAdam's form of the header's formula). */
 static void adam_range(size_t i0, size_t i1, float *w, const float *g, float *m, float *v,
@@ -51,7 +49,7 @@ void adam_update(size_t n, float *w, const float *g, float *m, float *v, float l
     const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
     /* Blocks of 4096 elements shared out to the threads. */
     const size_t blk = 4096, nblk = (n + blk - 1) / blk;
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= OPT_PARALLEL_MIN))
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (size_t bi = 0; bi < nblk; bi++) {
         size_t i0 = bi * blk, i1 = i0 + blk < n ? i0 + blk : n;
         adam_range(i0, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
@@ -59,13 +57,13 @@ void adam_update(size_t n, float *w, const float *g, float *m, float *v, float l
 }
 
 void sgd_update(size_t n, float *w, const float *g, float lr) {
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= OPT_PARALLEL_MIN))
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
 }
 
 void momentum_update(size_t n, float *w, const float *g, float *vel, float lr, float momentum,
                      int nesterov) {
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= OPT_PARALLEL_MIN))
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (size_t i = 0; i < n; i++) {
         float a = vel[i] * momentum - g[i] * lr;
         vel[i] = a;

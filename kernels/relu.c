@@ -3,15 +3,13 @@
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 
-#define RELU_PARALLEL_MIN 65536
-
 void relu_forward(size_t n, const float *x, float *y) {
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= RELU_PARALLEL_MIN))
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void relu_backward(size_t n, const float *y, const float *dy, float *dx) {
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= RELU_PARALLEL_MIN))
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (size_t i = 0; i < n; i++) {
         float d = dy[i]; /* loaded unconditionally, so the loop vectorises */
         dx[i] = y[i] > 0.0f ? d : 0.0f;

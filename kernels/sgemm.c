@@ -214,8 +214,7 @@ void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const flo
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    /* Threads only pay off above ~a million multiply-adds. */
-    const int threads = (double)m * n * k >= 1e6 ? kernels_get_threads() : 1;
+    const int threads = (double)m * n * k >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
     pthread_mutex_lock(&g_lock);
     if (sgemm_init(threads) != 0) { /* out of memory for the buffers: still give the answer */
         pthread_mutex_unlock(&g_lock);

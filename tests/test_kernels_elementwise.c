@@ -122,6 +122,39 @@ START_TEST(test_dropout_backward) {
 }
 END_TEST
 
+/* Above the size where the elementwise kernels fork: threads must not change a bit. */
+START_TEST(test_large_threads_bitwise) {
+    const size_t n = ((size_t)1 << 22) + 5;
+    float *x = malloc(n * 4), *g = malloc(n * 4), *out[2], *m[2], *v[2];
+    uint8_t *mask[2];
+    for (int r = 0; r < 2; r++) {
+        out[r] = malloc(n * 4); m[r] = malloc(n * 4); v[r] = malloc(n * 4); mask[r] = malloc(n);
+    }
+    test_fill_uniform(x, n, -1, 1, 9, 1);
+    test_fill_uniform(g, n, -1, 1, 9, 2);
+    for (int r = 0; r < 2; r++) {
+        kernels_set_threads(r ? 0 : 1);
+        relu_forward(n, x, out[r]);
+        relu_backward(n, out[r], g, out[r]);
+        dropout_forward(n, 0.4f, 7, 3, out[r], out[r], mask[r]);
+        dropout_backward(n, 0.4f, mask[r], out[r], out[r]);
+        memcpy(m[r], x, n * 4); memcpy(v[r], g, n * 4);
+        for (size_t i = 0; i < n; i++) v[r][i] *= v[r][i];
+        adam_update(n, out[r], g, m[r], v[r], 1e-3f, 0.9f, 0.999f, 1e-7f, 3);
+        sgd_update(n, out[r], g, 0.1f);
+        momentum_update(n, out[r], g, m[r], 0.1f, 0.9f, 1);
+    }
+    kernels_set_threads(0);
+    ck_assert(memcmp(mask[0], mask[1], n) == 0);
+    ck_assert(memcmp(out[0], out[1], n * 4) == 0);
+    ck_assert(memcmp(m[0], m[1], n * 4) == 0 && memcmp(v[0], v[1], n * 4) == 0);
+    for (size_t i = 0; i < n; i += 4099)
+        ck_assert_msg(mask[1][i] == (philox_uniform(7, 3, i) >= 0.4f), "mask[%zu]", i);
+    free(x); free(g);
+    for (int r = 0; r < 2; r++) { free(out[r]); free(m[r]); free(v[r]); free(mask[r]); }
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("kernels_elementwise");
     TCase *tc = tcase_create("elementwise");
@@ -130,6 +163,7 @@ int main(void) {
     tcase_add_test(tc, test_relu_gradcheck);
     tcase_add_test(tc, test_dropout_mask);
     tcase_add_test(tc, test_dropout_backward);
+    tcase_add_test(tc, test_large_threads_bitwise);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

@@ -137,6 +137,29 @@ START_TEST(test_backward_gradcheck) {
 }
 END_TEST
 
+/* Above the size where maxpool forks (overlapping 3x3/2 windows): threads change no bit. */
+START_TEST(test_large_threads_bitwise) {
+    Pool2dShape s;
+    pool2d_shape_init(&s, 2, 301, 299, 24, 3, 3, 2, 2, 1);
+    size_t nx = in_len(&s), ny = out_len(&s);
+    float *x = malloc(nx * 4), *dy = malloc(ny * 4), *y[2], *dx[2];
+    int32_t *am[2];
+    test_fill_uniform(x, nx, -1, 1, 5, 1);
+    test_fill_uniform(dy, ny, -1, 1, 5, 2);
+    for (int r = 0; r < 2; r++) {
+        y[r] = malloc(ny * 4); dx[r] = malloc(nx * 4); am[r] = malloc(ny * 4);
+        kernels_set_threads(r ? 0 : 1);
+        maxpool2d_forward(&s, x, y[r], am[r]);
+        maxpool2d_backward(&s, dy, am[r], dx[r]);
+    }
+    kernels_set_threads(0);
+    ck_assert(memcmp(y[0], y[1], ny * 4) == 0 && memcmp(am[0], am[1], ny * 4) == 0);
+    ck_assert(memcmp(dx[0], dx[1], nx * 4) == 0);
+    free(x); free(dy);
+    for (int r = 0; r < 2; r++) { free(y[r]); free(dx[r]); free(am[r]); }
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("kernels_maxpool");
     TCase *tc = tcase_create("maxpool");
@@ -145,6 +168,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_forward_naive, 0, NCASES);
     tcase_add_test(tc, test_ties_and_padding);
     tcase_add_loop_test(tc, test_backward_gradcheck, 0, NCASES);
+    tcase_add_test(tc, test_large_threads_bitwise);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
