@@ -133,10 +133,11 @@ static int conv_filter_groups(const Conv2dShape *s, int *per_group) {
     return (n + *per_group - 1) / *per_group;
 }
 
+/* Independent of s->n: callers size the workspace for their largest batch and then pass
+ * smaller ones, which may have more groups (a batch of 9 has 5 groups of 2, one of 8 has 8). */
 size_t conv2d_workspace_floats(const Conv2dShape *s) {
-    int per_group, groups = conv_filter_groups(s, &per_group);
     return CONV_MAX_THREADS * conv_panel_floats(s) +
-           (size_t)groups * ((size_t)s->kh * s->kw * s->c * s->k + s->k);
+           (size_t)CONV_FILTER_GROUPS * ((size_t)s->kh * s->kw * s->c * s->k + s->k);
 }
 
 /* Threads for a conv call: at most one per image and per workspace panel; one for tiny work. */

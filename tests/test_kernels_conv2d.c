@@ -213,6 +213,34 @@ START_TEST(test_fast_vs_reference_model_shapes) {
 }
 END_TEST
 
+/* The workspace sized for one batch serves every smaller batch (core sizes it once). */
+START_TEST(test_workspace_serves_smaller_batches) {
+    for (int batch = 1; batch <= 20; batch++) {
+        Conv2dShape big, s;
+        conv2d_shape_init(&big, batch, 6, 5, 3, 3, 3, 4, 1, 1, 1);
+        size_t nws = conv2d_workspace_floats(&big);
+        for (int n = 1; n <= batch; n++) {
+            conv2d_shape_init(&s, n, 6, 5, 3, 3, 3, 4, 1, 1, 1);
+            ck_assert_msg(conv2d_workspace_floats(&s) <= nws, "batch %d, n %d", batch, n);
+        }
+    }
+    /* and the kernels stay inside it: run n = 8 in the workspace of a batch of 9 (ASan) */
+    Conv2dShape s9, s8;
+    conv2d_shape_init(&s9, 9, 7, 7, 6, 3, 3, 5, 1, 1, 1);
+    conv2d_shape_init(&s8, 8, 7, 7, 6, 3, 3, 5, 1, 1, 1);
+    size_t nws = conv2d_workspace_floats(&s9);
+    float *ws = malloc(nws * 4), *x = malloc(x_len(&s8) * 4), *dy = malloc(y_len(&s8) * 4);
+    float *dw = malloc(w_len(&s8) * 4), *dw_ref = malloc(w_len(&s8) * 4), db[5], db_ref[5];
+    test_fill_uniform(x, x_len(&s8), -1, 1, 8, 1);
+    test_fill_uniform(dy, y_len(&s8), -1, 1, 8, 2);
+    conv2d_backward_filter(&s8, x, dy, dw, db, ws);
+    conv2d_backward_filter_reference(&s8, x, dy, dw_ref, db_ref);
+    ck_assert(test_max_scaled_diff(dw, dw_ref, w_len(&s8), 1e-4, 1e-4, NULL) <= 1);
+    ck_assert(test_max_scaled_diff(db, db_ref, 5, 1e-4, 1e-4, NULL) <= 1);
+    free(ws); free(x); free(dy); free(dw); free(dw_ref);
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("kernels_conv2d");
     TCase *tc = tcase_create("conv2d");
@@ -222,6 +250,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_backward_reference_gradcheck, 0, NCASES);
     tcase_add_loop_test(tc, test_fast_vs_reference_cases, 0, NCASES);
     tcase_add_test(tc, test_fast_vs_reference_model_shapes);
+    tcase_add_test(tc, test_workspace_serves_smaller_batches);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
