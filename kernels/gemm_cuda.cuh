@@ -181,19 +181,20 @@ static inline TileKind choose_tile(int M, int N) {
 static inline int tile_rows(TileKind t) { return t == TILE_64x64 ? 64 : 128; }
 static inline int tile_cols(TileKind t) { return t == TILE_128x32 ? 32 : 64; }
 
-/* How many slices the reduction of an M x N x K product is split into: enough blocks for two
- * waves on this GPU, each slice at least 4 k-steps long, at most 64 slices, and no more than
- * the scratch holds. */
+/* How many slices the reduction of an M x N x K product is split into: as many as fit the
+ * GPU's block slots (two 256-thread blocks per multiprocessor) in one wave, each slice at least
+ * 4 k-steps long, at most 128 slices, and no more than the scratch holds. A problem with as
+ * many tiles as slots is not split. */
 static inline int choose_splits(int M, int N, int K, size_t ws_floats) {
     TileKind t = choose_tile(M, N);
     long long tiles = (long long)((M + tile_rows(t) - 1) / tile_rows(t)) *
                       ((N + tile_cols(t) - 1) / tile_cols(t));
-    long long want = (2LL * device_sm_count() + tiles - 1) / tiles;
+    long long want = 2LL * device_sm_count() / tiles;
     long long by_k = K / (4 * BK);
     long long by_ws = (M > 0 && N > 0) ? (long long)(ws_floats / ((size_t)M * N)) : 0;
     long long s = want;
     if (s > by_k) s = by_k;
-    if (s > 64) s = 64;
+    if (s > 128) s = 128;
     if (s > by_ws) s = by_ws;
     return s < 1 ? 1 : (int)s;
 }
