@@ -57,26 +57,33 @@ run() {
 cat "$OUT/machine.txt"
 
 echo "== configure + build ($BUILD, -j$JOBS)"
-TARGETS=(gpu_test_kernels)
-for t in gpu_test_train bench_kernels_cuda bench_step_cuda tfrecord trainer; do
-  TARGETS+=("$t")
-done
+# WERROR off here: the GPU machines' gcc 13 may warn where CI's does not; CI keeps -Werror.
+# The GPU targets need only core/ and kernels/; the job's programs (cli/, which needs cJSON)
+# are built separately so that their absence or failure cannot stop the GPU tests.
+GPU_TARGETS=(gpu_test_kernels gpu_test_train bench_kernels_cuda bench_step_cuda)
+JOB_TARGETS=(tfrecord trainer)
 t0=$(date +%s)
-if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWITH_CUDA=ON -DWERROR=ON \
+if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWITH_CUDA=ON -DWERROR=OFF \
       > "$OUT/configure.log" 2>&1; then
-  # Build what exists (a target missing from this tree is reported, not fatal for the others).
-  AVAIL=()
   HELP=$(cmake --build "$BUILD" --target help 2>/dev/null)
-  for t in "${TARGETS[@]}"; do
-    if grep -q "\.\.\. $t\$" <<< "$HELP"; then AVAIL+=("$t");
-    else echo "   (target $t not in this tree)"; fi
-  done
+  present() { for t in "$@"; do grep -q "\.\.\. $t\$" <<< "$HELP" && echo "$t"; done; }
+  mapfile -t AVAIL < <(present "${GPU_TARGETS[@]}")
+  mapfile -t AVAIL_JOB < <(present "${JOB_TARGETS[@]}")
   if cmake --build "$BUILD" -j "$JOBS" --target "${AVAIL[@]}" > "$OUT/build.log" 2>&1; then
-    ROWS+=("build|PASS|$(( $(date +%s) - t0 ))|${AVAIL[*]}")
+    ROWS+=("build|PASS|$(( $(date +%s) - t0 ))|${AVAIL[*]}; $(grep -c 'warning:' "$OUT/build.log") warnings")
   else
     ROWS+=("build|FAIL|$(( $(date +%s) - t0 ))|see build.log"); FAILED=1
     grep -E "error|Error" "$OUT/build.log" | head -30
     rm -f "$BUILD"/bin/gpu_test_* "$BUILD"/bin/bench_*_cuda  # never run stale binaries
+  fi
+  if [ ${#AVAIL_JOB[@]} -gt 0 ] && [ $BENCH = 1 ]; then
+    t0=$(date +%s)
+    if cmake --build "$BUILD" -j "$JOBS" --target "${AVAIL_JOB[@]}" > "$OUT/build-job.log" 2>&1; then
+      ROWS+=("build-job|PASS|$(( $(date +%s) - t0 ))|${AVAIL_JOB[*]}")
+    else
+      ROWS+=("build-job|FAIL|$(( $(date +%s) - t0 ))|see build-job.log"); FAILED=1
+      rm -f "$BUILD"/bin/trainer "$BUILD"/bin/tfrecord
+    fi
   fi
 else
   ROWS+=("build|FAIL(configure)|$(( $(date +%s) - t0 ))|see configure.log"); FAILED=1
