@@ -44,12 +44,14 @@ void sgemm_reference(int trans_a, int trans_b, int m, int n, int k, float alpha,
 #define SGEMM_NC (SGEMM_NR * 64)
 
 /* The portable micro-kernel: plain loops over a local tile the compiler vectorises. */
-static void micro_6x16_c(int kc, const float *a, const float *b, float *c, int ldc, float alpha,
-                         float beta) {
+static void micro_6x16_c(int kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b,
+                         float *c, int ldc, float alpha, float beta) {
     float acc[SGEMM_MR][SGEMM_NR] = {{0}};
-    for (int p = 0; p < kc; p++, a += SGEMM_MR, b += SGEMM_NR)
-        for (int r = 0; r < SGEMM_MR; r++)
-            for (int j = 0; j < SGEMM_NR; j++) acc[r][j] += a[r] * b[j];
+    for (int p = 0; p < kc; p++, b += SGEMM_NR)
+        for (int r = 0; r < SGEMM_MR; r++) {
+            const float ar = a[r * rs_a + p * cs_a];
+            for (int j = 0; j < SGEMM_NR; j++) acc[r][j] += ar * b[j];
+        }
     for (int r = 0; r < SGEMM_MR; r++)
         for (int j = 0; j < SGEMM_NR; j++) {
             float *cj = &c[(size_t)r * ldc + j];
@@ -166,10 +168,14 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
             for (int ic = i0; ic < i1; ic += SGEMM_MC) {
                 const int mc = i1 - ic < SGEMM_MC ? i1 - ic : SGEMM_MC;
                 const int n_ir = (mc + SGEMM_MR - 1) / SGEMM_MR;
+                /* A row-major A is read in place (6 row streams); a transposed one is packed
+                 * (the pack reads 6 contiguous floats per step). A last partial row panel is
+                 * always packed, with zero rows. */
                 for (int t = 0; t < n_ir; t++) {
                     int rows = mc - t * SGEMM_MR < SGEMM_MR ? mc - t * SGEMM_MR : SGEMM_MR;
-                    pack_a_panel(g->trans_a, g->a, g->lda, ic + t * SGEMM_MR, rows, p0, kc,
-                                 pack_a + (size_t)t * SGEMM_MR * kc);
+                    if (g->trans_a || rows < SGEMM_MR)
+                        pack_a_panel(g->trans_a, g->a, g->lda, ic + t * SGEMM_MR, rows, p0, kc,
+                                     pack_a + (size_t)t * SGEMM_MR * kc);
                 }
                 for (int jr = 0; jr < n_jr; jr++)
                     for (int ir = 0; ir < n_ir; ir++) {
@@ -177,13 +183,19 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
                         const int rows = i1 - i < SGEMM_MR ? i1 - i : SGEMM_MR;
                         const int cols = j1 - j < SGEMM_NR ? j1 - j : SGEMM_NR;
                         const float *ap = pack_a + (size_t)ir * SGEMM_MR * kc;
+                        ptrdiff_t rs = 1, cs = SGEMM_MR;
+                        if (!g->trans_a && rows == SGEMM_MR) {
+                            ap = g->a + (size_t)i * g->lda + p0;
+                            rs = g->lda;
+                            cs = 1;
+                        }
                         const float *bp = pack_b + (size_t)jr * SGEMM_NR * kc;
                         float *ct = g->c + (size_t)i * g->ldc + j;
                         if (rows == SGEMM_MR && cols == SGEMM_NR) {
-                            g->micro(kc, ap, bp, ct, g->ldc, g->alpha, beta_pc);
+                            g->micro(kc, ap, rs, cs, bp, ct, g->ldc, g->alpha, beta_pc);
                         } else { /* edge: the full tile into a buffer, then the part that exists */
                             float tile[SGEMM_MR * SGEMM_NR];
-                            g->micro(kc, ap, bp, tile, SGEMM_NR, 1.0f, 0.0f);
+                            g->micro(kc, ap, rs, cs, bp, tile, SGEMM_NR, 1.0f, 0.0f);
                             for (int r = 0; r < rows; r++)
                                 for (int qq = 0; qq < cols; qq++) {
                                     float *cq = &ct[(size_t)r * g->ldc + qq];

@@ -10,6 +10,7 @@
 
 /* 12 accumulators (6 rows x 2 vectors of 8) + 2 B vectors + 1 broadcast A: 15 of 16 ymm. */
 __attribute__((target("avx2,fma"))) static void micro_6x16_avx2(int kc, const float *a,
+                                                                 ptrdiff_t rs_a, ptrdiff_t cs_a,
                                                                  const float *b, float *c,
                                                                  int ldc, float alpha,
                                                                  float beta) {
@@ -19,16 +20,18 @@ __attribute__((target("avx2,fma"))) static void micro_6x16_avx2(int kc, const fl
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    const float *a0 = a, *a1 = a + rs_a, *a2 = a + 2 * rs_a, *a3 = a + 3 * rs_a;
+    const float *a4 = a + 4 * rs_a, *a5 = a + 5 * rs_a;
     for (int p = 0; p < kc; p++) {
+        const ptrdiff_t o = p * cs_a;
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         __m256 ar;
-        ar = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(ar, b0, c00); c01 = _mm256_fmadd_ps(ar, b1, c01);
-        ar = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(ar, b0, c10); c11 = _mm256_fmadd_ps(ar, b1, c11);
-        ar = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(ar, b0, c20); c21 = _mm256_fmadd_ps(ar, b1, c21);
-        ar = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(ar, b0, c30); c31 = _mm256_fmadd_ps(ar, b1, c31);
-        ar = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(ar, b0, c40); c41 = _mm256_fmadd_ps(ar, b1, c41);
-        ar = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(ar, b0, c50); c51 = _mm256_fmadd_ps(ar, b1, c51);
-        a += SGEMM_MR;
+        ar = _mm256_broadcast_ss(a0 + o); c00 = _mm256_fmadd_ps(ar, b0, c00); c01 = _mm256_fmadd_ps(ar, b1, c01);
+        ar = _mm256_broadcast_ss(a1 + o); c10 = _mm256_fmadd_ps(ar, b0, c10); c11 = _mm256_fmadd_ps(ar, b1, c11);
+        ar = _mm256_broadcast_ss(a2 + o); c20 = _mm256_fmadd_ps(ar, b0, c20); c21 = _mm256_fmadd_ps(ar, b1, c21);
+        ar = _mm256_broadcast_ss(a3 + o); c30 = _mm256_fmadd_ps(ar, b0, c30); c31 = _mm256_fmadd_ps(ar, b1, c31);
+        ar = _mm256_broadcast_ss(a4 + o); c40 = _mm256_fmadd_ps(ar, b0, c40); c41 = _mm256_fmadd_ps(ar, b1, c41);
+        ar = _mm256_broadcast_ss(a5 + o); c50 = _mm256_fmadd_ps(ar, b0, c50); c51 = _mm256_fmadd_ps(ar, b1, c51);
         b += SGEMM_NR;
     }
     __m256 acc[SGEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},

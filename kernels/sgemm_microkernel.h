@@ -1,10 +1,11 @@
 /* sgemm_microkernel.h: the register-tile kernels of the packed SGEMM (kernels/sgemm.c) and its
  * single-threaded entry, private to kernels/.
  *
- * A micro-kernel computes one SGEMM_MR x SGEMM_NR tile of C from packed panels:
- *   a: kc steps of SGEMM_MR floats (column p of the tile's rows of op(A))
- *   b: kc steps of SGEMM_NR floats (row p of the tile's columns of op(B))
- *   C[r, j] = alpha * sum_p a[p*MR + r] * b[p*NR + j] + beta * C[r, j]   (beta 0: C not read)
+ * A micro-kernel computes one SGEMM_MR x SGEMM_NR tile of C:
+ *   a: element (r, p) of the tile's rows of op(A) at a[r*rs_a + p*cs_a] (a packed panel has
+ *      rs_a = 1, cs_a = MR; a row-major A read in place has rs_a = lda, cs_a = 1)
+ *   b: packed, kc steps of SGEMM_NR floats (row p of the tile's columns of op(B))
+ *   C[r, j] = alpha * sum_p a(r, p) * b[p*NR + j] + beta * C[r, j]   (beta 0: C not read)
  * Sums run over p in order, so a tile's result depends only on its inputs (no threading or
  * blocking effects beyond the fixed KC split). */
 #ifndef KERNELS_SGEMM_MICROKERNEL_H
@@ -13,8 +14,10 @@
 #define SGEMM_MR 6
 #define SGEMM_NR 16
 
-typedef void (*SgemmMicroKernel)(int kc, const float *a, const float *b, float *c, int ldc,
-                                 float alpha, float beta);
+#include <stddef.h>
+
+typedef void (*SgemmMicroKernel)(int kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                                 const float *b, float *c, int ldc, float alpha, float beta);
 
 /* AVX2+FMA version (kernels/sgemm_avx2.c); NULL when the CPU or the compiler lacks them. */
 SgemmMicroKernel sgemm_micro_avx2(void);
