@@ -156,7 +156,7 @@ void pb_put_packed_int64(PbBuf *b, uint32_t field, const int64_t *v, size_t n) {
 
 void pb_reader_init(PbReader *r, const void *data, size_t n) {
     r->p = data;
-    r->end = r->p + n;
+    r->end = n ? r->p + n : r->p;   /* (NULL, 0), e.g. an empty PbBuf: NULL + 0 is undefined */
     r->error = NULL;
 }
 
