@@ -70,20 +70,37 @@ int idx_read(const char *path, IdxArray *out, char *err, size_t errlen) {
             goto done;
         }
     }
+    /* The buffer grows with the bytes actually read (doubling, up to what the header promises),
+     * so a short file claiming huge dimensions fails as truncated without a huge allocation. */
     out->size = (size_t)size;
-    out->data = malloc(size ? size : 1);
-    if (!out->data) {
-        snprintf(err, errlen, "%s: out of memory for %llu bytes", path, (unsigned long long)size);
+    size_t cap = 0, got = 0;
+    while (got < out->size) {
+        if (got == cap) {
+            size_t ncap = cap ? 2 * cap : (size_t)1 << 20;
+            if (ncap > out->size) ncap = out->size;
+            uint8_t *p = realloc(out->data, ncap);
+            if (!p) {
+                snprintf(err, errlen, "%s: out of memory for %zu bytes", path, ncap);
+                goto done;
+            }
+            out->data = p;
+            cap = ncap;
+        }
+        k = gz_read_full(g, out->data + got, cap - got);
+        if (k < 0) {
+            snprintf(err, errlen, "%s: read failed: %s", path, gz_why(g));
+            goto done;
+        }
+        got += (size_t)k;
+        if (got < cap) break;                 /* end of file */
+    }
+    if (!out->data && !(out->data = malloc(1))) {   /* a dimension of 0: no data, non-NULL */
+        snprintf(err, errlen, "%s: out of memory", path);
         goto done;
     }
-    k = gz_read_full(g, out->data, out->size);
-    if (k < 0) {
-        snprintf(err, errlen, "%s: read failed: %s", path, gz_why(g));
-        goto done;
-    }
-    if ((uint64_t)k < size) {
-        snprintf(err, errlen, "%s: truncated: the header promises %llu data bytes, the file has %lld",
-                 path, (unsigned long long)size, (long long)k);
+    if (got < out->size) {
+        snprintf(err, errlen, "%s: truncated: the header promises %llu data bytes, the file has %zu",
+                 path, (unsigned long long)size, got);
         goto done;
     }
     uint8_t extra;
