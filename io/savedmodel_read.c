@@ -40,13 +40,18 @@ typedef struct {
     size_t n;
 } Bytes;
 
+/* An absent field is {NULL, 0}: memcmp/memcpy must not see its NULL, even for 0 bytes. */
+static int bytes_same(Bytes a, Bytes b) {
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
 static int bytes_eq(Bytes b, const char *s) {
-    return b.n == strlen(s) && memcmp(b.p, s, b.n) == 0;
+    return bytes_same(b, (Bytes){(const uint8_t *)s, strlen(s)});
 }
 
 static void bytes_copy(char *dst, size_t cap, Bytes b) {
     size_t n = b.n < cap - 1 ? b.n : cap - 1;
-    memcpy(dst, b.p, n);
+    if (n) memcpy(dst, b.p, n);
     dst[n] = 0;
 }
 
@@ -134,7 +139,7 @@ static Bytes node_of(Bytes t) {
 
 static const GNode *find_node(const Graph *g, Bytes name) {
     for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].name.n == name.n && !memcmp(g->nodes[i].name.p, name.p, name.n))
+        if (bytes_same(g->nodes[i].name, name))
             return &g->nodes[i];
     return NULL;
 }
@@ -569,7 +574,7 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
                                  "input '%s'", what, info->input_tensor); break; }
             if (len == MAX_CHAIN) { rc = fail(err, errlen, "%s: graph path too long", what); break; }
             chain[len++] = nd;
-            if (nd->name.n == in_node.n && !memcmp(nd->name.p, in_node.p, in_node.n)) break;
+            if (bytes_same(nd->name, in_node)) break;
             nd = nd->n_inputs ? find_node(&g, node_of(nd->inputs[0])) : NULL;
         }
         for (int i = 0; i < len / 2; i++) {                   /* input first */
