@@ -31,35 +31,90 @@ Geo geo_of(const Conv2dShape *s) {
     return g;
 }
 
-/* Forward A: rows (n,oh,ow), columns (kh,kw,c). */
+/* Forward A: rows (n,oh,ow), columns (kh,kw,c):
+ *   x[((n*H + oh*sh-pt + kh)*W + ow*sw-pl + kw)*C + c] = x[row.base + k.off]
+ * with row.base = ((n*H + ih0)*W + iw0)*C (ih0, iw0: the window's origin, may be negative) and
+ * k.off = (kh*W + kw)*C + c; the tap is inside the image when ih0+kh, iw0+kw are. */
 struct Im2colFwd {
     const float *x;
     Geo g;
-    __device__ __forceinline__ float operator()(int m, int kk) const {
-        int ow, oh, c, kw;
+    struct Row { int base, ih0, iw0; };
+    struct K { int off, kh, kw; };
+    __host__ __device__ __forceinline__ Row row(int m) const {
+        int ow, oh;
         int n = g.d_oh.divmod(g.d_ow.divmod(m, &ow), &oh);
+        int ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+        return Row{((n * g.h + ih0) * g.w + iw0) * g.c, ih0, iw0};
+    }
+    __host__ __device__ __forceinline__ K kctx(int kk) const {
+        int c, kw;
         int kh = g.d_kw.divmod(g.d_c.divmod(kk, &c), &kw);
-        int ih = oh * g.sh + kh - g.pt, iw = ow * g.sw + kw - g.pl;
-        if ((unsigned)ih >= (unsigned)g.h || (unsigned)iw >= (unsigned)g.w) return 0.0f;
-        return x[(((size_t)n * g.h + ih) * g.w + iw) * g.c + c];
+        return K{(kh * g.w + kw) * g.c + c, kh, kw};
+    }
+    __host__ __device__ __forceinline__ bool inside(Row r, K k) const {
+        return (unsigned)(r.ih0 + k.kh) < (unsigned)g.h && (unsigned)(r.iw0 + k.kw) < (unsigned)g.w;
+    }
+    __device__ __forceinline__ float at(Row r, K k) const {
+        return inside(r, k) ? x[r.base + k.off] : 0.0f;
     }
 };
 
-/* Backward-data A: rows (n,h,w), columns (kh,kw,k) -> dy at the output pixel whose window puts
- * tap (kh,kw) on input pixel (h,w). */
+/* Backward-data A, stride 1: rows (n,h,w), columns (kh,kw,k) -> dy[n, h+pt-kh, w+pl-kw, k]
+ *   = dy[row.base + k.off], row.base = ((n*OH + th0)*OW + tw0)*K with th0 = h+pt, tw0 = w+pl,
+ *   k.off = k - (kh*OW + kw)*K; inside when th0-kh, tw0-kw are. */
+struct DyGatherS1 {
+    const float *dy;
+    Geo g;
+    struct Row { int base, th0, tw0; };
+    struct K { int off, kh, kw; };
+    __host__ __device__ __forceinline__ Row row(int m) const {
+        int iw, ih;
+        int n = g.d_h.divmod(g.d_w.divmod(m, &iw), &ih);
+        int th0 = ih + g.pt, tw0 = iw + g.pl;
+        return Row{((n * g.oh + th0) * g.ow + tw0) * g.k, th0, tw0};
+    }
+    __host__ __device__ __forceinline__ K kctx(int kk) const {
+        int ko, kw;
+        int kh = g.d_kw.divmod(g.d_k.divmod(kk, &ko), &kw);
+        return K{ko - (kh * g.ow + kw) * g.k, kh, kw};
+    }
+    __host__ __device__ __forceinline__ bool inside(Row r, K k) const {
+        return (unsigned)(r.th0 - k.kh) < (unsigned)g.oh && (unsigned)(r.tw0 - k.kw) < (unsigned)g.ow;
+    }
+    __device__ __forceinline__ float at(Row r, K k) const {
+        return inside(r, k) ? dy[r.base + k.off] : 0.0f;
+    }
+};
+
+/* Backward-data A, any stride: the output pixel oh = (h+pt-kh)/sh exists only when the
+ * division is exact. */
 struct DyGather {
     const float *dy;
     Geo g;
-    __device__ __forceinline__ float operator()(int m, int kk) const {
-        int iw, ih, ko, kw;
+    struct Row { int n, ih, iw; };
+    struct K { int kh, kw, ko; };
+    __host__ __device__ __forceinline__ Row row(int m) const {
+        int iw, ih;
         int n = g.d_h.divmod(g.d_w.divmod(m, &iw), &ih);
+        return Row{n, ih, iw};
+    }
+    __host__ __device__ __forceinline__ K kctx(int kk) const {
+        int ko, kw;
         int kh = g.d_kw.divmod(g.d_k.divmod(kk, &ko), &kw);
-        int th = ih + g.pt - kh, tw = iw + g.pl - kw;
-        if (th < 0 || tw < 0) return 0.0f;
+        return K{kh, kw, ko};
+    }
+    /* index into dy, or -1 outside */
+    __host__ __device__ __forceinline__ int index(Row r, K k) const {
+        int th = r.ih + g.pt - k.kh, tw = r.iw + g.pl - k.kw;
+        if (th < 0 || tw < 0) return -1;
         int rh, rw;
         int oh = g.d_sh.divmod(th, &rh), ow = g.d_sw.divmod(tw, &rw);
-        if (rh != 0 || rw != 0 || oh >= g.oh || ow >= g.ow) return 0.0f;
-        return dy[(((size_t)n * g.oh + oh) * g.ow + ow) * g.k + ko];
+        if (rh != 0 || rw != 0 || oh >= g.oh || ow >= g.ow) return -1;
+        return ((r.n * g.oh + oh) * g.ow + ow) * g.k + k.ko;
+    }
+    __device__ __forceinline__ float at(Row r, K k) const {
+        int i = index(r, k);
+        return i >= 0 ? dy[i] : 0.0f;
     }
 };
 
@@ -76,26 +131,45 @@ struct WTrans {
 };
 
 /* Backward-filter A: rows (kh,kw,c) plus a row of ones (m == KH*KW*C) for db; columns
- * (n,oh,ow). */
+ * (n,oh,ow): x[k.base + row.off] with the roles of Im2colFwd's parts swapped. */
 struct Im2colT {
     const float *x;
     Geo g;
     int rows; /* KH*KW*C */
-    __device__ __forceinline__ float operator()(int m, int kk) const {
-        if (m >= rows) return 1.0f;
-        int c, kw, ow, oh;
+    struct Row { int off, kh, kw, ones; };
+    struct K { int base, ih0, iw0; };
+    __host__ __device__ __forceinline__ Row row(int m) const {
+        if (m >= rows) return Row{0, 0, 0, 1};
+        int c, kw;
         int kh = g.d_kw.divmod(g.d_c.divmod(m, &c), &kw);
+        return Row{(kh * g.w + kw) * g.c + c, kh, kw, 0};
+    }
+    __host__ __device__ __forceinline__ K kctx(int kk) const {
+        int ow, oh;
         int n = g.d_oh.divmod(g.d_ow.divmod(kk, &ow), &oh);
-        int ih = oh * g.sh + kh - g.pt, iw = ow * g.sw + kw - g.pl;
-        if ((unsigned)ih >= (unsigned)g.h || (unsigned)iw >= (unsigned)g.w) return 0.0f;
-        return x[(((size_t)n * g.h + ih) * g.w + iw) * g.c + c];
+        int ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+        return K{((n * g.h + ih0) * g.w + iw0) * g.c, ih0, iw0};
+    }
+    __host__ __device__ __forceinline__ bool inside(Row r, K k) const {
+        return (unsigned)(k.ih0 + r.kh) < (unsigned)g.h && (unsigned)(k.iw0 + r.kw) < (unsigned)g.w;
+    }
+    __device__ __forceinline__ float at(Row r, K k) const {
+        if (r.ones) return 1.0f;
+        return inside(r, k) ? x[k.base + r.off] : 0.0f;
     }
 };
 
+/* The functors index with int: every base/offset they form, padding included, must stay below
+ * 2^31 (a generous bound on the tensors, (N+1) images of (H+KH+OH) x (W+KW+OW) pixels). */
 bool shape_ok(const Conv2dShape *s) {
-    return s->n >= 0 && s->h > 0 && s->w > 0 && s->c > 0 && s->kh > 0 && s->kw > 0 && s->k > 0 &&
-           s->stride_h > 0 && s->stride_w > 0 && s->oh >= 0 && s->ow >= 0 &&
-           (long long)s->n * s->oh * s->ow < (1LL << 31) && (long long)s->n * s->h * s->w < (1LL << 31);
+    if (!(s->n >= 0 && s->h > 0 && s->w > 0 && s->c > 0 && s->kh > 0 && s->kw > 0 && s->k > 0 &&
+          s->stride_h > 0 && s->stride_w > 0 && s->oh > 0 && s->ow > 0 && s->pad_top >= 0 &&
+          s->pad_left >= 0 && s->pad_top < s->kh + s->h && s->pad_left < s->kw + s->w))
+        return false;
+    long long ch = s->c > s->k ? s->c : s->k;
+    return (long long)(s->n + 1) * (s->h + s->kh + s->oh) * (s->w + s->kw + s->ow) * ch <
+               (1LL << 31) &&
+           (long long)s->kh * s->kw * s->c * s->k < (1LL << 31);
 }
 
 } /* namespace */
@@ -129,8 +203,12 @@ extern "C" cudaError_t conv2d_backward_data_cuda(const Conv2dShape *s, const flo
     if (!shape_ok(s)) return cudaErrorInvalidValue;
     Geo g = geo_of(s);
     int M = s->n * s->h * s->w, K = s->kh * s->kw * s->k;
-    return gemm::launch<true, false>(M, s->c, K, DyGather{dy, g}, WTrans{w, s->c, s->k, FastDiv(s->k)},
-                                     gemm::StorePlain{dx, s->c}, ws, ws_floats, stream);
+    WTrans wt{w, s->c, s->k, FastDiv(s->k)};
+    if (s->stride_h == 1 && s->stride_w == 1)
+        return gemm::launch<true, false>(M, s->c, K, DyGatherS1{dy, g}, wt,
+                                         gemm::StorePlain{dx, s->c}, ws, ws_floats, stream);
+    return gemm::launch<true, false>(M, s->c, K, DyGather{dy, g}, wt, gemm::StorePlain{dx, s->c},
+                                     ws, ws_floats, stream);
 }
 
 extern "C" cudaError_t conv2d_backward_filter_cuda(const Conv2dShape *s, const float *x,

@@ -11,9 +11,11 @@ namespace {
 struct XtOnes {
     const float *x;
     int in;
-    __device__ __forceinline__ float operator()(int m, int k) const {
-        return m < in ? x[(size_t)k * in + m] : 1.0f;
-    }
+    typedef int Row;
+    typedef size_t K;
+    __host__ __device__ __forceinline__ Row row(int m) const { return m; }
+    __host__ __device__ __forceinline__ K kctx(int k) const { return (size_t)k * in; }
+    __device__ __forceinline__ float at(Row m, K k) const { return m < in ? x[k + m] : 1.0f; }
 };
 
 } /* namespace */

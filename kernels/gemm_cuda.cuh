@@ -10,9 +10,12 @@
  * in shared memory (A as As[k][m], B as Bs[k][n], so each thread reads its TM consecutive m and
  * TN consecutive n as float4/float2 vectors). The next slice is loaded into registers while the
  * current one is multiplied.
- * Loads: the functors are called only for (m,k), (k,n) inside the matrix (else 0); the
- * template flags choose which index runs fastest across threads, so that the global loads are
- * coalesced (k fastest when A is contiguous along k, m fastest when along m).
+ * Loads: A is read as A(m,k) = a.at(a.row(m), a.kctx(k)): row() and kctx() only compute (any
+ * m, k) the per-row and per-column parts of the address (an image pixel's base and window
+ * origin, a filter tap's offset), once per thread and once per slice; at() combines them and
+ * is called only inside the matrix (else 0). B is read as b(k,n). The template flags choose
+ * which index runs fastest across threads, so that the global loads are coalesced (k fastest
+ * when A is contiguous along k, m fastest when along m).
  * Split-K: gridDim.z slices of the reduction write raw partial sums to ws[z][M][N]; a second
  * kernel adds the slices in order z = 0,1,... and applies the store. Each output is an ordered
  * FMA chain, so results are deterministic.
@@ -65,10 +68,14 @@ __device__ __forceinline__ void read_row(const float *p, float *out) {
 }
 
 template <class T, bool A_K_FAST, bool B_N_FAST, class ALoad, class BLoad, class Store>
-__global__ void __launch_bounds__(THREADS)
+__global__ void __launch_bounds__(THREADS, 2)
 gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float *partial) {
     constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
     constexpr int AP = T::A_PER_THREAD, BP = T::B_PER_THREAD;
+    /* With k fastest a thread loads AP rows at one k per slice, else one row at AP k's (256 is a
+     * multiple of BK and of BM): the row and k index work is done once per row / per k. */
+    static_assert(THREADS % BK == 0 && THREADS % BM == 0, "fixed k or fixed row per thread");
+    constexpr int A_ROWS = A_K_FAST ? AP : 1;
     __shared__ __align__(16) float As[BK][BM + PAD];
     __shared__ __align__(16) float Bs[BK][BN + PAD];
     const int tid = threadIdx.x;
@@ -95,12 +102,29 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         return B_N_FAST ? e / BN : e % BK;
     };
 
+    /* Row contexts, for the whole reduction. Rows and k's past the matrix are clamped into it
+     * (their loads are masked), so the index arithmetic stays inside the tensors' ranges. */
+    typename ALoad::Row arow[A_ROWS];
+#pragma unroll
+    for (int r = 0; r < A_ROWS; r++) arow[r] = a.row(min(m0 + a_m(r), M - 1));
+
     float ra[AP], rb[BP];
     auto load = [&](int k0) {
+        if constexpr (A_K_FAST) {
+            const int k = k0 + a_k(0);
+            const typename ALoad::K kc = a.kctx(min(k, K - 1));
 #pragma unroll
-        for (int i = 0; i < AP; i++) {
-            int m = m0 + a_m(i), k = k0 + a_k(i);
-            ra[i] = (m < M && k < kend) ? a(m, k) : 0.0f;
+            for (int i = 0; i < AP; i++) {
+                int m = m0 + a_m(i);
+                ra[i] = (m < M && k < kend) ? a.at(arow[i], kc) : 0.0f;
+            }
+        } else {
+            const int m = m0 + a_m(0);
+#pragma unroll
+            for (int i = 0; i < AP; i++) {
+                int k = k0 + a_k(i);
+                ra[i] = (m < M && k < kend) ? a.at(arow[0], a.kctx(min(k, K - 1))) : 0.0f;
+            }
         }
 #pragma unroll
         for (int i = 0; i < BP; i++) {
@@ -246,14 +270,20 @@ static cudaError_t launch(int M, int N, int K, ALoad a, BLoad b, Store st, float
 }
 
 /* ---- plain row-major matrices ------------------------------------------------------------- */
-/* A(m,k) of op(A): A[M,K] or, transposed, stored [K,M]. */
+/* A(m,k) of op(A): A[M,K] or, transposed, stored [K,M]: row and column offsets add up. */
 template <bool TRANS>
 struct MatA {
     const float *p;
     int ld;
-    __device__ __forceinline__ float operator()(int m, int k) const {
-        return TRANS ? p[(size_t)k * ld + m] : p[(size_t)m * ld + k];
+    typedef size_t Row;
+    typedef size_t K;
+    __host__ __device__ __forceinline__ Row row(int m) const {
+        return TRANS ? (size_t)m : (size_t)m * ld;
     }
+    __host__ __device__ __forceinline__ K kctx(int k) const {
+        return TRANS ? (size_t)k * ld : (size_t)k;
+    }
+    __device__ __forceinline__ float at(Row r, K k) const { return p[r + k]; }
 };
 /* B(k,n) of op(B): B[K,N] or, transposed, stored [N,K]. */
 template <bool TRANS>
