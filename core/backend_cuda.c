@@ -312,43 +312,68 @@ static void describe_graph(const char *name, int key, cudaGraph_t graph) {
             "%zu memcpys, %zu other\n", name, key, n, kernels, memsets, memcpys, other);
 }
 
+/* Captures one call of step_fn into an executable graph; NULL (with the reason in `why`) when
+ * the capture or instantiation fails. Nothing runs during a capture. */
+static cudaGraphExec_t capture_step(Backend *be, int key, void (*step_fn)(void *arg), void *arg,
+                                    char *why, size_t whylen) {
+    CudaCtx *c = CTX(be);
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        snprintf(why, whylen, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+        return NULL;
+    }
+    step_fn(arg);
+    e = cudaStreamEndCapture(c->stream, &graph);
+    if (e != cudaSuccess || c->err != cudaSuccess) {
+        snprintf(why, whylen, "%s", e != cudaSuccess ? cudaGetErrorString(e) : c->msg);
+        if (graph) cudaGraphDestroy(graph);
+        return NULL;
+    }
+    describe_graph(be->name, key, graph);
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        snprintf(why, whylen, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+        return NULL;
+    }
+    return exec;
+}
+
 static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *arg, int steps) {
     CudaCtx *c = CTX(be);
     if (steps <= 0) return c->err == cudaSuccess ? 0 : -1;
     int gi = -1;
     for (int i = 0; i < c->ngraphs; i++)
         if (c->graphs[i].key == key) gi = i;
-    if (gi < 0) {
-        /* First call for this key: one step eagerly (loads the kernels' modules, so nothing
-         * lazy happens during capture), then capture the next one. */
+    if (gi < 0 && !c->graphs_failed) {
+        /* First call for this key: one step eagerly (loads the kernels' modules, makes cuDNN's
+         * plans, so nothing lazy happens during capture), then capture the next one. */
         step_fn(arg);
         steps--;
         if (c->err != cudaSuccess) return -1;
         if (c->ngraphs == (int)(sizeof c->graphs / sizeof c->graphs[0]))
             cu_invalidate_graphs(be); /* a handful of keys at most; start over if more */
-        cudaGraph_t graph = NULL;
-        cudaGraphExec_t exec = NULL;
-        if (cuda_record(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal),
-                        "cudaStreamBeginCapture"))
-            return -1;
-        step_fn(arg);
-        cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
-        if (cuda_record(c, e, "cudaStreamEndCapture (a step entry failed during capture)")) {
-            if (graph) cudaGraphDestroy(graph);
+        char why[256];
+        cudaGraphExec_t exec = capture_step(be, key, step_fn, arg, why, sizeof why);
+        if (exec) {
+            gi = c->ngraphs++;
+            c->graphs[gi].key = key;
+            c->graphs[gi].exec = exec;
+        } else {
+            /* Correct either way: say so loudly and run the steps eagerly from now on. */
+            fprintf(stderr, "%s backend: WARNING: CUDA graph capture failed (%s); running steps "
+                    "eagerly\n", be->name, why);
+            c->graphs_failed = 1;
+            c->err = cudaSuccess;
+            c->msg[0] = 0;
             cudaGetLastError();
-            return -1;
         }
-        if (c->err != cudaSuccess) { /* an entry failed while capturing */
-            cudaGraphDestroy(graph);
-            return -1;
-        }
-        describe_graph(be->name, key, graph);
-        e = cudaGraphInstantiate(&exec, graph, 0);
-        cudaGraphDestroy(graph);
-        if (cuda_record(c, e, "cudaGraphInstantiate")) return -1;
-        gi = c->ngraphs++;
-        c->graphs[gi].key = key;
-        c->graphs[gi].exec = exec;
+    }
+    if (gi < 0) {
+        for (int i = 0; i < steps && c->err == cudaSuccess; i++) step_fn(arg);
+        return c->err == cudaSuccess ? 0 : -1;
     }
     for (int i = 0; i < steps; i++)
         if (cuda_record(c, cudaGraphLaunch(c->graphs[gi].exec, c->stream), "cudaGraphLaunch"))

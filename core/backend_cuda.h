@@ -18,6 +18,7 @@ typedef struct {
     size_t ws_floats;
     struct { int key; cudaGraphExec_t exec; } graphs[8];
     int ngraphs;
+    int graphs_failed;        /* a capture failed: steps run eagerly (with a warning) */
     void *ext;                /* backend_cudnn.c's state */
     void (*ext_free)(void *ext);
 } CudaCtx;

@@ -128,6 +128,14 @@ if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ]; then
       --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda
 fi
 
+# A failed graph capture falls back to eager steps (correct, but not what is being measured).
+if grep -l "CUDA graph capture failed" "$OUT"/*.log > /dev/null 2>&1; then
+  ROWS+=("graphs|FAIL|0|capture failed: $(grep -h "CUDA graph capture failed" "$OUT"/*.log | head -1 | cut -c1-70)")
+  FAILED=1
+fi
+NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/dev/null | sort -u | head -4)
+[ -n "$NODES" ] && { echo "-- captured graphs (launches per step)"; echo "$NODES"; }
+
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
 for f in bench_kernels bench_tile64 bench_step pytorch; do
