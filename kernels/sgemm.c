@@ -125,9 +125,18 @@ static SgemmMicroKernel g_micro;
 
 #define PACK_FLOATS ((size_t)SGEMM_MC * SGEMM_KC + (size_t)SGEMM_KC * SGEMM_NC)
 
+static int g_portable;
+
+void sgemm_use_portable(int on) {
+    pthread_mutex_lock(&g_lock);
+    g_portable = on;
+    g_micro = NULL;
+    pthread_mutex_unlock(&g_lock);
+}
+
 static int sgemm_init(int threads) {
     if (!g_micro) {
-        g_micro = sgemm_micro_avx2();
+        g_micro = g_portable ? NULL : sgemm_micro_avx2();
         if (!g_micro) g_micro = micro_6x16_c;
     }
     if (threads <= g_npack) return 0;

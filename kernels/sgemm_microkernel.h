@@ -22,6 +22,9 @@ typedef void (*SgemmMicroKernel)(int kc, const float *a, ptrdiff_t rs_a, ptrdiff
 /* AVX2+FMA version (kernels/sgemm_avx2.c); NULL when the CPU or the compiler lacks them. */
 SgemmMicroKernel sgemm_micro_avx2(void);
 
+/* Tests: 1 selects the portable micro-kernel even where AVX2 is present, 0 the best one. */
+void sgemm_use_portable(int on);
+
 /* Single-threaded GEMMs for kernels that run their own parallel region (conv2d): between
  * sgemm_serial_begin(threads) (which takes the sgemm lock and makes sure `threads` sets of
  * packing buffers exist; -1 when out of memory, lock not held) and sgemm_serial_end(), thread

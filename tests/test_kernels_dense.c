@@ -2,6 +2,7 @@
  * (all transpose combinations, odd sizes, leading dimensions, alpha/beta, bit-identical
  * reruns), and the dense layer's forward and backward (finite differences). */
 #include "kernels/kernels.h"
+#include "kernels/sgemm_microkernel.h"
 #include "support/gradcheck.h"
 
 #include <check.h>
@@ -87,6 +88,17 @@ START_TEST(test_sgemm_vs_reference) {
             check_sgemm(ta, tb, sz[0], sz[1], sz[2], 0.5f, 1.0f, 3, 60 + _i);
             check_sgemm(ta, tb, sz[0], sz[1], sz[2], -1.5f, 0.25f, 1, 70 + _i);
         }
+}
+END_TEST
+
+/* The portable micro-kernel (what runs without AVX2) against the reference too. */
+START_TEST(test_sgemm_portable) {
+    sgemm_use_portable(1);
+    const int *sz = SIZES[_i];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            check_sgemm(ta, tb, sz[0], sz[1], sz[2], 0.5f, 1.0f, 3, 80 + _i);
+    sgemm_use_portable(0);
 }
 END_TEST
 
@@ -180,6 +192,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_sgemm_reference_by_hand);
     tcase_add_loop_test(tc, test_sgemm_vs_reference, 0, NSIZES);
+    tcase_add_loop_test(tc, test_sgemm_portable, 0, NSIZES);
     tcase_add_test(tc, test_sgemm_large);
     tcase_add_test(tc, test_sgemm_degenerate);
     tcase_add_loop_test(tc, test_dense_forward_backward, 0, NDENSE);
