@@ -116,7 +116,8 @@ void conv2d_backward_filter_reference(const Conv2dShape *s, const float *x, cons
  * dw = sum over images of col^T * dy_img. Each call is one parallel region: threads take whole
  * images (dynamically) and run single-threaded GEMMs on their own panel (one image of conv2 is
  * 627 KiB: it stays in L2 between im2col and the GEMM).
- * Workspace: CONV_MAX_THREADS panels, then the filter gradient's per-group partial sums.
+ * Workspace: CONV_MAX_THREADS panels, the packed weights (forward, backward-data), then the
+ * filter gradient's per-group partial sums.
  * The filter gradient sums images in CONV_FILTER_GROUPS fixed groups and adds the groups in
  * order, so no sum depends on the thread count. */
 #define CONV_MAX_THREADS 8
@@ -124,6 +125,13 @@ void conv2d_backward_filter_reference(const Conv2dShape *s, const float *x, cons
 
 static size_t conv_panel_floats(const Conv2dShape *s) {
     return (size_t)s->oh * s->ow * s->kh * s->kw * s->c;
+}
+
+/* The weights packed once per call, for forward (w) or backward-data (w^T). */
+static size_t conv_wpack_floats(const Conv2dShape *s) {
+    const int KKC = s->kh * s->kw * s->c;
+    size_t fwd = sgemm_packed_b_floats(KKC, s->k), data = sgemm_packed_b_floats(s->k, KKC);
+    return fwd > data ? fwd : data;
 }
 
 /* Images per filter-gradient group and the number of groups. */
@@ -136,7 +144,7 @@ static int conv_filter_groups(const Conv2dShape *s, int *per_group) {
 /* Independent of s->n: callers size the workspace for their largest batch and then pass
  * smaller ones, which may have more groups (a batch of 9 has 5 groups of 2, one of 8 has 8). */
 size_t conv2d_workspace_floats(const Conv2dShape *s) {
-    return CONV_MAX_THREADS * conv_panel_floats(s) +
+    return CONV_MAX_THREADS * conv_panel_floats(s) + conv_wpack_floats(s) +
            (size_t)CONV_FILTER_GROUPS * ((size_t)s->kh * s->kw * s->c * s->k + s->k);
 }
 
@@ -212,10 +220,12 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
     const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
     const int direct = !pointwise && s->c <= CONV_DIRECT_MAX_C;
+    float *wpack = ws + CONV_MAX_THREADS * panel;
     if (sgemm_serial_begin(threads) != 0) { /* out of memory for GEMM buffers */
         conv2d_forward_reference(s, x, w, b, y);
         return;
     }
+    if (!direct) sgemm_pack_b(0, KKC, K, w, K, wpack);
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int n = 0; n < s->n; n++) {
         const int t = kernels_thread_id();
@@ -229,7 +239,7 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
             im2col_image(s, col, ws + t * panel);
             col = ws + t * panel;
         }
-        sgemm_serial(t, 0, 0, rows, K, KKC, 1.0f, col, KKC, w, K, 0.0f, yi, K);
+        sgemm_serial_packed_b(t, 0, rows, K, KKC, 1.0f, col, KKC, wpack, 0.0f, yi, K);
         if (b)
             for (int r = 0; r < rows; r++)
                 for (int k = 0; k < K; k++) yi[(size_t)r * K + k] += b[k];
@@ -242,19 +252,22 @@ void conv2d_backward_data(const Conv2dShape *s, const float *dy, const float *w,
     const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
     const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
+    float *wpack = ws + CONV_MAX_THREADS * panel;
     if (sgemm_serial_begin(threads) != 0) {
         conv2d_backward_data_reference(s, dy, w, dx);
         return;
     }
+    sgemm_pack_b(1, K, KKC, w, K, wpack); /* op(B) = w^T [K, KKC] */
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int n = 0; n < s->n; n++) {
         const int t = kernels_thread_id();
         const float *dyi = dy + (size_t)n * rows * K;
         if (pointwise) { /* dx_img = dy_img * w^T directly */
-            sgemm_serial(t, 0, 1, rows, KKC, K, 1.0f, dyi, K, w, K, 0.0f, dx + n * in_img, KKC);
+            sgemm_serial_packed_b(t, 0, rows, KKC, K, 1.0f, dyi, K, wpack, 0.0f, dx + n * in_img,
+                                  KKC);
             continue;
         }
-        sgemm_serial(t, 0, 1, rows, KKC, K, 1.0f, dyi, K, w, K, 0.0f, ws + t * panel, KKC);
+        sgemm_serial_packed_b(t, 0, rows, KKC, K, 1.0f, dyi, K, wpack, 0.0f, ws + t * panel, KKC);
         col2im_image(s, ws + t * panel, dx + n * in_img);
     }
     sgemm_serial_end();
@@ -269,7 +282,7 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
     const int direct = !pointwise && s->c <= CONV_DIRECT_MAX_C;
     int per_group;
     const int groups = conv_filter_groups(s, &per_group);
-    float *parts = ws + CONV_MAX_THREADS * panel;
+    float *parts = ws + CONV_MAX_THREADS * panel + conv_wpack_floats(s);
     if (s->n <= 0) {
         memset(dw, 0, nw * sizeof *dw);
         if (db) memset(db, 0, (size_t)K * sizeof *db);

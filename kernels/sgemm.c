@@ -156,6 +156,7 @@ typedef struct {
     const float *a, *b;
     float *c;
     SgemmMicroKernel micro;
+    const float *b_packed; /* B already packed by sgemm_pack_b, or NULL */
 } GemmArgs;
 
 /* C[i0:i1, j0:j1] (all of k) by one thread with its own buffers: KC slices in order, each
@@ -169,7 +170,7 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
         for (int jc = j0; jc < j1; jc += SGEMM_NC) {
             const int nc = j1 - jc < SGEMM_NC ? j1 - jc : SGEMM_NC;
             const int n_jr = (nc + SGEMM_NR - 1) / SGEMM_NR;
-            for (int q = 0; q < n_jr; q++) {
+            for (int q = 0; q < n_jr && !g->b_packed; q++) {
                 int cols = nc - q * SGEMM_NR < SGEMM_NR ? nc - q * SGEMM_NR : SGEMM_NR;
                 pack_b_panel(g->trans_b, g->b, g->ldb, jc + q * SGEMM_NR, cols, p0, kc,
                              pack_b + (size_t)q * SGEMM_NR * kc);
@@ -198,7 +199,10 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
                             rs = g->lda;
                             cs = 1;
                         }
-                        const float *bp = pack_b + (size_t)jr * SGEMM_NR * kc;
+                        const float *bp =
+                            g->b_packed
+                                ? g->b_packed + ((size_t)(jc / SGEMM_NR + jr) * g->k + p0) * SGEMM_NR
+                                : pack_b + (size_t)jr * SGEMM_NR * kc;
                         float *ct = g->c + (size_t)i * g->ldc + j;
                         if (rows == SGEMM_MR && cols == SGEMM_NR) {
                             g->micro(kc, ap, rs, cs, bp, ct, g->ldc, g->alpha, beta_pc);
@@ -221,7 +225,7 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
 static GemmArgs gemm_args(int trans_a, int trans_b, int m, int n, int k, float alpha,
                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
                           int ldc) {
-    GemmArgs g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, g_micro};
+    GemmArgs g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, g_micro, NULL};
     /* KC slices of equal depth (k = 800 -> 4 x 200, not 3 x 256 + 32). */
     const int n_pc = (k + SGEMM_KC - 1) / SGEMM_KC;
     g.kc_step = (k + n_pc - 1) / n_pc;
@@ -289,5 +293,29 @@ void sgemm_serial(int thread, int trans_a, int trans_b, int m, int n, int k, flo
         return;
     }
     const GemmArgs g = gemm_args(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_block(&g, 0, m, 0, n, g_pack[thread]);
+}
+
+size_t sgemm_packed_b_floats(int k, int n) {
+    return (size_t)((n + SGEMM_NR - 1) / SGEMM_NR) * SGEMM_NR * (k > 0 ? k : 0);
+}
+
+void sgemm_pack_b(int trans_b, int k, int n, const float *b, int ldb, float *bp) {
+    for (int q = 0; q * SGEMM_NR < n; q++) {
+        int cols = n - q * SGEMM_NR < SGEMM_NR ? n - q * SGEMM_NR : SGEMM_NR;
+        pack_b_panel(trans_b, b, ldb, q * SGEMM_NR, cols, 0, k, bp + (size_t)q * SGEMM_NR * k);
+    }
+}
+
+void sgemm_serial_packed_b(int thread, int trans_a, int m, int n, int k, float alpha,
+                           const float *a, int lda, const float *bp, float beta, float *c,
+                           int ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    GemmArgs g = gemm_args(trans_a, 0, m, n, k, alpha, a, lda, NULL, 0, beta, c, ldc);
+    g.b_packed = bp;
     gemm_block(&g, 0, m, 0, n, g_pack[thread]);
 }

@@ -24,7 +24,7 @@ __attribute__((target("avx2,fma"))) static void micro_6x16_avx2(int kc, const fl
     const float *a4 = a + 4 * rs_a, *a5 = a + 5 * rs_a;
     for (int p = 0; p < kc; p++) {
         const ptrdiff_t o = p * cs_a;
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         __m256 ar;
         ar = _mm256_broadcast_ss(a0 + o); c00 = _mm256_fmadd_ps(ar, b0, c00); c01 = _mm256_fmadd_ps(ar, b1, c01);
         ar = _mm256_broadcast_ss(a1 + o); c10 = _mm256_fmadd_ps(ar, b0, c10); c11 = _mm256_fmadd_ps(ar, b1, c11);

@@ -4,7 +4,7 @@
  * A micro-kernel computes one SGEMM_MR x SGEMM_NR tile of C:
  *   a: element (r, p) of the tile's rows of op(A) at a[r*rs_a + p*cs_a] (a packed panel has
  *      rs_a = 1, cs_a = MR; a row-major A read in place has rs_a = lda, cs_a = 1)
- *   b: packed, kc steps of SGEMM_NR floats (row p of the tile's columns of op(B))
+ *   b: packed, kc steps of SGEMM_NR floats (row p of the tile's columns of op(B)); any alignment
  *   C[r, j] = alpha * sum_p a(r, p) * b[p*NR + j] + beta * C[r, j]   (beta 0: C not read)
  * Sums run over p in order, so a tile's result depends only on its inputs (no threading or
  * blocking effects beyond the fixed KC split). */
@@ -33,5 +33,14 @@ int sgemm_serial_begin(int threads);
 void sgemm_serial(int thread, int trans_a, int trans_b, int m, int n, int k, float alpha,
                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 void sgemm_serial_end(void);
+
+/* op(B)[k,n] packed once for many GEMMs (conv weights, shared by all images of a call): NR-column
+ * panels over the whole k, zero-padded, sgemm_packed_b_floats(k, n) floats. */
+size_t sgemm_packed_b_floats(int k, int n);
+void sgemm_pack_b(int trans_b, int k, int n, const float *b, int ldb, float *bp);
+/* sgemm_serial with B given packed by sgemm_pack_b. */
+void sgemm_serial_packed_b(int thread, int trans_a, int m, int n, int k, float alpha,
+                           const float *a, int lda, const float *bp, float beta, float *c,
+                           int ldc);
 
 #endif
