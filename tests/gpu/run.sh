@@ -100,9 +100,9 @@ if have gpu_test_kernels; then
     ROWS+=("sanitizers|SKIP|0|compute-sanitizer not found")
   elif [ $SANITIZE = 1 ]; then
     # Our kernels only (--no-lib), small shapes (--quick): the sanitizers slow kernels ~100x.
-    run memcheck 150 "$SAN" --tool memcheck --error-exitcode 1 \
+    run memcheck 90 "$SAN" --tool memcheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck 150 "$SAN" --tool racecheck --error-exitcode 1 \
+    run racecheck 90 "$SAN" --tool racecheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
   fi
 fi
@@ -139,7 +139,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
 for f in bench_kernels bench_tile64 bench_step pytorch; do
-  [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^(\||RESULT|  )' "$OUT/$f.log" | head -60; }
+  [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -70; }
 done
 echo
 printf '%-14s %-16s %5s  %s\n' step status sec detail
