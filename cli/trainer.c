@@ -1,0 +1,483 @@
+/* trainer: the original task.py (a TF Estimator train_and_evaluate MNIST job) as a native program.
+ *
+ *   trainer --train mnist_train.tfrecords --test mnist_test.tfrecords --steps 500 --job-dir JOB
+ *
+ * Reads top to bottom: configuration -> data (each set decoded into memory once) -> model ->
+ * resume from the newest checkpoint -> training loop (loss lines, summaries, checkpoints and
+ * evaluations on their cadences) -> final checkpoint -> evaluation on the whole test set ->
+ * SavedModel export -> hyperparameter-tuning metric. What it prints and leaves in JOB is what the
+ * Estimator printed and left there (docs/cli-trainer.md lists the differences).
+ *
+ * Exit status: 0 done; 2 bad flags, environment or input data (before any work); 1 a failure
+ * while running (I/O, device, NaN loss); 128+signal after SIGTERM/SIGINT (checkpoint saved).
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/hypertune.h"
+#include "cli/model_state.h"
+#include "cli/tf_log.h"
+#include "cli/train_config.h"
+#include "core/model.h"
+#include "io/checkpoint.h"
+#include "io/dirs.h"
+#include "io/event_file.h"
+#include "io/mnist_records.h"
+#include "io/savedmodel.h"
+
+enum { EXIT_OK = 0, EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2 };
+
+/* ---- failure reporting --------------------------------------------------------------------- */
+
+/* Logs the reason at ERROR and, on SageMaker (/opt/ml/output exists), writes it to
+ * /opt/ml/output/failure, where the service shows it as the job's failure reason. */
+static int fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int status, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tf_log_progress_clear();
+    tf_error("%s", msg);
+    if (!tf_log_enabled(TF_LOG_ERROR)) fprintf(stderr, "trainer: %s\n", msg);
+    struct stat st;
+    if (stat("/opt/ml/output", &st) == 0 && S_ISDIR(st.st_mode)) {
+        FILE *f = fopen("/opt/ml/output/failure", "w");
+        if (f) {
+            fprintf(f, "%s\n", msg);
+            fclose(f);
+        }
+    }
+    return status;
+}
+
+/* ---- signals: SIGTERM (spot/preemption, `docker stop`) and SIGINT stop at the next chunk ---- */
+
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;   /* a second signal kills at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* ---- data ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t *pixels;     /* [n,28,28,1] */
+    int32_t *labels;     /* [n] */
+    int n;
+} Dataset;
+
+/* Decodes every record of one flag's inputs (files, directories, globs: io/path_list.h).
+ * Errors name the flag, and the file, record and offset where one is bad. */
+static int load_dataset(const char *flag, const char *const *paths, int npaths, Dataset *ds,
+                        char *err, size_t errlen) {
+    memset(ds, 0, sizeof *ds);
+    char why[2048];
+    MnistSet set = {0};
+    if (mnist_load_tfrecords(paths, npaths, TFR_AUTO, &set, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--%s: %s", flag, why);
+        mnist_set_free(&set);
+        return -1;
+    }
+    if (set.n > INT32_MAX) {
+        snprintf(err, errlen, "--%s: %lld examples is more than this trainer holds", flag,
+                 (long long)set.n);
+        mnist_set_free(&set);
+        return -1;
+    }
+    ds->pixels = set.images;
+    ds->labels = set.labels;
+    ds->n = (int)set.n;
+    return 0;
+}
+
+static void dataset_free(Dataset *ds) {
+    free(ds->pixels);
+    free(ds->labels);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* ---- the job's outputs --------------------------------------------------------------------- */
+
+typedef struct {
+    const TrainConfig *cfg;
+    Model *model;
+    EventWriter *train_events;     /* <model_dir>/events.out.tfevents.* */
+    EventWriter *eval_events;      /* <model_dir>/eval/events.out.tfevents.* */
+    Hypertune hypertune;
+    int64_t last_saved_step;       /* -1: none in this run */
+    char last_checkpoint[4096];
+    double last_save_time;
+} Job;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int save_checkpoint(Job *job, char *err, size_t errlen) {
+    int64_t step = model_step(job->model);
+    tf_info("Saving checkpoints for %lld into %s/model.ckpt.", (long long)step,
+            job->cfg->model_dir);
+    if (model_checkpoint_save(job->model, job->cfg->model_dir, job->cfg->keep_checkpoint_max,
+                              job->last_checkpoint, sizeof job->last_checkpoint, err,
+                              errlen) != 0)
+        return -1;
+    job->last_saved_step = step;
+    job->last_save_time = now_seconds();
+    if (job->train_events &&
+        (event_writer_add_session_log(job->train_events, step, SESSION_LOG_CHECKPOINT,
+                                      job->last_checkpoint, err, errlen) != 0 ||
+         event_writer_flush(job->train_events, err, errlen) != 0))
+        return -1;
+    return 0;
+}
+
+static void log_local_time(const char *what) {
+    char stamp[64];
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    tf_info("%s %s", what, stamp);
+}
+
+/* Evaluation on the whole test set, as Estimator.evaluate with steps=None: the log lines, the
+ * eval/ summaries and the hypertune metric. */
+static int evaluate(Job *job, const Dataset *test, double *accuracy_out, char *err,
+                    size_t errlen) {
+    const TrainConfig *cfg = job->cfg;
+    int64_t step = model_step(job->model);
+    log_local_time("Starting evaluation at");
+    double t0 = now_seconds(), loss, accuracy;
+    if (model_evaluate(job->model, test->pixels, test->labels, test->n, &loss, &accuracy, err,
+                       errlen) != 0)
+        return -1;
+    tf_info("Inference Time : %.5fs", now_seconds() - t0);
+    log_local_time("Finished evaluation at");
+    char acc_text[32], loss_text[32];
+    tf_info("Saving dict for global step %lld: accuracy = %s, global_step = %lld, loss = %s",
+            (long long)step, tf_fmt_float(acc_text, sizeof acc_text, (float)accuracy),
+            (long long)step, tf_fmt_float(loss_text, sizeof loss_text, (float)loss));
+    if (!job->eval_events) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/eval", cfg->model_dir);
+        if (!(job->eval_events = event_writer_open(dir, err, errlen))) return -1;
+    }
+    const char *tags[2] = {"accuracy", "loss"};
+    float values[2] = {(float)accuracy, (float)loss};
+    if (event_writer_add_scalars(job->eval_events, step, 2, tags, values, err, errlen) != 0 ||
+        event_writer_flush(job->eval_events, err, errlen) != 0)
+        return -1;
+    if (job->last_checkpoint[0])
+        tf_info("Saving 'checkpoint_path' summary for global step %lld: %s", (long long)step,
+                job->last_checkpoint);
+    if (cfg->hypertune) {
+        double metric = strstr(cfg->hypertune_tag, "loss") ? loss : accuracy;
+        if (hypertune_report(&job->hypertune, cfg->hypertune_tag, metric, step, err, errlen) != 0)
+            return -1;
+    }
+    if (accuracy_out) *accuracy_out = accuracy;
+    return 0;
+}
+
+/* The serving graph of the model: the original CNN (tf-formats.md §4.5, the fixture's names). */
+static int export_graph(const TrainConfig *cfg, SmModel *sm, SmLayer layers[8], char *err,
+                        size_t errlen) {
+    if (cfg->model_spec) {
+        snprintf(err, errlen, "--model: exporting a model other than the original CNN is not "
+                 "supported yet");
+        return -1;
+    }
+    sm_model_original_cnn(sm, layers);
+    return 0;
+}
+
+/* SavedModel exports: <model_dir>/export/<exporter>/<unix secs>/ (newest exports_to_keep kept),
+ * and $SM_MODEL_DIR/<unix secs>/ for SageMaker's serving container. */
+static int export_model(Job *job, char *err, size_t errlen) {
+    const TrainConfig *cfg = job->cfg;
+    if (!cfg->export_enabled) return 0;
+    SmModel sm;
+    SmLayer layers[8];
+    if (export_graph(cfg, &sm, layers, err, errlen) != 0) return -1;
+    ModelSnapshot snap;
+    if (model_snapshot_take(job->model, 0, &snap, err, errlen) != 0) {
+        model_snapshot_free(&snap);
+        return -1;
+    }
+    tf_info("Signatures INCLUDED in export for Classify: None");
+    tf_info("Signatures INCLUDED in export for Regress: None");
+    tf_info("Signatures INCLUDED in export for Predict: ['serving_default']");
+    tf_info("Signatures INCLUDED in export for Train: None");
+    tf_info("Signatures INCLUDED in export for Eval: None");
+    char base[4096], path[4096];
+    snprintf(base, sizeof base, "%s/export/%s", cfg->model_dir, cfg->exporter_name);
+    int rc = savedmodel_export_timestamped(base, &sm, snap.tensors, snap.n, cfg->exports_to_keep,
+                                           path, sizeof path, err, errlen);
+    if (rc == 0) tf_info("SavedModel written to: %s/saved_model.pb", path);
+    if (rc == 0 && cfg->sm_model_dir) {
+        rc = savedmodel_export_timestamped(cfg->sm_model_dir, &sm, snap.tensors, snap.n,
+                                           cfg->exports_to_keep, path, sizeof path, err, errlen);
+        if (rc == 0) tf_info("SavedModel written to: %s/saved_model.pb", path);
+    }
+    model_snapshot_free(&snap);
+    return rc;
+}
+
+/* ---- training ------------------------------------------------------------------------------ */
+
+/* The next global step after `step` at which something is due: a loss line (every
+ * log_step_count_steps from the first step of this run, as LoggingTensorHook counts), a loss
+ * summary, a step-cadence checkpoint or evaluation, or the end. */
+static int64_t next_stop(const TrainConfig *cfg, int64_t step, int64_t first) {
+    int64_t stop = cfg->steps;
+    int64_t every[4] = {cfg->log_step_count_steps, cfg->save_summary_steps,
+                        cfg->save_checkpoints_steps, cfg->eval_steps};
+    for (int i = 0; i < 4; i++) {
+        if (every[i] <= 0) continue;
+        /* loss lines and summaries at first, first + N, ...; checkpoints/evals at multiples */
+        int64_t origin = i < 2 ? first : 0;
+        int64_t k = step < origin ? 0 : (step - origin) / every[i] + 1;
+        int64_t due = origin + k * every[i];
+        if (due > step && due < stop) stop = due;
+    }
+    /* on a terminal, come back often enough for a live progress line */
+    if (isatty(STDERR_FILENO) && stop - step > 10) stop = step + 10;
+    if (stop - step > (1 << 30)) stop = step + (1 << 30);   /* model_train_steps takes an int */
+    return stop;
+}
+
+static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
+    const TrainConfig *cfg = job->cfg;
+    Model *model = job->model;
+    int64_t step = model_step(model), start = step, first = step + 1;
+    double t_last_log = now_seconds(), t_start = t_last_log;
+    int64_t step_last_log = step;
+    int logged_once = 0;
+    float loss = NAN;
+    char text[32];
+
+    while (step < cfg->steps) {
+        int64_t stop = next_stop(cfg, step, first);
+        if (model_train_steps(model, (int)(stop - step), &loss, err, errlen) != 0) return -1;
+        step = model_step(model);
+        if (isnan(loss)) {
+            tf_error("Model diverged with loss = NaN.");
+            snprintf(err, errlen, "NanLossDuringTrainingError: NaN loss during training "
+                     "(global step %lld)", (long long)step);
+            return -1;
+        }
+        double now = now_seconds();
+        int64_t ran = step - first;
+        if (ran % cfg->log_step_count_steps == 0) {
+            if (logged_once) {
+                /* StepCounterHook, then LoggingTensorHook, in that order as the Estimator */
+                double rate = (double)(step - step_last_log) / (now - t_last_log);
+                tf_info("global_step/sec: %g", rate);
+                if (event_writer_add_scalar(job->train_events, step, "global_step/sec",
+                                            (float)rate, err, errlen) != 0)
+                    return -1;
+                tf_info("loss = %s, step = %lld (%.3f sec)", tf_fmt_float(text, sizeof text, loss),
+                        (long long)step, now - t_last_log);
+            } else {
+                tf_info("loss = %s, step = %lld", tf_fmt_float(text, sizeof text, loss),
+                        (long long)step);
+            }
+            logged_once = 1;
+            t_last_log = now;
+            step_last_log = step;
+        }
+        if (cfg->save_summary_steps > 0 && ran % cfg->save_summary_steps == 0 &&
+            (event_writer_add_scalar(job->train_events, step, "loss", loss, err, errlen) != 0 ||
+             event_writer_flush(job->train_events, err, errlen) != 0))
+            return -1;
+        tf_log_progress("step %lld/%lld  loss %s  %.1f steps/s", (long long)step,
+                        (long long)cfg->steps, tf_fmt_float(text, sizeof text, loss),
+                        (double)(step - start) / (now - t_start));
+
+        if (g_stop_signal) {
+            tf_warn("Received %s at global step %lld: saving a checkpoint and stopping (rerun "
+                    "with the same --job-dir to resume).",
+                    g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", (long long)step);
+            if (save_checkpoint(job, err, errlen) != 0) return -1;
+            return 0;
+        }
+        int due_steps = cfg->save_checkpoints_steps > 0 && step % cfg->save_checkpoints_steps == 0;
+        int due_secs = cfg->save_checkpoints_secs > 0 &&
+                       now - job->last_save_time >= cfg->save_checkpoints_secs;
+        if ((due_steps || due_secs) && step < cfg->steps && save_checkpoint(job, err, errlen) != 0)
+            return -1;
+        if (cfg->eval_steps > 0 && step % cfg->eval_steps == 0 && step < cfg->steps &&
+            evaluate(job, test, NULL, err, errlen) != 0)
+            return -1;
+    }
+    tf_log_progress_clear();
+    if (job->last_saved_step != step && save_checkpoint(job, err, errlen) != 0) return -1;
+    tf_info("Loss for final step: %s.", tf_fmt_float(text, sizeof text, loss));
+    return 0;
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    char err[4096];
+    TrainConfig cfg;
+
+    /* 1. configuration: every flag and variable checked before any work */
+    if (train_config_parse(&cfg, argc - 1, argv + 1, err, sizeof err) != 0) {
+        fprintf(stderr, "trainer: %s\n(see trainer --help)\n", err);
+        train_config_free(&cfg);
+        return EXIT_BAD_INPUT;
+    }
+    if (cfg.show_help) {
+        train_config_print_help(stdout);
+        train_config_free(&cfg);
+        return EXIT_OK;
+    }
+    tf_log_set_level(cfg.verbosity);
+    for (int i = 0; i < cfg.num_warnings; i++) tf_warn("%s", cfg.warnings[i]);
+    if (!cfg.is_chief) {
+        tf_warn("TF_CONFIG task type '%s' (index %d): this trainer runs on one machine and only "
+                "the chief trains; nothing to do here.", cfg.task_type, cfg.task_index);
+        train_config_free(&cfg);
+        return EXIT_OK;
+    }
+    Device device;
+    if (device_parse(cfg.device, &device) != 0) {
+        train_config_free(&cfg);
+        return fail(EXIT_BAD_INPUT, "--device: '%s' is not available in this build", cfg.device);
+    }
+    char temp_dir[] = "/tmp/tmpXXXXXXXX";
+    if (!cfg.model_dir) {
+        if (!mkdtemp(temp_dir)) {
+            train_config_free(&cfg);
+            return fail(EXIT_RUN_FAILED, "cannot create a temporary model directory: %s",
+                        strerror(errno));
+        }
+        cfg.model_dir = temp_dir;
+        tf_warn("Using temporary folder as model directory: %s", temp_dir);
+    }
+    char described[2048];
+    train_config_describe(&cfg, described, sizeof described);
+    tf_info("Using config: %s", described);
+
+    /* 2. data: each set decoded into memory once */
+    Dataset train_set, test_set;
+    if (load_dataset("train", cfg.train_paths, cfg.num_train, &train_set, err, sizeof err) != 0) {
+        train_config_free(&cfg);
+        return fail(EXIT_BAD_INPUT, "%s", err);
+    }
+    if (load_dataset("test", cfg.test_paths, cfg.num_test, &test_set, err, sizeof err) != 0) {
+        dataset_free(&train_set);
+        train_config_free(&cfg);
+        return fail(EXIT_BAD_INPUT, "%s", err);
+    }
+    tf_info("Loaded %d training and %d evaluation examples.", train_set.n, test_set.n);
+
+    /* 3. the model */
+    ModelConfig mc;
+    model_config_default(&mc);
+    mc.spec = cfg.model_spec;
+    mc.batch = cfg.batch_size;
+    mc.device = device;
+    mc.seed = cfg.seed;
+    mc.optimizer = cfg.optimizer;
+    mc.learning_rate = (float)cfg.learning_rate;
+    mc.momentum = (float)cfg.momentum;
+    mc.threads = cfg.threads;
+    Job job = {.cfg = &cfg, .last_saved_step = -1, .last_save_time = now_seconds()};
+    int status = EXIT_OK;
+    job.model = model_create(&mc, err, sizeof err);
+    if (!job.model) {
+        status = fail(EXIT_BAD_INPUT, "%s", err);
+        goto done;
+    }
+    if (cfg.hypertune) hypertune_init(&job.hypertune, cfg.hypertune_path, cfg.trial);
+
+    /* 4. resume from the newest complete checkpoint in the job dir */
+    int64_t saved_step = 0;
+    int found = checkpoint_latest(cfg.model_dir, job.last_checkpoint, sizeof job.last_checkpoint,
+                                  &saved_step, err, sizeof err);
+    if (found < 0) {
+        status = fail(EXIT_RUN_FAILED, "%s", err);
+        goto done;
+    }
+    if (found) {
+        tf_info("Restoring parameters from %s", job.last_checkpoint);
+        if (model_checkpoint_restore(job.model, job.last_checkpoint, err, sizeof err) != 0) {
+            status = fail(EXIT_RUN_FAILED, "%s", err);
+            goto done;
+        }
+        job.last_saved_step = model_step(job.model);
+    }
+
+    /* 5. training, unless the job dir already holds --steps */
+    if (model_step(job.model) >= cfg.steps) {
+        tf_info("Skipping training since max_steps has already saved.");
+    } else {
+        install_stop_handlers();
+        if (model_set_train_data(job.model, train_set.pixels, train_set.labels, train_set.n,
+                                 cfg.shuffle, cfg.seed, err, sizeof err) != 0 ||
+            !(job.train_events = event_writer_open(cfg.model_dir, err, sizeof err)) ||
+            event_writer_add_session_log(job.train_events, model_step(job.model),
+                                         SESSION_LOG_START, NULL, err, sizeof err) != 0) {
+            status = fail(EXIT_RUN_FAILED, "%s", err);
+            goto done;
+        }
+        /* CheckpointSaverHook saves at the start of a fresh run (model.ckpt-0) */
+        if (job.last_saved_step < 0 && save_checkpoint(&job, err, sizeof err) != 0) {
+            status = fail(EXIT_RUN_FAILED, "%s", err);
+            goto done;
+        }
+        int rc = train(&job, &test_set, err, sizeof err);
+        if (rc != 0) {
+            status = fail(EXIT_RUN_FAILED, "%s", err);
+            goto done;
+        }
+        if (g_stop_signal) {
+            status = 128 + g_stop_signal;
+            goto done;
+        }
+    }
+
+    /* 6. evaluation on the whole test set, export, tuning metric */
+    if (evaluate(&job, &test_set, NULL, err, sizeof err) != 0 ||
+        export_model(&job, err, sizeof err) != 0) {
+        status = fail(EXIT_RUN_FAILED, "%s", err);
+        goto done;
+    }
+
+done:
+    if (job.train_events && event_writer_close(job.train_events, err, sizeof err) != 0 &&
+        status == EXIT_OK)
+        status = fail(EXIT_RUN_FAILED, "%s", err);
+    if (job.eval_events && event_writer_close(job.eval_events, err, sizeof err) != 0 &&
+        status == EXIT_OK)
+        status = fail(EXIT_RUN_FAILED, "%s", err);
+    if (cfg.hypertune) hypertune_free(&job.hypertune);
+    model_free(job.model);
+    dataset_free(&train_set);
+    dataset_free(&test_set);
+    if (cfg.model_dir == temp_dir) cfg.model_dir = NULL;
+    train_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,298 @@
+"""The trainer end to end on the real MNIST, with TensorFlow as the judge of what it leaves.
+
+One 500-step CPU training run (shared by the tests of this module) must reach >= 97% test
+accuracy and print the Estimator's log lines; TF reads its checkpoint (tf.train.load_checkpoint),
+its events (summary_iterator) and loads its export (tf.saved_model.load), whose accuracy on 1,000
+test images equals what the trainer reported for them. Smaller runs check resume, signals, NaN
+and flag errors.
+"""
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(os.environ.get("BUILD_DIR", os.path.join(REPO, "build")), "bin")
+TRAINER = os.path.join(BIN, "trainer")
+TFRECORD = os.path.join(BIN, "tfrecord")
+QUICK_ENV = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SM_", "TF_CONFIG", "CLOUD_ML_"))}
+
+LOSS_RE = r"INFO:tensorflow:loss = ([0-9.e+-]+), step = (\d+)"
+DICT_RE = (r"INFO:tensorflow:Saving dict for global step (\d+): accuracy = ([0-9.e+-]+), "
+           r"global_step = (\d+), loss = ([0-9.e+-]+)")
+
+
+def tf():
+    import tensorflow
+    return tensorflow
+
+
+def run_trainer(args, env=None, timeout=600):
+    assert os.access(TRAINER, os.X_OK), f"{TRAINER} is missing: build the trainer target"
+    e = dict(QUICK_ENV)
+    e.update(env or {})
+    p = subprocess.run([TRAINER] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=e, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def eval_dict(log):
+    """(step, accuracy, loss) of the last 'Saving dict' line."""
+    m = re.findall(DICT_RE, log)
+    assert m, "no 'Saving dict for global step' line in:\n" + log[-3000:]
+    step, acc, gs, loss = m[-1]
+    assert step == gs
+    return int(step), float(acc), float(loss)
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    """Paths of the train and test TFRecords (data/prepare.sh's, else made here with `tfrecord
+    from-idx` from the shipped IDX files), and of the first 1,000 test records."""
+    d = os.path.join(REPO, "data", "mnist")
+    train = os.path.join(d, "mnist_train.tfrecords")
+    test = os.path.join(d, "mnist_test.tfrecords")
+    out = tmp_path_factory.mktemp("mnist")
+    if not (os.path.exists(train) and os.path.exists(test)):
+        assert os.access(TFRECORD, os.X_OK), f"{TFRECORD} is missing"
+        for split, prefix in (("train", "train"), ("test", "t10k")):
+            images = glob.glob(os.path.join(d, f"{prefix}-images*"))
+            labels = glob.glob(os.path.join(d, f"{prefix}-labels*"))
+            assert images and labels, f"no MNIST IDX files for {split} in {d}"
+            dst = str(out / f"mnist_{split}.tfrecords")
+            subprocess.run([TFRECORD, "from-idx", "--images", images[0], "--labels", labels[0],
+                            "--output", dst], check=True)
+        train = str(out / "mnist_train.tfrecords")
+        test = str(out / "mnist_test.tfrecords")
+    # the first 1,000 test examples, written by TensorFlow itself
+    small = str(out / "mnist_test_1000.tfrecords")
+    with tf().io.TFRecordWriter(small) as w:
+        for rec in tf().data.TFRecordDataset(test).take(1000):
+            w.write(rec.numpy())
+    return {"train": train, "test": test, "test1000": small}
+
+
+def decode_examples(path):
+    """images float32 [n,28,28,1] (raw 0..255) and labels int64 [n] via tf.io.parse_example."""
+    t = tf()
+    feats = {"image_raw": t.io.FixedLenFeature([], t.string),
+             "label": t.io.FixedLenFeature([], t.int64)}
+    images, labels = [], []
+    for batch in t.data.TFRecordDataset(path).batch(1000):
+        ex = t.io.parse_example(batch, feats)
+        px = t.io.decode_raw(ex["image_raw"], t.uint8)
+        images.append(t.reshape(t.cast(px, t.float32), [-1, 28, 28, 1]).numpy())
+        labels.append(ex["label"].numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+# ---- the main run: 500 steps on the CPU -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def main_run(mnist, tmp_path_factory):
+    job = str(tmp_path_factory.mktemp("job") / "mnist")
+    t0 = time.time()
+    rc, out, err = run_trainer(["--train", mnist["train"], "--test", mnist["test"],
+                                "--steps", "500", "--job-dir", job, "--device", "cpu",
+                                "--save-checkpoints-steps", "250"])
+    assert rc == 0, err[-5000:]
+    return {"job": job, "log": err, "seconds": time.time() - t0}
+
+
+def test_accuracy_and_estimator_log_lines(main_run):
+    log, job = main_run["log"], main_run["job"]
+    step, acc, loss = eval_dict(log)
+    assert step == 500
+    assert acc >= 0.97, f"test accuracy {acc} < 0.97 after 500 steps"
+    assert 0 < loss < 0.2
+    steps = [int(s) for _, s in re.findall(LOSS_RE, log)]
+    assert steps == [1, 101, 201, 301, 401], steps
+    assert re.search(r"^INFO:tensorflow:loss = [0-9.]+, step = 1$", log, re.M)
+    assert re.search(r"^INFO:tensorflow:loss = [0-9.]+, step = 101 \(\d+\.\d{3} sec\)$", log, re.M)
+    assert len(re.findall(r"^INFO:tensorflow:global_step/sec: [0-9.e+]+$", log, re.M)) == 4
+    for s in (0, 250, 500):
+        assert f"INFO:tensorflow:Saving checkpoints for {s} into {job}/model.ckpt.\n" in log
+    assert re.search(r"^INFO:tensorflow:Loss for final step: [0-9.]+\.$", log, re.M)
+    assert "INFO:tensorflow:Signatures INCLUDED in export for Predict: ['serving_default']" in log
+    assert "\r" not in log, "progress line written to a non-terminal"
+
+
+def test_checkpoint_read_by_tensorflow(main_run):
+    t, job = tf(), main_run["job"]
+    assert t.train.latest_checkpoint(job) == os.path.join(job, "model.ckpt-500")
+    state = open(os.path.join(job, "checkpoint")).read()
+    assert 'model_checkpoint_path: "model.ckpt-500"' in state
+    assert re.findall(r'all_model_checkpoint_paths: "([^"]+)"', state) == [
+        "model.ckpt-0", "model.ckpt-250", "model.ckpt-500"]
+    r = t.train.load_checkpoint(job)
+    shapes = r.get_variable_to_shape_map()
+    expect = {"conv2d/kernel": [5, 5, 1, 32], "conv2d/bias": [32],
+              "conv2d_1/kernel": [5, 5, 32, 64], "conv2d_1/bias": [64],
+              "dense/kernel": [3136, 1024], "dense/bias": [1024],
+              "dense_1/kernel": [1024, 10], "dense_1/bias": [10], "global_step": []}
+    for name, shape in expect.items():
+        assert shapes.get(name) == shape, (name, shapes.get(name))
+    assert int(r.get_tensor("global_step")) == 500
+    # the Adam state is in the checkpoint too (one slot pair per parameter at least)
+    assert len(shapes) >= len(expect) + 16, sorted(shapes)
+    k = r.get_tensor("conv2d/kernel")
+    assert np.isfinite(k).all() and np.abs(k).max() > 0
+
+
+def test_events_read_by_tensorflow(main_run):
+    t, job = tf(), main_run["job"]
+    _, acc, loss = eval_dict(main_run["log"])
+
+    def scalars(path):
+        out, first = {}, None
+        for ev in t.compat.v1.train.summary_iterator(path):
+            if first is None:
+                first = ev.file_version
+            for v in ev.summary.value:
+                out.setdefault(v.tag, []).append((ev.step, v.simple_value))
+        return first, out
+
+    train_files = glob.glob(os.path.join(job, "events.out.tfevents.*"))
+    assert len(train_files) == 1, train_files
+    first, train = scalars(train_files[0])
+    assert first == "brain.Event:2"
+    assert [s for s, _ in train["loss"]] == [1, 101, 201, 301, 401]
+    assert [s for s, _ in train["global_step/sec"]] == [101, 201, 301, 401]
+    eval_files = glob.glob(os.path.join(job, "eval", "events.out.tfevents.*"))
+    assert len(eval_files) == 1, eval_files
+    first, ev = scalars(eval_files[0])
+    assert first == "brain.Event:2"
+    assert ev["accuracy"] == [(500, pytest.approx(acc, abs=1e-6))]
+    assert ev["loss"] == [(500, pytest.approx(loss, rel=1e-6))]
+
+
+def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist, tmp_path):
+    """A run to an already-reached step skips training, evaluates (here on 1,000 test images)
+    and exports; TF's own run of that export gives the accuracy the trainer reported."""
+    job = main_run["job"]
+    sm_dir = str(tmp_path / "sm_model")
+    metrics = str(tmp_path / "hp" / "output.metrics")
+    time.sleep(1.1)   # a new export version (unix seconds) beside the first run's
+    rc, _, log = run_trainer(["--train", mnist["train"], "--test", mnist["test1000"],
+                              "--steps", "500", "--job-dir", job, "--device", "cpu"],
+                             env={"SM_MODEL_DIR": sm_dir, "CLOUD_ML_HP_METRIC_FILE": metrics})
+    assert rc == 0, log[-3000:]
+    assert "INFO:tensorflow:Skipping training since max_steps has already saved." in log
+    assert "Saving checkpoints for" not in log
+    step, acc, _ = eval_dict(log)
+    assert step == 500
+
+    exports = sorted(glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10)))
+    assert len(exports) == 2, exports
+    sm_exports = glob.glob(os.path.join(sm_dir, "[0-9]*", "saved_model.pb"))
+    assert len(sm_exports) == 1, os.listdir(sm_dir) if os.path.isdir(sm_dir) else sm_dir
+
+    images, labels = decode_examples(mnist["test1000"])
+    assert len(labels) == 1000
+    t = tf()
+    for export in (exports[-1], os.path.dirname(sm_exports[0])):
+        loaded = t.saved_model.load(export, tags=["serve"])
+        fn = loaded.signatures["serving_default"]
+        probs = fn(image_input=t.constant(images))["dense_1"].numpy()
+        assert probs.shape == (1000, 10)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+        tf_acc = float(np.mean(np.argmax(probs, axis=1) == labels))
+        assert abs(tf_acc - acc) < 1e-6, (tf_acc, acc)
+
+    # the tuning metric, as cloudml-hypertune writes it
+    lines = open(metrics).read().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["global_step"] == "500" and entry["trial"] == "0"
+    assert abs(float(entry["accuracy"]) - acc) < 1e-6
+    assert list(entry) == sorted(entry)
+
+
+# ---- resume -------------------------------------------------------------------------------------
+
+SMALL = ["--batch-size", "20", "--device", "cpu", "--log-step-count-steps", "100"]
+
+
+def test_resume_continues_like_an_uninterrupted_run(mnist, tmp_path):
+    job, straight = str(tmp_path / "job"), str(tmp_path / "straight")
+    common = ["--train", mnist["train"], "--test", mnist["test1000"]] + SMALL
+    rc, _, log1 = run_trainer(common + ["--steps", "200", "--job-dir", job,
+                                        "--save-checkpoints-steps", "100", "--foo", "bar"])
+    assert rc == 0, log1[-3000:]
+    assert "WARNING:tensorflow:ignoring unknown flag --foo bar" in log1
+    assert glob.glob(os.path.join(job, "model.ckpt-200.index"))
+    rc, _, log2 = run_trainer(common + ["--steps", "300", "--job-dir", job,
+                                        "--save-checkpoints-steps", "100"])
+    assert rc == 0, log2[-3000:]
+    assert f"INFO:tensorflow:Restoring parameters from {job}/model.ckpt-200\n" in log2
+    resumed_steps = [int(s) for _, s in re.findall(LOSS_RE, log2)]
+    assert resumed_steps == [201], resumed_steps
+    assert "Saving checkpoints for 200 into" not in log2
+    assert f"Saving checkpoints for 300 into {job}/model.ckpt." in log2
+    assert int(tf().train.load_checkpoint(job).get_tensor("global_step")) == 300
+
+    # the same 300 steps in one go: same batches (order depends on seed and step only), same
+    # Adam state after the restore, so the same loss at step 201 and the same evaluation
+    rc, _, log3 = run_trainer(common + ["--steps", "300", "--job-dir", straight])
+    assert rc == 0, log3[-3000:]
+    straight_losses = dict((int(s), l) for l, s in re.findall(LOSS_RE, log3))
+    resumed_losses = dict((int(s), l) for l, s in re.findall(LOSS_RE, log2))
+    assert resumed_losses[201] == straight_losses[201]
+    assert eval_dict(log2) == eval_dict(log3)
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(mnist, tmp_path):
+    job = str(tmp_path / "job")
+    p = subprocess.Popen([TRAINER, "--train", mnist["test1000"], "--test", mnist["test1000"],
+                          "--steps", "1000000", "--job-dir", job, "--batch-size", "10",
+                          "--device", "cpu", "--log-step-count-steps", "5"],
+                         stderr=subprocess.PIPE, text=True, env=QUICK_ENV)
+    seen = []
+    for line in p.stderr:
+        seen.append(line)
+        if re.match(LOSS_RE, line):
+            break
+    p.send_signal(signal.SIGTERM)
+    rest, _ = p.communicate(timeout=120)
+    log = "".join(seen) + rest
+    assert p.returncode == 128 + signal.SIGTERM, log[-3000:]
+    assert "Received SIGTERM" in log
+    step = int(re.findall(r"Saving checkpoints for (\d+) into", log)[-1])
+    assert step > 0
+    assert tf().train.latest_checkpoint(job) == os.path.join(job, f"model.ckpt-{step}")
+
+
+def test_nan_loss_stops_with_the_estimator_message(mnist, tmp_path):
+    rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
+                              "--steps", "50", "--job-dir", str(tmp_path / "job"),
+                              "--batch-size", "10", "--device", "cpu", "--learning-rate", "1e30",
+                              "--log-step-count-steps", "1"])
+    assert rc == 1, log[-3000:]
+    assert "ERROR:tensorflow:Model diverged with loss = NaN.\n" in log
+    assert "NaN loss during training" in log
+    assert not re.search(r"loss = nan", log)
+
+
+def test_bad_flags_exit_2_naming_them(mnist, tmp_path):
+    base = ["--train", mnist["test1000"], "--test", mnist["test1000"],
+            "--job-dir", str(tmp_path / "job")]
+    for extra, needle in ((["--steps", "abc"], "--steps"),
+                          (["--batch-size", "-3"], "--batch-size"),
+                          (["--verbosity", "LOUD"], "--verbosity")):
+        rc, _, log = run_trainer(base + extra)
+        assert rc == 2 and needle in log, (extra, rc, log)
+    missing = str(tmp_path / "nope.tfrecords")
+    rc, _, log = run_trainer(["--train", missing, "--test", mnist["test1000"],
+                              "--job-dir", str(tmp_path / "job")])
+    assert rc == 2 and "--train" in log and missing in log, log
+    assert not os.path.exists(str(tmp_path / "job")), "work started before the error"
