@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli/hypertune.h"
+#include "cli/model_graph.h"
 #include "cli/model_state.h"
 #include "cli/tf_log.h"
 #include "cli/train_config.h"
@@ -119,6 +120,9 @@ static void dataset_free(Dataset *ds) {
 typedef struct {
     const TrainConfig *cfg;
     Model *model;
+    SmModel graph;                 /* the serving graph of the model (exports, .meta, events) */
+    SmLayer graph_layers[MODEL_SPEC_MAX_LAYERS];
+    PbBuf meta_graph;              /* its MetaGraphDef: model.ckpt-N.meta, the events' graph */
     EventWriter *train_events;     /* <model_dir>/events.out.tfevents.* */
     EventWriter *eval_events;      /* <model_dir>/eval/events.out.tfevents.* */
     Hypertune hypertune;
@@ -139,7 +143,9 @@ static int save_checkpoint(Job *job, char *err, size_t errlen) {
             job->cfg->model_dir);
     if (model_checkpoint_save(job->model, job->cfg->model_dir, job->cfg->keep_checkpoint_max,
                               job->last_checkpoint, sizeof job->last_checkpoint, err,
-                              errlen) != 0)
+                              errlen) != 0 ||
+        checkpoint_write_meta(job->last_checkpoint, job->meta_graph.data, job->meta_graph.len,
+                              err, errlen) != 0)
         return -1;
     job->last_saved_step = step;
     job->last_save_time = now_seconds();
@@ -199,16 +205,23 @@ static int evaluate(Job *job, const Dataset *test, double *accuracy_out, char *e
     return 0;
 }
 
-/* The serving graph of the model: the original CNN (tf-formats.md §4.5, the fixture's names). */
-static int export_graph(const TrainConfig *cfg, SmModel *sm, SmLayer layers[8], char *err,
-                        size_t errlen) {
-    if (cfg->model_spec) {
-        snprintf(err, errlen, "--model: exporting a model other than the original CNN is not "
-                 "supported yet");
+/* The model as a TF graph: its serving layer list (cli/model_graph.h) and the MetaGraphDef that
+ * goes beside each checkpoint (model.ckpt-N.meta) and into the training events (TensorBoard's
+ * Graphs tab), as the Estimator's Saver and summary writer leave them. */
+static int describe_graph(Job *job, char *err, size_t errlen) {
+    char why[1024];
+    if (model_graph_from_spec(job->cfg->model_spec, &job->graph, job->graph_layers, why,
+                              sizeof why) != 0) {
+        snprintf(err, errlen, "--model: %s", why);
         return -1;
     }
-    sm_model_original_cnn(sm, layers);
-    return 0;
+    ModelSnapshot snap;
+    int rc = model_snapshot_take(job->model, 0, &snap, err, errlen);
+    if (rc == 0)
+        rc = savedmodel_encode_meta_graph(&job->graph, snap.tensors, snap.n, &job->meta_graph, err,
+                                          errlen);
+    model_snapshot_free(&snap);
+    return rc;
 }
 
 /* SavedModel exports: <model_dir>/export/<exporter>/<unix secs>/ (newest exports_to_keep kept),
@@ -216,9 +229,6 @@ static int export_graph(const TrainConfig *cfg, SmModel *sm, SmLayer layers[8], 
 static int export_model(Job *job, char *err, size_t errlen) {
     const TrainConfig *cfg = job->cfg;
     if (!cfg->export_enabled) return 0;
-    SmModel sm;
-    SmLayer layers[8];
-    if (export_graph(cfg, &sm, layers, err, errlen) != 0) return -1;
     ModelSnapshot snap;
     if (model_snapshot_take(job->model, 0, &snap, err, errlen) != 0) {
         model_snapshot_free(&snap);
@@ -231,11 +241,11 @@ static int export_model(Job *job, char *err, size_t errlen) {
     tf_info("Signatures INCLUDED in export for Eval: None");
     char base[4096], path[4096];
     snprintf(base, sizeof base, "%s/export/%s", cfg->model_dir, cfg->exporter_name);
-    int rc = savedmodel_export_timestamped(base, &sm, snap.tensors, snap.n, cfg->exports_to_keep,
+    int rc = savedmodel_export_timestamped(base, &job->graph, snap.tensors, snap.n, cfg->exports_to_keep,
                                            path, sizeof path, err, errlen);
     if (rc == 0) tf_info("SavedModel written to: %s/saved_model.pb", path);
     if (rc == 0 && cfg->sm_model_dir) {
-        rc = savedmodel_export_timestamped(cfg->sm_model_dir, &sm, snap.tensors, snap.n,
+        rc = savedmodel_export_timestamped(cfg->sm_model_dir, &job->graph, snap.tensors, snap.n,
                                            cfg->exports_to_keep, path, sizeof path, err, errlen);
         if (rc == 0) tf_info("SavedModel written to: %s/saved_model.pb", path);
     }
@@ -405,9 +415,14 @@ int main(int argc, char **argv) {
     mc.momentum = (float)cfg.momentum;
     mc.threads = cfg.threads;
     Job job = {.cfg = &cfg, .last_saved_step = -1, .last_save_time = now_seconds()};
+    pb_buf_init(&job.meta_graph);
     int status = EXIT_OK;
     job.model = model_create(&mc, err, sizeof err);
     if (!job.model) {
+        status = fail(EXIT_BAD_INPUT, "%s", err);
+        goto done;
+    }
+    if (describe_graph(&job, err, sizeof err) != 0) {
         status = fail(EXIT_BAD_INPUT, "%s", err);
         goto done;
     }
@@ -439,7 +454,9 @@ int main(int argc, char **argv) {
                                  cfg.shuffle, cfg.seed, err, sizeof err) != 0 ||
             !(job.train_events = event_writer_open(cfg.model_dir, err, sizeof err)) ||
             event_writer_add_session_log(job.train_events, model_step(job.model),
-                                         SESSION_LOG_START, NULL, err, sizeof err) != 0) {
+                                         SESSION_LOG_START, NULL, err, sizeof err) != 0 ||
+            event_writer_add_meta_graph(job.train_events, job.meta_graph.data,
+                                        job.meta_graph.len, err, sizeof err) != 0) {
             status = fail(EXIT_RUN_FAILED, "%s", err);
             goto done;
         }
@@ -474,6 +491,7 @@ done:
         status == EXIT_OK)
         status = fail(EXIT_RUN_FAILED, "%s", err);
     if (cfg.hypertune) hypertune_free(&job.hypertune);
+    pb_buf_free(&job.meta_graph);
     model_free(job.model);
     dataset_free(&train_set);
     dataset_free(&test_set);

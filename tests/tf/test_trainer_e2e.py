@@ -71,7 +71,7 @@ def mnist(tmp_path_factory):
             assert images and labels, f"no MNIST IDX files for {split} in {d}"
             dst = str(out / f"mnist_{split}.tfrecords")
             subprocess.run([TFRECORD, "from-idx", "--images", images[0], "--labels", labels[0],
-                            "--output", dst], check=True)
+                            "--out", dst], check=True)
         train = str(out / "mnist_train.tfrecords")
         test = str(out / "mnist_test.tfrecords")
     # the first 1,000 test examples, written by TensorFlow itself
@@ -220,34 +220,37 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
 
 # ---- resume -------------------------------------------------------------------------------------
 
-SMALL = ["--batch-size", "20", "--device", "cpu", "--log-step-count-steps", "100"]
+SMALL = ["--batch-size", "20", "--device", "cpu", "--log-step-count-steps", "20"]
 
 
 def test_resume_continues_like_an_uninterrupted_run(mnist, tmp_path):
+    """40 steps with checkpoints, then on to 60 from the checkpoint, against 60 in one go. The
+    1,000-example training set makes an epoch 50 steps, so the resumed part crosses a reshuffle."""
     job, straight = str(tmp_path / "job"), str(tmp_path / "straight")
-    common = ["--train", mnist["train"], "--test", mnist["test1000"]] + SMALL
-    rc, _, log1 = run_trainer(common + ["--steps", "200", "--job-dir", job,
-                                        "--save-checkpoints-steps", "100", "--foo", "bar"])
+    common = ["--train", mnist["test1000"], "--test", mnist["test1000"]] + SMALL
+    rc, _, log1 = run_trainer(common + ["--steps", "40", "--job-dir", job,
+                                        "--save-checkpoints-steps", "20", "--foo", "bar"])
     assert rc == 0, log1[-3000:]
     assert "WARNING:tensorflow:ignoring unknown flag --foo bar" in log1
-    assert glob.glob(os.path.join(job, "model.ckpt-200.index"))
-    rc, _, log2 = run_trainer(common + ["--steps", "300", "--job-dir", job,
-                                        "--save-checkpoints-steps", "100"])
+    assert os.path.exists(os.path.join(job, "model.ckpt-40.index"))
+    assert os.path.exists(os.path.join(job, "model.ckpt-40.meta"))
+    rc, _, log2 = run_trainer(common + ["--steps", "60", "--job-dir", job,
+                                        "--save-checkpoints-steps", "20"])
     assert rc == 0, log2[-3000:]
-    assert f"INFO:tensorflow:Restoring parameters from {job}/model.ckpt-200\n" in log2
+    assert f"INFO:tensorflow:Restoring parameters from {job}/model.ckpt-40\n" in log2
     resumed_steps = [int(s) for _, s in re.findall(LOSS_RE, log2)]
-    assert resumed_steps == [201], resumed_steps
-    assert "Saving checkpoints for 200 into" not in log2
-    assert f"Saving checkpoints for 300 into {job}/model.ckpt." in log2
-    assert int(tf().train.load_checkpoint(job).get_tensor("global_step")) == 300
+    assert resumed_steps == [41], resumed_steps
+    assert "Saving checkpoints for 40 into" not in log2
+    assert f"Saving checkpoints for 60 into {job}/model.ckpt." in log2
+    assert int(tf().train.load_checkpoint(job).get_tensor("global_step")) == 60
 
-    # the same 300 steps in one go: same batches (order depends on seed and step only), same
-    # Adam state after the restore, so the same loss at step 201 and the same evaluation
-    rc, _, log3 = run_trainer(common + ["--steps", "300", "--job-dir", straight])
+    # the same 60 steps in one go: same batches (the order depends on seed and step only), the
+    # same Adam state after the restore, so the same loss at step 41 and the same evaluation
+    rc, _, log3 = run_trainer(common + ["--steps", "60", "--job-dir", straight])
     assert rc == 0, log3[-3000:]
     straight_losses = dict((int(s), l) for l, s in re.findall(LOSS_RE, log3))
     resumed_losses = dict((int(s), l) for l, s in re.findall(LOSS_RE, log2))
-    assert resumed_losses[201] == straight_losses[201]
+    assert resumed_losses[41] == straight_losses[41]
     assert eval_dict(log2) == eval_dict(log3)
 
 
@@ -263,7 +266,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(mnist, tmp_path):
         if re.match(LOSS_RE, line):
             break
     p.send_signal(signal.SIGTERM)
-    rest, _ = p.communicate(timeout=120)
+    _, rest = p.communicate(timeout=120)
     log = "".join(seen) + rest
     assert p.returncode == 128 + signal.SIGTERM, log[-3000:]
     assert "Received SIGTERM" in log
@@ -275,7 +278,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(mnist, tmp_path):
 def test_nan_loss_stops_with_the_estimator_message(mnist, tmp_path):
     rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
                               "--steps", "50", "--job-dir", str(tmp_path / "job"),
-                              "--batch-size", "10", "--device", "cpu", "--learning-rate", "1e30",
+                              "--batch-size", "10", "--device", "cpu", "--learning-rate", "3e38",
                               "--log-step-count-steps", "1"])
     assert rc == 1, log[-3000:]
     assert "ERROR:tensorflow:Model diverged with loss = NaN.\n" in log
