@@ -6,6 +6,7 @@
 
 #define DIRECT_INLINE static inline __attribute__((always_inline))
 
+
 /* Valid kernel range [*k0, *k1) for output position o along one axis; returns the input index
  * of kernel index 0. */
 DIRECT_INLINE int direct_range(int o, int stride, int pad, int k, int in, int *k0, int *k1) {
@@ -60,25 +61,45 @@ DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
     }
 }
 
+/* Output positions o in [*lo, *hi) whose input index o*stride - pad + t lies in [0, in). */
+DIRECT_INLINE void valid_outputs(int t, int stride, int pad, int in, int out, int *lo, int *hi) {
+    int a = pad - t, b = in - 1 + pad - t; /* o*stride in [a, b] */
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    *hi = b < 0 ? 0 : b / stride + 1;
+    if (*hi > out) *hi = out;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /* For one tap (kh, kw) and input channel c: sum over output pixels of x * dy[pixel, k0:k0+kb],
- * added to dwp. */
+ * added to dwp. Each row's valid pixels alternate between two accumulator sets (independent
+ * add chains), added together at the end: a fixed order. */
 DIRECT_INLINE void filter_tap(const Conv2dShape *s, const float *restrict xi,
                               const float *restrict dyi, int kh, int kw, int c, int k0, int kb,
                               float *restrict dwp) {
     const int C = s->c, K = s->k;
-    float acc[DIRECT_KB] = {0};
-    for (int oh = 0; oh < s->oh; oh++) {
+    float acc0[DIRECT_KB] = {0}, acc1[DIRECT_KB] = {0};
+    int oh0, oh1, ow0, ow1;
+    valid_outputs(kh, s->stride_h, s->pad_top, s->h, s->oh, &oh0, &oh1);
+    valid_outputs(kw, s->stride_w, s->pad_left, s->w, s->ow, &ow0, &ow1);
+    const size_t xstep = (size_t)s->stride_w * C;
+    for (int oh = oh0; oh < oh1; oh++) {
         const int ih = oh * s->stride_h - s->pad_top + kh;
-        if (ih < 0 || ih >= s->h) continue;
-        for (int ow = 0; ow < s->ow; ow++) {
-            const int iw = ow * s->stride_w - s->pad_left + kw;
-            if (iw < 0 || iw >= s->w) continue;
-            const float xv = xi[((size_t)ih * s->w + iw) * C + c];
-            const float *restrict d = dyi + ((size_t)oh * s->ow + ow) * K + k0;
-            for (int j = 0; j < kb; j++) acc[j] += xv * d[j];
+        const float *xp = xi + ((size_t)ih * s->w + ow0 * s->stride_w - s->pad_left + kw) * C + c;
+        const float *restrict d = dyi + ((size_t)oh * s->ow + ow0) * K + k0;
+        int ow = ow0;
+        for (; ow + 1 < ow1; ow += 2, xp += 2 * xstep, d += 2 * (size_t)K) {
+            const float x0 = xp[0], x1 = xp[xstep];
+            for (int j = 0; j < kb; j++) {
+                acc0[j] += x0 * d[j];
+                acc1[j] += x1 * d[K + j];
+            }
+        }
+        if (ow < ow1) {
+            const float x0 = xp[0];
+            for (int j = 0; j < kb; j++) acc0[j] += x0 * d[j];
         }
     }
-    for (int j = 0; j < kb; j++) dwp[j] += acc[j];
+    for (int j = 0; j < kb; j++) dwp[j] += acc0[j] + acc1[j];
 }
 
 DIRECT_INLINE void filter_body(const Conv2dShape *s, const float *restrict xi,
