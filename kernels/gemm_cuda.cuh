@@ -5,8 +5,8 @@
  * the convolutions. So conv2d forward, backward-data and backward-filter, dense forward/backward
  * and sgemm share one kernel and one set of bounds checks.
  *
- * Tiling: a block of 256 threads computes a BM x BN tile of C (64x64, 128x64 or 128x32, by
- * shape); each thread a TM x TN micro-tile in registers, from 16-deep slices of A and B staged
+ * Tiling: a block of 256 threads computes a BM x BN tile of C (64x64, 64x32, 128x64 or 128x32,
+ * by shape); each thread a TM x TN micro-tile in registers, from 16-deep slices of A and B staged
  * in shared memory (A as As[k][m], B as Bs[k][n], so each thread reads its TM consecutive m and
  * TN consecutive n as float4/float2 vectors). The next slice is loaded into registers while the
  * current one is multiplied.
@@ -47,6 +47,7 @@ struct Tile {
 using Tile64x64 = Tile<64, 64, 4, 4>;   /* small or square problems */
 using Tile128x64 = Tile<128, 64, 8, 4>; /* many rows: twice the FMAs per shared-memory read */
 using Tile128x32 = Tile<128, 32, 8, 2>; /* many rows, 32 columns (conv1, conv2's data grad) */
+using Tile64x32 = Tile<64, 32, 4, 2>;   /* few rows, few columns (conv1's filter grad, dense2) */
 
 /* Reads n consecutive floats of a shared-memory row (16-byte aligned for n % 4 == 0, 8 for 2). */
 template <int NV>
@@ -190,8 +191,8 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
 }
 
 /* The tile for a problem: 128-row tiles once there are enough rows to fill the GPU with them,
- * 32 columns when N is that narrow. (Prediction: ~2x the FMA rate of 64x64 on the conv GEMMs.) */
-enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32 };
+ * 32 columns when N is that narrow (half the wasted columns for N = 10 or 32). */
+enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32 };
 static inline TileKind choose_tile(int M, int N) {
     /* CNN_GEMM_TILE=64: the first version's 64x64 tile everywhere (for the benchmarks). */
     static int small_only = -1;
@@ -199,11 +200,12 @@ static inline TileKind choose_tile(int M, int N) {
         const char *v = getenv("CNN_GEMM_TILE");
         small_only = v && strcmp(v, "64") == 0;
     }
-    if (small_only || M < 2048) return TILE_64x64;
+    if (small_only) return TILE_64x64;
+    if (M < 2048) return N <= 32 ? TILE_64x32 : TILE_64x64;
     return N <= 32 ? TILE_128x32 : TILE_128x64;
 }
-static inline int tile_rows(TileKind t) { return t == TILE_64x64 ? 64 : 128; }
-static inline int tile_cols(TileKind t) { return t == TILE_128x32 ? 32 : 64; }
+static inline int tile_rows(TileKind t) { return t == TILE_64x64 || t == TILE_64x32 ? 64 : 128; }
+static inline int tile_cols(TileKind t) { return t == TILE_128x32 || t == TILE_64x32 ? 32 : 64; }
 
 /* How many slices the reduction of an M x N x K product is split into: as many as fit the
  * GPU's block slots (two 256-thread blocks per multiprocessor) in one wave, each slice at least
@@ -263,6 +265,9 @@ static cudaError_t launch(int M, int N, int K, ALoad a, BLoad b, Store st, float
     case TILE_128x32:
         return launch_tile<Tile128x32, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
                                                            stream);
+    case TILE_64x32:
+        return launch_tile<Tile64x32, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
+                                                          stream);
     default:
         return launch_tile<Tile64x64, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
                                                           stream);
