@@ -354,9 +354,8 @@ int main(int argc, char **argv) {
 
     /* 1. configuration: every flag and variable checked before any work */
     if (train_config_parse(&cfg, argc - 1, argv + 1, err, sizeof err) != 0) {
-        fprintf(stderr, "trainer: %s\n(see trainer --help)\n", err);
         train_config_free(&cfg);
-        return EXIT_BAD_INPUT;
+        return fail(EXIT_BAD_INPUT, "%s (see trainer --help)", err);
     }
     if (cfg.show_help) {
         train_config_print_help(stdout);
@@ -373,22 +372,11 @@ int main(int argc, char **argv) {
     }
     Device device;
     if (device_parse(cfg.device, &device) != 0) {
+        int status = fail(EXIT_BAD_INPUT, "--device: '%s' is not available in this build",
+                          cfg.device);
         train_config_free(&cfg);
-        return fail(EXIT_BAD_INPUT, "--device: '%s' is not available in this build", cfg.device);
+        return status;
     }
-    char temp_dir[] = "/tmp/tmpXXXXXXXX";
-    if (!cfg.model_dir) {
-        if (!mkdtemp(temp_dir)) {
-            train_config_free(&cfg);
-            return fail(EXIT_RUN_FAILED, "cannot create a temporary model directory: %s",
-                        strerror(errno));
-        }
-        cfg.model_dir = temp_dir;
-        tf_warn("Using temporary folder as model directory: %s", temp_dir);
-    }
-    char described[2048];
-    train_config_describe(&cfg, described, sizeof described);
-    tf_info("Using config: %s", described);
 
     /* 2. data: each set decoded into memory once */
     Dataset train_set, test_set;
@@ -401,6 +389,21 @@ int main(int argc, char **argv) {
         train_config_free(&cfg);
         return fail(EXIT_BAD_INPUT, "%s", err);
     }
+    char temp_dir[] = "/tmp/tmpXXXXXX";
+    if (!cfg.model_dir) {
+        if (!mkdtemp(temp_dir)) {
+            dataset_free(&train_set);
+            dataset_free(&test_set);
+            train_config_free(&cfg);
+            return fail(EXIT_RUN_FAILED, "cannot create a temporary model directory: %s",
+                        strerror(errno));
+        }
+        cfg.model_dir = temp_dir;
+        tf_warn("Using temporary folder as model directory: %s", temp_dir);
+    }
+    char described[2048];
+    train_config_describe(&cfg, described, sizeof described);
+    tf_info("Using config: %s", described);
     tf_info("Loaded %d training and %d evaluation examples.", train_set.n, test_set.n);
 
     /* 3. the model */
