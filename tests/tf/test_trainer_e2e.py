@@ -246,8 +246,10 @@ def test_resume_continues_like_an_uninterrupted_run(mnist, tmp_path):
 
     # the same 60 steps in one go: same batches (the order depends on seed and step only), the
     # same Adam state after the restore, so the same loss at step 41 and the same evaluation
-    rc, _, log3 = run_trainer(common + ["--steps", "60", "--job-dir", straight])
+    rc, _, log3 = run_trainer(common + ["--steps", "60", "--job-dir", straight,
+                                        "--eval-steps", "20"])
     assert rc == 0, log3[-3000:]
+    assert [int(m[0]) for m in re.findall(DICT_RE, log3)] == [20, 40, 60]
     straight_losses = dict((int(s), l) for l, s in re.findall(LOSS_RE, log3))
     resumed_losses = dict((int(s), l) for l, s in re.findall(LOSS_RE, log2))
     assert resumed_losses[41] == straight_losses[41]
@@ -299,3 +301,14 @@ def test_bad_flags_exit_2_naming_them(mnist, tmp_path):
                               "--job-dir", str(tmp_path / "job")])
     assert rc == 2 and "--train" in log and missing in log, log
     assert not os.path.exists(str(tmp_path / "job")), "work started before the error"
+
+
+def test_non_chief_roles_do_nothing(mnist, tmp_path):
+    job = str(tmp_path / "job")
+    rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
+                              "--job-dir", job],
+                             env={"TF_CONFIG": '{"cluster": {}, "task": {"type": "worker", '
+                                               '"index": 1}}'})
+    assert rc == 0, log
+    assert "WARNING:tensorflow:TF_CONFIG task type 'worker'" in log
+    assert not os.path.exists(job)
