@@ -9,7 +9,8 @@
  * by shape); each thread a TM x TN micro-tile in registers, from 16-deep slices of A and B staged
  * in shared memory (A as As[k][m], B as Bs[k][n], so each thread reads its TM consecutive m and
  * TN consecutive n as float4/float2 vectors). The next slice is loaded into registers while the
- * current one is multiplied.
+ * current one is multiplied, then stored into the other of two shared buffers: one barrier per
+ * slice.
  * Loads: A is read as A(m,k) = a.at(a.row(m), a.kctx(k)): row() and kctx() only compute (any
  * m, k) the per-row and per-column parts of the address (an image pixel's base and window
  * origin, a filter tap's offset), once per thread and once per slice; at() combines them and
@@ -77,8 +78,10 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
      * multiple of BK and of BM): the row and k index work is done once per row / per k. */
     static_assert(THREADS % BK == 0 && THREADS % BM == 0, "fixed k or fixed row per thread");
     constexpr int A_ROWS = A_K_FAST ? AP : 1;
-    __shared__ __align__(16) float As[BK][BM + PAD];
-    __shared__ __align__(16) float Bs[BK][BN + PAD];
+    /* Two buffers: slice s+1 is stored into one while slice s is read from the other, so one
+     * barrier per slice suffices. */
+    __shared__ __align__(16) float As[2][BK][BM + PAD];
+    __shared__ __align__(16) float Bs[2][BK][BN + PAD];
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
     const int kbeg = blockIdx.z * k_chunk;
@@ -141,24 +144,33 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
 #pragma unroll
         for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
 
-    if (kbeg < kend) load(kbeg);
-    for (int k0 = kbeg; k0 < kend; k0 += BK) {
+    auto stage = [&](int buf) {
 #pragma unroll
-        for (int i = 0; i < AP; i++) As[a_k(i)][a_m(i)] = ra[i];
+        for (int i = 0; i < AP; i++) As[buf][a_k(i)][a_m(i)] = ra[i];
 #pragma unroll
-        for (int i = 0; i < BP; i++) Bs[b_k(i)][b_n(i)] = rb[i];
-        __syncthreads();
-        if (k0 + BK < kend) load(k0 + BK); /* in flight while this slice is multiplied */
+        for (int i = 0; i < BP; i++) Bs[buf][b_k(i)][b_n(i)] = rb[i];
+    };
+    if (kbeg < kend) {
+        load(kbeg);
+        stage(0);
+    }
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = kbeg; k0 < kend; k0 += BK, buf ^= 1) {
+        const bool more = k0 + BK < kend;
+        if (more) load(k0 + BK); /* global loads in flight while this slice is multiplied */
 #pragma unroll
         for (int kk = 0; kk < BK; kk++) {
             float ar[TM], br[TN];
-            read_row<TM>(&As[kk][ty * TM], ar);
-            read_row<TN>(&Bs[kk][tx * TN], br);
+            read_row<TM>(&As[buf][kk][ty * TM], ar);
+            read_row<TN>(&Bs[buf][kk][tx * TN], br);
 #pragma unroll
             for (int i = 0; i < TM; i++)
 #pragma unroll
                 for (int j = 0; j < TN; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
         }
+        /* The other buffer was last read in the previous slice, before the last barrier. */
+        if (more) stage(buf ^ 1);
         __syncthreads();
     }
 
