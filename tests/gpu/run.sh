@@ -120,7 +120,7 @@ if [ $BENCH = 1 ]; then
   fi
 fi
 
-if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ]; then
+if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ] && nvidia-smi -L > /dev/null 2>&1; then
   run prepare 120 env TFRECORD="$BIN/tfrecord" bash data/prepare.sh
   rm -rf "$BUILD/job"
   run job 150 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
