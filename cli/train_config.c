@@ -27,7 +27,8 @@ static const ArgSpec kSpecs[] = {
     {"momentum", NULL, ARG_VALUE, "X", "momentum of --optimizer momentum (default 0.9)"},
     {"seed", "random-seed,tf-random-seed", ARG_VALUE, "N",
      "seed of initialisation, dropout and shuffle order (default 0)"},
-    {"shuffle", NULL, ARG_VALUE, "true|false", "reshuffle the training set each epoch (default true)"},
+    {"shuffle", NULL, ARG_VALUE, "true|false",
+     "reshuffle the training set each epoch (default true)"},
     {"model", "model-spec", ARG_VALUE, "SPEC", "layer list of another sequential CNN (default: "
      "the original MNIST CNN)"},
     {"device", NULL, ARG_VALUE, "cpu|cuda|cudnn|auto",

@@ -188,19 +188,22 @@ static int evaluate(Job *job, const Dataset *test, double *accuracy_out, char *e
         snprintf(dir, sizeof dir, "%s/eval", cfg->model_dir);
         if (!(job->eval_events = event_writer_open(dir, err, errlen))) return -1;
     }
-    const char *tags[2] = {"accuracy", "loss"};
-    float values[2] = {(float)accuracy, (float)loss};
-    if (event_writer_add_scalars(job->eval_events, step, 2, tags, values, err, errlen) != 0 ||
+    /* The tuning service reads the metric's tag from the eval summaries too (§1.3): a tag other
+     * than accuracy/loss gets its own scalar. */
+    const char *tag = cfg->hypertune_tag;
+    double metric = strstr(tag, "loss") ? loss : accuracy;
+    int extra = strcmp(tag, "accuracy") != 0 && strcmp(tag, "loss") != 0;
+    const char *tags[3] = {"accuracy", "loss", tag};
+    float values[3] = {(float)accuracy, (float)loss, (float)metric};
+    if (event_writer_add_scalars(job->eval_events, step, 2 + extra, tags, values, err,
+                                 errlen) != 0 ||
         event_writer_flush(job->eval_events, err, errlen) != 0)
         return -1;
     if (job->last_checkpoint[0])
         tf_info("Saving 'checkpoint_path' summary for global step %lld: %s", (long long)step,
                 job->last_checkpoint);
-    if (cfg->hypertune) {
-        double metric = strstr(cfg->hypertune_tag, "loss") ? loss : accuracy;
-        if (hypertune_report(&job->hypertune, cfg->hypertune_tag, metric, step, err, errlen) != 0)
-            return -1;
-    }
+    if (cfg->hypertune && hypertune_report(&job->hypertune, tag, metric, step, err, errlen) != 0)
+        return -1;
     if (accuracy_out) *accuracy_out = accuracy;
     return 0;
 }
@@ -241,8 +244,8 @@ static int export_model(Job *job, char *err, size_t errlen) {
     tf_info("Signatures INCLUDED in export for Eval: None");
     char base[4096], path[4096];
     snprintf(base, sizeof base, "%s/export/%s", cfg->model_dir, cfg->exporter_name);
-    int rc = savedmodel_export_timestamped(base, &job->graph, snap.tensors, snap.n, cfg->exports_to_keep,
-                                           path, sizeof path, err, errlen);
+    int rc = savedmodel_export_timestamped(base, &job->graph, snap.tensors, snap.n,
+                                           cfg->exports_to_keep, path, sizeof path, err, errlen);
     if (rc == 0) tf_info("SavedModel written to: %s/saved_model.pb", path);
     if (rc == 0 && cfg->sm_model_dir) {
         rc = savedmodel_export_timestamped(cfg->sm_model_dir, &job->graph, snap.tensors, snap.n,

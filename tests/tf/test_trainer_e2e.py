@@ -96,7 +96,7 @@ def decode_examples(path):
     return np.concatenate(images), np.concatenate(labels)
 
 
-# ---- the main run: 500 steps on the CPU -----------------------------------------------------------
+# ---- the main run: 500 steps on the CPU ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def main_run(mnist, tmp_path_factory):
@@ -312,3 +312,55 @@ def test_non_chief_roles_do_nothing(mnist, tmp_path):
     assert rc == 0, log
     assert "WARNING:tensorflow:TF_CONFIG task type 'worker'" in log
     assert not os.path.exists(job)
+
+
+def test_custom_model_spec_exports_and_tuning_tag(mnist, tmp_path):
+    """--model trains another sequential CNN and exports it; a tuning tag other than accuracy
+    is written to the metric file and to the eval summaries."""
+    job, metrics = str(tmp_path / "job"), str(tmp_path / "metrics")
+    rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
+                              "--steps", "5", "--batch-size", "10", "--device", "cpu",
+                              "--job-dir", job, "--model", "conv:8:5,relu,maxpool:2,flatten,dense:10",
+                              "--hypertune-tag", "training/hptuning/metric"],
+                             env={"CLOUD_ML_HP_METRIC_FILE": metrics})
+    assert rc == 0, log[-3000:]
+    _, acc, _ = eval_dict(log)
+    entry = json.loads(open(metrics).read().splitlines()[-1])
+    assert abs(float(entry["training/hptuning/metric"]) - acc) < 1e-6
+    t = tf()
+    tags = {v.tag for f in glob.glob(os.path.join(job, "eval", "events.out.tfevents.*"))
+            for ev in t.compat.v1.train.summary_iterator(f) for v in ev.summary.value}
+    assert tags == {"accuracy", "loss", "training/hptuning/metric"}
+    shapes = t.train.load_checkpoint(job).get_variable_to_shape_map()
+    assert shapes["conv2d/kernel"] == [5, 5, 1, 8] and shapes["dense/kernel"] == [1568, 10]
+    export = glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10))[0]
+    images, labels = decode_examples(mnist["test1000"])
+    fn = t.saved_model.load(export).signatures["serving_default"]
+    probs = list(fn(image_input=t.constant(images[:100])).values())[0].numpy()
+    assert probs.shape == (100, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_progress_line_only_on_a_terminal(mnist, tmp_path):
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([TRAINER, "--train", mnist["test1000"], "--test", mnist["test1000"],
+                          "--steps", "30", "--batch-size", "10", "--device", "cpu",
+                          "--job-dir", str(tmp_path / "job")],
+                         stdout=subprocess.DEVNULL, stderr=slave, env=QUICK_ENV)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:      # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert p.wait(timeout=120) == 0
+    text = out.decode()
+    assert re.search(r"\r\x1b\[Kstep (11|21)/30  loss [0-9.]+", text), text[-2000:]
+    # every log line starts on a clean line: the progress line is erased first
+    assert "\r\x1b[KINFO:tensorflow:Saving checkpoints for 30" in text
