@@ -25,7 +25,11 @@ extern "C" {
 #endif
 
 /* ---- threads ------------------------------------------------------------------------------ */
-/* Number of threads the CPU kernels use (OpenMP where built with it). n <= 0: all cores. */
+/* Number of threads the CPU kernels use (OpenMP where built with it). n > 0: exactly n.
+ * n <= 0: automatic: all cores, minus those the load average says other processes use
+ * (OpenMP dynamic adjustment), because a parallel region waits for its slowest thread and a
+ * thread sharing a busy core costs a scheduler time slice per region. Results are
+ * bit-identical for any thread count. */
 void kernels_set_threads(int n);
 int kernels_get_threads(void);
 

@@ -148,11 +148,11 @@ START_TEST(test_large_threads_bitwise) {
     test_fill_uniform(dy, ny, -1, 1, 5, 2);
     for (int r = 0; r < 2; r++) {
         y[r] = malloc(ny * 4); dx[r] = malloc(nx * 4); am[r] = malloc(ny * 4);
-        kernels_set_threads(r ? 0 : 1);
+        kernels_set_threads(r ? 2 : 1); /* 2 even on a busy or 1-core machine */
         maxpool2d_forward(&s, x, y[r], am[r]);
         maxpool2d_backward(&s, dy, am[r], dx[r]);
     }
-    kernels_set_threads(0);
+    kernels_set_threads(2);
     ck_assert(memcmp(y[0], y[1], ny * 4) == 0 && memcmp(am[0], am[1], ny * 4) == 0);
     ck_assert(memcmp(dx[0], dx[1], nx * 4) == 0);
     free(x); free(dy);
