@@ -151,6 +151,29 @@ struct Backend {
                          const uint8_t *pixels, const int32_t *labels, const int32_t *ring,
                          int ring_epochs, const int64_t *step, float *x, int32_t *y);
 
+    /* ---- optional fused entries (NULL: core issues the unfused sequence instead) ------------ */
+    /* Each must give what its sequence gives. ReLU masks use the ReLU's output y (pass where
+     * y > 0), as relu_backward. */
+    /* y = max(conv(x, w) + b, 0): conv2d_forward then relu_forward. */
+    void (*conv2d_relu_forward)(Backend *be, const Conv2dShape *s, const float *x, const float *w,
+                                const float *b, float *y, float *ws);
+    /* y = max(x*w + b, 0): dense_forward then relu_forward. */
+    void (*dense_relu_forward)(Backend *be, int n, int in, int out, const float *x,
+                               const float *w, const float *b, float *y);
+    /* maxpool2d_backward, then the backward of the ReLU whose output is the pool's input relu_x:
+     * dx[i] = 0 where relu_x[i] <= 0. */
+    void (*maxpool2d_relu_backward)(Backend *be, const Pool2dShape *s, const float *dy,
+                                    const int32_t *argmax, const float *relu_x, float *dx);
+    /* dropout_backward, then dx[i] = 0 where relu_y[i] <= 0 (relu_y: the dropout's input, the
+     * output of a ReLU). */
+    void (*dropout_relu_backward)(Backend *be, size_t n, float rate, const uint8_t *mask,
+                                  const float *relu_y, const float *dy, float *dx);
+    /* softmax_xent_forward and softmax_xent_backward (dloss = 1) in one pass: probs, *loss and
+     * dlogits. Core calls it in the forward pass of a training step; the loss op's backward
+     * then has nothing left to do. */
+    void (*softmax_xent_fused)(Backend *be, int n, int c, const float *logits,
+                               const int32_t *labels, float *probs, float *loss, float *dlogits);
+
     /* ---- optional: run many steps as one captured graph ------------------------------------ */
     /* Runs step_fn(arg) `steps` times. step_fn only issues backend entries, and for a given
      * `key` it issues exactly the same entries with the same arguments every time (values that

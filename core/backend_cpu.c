@@ -217,6 +217,49 @@ static void cpu_gather_batch(Backend *be, int batch, int example_size, int n_exa
     }
 }
 
+/* ---- fused entries: the sequences themselves (the CPU gains little from fusing; having them
+ * runs core's fusion planning in every CPU test) ---- */
+static void mask_by_relu(size_t n, const float *relu_y, float *dx) {
+    for (size_t i = 0; i < n; i++)
+        if (!(relu_y[i] > 0.0f)) dx[i] = 0.0f;
+}
+
+static void cpu_conv2d_relu_forward(Backend *be, const Conv2dShape *s, const float *x,
+                                    const float *w, const float *b, float *y, float *ws) {
+    (void)be;
+    conv2d_forward(s, x, w, b, y, ws);
+    relu_forward((size_t)s->n * s->oh * s->ow * s->k, y, y);
+}
+
+static void cpu_dense_relu_forward(Backend *be, int n, int in, int out, const float *x,
+                                   const float *w, const float *b, float *y) {
+    (void)be;
+    dense_forward(n, in, out, x, w, b, y);
+    relu_forward((size_t)n * out, y, y);
+}
+
+static void cpu_maxpool2d_relu_backward(Backend *be, const Pool2dShape *s, const float *dy,
+                                        const int32_t *argmax, const float *relu_x, float *dx) {
+    (void)be;
+    maxpool2d_backward(s, dy, argmax, dx);
+    mask_by_relu((size_t)s->n * s->h * s->w * s->c, relu_x, dx);
+}
+
+static void cpu_dropout_relu_backward(Backend *be, size_t n, float rate, const uint8_t *mask,
+                                      const float *relu_y, const float *dy, float *dx) {
+    (void)be;
+    dropout_backward(n, rate, mask, dy, dx);
+    mask_by_relu(n, relu_y, dx);
+}
+
+static void cpu_softmax_xent_fused(Backend *be, int n, int c, const float *logits,
+                                   const int32_t *labels, float *probs, float *loss,
+                                   float *dlogits) {
+    (void)be;
+    softmax_xent_forward(n, c, logits, labels, probs, loss);
+    softmax_xent_backward(n, c, probs, labels, 1.0f, dlogits);
+}
+
 static void cpu_set_threads(Backend *be, int threads) {
     (void)be;
     kernels_set_threads(threads);
@@ -261,6 +304,11 @@ Backend *backend_cpu_create(void) {
     be->u8_to_float = cpu_u8_to_float;
     be->step_increment = cpu_step_increment;
     be->gather_batch = cpu_gather_batch;
+    be->conv2d_relu_forward = cpu_conv2d_relu_forward;
+    be->dense_relu_forward = cpu_dense_relu_forward;
+    be->maxpool2d_relu_backward = cpu_maxpool2d_relu_backward;
+    be->dropout_relu_backward = cpu_dropout_relu_backward;
+    be->softmax_xent_fused = cpu_softmax_xent_fused;
     be->run_steps = NULL;          /* eager: core loops */
     be->invalidate_graphs = NULL;
     be->set_threads = cpu_set_threads;

@@ -131,6 +131,9 @@ static int build_network(Model *m, char *err, size_t errlen) {
     int n_conv = 0, n_dense = 0;
     for (int li = 0; li < m->spec.n && h; li++) {
         const LayerSpec *l = &m->spec.layers[li];
+        /* A ReLU right after conv/dense is fused into it (one op, no separate pass). */
+        int fuse_relu = (l->kind == LAYER_CONV || l->kind == LAYER_DENSE) && li + 1 < m->spec.n &&
+                        m->spec.layers[li + 1].kind == LAYER_RELU;
         char name[32];
         Tensor *next = NULL;
         switch (l->kind) {
@@ -142,7 +145,7 @@ static int build_network(Model *m, char *err, size_t errlen) {
             int ws[4] = {l->size, l->size, h->shape[3], l->units};
             Tensor *w = add_param(m, name, "kernel", 4, ws);
             Tensor *b = add_param(m, name, "bias", 1, &l->units);
-            next = op_conv2d(t, h, w, b, l->stride, l->same);
+            next = op_conv2d(t, h, w, b, l->stride, l->same, fuse_relu);
             break;
         }
         case LAYER_MAXPOOL:
@@ -156,7 +159,7 @@ static int build_network(Model *m, char *err, size_t errlen) {
             int ws[2] = {h->shape[1], l->units};
             Tensor *w = add_param(m, name, "kernel", 2, ws);
             Tensor *b = add_param(m, name, "bias", 1, &l->units);
-            next = op_dense(t, h, w, b);
+            next = op_dense(t, h, w, b, fuse_relu);
             break;
         }
         case LAYER_RELU: next = op_relu(t, h); break;
@@ -176,6 +179,7 @@ static int build_network(Model *m, char *err, size_t errlen) {
             return -1;
         }
         h = next;
+        if (fuse_relu) li++;
     }
     if (h->rank != 2 || h->shape[1] != CLASSES) {
         snprintf(err, errlen, "model spec: the last layer must give [N,%d] logits (dense:%d)",

@@ -8,15 +8,25 @@ static Conv2dShape shape_at(const TapeOp *op, int n) {
 }
 
 static void conv2d_fwd(Tape *t, TapeOp *op) {
+    Backend *be = t->be;
     Conv2dShape s = shape_at(op, t->n);
+    const float *x = tensor_f32(op->in[0]), *w = tensor_f32(op->in[1]);
     const float *b = op->n_in > 2 ? tensor_f32(op->in[2]) : NULL;
-    t->be->conv2d_forward(t->be, &s, tensor_f32(op->in[0]), tensor_f32(op->in[1]), b,
-                          tensor_f32(op->out), t->ws);
+    float *y = tensor_f32(op->out);
+    if (op->relu && be->conv2d_relu_forward) {
+        be->conv2d_relu_forward(be, &s, x, w, b, y, t->ws);
+        return;
+    }
+    be->conv2d_forward(be, &s, x, w, b, y, t->ws);
+    if (op->relu) be->relu_forward(be, tensor_count_at(op->out, t->n), y, y);
 }
 
 static void conv2d_bwd(Tape *t, TapeOp *op) {
     Conv2dShape s = shape_at(op, t->n);
-    const float *dy = op->out->grad;
+    float *dy = op->out->grad;
+    /* The fused ReLU's backward, in place, unless the consumer already applied it. */
+    if (op->relu && !op->relu_grad_masked)
+        t->be->relu_backward(t->be, tensor_count_at(op->out, t->n), tensor_f32(op->out), dy, dy);
     if (op->dx[0])
         t->be->conv2d_backward_data(t->be, &s, dy, tensor_f32(op->in[1]), op->dx[0], t->ws);
     /* Parameters always take gradients; dx[1] is set whenever the op is differentiable through
@@ -26,9 +36,9 @@ static void conv2d_bwd(Tape *t, TapeOp *op) {
                                       op->n_in > 2 ? op->dx[2] : NULL, t->ws);
 }
 
-static const OpDef CONV2D = {"conv2d", conv2d_fwd, conv2d_bwd};
+static const OpDef CONV2D = {"conv2d", conv2d_fwd, conv2d_bwd, NULL};
 
-Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same) {
+Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same, int relu) {
     if (!x || !w || x->rank != 4 || w->rank != 4 || w->shape[2] != x->shape[3]) return NULL;
     if (b && (b->rank != 1 || b->shape[0] != w->shape[3])) return NULL;
     Conv2dShape s;
@@ -41,6 +51,7 @@ Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same
     TapeOp *op = tape_record(t, &CONV2D, y, b ? 3 : 2, in);
     if (!op) return NULL;
     op->p.conv = s;
+    op->relu = relu;
     tape_need_workspace(t, t->be->conv2d_workspace_floats(t->be, &s));
     return y;
 }

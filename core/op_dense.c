@@ -2,12 +2,23 @@
 #include "core/ops.h"
 
 static void dense_fwd(Tape *t, TapeOp *op) {
+    Backend *be = t->be;
+    const float *x = tensor_f32(op->in[0]), *w = tensor_f32(op->in[1]);
     const float *b = op->n_in > 2 ? tensor_f32(op->in[2]) : NULL;
-    t->be->dense_forward(t->be, t->n, op->p.dense.in, op->p.dense.out, tensor_f32(op->in[0]),
-                         tensor_f32(op->in[1]), b, tensor_f32(op->out));
+    float *y = tensor_f32(op->out);
+    if (op->relu && be->dense_relu_forward) {
+        be->dense_relu_forward(be, t->n, op->p.dense.in, op->p.dense.out, x, w, b, y);
+        return;
+    }
+    be->dense_forward(be, t->n, op->p.dense.in, op->p.dense.out, x, w, b, y);
+    if (op->relu) be->relu_forward(be, tensor_count_at(op->out, t->n), y, y);
 }
 
 static void dense_bwd(Tape *t, TapeOp *op) {
+    /* The fused ReLU's backward, in place, unless the consumer already applied it. */
+    if (op->relu && !op->relu_grad_masked)
+        t->be->relu_backward(t->be, tensor_count_at(op->out, t->n), tensor_f32(op->out),
+                             op->out->grad, op->out->grad);
     /* The backend writes dw and db together; dx[1] is always set for a trainable kernel. */
     if (!op->dx[1]) return;
     t->be->dense_backward(t->be, t->n, op->p.dense.in, op->p.dense.out, tensor_f32(op->in[0]),
@@ -15,9 +26,9 @@ static void dense_bwd(Tape *t, TapeOp *op) {
                           op->n_in > 2 ? op->dx[2] : NULL);
 }
 
-static const OpDef DENSE = {"dense", dense_fwd, dense_bwd};
+static const OpDef DENSE = {"dense", dense_fwd, dense_bwd, NULL};
 
-Tensor *op_dense(Tape *t, Tensor *x, Tensor *w, Tensor *b) {
+Tensor *op_dense(Tape *t, Tensor *x, Tensor *w, Tensor *b, int relu) {
     if (!x || !w || x->rank != 2 || w->rank != 2 || w->shape[0] != x->shape[1]) return NULL;
     if (b && (b->rank != 1 || b->shape[0] != w->shape[1])) return NULL;
     int shape[2] = {x->shape[0], w->shape[1]};
@@ -27,5 +38,6 @@ Tensor *op_dense(Tape *t, Tensor *x, Tensor *w, Tensor *b) {
     if (!op) return NULL;
     op->p.dense.in = x->shape[1];
     op->p.dense.out = w->shape[1];
+    op->relu = relu;
     return y;
 }

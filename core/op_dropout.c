@@ -16,11 +16,20 @@ static void dropout_fwd(Tape *t, TapeOp *op) {
 
 /* Valid after a training forward (the mask of that step). */
 static void dropout_bwd(Tape *t, TapeOp *op) {
-    t->be->dropout_backward(t->be, tensor_count_at(op->out, t->n), op->p.dropout.rate,
-                            op->saved[0]->data, op->out->grad, op->dx[0]);
+    size_t n = tensor_count_at(op->out, t->n);
+    if (op->mask_input_relu)
+        t->be->dropout_relu_backward(t->be, n, op->p.dropout.rate, op->saved[0]->data,
+                                     tensor_f32(op->in[0]), op->out->grad, op->dx[0]);
+    else
+        t->be->dropout_backward(t->be, n, op->p.dropout.rate, op->saved[0]->data, op->out->grad,
+                                op->dx[0]);
 }
 
-static const OpDef DROPOUT = {"dropout", dropout_fwd, dropout_bwd};
+static int dropout_can_mask_input_relu(const Backend *be) {
+    return be->dropout_relu_backward != NULL;
+}
+
+static const OpDef DROPOUT = {"dropout", dropout_fwd, dropout_bwd, dropout_can_mask_input_relu};
 
 Tensor *op_dropout(Tape *t, Tensor *x, float rate) {
     /* The stream layout gives each step 16 dropout streams. */

@@ -11,10 +11,18 @@ static void maxpool_fwd(Tape *t, TapeOp *op) {
 static void maxpool_bwd(Tape *t, TapeOp *op) {
     Pool2dShape s = op->p.pool;
     s.n = t->n;
-    t->be->maxpool2d_backward(t->be, &s, op->out->grad, tensor_i32(op->saved[0]), op->dx[0]);
+    if (op->mask_input_relu)
+        t->be->maxpool2d_relu_backward(t->be, &s, op->out->grad, tensor_i32(op->saved[0]),
+                                       tensor_f32(op->in[0]), op->dx[0]);
+    else
+        t->be->maxpool2d_backward(t->be, &s, op->out->grad, tensor_i32(op->saved[0]), op->dx[0]);
 }
 
-static const OpDef MAXPOOL = {"maxpool2d", maxpool_fwd, maxpool_bwd};
+static int maxpool_can_mask_input_relu(const Backend *be) {
+    return be->maxpool2d_relu_backward != NULL;
+}
+
+static const OpDef MAXPOOL = {"maxpool2d", maxpool_fwd, maxpool_bwd, maxpool_can_mask_input_relu};
 
 Tensor *op_maxpool2d(Tape *t, Tensor *x, int kh, int kw, int stride, int same) {
     if (!x || x->rank != 4) return NULL;

@@ -10,7 +10,7 @@ static void mean_bwd(Tape *t, TapeOp *op) {
     t->be->mean_backward(t->be, tensor_count_at(op->in[0], t->n), op->out->grad, op->dx[0]);
 }
 
-static const OpDef MEAN = {"mean", mean_fwd, mean_bwd};
+static const OpDef MEAN = {"mean", mean_fwd, mean_bwd, NULL};
 
 Tensor *op_mean(Tape *t, Tensor *x) {
     if (!x || x->dtype != DT_F32) return NULL;

@@ -11,7 +11,7 @@ static void relu_bwd(Tape *t, TapeOp *op) {
                          op->out->grad, op->dx[0]);
 }
 
-static const OpDef RELU = {"relu", relu_fwd, relu_bwd};
+static const OpDef RELU = {"relu", relu_fwd, relu_bwd, NULL};
 
 Tensor *op_relu(Tape *t, Tensor *x) {
     if (!x) return NULL;

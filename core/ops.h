@@ -10,12 +10,13 @@
 
 #include "core/tape.h"
 
-/* y[N,OH,OW,K] = conv(x, w) + b (b may be NULL); same: TF "SAME" padding, else "VALID". */
-Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same);
+/* y[N,OH,OW,K] = conv(x, w) + b (b may be NULL); same: TF "SAME" padding, else "VALID".
+ * relu != 0: y = max(that, 0), the layer's ReLU fused (tape.h: how its backward is folded). */
+Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same, int relu);
 /* Max pooling with a kh x kw window (TF's MaxPool; argmax saved for backward). */
 Tensor *op_maxpool2d(Tape *t, Tensor *x, int kh, int kw, int stride, int same);
-/* y[N,out] = x[N,in] * w[in,out] + b[out] (b may be NULL). */
-Tensor *op_dense(Tape *t, Tensor *x, Tensor *w, Tensor *b);
+/* y[N,out] = x[N,in] * w[in,out] + b[out] (b may be NULL); relu != 0: max(that, 0). */
+Tensor *op_dense(Tape *t, Tensor *x, Tensor *w, Tensor *b, int relu);
 Tensor *op_relu(Tape *t, Tensor *x);
 /* Inverted dropout with drop probability rate while t->training, identity otherwise. The k-th
  * dropout op of the tape (k = 0, 1, ...) uses the Philox stream

@@ -93,6 +93,36 @@ void tape_need_workspace(Tape *t, size_t floats) {
     if (floats > t->ws_floats) t->ws_floats = floats;
 }
 
+/* A ReLU fused into conv2d/dense is undone in the backward by its only gradient writer when
+ * that op can do it (see tape.h); counted on the tensor's root, so views count as consumers. */
+static void plan_relu_fusion(Tape *t) {
+    for (int k = 0; k < t->n_ops; k++) {
+        TapeOp *c = &t->ops[k];
+        c->mask_input_relu = 0;
+        t->ops[k].relu_grad_masked = 0;
+    }
+    for (int k = 0; k < t->n_ops; k++) {
+        TapeOp *c = &t->ops[k];
+        if (!c->differentiable || !c->def->can_mask_input_relu ||
+            !c->def->can_mask_input_relu(t->be) || c->accumulate[0] || c->in[0]->alias_of)
+            continue;
+        Tensor *x = c->in[0];
+        TapeOp *producer = NULL;
+        int consumers = 0;
+        for (int j = 0; j < t->n_ops; j++) {
+            TapeOp *o = &t->ops[j];
+            if (o->out == x) producer = o;
+            if (!o->differentiable) continue;
+            for (int i = 0; i < o->n_in; i++)
+                if (tensor_root(o->in[i]) == x) consumers++;
+        }
+        if (producer && producer->relu && producer->differentiable && consumers == 1) {
+            c->mask_input_relu = 1;
+            producer->relu_grad_masked = 1;
+        }
+    }
+}
+
 /* Gradient plan: in the reverse sweep the first op to reach a tensor writes its gradient, the
  * later ones write scratch and add. Gradient memory of non-parameters is reserved here. */
 int tape_commit(Tape *t, char *err, size_t errlen) {
@@ -121,6 +151,7 @@ int tape_commit(Tape *t, char *err, size_t errlen) {
             root->grad_written = 1;
         }
     }
+    plan_relu_fusion(t);
     size_t ws_off = arena_reserve(&t->arena, REGION_WORK, t->ws_floats * sizeof(float));
     size_t scratch_off[TAPE_MAX_INPUTS];
     for (int i = 0; i < TAPE_MAX_INPUTS; i++)

@@ -11,6 +11,11 @@
  * and the others write a scratch buffer that is then added in (planned at commit).
  * The reverse sweep starts at the last differentiable op: a loss op (softmax_xent) seeds
  * dL/dloss = 1 itself; otherwise the caller fills the last output's grad before tape_backward().
+ * Fusion: conv2d and dense may carry their layer's ReLU (op->relu). Its backward masks the
+ * output gradient (dy = 0 where y <= 0) before the layer's own backward, unless the only consumer
+ * of y can apply that mask inside its own backward on this backend (max-pool, dropout): then
+ * the consumer does it and no separate pass happens. Likewise the loss op computes its gradient
+ * in the forward pass of a training step when the backend has a fused softmax_xent.
  * Ops recorded while gradients are disabled (tape_set_grad_enabled) are forward-only heads
  * (predictions, accuracy) and take no part in the backward pass.
  */
@@ -37,6 +42,9 @@ typedef struct {
     /* Writes the gradient of in[i] to op->dx[i] for each i with dx[i] != NULL. NULL: the op
      * has no gradient (argmax/accuracy). */
     void (*backward)(Tape *t, TapeOp *op);
+    /* Optional: 1 when, on this backend, the op can apply the backward of a ReLU that produced
+     * its input in[0] (zero its dx where in[0] <= 0) inside its own backward. */
+    int (*can_mask_input_relu)(const Backend *be);
 } OpDef;
 
 struct TapeOp {
@@ -48,6 +56,11 @@ struct TapeOp {
     int differentiable;          /* recorded with gradients enabled and an input needing one */
     float *dx[TAPE_MAX_INPUTS];  /* set at commit: where backward writes d(in[i]), or NULL */
     int accumulate[TAPE_MAX_INPUTS]; /* dx[i] is the scratch buffer: add it to in[i]'s grad */
+    /* ReLU fusion (planned at commit, see tape_commit): */
+    int relu;                    /* conv2d/dense: the output is max(., 0), the layer's ReLU fused */
+    int relu_grad_masked;        /* relu op: the consumer of out applies the ReLU mask itself */
+    int mask_input_relu;         /* consumer: apply the ReLU mask of in[0] in this backward */
+    int loss_grad_ready;         /* softmax_xent: the last forward also wrote dx[0] (fused) */
     union {
         Conv2dShape conv;
         Pool2dShape pool;

@@ -131,7 +131,7 @@ START_TEST(test_conv2d_same_and_valid) {
         Tensor *x = input(&c, 4, xs, 1, 0.01);
         Tensor *w = input(&c, 4, ws, 0, 0.01);
         Tensor *b = input(&c, 1, &cases[ci].k, 0, 0.01);
-        commit(&c, op_conv2d(&c.t, x, w, b, cases[ci].stride, cases[ci].same), 0);
+        commit(&c, op_conv2d(&c.t, x, w, b, cases[ci].stride, cases[ci].same, 0), 0);
         check_grads(&c, 0.05, 1e-3, test_quick() ? 12 : 40);
         check_end(&c);
     }
@@ -161,7 +161,7 @@ START_TEST(test_dense) {
     Tensor *x = input(&c, 2, xs, 1, 0.01);
     Tensor *w = input(&c, 2, ws, 0, 0.01);
     Tensor *b = input(&c, 1, &bs, 0, 0.01);
-    commit(&c, op_dense(&c.t, x, w, b), 0);
+    commit(&c, op_dense(&c.t, x, w, b, 0), 0);
     check_grads(&c, 0.05, 1e-3, test_quick() ? 20 : 100);
     check_end(&c);
 }
@@ -216,7 +216,7 @@ START_TEST(test_flatten_view) {
     Tensor *f = op_flatten(&c.t, x);
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(f->shape[1], 60);
-    commit(&c, op_dense(&c.t, f, w, NULL), 0);
+    commit(&c, op_dense(&c.t, f, w, NULL, 0), 0);
     ck_assert_ptr_eq(f->data, x->data); /* [h][w][c] order: the same memory */
     check_grads(&c, 0.05, 1e-3, 60);
     check_end(&c);
@@ -291,9 +291,9 @@ START_TEST(test_shared_weights_small_batch) {
     Tensor *x = input(&c, 2, xs, 1, 0.01);
     Tensor *w = input(&c, 2, ws, 0, 0.05);
     Tensor *b = input(&c, 1, &bs, 0, 0.01);
-    Tensor *y1 = op_dense(&c.t, x, w, b);
+    Tensor *y1 = op_dense(&c.t, x, w, b, 0);
     Tensor *r = op_dropout(&c.t, y1, 0.3f); /* linear for a fixed mask: no kinks */
-    commit(&c, op_dense(&c.t, r, w, b), 0);
+    commit(&c, op_dense(&c.t, r, w, b, 0), 0);
     ck_assert_int_eq(c.t.ops[2].accumulate[1] + c.t.ops[2].accumulate[2], 0);
     ck_assert_int_eq(c.t.ops[0].accumulate[1], 1);
     ck_assert_int_eq(c.t.ops[0].accumulate[2], 1);
@@ -309,9 +309,83 @@ START_TEST(test_tensor_two_paths) {
     check_begin(&c, 5);
     int ps[2] = {5, 5};
     Tensor *p = input(&c, 2, ps, 0, 0.05);
-    commit(&c, op_dense(&c.t, op_relu(&c.t, p), p, NULL), 0);
+    commit(&c, op_dense(&c.t, op_relu(&c.t, p), p, NULL, 0), 0);
     check_grads(&c, 2e-3, 2e-3, 25);
     check_end(&c);
+}
+END_TEST
+
+/* ReLU fusion: conv/dense with their ReLU fused, the ReLU backward folded into max-pool and
+ * dropout, the loss gradient computed in the forward pass: the same bits as the unfused ops,
+ * with the backend's fused entries and without them. */
+typedef struct {
+    Backend *be;
+    Tape t;
+    Tensor *in[7];
+    Tensor *loss;
+} FusionNet;
+
+static void fusion_net(FusionNet *f, int fused, int backend_fused_entries) {
+    char err[256];
+    f->be = backend_cpu_create();
+    if (!backend_fused_entries) {
+        f->be->conv2d_relu_forward = NULL;
+        f->be->dense_relu_forward = NULL;
+        f->be->maxpool2d_relu_backward = NULL;
+        f->be->dropout_relu_backward = NULL;
+        f->be->softmax_xent_fused = NULL;
+    }
+    Tape *t = &f->t;
+    tape_init(t, f->be, 3, 9);
+    int xs[4] = {3, 8, 8, 2}, ws[4] = {3, 3, 2, 4}, bs = 4, w2[2] = {64, 12}, b2 = 12,
+        w3[2] = {12, 10}, b3 = 10, n = 3;
+    const int *shapes[7] = {xs, ws, &bs, w2, &b2, w3, &b3};
+    int ranks[7] = {4, 4, 1, 2, 1, 2, 1};
+    for (int i = 0; i < 7; i++) {
+        f->in[i] = tape_tensor(t, DT_F32, ranks[i], shapes[i], i == 0);
+        f->in[i]->requires_grad = 1;
+    }
+    Tensor *labels = tape_tensor(t, DT_I32, 1, &n, 1);
+    Tensor *h = op_conv2d(t, f->in[0], f->in[1], f->in[2], 1, 1, fused);
+    if (!fused) h = op_relu(t, h);
+    h = op_flatten(t, op_maxpool2d(t, h, 2, 2, 2, 0));
+    h = op_dense(t, h, f->in[3], f->in[4], fused);
+    if (!fused) h = op_relu(t, h);
+    h = op_dense(t, op_dropout(t, h, 0.25f), f->in[5], f->in[6], 0);
+    f->loss = op_softmax_xent(t, h, labels);
+    ck_assert_ptr_nonnull(f->loss);
+    ck_assert_int_eq(tape_commit(t, err, sizeof err), 0);
+    /* Consumers fold the ReLU backward exactly when fused ops meet fused backend entries. */
+    int folded = fused && backend_fused_entries;
+    ck_assert_int_eq(t->ops[fused ? 1 : 2].mask_input_relu, folded); /* max-pool */
+    ck_assert_int_eq(t->ops[0].relu_grad_masked, folded);
+    for (int i = 0; i < 7; i++) {
+        float *v = malloc(f->in[i]->count * sizeof(float));
+        test_fill_uniform(v, f->in[i]->count, -1.0f, 1.0f, 5, (uint64_t)i);
+        f->be->upload(f->be, f->in[i]->data, v, f->in[i]->count * sizeof(float));
+        free(v);
+    }
+    int32_t lab[3] = {4, 0, 7};
+    f->be->upload(f->be, labels->data, lab, sizeof lab);
+    tape_forward(t, 0, t->n_ops);
+    tape_backward(t);
+}
+
+START_TEST(test_relu_fusion_same_bits) {
+    FusionNet ref, f;
+    fusion_net(&ref, 0, 1);
+    for (int variant = 0; variant < 2; variant++) {
+        fusion_net(&f, 1, variant);
+        ck_assert_int_eq(memcmp(ref.loss->data, f.loss->data, sizeof(float)), 0);
+        for (int i = 0; i < 7; i++)
+            ck_assert_msg(memcmp(ref.in[i]->grad, f.in[i]->grad,
+                                 ref.in[i]->count * sizeof(float)) == 0,
+                          "fused (backend entries %d): gradient of input %d differs", variant, i);
+        tape_free(&f.t);
+        f.be->destroy(f.be);
+    }
+    tape_free(&ref.t);
+    ref.be->destroy(ref.be);
 }
 END_TEST
 
@@ -330,6 +404,7 @@ int main(void) {
     tcase_add_test(tc, test_mean);
     tcase_add_test(tc, test_shared_weights_small_batch);
     tcase_add_test(tc, test_tensor_two_paths);
+    tcase_add_test(tc, test_relu_fusion_same_bits);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
