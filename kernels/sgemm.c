@@ -6,9 +6,10 @@
  * computes its block over all of k with its own packing buffers:
  *   for each KC-deep slice of the sum (pc)
  *     for each NC-wide column range (jc)            <- B slice packed [KC x NC] in NR panels
- *       for each MC-high row range (ic)             <- A block packed [MC x KC] in MR panels
- *         every MR x NR tile: micro-kernel over kc (sgemm_microkernel.h)
- * Packing turns every transpose case into the same contiguous panels. Each C element is summed
+ *       for each MC-high row range (ic)             <- a transposed A packed [MC x KC] in MR
+ *         every MR x NR tile: micro-kernel over kc     panels; a row-major A read in place
+ * Packing turns the transpose cases into contiguous panels; B can also come packed once for
+ * many GEMMs (sgemm_pack_b: the conv weights). Each C element is summed
  * by one thread in a fixed order (p in order within a slice, slices in order), so results are
  * bit-identical for any thread count and any block split. */
 #include "kernels/kernels.h"
