@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/model_backend.h"
 #include "core/model_spec.h"
 #include "core/ops.h"
 #include "core/optimizer.h"
@@ -251,37 +252,52 @@ static int init_params(Model *m) {
     return 0;
 }
 
-Model *model_create(const ModelConfig *cfg, char *err, size_t errlen) {
+static int check_config(const ModelConfig *cfg, ModelSpec *spec, char *err, size_t errlen) {
     if (cfg->batch < 1) {
         snprintf(err, errlen, "batch size must be at least 1 (got %d)", cfg->batch);
-        return NULL;
+        return -1;
     }
     if (!(cfg->learning_rate > 0.0f) || !isfinite(cfg->learning_rate)) {
         snprintf(err, errlen, "learning rate must be a positive number (got %g)",
                  (double)cfg->learning_rate);
-        return NULL;
+        return -1;
     }
+    return model_spec_parse(cfg->spec, spec, err, errlen);
+}
+
+Model *model_create(const ModelConfig *cfg, char *err, size_t errlen) {
+    ModelSpec spec;
+    if (check_config(cfg, &spec, err, errlen) != 0) return NULL; /* before any device work */
+    Backend *be = backend_for(cfg->device, err, errlen);
+    return be ? model_create_on(cfg, be, err, errlen) : NULL;
+}
+
+Model *model_create_on(const ModelConfig *cfg, Backend *be, char *err, size_t errlen) {
     Model *m = calloc(1, sizeof *m);
     if (!m) {
         snprintf(err, errlen, "out of memory");
+        be->destroy(be);
         return NULL;
     }
+    m->be = be;
     m->cfg = *cfg;
     m->cfg.spec = NULL; /* not kept: the parsed form is */
-    if (model_spec_parse(cfg->spec, &m->spec, err, errlen) != 0) {
-        free(m);
+    if (check_config(cfg, &m->spec, err, errlen) != 0) {
+        model_free(m);
         return NULL;
     }
-    m->be = backend_for(cfg->device, err, errlen);
-    if (!m->be) {
-        free(m);
+    if (be->set_threads) be->set_threads(be, cfg->threads);
+    tape_init(&m->tape, be, cfg->batch, cfg->seed);
+    if (build_network(m, err, errlen) != 0) {
+        model_free(m);
         return NULL;
     }
-    if (m->be->set_threads) m->be->set_threads(m->be, cfg->threads);
-    tape_init(&m->tape, m->be, cfg->batch, cfg->seed);
-    if (build_network(m, err, errlen) != 0 || optimizer_init(&m->opt, &m->tape, cfg) != 0 ||
-        tape_commit(&m->tape, err, errlen) != 0) {
-        if (!err[0]) snprintf(err, errlen, "model too large for the tape");
+    if (optimizer_init(&m->opt, &m->tape, cfg) != 0) {
+        snprintf(err, errlen, "model too large for the tape");
+        model_free(m);
+        return NULL;
+    }
+    if (tape_commit(&m->tape, err, errlen) != 0) {
         model_free(m);
         return NULL;
     }
