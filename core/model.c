@@ -389,7 +389,9 @@ int model_train_step(Model *m, const float *images, const int32_t *labels, int n
     be->upload(be, m->labels->data, labels, (size_t)n * sizeof(int32_t));
     train_body(m);
     m->step++;
-    return finish(m, loss, err, errlen);
+    /* Without a loss to return nothing waits for the step (a device error shows at the next
+     * transfer or sync). */
+    return loss ? finish(m, loss, err, errlen) : 0;
 }
 
 int model_compute_gradients(Model *m, const float *images, const int32_t *labels, int n,
