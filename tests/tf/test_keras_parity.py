@@ -1,4 +1,6 @@
-"""Parity of our engine with TensorFlow/Keras on the original model.
+"""Parity of our engine with TensorFlow/Keras on the original model (and on a --model spec
+with the less common cases: even kernel with SAME padding and stride 2, SAME max-pooling with
+padding, VALID conv, two dropouts).
 
 Keras builds the original CNN (Conv 5x5x32 SAME + ReLU, MaxPool 2, Conv 5x5x64 SAME + ReLU,
 MaxPool 2, Flatten, Dense 1024 + ReLU, Dropout 0.4, Dense 10) with its own Glorot init; both sides
@@ -30,11 +32,14 @@ TOOL = BUILD_DIR / "bin" / "tool_parity"
 N = 16
 STEPS = 5
 SEED = 1234
-RATE = np.float32(0.4)
 MASK32 = np.uint64(0xFFFFFFFF)
 PHILOX_STREAM_DROPOUT = 1 << 30
-LAYERS = ["conv2d", "conv2d_1", "dense", "dense_1"]
 RTOL = 1e-4
+ORIGINAL = None  # the tool's default: the original CNN
+ORIGINAL_SPEC = ("conv:32:5:same,relu,maxpool:2,conv:64:5:same,relu,maxpool:2,flatten,"
+                 "dense:1024,relu,dropout:0.4,dense:10")
+ODD_SPEC = ("conv:6:4:same:2,relu,maxpool:3:2:same,conv:5:3:valid,relu,maxpool:2,flatten,"
+            "dense:24,relu,dropout:0.3,dense:16,relu,dropout:0.5,dense:10")
 
 
 def philox_u32(seed, stream, idx):
@@ -59,13 +64,15 @@ def philox_u32(seed, stream, idx):
     return words[(idx & np.uint64(3)).astype(np.int64), np.arange(idx.size)]
 
 
-def dropout_scale(step, shape):
-    """The mask of the model's (only) dropout layer at `step`, times 1/(1-rate), as float32."""
+def dropout_scale(step, index, rate, shape):
+    """Our mask of dropout layer `index` at `step`, times 1/(1-rate), as float32."""
     count = int(np.prod(shape))
-    u = philox_u32(SEED, PHILOX_STREAM_DROPOUT + step * 16, np.arange(count, dtype=np.uint64))
+    stream = PHILOX_STREAM_DROPOUT + step * 16 + index
+    u = philox_u32(SEED, stream, np.arange(count, dtype=np.uint64))
     uniform = (u >> np.uint64(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
-    keep = uniform >= RATE
-    scale = np.float32(1.0) / (np.float32(1.0) - RATE)
+    rate = np.float32(rate)
+    keep = uniform >= rate
+    scale = np.float32(1.0) / (np.float32(1.0) - rate)
     return np.where(keep, scale, np.float32(0.0)).astype(np.float32).reshape(shape)
 
 
@@ -80,19 +87,46 @@ def synthetic_batch(rng):
     return x, rng.integers(0, 10, size=N).astype(np.int32)
 
 
-def keras_model(tf):
+def keras_model(tf, spec):
+    """The Keras model of a spec (core/model_spec.h grammar). Returns the model (inputs: the
+    image, then one mask per dropout layer), the Keras names of the layers with weights, and the
+    (rate, feature shape) of each dropout."""
     keras = tf.keras
     image = keras.Input((28, 28, 1), name="image_input")
-    mask = keras.Input((1024,), name="dropout_mask")
-    h = keras.layers.Conv2D(32, 5, padding="same", activation="relu", name="conv2d")(image)
-    h = keras.layers.MaxPooling2D(2)(h)
-    h = keras.layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2d_1")(h)
-    h = keras.layers.MaxPooling2D(2)(h)
-    h = keras.layers.Flatten()(h)
-    h = keras.layers.Dense(1024, activation="relu", name="dense")(h)
-    h = keras.layers.Multiply()([h, mask])  # Dropout(0.4) with our mask
-    logits = keras.layers.Dense(10, name="dense_1")(h)
-    return keras.Model([image, mask], logits)
+    h, masks, dropouts, names, counts = image, [], [], [], {}
+
+    def name_for(kind):
+        k = counts.get(kind, 0)
+        counts[kind] = k + 1
+        names.append(kind if k == 0 else f"{kind}_{k}")
+        return names[-1]
+
+    for layer in spec.split(","):
+        f = layer.split(":")
+        if f[0] == "conv":
+            pad = f[3] if len(f) > 3 else "same"
+            stride = int(f[4]) if len(f) > 4 else 1
+            h = keras.layers.Conv2D(int(f[1]), int(f[2]), strides=stride, padding=pad,
+                                    name=name_for("conv2d"))(h)
+        elif f[0] == "maxpool":
+            stride = int(f[2]) if len(f) > 2 else int(f[1])
+            pad = f[3] if len(f) > 3 else "valid"
+            h = keras.layers.MaxPooling2D(int(f[1]), strides=stride, padding=pad)(h)
+        elif f[0] == "dense":
+            h = keras.layers.Dense(int(f[1]), name=name_for("dense"))(h)
+        elif f[0] == "relu":
+            h = keras.layers.ReLU()(h)
+        elif f[0] == "flatten":
+            h = keras.layers.Flatten()(h)
+        elif f[0] == "dropout":  # Dropout(rate) with our mask
+            shape = tuple(h.shape[1:])
+            mask = keras.Input(shape, name=f"dropout_mask_{len(masks)}")
+            masks.append(mask)
+            dropouts.append((float(f[1]), shape))
+            h = keras.layers.Multiply()([h, mask])
+        else:
+            raise ValueError(layer)
+    return keras.Model([image] + masks, h), names, dropouts
 
 
 def rel_err(ours, ref):
@@ -107,31 +141,35 @@ def test_philox_matches_known_answer():
     assert [hex(int(w)) for w in words] == ["0x6627e8d5", "0xe169c58d", "0xbc57ac4c", "0x9b00dbd8"]
 
 
-def test_keras_parity(tmp_path):
+@pytest.mark.parametrize("spec", [ORIGINAL, ODD_SPEC], ids=["original", "odd-shapes"])
+def test_keras_parity(tmp_path, spec):
     assert TOOL.exists(), f"{TOOL} is missing: build the tree first (BUILD_DIR={BUILD_DIR})"
     tf = pytest.importorskip("tensorflow")
     tf.keras.utils.set_random_seed(7)
-    model = keras_model(tf)
+    model, layer_names, dropouts = keras_model(tf, spec or ORIGINAL_SPEC)
     images, labels = synthetic_batch(np.random.default_rng(3))
     images.tofile(tmp_path / "images.f32")
     labels.tofile(tmp_path / "labels.i32")
-    layers = {name: model.get_layer(name) for name in LAYERS}
+    layers = {name: model.get_layer(name) for name in layer_names}
     for name, layer in layers.items():
         layer.kernel.numpy().astype(np.float32).tofile(tmp_path / f"param_{name}__kernel.f32")
         layer.bias.numpy().astype(np.float32).tofile(tmp_path / f"param_{name}__bias.f32")
 
-    subprocess.run([str(TOOL), str(tmp_path), str(N), str(STEPS), str(SEED)], check=True)
+    args = [str(TOOL), str(tmp_path), str(N), str(STEPS), str(SEED)] + ([spec] if spec else [])
+    subprocess.run(args, check=True)
 
     def ours(prefix, name, shape):
         return np.fromfile(tmp_path / f"{prefix}{name}.f32", np.float32).reshape(shape)
 
-    variables = [v for name in LAYERS for v in (layers[name].kernel, layers[name].bias)]
-    var_names = [f"{name}__{part}" for name in LAYERS for part in ("kernel", "bias")]
+    variables = [v for name in layer_names for v in (layers[name].kernel, layers[name].bias)]
+    var_names = [f"{name}__{part}" for name in layer_names for part in ("kernel", "bias")]
     xent = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def step_grads(step):
+        masks = [dropout_scale(step, k, rate, (N,) + shape)
+                 for k, (rate, shape) in enumerate(dropouts)]
         with tf.GradientTape() as tape:
-            logits = model([images, dropout_scale(step, (N, 1024))], training=True)
+            logits = model([images] + masks, training=True)
             loss = xent(labels, logits)
         return logits, loss, tape.gradient(loss, variables)
 
