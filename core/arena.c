@@ -3,6 +3,7 @@
 
 void arena_init(Arena *a, Backend *be) {
     a->be = be;
+    a->block = NULL;
     for (int r = 0; r < REGION_COUNT; r++) {
         a->size[r] = 0;
         a->base[r] = NULL;
@@ -16,16 +17,18 @@ size_t arena_reserve(Arena *a, Region r, size_t bytes) {
     return off;
 }
 
+/* One backend allocation holds every region, each starting on an ARENA_ALIGN boundary. */
 int arena_commit(Arena *a) {
+    size_t offset[REGION_COUNT], total = 0;
     for (int r = 0; r < REGION_COUNT; r++) {
-        if (a->size[r] == 0) continue;
-        a->base[r] = a->be->alloc(a->be, a->size[r]);
-        if (!a->base[r]) {
-            arena_release(a);
-            return -1;
-        }
-        a->be->zero(a->be, a->base[r], a->size[r]);
+        offset[r] = total;
+        total += (a->size[r] + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     }
+    a->block = a->be->alloc(a->be, total ? total : ARENA_ALIGN);
+    if (!a->block) return -1;
+    a->be->zero(a->be, a->block, total);
+    for (int r = 0; r < REGION_COUNT; r++)
+        a->base[r] = a->size[r] ? (char *)a->block + offset[r] : NULL;
     return 0;
 }
 
@@ -34,8 +37,7 @@ void *arena_ptr(const Arena *a, Region r, size_t offset) {
 }
 
 void arena_release(Arena *a) {
-    for (int r = 0; r < REGION_COUNT; r++) {
-        if (a->base[r]) a->be->free(a->be, a->base[r]);
-        a->base[r] = NULL;
-    }
+    if (a->block) a->be->free(a->be, a->block);
+    a->block = NULL;
+    for (int r = 0; r < REGION_COUNT; r++) a->base[r] = NULL;
 }
