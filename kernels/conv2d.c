@@ -311,16 +311,20 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
                 im2col_image(s, col, ws + t * panel);
                 col = ws + t * panel;
             }
-            sgemm_serial(t, 1, 0, KKC, K, rows, 1.0f, col, KKC, dyi, K, n == n0 ? 0.0f : 1.0f,
-                         pdw, K);
+            /* pdw holds dw^T [K, KKC]: col is then the B operand, whose pack is a straight
+             * copy of 16-float rows (as A it would be packed in 6-float pieces). */
+            sgemm_serial(t, 1, 0, K, KKC, rows, 1.0f, dyi, K, col, KKC, n == n0 ? 0.0f : 1.0f,
+                         pdw, KKC);
         }
     }
     sgemm_serial_end();
     /* The groups' partial sums, added in group order (on this thread: at most 8 x KKC*K
-     * adds, less than a parallel region costs on a busy machine). */
+     * adds, less than a parallel region costs on a busy machine). The GEMM path's partial
+     * sums are dw^T [K, KKC], the direct path's dw [KKC, K]. */
     for (size_t e = 0; e < nw; e++) {
-        float acc = parts[e];
-        for (int g = 1; g < groups; g++) acc += parts[g * part_len + e];
+        const size_t src = direct ? e : (e % K) * KKC + e / K;
+        float acc = parts[src];
+        for (int g = 1; g < groups; g++) acc += parts[g * part_len + src];
         dw[e] = acc;
     }
     if (db)
