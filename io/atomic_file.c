@@ -9,9 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/fs.h"
+
 struct AtomicFile {
     char *path, *tmp;
     FILE *f;
+    int remote;    /* gs:// or s3://: tmp is a local file, uploaded as path on commit */
 };
 
 static atomic_uint temp_counter;
@@ -27,14 +30,28 @@ AtomicFile *atomic_file_open(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
-    snprintf(af->tmp, tmp_cap, "%s.tmp-%ld-%u", path, (long)getpid(),
-             atomic_fetch_add(&temp_counter, 1u));
-    int fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    af->remote = fs_is_remote(path);
+    int fd;
+    if (af->remote) {   /* the bytes wait in a local temporary file until the upload */
+        const char *dir = getenv("TMPDIR");
+        free(af->tmp);
+        size_t n = strlen(dir && *dir ? dir : "/tmp") + 32;
+        if (!(af->tmp = malloc(n))) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+        snprintf(af->tmp, n, "%s/cnn-upload-XXXXXX", dir && *dir ? dir : "/tmp");
+        fd = mkstemp(af->tmp);
+    } else {
+        snprintf(af->tmp, tmp_cap, "%s.tmp-%ld-%u", path, (long)getpid(),
+                 atomic_fetch_add(&temp_counter, 1u));
+        fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    }
     if (fd < 0) {
         snprintf(err, errlen, "%s: cannot create %s: %s", path, af->tmp, strerror(errno));
         goto fail;
     }
-    af->f = fdopen(fd, "wb");
+    af->f = fdopen(fd, af->remote ? "w+b" : "wb");
     if (!af->f) {
         snprintf(err, errlen, "%s: fdopen: %s", af->tmp, strerror(errno));
         close(fd);
@@ -61,7 +78,38 @@ static void destroy(AtomicFile *af) {
     free(af);
 }
 
+/* Remote: uploads the local temporary file as the object (an object appears only whole). */
+static int upload(AtomicFile *af, char *err, size_t errlen) {
+    if (ferror(af->f) || fflush(af->f) != 0) {
+        snprintf(err, errlen, "%s: write of %s failed: %s", af->path, af->tmp,
+                 strerror(ferror(af->f) ? EIO : errno));
+        return -1;
+    }
+    int rc = fs_upload(af->f, af->path, err, errlen);
+    if (fseeko(af->f, 0, SEEK_END) != 0 && rc == 0) {   /* later writes append */
+        snprintf(err, errlen, "%s: seek in %s failed: %s", af->path, af->tmp, strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
+
+int atomic_file_publish(AtomicFile *af, char *err, size_t errlen) {
+    if (af->remote) return upload(af, err, errlen);
+    if (fflush(af->f) != 0) {
+        snprintf(err, errlen, "%s: write failed: %s", af->tmp, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int atomic_file_commit(AtomicFile *af, char *err, size_t errlen) {
+    if (af->remote) {
+        int rc = upload(af, err, errlen);
+        fclose(af->f);
+        unlink(af->tmp);
+        destroy(af);
+        return rc;
+    }
     const char *step = NULL;
     int saved = 0;
     if (ferror(af->f)) {
@@ -118,6 +166,7 @@ int atomic_file_write_all(const char *path, const void *data, size_t n, char *er
 }
 
 int fsync_dir(const char *dir) {
+    if (fs_is_remote(dir)) return 0;   /* objects are durable once their upload completes */
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -128,6 +177,7 @@ int fsync_dir(const char *dir) {
 }
 
 int fsync_parent_dir(const char *path) {
+    if (fs_is_remote(path)) return 0;
     const char *slash = strrchr(path, '/');
     if (!slash) return fsync_dir(".");
     if (slash == path) return fsync_dir("/");

@@ -13,6 +13,10 @@
  * The temporary file is `<path>.tmp-<pid>-<n>` in the same directory (rename is atomic only
  * within one file system). commit = fflush + fsync + close + rename + fsync of the directory.
  * commit and abort both free the AtomicFile; after a failed commit the temporary is removed.
+ *
+ * gs:// and s3:// paths (io/fs.h): the temporary file is $TMPDIR/cnn-upload-XXXXXX (default
+ * /tmp) and commit uploads it as the object `path`. An object appears only when its upload
+ * completes, so the rule holds there too: nothing half-written under the final name.
  */
 #ifndef IO_ATOMIC_FILE_H
 #define IO_ATOMIC_FILE_H
@@ -31,6 +35,12 @@ const char *atomic_file_temp_path(const AtomicFile *af);  /* where the bytes go 
  * the final path is left untouched. */
 int atomic_file_commit(AtomicFile *af, char *err, size_t errlen);
 void atomic_file_abort(AtomicFile *af);
+
+/* Makes what has been written so far visible under the final name without finishing, for files
+ * that readers follow while they grow (event files): remote paths upload the whole content again
+ * (replacing the object, as TF's cloud file systems do on flush); local paths only fflush (the
+ * caller writes such files in place, see TFR_WRITE_DIRECT). 0 ok, -1 with err set. */
+int atomic_file_publish(AtomicFile *af, char *err, size_t errlen);
 
 /* Writes n bytes as the whole content of path, atomically. 0 ok, -1 with err set. */
 int atomic_file_write_all(const char *path, const void *data, size_t n, char *err, size_t errlen);

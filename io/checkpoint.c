@@ -10,6 +10,7 @@
 
 #include "io/atomic_file.h"
 #include "io/dirs.h"
+#include "io/fs.h"
 #include "io/pb_wire.h"
 #include "io/tensor_bundle.h"
 
@@ -56,10 +57,11 @@ int checkpoint_state_read(const char *dir, char ***paths, char *err, size_t errl
     *paths = NULL;
     char *file = join_path(dir, STATE_FILE);
     if (!file) return snprintf(err, errlen, "out of memory"), -1;
-    FILE *f = fopen(file, "r");
+    char why[1024];
+    FILE *f = fs_fopen_read(file, why, sizeof why);
     if (!f) {
         int missing = errno == ENOENT;
-        if (!missing) snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        if (!missing) snprintf(err, errlen, "%s: %s", file, why);
         free(file);
         return missing ? 0 : -1;
     }
@@ -145,7 +147,8 @@ static int64_t step_of(const char *prefix) {
 
 static int file_exists(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0;
+    char ignore[512];
+    return fs_stat(path, &st, ignore, sizeof ignore) == 0;
 }
 
 static int index_exists(const char *prefix) {
@@ -156,13 +159,13 @@ static int index_exists(const char *prefix) {
 
 /* Deletes a checkpoint's files: the index first, so it stops counting as complete. */
 static void remove_checkpoint(const char *prefix) {
-    char path[4200];
+    char path[4200], ignore[512];
     snprintf(path, sizeof path, "%s.index", prefix);
-    unlink(path);
+    fs_delete(path, ignore, sizeof ignore);
     bundle_data_filename(path, sizeof path, prefix, 0, 1);
-    unlink(path);
+    fs_delete(path, ignore, sizeof ignore);
     snprintf(path, sizeof path, "%s.meta", prefix);
-    unlink(path);
+    fs_delete(path, ignore, sizeof ignore);
 }
 
 /* Text-format CheckpointState with paths relative to dir (basenames). */
@@ -250,7 +253,13 @@ static int complete(const char *prefix) {
 int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
                       char *err, size_t errlen) {
     struct stat st;
-    if (stat(dir, &st) != 0) return 0;
+    char why[1024];
+    if (fs_stat(dir, &st, why, sizeof why) != 0) {
+        /* a bucket that cannot be read must not look like a fresh job dir */
+        if (errno == ENOENT || !fs_is_remote(dir)) return 0;
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
     char **listed, **found;
     int nl = checkpoint_state_read(dir, &listed, err, errlen);
     if (nl < 0) nl = 0;                  /* a damaged state file: fall back on the files */

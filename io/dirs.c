@@ -10,7 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/fs.h"
+
 int dirs_make(const char *path, char *err, size_t errlen) {
+    if (fs_is_remote(path)) return 0;   /* object stores have no directories to make */
     char buf[4096];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof buf) {
@@ -53,6 +56,7 @@ static int remove_one(const char *path, const struct stat *st, int type, struct 
 }
 
 int dirs_remove_tree(const char *path, char *err, size_t errlen) {
+    if (fs_is_remote(path)) return fs_delete_tree(path, err, errlen);
     struct stat st;
     if (lstat(path, &st) != 0) return 0;
     remove_failed = NULL;
@@ -69,9 +73,32 @@ static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The same over io/fs.h (which sorts). */
+static int list_remote(const char *dir, int (*keep)(const char *name, void *ctx), void *ctx,
+                       char ***names, char *err, size_t errlen) {
+    FsEntry *e;
+    int n = fs_list(dir, &e, err, errlen);
+    if (n < 0) return -1;
+    char **v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    int k = 0;
+    for (int i = 0; v && i < n; i++) {
+        if (keep && !keep(e[i].name, ctx)) continue;
+        v[k++] = e[i].name;
+        e[i].name = NULL;
+    }
+    fs_entries_free(e, n);
+    if (!v) {
+        snprintf(err, errlen, "listing '%s': out of memory", dir);
+        return -1;
+    }
+    *names = v;
+    return k;
+}
+
 int dirs_list(const char *dir, int (*keep)(const char *name, void *ctx), void *ctx, char ***names,
               char *err, size_t errlen) {
     *names = NULL;
+    if (fs_is_remote(dir)) return list_remote(dir, keep, ctx, names, err, errlen);
     DIR *d = opendir(dir);
     if (!d) {
         snprintf(err, errlen, "cannot read directory '%s': %s", dir, strerror(errno));

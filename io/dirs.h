@@ -1,4 +1,6 @@
-/* dirs.h: directory helpers the writers share (mkdir -p, rm -r, listing with a filter). */
+/* dirs.h: directory helpers the writers share (mkdir -p, rm -r, listing with a filter).
+ * gs:// and s3:// directories are prefixes (io/fs.h): making one is a no-op, removing one deletes
+ * every object under it, listing gives the objects and prefixes directly inside it. */
 #ifndef IO_DIRS_H
 #define IO_DIRS_H
 

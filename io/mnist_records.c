@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "io/fs.h"
 #include "io/idx.h"
 #include "io/path_list.h"
 
@@ -102,7 +103,9 @@ static int load_file(const char *path, int compression, MnistSet *out, int64_t *
     int rc;
     char why[256];
     struct stat st;
-    int64_t file_size = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
+    char ignore[512];
+    int64_t file_size = fs_stat(path, &st, ignore, sizeof ignore) == 0 && S_ISREG(st.st_mode)
+                            ? (int64_t)st.st_size : -1;
     int first = 1;
     while ((rc = tfr_reader_next(r, &d, &n)) == 1) {
         /* Uncompressed: the file size over the first record's size says how many to expect

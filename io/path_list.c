@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/fs.h"
+
 static int add(PathList *pl, const char *path) {
     char *copy = strdup(path);
     char **p = copy ? realloc(pl->paths, (size_t)(pl->n + 1) * sizeof *p) : NULL;
@@ -100,12 +102,62 @@ static int expand_glob(PathList *out, const char *pattern, char *err, size_t err
     return rc;
 }
 
+/* gs:// and s3:// inputs, with the same rules over io/fs.h: a pattern lists the objects
+ * matching it, an object is itself, a prefix ("directory") gives its objects. */
+static int expand_remote(PathList *out, const char *in, char *err, size_t errlen) {
+    FsEntry *e = NULL;
+    int n;
+    if (strpbrk(in, "*?[")) {
+        n = fs_glob(in, &e, err, errlen);
+        if (n == 0) snprintf(err, errlen, "%s: no objects match this pattern", in);
+        for (int i = 0; i < n; i++)
+            if (add(out, e[i].name)) {
+                snprintf(err, errlen, "%s: out of memory", in);
+                n = -1;
+            }
+        fs_entries_free(e, n > 0 ? n : 0);
+        return n > 0 ? 0 : -1;
+    }
+    struct stat st;
+    if (fs_stat(in, &st, err, errlen) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        if (add(out, in)) return snprintf(err, errlen, "%s: out of memory", in), -1;
+        return 0;
+    }
+    n = fs_list(in, &e, err, errlen);
+    if (n < 0) return -1;
+    size_t len = strlen(in);
+    int added = 0, rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (e[i].is_dir || e[i].name[0] == '.') continue;
+        size_t need = len + strlen(e[i].name) + 2;
+        char *full = malloc(need);
+        if (full) snprintf(full, need, "%s%s%s", in, len && in[len - 1] == '/' ? "" : "/", e[i].name);
+        if (!full || add(out, full)) {
+            snprintf(err, errlen, "%s: out of memory", in);
+            rc = -1;
+        }
+        free(full);
+        added++;
+    }
+    fs_entries_free(e, n);
+    if (rc == 0 && added == 0) {
+        snprintf(err, errlen, "%s: directory contains no data files", in);
+        rc = -1;
+    }
+    return rc;
+}
+
 int path_list_expand(PathList *out, const char *const *inputs, int ninputs, char *err, size_t errlen) {
     for (int i = 0; i < ninputs; i++) {
         const char *in = inputs[i];
         struct stat st;
+        if (fs_is_remote(in)) {
+            if (expand_remote(out, in, err, errlen)) return -1;
+            continue;
+        }
         if (strstr(in, "://")) {
-            snprintf(err, errlen, "%s: remote URLs are not supported (copy the data to a local path)", in);
+            snprintf(err, errlen, "%s: only gs:// and s3:// URLs are supported", in);
             return -1;
         }
         if (stat(in, &st) == 0) {

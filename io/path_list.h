@@ -6,8 +6,9 @@
  *  - an existing file: itself;
  *  - a glob(3) pattern (contains * ? or [): its matches that are regular files, sorted;
  *  - otherwise an error naming the input.
- * A directory or pattern that yields no file is an error too, and so is a remote URL (gs://,
- * s3://...): this engine reads local files only.
+ * A directory or pattern that yields no file is an error too. gs:// and s3:// inputs follow the
+ * same rules over io/fs.h (a prefix is a directory; '*', '?', [..] do not match '/'); other URLs
+ * are an error.
  */
 #ifndef IO_PATH_LIST_H
 #define IO_PATH_LIST_H

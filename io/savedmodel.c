@@ -16,6 +16,7 @@
 
 #include "io/atomic_file.h"
 #include "io/dirs.h"
+#include "io/fs.h"
 #include "io/tensor_bundle.h"
 
 /* ---- field numbers ---------------------------------------------------------------------------- */
@@ -786,7 +787,8 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
 int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *vars, int nvars,
                      char *err, size_t errlen) {
     struct stat st;
-    if (stat(export_dir, &st) == 0)
+    char why[1024];
+    if (fs_stat(export_dir, &st, why, sizeof why) == 0)
         return fail(err, errlen, "export: '%s' already exists", export_dir);
     PbBuf pb;
     pb_buf_init(&pb);
@@ -815,9 +817,9 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
         rc = atomic_file_write_all(path, pb.data, pb.len, err, errlen);
     }
     pb_buf_free(&pb);
-    if (rc == 0 && rename(tmp, final) != 0)
-        rc = fail(err, errlen, "export: cannot rename '%s' to '%s': %s", tmp, final,
-                  strerror(errno));
+    /* on a bucket: copy-then-delete, saved_model.pb last (io/fs.h) */
+    if (rc == 0 && fs_rename(tmp, final, why, sizeof why) != 0)
+        rc = fail(err, errlen, "export: %s", why);
     if (rc == 0) fsync_parent_dir(final);
     if (rc != 0) {
         char ignore[256];
@@ -843,7 +845,11 @@ int savedmodel_export_timestamped(const char *export_base, const SmModel *m, con
     int tries = 0;
     for (;;) {
         snprintf(dir, sizeof dir, "%s/%lld", export_base, (long long)time(NULL));
-        if (stat(dir, &st) != 0) break;
+        char why[1024];
+        if (fs_stat(dir, &st, why, sizeof why) != 0) {
+            if (errno == ENOENT || !fs_is_remote(dir)) break;
+            return fail(err, errlen, "export: %s", why);
+        }
         if (++tries == 10)
             return fail(err, errlen, "export: '%s' exists (tried 10 timestamps)", dir);
         sleep(1);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/fs.h"
+
 enum { SM_META_GRAPHS = 2 };
 enum { MG_META_INFO = 1, MG_GRAPH_DEF = 2, MG_SIGNATURE_DEF = 5 };
 enum { MI_TAGS = 4 };
@@ -606,8 +608,9 @@ int savedmodel_read(const char *export_dir, SmInfo *info, char *err, size_t errl
     char path[4200];
     snprintf(path, sizeof path, "%s/saved_model.pb", export_dir);
     memset(info, 0, sizeof *info);
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    char why[1024];
+    FILE *f = fs_fopen_read(path, why, sizeof why);
+    if (!f) return fail(err, errlen, "%s: %s", path, why);
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || st.st_size <= 0 || st.st_size > ((off_t)1 << 31)) {
         fclose(f);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "io/atomic_file.h"
+#include "io/fs.h"
 #include "io/crc32c.h"
 
 /* TF's table options for bundles. */
@@ -841,9 +842,10 @@ BundleReader *bundle_parse_index(const void *data, size_t n, const char *what, c
 BundleReader *bundle_open(const char *prefix, char *err, size_t errlen) {
     char path[4096];
     snprintf(path, sizeof path, "%s.index", prefix);
-    FILE *fp = fopen(path, "rb");
+    char why[1024];
+    FILE *fp = fs_fopen_read(path, why, sizeof why);
     if (!fp) {
-        fail(err, errlen, "%s: %s", path, strerror(errno));
+        fail(err, errlen, "%s: %s", path, why);
         return NULL;
     }
     struct stat st;
@@ -887,8 +889,9 @@ static FILE *shard_file(BundleReader *r, int shard, char *path, size_t cap, char
         }
     }
     if (!r->shards[shard]) {
-        r->shards[shard] = fopen(path, "rb");
-        if (!r->shards[shard]) fail(err, errlen, "%s: %s", path, strerror(errno));
+        char why[1024];
+        r->shards[shard] = fs_fopen_read(path, why, sizeof why);
+        if (!r->shards[shard]) fail(err, errlen, "%s: %s", path, why);
     }
     return r->shards[shard];
 }
@@ -940,7 +943,8 @@ int bundle_check_data_files(const BundleReader *r, char *err, size_t errlen) {
         char path[4096];
         bundle_data_filename(path, sizeof path, r->prefix, s, r->num_shards);
         struct stat st;
-        if (stat(path, &st) != 0) return fail(err, errlen, "%s: %s", path, strerror(errno));
+        char why[1024];
+        if (fs_stat(path, &st, why, sizeof why) != 0) return fail(err, errlen, "%s", why);
         if ((uint64_t)st.st_size < need)
             return fail(err, errlen, "%s: %lld bytes, the index needs %llu (truncated)", path,
                         (long long)st.st_size, (unsigned long long)need);

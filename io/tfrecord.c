@@ -14,6 +14,7 @@
 
 #include "io/atomic_file.h"
 #include "io/crc32c.h"
+#include "io/fs.h"
 
 int tfr_compression_parse(const char *s, TfrCompression *out) {
     if (!*s || !strcasecmp(s, "none")) *out = TFR_NONE;
@@ -89,6 +90,10 @@ TfrWriter *tfr_writer_open(const char *path, TfrCompression c, int mode, char *e
         snprintf(err, errlen, "%s: appending is only supported without compression", path);
         return NULL;
     }
+    if (mode == TFR_WRITE_APPEND && fs_is_remote(path)) {
+        snprintf(err, errlen, "%s: objects in a bucket cannot be appended to", path);
+        return NULL;
+    }
     TfrWriter *w = calloc(1, sizeof *w);
     if (!w || !(w->path = strdup(path))) {
         free(w);
@@ -97,7 +102,8 @@ TfrWriter *tfr_writer_open(const char *path, TfrCompression c, int mode, char *e
     }
     w->mode = mode;
     w->c = c;
-    if (mode == TFR_WRITE_ATOMIC) {
+    /* remote DIRECT files (event files) are uploaded whole at each flush: io/atomic_file.h */
+    if (mode == TFR_WRITE_ATOMIC || fs_is_remote(path)) {
         w->af = atomic_file_open(path, err, errlen);
         if (w->af) w->f = atomic_file_stream(w->af);
     } else {
@@ -169,6 +175,10 @@ int tfr_writer_flush(TfrWriter *w) {
     if (w->failed) return -1;
     if (w->c != TFR_NONE && deflate_out(w, NULL, 0, Z_SYNC_FLUSH)) return -1;
     if (fflush(w->f) != 0) return wfail(w, "write failed: %s", strerror(errno));
+    if (w->af && w->mode == TFR_WRITE_DIRECT) {   /* a remote file readers follow */
+        char why[1024];
+        if (atomic_file_publish(w->af, why, sizeof why)) return wfail(w, "%s", why);
+    }
     return 0;
 }
 
@@ -225,7 +235,7 @@ enum { WINDOW = 1 << 20, RAW_CHUNK = 256 * 1024 };
 
 struct TfrReader {
     char *path;
-    int fd;
+    FsReader *in;          /* local file or object (io/fs.h) */
     TfrCompression c;
     int64_t file_size;     /* -1 when not a regular file */
     /* compressed input (GZIP/ZLIB) */
@@ -254,11 +264,10 @@ static int rfail(TfrReader *r, uint64_t offset, const char *fmt, ...) {
     return -1;
 }
 
-static ssize_t read_full(int fd, uint8_t *p, size_t n) {
+static ssize_t read_full(FsReader *in, uint8_t *p, size_t n) {
     size_t got = 0;
     while (got < n) {
-        ssize_t k = read(fd, p + got, n - got);
-        if (k < 0 && errno == EINTR) continue;
+        ssize_t k = fs_reader_read(in, p + got, n - got);
         if (k < 0) return -1;
         if (k == 0) break;
         got += (size_t)k;
@@ -273,28 +282,24 @@ static int is_zlib_header(const uint8_t *p) {
 
 TfrReader *tfr_reader_open(const char *path, TfrCompression c, char *err, size_t errlen) {
     TfrReader *r = calloc(1, sizeof *r);
-    if (r) r->fd = -1;
     if (!r || !(r->path = strdup(path)) || !(r->raw = malloc(RAW_CHUNK)) ||
         !(r->buf = malloc(WINDOW))) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     r->cap = WINDOW;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (r->fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    char why[1024];
+    r->in = fs_reader_open(path, why, sizeof why);
+    if (!r->in) {
+        if (errno == EISDIR) snprintf(err, errlen, "%s: is a directory", path);
+        else snprintf(err, errlen, "%s: cannot open: %s", path, why);
         goto fail;
     }
-    struct stat st;
-    if (fstat(r->fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s: is a directory", path);
-        goto fail;
-    }
-    r->file_size = fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
+    r->file_size = fs_reader_size(r->in);
     /* Peek at the start to detect the format. */
-    ssize_t got = read_full(r->fd, r->raw, RAW_CHUNK);
+    ssize_t got = read_full(r->in, r->raw, RAW_CHUNK);
     if (got < 0) {
-        snprintf(err, errlen, "%s: read failed: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: read failed: %s", path, fs_reader_error(r->in));
         goto fail;
     }
     r->raw_len = (size_t)got;
@@ -331,10 +336,8 @@ fail:
  * stream error (r->error set). */
 static int fill(TfrReader *r) {
     if (r->c == TFR_NONE) {
-        ssize_t k;
-        do k = read(r->fd, r->buf + r->end, r->cap - r->end);
-        while (k < 0 && errno == EINTR);
-        if (k < 0) return rfail(r, r->base + r->pos, "read failed: %s", strerror(errno));
+        ssize_t k = fs_reader_read(r->in, r->buf + r->end, r->cap - r->end);
+        if (k < 0) return rfail(r, r->base + r->pos, "read failed: %s", fs_reader_error(r->in));
         if (k == 0) r->eof = 1;
         r->end += (size_t)k;
         return 0;
@@ -343,8 +346,9 @@ static int fill(TfrReader *r) {
         if (r->z_end) {
             /* gzip allows several members back to back: continue with the next one, if any */
             if (r->z.avail_in == 0 && !r->raw_eof) {
-                ssize_t k = read_full(r->fd, r->raw, RAW_CHUNK);
-                if (k < 0) return rfail(r, r->base + r->end, "read failed: %s", strerror(errno));
+                ssize_t k = read_full(r->in, r->raw, RAW_CHUNK);
+                if (k < 0)
+                    return rfail(r, r->base + r->end, "read failed: %s", fs_reader_error(r->in));
                 r->raw_eof = k < RAW_CHUNK;
                 r->z.next_in = r->raw;
                 r->z.avail_in = (uInt)k;
@@ -362,8 +366,9 @@ static int fill(TfrReader *r) {
             if (r->raw_eof)
                 return rfail(r, r->base + r->end, "%s stream ends early (file truncated?)",
                              tfr_compression_name(r->c));
-            ssize_t k = read_full(r->fd, r->raw, RAW_CHUNK);
-            if (k < 0) return rfail(r, r->base + r->end, "read failed: %s", strerror(errno));
+            ssize_t k = read_full(r->in, r->raw, RAW_CHUNK);
+            if (k < 0)
+                return rfail(r, r->base + r->end, "read failed: %s", fs_reader_error(r->in));
             r->raw_eof = k < RAW_CHUNK;
             r->z.next_in = r->raw;
             r->z.avail_in = (uInt)k;
@@ -457,7 +462,7 @@ const char *tfr_reader_path(const TfrReader *r) { return r->path; }
 void tfr_reader_close(TfrReader *r) {
     if (!r) return;
     if (r->z_live) inflateEnd(&r->z);
-    if (r->fd >= 0) close(r->fd);
+    fs_reader_close(r->in);
     free(r->raw);
     free(r->buf);
     free(r->path);

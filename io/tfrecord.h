@@ -43,7 +43,8 @@ typedef struct TfrWriter TfrWriter;
 enum {
     TFR_WRITE_ATOMIC = 0,  /* write <path>.tmp-*, rename to path on close (the default) */
     TFR_WRITE_DIRECT = 1,  /* create/truncate path and write in place (event files, which readers
-                              follow while they grow) */
+                              follow while they grow); gs:// and s3://: the object is uploaded
+                              whole at each flush and at close */
     TFR_WRITE_APPEND = 2,  /* append to path in place (uncompressed only) */
 };
 

@@ -1,0 +1,45 @@
+/* fs_backend.h: what an object store provides to io/fs.c (the protocol logic of one store:
+ * io/fs_gcs.c, io/fs_s3.c). Buckets and keys are given raw (not encoded); `what` is the
+ * "scheme://bucket/key" that errors name. Every error message names the bucket and the object
+ * and says what the store answered; access errors say which credentials were used. */
+#ifndef IO_FS_BACKEND_H
+#define IO_FS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Called for each listed object (is_prefix 0, size set) or delimited prefix (is_prefix 1, name
+ * ends with '/'). Names are full keys. Return 0 to go on, -1 to stop with an error (out of memory). */
+typedef int (*FsListFn)(void *ctx, const char *name, int is_prefix, int64_t size);
+
+typedef struct {
+    const char *scheme;   /* "gs", "s3" */
+    /* 1 found (*size set), 0 missing, -1 error (err set, *errno_out EACCES/EIO/ENOENT for a
+     * missing bucket). */
+    int (*head)(const char *bucket, const char *key, int64_t *size, int *errno_out, char *err,
+                size_t errlen);
+    /* Bytes [off, off + len) into buf; *got < len only at the end of the object. 0 ok, -1 error. */
+    int (*read)(const char *bucket, const char *key, int64_t off, size_t len, char *buf,
+                size_t *got, char *err, size_t errlen);
+    /* Every object whose name starts with prefix (delimited: and the "directories" below it, as
+     * prefixes ending with '/'), in name order, all pages. 0 ok, -1 error (*errno_out as head). */
+    int (*list)(const char *bucket, const char *prefix, int delimited, FsListFn fn, void *ctx,
+                int *errno_out, char *err, size_t errlen);
+    /* The content of src (size bytes, read from offset 0) as the object key. 0 ok, -1 error. */
+    int (*upload)(const char *bucket, const char *key, FILE *src, int64_t size, char *err,
+                  size_t errlen);
+    /* Server-side copy (same store, any buckets). 0 ok, -1 error. */
+    int (*copy)(const char *src_bucket, const char *src_key, const char *dst_bucket,
+                const char *dst_key, char *err, size_t errlen);
+    /* Deletes one object; missing is fine. 0 ok, -1 error. */
+    int (*remove)(const char *bucket, const char *key, char *err, size_t errlen);
+} FsBackend;
+
+extern const FsBackend fs_gcs_backend;
+extern const FsBackend fs_s3_backend;
+
+/* Tunables shared by the back ends (environment, read once). */
+size_t fs_part_bytes(void);   /* CNN_FS_PART_BYTES, default 8 MiB, at least 5 MiB */
+
+#endif
