@@ -6,9 +6,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/args.h"
+#include "io/fs.h"
 
 /* Every flag of task.py, the Estimator's RunConfig and the platforms' conventions. Names are
  * canonical with dashes; `_` spellings match too (args.h). Values that SageMaker renders as
@@ -177,15 +177,8 @@ static void parse_sm_hosts(TrainConfig *cfg) {
 
 static int is_remote(const char *path) { return strstr(path, "://") != NULL; }
 
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The job dir: --model-dir, else --job-dir. Object-store URIs are not written by this build:
- * gs://B/P goes to Cloud Storage FUSE's /gcs/B/P when that is mounted (Vertex AI); on SageMaker
- * (SM_MODEL_DIR set) the default --model_dir s3://... is replaced by a local checkpoint dir,
- * since the export that matters goes to SM_MODEL_DIR. */
+/* The job dir: --model-dir, else --job-dir. gs:// and s3:// are written directly (io/fs.h);
+ * other URL schemes are refused. */
 static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
     const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
     const char *flag = args_has(ap, "model-dir") ? "model-dir" : "job-dir";
@@ -195,25 +188,12 @@ static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "--%s: empty path", flag);
         return -1;
     }
-    char *resolved = NULL;
-    if (strncmp(dir, "gs://", 5) == 0 && is_dir("/gcs")) {
-        size_t n = strlen(dir) + 8;
-        resolved = malloc(n);
-        if (resolved) snprintf(resolved, n, "/gcs/%s", dir + 5);
-        warn(cfg, "--%s %s: writing through the Cloud Storage FUSE mount %s", flag, dir,
-             resolved ? resolved : "?");
-    } else if (is_remote(dir) && cfg->sm_model_dir) {
-        resolved = strdup(is_dir("/opt/ml/checkpoints") ? "/opt/ml/checkpoints" : "/tmp/model");
-        warn(cfg, "--%s %s: object-store paths are not written by this build; checkpoints go to "
-             "%s, the export to SM_MODEL_DIR %s", flag, dir, resolved ? resolved : "?",
-             cfg->sm_model_dir);
-    } else if (is_remote(dir)) {
-        snprintf(err, errlen, "--%s %s: object-store paths (gs://, s3://) are not supported by "
-                 "this build; give a local directory (e.g. a gcsfuse or s3fs mount)", flag, dir);
+    if (is_remote(dir) && !fs_is_remote(dir)) {
+        snprintf(err, errlen, "--%s %s: only local paths, gs:// and s3:// are supported", flag,
+                 dir);
         return -1;
-    } else {
-        resolved = strdup(dir);
     }
+    char *resolved = strdup(dir);
     if (!resolved) {
         snprintf(err, errlen, "out of memory");
         return -1;
