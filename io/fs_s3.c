@@ -116,7 +116,8 @@ static int s3_request(const char *method, const char *bucket, const char *key, c
     if (g_s3.host[0]) snprintf(c.host, sizeof c.host, "%s", g_s3.host);
     else if (path_style) snprintf(c.host, sizeof c.host, "s3.%s.amazonaws.com", g_s3.region);
     else snprintf(c.host, sizeof c.host, "%s.s3.%s.amazonaws.com", bucket, g_s3.region);
-    if (path_style) snprintf(c.uri, sizeof c.uri, "/%s/%s", bucket, ekey);
+    /* the bucket itself (key ""): "/bucket" path-style, "/" virtual-hosted */
+    if (path_style) snprintf(c.uri, sizeof c.uri, "/%s%s%s", bucket, key[0] ? "/" : "", ekey);
     else snprintf(c.uri, sizeof c.uri, "/%s", ekey);
     sha256_hex(body ? body : "", body ? n : 0, c.payload_hash);
     char url[5000];
