@@ -58,8 +58,10 @@ static int gcs_authorize(void *ctx, const HttpRequest *req, HttpHeaders *auth, c
 static int gcs_request(const char *method, const char *url, const void *body, size_t n,
                        const char *header, const char *header2, int max_retries, const char *what,
                        HttpResponse *resp, char *err, size_t errlen) {
+    /* max_retries 0: the caller handles every failure itself (on a fresh connection) */
     HttpRequest req = {.what = what, .method = method, .url = url, .body = body, .body_len = n,
-                       .authorize = gcs_authorize, .max_retries = max_retries};
+                       .authorize = gcs_authorize, .max_retries = max_retries,
+                       .fresh_connection = max_retries == 0};
     if ((header && http_headers_addf(&req.headers, "%s", header)) ||
         (header2 && http_headers_addf(&req.headers, "%s", header2))) {
         http_headers_free(&req.headers);
@@ -270,8 +272,9 @@ static int gcs_resumable(const char *bucket, const char *key, const char *what, 
             failures = 0;
             continue;
         }
+        /* 400 too: a chunk the session already holds (re-sent after a lost answer) */
         if (rc == 0 && resp.status != 308 && resp.status < 500 && resp.status != 429 &&
-            resp.status != 408) {
+            resp.status != 408 && resp.status != 400) {
             rc = gcs_fail(&resp, what, bucket, "resumable upload", NULL, err, errlen);
             http_response_free(&resp);
             return rc;
@@ -299,8 +302,11 @@ static int gcs_resumable(const char *bucket, const char *key, const char *what, 
             http_response_free(&resp);
             return rc;
         }
+        /* GCS keeps an unfinished upload in whole 256 KiB blocks; rounding down also copes with
+         * emulators that answer "bytes=0-0" when they hold nothing */
         const char *dash = strchr(resp.range, '-');
         off = resp.range[0] && dash ? strtoll(dash + 1, NULL, 10) + 1 : 0;
+        off -= off % (256 << 10);
         http_response_free(&resp);
     }
 }

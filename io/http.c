@@ -190,6 +190,7 @@ static CURLcode attempt(const HttpRequest *req, const HttpHeaders *auth, HttpRes
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (req->fresh_connection) curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
     if (is_head) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (req->body) {

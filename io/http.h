@@ -44,6 +44,9 @@ struct HttpRequest {
     void *auth_ctx;
     long connect_timeout_s;    /* 0: 10 s */
     int max_retries;           /* -1: the default (CNN_FS_RETRIES); 0: one attempt */
+    int fresh_connection;      /* 1: a new connection (libcurl re-sends a request silently when a
+                                  reused connection dies before any answer; a protocol that must
+                                  see every failure, like a resumable upload's chunks, asks for 1) */
 };
 
 typedef struct {

