@@ -41,9 +41,23 @@ DIRECT_INLINE void forward_pixel(const Conv2dShape *s, const float *restrict xi,
     for (int j = 0; j < kb; j++) out[j] = acc[j];
 }
 
+/* Two neighbouring output pixels whose windows lie inside the row, one full block of
+ * DIRECT_KB output channels: out0/out1 = what forward_pixel gives for each (same operations in
+ * the same order). Only as an AVX2 intrinsics kernel: written as plain loops, the compiler
+ * spills its 8 accumulators. */
+typedef void (*PairFn)(const Conv2dShape *s, const float *xi, const float *w, int ih0, int kh0,
+                       int kh1, int iw0, int k0, float *out0, float *out1);
+
+/* Whole windows along w for output column ow? */
+DIRECT_INLINE int whole_row_window(const Conv2dShape *s, int ow) {
+    int kw0, kw1;
+    direct_range(ow, s->stride_w, s->pad_left, s->kw, s->w, &kw0, &kw1);
+    return kw0 == 0 && kw1 == s->kw;
+}
+
 DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
                                 const float *restrict w, const float *restrict b,
-                                float *restrict yi) {
+                                float *restrict yi, PairFn pair) {
     const int K = s->k;
     for (int oh = 0; oh < s->oh; oh++) {
         int kh0, kh1, kw0, kw1;
@@ -51,12 +65,23 @@ DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
         for (int ow = 0; ow < s->ow; ow++) {
             const int iw0 = direct_range(ow, s->stride_w, s->pad_left, s->kw, s->w, &kw0, &kw1);
             float *restrict yo = yi + ((size_t)oh * s->ow + ow) * K;
+            const int pixels = pair && ow + 1 < s->ow && whole_row_window(s, ow) &&
+                                       whole_row_window(s, ow + 1)
+                                   ? 2
+                                   : 1;
             int k0 = 0;
-            for (; k0 + DIRECT_KB <= K; k0 += DIRECT_KB)
-                forward_pixel(s, xi, w, ih0, kh0, kh1, iw0, kw0, kw1, k0, DIRECT_KB, yo + k0);
-            if (k0 < K) forward_pixel(s, xi, w, ih0, kh0, kh1, iw0, kw0, kw1, k0, K - k0, yo + k0);
+            for (; k0 + DIRECT_KB <= K; k0 += DIRECT_KB) {
+                if (pixels == 2)
+                    pair(s, xi, w, ih0, kh0, kh1, iw0, k0, yo + k0, yo + K + k0);
+                else
+                    forward_pixel(s, xi, w, ih0, kh0, kh1, iw0, kw0, kw1, k0, DIRECT_KB, yo + k0);
+            }
+            for (int q = 0; q < pixels && k0 < K; q++)
+                forward_pixel(s, xi, w, ih0, kh0, kh1, iw0 + q * s->stride_w, kw0, kw1, k0,
+                              K - k0, yo + (size_t)q * K + k0);
             if (b)
-                for (int k = 0; k < K; k++) yo[k] += b[k];
+                for (int k = 0; k < pixels * K; k++) yo[k] += b[k % K];
+            ow += pixels - 1;
         }
     }
 }
@@ -118,21 +143,54 @@ DIRECT_INLINE void filter_body(const Conv2dShape *s, const float *restrict xi,
 
 static void forward_base(const Conv2dShape *s, const float *xi, const float *w, const float *b,
                          float *yi) {
-    forward_body(s, xi, w, b, yi);
+    forward_body(s, xi, w, b, yi, NULL);
 }
 static void filter_base(const Conv2dShape *s, const float *xi, const float *dyi, float *dw) {
     filter_body(s, xi, dyi, dw);
 }
 
-typedef void (*ForwardFn)(const Conv2dShape *, const float *, const float *, const float *,
-                          float *);
-typedef void (*FilterFn)(const Conv2dShape *, const float *, const float *, float *);
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#if DIRECT_KB != 32
+#error "pair_avx2 computes blocks of 32 output channels"
+#endif
+__attribute__((target("avx2"))) static void pair_avx2(const Conv2dShape *s, const float *xi,
+                                                      const float *w, int ih0, int kh0, int kh1,
+                                                      int iw0, int k0, float *out0,
+                                                      float *out1) {
+    const int C = s->c, K = s->k, step = s->stride_w * C;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int kh = kh0; kh < kh1; kh++)
+        for (int kw = 0; kw < s->kw; kw++) {
+            const float *xp = xi + ((size_t)(ih0 + kh) * s->w + iw0 + kw) * C;
+            const float *wp = w + ((size_t)kh * s->kw + kw) * C * K + k0;
+            for (int c = 0; c < C; c++) {
+                const __m256 x0 = _mm256_broadcast_ss(xp + c), x1 = _mm256_broadcast_ss(xp + step + c);
+                const float *wc = wp + (size_t)c * K;
+                const __m256 w0 = _mm256_loadu_ps(wc), w1 = _mm256_loadu_ps(wc + 8);
+                const __m256 w2 = _mm256_loadu_ps(wc + 16), w3 = _mm256_loadu_ps(wc + 24);
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(x0, w0));
+                a1 = _mm256_add_ps(a1, _mm256_mul_ps(x0, w1));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(x0, w2));
+                a3 = _mm256_add_ps(a3, _mm256_mul_ps(x0, w3));
+                b0 = _mm256_add_ps(b0, _mm256_mul_ps(x1, w0));
+                b1 = _mm256_add_ps(b1, _mm256_mul_ps(x1, w1));
+                b2 = _mm256_add_ps(b2, _mm256_mul_ps(x1, w2));
+                b3 = _mm256_add_ps(b3, _mm256_mul_ps(x1, w3));
+            }
+        }
+    _mm256_storeu_ps(out0, a0); _mm256_storeu_ps(out0 + 8, a1);
+    _mm256_storeu_ps(out0 + 16, a2); _mm256_storeu_ps(out0 + 24, a3);
+    _mm256_storeu_ps(out1, b0); _mm256_storeu_ps(out1 + 8, b1);
+    _mm256_storeu_ps(out1 + 16, b2); _mm256_storeu_ps(out1 + 24, b3);
+}
+
 __attribute__((target("avx2"))) static void forward_avx2(const Conv2dShape *s, const float *xi,
                                                          const float *w, const float *b,
                                                          float *yi) {
-    forward_body(s, xi, w, b, yi);
+    forward_body(s, xi, w, b, yi, pair_avx2);
 }
 __attribute__((target("avx2"))) static void filter_avx2(const Conv2dShape *s, const float *xi,
                                                         const float *dyi, float *dw) {
