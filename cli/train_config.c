@@ -15,8 +15,8 @@
  * `--flag True` are ARG_VALUE, not ARG_BOOL, so the value is not mistaken for a positional. */
 static const ArgSpec kSpecs[] = {
     {"train", "train-file,train-files,train-data", ARG_LIST, "PATH...",
-     "training TFRecords: files, directories or globs (default $SM_CHANNEL_TRAIN, "
-     "$SM_CHANNEL_TRAINING)"},
+     "training TFRecords: files, directories or globs, local, gs:// or s3:// (default "
+     "$SM_CHANNEL_TRAIN, $SM_CHANNEL_TRAINING)"},
     {"test", "test-file,test-files,eval-file,eval-files,eval-data", ARG_LIST, "PATH...",
      "evaluation TFRecords (default $SM_CHANNEL_TEST, $SM_CHANNEL_EVAL, $SM_CHANNEL_TESTING)"},
     {"steps", "train-steps,max-steps", ARG_VALUE, "N",

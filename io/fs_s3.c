@@ -192,12 +192,16 @@ static int s3_fail(const HttpResponse *resp, const char *what, const char *bucke
     if (resp->status == 403 || resp->status == 401) {
         AwsCredentials creds;
         char why[256];
+        memset(&creds, 0, sizeof creds);
         const char *source = aws_credentials_get(&creds, why, sizeof why) == 0
                                  ? creds.source : "none";
+        /* the key id shortened (first and last 4 characters, as consoles show it) */
+        const char *id = creds.access_key;
+        size_t idn = strlen(id);
         snprintf(err, errlen, "%s: %s: access to bucket '%s' denied (HTTP %ld%s%s%s%s); "
-                 "credentials: %s%s%.4s%s", what, doing, bucket, resp->status, code[0] ? " " : "",
-                 code, msg[0] ? ": " : "", msg, source, creds.access_key[0] ? ", key id " : "",
-                 creds.access_key, creds.access_key[0] ? "..." : "");
+                 "credentials: %s%s%.4s%s%s", what, doing, bucket, resp->status,
+                 code[0] ? " " : "", code, msg[0] ? ": " : "", msg, source,
+                 idn ? ", key id " : "", id, idn ? "..." : "", idn > 8 ? id + idn - 4 : "");
         eno = EACCES;
     } else if (!strcmp(code, "NoSuchBucket")) {
         snprintf(err, errlen, "%s: %s: bucket '%s' does not exist (NoSuchBucket)", what, doing,

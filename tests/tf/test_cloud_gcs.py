@@ -43,7 +43,8 @@ def gcs(tmp_path_factory):
 def test_trainer_round_trip_and_resume(gcs):
     server, proxy, stub, env, tmp = gcs
     proxy.reset()
-    data = ["--train", "gs://data/mnist/train.tfrecords", "--test", "gs://data/mnist"]
+    # as AI Platform passes them: --train-file gs://..., --job-dir gs://...
+    data = ["--train-file", "gs://data/mnist/train.tfrecords", "--eval-file", "gs://data/mnist"]
     first = run([binary("trainer"), *data, "--job-dir", "gs://jobs/job1", "--steps", "2",
                  *TRAIN_FLAGS], env, cwd=tmp)
     assert "Loaded 256 training and 320 evaluation examples" in first.stderr
