@@ -42,6 +42,12 @@ size_t fs_part_bytes(void) {
     return part / (256 << 10) * (256 << 10);      /* GCS chunks: multiples of 256 KiB */
 }
 
+int fs_list_page(void) {
+    const char *s = getenv("CNN_FS_LIST_PAGE");
+    long v = s ? strtol(s, NULL, 10) : 0;
+    return v > 0 && v <= 1000 ? (int)v : 0;
+}
+
 /* Splits scheme://bucket/key. -1 with err (errno EINVAL) when the bucket is missing, ENOTSUP when
  * this build has no back end for the scheme. */
 static int parse_remote(const char *path, Remote *r, char *err, size_t errlen) {

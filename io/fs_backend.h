@@ -41,5 +41,6 @@ extern const FsBackend fs_s3_backend;
 
 /* Tunables shared by the back ends (environment, read once). */
 size_t fs_part_bytes(void);   /* CNN_FS_PART_BYTES, default 8 MiB, at least 5 MiB */
+int fs_list_page(void);       /* CNN_FS_LIST_PAGE: names per listing page, 0 = the store's (1000) */
 
 #endif

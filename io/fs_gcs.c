@@ -166,8 +166,10 @@ static int gcs_list(const char *bucket, const char *prefix, int delimited, FsLis
     http_url_encode(bucket, 0, ebucket, sizeof ebucket);
     http_url_encode(prefix, 0, eprefix, sizeof eprefix);
     for (;;) {
-        snprintf(url, sizeof url, "%s/storage/v1/b/%s/o?prefix=%s%s%s%s", gcs_base(), ebucket,
-                 eprefix, delimited ? "&delimiter=%2F" : "", token[0] ? "&pageToken=" : "",
+        char page[32] = "";
+        if (fs_list_page()) snprintf(page, sizeof page, "&maxResults=%d", fs_list_page());
+        snprintf(url, sizeof url, "%s/storage/v1/b/%s/o?prefix=%s%s%s%s%s", gcs_base(), ebucket,
+                 eprefix, delimited ? "&delimiter=%2F" : "", page, token[0] ? "&pageToken=" : "",
                  token[0] ? http_url_encode(token, 0, etoken, sizeof etoken) : "");
         HttpResponse resp;
         if (gcs_request("GET", url, NULL, 0, NULL, NULL, -1, what, &resp, err, errlen)) {

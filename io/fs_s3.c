@@ -274,9 +274,12 @@ static int s3_list(const char *bucket, const char *prefix, int delimited, FsList
     http_url_encode(prefix, 0, eprefix, sizeof eprefix);
     for (;;) {
         http_url_encode(token, 0, etoken, sizeof etoken);
-        snprintf(query, sizeof query, "%s%s%s%slist-type=2&prefix=%s", token[0] ? "continuation-token=" : "",
-                 token[0] ? etoken : "", token[0] ? "&" : "", delimited ? "delimiter=%2F&" : "",
-                 eprefix);
+        /* the canonical query: names in byte order */
+        char page[32] = "";
+        if (fs_list_page()) snprintf(page, sizeof page, "max-keys=%d&", fs_list_page());
+        snprintf(query, sizeof query, "%s%s%s%slist-type=2&%sprefix=%s",
+                 token[0] ? "continuation-token=" : "", token[0] ? etoken : "",
+                 token[0] ? "&" : "", delimited ? "delimiter=%2F&" : "", page, eprefix);
         HttpResponse resp;
         if (s3_request("GET", bucket, "", query, NULL, 0, NULL, NULL, what, &resp, err, errlen)) {
             *errno_out = EIO;

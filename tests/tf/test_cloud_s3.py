@@ -142,6 +142,32 @@ def test_faults_mid_read_and_mid_upload_are_retried(moto):
         proxy.stop()
 
 
+def test_directories_and_globs_over_several_listing_pages(moto):
+    server, s3, env, tmp = moto
+    img, lab = write_idx(tmp, 10)
+    for i in range(5):
+        run([binary("tfrecord"), "from-idx", "--images", img, "--labels", lab, "--out",
+             f"s3://data/pages/part-{i}.tfrecords"], env, cwd=tmp)
+    body = s3.get_object(Bucket="data", Key="pages/part-0.tfrecords")["Body"].read()
+    for k in ("pages/.hidden", "pages/sub/part-9.tfrecords", "pages/sub/deeper/x"):
+        s3.put_object(Bucket="data", Key=k, Body=body)
+    proxy = FaultProxy(server.url)   # records the requests
+    try:
+        paged = {**env, "AWS_ENDPOINT_URL": proxy.url, "CNN_FS_LIST_PAGE": "2"}
+        for pattern in ("s3://data/pages/part-*.tfrecords", "s3://data/pages",
+                        "s3://data/pages/", "s3://data/pages/part-[0-4].tfrecords"):
+            out = run([binary("tfrecord"), "count", pattern], paged, cwd=tmp).stdout.splitlines()
+            assert [line.split("\t")[1] for line in out[:-1]] == [
+                f"s3://data/pages/part-{i}.tfrecords" for i in range(5)], out
+            assert out[-1].split("\t")[0] == "50"
+        # '*' does not cross '/': only the object directly under sub/
+        out = run([binary("tfrecord"), "count", "s3://data/pages/*/part-*"], paged, cwd=tmp)
+        assert out.stdout.splitlines()[0] == "10\ts3://data/pages/sub/part-9.tfrecords"
+        assert any("continuation-token=" in p for _, p, _ in proxy.seen)   # pages were followed
+    finally:
+        proxy.stop()
+
+
 def test_store_that_keeps_failing_publishes_nothing(moto):
     server, s3, env, tmp = moto
     proxy = FaultProxy(server.url)
