@@ -79,6 +79,15 @@ def test_trainer_round_trip_and_resume(moto):
     assert objs["job1/model.ckpt-2.data-00000-of-00001"] > 16 << 20
     state = s3.get_object(Bucket="jobs", Key="job1/checkpoint")["Body"].read().decode()
     assert state.startswith('model_checkpoint_path: "model.ckpt-2"')
+    # the same job into a local directory (whose files TF reads: test_trainer_e2e.py) leaves the
+    # same bytes: the bucket holds exactly what a local disk would
+    local_job = os.path.join(tmp, "local_job1")
+    run([binary("trainer"), *data, "--job-dir", local_job, "--steps", "2", *TRAIN_FLAGS], env,
+        cwd=tmp)
+    for name in ("checkpoint", "model.ckpt-2.index", "model.ckpt-2.data-00000-of-00001",
+                 "model.ckpt-2.meta"):
+        with open(os.path.join(local_job, name), "rb") as f:
+            assert s3.get_object(Bucket="jobs", Key="job1/" + name)["Body"].read() == f.read(), name
 
     # resume: more steps from the bucket's newest checkpoint
     second = run([binary("trainer"), *data, "--job-dir", "s3://jobs/job1", "--steps", "4",
