@@ -316,14 +316,24 @@ def test_non_chief_roles_do_nothing(mnist, tmp_path):
 
 def test_custom_model_spec_exports_and_tuning_tag(mnist, tmp_path):
     """--model trains another sequential CNN and exports it; a tuning tag other than accuracy
-    is written to the metric file and to the eval summaries."""
+    is written to the metric file and to the eval summaries; time-cadence checkpoints are kept
+    to --keep-checkpoint-max."""
     job, metrics = str(tmp_path / "job"), str(tmp_path / "metrics")
     rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
                               "--steps", "5", "--batch-size", "10", "--device", "cpu",
-                              "--job-dir", job, "--model", "conv:8:5,relu,maxpool:2,flatten,dense:10",
-                              "--hypertune-tag", "training/hptuning/metric"],
+                              "--job-dir", job,
+                              "--model", "conv:8:5,relu,maxpool:2,flatten,dense:10",
+                              "--hypertune-tag", "training/hptuning/metric",
+                              # always due by time: a checkpoint at every stop, newest 3 kept
+                              "--save-checkpoints-secs", "1e-9", "--log-step-count-steps", "1",
+                              "--keep-checkpoint-max", "3"],
                              env={"CLOUD_ML_HP_METRIC_FILE": metrics})
     assert rc == 0, log[-3000:]
+    assert re.findall(r"Saving checkpoints for (\d+) into", log) == ["0", "1", "2", "3", "4", "5"]
+    state = open(os.path.join(job, "checkpoint")).read()
+    assert re.findall(r'all_model_checkpoint_paths: "([^"]+)"', state) == [
+        "model.ckpt-3", "model.ckpt-4", "model.ckpt-5"]
+    assert not glob.glob(os.path.join(job, "model.ckpt-2.*"))
     _, acc, _ = eval_dict(log)
     entry = json.loads(open(metrics).read().splitlines()[-1])
     assert abs(float(entry["training/hptuning/metric"]) - acc) < 1e-6
