@@ -103,6 +103,9 @@ START_TEST(test_sgemm_portable) {
 END_TEST
 
 START_TEST(test_sgemm_large) {
+    /* B rows >= 4 KiB apart: packed row by row (whole and partial column ranges). */
+    check_sgemm(0, 0, 13, 1030, 40, 1.0f, 0.0f, 0, 89);
+    check_sgemm(0, 0, 7, 2048, 300, 0.5f, 1.0f, 16, 88);
     /* Several cache blocks in every dimension (the model's dense 3136->1024 GEMMs, shrunk). */
     if (test_quick()) {
         check_sgemm(0, 0, 70, 300, 600, 1.0f, 0.0f, 0, 90);
