@@ -200,3 +200,5 @@ int aws_credentials_get(AwsCredentials *out, char *err, size_t errlen) {
     *out = c;
     return 0;
 }
+
+void aws_credentials_invalidate(void) { g_have = 0; }

@@ -27,4 +27,7 @@ typedef struct {
  * source is broken (e.g. the container endpoint answers with an error). */
 int aws_credentials_get(AwsCredentials *out, char *err, size_t errlen);
 
+/* Forgets the cached credentials (after ExpiredToken); the next call looks them up again. */
+void aws_credentials_invalidate(void);
+
 #endif

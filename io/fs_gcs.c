@@ -69,6 +69,14 @@ static int gcs_request(const char *method, const char *url, const void *body, si
         return -1;
     }
     int rc = http_perform(&req, resp, err, errlen);
+    if (rc == 0 && resp->status == 401) {   /* a token revoked or expired early: a new one, once */
+        char token[8], ignore[256];
+        if (gcs_auth_token(token, sizeof token, NULL, 0, ignore, sizeof ignore) == 0 && token[0]) {
+            gcs_auth_invalidate();
+            http_response_free(resp);
+            rc = http_perform(&req, resp, err, errlen);
+        }
+    }
     http_headers_free(&req.headers);
     return rc;
 }

@@ -131,6 +131,13 @@ static int s3_request(const char *method, const char *bucket, const char *key, c
         rc = -1;
     if (rc) snprintf(err, errlen, "%s: out of memory", what);
     else rc = http_perform(&req, resp, err, errlen);
+    /* temporary credentials that expired early: look them up again, once */
+    if (rc == 0 && (resp->status == 400 || resp->status == 403) &&
+        strstr(resp->body, "<Code>ExpiredToken</Code>")) {
+        aws_credentials_invalidate();
+        http_response_free(resp);
+        rc = http_perform(&req, resp, err, errlen);
+    }
     http_headers_free(&req.headers);
     return rc;
 }

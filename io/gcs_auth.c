@@ -257,3 +257,5 @@ int gcs_auth_token(char *token, size_t cap, char *source, size_t source_cap, cha
     snprintf(token, cap, "%s", g_auth.token);
     return 0;
 }
+
+void gcs_auth_invalidate(void) { g_auth.token[0] = 0; }

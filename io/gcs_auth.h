@@ -20,4 +20,7 @@
 int gcs_auth_token(char *token, size_t cap, char *source, size_t source_cap, char *err,
                    size_t errlen);
 
+/* Forgets the cached token (after a 401: revoked or expired early); the next call fetches one. */
+void gcs_auth_invalidate(void);
+
 #endif

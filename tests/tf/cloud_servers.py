@@ -121,12 +121,13 @@ def gcs_get(base, bucket, name):
 
 class Rule:
     """When a request matches (method, regex on the path with query), `action` happens to the
-    matches after the first `skip`, `times` times (-1: always): "503"/"500"/"429" (answer that
-    status, not forwarded), "drop" (close before forwarding), "drop-after" (forward, then close
+    matches after the first `skip`, `times` times (-1: always): "503"/"500"/"429"/... (answer that
+    status with `body`, not forwarded), "drop" (close before forwarding), "drop-after" (forward, then close
     without answering), "drop-mid" (forward, send half of the answer's body, close)."""
 
-    def __init__(self, method, path_re, action, times=1, skip=0):
+    def __init__(self, method, path_re, action, times=1, skip=0, body=None):
         self.method, self.path_re, self.action = method, re.compile(path_re), action
+        self.body = body   # for a status action: the answer's body (default a JSON error)
         self.times, self.skip, self.fired = times, skip, 0
 
     def take(self, method, path):
@@ -168,7 +169,8 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if action and action.isdigit():
-                    msg = json.dumps({"error": {"code": int(action), "message": "injected"}})
+                    msg = rule.body or json.dumps({"error": {"code": int(action),
+                                                             "message": "injected"}})
                     self.send_response(int(action))
                     self.send_header("Content-Length", str(len(msg)))
                     self.end_headers()

@@ -4,8 +4,8 @@
   another, then resumes from them, with a token from a metadata-server stub (GCE_METADATA_HOST) on
   every request; predict serves the export straight from the bucket;
 - a service-account key file (GOOGLE_APPLICATION_CREDENTIALS) gives an RS256 JWT that the token
-  stub verifies with the public key; a key the token endpoint rejects fails with an error naming
-  the bucket;
+  stub verifies with the public key; a token refused with 401 is replaced once; a key the token
+  endpoint rejects fails with an error naming the bucket;
 - resumable uploads survive a 503 and a connection dropped after the chunk arrived (the session
   is asked how much it holds), reads survive 503s and connections dropped mid-answer; a store that
   keeps failing makes the write fail with a clear error and publishes nothing.
@@ -98,6 +98,11 @@ def test_service_account_key_file(gcs):
     assert claims["aud"] == f"http://{stub.host}/token"
     assert claims["scope"] == "https://www.googleapis.com/auth/devstorage.read_write"
     assert 0 < claims["exp"] - claims["iat"] <= 3600
+    # a token refused (401: revoked or expired early) is replaced once, then the request repeated
+    before = len(stub.jwt_claims)
+    proxy.add("GET", r"/o/mnist%2Ftrain\.tfrecords\?alt=media", "401")
+    p = run([binary("tfrecord"), "count", "gs://data/mnist/train.tfrecords"], sa_env, cwd=tmp)
+    assert p.stdout.split()[0] == "256" and len(stub.jwt_claims) == before + 2
 
     # a key the token endpoint does not accept: the error names the bucket and the refusal
     other = os.path.join(tmp, "other.json")

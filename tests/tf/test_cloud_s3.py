@@ -3,7 +3,8 @@
 - the trainer reads TFRecords from one bucket and writes checkpoints, events and the export to
   another, then resumes from them; predict serves the export straight from the bucket;
 - requests are SigV4-signed as S3 checks them (moto with IAM auth on), with credentials from the
-  environment or the container endpoint; wrong credentials fail with an error naming the bucket;
+  environment or the container endpoint (fetched again after ExpiredToken); wrong credentials fail
+  with an error naming the bucket;
 - faults (a proxy answering 500/503, dropping connections before, after and in the middle of an
   answer) mid-read and mid-upload are retried and the job completes; a store that keeps failing
   makes the job fail with a clear error and publishes nothing (no checkpoint, no state file, no
@@ -230,7 +231,19 @@ def test_signed_requests_and_wrong_credentials(tmp_path):
                      "AWS_CONTAINER_AUTHORIZATION_TOKEN": "secret-container-token"}
         assert run([binary("tfrecord"), "count", "s3://secure/train.tfrecords"], container,
                    cwd=tmp).stdout.split()[0] == "6000"
-        assert ("GET", "/aws-creds") in stub.requests
+        assert stub.requests.count(("GET", "/aws-creds")) == 1
+        # temporary credentials that expire early (ExpiredToken) are fetched again
+        proxy = FaultProxy(server.url)
+        try:
+            proxy.add("GET", r"^/secure/train\.tfrecords$", "400", body=(
+                "<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
+                "<Message>The provided token has expired.</Message></Error>"))
+            assert run([binary("tfrecord"), "count", "s3://secure/train.tfrecords"],
+                       {**container, "AWS_ENDPOINT_URL": proxy.url},
+                       cwd=tmp).stdout.split()[0] == "6000"
+        finally:
+            proxy.stop()
+        assert stub.requests.count(("GET", "/aws-creds")) == 3
 
         # a wrong secret: a clear error naming the bucket and where the credentials came from
         bad = {**good, "AWS_SECRET_ACCESS_KEY": "wrong"}
