@@ -19,6 +19,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 /* ---- reference ------------------------------------------------------------------------------ */
 
 /* Element (i,p) of op(A) and (p,j) of op(B). */
@@ -98,10 +102,25 @@ static void pack_b_panel(int trans_b, const float *b, int ldb, int j, int cols, 
             for (int q = cols; q < SGEMM_NR; q++) d[q] = 0.0f;
         }
     } else {
-        /* NR row streams in (rows of the stored B), contiguous NR-float rows out. */
+        /* NR row streams in (rows of the stored B), contiguous NR-float rows out: a
+         * transpose, in 4x4 blocks where SSE is there. */
         const float *src[SGEMM_NR];
         for (int q = 0; q < cols; q++) src[q] = b + (size_t)(j + q) * ldb + p0;
-        for (int p = 0; p < kc; p++)
+        int p = 0;
+#if defined(__SSE__)
+        if (cols == SGEMM_NR)
+            for (; p + 4 <= kc; p += 4)
+                for (int q = 0; q < SGEMM_NR; q += 4) {
+                    __m128 r0 = _mm_loadu_ps(src[q] + p), r1 = _mm_loadu_ps(src[q + 1] + p);
+                    __m128 r2 = _mm_loadu_ps(src[q + 2] + p), r3 = _mm_loadu_ps(src[q + 3] + p);
+                    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+                    _mm_storeu_ps(dst + (p + 0) * SGEMM_NR + q, r0);
+                    _mm_storeu_ps(dst + (p + 1) * SGEMM_NR + q, r1);
+                    _mm_storeu_ps(dst + (p + 2) * SGEMM_NR + q, r2);
+                    _mm_storeu_ps(dst + (p + 3) * SGEMM_NR + q, r3);
+                }
+#endif
+        for (; p < kc; p++)
             for (int q = 0; q < cols; q++) dst[p * SGEMM_NR + q] = src[q][p];
         for (int p = 0; p < kc; p++)
             for (int q = cols; q < SGEMM_NR; q++) dst[p * SGEMM_NR + q] = 0.0f;
