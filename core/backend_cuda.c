@@ -6,7 +6,8 @@
  * run_steps() runs the first call of a step function eagerly (module loading, first-touch), then
  * captures one call into a CUDA graph per key and replays it: a whole training step becomes one
  * graph launch. Environment: CNN_CUDA_GRAPHS=0 runs steps eagerly; CNN_CUDA_VERBOSE=1 prints the
- * nodes of each captured graph (the launches per step). */
+ * nodes of each captured graph (the launches per step); CNN_CUDA_FUSED=0 leaves the optional fused
+ * entries out (core then issues the unfused sequences). */
 #include "core/backend_cuda.h"
 
 #include <cuda_runtime_api.h>
@@ -286,9 +287,50 @@ static void cu_gather_batch(Backend *be, int batch, int example_size, int n_exam
                 "gather_batch_cuda");
 }
 
+/* ---- fused entries (core/backend.h's optional table; CNN_CUDA_FUSED=0 leaves them NULL) ---- */
+/* Each is one launch of a kernel whose fused variant test_kernels checks bit for bit (ReLU
+ * masks, dropout, pooling) or to 1e-4/1e-5 (GEMM epilogues, softmax) against the CPU sequence
+ * that core/backend_cpu.c runs for the same entry. */
+static void cu_conv2d_relu_forward(Backend *be, const Conv2dShape *s, const float *x,
+                                   const float *w, const float *b, float *y, float *ws) {
+    CudaCtx *c = CTX(be);
+    (void)ws;
+    cuda_record(c, conv2d_forward_cuda(s, x, w, b, y, 1, c->ws, c->ws_floats, c->stream),
+                "conv2d_forward_cuda (relu)");
+}
+
+static void cu_dense_relu_forward(Backend *be, int n, int in, int out, const float *x,
+                                  const float *w, const float *b, float *y) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, dense_forward_cuda(n, in, out, x, w, b, y, 1, c->ws, c->ws_floats, c->stream),
+                "dense_forward_cuda (relu)");
+}
+
+static void cu_maxpool2d_relu_backward(Backend *be, const Pool2dShape *s, const float *dy,
+                                       const int32_t *argmax, const float *relu_x, float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, maxpool2d_backward_cuda(s, dy, argmax, relu_x, dx, c->stream),
+                "maxpool2d_backward_cuda (relu)");
+}
+
+static void cu_dropout_relu_backward(Backend *be, size_t n, float rate, const uint8_t *mask,
+                                     const float *relu_y, const float *dy, float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, dropout_backward_cuda(n, rate, mask, relu_y, dy, dx, c->stream),
+                "dropout_backward_cuda (relu)");
+}
+
+static void cu_softmax_xent_fused(Backend *be, int n, int cls, const float *logits,
+                                  const int32_t *labels, float *probs, float *loss,
+                                  float *dlogits) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, softmax_xent_fused_cuda(n, cls, logits, labels, probs, loss, dlogits, c->stream),
+                "softmax_xent_fused_cuda");
+}
+
 /* ---- graph capture ------------------------------------------------------------------------ */
 /* CNN_CUDA_VERBOSE=1: prints what one captured step holds (the launches per step). */
-static void describe_graph(const char *name, int key, cudaGraph_t graph) {
+static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
     const char *v = getenv("CNN_CUDA_VERBOSE");
     if (!v || !*v || strcmp(v, "0") == 0) return;
     size_t n = 0;
@@ -308,8 +350,10 @@ static void describe_graph(const char *name, int key, cudaGraph_t graph) {
         else other++;
     }
     free(nodes);
-    fprintf(stderr, "%s backend: captured step graph (key %d): %zu nodes = %zu kernels, %zu memsets, "
-            "%zu memcpys, %zu other\n", name, key, n, kernels, memsets, memcpys, other);
+    const char *gemm = getenv("CNN_GEMM_V");
+    fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu nodes = %zu "
+            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name,
+            be->conv2d_relu_forward ? "fused" : "unfused", gemm && *gemm ? gemm : "3", key, n, kernels, memsets, memcpys, other);
 }
 
 /* Captures one call of step_fn into an executable graph; NULL (with the reason in `why`) when
@@ -331,7 +375,7 @@ static cudaGraphExec_t capture_step(Backend *be, int key, void (*step_fn)(void *
         if (graph) cudaGraphDestroy(graph);
         return NULL;
     }
-    describe_graph(be->name, key, graph);
+    describe_graph(be, key, graph);
     e = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) {
@@ -456,6 +500,16 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     be->u8_to_float = cu_u8_to_float;
     be->step_increment = cu_step_increment;
     be->gather_batch = cu_gather_batch;
+    /* CNN_CUDA_FUSED=0: no fused entries, core issues the unfused sequences (the step verified
+     * in the first GPU run: 7 launches and 7 passes over activations more per step). */
+    const char *fused = getenv("CNN_CUDA_FUSED");
+    if (!(fused && strcmp(fused, "0") == 0)) {
+        be->conv2d_relu_forward = cu_conv2d_relu_forward;
+        be->dense_relu_forward = cu_dense_relu_forward;
+        be->maxpool2d_relu_backward = cu_maxpool2d_relu_backward;
+        be->dropout_relu_backward = cu_dropout_relu_backward;
+        be->softmax_xent_fused = cu_softmax_xent_fused;
+    }
     /* CNN_CUDA_GRAPHS=0: eager steps (for comparison and debugging). */
     const char *graphs = getenv("CNN_CUDA_GRAPHS");
     int use_graphs = !(graphs && strcmp(graphs, "0") == 0);
