@@ -5,12 +5,13 @@
  * the convolutions. So conv2d forward, backward-data and backward-filter, dense forward/backward
  * and sgemm share one kernel and one set of bounds checks.
  *
- * Tiling: a block of 256 threads computes a BM x BN tile of C (64x64, 64x32, 128x64 or 128x32,
- * by shape); each thread a TM x TN micro-tile in registers, from 16-deep slices of A and B staged
+ * Tiling: a block of 256 threads computes a BM x BN tile of C (64x64, 64x32, 128x64, 128x32 or,
+ * in version 3, 256x32, by shape: choose_tile); each thread a TM x TN micro-tile in registers,
+ * from 16-deep slices of A and B staged
  * in shared memory (A as As[k][m], B as Bs[k][n], so each thread reads its TM consecutive m and
  * TN consecutive n as float4/float2 vectors). The next slice is loaded into registers while the
  * current one is multiplied, then stored into the other of two shared buffers: one barrier per
- * slice.
+ * slice (GEMM versions 2 and 3; version 1, the first GPU run's kernel: one buffer, two barriers).
  * Loads: A is read as A(m,k) = a.at(a.row(m), a.kctx(k)): row() and kctx() only compute (any
  * m, k) the per-row and per-column parts of the address (an image pixel's base and window
  * origin, a filter tap's offset), once per thread and once per slice; at() combines them and
@@ -49,6 +50,9 @@ using Tile64x64 = Tile<64, 64, 4, 4>;   /* small or square problems */
 using Tile128x64 = Tile<128, 64, 8, 4>; /* many rows: twice the FMAs per shared-memory read */
 using Tile128x32 = Tile<128, 32, 8, 2>; /* many rows, 32 columns (conv1, conv2's data grad) */
 using Tile64x32 = Tile<64, 32, 4, 2>;   /* few rows, few columns (conv1's filter grad, dense2) */
+/* Version 3 (CNN_GEMM_V=3): 32 columns with 8x4 per thread (12 shared-memory reads per 32 FMAs
+ * instead of 10 per 16): long reductions into 32 channels (conv2's data gradient). */
+using Tile256x32 = Tile<256, 32, 8, 4>;
 
 /* Reads n consecutive floats of a shared-memory row (16-byte aligned for n % 4 == 0, 8 for 2). */
 template <int NV>
@@ -69,7 +73,8 @@ __device__ __forceinline__ void read_row(const float *p, float *out) {
     }
 }
 
-template <class T, bool A_K_FAST, bool B_N_FAST, class ALoad, class BLoad, class Store>
+template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, class ALoad, class BLoad,
+          class Store>
 __global__ void __launch_bounds__(THREADS, 2)
 gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float *partial) {
     constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
@@ -78,10 +83,12 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
      * multiple of BK and of BM): the row and k index work is done once per row / per k. */
     static_assert(THREADS % BK == 0 && THREADS % BM == 0, "fixed k or fixed row per thread");
     constexpr int A_ROWS = A_K_FAST ? AP : 1;
-    /* Two buffers: slice s+1 is stored into one while slice s is read from the other, so one
-     * barrier per slice suffices. */
-    __shared__ __align__(16) float As[2][BK][BM + PAD];
-    __shared__ __align__(16) float Bs[2][BK][BN + PAD];
+    /* DOUBLE_BUF (GEMM versions 2 and 3): two buffers, slice s+1 is stored into one while slice
+     * s is read from the other, so one barrier per slice suffices. Else (version 1, the first GPU
+     * run's kernel) one buffer and two barriers per slice. The arithmetic is the same. */
+    constexpr int NBUF = DOUBLE_BUF ? 2 : 1;
+    __shared__ __align__(16) float As[NBUF][BK][BM + PAD];
+    __shared__ __align__(16) float Bs[NBUF][BK][BN + PAD];
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
     const int kbeg = blockIdx.z * k_chunk;
@@ -156,7 +163,7 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
     }
     __syncthreads();
     int buf = 0;
-    for (int k0 = kbeg; k0 < kend; k0 += BK, buf ^= 1) {
+    for (int k0 = kbeg; k0 < kend; k0 += BK, buf ^= NBUF - 1) {
         const bool more = k0 + BK < kend;
         if (more) load(k0 + BK); /* global loads in flight while this slice is multiplied */
 #pragma unroll
@@ -169,9 +176,15 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
 #pragma unroll
                 for (int j = 0; j < TN; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
         }
-        /* The other buffer was last read in the previous slice, before the last barrier. */
-        if (more) stage(buf ^ 1);
-        __syncthreads();
+        if constexpr (DOUBLE_BUF) {
+            /* The other buffer was last read in the previous slice, before the last barrier. */
+            if (more) stage(buf ^ 1);
+            __syncthreads();
+        } else {
+            __syncthreads(); /* everyone is done reading the buffer */
+            if (more) stage(0);
+            __syncthreads();
+        }
     }
 
 #pragma unroll
@@ -202,10 +215,27 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
     }
 }
 
+/* CNN_GEMM_V: 1 = the kernel and tile rules of the first GPU run (one shared buffer);
+ * 2 = double-buffered shared memory, version 1's tiles; 3 (the default) = double buffers and
+ * version 3's tile rules in choose_tile. Versions 1 and 2 give the same bits. Read at every
+ * launch (a host getenv), so a test compares them in one process; a captured graph keeps the
+ * version it was captured with. */
+static inline int gemm_version(void) {
+    const char *v = getenv("CNN_GEMM_V");
+    if (v && strcmp(v, "1") == 0) return 1;
+    if (v && strcmp(v, "2") == 0) return 2;
+    return 3;
+}
+
 /* The tile for a problem: 128-row tiles once there are enough rows to fill the GPU with them,
- * 32 columns when N is that narrow (half the wasted columns for N = 10 or 32). */
-enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32 };
-static inline TileKind choose_tile(int M, int N) {
+ * 32 columns when N is that narrow (half the wasted columns for N = 10 or 32).
+ * Version 3 adds: (a) N <= 32 with many rows and a long reduction: 256x32 tiles at 8x4 per
+ * thread (fewer tiles, which choose_splits then splits over K to fill the GPU); (b) wide
+ * outputs (N >= 512) with few rows whose 64x64 tiles fit one wave of block slots: 128x64 tiles
+ * (8x4 per thread) split over K instead of 64x64 (4x4): the dense layers. Everything else as
+ * versions 1 and 2. */
+enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32, TILE_256x32 };
+static inline TileKind choose_tile(int M, int N, int K) {
     /* CNN_GEMM_TILE=64: the first version's 64x64 tile everywhere (for the benchmarks). */
     static int small_only = -1;
     if (small_only < 0) {
@@ -213,18 +243,27 @@ static inline TileKind choose_tile(int M, int N) {
         small_only = v && strcmp(v, "64") == 0;
     }
     if (small_only) return TILE_64x64;
+    if (gemm_version() >= 3) {
+        if (M >= 2048 && N <= 32 && K >= 256) return TILE_256x32;
+        long long tiles64 = (long long)((M + 63) / 64) * ((N + 63) / 64);
+        if (M < 2048 && N >= 512 && tiles64 <= 2LL * device_sm_count()) return TILE_128x64;
+    }
     if (M < 2048) return N <= 32 ? TILE_64x32 : TILE_64x64;
     return N <= 32 ? TILE_128x32 : TILE_128x64;
 }
-static inline int tile_rows(TileKind t) { return t == TILE_64x64 || t == TILE_64x32 ? 64 : 128; }
-static inline int tile_cols(TileKind t) { return t == TILE_128x32 || t == TILE_64x32 ? 32 : 64; }
+static inline int tile_rows(TileKind t) {
+    return t == TILE_64x64 || t == TILE_64x32 ? 64 : t == TILE_256x32 ? 256 : 128;
+}
+static inline int tile_cols(TileKind t) {
+    return t == TILE_128x32 || t == TILE_64x32 || t == TILE_256x32 ? 32 : 64;
+}
 
 /* How many slices the reduction of an M x N x K product is split into: as many as fit the
  * GPU's block slots (two 256-thread blocks per multiprocessor) in one wave, each slice at least
  * 4 k-steps long, at most 128 slices, and no more than the scratch holds. A problem with as
  * many tiles as slots is not split. */
 static inline int choose_splits(int M, int N, int K, size_t ws_floats) {
-    TileKind t = choose_tile(M, N);
+    TileKind t = choose_tile(M, N, K);
     long long tiles = (long long)((M + tile_rows(t) - 1) / tile_rows(t)) *
                       ((N + tile_cols(t) - 1) / tile_cols(t));
     long long want = 2LL * device_sm_count() / tiles;
@@ -257,8 +296,13 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
     dim3 grid((unsigned)((M + T::BM - 1) / T::BM), (unsigned)((N + T::BN - 1) / T::BN),
               (unsigned)splits);
     if (grid.y > 65535u) return cudaErrorInvalidConfiguration;
-    gemm_kernel<T, A_K_FAST, B_N_FAST><<<grid, THREADS, 0, stream>>>(M, N, K, k_chunk, a, b, st,
-                                                                     splits > 1 ? ws : nullptr);
+    float *partial = splits > 1 ? ws : nullptr;
+    if (gemm_version() >= 2)
+        gemm_kernel<T, A_K_FAST, B_N_FAST, true><<<grid, THREADS, 0, stream>>>(M, N, K, k_chunk,
+                                                                               a, b, st, partial);
+    else
+        gemm_kernel<T, A_K_FAST, B_N_FAST, false><<<grid, THREADS, 0, stream>>>(M, N, K, k_chunk,
+                                                                                a, b, st, partial);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || splits == 1) return e;
     splitk_reduce_kernel<<<grid_for((size_t)M * N, 256), 256, 0, stream>>>(M, N, splits, ws, st);
@@ -270,7 +314,10 @@ static cudaError_t launch(int M, int N, int K, ALoad a, BLoad b, Store st, float
                           size_t ws_floats, cudaStream_t stream) {
     if (M <= 0 || N <= 0) return cudaSuccess;
     if (K < 0) return cudaErrorInvalidValue;
-    switch (choose_tile(M, N)) {
+    switch (choose_tile(M, N, K)) {
+    case TILE_256x32:
+        return launch_tile<Tile256x32, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
+                                                           stream);
     case TILE_128x64:
         return launch_tile<Tile128x64, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
                                                            stream);
