@@ -1,6 +1,8 @@
 /* bench_step_cuda: the whole training step (gather, forward, loss, backward, Adam) through the
- * model API on the GPU: our kernels (`cuda`) and cuDNN/cuBLAS (`cudnn`), eager and as a
- * replayed CUDA graph, at batch 100 and 1000. Compare with bench/peers/pytorch_mnist.py (same
+ * model API on the GPU: our kernels (`ours-cuda`: the defaults, fused backend entries and GEMM
+ * version 3; `-gemm2`, `-gemm1`: fused with GEMM versions 2 and 1; `-run1`: unfused, GEMM
+ * version 1, the step of the first GPU run; see CNN_CUDA_FUSED, CNN_GEMM_V in docs/gpu.md) and
+ * cuDNN/cuBLAS (`cudnn`), eager and as a replayed CUDA graph, at batch 100 and 1000. Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
  *
  * Data: 60,000 random 28x28 uint8 images with random labels, resident on the device, shuffled.
@@ -35,8 +37,18 @@ static uint8_t *pixels;
 static int32_t *labels;
 
 /* ms per step, or a negative value on error (message printed). */
-static double bench(Device d, int graphs, int batch, int steps) {
+typedef struct {
+    const char *label;
+    Device device;
+    const char *fused; /* CNN_CUDA_FUSED, read when the backend is created */
+    const char *gemm;  /* CNN_GEMM_V, read at each GEMM launch (captured into the graph) */
+} Engine;
+
+static double bench(const Engine *e, int graphs, int batch, int steps) {
+    const Device d = e->device;
     setenv("CNN_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+    setenv("CNN_CUDA_FUSED", e->fused, 1);
+    setenv("CNN_GEMM_V", e->gemm, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;
@@ -91,17 +103,21 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
-        Device devs[2] = {DEVICE_CUDA, DEVICE_CUDNN};
-        for (int d = 0; d < 2; d++)
+        const Engine engines[5] = {{"ours-cuda", DEVICE_CUDA, "1", "3"},
+                                   {"ours-cuda-gemm2", DEVICE_CUDA, "1", "2"},
+                                   {"ours-cuda-gemm1", DEVICE_CUDA, "1", "1"},
+                                   {"ours-cuda-run1", DEVICE_CUDA, "0", "1"},
+                                   {"ours-cudnn", DEVICE_CUDNN, "1", "3"}};
+        for (int e = 0; e < 5; e++)
             for (int g = 0; g < 2; g++) {
-                double ms = bench(devs[d], g, b, steps);
+                double ms = bench(&engines[e], g, b, steps);
                 if (ms < 0) {
                     failed = 1;
                     continue;
                 }
-                printf("| ours-%s | %s | %d | %.3f | %.0f |\n", device_name(devs[d]),
+                printf("| %s | %s | %d | %.3f | %.0f |\n", engines[e].label,
                        g ? "cuda-graph" : "eager", b, ms, b / ms * 1000.0);
-                printf("RESULT ours-%s %s batch=%d ms_per_step=%.4f\n", device_name(devs[d]),
+                printf("RESULT %s %s batch=%d ms_per_step=%.4f\n", engines[e].label,
                        g ? "cuda-graph" : "eager", b, ms);
                 fflush(stdout);
             }

@@ -4,8 +4,12 @@
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets
 #   2. kernel tests: every CUDA kernel against its CPU twin (tests/gpu/test_kernels.c)
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
-#   4. training parity: 200 steps GPU vs CPU from the same seed, two GPU runs bit-identical
-#   5. benchmarks: each kernel vs cuDNN/cuBLAS, the whole step (eager and CUDA graph) vs PyTorch
+#   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
+#      variant: defaults, CNN_GEMM_V=2 and 1, CNN_CUDA_FUSED=0), two GPU runs bit-identical
+#   5. benchmarks: each kernel vs cuDNN/cuBLAS (GEMM versions 3 = default, 2, 1), the whole step
+#      (eager and CUDA graph; defaults, GEMM 2, GEMM 1, the first run's step) vs PyTorch
+# Both versions of each speed change run in one go (tests compare both with the CPU in-process;
+# the benchmarks print both), so a default can be flipped afterwards without another run.
 #   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
 # Logs go to $OUT (the device tool's output folder) or build-gpu/out; a table is printed last.
@@ -100,9 +104,11 @@ if have gpu_test_kernels; then
     ROWS+=("sanitizers|SKIP|0|compute-sanitizer not found")
   elif [ $SANITIZE = 1 ]; then
     # Our kernels only (--no-lib), small shapes (--quick): the sanitizers slow kernels ~100x.
-    run memcheck 90 "$SAN" --tool memcheck --error-exitcode 1 \
+    # GEMM version 3 only (its double buffers and 256x32 tile are new; version 1's kernel was
+    # sanitized in the first GPU run).
+    run memcheck 90 env CNN_GEMM_V=3 "$SAN" --tool memcheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck 90 "$SAN" --tool racecheck --error-exitcode 1 \
+    run racecheck 90 env CNN_GEMM_V=3 "$SAN" --tool racecheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
   fi
 fi
@@ -110,8 +116,10 @@ have gpu_test_train && run train 150 "$BIN/gpu_test_train"
 
 if [ $BENCH = 1 ]; then
   have bench_kernels_cuda && run bench_kernels 120 "$BIN/bench_kernels_cuda"
-  # the first version's GEMM tile (64x64 everywhere), batch 100: the before of the tile change
-  have bench_kernels_cuda && run bench_tile64 60 env CNN_GEMM_TILE=64 "$BIN/bench_kernels_cuda" 100
+  # GEMM version 2 (double-buffered, version 1's tiles) and 1 (the first GPU run's kernel): the
+  # befores of version 3
+  have bench_kernels_cuda && run bench_gemm2 120 env CNN_GEMM_V=2 "$BIN/bench_kernels_cuda"
+  have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 "$BIN/bench_kernels_cuda"
   have bench_step_cuda && run bench_step 120 "$BIN/bench_step_cuda"
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py
@@ -133,12 +141,12 @@ if grep -l "CUDA graph capture failed" "$OUT"/*.log > /dev/null 2>&1; then
   ROWS+=("graphs|FAIL|0|capture failed: $(grep -h "CUDA graph capture failed" "$OUT"/*.log | head -1 | cut -c1-70)")
   FAILED=1
 fi
-NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/dev/null | sort -u | head -4)
+NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/dev/null | sort -u | head -8)
 [ -n "$NODES" ] && { echo "-- captured graphs (launches per step)"; echo "$NODES"; }
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_tile64 bench_step pytorch; do
+for f in bench_kernels bench_gemm2 bench_gemm1 bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -70; }
 done
 echo

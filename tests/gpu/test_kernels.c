@@ -8,7 +8,9 @@
  *   1e-4         GEMM-shaped ops (sgemm, dense, conv2d): the GPU sums each output in tiles of 16
  *                and split-K slices, the CPU in its own blocking, so the rounding differs; the
  *                error grows like sqrt(K)*2^-24 relative to the scale of the terms.
- * The cuDNN/cuBLAS versions (kernels_cudnn.h) are checked against the same references.
+ * The cuDNN/cuBLAS versions (kernels_cudnn.h) are checked against the same references, and the
+ * CUDA backend's fused entries (core/backend_cuda.c, CNN_CUDA_FUSED) against the CPU backend's
+ * unfused sequences.
  * Usage: test_kernels [--quick] [--no-lib]   (--quick or CNN_TEST_QUICK=1: small shapes, for
  * compute-sanitizer; --no-lib: our kernels only). CNN_TEST_SEED=<n> reproduces a run's inputs. */
 #include <stdint.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "gpu_check.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_cuda.h"
@@ -97,6 +100,13 @@ static void test_sgemm(void) {
     test_sgemm_case(0, 0, 2100, 40, 33, 1.0f, 0.0f, 0, 1);
     test_sgemm_case(1, 0, 2100, 20, 70, 1.0f, 0.5f, 1, 1);
     test_sgemm_case(0, 1, 2049, 65, 17, 2.0f, 0.0f, 0, 0);
+    /* version 3's tiles (CNN_GEMM_V=3): 256x32 (many rows, <= 32 columns, K >= 256), and
+     * 128x64 for wide outputs with few rows, both split over K; ragged edges on all sides */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            test_sgemm_case(ta, tb, 2111, 29, 300, 1.0f, 0.0f, 0, 1);
+            test_sgemm_case(ta, tb, 67, 515, 129, 0.9f, 0.4f, 2, 1);
+        }
     test_sgemm_case(0, 0, 1, 1, 1, 1.0f, 0.0f, 0, 0);
     test_sgemm_case(0, 0, 3, 4, 0, 1.0f, 0.5f, 0, 1); /* k = 0: C = beta*C */
     if (!quick) test_sgemm_case(0, 0, 100, 1024, 3136, 1.0f, 0.0f, 0, 1); /* dense1 forward */
@@ -657,6 +667,194 @@ static void test_gather(void) {
     CK(cudaFree(dX)); CK(cudaFree(dX2)); CK(cudaFree(dY));
 }
 
+/* ---- the CUDA backend's fused entries vs the CPU backend's unfused sequences ---------------- */
+/* What core/ runs in a step with CNN_CUDA_FUSED=1 (the default) against what it runs on the CPU
+ * without fusion: same tolerances as the kernels underneath (GEMM epilogues 1e-4, softmax 1e-5,
+ * ReLU masks, pooling and dropout bitwise). The backend's stream is non-blocking: inputs are
+ * made on the default stream and synchronised before the entries run. */
+static Backend *cuda_be, *cpu_be;
+
+static void *be_result(const void *dev, size_t bytes) {
+    if (cuda_be->sync(cuda_be) != 0) {
+        printf("FAIL cuda backend: %s\n", cuda_be->last_error(cuda_be));
+        exit(1);
+    }
+    return dev_download(dev, bytes);
+}
+
+static void test_fused_conv(int n, int h, int w, int c, int kh, int kw, int k, int stride) {
+    Conv2dShape s;
+    conv2d_shape_init(&s, n, h, w, c, kh, kw, k, stride, stride, 1);
+    size_t nx = (size_t)n * h * w * c, nw = (size_t)kh * kw * c * k, ny = (size_t)n * s.oh * s.ow * k;
+    float *x = host_random(nx, -1, 1), *wt = host_random(nw, -0.3f, 0.3f);
+    float *b = host_random((size_t)k, -0.5f, 0.5f), *y = host_alloc(ny * 4);
+    float *ws = host_alloc(cpu_be->conv2d_workspace_floats(cpu_be, &s) * 4 + 4);
+    cpu_be->conv2d_forward(cpu_be, &s, x, wt, b, y, ws);
+    cpu_be->relu_forward(cpu_be, ny, y, y);
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(wt, nw * 4), *dB = dev_upload(b, k * 4);
+    float *dY = dev_poisoned(ny * 4);
+    CK(cudaDeviceSynchronize());
+    cuda_be->conv2d_relu_forward(cuda_be, &s, dX, dW, dB, dY, NULL);
+    float *g = be_result(dY, ny * 4);
+    char what[96];
+    snprintf(what, sizeof what, "backend conv2d_relu_forward %dx%dx%dx%d k%dx%dx%d s%d", n, h, w,
+             c, kh, kw, k, stride);
+    check_close(what, g, y, ny, TOL_GEMM);
+    free(g); free(x); free(wt); free(b); free(y); free(ws);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dY));
+}
+
+static void test_fused_dense(int n, int in, int out) {
+    size_t nx = (size_t)n * in, nw = (size_t)in * out, ny = (size_t)n * out;
+    float *x = host_random(nx, -1, 1), *wt = host_random(nw, -0.1f, 0.1f);
+    float *b = host_random((size_t)out, -0.5f, 0.5f), *y = host_alloc(ny * 4);
+    cpu_be->dense_forward(cpu_be, n, in, out, x, wt, b, y);
+    cpu_be->relu_forward(cpu_be, ny, y, y);
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(wt, nw * 4), *dB = dev_upload(b, out * 4);
+    float *dY = dev_poisoned(ny * 4);
+    CK(cudaDeviceSynchronize());
+    cuda_be->dense_relu_forward(cuda_be, n, in, out, dX, dW, dB, dY);
+    float *g = be_result(dY, ny * 4);
+    char what[96];
+    snprintf(what, sizeof what, "backend dense_relu_forward %dx%dx%d", n, in, out);
+    check_close(what, g, y, ny, TOL_GEMM);
+    free(g); free(x); free(wt); free(b); free(y);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dY));
+}
+
+/* Pool input relu-like (max(u, 0): ties at 0, and zeros the fused ReLU backward must mask). */
+static void test_fused_pool(int n, int h, int w, int c, int k, int stride) {
+    Pool2dShape s;
+    pool2d_shape_init(&s, n, h, w, c, k, k, stride, stride, 1);
+    size_t nx = (size_t)n * h * w * c, ny = (size_t)n * s.oh * s.ow * c;
+    float *x = host_random(nx, -1, 1), *dy = host_random(ny, -1, 1), *y = host_alloc(ny * 4);
+    for (size_t i = 0; i < nx; i++) x[i] = x[i] > 0 ? x[i] : 0.0f;
+    float *dx = host_alloc(nx * 4);
+    int32_t *am = host_alloc(ny * 4);
+    cpu_be->maxpool2d_forward(cpu_be, &s, x, y, am);
+    cpu_be->maxpool2d_backward(cpu_be, &s, dy, am, dx);
+    cpu_be->relu_backward(cpu_be, nx, x, dx, dx);
+    float *dX = dev_upload(x, nx * 4), *dDY = dev_upload(dy, ny * 4), *dDX = dev_poisoned(nx * 4);
+    int32_t *dAM = dev_upload(am, ny * 4);
+    CK(cudaDeviceSynchronize());
+    cuda_be->maxpool2d_relu_backward(cuda_be, &s, dDY, dAM, dX, dDX);
+    float *g = be_result(dDX, nx * 4);
+    char what[96];
+    snprintf(what, sizeof what, "backend maxpool2d_relu_backward %dx%dx%dx%d %d/%d", n, h, w, c,
+             k, stride);
+    check_equal_bytes(what, g, dx, nx * 4);
+    free(g); free(x); free(dy); free(y); free(dx); free(am);
+    CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dDX)); CK(cudaFree(dAM));
+}
+
+static void test_fused_dropout(size_t n, float rate) {
+    float *ry = host_random(n, -1, 1), *dy = host_random(n, -1, 1), *dx = host_alloc(n * 4);
+    uint8_t *mask = host_alloc(n);
+    for (size_t i = 0; i < n; i++) {
+        ry[i] = ry[i] > 0 ? ry[i] : 0.0f;
+        mask[i] = rng_uniform(0, 1) >= rate;
+    }
+    cpu_be->dropout_backward(cpu_be, n, rate, mask, dy, dx);
+    cpu_be->relu_backward(cpu_be, n, ry, dx, dx);
+    float *dRY = dev_upload(ry, n * 4), *dDY = dev_upload(dy, n * 4), *dDX = dev_poisoned(n * 4);
+    uint8_t *dM = dev_upload(mask, n);
+    CK(cudaDeviceSynchronize());
+    cuda_be->dropout_relu_backward(cuda_be, n, rate, dM, dRY, dDY, dDX);
+    float *g = be_result(dDX, n * 4);
+    char what[96];
+    snprintf(what, sizeof what, "backend dropout_relu_backward n=%zu rate=%.2f", n, rate);
+    check_equal_bytes(what, g, dx, n * 4);
+    free(g); free(ry); free(dy); free(dx); free(mask);
+    CK(cudaFree(dRY)); CK(cudaFree(dDY)); CK(cudaFree(dDX)); CK(cudaFree(dM));
+}
+
+static void test_fused_xent(int n, int c) {
+    size_t nl = (size_t)n * c;
+    float *logits = host_random(nl, -8, 8), *p = host_alloc(nl * 4), *dl = host_alloc(nl * 4);
+    int32_t *lab = host_alloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) lab[i] = (int32_t)(rng_u64() % (uint64_t)c);
+    float loss;
+    cpu_be->softmax_xent_forward(cpu_be, n, c, logits, lab, p, &loss);
+    cpu_be->softmax_xent_backward(cpu_be, n, c, p, lab, 1.0f, dl);
+    float *dL = dev_upload(logits, nl * 4), *dP = dev_poisoned(nl * 4), *dDL = dev_poisoned(nl * 4);
+    float *dLoss = dev_poisoned(4);
+    int32_t *dLab = dev_upload(lab, (size_t)n * 4);
+    CK(cudaDeviceSynchronize());
+    cuda_be->softmax_xent_fused(cuda_be, n, c, dL, dLab, dP, dLoss, dDL);
+    float *g = be_result(dP, nl * 4);
+    char what[96];
+    snprintf(what, sizeof what, "backend softmax_xent_fused probs %dx%d", n, c);
+    check_close(what, g, p, nl, TOL_MATH);
+    free(g);
+    g = dev_download(dDL, nl * 4);
+    snprintf(what, sizeof what, "backend softmax_xent_fused dlogits %dx%d", n, c);
+    check_close(what, g, dl, nl, TOL_MATH);
+    free(g);
+    g = dev_download(dLoss, 4);
+    snprintf(what, sizeof what, "backend softmax_xent_fused loss %dx%d", n, c);
+    check_close(what, g, &loss, 1, TOL_MATH);
+    free(g); free(logits); free(p); free(dl); free(lab);
+    CK(cudaFree(dL)); CK(cudaFree(dP)); CK(cudaFree(dDL)); CK(cudaFree(dLoss)); CK(cudaFree(dLab));
+}
+
+/* 1 when all five optional fused entries are set, 0 when none is, -1 otherwise. */
+static int fused_entries(const Backend *be) {
+    int set = !!be->conv2d_relu_forward + !!be->dense_relu_forward +
+              !!be->maxpool2d_relu_backward + !!be->dropout_relu_backward +
+              !!be->softmax_xent_fused;
+    return set == 5 ? 1 : set == 0 ? 0 : -1;
+}
+
+static Backend *make_cuda_backend(const char *fused_env) {
+    char err[512];
+    if (fused_env) setenv("CNN_CUDA_FUSED", fused_env, 1);
+    else unsetenv("CNN_CUDA_FUSED");
+    Backend *be = backend_cuda_create(err, sizeof err);
+    if (!be) {
+        printf("FAIL backend_cuda_create: %s\n", err);
+        exit(1);
+    }
+    return be;
+}
+
+static void test_backend_fused(void) {
+    /* The switch: unset or 1 -> all fused entries, 0 -> none (core's unfused sequences). */
+    const char *saved = getenv("CNN_CUDA_FUSED");
+    char *keep = saved ? strdup(saved) : NULL;
+    Backend *off = make_cuda_backend("0");
+    int got_off = fused_entries(off);
+    off->destroy(off);
+    cuda_be = make_cuda_backend(NULL);
+    int got_on = fused_entries(cuda_be);
+    if (keep) setenv("CNN_CUDA_FUSED", keep, 1);
+    free(keep);
+    check_count++;
+    if (got_off != 0 || got_on != 1) check_failures++;
+    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> %s, default -> %s\n",
+           got_off == 0 && got_on == 1 ? "PASS" : "FAIL", got_off == 0 ? "none" : "some",
+           got_on == 1 ? "all five" : "not all");
+    cpu_be = backend_cpu_create();
+    if (!cpu_be || got_on != 1) {
+        printf("FAIL backend_cpu_create / fused entries missing: fused tests not run\n");
+        check_count++;
+        check_failures++;
+        return;
+    }
+    test_fused_conv(3, 9, 7, 3, 3, 4, 5, 2);                    /* odd shape, stride 2 */
+    test_fused_conv(quick ? 2 : 100, 14, 14, 32, 5, 5, 64, 1);  /* conv2 */
+    test_fused_conv(quick ? 2 : 100, 28, 28, 1, 5, 5, 32, 1);   /* conv1 */
+    test_fused_dense(7, 45, 13);
+    test_fused_dense(quick ? 3 : 100, quick ? 301 : 3136, quick ? 515 : 1024); /* dense1 */
+    test_fused_pool(3, 9, 11, 5, 3, 2);                          /* overlapping windows */
+    test_fused_pool(quick ? 1 : 100, 28, 28, 32, 2, 2);          /* pool1 */
+    test_fused_dropout(1027, 0.4f);
+    test_fused_dropout(quick ? 4099 : 102400, 0.4f);             /* dense1's output */
+    test_fused_xent(37, 13);
+    test_fused_xent(quick ? 100 : 1000, 10);
+    cpu_be->destroy(cpu_be);
+    cuda_be->destroy(cuda_be);
+}
+
 int main(int argc, char **argv) {
     quick = getenv("CNN_TEST_QUICK") && strcmp(getenv("CNN_TEST_QUICK"), "0") != 0;
     for (int i = 1; i < argc; i++) {
@@ -673,9 +871,27 @@ int main(int argc, char **argv) {
     CKDNN(cudnnCreate(&dnn));
     CKBLAS(cublasCreate(&blas));
     CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
-    test_sgemm();
-    test_dense();
-    test_conv();
+    /* The GEMM-shaped ops under each GEMM version (kernels/gemm_cuda.cuh, CNN_GEMM_V): 1 = the
+     * first GPU run's kernel, 2 = double-buffered, 3 = double-buffered with version 3's tiles
+     * (the default). CNN_GEMM_V set in the environment: that version only (the sanitizer runs). */
+    const char *gemm_env = getenv("CNN_GEMM_V");
+    char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
+    int v_first = 1, v_last = 3;
+    if (gemm_env && *gemm_env) v_first = v_last = atoi(gemm_env);
+    for (int v = v_first; v <= v_last; v++) {
+        char vs[16];
+        snprintf(vs, sizeof vs, "%d", v);
+        setenv("CNN_GEMM_V", vs, 1);
+        printf("---- GEMM version %d (CNN_GEMM_V=%d)\n", v, v);
+        test_sgemm();
+        test_dense();
+        test_conv();
+        test_backend_fused();
+    }
+    if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
+    else unsetenv("CNN_GEMM_V");
+    free(gemm_keep);
+    printf("---- the rest\n");
     test_pool();
     test_relu();
     test_dropout();

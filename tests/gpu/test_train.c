@@ -1,15 +1,43 @@
-/* test_train.c: whole training on the GPU against the CPU.
- *   - 200 steps (batch 100, Adam, dropout on, shuffled resident data) from the same seed on the
- *     CPU, on our CUDA kernels and on cuDNN/cuBLAS: every step's loss agrees with the CPU's to
- *     1e-3 relative (the GEMMs sum in different orders, and 200 Adam steps carry the rounding
- *     forward; identical dropout masks and batches keep the runs on the same path).
- *   - two CUDA runs from the same seed give bit-identical losses, and running the 200 steps as
- *     one call (the captured CUDA graph replayed 200 times) ends at the same bits as 200 single
- *     steps.
- * Data: 3000 synthetic 28x28 images, a noisy class template each (so the loss falls), a quarter
- * of them relabelled at random (so it does not fall to ~0, where relative differences mean
- * nothing).
- * Exit 77 without a GPU. CNN_TEST_QUICK=1: 40 steps. */
+/* test_train.c: whole training on the GPU against the CPU, on the real MNIST (data/mnist).
+ *
+ * 200 steps (batch 100, Adam 1e-3, dropout 0.4, shuffled resident data, seed 1234) on the CPU,
+ * on our CUDA kernels in three settings, and on cuDNN/cuBLAS:
+ *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=1), GEMM version 3
+ *   cuda gemm2   fused entries, GEMM version 2 (CNN_GEMM_V=2: double-buffered, version 1 tiles)
+ *   cuda gemm1   fused entries, GEMM version 1 (the first GPU run's GEMM kernel)
+ *   cuda run1    no fused entries, GEMM version 1: the step verified in the first GPU run
+ * Checks:
+ *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
+ *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
+ *     shows here);
+ *   - the mean loss of each WINDOW consecutive steps within TOL_WINDOW relative (after step 4
+ *     the per-step difference is printed, not checked: see below);
+ *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
+ *   - bitwise: two CUDA runs from the same seed; 200 single-step calls == one call replaying the
+ *     captured graph 200 times; gemm2 == gemm1 (double buffering changes no arithmetic);
+ *     gemm1 == run1 (the fused entries do the unfused arithmetic).
+ *
+ * Why not 1e-3 at every step: training is chaotic. The GEMMs sum in a different order on the GPU
+ * (relative differences ~1e-7 per output), Adam's first steps amplify them (its update is
+ * ~lr*sign(g) for small g, so a gradient near zero flips whole updates), and different weights
+ * give different losses on the same batch. Measured on the CPU alone (2026-11-26, this data,
+ * seed, batch, 200 steps; docs/gpu.md "Training parity"): run A as here, runs B and C with
+ * every initial weight moved by one ulp (random directions, two draws): a rounding-sized
+ * difference everywhere, as the GPU's summation order makes. The three pairs (A-B, A-C, B-C):
+ *   - per step, steps 0-4: max 7.5e-7 (step 0 loss 31.8); steps 5-9: up to 6.0e-4 (C left A at
+ *     step 6 with 6.6e-5, growing ~2x per step: 1.0e-3 at step 10); steps 10-19: up to 4.4e-3;
+ *     after: up to 1.94 (single batches at loss ~0.05-0.2: the per-step ratio means nothing);
+ *   - mean loss over 50-step windows: max 0.040 (20-step windows: 0.096);
+ *   - test accuracy after 200 steps: 0.9676, 0.9661, 0.9717 (spread 0.0056).
+ * Bounds: 1e-3 for steps 0-4 (even a divergence at step 1 growing as fast as C's stays under
+ * 6e-4 by step 4), 0.1 for the 50-step means (2.5x), 0.012 for the accuracy (2.1x).
+ * So the bounds below are set from what float32 rounding alone does, with a margin of 1.7x to
+ * 2.5x, not from what the GPU happened to give. On the first GPU run, the random-data version
+ * of this test saw cuda vs cpu 5.6e-3 at step 20 and 1.35e-1 at step 94 (cuDNN vs cpu the same
+ * size): the same drift.
+ *
+ * Data: SOURCE_DIR/data/mnist (the IDX .gz files; argv[1] or CNN_MNIST_DIR overrides). Missing
+ * data is a failure, not a skip. Exit 77 without a GPU. CNN_TEST_QUICK=1: 40 steps. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,120 +46,228 @@
 
 #include "core/model.h"
 #include "gpu_check.h"
-#include "kernels/philox.h"
+#include "io/idx.h"
 
-#define N_DATA 3000
-#define PIXELS 784
+#define STEPS 200
+#define EARLY_STEPS 5    /* steps 0-4 */
+#define TOL_EARLY 1e-3
+#define WINDOW 50        /* steps 0-49, 50-99, 100-149, 150-199 */
+#define TOL_WINDOW 0.1
+#define TOL_ACC 0.012 /* absolute, as a fraction (0.01 = one percentage point) */
 
-static uint8_t pixels[N_DATA * PIXELS];
-static int32_t labels[N_DATA];
+static IdxArray train_img, train_lab, test_img, test_lab;
+static int32_t *train_labels, *test_labels;
+static float *test_pixels;
+static int n_train, n_test;
 
-static void make_data(void) {
-    static float templ[10][PIXELS];
-    for (int c = 0; c < 10; c++)
-        for (int p = 0; p < PIXELS; p++) templ[c][p] = philox_uniform(99, (uint64_t)c, (uint64_t)p) > 0.7f ? 220.0f : 0.0f;
-    for (int i = 0; i < N_DATA; i++) {
-        int c = (int)(philox_u32(99, 100, (uint64_t)i) % 10u);
-        uint32_t r = philox_u32(99, 101, (uint64_t)i);
-        labels[i] = (r & 3u) == 0 ? (int32_t)((r >> 8) % 10u) : c;
-        for (int p = 0; p < PIXELS; p++) {
-            float v = templ[c][p] + 60.0f * philox_uniform(99, 200 + (uint64_t)i, (uint64_t)p);
-            pixels[(size_t)i * PIXELS + p] = (uint8_t)(v > 255.0f ? 255.0f : v);
-        }
+static void load_mnist(const char *dir) {
+    char a[1024], b[1024], err[1024];
+    snprintf(a, sizeof a, "%s/train-images-idx3-ubyte.gz", dir);
+    snprintf(b, sizeof b, "%s/train-labels-idx1-ubyte.gz", dir);
+    if (idx_read_mnist(a, b, &train_img, &train_lab, err, sizeof err) != 0) {
+        printf("FAIL reading the MNIST training set: %s\n", err);
+        exit(1);
     }
+    snprintf(a, sizeof a, "%s/t10k-images-idx3-ubyte.gz", dir);
+    snprintf(b, sizeof b, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    if (idx_read_mnist(a, b, &test_img, &test_lab, err, sizeof err) != 0) {
+        printf("FAIL reading the MNIST test set: %s\n", err);
+        exit(1);
+    }
+    n_train = (int)train_img.dims[0];
+    n_test = (int)test_img.dims[0];
+    train_labels = host_alloc((size_t)n_train * 4);
+    test_labels = host_alloc((size_t)n_test * 4);
+    test_pixels = host_alloc(test_img.size * 4);
+    for (int i = 0; i < n_train; i++) train_labels[i] = train_lab.data[i];
+    for (int i = 0; i < n_test; i++) test_labels[i] = test_lab.data[i];
+    for (size_t i = 0; i < test_img.size; i++) test_pixels[i] = test_img.data[i];
+    printf("     data: %s: %d training, %d test images\n", dir, n_train, n_test);
 }
 
-static Model *make_model(Device d) {
+typedef struct {
+    const char *name;
+    Device device;
+    const char *fused;  /* CNN_CUDA_FUSED for the CUDA backend (read when it is created) */
+    const char *gemm;   /* CNN_GEMM_V (read at each GEMM launch) */
+} Variant;
+
+static Model *make_model(const Variant *v) {
+    setenv("CNN_CUDA_FUSED", v->fused, 1);
+    setenv("CNN_GEMM_V", v->gemm, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
-    cfg.device = d;
+    cfg.device = v->device;
     cfg.seed = 1234;
     cfg.batch = 100;
     char err[512];
     Model *m = model_create(&cfg, err, sizeof err);
     if (!m) {
-        printf("FAIL model_create(%s): %s\n", device_name(d), err);
+        printf("FAIL model_create(%s): %s\n", v->name, err);
         exit(1);
     }
-    if (model_set_train_data(m, pixels, labels, N_DATA, 1, 77, err, sizeof err) != 0) {
-        printf("FAIL model_set_train_data(%s): %s\n", device_name(d), err);
+    if (model_set_train_data(m, train_img.data, train_labels, n_train, 1, 77, err, sizeof err)) {
+        printf("FAIL model_set_train_data(%s): %s\n", v->name, err);
         exit(1);
     }
     return m;
 }
 
-/* Losses of `steps` single steps (one model_train_steps call each). */
-static void train_losses(Device d, int steps, float *loss) {
-    Model *m = make_model(d);
+/* Fraction of the test set classified correctly. */
+static double accuracy(Model *m, const char *name) {
+    float *probs = host_alloc((size_t)n_test * 10 * 4);
+    char err[512];
+    if (model_predict(m, test_pixels, n_test, probs, err, sizeof err) != 0) {
+        printf("FAIL %s predict: %s\n", name, err);
+        exit(1);
+    }
+    int correct = 0;
+    for (int i = 0; i < n_test; i++) {
+        int best = 0;
+        for (int k = 1; k < 10; k++)
+            if (probs[i * 10 + k] > probs[i * 10 + best]) best = k;
+        correct += best == test_labels[i];
+    }
+    free(probs);
+    return (double)correct / n_test;
+}
+
+/* Losses of `steps` single steps (one model_train_steps call each); the test accuracy after. */
+static double train_losses(const Variant *v, int steps, float *loss) {
+    Model *m = make_model(v);
     char err[512];
     for (int s = 0; s < steps; s++)
         if (model_train_steps(m, 1, &loss[s], err, sizeof err) != 0) {
-            printf("FAIL %s step %d: %s\n", device_name(d), s, err);
+            printf("FAIL %s step %d: %s\n", v->name, s, err);
             exit(1);
         }
+    double acc = accuracy(m, v->name);
     model_free(m);
+    return acc;
 }
 
-/* The last loss of `steps` steps run as one call. */
-static float train_chunk(Device d, int steps) {
-    Model *m = make_model(d);
+/* The last loss of `steps` steps run as one call (the graph captured once, then replayed). */
+static float train_chunk(const Variant *v, int steps) {
+    Model *m = make_model(v);
     char err[512];
     float last = NAN;
     if (model_train_steps(m, steps, &last, err, sizeof err) != 0) {
-        printf("FAIL %s %d steps in one call: %s\n", device_name(d), steps, err);
+        printf("FAIL %s %d steps in one call: %s\n", v->name, steps, err);
         exit(1);
     }
     model_free(m);
     return last;
 }
 
-static void compare(const char *what, const float *gpu, const float *cpu, int steps, double tol) {
-    double worst = 0;
-    int at = 0, nan = 0;
-    for (int s = 0; s < steps; s++) {
-        if (!isfinite(gpu[s]) || !isfinite(cpu[s])) { nan = 1; at = s; break; }
-        double r = fabs((double)gpu[s] - cpu[s]) / fabs((double)cpu[s]);
-        if (r > worst) { worst = r; at = s; }
-    }
-    int ok = !nan && worst <= tol;
+static void verdict(int ok, const char *fmt, const char *what, double worst, int at, double tol) {
     check_count++;
     if (!ok) check_failures++;
-    printf("%s %-40s %d steps: max rel diff %.2e at step %d (gpu %.7g cpu %.7g), tol %.0e%s\n",
-           ok ? "PASS" : "FAIL", what, steps, worst, at, (double)gpu[at], (double)cpu[at], tol,
-           nan ? " NON-FINITE" : "");
+    printf("%s %-34s ", ok ? "PASS" : "FAIL", what);
+    printf(fmt, worst, at, tol);
+    printf("\n");
 }
 
-int main(void) {
+/* Per-step and windowed loss agreement, and accuracy, of one GPU variant against the CPU. */
+static void compare(const char *name, const float *gpu, const float *cpu, int steps,
+                    double acc_gpu, double acc_cpu) {
+    char what[96];
+    double early = 0, late = 0;
+    int early_at = 0, late_at = EARLY_STEPS, finite = 1;
+    for (int s = 0; s < steps; s++) {
+        if (!isfinite(gpu[s])) { finite = 0; early_at = s; break; }
+        double r = fabs((double)gpu[s] - cpu[s]) / fabs((double)cpu[s]);
+        if (s < EARLY_STEPS && r > early) { early = r; early_at = s; }
+        if (s >= EARLY_STEPS && r > late) { late = r; late_at = s; }
+    }
+    snprintf(what, sizeof what, "%s vs cpu, steps 0-%d", name, EARLY_STEPS - 1);
+    verdict(finite && early <= TOL_EARLY, "max rel diff %.2e at step %d, tol %.0e", what,
+            finite ? early : INFINITY, early_at, TOL_EARLY);
+    if (steps > EARLY_STEPS && finite) /* information: chaotic drift (see the top) */
+        printf("     %s vs cpu, steps %d-%d: max rel diff %.2e at step %d (not checked)\n", name,
+               EARLY_STEPS, steps - 1, late, late_at);
+    double win = 0;
+    int win_at = 0;
+    for (int s0 = 0; s0 < steps; s0 += WINDOW) {
+        double g = 0, c = 0;
+        for (int s = s0; s < s0 + WINDOW && s < steps; s++) {
+            g += gpu[s];
+            c += cpu[s];
+        }
+        double r = fabs(g - c) / fabs(c);
+        if (!(r <= win)) { win = r; win_at = s0; }
+    }
+    snprintf(what, sizeof what, "%s vs cpu, %d-step mean loss", name, WINDOW);
+    win = finite ? win : INFINITY;
+    verdict(win <= TOL_WINDOW, "max rel diff %.2e at steps %d+, tol %.2g", what, win, win_at,
+            TOL_WINDOW);
+    check_count++;
+    int ok = fabs(acc_gpu - acc_cpu) <= TOL_ACC;
+    if (!ok) check_failures++;
+    snprintf(what, sizeof what, "%s test accuracy", name);
+    printf("%s %-34s %.4f vs cpu %.4f (|diff| %.4f, tol %.4f)\n", ok ? "PASS" : "FAIL", what,
+           acc_gpu, acc_cpu, fabs(acc_gpu - acc_cpu), (double)TOL_ACC);
+}
+
+int main(int argc, char **argv) {
     gpu_require("test_train");
     int quick = getenv("CNN_TEST_QUICK") && strcmp(getenv("CNN_TEST_QUICK"), "0") != 0;
-    const int steps = quick ? 40 : 200;
-    make_data();
-    float *cpu = calloc(steps, sizeof *cpu), *cuda = calloc(steps, sizeof *cuda);
-    float *cuda2 = calloc(steps, sizeof *cuda2), *cudnn = calloc(steps, sizeof *cudnn);
-    if (!cpu || !cuda || !cuda2 || !cudnn) return 1;
+    const int steps = quick ? 40 : STEPS;
+    const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
+    load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
-    train_losses(DEVICE_CPU, steps, cpu);
-    train_losses(DEVICE_CUDA, steps, cuda);
-    train_losses(DEVICE_CUDA, steps, cuda2);
-    train_losses(DEVICE_CUDNN, steps, cudnn);
-    float chunk = train_chunk(DEVICE_CUDA, steps);
+    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "3"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "1", "3"};
+    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2"};
+    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1"};
+    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1"};
+    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "3"};
+    float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
+    float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
+    float *gemm2 = calloc(steps, 4);
+    if (!cpu || !cuda || !cuda2 || !gemm2 || !gemm1 || !run1 || !cudnn) return 1;
+
+    double acc_cpu = train_losses(&cpu_v, steps, cpu);
+    double acc_cuda = train_losses(&cuda_v, steps, cuda);
+    train_losses(&cuda_v, steps, cuda2);
+    train_losses(&gemm2_v, steps, gemm2);
+    double acc_gemm1 = train_losses(&gemm1_v, steps, gemm1);
+    double acc_run1 = train_losses(&run1_v, steps, run1);
+    double acc_cudnn = train_losses(&cudnn_v, steps, cudnn);
+    float chunk = train_chunk(&cuda_v, steps);
+    float chunk_run1 = train_chunk(&run1_v, steps);
+    unsetenv("CNN_CUDA_FUSED");
+    unsetenv("CNN_GEMM_V");
+    printf("     step  loss: cpu        cuda       gemm1      run1       cudnn\n");
     for (int s = 0; s < steps; s += steps / 10)
-        printf("     step %3d loss cpu %.6f cuda %.6f cudnn %.6f\n", s, cpu[s], cuda[s], cudnn[s]);
-    printf("     step %3d loss cpu %.6f cuda %.6f cudnn %.6f\n", steps - 1, cpu[steps - 1],
-           cuda[steps - 1], cudnn[steps - 1]);
+        printf("     %4d        %.6f   %.6f   %.6f   %.6f   %.6f\n", s, cpu[s], cuda[s],
+               gemm1[s], run1[s], cudnn[s]);
+    printf("     %4d        %.6f   %.6f   %.6f   %.6f   %.6f\n", steps - 1, cpu[steps - 1],
+           cuda[steps - 1], gemm1[steps - 1], run1[steps - 1], cudnn[steps - 1]);
+    printf("     test accuracy: cpu %.4f cuda %.4f gemm1 %.4f run1 %.4f cudnn %.4f\n", acc_cpu,
+           acc_cuda, acc_gemm1, acc_run1, acc_cudnn);
 
-    compare("cuda vs cpu, every step", cuda, cpu, steps, 1e-3);
-    compare("cudnn vs cpu, every step", cudnn, cpu, steps, 1e-3);
+    compare("cuda", cuda, cpu, steps, acc_cuda, acc_cpu);
+    compare("cuda gemm1", gemm1, cpu, steps, acc_gemm1, acc_cpu);
+    compare("cuda run1", run1, cpu, steps, acc_run1, acc_cpu);
+    compare("cudnn", cudnn, cpu, steps, acc_cudnn, acc_cpu);
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
+    check_equal_bytes("cuda gemm2 == gemm1 (losses, bitwise)", gemm2, gemm1,
+                      steps * sizeof(float));
+    check_equal_bytes("cuda gemm1 fused == run1 unfused (bitwise)", run1, gemm1,
+                      steps * sizeof(float));
     check_equal_bytes("cuda 1-step calls == one graph-replayed call", &chunk, &cuda[steps - 1],
                       sizeof chunk);
+    check_equal_bytes("cuda run1: 1-step calls == one call", &chunk_run1, &run1[steps - 1],
+                      sizeof chunk_run1);
     check_count++;
-    if (!(cuda[steps - 1] < 0.9f * cuda[0])) {
+    if (!(cuda[steps - 1] < 0.5f * cuda[0])) {
         check_failures++;
         printf("FAIL cuda loss falls (%.4f -> %.4f)\n", cuda[0], cuda[steps - 1]);
     } else {
         printf("PASS cuda loss falls (%.4f -> %.4f)\n", cuda[0], cuda[steps - 1]);
     }
-    free(cpu); free(cuda); free(cuda2); free(cudnn);
+    free(cpu); free(cuda); free(cuda2); free(gemm2); free(gemm1); free(run1); free(cudnn);
+    idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
+    free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
 }
