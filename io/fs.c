@@ -308,9 +308,13 @@ FsReader *fs_reader_open(const char *path, char *err, size_t errlen) {
     }
     char why[1024];
     struct stat st;
-    if (parse_remote(r->path, &r->remote, err, errlen) || fs_stat(path, &st, why, sizeof why)) {
+    int bad = parse_remote(r->path, &r->remote, err, errlen);   /* err names the path */
+    if (!bad && fs_stat(path, &st, why, sizeof why) != 0) {
+        bad = 1;
+        snprintf(err, errlen, "%s", errno == ENOENT ? strerror(errno) : why);
+    }
+    if (bad) {
         int saved = errno;
-        if (saved != EINVAL) snprintf(err, errlen, "%s", saved == ENOENT ? strerror(saved) : why);
         fs_reader_close(r);
         errno = saved;
         return NULL;
