@@ -80,7 +80,8 @@ DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
                 forward_pixel(s, xi, w, ih0, kh0, kh1, iw0 + q * s->stride_w, kw0, kw1, k0,
                               K - k0, yo + (size_t)q * K + k0);
             if (b)
-                for (int k = 0; k < pixels * K; k++) yo[k] += b[k % K];
+                for (int q = 0; q < pixels; q++)
+                    for (int k = 0; k < K; k++) yo[(size_t)q * K + k] += b[k];
             ow += pixels - 1;
         }
     }
