@@ -189,6 +189,31 @@ static int write_state(const char *dir, char **paths, int n, char *err, size_t e
     return rc;
 }
 
+/* A temporary file ("<name>.tmp-<pid>-<n>", io/atomic_file.h) of a checkpoint or state file that
+ * another process was writing when it died (SIGKILL, preemption): never renamed, never read. */
+static int is_stale_temp(const char *name, void *ctx) {
+    const char *t = strstr(name, ".tmp-");
+    if (!t || (strncmp(name, CKPT_BASENAME "-", strlen(CKPT_BASENAME) + 1) != 0 &&
+               strncmp(name, STATE_FILE ".tmp-", strlen(STATE_FILE) + 5) != 0))
+        return 0;
+    char *end;
+    long pid = strtol(t + 5, &end, 10);
+    return end != t + 5 && *end == '-' && pid != *(const long *)ctx;
+}
+
+/* Removes those, so that a job dir on a preemptible machine does not fill up with them. */
+static void remove_stale_temps(const char *dir) {
+    long me = (long)getpid();
+    char **names, ignore[256];
+    int n = dirs_list(dir, is_stale_temp, &me, &names, ignore, sizeof ignore);
+    for (int i = 0; i < n; i++) {
+        char *path = join_path(dir, names[i]);
+        if (path) unlink(path);
+        free(path);
+    }
+    if (n > 0) dirs_names_free(names, n);
+}
+
 int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int n, int keep_max,
                     char *prefix_out, size_t prefix_cap, char *err, size_t errlen) {
     if (step < 0) return snprintf(err, errlen, "checkpoint: negative step %lld", (long long)step), -1;
@@ -217,8 +242,10 @@ int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int 
     int rc = list[n_list - 1] ? write_state(dir, list + drop, n_list - drop, err, errlen)
                               : (snprintf(err, errlen, "checkpoint: out of memory"), -1);
     /* Only after the state file names the new set are the old files deleted. */
-    if (rc == 0)
+    if (rc == 0) {
         for (int i = 0; i < drop; i++) remove_checkpoint(list[i]);
+        remove_stale_temps(dir);
+    }
     checkpoint_paths_free(list, n_list);
     if (rc == 0 && prefix_out) snprintf(prefix_out, prefix_cap, "%s", prefix);
     return rc;
