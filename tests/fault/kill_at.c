@@ -1,0 +1,46 @@
+/* kill_at.so: an LD_PRELOAD fault injector for tests/fault/test_trainer_faults.py.
+ *
+ * It counts the calls that make a write durable or visible (fsync, fdatasync, rename, renameat,
+ * mkdir, rmdir, unlink: the commit points of atomic files, checkpoints and exports) and
+ *   FAULT_KILL_AT=N      kills the process with SIGKILL on entry to the Nth such call, i.e. with
+ *                        that write's bytes in place but not yet committed;
+ *   FAULT_COUNT_FILE=F   appends the number of calls made to F at exit (to size the kill range).
+ * Built by the tests with `cc -shared -fPIC kill_at.c -ldl`; not part of the engine.
+ */
+#define _GNU_SOURCE 1
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static long calls, kill_at = -1;
+
+__attribute__((constructor)) static void kill_at_init(void) {
+    const char *s = getenv("FAULT_KILL_AT");
+    if (s && *s) kill_at = atol(s);
+}
+
+__attribute__((destructor)) static void kill_at_report(void) {
+    const char *path = getenv("FAULT_COUNT_FILE");
+    FILE *f = path && *path ? fopen(path, "a") : NULL;
+    if (f) {
+        fprintf(f, "%ld\n", calls);
+        fclose(f);
+    }
+}
+
+static void point(void) {
+    if (++calls == kill_at) raise(SIGKILL);
+}
+
+#define NEXT(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))
+
+int fsync(int fd) { point(); return NEXT(fsync)(fd); }
+int fdatasync(int fd) { point(); return NEXT(fdatasync)(fd); }
+int rename(const char *a, const char *b) { point(); return NEXT(rename)(a, b); }
+int renameat(int da, const char *a, int db, const char *b) { point(); return NEXT(renameat)(da, a, db, b); }
+int mkdir(const char *p, mode_t m) { point(); return NEXT(mkdir)(p, m); }
+int rmdir(const char *p) { point(); return NEXT(rmdir)(p); }
+int unlink(const char *p) { point(); return NEXT(unlink)(p); }
