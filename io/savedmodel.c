@@ -6,6 +6,7 @@
 #include "io/savedmodel.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,9 +88,11 @@ void sm_model_original_cnn(SmModel *out, SmLayer layers[8]) {
     out->num_layers = 8;
 }
 
-/* TF's output size: SAME ceil(in / s), VALID ceil((in - k + 1) / s). */
+/* TF's output size: SAME ceil(in / s), VALID ceil((in - k + 1) / s) (in 64 bits: in + s - 1
+ * overflows int for the sizes a damaged export can claim; the result is <= in). */
 static int out_size(int in, int k, int s, int same) {
-    return same ? (in + s - 1) / s : (in - k + 1 + s - 1) / s;
+    int64_t n = same ? ((int64_t)in + s - 1) / s : ((int64_t)in - k + 1 + s - 1) / s;
+    return (int)n;
 }
 
 static int valid_name(const char *s) {
@@ -143,6 +146,9 @@ int sm_model_check(const SmModel *m, int (*out_shape)[3], char *err, size_t errl
             break;
         case SM_LAYER_FLATTEN:
             if (flat) return fail(err, errlen, "export: flatten '%s' of a 2-D input", l->name);
+            if ((int64_t)h * w * c > INT_MAX)
+                return fail(err, errlen, "export: flatten '%s' of %dx%dx%d: too large", l->name,
+                            h, w, c);
             h = h * w * c;
             w = c = 0;
             flat = 1;

@@ -4,6 +4,7 @@
 #include "io/savedmodel.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -586,7 +587,8 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
         }
     }
     if (rc == 0 && (info->input_rank != 4 || info->input_shape[1] < 1 || info->input_shape[2] < 1 ||
-                    info->input_shape[3] < 1))
+                    info->input_shape[3] < 1 || info->input_shape[1] > INT_MAX ||
+                    info->input_shape[2] > INT_MAX || info->input_shape[3] > INT_MAX))
         rc = fail(err, errlen, "%s: input '%s' is not an [N,H,W,C] image tensor", what,
                   info->input_key);
     if (rc == 0) rc = build_layers(&g, chain, len, info);
