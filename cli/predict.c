@@ -26,6 +26,7 @@
 #include "cli/model_graph.h"
 #include "cli/predict_input.h"
 #include "core/model.h"
+#include "io/mnist_records.h"
 #include "io/savedmodel.h"
 #include "io/tensor_bundle.h"
 
@@ -94,6 +95,15 @@ static int read_instances(const char *file, int request, InstanceBatch *b, int *
 static Model *load_model(const char *dir, const SmInfo *info, Device device, int batch, char *err,
                          size_t errlen) {
     char spec[2048], why[512];
+    /* The engine's models take MNIST images [N,28,28,1] (core/model.h), whatever the export
+     * declares: the instances were read with the export's shape, so the two must agree. */
+    if (info->model.height != MNIST_ROWS || info->model.width != MNIST_COLS ||
+        info->model.channels != MNIST_DEPTH) {
+        snprintf(err, errlen, "%.300s: the exported network takes %dx%dx%d inputs; the engine "
+                 "runs only %dx%dx%d (MNIST) models", dir, info->model.height, info->model.width,
+                 info->model.channels, MNIST_ROWS, MNIST_COLS, MNIST_DEPTH);
+        return NULL;
+    }
     if (model_graph_to_spec(&info->model, spec, sizeof spec, why, sizeof why)) {
         snprintf(err, errlen, "%.300s: the exported network cannot run on the engine: %.300s", dir,
                  why);

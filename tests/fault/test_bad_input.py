@@ -281,6 +281,23 @@ def test_predict_damaged_export(export, tmp_path, case):
     assert_clean_failure(res, named, code=1 if case != "model_dir_missing" else None)
 
 
+def test_predict_export_with_another_input_shape(export, tmp_path):
+    """An export whose signature declares [N,7,7,1] but whose weights fit the engine's 28x28x1
+    model: refused (it used to read 28x28 floats per 7x7 instance, past the end of the batch)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    d = tmp_path / "export"
+    shutil.copytree(export, d)
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((d / "saved_model.pb").read_bytes())
+    inp = list(sm.meta_graphs[0].signature_def["serving_default"].inputs.values())[0]
+    inp.tensor_shape.dim[1].size = inp.tensor_shape.dim[2].size = 7
+    (d / "saved_model.pb").write_bytes(sm.SerializeToString())
+    row = "[" + ",".join("[" + ",".join("[1]" for _ in range(7)) + "]" for _ in range(7)) + "]\n"
+    inst = tmp_path / "in.json"
+    inst.write_text(row * 64)
+    assert_clean_failure(predict(d, inst), d, "7x7x1", code=1)
+
+
 @pytest.mark.parametrize("case", ["malformed", "wrong_shape", "not_number", "empty_is_ok",
                                   "directory", "missing"])
 def test_predict_bad_instances(export, tmp_path, case):
