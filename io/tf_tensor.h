@@ -72,10 +72,14 @@ typedef struct {
     size_t nbytes;                  /* must equal elements * tf_dtype_size(dtype) */
 } TfTensor;
 
-/* Number of elements of a shape (1 for a scalar). */
+/* Number of elements of a shape (1 for a scalar); -1 when a dimension is negative or the product
+ * overflows int64 (a damaged file's shape: never equal to a real element count). */
 static inline int64_t tf_shape_elements(int rank, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < rank; i++) n *= shape[i];
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n > INT64_MAX / shape[i])) return -1;
+        n *= shape[i];
+    }
     return n;
 }
 
