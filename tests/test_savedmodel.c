@@ -30,6 +30,7 @@ static void make_vars(Vars *v, int64_t step) {
     };
     for (int i = 0; i < 8; i++) {
         int64_t n = tf_shape_elements(spec[i].rank, spec[i].shape);
+        ck_assert(n > 0);
         v->buf[i] = malloc((size_t)n * 4);
         for (int64_t k = 0; k < n; k++) v->buf[i][k] = (float)((k * 7 + i) % 13) * 0.01f - 0.06f;
         v->t[i] = (TfTensor){spec[i].name, TF_DT_FLOAT, spec[i].rank, {0}, v->buf[i], (size_t)n * 4};
