@@ -208,7 +208,7 @@ static void remove_stale_temps(const char *dir) {
     int n = dirs_list(dir, is_stale_temp, &me, &names, ignore, sizeof ignore);
     for (int i = 0; i < n; i++) {
         char *path = join_path(dir, names[i]);
-        if (path) unlink(path);
+        if (path) fs_delete(path, ignore, sizeof ignore);
         free(path);
     }
     if (n > 0) dirs_names_free(names, n);

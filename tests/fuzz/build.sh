@@ -20,6 +20,8 @@ CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer $SAN -Wall -Wextra -Werror -I. -
   -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE"
 CJSON_CFLAGS=$(pkg-config --cflags libcjson 2>/dev/null || true)
 CJSON_LIBS=$(pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+# io/fs*.c, io/http.c: gs:// and s3:// through libcurl and OpenSSL
+NET_LIBS=$(pkg-config --libs libcurl openssl 2>/dev/null || echo -lcurl -lssl -lcrypto)
 
 # Is $2 (an object) older than its source $1 or any header listed in its .d file?
 stale() {
@@ -66,13 +68,13 @@ for name in "${TARGETS[@]}"; do
   newest=$(ls -t "$OUT/obj/$name.o" "${LIB_OBJS[@]}" | head -1)
   if [ ! -f "$bin" ] || [ "$newest" -nt "$bin" ]; then
     echo "  ld $name"
-    "$CC" -fsanitize=fuzzer $SAN "$OUT/obj/$name.o" "${LIB_OBJS[@]}" -lz -lm $CJSON_LIBS -o "$bin"
+    "$CC" -fsanitize=fuzzer $SAN "$OUT/obj/$name.o" "${LIB_OBJS[@]}" -lz -lm $CJSON_LIBS $NET_LIBS -o "$bin"
   fi
 done
 # the seed generator (a plain program, see make_seeds.c)
 compile tests/fuzz/make_seeds.c "$OUT/obj/make_seeds.o"
 wait
 if [ ! -f "$OUT/make_seeds" ] || [ "$OUT/obj/make_seeds.o" -nt "$OUT/make_seeds" ]; then
-  "$CC" $SAN "$OUT/obj/make_seeds.o" "${LIB_OBJS[@]}" -lz -lm $CJSON_LIBS -o "$OUT/make_seeds"
+  "$CC" $SAN "$OUT/obj/make_seeds.o" "${LIB_OBJS[@]}" -lz -lm $CJSON_LIBS $NET_LIBS -o "$OUT/make_seeds"
 fi
 echo "fuzz targets in $OUT: ${TARGETS[*]}"
