@@ -435,9 +435,10 @@ int main(int argc, char **argv) {
     CKBLAS(cublasSetStream(blas, stream));
     CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
     /* CNN_GEMM_V picks our GEMM's tile rules (kernels/gemm_cuda.cuh; run.sh runs both). */
-    const char *gv = getenv("CNN_GEMM_V");
-    printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32), our GEMM version %s\n\n",
-           prop.name, prop.multiProcessorCount, cudnnGetVersion(), gv && *gv ? gv : "3 (default)");
+    const char *gv = getenv("CNN_GEMM_V"), *pv = getenv("CNN_POOL_V");
+    printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32), our GEMM version %s, "
+           "max-pool version %s\n\n", prop.name, prop.multiProcessorCount, cudnnGetVersion(),
+           gv && *gv ? gv : "3 (default)", pv && *pv ? pv : "2 (default)");
     printf("| op | batch | ours us | lib us | ours | lib | ours vs lib | library |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     int batches[8] = {100, 1000}, nb = 2;

@@ -1,4 +1,7 @@
 /* maxpool.cu: max pooling on NHWC activations on the GPU, bit-identical to kernels/maxpool.c. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "kernels/cuda_common.cuh"
 #include "kernels/kernels_cuda.h"
 
@@ -10,23 +13,28 @@ struct PoolGeo {
 
 /* One thread per output element; the window is scanned in row-major order and the first
  * maximum wins (strict >), as the CPU twin. Padding never wins: the scan covers real pixels
- * only, and every SAME window holds at least one. */
+ * only, and every SAME window holds at least one.
+ * I is the index type: size_t in version 1 (the first GPU run's kernel, CNN_POOL_V=1), unsigned
+ * in version 2 (the default): pool_ok() keeps the input, and so the output (pad < kernel),
+ * under 2^31 elements, and 32-bit divisions are a few instructions where 64-bit ones are a
+ * ~70-instruction subroutine (four per output element against one or two loads). */
+template <class I>
 __global__ void maxpool_fwd_kernel(PoolGeo g, const float *x, float *y, int32_t *argmax) {
-    size_t total = (size_t)g.n * g.oh * g.ow * g.c;
-    for (size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x; o < total;
-         o += (size_t)gridDim.x * blockDim.x) {
-        int c = (int)(o % g.c);
-        size_t t = o / g.c;
-        int ow = (int)(t % g.ow);
-        t /= g.ow;
-        int oh = (int)(t % g.oh), n = (int)(t / g.oh);
+    I total = (I)g.n * g.oh * g.ow * g.c;
+    for (I o = (I)blockIdx.x * blockDim.x + threadIdx.x; o < total;
+         o += (I)gridDim.x * blockDim.x) {
+        int c = (int)(o % (I)g.c);
+        I t = o / (I)g.c;
+        int ow = (int)(t % (I)g.ow);
+        t /= (I)g.ow;
+        int oh = (int)(t % (I)g.oh), n = (int)(t / (I)g.oh);
         int h0 = oh * g.sh - g.pt, w0 = ow * g.sw - g.pl;
         int hb = max(h0, 0), he = min(h0 + g.kh, g.h), wb = max(w0, 0), we = min(w0 + g.kw, g.w);
-        size_t best = (((size_t)n * g.h + hb) * g.w + wb) * g.c + c;
+        I best = (((I)n * g.h + hb) * g.w + wb) * g.c + c;
         float bv = x[best];
         for (int ih = hb; ih < he; ih++)
             for (int iw = wb; iw < we; iw++) {
-                size_t i = (((size_t)n * g.h + ih) * g.w + iw) * g.c + c;
+                I i = (((I)n * g.h + ih) * g.w + iw) * g.c + c;
                 float v = x[i];
                 if (v > bv) { bv = v; best = i; }
             }
@@ -83,7 +91,14 @@ extern "C" cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float 
     if (!pool_ok(s)) return cudaErrorInvalidValue;
     size_t total = (size_t)s->n * s->oh * s->ow * s->c;
     if (total == 0) return cudaSuccess;
-    maxpool_fwd_kernel<<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), x, y, argmax);
+    /* CNN_POOL_V=1: version 1 (64-bit indices); else version 2 (32-bit). The same results. */
+    const char *v = getenv("CNN_POOL_V");
+    if (v && strcmp(v, "1") == 0)
+        maxpool_fwd_kernel<size_t><<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), x, y,
+                                                                             argmax);
+    else
+        maxpool_fwd_kernel<unsigned><<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), x, y,
+                                                                               argmax);
     return launch_status();
 }
 

@@ -6,8 +6,9 @@
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
 #   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
 #      variant: defaults, CNN_GEMM_V=2 and 1, CNN_CUDA_FUSED=0), two GPU runs bit-identical
-#   5. benchmarks: each kernel vs cuDNN/cuBLAS (GEMM versions 3 = default, 2, 1), the whole step
-#      (eager and CUDA graph; defaults, GEMM 2, GEMM 1, the first run's step) vs PyTorch
+#   5. benchmarks: each kernel vs cuDNN/cuBLAS (GEMM versions 3 = default, 2, 1; max-pool 2
+#      and 1), the whole step (eager and CUDA graph; defaults, GEMM 2, GEMM 1, the first run's
+#      step) vs PyTorch
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
 # the benchmarks print both), so a default can be flipped afterwards without another run.
 #   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
@@ -119,7 +120,9 @@ if [ $BENCH = 1 ]; then
   # GEMM version 2 (double-buffered, version 1's tiles) and 1 (the first GPU run's kernel): the
   # befores of version 3
   have bench_kernels_cuda && run bench_gemm2 120 env CNN_GEMM_V=2 "$BIN/bench_kernels_cuda"
-  have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 "$BIN/bench_kernels_cuda"
+  # (with max-pool forward version 1 too: the first run's kernels)
+  have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 \
+      "$BIN/bench_kernels_cuda"
   have bench_step_cuda && run bench_step 120 "$BIN/bench_step_cuda"
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py

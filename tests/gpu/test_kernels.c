@@ -892,7 +892,18 @@ int main(int argc, char **argv) {
     else unsetenv("CNN_GEMM_V");
     free(gemm_keep);
     printf("---- the rest\n");
-    test_pool();
+    /* Max-pool forward versions (CNN_POOL_V): 1 = 64-bit indices (the first GPU run), 2 = 32-bit
+     * (the default); both bitwise against the CPU. */
+    const char *pool_env = getenv("CNN_POOL_V");
+    char *pool_keep = pool_env ? strdup(pool_env) : NULL;
+    for (int v = 1; v <= 2; v++) {
+        setenv("CNN_POOL_V", v == 1 ? "1" : "2", 1);
+        printf("---- max-pool version %d (CNN_POOL_V=%d)\n", v, v);
+        test_pool();
+    }
+    if (pool_keep) setenv("CNN_POOL_V", pool_keep, 1);
+    else unsetenv("CNN_POOL_V");
+    free(pool_keep);
     test_relu();
     test_dropout();
     test_softmax();

@@ -5,7 +5,8 @@
  *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=1), GEMM version 3
  *   cuda gemm2   fused entries, GEMM version 2 (CNN_GEMM_V=2: double-buffered, version 1 tiles)
  *   cuda gemm1   fused entries, GEMM version 1 (the first GPU run's GEMM kernel)
- *   cuda run1    no fused entries, GEMM version 1: the step verified in the first GPU run
+ *   cuda run1    no fused entries, GEMM version 1, max-pool version 1 (CNN_POOL_V=1): the step
+ *                verified in the first GPU run
  * Checks:
  *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
  *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
@@ -15,7 +16,7 @@
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; 200 single-step calls == one call replaying the
  *     captured graph 200 times; gemm2 == gemm1 (double buffering changes no arithmetic);
- *     gemm1 == run1 (the fused entries do the unfused arithmetic).
+ *     gemm1 == run1 (the fused entries do the unfused arithmetic; the pool versions the same).
  *
  * Why not 1e-3 at every step: training is chaotic. The GEMMs sum in a different order on the GPU
  * (relative differences ~1e-7 per output), Adam's first steps amplify them (its update is
@@ -90,11 +91,13 @@ typedef struct {
     Device device;
     const char *fused;  /* CNN_CUDA_FUSED for the CUDA backend (read when it is created) */
     const char *gemm;   /* CNN_GEMM_V (read at each GEMM launch) */
+    const char *pool;   /* CNN_POOL_V (read at each max-pool forward launch) */
 } Variant;
 
 static Model *make_model(const Variant *v) {
     setenv("CNN_CUDA_FUSED", v->fused, 1);
     setenv("CNN_GEMM_V", v->gemm, 1);
+    setenv("CNN_POOL_V", v->pool, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = v->device;
@@ -215,12 +218,12 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
-    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "3"};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "1", "3"};
-    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2"};
-    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1"};
-    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1"};
-    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "3"};
+    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "3", "2"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "1", "3", "2"};
+    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2"};
+    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2"};
+    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1"};
+    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "3", "2"};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4);
@@ -237,6 +240,7 @@ int main(int argc, char **argv) {
     float chunk_run1 = train_chunk(&run1_v, steps);
     unsetenv("CNN_CUDA_FUSED");
     unsetenv("CNN_GEMM_V");
+    unsetenv("CNN_POOL_V");
     printf("     step  loss: cpu        cuda       gemm1      run1       cudnn\n");
     for (int s = 0; s < steps; s += steps / 10)
         printf("     %4d        %.6f   %.6f   %.6f   %.6f   %.6f\n", s, cpu[s], cuda[s],
