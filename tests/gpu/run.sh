@@ -9,10 +9,10 @@
 #   5. benchmarks: each kernel vs cuDNN/cuBLAS (GEMM versions 3 = default, 2, 1; max-pool 2
 #      and 1), the whole step (eager and CUDA graph; defaults, GEMM 2, GEMM 1, the first run's
 #      step) vs PyTorch
-# Both versions of each speed change run in one go (tests compare both with the CPU in-process;
-# the benchmarks print both), so a default can be flipped afterwards without another run.
 #   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
+# Both versions of each speed change run in one go (tests compare both with the CPU in-process;
+# the benchmarks print both), so a default can be flipped afterwards without another run.
 # Logs go to $OUT (the device tool's output folder) or build-gpu/out; a table is printed last.
 # Usage: tests/gpu/run.sh [--no-bench] [--no-sanitizer]
 set -uo pipefail
@@ -144,7 +144,7 @@ if grep -l "CUDA graph capture failed" "$OUT"/*.log > /dev/null 2>&1; then
   ROWS+=("graphs|FAIL|0|capture failed: $(grep -h "CUDA graph capture failed" "$OUT"/*.log | head -1 | cut -c1-70)")
   FAILED=1
 fi
-NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/dev/null | sort -u | head -8)
+NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/dev/null | sort -u | head -12)
 [ -n "$NODES" ] && { echo "-- captured graphs (launches per step)"; echo "$NODES"; }
 
 echo
