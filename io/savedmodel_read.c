@@ -223,7 +223,7 @@ static int attr_ints(const GNode *n, const char *key, int64_t *out, int cap) {
 }
 
 static int attr_string(const GNode *n, const char *key, char *out, size_t cap) {
-    Bytes v, s;
+    Bytes v = {0}, s = {0};
     if (!find_attr(n, key, &v) || !msg_bytes(v, AV_S, &s)) return 0;
     bytes_copy(out, cap, s);
     return 1;
@@ -332,7 +332,7 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
         memset(l, 0, sizeof *l);
         if (bytes_eq(nd->op, "Conv2D")) {
             int64_t dil[8];
-            int sh, sw, c = attr_ints(nd, "dilations", dil, 8);
+            int sh = 0, sw = 0, c = attr_ints(nd, "dilations", dil, 8);
             l->kind = SM_LAYER_CONV2D;
             if (nhwc_only(g, nd) || weight_layer(g, nd, l, 4) || window_attr(g, nd, "strides", &sh, &sw) ||
                 padding_attr(g, nd, &l->same_padding))
@@ -521,7 +521,7 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
         if (f.wire_type != PB_LEN) continue;
         if (f.field == MG_GRAPH_DEF) graph = (Bytes){f.data, f.len};
         if (f.field == MG_SIGNATURE_DEF) {
-            Bytes key;
+            Bytes key = {0};
             Bytes e = {f.data, f.len};
             if (msg_bytes(e, MAP_KEY, &key) && bytes_eq(key, SIGNATURE_KEY)) msg_bytes(e, MAP_VALUE, &sig);
         }
