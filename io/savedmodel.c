@@ -17,6 +17,7 @@
 
 #include "io/atomic_file.h"
 #include "io/dirs.h"
+#include "io/fail.h"
 #include "io/fs.h"
 #include "io/tensor_bundle.h"
 
@@ -45,16 +46,6 @@ enum { VD_NAME = 1, VD_INITIALIZER = 2, VD_SNAPSHOT = 3, VD_IS_RESOURCE = 5, VD_
 #define INPUT_NODE "Placeholder"   /* the original export's input tensor: Placeholder:0 */
 #define METHOD_PREDICT "tensorflow/serving/predict"
 #define SIGNATURE_KEY "serving_default"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- the model --------------------------------------------------------------------------------- */
 
@@ -108,62 +99,62 @@ static int valid_name(const char *s) {
 
 int sm_model_check(const SmModel *m, int (*out_shape)[3], char *err, size_t errlen) {
     if (!m->input_key || !valid_name(m->input_key))
-        return fail(err, errlen, "export: bad signature input name '%s'",
-                    m->input_key ? m->input_key : "(null)");
+        return io_fail(err, errlen, "export: bad signature input name '%s'",
+                       m->input_key ? m->input_key : "(null)");
     if (m->height < 1 || m->width < 1 || m->channels < 1)
-        return fail(err, errlen, "export: bad input shape %dx%dx%d", m->height, m->width,
-                    m->channels);
-    if (m->num_layers < 1) return fail(err, errlen, "export: the model has no layers");
+        return io_fail(err, errlen, "export: bad input shape %dx%dx%d", m->height, m->width,
+                       m->channels);
+    if (m->num_layers < 1) return io_fail(err, errlen, "export: the model has no layers");
     int h = m->height, w = m->width, c = m->channels, flat = 0;   /* flat: rank-2 activations */
     for (int i = 0; i < m->num_layers; i++) {
         const SmLayer *l = &m->layers[i];
         if (!valid_name(l->name) || !strcmp(l->name, INPUT_NODE) || !strcmp(l->name, "save") ||
             !strcmp(l->name, "global_step"))
-            return fail(err, errlen, "export: layer %d has an unusable name '%s'", i, l->name);
+            return io_fail(err, errlen, "export: layer %d has an unusable name '%s'", i, l->name);
         for (int j = 0; j < i; j++)
             if (!strcmp(m->layers[j].name, l->name))
-                return fail(err, errlen, "export: layers %d and %d are both named '%s'", j, i,
-                            l->name);
+                return io_fail(err, errlen, "export: layers %d and %d are both named '%s'", j, i,
+                               l->name);
         if (l->activation == SM_ACT_SOFTMAX && i != m->num_layers - 1)
-            return fail(err, errlen, "export: layer '%s': softmax only on the last layer", l->name);
+            return io_fail(err, errlen, "export: layer '%s': softmax only on the last layer", l->name);
         switch (l->kind) {
         case SM_LAYER_CONV2D:
         case SM_LAYER_MAX_POOL:
-            if (flat) return fail(err, errlen, "export: layer '%s' needs a 4-D input", l->name);
+            if (flat) return io_fail(err, errlen, "export: layer '%s' needs a 4-D input", l->name);
             if (l->kernel_h < 1 || l->kernel_w < 1 || l->stride < 1 ||
                 (l->kind == SM_LAYER_CONV2D && l->units < 1))
-                return fail(err, errlen, "export: layer '%s' has a bad kernel/stride/units",
-                            l->name);
+                return io_fail(err, errlen, "export: layer '%s' has a bad kernel/stride/units",
+                               l->name);
             if (!l->same_padding && (l->kernel_h > h || l->kernel_w > w))
-                return fail(err, errlen, "export: layer '%s': %dx%d window on a %dx%d input",
-                            l->name, l->kernel_h, l->kernel_w, h, w);
+                return io_fail(err, errlen, "export: layer '%s': %dx%d window on a %dx%d input",
+                               l->name, l->kernel_h, l->kernel_w, h, w);
             if (l->kind == SM_LAYER_MAX_POOL && l->activation != SM_ACT_NONE)
-                return fail(err, errlen, "export: max_pool '%s' cannot have an activation",
-                            l->name);
+                return io_fail(err, errlen, "export: max_pool '%s' cannot have an activation",
+                               l->name);
             h = out_size(h, l->kernel_h, l->stride, l->same_padding);
             w = out_size(w, l->kernel_w, l->stride, l->same_padding);
             if (l->kind == SM_LAYER_CONV2D) c = l->units;
             break;
         case SM_LAYER_FLATTEN:
-            if (flat) return fail(err, errlen, "export: flatten '%s' of a 2-D input", l->name);
+            if (flat) return io_fail(err, errlen, "export: flatten '%s' of a 2-D input", l->name);
             if ((int64_t)h * w * c > INT_MAX)
-                return fail(err, errlen, "export: flatten '%s' of %dx%dx%d: too large", l->name,
-                            h, w, c);
+                return io_fail(err, errlen, "export: flatten '%s' of %dx%dx%d: too large", l->name,
+                               h, w, c);
             h = h * w * c;
             w = c = 0;
             flat = 1;
             break;
         case SM_LAYER_DENSE:
-            if (!flat) return fail(err, errlen, "export: dense '%s' needs a flattened input",
-                                   l->name);
-            if (l->units < 1) return fail(err, errlen, "export: dense '%s' has %d units", l->name,
-                                          l->units);
+            if (!flat) return io_fail(err, errlen, "export: dense '%s' needs a flattened input",
+                                      l->name);
+            if (l->units < 1) return io_fail(err, errlen, "export: dense '%s' has %d units", l->name,
+                                             l->units);
             h = l->units;
             break;
         case SM_LAYER_DROPOUT:
             break;
         default:
-            return fail(err, errlen, "export: layer %d has unknown kind %d", i, (int)l->kind);
+            return io_fail(err, errlen, "export: layer %d has unknown kind %d", i, (int)l->kind);
         }
         if (out_shape) {
             out_shape[i][0] = h;
@@ -173,8 +164,8 @@ int sm_model_check(const SmModel *m, int (*out_shape)[3], char *err, size_t errl
     }
     const SmLayer *last = &m->layers[m->num_layers - 1];
     if (last->kind != SM_LAYER_DENSE || last->activation != SM_ACT_SOFTMAX)
-        return fail(err, errlen, "export: the last layer ('%s') must be dense with softmax",
-                    last->name);
+        return io_fail(err, errlen, "export: the last layer ('%s') must be dense with softmax",
+                       last->name);
     return 0;
 }
 
@@ -389,8 +380,8 @@ static int expect_var(const TfTensor *vars, int n, const char *layer, const char
     char name[SM_NAME_MAX + 16];
     snprintf(name, sizeof name, "%s/%s", layer, what);
     const TfTensor *v = find_var(vars, n, name);
-    if (!v) return fail(err, errlen, "export: variable '%s' is missing", name);
-    if (v->dtype != TF_DT_FLOAT) return fail(err, errlen, "export: variable '%s' is not float", name);
+    if (!v) return io_fail(err, errlen, "export: variable '%s' is missing", name);
+    if (v->dtype != TF_DT_FLOAT) return io_fail(err, errlen, "export: variable '%s' is not float", name);
     int same = v->rank == rank;
     for (int d = 0; same && d < rank; d++) same = v->shape[d] == shape[d];
     if (!same) {
@@ -401,11 +392,11 @@ static int expect_var(const TfTensor *vars, int n, const char *layer, const char
         for (int d = 0; d < rank; d++)
             snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "",
                      (long long)shape[d]);
-        return fail(err, errlen, "export: variable '%s' has shape [%s], the layer needs [%s]",
-                    name, got, want);
+        return io_fail(err, errlen, "export: variable '%s' has shape [%s], the layer needs [%s]",
+                       name, got, want);
     }
     if (v->nbytes != (size_t)tf_shape_elements(rank, shape) * 4)
-        return fail(err, errlen, "export: variable '%s' has %zu bytes", name, v->nbytes);
+        return io_fail(err, errlen, "export: variable '%s' has %zu bytes", name, v->nbytes);
     return 0;
 }
 
@@ -414,7 +405,7 @@ static int expect_var(const TfTensor *vars, int n, const char *layer, const char
 static int check_vars(const SmModel *m, const TfTensor *vars, int nvars, char *err, size_t errlen) {
     int shapes[64][3];
     int (*sh)[3] = m->num_layers <= 64 ? shapes : malloc((size_t)m->num_layers * sizeof *sh);
-    if (!sh) return fail(err, errlen, "export: out of memory");
+    if (!sh) return io_fail(err, errlen, "export: out of memory");
     int rc = sm_model_check(m, sh, err, errlen), used = 0;
     int in_h = m->height, in_w = m->width, in_c = m->channels;
     for (int i = 0; rc == 0 && i < m->num_layers; i++) {
@@ -440,13 +431,13 @@ static int check_vars(const SmModel *m, const TfTensor *vars, int nvars, char *e
     const TfTensor *gs = find_var(vars, nvars, "global_step");
     if (gs) {
         if (gs->dtype != TF_DT_INT64 || gs->rank != 0 || gs->nbytes != 8)
-            return fail(err, errlen, "export: global_step must be an int64 scalar");
+            return io_fail(err, errlen, "export: global_step must be an int64 scalar");
         used++;
     }
     for (int i = 0; i < nvars; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(vars[i].name, vars[j].name))
-                return fail(err, errlen, "export: variable '%s' given twice", vars[i].name);
+                return io_fail(err, errlen, "export: variable '%s' given twice", vars[i].name);
     if (used != nvars) {
         for (int i = 0; i < nvars; i++) {
             const char *s = strrchr(vars[i].name, '/');
@@ -457,7 +448,7 @@ static int check_vars(const SmModel *m, const TfTensor *vars, int nvars, char *e
                         (m->layers[k].kind == SM_LAYER_CONV2D || m->layers[k].kind == SM_LAYER_DENSE) &&
                         (!strcmp(s, "/kernel") || !strcmp(s, "/bias"));
             if (!known)
-                return fail(err, errlen, "export: variable '%s' belongs to no layer", vars[i].name);
+                return io_fail(err, errlen, "export: variable '%s' belongs to no layer", vars[i].name);
         }
     }
     return 0;
@@ -686,7 +677,7 @@ int savedmodel_encode_meta_graph(const SmModel *m, const TfTensor *vars, int nva
         free(sh);
         free(model_order);
         free(sorted);
-        return fail(err, errlen, "export: out of memory");
+        return io_fail(err, errlen, "export: out of memory");
     }
     sm_model_check(m, sh, err, errlen);
     /* Variables in layer order (kernel, bias), then global_step. */
@@ -771,7 +762,7 @@ int savedmodel_encode_meta_graph(const SmModel *m, const TfTensor *vars, int nva
     free(sh);
     free(model_order);
     free(sorted);
-    return oom ? fail(err, errlen, "export: out of memory") : 0;
+    return oom ? io_fail(err, errlen, "export: out of memory") : 0;
 }
 
 int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *out, char *err,
@@ -782,7 +773,7 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
     if (rc == 0) {
         pb_put_int64(out, SM_SCHEMA_VERSION, 1);
         pb_put_message(out, SM_META_GRAPHS, &mg);
-        if (out->oom) rc = fail(err, errlen, "export: out of memory");
+        if (out->oom) rc = io_fail(err, errlen, "export: out of memory");
     }
     pb_buf_free(&mg);
     return rc;
@@ -795,7 +786,7 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
     struct stat st;
     char why[1024];
     if (fs_stat(export_dir, &st, why, sizeof why) == 0)
-        return fail(err, errlen, "export: '%s' already exists", export_dir);
+        return io_fail(err, errlen, "export: '%s' already exists", export_dir);
     PbBuf pb;
     pb_buf_init(&pb);
     if (savedmodel_encode(m, vars, nvars, &pb, err, errlen)) {
@@ -825,7 +816,7 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
     pb_buf_free(&pb);
     /* on a bucket: copy-then-delete, saved_model.pb last (io/fs.h) */
     if (rc == 0 && fs_rename(tmp, final, why, sizeof why) != 0)
-        rc = fail(err, errlen, "export: %s", why);
+        rc = io_fail(err, errlen, "export: %s", why);
     if (rc == 0) fsync_parent_dir(final);
     if (rc != 0) {
         char ignore[256];
@@ -854,10 +845,10 @@ int savedmodel_export_timestamped(const char *export_base, const SmModel *m, con
         char why[1024];
         if (fs_stat(dir, &st, why, sizeof why) != 0) {
             if (errno == ENOENT || !fs_is_remote(dir)) break;
-            return fail(err, errlen, "export: %s", why);
+            return io_fail(err, errlen, "export: %s", why);
         }
         if (++tries == 10)
-            return fail(err, errlen, "export: '%s' exists (tried 10 timestamps)", dir);
+            return io_fail(err, errlen, "export: '%s' exists (tried 10 timestamps)", dir);
         sleep(1);
     }
     if (savedmodel_write(dir, m, vars, nvars, err, errlen)) return -1;

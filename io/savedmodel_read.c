@@ -5,12 +5,12 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/fail.h"
 #include "io/fs.h"
 
 enum { SM_META_GRAPHS = 2 };
@@ -27,16 +27,6 @@ enum { TI_NAME = 1, TI_DTYPE = 2, TI_SHAPE = 3 };
 
 #define SIGNATURE_KEY "serving_default"
 #define MAX_CHAIN 4096
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 typedef struct {
     const uint8_t *p;
@@ -99,7 +89,7 @@ static int parse_node(Graph *g, GNode *nd, Bytes b) {
         if (f.field == ND_NAME) nd->name = v;
         else if (f.field == ND_OP) nd->op = v;
         else if (f.field == ND_INPUT) {
-            if (push_bytes(&nd->inputs, &nd->n_inputs, v)) return fail(g->err, g->errlen, "oom");
+            if (push_bytes(&nd->inputs, &nd->n_inputs, v)) return io_fail(g->err, g->errlen, "oom");
         } else if (f.field == ND_ATTR) {
             PbReader e;
             PbField x;
@@ -110,14 +100,14 @@ static int parse_node(Graph *g, GNode *nd, Bytes b) {
                 if (x.field == MAP_KEY) key = (Bytes){x.data, x.len};
                 else if (x.field == MAP_VALUE) val = (Bytes){x.data, x.len};
             }
-            if (k < 0) return fail(g->err, g->errlen, "%s: malformed node attribute: %s", g->what,
-                                   e.error);
+            if (k < 0) return io_fail(g->err, g->errlen, "%s: malformed node attribute: %s", g->what,
+                                      e.error);
             int na = nd->n_attrs;
             if (push_bytes(&nd->attr_key, &na, key) || push_bytes(&nd->attr_val, &nd->n_attrs, val))
-                return fail(g->err, g->errlen, "oom");
+                return io_fail(g->err, g->errlen, "oom");
         }
     }
-    if (k < 0) return fail(g->err, g->errlen, "%s: malformed NodeDef: %s", g->what, r.error);
+    if (k < 0) return io_fail(g->err, g->errlen, "%s: malformed NodeDef: %s", g->what, r.error);
     return 0;
 }
 
@@ -269,8 +259,8 @@ static void scope_of(Bytes name, char *out, size_t cap) {
 static int nhwc_only(const Graph *g, const GNode *n) {
     char fmt[16], buf[200];
     if (attr_string(n, "data_format", fmt, sizeof fmt) && strcmp(fmt, "NHWC") != 0)
-        return fail(g->err, g->errlen, "%s: node '%s' uses data_format %s (only NHWC is supported)",
-                    g->what, node_str(n, buf, sizeof buf), fmt);
+        return io_fail(g->err, g->errlen, "%s: node '%s' uses data_format %s (only NHWC is supported)",
+                       g->what, node_str(n, buf, sizeof buf), fmt);
     return 0;
 }
 
@@ -279,8 +269,8 @@ static int window_attr(const Graph *g, const GNode *n, const char *key, int *a, 
     int64_t v[8];
     char buf[200];
     if (attr_ints(n, key, v, 8) != 4 || v[0] != 1 || v[3] != 1 || v[1] < 1 || v[2] < 1)
-        return fail(g->err, g->errlen, "%s: node '%s': unsupported %s", g->what,
-                    node_str(n, buf, sizeof buf), key);
+        return io_fail(g->err, g->errlen, "%s: node '%s': unsupported %s", g->what,
+                       node_str(n, buf, sizeof buf), key);
     *a = (int)v[1];
     *b = (int)v[2];
     return 0;
@@ -289,8 +279,8 @@ static int window_attr(const Graph *g, const GNode *n, const char *key, int *a, 
 static int padding_attr(const Graph *g, const GNode *n, int *same) {
     char pad[16], buf[200];
     if (!attr_string(n, "padding", pad, sizeof pad) || (strcmp(pad, "SAME") && strcmp(pad, "VALID")))
-        return fail(g->err, g->errlen, "%s: node '%s': unsupported padding", g->what,
-                    node_str(n, buf, sizeof buf));
+        return io_fail(g->err, g->errlen, "%s: node '%s': unsupported padding", g->what,
+                       node_str(n, buf, sizeof buf));
     *same = strcmp(pad, "SAME") == 0;
     return 0;
 }
@@ -299,16 +289,16 @@ static int weight_layer(const Graph *g, const GNode *n, SmLayer *l, int want_ran
     char buf[200];
     const GNode *v = weight_variable(g, n, 1);
     if (!v)
-        return fail(g->err, g->errlen, "%s: node '%s': its weights do not come from a variable",
-                    g->what, node_str(n, buf, sizeof buf));
+        return io_fail(g->err, g->errlen, "%s: node '%s': its weights do not come from a variable",
+                       g->what, node_str(n, buf, sizeof buf));
     if (bytes_eq(v->op, "Const"))
-        return fail(g->err, g->errlen, "%s: node '%s': weights are constants (a frozen graph), "
-                    "not variables: not supported", g->what, node_str(n, buf, sizeof buf));
+        return io_fail(g->err, g->errlen, "%s: node '%s': weights are constants (a frozen graph), "
+                       "not variables: not supported", g->what, node_str(n, buf, sizeof buf));
     int rank;
     int64_t dims[TF_MAX_RANK];
     if (!variable_shape(v, &rank, dims) || rank != want_rank)
-        return fail(g->err, g->errlen, "%s: variable '%s' has no rank-%d shape", g->what,
-                    node_str(v, buf, sizeof buf), want_rank);
+        return io_fail(g->err, g->errlen, "%s: variable '%s' has no rank-%d shape", g->what,
+                       node_str(v, buf, sizeof buf), want_rank);
     scope_of(v->name, l->name, sizeof l->name);
     if (rank == 4) {
         l->kernel_h = (int)dims[0];
@@ -323,7 +313,7 @@ static int weight_layer(const Graph *g, const GNode *n, SmLayer *l, int want_ran
 /* Turns the op chain (input first) into layers. */
 static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info) {
     SmLayer *layers = calloc((size_t)n + 1, sizeof *layers);
-    if (!layers) return fail(g->err, g->errlen, "out of memory");
+    if (!layers) return io_fail(g->err, g->errlen, "out of memory");
     int nl = 0, open_weights = -1, has_bias = 0;   /* open_weights: conv/dense awaiting bias */
     char buf[200];
     for (int i = 1; i < n; i++) {                  /* chain[0] is the input placeholder */
@@ -338,8 +328,8 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
                 padding_attr(g, nd, &l->same_padding))
                 goto fail;
             if (sh != sw || (c >= 0 && (c != 4 || dil[1] != 1 || dil[2] != 1))) {
-                fail(g->err, g->errlen, "%s: node '%s': unequal strides or dilations", g->what,
-                     node_str(nd, buf, sizeof buf));
+                io_fail(g->err, g->errlen, "%s: node '%s': unequal strides or dilations", g->what,
+                        node_str(nd, buf, sizeof buf));
                 goto fail;
             }
             l->stride = sh;
@@ -348,8 +338,8 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
             uint64_t t = 0;
             if ((find_attr(nd, "transpose_a", &v) && msg_varint(v, AV_B, &t) && t) ||
                 (find_attr(nd, "transpose_b", &v) && msg_varint(v, AV_B, &t) && t)) {
-                fail(g->err, g->errlen, "%s: node '%s': transposed MatMul not supported", g->what,
-                     node_str(nd, buf, sizeof buf));
+                io_fail(g->err, g->errlen, "%s: node '%s': transposed MatMul not supported", g->what,
+                        node_str(nd, buf, sizeof buf));
                 goto fail;
             }
             l->kind = SM_LAYER_DENSE;
@@ -362,8 +352,8 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
                 window_attr(g, nd, "strides", &sh, &sw) || padding_attr(g, nd, &l->same_padding))
                 goto fail;
             if (sh != sw) {
-                fail(g->err, g->errlen, "%s: node '%s': unequal strides", g->what,
-                     node_str(nd, buf, sizeof buf));
+                io_fail(g->err, g->errlen, "%s: node '%s': unequal strides", g->what,
+                        node_str(nd, buf, sizeof buf));
                 goto fail;
             }
             l->stride = sh;
@@ -381,9 +371,9 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
             if (open_weights < 0 || open_weights != nl - 1 ||
                 (bytes_eq(nd->op, "BiasAdd") ? has_bias : !has_bias) ||
                 layers[open_weights].activation != SM_ACT_NONE) {
-                fail(g->err, g->errlen, "%s: node '%s' (%.*s) does not follow a Conv2D/MatMul + "
-                     "BiasAdd: not a supported layer", g->what, node_str(nd, buf, sizeof buf),
-                     (int)nd->op.n, (const char *)nd->op.p);
+                io_fail(g->err, g->errlen, "%s: node '%s' (%.*s) does not follow a Conv2D/MatMul + "
+                        "BiasAdd: not a supported layer", g->what, node_str(nd, buf, sizeof buf),
+                        (int)nd->op.n, (const char *)nd->op.p);
                 goto fail;
             }
             SmLayer *w = &layers[open_weights];
@@ -394,8 +384,8 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
                 if (nhwc_only(g, nd)) goto fail;
                 if (!v || bytes_eq(v->op, "Const") || !variable_shape(v, &rank, dims) || rank != 1 ||
                     dims[0] != w->units) {
-                    fail(g->err, g->errlen, "%s: node '%s': its bias is not a [%d] variable",
-                         g->what, node_str(nd, buf, sizeof buf), w->units);
+                    io_fail(g->err, g->errlen, "%s: node '%s': its bias is not a [%d] variable",
+                            g->what, node_str(nd, buf, sizeof buf), w->units);
                     goto fail;
                 }
                 has_bias = 1;
@@ -404,15 +394,15 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
             }
             continue;
         } else {
-            fail(g->err, g->errlen, "%s: op %.*s (node '%s') on the path from input to output is "
-                 "not supported", g->what, (int)nd->op.n, (const char *)nd->op.p,
-                 node_str(nd, buf, sizeof buf));
+            io_fail(g->err, g->errlen, "%s: op %.*s (node '%s') on the path from input to output is "
+                    "not supported", g->what, (int)nd->op.n, (const char *)nd->op.p,
+                    node_str(nd, buf, sizeof buf));
             goto fail;
         }
         /* a new layer: the previous conv/dense must have had its bias */
         if (open_weights >= 0 && !has_bias) {
-            fail(g->err, g->errlen, "%s: layer '%s' has no BiasAdd", g->what,
-                 layers[open_weights].name);
+            io_fail(g->err, g->errlen, "%s: layer '%s' has no BiasAdd", g->what,
+                    layers[open_weights].name);
             goto fail;
         }
         open_weights = (l->kind == SM_LAYER_CONV2D || l->kind == SM_LAYER_DENSE) ? nl : -1;
@@ -420,7 +410,7 @@ static int build_layers(const Graph *g, const GNode **chain, int n, SmInfo *info
         nl++;
     }
     if (open_weights >= 0 && !has_bias) {
-        fail(g->err, g->errlen, "%s: layer '%s' has no BiasAdd", g->what, layers[open_weights].name);
+        io_fail(g->err, g->errlen, "%s: layer '%s' has no BiasAdd", g->what, layers[open_weights].name);
         goto fail;
     }
     info->layers = layers;
@@ -440,8 +430,8 @@ static int tensor_info(const Graph *g, Bytes entry, const char *which, char *key
     uint64_t dt = 0;
     msg_bytes(entry, MAP_KEY, &k);
     if (!msg_bytes(entry, MAP_VALUE, &v) || !msg_bytes(v, TI_NAME, &name))
-        return fail(g->err, g->errlen, "%s: signature %s has an %s without a tensor name", g->what,
-                    SIGNATURE_KEY, which);
+        return io_fail(g->err, g->errlen, "%s: signature %s has an %s without a tensor name", g->what,
+                       SIGNATURE_KEY, which);
     msg_varint(v, TI_DTYPE, &dt);
     bytes_copy(key, keycap, k);
     bytes_copy(tensor, tcap, name);
@@ -476,8 +466,8 @@ static int parse_signature(const Graph *g, Bytes sig, SmInfo *info) {
         }
     }
     if (n_in != 1 || n_out != 1)
-        return fail(g->err, g->errlen, "%s: signature %s has %d inputs and %d outputs; exactly one "
-                    "of each is supported", g->what, SIGNATURE_KEY, n_in, n_out);
+        return io_fail(g->err, g->errlen, "%s: signature %s has %d inputs and %d outputs; exactly one "
+                       "of each is supported", g->what, SIGNATURE_KEY, n_in, n_out);
     return 0;
 }
 
@@ -511,8 +501,8 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
         if (f.field == SM_META_GRAPHS && f.wire_type == PB_LEN && !mg.p &&
             is_serve_graph((Bytes){f.data, f.len}))
             mg = (Bytes){f.data, f.len};
-    if (k < 0) return fail(err, errlen, "%s: not a SavedModel (malformed protobuf: %s)", what, r.error);
-    if (!mg.p) return fail(err, errlen, "%s: no MetaGraphDef with tags {\"serve\"}", what);
+    if (k < 0) return io_fail(err, errlen, "%s: not a SavedModel (malformed protobuf: %s)", what, r.error);
+    if (!mg.p) return io_fail(err, errlen, "%s: no MetaGraphDef with tags {\"serve\"}", what);
 
     /* nodes and the signature */
     Bytes graph = {NULL, 0}, sig = {NULL, 0};
@@ -526,9 +516,9 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
             if (msg_bytes(e, MAP_KEY, &key) && bytes_eq(key, SIGNATURE_KEY)) msg_bytes(e, MAP_VALUE, &sig);
         }
     }
-    if (k < 0) return fail(err, errlen, "%s: malformed MetaGraphDef: %s", what, r.error);
-    if (!graph.p) return fail(err, errlen, "%s: the meta graph has no GraphDef", what);
-    if (!sig.p) return fail(err, errlen, "%s: no signature '%s'", what, SIGNATURE_KEY);
+    if (k < 0) return io_fail(err, errlen, "%s: malformed MetaGraphDef: %s", what, r.error);
+    if (!graph.p) return io_fail(err, errlen, "%s: the meta graph has no GraphDef", what);
+    if (!sig.p) return io_fail(err, errlen, "%s: no signature '%s'", what, SIGNATURE_KEY);
     int cap = 0, rc = 0;
     pb_reader_init(&r, graph.p, graph.n);
     while (rc == 0 && (k = pb_next(&r, &f)) == 1) {
@@ -536,13 +526,13 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
         if (g.n == cap) {
             cap = cap ? 2 * cap : 64;
             GNode *p = realloc(g.nodes, (size_t)cap * sizeof *p);
-            if (!p) { rc = fail(err, errlen, "%s: out of memory", what); break; }
+            if (!p) { rc = io_fail(err, errlen, "%s: out of memory", what); break; }
             g.nodes = p;
         }
         rc = parse_node(&g, &g.nodes[g.n], (Bytes){f.data, f.len});
         g.n++;
     }
-    if (rc == 0 && k < 0) rc = fail(err, errlen, "%s: malformed GraphDef: %s", what, r.error);
+    if (rc == 0 && k < 0) rc = io_fail(err, errlen, "%s: malformed GraphDef: %s", what, r.error);
     if (rc == 0) rc = parse_signature(&g, sig, info);
 
     /* variables */
@@ -550,7 +540,7 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
         const GNode *nd = &g.nodes[i];
         if (!bytes_eq(nd->op, "VarHandleOp") && !bytes_eq(nd->op, "VariableV2")) continue;
         SmVariable *p = realloc(info->variables, (size_t)(info->num_variables + 1) * sizeof *p);
-        if (!p) { rc = fail(err, errlen, "%s: out of memory", what); break; }
+        if (!p) { rc = io_fail(err, errlen, "%s: out of memory", what); break; }
         info->variables = p;
         SmVariable *v = &p[info->num_variables++];
         memset(v, 0, sizeof *v);
@@ -560,7 +550,7 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
         if (find_attr(nd, "dtype", &a)) msg_varint(a, AV_TYPE, &dt);
         v->dtype = (TfDataType)dt;
         if (!variable_shape(nd, &v->rank, v->shape))
-            rc = fail(err, errlen, "%s: variable '%s' has no known shape", what, v->name);
+            rc = io_fail(err, errlen, "%s: variable '%s' has no known shape", what, v->name);
     }
 
     /* the chain from the output back to the input, following data input 0 */
@@ -573,9 +563,9 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
                                         strlen(info->input_tensor)});
         const GNode *nd = find_node(&g, out_node);
         while (rc == 0) {
-            if (!nd) { rc = fail(err, errlen, "%s: the signature output does not lead back to its "
-                                 "input '%s'", what, info->input_tensor); break; }
-            if (len == MAX_CHAIN) { rc = fail(err, errlen, "%s: graph path too long", what); break; }
+            if (!nd) { rc = io_fail(err, errlen, "%s: the signature output does not lead back to its "
+                                    "input '%s'", what, info->input_tensor); break; }
+            if (len == MAX_CHAIN) { rc = io_fail(err, errlen, "%s: graph path too long", what); break; }
             chain[len++] = nd;
             if (bytes_same(nd->name, in_node)) break;
             nd = nd->n_inputs ? find_node(&g, node_of(nd->inputs[0])) : NULL;
@@ -589,8 +579,8 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
     if (rc == 0 && (info->input_rank != 4 || info->input_shape[1] < 1 || info->input_shape[2] < 1 ||
                     info->input_shape[3] < 1 || info->input_shape[1] > INT_MAX ||
                     info->input_shape[2] > INT_MAX || info->input_shape[3] > INT_MAX))
-        rc = fail(err, errlen, "%s: input '%s' is not an [N,H,W,C] image tensor", what,
-                  info->input_key);
+        rc = io_fail(err, errlen, "%s: input '%s' is not an [N,H,W,C] image tensor", what,
+                     info->input_key);
     if (rc == 0) rc = build_layers(&g, chain, len, info);
     if (rc == 0) {
         info->model.input_key = info->input_key;
@@ -599,7 +589,7 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
         info->model.channels = (int)info->input_shape[3];
         char why[400];
         if (sm_model_check(&info->model, NULL, why, sizeof why))
-            rc = fail(err, errlen, "%s: unsupported network: %s", what, why);
+            rc = io_fail(err, errlen, "%s: unsupported network: %s", what, why);
     }
     free_nodes(&g);
     if (rc) savedmodel_info_free(info);
@@ -612,18 +602,18 @@ int savedmodel_read(const char *export_dir, SmInfo *info, char *err, size_t errl
     memset(info, 0, sizeof *info);
     char why[1024];
     FILE *f = fs_fopen_read(path, why, sizeof why);
-    if (!f) return fail(err, errlen, "%s: %s", path, why);
+    if (!f) return io_fail(err, errlen, "%s: %s", path, why);
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || st.st_size <= 0 || st.st_size > ((off_t)1 << 31)) {
         fclose(f);
-        return fail(err, errlen, "%s: empty, unreadable or over 2 GiB", path);
+        return io_fail(err, errlen, "%s: empty, unreadable or over 2 GiB", path);
     }
     size_t n = (size_t)st.st_size;
     uint8_t *buf = malloc(n);
     if (!buf || fread(buf, 1, n, f) != n) {
         free(buf);
         fclose(f);
-        return fail(err, errlen, "%s: read failed", path);
+        return io_fail(err, errlen, "%s: read failed", path);
     }
     fclose(f);
     int rc = savedmodel_parse(buf, n, path, info, err, errlen);

@@ -3,13 +3,13 @@
 #include "io/tensor_bundle.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "io/atomic_file.h"
+#include "io/fail.h"
 #include "io/fs.h"
 #include "io/crc32c.h"
 
@@ -30,16 +30,6 @@ enum { ENT_DTYPE = 1, ENT_SHAPE = 2, ENT_SHARD_ID = 3, ENT_OFFSET = 4, ENT_SIZE 
 enum { SHAPE_DIM = 2, SHAPE_UNKNOWN_RANK = 3, DIM_SIZE = 1 };
 /* The bundle format version this code reads and writes (kTensorBundleVersion). */
 enum { BUNDLE_VERSION = 1 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void bundle_data_filename(char *out, size_t cap, const char *prefix, int shard, int num_shards) {
     snprintf(out, cap, "%s.data-%05d-of-%05d", prefix, shard, num_shards);
@@ -297,20 +287,20 @@ static int cmp_entry_ptr(const void *a, const void *b) {
 }
 
 int bundle_index_encode(const BundleEntry *entries, int n, PbBuf *out, char *err, size_t errlen) {
-    if (n < 0) return fail(err, errlen, "bundle: negative entry count");
+    if (n < 0) return io_fail(err, errlen, "bundle: negative entry count");
     const BundleEntry **order = malloc((size_t)(n ? n : 1) * sizeof *order);
-    if (!order) return fail(err, errlen, "bundle: out of memory");
+    if (!order) return io_fail(err, errlen, "bundle: out of memory");
     int num_shards = 1;
     for (int i = 0; i < n; i++) {
         order[i] = &entries[i];
         if (!entries[i].name || !entries[i].name[0]) {
             free(order);
-            return fail(err, errlen, "bundle: tensor %d has an empty name", i);
+            return io_fail(err, errlen, "bundle: tensor %d has an empty name", i);
         }
         if (entries[i].rank < 0 || entries[i].rank > TF_MAX_RANK) {
             free(order);
-            return fail(err, errlen, "bundle: tensor '%s' has rank %d (0..%d)", entries[i].name,
-                        entries[i].rank, TF_MAX_RANK);
+            return io_fail(err, errlen, "bundle: tensor '%s' has rank %d (0..%d)", entries[i].name,
+                           entries[i].rank, TF_MAX_RANK);
         }
         if (entries[i].shard_id + 1 > num_shards) num_shards = entries[i].shard_id + 1;
     }
@@ -319,7 +309,7 @@ int bundle_index_encode(const BundleEntry *entries, int n, PbBuf *out, char *err
         if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
             const char *dup = order[i]->name;
             free(order);
-            return fail(err, errlen, "bundle: tensor name '%s' appears twice", dup);
+            return io_fail(err, errlen, "bundle: tensor name '%s' appears twice", dup);
         }
     }
     TableBuilder t;
@@ -340,7 +330,7 @@ int bundle_index_encode(const BundleEntry *entries, int n, PbBuf *out, char *err
     table_free(&t);
     pb_buf_free(&val);
     free(order);
-    return rc ? fail(err, errlen, "bundle: out of memory encoding the index") : 0;
+    return rc ? io_fail(err, errlen, "bundle: out of memory encoding the index") : 0;
 }
 
 /* ---- writer: data file, then index ---------------------------------------------------------- */
@@ -351,34 +341,34 @@ static int cmp_tensor_ptr(const void *a, const void *b) {
 }
 
 int bundle_write(const char *prefix, const TfTensor *tensors, int n, char *err, size_t errlen) {
-    if (n < 0) return fail(err, errlen, "bundle %s: negative tensor count", prefix);
+    if (n < 0) return io_fail(err, errlen, "bundle %s: negative tensor count", prefix);
     for (int i = 0; i < n; i++) {
         const TfTensor *t = &tensors[i];
         if (!t->name || !t->name[0])
-            return fail(err, errlen, "bundle %s: tensor %d has an empty name", prefix, i);
+            return io_fail(err, errlen, "bundle %s: tensor %d has an empty name", prefix, i);
         size_t es = tf_dtype_size(t->dtype);
         if (es == 0)
-            return fail(err, errlen, "bundle %s: tensor '%s' has dtype %d (%s), not a fixed-size "
-                        "type", prefix, t->name, (int)t->dtype, tf_dtype_name(t->dtype));
+            return io_fail(err, errlen, "bundle %s: tensor '%s' has dtype %d (%s), not a fixed-size "
+                           "type", prefix, t->name, (int)t->dtype, tf_dtype_name(t->dtype));
         if (t->rank < 0 || t->rank > TF_MAX_RANK)
-            return fail(err, errlen, "bundle %s: tensor '%s' has rank %d", prefix, t->name, t->rank);
+            return io_fail(err, errlen, "bundle %s: tensor '%s' has rank %d", prefix, t->name, t->rank);
         for (int d = 0; d < t->rank; d++)
             if (t->shape[d] < 0)
-                return fail(err, errlen, "bundle %s: tensor '%s' has dimension %d = %lld", prefix,
-                            t->name, d, (long long)t->shape[d]);
+                return io_fail(err, errlen, "bundle %s: tensor '%s' has dimension %d = %lld", prefix,
+                               t->name, d, (long long)t->shape[d]);
         int64_t elems = tf_shape_elements(t->rank, t->shape);
         if ((uint64_t)elems * es != t->nbytes)
-            return fail(err, errlen, "bundle %s: tensor '%s' has %zu bytes, its shape needs %llu",
-                        prefix, t->name, t->nbytes, (unsigned long long)((uint64_t)elems * es));
+            return io_fail(err, errlen, "bundle %s: tensor '%s' has %zu bytes, its shape needs %llu",
+                           prefix, t->name, t->nbytes, (unsigned long long)((uint64_t)elems * es));
         if (t->nbytes && !t->data)
-            return fail(err, errlen, "bundle %s: tensor '%s' has no data", prefix, t->name);
+            return io_fail(err, errlen, "bundle %s: tensor '%s' has no data", prefix, t->name);
     }
     const TfTensor **order = malloc((size_t)(n ? n : 1) * sizeof *order);
     BundleEntry *entries = calloc((size_t)(n ? n : 1), sizeof *entries);
     if (!order || !entries) {
         free(order);
         free(entries);
-        return fail(err, errlen, "bundle %s: out of memory", prefix);
+        return io_fail(err, errlen, "bundle %s: out of memory", prefix);
     }
     for (int i = 0; i < n; i++) order[i] = &tensors[i];
     qsort(order, (size_t)n, sizeof *order, cmp_tensor_ptr);
@@ -402,8 +392,8 @@ int bundle_write(const char *prefix, const TfTensor *tensors, int n, char *err, 
         e->masked_crc = crc32c_mask(crc32c(t->data, t->nbytes));
         offset += t->nbytes;
         if (t->nbytes && fwrite(t->data, 1, t->nbytes, atomic_file_stream(f)) != t->nbytes)
-            rc = fail(err, errlen, "%s: write failed: %s", atomic_file_temp_path(f),
-                      strerror(errno));
+            rc = io_fail(err, errlen, "%s: write failed: %s", atomic_file_temp_path(f),
+                         strerror(errno));
     }
     if (f) {
         if (rc == 0) rc = atomic_file_commit(f, err, errlen);
@@ -485,28 +475,28 @@ static int parse_version(const PbField *fv, const char *what, char *err, size_t 
         else if (g.field == VER_BAD_CONSUMERS) {
             /* packed or not: any entry equal to our version rejects the file */
             if (g.wire_type == PB_VARINT && (int64_t)g.varint == BUNDLE_VERSION)
-                return fail(err, errlen, "%s: bundle version %d is listed as a bad consumer", what,
-                            BUNDLE_VERSION);
+                return io_fail(err, errlen, "%s: bundle version %d is listed as a bad consumer", what,
+                               BUNDLE_VERSION);
             if (g.wire_type == PB_LEN) {
                 PbReader p;
                 pb_reader_init(&p, g.data, g.len);
                 uint64_t x;
                 while (p.p < p.end) {
-                    if (pb_read_varint(&p, &x)) return fail(err, errlen, "%s: bad header version", what);
+                    if (pb_read_varint(&p, &x)) return io_fail(err, errlen, "%s: bad header version", what);
                     if ((int64_t)x == BUNDLE_VERSION)
-                        return fail(err, errlen, "%s: bundle version %d is listed as a bad "
-                                    "consumer", what, BUNDLE_VERSION);
+                        return io_fail(err, errlen, "%s: bundle version %d is listed as a bad "
+                                       "consumer", what, BUNDLE_VERSION);
                 }
             }
         }
     }
-    if (k < 0) return fail(err, errlen, "%s: header version: %s", what, v.error);
+    if (k < 0) return io_fail(err, errlen, "%s: header version: %s", what, v.error);
     if (producer < 0)
-        return fail(err, errlen, "%s: bundle producer version %lld is too old", what,
-                    (long long)producer);
+        return io_fail(err, errlen, "%s: bundle producer version %lld is too old", what,
+                       (long long)producer);
     if (min_consumer > BUNDLE_VERSION)
-        return fail(err, errlen, "%s: bundle needs a reader of version %lld, this one is %d", what,
-                    (long long)min_consumer, BUNDLE_VERSION);
+        return io_fail(err, errlen, "%s: bundle needs a reader of version %lld, this one is %d", what,
+                       (long long)min_consumer, BUNDLE_VERSION);
     return 0;
 }
 
@@ -521,17 +511,17 @@ static int parse_header(BundleReader *r, const uint8_t *p, size_t n, char *err, 
             r->num_shards = (int)(int32_t)f.varint;
         } else if (f.field == HDR_ENDIANNESS && f.wire_type == PB_VARINT) {
             if (f.varint != 0)
-                return fail(err, errlen, "%s: big-endian bundle, only little-endian is supported",
-                            r->what);
+                return io_fail(err, errlen, "%s: big-endian bundle, only little-endian is supported",
+                               r->what);
         } else if (f.field == HDR_VERSION && f.wire_type == PB_LEN) {
             if (parse_version(&f, r->what, err, errlen)) return -1;
             have_version = 1;
         }
     }
-    if (k < 0) return fail(err, errlen, "%s: malformed bundle header: %s", r->what, rd.error);
+    if (k < 0) return io_fail(err, errlen, "%s: malformed bundle header: %s", r->what, rd.error);
     (void)have_version;   /* an absent VersionDef is producer 0, min_consumer 0: accepted */
     if (r->num_shards < 1 || r->num_shards > 100000)
-        return fail(err, errlen, "%s: bundle header has %d shards", r->what, r->num_shards);
+        return io_fail(err, errlen, "%s: bundle header has %d shards", r->what, r->num_shards);
     return 0;
 }
 
@@ -544,24 +534,24 @@ static int parse_shape(const PbField *fs, BundleEntry *e, const char *what, char
     e->rank = 0;
     while ((k = pb_next(&s, &d)) == 1) {
         if (d.field == SHAPE_UNKNOWN_RANK && d.wire_type == PB_VARINT && d.varint)
-            return fail(err, errlen, "%s: tensor '%s' has an unknown rank", what, e->name);
+            return io_fail(err, errlen, "%s: tensor '%s' has an unknown rank", what, e->name);
         if (d.field != SHAPE_DIM || d.wire_type != PB_LEN) continue;
         if (e->rank == TF_MAX_RANK)
-            return fail(err, errlen, "%s: tensor '%s' has more than %d dimensions", what, e->name,
-                        TF_MAX_RANK);
+            return io_fail(err, errlen, "%s: tensor '%s' has more than %d dimensions", what, e->name,
+                           TF_MAX_RANK);
         PbReader dr;
         PbField x;
         int64_t size = 0;
         pb_reader_init(&dr, d.data, d.len);
         while ((k = pb_next(&dr, &x)) == 1)
             if (x.field == DIM_SIZE && x.wire_type == PB_VARINT) size = (int64_t)x.varint;
-        if (k < 0) return fail(err, errlen, "%s: tensor '%s': bad shape: %s", what, e->name, dr.error);
+        if (k < 0) return io_fail(err, errlen, "%s: tensor '%s': bad shape: %s", what, e->name, dr.error);
         if (size < 0)
-            return fail(err, errlen, "%s: tensor '%s' has dimension %d = %lld", what, e->name, e->rank,
-                        (long long)size);
+            return io_fail(err, errlen, "%s: tensor '%s' has dimension %d = %lld", what, e->name, e->rank,
+                           (long long)size);
         e->shape[e->rank++] = size;
     }
-    if (k < 0) return fail(err, errlen, "%s: tensor '%s': bad shape: %s", what, e->name, s.error);
+    if (k < 0) return io_fail(err, errlen, "%s: tensor '%s': bad shape: %s", what, e->name, s.error);
     return 0;
 }
 
@@ -582,28 +572,28 @@ static int parse_entry(BundleReader *r, BundleEntry *e, const uint8_t *p, size_t
         case ENT_SIZE: if (f.wire_type == PB_VARINT) e->size = f.varint; break;
         case ENT_CRC: if (f.wire_type == PB_FIXED32) e->masked_crc = (uint32_t)f.fixed; break;
         case ENT_SLICES:
-            return fail(err, errlen, "%s: tensor '%s' is partitioned (slices), not supported",
-                        r->what, e->name);
+            return io_fail(err, errlen, "%s: tensor '%s' is partitioned (slices), not supported",
+                           r->what, e->name);
         default: break;
         }
     }
-    if (k < 0) return fail(err, errlen, "%s: tensor '%s': malformed entry: %s", r->what, e->name,
-                           rd.error);
+    if (k < 0) return io_fail(err, errlen, "%s: tensor '%s': malformed entry: %s", r->what, e->name,
+                              rd.error);
     if (e->shard_id < 0 || e->shard_id >= r->num_shards)
-        return fail(err, errlen, "%s: tensor '%s' is in shard %d of %d", r->what, e->name,
-                    e->shard_id, r->num_shards);
+        return io_fail(err, errlen, "%s: tensor '%s' is in shard %d of %d", r->what, e->name,
+                       e->shard_id, r->num_shards);
     if ((int64_t)e->offset < 0 || (int64_t)e->size < 0 || e->offset + e->size < e->offset)
-        return fail(err, errlen, "%s: tensor '%s' has a bad byte range", r->what, e->name);
+        return io_fail(err, errlen, "%s: tensor '%s' has a bad byte range", r->what, e->name);
     size_t es = tf_dtype_size(e->dtype);
     if (es) {
         uint64_t need = (uint64_t)tf_shape_elements(e->rank, e->shape) * es;
         if (need != e->size)
-            return fail(err, errlen, "%s: tensor '%s' (%s) has %llu bytes, its shape needs %llu",
-                        r->what, e->name, tf_dtype_name(e->dtype), (unsigned long long)e->size,
-                        (unsigned long long)need);
+            return io_fail(err, errlen, "%s: tensor '%s' (%s) has %llu bytes, its shape needs %llu",
+                           r->what, e->name, tf_dtype_name(e->dtype), (unsigned long long)e->size,
+                           (unsigned long long)need);
     } else if (e->dtype != TF_DT_STRING) {
-        return fail(err, errlen, "%s: tensor '%s' has unsupported dtype %d", r->what, e->name,
-                    (int)e->dtype);
+        return io_fail(err, errlen, "%s: tensor '%s' has unsupported dtype %d", r->what, e->name,
+                       (int)e->dtype);
     }
     return 0;
 }
@@ -612,22 +602,22 @@ static int parse_entry(BundleReader *r, BundleEntry *e, const uint8_t *p, size_t
 static int reader_add(BundleReader *r, const char *key, size_t klen, const uint8_t *val,
                       size_t vlen, long index, char *err, size_t errlen) {
     if (index == 0) {
-        if (klen != 0) return fail(err, errlen, "%s: the first key is not the bundle header", r->what);
+        if (klen != 0) return io_fail(err, errlen, "%s: the first key is not the bundle header", r->what);
         return parse_header(r, val, vlen, err, errlen);
     }
     if (klen == 0 || memchr(key, 0, klen))
-        return fail(err, errlen, "%s: entry %ld has an empty or binary key", r->what, index);
+        return io_fail(err, errlen, "%s: entry %ld has an empty or binary key", r->what, index);
     if (r->n == r->cap) {
         int cap = r->cap ? 2 * r->cap : 16;
         BundleEntry *p = realloc(r->entries, (size_t)cap * sizeof *p);
-        if (!p) return fail(err, errlen, "%s: out of memory", r->what);
+        if (!p) return io_fail(err, errlen, "%s: out of memory", r->what);
         r->entries = p;
         r->cap = cap;
     }
     BundleEntry *e = &r->entries[r->n];
     memset(e, 0, sizeof *e);
     e->name = malloc(klen + 1);
-    if (!e->name) return fail(err, errlen, "%s: out of memory", r->what);
+    if (!e->name) return io_fail(err, errlen, "%s: out of memory", r->what);
     memcpy(e->name, key, klen);
     e->name[klen] = 0;
     r->n++;
@@ -644,18 +634,18 @@ static int read_block(BundleReader *r, const IndexFile *f, BlockHandle h, const 
                       const uint8_t **out, size_t *outlen, char *err, size_t errlen) {
     size_t limit = f->size - FOOTER_SIZE;
     if (h.offset > limit || h.size > limit - h.offset || BLOCK_TRAILER_SIZE > limit - h.offset - h.size)
-        return fail(err, errlen, "%s: %s block at offset %llu size %llu runs past the end", r->what,
-                    kind, (unsigned long long)h.offset, (unsigned long long)h.size);
+        return io_fail(err, errlen, "%s: %s block at offset %llu size %llu runs past the end", r->what,
+                       kind, (unsigned long long)h.offset, (unsigned long long)h.size);
     const uint8_t *b = f->file + h.offset;
     uint8_t type = b[h.size];
     uint32_t want = crc32c_unmask(get_u32le(b + h.size + 1));
     uint32_t got = crc32c_extend(crc32c(b, h.size), &type, 1);
     if (want != got)
-        return fail(err, errlen, "%s: %s block at offset %llu: checksum mismatch (corrupt index)",
-                    r->what, kind, (unsigned long long)h.offset);
+        return io_fail(err, errlen, "%s: %s block at offset %llu: checksum mismatch (corrupt index)",
+                       r->what, kind, (unsigned long long)h.offset);
     if (type != 0)
-        return fail(err, errlen, "%s: %s block at offset %llu is compressed (type %u), not "
-                    "supported", r->what, kind, (unsigned long long)h.offset, type);
+        return io_fail(err, errlen, "%s: %s block at offset %llu is compressed (type %u), not "
+                       "supported", r->what, kind, (unsigned long long)h.offset, type);
     *out = b;
     *outlen = h.size;
     return 0;
@@ -666,17 +656,17 @@ typedef int (*EntryFn)(void *ctx, const char *key, size_t klen, const uint8_t *v
 /* Walks a block's entries, rebuilding prefix-compressed keys; checks bounds and order. */
 static int walk_block(BundleReader *r, const uint8_t *b, size_t n, const char *kind,
                       uint64_t block_offset, EntryFn fn, void *ctx, char *err, size_t errlen) {
-    if (n < 4) return fail(err, errlen, "%s: %s block at %llu is too short", r->what, kind,
-                           (unsigned long long)block_offset);
+    if (n < 4) return io_fail(err, errlen, "%s: %s block at %llu is too short", r->what, kind,
+                              (unsigned long long)block_offset);
     uint32_t nrestarts = get_u32le(b + n - 4);
     if (nrestarts == 0 || (uint64_t)nrestarts * 4 + 4 > n)
-        return fail(err, errlen, "%s: %s block at %llu has a bad restart count %u", r->what, kind,
-                    (unsigned long long)block_offset, nrestarts);
+        return io_fail(err, errlen, "%s: %s block at %llu has a bad restart count %u", r->what, kind,
+                       (unsigned long long)block_offset, nrestarts);
     size_t data_end = n - 4 - (size_t)nrestarts * 4;
     for (uint32_t i = 0; i < nrestarts; i++)
         if (get_u32le(b + data_end + 4 * i) > data_end)
-            return fail(err, errlen, "%s: %s block at %llu: restart %u points past the entries",
-                        r->what, kind, (unsigned long long)block_offset, i);
+            return io_fail(err, errlen, "%s: %s block at %llu: restart %u points past the entries",
+                           r->what, kind, (unsigned long long)block_offset, i);
     char *key = NULL;
     size_t klen = 0, kcap = 0;
     PbReader rd;
@@ -688,14 +678,14 @@ static int walk_block(BundleReader *r, const uint8_t *b, size_t n, const char *k
         if (pb_read_varint(&rd, &shared) || pb_read_varint(&rd, &unshared) ||
             pb_read_varint(&rd, &vlen) || shared > klen || unshared > (size_t)(rd.end - rd.p) ||
             vlen > (size_t)(rd.end - rd.p) - unshared || (first && shared != 0)) {
-            rc = fail(err, errlen, "%s: %s block at %llu: malformed entry at byte %zu", r->what,
-                      kind, (unsigned long long)block_offset, at);
+            rc = io_fail(err, errlen, "%s: %s block at %llu: malformed entry at byte %zu", r->what,
+                         kind, (unsigned long long)block_offset, at);
             break;
         }
         size_t nk = (size_t)(shared + unshared);
         if (nk + 1 > kcap) {
             char *p = realloc(key, nk + 1);
-            if (!p) { rc = fail(err, errlen, "%s: out of memory", r->what); break; }
+            if (!p) { rc = io_fail(err, errlen, "%s: out of memory", r->what); break; }
             key = p;
             kcap = nk + 1;
         }
@@ -731,17 +721,17 @@ static int on_data_entry(void *vctx, const char *key, size_t klen, const uint8_t
         size_t m = klen < c->last_len ? klen : c->last_len;
         int cmp = memcmp(key, c->last_key, m);
         if (cmp < 0 || (cmp == 0 && klen <= c->last_len))
-            return fail(c->err, c->errlen, "%s: keys out of order at entry %ld", c->r->what, c->count);
+            return io_fail(c->err, c->errlen, "%s: keys out of order at entry %ld", c->r->what, c->count);
     }
     {   /* every key of a block must be <= its index key */
         size_t m = klen < c->index_len ? klen : c->index_len;
         int cmp = memcmp(key, c->index_key, m);
         if (cmp > 0 || (cmp == 0 && klen > c->index_len))
-            return fail(c->err, c->errlen, "%s: entry %ld lies beyond its index key", c->r->what,
-                        c->count);
+            return io_fail(c->err, c->errlen, "%s: entry %ld lies beyond its index key", c->r->what,
+                           c->count);
     }
     char *p = realloc(c->last_key, klen + 1);
-    if (!p) return fail(c->err, c->errlen, "%s: out of memory", c->r->what);
+    if (!p) return io_fail(c->err, c->errlen, "%s: out of memory", c->r->what);
     c->last_key = p;
     memcpy(p, key, klen);
     c->last_len = klen;
@@ -762,7 +752,7 @@ static int on_index_entry(void *vctx, const char *key, size_t klen, const uint8_
     BlockHandle h;
     const uint8_t *end;
     if (decode_handle(val, vlen, &h, &end) || end != val + vlen)
-        return fail(c->err, c->errlen, "%s: malformed block handle in the index", c->r->what);
+        return io_fail(c->err, c->errlen, "%s: malformed block handle in the index", c->r->what);
     const uint8_t *b;
     size_t n;
     if (read_block(c->r, c->f, h, "data", &b, &n, c->err, c->errlen)) return -1;
@@ -770,10 +760,10 @@ static int on_index_entry(void *vctx, const char *key, size_t klen, const uint8_
         size_t m = klen < c->index_len ? klen : c->index_len;
         int cmp = memcmp(key, c->index_key, m);
         if (cmp < 0 || (cmp == 0 && klen <= c->index_len))
-            return fail(c->err, c->errlen, "%s: index keys out of order", c->r->what);
+            return io_fail(c->err, c->errlen, "%s: index keys out of order", c->r->what);
     }
     char *copy = realloc(c->index_key, klen + 1);
-    if (!copy) return fail(c->err, c->errlen, "%s: out of memory", c->r->what);
+    if (!copy) return io_fail(c->err, c->errlen, "%s: out of memory", c->r->what);
     memcpy(copy, key, klen);
     c->index_key = copy;
     c->index_len = klen;
@@ -786,7 +776,7 @@ static BundleReader *parse_index(BundleReader *r, const uint8_t *data, size_t n,
     if (n < FOOTER_SIZE)
         goto bad_footer;
     if (memcmp(data + n - 8, TABLE_MAGIC, 8) != 0) {
-        fail(err, errlen, "%s: not a tensor-bundle index (bad table magic)", r->what);
+        io_fail(err, errlen, "%s: not a tensor-bundle index (bad table magic)", r->what);
         goto fail;
     }
     BlockHandle meta, index;
@@ -803,12 +793,12 @@ static BundleReader *parse_index(BundleReader *r, const uint8_t *data, size_t n,
     free(c.index_key);
     if (rc) goto fail;
     if (c.count == 0) {
-        fail(err, errlen, "%s: the index has no bundle header", r->what);
+        io_fail(err, errlen, "%s: the index has no bundle header", r->what);
         goto fail;
     }
     return r;
 bad_footer:
-    fail(err, errlen, "%s: truncated or malformed table footer (%zu bytes)", r->what, n);
+    io_fail(err, errlen, "%s: truncated or malformed table footer (%zu bytes)", r->what, n);
 fail:
     bundle_close(r);
     return NULL;
@@ -830,7 +820,7 @@ BundleReader *bundle_parse_index(const void *data, size_t n, const char *what, c
                                  size_t errlen) {
     BundleReader *r = reader_new(NULL, what);
     if (!r) {
-        fail(err, errlen, "%s: out of memory", what);
+        io_fail(err, errlen, "%s: out of memory", what);
         return NULL;
     }
     return parse_index(r, data, n, err, errlen);
@@ -845,13 +835,13 @@ BundleReader *bundle_open(const char *prefix, char *err, size_t errlen) {
     char why[1024];
     FILE *fp = fs_fopen_read(path, why, sizeof why);
     if (!fp) {
-        fail(err, errlen, "%s: %s", path, why);
+        io_fail(err, errlen, "%s: %s", path, why);
         return NULL;
     }
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || st.st_size < 0 || (size_t)st.st_size > MAX_INDEX_BYTES) {
         fclose(fp);
-        fail(err, errlen, "%s: cannot size the file or it is over 1 GiB", path);
+        io_fail(err, errlen, "%s: cannot size the file or it is over 1 GiB", path);
         return NULL;
     }
     size_t n = (size_t)st.st_size;
@@ -859,14 +849,14 @@ BundleReader *bundle_open(const char *prefix, char *err, size_t errlen) {
     if (!buf || fread(buf, 1, n, fp) != n) {
         fclose(fp);
         free(buf);
-        fail(err, errlen, "%s: read failed", path);
+        io_fail(err, errlen, "%s: read failed", path);
         return NULL;
     }
     fclose(fp);
     BundleReader *r = reader_new(prefix, path);
     if (!r) {
         free(buf);
-        fail(err, errlen, "%s: out of memory", path);
+        io_fail(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     r = parse_index(r, buf, n, err, errlen);
@@ -877,21 +867,21 @@ BundleReader *bundle_open(const char *prefix, char *err, size_t errlen) {
 static FILE *shard_file(BundleReader *r, int shard, char *path, size_t cap, char *err,
                         size_t errlen) {
     if (!r->prefix) {
-        fail(err, errlen, "%s: parsed from memory, no data file to read", r->what);
+        io_fail(err, errlen, "%s: parsed from memory, no data file to read", r->what);
         return NULL;
     }
     bundle_data_filename(path, cap, r->prefix, shard, r->num_shards);
     if (!r->shards) {
         r->shards = calloc((size_t)r->num_shards, sizeof *r->shards);
         if (!r->shards) {
-            fail(err, errlen, "%s: out of memory", path);
+            io_fail(err, errlen, "%s: out of memory", path);
             return NULL;
         }
     }
     if (!r->shards[shard]) {
         char why[1024];
         r->shards[shard] = fs_fopen_read(path, why, sizeof why);
-        if (!r->shards[shard]) fail(err, errlen, "%s: %s", path, why);
+        if (!r->shards[shard]) io_fail(err, errlen, "%s: %s", path, why);
     }
     return r->shards[shard];
 }
@@ -902,20 +892,20 @@ int bundle_read(BundleReader *r, const BundleEntry *e, void *dst, size_t cap, ch
     FILE *fp = shard_file(r, e->shard_id, path, sizeof path, err, errlen);
     if (!fp) return -1;
     if (e->dtype == TF_DT_STRING)     /* its CRC covers a length table: not implemented */
-        return fail(err, errlen, "%s: tensor '%s' is a string tensor, not supported", path,
-                    e->name);
+        return io_fail(err, errlen, "%s: tensor '%s' is a string tensor, not supported", path,
+                       e->name);
     if (cap < e->size)
-        return fail(err, errlen, "%s: tensor '%s' has %llu bytes, the buffer %zu", path, e->name,
-                    (unsigned long long)e->size, cap);
+        return io_fail(err, errlen, "%s: tensor '%s' has %llu bytes, the buffer %zu", path, e->name,
+                       (unsigned long long)e->size, cap);
     if (fseeko(fp, (off_t)e->offset, SEEK_SET) != 0 ||
         fread(dst, 1, (size_t)e->size, fp) != (size_t)e->size)
-        return fail(err, errlen, "%s: tensor '%s': short read of %llu bytes at offset %llu "
-                    "(truncated data file)", path, e->name, (unsigned long long)e->size,
-                    (unsigned long long)e->offset);
+        return io_fail(err, errlen, "%s: tensor '%s': short read of %llu bytes at offset %llu "
+                       "(truncated data file)", path, e->name, (unsigned long long)e->size,
+                       (unsigned long long)e->offset);
     uint32_t got = crc32c(dst, (size_t)e->size);
     if (got != crc32c_unmask(e->masked_crc))
-        return fail(err, errlen, "%s: tensor '%s' at offset %llu: checksum mismatch (corrupt data)",
-                    path, e->name, (unsigned long long)e->offset);
+        return io_fail(err, errlen, "%s: tensor '%s' at offset %llu: checksum mismatch (corrupt data)",
+                       path, e->name, (unsigned long long)e->offset);
     return 0;
 }
 
@@ -923,18 +913,18 @@ int bundle_read_tensor(BundleReader *r, const char *name, TfDataType dtype, void
                        size_t nbytes, char *err, size_t errlen) {
     const BundleEntry *e = bundle_find(r, name);
     const char *src = r->prefix ? r->prefix : r->what;
-    if (!e) return fail(err, errlen, "%s: no tensor '%s'", src, name);
+    if (!e) return io_fail(err, errlen, "%s: no tensor '%s'", src, name);
     if (e->dtype != dtype)
-        return fail(err, errlen, "%s: tensor '%s' is %s, expected %s", src, name,
-                    tf_dtype_name(e->dtype), tf_dtype_name(dtype));
+        return io_fail(err, errlen, "%s: tensor '%s' is %s, expected %s", src, name,
+                       tf_dtype_name(e->dtype), tf_dtype_name(dtype));
     if (e->size != nbytes)
-        return fail(err, errlen, "%s: tensor '%s' has %llu bytes, expected %zu", src, name,
-                    (unsigned long long)e->size, nbytes);
+        return io_fail(err, errlen, "%s: tensor '%s' has %llu bytes, expected %zu", src, name,
+                       (unsigned long long)e->size, nbytes);
     return bundle_read(r, e, dst, nbytes, err, errlen);
 }
 
 int bundle_check_data_files(const BundleReader *r, char *err, size_t errlen) {
-    if (!r->prefix) return fail(err, errlen, "%s: parsed from memory, no data files", r->what);
+    if (!r->prefix) return io_fail(err, errlen, "%s: parsed from memory, no data files", r->what);
     for (int s = 0; s < r->num_shards; s++) {
         uint64_t need = 0;
         for (int i = 0; i < r->n; i++)
@@ -944,10 +934,10 @@ int bundle_check_data_files(const BundleReader *r, char *err, size_t errlen) {
         bundle_data_filename(path, sizeof path, r->prefix, s, r->num_shards);
         struct stat st;
         char why[1024];
-        if (fs_stat(path, &st, why, sizeof why) != 0) return fail(err, errlen, "%s", why);
+        if (fs_stat(path, &st, why, sizeof why) != 0) return io_fail(err, errlen, "%s", why);
         if ((uint64_t)st.st_size < need)
-            return fail(err, errlen, "%s: %lld bytes, the index needs %llu (truncated)", path,
-                        (long long)st.st_size, (unsigned long long)need);
+            return io_fail(err, errlen, "%s: %lld bytes, the index needs %llu (truncated)", path,
+                           (long long)st.st_size, (unsigned long long)need);
     }
     return 0;
 }
