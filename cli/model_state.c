@@ -1,6 +1,7 @@
 /* model_state.c: a Model's state <-> checkpoints (see model_state.h). */
 #include "cli/model_state.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +16,33 @@ void model_snapshot_free(ModelSnapshot *s) {
     memset(s, 0, sizeof *s);
 }
 
-int model_snapshot_take(const Model *m, int with_slots, ModelSnapshot *s, char *err,
-                        size_t errlen) {
+static const char *const BETA_POWER_NAME[2] = {"beta1_power", "beta2_power"};
+
+float adam_beta_power(float beta, int64_t step) {
+    return powf(beta, (float)step + 1.0f);   /* in float, as the Adam kernel's beta^t */
+}
+
+static void add_scalar(ModelSnapshot *s, const char *name, TfDataType dtype, void *data,
+                       size_t nbytes) {
+    TfTensor *t = &s->tensors[s->n++];
+    t->name = name;
+    t->dtype = dtype;
+    t->rank = 0;
+    t->data = data;
+    t->nbytes = nbytes;
+}
+
+int model_snapshot_take(const Model *m, const ModelConfig *optimizer, ModelSnapshot *s,
+                        char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     int count = model_state_count(m);
-    s->tensors = calloc((size_t)count + 1, sizeof *s->tensors);
+    /* state tensors, global_step, beta1_power, beta2_power */
+    s->tensors = calloc((size_t)count + 3, sizeof *s->tensors);
     s->buffers = calloc((size_t)count + 1, sizeof *s->buffers);
     if (!s->tensors || !s->buffers) goto oom;
     for (int i = 0; i < count; i++) {
         const StateInfo *info = model_state_info(m, i);
-        if (info->kind == STATE_OPT_SLOT && !with_slots) continue;
+        if (info->kind == STATE_OPT_SLOT && !optimizer) continue;
         float *buf = malloc(info->count * sizeof(float) + 1);
         if (!buf) goto oom;
         s->buffers[s->nbuffers++] = buf;
@@ -41,22 +59,23 @@ int model_snapshot_take(const Model *m, int with_slots, ModelSnapshot *s, char *
         t->nbytes = info->count * sizeof(float);
     }
     s->global_step = model_step(m);
-    TfTensor *gs = &s->tensors[s->n++];
-    gs->name = "global_step";
-    gs->dtype = TF_DT_INT64;
-    gs->rank = 0;
-    gs->data = &s->global_step;
-    gs->nbytes = sizeof s->global_step;
+    add_scalar(s, "global_step", TF_DT_INT64, &s->global_step, sizeof s->global_step);
+    if (optimizer && optimizer->optimizer == OPT_ADAM) {
+        s->beta_power[0] = adam_beta_power(optimizer->beta1, s->global_step);
+        s->beta_power[1] = adam_beta_power(optimizer->beta2, s->global_step);
+        for (int k = 0; k < 2; k++)
+            add_scalar(s, BETA_POWER_NAME[k], TF_DT_FLOAT, &s->beta_power[k], sizeof(float));
+    }
     return 0;
 oom:
     snprintf(err, errlen, "out of memory copying the model state");
     return -1;
 }
 
-int model_checkpoint_save(const Model *m, const char *dir, int keep_max, char *prefix_out,
-                          size_t prefix_cap, char *err, size_t errlen) {
+int model_checkpoint_save(const Model *m, const ModelConfig *cfg, const char *dir, int keep_max,
+                          char *prefix_out, size_t prefix_cap, char *err, size_t errlen) {
     ModelSnapshot s;
-    int rc = model_snapshot_take(m, 1, &s, err, errlen);
+    int rc = model_snapshot_take(m, cfg, &s, err, errlen);
     if (rc == 0)
         rc = checkpoint_save(dir, s.global_step, s.tensors, s.n, keep_max, prefix_out, prefix_cap,
                              err, errlen);
@@ -64,7 +83,43 @@ int model_checkpoint_save(const Model *m, const char *dir, int keep_max, char *p
     return rc;
 }
 
-int model_checkpoint_restore(Model *m, const char *prefix, char *err, size_t errlen) {
+/* The number of steps a stored beta power stands for, log(power)/log(beta), against step+1 (see
+ * model_state.h). Float products drift by far less than half a step's factor; a power that
+ * underflowed (TF's repeated product reaches 0 or a denormal) matches any expected power that is
+ * as small, where 1-power is 1 in float anyway. 0 consistent, -1 not (message in err). */
+static int check_beta_power(BundleReader *r, const char *prefix, int k, float beta, int64_t step,
+                            char *err, size_t errlen) {
+    const char *name = BETA_POWER_NAME[k];
+    const BundleEntry *e = bundle_find(r, name);
+    if (!e) return 0;                          /* TF2 / Keras checkpoints have none */
+    float found;
+    if (e->rank != 0) {
+        snprintf(err, errlen, "%s: tensor '%s' is not a scalar", prefix, name);
+        return -1;
+    }
+    if (bundle_read_tensor(r, name, TF_DT_FLOAT, &found, sizeof found, err, errlen) != 0)
+        return -1;
+    if (!(beta > 0.0f && beta < 1.0f)) return 0;   /* a constant power says nothing of t */
+    const double tiny = 1e-30, expected = adam_beta_power(beta, step);
+    int ok;
+    if (!(found >= 0.0f && found <= 1.0f))
+        ok = 0;
+    else if (found <= tiny || expected <= tiny)
+        ok = found <= tiny && expected <= tiny;
+    else
+        ok = fabs(log(found) / log(beta) - ((double)step + 1.0)) < 0.5;
+    if (!ok) {
+        snprintf(err, errlen, "%s: %s = %g is not beta^(global_step+1) = %g^%.0f = %g: the "
+                 "optimizer state does not belong to global_step %lld (another beta, or a "
+                 "step counter not advanced by the optimizer)", prefix, name, (double)found,
+                 (double)beta, (double)step + 1.0, expected, (long long)step);
+        return -1;
+    }
+    return 0;
+}
+
+int model_checkpoint_restore(Model *m, const ModelConfig *cfg, const char *prefix, char *err,
+                             size_t errlen) {
     BundleReader *r = bundle_open(prefix, err, errlen);
     if (!r) return -1;
     int count = model_state_count(m), rc = 0;
@@ -108,6 +163,8 @@ int model_checkpoint_restore(Model *m, const char *prefix, char *err, size_t err
         snprintf(err, errlen, "%s: global_step %lld is negative", prefix, (long long)step);
         rc = -1;
     }
+    for (int k = 0; rc == 0 && cfg->optimizer == OPT_ADAM && k < 2; k++)
+        rc = check_beta_power(r, prefix, k, k == 0 ? cfg->beta1 : cfg->beta2, step, err, errlen);
     for (int i = 0; rc == 0 && i < count; i++)
         if (model_state_set(m, i, bufs[i]) != 0) {
             snprintf(err, errlen, "cannot set model state '%s'", model_state_info(m, i)->name);

@@ -3,7 +3,9 @@
  * The bridge between core/model.h (named host float buffers in TF layout) and the io/ writers
  * (TfTensor lists). Checkpoint keys are the StateInfo names (the original job's variable names,
  * e.g. "conv2d/kernel", and the optimizer slots under the names core documents) plus
- * "global_step" (int64 scalar), so TF's Estimator and tf.train.load_checkpoint read them.
+ * "global_step" (int64 scalar), so TF's Estimator and tf.train.load_checkpoint read them. With
+ * Adam, also TF1 AdamOptimizer's non-slot accumulators "beta1_power" and "beta2_power" (float
+ * scalars), so a tf.compat.v1.train.AdamOptimizer graph's Saver restores our checkpoints.
  */
 #ifndef CLI_MODEL_STATE_H
 #define CLI_MODEL_STATE_H
@@ -14,7 +16,12 @@
 #include "core/model.h"
 #include "io/tf_tensor.h"
 
-/* Host copies of a model's state as TfTensors: the parameters, optionally the optimizer slots,
+/* TF1 AdamOptimizer's beta1_power / beta2_power after `step` steps: the powers its next step
+ * uses, beta^(step+1) (the variables start at beta and are multiplied by beta after each step;
+ * our Adam takes t = step+1 likewise, kernels/optimizers.c). */
+float adam_beta_power(float beta, int64_t step);
+
+/* Host copies of a model's state as TfTensors: the parameters, optionally the optimizer state,
  * then "global_step". */
 typedef struct {
     TfTensor *tensors;
@@ -22,20 +29,31 @@ typedef struct {
     float **buffers;        /* one per state tensor */
     int nbuffers;
     int64_t global_step;    /* the "global_step" tensor's data */
+    float beta_power[2];    /* the "beta1_power", "beta2_power" tensors' data (Adam only) */
 } ModelSnapshot;
 
-/* 0 ok, -1 error (message in err); free with model_snapshot_free either way. */
-int model_snapshot_take(const Model *m, int with_slots, ModelSnapshot *s, char *err, size_t errlen);
+/* optimizer NULL: the parameters and global_step (an export). Otherwise the model's config
+ * (optimizer kind and betas): also the optimizer slots and, with Adam, beta1_power and
+ * beta2_power (a checkpoint). 0 ok, -1 error (message in err); free with model_snapshot_free
+ * either way. */
+int model_snapshot_take(const Model *m, const ModelConfig *optimizer, ModelSnapshot *s, char *err,
+                        size_t errlen);
 void model_snapshot_free(ModelSnapshot *s);
 
-/* Saves <dir>/model.ckpt-<step> (step = model_step) keeping keep_max (io/checkpoint.h). The
- * prefix written goes to prefix_out. 0 ok, -1 error. */
-int model_checkpoint_save(const Model *m, const char *dir, int keep_max, char *prefix_out,
-                          size_t prefix_cap, char *err, size_t errlen);
+/* Saves <dir>/model.ckpt-<step> (step = model_step) keeping keep_max (io/checkpoint.h); cfg is
+ * the config m was created with (for the Adam powers). The prefix written goes to prefix_out.
+ * 0 ok, -1 error. */
+int model_checkpoint_save(const Model *m, const ModelConfig *cfg, const char *dir, int keep_max,
+                          char *prefix_out, size_t prefix_cap, char *err, size_t errlen);
 
 /* Restores every state tensor and the step from the checkpoint with this prefix, checking names,
- * dtypes and shapes (a checkpoint of another model is an error naming the tensor). Nothing is
- * changed in m unless everything was read. 0 ok, -1 error. */
-int model_checkpoint_restore(Model *m, const char *prefix, char *err, size_t errlen);
+ * dtypes and shapes (a checkpoint of another model is an error naming the tensor). With Adam,
+ * beta1_power / beta2_power are optional (TF2 checkpoints have none) and, when present, must
+ * agree with global_step: our Adam derives its t from the step, so a checkpoint whose powers
+ * count other steps (another beta, or a global_step not advanced by the optimizer) would resume
+ * with another bias correction; that is an error naming the tensor. Nothing is changed in m
+ * unless everything was read. 0 ok, -1 error. */
+int model_checkpoint_restore(Model *m, const ModelConfig *cfg, const char *prefix, char *err,
+                             size_t errlen);
 
 #endif /* CLI_MODEL_STATE_H */

@@ -119,6 +119,7 @@ static void dataset_free(Dataset *ds) {
 
 typedef struct {
     const TrainConfig *cfg;
+    const ModelConfig *model_cfg;  /* what model was created with (the optimizer's betas) */
     Model *model;
     SmModel graph;                 /* the serving graph of the model (exports, .meta, events) */
     SmLayer graph_layers[MODEL_SPEC_MAX_LAYERS];
@@ -141,9 +142,9 @@ static int save_checkpoint(Job *job, char *err, size_t errlen) {
     int64_t step = model_step(job->model);
     tf_info("Saving checkpoints for %lld into %s/model.ckpt.", (long long)step,
             job->cfg->model_dir);
-    if (model_checkpoint_save(job->model, job->cfg->model_dir, job->cfg->keep_checkpoint_max,
-                              job->last_checkpoint, sizeof job->last_checkpoint, err,
-                              errlen) != 0 ||
+    if (model_checkpoint_save(job->model, job->model_cfg, job->cfg->model_dir,
+                              job->cfg->keep_checkpoint_max, job->last_checkpoint,
+                              sizeof job->last_checkpoint, err, errlen) != 0 ||
         checkpoint_write_meta(job->last_checkpoint, job->meta_graph.data, job->meta_graph.len,
                               err, errlen) != 0)
         return -1;
@@ -219,7 +220,7 @@ static int describe_graph(Job *job, char *err, size_t errlen) {
         return -1;
     }
     ModelSnapshot snap;
-    int rc = model_snapshot_take(job->model, 0, &snap, err, errlen);
+    int rc = model_snapshot_take(job->model, NULL, &snap, err, errlen);
     if (rc == 0)
         rc = savedmodel_encode_meta_graph(&job->graph, snap.tensors, snap.n, &job->meta_graph, err,
                                           errlen);
@@ -233,7 +234,7 @@ static int export_model(Job *job, char *err, size_t errlen) {
     const TrainConfig *cfg = job->cfg;
     if (!cfg->export_enabled) return 0;
     ModelSnapshot snap;
-    if (model_snapshot_take(job->model, 0, &snap, err, errlen) != 0) {
+    if (model_snapshot_take(job->model, NULL, &snap, err, errlen) != 0) {
         model_snapshot_free(&snap);
         return -1;
     }
@@ -420,7 +421,7 @@ int main(int argc, char **argv) {
     mc.learning_rate = (float)cfg.learning_rate;
     mc.momentum = (float)cfg.momentum;
     mc.threads = cfg.threads;
-    Job job = {.cfg = &cfg, .last_saved_step = -1, .last_save_time = now_seconds()};
+    Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1, .last_save_time = now_seconds()};
     pb_buf_init(&job.meta_graph);
     int status = EXIT_OK;
     job.model = model_create(&mc, err, sizeof err);
@@ -444,7 +445,7 @@ int main(int argc, char **argv) {
     }
     if (found) {
         tf_info("Restoring parameters from %s", job.last_checkpoint);
-        if (model_checkpoint_restore(job.model, job.last_checkpoint, err, sizeof err) != 0) {
+        if (model_checkpoint_restore(job.model, &mc, job.last_checkpoint, err, sizeof err) != 0) {
             status = fail(EXIT_RUN_FAILED, "%s", err);
             goto done;
         }

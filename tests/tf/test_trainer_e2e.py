@@ -1,10 +1,11 @@
 """The trainer end to end on the real MNIST, with TensorFlow as the judge of what it leaves.
 
 One 500-step CPU training run (shared by the tests of this module) must reach >= 97% test
-accuracy and print the Estimator's log lines; TF reads its checkpoint (tf.train.load_checkpoint),
-its events (summary_iterator) and loads its export (tf.saved_model.load), whose accuracy on 1,000
-test images equals what the trainer reported for them. Smaller runs check resume, signals, NaN
-and flag errors.
+accuracy and print the Estimator's log lines; TF reads its checkpoint (tf.train.load_checkpoint,
+and a TF1 graph with tf.compat.v1.train.AdamOptimizer restores it with Saver.restore), its events
+(summary_iterator) and loads its export (tf.saved_model.load), whose probabilities on 1,000 test
+images equal `predict`'s and whose accuracy equals what the trainer reported for them. Smaller
+runs check resume, signals, NaN and flag errors.
 """
 import glob
 import json
@@ -22,6 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.join(os.environ.get("BUILD_DIR", os.path.join(REPO, "build")), "bin")
 TRAINER = os.path.join(BIN, "trainer")
 TFRECORD = os.path.join(BIN, "tfrecord")
+PREDICT = os.path.join(BIN, "predict")
 QUICK_ENV = {k: v for k, v in os.environ.items()
              if not k.startswith(("SM_", "TF_CONFIG", "CLOUD_ML_"))}
 
@@ -149,6 +151,76 @@ def test_checkpoint_read_by_tensorflow(main_run):
     assert np.isfinite(k).all() and np.abs(k).max() > 0
 
 
+def tf1_adam_training_graph():
+    """The original model as a TF1 graph (variables named as tf.layers names them), its loss and
+    tf.compat.v1.train.AdamOptimizer's train op (Keras' epsilon, as our trainer): the graph a TF1
+    Estimator job saves and restores. Returns (graph, images, labels, loss, train_op)."""
+    t = tf()
+    v1 = t.compat.v1
+    graph = t.Graph()
+    with graph.as_default():
+        images = v1.placeholder(t.float32, [None, 28, 28, 1])
+        labels = v1.placeholder(t.int64, [None])
+
+        def weights(scope, shape):
+            with v1.variable_scope(scope):
+                return (v1.get_variable("kernel", shape, t.float32),
+                        v1.get_variable("bias", shape[-1:], t.float32))
+
+        h = images
+        for scope, shape in (("conv2d", [5, 5, 1, 32]), ("conv2d_1", [5, 5, 32, 64])):
+            k, b = weights(scope, shape)
+            h = t.nn.relu(t.nn.bias_add(t.nn.conv2d(h, k, 1, "SAME"), b))
+            h = t.nn.max_pool2d(h, 2, 2, "VALID")
+        h = t.reshape(h, [-1, 7 * 7 * 64])
+        k, b = weights("dense", [3136, 1024])
+        h = t.nn.relu(t.matmul(h, k) + b)      # dropout left out: not a variable
+        k, b = weights("dense_1", [1024, 10])
+        loss = v1.losses.sparse_softmax_cross_entropy(labels, t.matmul(h, k) + b)
+        step = v1.train.get_or_create_global_step()
+        train_op = v1.train.AdamOptimizer(epsilon=1e-7).minimize(loss, global_step=step)
+    return graph, images, labels, loss, train_op
+
+
+def test_checkpoint_restored_by_tf1_adam_saver(main_run, mnist):
+    """tf.compat.v1.train.Saver().restore of our checkpoint into a TF1 AdamOptimizer graph: every
+    variable it has (weights, slots <var>/Adam and <var>/Adam_1, the non-slot beta1_power and
+    beta2_power, global_step) is in the checkpoint and restored to our values; the graph then
+    trains on, its accumulators advancing from ours."""
+    t, job = tf(), main_run["job"]
+    v1 = t.compat.v1
+    prefix = os.path.join(job, "model.ckpt-500")
+    ours = t.train.load_checkpoint(prefix)
+    x, y = decode_examples(mnist["test1000"])
+    graph, images, labels, loss, train_op = tf1_adam_training_graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        variables = {v.op.name: v for v in v1.global_variables()}
+        assert len(variables) == 8 * 3 + 3 and {"beta1_power", "beta2_power"} <= set(variables)
+        assert sorted(variables) == sorted(ours.get_variable_to_shape_map())
+        v1.train.Saver().restore(sess, prefix)     # fails on any missing name, dtype or shape
+        restored = sess.run(variables)
+        for name, value in restored.items():
+            np.testing.assert_array_equal(value, ours.get_tensor(name), err_msg=name)
+            assert value.dtype == ours.get_tensor(name).dtype, name
+        assert restored["global_step"] == 500
+        assert np.abs(restored["dense/kernel/Adam_1"]).max() > 0
+        # TF1 starts the powers at beta and multiplies them by beta after each step: after 500
+        # steps beta^501 (TF's float32 product; ours is powf, so relative 1e-5)
+        b1, b2 = np.float32(1), np.float32(1)
+        for _ in range(501):
+            b1, b2 = b1 * np.float32(0.9), b2 * np.float32(0.999)
+        np.testing.assert_allclose(restored["beta1_power"], b1, rtol=1e-5)
+        np.testing.assert_allclose(restored["beta2_power"], b2, rtol=1e-5)
+        # one TF1 training step from the restored state
+        before = sess.run(loss, {images: x[:100], labels: y[:100]})
+        assert before < 1.0, before
+        sess.run(train_op, {images: x[:100], labels: y[:100]})
+        after = sess.run(variables)
+        assert after["global_step"] == 501
+        np.testing.assert_allclose(after["beta1_power"], b1 * np.float32(0.9), rtol=1e-5)
+        np.testing.assert_allclose(after["beta2_power"], b2 * np.float32(0.999), rtol=1e-5)
+
+
 def test_events_read_by_tensorflow(main_run):
     t, job = tf(), main_run["job"]
     _, acc, loss = eval_dict(main_run["log"])
@@ -200,6 +272,7 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
     images, labels = decode_examples(mnist["test1000"])
     assert len(labels) == 1000
     t = tf()
+    tf_probs = {}
     for export in (exports[-1], os.path.dirname(sm_exports[0])):
         loaded = t.saved_model.load(export, tags=["serve"])
         fn = loaded.signatures["serving_default"]
@@ -208,6 +281,22 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
         tf_acc = float(np.mean(np.argmax(probs, axis=1) == labels))
         assert abs(tf_acc - acc) < 1e-6, (tf_acc, acc)
+        tf_probs[export] = probs
+
+    # the engine's own probabilities (`predict`, TF Serving's REST body) on the same 1,000
+    # images of the same export equal TF's: absolute 1e-5 (probabilities lie in [0, 1])
+    assert os.access(PREDICT, os.X_OK), f"{PREDICT} is missing: build the predict target"
+    request = str(tmp_path / "request.json")
+    with open(request, "w") as f:
+        json.dump({"instances": images.astype(int).tolist()}, f)
+    p = subprocess.run([PREDICT, "--model-dir", exports[-1], "--json-request", request],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ours = np.array(json.loads(p.stdout)["predictions"], dtype=np.float64)
+    assert ours.shape == (1000, 10)
+    np.testing.assert_allclose(ours, tf_probs[exports[-1]], rtol=0, atol=1e-5)
+    our_acc = float(np.mean(np.argmax(ours, axis=1) == labels))
+    assert abs(our_acc - acc) < 1e-6, (our_acc, acc)
 
     # the tuning metric, as cloudml-hypertune writes it
     lines = open(metrics).read().splitlines()

@@ -1,0 +1,188 @@
+/* test_model_state.c: a Model's state <-> checkpoints (cli/model_state.h), in particular TF1
+ * AdamOptimizer's beta1_power / beta2_power beside the slots. (TF1's Saver.restore of a
+ * trainer's checkpoint is tests/tf/test_trainer_e2e.py.) */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/model_state.h"
+#include "io/checkpoint.h"
+#include "io/tensor_bundle.h"
+#include "support/test_files.h"
+
+#define SPEC "conv:4:3,relu,maxpool:2,flatten,dense:10"
+#define BATCH 4
+
+static Model *small_model(OptimizerKind opt, ModelConfig *cfg) {
+    model_config_default(cfg);
+    cfg->spec = SPEC;
+    cfg->batch = BATCH;
+    cfg->optimizer = opt;
+    cfg->threads = 1;
+    char err[512];
+    Model *m = model_create(cfg, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    return m;
+}
+
+/* `steps` training steps on fixed pseudo-random images, so the slots are not zero. */
+static void train(Model *m, int steps) {
+    static float images[BATCH * 28 * 28];
+    int32_t labels[BATCH] = {1, 7, 3, 0};
+    for (int i = 0; i < BATCH * 28 * 28; i++) images[i] = (float)((i * 37) % 256);
+    char err[512];
+    for (int s = 0; s < steps; s++)
+        ck_assert_msg(model_train_step(m, images, labels, BATCH, NULL, err, sizeof err) == 0,
+                      "%s", err);
+}
+
+static float read_scalar(BundleReader *r, const char *name) {
+    float v = -1.0f;
+    char err[512];
+    ck_assert_msg(bundle_read_tensor(r, name, TF_DT_FLOAT, &v, sizeof v, err, sizeof err) == 0,
+                  "%s", err);
+    return v;
+}
+
+/* every state tensor of a and b equal, and the step */
+static void assert_same_state(const Model *a, const Model *b) {
+    ck_assert_int_eq(model_step(a), model_step(b));
+    ck_assert_int_eq(model_state_count(a), model_state_count(b));
+    for (int i = 0; i < model_state_count(a); i++) {
+        size_t n = model_state_info(a, i)->count;
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        ck_assert(model_state_get(a, i, x) == 0 && model_state_get(b, i, y) == 0);
+        ck_assert_msg(memcmp(x, y, n * sizeof *x) == 0, "%s differs",
+                      model_state_info(a, i)->name);
+        free(x);
+        free(y);
+    }
+}
+
+START_TEST(test_adam_checkpoint_has_tf1_powers_and_restores) {
+    ModelConfig cfg;
+    Model *m = small_model(OPT_ADAM, &cfg);
+    train(m, 3);
+    char dir[256], prefix[512], err[512];
+    test_make_tmpdir(dir, sizeof dir, "model_state");
+    ck_assert_msg(model_checkpoint_save(m, &cfg, dir, 0, prefix, sizeof prefix, err,
+                                        sizeof err) == 0, "%s", err);
+    BundleReader *r = bundle_open(prefix, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    /* after 3 steps TF1's accumulators hold beta^4, the powers of the 4th step */
+    const BundleEntry *e = bundle_find(r, "beta1_power");
+    ck_assert(e != NULL && e->rank == 0 && e->dtype == TF_DT_FLOAT);
+    ck_assert_float_eq_tol(read_scalar(r, "beta1_power"), 0.9f * 0.9f * 0.9f * 0.9f, 1e-7);
+    ck_assert_float_eq_tol(read_scalar(r, "beta2_power"), powf(0.999f, 4.0f), 1e-7);
+    ck_assert(bundle_find(r, "conv2d/kernel/Adam") && bundle_find(r, "conv2d/kernel/Adam_1"));
+    /* parameters + 2 slots each + global_step + the 2 powers */
+    ck_assert_int_eq(bundle_num_entries(r), model_state_count(m) + 3);
+    bundle_close(r);
+
+    ModelConfig cfg2;
+    Model *back = small_model(OPT_ADAM, &cfg2);
+    ck_assert_msg(model_checkpoint_restore(back, &cfg2, prefix, err, sizeof err) == 0, "%s", err);
+    assert_same_state(m, back);
+    model_free(back);
+    model_free(m);
+    test_remove_tree(dir);
+}
+END_TEST
+
+/* Writes the Adam snapshot of m at its step, with beta1_power replaced by `power` (or both
+ * powers left out when drop_powers), as <dir>/model.ckpt-<step>. */
+static void save_with_powers(const Model *m, const ModelConfig *cfg, const char *dir,
+                             float power, int drop_powers, char *prefix, size_t cap) {
+    ModelSnapshot s;
+    char err[512];
+    ck_assert_msg(model_snapshot_take(m, cfg, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(s.tensors[s.n - 2].name, "beta1_power");
+    s.beta_power[0] = power;
+    if (drop_powers) s.n -= 2;
+    ck_assert_msg(checkpoint_save(dir, s.global_step, s.tensors, s.n, 0, prefix, cap, err,
+                                  sizeof err) == 0, "%s", err);
+    model_snapshot_free(&s);
+}
+
+START_TEST(test_restore_checks_the_powers_against_global_step) {
+    ModelConfig cfg;
+    Model *m = small_model(OPT_ADAM, &cfg);
+    train(m, 5);
+    char dir[256], prefix[512], err[512];
+    test_make_tmpdir(dir, sizeof dir, "model_state");
+    ModelConfig fresh_cfg;
+    Model *fresh = small_model(OPT_ADAM, &fresh_cfg);
+
+    /* TF's product of float multiplications drifts from powf: a relative 1e-5 still matches */
+    save_with_powers(m, &cfg, dir, powf(0.9f, 6.0f) * (1.0f + 1e-5f), 0, prefix, sizeof prefix);
+    ck_assert_msg(model_checkpoint_restore(fresh, &fresh_cfg, prefix, err, sizeof err) == 0,
+                  "%s", err);
+    assert_same_state(m, fresh);
+
+    /* the powers of another step count: an error naming the tensor, the model untouched */
+    Model *untouched = small_model(OPT_ADAM, &fresh_cfg);
+    save_with_powers(m, &cfg, dir, powf(0.9f, 7.0f), 0, prefix, sizeof prefix);
+    ck_assert_int_eq(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "beta1_power") && strstr(err, "global_step 5"), "%s", err);
+    ck_assert_int_eq(model_step(untouched), 0);
+    save_with_powers(m, &cfg, dir, NAN, 0, prefix, sizeof prefix);
+    ck_assert_int_eq(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "beta1_power") != NULL, "%s", err);
+    ck_assert_int_eq(model_step(untouched), 0);
+
+    /* no powers at all (a TF2 / Keras checkpoint): restored from global_step alone */
+    save_with_powers(m, &cfg, dir, 0.0f, 1, prefix, sizeof prefix);
+    ck_assert_msg(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err) == 0,
+                  "%s", err);
+    assert_same_state(m, untouched);
+
+    model_free(untouched);
+    model_free(fresh);
+    model_free(m);
+    test_remove_tree(dir);
+}
+END_TEST
+
+START_TEST(test_powers_underflow_and_other_optimizers) {
+    /* beta1^(t+1) reaches 0 in float (TF's product too): any tiny stored value matches */
+    ck_assert_float_eq(adam_beta_power(0.9f, 2000), 0.0f);
+    ck_assert_float_eq(adam_beta_power(0.9f, 0), 0.9f);
+
+    ModelConfig cfg;
+    Model *m = small_model(OPT_MOMENTUM, &cfg);
+    train(m, 2);
+    char dir[256], prefix[512], err[512];
+    test_make_tmpdir(dir, sizeof dir, "model_state");
+    ck_assert_msg(model_checkpoint_save(m, &cfg, dir, 0, prefix, sizeof prefix, err,
+                                        sizeof err) == 0, "%s", err);
+    BundleReader *r = bundle_open(prefix, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    ck_assert(bundle_find(r, "beta1_power") == NULL && bundle_find(r, "beta2_power") == NULL);
+    ck_assert(bundle_find(r, "dense/kernel/Momentum") != NULL);
+    bundle_close(r);
+    /* an export snapshot: parameters and global_step only */
+    ModelSnapshot s;
+    ck_assert_msg(model_snapshot_take(m, NULL, &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(s.n, model_param_count(m) + 1);
+    ck_assert_str_eq(s.tensors[s.n - 1].name, "global_step");
+    model_snapshot_free(&s);
+    model_free(m);
+    test_remove_tree(dir);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("model_state");
+    TCase *tc = tcase_create("checkpoints");
+    tcase_add_test(tc, test_adam_checkpoint_has_tf1_powers_and_restores);
+    tcase_add_test(tc, test_restore_checks_the_powers_against_global_step);
+    tcase_add_test(tc, test_powers_underflow_and_other_optimizers);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
