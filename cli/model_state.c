@@ -109,7 +109,7 @@ static int check_beta_power(BundleReader *r, const char *prefix, int k, float be
     else
         ok = fabs(log(found) / log(beta) - ((double)step + 1.0)) < 0.5;
     if (!ok) {
-        snprintf(err, errlen, "%s: %s = %g is not beta^(global_step+1) = %g^%.0f = %g: the "
+        snprintf(err, errlen, "%s: %s = %.9g is not beta^(global_step+1) = %.9g^%.0f = %.9g: the "
                  "optimizer state does not belong to global_step %lld (another beta, or a "
                  "step counter not advanced by the optimizer)", prefix, name, (double)found,
                  (double)beta, (double)step + 1.0, expected, (long long)step);
