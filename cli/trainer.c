@@ -421,7 +421,8 @@ int main(int argc, char **argv) {
     mc.learning_rate = (float)cfg.learning_rate;
     mc.momentum = (float)cfg.momentum;
     mc.threads = cfg.threads;
-    Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1, .last_save_time = now_seconds()};
+    Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1,
+               .last_save_time = now_seconds()};
     pb_buf_init(&job.meta_graph);
     int status = EXIT_OK;
     job.model = model_create(&mc, err, sizeof err);
