@@ -48,6 +48,24 @@ int fs_list_page(void) {
     return v > 0 && v <= 1000 ? (int)v : 0;
 }
 
+int fs_read_part(FILE *src, char *buf, size_t n, const char *what, char *err, size_t errlen) {
+    if (n && fread(buf, 1, n, src) != n) {
+        snprintf(err, errlen, "%s: reading the local copy failed", what);
+        return -1;
+    }
+    return 0;
+}
+
+int fs_list_page_end(int stop, int more, const char *what, int *errno_out, char *err,
+                     size_t errlen) {
+    if (stop < 0) {
+        snprintf(err, errlen, "%s: out of memory", what);
+        *errno_out = ENOMEM;
+        return -1;
+    }
+    return stop || !more ? 0 : 1;
+}
+
 /* Splits scheme://bucket/key. -1 with err (errno EINVAL) when the bucket is missing, ENOTSUP when
  * this build has no back end for the scheme. */
 static int parse_remote(const char *path, Remote *r, char *err, size_t errlen) {
@@ -436,7 +454,23 @@ int fs_upload(FILE *src, const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: cannot read the local copy: %s", path, strerror(errno));
         return -1;
     }
-    return r.be->upload(r.bucket, r.key, src, (int64_t)size, err, errlen);
+    /* one request up to the part size, above it the store's multi-request upload */
+    size_t part = fs_part_bytes();
+    size_t first = (int64_t)size < (int64_t)part ? (size_t)size : part;
+    char *buf = malloc(first ? first : 1);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    int rc;
+    if ((int64_t)size <= (int64_t)part) {
+        rc = fs_read_part(src, buf, (size_t)size, path, err, errlen);
+        if (rc == 0) rc = r.be->put(r.bucket, r.key, path, buf, (size_t)size, err, errlen);
+    } else {
+        rc = r.be->put_parts(r.bucket, r.key, path, src, (int64_t)size, buf, part, err, errlen);
+    }
+    free(buf);
+    return rc;
 }
 
 int fs_delete(const char *path, char *err, size_t errlen) {

@@ -152,17 +152,8 @@ static int gcs_read(const char *bucket, const char *key, int64_t off, size_t len
              (long long)off + (long long)len - 1);
     HttpResponse resp;
     if (gcs_request("GET", url, NULL, 0, range, NULL, -1, what, &resp, err, errlen)) return -1;
-    int rc = 0;
-    if (resp.status == 206 || resp.status == 200) {
-        size_t skip = resp.status == 200 ? (size_t)off : 0;   /* 200: the range was ignored */
-        size_t have = resp.body_len > skip ? resp.body_len - skip : 0;
-        *got = have < len ? have : len;
-        memcpy(buf, resp.body + skip, *got);
-    } else if (resp.status == 416) {
-        *got = 0;
-    } else {
-        rc = gcs_fail(&resp, what, bucket, "download", NULL, err, errlen);
-    }
+    int rc = http_range_answer(&resp, off, len, buf, got)
+                 ? 0 : gcs_fail(&resp, what, bucket, "download", NULL, err, errlen);
     http_response_free(&resp);
     return rc;
 }
@@ -221,21 +212,9 @@ static int gcs_list(const char *bucket, const char *prefix, int delimited, FsLis
                    strlen(next->valuestring) < sizeof token;
         if (more) snprintf(token, sizeof token, "%s", next->valuestring);
         cJSON_Delete(j);
-        if (stop < 0) {
-            snprintf(err, errlen, "%s: out of memory", what);
-            *errno_out = ENOMEM;
-            return -1;
-        }
-        if (stop || !more) return 0;
+        int go_on = fs_list_page_end(stop, more, what, errno_out, err, errlen);
+        if (go_on <= 0) return go_on;
     }
-}
-
-static int read_part(FILE *src, char *buf, size_t n, const char *what, char *err, size_t errlen) {
-    if (n && fread(buf, 1, n, src) != n) {
-        snprintf(err, errlen, "%s: reading the local copy failed", what);
-        return -1;
-    }
-    return 0;
 }
 
 /* The resumable protocol: chunks of `part` bytes; after a failed chunk, ask the session how much
@@ -265,7 +244,8 @@ static int gcs_resumable(const char *bucket, const char *key, const char *what, 
     for (;;) {
         size_t n = (size_t)(size - off < (int64_t)part ? size - off : (int64_t)part);
         char range[128];
-        if (fseeko(src, (off_t)off, SEEK_SET) != 0 || read_part(src, buf, n, what, err, errlen))
+        if (fseeko(src, (off_t)off, SEEK_SET) != 0 ||
+            fs_read_part(src, buf, n, what, err, errlen))
             return -1;
         snprintf(range, sizeof range, "Content-Range: bytes %lld-%lld/%lld", (long long)off,
                  (long long)(off + (int64_t)n) - 1, (long long)size);
@@ -321,35 +301,16 @@ static int gcs_resumable(const char *bucket, const char *key, const char *what, 
     }
 }
 
-static int gcs_upload(const char *bucket, const char *key, FILE *src, int64_t size, char *err,
-                      size_t errlen) {
-    char what[3000];
-    snprintf(what, sizeof what, "gs://%s/%s", bucket, key);
-    size_t part = fs_part_bytes();
-    size_t first = size < (int64_t)part ? (size_t)size : part;
-    char *buf = malloc(first ? first : 1);
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory", what);
-        return -1;
-    }
-    int rc;
-    if (size <= (int64_t)part) {
-        rc = read_part(src, buf, (size_t)size, what, err, errlen);
-        char url[8192], ebucket[600], ekey[3200];
-        snprintf(url, sizeof url, "%s/upload/storage/v1/b/%s/o?uploadType=media&name=%s",
-                 gcs_base(), http_url_encode(bucket, 0, ebucket, sizeof ebucket),
-                 http_url_encode(key, 0, ekey, sizeof ekey));
-        HttpResponse resp;
-        if (rc == 0) rc = gcs_request("POST", url, buf, (size_t)size, NULL, NULL, -1, what, &resp,
-                                      err, errlen);
-        if (rc == 0) {
-            if (resp.status != 200) rc = gcs_fail(&resp, what, bucket, "upload", NULL, err, errlen);
-            http_response_free(&resp);
-        }
-    } else {
-        rc = gcs_resumable(bucket, key, what, src, size, buf, part, err, errlen);
-    }
-    free(buf);
+static int gcs_put(const char *bucket, const char *key, const char *what, const char *data,
+                   size_t n, char *err, size_t errlen) {
+    char url[8192], ebucket[600], ekey[3200];
+    snprintf(url, sizeof url, "%s/upload/storage/v1/b/%s/o?uploadType=media&name=%s",
+             gcs_base(), http_url_encode(bucket, 0, ebucket, sizeof ebucket),
+             http_url_encode(key, 0, ekey, sizeof ekey));
+    HttpResponse resp;
+    if (gcs_request("POST", url, data, n, NULL, NULL, -1, what, &resp, err, errlen)) return -1;
+    int rc = resp.status == 200 ? 0 : gcs_fail(&resp, what, bucket, "upload", NULL, err, errlen);
+    http_response_free(&resp);
     return rc;
 }
 
@@ -402,5 +363,5 @@ static int gcs_remove(const char *bucket, const char *key, char *err, size_t err
     return rc;
 }
 
-const FsBackend fs_gcs_backend = {"gs", gcs_head, gcs_read, gcs_list, gcs_upload, gcs_copy,
-                                  gcs_remove};
+const FsBackend fs_gcs_backend = {"gs", gcs_head, gcs_read, gcs_list, gcs_put, gcs_resumable,
+                                  gcs_copy, gcs_remove};

@@ -258,18 +258,8 @@ static int s3_read(const char *bucket, const char *key, int64_t off, size_t len,
     HttpResponse resp;
     if (s3_request("GET", bucket, key, "", NULL, 0, NULL, range, what, &resp, err, errlen))
         return -1;
-    int rc = 0;
-    if (resp.status == 206 || resp.status == 200) {
-        /* 200: the server ignored the range and sent the whole object */
-        size_t skip = resp.status == 200 ? (size_t)off : 0;
-        size_t have = resp.body_len > skip ? resp.body_len - skip : 0;
-        *got = have < len ? have : len;
-        memcpy(buf, resp.body + skip, *got);
-    } else if (resp.status == 416) {
-        *got = 0;
-    } else {
-        rc = s3_fail(&resp, what, bucket, "GET", NULL, err, errlen);
-    }
+    int rc = http_range_answer(&resp, off, len, buf, got)
+                 ? 0 : s3_fail(&resp, what, bucket, "GET", NULL, err, errlen);
     http_response_free(&resp);
     return rc;
 }
@@ -321,25 +311,12 @@ static int s3_list(const char *bucket, const char *prefix, int delimited, FsList
         int more = !strcmp(truncated, "true") &&
                    xml_text(resp.body, end, "NextContinuationToken", token, sizeof token);
         http_response_free(&resp);
-        if (stop < 0) {
-            snprintf(err, errlen, "%s: out of memory", what);
-            *errno_out = ENOMEM;
-            return -1;
-        }
-        if (stop || !more) return 0;
+        int go_on = fs_list_page_end(stop, more, what, errno_out, err, errlen);
+        if (go_on <= 0) return go_on;
     }
 }
 
-/* Reads n bytes of src at its current position into buf. */
-static int read_part(FILE *src, char *buf, size_t n, const char *what, char *err, size_t errlen) {
-    if (n && fread(buf, 1, n, src) != n) {
-        snprintf(err, errlen, "%s: reading the local copy failed", what);
-        return -1;
-    }
-    return 0;
-}
-
-static int s3_put(const char *bucket, const char *key, const char *what, const void *data,
+static int s3_put(const char *bucket, const char *key, const char *what, const char *data,
                   size_t n, char *err, size_t errlen) {
     HttpResponse resp;
     if (s3_request("PUT", bucket, key, "", data, n, NULL, NULL, what, &resp, err, errlen)) return -1;
@@ -373,7 +350,7 @@ static int s3_multipart(const char *bucket, const char *key, const char *what, F
     for (int i = 0; rc == 0 && i < nparts; i++) {
         size_t n = (size_t)((size - (int64_t)i * (int64_t)part) < (int64_t)part
                                 ? size - (int64_t)i * (int64_t)part : (int64_t)part);
-        rc = read_part(src, buf, n, what, err, errlen);
+        rc = fs_read_part(src, buf, n, what, err, errlen);
         snprintf(query, sizeof query, "partNumber=%d&uploadId=%s", i + 1, eid);
         if (rc == 0)
             rc = s3_request("PUT", bucket, key, query, buf, n, NULL, NULL, what, &resp, err, errlen);
@@ -409,28 +386,6 @@ static int s3_multipart(const char *bucket, const char *key, const char *what, F
     return rc;
 }
 
-static int s3_upload(const char *bucket, const char *key, FILE *src, int64_t size, char *err,
-                     size_t errlen) {
-    char what[3000];
-    what_of(what, sizeof what, bucket, key);
-    size_t part = fs_part_bytes();
-    size_t first = size < (int64_t)part ? (size_t)size : part;
-    char *buf = malloc(first ? first : 1);
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory", what);
-        return -1;
-    }
-    int rc;
-    if (size <= (int64_t)part) {
-        rc = read_part(src, buf, (size_t)size, what, err, errlen);
-        if (rc == 0) rc = s3_put(bucket, key, what, buf, (size_t)size, err, errlen);
-    } else {
-        rc = s3_multipart(bucket, key, what, src, size, buf, part, err, errlen);
-    }
-    free(buf);
-    return rc;
-}
-
 static int s3_copy(const char *src_bucket, const char *src_key, const char *dst_bucket,
                    const char *dst_key, char *err, size_t errlen) {
     char what[3000], ekey[3200], source[3600];
@@ -462,4 +417,5 @@ static int s3_remove(const char *bucket, const char *key, char *err, size_t errl
     return rc;
 }
 
-const FsBackend fs_s3_backend = {"s3", s3_head, s3_read, s3_list, s3_upload, s3_copy, s3_remove};
+const FsBackend fs_s3_backend = {"s3", s3_head, s3_read, s3_list, s3_put, s3_multipart, s3_copy,
+                                 s3_remove};

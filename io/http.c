@@ -59,6 +59,19 @@ char *http_url_encode(const char *s, int keep_slash, char *out, size_t cap) {
     return out;
 }
 
+int http_range_answer(const HttpResponse *resp, int64_t off, size_t len, char *buf, size_t *got) {
+    if (resp->status == 416) {
+        *got = 0;
+        return 1;
+    }
+    if (resp->status != 206 && resp->status != 200) return 0;
+    size_t skip = resp->status == 200 ? (size_t)off : 0;
+    size_t have = resp->body_len > skip ? resp->body_len - skip : 0;
+    *got = have < len ? have : len;
+    memcpy(buf, resp->body + skip, *got);
+    return 1;
+}
+
 const char *http_body_excerpt(const HttpResponse *resp, char *out, size_t cap) {
     size_t n = 0;
     for (size_t i = 0; resp->body && i < resp->body_len && n + 1 < cap && i < 200; i++) {

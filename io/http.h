@@ -70,6 +70,12 @@ void http_response_free(HttpResponse *resp);
  * A-Z a-z 0-9 - . _ ~ and, when keep_slash, '/'. Returns out. */
 char *http_url_encode(const char *s, int keep_slash, char *out, size_t cap);
 
+/* The answer to a GET of bytes [off, off + len) with "Range: bytes=off-(off+len-1)": 206 (the
+ * range), 200 (the server ignored the range and sent the whole object) or 416 (off is at or past
+ * the end). For those: the bytes into buf, *got of them (< len only at the end), and 1; for any
+ * other status 0 (the caller reports it). */
+int http_range_answer(const HttpResponse *resp, int64_t off, size_t len, char *buf, size_t *got);
+
 /* The first 200 characters of a response body with control characters flattened, for errors. */
 const char *http_body_excerpt(const HttpResponse *resp, char *out, size_t cap);
 
