@@ -48,6 +48,13 @@ int fs_list_page(void) {
     return v > 0 && v <= 1000 ? (int)v : 0;
 }
 
+char *fs_join(const char *dir, const char *name) {
+    size_t dlen = strlen(dir), need = dlen + strlen(name) + 2;
+    char *full = malloc(need);
+    if (full) snprintf(full, need, "%s%s%s", dir, dlen && dir[dlen - 1] == '/' ? "" : "/", name);
+    return full;
+}
+
 int fs_read_part(FILE *src, char *buf, size_t n, const char *what, char *err, size_t errlen) {
     if (n && fread(buf, 1, n, src) != n) {
         snprintf(err, errlen, "%s: reading the local copy failed", what);
@@ -207,18 +214,15 @@ static int list_local(const char *dir, FsEntry **entries, char *err, size_t errl
         return -1;
     }
     Collect c = {0};
-    size_t dlen = strlen(dir);
     struct dirent *e;
     int rc = 0;
     while (rc == 0 && (e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        size_t need = dlen + strlen(e->d_name) + 2;
-        char *full = malloc(need);
+        char *full = fs_join(dir, e->d_name);
         if (!full) {
             rc = -1;
             break;
         }
-        snprintf(full, need, "%s%s%s", dir, dlen && dir[dlen - 1] == '/' ? "" : "/", e->d_name);
         struct stat st;
         int ok = stat(full, &st) == 0;
         free(full);

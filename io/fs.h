@@ -33,6 +33,9 @@ int fs_is_remote(const char *path);
  * when missing) and err naming the path (for remote failures: the store's reason). */
 int fs_stat(const char *path, struct stat *st, char *err, size_t errlen);
 
+/* "dir/name", malloc'd (no second '/' when dir ends with one); NULL when out of memory. */
+char *fs_join(const char *dir, const char *name);
+
 /* ---- reading ------------------------------------------------------------------------------- */
 typedef struct FsReader FsReader;
 

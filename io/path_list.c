@@ -39,18 +39,15 @@ static int expand_dir(PathList *out, const char *dir, char *err, size_t errlen) 
         return -1;
     }
     PathList found = {0};
-    size_t dlen = strlen(dir);
     int rc = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
-        size_t need = dlen + strlen(e->d_name) + 2;
-        char *full = malloc(need);
+        char *full = fs_join(dir, e->d_name);
         if (!full) {
             rc = -1;
             break;
         }
-        snprintf(full, need, "%s%s%s", dir, dlen && dir[dlen - 1] == '/' ? "" : "/", e->d_name);
         if (is_regular(full) && add(&found, full)) rc = -1;
         free(full);
         if (rc) break;
@@ -126,13 +123,10 @@ static int expand_remote(PathList *out, const char *in, char *err, size_t errlen
     }
     n = fs_list(in, &e, err, errlen);
     if (n < 0) return -1;
-    size_t len = strlen(in);
     int added = 0, rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         if (e[i].is_dir || e[i].name[0] == '.') continue;
-        size_t need = len + strlen(e[i].name) + 2;
-        char *full = malloc(need);
-        if (full) snprintf(full, need, "%s%s%s", in, len && in[len - 1] == '/' ? "" : "/", e[i].name);
+        char *full = fs_join(in, e[i].name);
         if (!full || add(out, full)) {
             snprintf(err, errlen, "%s: out of memory", in);
             rc = -1;
