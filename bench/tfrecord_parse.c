@@ -36,21 +36,11 @@ static double wall_s(void) {
 
 static int64_t frame_only(const char *path) {
     char err[512];
-    TfrReader *r = tfr_reader_open(path, TFR_AUTO, err, sizeof err);
-    if (!r) {
+    int64_t count = tfr_count_records(path, TFR_AUTO, err, sizeof err);
+    if (count < 0) {
         fprintf(stderr, "%s\n", err);
         exit(1);
     }
-    const uint8_t *d;
-    size_t n;
-    int64_t count = 0;
-    int rc;
-    while ((rc = tfr_reader_next(r, &d, &n)) == 1) count++;
-    if (rc < 0) {
-        fprintf(stderr, "%s\n", tfr_reader_error(r));
-        exit(1);
-    }
-    tfr_reader_close(r);
     return count;
 }
 
