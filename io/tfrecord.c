@@ -332,6 +332,17 @@ fail:
     return NULL;
 }
 
+/* Reads the next chunk of compressed input into raw and hands it to zlib. The count read (0 at
+ * the end of the file), -1 on a read error (r->error set). */
+static ssize_t refill_raw(TfrReader *r) {
+    ssize_t k = read_full(r->in, r->raw, RAW_CHUNK);
+    if (k < 0) return rfail(r, r->base + r->end, "read failed: %s", fs_reader_error(r->in));
+    r->raw_eof = k < RAW_CHUNK;
+    r->z.next_in = r->raw;
+    r->z.avail_in = (uInt)k;
+    return k;
+}
+
 /* Appends decompressed or raw bytes at buf[end..cap). Sets eof at end of input. -1 on a read or
  * stream error (r->error set). */
 static int fill(TfrReader *r) {
@@ -345,14 +356,7 @@ static int fill(TfrReader *r) {
     while (r->end < r->cap && !r->eof) {
         if (r->z_end) {
             /* gzip allows several members back to back: continue with the next one, if any */
-            if (r->z.avail_in == 0 && !r->raw_eof) {
-                ssize_t k = read_full(r->in, r->raw, RAW_CHUNK);
-                if (k < 0)
-                    return rfail(r, r->base + r->end, "read failed: %s", fs_reader_error(r->in));
-                r->raw_eof = k < RAW_CHUNK;
-                r->z.next_in = r->raw;
-                r->z.avail_in = (uInt)k;
-            }
+            if (r->z.avail_in == 0 && !r->raw_eof && refill_raw(r) < 0) return -1;
             if (r->z.avail_in == 0 || r->c != TFR_GZIP) {
                 if (r->z.avail_in != 0)
                     return rfail(r, r->base + r->end, "trailing garbage after the zlib stream");
@@ -366,12 +370,8 @@ static int fill(TfrReader *r) {
             if (r->raw_eof)
                 return rfail(r, r->base + r->end, "%s stream ends early (file truncated?)",
                              tfr_compression_name(r->c));
-            ssize_t k = read_full(r->in, r->raw, RAW_CHUNK);
-            if (k < 0)
-                return rfail(r, r->base + r->end, "read failed: %s", fs_reader_error(r->in));
-            r->raw_eof = k < RAW_CHUNK;
-            r->z.next_in = r->raw;
-            r->z.avail_in = (uInt)k;
+            ssize_t k = refill_raw(r);
+            if (k < 0) return -1;
             if (k == 0)
                 return rfail(r, r->base + r->end, "%s stream ends early (file truncated?)",
                              tfr_compression_name(r->c));
