@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "support/check_run.h"
 
 static const ArgSpec specs[] = {
     {"train-file", "train,train-files", ARG_LIST, "PATH...", "training data"},
@@ -171,9 +172,5 @@ static Suite *args_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(args_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(args_suite());
 }

@@ -1,6 +1,5 @@
 /* test_atomic_file.c: temp-then-rename writes: nothing under the final name until commit. */
 #include <check.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,25 +7,10 @@
 #include <unistd.h>
 
 #include "io/atomic_file.h"
+#include "support/check_run.h"
+#include "support/test_files.h"
 
 static char dir[64];
-
-static void make_dir(void) {
-    snprintf(dir, sizeof dir, "/tmp/test_atomic_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-/* Number of entries in dir (besides . and ..). */
-static int count_entries(void) {
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
 
 static void remove_dir(const char *leftover) {
     char p[128];
@@ -38,7 +22,7 @@ static void remove_dir(const char *leftover) {
 }
 
 START_TEST(test_commit) {
-    make_dir();
+    test_make_tmpdir(dir, sizeof dir, "test_atomic");
     char path[128], err[256];
     snprintf(path, sizeof path, "%s/out.bin", dir);
     AtomicFile *af = atomic_file_open(path, err, sizeof err);
@@ -53,19 +37,19 @@ START_TEST(test_commit) {
     ck_assert_uint_eq(fread(buf, 1, sizeof buf, f), 5);
     fclose(f);
     ck_assert_str_eq(buf, "hello");
-    ck_assert_int_eq(count_entries(), 1);
+    ck_assert_int_eq(test_count_dir_entries(dir), 1);
     /* Overwrite through write_all replaces the content atomically. */
     ck_assert_int_eq(atomic_file_write_all(path, "xy", 2, err, sizeof err), 0);
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_size, 2);
-    ck_assert_int_eq(count_entries(), 1);
+    ck_assert_int_eq(test_count_dir_entries(dir), 1);
     remove_dir("out.bin");
 }
 END_TEST
 
 START_TEST(test_abort_keeps_old_file) {
-    make_dir();
+    test_make_tmpdir(dir, sizeof dir, "test_atomic");
     char path[128], err[256];
     snprintf(path, sizeof path, "%s/keep.txt", dir);
     ck_assert_int_eq(atomic_file_write_all(path, "old", 3, err, sizeof err), 0);
@@ -73,7 +57,7 @@ START_TEST(test_abort_keeps_old_file) {
     ck_assert_ptr_nonnull(af);
     fputs("new content", atomic_file_stream(af));
     atomic_file_abort(af);
-    ck_assert_int_eq(count_entries(), 1);
+    ck_assert_int_eq(test_count_dir_entries(dir), 1);
     FILE *f = fopen(path, "rb");
     char buf[16] = {0};
     ck_assert_uint_eq(fread(buf, 1, sizeof buf, f), 3);
@@ -89,7 +73,7 @@ START_TEST(test_errors_name_path) {
     ck_assert_ptr_null(af);
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent-dir-xyz/file"));
     /* Commit onto a path that is a directory fails (rename), the temp file is removed. */
-    make_dir();
+    test_make_tmpdir(dir, sizeof dir, "test_atomic");
     char path[128];
     snprintf(path, sizeof path, "%s/sub", dir);
     ck_assert_int_eq(mkdir(path, 0777), 0);
@@ -98,7 +82,7 @@ START_TEST(test_errors_name_path) {
     ck_assert_int_eq(atomic_file_write_all(inner, "1", 1, err, sizeof err), 0);
     ck_assert_int_eq(atomic_file_write_all(path, "data", 4, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "rename"));
-    ck_assert_int_eq(count_entries(), 1);
+    ck_assert_int_eq(test_count_dir_entries(dir), 1);
     unlink(inner);
     rmdir(path);
     remove_dir(NULL);
@@ -118,9 +102,5 @@ static Suite *atomic_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(atomic_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(atomic_suite());
 }

@@ -8,6 +8,7 @@
 
 #include "io/checkpoint.h"
 #include "io/tensor_bundle.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 #define FIXTURE SHARED_DIR "/fixtures/tf112-estimator-export"
@@ -247,9 +248,5 @@ static Suite *checkpoint_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(checkpoint_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(checkpoint_suite());
 }

@@ -17,6 +17,7 @@
 #include "core/backend.h"
 #include "core/model_backend.h"
 #include "kernels/philox.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 typedef enum {
@@ -391,9 +392,5 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_replayed_training_same_bits);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

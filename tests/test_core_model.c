@@ -9,6 +9,7 @@
 
 #include "core/model.h"
 #include "kernels/philox.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 #define IMG 784
@@ -465,9 +466,5 @@ int main(void) {
         tcase_add_test(tc, tests[i].test);
         suite_add_tcase(s, tc);
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

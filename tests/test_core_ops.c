@@ -16,6 +16,7 @@
 #include "core/ops.h"
 #include "core/tape.h"
 #include "kernels/philox.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 typedef struct {
@@ -406,9 +407,5 @@ int main(void) {
     tcase_add_test(tc, test_tensor_two_paths);
     tcase_add_test(tc, test_relu_fusion_same_bits);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

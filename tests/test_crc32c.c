@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "io/crc32c.h"
+#include "support/check_run.h"
 
 /* Fills n bytes with a xorshift stream (reproducible, no libc rand state). */
 static void fill_random(uint8_t *p, size_t n, uint64_t seed) {
@@ -145,9 +146,5 @@ static Suite *crc32c_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(crc32c_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(crc32c_suite());
 }

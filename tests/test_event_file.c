@@ -7,6 +7,7 @@
 
 #include "io/event_file.h"
 #include "io/tfrecord.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 static void hex_to_bytes(const char *hex, uint8_t *out, size_t *n) {
@@ -218,9 +219,5 @@ static Suite *event_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(event_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(event_suite());
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "io/example.h"
+#include "support/check_run.h"
 
 /* tf-formats.md 9.2: image [0.0, 1.0] (float) + label 7 (int64), as TF serialises it. */
 static const uint8_t example41[41] = {
@@ -252,9 +253,5 @@ static Suite *example_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(example_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(example_suite());
 }

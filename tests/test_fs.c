@@ -11,6 +11,7 @@
 #include "io/fs.h"
 #include "io/http.h"
 #include "io/sigv4.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 /* The example of AWS's "Signature Version 4 signing process" guide: IAM ListUsers signed with
@@ -130,9 +131,5 @@ int main(void) {
     tcase_add_test(tc, test_remote_paths);
     tcase_add_test(tc, test_local_side);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/hypertune.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 /* The line cloudml-hypertune's README shows, byte for byte (json.dumps, sort_keys=True). */
@@ -88,9 +89,5 @@ static Suite *hypertune_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(hypertune_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(hypertune_suite());
 }

@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include "io/idx.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 static char tmpdir[256];
@@ -161,9 +162,5 @@ static Suite *idx_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(idx_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(idx_suite());
 }

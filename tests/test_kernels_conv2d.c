@@ -2,6 +2,7 @@
  * zero-padded formulation, its backward passes against finite differences, and the fast
  * kernels (im2col + SGEMM) against the reference: odd sizes, strides, SAME and VALID. */
 #include "kernels/kernels.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 #include <check.h>
@@ -252,9 +253,5 @@ int main(void) {
     tcase_add_test(tc, test_fast_vs_reference_model_shapes);
     tcase_add_test(tc, test_workspace_serves_smaller_batches);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(su);
 }

@@ -3,6 +3,7 @@
  * reruns), and the dense layer's forward and backward (finite differences). */
 #include "kernels/kernels.h"
 #include "kernels/sgemm_microkernel.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 #include <check.h>
@@ -200,9 +201,5 @@ int main(void) {
     tcase_add_test(tc, test_sgemm_degenerate);
     tcase_add_loop_test(tc, test_dense_forward_backward, 0, NDENSE);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(su);
 }

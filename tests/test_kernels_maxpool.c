@@ -2,6 +2,7 @@
  * padding never wins), and the backward pass against finite differences. */
 #include "kernels/kernels.h"
 #include "kernels/philox.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 #include <check.h>
@@ -170,9 +171,5 @@ int main(void) {
     tcase_add_loop_test(tc, test_backward_gradcheck, 0, NCASES);
     tcase_add_test(tc, test_large_threads_bitwise);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(su);
 }

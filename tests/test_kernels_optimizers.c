@@ -1,6 +1,7 @@
 /* test_kernels_optimizers.c: Adam (Keras semantics), SGD and momentum against steps computed
  * by hand in double precision. */
 #include "kernels/kernels.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 #include <check.h>
@@ -77,9 +78,5 @@ int main(void) {
     tcase_add_test(tc, test_sgd);
     tcase_add_test(tc, test_momentum);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(su);
 }

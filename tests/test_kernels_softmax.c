@@ -1,6 +1,7 @@
 /* test_kernels_softmax.c: softmax, the fused sparse softmax cross-entropy (against double
  * precision, stable for huge logits), its gradient (finite differences) and argmax_correct. */
 #include "kernels/kernels.h"
+#include "support/check_run.h"
 #include "support/gradcheck.h"
 
 #include <check.h>
@@ -114,9 +115,5 @@ int main(void) {
     tcase_add_test(tc, test_gradient);
     tcase_add_test(tc, test_argmax_correct);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(su);
 }

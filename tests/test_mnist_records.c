@@ -8,6 +8,7 @@
 
 #include "io/idx.h"
 #include "io/mnist_records.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 static char tmpdir[256];
@@ -171,9 +172,5 @@ static Suite *mnist_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(mnist_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(mnist_suite());
 }

@@ -7,6 +7,7 @@
 
 #include "cli/model_graph.h"
 #include "core/model.h"
+#include "support/check_run.h"
 
 START_TEST(test_default_spec_is_the_original_cnn) {
     SmModel got, want;
@@ -112,9 +113,5 @@ static Suite *model_graph_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(model_graph_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(model_graph_suite());
 }

@@ -10,6 +10,7 @@
 #include "cli/model_state.h"
 #include "io/checkpoint.h"
 #include "io/tensor_bundle.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 #define SPEC "conv:4:3,relu,maxpool:2,flatten,dense:10"
@@ -180,9 +181,5 @@ int main(void) {
     tcase_add_test(tc, test_restore_checks_the_powers_against_global_step);
     tcase_add_test(tc, test_powers_underflow_and_other_optimizers);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "io/pb_wire.h"
+#include "support/check_run.h"
 
 static void assert_bytes(const PbBuf *b, const uint8_t *want, size_t n) {
     ck_assert_int_eq(b->oom, 0);
@@ -268,9 +269,5 @@ static Suite *pb_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(pb_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(pb_suite());
 }

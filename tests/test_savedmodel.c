@@ -10,6 +10,7 @@
 #include "io/dirs.h"
 #include "io/savedmodel.h"
 #include "io/tensor_bundle.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 #define FIXTURE_EXPORT SHARED_DIR "/fixtures/tf112-estimator-export/export/exporter/1562621605"
@@ -342,9 +343,5 @@ static Suite *savedmodel_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(savedmodel_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(savedmodel_suite());
 }

@@ -8,6 +8,7 @@
 
 #include "io/crc32c.h"
 #include "io/tensor_bundle.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 #define FIXTURE SHARED_DIR "/fixtures/tf112-estimator-export"
@@ -359,9 +360,5 @@ static Suite *bundle_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(bundle_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(bundle_suite());
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/tf_log.h"
+#include "support/check_run.h"
 
 /* Captures what tf_log writes while fn runs. Returns malloc'd text. */
 static char *capture(void (*fn)(void)) {
@@ -103,9 +104,5 @@ static Suite *tf_log_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(tf_log_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(tf_log_suite());
 }

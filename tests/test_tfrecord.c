@@ -11,6 +11,7 @@
 #include "io/crc32c.h"
 #include "io/path_list.h"
 #include "io/tfrecord.h"
+#include "support/check_run.h"
 #include "support/test_files.h"
 
 /* One scratch directory per test. */
@@ -396,9 +397,5 @@ static Suite *tfrecord_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(tfrecord_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(tfrecord_suite());
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/train_config.h"
+#include "support/check_run.h"
 
 /* Every variable train_config reads, cleared before each test so the host's own does not leak. */
 static const char *const kEnv[] = {
@@ -344,9 +345,5 @@ static Suite *train_config_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(train_config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(train_config_suite());
 }
