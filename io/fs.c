@@ -241,6 +241,21 @@ static int list_local(const char *dir, FsEntry **entries, char *err, size_t errl
     return c.n;
 }
 
+/* Lists prefix (delimited: one level, with its "directories") through c, then hands out c's
+ * entries sorted. The count; -1 with errno and err. */
+static int list_sorted(const Remote *r, const char *prefix, int delimited, Collect *c,
+                       FsEntry **entries, char *err, size_t errlen) {
+    int eno = EIO;
+    if (r->be->list(r->bucket, prefix, delimited, on_listed, c, &eno, err, errlen) != 0) {
+        fs_entries_free(c->v, c->n);
+        errno = eno;
+        return -1;
+    }
+    if (c->n) qsort(c->v, (size_t)c->n, sizeof *c->v, cmp_entries);
+    *entries = c->v;
+    return c->n;
+}
+
 int fs_list(const char *dir, FsEntry **entries, char *err, size_t errlen) {
     *entries = NULL;
     if (!fs_is_remote(dir)) return list_local(dir, entries, err, errlen);
@@ -249,15 +264,7 @@ int fs_list(const char *dir, FsEntry **entries, char *err, size_t errlen) {
     char prefix[2048];
     dir_prefix(r.key, prefix, sizeof prefix);
     Collect c = {.strip = prefix};
-    int eno = EIO;
-    if (r.be->list(r.bucket, prefix, 1, on_listed, &c, &eno, err, errlen) != 0) {
-        fs_entries_free(c.v, c.n);
-        errno = eno;
-        return -1;
-    }
-    if (c.n) qsort(c.v, (size_t)c.n, sizeof *c.v, cmp_entries);
-    *entries = c.v;
-    return c.n;
+    return list_sorted(&r, prefix, 1, &c, entries, err, errlen);
 }
 
 int fs_glob(const char *pattern, FsEntry **entries, char *err, size_t errlen) {
@@ -275,15 +282,7 @@ int fs_glob(const char *pattern, FsEntry **entries, char *err, size_t errlen) {
     char head[300];
     snprintf(head, sizeof head, "%s://%s/", r.be->scheme, r.bucket);
     Collect c = {.pattern = r.key, .url_head = head};
-    int eno = EIO;
-    if (r.be->list(r.bucket, prefix, 0, on_listed, &c, &eno, err, errlen) != 0) {
-        fs_entries_free(c.v, c.n);
-        errno = eno;
-        return -1;
-    }
-    if (c.n) qsort(c.v, (size_t)c.n, sizeof *c.v, cmp_entries);
-    *entries = c.v;
-    return c.n;
+    return list_sorted(&r, prefix, 0, &c, entries, err, errlen);
 }
 
 /* ---- reading --------------------------------------------------------------------------------- */
