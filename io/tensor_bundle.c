@@ -37,6 +37,20 @@ void bundle_data_filename(char *out, size_t cap, const char *prefix, int shard, 
 
 /* ---- SSTable writer ------------------------------------------------------------------------ */
 
+/* Copies key[0..klen) into *buf (grown to *cap bytes as needed) and sets *len. 0 ok, -1 out of
+ * memory. */
+static int copy_key(char **buf, size_t *len, size_t *cap, const char *key, size_t klen) {
+    if (klen + 1 > *cap) {
+        char *p = realloc(*buf, klen + 1);
+        if (!p) return -1;
+        *buf = p;
+        *cap = klen + 1;
+    }
+    memcpy(*buf, key, klen);
+    *len = klen;
+    return 0;
+}
+
 /* A block being built: entries with prefix-compressed keys, then the restart array. */
 typedef struct {
     PbBuf buf;
@@ -94,14 +108,7 @@ static int block_add(BlockBuilder *b, const char *key, size_t klen, const void *
     pb_put_varint_raw(&b->buf, vlen);
     pb_put_raw(&b->buf, key + shared, klen - shared);
     pb_put_raw(&b->buf, val, vlen);
-    if (klen + 1 > b->last_cap) {
-        char *p = realloc(b->last_key, klen + 1);
-        if (!p) return -1;
-        b->last_key = p;
-        b->last_cap = klen + 1;
-    }
-    memcpy(b->last_key, key, klen);
-    b->last_len = klen;
+    if (copy_key(&b->last_key, &b->last_len, &b->last_cap, key, klen)) return -1;
     b->counter++;
     b->empty = 0;
     return b->buf.oom ? -1 : 0;
@@ -213,14 +220,7 @@ static int table_add(TableBuilder *t, const char *key, size_t klen, const void *
         shortest_separator(t->last_key, &t->last_len, key, klen);
         if (table_add_pending_index(t)) return -1;
     }
-    if (klen + 1 > t->last_cap) {
-        char *p = realloc(t->last_key, klen + 1);
-        if (!p) return -1;
-        t->last_key = p;
-        t->last_cap = klen + 1;
-    }
-    memcpy(t->last_key, key, klen);
-    t->last_len = klen;
+    if (copy_key(&t->last_key, &t->last_len, &t->last_cap, key, klen)) return -1;
     t->n++;
     if (block_add(&t->data, key, klen, val, vlen)) return -1;
     if (block_size_estimate(&t->data) >= BLOCK_SIZE) table_flush(t);
