@@ -3,7 +3,7 @@
 #  1. Release build (CUDA code compiled where nvcc exists, warnings are errors), unit tests.
 #  2. ASan + UBSan build of the CPU engine, the same unit tests.
 #  3. TensorFlow interoperability tests (pytest, tests/tf/), against the release build.
-#  4. Fuzzing, short: every libFuzzer target of tests/fuzz/ for 10 s, its regressions replayed
+#  4. Fuzzing, short: every libFuzzer target of tests/fuzz/ for 8 s, its regressions replayed
 #     (clang; the long runs: tests/fuzz/run.sh 600, docs/hardening.md).
 #  5. Fault tests (tests/fault/): bad input, SIGKILL/SIGTERM/full disk, through the ASan + UBSan
 #     programs; the CPU path under valgrind (release build).
@@ -29,6 +29,6 @@ echo "== TensorFlow interoperability tests"
 python3 -m pytest -q tests/tf
 
 echo "== fuzz (short)"
-tests/fuzz/run.sh 10
+tests/fuzz/run.sh 8
 echo "== fault tests"
 BUILD_DIR=build-asan VALGRIND_BUILD_DIR=build python3 -m pytest -q -rs tests/fault
