@@ -208,23 +208,26 @@ static void print_bytes_text(const uint8_t *p, size_t n, size_t max) {
     if (shown < n) printf("... (%zu bytes)", n);
 }
 
-static void dump_feature(const ExFeature *f, size_t max, int json) {
+/* 0 ok; -1 when the values do not fit in memory (nothing printed then). */
+static int dump_feature(const ExFeature *f, size_t max, int json) {
     size_t shown = max && f->count > max && !json ? max : f->count;
+    void *values = NULL;   /* a huge packed list (up to 8 bytes per byte of record) may not fit */
+    if ((f->kind == EX_KIND_INT64 || f->kind == EX_KIND_FLOAT) &&
+        !(values = malloc((f->count + 1) * sizeof(int64_t))))
+        return -1;
     if (json) printf("\"%s\":[", f->kind == EX_KIND_NONE ? "none" : ex_kind_name(f->kind));
     else printf("    %.*s: %s(%zu) [", (int)f->name_len, (const char *)f->name, ex_kind_name(f->kind), f->count);
     if (f->kind == EX_KIND_INT64) {
-        int64_t *v = malloc((f->count + 1) * sizeof *v);
+        int64_t *v = values;
         ex_feature_int64s(f, v);
         for (size_t i = 0; i < shown; i++) printf("%s%" PRId64, i ? ", " : "", v[i]);
-        free(v);
     } else if (f->kind == EX_KIND_FLOAT) {
-        float *v = malloc((f->count + 1) * sizeof *v);
+        float *v = values;
         ex_feature_floats(f, v);
         for (size_t i = 0; i < shown; i++) {
             printf("%s", i ? ", " : "");
             print_float(v[i]);
         }
-        free(v);
     } else if (f->kind == EX_KIND_BYTES) {
         ExBytesIter it = {0};
         const uint8_t *p;
@@ -240,8 +243,10 @@ static void dump_feature(const ExFeature *f, size_t max, int json) {
             }
         }
     }
+    free(values);
     if (shown < f->count) printf(", ...");
     printf(json ? "]" : "]\n");
+    return 0;
 }
 
 /* Prints a JSON string of raw name bytes (escaping quotes, backslashes and control bytes). */
@@ -320,10 +325,19 @@ static int run_dump(ArgParse *ap) {
                     print_json_name(f->name, f->name_len);
                     printf(":{");
                 }
-                dump_feature(f, (size_t)max_values, json);
+                if (dump_feature(f, (size_t)max_values, json) != 0) {
+                    fflush(stdout);
+                    fprintf(stderr, "tfrecord: %s: record %" PRIu64 " at offset %" PRIu64
+                            ": feature '%.*s': out of memory for its %zu values\n",
+                            files.paths[i], tfr_reader_index(r), tfr_reader_offset(r),
+                            (int)f->name_len, (const char *)f->name, f->count);
+                    status = EXIT_DATA;
+                    break;
+                }
                 if (json) printf("}");
                 first = 0;
             }
+            if (status) break;
             printf(json ? "}}\n" : "  }\n");
             printed++;
         }

@@ -3,6 +3,7 @@ gives an error naming the file (and the record and its offset where there is one
 exit, no signal and no sanitizer report. (tests/fault/conftest.py: helpers.)"""
 import os
 import pathlib
+import resource
 import shutil
 import struct
 import subprocess
@@ -121,6 +122,27 @@ def test_unreadable_file(unprivileged):
         assert_clean_failure(res, path, "Permission denied")
     finally:
         shutil.rmtree(d)
+
+
+def test_dump_of_a_list_too_big_for_memory(tmp_path):
+    """A record whose packed int64 list (3M values, 24 MB decoded) cannot be allocated: dump says
+    so, naming the record, instead of writing through a NULL pointer."""
+    from conftest import _field
+    lst = _field(1, 2, b"\x01" * 3_000_000)
+    rec = _field(1, 2, _field(1, 2, _field(1, 2, b"big") + _field(2, 2, _field(3, 2, lst))))
+    path = write_tfrecord(tmp_path / "big.tfrecords", [rec])
+    binary = program("tfrecord")
+    asan = b"__asan_init" in pathlib.Path(binary).read_bytes()
+
+    def limit_memory():   # the release build: 40 MB of address space; ASan: its own limit
+        if not asan:
+            resource.setrlimit(resource.RLIMIT_AS, (40 << 20, 40 << 20))
+    res = run([binary, "dump", path], preexec_fn=limit_memory,
+              env={"ASAN_OPTIONS": "detect_leaks=1:allocator_may_return_null=1:"
+                                   "max_allocation_size_mb=16"})
+    res.stderr = "\n".join(l for l in res.stderr.splitlines()
+                           if "WARNING: AddressSanitizer failed to allocate" not in l)
+    assert_clean_failure(res, path, "record 0", "offset 0", "out of memory", code=1)
 
 
 # ---- IDX: tfrecord from-idx ------------------------------------------------------------------
