@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets tests/fuzz/fuzz_*.c with clang (libFuzzer + ASan + UBSan) directly
-# against the parser sources they exercise (io/*.c; cli/model_graph.c, cli/predict_input.c and
-# core/model_spec.c for the predict-side targets). No CMake: the engine's build is untouched.
+# against the parser sources they exercise (io/*.c; cli/model_graph.c, cli/predict_input.c,
+# cli/train_config.c, cli/args.c, cli/tf_log.c and core/model_spec.c for the programs' own parsers). No CMake:
+# the engine's build is untouched.
 #
 #   tests/fuzz/build.sh            -> $FUZZ_BUILD_DIR (default <repo>/build-fuzz)/fuzz_<name>
 #
@@ -45,8 +46,8 @@ compile() {
   pids+=($!)
 }
 
-LIB_SRCS=(io/*.c cli/model_graph.c core/model_spec.c)
-[ -f cli/predict_input.c ] && LIB_SRCS+=(cli/predict_input.c)
+LIB_SRCS=(io/*.c cli/model_graph.c cli/predict_input.c cli/train_config.c cli/args.c cli/tf_log.c
+          core/model_spec.c)
 LIB_OBJS=()
 for src in "${LIB_SRCS[@]}"; do
   obj="$OUT/obj/$(echo "${src%.c}" | tr / _).o"
