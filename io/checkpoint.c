@@ -211,7 +211,7 @@ static void remove_stale_temps(const char *dir) {
         if (path) fs_delete(path, ignore, sizeof ignore);
         free(path);
     }
-    if (n > 0) dirs_names_free(names, n);
+    dirs_names_free(names, n < 0 ? 0 : n); /* a remote listing allocates even when empty */
 }
 
 int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int n, int keep_max,
