@@ -219,10 +219,9 @@ static void cpu_gather_batch(Backend *be, int batch, int example_size, int n_exa
 
 /* ---- fused entries: the sequences themselves (the CPU gains little from fusing; having them
  * runs core's fusion planning in every CPU test) ---- */
-static void mask_by_relu(size_t n, const float *relu_y, float *dx) {
-    for (size_t i = 0; i < n; i++)
-        if (!(relu_y[i] > 0.0f)) dx[i] = 0.0f;
-}
+/* dx = 0 where relu_y <= 0: ReLU's backward in place (a select the compiler vectorises; the
+ * conditional store it replaces did not vectorise and cost ~4 ms per training step). */
+static void mask_by_relu(size_t n, const float *relu_y, float *dx) { relu_backward(n, relu_y, dx, dx); }
 
 static void cpu_conv2d_relu_forward(Backend *be, const Conv2dShape *s, const float *x,
                                     const float *w, const float *b, float *y, float *ws) {

@@ -14,7 +14,7 @@
  * machine, but up to a scheduler time slice (measured: ~14 ms) when another process holds the
  * other core, because the region ends only when every thread has run; a memory-bound pass over
  * a few MB takes a few hundred microseconds. So only large passes and large GEMMs fork. */
-#define KERNELS_PARALLEL_MIN_ELEMENTS ((size_t)1 << 22) /* elementwise passes: 4M floats */
+#define KERNELS_PARALLEL_MIN_ELEMENTS ((size_t)1 << 20) /* elementwise passes: 1M floats */
 #define KERNELS_PARALLEL_MIN_MACS 1e7                   /* GEMMs and convolutions */
 
 /* The calling thread's number inside a parallel region (0 outside one, or without OpenMP). */
