@@ -18,6 +18,7 @@ from conftest import REPO, mnist_example, write_tfrecord
 VBUILD = pathlib.Path(os.environ.get("VALGRIND_BUILD_DIR", REPO / "build"))
 ALL = os.environ.get("VALGRIND_ALL") == "1"
 VALGRIND = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+            "--suppressions=" + str(pathlib.Path(__file__).with_name("valgrind.supp")),
             "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
             "--num-callers=30"]
 MODEL = "conv:4:3:same,relu,maxpool:2,flatten,dense:10"
