@@ -436,9 +436,12 @@ int main(int argc, char **argv) {
     CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
     /* CNN_GEMM_V picks our GEMM's tile rules (kernels/gemm_cuda.cuh; run.sh runs both). */
     const char *gv = getenv("CNN_GEMM_V"), *pv = getenv("CNN_POOL_V");
+    const char *av = getenv("CNN_ADAM_V"), *xv = getenv("CNN_XENT_V");
     printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32), our GEMM version %s, "
-           "max-pool version %s\n\n", prop.name, prop.multiProcessorCount, cudnnGetVersion(),
-           gv && *gv ? gv : "3 (default)", pv && *pv ? pv : "2 (default)");
+           "max-pool version %s, Adam version %s, cross-entropy version %s\n\n", prop.name,
+           prop.multiProcessorCount, cudnnGetVersion(), gv && *gv ? gv : "3 (default)",
+           pv && *pv ? pv : "3 (default)", av && *av ? av : "2 (default)",
+           xv && *xv ? xv : "2 (default)");
     printf("| op | batch | ours us | lib us | ours | lib | ours vs lib | library |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     int batches[8] = {100, 1000}, nb = 2;

@@ -1,8 +1,8 @@
 /* bench_step_cuda: the whole training step (gather, forward, loss, backward, Adam) through the
- * model API on the GPU: our kernels (`ours-cuda`: the defaults, fused backend entries and GEMM
- * version 3; `-gemm2`, `-gemm1`: fused with GEMM versions 2 and 1; `-run1`: unfused, GEMM
- * version 1, max-pool version 1: the step of the first GPU run; see CNN_CUDA_FUSED, CNN_GEMM_V,
- * CNN_POOL_V in docs/gpu.md) and
+ * model API on the GPU: our kernels (`ours-cuda`: the defaults; `-run3`: the step of GPU runs 2
+ * and 3 (max-pool version 2, Adam and cross-entropy version 1); `-run1`: unfused, GEMM version 1,
+ * max-pool version 1: the step of the first GPU run; see CNN_CUDA_FUSED, CNN_GEMM_V,
+ * CNN_POOL_V, CNN_ADAM_V, CNN_XENT_V in docs/gpu.md) and
  * cuDNN/cuBLAS (`cudnn`), eager and as a replayed CUDA graph, at batch 100 and 1000. Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
  *
@@ -43,7 +43,9 @@ typedef struct {
     Device device;
     const char *fused; /* CNN_CUDA_FUSED, read when the backend is created */
     const char *gemm;  /* CNN_GEMM_V, read at each GEMM launch (captured into the graph) */
-    const char *pool;  /* CNN_POOL_V, likewise for max-pool forward */
+    const char *pool;  /* CNN_POOL_V, likewise for max-pool */
+    const char *adam;  /* CNN_ADAM_V, likewise for Adam */
+    const char *xent;  /* CNN_XENT_V, likewise for softmax + cross-entropy */
 } Engine;
 
 static double bench(const Engine *e, int graphs, int batch, int steps) {
@@ -52,6 +54,8 @@ static double bench(const Engine *e, int graphs, int batch, int steps) {
     setenv("CNN_CUDA_FUSED", e->fused, 1);
     setenv("CNN_GEMM_V", e->gemm, 1);
     setenv("CNN_POOL_V", e->pool, 1);
+    setenv("CNN_ADAM_V", e->adam, 1);
+    setenv("CNN_XENT_V", e->xent, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;
@@ -106,12 +110,11 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
-        const Engine engines[5] = {{"ours-cuda", DEVICE_CUDA, "1", "3", "2"},
-                                   {"ours-cuda-gemm2", DEVICE_CUDA, "1", "2", "2"},
-                                   {"ours-cuda-gemm1", DEVICE_CUDA, "1", "1", "2"},
-                                   {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1"},
-                                   {"ours-cudnn", DEVICE_CUDNN, "1", "3", "2"}};
-        for (int e = 0; e < 5; e++)
+        const Engine engines[] = {{"ours-cuda", DEVICE_CUDA, "1", "3", "3", "2", "2"},
+                                  {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1"},
+                                  {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1"},
+                                  {"ours-cudnn", DEVICE_CUDNN, "1", "3", "3", "2", "2"}};
+        for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {
                 double ms = bench(&engines[e], g, b, steps);
                 if (ms < 0) {

@@ -6,6 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Every launch is written CNN_KERNEL(grid, block, stream, kernel)(args...): the <<<>>> launch
+ * under nvcc; under the CPU emulator (tests/emu, which compiles these files as host C++ with
+ * CNN_CUDA_EMU) a call that runs each block's threads as fibers, so the kernels' tests also run
+ * on machines without a GPU. */
+#ifdef CNN_CUDA_EMU
+#define CNN_KERNEL(grid, block, stream, ...)                                                  \
+    ::emu::Launch((grid), (block), (stream), [](auto &&...emu_args_) { __VA_ARGS__(emu_args_...); })
+#else
+#define CNN_KERNEL(grid, block, stream, ...) __VA_ARGS__<<<(grid), (block), 0, (stream)>>>
+#endif
+
 /* Blocks for a grid-stride loop over n items: enough to fill the GPU a few times, never more
  * than the items need. */
 static inline unsigned grid_for(size_t n, int threads) {

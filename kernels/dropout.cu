@@ -52,7 +52,7 @@ extern "C" cudaError_t dropout_forward_cuda(size_t n, float rate, uint64_t seed,
                                             const int64_t *d_step, const float *x, float *y,
                                             uint8_t *mask, cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    dropout_fwd_kernel<<<grid_for((n + 3) / 4, 256), 256, 0, stream>>>(
+    CNN_KERNEL(grid_for((n + 3) / 4, 256), 256, stream, dropout_fwd_kernel)(
         n, rate, dropout_scale(rate), seed, stream_base, stream_per_step, d_step, x, y, mask);
     return launch_status();
 }
@@ -61,7 +61,7 @@ extern "C" cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t
                                              const float *relu_y, const float *dy, float *dx,
                                              cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    dropout_bwd_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, dropout_scale(rate), mask, relu_y,
+    CNN_KERNEL(grid_for(n, 256), 256, stream, dropout_bwd_kernel)(n, dropout_scale(rate), mask, relu_y,
                                                              dy, dx);
     return launch_status();
 }

@@ -40,7 +40,7 @@ extern "C" cudaError_t gather_batch_cuda(int batch, int example_size, int n_exam
         return cudaErrorInvalidValue;
     size_t total = (size_t)batch * example_size;
     if (total == 0) return cudaSuccess;
-    gather_kernel<<<grid_for(total, 256), 256, 0, stream>>>(batch, example_size, n_examples,
+    CNN_KERNEL(grid_for(total, 256), 256, stream, gather_kernel)(batch, example_size, n_examples,
                                                             pixels, labels, perms, perm_slots,
                                                             d_step, x, y);
     return launch_status();
@@ -49,6 +49,6 @@ extern "C" cudaError_t gather_batch_cuda(int batch, int example_size, int n_exam
 extern "C" cudaError_t u8_to_float_cuda(size_t n, const uint8_t *u8, float *x,
                                         cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    u8_to_float_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, u8, x);
+    CNN_KERNEL(grid_for(n, 256), 256, stream, u8_to_float_kernel)(n, u8, x);
     return launch_status();
 }

@@ -298,14 +298,14 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
     if (grid.y > 65535u) return cudaErrorInvalidConfiguration;
     float *partial = splits > 1 ? ws : nullptr;
     if (gemm_version() >= 2)
-        gemm_kernel<T, A_K_FAST, B_N_FAST, true><<<grid, THREADS, 0, stream>>>(M, N, K, k_chunk,
+        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, true>)(M, N, K, k_chunk,
                                                                                a, b, st, partial);
     else
-        gemm_kernel<T, A_K_FAST, B_N_FAST, false><<<grid, THREADS, 0, stream>>>(M, N, K, k_chunk,
+        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, false>)(M, N, K, k_chunk,
                                                                                 a, b, st, partial);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || splits == 1) return e;
-    splitk_reduce_kernel<<<grid_for((size_t)M * N, 256), 256, 0, stream>>>(M, N, splits, ws, st);
+    CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel)(M, N, splits, ws, st);
     return cudaGetLastError();
 }
 

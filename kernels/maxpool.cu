@@ -44,17 +44,21 @@ __global__ void maxpool_fwd_kernel(PoolGeo g, const float *x, float *y, int32_t 
 }
 
 /* One thread per input element: adds dy of every window that contains it and chose it, in
- * output order (the CPU twin's order of += into a zeroed dx, so the sums are bit-identical). */
+ * output order (the CPU twin's order of += into a zeroed dx, so the sums are bit-identical).
+ * I as in the forward kernel: 64-bit in versions 1 and 2 (six ~70-instruction divisions per
+ * element made the kernel instruction-bound: 33 us for pool1 at batch 100, a quarter of the
+ * memory speed), 32-bit in version 3. */
+template <class I>
 __global__ void maxpool_bwd_kernel(PoolGeo g, const float *dy, const int32_t *argmax,
                                    const float *relu_x, float *dx) {
-    size_t total = (size_t)g.n * g.h * g.w * g.c;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
-        int c = (int)(i % g.c);
-        size_t t = i / g.c;
-        int iw = (int)(t % g.w);
-        t /= g.w;
-        int ih = (int)(t % g.h), n = (int)(t / g.h);
+    I total = (I)g.n * g.h * g.w * g.c;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        int c = (int)(i % (I)g.c);
+        I t = i / (I)g.c;
+        int iw = (int)(t % (I)g.w);
+        t /= (I)g.w;
+        int ih = (int)(t % (I)g.h), n = (int)(t / (I)g.h);
         float s = 0.0f;
         if (!relu_x || relu_x[i] > 0.0f) {
             /* Windows oh with oh*sh - pt <= ih < oh*sh - pt + kh. */
@@ -64,7 +68,7 @@ __global__ void maxpool_bwd_kernel(PoolGeo g, const float *dy, const int32_t *ar
             int ow0 = lo_w > 0 ? (lo_w + g.sw - 1) / g.sw : 0, ow1 = min(hi_w / g.sw, g.ow - 1);
             for (int oh = oh0; oh <= oh1; oh++)
                 for (int ow = ow0; ow <= ow1; ow++) {
-                    size_t o = (((size_t)n * g.oh + oh) * g.ow + ow) * g.c + c;
+                    I o = (((I)n * g.oh + oh) * g.ow + ow) * g.c + c;
                     if (argmax[o] == (int32_t)i) s += dy[o];
                 }
         }
@@ -84,6 +88,16 @@ bool pool_ok(const Pool2dShape *s) {
            (size_t)s->n * s->h * s->w * s->c < (1ull << 31); /* argmax is int32 */
 }
 
+/* CNN_POOL_V: 1 = 64-bit indices forward and backward (the first GPU run); 2 = 32-bit forward,
+ * 64-bit backward (runs 2 and 3); 3 (the default) = 32-bit both. The same results. Read at
+ * every launch. */
+int pool_version(void) {
+    const char *v = getenv("CNN_POOL_V");
+    if (v && strcmp(v, "1") == 0) return 1;
+    if (v && strcmp(v, "2") == 0) return 2;
+    return 3;
+}
+
 } /* namespace */
 
 extern "C" cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float *x, float *y,
@@ -91,13 +105,11 @@ extern "C" cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float 
     if (!pool_ok(s)) return cudaErrorInvalidValue;
     size_t total = (size_t)s->n * s->oh * s->ow * s->c;
     if (total == 0) return cudaSuccess;
-    /* CNN_POOL_V=1: version 1 (64-bit indices); else version 2 (32-bit). The same results. */
-    const char *v = getenv("CNN_POOL_V");
-    if (v && strcmp(v, "1") == 0)
-        maxpool_fwd_kernel<size_t><<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), x, y,
+    if (pool_version() == 1)
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_fwd_kernel<size_t>)(pool_geo(s), x, y,
                                                                              argmax);
     else
-        maxpool_fwd_kernel<unsigned><<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), x, y,
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_fwd_kernel<unsigned>)(pool_geo(s), x, y,
                                                                                argmax);
     return launch_status();
 }
@@ -108,7 +120,11 @@ extern "C" cudaError_t maxpool2d_backward_cuda(const Pool2dShape *s, const float
     if (!pool_ok(s)) return cudaErrorInvalidValue;
     size_t total = (size_t)s->n * s->h * s->w * s->c;
     if (total == 0) return cudaSuccess;
-    maxpool_bwd_kernel<<<grid_for(total, 256), 256, 0, stream>>>(pool_geo(s), dy, argmax, relu_x,
-                                                                 dx);
+    if (pool_version() < 3)
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_bwd_kernel<size_t>)(
+            pool_geo(s), dy, argmax, relu_x, dx);
+    else
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_bwd_kernel<unsigned>)(
+            pool_geo(s), dy, argmax, relu_x, dx);
     return launch_status();
 }

@@ -38,18 +38,18 @@ __global__ void mean_bwd_kernel(size_t n, const float *dy, float *dx) {
 
 extern "C" cudaError_t add_inplace_cuda(size_t n, const float *x, float *y, cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    add_inplace_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, x, y);
+    CNN_KERNEL(grid_for(n, 256), 256, stream, add_inplace_kernel)(n, x, y);
     return launch_status();
 }
 
 extern "C" cudaError_t mean_forward_cuda(size_t n, const float *x, float *y, cudaStream_t stream) {
-    mean_kernel<<<1, MEAN_THREADS, 0, stream>>>(n, x, y);
+    CNN_KERNEL(1, MEAN_THREADS, stream, mean_kernel)(n, x, y);
     return launch_status();
 }
 
 extern "C" cudaError_t mean_backward_cuda(size_t n, const float *dy, float *dx,
                                           cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    mean_bwd_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, dy, dx);
+    CNN_KERNEL(grid_for(n, 256), 256, stream, mean_bwd_kernel)(n, dy, dx);
     return launch_status();
 }

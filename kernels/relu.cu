@@ -22,13 +22,13 @@ __global__ void relu_bwd_kernel(size_t n, const float *y, const float *dy, float
 
 extern "C" cudaError_t relu_forward_cuda(size_t n, const float *x, float *y, cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    relu_fwd_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, x, y);
+    CNN_KERNEL(grid_for(n, 256), 256, stream, relu_fwd_kernel)(n, x, y);
     return launch_status();
 }
 
 extern "C" cudaError_t relu_backward_cuda(size_t n, const float *y, const float *dy, float *dx,
                                           cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    relu_bwd_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, y, dy, dx);
+    CNN_KERNEL(grid_for(n, 256), 256, stream, relu_bwd_kernel)(n, y, dy, dx);
     return launch_status();
 }

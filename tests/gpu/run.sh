@@ -6,9 +6,9 @@
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
 #   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
 #      variant: defaults, CNN_GEMM_V=2 and 1, CNN_CUDA_FUSED=0), two GPU runs bit-identical
-#   5. benchmarks: each kernel vs cuDNN/cuBLAS (GEMM versions 3 = default, 2, 1; max-pool 2
-#      and 1), the whole step (eager and CUDA graph; defaults, GEMM 2, GEMM 1, the first run's
-#      step) vs PyTorch
+#   5. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
+#      cross-entropy version 1: the first run's kernels), the whole step (eager and CUDA graph;
+#      defaults, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch
 #   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
@@ -117,12 +117,10 @@ have gpu_test_train && run train 150 "$BIN/gpu_test_train"
 
 if [ $BENCH = 1 ]; then
   have bench_kernels_cuda && run bench_kernels 120 "$BIN/bench_kernels_cuda"
-  # GEMM version 2 (double-buffered, version 1's tiles) and 1 (the first GPU run's kernel): the
-  # befores of version 3
-  have bench_kernels_cuda && run bench_gemm2 120 env CNN_GEMM_V=2 "$BIN/bench_kernels_cuda"
-  # (with max-pool forward version 1 too: the first run's kernels)
-  have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 \
-      "$BIN/bench_kernels_cuda"
+  # Every kernel's version 1 (GEMM, max-pool, Adam, cross-entropy: the first GPU run's
+  # kernels): the befores of the defaults. (GEMM version 2 was measured in runs 1-3.)
+  have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
+      CNN_XENT_V=1 "$BIN/bench_kernels_cuda"
   have bench_step_cuda && run bench_step 120 "$BIN/bench_step_cuda"
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py
@@ -149,7 +147,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_gemm2 bench_gemm1 bench_step pytorch; do
+for f in bench_kernels bench_gemm1 bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -70; }
 done
 echo

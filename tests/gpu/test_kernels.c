@@ -11,6 +11,9 @@
  * The cuDNN/cuBLAS versions (kernels_cudnn.h) are checked against the same references, and the
  * CUDA backend's fused entries (core/backend_cuda.c, CNN_CUDA_FUSED) against the CPU backend's
  * unfused sequences.
+ * Built twice: for the GPU (gpu_test_kernels), and for the CPU emulator of tests/emu
+ * (emu_test_kernels, CNN_CUDA_EMU: the same kernels compiled as host C++), where the cuDNN/cuBLAS
+ * checks and the CUDA backend's fused entries (streams, graphs) are left out.
  * Usage: test_kernels [--quick] [--no-lib]   (--quick or CNN_TEST_QUICK=1: small shapes, for
  * compute-sanitizer; --no-lib: our kernels only). CNN_TEST_SEED=<n> reproduces a run's inputs. */
 #include <stdint.h>
@@ -18,18 +21,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
 #include "gpu_check.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_cuda.h"
-#include "kernels/kernels_cudnn.h"
 #include "kernels/philox.h"
+#ifndef CNN_CUDA_EMU
+#include "core/backend.h"
+#include "kernels/kernels_cudnn.h"
+#endif
 
 #define TOL_GEMM 1e-4
 #define TOL_MATH 1e-5
 
 static int quick = 0;
 static int with_lib = 1; /* --no-lib: skip the cuDNN/cuBLAS checks (sanitizer runs: our kernels) */
+#ifndef CNN_CUDA_EMU
 /* The library versions (kernels_cudnn.h) are checked against the same CPU references: they are
  * the --device cudnn backend and the benchmarks' yardstick. */
 static cudnnHandle_t dnn;
@@ -52,6 +58,7 @@ static cublasHandle_t blas;
             exit(1);                                                                          \
         }                                                                                     \
     } while (0)
+#endif
 
 /* ---- sgemm ---------------------------------------------------------------------------------- */
 static void test_sgemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta,
@@ -162,6 +169,7 @@ static void test_dense_case(int n, int in, int out, int with_bias, int relu, int
                            with_db ? dDB : NULL, ws, wsf, 0));
     check_dense_outputs("dense", n, in, out, with_dx, with_db, dY, dDX, dDW, dDB, y, dx, dw,
                         dbias);
+#ifndef CNN_CUDA_EMU
     if (with_lib) { /* cuBLAS versions, same inputs, outputs poisoned again */
         float *ones_h = host_alloc((size_t)n * 4);
         for (int i = 0; i < n; i++) ones_h[i] = 1.0f;
@@ -179,6 +187,7 @@ static void test_dense_case(int n, int in, int out, int with_bias, int relu, int
         free(ones_h);
         CK(cudaFree(dOnes));
     }
+#endif
 
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(dbias);
     CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
@@ -268,6 +277,7 @@ static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, in
     check_equal_bytes(what, g, first, nw * 4);
     free(g); free(first);
 
+#ifndef CNN_CUDA_EMU
     /* cuDNN versions (symmetric padding only), outputs poisoned again */
     char err[256];
     Conv2dCudnn *plan =
@@ -292,6 +302,7 @@ static void test_conv_case(int n, int h, int w, int c, int kh, int kw, int k, in
         conv2d_cudnn_destroy(plan);
         CK(cudaFree(cws)); CK(cudaFree(wtmp));
     }
+#endif
 
     free(x); free(wt); free(b); free(dy); free(y); free(dx); free(dw); free(dbias); free(ws);
     CK(cudaFree(dX)); CK(cudaFree(dWt)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
@@ -504,14 +515,80 @@ static void test_softmax_case(int n, int c) {
     CK(cudaFree(dDL)); CK(cudaFree(dDL2)); CK(cudaFree(dLoss)); CK(cudaFree(dCorrect));
 }
 
+/* Both cross-entropy versions (CNN_XENT_V, kernels/softmax_xent.cu): 1 = rows through global
+ * memory, 2 = rows in registers (the default up to 16 classes; 17 falls back to version 1). */
 static void test_softmax(void) {
-    test_softmax_case(100, 10);
-    test_softmax_case(quick ? 37 : 1000, 10);
-    test_softmax_case(3, 7);
-    test_softmax_case(quick ? 600 : 2500, 13); /* more rows than the block's threads */
+    const char *saved = getenv("CNN_XENT_V");
+    char *keep = saved ? strdup(saved) : NULL;
+    for (int v = 1; v <= 2; v++) {
+        setenv("CNN_XENT_V", v == 1 ? "1" : "2", 1);
+        printf("---- cross-entropy version %d (CNN_XENT_V=%d)\n", v, v);
+        test_softmax_case(100, 10);
+        test_softmax_case(quick ? 37 : 1000, 10);
+        test_softmax_case(3, 7);
+        test_softmax_case(quick ? 600 : 2500, 13); /* more rows than the block's threads */
+        test_softmax_case(quick ? 45 : 1100, 17);  /* more classes than version 2 holds */
+    }
+    if (keep) setenv("CNN_XENT_V", keep, 1);
+    else unsetenv("CNN_XENT_V");
+    free(keep);
 }
 
 /* ---- optimizers ----------------------------------------------------------------------------- */
+/* Adam's versions (CNN_ADAM_V, kernels/optimizers.cu): 1 = a float per thread, 2 = float4
+ * (the default, on 16-byte aligned buffers; a misaligned view falls back to version 1). Each on
+ * aligned and misaligned buffers, an odd count (the float4 kernel's tail), against the CPU; and
+ * the versions bitwise against each other (the same arithmetic). */
+static void test_adam_versions(void) {
+    size_t n = quick ? 1003 : 3274634 + 3;
+    float *w0 = host_random(n, -1, 1), *g = host_random(n, -1, 1);
+    float *m0 = host_random(n, -0.1f, 0.1f), *v0 = host_random(n, 0, 0.01f);
+    float *got[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    const char *saved = getenv("CNN_ADAM_V");
+    char *keep = saved ? strdup(saved) : NULL;
+    for (int ver = 1; ver <= 2; ver++)
+        for (int off = 0; off <= 1; off++) {
+            size_t cnt = n - (size_t)off;
+            float *w = host_alloc(n * 4), *m = host_alloc(n * 4), *v = host_alloc(n * 4);
+            memcpy(w, w0, n * 4); memcpy(m, m0, n * 4); memcpy(v, v0, n * 4);
+            float *dW = dev_upload(w, n * 4), *dG = dev_upload(g, n * 4);
+            float *dM = dev_upload(m, n * 4), *dV = dev_upload(v, n * 4);
+            int64_t step = 2;
+            int64_t *dStep = dev_upload(&step, 8);
+            setenv("CNN_ADAM_V", ver == 1 ? "1" : "2", 1);
+            CK(adam_update_cuda(cnt, dW + off, dG + off, dM + off, dV + off, 0.001f, 0.9f, 0.999f,
+                                1e-7f, dStep, 0));
+            CK(step_advance_cuda(dStep, 0));
+            CK(adam_update_cuda(cnt, dW + off, dG + off, dM + off, dV + off, 0.001f, 0.9f, 0.999f,
+                                1e-7f, dStep, 0));
+            adam_update(cnt, w + off, g + off, m + off, v + off, 0.001f, 0.9f, 0.999f, 1e-7f, 3);
+            adam_update(cnt, w + off, g + off, m + off, v + off, 0.001f, 0.9f, 0.999f, 1e-7f, 4);
+            char what[96];
+            float *r = dev_download(dW, n * 4);
+            snprintf(what, sizeof what, "adam v%d w n=%zu %s", ver, cnt, off ? "misaligned" : "aligned");
+            check_close(what, r, w, n, TOL_MATH);
+            got[ver - 1][off] = r;
+            r = dev_download(dM, n * 4);
+            snprintf(what, sizeof what, "adam v%d m %s", ver, off ? "misaligned" : "aligned");
+            check_close(what, r, m, n, TOL_MATH);
+            free(r);
+            r = dev_download(dV, n * 4);
+            snprintf(what, sizeof what, "adam v%d v %s", ver, off ? "misaligned" : "aligned");
+            check_close(what, r, v, n, TOL_MATH);
+            free(r);
+            free(w); free(m); free(v);
+            CK(cudaFree(dW)); CK(cudaFree(dG)); CK(cudaFree(dM)); CK(cudaFree(dV));
+            CK(cudaFree(dStep));
+        }
+    if (keep) setenv("CNN_ADAM_V", keep, 1);
+    else unsetenv("CNN_ADAM_V");
+    free(keep);
+    check_equal_bytes("adam v2 == v1 (aligned)", got[1][0], got[0][0], n * 4);
+    check_equal_bytes("adam v2 == v1 (misaligned)", got[1][1], got[0][1], n * 4);
+    for (int i = 0; i < 2; i++) { free(got[i][0]); free(got[i][1]); }
+    free(w0); free(g); free(m0); free(v0);
+}
+
 static void test_optimizers(void) {
     size_t n = quick ? 1003 : 3274634; /* the model's parameter count */
     float *w = host_random(n, -1, 1), *g = host_random(n, -1, 1);
@@ -667,6 +744,7 @@ static void test_gather(void) {
     CK(cudaFree(dX)); CK(cudaFree(dX2)); CK(cudaFree(dY));
 }
 
+#ifndef CNN_CUDA_EMU
 /* ---- the CUDA backend's fused entries vs the CPU backend's unfused sequences ---------------- */
 /* What core/ runs in a step with CNN_CUDA_FUSED=1 (the default) against what it runs on the CPU
  * without fusion: same tolerances as the kernels underneath (GEMM epilogues 1e-4, softmax 1e-5,
@@ -855,6 +933,8 @@ static void test_backend_fused(void) {
     cuda_be->destroy(cuda_be);
 }
 
+#endif /* CNN_CUDA_EMU */
+
 int main(int argc, char **argv) {
     quick = getenv("CNN_TEST_QUICK") && strcmp(getenv("CNN_TEST_QUICK"), "0") != 0;
     for (int i = 1; i < argc; i++) {
@@ -868,9 +948,14 @@ int main(int argc, char **argv) {
     gpu_require("test_kernels");
     uint64_t seed = rng_seed_init();
     printf("inputs: CNN_TEST_SEED=%llu%s\n", (unsigned long long)seed, quick ? " (quick)" : "");
+#ifdef CNN_CUDA_EMU
+    with_lib = 0;
+    printf("CPU emulator: cuDNN/cuBLAS checks and the CUDA backend's fused entries left out\n");
+#else
     CKDNN(cudnnCreate(&dnn));
     CKBLAS(cublasCreate(&blas));
     CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
+#endif
     /* The GEMM-shaped ops under each GEMM version (kernels/gemm_cuda.cuh, CNN_GEMM_V): 1 = the
      * first GPU run's kernel, 2 = double-buffered, 3 = double-buffered with version 3's tiles
      * (the default). CNN_GEMM_V set in the environment: that version only (the sanitizer runs). */
@@ -886,18 +971,22 @@ int main(int argc, char **argv) {
         test_sgemm();
         test_dense();
         test_conv();
+#ifndef CNN_CUDA_EMU
         test_backend_fused();
+#endif
     }
     if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
     else unsetenv("CNN_GEMM_V");
     free(gemm_keep);
     printf("---- the rest\n");
-    /* Max-pool forward versions (CNN_POOL_V): 1 = 64-bit indices (the first GPU run), 2 = 32-bit
-     * (the default); both bitwise against the CPU. */
+    /* Max-pool versions (CNN_POOL_V, kernels/maxpool.cu): 1 = 64-bit indices (the first GPU
+     * run), 2 = 32-bit forward, 3 = 32-bit forward and backward (the default); all bitwise
+     * against the CPU. */
     const char *pool_env = getenv("CNN_POOL_V");
     char *pool_keep = pool_env ? strdup(pool_env) : NULL;
-    for (int v = 1; v <= 2; v++) {
-        setenv("CNN_POOL_V", v == 1 ? "1" : "2", 1);
+    for (int v = 1; v <= 3; v++) {
+        char pv[4] = {(char)('0' + v), 0};
+        setenv("CNN_POOL_V", pv, 1);
         printf("---- max-pool version %d (CNN_POOL_V=%d)\n", v, v);
         test_pool();
     }
@@ -908,9 +997,12 @@ int main(int argc, char **argv) {
     test_dropout();
     test_softmax();
     test_optimizers();
+    test_adam_versions();
     test_gather();
     test_small_entries();
+#ifndef CNN_CUDA_EMU
     cublasDestroy(blas);
     cudnnDestroy(dnn);
+#endif
     return check_summary("test_kernels");
 }

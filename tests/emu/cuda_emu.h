@@ -1,0 +1,111 @@
+/* cuda_emu.h: a CPU emulator for the CUDA C of kernels/, so that the GPU kernel tests run on
+ * machines without a GPU (most of this project's machines, and CI).
+ *
+ * The .cu files of kernels/ are compiled as host C++ with this header force-included (-include) and
+ * CNN_CUDA_EMU defined. The CUDA runtime headers supply the types (float4, dim3, cudaError_t);
+ * this header turns the CUDA keywords into C++ (__shared__ becomes `static`: one copy shared by
+ * the threads of the block running now), and CNN_KERNEL launches (cuda_common.cuh) call
+ * emu::Launch, which runs the grid block by block; each block's threads are fibers on one OS
+ * thread that switch only at __syncthreads(), in a shuffled order each phase (CNN_EMU_SEED), so
+ * a result that depends on the order of threads between two barriers (a race) changes from run
+ * to run. Device memory is host memory (cudaMalloc in cuda_emu.cc), so AddressSanitizer sees the
+ * kernels' out-of-bounds reads and writes.
+ *
+ * What it does not model: warps (no shuffles or warp-synchronous code: the kernels use none),
+ * timing, the memory model between blocks (blocks run one after another), streams and graphs
+ * (every launch runs to completion at once). Races between threads of a block that are not
+ * separated by a barrier show up only as order-dependent results; compute-sanitizer's racecheck
+ * on a GPU remains the check for them. */
+#ifndef TESTS_EMU_CUDA_EMU_H
+#define TESTS_EMU_CUDA_EMU_H
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <functional>
+#include <tuple>
+#include <utility>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __shared__
+#undef __forceinline__
+#undef __launch_bounds__
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+
+namespace emu {
+
+/* The running thread's coordinates (one OS thread runs every fiber, so plain globals). */
+extern uint3 thread_idx, block_idx;
+extern dim3 block_dim, grid_dim;
+
+/* Ends this fiber's phase: returns when every thread of the block has reached a barrier (or
+ * returned). */
+void syncthreads();
+
+/* Runs body() as every thread of every block of the grid; returns the launch's status (bad
+ * configurations as the CUDA runtime reports them). */
+cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body);
+
+/* CNN_KERNEL(grid, block, stream, kernel)(args...): kernel is called as a generic lambda so
+ * that template kernels deduce their parameters from the arguments, as with <<<>>>. */
+template <class Kernel>
+struct Launch {
+    dim3 grid, block;
+    Kernel kernel;
+    Launch(dim3 g, dim3 b, cudaStream_t, Kernel k) : grid(g), block(b), kernel(k) {}
+    template <class... Args>
+    void operator()(Args... args) const {
+        std::tuple<Args...> saved(args...);
+        run_grid(grid, block, [&]() {
+            /* each thread gets its own copies of the parameters, as on the GPU */
+            std::tuple<Args...> mine = saved;
+            std::apply(kernel, mine);
+        });
+    }
+};
+
+} /* namespace emu */
+
+#define threadIdx (::emu::thread_idx)
+#define blockIdx (::emu::block_idx)
+#define blockDim (::emu::block_dim)
+#define gridDim (::emu::grid_dim)
+
+static inline void __syncthreads(void) { ::emu::syncthreads(); }
+
+/* Device-side helpers the kernels use. One OS thread runs every fiber, so an atomic is a plain
+ * read-modify-write. */
+static inline int atomicAdd(int *p, int v) {
+    int old = *p;
+    *p = old + v;
+    return old;
+}
+static inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    unsigned old = *p;
+    *p = old + v;
+    return old;
+}
+static inline float atomicAdd(float *p, float v) {
+    float old = *p;
+    *p = old + v;
+    return old;
+}
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+static inline long long min(long long a, long long b) { return a < b ? a : b; }
+static inline long long max(long long a, long long b) { return a > b ? a : b; }
+static inline size_t min(size_t a, size_t b) { return a < b ? a : b; }
+static inline size_t max(size_t a, size_t b) { return a > b ? a : b; }
+
+#endif /* TESTS_EMU_CUDA_EMU_H */
