@@ -7,7 +7,11 @@
  * zeros). Activations of these shapes fit in L2 (50-60 MB on H100/H200); both sides get that.
  * The library side is the whole op in our layout: the cuDNN conv includes the HWIO<->KRSC
  * filter transposes and the bias add; dense through cuBLAS includes the bias as a rank-1 update.
- * Usage: bench_kernels_cuda [batch ...]   (default: 100 1000). Prints a markdown table. */
+ * Usage: bench_kernels_cuda [--sweep] [batch ...]   (default: 100 1000). Prints a markdown table.
+ * --sweep: instead, every GEMM-shaped op (convolutions, dense) under every tile and split-K
+ * count our GEMM offers (CNN_GEMM_TILE x CNN_GEMM_SPLITS, kernels/gemm_cuda.cuh) next to the
+ * default choice: one SWEEP line per configuration and the best per op, the data for the tile
+ * rules. */
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
@@ -100,9 +104,44 @@ static double time_us(RunFn run, void *arg, int lib) {
     return 1000.0 * t[TRIALS / 2] / CALLS;
 }
 
-/* One table row. work: FLOPs (is_flops) or bytes moved. lib_name NULL: no library version. */
+/* --sweep: every tile x split count for each GEMM-shaped op instead of the library table. */
+static int sweep_mode = 0;
+static const char *const SWEEP_TILES[] = {"64x64", "128x64", "128x32", "64x32", "256x32", "128x128"};
+static const char *const SWEEP_SPLITS[] = {"1", "2", "3", "4", "6", "8"};
+enum { SWEEP_MAX_SPLITS = 8 };
+
+static void sweep(const char *op, int batch, RunFn run, void *arg, double flops) {
+    unsetenv("CNN_GEMM_TILE");
+    unsetenv("CNN_GEMM_SPLITS");
+    double def = time_us(run, arg, 0), best = def;
+    char best_cfg[32] = "default";
+    for (size_t t = 0; t < sizeof SWEEP_TILES / sizeof SWEEP_TILES[0]; t++)
+        for (size_t k = 0; k < sizeof SWEEP_SPLITS / sizeof SWEEP_SPLITS[0]; k++) {
+            setenv("CNN_GEMM_TILE", SWEEP_TILES[t], 1);
+            setenv("CNN_GEMM_SPLITS", SWEEP_SPLITS[k], 1);
+            double us = time_us(run, arg, 0);
+            printf("SWEEP %s | batch %d | tile %s | splits %s | %.1f us | %.2f TF/s\n", op, batch,
+                   SWEEP_TILES[t], SWEEP_SPLITS[k], us, flops / (us * 1e-6) / 1e12);
+            if (us < best) {
+                best = us;
+                snprintf(best_cfg, sizeof best_cfg, "%s s%s", SWEEP_TILES[t], SWEEP_SPLITS[k]);
+            }
+        }
+    unsetenv("CNN_GEMM_TILE");
+    unsetenv("CNN_GEMM_SPLITS");
+    printf("| %-26s | %5d | %9.1f | %-14s | %9.1f | %5.0f%% |\n", op, batch, def, best_cfg, best,
+           100.0 * def / best);
+    fflush(stdout);
+}
+
+/* One table row. work: FLOPs (is_flops) or bytes moved. lib_name NULL: no library version.
+ * In --sweep mode, GEMM-shaped ops (is_flops) go to sweep() and the rest are skipped. */
 static void report(const char *op, int batch, RunFn run, void *arg, double work, int is_flops,
                    const char *lib_name) {
+    if (sweep_mode) {
+        if (is_flops) sweep(op, batch, run, arg, work);
+        return;
+    }
     double ours = time_us(run, arg, 0);
     double rate = work / (ours * 1e-6) / (is_flops ? 1e12 : 1e9);
     if (lib_name) {
@@ -167,14 +206,18 @@ static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int
     c.db = dev_alloc((size_t)k * 4);
     c.wtmp = dev_alloc(nw * 4);
     c.ws_floats = conv2d_workspace_floats_cuda(&c.s);
+    if (sweep_mode) { /* room for the largest forced split of any of the three GEMMs */
+        size_t mn = ny > nx ? ny : nx, wk = (nw + (size_t)k) > mn ? nw + (size_t)k : mn;
+        c.ws_floats = SWEEP_MAX_SPLITS * wk;
+    }
     c.ws = dev_alloc(c.ws_floats * 4);
     char err[256];
-    c.plan = conv2d_cudnn_create(dnn, &c.s, 1, (size_t)256 << 20, err, sizeof err);
-    if (!c.plan) {
+    c.plan = sweep_mode ? NULL : conv2d_cudnn_create(dnn, &c.s, 1, (size_t)256 << 20, err, sizeof err);
+    if (!c.plan && !sweep_mode) {
         fprintf(stderr, "cudnn plan: %s\n", err);
         exit(1);
     }
-    c.lib_ws_bytes = conv2d_cudnn_workspace_bytes(c.plan);
+    c.lib_ws_bytes = c.plan ? conv2d_cudnn_workspace_bytes(c.plan) : 0;
     c.lib_ws = dev_alloc(c.lib_ws_bytes);
     double flops = 2.0 * n * c.s.oh * c.s.ow * k * 25.0 * ch;
     char op[64];
@@ -189,8 +232,10 @@ static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int
     c.pass = 2;
     snprintf(op, sizeof op, "%s bwd filter+bias", name);
     report(op, n, run_conv, &c, flops, 1, "cuDNN");
-    printf("|   (cuDNN algorithms %s: %s) |\n", name, conv2d_cudnn_algos(c.plan));
-    conv2d_cudnn_destroy(c.plan);
+    if (c.plan) {
+        printf("|   (cuDNN algorithms %s: %s) |\n", name, conv2d_cudnn_algos(c.plan));
+        conv2d_cudnn_destroy(c.plan);
+    }
     void *bufs[] = {c.x, c.w, c.b, c.dy, c.y, c.dx, c.dw, c.db, c.wtmp, c.ws, c.lib_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
 }
@@ -234,6 +279,11 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
     d.db = dev_alloc((size_t)out * 4);
     d.ones = dev_random((size_t)n, 1, 1, 9);
     d.ws_floats = dense_workspace_floats_cuda(n, in, out);
+    if (sweep_mode) { /* room for the largest forced split of the three GEMMs */
+        size_t a = (size_t)n * out, b = (size_t)n * in, c = ((size_t)in + 1) * out;
+        size_t mn = a > b ? a : b;
+        d.ws_floats = SWEEP_MAX_SPLITS * (mn > c ? mn : c);
+    }
     d.ws = dev_alloc(d.ws_floats * 4);
     double flops = 2.0 * n * in * out;
     char op[64];
@@ -442,12 +492,21 @@ int main(int argc, char **argv) {
            prop.multiProcessorCount, cudnnGetVersion(), gv && *gv ? gv : "3 (default)",
            pv && *pv ? pv : "3 (default)", av && *av ? av : "2 (default)",
            xv && *xv ? xv : "2 (default)");
-    printf("| op | batch | ours us | lib us | ours | lib | ours vs lib | library |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
-    int batches[8] = {100, 1000}, nb = 2;
-    if (argc > 1) {
+    int batches[8] = {100, 1000}, nb = 2, first = 1;
+    if (argc > 1 && strcmp(argv[1], "--sweep") == 0) {
+        sweep_mode = 1;
+        first = 2;
+    }
+    if (argc > first) {
         nb = 0;
-        for (int i = 1; i < argc && nb < 8; i++) batches[nb++] = atoi(argv[i]);
+        for (int i = first; i < argc && nb < 8; i++) batches[nb++] = atoi(argv[i]);
+    }
+    if (sweep_mode) {
+        printf("| op | batch | default us | best tile, splits | best us | default vs best |\n");
+        printf("|---|---|---|---|---|---|\n");
+    } else {
+        printf("| op | batch | ours us | lib us | ours | lib | ours vs lib | library |\n");
+        printf("|---|---|---|---|---|---|---|---|\n");
     }
     for (int i = 0; i < nb; i++) {
         int n = batches[i];
@@ -457,9 +516,9 @@ int main(int argc, char **argv) {
         bench_pool("pool2 14x14x64", n, 14, 14, 64);
         bench_dense("dense1 3136->1024", n, 3136, 1024, 1);
         bench_dense("dense2 1024->10", n, 1024, 10, 0);
-        bench_rest(n);
+        if (!sweep_mode) bench_rest(n);
     }
-    bench_adam();
+    if (!sweep_mode) bench_adam();
     printf("\n(ours vs lib = library time / our time: 100%% = as fast as the library)\n");
     cublasDestroy(blas);
     cudnnDestroy(dnn);

@@ -36,10 +36,12 @@ constexpr int BK = 16;
 constexpr int THREADS = 256;
 constexpr int PAD = 4; /* keeps rows 16-byte aligned for the vector reads */
 
-/* A tile configuration: a BM x BN block tile, TM x TN outputs per thread, 256 threads. */
-template <int BM_, int BN_, int TM_, int TN_>
+/* A tile configuration: a BM x BN block tile, TM x TN outputs per thread, 256 threads, and
+ * MIN_BLOCKS blocks resident per multiprocessor (__launch_bounds__: 2 caps a thread at 128
+ * registers; 1 lets the 64 accumulators of 8x8 run without spills). */
+template <int BM_, int BN_, int TM_, int TN_, int MIN_BLOCKS_ = 2>
 struct Tile {
-    static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_;
+    static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, MIN_BLOCKS = MIN_BLOCKS_;
     static_assert((BM / TM) * (BN / TN) == THREADS, "256 threads per block");
     static_assert(BM * BK % THREADS == 0 && BK * BN % THREADS == 0, "whole loads per thread");
     static_assert(TM % 4 == 0 && (TN == 2 || TN % 4 == 0), "vector reads of the micro-tile");
@@ -53,6 +55,20 @@ using Tile64x32 = Tile<64, 32, 4, 2>;   /* few rows, few columns (conv1's filter
 /* Version 3 (CNN_GEMM_V=3): 32 columns with 8x4 per thread (12 shared-memory reads per 32 FMAs
  * instead of 10 per 16): long reductions into 32 channels (conv2's data gradient). */
 using Tile256x32 = Tile<256, 32, 8, 4>;
+/* 128x128 at 8x8 per thread (16 FMAs per shared-memory read, the classic large-SGEMM tile):
+ * only when forced (CNN_GEMM_TILE=128x128), for the benchmark's tile sweep, until a GPU run
+ * says where it pays. Its B columns are split in two halves (see col_of) so that the vector
+ * reads of a quarter-warp hit distinct banks. */
+using Tile128x128 = Tile<128, 128, 8, 8, 1>;
+
+/* The column inside the block tile of a thread's j-th output (tx = its column group): TN
+ * consecutive columns, or for TN == 8 two runs of 4, BN/2 apart (eight consecutive threads'
+ * float4 reads then cover 32 consecutive words instead of two 16-word halves of 64). */
+template <int BN, int TN>
+__host__ __device__ __forceinline__ int col_of(int tx, int j) {
+    if constexpr (TN == 8) return (j / 4) * (BN / 2) + tx * 4 + j % 4;
+    return tx * TN + j;
+}
 
 /* Reads n consecutive floats of a shared-memory row (16-byte aligned for n % 4 == 0, 8 for 2). */
 template <int NV>
@@ -75,7 +91,7 @@ __device__ __forceinline__ void read_row(const float *p, float *out) {
 
 template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, class ALoad, class BLoad,
           class Store>
-__global__ void __launch_bounds__(THREADS, 2)
+__global__ void __launch_bounds__(THREADS, T::MIN_BLOCKS)
 gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float *partial) {
     constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
     constexpr int AP = T::A_PER_THREAD, BP = T::B_PER_THREAD;
@@ -170,7 +186,12 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         for (int kk = 0; kk < BK; kk++) {
             float ar[TM], br[TN];
             read_row<TM>(&As[buf][kk][ty * TM], ar);
-            read_row<TN>(&Bs[buf][kk][tx * TN], br);
+            if constexpr (TN == 8) {
+                read_row<4>(&Bs[buf][kk][tx * 4], br);
+                read_row<4>(&Bs[buf][kk][BN / 2 + tx * 4], br + 4);
+            } else {
+                read_row<TN>(&Bs[buf][kk][tx * TN], br);
+            }
 #pragma unroll
             for (int i = 0; i < TM; i++)
 #pragma unroll
@@ -193,7 +214,7 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < TN; j++) {
-            int n = n0 + tx * TN + j;
+            int n = n0 + col_of<BN, TN>(tx, j);
             if (n >= N) continue;
             if (partial)
                 partial[(size_t)blockIdx.z * M * N + (size_t)m * N + n] = acc[i][j];
@@ -227,6 +248,25 @@ static inline int gemm_version(void) {
     return 3;
 }
 
+enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32, TILE_256x32, TILE_128x128 };
+
+/* CNN_GEMM_TILE forces one tile for every GEMM (the benchmarks' tile sweep; read at every
+ * launch): 64 or 64x64, 128x64, 128x32, 64x32, 256x32, 128x128. Returns 0 when unset. */
+static inline int forced_tile(TileKind *t) {
+    const char *v = getenv("CNN_GEMM_TILE");
+    if (!v || !*v) return 0;
+    static const struct { const char *name; TileKind kind; } names[] = {
+        {"64", TILE_64x64},     {"64x64", TILE_64x64},   {"128x64", TILE_128x64},
+        {"128x32", TILE_128x32}, {"64x32", TILE_64x32},   {"256x32", TILE_256x32},
+        {"128x128", TILE_128x128}};
+    for (const auto &n : names)
+        if (strcmp(v, n.name) == 0) {
+            *t = n.kind;
+            return 1;
+        }
+    return 0;
+}
+
 /* The tile for a problem: 128-row tiles once there are enough rows to fill the GPU with them,
  * 32 columns when N is that narrow (half the wasted columns for N = 10 or 32).
  * Version 3 adds: (a) N <= 32 with many rows and a long reduction: 256x32 tiles at 8x4 per
@@ -234,15 +274,9 @@ static inline int gemm_version(void) {
  * outputs (N >= 512) with few rows whose 64x64 tiles fit one wave of block slots: 128x64 tiles
  * (8x4 per thread) split over K instead of 64x64 (4x4): the dense layers. Everything else as
  * versions 1 and 2. */
-enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32, TILE_256x32 };
 static inline TileKind choose_tile(int M, int N, int K) {
-    /* CNN_GEMM_TILE=64: the first version's 64x64 tile everywhere (for the benchmarks). */
-    static int small_only = -1;
-    if (small_only < 0) {
-        const char *v = getenv("CNN_GEMM_TILE");
-        small_only = v && strcmp(v, "64") == 0;
-    }
-    if (small_only) return TILE_64x64;
+    TileKind forced;
+    if (forced_tile(&forced)) return forced;
     if (gemm_version() >= 3) {
         if (M >= 2048 && N <= 32 && K >= 256) return TILE_256x32;
         long long tiles64 = (long long)((M + 63) / 64) * ((N + 63) / 64);
@@ -255,7 +289,9 @@ static inline int tile_rows(TileKind t) {
     return t == TILE_64x64 || t == TILE_64x32 ? 64 : t == TILE_256x32 ? 256 : 128;
 }
 static inline int tile_cols(TileKind t) {
-    return t == TILE_128x32 || t == TILE_64x32 || t == TILE_256x32 ? 32 : 64;
+    return t == TILE_128x32 || t == TILE_64x32 || t == TILE_256x32 ? 32
+           : t == TILE_128x128                                     ? 128
+                                                                   : 64;
 }
 
 /* How many slices the reduction of an M x N x K product is split into: as many as fit the
@@ -270,6 +306,12 @@ static inline int choose_splits(int M, int N, int K, size_t ws_floats) {
     long long by_k = K / (4 * BK);
     long long by_ws = (M > 0 && N > 0) ? (long long)(ws_floats / ((size_t)M * N)) : 0;
     long long s = want;
+    /* CNN_GEMM_SPLITS=n forces n slices (the tile sweep), at least one k-step each. */
+    const char *forced = getenv("CNN_GEMM_SPLITS");
+    if (forced && atoi(forced) > 0) {
+        s = atoi(forced);
+        by_k = (K + BK - 1) / BK;
+    }
     if (s > by_k) s = by_k;
     if (s > 128) s = 128;
     if (s > by_ws) s = by_ws;
@@ -315,6 +357,9 @@ static cudaError_t launch(int M, int N, int K, ALoad a, BLoad b, Store st, float
     if (M <= 0 || N <= 0) return cudaSuccess;
     if (K < 0) return cudaErrorInvalidValue;
     switch (choose_tile(M, N, K)) {
+    case TILE_128x128:
+        return launch_tile<Tile128x128, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
+                                                            stream);
     case TILE_256x32:
         return launch_tile<Tile256x32, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
                                                            stream);

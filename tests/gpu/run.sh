@@ -8,7 +8,8 @@
 #      variant: defaults, CNN_GEMM_V=2 and 1, CNN_CUDA_FUSED=0), two GPU runs bit-identical
 #   5. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
 #      cross-entropy version 1: the first run's kernels), the whole step (eager and CUDA graph;
-#      defaults, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch
+#      defaults, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
+#      GEMM tile sweep (bench_kernels_cuda --sweep: every tile x split-K count per conv/dense op)
 #   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
@@ -121,6 +122,8 @@ if [ $BENCH = 1 ]; then
   # kernels): the befores of the defaults. (GEMM version 2 was measured in runs 1-3.)
   have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
       CNN_XENT_V=1 "$BIN/bench_kernels_cuda"
+  # Every tile x split-K count for each convolution and dense GEMM (the data for the tile rules)
+  have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
   have bench_step_cuda && run bench_step 120 "$BIN/bench_step_cuda"
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py
@@ -147,7 +150,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_gemm1 bench_step pytorch; do
+for f in bench_kernels bench_gemm1 bench_sweep bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -70; }
 done
 echo

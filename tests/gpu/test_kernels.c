@@ -978,6 +978,21 @@ int main(int argc, char **argv) {
     if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
     else unsetenv("CNN_GEMM_V");
     free(gemm_keep);
+    /* Forced tiles and split-K counts (CNN_GEMM_TILE, CNN_GEMM_SPLITS: what the benchmark's
+     * tile sweep sets): the 128x128 tile (8x8 per thread, split B columns) that no default
+     * picks yet, with the automatic and a forced split count, and a tall tile on wide outputs. */
+    static const char *forced[][2] = {{"128x128", ""}, {"128x128", "5"}, {"256x32", "2"}};
+    for (size_t f = 0; f < sizeof forced / sizeof forced[0]; f++) {
+        setenv("CNN_GEMM_TILE", forced[f][0], 1);
+        setenv("CNN_GEMM_SPLITS", forced[f][1], 1);
+        printf("---- forced GEMM tile %s, splits %s\n", forced[f][0],
+               *forced[f][1] ? forced[f][1] : "auto");
+        test_sgemm();
+        test_dense();
+        test_conv();
+    }
+    unsetenv("CNN_GEMM_TILE");
+    unsetenv("CNN_GEMM_SPLITS");
     printf("---- the rest\n");
     /* Max-pool versions (CNN_POOL_V, kernels/maxpool.cu): 1 = 64-bit indices (the first GPU
      * run), 2 = 32-bit forward, 3 = 32-bit forward and backward (the default); all bitwise
