@@ -489,7 +489,7 @@ int main(int argc, char **argv) {
     const char *av = getenv("CNN_ADAM_V"), *xv = getenv("CNN_XENT_V");
     printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32), our GEMM version %s, "
            "max-pool version %s, Adam version %s, cross-entropy version %s\n\n", prop.name,
-           prop.multiProcessorCount, cudnnGetVersion(), gv && *gv ? gv : "3 (default)",
+           prop.multiProcessorCount, cudnnGetVersion(), gv && *gv ? gv : "4 (default)",
            pv && *pv ? pv : "3 (default)", av && *av ? av : "2 (default)",
            xv && *xv ? xv : "2 (default)");
     int batches[8] = {100, 1000}, nb = 2, first = 1;

@@ -57,6 +57,15 @@ struct Im2colFwd {
     __device__ __forceinline__ float at(Row r, K k) const {
         return inside(r, k) ? x[r.base + k.off] : 0.0f;
     }
+    /* 4 consecutive channels of one tap (k fastest, C % 4 == 0): inside or outside together. */
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool k_fast, int) const {
+        return k_fast && g.c % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    }
+    __device__ __forceinline__ float4 at4(Row r, K k) const {
+        return inside(r, k) ? *reinterpret_cast<const float4 *>(x + r.base + k.off)
+                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
 };
 
 /* Backward-data A, stride 1: rows (n,h,w), columns (kh,kw,k) -> dy[n, h+pt-kh, w+pl-kw, k]
@@ -83,6 +92,15 @@ struct DyGatherS1 {
     }
     __device__ __forceinline__ float at(Row r, K k) const {
         return inside(r, k) ? dy[r.base + k.off] : 0.0f;
+    }
+    /* 4 consecutive output channels of one tap (K % 4 == 0). */
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool k_fast, int) const {
+        return k_fast && g.k % 4 == 0 && ((uintptr_t)dy & 15) == 0;
+    }
+    __device__ __forceinline__ float4 at4(Row r, K k) const {
+        return inside(r, k) ? *reinterpret_cast<const float4 *>(dy + r.base + k.off)
+                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
 };
 
@@ -116,17 +134,31 @@ struct DyGather {
         int i = index(r, k);
         return i >= 0 ? dy[i] : 0.0f;
     }
+    static constexpr bool HAS_VEC4 = false; /* element by element (rare: strided convs) */
 };
 
-/* Backward-data B: (kk=(kh,kw,k), c) -> w[kh,kw,c,k] (contiguous along kk's k). */
+/* Backward-data B: (kk=(kh,kw,k), c) -> w[kh,kw,c,k] (contiguous along kk's k):
+ * w[kctx(kk) + col(c)] with kctx = tap*C*K + k (tap = (kh,kw)) and col = c*K. */
 struct WTrans {
     const float *w;
     int c, k;
     FastDiv d_k;
-    __device__ __forceinline__ float operator()(int kk, int ci) const {
+    typedef int Col;
+    typedef int K;
+    __host__ __device__ __forceinline__ Col col(int ci) const { return ci * k; }
+    __host__ __device__ __forceinline__ K kctx(int kk) const {
         int ko;
         int tap = d_k.divmod(kk, &ko);
-        return w[((size_t)tap * c + ci) * k + ko];
+        return tap * c * k + ko;
+    }
+    __device__ __forceinline__ float at(Col cc, K kc) const { return w[cc + kc]; }
+    /* 4 consecutive output channels k of one tap (k fastest, K % 4 == 0). */
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool n_fast) const {
+        return !n_fast && k % 4 == 0 && ((uintptr_t)w & 15) == 0;
+    }
+    __device__ __forceinline__ float4 at4(Col cc, K kc) const {
+        return *reinterpret_cast<const float4 *>(w + cc + kc);
     }
 };
 
@@ -156,6 +188,17 @@ struct Im2colT {
     __device__ __forceinline__ float at(Row r, K k) const {
         if (r.ones) return 1.0f;
         return inside(r, k) ? x[k.base + r.off] : 0.0f;
+    }
+    /* 4 consecutive channels of one tap (m fastest, C % 4 == 0). The row of ones, KH*KW*C (a
+     * multiple of 4), is the last row and starts its group: (1, 0, 0, 0). */
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool k_fast, int) const {
+        return !k_fast && g.c % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    }
+    __device__ __forceinline__ float4 at4(Row r, K k) const {
+        if (r.ones) return make_float4(1.0f, 0.0f, 0.0f, 0.0f);
+        return inside(r, k) ? *reinterpret_cast<const float4 *>(x + k.base + r.off)
+                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
 };
 

@@ -16,6 +16,16 @@ struct XtOnes {
     __host__ __device__ __forceinline__ Row row(int m) const { return m; }
     __host__ __device__ __forceinline__ K kctx(int k) const { return (size_t)k * in; }
     __device__ __forceinline__ float at(Row m, K k) const { return m < in ? x[k + m] : 1.0f; }
+    /* 4 consecutive inputs m (m fastest, in % 4 == 0). The row of ones (m == in, a multiple of
+     * 4) is the last row and starts its group: (1, 0, 0, 0). */
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool k_fast, int) const {
+        return !k_fast && in % 4 == 0 && ((uintptr_t)x & 15) == 0;
+    }
+    __device__ __forceinline__ float4 at4(Row m, K k) const {
+        if (m >= in) return make_float4(1.0f, 0.0f, 0.0f, 0.0f);
+        return *reinterpret_cast<const float4 *>(x + k + m);
+    }
 };
 
 } /* namespace */

@@ -6,7 +6,8 @@
  * and sgemm share one kernel and one set of bounds checks.
  *
  * Tiling: a block of 256 threads computes a BM x BN tile of C (64x64, 64x32, 128x64, 128x32 or,
- * in version 3, 256x32, by shape: choose_tile); each thread a TM x TN micro-tile in registers,
+ * from version 3, 256x32, by shape: choose_tile; 128x128 when forced); each thread a TM x TN
+ * micro-tile in registers,
  * from 16-deep slices of A and B staged
  * in shared memory (A as As[k][m], B as Bs[k][n], so each thread reads its TM consecutive m and
  * TN consecutive n as float4/float2 vectors). The next slice is loaded into registers while the
@@ -25,6 +26,7 @@
 #ifndef KERNELS_GEMM_CUDA_CUH
 #define KERNELS_GEMM_CUDA_CUH
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,8 +91,8 @@ __device__ __forceinline__ void read_row(const float *p, float *out) {
     }
 }
 
-template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, class ALoad, class BLoad,
-          class Store>
+template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, bool VEC, class ALoad,
+          class BLoad, class Store>
 __global__ void __launch_bounds__(THREADS, T::MIN_BLOCKS)
 gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float *partial) {
     constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
@@ -98,7 +100,17 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
     /* With k fastest a thread loads AP rows at one k per slice, else one row at AP k's (256 is a
      * multiple of BK and of BM): the row and k index work is done once per row / per k. */
     static_assert(THREADS % BK == 0 && THREADS % BM == 0, "fixed k or fixed row per thread");
-    constexpr int A_ROWS = A_K_FAST ? AP : 1;
+    /* VEC (GEMM version 4, where both loaders allow it: launch_tile): the loads are 16-byte
+     * vectors of 4 elements along each operand's contiguous dimension (k for A when A_K_FAST,
+     * else m; n for B when B_N_FAST, else k), so a quarter of the load instructions and of the
+     * per-element index and padding tests, which the SASS of versions 1-3 shows to be most of
+     * the main loop's non-FMA instructions. Groups of 4 along k never straddle the matrix or a
+     * split-K slice (launch_tile requires K % 4 == 0; slices are multiples of BK); along n
+     * neither (N % 4 == 0); along m only where the loader's vec4() says its at4() reads the
+     * rows past M as 0 (the weight gradients' row of ones), else vec4() requires M % 4 == 0. */
+    constexpr int AG = BM * BK / 4, BG = BN * BK / 4;             /* 4-groups per slice */
+    constexpr int AP4 = (AG + THREADS - 1) / THREADS, BP4 = (BG + THREADS - 1) / THREADS;
+    constexpr int A_ROWS = VEC ? (A_K_FAST ? AP4 : 1) : (A_K_FAST ? AP : 1);
     /* DOUBLE_BUF (GEMM versions 2 and 3): two buffers, slice s+1 is stored into one while slice
      * s is read from the other, so one barrier per slice suffices. Else (version 1, the first GPU
      * run's kernel) one buffer and two barriers per slice. The arithmetic is the same. */
@@ -128,35 +140,78 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         int e = tid + i * THREADS;
         return B_N_FAST ? e / BN : e % BK;
     };
+    /* VEC: group g = tid + i*THREADS (g < AG, BG) covers 4 elements from (a4_m, a4_k) along
+     * the operand's contiguous dimension. */
+    auto a4_m = [&](int i) {
+        int g = tid + i * THREADS;
+        return A_K_FAST ? g / (BK / 4) : (g % (BM / 4)) * 4;
+    };
+    auto a4_k = [&](int i) {
+        int g = tid + i * THREADS;
+        return A_K_FAST ? (g % (BK / 4)) * 4 : g / (BM / 4);
+    };
+    auto b4_n = [&](int i) {
+        int g = tid + i * THREADS;
+        return B_N_FAST ? (g % (BN / 4)) * 4 : g / (BK / 4);
+    };
+    auto b4_k = [&](int i) {
+        int g = tid + i * THREADS;
+        return B_N_FAST ? g / (BN / 4) : (g % (BK / 4)) * 4;
+    };
+    auto a4_live = [&](int i) { return AG % THREADS == 0 || tid + i * THREADS < AG; };
+    auto b4_live = [&](int i) { return BG % THREADS == 0 || tid + i * THREADS < BG; };
 
     /* Row contexts, for the whole reduction. Rows and k's past the matrix are clamped into it
      * (their loads are masked), so the index arithmetic stays inside the tensors' ranges. */
     typename ALoad::Row arow[A_ROWS];
 #pragma unroll
-    for (int r = 0; r < A_ROWS; r++) arow[r] = a.row(min(m0 + a_m(r), M - 1));
+    for (int r = 0; r < A_ROWS; r++)
+        arow[r] = a.row(min(m0 + (VEC ? a4_m(r) : a_m(r)), M - 1));
 
-    float ra[AP], rb[BP];
+    float ra[VEC ? 1 : AP], rb[VEC ? 1 : BP];
+    float4 ra4[VEC ? AP4 : 1], rb4[VEC ? BP4 : 1];
+    const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     auto load = [&](int k0) {
-        if constexpr (A_K_FAST) {
-            const int k = k0 + a_k(0);
-            const typename ALoad::K kc = a.kctx(min(k, K - 1));
+        if constexpr (VEC) {
 #pragma unroll
-            for (int i = 0; i < AP; i++) {
-                int m = m0 + a_m(i);
-                ra[i] = (m < M && k < kend) ? a.at(arow[i], kc) : 0.0f;
+            for (int i = 0; i < AP4; i++) {
+                if (!a4_live(i)) continue;
+                const int m = m0 + a4_m(i), k = k0 + a4_k(i);
+                /* A_K_FAST: row m, k..k+3; else rows m..m+3 at k (a group reaching past M only
+                 * where the loader's vec4() allows it, which then reads those rows as 0) */
+                ra4[i] = m < M && k < kend
+                             ? a.at4(arow[A_K_FAST ? i : 0], a.kctx(min(k, K - 1)))
+                             : zero4;
+            }
+#pragma unroll
+            for (int i = 0; i < BP4; i++) {
+                if (!b4_live(i)) continue;
+                const int n = n0 + b4_n(i), k = k0 + b4_k(i);
+                rb4[i] = n < N && k < kend ? b.at4(b.col(min(n, N - 1)), b.kctx(min(k, K - 1)))
+                                           : zero4;
             }
         } else {
-            const int m = m0 + a_m(0);
+            if constexpr (A_K_FAST) {
+                const int k = k0 + a_k(0);
+                const typename ALoad::K kc = a.kctx(min(k, K - 1));
 #pragma unroll
-            for (int i = 0; i < AP; i++) {
-                int k = k0 + a_k(i);
-                ra[i] = (m < M && k < kend) ? a.at(arow[0], a.kctx(min(k, K - 1))) : 0.0f;
+                for (int i = 0; i < AP; i++) {
+                    int m = m0 + a_m(i);
+                    ra[i] = (m < M && k < kend) ? a.at(arow[i], kc) : 0.0f;
+                }
+            } else {
+                const int m = m0 + a_m(0);
+#pragma unroll
+                for (int i = 0; i < AP; i++) {
+                    int k = k0 + a_k(i);
+                    ra[i] = (m < M && k < kend) ? a.at(arow[0], a.kctx(min(k, K - 1))) : 0.0f;
+                }
             }
-        }
 #pragma unroll
-        for (int i = 0; i < BP; i++) {
-            int n = n0 + b_n(i), k = k0 + b_k(i);
-            rb[i] = (n < N && k < kend) ? b(k, n) : 0.0f;
+            for (int i = 0; i < BP; i++) {
+                int n = n0 + b_n(i), k = k0 + b_k(i);
+                rb[i] = (n < N && k < kend) ? b.at(b.col(n), b.kctx(k)) : 0.0f;
+            }
         }
     };
 
@@ -168,10 +223,37 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
 
     auto stage = [&](int buf) {
+        if constexpr (VEC) {
 #pragma unroll
-        for (int i = 0; i < AP; i++) As[buf][a_k(i)][a_m(i)] = ra[i];
+            for (int i = 0; i < AP4; i++) {
+                if (!a4_live(i)) continue;
+                if constexpr (A_K_FAST) { /* 4 k's of one row: a column of As */
+                    As[buf][a4_k(i) + 0][a4_m(i)] = ra4[i].x;
+                    As[buf][a4_k(i) + 1][a4_m(i)] = ra4[i].y;
+                    As[buf][a4_k(i) + 2][a4_m(i)] = ra4[i].z;
+                    As[buf][a4_k(i) + 3][a4_m(i)] = ra4[i].w;
+                } else { /* 4 rows at one k: 16 bytes of a row of As */
+                    *reinterpret_cast<float4 *>(&As[buf][a4_k(i)][a4_m(i)]) = ra4[i];
+                }
+            }
 #pragma unroll
-        for (int i = 0; i < BP; i++) Bs[buf][b_k(i)][b_n(i)] = rb[i];
+            for (int i = 0; i < BP4; i++) {
+                if (!b4_live(i)) continue;
+                if constexpr (B_N_FAST) {
+                    *reinterpret_cast<float4 *>(&Bs[buf][b4_k(i)][b4_n(i)]) = rb4[i];
+                } else {
+                    Bs[buf][b4_k(i) + 0][b4_n(i)] = rb4[i].x;
+                    Bs[buf][b4_k(i) + 1][b4_n(i)] = rb4[i].y;
+                    Bs[buf][b4_k(i) + 2][b4_n(i)] = rb4[i].z;
+                    Bs[buf][b4_k(i) + 3][b4_n(i)] = rb4[i].w;
+                }
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < AP; i++) As[buf][a_k(i)][a_m(i)] = ra[i];
+#pragma unroll
+            for (int i = 0; i < BP; i++) Bs[buf][b_k(i)][b_n(i)] = rb[i];
+        }
     };
     if (kbeg < kend) {
         load(kbeg);
@@ -237,15 +319,18 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
 }
 
 /* CNN_GEMM_V: 1 = the kernel and tile rules of the first GPU run (one shared buffer);
- * 2 = double-buffered shared memory, version 1's tiles; 3 (the default) = double buffers and
- * version 3's tile rules in choose_tile. Versions 1 and 2 give the same bits. Read at every
- * launch (a host getenv), so a test compares them in one process; a captured graph keeps the
- * version it was captured with. */
+ * 2 = double-buffered shared memory, version 1's tiles; 3 = double buffers and version 3's
+ * tile rules in choose_tile (the default of GPU runs 2 and 3); 4 (the default) = version 3
+ * with 16-byte vector loads wherever both operands allow them (gemm_kernel's VEC: 14-36% fewer
+ * instructions in the main loops of conv2 and dense1 by the SASS, docs/gpu.md; not yet timed
+ * on a GPU). Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a host getenv), so a test compares them in one process; a
+ * captured graph keeps the version it was captured with. */
 static inline int gemm_version(void) {
     const char *v = getenv("CNN_GEMM_V");
     if (v && strcmp(v, "1") == 0) return 1;
     if (v && strcmp(v, "2") == 0) return 2;
-    return 3;
+    if (v && strcmp(v, "3") == 0) return 3;
+    return 4;
 }
 
 enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32, TILE_256x32, TILE_128x128 };
@@ -339,12 +424,25 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
               (unsigned)splits);
     if (grid.y > 65535u) return cudaErrorInvalidConfiguration;
     float *partial = splits > 1 ? ws : nullptr;
-    if (gemm_version() >= 2)
-        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, true>)(M, N, K, k_chunk,
-                                                                               a, b, st, partial);
+    const int version = gemm_version();
+    bool launched = false;
+    if constexpr (ALoad::HAS_VEC4 && BLoad::HAS_VEC4) {
+        /* Version 4: vector loads where both operands allow them (see gemm_kernel's VEC). */
+        const bool k_groups = A_K_FAST || !B_N_FAST;
+        if (version >= 4 && a.vec4(A_K_FAST, M) && b.vec4(B_N_FAST) &&
+            (!k_groups || K % 4 == 0) && (!B_N_FAST || N % 4 == 0)) {
+            CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, true, true>)(
+                M, N, K, k_chunk, a, b, st, partial);
+            launched = true;
+        }
+    }
+    if (launched) {
+    } else if (version >= 2)
+        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, true, false>)(
+            M, N, K, k_chunk, a, b, st, partial);
     else
-        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, false>)(M, N, K, k_chunk,
-                                                                                a, b, st, partial);
+        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, false, false>)(
+            M, N, K, k_chunk, a, b, st, partial);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || splits == 1) return e;
     CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel)(M, N, splits, ws, st);
@@ -393,14 +491,40 @@ struct MatA {
         return TRANS ? (size_t)k * ld : (size_t)k;
     }
     __device__ __forceinline__ float at(Row r, K k) const { return p[r + k]; }
+    /* 4 consecutive elements along the contiguous dimension: k (plain), m (transposed; whole
+     * groups only: M % 4 == 0). */
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool k_fast, int M) const {
+        return k_fast == !TRANS && ld % 4 == 0 && ((uintptr_t)p & 15) == 0 &&
+               (k_fast || M % 4 == 0);
+    }
+    __device__ __forceinline__ float4 at4(Row r, K k) const {
+        return *reinterpret_cast<const float4 *>(p + r + k);
+    }
 };
-/* B(k,n) of op(B): B[K,N] or, transposed, stored [N,K]. */
+/* B(k,n) of op(B): B[K,N] or, transposed, stored [N,K]. Read as B(k,n) = b.at(b.col(n),
+ * b.kctx(k)): col() and kctx() compute the per-column and per-k parts of the address (as
+ * MatA's row() and kctx()), so the kernel can make each once per column / per k. */
 template <bool TRANS>
 struct MatB {
     const float *p;
     int ld;
-    __device__ __forceinline__ float operator()(int k, int n) const {
-        return TRANS ? p[(size_t)n * ld + k] : p[(size_t)k * ld + n];
+    typedef size_t Col;
+    typedef size_t K;
+    __host__ __device__ __forceinline__ Col col(int n) const {
+        return TRANS ? (size_t)n * ld : (size_t)n;
+    }
+    __host__ __device__ __forceinline__ K kctx(int k) const {
+        return TRANS ? (size_t)k : (size_t)k * ld;
+    }
+    __device__ __forceinline__ float at(Col c, K k) const { return p[c + k]; }
+    /* 4 consecutive elements along the contiguous dimension: n (plain), k (transposed). */
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool n_fast) const {
+        return n_fast == !TRANS && ld % 4 == 0 && ((uintptr_t)p & 15) == 0;
+    }
+    __device__ __forceinline__ float4 at4(Col c, K k) const {
+        return *reinterpret_cast<const float4 *>(p + c + k);
     }
 };
 

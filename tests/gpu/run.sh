@@ -5,7 +5,7 @@
 #   2. kernel tests: every CUDA kernel against its CPU twin (tests/gpu/test_kernels.c)
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
 #   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
-#      variant: defaults, CNN_GEMM_V=2 and 1, CNN_CUDA_FUSED=0), two GPU runs bit-identical
+#      variant: defaults, CNN_GEMM_V=3, 2 and 1, CNN_CUDA_FUSED=0), two GPU runs bit-identical
 #   5. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
 #      cross-entropy version 1: the first run's kernels), the whole step (eager and CUDA graph;
 #      defaults, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
@@ -106,11 +106,11 @@ if have gpu_test_kernels; then
     ROWS+=("sanitizers|SKIP|0|compute-sanitizer not found")
   elif [ $SANITIZE = 1 ]; then
     # Our kernels only (--no-lib), small shapes (--quick): the sanitizers slow kernels ~100x.
-    # GEMM version 3 only (its double buffers and 256x32 tile are new; version 1's kernel was
-    # sanitized in the first GPU run).
-    run memcheck 90 env CNN_GEMM_V=3 "$SAN" --tool memcheck --error-exitcode 1 \
+    # GEMM version 4 in the version loop (its vector loads are new; versions 1-3 were sanitized
+    # in runs 1-3); the forced tiles and the v3/v4 comparison run as well.
+    run memcheck 90 env CNN_GEMM_V=4 "$SAN" --tool memcheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck 90 env CNN_GEMM_V=3 "$SAN" --tool racecheck --error-exitcode 1 \
+    run racecheck 90 env CNN_GEMM_V=4 "$SAN" --tool racecheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
   fi
 fi

@@ -61,9 +61,11 @@ static cublasHandle_t blas;
 #endif
 
 /* ---- sgemm ---------------------------------------------------------------------------------- */
-static void test_sgemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta,
-                            int pad, int use_ws) {
-    int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+/* Leading dimensions = the matrices' widths plus pad_a, pad_b, pad_c. */
+static void test_sgemm_case_ld(int ta, int tb, int m, int n, int k, float alpha, float beta,
+                               int pad_a, int pad_b, int pad_c, int use_ws) {
+    int lda = (ta ? m : k) + pad_a, ldb = (tb ? k : n) + pad_b, ldc = n + pad_c;
+    int pad = pad_a || pad_b || pad_c;
     size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
     float *a = host_random(na, -1, 1), *b = host_random(nb, -1, 1), *c = host_random(nc, -1, 1);
     float *c_ref = host_alloc(nc * sizeof(float));
@@ -96,6 +98,11 @@ static void test_sgemm_case(int ta, int tb, int m, int n, int k, float alpha, fl
     if (dws) CK(cudaFree(dws));
 }
 
+static void test_sgemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta,
+                            int pad, int use_ws) {
+    test_sgemm_case_ld(ta, tb, m, n, k, alpha, beta, pad, pad, pad, use_ws);
+}
+
 static void test_sgemm(void) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
@@ -114,6 +121,16 @@ static void test_sgemm(void) {
             test_sgemm_case(ta, tb, 2111, 29, 300, 1.0f, 0.0f, 0, 1);
             test_sgemm_case(ta, tb, 67, 515, 129, 0.9f, 0.4f, 2, 1);
         }
+    /* GEMM version 4's vector loads need leading dimensions and K (N for B along n) that are
+     * multiples of 4: all four layouts, and a transposed A whose last group of 4 rows is
+     * partial (65 rows, lda 68: read element by element) */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            test_sgemm_case_ld(ta, tb, 68, 44, 132, 1.0f, 0.0f, 0, 0, 0, 1);
+            test_sgemm_case_ld(ta, tb, 2052, 32, 260, 1.0f, 0.0f, 0, 0, 0, 1);
+        }
+    test_sgemm_case_ld(1, 0, 65, 44, 132, 1.0f, 0.0f, 3, 0, 0, 1);
+    test_sgemm_case_ld(1, 1, 65, 44, 132, 1.0f, 0.0f, 3, 0, 0, 0);
     test_sgemm_case(0, 0, 1, 1, 1, 1.0f, 0.0f, 0, 0);
     test_sgemm_case(0, 0, 3, 4, 0, 1.0f, 0.5f, 0, 1); /* k = 0: C = beta*C */
     if (!quick) test_sgemm_case(0, 0, 100, 1024, 3136, 1.0f, 0.0f, 0, 1); /* dense1 forward */
@@ -199,6 +216,8 @@ static void test_dense(void) {
     test_dense_case(7, 13, 5, 1, 0, 1, 1);
     test_dense_case(37, 101, 66, 0, 1, 0, 0);
     test_dense_case(3, 300, 10, 1, 1, 1, 1);
+    test_dense_case(5, 64, 36, 1, 1, 1, 1); /* widths multiples of 4: version 4's vector loads */
+    test_dense_case(3, 300, 516, 1, 0, 1, 1);
     if (!quick) {
         test_dense_case(100, 3136, 1024, 1, 1, 1, 1); /* the model's dense layers */
         test_dense_case(100, 1024, 10, 1, 0, 1, 1);
@@ -317,6 +336,101 @@ static void test_conv(void) {
     test_conv_case(2, 9, 7, 3, 3, 4, 5, 2, 1, 1, 0, 0);                 /* odd, strided SAME */
     test_conv_case(3, 11, 10, 9, 3, 2, 7, 2, 3, 0, 1, 0);               /* odd, strided VALID */
     if (!quick) test_conv_case(100, 14, 14, 32, 5, 5, 64, 1, 1, 1, 1, 1); /* conv2, batch 100 */
+}
+
+/* ---- GEMM version 4 vs 3 -------------------------------------------------------------------- */
+/* Version 4 loads 16-byte vectors where the operands allow (kernels/gemm_cuda.cuh, VEC) and
+ * changes nothing else: every conv and dense output bitwise equal to version 3's, on the same
+ * inputs (the model's convs and dense layers all take the vector path). */
+static float *conv_pass_output(int pass, const Conv2dShape *cs, size_t *bytes) {
+    size_t nx = (size_t)cs->n * cs->h * cs->w * cs->c, nw = (size_t)cs->kh * cs->kw * cs->c * cs->k;
+    size_t ny = (size_t)cs->n * cs->oh * cs->ow * cs->k;
+    rng_state = 99; /* the same inputs for both versions */
+    float *x = host_random(nx, -1, 1), *w = host_random(nw, -0.2f, 0.2f);
+    float *b = host_random((size_t)cs->k, -0.5f, 0.5f), *dy = host_random(ny, -1, 1);
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(w, nw * 4);
+    float *dB = dev_upload(b, (size_t)cs->k * 4), *dDY = dev_upload(dy, ny * 4);
+    size_t wsf = conv2d_workspace_floats_cuda(cs);
+    float *ws = wsf ? dev_poisoned(wsf * 4) : NULL;
+    size_t outn = pass == 0 ? ny : pass == 1 ? nx : nw + (size_t)cs->k;
+    float *dOut = dev_poisoned(outn * 4);
+    if (pass == 0) CK(conv2d_forward_cuda(cs, dX, dW, dB, dOut, 1, ws, wsf, 0));
+    else if (pass == 1) CK(conv2d_backward_data_cuda(cs, dDY, dW, dOut, ws, wsf, 0));
+    else CK(conv2d_backward_filter_cuda(cs, dX, dDY, dOut, dOut + nw, ws, wsf, 0));
+    float *got = dev_download(dOut, outn * 4);
+    *bytes = outn * 4;
+    free(x); free(w); free(b); free(dy);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dOut));
+    if (ws) CK(cudaFree(ws));
+    return got;
+}
+
+static float *dense_pass_output(int pass, int n, int in, int out, size_t *bytes) {
+    rng_state = 98;
+    float *x = host_random((size_t)n * in, -1, 1), *w = host_random((size_t)in * out, -0.2f, 0.2f);
+    float *b = host_random((size_t)out, -0.5f, 0.5f), *dy = host_random((size_t)n * out, -1, 1);
+    float *dX = dev_upload(x, (size_t)n * in * 4), *dW = dev_upload(w, (size_t)in * out * 4);
+    float *dB = dev_upload(b, (size_t)out * 4), *dDY = dev_upload(dy, (size_t)n * out * 4);
+    size_t wsf = dense_workspace_floats_cuda(n, in, out);
+    float *ws = wsf ? dev_poisoned(wsf * 4) : NULL;
+    size_t ny = (size_t)n * out, ndx = (size_t)n * in, ndw = (size_t)in * out;
+    size_t outn = pass == 0 ? ny : ndx + ndw + (size_t)out;
+    float *dOut = dev_poisoned(outn * 4);
+    if (pass == 0) CK(dense_forward_cuda(n, in, out, dX, dW, dB, dOut, 1, ws, wsf, 0));
+    else CK(dense_backward_cuda(n, in, out, dX, dW, dDY, dOut, dOut + ndx, dOut + ndx + ndw, ws,
+                                wsf, 0));
+    float *got = dev_download(dOut, outn * 4);
+    *bytes = outn * 4;
+    free(x); free(w); free(b); free(dy);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dOut));
+    if (ws) CK(cudaFree(ws));
+    return got;
+}
+
+/* One op under versions 3 and 4: conv (cs) or dense (n, in, out); pass 0 fwd, 1 bwd data (dense:
+ * the whole backward), 2 bwd filter. */
+static void gemm_v3_v4_bits(const char *what, int pass, const Conv2dShape *cs, int n, int in,
+                            int out) {
+    float *got[2];
+    size_t bytes = 0;
+    for (int v = 0; v < 2; v++) {
+        setenv("CNN_GEMM_V", v ? "4" : "3", 1);
+        got[v] = cs ? conv_pass_output(pass, cs, &bytes) : dense_pass_output(pass, n, in, out, &bytes);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "GEMM v4 == v3: %s", what);
+    check_equal_bytes(name, got[1], got[0], bytes);
+    free(got[0]);
+    free(got[1]);
+}
+
+static void test_gemm_v4_bits(void) {
+    const char *saved = getenv("CNN_GEMM_V");
+    char *keep = saved ? strdup(saved) : NULL;
+    uint64_t rng_keep = rng_state;
+    Conv2dShape c2, c1, odd;
+    conv2d_shape_init(&c2, quick ? 2 : 100, 14, 14, 32, 5, 5, 64, 1, 1, 1); /* conv2 */
+    conv2d_shape_init(&c1, quick ? 2 : 100, 28, 28, 1, 5, 5, 32, 1, 1, 1);  /* conv1 */
+    conv2d_shape_init(&odd, 3, 9, 7, 3, 3, 4, 5, 2, 1, 1);
+    const char *pass_name[3] = {"fwd", "bwd data", "bwd filter"};
+    for (int p = 0; p < 3; p++) {
+        char what[64];
+        snprintf(what, sizeof what, "conv2 %s", pass_name[p]);
+        gemm_v3_v4_bits(what, p, &c2, 0, 0, 0);
+        snprintf(what, sizeof what, "conv1 %s", pass_name[p]);
+        gemm_v3_v4_bits(what, p, &c1, 0, 0, 0);
+        snprintf(what, sizeof what, "odd conv %s", pass_name[p]);
+        gemm_v3_v4_bits(what, p, &odd, 0, 0, 0);
+    }
+    int n1 = quick ? 3 : 100, in1 = quick ? 300 : 3136, out1 = quick ? 516 : 1024;
+    gemm_v3_v4_bits("dense1 fwd", 0, NULL, n1, in1, out1);
+    gemm_v3_v4_bits("dense1 bwd", 1, NULL, n1, in1, out1);
+    gemm_v3_v4_bits("odd dense fwd", 0, NULL, 7, 45, 13);
+    gemm_v3_v4_bits("odd dense bwd", 1, NULL, 7, 45, 13);
+    rng_state = rng_keep;
+    if (keep) setenv("CNN_GEMM_V", keep, 1);
+    else unsetenv("CNN_GEMM_V");
+    free(keep);
 }
 
 /* ---- max pooling ---------------------------------------------------------------------------- */
@@ -958,10 +1072,11 @@ int main(int argc, char **argv) {
 #endif
     /* The GEMM-shaped ops under each GEMM version (kernels/gemm_cuda.cuh, CNN_GEMM_V): 1 = the
      * first GPU run's kernel, 2 = double-buffered, 3 = double-buffered with version 3's tiles
-     * (the default). CNN_GEMM_V set in the environment: that version only (the sanitizer runs). */
+     * (the default), 4 = version 3 with vector loads. CNN_GEMM_V set in the
+     * environment: that version only (the sanitizer runs). */
     const char *gemm_env = getenv("CNN_GEMM_V");
     char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
-    int v_first = 1, v_last = 3;
+    int v_first = 1, v_last = 4;
     if (gemm_env && *gemm_env) v_first = v_last = atoi(gemm_env);
     for (int v = v_first; v <= v_last; v++) {
         char vs[16];
@@ -975,24 +1090,27 @@ int main(int argc, char **argv) {
         test_backend_fused();
 #endif
     }
-    if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
-    else unsetenv("CNN_GEMM_V");
-    free(gemm_keep);
     /* Forced tiles and split-K counts (CNN_GEMM_TILE, CNN_GEMM_SPLITS: what the benchmark's
      * tile sweep sets): the 128x128 tile (8x8 per thread, split B columns) that no default
      * picks yet, with the automatic and a forced split count, and a tall tile on wide outputs. */
-    static const char *forced[][2] = {{"128x128", ""}, {"128x128", "5"}, {"256x32", "2"}};
+    static const char *forced[][3] = {{"128x128", "", "3"}, {"128x128", "5", "4"},
+                                      {"256x32", "2", "4"}, {"64x32", "3", "4"}};
     for (size_t f = 0; f < sizeof forced / sizeof forced[0]; f++) {
         setenv("CNN_GEMM_TILE", forced[f][0], 1);
         setenv("CNN_GEMM_SPLITS", forced[f][1], 1);
-        printf("---- forced GEMM tile %s, splits %s\n", forced[f][0],
-               *forced[f][1] ? forced[f][1] : "auto");
+        setenv("CNN_GEMM_V", forced[f][2], 1);
+        printf("---- forced GEMM tile %s, splits %s, version %s\n", forced[f][0],
+               *forced[f][1] ? forced[f][1] : "auto", forced[f][2]);
         test_sgemm();
         test_dense();
         test_conv();
     }
     unsetenv("CNN_GEMM_TILE");
     unsetenv("CNN_GEMM_SPLITS");
+    if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
+    else unsetenv("CNN_GEMM_V");
+    free(gemm_keep);
+    test_gemm_v4_bits();
     printf("---- the rest\n");
     /* Max-pool versions (CNN_POOL_V, kernels/maxpool.cu): 1 = 64-bit indices (the first GPU
      * run), 2 = 32-bit forward, 3 = 32-bit forward and backward (the default); all bitwise

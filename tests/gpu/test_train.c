@@ -2,7 +2,9 @@
  *
  * 200 steps (batch 100, Adam 1e-3, dropout 0.4, shuffled resident data, seed 1234) on the CPU,
  * on our CUDA kernels in three settings, and on cuDNN/cuBLAS:
- *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=1), GEMM version 3
+ *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=1), GEMM version 4,
+ *                max-pool version 3 (Adam and cross-entropy: their defaults, version 2)
+ *   cuda gemm3   the defaults with GEMM version 3 (version 4 without its vector loads)
  *   cuda gemm2   fused entries, GEMM version 2 (CNN_GEMM_V=2: double-buffered, version 1 tiles)
  *   cuda gemm1   fused entries, GEMM version 1 (the first GPU run's GEMM kernel)
  *   cuda run1    no fused entries, GEMM version 1, max-pool version 1 (CNN_POOL_V=1): the step
@@ -15,7 +17,8 @@
  *     the per-step difference is printed, not checked: see below);
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; 200 single-step calls == one call replaying the
- *     captured graph 200 times; gemm2 == gemm1 (double buffering changes no arithmetic);
+ *     captured graph 200 times; cuda == gemm3 (vector loads change no arithmetic); gemm2 ==
+ *     gemm1 (double buffering changes no arithmetic);
  *     gemm1 == run1 (the fused entries do the unfused arithmetic; the pool versions the same).
  *
  * Why not 1e-3 at every step: training is chaotic. The GEMMs sum in a different order on the GPU
@@ -218,20 +221,22 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
-    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "3", "2"};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "1", "3", "2"};
+    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "3"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "1", "4", "3"};
+    const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "3"};
     const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2"};
     const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2"};
     const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1"};
-    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "3", "2"};
+    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "3"};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
-    float *gemm2 = calloc(steps, 4);
-    if (!cpu || !cuda || !cuda2 || !gemm2 || !gemm1 || !run1 || !cudnn) return 1;
+    float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4);
+    if (!cpu || !cuda || !cuda2 || !gemm3 || !gemm2 || !gemm1 || !run1 || !cudnn) return 1;
 
     double acc_cpu = train_losses(&cpu_v, steps, cpu);
     double acc_cuda = train_losses(&cuda_v, steps, cuda);
     train_losses(&cuda_v, steps, cuda2);
+    train_losses(&gemm3_v, steps, gemm3);
     train_losses(&gemm2_v, steps, gemm2);
     double acc_gemm1 = train_losses(&gemm1_v, steps, gemm1);
     double acc_run1 = train_losses(&run1_v, steps, run1);
@@ -255,6 +260,8 @@ int main(int argc, char **argv) {
     compare("cuda run1", run1, cpu, steps, acc_run1, acc_cpu);
     compare("cudnn", cudnn, cpu, steps, acc_cudnn, acc_cpu);
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
+    check_equal_bytes("cuda (GEMM 4) == gemm3 (losses, bitwise)", gemm3, cuda,
+                      steps * sizeof(float));
     check_equal_bytes("cuda gemm2 == gemm1 (losses, bitwise)", gemm2, gemm1,
                       steps * sizeof(float));
     check_equal_bytes("cuda gemm1 fused == run1 unfused (bitwise)", run1, gemm1,
@@ -270,7 +277,7 @@ int main(int argc, char **argv) {
     } else {
         printf("PASS cuda loss falls (%.4f -> %.4f)\n", cuda[0], cuda[steps - 1]);
     }
-    free(cpu); free(cuda); free(cuda2); free(gemm2); free(gemm1); free(run1); free(cudnn);
+    free(cpu); free(cuda); free(cuda2); free(gemm3); free(gemm2); free(gemm1); free(run1); free(cudnn);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
