@@ -106,7 +106,8 @@ static double time_us(RunFn run, void *arg, int lib) {
 
 /* --sweep: every tile x split count for each GEMM-shaped op instead of the library table. */
 static int sweep_mode = 0;
-static const char *const SWEEP_TILES[] = {"64x64", "128x64", "128x32", "64x32", "256x32", "128x128"};
+static const char *const SWEEP_TILES[] = {"64x64",  "128x64", "128x32", "64x32",
+                                           "256x32", "128x128", "256x64"};
 static const char *const SWEEP_SPLITS[] = {"1", "2", "3", "4", "6", "8"};
 enum { SWEEP_MAX_SPLITS = 8 };
 

@@ -62,6 +62,9 @@ using Tile256x32 = Tile<256, 32, 8, 4>;
  * says where it pays. Its B columns are split in two halves (see col_of) so that the vector
  * reads of a quarter-warp hit distinct banks. */
 using Tile128x128 = Tile<128, 128, 8, 8, 1>;
+/* 256x64 at 8x8 (forced only, like 128x128): the 8x8 micro-tile for 64-column outputs (conv2's
+ * forward and filter gradient). */
+using Tile256x64 = Tile<256, 64, 8, 8, 1>;
 
 /* The column inside the block tile of a thread's j-th output (tx = its column group): TN
  * consecutive columns, or for TN == 8 two runs of 4, BN/2 apart (eight consecutive threads'
@@ -333,17 +336,20 @@ static inline int gemm_version(void) {
     return 4;
 }
 
-enum TileKind { TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32, TILE_256x32, TILE_128x128 };
+enum TileKind {
+    TILE_64x64, TILE_128x64, TILE_128x32, TILE_64x32, TILE_256x32, TILE_128x128, TILE_256x64
+};
 
 /* CNN_GEMM_TILE forces one tile for every GEMM (the benchmarks' tile sweep; read at every
- * launch): 64 or 64x64, 128x64, 128x32, 64x32, 256x32, 128x128. Returns 0 when unset. */
+ * launch): 64 or 64x64, 128x64, 128x32, 64x32, 256x32, 128x128, 256x64. Returns 0 when
+ * unset. */
 static inline int forced_tile(TileKind *t) {
     const char *v = getenv("CNN_GEMM_TILE");
     if (!v || !*v) return 0;
     static const struct { const char *name; TileKind kind; } names[] = {
         {"64", TILE_64x64},     {"64x64", TILE_64x64},   {"128x64", TILE_128x64},
         {"128x32", TILE_128x32}, {"64x32", TILE_64x32},   {"256x32", TILE_256x32},
-        {"128x128", TILE_128x128}};
+        {"128x128", TILE_128x128}, {"256x64", TILE_256x64}};
     for (const auto &n : names)
         if (strcmp(v, n.name) == 0) {
             *t = n.kind;
@@ -371,7 +377,7 @@ static inline TileKind choose_tile(int M, int N, int K) {
     return N <= 32 ? TILE_128x32 : TILE_128x64;
 }
 static inline int tile_rows(TileKind t) {
-    return t == TILE_64x64 || t == TILE_64x32 ? 64 : t == TILE_256x32 ? 256 : 128;
+    return t == TILE_64x64 || t == TILE_64x32 ? 64 : t == TILE_256x32 || t == TILE_256x64 ? 256 : 128;
 }
 static inline int tile_cols(TileKind t) {
     return t == TILE_128x32 || t == TILE_64x32 || t == TILE_256x32 ? 32
@@ -458,6 +464,9 @@ static cudaError_t launch(int M, int N, int K, ALoad a, BLoad b, Store st, float
     case TILE_128x128:
         return launch_tile<Tile128x128, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
                                                             stream);
+    case TILE_256x64:
+        return launch_tile<Tile256x64, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
+                                                           stream);
     case TILE_256x32:
         return launch_tile<Tile256x32, A_K_FAST, B_N_FAST>(M, N, K, a, b, st, ws, ws_floats,
                                                            stream);

@@ -1094,7 +1094,8 @@ int main(int argc, char **argv) {
      * tile sweep sets): the 128x128 tile (8x8 per thread, split B columns) that no default
      * picks yet, with the automatic and a forced split count, and a tall tile on wide outputs. */
     static const char *forced[][3] = {{"128x128", "", "3"}, {"128x128", "5", "4"},
-                                      {"256x32", "2", "4"}, {"64x32", "3", "4"}};
+                                      {"256x32", "2", "4"}, {"64x32", "3", "4"},
+                                      {"256x64", "", "4"}};
     for (size_t f = 0; f < sizeof forced / sizeof forced[0]; f++) {
         setenv("CNN_GEMM_TILE", forced[f][0], 1);
         setenv("CNN_GEMM_SPLITS", forced[f][1], 1);
