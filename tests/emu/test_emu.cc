@@ -1,0 +1,103 @@
+/* test_emu.cc: the emulator's own claims (cuda_emu.h), checked on tiny kernels:
+ *   - every thread of every block runs once, with its own threadIdx/blockIdx;
+ *   - __syncthreads() orders shared-memory writes before reads (a correct reduction is exact);
+ *   - a read of shared memory that another thread writes without a barrier between them (a
+ *     race) gives results that depend on the seeded thread order: some seeds differ;
+ *   - bad launch configurations fail as on a GPU (cudaErrorInvalidConfiguration, no run).
+ * Exit 0 when all hold. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda_common.cuh"
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const char *what) {
+    printf("%s %s\n", ok ? "PASS" : "FAIL", what);
+    if (!ok) failures++;
+}
+
+__global__ void coords_kernel(int *out) {
+    int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    out[t] += 1000 * (int)blockIdx.x + (int)threadIdx.x + 1;
+}
+
+/* Block sum through shared memory with barriers: exact for integers. */
+__global__ void reduce_kernel(const int *in, int *out) {
+    __shared__ int part[128];
+    part[threadIdx.x] = in[blockIdx.x * 128 + threadIdx.x];
+    __syncthreads();
+    for (int s = 64; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = part[0];
+}
+
+/* Racy: each thread writes its slot, then reads its neighbour's with no barrier between. */
+__global__ void racy_kernel(int *out) {
+    __shared__ int slot[64];
+    slot[threadIdx.x] = 0;
+    __syncthreads();
+    slot[threadIdx.x] = (int)threadIdx.x + 1;
+    out[threadIdx.x] = slot[(threadIdx.x + 1) % 64];
+}
+
+} /* namespace */
+
+int main() {
+    int *buf = NULL;
+    if (cudaMalloc((void **)&buf, 4096 * sizeof(int)) != cudaSuccess) return 1;
+
+    memset(buf, 0, 4096 * sizeof(int));
+    CNN_KERNEL(dim3(7), dim3(96), 0, coords_kernel)(buf);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int b = 0; b < 7; b++)
+        for (int t = 0; t < 96; t++) ok = ok && buf[b * 96 + t] == 1000 * b + t + 1;
+    check(ok, "every thread of 7 blocks x 96 runs once with its coordinates");
+
+    int in[512], sums[4];
+    for (int i = 0; i < 512; i++) in[i] = i * 7 - 300;
+    int *din = buf, *dout = buf + 1024;
+    memcpy(din, in, sizeof in);
+    bool exact = true;
+    for (int rep = 0; rep < 20; rep++) {
+        CNN_KERNEL(dim3(4), dim3(128), 0, reduce_kernel)(din, dout);
+        memcpy(sums, dout, sizeof sums);
+        for (int b = 0; b < 4; b++) {
+            int want = 0;
+            for (int i = 0; i < 128; i++) want += in[b * 128 + i];
+            exact = exact && sums[b] == want;
+        }
+    }
+    check(exact, "barrier-ordered shared-memory reduction exact in 20 shuffled runs");
+
+    /* The racy kernel under 20 thread orders: thread t reads its neighbour's new value if the
+     * neighbour ran first in this phase, else 0; with a shuffled order both happen. */
+    int first[64], now[64];
+    bool differs = false, stale = false, fresh = false;
+    for (int rep = 0; rep < 20; rep++) {
+        CNN_KERNEL(dim3(1), dim3(64), 0, racy_kernel)(buf);
+        memcpy(rep ? now : first, buf, sizeof first);
+        for (int t = 0; t < 64; t++) {
+            if (buf[t] == 0) stale = true;
+            if (buf[t] == (t + 1) % 64 + 1) fresh = true;
+            if (rep && now[t] != first[t]) differs = true;
+        }
+    }
+    check(differs && stale && fresh, "a shared-memory race gives order-dependent results");
+
+    CNN_KERNEL(dim3(1, 70000), dim3(32), 0, coords_kernel)(buf);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid.y > 65535 is refused");
+    CNN_KERNEL(dim3(1), dim3(2048), 0, coords_kernel)(buf);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block refused");
+    CNN_KERNEL(dim3(0), dim3(32), 0, coords_kernel)(buf);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid is refused");
+
+    cudaFree(buf);
+    printf("SUMMARY test_emu: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");
+    return failures ? 1 : 0;
+}
