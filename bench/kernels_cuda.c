@@ -2,7 +2,7 @@
  * (batch 100 and 1000): median time per call, TFLOP/s or GB/s, and our speed as a percentage of
  * the library's (100% = as fast; > 100% = faster).
  *
- * Timing: CUDA events around 20 back-to-back calls, 9 trials, the median trial / 20; three
+ * Timing: CUDA events around 20 back-to-back calls, 9 trials (--sweep: 10 calls, 5 trials), the median trial / calls; three
  * warm-up calls first (module load, cuDNN algorithm timing stays out). Inputs are random (never
  * zeros). Activations of these shapes fit in L2 (50-60 MB on H100/H200); both sides get that.
  * The library side is the whole op in our layout: the cuDNN conv includes the HWIO<->KRSC
@@ -81,15 +81,20 @@ static int cmp_float(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* --sweep: every tile x split count for each GEMM-shaped op instead of the library table
+ * (fewer calls per timing: ~300 timings). */
+static int sweep_mode = 0;
+
 /* Median microseconds per call. */
 static double time_us(RunFn run, void *arg, int lib) {
-    enum { CALLS = 20, TRIALS = 9 };
+    enum { MAX_TRIALS = 9 };
+    const int CALLS = sweep_mode ? 10 : 20, TRIALS = sweep_mode ? 5 : MAX_TRIALS;
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
     for (int i = 0; i < 3; i++) run(arg, lib);
     CK(cudaStreamSynchronize(stream));
-    float t[TRIALS];
+    float t[MAX_TRIALS];
     for (int r = 0; r < TRIALS; r++) {
         CK(cudaEventRecord(a, stream));
         for (int i = 0; i < CALLS; i++) run(arg, lib);
@@ -104,8 +109,6 @@ static double time_us(RunFn run, void *arg, int lib) {
     return 1000.0 * t[TRIALS / 2] / CALLS;
 }
 
-/* --sweep: every tile x split count for each GEMM-shaped op instead of the library table. */
-static int sweep_mode = 0;
 static const char *const SWEEP_TILES[] = {"64x64",  "128x64", "128x32", "64x32",
                                            "256x32", "128x128", "256x64"};
 static const char *const SWEEP_SPLITS[] = {"1", "2", "3", "4", "6", "8"};
