@@ -2,8 +2,8 @@
  * (batch 100 and 1000): median time per call, TFLOP/s or GB/s, and our speed as a percentage of
  * the library's (100% = as fast; > 100% = faster).
  *
- * Timing: CUDA events around 20 back-to-back calls, 9 trials (--sweep: 10 calls, 5 trials), the median trial / calls; three
- * warm-up calls first (module load, cuDNN algorithm timing stays out). Inputs are random (never
+ * Timing: CUDA events around 20 back-to-back calls, 9 trials (--sweep: 10 calls, 5 trials),
+ * the median trial / calls; three warm-up calls first (module load, cuDNN algorithm timing stays out). Inputs are random (never
  * zeros). Activations of these shapes fit in L2 (50-60 MB on H100/H200); both sides get that.
  * The library side is the whole op in our layout: the cuDNN conv includes the HWIO<->KRSC
  * filter transposes and the bias add; dense through cuBLAS includes the bias as a rank-1 update.

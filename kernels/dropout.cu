@@ -61,7 +61,7 @@ extern "C" cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t
                                              const float *relu_y, const float *dy, float *dx,
                                              cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    CNN_KERNEL(grid_for(n, 256), 256, stream, dropout_bwd_kernel)(n, dropout_scale(rate), mask, relu_y,
-                                                             dy, dx);
+    CNN_KERNEL(grid_for(n, 256), 256, stream, dropout_bwd_kernel)(
+        n, dropout_scale(rate), mask, relu_y, dy, dx);
     return launch_status();
 }

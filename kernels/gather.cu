@@ -40,9 +40,8 @@ extern "C" cudaError_t gather_batch_cuda(int batch, int example_size, int n_exam
         return cudaErrorInvalidValue;
     size_t total = (size_t)batch * example_size;
     if (total == 0) return cudaSuccess;
-    CNN_KERNEL(grid_for(total, 256), 256, stream, gather_kernel)(batch, example_size, n_examples,
-                                                            pixels, labels, perms, perm_slots,
-                                                            d_step, x, y);
+    CNN_KERNEL(grid_for(total, 256), 256, stream, gather_kernel)(
+        batch, example_size, n_examples, pixels, labels, perms, perm_slots, d_step, x, y);
     return launch_status();
 }
 

@@ -326,8 +326,9 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
  * tile rules in choose_tile (the default of GPU runs 2 and 3); 4 (the default) = version 3
  * with 16-byte vector loads wherever both operands allow them (gemm_kernel's VEC: 14-36% fewer
  * instructions in the main loops of conv2 and dense1 by the SASS, docs/gpu.md; not yet timed
- * on a GPU). Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a host getenv), so a test compares them in one process; a
- * captured graph keeps the version it was captured with. */
+ * on a GPU). Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a
+ * host getenv), so a test compares them in one process; a captured graph keeps the version it
+ * was captured with. */
 static inline int gemm_version(void) {
     const char *v = getenv("CNN_GEMM_V");
     if (v && strcmp(v, "1") == 0) return 1;
@@ -377,7 +378,8 @@ static inline TileKind choose_tile(int M, int N, int K) {
     return N <= 32 ? TILE_128x32 : TILE_128x64;
 }
 static inline int tile_rows(TileKind t) {
-    return t == TILE_64x64 || t == TILE_64x32 ? 64 : t == TILE_256x32 || t == TILE_256x64 ? 256 : 128;
+    if (t == TILE_64x64 || t == TILE_64x32) return 64;
+    return t == TILE_256x32 || t == TILE_256x64 ? 256 : 128;
 }
 static inline int tile_cols(TileKind t) {
     return t == TILE_128x32 || t == TILE_64x32 || t == TILE_256x32 ? 32
@@ -451,7 +453,8 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
             M, N, K, k_chunk, a, b, st, partial);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || splits == 1) return e;
-    CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel)(M, N, splits, ws, st);
+    CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel)(
+        M, N, splits, ws, st);
     return cudaGetLastError();
 }
 

@@ -106,11 +106,11 @@ extern "C" cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float 
     size_t total = (size_t)s->n * s->oh * s->ow * s->c;
     if (total == 0) return cudaSuccess;
     if (pool_version() == 1)
-        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_fwd_kernel<size_t>)(pool_geo(s), x, y,
-                                                                             argmax);
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_fwd_kernel<size_t>)(
+            pool_geo(s), x, y, argmax);
     else
-        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_fwd_kernel<unsigned>)(pool_geo(s), x, y,
-                                                                               argmax);
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_fwd_kernel<unsigned>)(
+            pool_geo(s), x, y, argmax);
     return launch_status();
 }
 

@@ -20,7 +20,8 @@ __device__ __forceinline__ void adam_element(float &w, float g, float &m, float 
 }
 
 /* The bias-corrected rate in float32 from beta^t, as the CPU twin. */
-__device__ __forceinline__ float adam_rate(float lr, float beta1, float beta2, const int64_t *d_step) {
+__device__ __forceinline__ float adam_rate(float lr, float beta1, float beta2,
+                                           const int64_t *d_step) {
     const float t = (float)(*d_step + 1);
     const float b1p = powf(beta1, t), b2p = powf(beta2, t);
     return lr * sqrtf(1.0f - b2p) / (1.0f - b1p);
@@ -92,11 +93,11 @@ extern "C" cudaError_t adam_update_cuda(size_t n, float *w, const float *g, floa
     const char *ver = getenv("CNN_ADAM_V");
     const bool aligned = (((uintptr_t)w | (uintptr_t)g | (uintptr_t)m | (uintptr_t)v) & 15) == 0;
     if (aligned && !(ver && strcmp(ver, "1") == 0)) {
-        CNN_KERNEL(grid_for((n + 15) / 16, 256), 256, stream, adam4_kernel)(n, w, g, m, v, lr, beta1,
-                                                                        beta2, eps, d_step);
+        CNN_KERNEL(grid_for((n + 15) / 16, 256), 256, stream, adam4_kernel)(
+            n, w, g, m, v, lr, beta1, beta2, eps, d_step);
     } else {
-        CNN_KERNEL(grid_for((n + 3) / 4, 256), 256, stream, adam_kernel)(n, w, g, m, v, lr, beta1,
-                                                                     beta2, eps, d_step);
+        CNN_KERNEL(grid_for((n + 3) / 4, 256), 256, stream, adam_kernel)(
+            n, w, g, m, v, lr, beta1, beta2, eps, d_step);
     }
     return launch_status();
 }
@@ -112,7 +113,8 @@ extern "C" cudaError_t momentum_update_cuda(size_t n, float *w, const float *g, 
                                             float lr, float momentum, int nesterov,
                                             cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
-    CNN_KERNEL(grid_for(n, 256), 256, stream, momentum_kernel)(n, w, g, vel, lr, momentum, nesterov);
+    CNN_KERNEL(grid_for(n, 256), 256, stream, momentum_kernel)(
+        n, w, g, vel, lr, momentum, nesterov);
     return launch_status();
 }
 

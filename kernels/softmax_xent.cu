@@ -190,9 +190,11 @@ extern "C" cudaError_t softmax_xent_forward_cuda(int n, int c, const float *logi
                                                  cudaStream_t stream) {
     if (n < 0 || c <= 0) return cudaErrorInvalidValue;
     if (xent_v2(c))
-        CNN_KERNEL(1, XENT2_THREADS, stream, xent2_kernel)(n, c, logits, labels, probs, loss, nullptr);
+        CNN_KERNEL(1, XENT2_THREADS, stream, xent2_kernel)(
+            n, c, logits, labels, probs, loss, nullptr);
     else
-        CNN_KERNEL(1, XENT_THREADS, stream, xent_kernel)(n, c, logits, labels, probs, loss, nullptr);
+        CNN_KERNEL(1, XENT_THREADS, stream, xent_kernel)(
+            n, c, logits, labels, probs, loss, nullptr);
     return launch_status();
 }
 
@@ -201,9 +203,11 @@ extern "C" cudaError_t softmax_xent_fused_cuda(int n, int c, const float *logits
                                                float *dlogits, cudaStream_t stream) {
     if (n < 0 || c <= 0 || !dlogits) return cudaErrorInvalidValue;
     if (xent_v2(c))
-        CNN_KERNEL(1, XENT2_THREADS, stream, xent2_kernel)(n, c, logits, labels, probs, loss, dlogits);
+        CNN_KERNEL(1, XENT2_THREADS, stream, xent2_kernel)(
+            n, c, logits, labels, probs, loss, dlogits);
     else
-        CNN_KERNEL(1, XENT_THREADS, stream, xent_kernel)(n, c, logits, labels, probs, loss, dlogits);
+        CNN_KERNEL(1, XENT_THREADS, stream, xent_kernel)(
+            n, c, logits, labels, probs, loss, dlogits);
     return launch_status();
 }
 
@@ -213,8 +217,8 @@ extern "C" cudaError_t softmax_xent_backward_cuda(int n, int c, const float *pro
     if (n < 0 || c <= 0) return cudaErrorInvalidValue;
     if (n == 0) return cudaSuccess;
     float scale = dloss / (float)n; /* as the CPU twin */
-    CNN_KERNEL(grid_for((size_t)n * c, 256), 256, stream, xent_bwd_kernel)(n, c, probs, labels, scale,
-                                                                      dlogits);
+    CNN_KERNEL(grid_for((size_t)n * c, 256), 256, stream, xent_bwd_kernel)(
+        n, c, probs, labels, scale, dlogits);
     return launch_status();
 }
 
