@@ -45,6 +45,21 @@ static inline int device_sm_count(void) {
     return cached;
 }
 
+/* The sum of every thread's v over one block of THREADS threads (a power of two), in a fixed
+ * tree order: deterministic. part is the block's __shared__ double[THREADS]; the result is
+ * valid in every thread after the call (which holds barriers: call it from all threads). */
+template <int THREADS>
+__device__ __forceinline__ double block_tree_sum(double *part, double v) {
+    static_assert((THREADS & (THREADS - 1)) == 0, "a power of two");
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = THREADS / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    return part[0];
+}
+
 /* Division by a run-time constant without the ~20-instruction integer divide: for 0 <= x < 2^31
  * and 1 <= d < 2^31, x / d = (x * mul) >> shift with l = ceil(log2 d), shift = 31 + l,
  * mul = ceil(2^shift / d) (< 2^32). Exact: mul*d - 2^shift = e < d <= 2^l, so x*e < 2^shift

@@ -18,13 +18,8 @@ __global__ void __launch_bounds__(MEAN_THREADS) mean_kernel(size_t n, const floa
     __shared__ double part[MEAN_THREADS];
     double s = 0.0;
     for (size_t i = threadIdx.x; i < n; i += MEAN_THREADS) s += (double)x[i];
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = MEAN_THREADS / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) y[0] = n ? (float)(part[0] / (double)n) : 0.0f;
+    const double sum = block_tree_sum<MEAN_THREADS>(part, s);
+    if (threadIdx.x == 0) y[0] = n ? (float)(sum / (double)n) : 0.0f;
 }
 
 __global__ void mean_bwd_kernel(size_t n, const float *dy, float *dx) {

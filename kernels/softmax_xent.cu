@@ -62,13 +62,8 @@ xent_kernel(int n, int c, const float *logits, const int32_t *labels, float *pro
             for (int j = 0; j < c; j++) d[j] = (p[j] - (j == label ? 1.0f : 0.0f)) * scale;
         }
     }
-    part[threadIdx.x] = total;
-    __syncthreads();
-    for (int s = XENT_THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) *loss = n > 0 ? (float)(part[0] / n) : 0.0f;
+    const double sum = block_tree_sum<XENT_THREADS>(part, total);
+    if (threadIdx.x == 0) *loss = n > 0 ? (float)(sum / n) : 0.0f;
 }
 
 /* Version 2 (CNN_XENT_V, the default for up to XENT2_MAXC classes): the same one-block
@@ -124,13 +119,8 @@ xent2_kernel(int n, int c, const float *__restrict__ logits, const int32_t *__re
                 if (j < c) d[j] = (p[j] - (j == label ? 1.0f : 0.0f)) * scale;
         }
     }
-    part[threadIdx.x] = total;
-    __syncthreads();
-    for (int s = XENT2_THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) *loss = n > 0 ? (float)(part[0] / n) : 0.0f;
+    const double sum = block_tree_sum<XENT2_THREADS>(part, total);
+    if (threadIdx.x == 0) *loss = n > 0 ? (float)(sum / n) : 0.0f;
 }
 
 /* CNN_XENT_V=1: version 1 for every class count; else version 2 up to XENT2_MAXC classes. */

@@ -14,6 +14,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
+from keras_mnist_model import build, dataset  # noqa: E402
+
 
 def main():
     path = sys.argv[1]
@@ -21,33 +23,8 @@ def main():
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    feats = {"image_raw": tf.io.FixedLenFeature([], tf.string),
-             "label": tf.io.FixedLenFeature([], tf.int64)}
-
-    def parse(rec):
-        ex = tf.io.parse_single_example(rec, feats)
-        img = tf.reshape(tf.cast(tf.io.decode_raw(ex["image_raw"], tf.uint8), tf.float32), [28, 28, 1])
-        return img, tf.cast(ex["label"], tf.int32)
-
-    ds = (tf.data.TFRecordDataset(path).map(parse).cache().shuffle(1000, seed=1)
-          .repeat().batch(100, drop_remainder=True).prefetch(2))
-    L = tf.keras.layers
-    model = tf.keras.Sequential([
-        tf.keras.Input((28, 28, 1), name="image_input"),
-        L.Conv2D(32, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(64, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Flatten(), L.Dense(1024, activation="relu"), L.Dropout(0.4),
-        L.Dense(10, activation="softmax")])
-    opt = tf.keras.optimizers.Adam(0.001, epsilon=1e-7)
-    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                model.trainable_variables))
-        return loss
+    ds = dataset(path).shuffle(1000, seed=1).repeat().batch(100, drop_remainder=True).prefetch(2)
+    _, _, step = build()
 
     it = iter(ds)
     for _ in range(5):
