@@ -358,6 +358,118 @@ static void bench_pool(const char *name, int n, int h, int w, int c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
 }
 
+/* ---- conv1 + ReLU + pool1, fused (kernels/conv2d_pool.cu) ---------------------------------- */
+/* The fused first layer against the library doing the same work (cuDNN conv + bias, ReLU,
+ * pooling; backward: pooling backward, ReLU backward, filter gradient) and against our own
+ * unfused kernels (the step with CNN_CUDA_FUSED=1). */
+typedef struct {
+    Conv2dShape cs;
+    Pool2dShape ps;
+    float *x, *w, *b, *conv, *dconv, *y, *dy, *dw, *db, *ws, *wtmp;
+    int32_t *argmax;
+    size_t ws_floats, lib_ws_bytes;
+    void *lib_ws;
+    Conv2dCudnn *plan;
+    cudnnPoolingDescriptor_t pd;
+    cudnnTensorDescriptor_t cd, yd;
+    int pass, unfused; /* pass 0 fwd, 1 bwd; unfused: our conv and pool kernels in sequence */
+} ConvPoolBench;
+
+static void run_conv_pool(void *arg, int lib) {
+    ConvPoolBench *c = arg;
+    const float one = 1.0f, zero = 0.0f;
+    const size_t nconv = (size_t)c->cs.n * c->cs.oh * c->cs.ow * c->cs.k;
+    if (!lib && !c->unfused) {
+        if (c->pass == 0)
+            CK(conv2d_relu_maxpool_forward_cuda(&c->cs, &c->ps, c->x, c->w, c->b, c->y, c->argmax,
+                                                stream));
+        else
+            CK(conv2d_relu_maxpool_backward_filter_cuda(&c->cs, &c->ps, c->x, c->y, c->argmax,
+                                                        c->dy, c->dw, c->db, c->ws, c->ws_floats,
+                                                        stream));
+    } else if (!lib) {
+        if (c->pass == 0) {
+            CK(conv2d_forward_cuda(&c->cs, c->x, c->w, c->b, c->conv, 1, c->ws, c->ws_floats,
+                                   stream));
+            CK(maxpool2d_forward_cuda(&c->ps, c->conv, c->y, c->argmax, stream));
+        } else {
+            CK(maxpool2d_backward_cuda(&c->ps, c->dy, c->argmax, c->conv, c->dconv, stream));
+            CK(conv2d_backward_filter_cuda(&c->cs, c->x, c->dconv, c->dw, c->db, c->ws,
+                                           c->ws_floats, stream));
+        }
+    } else if (c->pass == 0) {
+        CKDNN(conv2d_forward_cudnn(dnn, c->plan, c->x, c->w, c->b, c->conv, c->wtmp, c->lib_ws,
+                                   c->lib_ws_bytes));
+        CKDNN(relu_forward_cudnn(dnn, nconv, c->conv, c->conv));
+        CKDNN(cudnnPoolingForward(dnn, c->pd, &one, c->cd, c->conv, &zero, c->yd, c->y));
+    } else {
+        CKDNN(cudnnPoolingBackward(dnn, c->pd, &one, c->yd, c->y, c->yd, c->dy, c->cd, c->conv,
+                                   &zero, c->cd, c->dconv));
+        CKDNN(relu_backward_cudnn(dnn, nconv, c->conv, c->dconv, c->dconv));
+        CKDNN(conv2d_backward_filter_cudnn(dnn, c->plan, c->x, c->dconv, c->dw, c->db, c->wtmp,
+                                           c->lib_ws, c->lib_ws_bytes));
+    }
+}
+
+static void bench_conv_pool(int n) {
+    if (sweep_mode) return; /* no GEMM tiles to sweep */
+    ConvPoolBench c;
+    memset(&c, 0, sizeof c);
+    conv2d_shape_init(&c.cs, n, 28, 28, 1, 5, 5, 32, 1, 1, 1);
+    pool2d_shape_init(&c.ps, n, 28, 28, 32, 2, 2, 2, 2, 1);
+    const size_t nx = (size_t)n * 28 * 28, nconv = nx * 32, ny = nconv / 4, nw = 25 * 32;
+    c.x = dev_random(nx, 0, 255, 12); /* raw pixels, as the model takes them */
+    c.w = dev_random(nw, -0.1f, 0.1f, 13);
+    c.b = dev_random(32, -0.1f, 0.1f, 14);
+    c.dy = dev_random(ny, -1, 1, 15);
+    c.conv = dev_alloc(nconv * 4);
+    c.dconv = dev_alloc(nconv * 4);
+    c.y = dev_alloc(ny * 4);
+    c.argmax = dev_alloc(ny * 4);
+    c.dw = dev_alloc(nw * 4);
+    c.db = dev_alloc(32 * 4);
+    c.wtmp = dev_alloc(nw * 4);
+    c.ws_floats = conv2d_relu_maxpool_workspace_floats_cuda(&c.cs, &c.ps);
+    if (conv2d_workspace_floats_cuda(&c.cs) > c.ws_floats)
+        c.ws_floats = conv2d_workspace_floats_cuda(&c.cs);
+    c.ws = dev_alloc(c.ws_floats * 4);
+    char err[256];
+    c.plan = conv2d_cudnn_create(dnn, &c.cs, 1, (size_t)256 << 20, err, sizeof err);
+    if (!c.plan) {
+        fprintf(stderr, "cudnn plan: %s\n", err);
+        exit(1);
+    }
+    c.lib_ws_bytes = conv2d_cudnn_workspace_bytes(c.plan);
+    c.lib_ws = dev_alloc(c.lib_ws_bytes);
+    CKDNN(cudnnCreatePoolingDescriptor(&c.pd));
+    CKDNN(cudnnSetPooling2dDescriptor(c.pd, CUDNN_POOLING_MAX_DETERMINISTIC, CUDNN_NOT_PROPAGATE_NAN,
+                                      2, 2, 0, 0, 2, 2));
+    CKDNN(cudnnCreateTensorDescriptor(&c.cd));
+    CKDNN(cudnnCreateTensorDescriptor(&c.yd));
+    CKDNN(cudnnSetTensor4dDescriptor(c.cd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, 32, 28, 28));
+    CKDNN(cudnnSetTensor4dDescriptor(c.yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, 32, 14, 14));
+    const double flops = 2.0 * nconv * 25.0; /* the conv's, as in the unfused rows */
+    /* The forward first: the backward rows read its y and argmax. */
+    report("conv1+relu+pool1 fwd fused", n, run_conv_pool, &c, flops, 1, "cuDNN x3");
+    c.unfused = 1;
+    report("conv1+relu+pool1 fwd ours unfused", n, run_conv_pool, &c, flops, 1, NULL);
+    c.unfused = 0;
+    c.pass = 1;
+    CK(conv2d_relu_maxpool_forward_cuda(&c.cs, &c.ps, c.x, c.w, c.b, c.y, c.argmax, stream));
+    report("conv1+pool1 bwd filter fused", n, run_conv_pool, &c, flops, 1, "cuDNN x3");
+    c.unfused = 1;
+    CK(conv2d_forward_cuda(&c.cs, c.x, c.w, c.b, c.conv, 1, c.ws, c.ws_floats, stream));
+    report("conv1+pool1 bwd ours unfused", n, run_conv_pool, &c, flops, 1, NULL);
+    printf("|   (cuDNN algorithms conv1: %s) |\n", conv2d_cudnn_algos(c.plan));
+    conv2d_cudnn_destroy(c.plan);
+    cudnnDestroyPoolingDescriptor(c.pd);
+    cudnnDestroyTensorDescriptor(c.cd);
+    cudnnDestroyTensorDescriptor(c.yd);
+    void *bufs[] = {c.x, c.w, c.b, c.conv, c.dconv, c.y, c.argmax, c.dy, c.dw, c.db, c.wtmp,
+                    c.ws, c.lib_ws};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
+}
+
 /* ---- elementwise and the rest --------------------------------------------------------------- */
 typedef struct {
     size_t n;
@@ -518,6 +630,7 @@ int main(int argc, char **argv) {
         bench_conv("conv2 14x14x32->64", n, 14, 14, 32, 64, 1);
         bench_pool("pool1 28x28x32", n, 28, 28, 32);
         bench_pool("pool2 14x14x64", n, 14, 14, 64);
+        bench_conv_pool(n);
         bench_dense("dense1 3136->1024", n, 3136, 1024, 1);
         bench_dense("dense2 1024->10", n, 1024, 10, 0);
         if (!sweep_mode) bench_rest(n);

@@ -1,6 +1,7 @@
 /* bench_step_cuda: the whole training step (gather, forward, loss, backward, Adam) through the
- * model API on the GPU: our kernels (`ours-cuda`: the defaults; `-gemm3`: the defaults with GEMM
- * version 3; `-run3`: the step of GPU runs 2 and 3 (GEMM version 3, max-pool version 2, Adam and
+ * model API on the GPU: our kernels (`ours-cuda`: the defaults; `-fused1`: the defaults without
+ * the first layer's fused conv + ReLU + max pool (CNN_CUDA_FUSED=1); `-gemm3`: that with GEMM
+ * version 3 (session 3's defaults before vector loads); `-run3`: the step of GPU runs 2 and 3 (GEMM version 3, max-pool version 2, Adam and
  * cross-entropy version 1); `-run1`: unfused, GEMM version 1,
  * max-pool version 1: the step of the first GPU run; see CNN_CUDA_FUSED, CNN_GEMM_V,
  * CNN_POOL_V, CNN_ADAM_V, CNN_XENT_V in docs/gpu.md) and
@@ -111,7 +112,8 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
-        const Engine engines[] = {{"ours-cuda", DEVICE_CUDA, "1", "4", "3", "2", "2"},
+        const Engine engines[] = {{"ours-cuda", DEVICE_CUDA, "2", "4", "3", "2", "2"},
+                                  {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "3", "2", "2"},
                                   {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2"},
                                   {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1"},
                                   {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1"},

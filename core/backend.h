@@ -174,6 +174,19 @@ struct Backend {
     void (*softmax_xent_fused)(Backend *be, int n, int c, const float *logits,
                                const int32_t *labels, float *probs, float *loss, float *dlogits);
 
+    /* A first layer's conv (with its ReLU) and the max pool after it, as one op (kernels.h's
+     * conv2d_relu_maxpool_*): the conv output is never stored. core records it only where the
+     * conv's input x takes no gradient; cs->k = ps->c, ps's input is the conv's output. Both
+     * entries or neither. Forward: y and argmax as maxpool2d_forward over max(conv + b, 0).
+     * Backward: dw and db (db may be NULL) from the pooled gradient dy; ws as the conv entries'. */
+    void (*conv2d_relu_maxpool_forward)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
+                                        const float *x, const float *w, const float *b, float *y,
+                                        int32_t *argmax);
+    void (*conv2d_relu_maxpool_backward_filter)(Backend *be, const Conv2dShape *cs,
+                                                const Pool2dShape *ps, const float *x,
+                                                const float *y, const int32_t *argmax,
+                                                const float *dy, float *dw, float *db, float *ws);
+
     /* ---- optional: run many steps as one captured graph ------------------------------------ */
     /* Runs step_fn(arg) `steps` times. step_fn only issues backend entries, and for a given
      * `key` it issues exactly the same entries with the same arguments every time (values that

@@ -328,6 +328,30 @@ static void cu_softmax_xent_fused(Backend *be, int n, int cls, const float *logi
                 "softmax_xent_fused_cuda");
 }
 
+/* The first layer's conv + ReLU + max pool (kernels/conv2d_pool.cu): the same forward bits as
+ * cu_conv2d_relu_forward + cu_maxpool2d_forward, the filter gradient to 1e-5 of the unfused
+ * maxpool2d_relu_backward + conv2d_backward_filter (test_kernels). */
+static void cu_conv2d_relu_maxpool_forward(Backend *be, const Conv2dShape *cs,
+                                           const Pool2dShape *ps, const float *x, const float *w,
+                                           const float *b, float *y, int32_t *argmax) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, conv2d_relu_maxpool_forward_cuda(cs, ps, x, w, b, y, argmax, c->stream),
+                "conv2d_relu_maxpool_forward_cuda");
+}
+
+static void cu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShape *cs,
+                                                   const Pool2dShape *ps, const float *x,
+                                                   const float *y, const int32_t *argmax,
+                                                   const float *dy, float *dw, float *db,
+                                                   float *ws) {
+    CudaCtx *c = CTX(be);
+    (void)ws;
+    cuda_record(c,
+                conv2d_relu_maxpool_backward_filter_cuda(cs, ps, x, y, argmax, dy, dw, db, c->ws,
+                                                         c->ws_floats, c->stream),
+                "conv2d_relu_maxpool_backward_filter_cuda");
+}
+
 /* ---- graph capture ------------------------------------------------------------------------ */
 /* CNN_CUDA_VERBOSE=1: prints what one captured step holds (the launches per step). */
 static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
@@ -353,7 +377,10 @@ static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
     const char *gemm = getenv("CNN_GEMM_V");
     fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu nodes = %zu "
             "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name,
-            be->conv2d_relu_forward ? "fused" : "unfused", gemm && *gemm ? gemm : "3", key, n, kernels, memsets, memcpys, other);
+            be->conv2d_relu_maxpool_forward ? "fused 2"
+            : be->conv2d_relu_forward       ? "fused 1"
+                                            : "unfused",
+            gemm && *gemm ? gemm : "4", key, n, kernels, memsets, memcpys, other);
 }
 
 /* Captures one call of step_fn into an executable graph; NULL (with the reason in `why`) when
@@ -500,15 +527,22 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     be->u8_to_float = cu_u8_to_float;
     be->step_increment = cu_step_increment;
     be->gather_batch = cu_gather_batch;
-    /* CNN_CUDA_FUSED=0: no fused entries, core issues the unfused sequences (the step verified
-     * in the first GPU run: 7 launches and 7 passes over activations more per step). */
+    /* CNN_CUDA_FUSED: 0 = no fused entries, core issues the unfused sequences (the step verified
+     * in the first GPU run: 7 launches and 7 passes over activations more per step); 1 = the
+     * ReLU/dropout/cross-entropy fusions (GPU runs 2 and 3); 2 (the default) = those and the
+     * first layer's conv + ReLU + max pool (kernels/conv2d_pool.cu). */
     const char *fused = getenv("CNN_CUDA_FUSED");
-    if (!(fused && strcmp(fused, "0") == 0)) {
+    const int fuse = fused && strcmp(fused, "0") == 0 ? 0 : fused && strcmp(fused, "1") == 0 ? 1 : 2;
+    if (fuse >= 1) {
         be->conv2d_relu_forward = cu_conv2d_relu_forward;
         be->dense_relu_forward = cu_dense_relu_forward;
         be->maxpool2d_relu_backward = cu_maxpool2d_relu_backward;
         be->dropout_relu_backward = cu_dropout_relu_backward;
         be->softmax_xent_fused = cu_softmax_xent_fused;
+    }
+    if (fuse >= 2) {
+        be->conv2d_relu_maxpool_forward = cu_conv2d_relu_maxpool_forward;
+        be->conv2d_relu_maxpool_backward_filter = cu_conv2d_relu_maxpool_backward_filter;
     }
     /* CNN_CUDA_GRAPHS=0: eager steps (for comparison and debugging). */
     const char *graphs = getenv("CNN_CUDA_GRAPHS");

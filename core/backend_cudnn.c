@@ -257,5 +257,7 @@ Backend *backend_cudnn_create(char *err, size_t errlen) {
     be->maxpool2d_relu_backward = NULL;
     be->dropout_relu_backward = NULL;
     be->softmax_xent_fused = NULL;
+    be->conv2d_relu_maxpool_forward = NULL;
+    be->conv2d_relu_maxpool_backward_filter = NULL;
     return be;
 }

@@ -146,6 +146,18 @@ static int build_network(Model *m, char *err, size_t errlen) {
             int ws[4] = {l->size, l->size, h->shape[3], l->units};
             Tensor *w = add_param(m, name, "kernel", 4, ws);
             Tensor *b = add_param(m, name, "bias", 1, &l->units);
+            /* conv, relu, maxpool on the model's input (the first layer): one op where the
+             * backend has the fused entries (the conv output is never stored). */
+            const LayerSpec *pool = fuse_relu && li + 2 < m->spec.n &&
+                                            m->spec.layers[li + 2].kind == LAYER_MAXPOOL
+                                        ? &m->spec.layers[li + 2]
+                                        : NULL;
+            if (pool &&
+                (next = op_conv2d_relu_maxpool(t, h, w, b, l->stride, l->same, pool->size,
+                                               pool->stride, pool->same)) != NULL) {
+                li++; /* the max pool (the ReLU is skipped below) */
+                break;
+            }
             next = op_conv2d(t, h, w, b, l->stride, l->same, fuse_relu);
             break;
         }

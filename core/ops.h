@@ -13,6 +13,12 @@
 /* y[N,OH,OW,K] = conv(x, w) + b (b may be NULL); same: TF "SAME" padding, else "VALID".
  * relu != 0: y = max(that, 0), the layer's ReLU fused (tape.h: how its backward is folded). */
 Tensor *op_conv2d(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same, int relu);
+/* A first layer: conv2d (relu = 1) and then op_maxpool2d, as one op on a backend with the
+ * conv2d_relu_maxpool entries (backend.h): the conv output is never stored. x must take no
+ * gradient (the model's input). NULL when the backend lacks the entries, x requires a gradient,
+ * or the shapes do not fit: the caller then records the two ops. */
+Tensor *op_conv2d_relu_maxpool(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same,
+                               int pool, int pool_stride, int pool_same);
 /* Max pooling with a kh x kw window (TF's MaxPool; argmax saved for backward). */
 Tensor *op_maxpool2d(Tape *t, Tensor *x, int kh, int kw, int stride, int same);
 /* y[N,out] = x[N,in] * w[in,out] + b[out] (b may be NULL); relu != 0: max(that, 0). */

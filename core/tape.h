@@ -64,6 +64,7 @@ struct TapeOp {
     union {
         Conv2dShape conv;
         Pool2dShape pool;
+        struct { Conv2dShape conv; Pool2dShape pool; } conv_pool;
         struct { int in, out; } dense;
         struct { float rate; int index; } dropout;
         struct { int classes; } softmax;

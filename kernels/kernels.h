@@ -88,6 +88,26 @@ void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *
 /* dx = 0 everywhere, then dx[argmax[i]] += dy[i]. */
 void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax, float *dx);
 
+/* ---- conv + ReLU + max pool, fused (kernels/conv2d_pool.c) --------------------------------- *
+ * A network's first layer, whose input x takes no gradient: conv (cs) + bias, ReLU, then max
+ * pooling (ps, over the conv's output: ps->n,h,w,c = cs->n,oh,ow,k). The conv's output is
+ * never stored, and its filter gradient needs no dy of the conv's size: only the pooled
+ * windows' winners take a gradient, and a winner passes the ReLU iff the pooled value is > 0.
+ *
+ * Forward: y[N,PH,PW,K] and argmax exactly as maxpool2d_forward over max(conv(x,w)+b, 0)
+ * (argmax: flat index into the conv output [N,OH,OW,K]; the first maximum on ties). Each conv
+ * value is the GEMM's sum: acc = 0, then acc = fmaf(x_t, w_t, acc) over the taps t = (kh,kw,c)
+ * in order (out-of-image taps read 0), then acc + b[k] (b may be NULL), so the CUDA twin gives
+ * the same bits as conv2d_forward_cuda + maxpool2d_forward_cuda. */
+void conv2d_relu_maxpool_forward(const Conv2dShape *cs, const Pool2dShape *ps, const float *x,
+                                 const float *w, const float *b, float *y, int32_t *argmax);
+/* Backward, from dy = dL/dy of the pooled output: g[o] = y[o] > 0 ? dy[o] : 0 goes to the conv
+ * position argmax[o], so dw[t,k] = sum_o g[o] * x[tap t of argmax[o]], db[k] = sum_o g[o]
+ * (db may be NULL). Summed in double in output order (the CUDA twin's order differs). */
+void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShape *ps,
+                                         const float *x, const float *y, const int32_t *argmax,
+                                         const float *dy, float *dw, float *db);
+
 /* ---- dense (fully connected) and GEMM ----------------------------------------------------- */
 /* Row-major SGEMM: C[M,N] = alpha * op(A) * op(B) + beta * C.
  * op(A) is A[M,K] (lda >= K) or, with trans_a, A stored [K,M] (lda >= M); likewise B. */

@@ -60,6 +60,23 @@ cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float *x, float *
 cudaError_t maxpool2d_backward_cuda(const Pool2dShape *s, const float *dy, const int32_t *argmax,
                                     const float *relu_x, float *dx, cudaStream_t stream);
 
+/* ---- conv + ReLU + max pool, fused (a first layer: x takes no gradient) -------------------- */
+/* As conv2d_relu_maxpool_forward (kernels.h): the same bits as conv2d_forward_cuda (relu) +
+ * maxpool2d_forward_cuda, without the conv output. */
+cudaError_t conv2d_relu_maxpool_forward_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
+                                             const float *x, const float *w, const float *b,
+                                             float *y, int32_t *argmax, cudaStream_t stream);
+/* dw, db (db may be NULL) from the pooled gradient dy, the pooled y and the argmax. Partial sums
+ * per chunk of pooled positions go to ws, then are added in chunk order (deterministic); ws must
+ * hold at least one chunk's taps*K + K floats (cudaErrorInvalidValue otherwise), and
+ * conv2d_relu_maxpool_workspace_floats_cuda() floats let it use as many chunks as it wants. */
+cudaError_t conv2d_relu_maxpool_backward_filter_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
+                                                     const float *x, const float *y,
+                                                     const int32_t *argmax, const float *dy,
+                                                     float *dw, float *db, float *ws,
+                                                     size_t ws_floats, cudaStream_t stream);
+size_t conv2d_relu_maxpool_workspace_floats_cuda(const Conv2dShape *cs, const Pool2dShape *ps);
+
 /* ---- dense and GEMM ------------------------------------------------------------------------- */
 /* Row-major SGEMM as kernels.h's sgemm (beta == 0: C is not read). FP32 FMA, no TF32. */
 cudaError_t sgemm_cuda(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,

@@ -15,6 +15,7 @@
 #include "core/backend.h"
 #include "core/ops.h"
 #include "core/tape.h"
+#include "kernels/kernels.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
 #include "support/gradcheck.h"
@@ -390,6 +391,99 @@ START_TEST(test_relu_fusion_same_bits) {
 }
 END_TEST
 
+/* The first layer's fused conv + ReLU + max pool op (op_conv2d_relu_maxpool) against the two
+ * ops it replaces, through a small network and its loss at a batch below the tape's: the same
+ * loss and gradients (the fused filter gradient sums in another order: 1e-5). The CPU backend
+ * has no fused entries (its im2col GEMM path stays); here they are the kernels/ CPU twins. */
+static void cpu_conv_pool_forward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
+                                  const float *x, const float *w, const float *b, float *y,
+                                  int32_t *argmax) {
+    (void)be;
+    conv2d_relu_maxpool_forward(cs, ps, x, w, b, y, argmax);
+}
+
+static void cpu_conv_pool_backward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
+                                   const float *x, const float *y, const int32_t *argmax,
+                                   const float *dy, float *dw, float *db, float *ws) {
+    (void)be;
+    (void)ws;
+    conv2d_relu_maxpool_backward_filter(cs, ps, x, y, argmax, dy, dw, db);
+}
+
+typedef struct {
+    Backend *be;
+    Tape t;
+    Tensor *in[4];
+    Tensor *loss;
+} PoolNet;
+
+static void pool_net(PoolNet *f, int fused) {
+    char err[256];
+    f->be = backend_cpu_create();
+    Tape *t = &f->t;
+    tape_init(t, f->be, 4, 9);
+    int xs[4] = {4, 9, 8, 1}, ws[4] = {3, 3, 1, 5}, bs = 5, w2[2] = {100, 10}, b2 = 10, n = 4;
+    Tensor *x = tape_tensor(t, DT_F32, 4, xs, 1);
+    const int *shapes[4] = {ws, &bs, w2, &b2};
+    int ranks[4] = {4, 1, 2, 1};
+    for (int i = 0; i < 4; i++) {
+        f->in[i] = tape_tensor(t, DT_F32, ranks[i], shapes[i], 0);
+        f->in[i]->requires_grad = 1;
+    }
+    Tensor *labels = tape_tensor(t, DT_I32, 1, &n, 1);
+    /* Without the backend entries, or on an input that takes a gradient: refused. */
+    ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
+    Tensor *h;
+    if (fused) {
+        f->be->conv2d_relu_maxpool_forward = cpu_conv_pool_forward;
+        f->be->conv2d_relu_maxpool_backward_filter = cpu_conv_pool_backward;
+        x->requires_grad = 1;
+        ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
+        x->requires_grad = 0;
+        h = op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1);
+        ck_assert_ptr_nonnull(h);
+    } else {
+        h = op_maxpool2d(t, op_conv2d(t, x, f->in[0], f->in[1], 1, 1, 1), 2, 2, 2, 1);
+    }
+    ck_assert_int_eq(h->shape[1] * h->shape[2] * h->shape[3], 100);
+    f->loss = op_softmax_xent(t, op_dense(t, op_flatten(t, h), f->in[2], f->in[3], 0), labels);
+    ck_assert_ptr_nonnull(f->loss);
+    ck_assert_int_eq(tape_commit(t, err, sizeof err), 0);
+    float *v = malloc(x->count * sizeof(float));
+    test_fill_uniform(v, x->count, -1.0f, 1.0f, 5, 99);
+    for (size_t i = 0; i < x->count; i += 3) v[i] = 0.0f; /* blank pixels: ties */
+    f->be->upload(f->be, x->data, v, x->count * sizeof(float));
+    free(v);
+    for (int i = 0; i < 4; i++) {
+        v = malloc(f->in[i]->count * sizeof(float));
+        test_fill_uniform(v, f->in[i]->count, -0.5f, 0.5f, 5, (uint64_t)i);
+        f->be->upload(f->be, f->in[i]->data, v, f->in[i]->count * sizeof(float));
+        free(v);
+    }
+    int32_t lab[4] = {4, 0, 7, 9};
+    f->be->upload(f->be, labels->data, lab, sizeof lab);
+    t->n = 3; /* a smaller last batch */
+    tape_forward(t, 0, t->n_ops);
+    tape_backward(t);
+}
+
+START_TEST(test_conv_relu_maxpool_fused_op) {
+    PoolNet ref, f;
+    pool_net(&ref, 0);
+    pool_net(&f, 1);
+    ck_assert_int_eq(f.t.n_ops, ref.t.n_ops - 1);
+    ck_assert(test_max_scaled_diff(f.loss->data, ref.loss->data, 1, 1e-7, 1e-6, NULL) <= 1);
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(test_max_scaled_diff(f.in[i]->grad, ref.in[i]->grad, ref.in[i]->count,
+                                           1e-6, 1e-5, NULL) <= 1,
+                      "gradient of parameter %d differs", i);
+    tape_free(&f.t);
+    f.be->destroy(f.be);
+    tape_free(&ref.t);
+    ref.be->destroy(ref.be);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("core_ops");
     TCase *tc = tcase_create("gradients");
@@ -406,6 +500,7 @@ int main(void) {
     tcase_add_test(tc, test_shared_weights_small_batch);
     tcase_add_test(tc, test_tensor_two_paths);
     tcase_add_test(tc, test_relu_fusion_same_bits);
+    tcase_add_test(tc, test_conv_relu_maxpool_fused_op);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -488,6 +488,107 @@ static void test_pool(void) {
     test_pool_case(1, 5, 5, 2, 2, 2, 1, 0);                 /* odd: padded last row/col */
 }
 
+/* ---- conv + ReLU + max pool, fused (kernels/conv2d_pool.cu) ------------------------------- */
+/* Inputs like a first layer's: a third of the pixels exactly 0 (MNIST's background), biases of
+ * both signs, so windows tie (at 0 after the ReLU, and at the bias over blank patches) and the
+ * first-maximum rule matters. Checks: the forward bitwise against the CPU twin and against our
+ * unfused conv2d_forward_cuda (relu) + maxpool2d_forward_cuda; the filter gradient against the
+ * CPU twin and against the unfused maxpool2d_backward_cuda (relu mask) +
+ * conv2d_backward_filter_cuda, both at TOL_MATH: the CPU sums in double, the GPU in float per
+ * chunk of 64 pooled positions, then chunks in order (error ~sqrt(positions)*2^-24 of the
+ * terms' scale); then with scratch for one chunk only (the whole sum in one block). */
+static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int stride, int same,
+                                int pk, int pstride, int psame) {
+    Conv2dShape cs;
+    conv2d_shape_init(&cs, n, h, w, c, ks, ks, k, stride, stride, same);
+    Pool2dShape ps;
+    pool2d_shape_init(&ps, n, cs.oh, cs.ow, k, pk, pk, pstride, pstride, psame);
+    const size_t nx = (size_t)n * h * w * c, nw = (size_t)ks * ks * c * k;
+    const size_t nconv = (size_t)n * cs.oh * cs.ow * k, ny = (size_t)n * ps.oh * ps.ow * k;
+    float *x = host_random(nx, -1, 1), *wt = host_random(nw, -0.3f, 0.3f);
+    float *b = host_random((size_t)k, -0.2f, 0.2f), *dy = host_random(ny, -1, 1);
+    for (size_t i = 0; i < nx; i++)
+        if (rng_u64() % 3 == 0) x[i] = 0.0f;
+    float *y = host_alloc(ny * 4), *dw = host_alloc(nw * 4), *db = host_alloc((size_t)k * 4);
+    int32_t *am = host_alloc(ny * 4);
+    conv2d_relu_maxpool_forward(&cs, &ps, x, wt, b, y, am);
+    conv2d_relu_maxpool_backward_filter(&cs, &ps, x, y, am, dy, dw, db);
+
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(wt, nw * 4), *dB = dev_upload(b, k * 4);
+    float *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4), *dY2 = dev_poisoned(ny * 4);
+    int32_t *dAM = dev_poisoned(ny * 4), *dAM2 = dev_poisoned(ny * 4);
+    float *dConv = dev_poisoned(nconv * 4), *dDConv = dev_poisoned(nconv * 4);
+    float *dDW = dev_poisoned(nw * 4), *dDB = dev_poisoned(k * 4);
+    float *dDW2 = dev_poisoned(nw * 4), *dDB2 = dev_poisoned(k * 4);
+    size_t ws_floats = conv2d_relu_maxpool_workspace_floats_cuda(&cs, &ps);
+    size_t gemm_ws = conv2d_workspace_floats_cuda(&cs);
+    if (gemm_ws > ws_floats) ws_floats = gemm_ws;
+    float *dWS = dev_poisoned(ws_floats * 4);
+    CK(conv2d_relu_maxpool_forward_cuda(&cs, &ps, dX, dW, dB, dY, dAM, 0));
+    CK(conv2d_forward_cuda(&cs, dX, dW, dB, dConv, 1, dWS, ws_floats, 0));
+    CK(maxpool2d_forward_cuda(&ps, dConv, dY2, dAM2, 0));
+    char tag[96], what[160];
+    snprintf(tag, sizeof tag, "%dx%dx%dx%d %dx%dx%d s%d %s pool %d/%d %s", n, h, w, c, ks, ks, k,
+             stride, same ? "SAME" : "VALID", pk, pstride, psame ? "SAME" : "VALID");
+    void *g = dev_download(dY, ny * 4), *g2 = dev_download(dY2, ny * 4);
+    snprintf(what, sizeof what, "conv+pool fwd y %s", tag);
+    check_equal_bytes(what, g, y, ny * 4);
+    snprintf(what, sizeof what, "conv+pool fwd y == unfused %s", tag);
+    check_equal_bytes(what, g, g2, ny * 4);
+    free(g); free(g2);
+    g = dev_download(dAM, ny * 4);
+    g2 = dev_download(dAM2, ny * 4);
+    snprintf(what, sizeof what, "conv+pool fwd argmax %s", tag);
+    check_equal_bytes(what, g, am, ny * 4);
+    snprintf(what, sizeof what, "conv+pool fwd argmax == unfused %s", tag);
+    check_equal_bytes(what, g, g2, ny * 4);
+    free(g); free(g2);
+
+    CK(conv2d_relu_maxpool_backward_filter_cuda(&cs, &ps, dX, dY, dAM, dDY, dDW, dDB, dWS,
+                                                ws_floats, 0));
+    CK(maxpool2d_backward_cuda(&ps, dDY, dAM2, dConv, dDConv, 0));
+    CK(conv2d_backward_filter_cuda(&cs, dX, dDConv, dDW2, dDB2, dWS, ws_floats, 0));
+    float *gw = dev_download(dDW, nw * 4), *gb = dev_download(dDB, k * 4);
+    float *gw2 = dev_download(dDW2, nw * 4), *gb2 = dev_download(dDB2, k * 4);
+    snprintf(what, sizeof what, "conv+pool bwd dw %s", tag);
+    check_close(what, gw, dw, nw, TOL_MATH);
+    snprintf(what, sizeof what, "conv+pool bwd db %s", tag);
+    check_close(what, gb, db, (size_t)k, TOL_MATH);
+    snprintf(what, sizeof what, "conv+pool bwd dw vs unfused %s", tag);
+    check_close(what, gw, gw2, nw, TOL_MATH);
+    snprintf(what, sizeof what, "conv+pool bwd db vs unfused %s", tag);
+    check_close(what, gb, gb2, (size_t)k, TOL_MATH);
+    free(gw); free(gb); free(gw2); free(gb2);
+    /* Scratch for one chunk: every pooled position in one block. */
+    const size_t one_row = nw + (size_t)k;
+    CK(cudaMemset(dDW, 0xFF, nw * 4));
+    CK(conv2d_relu_maxpool_backward_filter_cuda(&cs, &ps, dX, dY, dAM, dDY, dDW, NULL, dWS,
+                                                one_row, 0));
+    gw = dev_download(dDW, nw * 4);
+    snprintf(what, sizeof what, "conv+pool bwd dw, one chunk, no db %s", tag);
+    check_close(what, gw, dw, nw, TOL_MATH);
+    free(gw);
+    check_count++;
+    if (conv2d_relu_maxpool_backward_filter_cuda(&cs, &ps, dX, dY, dAM, dDY, dDW, dDB, dWS,
+                                                 one_row - 1, 0) != cudaErrorInvalidValue) {
+        check_failures++;
+        printf("FAIL conv+pool bwd with too little scratch is not refused %s\n", tag);
+    }
+    free(x); free(wt); free(b); free(dy); free(y); free(dw); free(db); free(am);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
+    CK(cudaFree(dY2)); CK(cudaFree(dAM)); CK(cudaFree(dAM2)); CK(cudaFree(dConv));
+    CK(cudaFree(dDConv)); CK(cudaFree(dDW)); CK(cudaFree(dDB)); CK(cudaFree(dDW2));
+    CK(cudaFree(dDB2)); CK(cudaFree(dWS));
+}
+
+static void test_conv_pool(void) {
+    test_conv_pool_case(quick ? 2 : 7, 28, 28, 1, 5, 32, 1, 1, 2, 2, 1); /* MNIST's conv1 */
+    test_conv_pool_case(3, 9, 7, 2, 3, 37, 1, 1, 3, 2, 1);  /* two channel groups, overlap */
+    test_conv_pool_case(2, 11, 10, 3, 4, 5, 2, 0, 2, 2, 0); /* strided VALID conv */
+    test_conv_pool_case(2, 8, 9, 3, 5, 6, 1, 1, 2, 2, 1);   /* 75 taps: three groups */
+    test_conv_pool_case(1, 5, 5, 1, 3, 4, 1, 1, 2, 2, 1);   /* padded pool windows */
+}
+
 /* ---- relu, dropout -------------------------------------------------------------------------- */
 static void test_relu(void) {
     size_t n = quick ? 1001 : 1000003;
@@ -1127,6 +1228,7 @@ int main(int argc, char **argv) {
     if (pool_keep) setenv("CNN_POOL_V", pool_keep, 1);
     else unsetenv("CNN_POOL_V");
     free(pool_keep);
+    test_conv_pool();
     test_relu();
     test_dropout();
     test_softmax();

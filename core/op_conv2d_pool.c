@@ -1,0 +1,61 @@
+/* op_conv2d_pool.c: a first layer's conv + ReLU + max pool as one op (NHWC x HWIO -> the pooled
+ * NHWC output), on the backend's conv2d_relu_maxpool entries: the conv output [N,OH,OW,K] is
+ * never stored, and the filter gradient is taken from the pooled gradient and the argmax
+ * (saved[0], int32 indices into that virtual conv output). */
+#include "core/ops.h"
+
+static void conv_pool_fwd(Tape *t, TapeOp *op) {
+    Conv2dShape cs = op->p.conv_pool.conv;
+    Pool2dShape ps = op->p.conv_pool.pool;
+    cs.n = ps.n = t->n;
+    t->be->conv2d_relu_maxpool_forward(t->be, &cs, &ps, tensor_f32(op->in[0]),
+                                       tensor_f32(op->in[1]),
+                                       op->n_in > 2 ? tensor_f32(op->in[2]) : NULL,
+                                       tensor_f32(op->out), tensor_i32(op->saved[0]));
+}
+
+static void conv_pool_bwd(Tape *t, TapeOp *op) {
+    Conv2dShape cs = op->p.conv_pool.conv;
+    Pool2dShape ps = op->p.conv_pool.pool;
+    cs.n = ps.n = t->n;
+    /* x takes no gradient (checked when recorded); the parameters always do. */
+    if (op->dx[1])
+        t->be->conv2d_relu_maxpool_backward_filter(
+            t->be, &cs, &ps, tensor_f32(op->in[0]), tensor_f32(op->out),
+            tensor_i32(op->saved[0]), op->out->grad, op->dx[1], op->n_in > 2 ? op->dx[2] : NULL,
+            t->ws);
+}
+
+static const OpDef CONV2D_RELU_MAXPOOL = {"conv2d_relu_maxpool", conv_pool_fwd, conv_pool_bwd,
+                                          NULL};
+
+Tensor *op_conv2d_relu_maxpool(Tape *t, Tensor *x, Tensor *w, Tensor *b, int stride, int same,
+                               int pool, int pool_stride, int pool_same) {
+    if (!t->be->conv2d_relu_maxpool_forward || !t->be->conv2d_relu_maxpool_backward_filter)
+        return NULL;
+    if (!x || !w || x->rank != 4 || w->rank != 4 || w->shape[2] != x->shape[3] ||
+        x->requires_grad)
+        return NULL;
+    if (b && (b->rank != 1 || b->shape[0] != w->shape[3])) return NULL;
+    Conv2dShape cs;
+    conv2d_shape_init(&cs, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0],
+                      w->shape[1], w->shape[3], stride, stride, same);
+    if (cs.oh <= 0 || cs.ow <= 0) return NULL;
+    Pool2dShape ps;
+    pool2d_shape_init(&ps, cs.n, cs.oh, cs.ow, cs.k, pool, pool, pool_stride, pool_stride,
+                      pool_same);
+    if (ps.oh <= 0 || ps.ow <= 0) return NULL;
+    /* The argmax indexes the conv output with an int32. */
+    if ((size_t)cs.n * cs.oh * cs.ow * cs.k >= ((size_t)1 << 31)) return NULL;
+    int shape[4] = {ps.n, ps.oh, ps.ow, ps.c};
+    Tensor *y = tape_tensor(t, DT_F32, 4, shape, 1);
+    Tensor *argmax = tape_tensor(t, DT_I32, 4, shape, 1);
+    Tensor *in[3] = {x, w, b};
+    TapeOp *op = y && argmax ? tape_record(t, &CONV2D_RELU_MAXPOOL, y, b ? 3 : 2, in) : NULL;
+    if (!op) return NULL;
+    op->saved[0] = argmax;
+    op->p.conv_pool.conv = cs;
+    op->p.conv_pool.pool = ps;
+    tape_need_workspace(t, t->be->conv2d_workspace_floats(t->be, &cs));
+    return y;
+}

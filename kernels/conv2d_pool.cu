@@ -1,0 +1,346 @@
+/* conv2d_pool.cu: a first layer's conv + bias + ReLU + max pool on the GPU, the twin of
+ * kernels/conv2d_pool.c (semantics in kernels.h). The conv output [N,OH,OW,K] is never
+ * stored: the forward computes each pooled window's conv values in registers, the backward
+ * takes the filter gradient straight from the pooled gradient and the argmax.
+ *
+ * Why: in the unfused step the MNIST model's conv1 writes 100 x 28 x 28 x 32 floats (10 MB at
+ * batch 100), max-pool reads them, the pool backward writes a gradient of that size and the
+ * filter-gradient GEMM reduces over all 78,400 positions of it, three quarters of them zeros
+ * (the pool's losers). Here only the winners are read: a quarter of the filter-gradient work,
+ * none of the 10 MB passes.
+ *
+ * Threads: lane = output channel k (32 per warp, so y/argmax/dy accesses are coalesced and the
+ * warp's lanes read the same x pixel: a broadcast), warps walk pooled positions. Per thread a
+ * group of up to 32 taps (kh,kw,c) lives in registers: the forward's weights w[t][k], the
+ * backward's accumulators dw[t][k], and the taps' offsets in x. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda_common.cuh"
+#include "kernels/kernels_cuda.h"
+
+namespace {
+
+constexpr int WARPS = 4;           /* 128 threads: ~90 registers each, 4-5 blocks per SM */
+constexpr int THREADS = WARPS * 32;
+constexpr int TAPS = 32;           /* taps per register group */
+
+struct Geo {
+    int n, h, w, c, kh, kw, k, sh, sw, pt, pl, oh, ow; /* the conv */
+    int pkh, pkw, psh, psw, ppt, ppl, ph, pw;           /* the pool over the conv output */
+    int taps;                                           /* kh * kw * c */
+    FastDiv d_pw, d_ph, d_k, d_ow, d_oh;
+};
+
+Geo geo_of(const Conv2dShape *cs, const Pool2dShape *ps) {
+    Geo g;
+    g.n = cs->n; g.h = cs->h; g.w = cs->w; g.c = cs->c; g.kh = cs->kh; g.kw = cs->kw;
+    g.k = cs->k; g.sh = cs->stride_h; g.sw = cs->stride_w; g.pt = cs->pad_top;
+    g.pl = cs->pad_left; g.oh = cs->oh; g.ow = cs->ow;
+    g.pkh = ps->kh; g.pkw = ps->kw; g.psh = ps->stride_h; g.psw = ps->stride_w;
+    g.ppt = ps->pad_top; g.ppl = ps->pad_left; g.ph = ps->oh; g.pw = ps->ow;
+    g.taps = cs->kh * cs->kw * cs->c;
+    g.d_pw = FastDiv(ps->ow); g.d_ph = FastDiv(ps->oh); g.d_k = FastDiv(cs->k);
+    g.d_ow = FastDiv(cs->ow); g.d_oh = FastDiv(cs->oh);
+    return g;
+}
+
+bool shapes_ok(const Conv2dShape *cs, const Pool2dShape *ps) {
+    return cs->n >= 0 && cs->h > 0 && cs->w > 0 && cs->c > 0 && cs->kh > 0 && cs->kw > 0 &&
+           cs->k > 0 && cs->stride_h > 0 && cs->stride_w > 0 && cs->oh > 0 && cs->ow > 0 &&
+           cs->pad_top >= 0 && cs->pad_left >= 0 &&
+           ps->n == cs->n && ps->h == cs->oh && ps->w == cs->ow && ps->c == cs->k &&
+           ps->kh > 0 && ps->kw > 0 && ps->stride_h > 0 && ps->stride_w > 0 && ps->oh > 0 &&
+           ps->ow > 0 && ps->pad_top >= 0 && ps->pad_left >= 0 && ps->pad_top < ps->kh &&
+           ps->pad_left < ps->kw &&
+           /* 32-bit indices: the argmax into the conv output is an int32 */
+           (size_t)cs->n * cs->oh * cs->ow * cs->k < (1ull << 31) &&
+           (size_t)cs->n * cs->h * cs->w * cs->c < (1ull << 31);
+}
+
+/* The taps t0 .. t0+31 of one register group, walked in order (c fastest, then kw, then kh):
+ * off = the tap's offset from the window origin's pixel in x, (kh, kw) for the padding test. */
+struct TapWalk {
+    int off, kh, kw, c;
+    __device__ __forceinline__ void start(const Geo &g, int t) {
+        c = t % g.c;
+        kw = t / g.c % g.kw;
+        kh = t / g.c / g.kw;
+        off = (kh * g.w + kw) * g.c + c;
+    }
+    __device__ __forceinline__ void next(const Geo &g) {
+        off++;
+        if (++c == g.c) {
+            c = 0;
+            if (++kw == g.kw) {
+                kw = 0;
+                kh++;
+                off += (g.w - g.kw) * g.c;
+            }
+        }
+    }
+};
+
+/* The window origin of a conv output position and whether all its taps are inside x. */
+struct Origin {
+    int ih0, iw0;
+    bool interior;
+};
+__device__ __forceinline__ Origin origin_of(const Geo &g, int oh, int ow) {
+    Origin o;
+    o.ih0 = oh * g.sh - g.pt;
+    o.iw0 = ow * g.sw - g.pl;
+    o.interior = o.ih0 >= 0 && o.ih0 + g.kh <= g.h && o.iw0 >= 0 && o.iw0 + g.kw <= g.w;
+    return o;
+}
+
+/* The conv value of channel k at one output position: acc = fmaf(x_t, w_t, acc) over the taps
+ * in order, as the GEMM (kernels/gemm_cuda.cuh) sums: an out-of-image tap is fmaf(0, w, acc),
+ * which leaves acc unchanged (acc starts at +0 and a sum is -0 only if both terms are), so it
+ * is skipped. REG: the weights (taps <= 32) are in wr, the tap offsets in off; else w is read
+ * per tap (any tap count, the slow path). */
+template <bool REG>
+__device__ __forceinline__ float conv_value(const Geo &g, const float *x, const float *w, int k,
+                                            const float (&wr)[TAPS], const int (&off)[TAPS],
+                                            int n, int oh, int ow) {
+    const Origin o = origin_of(g, oh, ow);
+    /* x[base + off]: base may be negative at the border, base + off of an inside tap is not */
+    const long long base = ((long long)(n * g.h + o.ih0) * g.w + o.iw0) * g.c;
+    float acc = 0.0f;
+    if (REG && o.interior) {
+#pragma unroll
+        for (int j = 0; j < TAPS; j++)
+            if (j < g.taps) acc = fmaf(x[base + off[j]], wr[j], acc);
+    } else if (REG) {
+        TapWalk t;
+        t.start(g, 0);
+#pragma unroll
+        for (int j = 0; j < TAPS; j++) {
+            if (j < g.taps) {
+                if ((unsigned)(o.ih0 + t.kh) < (unsigned)g.h &&
+                    (unsigned)(o.iw0 + t.kw) < (unsigned)g.w)
+                    acc = fmaf(x[base + t.off], wr[j], acc);
+                t.next(g);
+            }
+        }
+    } else {
+        TapWalk t;
+        t.start(g, 0);
+        for (int j = 0; j < g.taps; j++, t.next(g))
+            if (o.interior || ((unsigned)(o.ih0 + t.kh) < (unsigned)g.h &&
+                               (unsigned)(o.iw0 + t.kw) < (unsigned)g.w))
+                acc = fmaf(x[base + t.off], w[(size_t)j * g.k + k], acc);
+    }
+    return acc;
+}
+
+/* Forward: block = (a chunk of `per_block` pooled positions, a group of 32 channels). */
+template <bool REG>
+__global__ void __launch_bounds__(THREADS)
+conv_pool_fwd_kernel(Geo g, int per_block, const float *x, const float *w, const float *b,
+                     float *y, int32_t *argmax) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int k = blockIdx.y * 32 + lane;
+    if (k >= g.k) return; /* no barriers below */
+    float wr[TAPS];
+    int off[TAPS];
+    if (REG) {
+        TapWalk t;
+        t.start(g, 0);
+#pragma unroll
+        for (int j = 0; j < TAPS; j++) {
+            wr[j] = j < g.taps ? w[(size_t)j * g.k + k] : 0.0f;
+            off[j] = t.off;
+            t.next(g);
+        }
+    }
+    const float bias = b ? b[k] : 0.0f;
+    const int total = g.n * g.ph * g.pw;
+    const int p_end = min(total, (int)blockIdx.x * per_block + per_block);
+    for (int p = (int)blockIdx.x * per_block + warp; p < p_end; p += WARPS) {
+        int pw, ph;
+        const int n = g.d_ph.divmod(g.d_pw.divmod(p, &pw), &ph);
+        const int h0 = ph * g.psh - g.ppt, w0 = pw * g.psw - g.ppl;
+        const int hb = max(h0, 0), he = min(h0 + g.pkh, g.oh);
+        const int wb = max(w0, 0), we = min(w0 + g.pkw, g.ow);
+        float best = 0.0f;
+        int at = -1;
+        for (int oh = hb; oh < he; oh++)
+            for (int ow = wb; ow < we; ow++) {
+                float v = conv_value<REG>(g, x, w, k, wr, off, n, oh, ow);
+                if (b) v += bias;
+                v = v > 0.0f ? v : 0.0f; /* the GEMM epilogue's ReLU */
+                if (at < 0 || v > best) {
+                    best = v;
+                    at = ((n * g.oh + oh) * g.ow + ow) * g.k + k;
+                }
+            }
+        y[(size_t)p * g.k + k] = best;
+        argmax[(size_t)p * g.k + k] = at;
+    }
+}
+
+/* Backward, pass 1: block = (a chunk of pooled positions, 32 channels, 32 taps); each thread
+ * sums g * x over its warp's positions for its channel and taps, the warps' sums are added in
+ * warp order, and the chunk's partial sums go to partial[chunk][taps*K + K] (db after dw). */
+__global__ void __launch_bounds__(THREADS)
+conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y,
+                            const int32_t *argmax, const float *dy, float *partial) {
+    __shared__ float red[WARPS][TAPS + 1][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int k = blockIdx.y * 32 + lane, t0 = blockIdx.z * TAPS;
+    float acc[TAPS], accb = 0.0f;
+    int off[TAPS];
+    {
+        TapWalk t;
+        t.start(g, t0 < g.taps ? t0 : 0);
+#pragma unroll
+        for (int j = 0; j < TAPS; j++) {
+            acc[j] = 0.0f;
+            off[j] = t.off;
+            t.next(g);
+        }
+    }
+    const int total = g.n * g.ph * g.pw;
+    const int p_end = min(total, (int)blockIdx.x * per_block + per_block);
+    if (k < g.k) {
+        for (int p = (int)blockIdx.x * per_block + warp; p < p_end; p += WARPS) {
+            const size_t o = (size_t)p * g.k + k;
+            if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing at the winner */
+            const float gv = dy[o];
+            int ow, oh;
+            const int n = g.d_oh.divmod(g.d_ow.divmod(g.d_k.div(argmax[o]), &ow), &oh);
+            const Origin org = origin_of(g, oh, ow);
+            const long long base = ((long long)(n * g.h + org.ih0) * g.w + org.iw0) * g.c;
+            accb += gv;
+            if (org.interior) {
+#pragma unroll
+                for (int j = 0; j < TAPS; j++)
+                    if (t0 + j < g.taps) acc[j] = fmaf(gv, x[base + off[j]], acc[j]);
+            } else {
+                TapWalk t;
+                t.start(g, t0);
+#pragma unroll
+                for (int j = 0; j < TAPS; j++) {
+                    if (t0 + j < g.taps) {
+                        if ((unsigned)(org.ih0 + t.kh) < (unsigned)g.h &&
+                            (unsigned)(org.iw0 + t.kw) < (unsigned)g.w)
+                            acc[j] = fmaf(gv, x[base + t.off], acc[j]);
+                        t.next(g);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < TAPS; j++) red[warp][j][lane] = acc[j];
+    red[warp][TAPS][lane] = accb;
+    __syncthreads();
+    const size_t row = (size_t)g.taps * g.k + g.k;
+    float *out = partial + (size_t)blockIdx.x * row;
+    for (int e = threadIdx.x; e < (TAPS + 1) * 32; e += THREADS) {
+        const int j = e >> 5, l = e & 31, kk = blockIdx.y * 32 + l;
+        if (kk >= g.k) continue;
+        float s = 0.0f;
+        for (int v = 0; v < WARPS; v++) s += red[v][j][l];
+        if (j < TAPS) {
+            if (t0 + j < g.taps) out[(size_t)(t0 + j) * g.k + kk] = s;
+        } else if (blockIdx.z == 0) {
+            out[(size_t)g.taps * g.k + kk] = s;
+        }
+    }
+}
+
+/* Backward, pass 2: dw/db[e] = the chunks' partial sums in chunk order (warp v adds chunks
+ * v, v + 8, ..., then the 8 warps' sums in warp order): deterministic. */
+constexpr int REDUCE_WARPS = 8;
+__global__ void __launch_bounds__(REDUCE_WARPS * 32)
+conv_pool_reduce_kernel(int chunks, int dw_count, int k, const float *partial, float *dw,
+                        float *db) {
+    __shared__ float red[REDUCE_WARPS][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int row = dw_count + k, e = blockIdx.x * 32 + lane;
+    float s = 0.0f;
+    if (e < row)
+        for (int c = warp; c < chunks; c += REDUCE_WARPS) s += partial[(size_t)c * row + e];
+    red[warp][lane] = s;
+    __syncthreads();
+    if (warp == 0 && e < row) {
+        float t = 0.0f;
+        for (int v = 0; v < REDUCE_WARPS; v++) t += red[v][lane];
+        if (e < dw_count) dw[e] = t;
+        else if (db) db[e - dw_count] = t;
+    }
+}
+
+/* Pooled positions per backward block: 64 (16 per warp), more when that would make over 4
+ * blocks per SM of chunks (the reduce then reads less) or need more scratch than `ws_floats`. */
+int backward_per_block(const Conv2dShape *cs, const Pool2dShape *ps, size_t ws_floats) {
+    const long long total = (long long)ps->n * ps->oh * ps->ow;
+    const long long row = (long long)cs->kh * cs->kw * cs->c * cs->k + cs->k;
+    long long max_chunks = 4LL * device_sm_count();
+    if (row > 0 && (long long)(ws_floats / (size_t)row) < max_chunks)
+        max_chunks = (long long)(ws_floats / (size_t)row);
+    if (max_chunks < 1) max_chunks = 1;
+    long long per = 64;
+    if ((total + per - 1) / per > max_chunks) per = (total + max_chunks - 1) / max_chunks;
+    return (int)(per < 1 ? 1 : per);
+}
+
+} /* namespace */
+
+extern "C" size_t conv2d_relu_maxpool_workspace_floats_cuda(const Conv2dShape *cs,
+                                                            const Pool2dShape *ps) {
+    const size_t row = (size_t)cs->kh * cs->kw * cs->c * cs->k + cs->k;
+    const long long total = (long long)ps->n * ps->oh * ps->ow;
+    const int per = backward_per_block(cs, ps, (size_t)-1 / 2);
+    return (size_t)((total + per - 1) / per) * row;
+}
+
+extern "C" cudaError_t conv2d_relu_maxpool_forward_cuda(const Conv2dShape *cs,
+                                                        const Pool2dShape *ps, const float *x,
+                                                        const float *w, const float *b,
+                                                        float *y, int32_t *argmax,
+                                                        cudaStream_t stream) {
+    if (!shapes_ok(cs, ps)) return cudaErrorInvalidValue;
+    const int total = ps->n * ps->oh * ps->ow;
+    if (total == 0) return cudaSuccess;
+    /* 8 pooled positions per warp: each thread loads its weights once for them. */
+    const int per_block = WARPS * 8;
+    dim3 grid((unsigned)((total + per_block - 1) / per_block), (unsigned)((cs->k + 31) / 32));
+    if (grid.y > 65535u) return cudaErrorInvalidConfiguration;
+    const Geo g = geo_of(cs, ps);
+    if (g.taps <= TAPS)
+        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<true>)(g, per_block, x, w, b, y,
+                                                                     argmax);
+    else
+        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<false>)(g, per_block, x, w, b, y,
+                                                                      argmax);
+    return launch_status();
+}
+
+extern "C" cudaError_t conv2d_relu_maxpool_backward_filter_cuda(
+    const Conv2dShape *cs, const Pool2dShape *ps, const float *x, const float *y,
+    const int32_t *argmax, const float *dy, float *dw, float *db, float *ws, size_t ws_floats,
+    cudaStream_t stream) {
+    if (!shapes_ok(cs, ps)) return cudaErrorInvalidValue;
+    const Geo g = geo_of(cs, ps);
+    const int total = ps->n * ps->oh * ps->ow;
+    const int row = g.taps * g.k + g.k;
+    const int per_block = backward_per_block(cs, ps, ws ? ws_floats : 0);
+    const int chunks = total > 0 ? (total + per_block - 1) / per_block : 0;
+    if (chunks > 0 && (!ws || (size_t)chunks * row > ws_floats))
+        return cudaErrorInvalidValue; /* no scratch for even one chunk */
+    if (chunks > 0) {
+        dim3 grid((unsigned)chunks, (unsigned)((g.k + 31) / 32),
+                  (unsigned)((g.taps + TAPS - 1) / TAPS));
+        if (grid.y > 65535u || grid.z > 65535u) return cudaErrorInvalidConfiguration;
+        CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel)(g, per_block, x, y, argmax,
+                                                                      dy, ws);
+        cudaError_t e = launch_status();
+        if (e != cudaSuccess) return e;
+    }
+    CNN_KERNEL((unsigned)((row + 31) / 32), REDUCE_WARPS * 32, stream, conv_pool_reduce_kernel)(
+        chunks, g.taps * g.k, g.k, ws, dw, db);
+    return launch_status();
+}

@@ -1,0 +1,181 @@
+/* test_kernels_conv2d_pool.c: the fused first layer (conv + bias + ReLU + max pool,
+ * kernels/conv2d_pool.c) against what it replaces, the reference kernels in sequence:
+ * conv2d_forward_reference, relu_forward, maxpool2d_forward; and backward maxpool2d_backward,
+ * relu_backward, conv2d_backward_filter_reference. Plus its filter gradient against finite
+ * differences of sum(r * y). Odd sizes, strides, SAME and VALID, overlapping and padded pool
+ * windows, tap counts over and under 32 (the CUDA twin's register groups). */
+#include "kernels/kernels.h"
+#include "support/check_run.h"
+#include "support/gradcheck.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int n, h, w, c, ks, k, stride, same, pool, pstride, psame; } Case;
+
+static const Case CASES[] = {
+    {3, 28, 28, 1, 5, 8, 1, 1, 2, 2, 1}, /* MNIST's conv1, fewer channels */
+    {2, 9, 7, 2, 3, 5, 1, 1, 3, 2, 1},   /* overlapping pool windows */
+    {2, 11, 10, 3, 4, 5, 2, 0, 2, 2, 0}, /* strided VALID conv */
+    {1, 8, 9, 3, 5, 3, 1, 1, 2, 2, 1},   /* 75 taps */
+    {1, 5, 5, 1, 3, 4, 1, 1, 2, 2, 1},   /* padded pool windows */
+    {2, 7, 6, 2, 3, 3, 1, 0, 3, 1, 0},   /* pool stride 1 */
+};
+#define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
+
+typedef struct {
+    Conv2dShape cs;
+    Pool2dShape ps;
+    size_t nx, nw, nconv, ny;
+    float *x, *w, *b, *dy;
+} Setup;
+
+/* Inputs like a first layer's: a third of the pixels exactly 0, biases of both signs. */
+static void setup(Setup *s, const Case *t, uint64_t seed) {
+    conv2d_shape_init(&s->cs, t->n, t->h, t->w, t->c, t->ks, t->ks, t->k, t->stride, t->stride,
+                      t->same);
+    pool2d_shape_init(&s->ps, t->n, s->cs.oh, s->cs.ow, t->k, t->pool, t->pool, t->pstride,
+                      t->pstride, t->psame);
+    s->nx = (size_t)t->n * t->h * t->w * t->c;
+    s->nw = (size_t)t->ks * t->ks * t->c * t->k;
+    s->nconv = (size_t)t->n * s->cs.oh * s->cs.ow * t->k;
+    s->ny = (size_t)t->n * s->ps.oh * s->ps.ow * t->k;
+    s->x = malloc(s->nx * 4);
+    s->w = malloc(s->nw * 4);
+    s->b = malloc((size_t)t->k * 4);
+    s->dy = malloc(s->ny * 4);
+    test_fill_uniform(s->x, s->nx, -1, 1, seed, 1);
+    for (size_t i = 0; i < s->nx; i += 3) s->x[i] = 0.0f;
+    test_fill_uniform(s->w, s->nw, -0.3f, 0.3f, seed, 2);
+    test_fill_uniform(s->b, (size_t)t->k, -0.2f, 0.2f, seed, 3);
+    test_fill_uniform(s->dy, s->ny, -1, 1, seed, 4);
+}
+
+static void teardown(Setup *s) {
+    free(s->x); free(s->w); free(s->b); free(s->dy);
+}
+
+START_TEST(test_forward_and_backward_vs_sequence) {
+    Setup s;
+    setup(&s, &CASES[_i], 11 + (uint64_t)_i);
+    float *conv = malloc(s.nconv * 4), *y_ref = malloc(s.ny * 4), *y = malloc(s.ny * 4);
+    int32_t *am_ref = malloc(s.ny * 4), *am = malloc(s.ny * 4);
+    conv2d_forward_reference(&s.cs, s.x, s.w, s.b, conv);
+    relu_forward(s.nconv, conv, conv);
+    maxpool2d_forward(&s.ps, conv, y_ref, am_ref);
+    test_poison(y, s.ny);
+    memset(am, 0xFF, s.ny * 4);
+    conv2d_relu_maxpool_forward(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
+    ck_assert(test_max_scaled_diff(y, y_ref, s.ny, 1e-6, 1e-5, NULL) <= 1);
+    /* The winners agree, except where two window values are within rounding of each other
+     * (the references sum the taps in another order): then both values must match. */
+    for (size_t i = 0; i < s.ny; i++) {
+        ck_assert_int_ge(am[i], 0);
+        ck_assert_int_lt(am[i], (int32_t)s.nconv);
+        if (am[i] != am_ref[i])
+            ck_assert_msg(fabsf(conv[am[i]] - conv[am_ref[i]]) <= 1e-5f * (fabsf(y_ref[i]) + 1e-6f),
+                          "output %zu: winner %d (%g) vs %d (%g)", i, am[i], conv[am[i]],
+                          am_ref[i], conv[am_ref[i]]);
+    }
+    /* Backward through the fused op's own argmax, so both route dy the same way. */
+    float *dconv = malloc(s.nconv * 4), *dw_ref = malloc(s.nw * 4), *db_ref = malloc(s.cs.k * 4);
+    float *dw = malloc(s.nw * 4), *db = malloc(s.cs.k * 4);
+    maxpool2d_backward(&s.ps, s.dy, am, dconv);
+    relu_backward(s.nconv, conv, dconv, dconv);
+    conv2d_backward_filter_reference(&s.cs, s.x, dconv, dw_ref, db_ref);
+    test_poison(dw, s.nw);
+    test_poison(db, (size_t)s.cs.k);
+    conv2d_relu_maxpool_backward_filter(&s.cs, &s.ps, s.x, y, am, s.dy, dw, db);
+    ck_assert(test_max_scaled_diff(dw, dw_ref, s.nw, 1e-5, 1e-5, NULL) <= 1);
+    ck_assert(test_max_scaled_diff(db, db_ref, (size_t)s.cs.k, 1e-5, 1e-5, NULL) <= 1);
+    /* db may be NULL: dw unchanged. */
+    float *dw2 = malloc(s.nw * 4);
+    conv2d_relu_maxpool_backward_filter(&s.cs, &s.ps, s.x, y, am, s.dy, dw2, NULL);
+    ck_assert_int_eq(memcmp(dw, dw2, s.nw * 4), 0);
+    free(conv); free(y_ref); free(y); free(am_ref); free(am); free(dconv); free(dw_ref);
+    free(db_ref); free(dw); free(db); free(dw2);
+    teardown(&s);
+}
+END_TEST
+
+/* Every window ties: a blank image makes each conv value exactly b[k] (every product is 0), so
+ * after the ReLU each pooled window holds equal values (b[k] or 0) and the first must win, as
+ * maxpool2d_forward picks it. */
+START_TEST(test_ties_first_wins) {
+    Setup s;
+    setup(&s, &CASES[_i], 7 + (uint64_t)_i);
+    memset(s.x, 0, s.nx * 4);
+    float *conv = malloc(s.nconv * 4), *y_ref = malloc(s.ny * 4), *y = malloc(s.ny * 4);
+    int32_t *am_ref = malloc(s.ny * 4), *am = malloc(s.ny * 4);
+    conv2d_forward_reference(&s.cs, s.x, s.w, s.b, conv);
+    relu_forward(s.nconv, conv, conv);
+    maxpool2d_forward(&s.ps, conv, y_ref, am_ref);
+    conv2d_relu_maxpool_forward(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
+    ck_assert_int_eq(memcmp(y, y_ref, s.ny * 4), 0);
+    ck_assert_int_eq(memcmp(am, am_ref, s.ny * 4), 0);
+    free(conv); free(y_ref); free(y); free(am_ref); free(am);
+    teardown(&s);
+}
+END_TEST
+
+/* d/dw and d/db of L = sum(dy * y) by central differences at up to 100 elements of each. A
+ * step that changes a winner or a ReLU mask anywhere makes L non-smooth there: such elements
+ * are skipped (the argmax and the signs of y are compared at +-h), and at least half must
+ * remain. */
+static void fd_check(Setup *s, float *param, size_t n, const float *ana, const char *what) {
+    const float h = 1e-3f;
+    float *y = malloc(s->ny * 4), *yp = malloc(s->ny * 4);
+    int32_t *am = malloc(s->ny * 4), *amp = malloc(s->ny * 4);
+    conv2d_relu_maxpool_forward(&s->cs, &s->ps, s->x, s->w, s->b, y, am);
+    size_t step = n > 100 ? n / 100 : 1, tried = 0, checked = 0;
+    double amax = 0;
+    for (size_t i = 0; i < n; i++) amax = fmax(amax, fabs(ana[i]));
+    for (size_t j = 0; j < n; j += step, tried++) {
+        const float keep = param[j];
+        double l[2];
+        int smooth = 1;
+        for (int side = 0; side < 2; side++) {
+            param[j] = keep + (side ? -h : h);
+            conv2d_relu_maxpool_forward(&s->cs, &s->ps, s->x, s->w, s->b, yp, amp);
+            l[side] = gradcheck_dot(s->dy, yp, s->ny);
+            for (size_t i = 0; i < s->ny && smooth; i++)
+                smooth = amp[i] == am[i] && (yp[i] > 0) == (y[i] > 0);
+        }
+        param[j] = keep;
+        if (!smooth) continue;
+        checked++;
+        const double num = (l[0] - l[1]) / (2.0 * (double)h);
+        ck_assert_msg(fabs(num - ana[j]) <= 2e-3 * amax + 1e-2 * fabs(num),
+                      "%s[%zu]: analytic %g, finite difference %g", what, j, ana[j], num);
+    }
+    ck_assert_msg(2 * checked >= tried, "%s: only %zu of %zu elements smooth", what, checked, tried);
+    free(y); free(yp); free(am); free(amp);
+}
+
+START_TEST(test_backward_gradcheck) {
+    Setup s;
+    setup(&s, &CASES[_i], 101 + (uint64_t)_i);
+    float *y = malloc(s.ny * 4), *dw = malloc(s.nw * 4), *db = malloc(s.cs.k * 4);
+    int32_t *am = malloc(s.ny * 4);
+    conv2d_relu_maxpool_forward(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
+    conv2d_relu_maxpool_backward_filter(&s.cs, &s.ps, s.x, y, am, s.dy, dw, db);
+    fd_check(&s, s.w, s.nw, dw, "dw");
+    fd_check(&s, s.b, (size_t)s.cs.k, db, "db");
+    free(y); free(dw); free(db); free(am);
+    teardown(&s);
+}
+END_TEST
+
+int main(void) {
+    Suite *su = suite_create("kernels_conv2d_pool");
+    TCase *tc = tcase_create("conv2d_pool");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_forward_and_backward_vs_sequence, 0, NCASES);
+    tcase_add_loop_test(tc, test_ties_first_wins, 0, NCASES);
+    /* Not case 0: with 4,704 outputs nearly every step of h flips some winner somewhere. */
+    tcase_add_loop_test(tc, test_backward_gradcheck, 1, NCASES);
+    suite_add_tcase(su, tc);
+    return test_run_suite(su);
+}
