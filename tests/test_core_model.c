@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "core/model.h"
+#include "core/model_backend.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
+#include "support/first_layer_cpu.h"
 #include "support/gradcheck.h"
 
 #define IMG 784
@@ -197,6 +199,74 @@ START_TEST(test_model_gradients_fd) {
     free(c.logits);
     free(c.labels);
     model_free(m);
+}
+END_TEST
+
+/* The default model (the original job's) with its first layer fused, as the CUDA backend runs
+ * it (CNN_CUDA_FUSED=2), against the unfused model on the same CPU kernels: the same state
+ * (names, shapes, initial values: checkpoints do not change), the same loss, logits and
+ * gradients of every parameter on a batch below the model's, and five training steps to 1e-4.
+ * The fused first layer's filter gradient sums in another order (1e-5). */
+START_TEST(test_fused_first_layer_same_model) {
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.batch = 8;
+    cfg.seed = 21;
+    cfg.threads = 1;
+    char err[256] = "";
+    Model *ref = model_create(&cfg, err, sizeof err);
+    ck_assert_msg(ref != NULL, "%s", err);
+    Backend *be = test_add_first_layer_entries(backend_cpu_create());
+    Model *fused = model_create_on(&cfg, be, err, sizeof err);
+    ck_assert_msg(fused != NULL, "%s", err);
+    ck_assert_int_eq(model_state_count(fused), model_state_count(ref));
+    for (int i = 0; i < model_state_count(ref); i++) {
+        const StateInfo *a = model_state_info(ref, i), *b = model_state_info(fused, i);
+        ck_assert_str_eq(a->name, b->name);
+        ck_assert_uint_eq(a->count, b->count);
+        float *va = malloc(a->count * 4), *vb = malloc(a->count * 4);
+        ck_assert_int_eq(model_state_get(ref, i, va), 0);
+        ck_assert_int_eq(model_state_get(fused, i, vb), 0);
+        ck_assert_int_eq(memcmp(va, vb, a->count * 4), 0);
+        free(va);
+        free(vb);
+    }
+    const int n = 6;
+    float *img = malloc((size_t)cfg.batch * IMG * 4), *la = malloc(n * 40), *lb = malloc(n * 40);
+    int32_t *lab = malloc((size_t)cfg.batch * 4);
+    synth_data(cfg.batch, 9, NULL, img, lab);
+    float loss_a, loss_b;
+    ck_assert_int_eq(model_compute_gradients(ref, img, lab, n, &loss_a, la, err, sizeof err), 0);
+    ck_assert_int_eq(model_compute_gradients(fused, img, lab, n, &loss_b, lb, err, sizeof err), 0);
+    ck_assert(test_max_scaled_diff(&loss_b, &loss_a, 1, 1e-7, 1e-6, NULL) <= 1);
+    double lmax = 0;
+    for (int i = 0; i < n * 10; i++) lmax = fmax(lmax, fabs(la[i]));
+    size_t worst = 0;
+    double d = test_max_scaled_diff(lb, la, (size_t)n * 10, 1e-5 * lmax, 1e-5, &worst);
+    ck_assert_msg(d <= 1, "logit %zu: %.9g unfused, %.9g fused (max |logit| %.3g)", worst,
+                  la[worst], lb[worst], lmax);
+    for (int p = 0; p < model_param_count(ref); p++) {
+        const StateInfo *si = model_state_info(ref, p);
+        float *ga = malloc(si->count * 4), *gb = malloc(si->count * 4);
+        ck_assert_int_eq(model_gradient_get(ref, p, ga), 0);
+        ck_assert_int_eq(model_gradient_get(fused, p, gb), 0);
+        double gmax = 0;
+        for (size_t j = 0; j < si->count; j++) gmax = fmax(gmax, fabs(ga[j]));
+        ck_assert_msg(test_max_scaled_diff(gb, ga, si->count, 1e-5 * gmax, 1e-5, NULL) <= 1,
+                      "gradient of %s differs", si->name);
+        free(ga);
+        free(gb);
+    }
+    for (int step = 0; step < 5; step++) {
+        synth_data(cfg.batch, 100 + (uint64_t)step, NULL, img, lab);
+        ck_assert_int_eq(model_train_step(ref, img, lab, cfg.batch, &loss_a, err, sizeof err), 0);
+        ck_assert_int_eq(model_train_step(fused, img, lab, cfg.batch, &loss_b, err, sizeof err), 0);
+        ck_assert_msg(fabsf(loss_a - loss_b) <= 1e-4f * fabsf(loss_a),
+                      "step %d: loss %.8g unfused, %.8g fused", step, loss_a, loss_b);
+    }
+    free(img); free(la); free(lb); free(lab);
+    model_free(ref);
+    model_free(fused);
 }
 END_TEST
 
@@ -453,6 +523,7 @@ int main(void) {
     const struct { const char *name; const TTest *test; } tests[] = {
         {"init", test_default_state_and_init},
         {"gradients", test_model_gradients_fd},
+        {"fused_first_layer", test_fused_first_layer_same_model},
         {"optimizer", test_optimizer_step},
         {"determinism", test_determinism},
         {"data_order", test_resident_data_order},

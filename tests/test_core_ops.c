@@ -15,9 +15,9 @@
 #include "core/backend.h"
 #include "core/ops.h"
 #include "core/tape.h"
-#include "kernels/kernels.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
+#include "support/first_layer_cpu.h"
 #include "support/gradcheck.h"
 
 typedef struct {
@@ -394,22 +394,8 @@ END_TEST
 /* The first layer's fused conv + ReLU + max pool op (op_conv2d_relu_maxpool) against the two
  * ops it replaces, through a small network and its loss at a batch below the tape's: the same
  * loss and gradients (the fused filter gradient sums in another order: 1e-5). The CPU backend
- * has no fused entries (its im2col GEMM path stays); here they are the kernels/ CPU twins. */
-static void cpu_conv_pool_forward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
-                                  const float *x, const float *w, const float *b, float *y,
-                                  int32_t *argmax) {
-    (void)be;
-    conv2d_relu_maxpool_forward(cs, ps, x, w, b, y, argmax);
-}
-
-static void cpu_conv_pool_backward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
-                                   const float *x, const float *y, const int32_t *argmax,
-                                   const float *dy, float *dw, float *db, float *ws) {
-    (void)be;
-    (void)ws;
-    conv2d_relu_maxpool_backward_filter(cs, ps, x, y, argmax, dy, dw, db);
-}
-
+ * has no fused entries (its im2col GEMM path stays); here they are the kernels/ CPU twins
+ * (support/first_layer_cpu.h). */
 typedef struct {
     Backend *be;
     Tape t;
@@ -435,8 +421,7 @@ static void pool_net(PoolNet *f, int fused) {
     ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
     Tensor *h;
     if (fused) {
-        f->be->conv2d_relu_maxpool_forward = cpu_conv_pool_forward;
-        f->be->conv2d_relu_maxpool_backward_filter = cpu_conv_pool_backward;
+        test_add_first_layer_entries(f->be);
         x->requires_grad = 1;
         ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
         x->requires_grad = 0;

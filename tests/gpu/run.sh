@@ -5,7 +5,8 @@
 #   2. kernel tests: every CUDA kernel against its CPU twin (tests/gpu/test_kernels.c)
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
 #   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
-#      variant: defaults, CNN_GEMM_V=3, 2 and 1, CNN_CUDA_FUSED=0), two GPU runs bit-identical
+#      variant: defaults, CNN_CUDA_FUSED=1, CNN_GEMM_V=3, 2 and 1, CNN_CUDA_FUSED=0), two GPU
+#      runs bit-identical
 #   5. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
 #      cross-entropy version 1: the first run's kernels), the whole step (eager and CUDA graph;
 #      defaults, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
@@ -151,7 +152,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
 for f in bench_kernels bench_gemm1 bench_sweep bench_step pytorch; do
-  [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -70; }
+  [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -90; }
 done
 echo
 printf '%-14s %-16s %5s  %s\n' step status sec detail

@@ -1040,6 +1040,47 @@ static void test_fused_pool(int n, int h, int w, int c, int k, int stride) {
     CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dDX)); CK(cudaFree(dAM));
 }
 
+/* The first layer's conv + ReLU + max pool through the backend table: the CPU twin's bits
+ * forward, its filter gradient to TOL_MATH (kernel-level checks: test_conv_pool). */
+static void test_fused_conv_pool(int n) {
+    Conv2dShape cs;
+    conv2d_shape_init(&cs, n, 28, 28, 1, 5, 5, 32, 1, 1, 1);
+    Pool2dShape ps;
+    pool2d_shape_init(&ps, n, 28, 28, 32, 2, 2, 2, 2, 1);
+    const size_t nx = (size_t)n * 784, nw = 800, ny = (size_t)n * 14 * 14 * 32;
+    float *x = host_random(nx, 0, 255), *w = host_random(nw, -0.1f, 0.1f);
+    float *b = host_random(32, -0.1f, 0.1f), *dy = host_random(ny, -1, 1);
+    for (size_t i = 0; i < nx; i += 2) x[i] = 0.0f; /* background */
+    float *y = host_alloc(ny * 4), *dw = host_alloc(nw * 4), *db = host_alloc(32 * 4);
+    int32_t *am = host_alloc(ny * 4);
+    conv2d_relu_maxpool_forward(&cs, &ps, x, w, b, y, am);
+    conv2d_relu_maxpool_backward_filter(&cs, &ps, x, y, am, dy, dw, db);
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(w, nw * 4), *dB = dev_upload(b, 32 * 4);
+    float *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4), *dDW = dev_poisoned(nw * 4);
+    float *dDB = dev_poisoned(32 * 4);
+    int32_t *dAM = dev_poisoned(ny * 4);
+    cuda_be->conv2d_relu_maxpool_forward(cuda_be, &cs, &ps, dX, dW, dB, dY, dAM);
+    cuda_be->conv2d_relu_maxpool_backward_filter(cuda_be, &cs, &ps, dX, dY, dAM, dDY, dDW, dDB,
+                                                 NULL);
+    char what[96];
+    void *g = be_result(dY, ny * 4);
+    snprintf(what, sizeof what, "backend conv2d_relu_maxpool_forward y n=%d", n);
+    check_equal_bytes(what, g, y, ny * 4);
+    free(g);
+    g = be_result(dAM, ny * 4);
+    snprintf(what, sizeof what, "backend conv2d_relu_maxpool_forward argmax n=%d", n);
+    check_equal_bytes(what, g, am, ny * 4);
+    free(g);
+    float *gw = be_result(dDW, nw * 4), *gb = be_result(dDB, 32 * 4);
+    snprintf(what, sizeof what, "backend conv2d_relu_maxpool_backward dw n=%d", n);
+    check_close(what, gw, dw, nw, TOL_MATH);
+    snprintf(what, sizeof what, "backend conv2d_relu_maxpool_backward db n=%d", n);
+    check_close(what, gb, db, 32, TOL_MATH);
+    free(gw); free(gb); free(x); free(w); free(b); free(dy); free(y); free(dw); free(db); free(am);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
+    CK(cudaFree(dDW)); CK(cudaFree(dDB)); CK(cudaFree(dAM));
+}
+
 static void test_fused_dropout(size_t n, float rate) {
     float *ry = host_random(n, -1, 1), *dy = host_random(n, -1, 1), *dx = host_alloc(n * 4);
     uint8_t *mask = host_alloc(n);
@@ -1091,11 +1132,14 @@ static void test_fused_xent(int n, int c) {
 }
 
 /* 1 when all five optional fused entries are set, 0 when none is, -1 otherwise. */
+/* The fusion level a backend's table shows: 0 none, 1 the five ReLU/dropout/xent entries,
+ * 2 those and the conv + ReLU + max pool pair; -1 anything else. */
 static int fused_entries(const Backend *be) {
     int set = !!be->conv2d_relu_forward + !!be->dense_relu_forward +
               !!be->maxpool2d_relu_backward + !!be->dropout_relu_backward +
               !!be->softmax_xent_fused;
-    return set == 5 ? 1 : set == 0 ? 0 : -1;
+    int pool = !!be->conv2d_relu_maxpool_forward + !!be->conv2d_relu_maxpool_backward_filter;
+    return set == 0 && pool == 0 ? 0 : set == 5 && pool == 0 ? 1 : set == 5 && pool == 2 ? 2 : -1;
 }
 
 static Backend *make_cuda_backend(const char *fused_env) {
@@ -1111,23 +1155,26 @@ static Backend *make_cuda_backend(const char *fused_env) {
 }
 
 static void test_backend_fused(void) {
-    /* The switch: unset or 1 -> all fused entries, 0 -> none (core's unfused sequences). */
+    /* The switch: 0 -> none (core's unfused sequences), 1 -> level 1, unset -> level 2. */
     const char *saved = getenv("CNN_CUDA_FUSED");
     char *keep = saved ? strdup(saved) : NULL;
     Backend *off = make_cuda_backend("0");
     int got_off = fused_entries(off);
     off->destroy(off);
+    Backend *one = make_cuda_backend("1");
+    int got_one = fused_entries(one);
+    one->destroy(one);
     cuda_be = make_cuda_backend(NULL);
     int got_on = fused_entries(cuda_be);
     if (keep) setenv("CNN_CUDA_FUSED", keep, 1);
     free(keep);
     check_count++;
-    if (got_off != 0 || got_on != 1) check_failures++;
-    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> %s, default -> %s\n",
-           got_off == 0 && got_on == 1 ? "PASS" : "FAIL", got_off == 0 ? "none" : "some",
-           got_on == 1 ? "all five" : "not all");
+    const int levels_ok = got_off == 0 && got_one == 1 && got_on == 2;
+    if (!levels_ok) check_failures++;
+    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> level %d, 1 -> %d, default -> %d "
+           "(want 0, 1, 2)\n", levels_ok ? "PASS" : "FAIL", got_off, got_one, got_on);
     cpu_be = backend_cpu_create();
-    if (!cpu_be || got_on != 1) {
+    if (!cpu_be || got_on != 2) {
         printf("FAIL backend_cpu_create / fused entries missing: fused tests not run\n");
         check_count++;
         check_failures++;
@@ -1144,6 +1191,8 @@ static void test_backend_fused(void) {
     test_fused_dropout(quick ? 4099 : 102400, 0.4f);             /* dense1's output */
     test_fused_xent(37, 13);
     test_fused_xent(quick ? 100 : 1000, 10);
+    test_fused_conv_pool(3);
+    test_fused_conv_pool(quick ? 5 : 100);                       /* conv1 + pool1 */
     cpu_be->destroy(cpu_be);
     cuda_be->destroy(cuda_be);
 }
