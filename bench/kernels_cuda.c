@@ -168,7 +168,11 @@ typedef struct {
     size_t ws_floats, lib_ws_bytes;
     void *lib_ws;
     Conv2dCudnn *plan;
-    int pass; /* 0 fwd, 1 bwd data, 2 bwd filter */
+    int pass; /* 0 fwd, 1 bwd data, 2 bwd filter, 3 bwd filter from the 2x2 pool's winners */
+    Pool2dShape ps;
+    float *py, *pdy, *pws;
+    int32_t *pam;
+    size_t pws_floats;
 } ConvBench;
 
 static void run_conv(void *arg, int lib) {
@@ -178,9 +182,13 @@ static void run_conv(void *arg, int lib) {
             CK(conv2d_forward_cuda(&c->s, c->x, c->w, c->b, c->y, 1, c->ws, c->ws_floats, stream));
         else if (c->pass == 1)
             CK(conv2d_backward_data_cuda(&c->s, c->dy, c->w, c->dx, c->ws, c->ws_floats, stream));
-        else
+        else if (c->pass == 2)
             CK(conv2d_backward_filter_cuda(&c->s, c->x, c->dy, c->dw, c->db, c->ws, c->ws_floats,
                                            stream));
+        else
+            CK(conv2d_relu_maxpool_backward_filter_cuda(&c->s, &c->ps, c->x, c->py, c->pam,
+                                                        c->pdy, c->dw, c->db, c->pws,
+                                                        c->pws_floats, stream));
     } else {
         if (c->pass == 0) {
             CKDNN(conv2d_forward_cudnn(dnn, c->plan, c->x, c->w, c->b, c->y, c->wtmp, c->lib_ws,
@@ -236,6 +244,24 @@ static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int
     c.pass = 2;
     snprintf(op, sizeof op, "%s bwd filter+bias", name);
     report(op, n, run_conv, &c, flops, 1, "cuDNN");
+    if (ch % 32 == 0 && !sweep_mode) {
+        /* The same gradient from the 2x2 pool's winners (CNN_CUDA_FUSED=3), timed against the
+         * library's whole filter gradient; work counted as the GEMM's, as in the row above. */
+        pool2d_shape_init(&c.ps, n, c.s.oh, c.s.ow, k, 2, 2, 2, 2, 1);
+        size_t np = (size_t)n * c.ps.oh * c.ps.ow * k;
+        c.py = dev_alloc(np * 4);
+        c.pam = dev_alloc(np * 4);
+        c.pdy = dev_random(np, -1, 1, 16);
+        c.pws_floats = conv2d_relu_maxpool_workspace_floats_cuda(&c.s, &c.ps);
+        c.pws = dev_alloc(c.pws_floats * 4);
+        CK(conv2d_forward_cuda(&c.s, c.x, c.w, c.b, c.y, 1, c.ws, c.ws_floats, stream));
+        CK(maxpool2d_forward_cuda(&c.ps, c.y, c.py, c.pam, stream));
+        c.pass = 3;
+        snprintf(op, sizeof op, "%s bwd filter from pool", name);
+        report(op, n, run_conv, &c, flops, 1, "cuDNN");
+        void *pb[] = {c.py, c.pam, c.pdy, c.pws};
+        for (size_t i = 0; i < sizeof pb / sizeof pb[0]; i++) CK(cudaFree(pb[i]));
+    }
     if (c.plan) {
         printf("|   (cuDNN algorithms %s: %s) |\n", name, conv2d_cudnn_algos(c.plan));
         conv2d_cudnn_destroy(c.plan);

@@ -1,6 +1,7 @@
 /* bench_step_cuda: the whole training step (gather, forward, loss, backward, Adam) through the
- * model API on the GPU: our kernels (`ours-cuda`: the defaults; `-fused1`: the defaults without
- * the first layer's fused conv + ReLU + max pool (CNN_CUDA_FUSED=1); `-gemm3`: that with GEMM
+ * model API on the GPU: our kernels (`ours-cuda`: the defaults; `-fused2`: with conv2's filter
+ * gradient from its GEMM rather than pool2's winners (CNN_CUDA_FUSED=2); `-fused1`: without the
+ * first layer's fused conv + ReLU + max pool either (CNN_CUDA_FUSED=1); `-gemm3`: that with GEMM
  * version 3 (session 3's defaults before vector loads); `-run3`: the step of GPU runs 2 and 3 (GEMM version 3, max-pool version 2, Adam and
  * cross-entropy version 1); `-run1`: unfused, GEMM version 1,
  * max-pool version 1: the step of the first GPU run; see CNN_CUDA_FUSED, CNN_GEMM_V,
@@ -112,7 +113,8 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
-        const Engine engines[] = {{"ours-cuda", DEVICE_CUDA, "2", "4", "3", "2", "2"},
+        const Engine engines[] = {{"ours-cuda", DEVICE_CUDA, "3", "4", "3", "2", "2"},
+                                  {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "3", "2", "2"},
                                   {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "3", "2", "2"},
                                   {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2"},
                                   {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1"},

@@ -186,6 +186,12 @@ struct Backend {
                                                 const Pool2dShape *ps, const float *x,
                                                 const float *y, const int32_t *argmax,
                                                 const float *dy, float *dw, float *db, float *ws);
+    /* Optional, with the entry above: non-zero when the backend takes the filter gradient of a
+     * conv (with its ReLU) whose only consumer is a max pool from that entry, i.e. from the
+     * pool's winners (y, argmax and dy of the pool), instead of conv2d_backward_filter over the
+     * conv's whole output gradient, three quarters zeros under a 2x2 pool. The conv's data
+     * gradient still goes through conv2d_backward_data. */
+    int (*conv2d_filter_grad_from_pool)(Backend *be, const Conv2dShape *s);
 
     /* ---- optional: run many steps as one captured graph ------------------------------------ */
     /* Runs step_fn(arg) `steps` times. step_fn only issues backend entries, and for a given

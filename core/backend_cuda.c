@@ -352,6 +352,14 @@ static void cu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShap
                 "conv2d_relu_maxpool_backward_filter_cuda");
 }
 
+/* Filter gradients from a max pool's winners (fusion level 3) where the backward kernel's pixel
+ * groups apply (C % 32 == 0: conv2's 32 input channels): a quarter of the GEMM's multiply-adds,
+ * 16-byte loads, one padding test per 32 taps. Elsewhere the GEMM stays (not yet timed). */
+static int cu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
+    (void)be;
+    return s->c % 32 == 0;
+}
+
 /* ---- graph capture ------------------------------------------------------------------------ */
 /* CNN_CUDA_VERBOSE=1: prints what one captured step holds (the launches per step). */
 static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
@@ -377,9 +385,10 @@ static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
     const char *gemm = getenv("CNN_GEMM_V");
     fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu nodes = %zu "
             "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name,
-            be->conv2d_relu_maxpool_forward ? "fused 2"
-            : be->conv2d_relu_forward       ? "fused 1"
-                                            : "unfused",
+            be->conv2d_filter_grad_from_pool ? "fused 3"
+            : be->conv2d_relu_maxpool_forward ? "fused 2"
+            : be->conv2d_relu_forward         ? "fused 1"
+                                              : "unfused",
             gemm && *gemm ? gemm : "4", key, n, kernels, memsets, memcpys, other);
 }
 
@@ -529,10 +538,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     be->gather_batch = cu_gather_batch;
     /* CNN_CUDA_FUSED: 0 = no fused entries, core issues the unfused sequences (the step verified
      * in the first GPU run: 7 launches and 7 passes over activations more per step); 1 = the
-     * ReLU/dropout/cross-entropy fusions (GPU runs 2 and 3); 2 (the default) = those and the
-     * first layer's conv + ReLU + max pool (kernels/conv2d_pool.cu). */
+     * ReLU/dropout/cross-entropy fusions (GPU runs 2 and 3); 2 = those and the first layer's
+     * conv + ReLU + max pool (kernels/conv2d_pool.cu); 3 (the default) = those and conv2's
+     * filter gradient from pool2's winners. */
     const char *fused = getenv("CNN_CUDA_FUSED");
-    const int fuse = fused && strcmp(fused, "0") == 0 ? 0 : fused && strcmp(fused, "1") == 0 ? 1 : 2;
+    const int fuse = fused && *fused >= '0' && *fused <= '2' && !fused[1] ? *fused - '0' : 3;
     if (fuse >= 1) {
         be->conv2d_relu_forward = cu_conv2d_relu_forward;
         be->dense_relu_forward = cu_dense_relu_forward;
@@ -544,6 +554,7 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
         be->conv2d_relu_maxpool_forward = cu_conv2d_relu_maxpool_forward;
         be->conv2d_relu_maxpool_backward_filter = cu_conv2d_relu_maxpool_backward_filter;
     }
+    if (fuse >= 3) be->conv2d_filter_grad_from_pool = cu_conv2d_filter_grad_from_pool;
     /* CNN_CUDA_GRAPHS=0: eager steps (for comparison and debugging). */
     const char *graphs = getenv("CNN_CUDA_GRAPHS");
     int use_graphs = !(graphs && strcmp(graphs, "0") == 0);

@@ -259,5 +259,6 @@ Backend *backend_cudnn_create(char *err, size_t errlen) {
     be->softmax_xent_fused = NULL;
     be->conv2d_relu_maxpool_forward = NULL;
     be->conv2d_relu_maxpool_backward_filter = NULL;
+    be->conv2d_filter_grad_from_pool = NULL;
     return be;
 }

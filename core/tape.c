@@ -123,6 +123,33 @@ static void plan_relu_fusion(Tape *t) {
     }
 }
 
+/* A conv with its ReLU whose only consumer is a max pool takes its filter gradient from the
+ * pool's winners where the backend prefers it (backend.h, conv2d_filter_grad_from_pool). */
+static void plan_filter_from_pool(Tape *t) {
+    const Backend *be = t->be;
+    for (int k = 0; k < t->n_ops; k++) t->ops[k].pool_after = NULL;
+    if (!be->conv2d_relu_maxpool_backward_filter || !be->conv2d_filter_grad_from_pool) return;
+    for (int k = 0; k < t->n_ops; k++) {
+        TapeOp *pool = &t->ops[k];
+        if (strcmp(pool->def->name, "maxpool2d") != 0 || !pool->differentiable ||
+            pool->in[0]->alias_of)
+            continue;
+        TapeOp *conv = NULL;
+        int consumers = 0;
+        for (int j = 0; j < t->n_ops; j++) {
+            TapeOp *o = &t->ops[j];
+            if (o->out == pool->in[0]) conv = o;
+            if (!o->differentiable) continue;
+            for (int i = 0; i < o->n_in; i++)
+                if (tensor_root(o->in[i]) == pool->in[0]) consumers++;
+        }
+        if (conv && strcmp(conv->def->name, "conv2d") == 0 && conv->relu &&
+            conv->differentiable && consumers == 1 &&
+            t->be->conv2d_filter_grad_from_pool(t->be, &conv->p.conv))
+            conv->pool_after = pool;
+    }
+}
+
 /* Gradient plan: in the reverse sweep the first op to reach a tensor writes its gradient, the
  * later ones write scratch and add. Gradient memory of non-parameters is reserved here. */
 int tape_commit(Tape *t, char *err, size_t errlen) {
@@ -152,6 +179,7 @@ int tape_commit(Tape *t, char *err, size_t errlen) {
         }
     }
     plan_relu_fusion(t);
+    plan_filter_from_pool(t);
     size_t ws_off = arena_reserve(&t->arena, REGION_WORK, t->ws_floats * sizeof(float));
     size_t scratch_off[TAPE_MAX_INPUTS];
     for (int i = 0; i < TAPE_MAX_INPUTS; i++)

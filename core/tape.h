@@ -15,7 +15,9 @@
  * output gradient (dy = 0 where y <= 0) before the layer's own backward, unless the only consumer
  * of y can apply that mask inside its own backward on this backend (max-pool, dropout): then
  * the consumer does it and no separate pass happens. Likewise the loss op computes its gradient
- * in the forward pass of a training step when the backend has a fused softmax_xent.
+ * in the forward pass of a training step when the backend has a fused softmax_xent. A conv with
+ * its ReLU feeding only a max pool may take its filter gradient from the pool's winners
+ * (op->pool_after), where the backend says it is faster.
  * Ops recorded while gradients are disabled (tape_set_grad_enabled) are forward-only heads
  * (predictions, accuracy) and take no part in the backward pass.
  */
@@ -61,6 +63,9 @@ struct TapeOp {
     int relu_grad_masked;        /* relu op: the consumer of out applies the ReLU mask itself */
     int mask_input_relu;         /* consumer: apply the ReLU mask of in[0] in this backward */
     int loss_grad_ready;         /* softmax_xent: the last forward also wrote dx[0] (fused) */
+    /* conv2d with its ReLU whose only consumer is this max-pool op, on a backend that takes the
+     * filter gradient from the pool's winners (backend.h, conv2d_filter_grad_from_pool) */
+    TapeOp *pool_after;
     union {
         Conv2dShape conv;
         Pool2dShape pool;

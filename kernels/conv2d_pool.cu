@@ -182,7 +182,12 @@ conv_pool_fwd_kernel(Geo g, int per_block, const float *x, const float *w, const
 
 /* Backward, pass 1: block = (a chunk of pooled positions, 32 channels, 32 taps); each thread
  * sums g * x over its warp's positions for its channel and taps, the warps' sums are added in
- * warp order, and the chunk's partial sums go to partial[chunk][taps*K + K] (db after dw). */
+ * warp order, and the chunk's partial sums go to partial[chunk][taps*K + K] (db after dw).
+ * PIXEL (C % 32 == 0, e.g. conv2's 32 input channels): the 32 taps of a group are 32
+ * consecutive channels of one pixel (kh, kw), so one padding test and eight 16-byte loads serve
+ * them (x's rows are 16-byte aligned: C % 4 == 0 and an aligned base); otherwise the taps are
+ * walked one by one. */
+template <bool PIXEL>
 __global__ void __launch_bounds__(THREADS)
 conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y,
                             const int32_t *argmax, const float *dy, float *partial) {
@@ -201,6 +206,8 @@ conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y
             t.next(g);
         }
     }
+    /* PIXEL: the group's pixel, for its one padding test */
+    const int pix = t0 / g.c, pkh = pix / g.kw, pkw = pix % g.kw;
     const int total = g.n * g.ph * g.pw;
     const int p_end = min(total, (int)blockIdx.x * per_block + per_block);
     if (k < g.k) {
@@ -213,7 +220,20 @@ conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y
             const Origin org = origin_of(g, oh, ow);
             const long long base = ((long long)(n * g.h + org.ih0) * g.w + org.iw0) * g.c;
             accb += gv;
-            if (org.interior) {
+            if (PIXEL) {
+                if ((unsigned)(org.ih0 + pkh) < (unsigned)g.h &&
+                    (unsigned)(org.iw0 + pkw) < (unsigned)g.w) {
+                    const float4 *xv = reinterpret_cast<const float4 *>(x + base + off[0]);
+#pragma unroll
+                    for (int q = 0; q < TAPS / 4; q++) {
+                        const float4 v = xv[q];
+                        acc[4 * q + 0] = fmaf(gv, v.x, acc[4 * q + 0]);
+                        acc[4 * q + 1] = fmaf(gv, v.y, acc[4 * q + 1]);
+                        acc[4 * q + 2] = fmaf(gv, v.z, acc[4 * q + 2]);
+                        acc[4 * q + 3] = fmaf(gv, v.w, acc[4 * q + 3]);
+                    }
+                }
+            } else if (org.interior) {
 #pragma unroll
                 for (int j = 0; j < TAPS; j++)
                     if (t0 + j < g.taps) acc[j] = fmaf(gv, x[base + off[j]], acc[j]);
@@ -273,18 +293,27 @@ conv_pool_reduce_kernel(int chunks, int dw_count, int k, const float *partial, f
     }
 }
 
-/* Pooled positions per backward block: 64 (16 per warp), more when that would make over 4
- * blocks per SM of chunks (the reduce then reads less) or need more scratch than `ws_floats`. */
+/* Pooled positions per backward block: at least 32 (8 per warp), more so that there are at most
+ * 4 chunks per SM and at most 1M floats of partial sums (4 MB: conv2's 51,264 sums per chunk
+ * would otherwise make the scratch traffic cost more than the sums), and no more than
+ * `ws_floats` of them. */
 int backward_per_block(const Conv2dShape *cs, const Pool2dShape *ps, size_t ws_floats) {
     const long long total = (long long)ps->n * ps->oh * ps->ow;
     const long long row = (long long)cs->kh * cs->kw * cs->c * cs->k + cs->k;
     long long max_chunks = 4LL * device_sm_count();
-    if (row > 0 && (long long)(ws_floats / (size_t)row) < max_chunks)
+    if ((1LL << 20) / row < max_chunks) max_chunks = (1LL << 20) / row;
+    if ((long long)(ws_floats / (size_t)row) < max_chunks)
         max_chunks = (long long)(ws_floats / (size_t)row);
     if (max_chunks < 1) max_chunks = 1;
-    long long per = 64;
-    if ((total + per - 1) / per > max_chunks) per = (total + max_chunks - 1) / max_chunks;
-    return (int)(per < 1 ? 1 : per);
+    long long per = (total + max_chunks - 1) / max_chunks;
+    if (per < 32) per = 32;
+    return (int)per;
+}
+
+/* The PIXEL variant's conditions: every 32-tap group is 32 channels of one pixel, and x's
+ * pixels start on 16-byte boundaries. */
+bool pixel_groups(const Conv2dShape *cs, const float *x) {
+    return cs->c % TAPS == 0 && ((uintptr_t)x & 15) == 0;
 }
 
 } /* namespace */
@@ -335,8 +364,12 @@ extern "C" cudaError_t conv2d_relu_maxpool_backward_filter_cuda(
         dim3 grid((unsigned)chunks, (unsigned)((g.k + 31) / 32),
                   (unsigned)((g.taps + TAPS - 1) / TAPS));
         if (grid.y > 65535u || grid.z > 65535u) return cudaErrorInvalidConfiguration;
-        CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel)(g, per_block, x, y, argmax,
-                                                                      dy, ws);
+        if (pixel_groups(cs, x))
+            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<true>)(
+                g, per_block, x, y, argmax, dy, ws);
+        else
+            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<false>)(
+                g, per_block, x, y, argmax, dy, ws);
         cudaError_t e = launch_status();
         if (e != cudaSuccess) return e;
     }

@@ -98,7 +98,8 @@ void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *ar
  * (argmax: flat index into the conv output [N,OH,OW,K]; the first maximum on ties). Each conv
  * value is the GEMM's sum: acc = 0, then acc = fmaf(x_t, w_t, acc) over the taps t = (kh,kw,c)
  * in order (out-of-image taps read 0), then acc + b[k] (b may be NULL), so the CUDA twin gives
- * the same bits as conv2d_forward_cuda + maxpool2d_forward_cuda. */
+ * the same bits as conv2d_forward_cuda + maxpool2d_forward_cuda whenever that GEMM does not
+ * split the taps over blocks (split-K: only for few output tiles; never for MNIST's conv1). */
 void conv2d_relu_maxpool_forward(const Conv2dShape *cs, const Pool2dShape *ps, const float *x,
                                  const float *w, const float *b, float *y, int32_t *argmax);
 /* Backward, from dy = dL/dy of the pooled output: g[o] = y[o] > 0 ? dy[o] : 0 goes to the conv

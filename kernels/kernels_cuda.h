@@ -61,8 +61,8 @@ cudaError_t maxpool2d_backward_cuda(const Pool2dShape *s, const float *dy, const
                                     const float *relu_x, float *dx, cudaStream_t stream);
 
 /* ---- conv + ReLU + max pool, fused (a first layer: x takes no gradient) -------------------- */
-/* As conv2d_relu_maxpool_forward (kernels.h): the same bits as conv2d_forward_cuda (relu) +
- * maxpool2d_forward_cuda, without the conv output. */
+/* As conv2d_relu_maxpool_forward (kernels.h): the same bits as conv2d_forward_cuda (relu, not
+ * split over K) + maxpool2d_forward_cuda, without the conv output. */
 cudaError_t conv2d_relu_maxpool_forward_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
                                              const float *x, const float *w, const float *b,
                                              float *y, int32_t *argmax, cudaStream_t stream);

@@ -11,7 +11,7 @@
 #include "core/model_backend.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
-#include "support/first_layer_cpu.h"
+#include "support/conv_pool_cpu.h"
 #include "support/gradcheck.h"
 
 #define IMG 784
@@ -216,7 +216,7 @@ START_TEST(test_fused_first_layer_same_model) {
     char err[256] = "";
     Model *ref = model_create(&cfg, err, sizeof err);
     ck_assert_msg(ref != NULL, "%s", err);
-    Backend *be = test_add_first_layer_entries(backend_cpu_create());
+    Backend *be = test_add_conv_pool_entries(backend_cpu_create());
     Model *fused = model_create_on(&cfg, be, err, sizeof err);
     ck_assert_msg(fused != NULL, "%s", err);
     ck_assert_int_eq(model_state_count(fused), model_state_count(ref));

@@ -17,7 +17,7 @@
 #include "core/tape.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
-#include "support/first_layer_cpu.h"
+#include "support/conv_pool_cpu.h"
 #include "support/gradcheck.h"
 
 typedef struct {
@@ -391,25 +391,29 @@ START_TEST(test_relu_fusion_same_bits) {
 }
 END_TEST
 
-/* The first layer's fused conv + ReLU + max pool op (op_conv2d_relu_maxpool) against the two
- * ops it replaces, through a small network and its loss at a batch below the tape's: the same
- * loss and gradients (the fused filter gradient sums in another order: 1e-5). The CPU backend
- * has no fused entries (its im2col GEMM path stays); here they are the kernels/ CPU twins
- * (support/first_layer_cpu.h). */
+/* conv + ReLU + max pool on the backend's conv2d_relu_maxpool entries, against the plain ops,
+ * through a small network and its loss at a batch below the tape's: the same loss and
+ * gradients (the filter gradient from the pool's winners sums in another order: 1e-5). The CPU
+ * backend has no such entries (its im2col GEMM path stays); here they are the kernels/ CPU
+ * twins (support/conv_pool_cpu.h). Modes: 0 plain backend, x without a gradient; 1 the same
+ * with the entries: the fused first-layer op (op_conv2d_relu_maxpool); 2 plain backend, x with
+ * a gradient (a middle layer); 3 the same with the entries: conv2d and maxpool2d ops, the conv's
+ * filter gradient from the pool's winners (op->pool_after), its data gradient as before. */
 typedef struct {
     Backend *be;
     Tape t;
-    Tensor *in[4];
+    Tensor *x, *in[4];
     Tensor *loss;
 } PoolNet;
 
-static void pool_net(PoolNet *f, int fused) {
+static void pool_net(PoolNet *f, int mode) {
     char err[256];
     f->be = backend_cpu_create();
     Tape *t = &f->t;
     tape_init(t, f->be, 4, 9);
     int xs[4] = {4, 9, 8, 1}, ws[4] = {3, 3, 1, 5}, bs = 5, w2[2] = {100, 10}, b2 = 10, n = 4;
-    Tensor *x = tape_tensor(t, DT_F32, 4, xs, 1);
+    Tensor *x = f->x = tape_tensor(t, DT_F32, 4, xs, 1);
+    x->requires_grad = mode >= 2;
     const int *shapes[4] = {ws, &bs, w2, &b2};
     int ranks[4] = {4, 1, 2, 1};
     for (int i = 0; i < 4; i++) {
@@ -419,21 +423,16 @@ static void pool_net(PoolNet *f, int fused) {
     Tensor *labels = tape_tensor(t, DT_I32, 1, &n, 1);
     /* Without the backend entries, or on an input that takes a gradient: refused. */
     ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
-    Tensor *h;
-    if (fused) {
-        test_add_first_layer_entries(f->be);
-        x->requires_grad = 1;
-        ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
-        x->requires_grad = 0;
-        h = op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1);
-        ck_assert_ptr_nonnull(h);
-    } else {
-        h = op_maxpool2d(t, op_conv2d(t, x, f->in[0], f->in[1], 1, 1, 1), 2, 2, 2, 1);
-    }
+    if (mode == 1 || mode == 3) test_add_conv_pool_entries(f->be);
+    Tensor *h = op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1);
+    ck_assert(mode == 1 ? h != NULL : h == NULL);
+    if (!h) h = op_maxpool2d(t, op_conv2d(t, x, f->in[0], f->in[1], 1, 1, 1), 2, 2, 2, 1);
     ck_assert_int_eq(h->shape[1] * h->shape[2] * h->shape[3], 100);
     f->loss = op_softmax_xent(t, op_dense(t, op_flatten(t, h), f->in[2], f->in[3], 0), labels);
     ck_assert_ptr_nonnull(f->loss);
     ck_assert_int_eq(tape_commit(t, err, sizeof err), 0);
+    /* The filter gradient comes from the pool exactly in mode 3. */
+    ck_assert(mode == 3 ? t->ops[0].pool_after == &t->ops[1] : t->ops[0].pool_after == NULL);
     float *v = malloc(x->count * sizeof(float));
     test_fill_uniform(v, x->count, -1.0f, 1.0f, 5, 99);
     for (size_t i = 0; i < x->count; i += 3) v[i] = 0.0f; /* blank pixels: ties */
@@ -452,21 +451,28 @@ static void pool_net(PoolNet *f, int fused) {
     tape_backward(t);
 }
 
-START_TEST(test_conv_relu_maxpool_fused_op) {
+static void pool_nets_agree(int ref_mode, int mode) {
     PoolNet ref, f;
-    pool_net(&ref, 0);
-    pool_net(&f, 1);
-    ck_assert_int_eq(f.t.n_ops, ref.t.n_ops - 1);
+    pool_net(&ref, ref_mode);
+    pool_net(&f, mode);
+    ck_assert_int_eq(f.t.n_ops, ref.t.n_ops - (mode == 1));
     ck_assert(test_max_scaled_diff(f.loss->data, ref.loss->data, 1, 1e-7, 1e-6, NULL) <= 1);
     for (int i = 0; i < 4; i++)
         ck_assert_msg(test_max_scaled_diff(f.in[i]->grad, ref.in[i]->grad, ref.in[i]->count,
                                            1e-6, 1e-5, NULL) <= 1,
-                      "gradient of parameter %d differs", i);
+                      "mode %d: gradient of parameter %d differs", mode, i);
+    if (mode >= 2) /* the data gradient: the same GEMM on the same masked dy, the same bits */
+        ck_assert_int_eq(memcmp(f.x->grad, ref.x->grad, 3 * 9 * 8 * sizeof(float)), 0);
     tape_free(&f.t);
     f.be->destroy(f.be);
     tape_free(&ref.t);
     ref.be->destroy(ref.be);
 }
+
+START_TEST(test_conv_relu_maxpool_fused_op) { pool_nets_agree(0, 1); }
+END_TEST
+
+START_TEST(test_conv_filter_grad_from_pool) { pool_nets_agree(2, 3); }
 END_TEST
 
 int main(void) {
@@ -486,6 +492,7 @@ int main(void) {
     tcase_add_test(tc, test_tensor_two_paths);
     tcase_add_test(tc, test_relu_fusion_same_bits);
     tcase_add_test(tc, test_conv_relu_maxpool_fused_op);
+    tcase_add_test(tc, test_conv_filter_grad_from_pool);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

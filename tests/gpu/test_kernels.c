@@ -492,11 +492,12 @@ static void test_pool(void) {
 /* Inputs like a first layer's: a third of the pixels exactly 0 (MNIST's background), biases of
  * both signs, so windows tie (at 0 after the ReLU, and at the bias over blank patches) and the
  * first-maximum rule matters. Checks: the forward bitwise against the CPU twin and against our
- * unfused conv2d_forward_cuda (relu) + maxpool2d_forward_cuda; the filter gradient against the
+ * unfused conv2d_forward_cuda (relu, without split-K) + maxpool2d_forward_cuda; the filter gradient against the
  * CPU twin and against the unfused maxpool2d_backward_cuda (relu mask) +
  * conv2d_backward_filter_cuda, both at TOL_MATH: the CPU sums in double, the GPU in float per
- * chunk of 64 pooled positions, then chunks in order (error ~sqrt(positions)*2^-24 of the
- * terms' scale); then with scratch for one chunk only (the whole sum in one block). */
+ * chunk of pooled positions, then chunks in order (error ~sqrt(positions)*2^-24 of the terms'
+ * scale); then with scratch for one chunk only (the whole sum in one block). Shapes with C % 32
+ * == 0 take the backward's pixel groups (16-byte loads, one padding test per pixel). */
 static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int stride, int same,
                                 int pk, int pstride, int psame) {
     Conv2dShape cs;
@@ -525,7 +526,9 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
     if (gemm_ws > ws_floats) ws_floats = gemm_ws;
     float *dWS = dev_poisoned(ws_floats * 4);
     CK(conv2d_relu_maxpool_forward_cuda(&cs, &ps, dX, dW, dB, dY, dAM, 0));
-    CK(conv2d_forward_cuda(&cs, dX, dW, dB, dConv, 1, dWS, ws_floats, 0));
+    /* No scratch: the GEMM sums each output over all taps in order (no split-K), as the fused
+     * forward does. */
+    CK(conv2d_forward_cuda(&cs, dX, dW, dB, dConv, 1, NULL, 0, 0));
     CK(maxpool2d_forward_cuda(&ps, dConv, dY2, dAM2, 0));
     char tag[96], what[160];
     snprintf(tag, sizeof tag, "%dx%dx%dx%d %dx%dx%d s%d %s pool %d/%d %s", n, h, w, c, ks, ks, k,
@@ -587,6 +590,8 @@ static void test_conv_pool(void) {
     test_conv_pool_case(2, 11, 10, 3, 4, 5, 2, 0, 2, 2, 0); /* strided VALID conv */
     test_conv_pool_case(2, 8, 9, 3, 5, 6, 1, 1, 2, 2, 1);   /* 75 taps: three groups */
     test_conv_pool_case(1, 5, 5, 1, 3, 4, 1, 1, 2, 2, 1);   /* padded pool windows */
+    test_conv_pool_case(quick ? 1 : 5, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1); /* conv2: pixel groups */
+    test_conv_pool_case(2, 7, 6, 64, 3, 33, 2, 1, 3, 2, 1); /* two groups per pixel, strided */
 }
 
 /* ---- relu, dropout -------------------------------------------------------------------------- */
@@ -1133,13 +1138,18 @@ static void test_fused_xent(int n, int c) {
 
 /* 1 when all five optional fused entries are set, 0 when none is, -1 otherwise. */
 /* The fusion level a backend's table shows: 0 none, 1 the five ReLU/dropout/xent entries,
- * 2 those and the conv + ReLU + max pool pair; -1 anything else. */
+ * 2 those and the conv + ReLU + max pool pair, 3 those and filter gradients from the pool;
+ * -1 anything else. */
 static int fused_entries(const Backend *be) {
     int set = !!be->conv2d_relu_forward + !!be->dense_relu_forward +
               !!be->maxpool2d_relu_backward + !!be->dropout_relu_backward +
               !!be->softmax_xent_fused;
     int pool = !!be->conv2d_relu_maxpool_forward + !!be->conv2d_relu_maxpool_backward_filter;
-    return set == 0 && pool == 0 ? 0 : set == 5 && pool == 0 ? 1 : set == 5 && pool == 2 ? 2 : -1;
+    int from_pool = !!be->conv2d_filter_grad_from_pool;
+    if (set == 0 && pool == 0 && !from_pool) return 0;
+    if (set == 5 && pool == 0 && !from_pool) return 1;
+    if (set == 5 && pool == 2) return from_pool ? 3 : 2;
+    return -1;
 }
 
 static Backend *make_cuda_backend(const char *fused_env) {
@@ -1155,26 +1165,41 @@ static Backend *make_cuda_backend(const char *fused_env) {
 }
 
 static void test_backend_fused(void) {
-    /* The switch: 0 -> none (core's unfused sequences), 1 -> level 1, unset -> level 2. */
+    /* The switch: CNN_CUDA_FUSED=0 -> none (core's unfused sequences), 1, 2 -> those levels,
+     * unset -> level 3. */
     const char *saved = getenv("CNN_CUDA_FUSED");
     char *keep = saved ? strdup(saved) : NULL;
-    Backend *off = make_cuda_backend("0");
-    int got_off = fused_entries(off);
-    off->destroy(off);
-    Backend *one = make_cuda_backend("1");
-    int got_one = fused_entries(one);
-    one->destroy(one);
+    int got[3];
+    for (int level = 0; level < 3; level++) {
+        char v[2] = {(char)('0' + level), 0};
+        Backend *b = make_cuda_backend(v);
+        got[level] = fused_entries(b);
+        b->destroy(b);
+    }
     cuda_be = make_cuda_backend(NULL);
     int got_on = fused_entries(cuda_be);
     if (keep) setenv("CNN_CUDA_FUSED", keep, 1);
     free(keep);
     check_count++;
-    const int levels_ok = got_off == 0 && got_one == 1 && got_on == 2;
+    const int levels_ok = got[0] == 0 && got[1] == 1 && got[2] == 2 && got_on == 3;
     if (!levels_ok) check_failures++;
-    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> level %d, 1 -> %d, default -> %d "
-           "(want 0, 1, 2)\n", levels_ok ? "PASS" : "FAIL", got_off, got_one, got_on);
+    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> level %d, 1 -> %d, 2 -> %d, default "
+           "-> %d (want 0, 1, 2, 3)\n", levels_ok ? "PASS" : "FAIL", got[0], got[1], got[2],
+           got_on);
+    /* Filter gradients from the pool where the backward's pixel groups apply (C % 32 == 0). */
+    Conv2dShape c1, c2;
+    conv2d_shape_init(&c1, 100, 28, 28, 1, 5, 5, 32, 1, 1, 1);
+    conv2d_shape_init(&c2, 100, 14, 14, 32, 5, 5, 64, 1, 1, 1);
+    check_count++;
+    if (cuda_be->conv2d_filter_grad_from_pool(cuda_be, &c1) ||
+        !cuda_be->conv2d_filter_grad_from_pool(cuda_be, &c2)) {
+        check_failures++;
+        printf("FAIL backend conv2d_filter_grad_from_pool: want conv2 only\n");
+    } else {
+        printf("PASS backend conv2d_filter_grad_from_pool: conv2 (C = 32), not conv1 (C = 1)\n");
+    }
     cpu_be = backend_cpu_create();
-    if (!cpu_be || got_on != 2) {
+    if (!cpu_be || got_on != 3) {
         printf("FAIL backend_cpu_create / fused entries missing: fused tests not run\n");
         check_count++;
         check_failures++;

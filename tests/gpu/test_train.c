@@ -2,10 +2,12 @@
  *
  * 200 steps (batch 100, Adam 1e-3, dropout 0.4, shuffled resident data, seed 1234) on the CPU,
  * on our CUDA kernels in three settings, and on cuDNN/cuBLAS:
- *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=2: the ReLU, dropout and
- *                cross-entropy fusions and the first layer's conv + ReLU + max pool), GEMM
- *                version 4, max-pool version 3 (Adam and cross-entropy: version 2)
- *   cuda fused1  the defaults without the conv + ReLU + max pool fusion (CNN_CUDA_FUSED=1)
+ *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=3: the ReLU, dropout and
+ *                cross-entropy fusions, the first layer's conv + ReLU + max pool, conv2's
+ *                filter gradient from pool2's winners), GEMM version 4, max-pool version 3
+ *                (Adam and cross-entropy: version 2)
+ *   cuda fused2  the defaults with conv2's filter gradient from its GEMM (CNN_CUDA_FUSED=2)
+ *   cuda fused1  the defaults without either (CNN_CUDA_FUSED=1)
  *   cuda gemm3   fused1 with GEMM version 3 (version 4 without its vector loads)
  *   cuda gemm2   fused entries, GEMM version 2 (CNN_GEMM_V=2: double-buffered, version 1 tiles)
  *   cuda gemm1   fused entries, GEMM version 1 (the first GPU run's GEMM kernel)
@@ -20,9 +22,10 @@
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; 200 single-step calls == one call replaying the
  *     captured graph 200 times; fused1 == gemm3 (vector loads change no arithmetic); gemm2 ==
- *     gemm1 (double buffering changes no arithmetic); cuda's step 0 == fused1's (the fused
- *     conv + pool forward gives the unfused bits; its filter gradient sums in another order,
- *     so later steps differ by rounding and are held to the CPU bounds);
+ *     gemm1 (double buffering changes no arithmetic); step 0 of cuda and fused2 == fused1's
+ *     (the fused conv + pool forward gives the unfused bits; the filter gradients from the
+ *     pools' winners sum in another order, so later steps differ by rounding and are held to
+ *     the CPU bounds);
  *     gemm1 == run1 (the fused entries do the unfused arithmetic; the pool versions the same).
  *
  * Why not 1e-3 at every step: training is chaotic. The GEMMs sum in a different order on the GPU
@@ -226,7 +229,8 @@ int main(int argc, char **argv) {
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
     const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "3"};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "2", "4", "3"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "3", "4", "3"};
+    const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "3"};
     const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "3"};
     const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "3"};
     const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2"};
@@ -236,12 +240,14 @@ int main(int argc, char **argv) {
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
-    if (!cpu || !cuda || !cuda2 || !fused1 || !gemm3 || !gemm2 || !gemm1 || !run1 || !cudnn)
+    float *fused2 = calloc(steps, 4);
+    if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !gemm3 || !gemm2 || !gemm1 || !run1 || !cudnn)
         return 1;
 
     double acc_cpu = train_losses(&cpu_v, steps, cpu);
     double acc_cuda = train_losses(&cuda_v, steps, cuda);
     train_losses(&cuda_v, steps, cuda2);
+    double acc_fused2 = train_losses(&fused2_v, steps, fused2);
     double acc_fused1 = train_losses(&fused1_v, steps, fused1);
     train_losses(&gemm3_v, steps, gemm3);
     train_losses(&gemm2_v, steps, gemm2);
@@ -264,6 +270,7 @@ int main(int argc, char **argv) {
            acc_cpu, acc_cuda, acc_fused1, acc_gemm1, acc_run1, acc_cudnn);
 
     compare("cuda", cuda, cpu, steps, acc_cuda, acc_cpu);
+    compare("cuda fused2", fused2, cpu, steps, acc_fused2, acc_cpu);
     compare("cuda fused1", fused1, cpu, steps, acc_fused1, acc_cpu);
     compare("cuda gemm1", gemm1, cpu, steps, acc_gemm1, acc_cpu);
     compare("cuda run1", run1, cpu, steps, acc_run1, acc_cpu);
@@ -273,6 +280,7 @@ int main(int argc, char **argv) {
                       steps * sizeof(float));
     check_equal_bytes("cuda step 0 == fused1 step 0 (fused conv+pool forward)", fused1, cuda,
                       sizeof(float));
+    check_equal_bytes("cuda fused2 step 0 == fused1 step 0", fused1, fused2, sizeof(float));
     check_equal_bytes("cuda gemm2 == gemm1 (losses, bitwise)", gemm2, gemm1,
                       steps * sizeof(float));
     check_equal_bytes("cuda gemm1 fused == run1 unfused (bitwise)", run1, gemm1,
@@ -288,7 +296,7 @@ int main(int argc, char **argv) {
     } else {
         printf("PASS cuda loss falls (%.4f -> %.4f)\n", cuda[0], cuda[steps - 1]);
     }
-    free(cpu); free(cuda); free(cuda2); free(fused1); free(gemm3); free(gemm2); free(gemm1); free(run1); free(cudnn);
+    free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2); free(gemm1); free(run1); free(cudnn);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");

@@ -1,0 +1,15 @@
+/* conv_pool_cpu.h: the CPU backend with the conv + ReLU + max pool entries of backend.h
+ * (conv2d_relu_maxpool_*, conv2d_filter_grad_from_pool) filled in from the kernels/ CPU twins.
+ * The product's CPU backend leaves them out (its im2col GEMM is its fast path); tests use this
+ * to run on the CPU what core does with them on the CUDA backend: the fused first layer, and
+ * filter gradients from a max pool's winners. */
+#ifndef TESTS_SUPPORT_CONV_POOL_CPU_H
+#define TESTS_SUPPORT_CONV_POOL_CPU_H
+
+#include "core/backend.h"
+
+/* Sets the three entries of a CPU backend (filter gradients from the pool for every conv);
+ * returns be. */
+Backend *test_add_conv_pool_entries(Backend *be);
+
+#endif
