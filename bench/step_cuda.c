@@ -1,12 +1,15 @@
 /* bench_step_cuda: the whole training step (gather, forward, loss, backward, Adam) through the
- * model API on the GPU: our kernels (`ours-cuda`: the defaults; `-fused2`: with conv2's filter
- * gradient from its GEMM rather than pool2's winners (CNN_CUDA_FUSED=2); `-fused1`: without the
- * first layer's fused conv + ReLU + max pool either (CNN_CUDA_FUSED=1); `-gemm3`: that with GEMM
- * version 3 (session 3's defaults before vector loads); `-run3`: the step of GPU runs 2 and 3 (GEMM version 3, max-pool version 2, Adam and
- * cross-entropy version 1); `-run1`: unfused, GEMM version 1,
- * max-pool version 1: the step of the first GPU run; see CNN_CUDA_FUSED, CNN_GEMM_V,
- * CNN_POOL_V, CNN_ADAM_V, CNN_XENT_V in docs/gpu.md) and
- * cuDNN/cuBLAS (`cudnn`), eager and as a replayed CUDA graph, at batch 100 and 1000. Compare with bench/peers/pytorch_mnist.py (same
+ * model API on the GPU, eager and as a replayed CUDA graph, at batch 100 and 1000. Engines, each
+ * the one above it less one change (switches in docs/gpu.md):
+ *   ours-cuda         the defaults
+ *   ours-cuda-dense1  the logits layer through the GEMM (CNN_DENSE_V=1)
+ *   ours-cuda-fused2  conv2's filter gradient from its GEMM, not pool2's winners (CNN_CUDA_FUSED=2)
+ *   ours-cuda-fused1  no fused first layer either (CNN_CUDA_FUSED=1)
+ *   ours-cuda-gemm3   GEMM version 3: no vector loads (session 3's step before them)
+ *   ours-cuda-run3    the step of GPU runs 2 and 3 (max-pool 2, Adam and cross-entropy 1)
+ *   ours-cuda-run1    the step of the first GPU run (unfused, GEMM 1, max-pool 1)
+ *   ours-cudnn        cuDNN/cuBLAS for the convolutions and dense layers
+ * Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
  *
  * Data: 60,000 random 28x28 uint8 images with random labels, resident on the device, shuffled.
@@ -49,6 +52,7 @@ typedef struct {
     const char *pool;  /* CNN_POOL_V, likewise for max-pool */
     const char *adam;  /* CNN_ADAM_V, likewise for Adam */
     const char *xent;  /* CNN_XENT_V, likewise for softmax + cross-entropy */
+    const char *dense; /* CNN_DENSE_V, likewise for the narrow dense layer */
 } Engine;
 
 static double bench(const Engine *e, int graphs, int batch, int steps) {
@@ -59,6 +63,7 @@ static double bench(const Engine *e, int graphs, int batch, int steps) {
     setenv("CNN_POOL_V", e->pool, 1);
     setenv("CNN_ADAM_V", e->adam, 1);
     setenv("CNN_XENT_V", e->xent, 1);
+    setenv("CNN_DENSE_V", e->dense, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;
@@ -113,13 +118,14 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
-        const Engine engines[] = {{"ours-cuda", DEVICE_CUDA, "3", "4", "3", "2", "2"},
-                                  {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "3", "2", "2"},
-                                  {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "3", "2", "2"},
-                                  {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2"},
-                                  {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1"},
-                                  {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1"},
-                                  {"ours-cudnn", DEVICE_CUDNN, "1", "4", "3", "2", "2"}};
+        const Engine engines[] = {{"ours-cuda", DEVICE_CUDA, "3", "4", "3", "2", "2", "2"},
+                                  {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "3", "2", "2", "1"},
+                                  {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "3", "2", "2", "1"},
+                                  {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "3", "2", "2", "1"},
+                                  {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2", "1"},
+                                  {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1"},
+                                  {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1"},
+                                  {"ours-cudnn", DEVICE_CUDNN, "1", "4", "3", "2", "2", "2"}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {
                 double ms = bench(&engines[e], g, b, steps);

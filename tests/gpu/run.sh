@@ -119,13 +119,14 @@ have gpu_test_train && run train 150 "$BIN/gpu_test_train"
 
 if [ $BENCH = 1 ]; then
   have bench_kernels_cuda && run bench_kernels 120 "$BIN/bench_kernels_cuda"
-  # Every kernel's version 1 (GEMM, max-pool, Adam, cross-entropy: the first GPU run's
-  # kernels): the befores of the defaults. (GEMM version 2 was measured in runs 1-3.)
+  # Every kernel's version 1 (GEMM, max-pool, Adam, cross-entropy, the logits layer through
+  # the GEMM: the first GPU run's kernels): the befores of the defaults. (GEMM version 2 was
+  # measured in runs 1-3.)
   have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
-      CNN_XENT_V=1 "$BIN/bench_kernels_cuda"
+      CNN_XENT_V=1 CNN_DENSE_V=1 "$BIN/bench_kernels_cuda"
   # Every tile x split-K count for each convolution and dense GEMM (the data for the tile rules)
   have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
-  have bench_step_cuda && run bench_step 120 "$BIN/bench_step_cuda"
+  have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda"
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py
   else

@@ -218,6 +218,11 @@ static void test_dense(void) {
     test_dense_case(3, 300, 10, 1, 1, 1, 1);
     test_dense_case(5, 64, 36, 1, 1, 1, 1); /* widths multiples of 4: version 4's vector loads */
     test_dense_case(3, 300, 516, 1, 0, 1, 1);
+    /* Narrow layers (out <= 16, kernels/dense.cu; CNN_DENSE_V=1: the GEMM): the widest, one
+     * output, row counts off the dw kernel's groups of 4, no bias, ReLU. */
+    test_dense_case(6, 37, 16, 1, 1, 1, 1);
+    test_dense_case(1, 7, 1, 0, 0, 1, 0);
+    test_dense_case(quick ? 13 : 1001, 129, 10, 1, 0, 1, 1);
     if (!quick) {
         test_dense_case(100, 3136, 1024, 1, 1, 1, 1); /* the model's dense layers */
         test_dense_case(100, 1024, 10, 1, 0, 1, 1);
@@ -1283,6 +1288,12 @@ int main(int argc, char **argv) {
     }
     unsetenv("CNN_GEMM_TILE");
     unsetenv("CNN_GEMM_SPLITS");
+    /* The narrow dense layers through the GEMM (CNN_DENSE_V=1, the step of GPU runs 1-3). */
+    setenv("CNN_GEMM_V", "4", 1);
+    setenv("CNN_DENSE_V", "1", 1);
+    printf("---- narrow dense layers through the GEMM (CNN_DENSE_V=1)\n");
+    test_dense();
+    unsetenv("CNN_DENSE_V");
     if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
     else unsetenv("CNN_GEMM_V");
     free(gemm_keep);
