@@ -33,6 +33,17 @@
 #define TOL_GEMM 1e-4
 #define TOL_MATH 1e-5
 
+/* Downloads `bytes` of a device buffer and compares them bit for bit with the host's; the
+ * check is named "what tag". */
+static void check_device_bytes(const char *what, const char *tag, const void *dev,
+                               const void *host, size_t bytes) {
+    char name[192];
+    snprintf(name, sizeof name, "%s %s", what, tag);
+    void *g = dev_download(dev, bytes);
+    check_equal_bytes(name, g, host, bytes);
+    free(g);
+}
+
 static int quick = 0;
 static int with_lib = 1; /* --no-lib: skip the cuDNN/cuBLAS checks (sanitizer runs: our kernels) */
 #ifndef CNN_CUDA_EMU
@@ -461,25 +472,13 @@ static void test_pool_case(int n, int h, int w, int c, int k, int stride, int sa
     CK(maxpool2d_forward_cuda(&s, dX, dY, dAM, 0));
     CK(maxpool2d_backward_cuda(&s, dDY, dAM, NULL, dDX, 0));
     CK(maxpool2d_backward_cuda(&s, dDY, dAM, dX, dDXR, 0));
-    char tag[80], what[128];
+    char tag[80];
     snprintf(tag, sizeof tag, "%dx%dx%dx%d k%d s%d %s%s", n, h, w, c, k, stride,
              same ? "SAME" : "VALID", relu_like ? " relu-in" : "");
-    void *g = dev_download(dY, ny * 4);
-    snprintf(what, sizeof what, "maxpool fwd y %s", tag);
-    check_equal_bytes(what, g, y, ny * 4);
-    free(g);
-    g = dev_download(dAM, ny * 4);
-    snprintf(what, sizeof what, "maxpool fwd argmax %s", tag);
-    check_equal_bytes(what, g, am, ny * 4);
-    free(g);
-    g = dev_download(dDX, nx * 4);
-    snprintf(what, sizeof what, "maxpool bwd %s", tag);
-    check_equal_bytes(what, g, dx, nx * 4);
-    free(g);
-    g = dev_download(dDXR, nx * 4);
-    snprintf(what, sizeof what, "maxpool+relu bwd %s", tag);
-    check_equal_bytes(what, g, dxr, nx * 4);
-    free(g);
+    check_device_bytes("maxpool fwd y", tag, dY, y, ny * 4);
+    check_device_bytes("maxpool fwd argmax", tag, dAM, am, ny * 4);
+    check_device_bytes("maxpool bwd", tag, dDX, dx, nx * 4);
+    check_device_bytes("maxpool+relu bwd", tag, dDXR, dxr, nx * 4);
     free(x); free(dy); free(y); free(dx); free(dxr); free(am);
     CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dY)); CK(cudaFree(dAM)); CK(cudaFree(dDX));
     CK(cudaFree(dDXR));
@@ -538,19 +537,10 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
     char tag[96], what[160];
     snprintf(tag, sizeof tag, "%dx%dx%dx%d %dx%dx%d s%d %s pool %d/%d %s", n, h, w, c, ks, ks, k,
              stride, same ? "SAME" : "VALID", pk, pstride, psame ? "SAME" : "VALID");
-    void *g = dev_download(dY, ny * 4), *g2 = dev_download(dY2, ny * 4);
-    snprintf(what, sizeof what, "conv+pool fwd y %s", tag);
-    check_equal_bytes(what, g, y, ny * 4);
-    snprintf(what, sizeof what, "conv+pool fwd y == unfused %s", tag);
-    check_equal_bytes(what, g, g2, ny * 4);
-    free(g); free(g2);
-    g = dev_download(dAM, ny * 4);
-    g2 = dev_download(dAM2, ny * 4);
-    snprintf(what, sizeof what, "conv+pool fwd argmax %s", tag);
-    check_equal_bytes(what, g, am, ny * 4);
-    snprintf(what, sizeof what, "conv+pool fwd argmax == unfused %s", tag);
-    check_equal_bytes(what, g, g2, ny * 4);
-    free(g); free(g2);
+    check_device_bytes("conv+pool fwd y", tag, dY, y, ny * 4);
+    check_device_bytes("conv+pool fwd y: unfused gives the same", tag, dY2, y, ny * 4);
+    check_device_bytes("conv+pool fwd argmax", tag, dAM, am, ny * 4);
+    check_device_bytes("conv+pool fwd argmax: unfused gives the same", tag, dAM2, am, ny * 4);
 
     CK(conv2d_relu_maxpool_backward_filter_cuda(&cs, &ps, dX, dY, dAM, dDY, dDW, dDB, dWS,
                                                 ws_floats, 0));
@@ -977,11 +967,16 @@ static void test_gather(void) {
  * made on the default stream and synchronised before the entries run. */
 static Backend *cuda_be, *cpu_be;
 
-static void *be_result(const void *dev, size_t bytes) {
+/* Waits for the backend's work; a recorded device error ends the test. */
+static void be_sync(void) {
     if (cuda_be->sync(cuda_be) != 0) {
         printf("FAIL cuda backend: %s\n", cuda_be->last_error(cuda_be));
         exit(1);
     }
+}
+
+static void *be_result(const void *dev, size_t bytes) {
+    be_sync();
     return dev_download(dev, bytes);
 }
 
@@ -1072,15 +1067,11 @@ static void test_fused_conv_pool(int n) {
     cuda_be->conv2d_relu_maxpool_forward(cuda_be, &cs, &ps, dX, dW, dB, dY, dAM);
     cuda_be->conv2d_relu_maxpool_backward_filter(cuda_be, &cs, &ps, dX, dY, dAM, dDY, dDW, dDB,
                                                  NULL);
-    char what[96];
-    void *g = be_result(dY, ny * 4);
-    snprintf(what, sizeof what, "backend conv2d_relu_maxpool_forward y n=%d", n);
-    check_equal_bytes(what, g, y, ny * 4);
-    free(g);
-    g = be_result(dAM, ny * 4);
-    snprintf(what, sizeof what, "backend conv2d_relu_maxpool_forward argmax n=%d", n);
-    check_equal_bytes(what, g, am, ny * 4);
-    free(g);
+    char what[96], tag[16];
+    snprintf(tag, sizeof tag, "n=%d", n);
+    be_sync();
+    check_device_bytes("backend conv2d_relu_maxpool_forward y", tag, dY, y, ny * 4);
+    check_device_bytes("backend conv2d_relu_maxpool_forward argmax", tag, dAM, am, ny * 4);
     float *gw = be_result(dDW, nw * 4), *gb = be_result(dDB, 32 * 4);
     snprintf(what, sizeof what, "backend conv2d_relu_maxpool_backward dw n=%d", n);
     check_close(what, gw, dw, nw, TOL_MATH);
