@@ -81,6 +81,17 @@ struct TapWalk {
     }
 };
 
+/* p, hidden from the compiler's index arithmetic: without it, nvcc folds x + base and each
+ * tap's offset back into x + 4 * (base + off) and spends four instructions per tap on it (a
+ * 64-bit add and a 64-bit shift-add); through an opaque 64-bit register it is one 64-bit add of
+ * a precomputed byte offset. A no-op where the .cu is compiled as C++ (the emulator). */
+__device__ __forceinline__ const char *opaque(const char *p) {
+#if defined(__CUDA_ARCH__)
+    asm("mov.b64 %0, %0;" : "+l"(p));
+#endif
+    return p;
+}
+
 /* The window origin of a conv output position and whether all its taps are inside x. */
 struct Origin {
     int ih0, iw0;
@@ -94,29 +105,41 @@ __device__ __forceinline__ Origin origin_of(const Geo &g, int oh, int ow) {
     return o;
 }
 
+/* Tap counts compiled in (NT > 0): the unrolled tap loops then carry no per-tap test of the
+ * count (the SASS of the run-time count had an ISETP and a 64-bit index add per tap: 7
+ * instructions per FMA in the interior loop instead of 3). 5x5 and 3x3 one-channel first
+ * layers; NT == 0 is any count up to 32 at run time. */
+__host__ __device__ constexpr bool tap_in(int nt, int j, int taps) {
+    return nt > 0 ? j < nt : j < taps;
+}
+
 /* The conv value of channel k at one output position: acc = fmaf(x_t, w_t, acc) over the taps
  * in order, as the GEMM (kernels/gemm_cuda.cuh) sums: an out-of-image tap is fmaf(0, w, acc),
  * which leaves acc unchanged (acc starts at +0 and a sum is -0 only if both terms are), so it
- * is skipped. REG: the weights (taps <= 32) are in wr, the tap offsets in off; else w is read
- * per tap (any tap count, the slow path). */
-template <bool REG>
+ * is skipped. NT >= 0: the weights (taps <= 32) are in wr, the tap offsets in off (NT taps, or
+ * g.taps when NT == 0); NT < 0: w is read per tap (any tap count, the slow path). */
+template <int NT>
 __device__ __forceinline__ float conv_value(const Geo &g, const float *x, const float *w, int k,
                                             const float (&wr)[TAPS], const int (&off)[TAPS],
                                             int n, int oh, int ow) {
+    constexpr bool REG = NT >= 0;
     const Origin o = origin_of(g, oh, ow);
     /* x[base + off]: base may be negative at the border, base + off of an inside tap is not */
     const long long base = ((long long)(n * g.h + o.ih0) * g.w + o.iw0) * g.c;
     float acc = 0.0f;
     if (REG && o.interior) {
+        /* inside the image: every offset is >= 0; byte offsets in 64 bits (see the backward) */
+        const char *xb = opaque(reinterpret_cast<const char *>(x + base));
 #pragma unroll
         for (int j = 0; j < TAPS; j++)
-            if (j < g.taps) acc = fmaf(x[base + off[j]], wr[j], acc);
+            if (tap_in(NT, j, g.taps))
+                acc = fmaf(__ldg(reinterpret_cast<const float *>(xb + 4LL * off[j])), wr[j], acc);
     } else if (REG) {
         TapWalk t;
         t.start(g, 0);
 #pragma unroll
         for (int j = 0; j < TAPS; j++) {
-            if (j < g.taps) {
+            if (tap_in(NT, j, g.taps)) {
                 if ((unsigned)(o.ih0 + t.kh) < (unsigned)g.h &&
                     (unsigned)(o.iw0 + t.kw) < (unsigned)g.w)
                     acc = fmaf(x[base + t.off], wr[j], acc);
@@ -134,8 +157,9 @@ __device__ __forceinline__ float conv_value(const Geo &g, const float *x, const 
     return acc;
 }
 
-/* Forward: block = (a chunk of `per_block` pooled positions, a group of 32 channels). */
-template <bool REG>
+/* Forward: block = (a chunk of `per_block` pooled positions, a group of 32 channels). NT as
+ * conv_value's. */
+template <int NT>
 __global__ void __launch_bounds__(THREADS)
 conv_pool_fwd_kernel(Geo g, int per_block, const float *x, const float *w, const float *b,
                      float *y, int32_t *argmax) {
@@ -144,12 +168,12 @@ conv_pool_fwd_kernel(Geo g, int per_block, const float *x, const float *w, const
     if (k >= g.k) return; /* no barriers below */
     float wr[TAPS];
     int off[TAPS];
-    if (REG) {
+    if (NT >= 0) {
         TapWalk t;
         t.start(g, 0);
 #pragma unroll
         for (int j = 0; j < TAPS; j++) {
-            wr[j] = j < g.taps ? w[(size_t)j * g.k + k] : 0.0f;
+            wr[j] = tap_in(NT, j, g.taps) ? w[(size_t)j * g.k + k] : 0.0f;
             off[j] = t.off;
             t.next(g);
         }
@@ -167,7 +191,7 @@ conv_pool_fwd_kernel(Geo g, int per_block, const float *x, const float *w, const
         int at = -1;
         for (int oh = hb; oh < he; oh++)
             for (int ow = wb; ow < we; ow++) {
-                float v = conv_value<REG>(g, x, w, k, wr, off, n, oh, ow);
+                float v = conv_value<NT>(g, x, w, k, wr, off, n, oh, ow);
                 if (b) v += bias;
                 v = v > 0.0f ? v : 0.0f; /* the GEMM epilogue's ReLU */
                 if (at < 0 || v > best) {
@@ -180,19 +204,22 @@ conv_pool_fwd_kernel(Geo g, int per_block, const float *x, const float *w, const
     }
 }
 
+constexpr int PIXEL_GROUPS = -2;
+
 /* Backward, pass 1: block = (a chunk of pooled positions, 32 channels, 32 taps); each thread
  * sums g * x over its warp's positions for its channel and taps, the warps' sums are added in
  * warp order, and the chunk's partial sums go to partial[chunk][taps*K + K] (db after dw).
- * PIXEL (C % 32 == 0, e.g. conv2's 32 input channels): the 32 taps of a group are 32
- * consecutive channels of one pixel (kh, kw), so one padding test and eight 16-byte loads serve
- * them (x's rows are 16-byte aligned: C % 4 == 0 and an aligned base); otherwise the taps are
- * walked one by one. */
-template <bool PIXEL>
+ * NT == PIXEL_GROUPS (C % 32 == 0, e.g. conv2's 32 input channels): the 32 taps of a group are
+ * 32 consecutive channels of one pixel (kh, kw), so one padding test and eight 16-byte loads
+ * serve them (x's rows are 16-byte aligned: C % 4 == 0 and an aligned base); otherwise the taps
+ * are walked one by one, NT > 0 being a single group of exactly NT taps (tap_in). */
+template <int NT>
 __global__ void __launch_bounds__(THREADS)
 conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y,
                             const int32_t *argmax, const float *dy, float *partial) {
     __shared__ float red[WARPS][TAPS + 1][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    constexpr bool PIXEL = NT == PIXEL_GROUPS;
     const int k = blockIdx.y * 32 + lane, t0 = blockIdx.z * TAPS;
     float acc[TAPS], accb = 0.0f;
     int off[TAPS];
@@ -234,15 +261,20 @@ conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y
                     }
                 }
             } else if (org.interior) {
+                /* inside the image: every offset is >= 0. Byte offsets in 64 bits: one 64-bit
+                 * add per tap (the compiler's own index arithmetic took four) */
+                const char *xb = opaque(reinterpret_cast<const char *>(x + base));
 #pragma unroll
                 for (int j = 0; j < TAPS; j++)
-                    if (t0 + j < g.taps) acc[j] = fmaf(gv, x[base + off[j]], acc[j]);
+                    if (tap_in(NT, j, g.taps - t0))
+                        acc[j] = fmaf(gv, __ldg(reinterpret_cast<const float *>(xb + 4LL * off[j])),
+                                      acc[j]);
             } else {
                 TapWalk t;
                 t.start(g, t0);
 #pragma unroll
                 for (int j = 0; j < TAPS; j++) {
-                    if (t0 + j < g.taps) {
+                    if (tap_in(NT, j, g.taps - t0)) {
                         if ((unsigned)(org.ih0 + t.kh) < (unsigned)g.h &&
                             (unsigned)(org.iw0 + t.kw) < (unsigned)g.w)
                             acc[j] = fmaf(gv, x[base + t.off], acc[j]);
@@ -339,12 +371,18 @@ extern "C" cudaError_t conv2d_relu_maxpool_forward_cuda(const Conv2dShape *cs,
     dim3 grid((unsigned)((total + per_block - 1) / per_block), (unsigned)((cs->k + 31) / 32));
     if (grid.y > 65535u) return cudaErrorInvalidConfiguration;
     const Geo g = geo_of(cs, ps);
-    if (g.taps <= TAPS)
-        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<true>)(g, per_block, x, w, b, y,
-                                                                     argmax);
+    if (g.taps == 25)
+        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<25>)(g, per_block, x, w, b, y,
+                                                                   argmax);
+    else if (g.taps == 9)
+        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<9>)(g, per_block, x, w, b, y,
+                                                                  argmax);
+    else if (g.taps <= TAPS)
+        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<0>)(g, per_block, x, w, b, y,
+                                                                  argmax);
     else
-        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<false>)(g, per_block, x, w, b, y,
-                                                                      argmax);
+        CNN_KERNEL(grid, THREADS, stream, conv_pool_fwd_kernel<-1>)(g, per_block, x, w, b, y,
+                                                                   argmax);
     return launch_status();
 }
 
@@ -365,10 +403,16 @@ extern "C" cudaError_t conv2d_relu_maxpool_backward_filter_cuda(
                   (unsigned)((g.taps + TAPS - 1) / TAPS));
         if (grid.y > 65535u || grid.z > 65535u) return cudaErrorInvalidConfiguration;
         if (pixel_groups(cs, x))
-            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<true>)(
+            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<PIXEL_GROUPS>)(
+                g, per_block, x, y, argmax, dy, ws);
+        else if (g.taps == 25)
+            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<25>)(
+                g, per_block, x, y, argmax, dy, ws);
+        else if (g.taps == 9)
+            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<9>)(
                 g, per_block, x, y, argmax, dy, ws);
         else
-            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<false>)(
+            CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<0>)(
                 g, per_block, x, y, argmax, dy, ws);
         cudaError_t e = launch_status();
         if (e != cudaSuccess) return e;

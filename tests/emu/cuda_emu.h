@@ -99,6 +99,8 @@ static inline float atomicAdd(float *p, float v) {
     *p = old + v;
     return old;
 }
+/* A load through the read-only data cache: a plain load here. */
+static inline float __ldg(const float *p) { return *p; }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
