@@ -304,22 +304,25 @@ conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y
 }
 
 /* Backward, pass 2: dw/db[e] = the chunks' partial sums in chunk order (warp v adds chunks
- * v, v + 8, ..., then the 8 warps' sums in warp order): deterministic. */
-constexpr int REDUCE_WARPS = 8;
-__global__ void __launch_bounds__(REDUCE_WARPS * 32)
+ * v, v + RW, ..., then the RW warps' sums in warp order): deterministic for a given chunk
+ * count. RW = 32 warps where there are many chunks (conv1: ~500 chunks of 832 sums: with 8
+ * warps each would add ~65 loads in sequence, latency-bound), 8 where there are few (conv2:
+ * 20 chunks of 51,264 sums, 1,602 blocks). */
+template <int RW>
+__global__ void __launch_bounds__(RW * 32)
 conv_pool_reduce_kernel(int chunks, int dw_count, int k, const float *partial, float *dw,
                         float *db) {
-    __shared__ float red[REDUCE_WARPS][32];
+    __shared__ float red[RW][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int row = dw_count + k, e = blockIdx.x * 32 + lane;
     float s = 0.0f;
     if (e < row)
-        for (int c = warp; c < chunks; c += REDUCE_WARPS) s += partial[(size_t)c * row + e];
+        for (int c = warp; c < chunks; c += RW) s += partial[(size_t)c * row + e];
     red[warp][lane] = s;
     __syncthreads();
     if (warp == 0 && e < row) {
         float t = 0.0f;
-        for (int v = 0; v < REDUCE_WARPS; v++) t += red[v][lane];
+        for (int v = 0; v < RW; v++) t += red[v][lane];
         if (e < dw_count) dw[e] = t;
         else if (db) db[e - dw_count] = t;
     }
@@ -417,7 +420,12 @@ extern "C" cudaError_t conv2d_relu_maxpool_backward_filter_cuda(
         cudaError_t e = launch_status();
         if (e != cudaSuccess) return e;
     }
-    CNN_KERNEL((unsigned)((row + 31) / 32), REDUCE_WARPS * 32, stream, conv_pool_reduce_kernel)(
-        chunks, g.taps * g.k, g.k, ws, dw, db);
+    const unsigned blocks = (unsigned)((row + 31) / 32);
+    if (chunks >= 64)
+        CNN_KERNEL(blocks, 32 * 32, stream, conv_pool_reduce_kernel<32>)(chunks, g.taps * g.k,
+                                                                         g.k, ws, dw, db);
+    else
+        CNN_KERNEL(blocks, 8 * 32, stream, conv_pool_reduce_kernel<8>)(chunks, g.taps * g.k, g.k,
+                                                                       ws, dw, db);
     return launch_status();
 }

@@ -581,6 +581,7 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
 
 static void test_conv_pool(void) {
     test_conv_pool_case(quick ? 2 : 7, 28, 28, 1, 5, 32, 1, 1, 2, 2, 1); /* MNIST's conv1 */
+    test_conv_pool_case(12, 28, 28, 1, 5, 8, 1, 1, 2, 2, 1); /* >= 64 chunks: the wide reduce */
     test_conv_pool_case(3, 9, 7, 2, 3, 37, 1, 1, 3, 2, 1);  /* two channel groups, overlap */
     test_conv_pool_case(2, 11, 10, 3, 4, 5, 2, 0, 2, 2, 0); /* strided VALID conv */
     test_conv_pool_case(2, 8, 9, 3, 5, 6, 1, 1, 2, 2, 1);   /* 75 taps: three groups */
