@@ -7,7 +7,9 @@
  * batch 100), max-pool reads them, the pool backward writes a gradient of that size and the
  * filter-gradient GEMM reduces over all 78,400 positions of it, three quarters of them zeros
  * (the pool's losers). Here only the winners are read: a quarter of the filter-gradient work,
- * none of the 10 MB passes.
+ * none of the 10 MB passes. The backward serves any conv with its ReLU that feeds only a max
+ * pool (core's plan_filter_from_pool: conv2, whose data gradient still needs the pool's
+ * backward), with 16-byte pixel groups where C % 32 == 0.
  *
  * Threads: lane = output channel k (32 per warp, so y/argmax/dy accesses are coalesced and the
  * warp's lanes read the same x pixel: a broadcast), warps walk pooled positions. Per thread a
@@ -21,7 +23,7 @@
 
 namespace {
 
-constexpr int WARPS = 4;           /* 128 threads: ~90 registers each, 4-5 blocks per SM */
+constexpr int WARPS = 4;           /* 128 threads of 64-96 registers: 5-8 blocks per SM */
 constexpr int THREADS = WARPS * 32;
 constexpr int TAPS = 32;           /* taps per register group */
 
