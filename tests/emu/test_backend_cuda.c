@@ -1,0 +1,136 @@
+/* test_backend_cuda.c: core/backend_cuda.c, the CUDA backend the trainer's --device cuda uses,
+ * run on the CPU emulator (tests/emu) with the original job's model, against the CPU backend
+ * from the same seed: the backend table's wiring and core's plans on it (the fused first layer,
+ * filter gradients from the pools' winners, the ReLU and loss fusions), which test_kernels
+ * checks only kernel by kernel and test_train only on a GPU.
+ *
+ * For each fusion level (CNN_CUDA_FUSED=0, 1, 3; 1 and 3 under CNN_TEST_QUICK): gradients of every parameter, loss and logits
+ * on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two training
+ * steps (losses to 1e-4 relative), then predictions (to 1e-5). Batch 4, one of 3 rows (a short
+ * last batch). Graphs off (the emulator does not capture them). Exits 1 on a failure. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/model.h"
+#include "core/model_backend.h"
+#include "kernels/philox.h"
+
+#define IMG 784
+#define BATCH 4
+
+static int failures = 0;
+
+static void check(int ok, const char *what, double got) {
+    printf("%s %-58s %.3g\n", ok ? "PASS" : "FAIL", what, got);
+    if (!ok) failures++;
+}
+
+/* max |a - b| / max |b| */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return m > 0 ? d / m : d;
+}
+
+/* Raw 0..255 pixels, a third of them 0 (MNIST's background: ties in the pools). */
+static void images(int n, uint64_t seed, float *x, int32_t *labels) {
+    for (int i = 0; i < n; i++) {
+        labels[i] = (int32_t)(philox_u32(seed, 1, (uint64_t)i) % 10);
+        for (int p = 0; p < IMG; p++) {
+            uint32_t r = philox_u32(seed, 2, (uint64_t)i * IMG + (uint64_t)p);
+            x[(size_t)i * IMG + p] = r % 3 == 0 ? 0.0f : (float)(r % 256);
+        }
+    }
+}
+
+static Model *make(Backend *be) {
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.batch = BATCH;
+    cfg.seed = 11;
+    cfg.threads = 1;
+    char err[256];
+    Model *m = be ? model_create_on(&cfg, be, err, sizeof err) : model_create(&cfg, err, sizeof err);
+    if (!m) {
+        printf("FAIL model_create: %s\n", err);
+        exit(1);
+    }
+    return m;
+}
+
+static void compare_level(const char *level) {
+    setenv("CNN_CUDA_FUSED", level, 1);
+    char err[256], what[128];
+    Backend *be = backend_cuda_create(err, sizeof err);
+    if (!be) {
+        printf("FAIL backend_cuda_create: %s\n", err);
+        exit(1);
+    }
+    Model *cuda = make(be), *cpu = make(NULL);
+    float x[BATCH * IMG], la[BATCH * 10], lb[BATCH * 10], loss_a, loss_b;
+    int32_t y[BATCH];
+    images(3, 5, x, y);
+    if (model_compute_gradients(cpu, x, y, 3, &loss_a, la, err, sizeof err) ||
+        model_compute_gradients(cuda, x, y, 3, &loss_b, lb, err, sizeof err)) {
+        printf("FAIL model_compute_gradients: %s\n", err);
+        exit(1);
+    }
+    snprintf(what, sizeof what, "fused %s: loss, 3 rows of a batch of 4", level);
+    check(fabs(loss_b - loss_a) <= 1e-4 * fabs(loss_a), what, fabs(loss_b - loss_a) / fabs(loss_a));
+    snprintf(what, sizeof what, "fused %s: logits", level);
+    double d = rel_diff(lb, la, 30);
+    check(d <= 1e-4, what, d);
+    for (int p = 0; p < model_param_count(cpu); p++) {
+        const StateInfo *si = model_state_info(cpu, p);
+        float *ga = malloc(si->count * 4), *gb = malloc(si->count * 4);
+        model_gradient_get(cpu, p, ga);
+        model_gradient_get(cuda, p, gb);
+        snprintf(what, sizeof what, "fused %s: gradient of %s", level, si->name);
+        d = rel_diff(gb, ga, si->count);
+        check(d <= 1e-4, what, d);
+        free(ga);
+        free(gb);
+    }
+    for (int s = 0; s < 2; s++) {
+        images(BATCH, 100 + (uint64_t)s, x, y);
+        if (model_train_step(cpu, x, y, BATCH, &loss_a, err, sizeof err) ||
+            model_train_step(cuda, x, y, BATCH, &loss_b, err, sizeof err)) {
+            printf("FAIL model_train_step: %s\n", err);
+            exit(1);
+        }
+        snprintf(what, sizeof what, "fused %s: training step %d loss", level, s);
+        check(fabs(loss_b - loss_a) <= 1e-4 * fabs(loss_a), what,
+              fabs(loss_b - loss_a) / fabs(loss_a));
+    }
+    float pa[5 * 10], pb[5 * 10], xp[5 * IMG];
+    int32_t yp[5];
+    images(5, 7, xp, yp);
+    if (model_predict(cpu, xp, 5, pa, err, sizeof err) ||
+        model_predict(cuda, xp, 5, pb, err, sizeof err)) {
+        printf("FAIL model_predict: %s\n", err);
+        exit(1);
+    }
+    snprintf(what, sizeof what, "fused %s: predictions of 5 images (chunks of 4)", level);
+    d = rel_diff(pb, pa, 50);
+    check(d <= 1e-4, what, d);
+    model_free(cuda);
+    model_free(cpu);
+}
+
+int main(void) {
+    setenv("CNN_CUDA_GRAPHS", "0", 1);
+    /* CNN_TEST_QUICK (the sanitizer run, ~30 s a level): the default level and its base only */
+    const char *quick = getenv("CNN_TEST_QUICK");
+    if (!(quick && strcmp(quick, "0") != 0)) compare_level("0");
+    compare_level("1");
+    compare_level("3");
+    printf("SUMMARY test_backend_cuda: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");
+    return failures ? 1 : 0;
+}
