@@ -6,7 +6,9 @@
  *
  * For each fusion level (CNN_CUDA_FUSED=0, 1, 3; 1 and 3 under CNN_TEST_QUICK): gradients of every parameter, loss and logits
  * on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two training
- * steps (losses to 1e-4 relative), then predictions (to 1e-5). Batch 4, one of 3 rows (a short
+ * steps from host batches (losses to 1e-4 relative), predictions (to 1e-4), then three steps
+ * from a resident data set (the trainer's path: the device gather; to 1e-3, test_train's bound
+ * for a run's first steps, as rounding differences grow through Adam). Batch 4, one of 3 rows (a short
  * last batch). Graphs off (the emulator does not capture them). Exits 1 on a failure. */
 #include <math.h>
 #include <stdint.h>
@@ -120,6 +122,25 @@ static void compare_level(const char *level) {
     snprintf(what, sizeof what, "fused %s: predictions of 5 images (chunks of 4)", level);
     d = rel_diff(pb, pa, 50);
     check(d <= 1e-4, what, d);
+    /* The trainer's path: a resident data set (uint8 pixels), batches gathered on the device
+     * from the shuffled ring, three steps per call. */
+    enum { N_DATA = 10 };
+    static uint8_t pix[N_DATA * IMG];
+    float xd[N_DATA * IMG];
+    int32_t yd[N_DATA];
+    images(N_DATA, 200, xd, yd);
+    for (int i = 0; i < N_DATA * IMG; i++) pix[i] = (uint8_t)xd[i];
+    if (model_set_train_data(cpu, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
+        model_set_train_data(cuda, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
+        model_train_steps(cpu, 3, &loss_a, err, sizeof err) ||
+        model_train_steps(cuda, 3, &loss_b, err, sizeof err)) {
+        printf("FAIL resident-data training: %s\n", err);
+        exit(1);
+    }
+    snprintf(what, sizeof what, "fused %s: 3 steps from the resident data set, last loss", level);
+    /* steps 2-4 of the model: test_train's bound for its first steps (1e-3), as rounding
+     * differences start to grow through Adam */
+    check(fabs(loss_b - loss_a) <= 1e-3 * fabs(loss_a), what, fabs(loss_b - loss_a) / fabs(loss_a));
     model_free(cuda);
     model_free(cpu);
 }
