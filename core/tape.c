@@ -93,8 +93,23 @@ void tape_need_workspace(Tape *t, size_t floats) {
     if (floats > t->ws_floats) t->ws_floats = floats;
 }
 
+/* The op whose output is x (NULL for an input), and through *consumers the number of
+ * differentiable ops reading x, counted on the tensor's root so that views count too. */
+static TapeOp *producer_of(Tape *t, const Tensor *x, int *consumers) {
+    TapeOp *producer = NULL;
+    *consumers = 0;
+    for (int j = 0; j < t->n_ops; j++) {
+        TapeOp *o = &t->ops[j];
+        if (o->out == x) producer = o;
+        if (!o->differentiable) continue;
+        for (int i = 0; i < o->n_in; i++)
+            if (tensor_root(o->in[i]) == x) (*consumers)++;
+    }
+    return producer;
+}
+
 /* A ReLU fused into conv2d/dense is undone in the backward by its only gradient writer when
- * that op can do it (see tape.h); counted on the tensor's root, so views count as consumers. */
+ * that op can do it (see tape.h). */
 static void plan_relu_fusion(Tape *t) {
     for (int k = 0; k < t->n_ops; k++) {
         TapeOp *c = &t->ops[k];
@@ -106,16 +121,8 @@ static void plan_relu_fusion(Tape *t) {
         if (!c->differentiable || !c->def->can_mask_input_relu ||
             !c->def->can_mask_input_relu(t->be) || c->accumulate[0] || c->in[0]->alias_of)
             continue;
-        Tensor *x = c->in[0];
-        TapeOp *producer = NULL;
-        int consumers = 0;
-        for (int j = 0; j < t->n_ops; j++) {
-            TapeOp *o = &t->ops[j];
-            if (o->out == x) producer = o;
-            if (!o->differentiable) continue;
-            for (int i = 0; i < o->n_in; i++)
-                if (tensor_root(o->in[i]) == x) consumers++;
-        }
+        int consumers;
+        TapeOp *producer = producer_of(t, c->in[0], &consumers);
         if (producer && producer->relu && producer->differentiable && consumers == 1) {
             c->mask_input_relu = 1;
             producer->relu_grad_masked = 1;
@@ -126,7 +133,7 @@ static void plan_relu_fusion(Tape *t) {
 /* A conv with its ReLU whose only consumer is a max pool takes its filter gradient from the
  * pool's winners where the backend prefers it (backend.h, conv2d_filter_grad_from_pool). */
 static void plan_filter_from_pool(Tape *t) {
-    const Backend *be = t->be;
+    Backend *be = t->be;
     for (int k = 0; k < t->n_ops; k++) t->ops[k].pool_after = NULL;
     if (!be->conv2d_relu_maxpool_backward_filter || !be->conv2d_filter_grad_from_pool) return;
     for (int k = 0; k < t->n_ops; k++) {
@@ -134,18 +141,11 @@ static void plan_filter_from_pool(Tape *t) {
         if (strcmp(pool->def->name, "maxpool2d") != 0 || !pool->differentiable ||
             pool->in[0]->alias_of)
             continue;
-        TapeOp *conv = NULL;
-        int consumers = 0;
-        for (int j = 0; j < t->n_ops; j++) {
-            TapeOp *o = &t->ops[j];
-            if (o->out == pool->in[0]) conv = o;
-            if (!o->differentiable) continue;
-            for (int i = 0; i < o->n_in; i++)
-                if (tensor_root(o->in[i]) == pool->in[0]) consumers++;
-        }
+        int consumers;
+        TapeOp *conv = producer_of(t, pool->in[0], &consumers);
         if (conv && strcmp(conv->def->name, "conv2d") == 0 && conv->relu &&
             conv->differentiable && consumers == 1 &&
-            t->be->conv2d_filter_grad_from_pool(t->be, &conv->p.conv))
+            be->conv2d_filter_grad_from_pool(be, &conv->p.conv))
             conv->pool_after = pool;
     }
 }

@@ -85,8 +85,8 @@ struct TapWalk {
 
 /* p, hidden from the compiler's index arithmetic: without it, nvcc folds x + base and each
  * tap's offset back into x + 4 * (base + off) and spends four instructions per tap on it (a
- * 64-bit add and a 64-bit shift-add); through an opaque 64-bit register it is one 64-bit add of
- * a precomputed byte offset. A no-op where the .cu is compiled as C++ (the emulator). */
+ * 64-bit add and a 64-bit shift-add); from an opaque 64-bit register each tap's address is one
+ * IMAD.WIDE (SASS). A no-op where the .cu is compiled as C++ (the emulator). */
 __device__ __forceinline__ const char *opaque(const char *p) {
 #if defined(__CUDA_ARCH__)
     asm("mov.b64 %0, %0;" : "+l"(p));
