@@ -4,7 +4,9 @@
  *
  * Timing: CUDA events around 20 back-to-back calls, 9 trials (--sweep: 10 calls, 5 trials),
  * the median trial / calls; three warm-up calls first (module load, cuDNN algorithm timing stays out). Inputs are random (never
- * zeros). Activations of these shapes fit in L2 (50-60 MB on H100/H200); both sides get that.
+ * zeros). Our kernels are launched without programmatic dependent launch (CNN_CUDA_PDL=0 unless
+ * set): back-to-back calls of one kernel would otherwise overlap their launches, which the
+ * libraries' kernels do not; the step benchmark measures what PDL gains. Activations of these shapes fit in L2 (50-60 MB on H100/H200); both sides get that.
  * The library side is the whole op in our layout: the cuDNN conv includes the HWIO<->KRSC
  * filter transposes and the bias add; dense through cuBLAS includes the bias as a rank-1 update.
  * Usage: bench_kernels_cuda [--sweep] [batch ...]   (default: 100 1000). Prints a markdown table.
@@ -620,6 +622,7 @@ int main(int argc, char **argv) {
         printf("bench_kernels_cuda: no GPU, skipped\n");
         return 77;
     }
+    setenv("CNN_CUDA_PDL", "0", 0); /* see the top: the same launch gaps as the libraries */
     struct cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

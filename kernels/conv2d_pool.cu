@@ -165,6 +165,7 @@ template <int NT>
 __global__ void __launch_bounds__(THREADS)
 conv_pool_fwd_kernel(Geo g, int per_block, const float *x, const float *w, const float *b,
                      float *y, int32_t *argmax) {
+    pdl_wait_and_release();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int k = blockIdx.y * 32 + lane;
     if (k >= g.k) return; /* no barriers below */
@@ -219,6 +220,7 @@ template <int NT>
 __global__ void __launch_bounds__(THREADS)
 conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y,
                             const int32_t *argmax, const float *dy, float *partial) {
+    pdl_wait_and_release();
     __shared__ float red[WARPS][TAPS + 1][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     constexpr bool PIXEL = NT == PIXEL_GROUPS;
@@ -314,6 +316,7 @@ template <int RW>
 __global__ void __launch_bounds__(RW * 32)
 conv_pool_reduce_kernel(int chunks, int dw_count, int k, const float *partial, float *dw,
                         float *db) {
+    pdl_wait_and_release();
     __shared__ float red[RW][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int row = dw_count + k, e = blockIdx.x * 32 + lane;

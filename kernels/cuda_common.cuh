@@ -5,16 +5,85 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
-/* Every launch is written CNN_KERNEL(grid, block, stream, kernel)(args...): the <<<>>> launch
- * under nvcc; under the CPU emulator (tests/emu, which compiles these files as host C++ with
- * CNN_CUDA_EMU) a call that runs each block's threads as fibers, so the kernels' tests also run
- * on machines without a GPU. */
+#include <utility>
+
+/* Every launch is written CNN_KERNEL(grid, block, stream, kernel)(args...), and every kernel's
+ * first statement is pdl_wait_and_release() (below).
+ *
+ * Under nvcc the launch is cudaLaunchKernelEx with programmatic dependent launch (Hopper's PDL):
+ * the attribute lets the GPU launch the kernel (schedule its blocks, read its parameters) while
+ * the kernel before it in the stream still runs. Without it, a kernel's blocks are scheduled
+ * only once the previous kernel has completed and flushed its writes: a gap of about a
+ * microsecond between each two of the training step's ~23 kernels, inside a CUDA graph too.
+ * pdl_wait_and_release() waits (griddepcontrol.wait) until the previous kernel has completed
+ * with its writes visible, so nothing a kernel reads or writes in memory moves earlier than
+ * without PDL: the order and the results are the same bits (test_train checks); only the launch
+ * latency is hidden. It then lets the next kernel launch (griddepcontrol.launch_dependents)
+ * which waits in turn, so at most the next kernel's blocks are waiting at any time.
+ * CNN_CUDA_PDL=0 (read at each launch) launches with <<<>>> instead, as runs 1-3 did.
+ *
+ * Under the CPU emulator (tests/emu, which compiles these files as host C++ with CNN_CUDA_EMU)
+ * the launch runs each block's threads as fibers, so the kernels' tests also run on machines
+ * without a GPU; the emulator aborts if a thread reaches a barrier or its end without having
+ * called pdl_wait_and_release(). */
 #ifdef CNN_CUDA_EMU
 #define CNN_KERNEL(grid, block, stream, ...)                                                  \
     ::emu::Launch((grid), (block), (stream), [](auto &&...emu_args_) { __VA_ARGS__(emu_args_...); })
+
+static inline void pdl_wait_and_release(void) { ::emu::grid_dependency_wait(); }
 #else
-#define CNN_KERNEL(grid, block, stream, ...) __VA_ARGS__<<<(grid), (block), 0, (stream)>>>
+/* CNN_CUDA_PDL=0 turns programmatic dependent launch off (the comparison in bench_step and
+ * test_train; bench_kernels turns it off so that our kernels and the libraries' are timed
+ * with the same launch gaps). */
+static inline bool pdl_enabled(void) {
+    const char *v = getenv("CNN_CUDA_PDL");
+    return !(v && v[0] == '0' && v[1] == 0);
+}
+
+template <class... Params>
+struct PdlLaunch {
+    dim3 grid, block;
+    cudaStream_t stream;
+    void (*kernel)(Params...);
+    /* A failed launch is reported by launch_status() (cudaGetLastError), as with <<<>>>. */
+    template <class... Args>
+    void operator()(Args &&...args) const {
+        if (!pdl_enabled()) {
+            kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
+            return;
+        }
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid;
+        cfg.blockDim = block;
+        cfg.dynamicSmemBytes = 0;
+        cfg.stream = stream;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+    }
+};
+
+template <class... Params>
+static inline PdlLaunch<Params...> pdl_launch(dim3 grid, dim3 block, cudaStream_t stream,
+                                              void (*kernel)(Params...)) {
+    return PdlLaunch<Params...>{grid, block, stream, kernel};
+}
+
+#define CNN_KERNEL(grid, block, stream, ...) ::pdl_launch((grid), (block), (stream), __VA_ARGS__)
+
+/* The first statement of every kernel (see above). Without the launch attribute (CNN_CUDA_PDL=0,
+ * or a launch by another library) both instructions return at once. */
+__device__ __forceinline__ void pdl_wait_and_release(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
 #endif
 
 /* Blocks for a grid-stride loop over n items: enough to fill the GPU a few times, never more

@@ -32,6 +32,7 @@ bool narrow(int out) {
 __global__ void __launch_bounds__(NARROW_THREADS)
 dense_narrow_fwd_kernel(int in, int out, const float *x, const float *w, const float *b, float *y,
                         int relu) {
+    pdl_wait_and_release();
     __shared__ float red[NARROW_OUT][NARROW_THREADS];
     const int r = blockIdx.x, t = threadIdx.x;
     float acc[NARROW_OUT];
@@ -63,6 +64,7 @@ dense_narrow_fwd_kernel(int in, int out, const float *x, const float *w, const f
  * a 64-bit division is a ~70-instruction subroutine. */
 __global__ void dense_narrow_dx_kernel(int n, int in, int out, const float *dy, const float *w,
                                        float *dx) {
+    pdl_wait_and_release();
     const unsigned total = (unsigned)n * (unsigned)in;
     for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += gridDim.x * blockDim.x) {
@@ -79,6 +81,7 @@ __global__ void dense_narrow_dx_kernel(int n, int in, int out, const float *dy, 
  * (four independent FMA chains instead of one n long), added as (s0 + s1) + (s2 + s3). */
 __global__ void dense_narrow_dw_kernel(int n, int in, int out, const float *x, const float *dy,
                                        float *dw, float *db) {
+    pdl_wait_and_release();
     const unsigned rows = db ? (unsigned)in + 1 : (unsigned)in;
     const unsigned total = rows * (unsigned)out;
     for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total;

@@ -17,6 +17,7 @@ __global__ void dropout_fwd_kernel(size_t n, float rate, float scale, uint64_t s
                                    uint64_t stream_base, uint64_t stream_per_step,
                                    const int64_t *d_step, const float *x, float *y,
                                    uint8_t *mask) {
+    pdl_wait_and_release();
     uint64_t stream = stream_base + (d_step ? stream_per_step * (uint64_t)*d_step : 0);
     size_t groups = (n + 3) / 4;
     for (size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x; b < groups;
@@ -38,6 +39,7 @@ __global__ void dropout_fwd_kernel(size_t n, float rate, float scale, uint64_t s
 
 __global__ void dropout_bwd_kernel(size_t n, float scale, const uint8_t *mask,
                                    const float *relu_y, const float *dy, float *dx) {
+    pdl_wait_and_release();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         bool pass = mask[i] && (!relu_y || relu_y[i] > 0.0f);

@@ -9,6 +9,7 @@ namespace {
 __global__ void gather_kernel(int batch, int example_size, int n_examples, const uint8_t *pixels,
                               const int32_t *labels, const int32_t *perms, int perm_slots,
                               const int64_t *d_step, float *x, int32_t *y) {
+    pdl_wait_and_release();
     const int64_t step = d_step ? *d_step : 0;
     size_t total = (size_t)batch * example_size;
     for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
@@ -24,6 +25,7 @@ __global__ void gather_kernel(int batch, int example_size, int n_examples, const
 }
 
 __global__ void u8_to_float_kernel(size_t n, const uint8_t *u8, float *x) {
+    pdl_wait_and_release();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         x[i] = (float)u8[i];

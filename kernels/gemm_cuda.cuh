@@ -98,6 +98,7 @@ template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, bool VEC, clas
           class BLoad, class Store>
 __global__ void __launch_bounds__(THREADS, T::MIN_BLOCKS)
 gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float *partial) {
+    pdl_wait_and_release();
     constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
     constexpr int AP = T::A_PER_THREAD, BP = T::B_PER_THREAD;
     /* With k fastest a thread loads AP rows at one k per slice, else one row at AP k's (256 is a
@@ -312,6 +313,7 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
 /* Sums the split-K slices in order and stores. */
 template <class Store>
 __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *partial, Store st) {
+    pdl_wait_and_release();
     size_t total = (size_t)M * N;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
@@ -439,21 +441,24 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
         const bool k_groups = A_K_FAST || !B_N_FAST;
         if (version >= 4 && a.vec4(A_K_FAST, M) && b.vec4(B_N_FAST) &&
             (!k_groups || K % 4 == 0) && (!B_N_FAST || N % 4 == 0)) {
-            CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, true, true>)(
+            CNN_KERNEL(grid, THREADS, stream,
+                       gemm_kernel<T, A_K_FAST, B_N_FAST, true, true, ALoad, BLoad, Store>)(
                 M, N, K, k_chunk, a, b, st, partial);
             launched = true;
         }
     }
     if (launched) {
     } else if (version >= 2)
-        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, true, false>)(
+        CNN_KERNEL(grid, THREADS, stream,
+                   gemm_kernel<T, A_K_FAST, B_N_FAST, true, false, ALoad, BLoad, Store>)(
             M, N, K, k_chunk, a, b, st, partial);
     else
-        CNN_KERNEL(grid, THREADS, stream, gemm_kernel<T, A_K_FAST, B_N_FAST, false, false>)(
+        CNN_KERNEL(grid, THREADS, stream,
+                   gemm_kernel<T, A_K_FAST, B_N_FAST, false, false, ALoad, BLoad, Store>)(
             M, N, K, k_chunk, a, b, st, partial);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || splits == 1) return e;
-    CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel)(
+    CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel<Store>)(
         M, N, splits, ws, st);
     return cudaGetLastError();
 }

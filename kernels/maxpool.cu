@@ -20,6 +20,7 @@ struct PoolGeo {
  * ~70-instruction subroutine (four per output element against one or two loads). */
 template <class I>
 __global__ void maxpool_fwd_kernel(PoolGeo g, const float *x, float *y, int32_t *argmax) {
+    pdl_wait_and_release();
     I total = (I)g.n * g.oh * g.ow * g.c;
     for (I o = (I)blockIdx.x * blockDim.x + threadIdx.x; o < total;
          o += (I)gridDim.x * blockDim.x) {
@@ -51,6 +52,7 @@ __global__ void maxpool_fwd_kernel(PoolGeo g, const float *x, float *y, int32_t 
 template <class I>
 __global__ void maxpool_bwd_kernel(PoolGeo g, const float *dy, const int32_t *argmax,
                                    const float *relu_x, float *dx) {
+    pdl_wait_and_release();
     I total = (I)g.n * g.h * g.w * g.c;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (I)gridDim.x * blockDim.x) {

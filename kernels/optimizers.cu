@@ -30,6 +30,7 @@ __device__ __forceinline__ float adam_rate(float lr, float beta1, float beta2,
 /* Version 1 (the first GPU runs): one float per thread and iteration. */
 __global__ void adam_kernel(size_t n, float *w, const float *g, float *m, float *v, float lr,
                             float beta1, float beta2, float eps, const int64_t *d_step) {
+    pdl_wait_and_release();
     const float lr_t = adam_rate(lr, beta1, beta2, d_step);
     const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -43,6 +44,7 @@ __global__ void adam_kernel(size_t n, float *w, const float *g, float *m, float 
  * the same 28 bytes per parameter; the same arithmetic, so the same bits as version 1. */
 __global__ void adam4_kernel(size_t n, float *w, const float *g, float *m, float *v, float lr,
                              float beta1, float beta2, float eps, const int64_t *d_step) {
+    pdl_wait_and_release();
     const float lr_t = adam_rate(lr, beta1, beta2, d_step);
     const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
     const size_t n4 = n / 4, stride = (size_t)gridDim.x * blockDim.x;
@@ -64,6 +66,7 @@ __global__ void adam4_kernel(size_t n, float *w, const float *g, float *m, float
 }
 
 __global__ void sgd_kernel(size_t n, float *w, const float *g, float lr) {
+    pdl_wait_and_release();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         w[i] -= lr * g[i];
@@ -71,6 +74,7 @@ __global__ void sgd_kernel(size_t n, float *w, const float *g, float lr) {
 
 __global__ void momentum_kernel(size_t n, float *w, const float *g, float *vel, float lr,
                                 float momentum, int nesterov) {
+    pdl_wait_and_release();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float a = vel[i] * momentum - g[i] * lr;
@@ -79,7 +83,10 @@ __global__ void momentum_kernel(size_t n, float *w, const float *g, float *vel, 
     }
 }
 
-__global__ void step_advance_kernel(int64_t *d_step) { *d_step += 1; }
+__global__ void step_advance_kernel(int64_t *d_step) {
+    pdl_wait_and_release();
+    *d_step += 1;
+}
 
 } /* namespace */
 

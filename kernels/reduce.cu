@@ -8,6 +8,7 @@ namespace {
 constexpr int MEAN_THREADS = 512;
 
 __global__ void add_inplace_kernel(size_t n, const float *x, float *y) {
+    pdl_wait_and_release();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         y[i] += x[i];
@@ -15,6 +16,7 @@ __global__ void add_inplace_kernel(size_t n, const float *x, float *y) {
 
 /* One block: per-thread double sums over a fixed stride, then a tree: deterministic. */
 __global__ void __launch_bounds__(MEAN_THREADS) mean_kernel(size_t n, const float *x, float *y) {
+    pdl_wait_and_release();
     __shared__ double part[MEAN_THREADS];
     double s = 0.0;
     for (size_t i = threadIdx.x; i < n; i += MEAN_THREADS) s += (double)x[i];
@@ -23,6 +25,7 @@ __global__ void __launch_bounds__(MEAN_THREADS) mean_kernel(size_t n, const floa
 }
 
 __global__ void mean_bwd_kernel(size_t n, const float *dy, float *dx) {
+    pdl_wait_and_release();
     const float v = dy[0] / (float)n;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)

@@ -5,6 +5,7 @@
 namespace {
 
 __global__ void relu_fwd_kernel(size_t n, const float *x, float *y) {
+    pdl_wait_and_release();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float v = x[i];
@@ -13,6 +14,7 @@ __global__ void relu_fwd_kernel(size_t n, const float *x, float *y) {
 }
 
 __global__ void relu_bwd_kernel(size_t n, const float *y, const float *dy, float *dx) {
+    pdl_wait_and_release();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;

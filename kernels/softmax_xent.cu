@@ -27,12 +27,14 @@ __device__ float softmax_row(int c, const float *row, float *p) {
 }
 
 __global__ void softmax_kernel(int n, int c, const float *logits, float *probs) {
+    pdl_wait_and_release();
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         softmax_row(c, logits + (size_t)i * c, probs + (size_t)i * c);
 }
 
 /* One thread per row: dx = y * (dy - <dy, y>). */
 __global__ void softmax_bwd_kernel(int n, int c, const float *y, const float *dy, float *dx) {
+    pdl_wait_and_release();
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const float *yr = y + (size_t)i * c, *dyr = dy + (size_t)i * c;
         float *dxr = dx + (size_t)i * c;
@@ -47,6 +49,7 @@ __global__ void softmax_bwd_kernel(int n, int c, const float *y, const float *dy
 __global__ void __launch_bounds__(XENT_THREADS)
 xent_kernel(int n, int c, const float *logits, const int32_t *labels, float *probs, float *loss,
             float *dlogits) {
+    pdl_wait_and_release();
     __shared__ double part[XENT_THREADS];
     const float scale = n > 0 ? 1.0f / (float)n : 0.0f; /* as the CPU twin with dloss = 1 */
     double total = 0.0;
@@ -78,6 +81,7 @@ constexpr int XENT2_THREADS = 1024, XENT2_MAXC = 16;
 __global__ void __launch_bounds__(XENT2_THREADS)
 xent2_kernel(int n, int c, const float *__restrict__ logits, const int32_t *__restrict__ labels,
              float *__restrict__ probs, float *__restrict__ loss, float *__restrict__ dlogits) {
+    pdl_wait_and_release();
     __shared__ double part[XENT2_THREADS];
     const float scale = n > 0 ? 1.0f / (float)n : 0.0f;
     double total = 0.0;
@@ -131,6 +135,7 @@ bool xent_v2(int c) {
 
 __global__ void xent_bwd_kernel(int n, int c, const float *probs, const int32_t *labels,
                                 float scale, float *dlogits) {
+    pdl_wait_and_release();
     size_t total = (size_t)n * c;
     for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (size_t)gridDim.x * blockDim.x) {
@@ -141,6 +146,7 @@ __global__ void xent_bwd_kernel(int n, int c, const float *probs, const int32_t 
 
 __global__ void __launch_bounds__(XENT_THREADS)
 argmax_kernel(int n, int c, const float *logits, const int32_t *labels, int *correct) {
+    pdl_wait_and_release();
     __shared__ int count;
     if (threadIdx.x == 0) count = 0;
     __syncthreads();

@@ -49,6 +49,7 @@ struct Fiber {
     ucontext_t ctx;
 #endif
     State state;
+    bool waited; /* called grid_dependency_wait() */
 };
 
 /* 64 KiB per fiber: the kernels' frames are a few KiB, sanitizer redzones included. (Under
@@ -108,8 +109,18 @@ void from_scheduler(int t) {
 #endif
 }
 
+/* Aborts unless the running thread has called pdl_wait_and_release(); `where` says at what. */
+void require_waited(const char *where) {
+    if (fibers[current].waited) return;
+    fprintf(stderr, "cuda emulator: thread %u of block %u reached %s without calling "
+            "pdl_wait_and_release() first (kernels/cuda_common.cuh: every kernel's first "
+            "statement)\n", thread_idx.x, block_idx.x, where);
+    abort();
+}
+
 void fiber_main() {
     (*body_now)();
+    require_waited("its end");
     fibers[current].state = DONE;
 #ifdef EMU_FAST_SWITCH
     to_scheduler(); /* never resumed */
@@ -142,6 +153,7 @@ void init_fiber(int t) {
     makecontext(&f.ctx, fiber_main, 0);
 #endif
     f.state = READY;
+    f.waited = false;
 }
 
 void set_thread(int t) {
@@ -183,8 +195,17 @@ void syncthreads() {
         fprintf(stderr, "cuda emulator: __syncthreads() outside a kernel\n");
         abort();
     }
+    require_waited("__syncthreads()");
     fibers[current].state = AT_BARRIER;
     to_scheduler();
+}
+
+void grid_dependency_wait() {
+    if (current < 0) {
+        fprintf(stderr, "cuda emulator: pdl_wait_and_release() outside a kernel\n");
+        abort();
+    }
+    fibers[current].waited = true;
 }
 
 cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body) {

@@ -11,6 +11,9 @@
  * to run. Device memory is host memory (cudaMalloc in cuda_emu.cc), so AddressSanitizer sees the
  * kernels' out-of-bounds reads and writes.
  *
+ * Every kernel must call pdl_wait_and_release() before its first barrier and before it ends
+ * (the emulator aborts otherwise; see grid_dependency_wait below).
+ *
  * What it does not model: warps (no shuffles or warp-synchronous code: the kernels use none),
  * timing, the memory model between blocks (blocks run one after another), streams and graphs
  * (every launch runs to completion at once). Races between threads of a block that are not
@@ -50,6 +53,13 @@ extern dim3 block_dim, grid_dim;
 /* Ends this fiber's phase: returns when every thread of the block has reached a barrier (or
  * returned). */
 void syncthreads();
+
+/* pdl_wait_and_release() (kernels/cuda_common.cuh): on the GPU it waits for the previous
+ * kernel; here the previous launch has long finished, so it only records that the running
+ * thread called it: a thread that reaches a barrier or its end without it aborts the test,
+ * since with programmatic dependent launch such a kernel could read its inputs before they are
+ * written. */
+void grid_dependency_wait();
 
 /* Runs body() as every thread of every block of the grid; returns the launch's status (bad
  * configurations as the CUDA runtime reports them). */

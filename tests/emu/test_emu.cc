@@ -3,11 +3,16 @@
  *   - __syncthreads() orders shared-memory writes before reads (a correct reduction is exact);
  *   - a read of shared memory that another thread writes without a barrier between them (a
  *     race) gives results that depend on the seeded thread order: some seeds differ;
- *   - bad launch configurations fail as on a GPU (cudaErrorInvalidConfiguration, no run).
+ *   - bad launch configurations fail as on a GPU (cudaErrorInvalidConfiguration, no run);
+ *   - a kernel that reaches a barrier or its end without pdl_wait_and_release() aborts (with
+ *     programmatic dependent launch it could read its inputs before they are written).
  * Exit 0 when all hold. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kernels/cuda_common.cuh"
 
@@ -21,12 +26,14 @@ void check(bool ok, const char *what) {
 }
 
 __global__ void coords_kernel(int *out) {
+    pdl_wait_and_release();
     int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
     out[t] += 1000 * (int)blockIdx.x + (int)threadIdx.x + 1;
 }
 
 /* Block sum through shared memory with barriers: exact for integers. */
 __global__ void reduce_kernel(const int *in, int *out) {
+    pdl_wait_and_release();
     __shared__ int part[128];
     part[threadIdx.x] = in[blockIdx.x * 128 + threadIdx.x];
     __syncthreads();
@@ -39,11 +46,32 @@ __global__ void reduce_kernel(const int *in, int *out) {
 
 /* Racy: each thread writes its slot, then reads its neighbour's with no barrier between. */
 __global__ void racy_kernel(int *out) {
+    pdl_wait_and_release();
     __shared__ int slot[64];
     slot[threadIdx.x] = 0;
     __syncthreads();
     slot[threadIdx.x] = (int)threadIdx.x + 1;
     out[threadIdx.x] = slot[(threadIdx.x + 1) % 64];
+}
+
+/* Forgets the programmatic-launch wait: before a barrier if `barrier`, else at its end. */
+__global__ void no_wait_kernel(int *out, int barrier) {
+    if (barrier) __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+/* Runs no_wait_kernel in a child process; true if the child died of SIGABRT. */
+bool no_wait_aborts(int *buf, int barrier) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr); /* the emulator's message is expected */
+        CNN_KERNEL(dim3(1), dim3(32), 0, no_wait_kernel)(buf, barrier);
+        _exit(0);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
 }
 
 } /* namespace */
@@ -96,6 +124,9 @@ int main() {
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block refused");
     CNN_KERNEL(dim3(0), dim3(32), 0, coords_kernel)(buf);
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid is refused");
+
+    check(no_wait_aborts(buf, 0), "a kernel ending without pdl_wait_and_release() aborts");
+    check(no_wait_aborts(buf, 1), "a barrier before pdl_wait_and_release() aborts");
 
     cudaFree(buf);
     printf("SUMMARY test_emu: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");
