@@ -38,6 +38,9 @@ namespace emu {
 uint3 thread_idx, block_idx;
 dim3 block_dim, grid_dim;
 
+/* Runs every stream's queued work (see "streams and events" below). */
+void drain();
+
 namespace {
 
 enum State { READY, AT_BARRIER, DONE };
@@ -208,13 +211,19 @@ void grid_dependency_wait() {
     fibers[current].waited = true;
 }
 
-cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body) {
+bool launch_config_ok(dim3 grid, dim3 block) {
     unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 ||
         grid.x > 0x7FFFFFFFu || threads == 0 || threads > 1024 || block.z > 64) {
         last_error = cudaErrorInvalidConfiguration;
-        return last_error;
+        return false;
     }
+    return true;
+}
+
+cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body) {
+    if (!launch_config_ok(grid, block)) return last_error;
+    unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     if (current >= 0) {
         fprintf(stderr, "cuda emulator: a launch from inside a kernel\n");
         abort();
@@ -308,49 +317,180 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
 }
 
 cudaError_t cudaFree(void *p) {
+    emu::drain();
     free(p);
     return cudaSuccess;
 }
 
 cudaError_t cudaMemset(void *p, int value, size_t bytes) {
+    emu::drain();
     memset(p, value, bytes);
     return cudaSuccess;
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind) {
+    emu::drain();
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 
-/* ---- streams, asynchronous copies, graphs: what core/backend_cuda.c calls ------------------- *
- * One emulated stream: every call runs at once, in order. Graph capture is not emulated: it
- * reports cudaErrorStreamCaptureUnsupported (the backend then runs its steps eagerly; the
- * emulated backend test turns graphs off anyway). */
-static int emu_stream_token;
+/* ---- streams and events ------------------------------------------------------------------ *
+ * A stream made here queues what is issued to it (launches, copies, event records and waits).
+ * Every synchronising call (cudaStreamSynchronize, cudaDeviceSynchronize, cudaEventSynchronize,
+ * the synchronous copies and memsets, cudaFree) first drains every queue: it runs one queued
+ * operation at a time from a stream picked at random (CNN_EMU_SEED) among those whose next
+ * operation may run, i.e. is not a wait on an event whose record has not run yet. Each stream
+ * keeps its order; between streams only the event waits order the work, as on a GPU. A cycle of
+ * waits would never finish on a GPU: here it aborts. The default stream (0) runs at once. */
+namespace emu {
+namespace {
+
+struct EmuEvent {
+    uint64_t recorded = 0;  /* records issued so far */
+    uint64_t completed = 0; /* the latest record that has run */
+};
+
+struct QueuedOp {
+    std::function<void()> run; /* a launch or a copy, or empty */
+    EmuEvent *record = nullptr;  /* set completed = ticket */
+    EmuEvent *wait = nullptr;    /* runnable once completed >= ticket */
+    uint64_t ticket = 0;
+};
+
+struct EmuStream {
+    std::vector<QueuedOp> ops; /* pending, in issue order */
+    size_t head = 0;
+};
+
+std::vector<EmuStream *> streams;
+
+bool runnable(const EmuStream *st) {
+    if (st->head >= st->ops.size()) return false;
+    const QueuedOp &op = st->ops[st->head];
+    return !op.wait || op.wait->completed >= op.ticket;
+}
+
+void push(cudaStream_t stream, QueuedOp op) {
+    EmuStream *st = reinterpret_cast<EmuStream *>(stream);
+    if (!st) { /* the default stream: at once */
+        if (op.run) op.run();
+        if (op.record && op.ticket > op.record->completed) op.record->completed = op.ticket;
+        return;
+    }
+    st->ops.push_back(std::move(op));
+}
+
+} /* namespace */
+
+void drain() {
+    std::vector<EmuStream *> ready;
+    for (;;) {
+        ready.clear();
+        bool pending = false;
+        for (EmuStream *st : streams) {
+            if (st->head < st->ops.size()) pending = true;
+            if (runnable(st)) ready.push_back(st);
+        }
+        if (!pending) break;
+        if (ready.empty()) {
+            fprintf(stderr, "cuda emulator: streams wait on each other's events in a cycle\n");
+            abort();
+        }
+        EmuStream *st = ready[(size_t)(next_random() % ready.size())];
+        QueuedOp op = st->ops[st->head++];
+        if (op.run) op.run();
+        if (op.record && op.ticket > op.record->completed) op.record->completed = op.ticket;
+        if (st->head == st->ops.size()) {
+            st->ops.clear();
+            st->head = 0;
+        }
+    }
+}
+
+void enqueue(cudaStream_t stream, std::function<void()> op) {
+    QueuedOp q;
+    q.run = std::move(op);
+    push(stream, std::move(q));
+}
+
+} /* namespace emu */
+
+cudaError_t cudaDeviceSynchronize(void) {
+    emu::drain();
+    return cudaSuccess;
+}
 
 cudaError_t cudaSetDevice(int device) {
     return device == 0 ? cudaSuccess : cudaErrorInvalidDevice;
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int) {
-    *stream = reinterpret_cast<cudaStream_t>(&emu_stream_token);
+    emu::EmuStream *st = new emu::EmuStream();
+    emu::streams.push_back(st);
+    *stream = reinterpret_cast<cudaStream_t>(st);
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
-                            cudaStream_t) {
-    return cudaMemcpy(dst, src, bytes, kind);
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    emu::drain();
+    for (size_t i = 0; i < emu::streams.size(); i++)
+        if (reinterpret_cast<cudaStream_t>(emu::streams[i]) == stream) {
+            delete emu::streams[i];
+            emu::streams.erase(emu::streams.begin() + (long)i);
+            break;
+        }
+    return cudaSuccess;
 }
 
-cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t) {
-    return cudaMemset(p, value, bytes);
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    emu::drain();
+    return cudaSuccess;
 }
 
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int) {
+    *event = reinterpret_cast<cudaEvent_t>(new emu::EmuEvent());
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    emu::drain();
+    delete reinterpret_cast<emu::EmuEvent *>(event);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    emu::EmuEvent *ev = reinterpret_cast<emu::EmuEvent *>(event);
+    emu::QueuedOp q;
+    q.record = ev;
+    q.ticket = ++ev->recorded;
+    emu::push(stream, std::move(q));
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
+    emu::EmuEvent *ev = reinterpret_cast<emu::EmuEvent *>(event);
+    if (ev->recorded == 0) return cudaSuccess; /* never recorded: nothing to wait for */
+    emu::QueuedOp q;
+    q.wait = ev;
+    q.ticket = ev->recorded; /* the latest record at the time of this call */
+    emu::push(stream, std::move(q));
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind,
+                            cudaStream_t stream) {
+    if (bytes) emu::enqueue(stream, [dst, src, bytes]() { memmove(dst, src, bytes); });
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t stream) {
+    if (bytes) emu::enqueue(stream, [p, value, bytes]() { memset(p, value, bytes); });
+    return cudaSuccess;
+}
+
+/* Graph capture is not emulated: it reports cudaErrorStreamCaptureUnsupported (the backend then
+ * runs its steps eagerly; the emulated backend test turns graphs off anyway). */
 const char *cudaGetErrorName(cudaError_t e) {
     switch (e) {
     case cudaSuccess: return "cudaSuccess";

@@ -14,9 +14,15 @@
  * Every kernel must call pdl_wait_and_release() before its first barrier and before it ends
  * (the emulator aborts otherwise; see grid_dependency_wait below).
  *
+ * Streams made with cudaStreamCreate* queue their launches, copies and event records/waits
+ * until a synchronising call, which then runs the queued work of all streams interleaved in a
+ * shuffled order (CNN_EMU_SEED) that respects each stream's order and its event waits: a
+ * result that needs a dependency between streams which the code does not state changes from
+ * run to run, as a race between blocks of one kernel does.
+ *
  * What it does not model: warps (no shuffles or warp-synchronous code: the kernels use none),
- * timing, the memory model between blocks (blocks run one after another), streams and graphs
- * (every launch runs to completion at once). Races between threads of a block that are not
+ * timing, the memory model between blocks (blocks run one after another), overlap of two
+ * kernels (each runs to completion before the next queued operation), graphs. Races between threads of a block that are not
  * separated by a barrier show up only as order-dependent results; compute-sanitizer's racecheck
  * on a GPU remains the check for them. */
 #ifndef TESTS_EMU_CUDA_EMU_H
@@ -65,21 +71,38 @@ void grid_dependency_wait();
  * configurations as the CUDA runtime reports them). */
 cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body);
 
+/* Whether a launch configuration is one the CUDA runtime accepts (else the launch fails at once
+ * with cudaErrorInvalidConfiguration, as on a GPU). */
+bool launch_config_ok(dim3 grid, dim3 block);
+
+/* Puts op at the end of the stream's queue (see "streams" in cuda_emu.cc): a stream made with
+ * cudaStreamCreate* defers its work until a synchronising call; the default stream (0) runs it
+ * at once. */
+void enqueue(cudaStream_t stream, std::function<void()> op);
+
 /* CNN_KERNEL(grid, block, stream, kernel)(args...): kernel is called as a generic lambda so
  * that template kernels deduce their parameters from the arguments, as with <<<>>>. */
 template <class Kernel>
 struct Launch {
     dim3 grid, block;
+    cudaStream_t stream;
     Kernel kernel;
-    Launch(dim3 g, dim3 b, cudaStream_t, Kernel k) : grid(g), block(b), kernel(k) {}
-    template <class... Args>
-    void operator()(Args... args) const {
-        std::tuple<Args...> saved(args...);
+    Launch(dim3 g, dim3 b, cudaStream_t s, Kernel k) : grid(g), block(b), stream(s), kernel(k) {}
+    template <class Kernel2, class... Args>
+    static void run(dim3 grid, dim3 block, const Kernel2 &kernel, const std::tuple<Args...> &saved) {
         run_grid(grid, block, [&]() {
             /* each thread gets its own copies of the parameters, as on the GPU */
             std::tuple<Args...> mine = saved;
             std::apply(kernel, mine);
         });
+    }
+    template <class... Args>
+    void operator()(Args... args) const {
+        if (!launch_config_ok(grid, block)) return;
+        std::tuple<Args...> saved(args...);
+        const dim3 g = grid, b = block;
+        const Kernel k = kernel;
+        enqueue(stream, [g, b, k, saved]() { run(g, b, k, saved); });
     }
 };
 

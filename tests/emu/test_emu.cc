@@ -5,7 +5,9 @@
  *     race) gives results that depend on the seeded thread order: some seeds differ;
  *   - bad launch configurations fail as on a GPU (cudaErrorInvalidConfiguration, no run);
  *   - a kernel that reaches a barrier or its end without pdl_wait_and_release() aborts (with
- *     programmatic dependent launch it could read its inputs before they are written).
+ *     programmatic dependent launch it could read its inputs before they are written);
+ *   - two streams: work ordered by an event wait always sees the other stream's result; without
+ *     the wait, the shuffled interleaving gives both orders over 20 runs.
  * Exit 0 when all hold. */
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +54,43 @@ __global__ void racy_kernel(int *out) {
     __syncthreads();
     slot[threadIdx.x] = (int)threadIdx.x + 1;
     out[threadIdx.x] = slot[(threadIdx.x + 1) % 64];
+}
+
+__global__ void fill_kernel(int *p, int v) {
+    pdl_wait_and_release();
+    p[threadIdx.x] = v;
+}
+
+__global__ void copy_kernel(const int *src, int *dst) {
+    pdl_wait_and_release();
+    dst[threadIdx.x] = src[threadIdx.x];
+}
+
+/* Stream a fills buf with 7, stream b copies buf to out (after a's event when `ordered`); over 20
+ * runs: *always_seen = every copy saw the 7s, *sometimes_seen = at least one did. */
+void two_streams(int *buf, int *out, bool ordered, bool *always_seen, bool *sometimes_seen) {
+    cudaStream_t a, b;
+    cudaEvent_t done;
+    cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking);
+    cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking);
+    cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
+    *always_seen = true;
+    *sometimes_seen = false;
+    for (int rep = 0; rep < 20; rep++) {
+        cudaMemset(buf, 0, 32 * sizeof(int));
+        CNN_KERNEL(dim3(1), dim3(32), a, fill_kernel)(buf, 7);
+        cudaEventRecord(done, a);
+        if (ordered) cudaStreamWaitEvent(b, done, 0);
+        CNN_KERNEL(dim3(1), dim3(32), b, copy_kernel)(buf, out);
+        cudaDeviceSynchronize();
+        bool seen = true;
+        for (int t = 0; t < 32; t++) seen = seen && out[t] == 7;
+        *always_seen = *always_seen && seen;
+        *sometimes_seen = *sometimes_seen || seen;
+    }
+    cudaEventDestroy(done);
+    cudaStreamDestroy(a);
+    cudaStreamDestroy(b);
 }
 
 /* Forgets the programmatic-launch wait: before a barrier if `barrier`, else at its end. */
@@ -124,6 +163,12 @@ int main() {
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block refused");
     CNN_KERNEL(dim3(0), dim3(32), 0, coords_kernel)(buf);
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid is refused");
+
+    bool always = false, sometimes = false;
+    two_streams(buf, buf + 64, true, &always, &sometimes);
+    check(always, "an event wait orders work between streams (20 shuffled runs)");
+    two_streams(buf, buf + 64, false, &always, &sometimes);
+    check(sometimes && !always, "without the event wait, two streams' order varies");
 
     check(no_wait_aborts(buf, 0), "a kernel ending without pdl_wait_and_release() aborts");
     check(no_wait_aborts(buf, 1), "a barrier before pdl_wait_and_release() aborts");
