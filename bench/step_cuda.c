@@ -2,6 +2,7 @@
  * model API on the GPU, eager and as a replayed CUDA graph, at batch 100 and 1000. Engines, each
  * the one above it less one change (switches in docs/gpu.md):
  *   ours-cuda         the defaults
+ *   ours-cuda-streams0  the parameter gradients on the main stream (CNN_CUDA_STREAMS=0)
  *   ours-cuda-pdl0    launched without programmatic dependent launch (CNN_CUDA_PDL=0)
  *   ours-cuda-dense1  the logits layer through the GEMM (CNN_DENSE_V=1)
  *   ours-cuda-fused2  conv2's filter gradient from its GEMM, not pool2's winners (CNN_CUDA_FUSED=2)
@@ -55,6 +56,7 @@ typedef struct {
     const char *xent;  /* CNN_XENT_V, likewise for softmax + cross-entropy */
     const char *dense; /* CNN_DENSE_V, likewise for the narrow dense layer */
     const char *pdl;   /* CNN_CUDA_PDL, read at each launch */
+    const char *streams; /* CNN_CUDA_STREAMS, read when the backend is created */
 } Engine;
 
 static double bench(const Engine *e, int graphs, int batch, int steps) {
@@ -67,6 +69,7 @@ static double bench(const Engine *e, int graphs, int batch, int steps) {
     setenv("CNN_XENT_V", e->xent, 1);
     setenv("CNN_DENSE_V", e->dense, 1);
     setenv("CNN_CUDA_PDL", e->pdl, 1);
+    setenv("CNN_CUDA_STREAMS", e->streams, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;
@@ -122,15 +125,16 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
         const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1"},
-            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "0"},
-            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "3", "2", "2", "1", "0"},
-            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "3", "2", "2", "1", "0"},
-            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "3", "2", "2", "1", "0"},
-            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2", "1", "0"},
-            {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0"},
-            {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0"},
-            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "3", "2", "2", "2", "1"}};
+            {"ours-cuda", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "1"},
+            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "0"},
+            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "0", "0"},
+            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "3", "2", "2", "1", "0", "0"},
+            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "3", "2", "2", "1", "0", "0"},
+            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "3", "2", "2", "1", "0", "0"},
+            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2", "1", "0", "0"},
+            {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0"},
+            {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0"},
+            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "3", "2", "2", "2", "1", "0"}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {
                 double ms = bench(&engines[e], g, b, steps);

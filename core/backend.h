@@ -11,8 +11,15 @@
  * all row-major. Entries that mirror kernels.h take the same arguments with `be` first and have
  * the same semantics (outputs overwritten, never accumulated into, unless stated).
  *
- * Ordering: entries are issued in order on one queue (one CUDA stream). Kernel entries may run
- * asynchronously; download() and sync() wait for everything issued before them.
+ * Ordering: entries behave as if issued in order on one queue. Kernel entries may run
+ * asynchronously; download() and sync() wait for everything issued before them. One exception,
+ * which core's tape allows for: the entries that write only parameter gradients
+ * (conv2d_backward_filter, conv2d_relu_maxpool_backward_filter, and dense_backward's dw and db)
+ * may run beside the entries issued after them (the CUDA backend puts them on a second stream);
+ * they still see everything issued before them, and the backend waits for them before any
+ * entry that reads a gradient buffer (add_inplace, the optimizers), any transfer (upload,
+ * download, copy, zero) and sync. It relies on what the tape guarantees: every tensor and
+ * gradient has its own memory, so no entry in between overwrites their inputs.
  *
  * CUDA graph capture: a training step must enqueue exactly the same work every step, so values
  * that change from step to step are never by-value arguments. They live in backend memory and

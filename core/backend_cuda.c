@@ -1,13 +1,16 @@
 /* backend_cuda.c: the Backend (core/backend.h) on our own CUDA kernels (kernels/kernels_cuda.h).
  *
- * Everything runs in order on one non-blocking stream. Entries only enqueue; a failing launch is
- * recorded and reported by the next sync()/download(). Memory: cudaMalloc at model creation only;
- * the GEMMs' split-K scratch is allocated once here (so conv2d_workspace_floats is 0).
+ * Everything runs in order on one non-blocking stream, except the parameter gradients, which go
+ * to a second one (below: "the parameter-gradient stream"; CNN_CUDA_STREAMS=0 keeps one). Entries
+ * only enqueue; a failing launch is recorded and reported by the next sync()/download(). Memory:
+ * cudaMalloc at model creation only; the GEMMs' split-K scratch (one per stream) is allocated
+ * once here (so conv2d_workspace_floats is 0).
  * run_steps() runs the first call of a step function eagerly (module loading, first-touch), then
  * captures one call into a CUDA graph per key and replays it: a whole training step becomes one
  * graph launch. Environment: CNN_CUDA_GRAPHS=0 runs steps eagerly; CNN_CUDA_VERBOSE=1 prints the
  * nodes of each captured graph (the launches per step); CNN_CUDA_FUSED=0 leaves the optional fused
- * entries out (core then issues the unfused sequences). */
+ * entries out (core then issues the unfused sequences); CNN_CUDA_STREAMS=0 runs everything on one
+ * stream. */
 #include "core/backend_cuda.h"
 
 #include <cuda_runtime_api.h>
@@ -40,6 +43,37 @@ static int take_error(CudaCtx *c) {
     return -1;
 }
 
+/* ---- the parameter-gradient stream ------------------------------------------------------- */
+/* The entries that write only parameter gradients (filter gradients, dense dw/db) read
+ * activations and gradients the main stream has already produced and write buffers nothing
+ * reads before the optimizer, so they can run on a second stream beside the rest of the
+ * backward pass: beside conv2's data gradient and the dense layers' dx, which at batch 100 fill
+ * the GPU only partly (one wave of tiles or less). grad_stream_begin() returns the stream (and
+ * split-K scratch) for such an entry: the second stream, after it has waited for everything
+ * issued to the main stream so far. grads_join() makes the main stream wait for the second;
+ * every entry that reads gradients, every transfer and sync calls it first (backend.h,
+ * "Ordering"). Inside a captured graph the two streams become two branches of the graph. */
+static cudaStream_t grad_stream_begin(CudaCtx *c, float **ws) {
+    if (!c->grad_stream) {
+        *ws = c->ws;
+        return c->stream;
+    }
+    cuda_record(c, cudaEventRecord(c->fork_event, c->stream), "cudaEventRecord (fork)");
+    cuda_record(c, cudaStreamWaitEvent(c->grad_stream, c->fork_event, 0),
+                "cudaStreamWaitEvent (fork)");
+    c->grads_pending = 1;
+    *ws = c->grad_ws;
+    return c->grad_stream;
+}
+
+static void grads_join(CudaCtx *c) {
+    if (!c->grads_pending) return;
+    cuda_record(c, cudaEventRecord(c->join_event, c->grad_stream), "cudaEventRecord (join)");
+    cuda_record(c, cudaStreamWaitEvent(c->stream, c->join_event, 0),
+                "cudaStreamWaitEvent (join)");
+    c->grads_pending = 0;
+}
+
 /* ---- lifetime and memory ------------------------------------------------------------------ */
 static void cu_invalidate_graphs(Backend *be) {
     CudaCtx *c = CTX(be);
@@ -51,10 +85,17 @@ static void cu_destroy(Backend *be) {
     if (!be) return;
     CudaCtx *c = CTX(be);
     if (c) {
+        grads_join(c);
         cudaStreamSynchronize(c->stream);
         cu_invalidate_graphs(be);
         if (c->ext_free) c->ext_free(c->ext);
         cudaFree(c->ws);
+        if (c->grad_stream) {
+            cudaFree(c->grad_ws);
+            cudaEventDestroy(c->fork_event);
+            cudaEventDestroy(c->join_event);
+            cudaStreamDestroy(c->grad_stream);
+        }
         cudaStreamDestroy(c->stream);
         free(c);
     }
@@ -81,6 +122,7 @@ static void cu_free(Backend *be, void *p) {
 static void cu_upload(Backend *be, void *dst, const void *src, size_t bytes) {
     CudaCtx *c = CTX(be);
     if (!bytes) return;
+    grads_join(c);
     /* Synchronous: src may be reused as soon as this returns. */
     if (!cuda_record(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream),
                      "upload"))
@@ -89,6 +131,7 @@ static void cu_upload(Backend *be, void *dst, const void *src, size_t bytes) {
 
 static int cu_download(Backend *be, void *dst, const void *src, size_t bytes) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     if (bytes)
         cuda_record(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
                     "download");
@@ -98,6 +141,7 @@ static int cu_download(Backend *be, void *dst, const void *src, size_t bytes) {
 
 static void cu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     if (bytes)
         cuda_record(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream),
                     "copy");
@@ -105,11 +149,13 @@ static void cu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
 
 static void cu_zero(Backend *be, void *p, size_t bytes) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     if (bytes) cuda_record(c, cudaMemsetAsync(p, 0, bytes, c->stream), "zero");
 }
 
 static int cu_sync(Backend *be) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     cuda_record(c, cudaStreamSynchronize(c->stream), "sync");
     return take_error(c);
 }
@@ -143,7 +189,9 @@ static void cu_conv2d_backward_filter(Backend *be, const Conv2dShape *s, const f
                                       const float *dy, float *dw, float *db, float *ws) {
     CudaCtx *c = CTX(be);
     (void)ws;
-    cuda_record(c, conv2d_backward_filter_cuda(s, x, dy, dw, db, c->ws, c->ws_floats, c->stream),
+    float *gws;
+    cudaStream_t gs = grad_stream_begin(c, &gws);
+    cuda_record(c, conv2d_backward_filter_cuda(s, x, dy, dw, db, gws, c->ws_floats, gs),
                 "conv2d_backward_filter_cuda");
 }
 
@@ -170,10 +218,16 @@ static void cu_dense_forward(Backend *be, int n, int in, int out, const float *x
 static void cu_dense_backward(Backend *be, int n, int in, int out, const float *x, const float *w,
                               const float *dy, float *dx, float *dw, float *db) {
     CudaCtx *c = CTX(be);
-    cuda_record(c,
-                dense_backward_cuda(n, in, out, x, w, dy, dx, dw, db, c->ws, c->ws_floats,
-                                    c->stream),
-                "dense_backward_cuda");
+    /* dw and db first, on the gradient stream; then dx on the main stream, beside them. */
+    float *gws;
+    cudaStream_t gs = grad_stream_begin(c, &gws);
+    cuda_record(c, dense_backward_cuda(n, in, out, x, w, dy, NULL, dw, db, gws, c->ws_floats, gs),
+                "dense_backward_cuda (dw)");
+    if (dx)
+        cuda_record(c,
+                    dense_backward_cuda(n, in, out, x, w, dy, dx, NULL, NULL, c->ws, c->ws_floats,
+                                        c->stream),
+                    "dense_backward_cuda (dx)");
 }
 
 static void cu_relu_forward(Backend *be, size_t n, const float *x, float *y) {
@@ -236,24 +290,28 @@ static void cu_argmax_correct(Backend *be, int n, int cls, const float *logits,
 static void cu_adam_update(Backend *be, size_t n, float *w, const float *g, float *m, float *v,
                            float lr, float beta1, float beta2, float eps, const int64_t *step) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     cuda_record(c, adam_update_cuda(n, w, g, m, v, lr, beta1, beta2, eps, step, c->stream),
                 "adam_update_cuda");
 }
 
 static void cu_sgd_update(Backend *be, size_t n, float *w, const float *g, float lr) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     cuda_record(c, sgd_update_cuda(n, w, g, lr, c->stream), "sgd_update_cuda");
 }
 
 static void cu_momentum_update(Backend *be, size_t n, float *w, const float *g, float *vel,
                                float lr, float momentum, int nesterov) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     cuda_record(c, momentum_update_cuda(n, w, g, vel, lr, momentum, nesterov, c->stream),
                 "momentum_update_cuda");
 }
 
 static void cu_add_inplace(Backend *be, size_t n, const float *x, float *y) {
     CudaCtx *c = CTX(be);
+    grads_join(c);
     cuda_record(c, add_inplace_cuda(n, x, y, c->stream), "add_inplace_cuda");
 }
 
@@ -346,9 +404,11 @@ static void cu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShap
                                                    float *ws) {
     CudaCtx *c = CTX(be);
     (void)ws;
+    float *gws;
+    cudaStream_t gs = grad_stream_begin(c, &gws);
     cuda_record(c,
-                conv2d_relu_maxpool_backward_filter_cuda(cs, ps, x, y, argmax, dy, dw, db, c->ws,
-                                                         c->ws_floats, c->stream),
+                conv2d_relu_maxpool_backward_filter_cuda(cs, ps, x, y, argmax, dy, dw, db, gws,
+                                                         c->ws_floats, gs),
                 "conv2d_relu_maxpool_backward_filter_cuda");
 }
 
@@ -405,6 +465,7 @@ static cudaGraphExec_t capture_step(Backend *be, int key, void (*step_fn)(void *
         return NULL;
     }
     step_fn(arg);
+    grads_join(c); /* a capture must end with every forked stream joined */
     e = cudaStreamEndCapture(c->stream, &graph);
     if (e != cudaSuccess || c->err != cudaSuccess) {
         snprintf(why, whylen, "%s", e != cudaSuccess ? cudaGetErrorString(e) : c->msg);
@@ -499,6 +560,27 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
         return NULL;
     }
     c->ws_floats = CUDA_WS_FLOATS;
+    /* CNN_CUDA_STREAMS=0: every entry on one stream (runs 1-3). The cuDNN backend keeps one
+     * stream (its library entries are not written for a second). */
+    const char *streams = getenv("CNN_CUDA_STREAMS");
+    if (strcmp(name, "cuda") == 0 && !(streams && strcmp(streams, "0") == 0)) {
+        if ((e = cudaStreamCreateWithFlags(&c->grad_stream, cudaStreamNonBlocking)) != cudaSuccess ||
+            (e = cudaEventCreateWithFlags(&c->fork_event, cudaEventDisableTiming)) != cudaSuccess ||
+            (e = cudaEventCreateWithFlags(&c->join_event, cudaEventDisableTiming)) != cudaSuccess ||
+            (e = cudaMalloc((void **)&c->grad_ws, CUDA_WS_FLOATS * sizeof(float))) != cudaSuccess) {
+            snprintf(err, errlen, "initialising the %s backend's gradient stream: %s", name,
+                     cudaGetErrorString(e));
+            if (c->grad_ws) cudaFree(c->grad_ws);
+            if (c->join_event) cudaEventDestroy(c->join_event);
+            if (c->fork_event) cudaEventDestroy(c->fork_event);
+            if (c->grad_stream) cudaStreamDestroy(c->grad_stream);
+            cudaFree(c->ws);
+            cudaStreamDestroy(c->stream);
+            free(c);
+            free(be);
+            return NULL;
+        }
+    }
 
     be->name = name;
     be->destroy = cu_destroy;

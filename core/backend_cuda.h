@@ -14,8 +14,14 @@ typedef struct {
     cudaStream_t stream;
     cudaError_t err;          /* the first device error since the last sync/download */
     char msg[256];
-    float *ws;                /* split-K scratch shared by all GEMM entries (one stream) */
+    float *ws;                /* split-K scratch of the GEMM entries on `stream` */
     size_t ws_floats;
+    /* Parameter gradients on a second stream (backend.h "Ordering"; backend_cuda.c): NULL when
+     * off (CNN_CUDA_STREAMS=0, and the cuDNN backend). */
+    cudaStream_t grad_stream;
+    cudaEvent_t fork_event, join_event;
+    float *grad_ws;           /* split-K scratch of the entries on grad_stream (ws_floats) */
+    int grads_pending;        /* work issued to grad_stream since the last join */
     struct { int key; cudaGraphExec_t exec; } graphs[8];
     int ngraphs;
     int graphs_failed;        /* a capture failed: steps run eagerly (with a warning) */

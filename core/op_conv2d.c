@@ -27,23 +27,26 @@ static void conv2d_bwd(Tape *t, TapeOp *op) {
     /* The fused ReLU's backward, in place, unless the consumer already applied it. */
     if (op->relu && !op->relu_grad_masked)
         t->be->relu_backward(t->be, tensor_count_at(op->out, t->n), tensor_f32(op->out), dy, dy);
+    /* The filter gradient is issued first: a backend may run it beside the entries after it
+     * (backend.h, "Ordering"), here the data gradient. Parameters always take gradients; dx[1]
+     * is set whenever the op is differentiable through the kernel (a frozen kernel is not
+     * supported by the model). */
+    if (op->dx[1]) {
+        if (op->pool_after) { /* from the pool's winners (tape.c, plan_filter_from_pool) */
+            const TapeOp *pool = op->pool_after;
+            Pool2dShape ps = pool->p.pool;
+            ps.n = t->n;
+            t->be->conv2d_relu_maxpool_backward_filter(
+                t->be, &s, &ps, tensor_f32(op->in[0]), tensor_f32(pool->out),
+                tensor_i32(pool->saved[0]), pool->out->grad, op->dx[1],
+                op->n_in > 2 ? op->dx[2] : NULL, t->ws);
+        } else {
+            t->be->conv2d_backward_filter(t->be, &s, tensor_f32(op->in[0]), dy, op->dx[1],
+                                          op->n_in > 2 ? op->dx[2] : NULL, t->ws);
+        }
+    }
     if (op->dx[0])
         t->be->conv2d_backward_data(t->be, &s, dy, tensor_f32(op->in[1]), op->dx[0], t->ws);
-    /* Parameters always take gradients; dx[1] is set whenever the op is differentiable through
-     * the kernel. A kernel without a gradient (frozen) is not supported by the model. */
-    if (!op->dx[1]) return;
-    if (op->pool_after) { /* from the pool's winners (tape.c, plan_filter_from_pool) */
-        const TapeOp *pool = op->pool_after;
-        Pool2dShape ps = pool->p.pool;
-        ps.n = t->n;
-        t->be->conv2d_relu_maxpool_backward_filter(
-            t->be, &s, &ps, tensor_f32(op->in[0]), tensor_f32(pool->out),
-            tensor_i32(pool->saved[0]), pool->out->grad, op->dx[1],
-            op->n_in > 2 ? op->dx[2] : NULL, t->ws);
-        return;
-    }
-    t->be->conv2d_backward_filter(t->be, &s, tensor_f32(op->in[0]), dy, op->dx[1],
-                                  op->n_in > 2 ? op->dx[2] : NULL, t->ws);
 }
 
 static const OpDef CONV2D = {"conv2d", conv2d_fwd, conv2d_bwd, NULL};

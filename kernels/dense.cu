@@ -160,6 +160,7 @@ extern "C" cudaError_t dense_backward_cuda(int n, int in, int out, const float *
             cudaError_t e = launch_status();
             if (e != cudaSuccess) return e;
         }
+        if (!dw) return cudaSuccess;
         CNN_KERNEL(grid_for((size_t)(in + 1) * out, 128), 128, stream, dense_narrow_dw_kernel)(
             n, in, out, x, dy, dw, db);
         return launch_status();
@@ -170,8 +171,9 @@ extern "C" cudaError_t dense_backward_cuda(int n, int in, int out, const float *
         e = gemm::launch<true, false>(n, in, out, gemm::MatA<false>{dy, out},
                                       gemm::MatB<true>{w, out}, gemm::StorePlain{dx, in}, ws, ws_floats,
                                       stream);
-        if (e != cudaSuccess) return e;
+        if (e != cudaSuccess || !dw) return e;
     }
+    if (!dw) return cudaSuccess;
     /* dw[in,out] = x^T * dy (+ db as row `in`): A = x^T, contiguous along m. */
     return gemm::launch<false, true>(db ? in + 1 : in, out, n, XtOnes{x, in},
                                      gemm::MatB<false>{dy, out}, gemm::StoreWeightBias{dw, db, in, out}, ws,

@@ -87,7 +87,8 @@ cudaError_t dense_forward_cuda(int n, int in, int out, const float *x, const flo
                                const float *b, float *y, int relu, float *ws, size_t ws_floats,
                                cudaStream_t stream);
 /* dx = dy*w^T (skipped when dx is NULL); dw = x^T*dy and db = column sums of dy (db may be NULL)
- * in one GEMM. */
+ * in one GEMM (skipped with db when dw is NULL: the CUDA backend issues dx and dw on two
+ * streams). */
 cudaError_t dense_backward_cuda(int n, int in, int out, const float *x, const float *w,
                                 const float *dy, float *dx, float *dw, float *db, float *ws,
                                 size_t ws_floats, cudaStream_t stream);

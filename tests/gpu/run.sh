@@ -6,10 +6,10 @@
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
 #   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
 #      variant: defaults, CNN_CUDA_FUSED=2 and 1, CNN_GEMM_V=3, 2 and 1, CNN_CUDA_FUSED=0,
-#      CNN_CUDA_PDL=0), two GPU runs bit-identical
+#      CNN_CUDA_PDL=0, CNN_CUDA_STREAMS=0), two GPU runs bit-identical
 #   5. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
 #      cross-entropy version 1: the first run's kernels), the whole step (eager and CUDA graph;
-#      defaults, without PDL, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
+#      defaults, one stream, without PDL, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
 #      GEMM tile sweep (bench_kernels_cuda --sweep: every tile x split-K count per conv/dense op)
 #   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time

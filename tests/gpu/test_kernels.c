@@ -197,6 +197,15 @@ static void test_dense_case(int n, int in, int out, int with_bias, int relu, int
                            with_db ? dDB : NULL, ws, wsf, 0));
     check_dense_outputs("dense", n, in, out, with_dx, with_db, dY, dDX, dDW, dDB, y, dx, dw,
                         dbias);
+    /* As the CUDA backend issues them on two streams: dw and db alone (dx NULL), then dx alone
+     * (dw NULL), which must leave dw and db as they are. */
+    CK(cudaMemset(dDX, 0xFF, (size_t)n * in * 4));
+    CK(cudaMemset(dDW, 0xFF, (size_t)in * out * 4));
+    CK(cudaMemset(dDB, 0xFF, (size_t)out * 4));
+    CK(dense_backward_cuda(n, in, out, dX, dW, dDY, NULL, dDW, with_db ? dDB : NULL, ws, wsf, 0));
+    if (with_dx) CK(dense_backward_cuda(n, in, out, dX, dW, dDY, dDX, NULL, NULL, ws, wsf, 0));
+    check_dense_outputs("dense split dw|dx", n, in, out, with_dx, with_db, dY, dDX, dDW, dDB, y,
+                        dx, dw, dbias);
 #ifndef CNN_CUDA_EMU
     if (with_lib) { /* cuBLAS versions, same inputs, outputs poisoned again */
         float *ones_h = host_alloc((size_t)n * 4);

@@ -14,6 +14,7 @@
  *   cuda run1    no fused entries, GEMM version 1, max-pool version 1 (CNN_POOL_V=1): the step
  *                verified in the first GPU run
  *   cuda pdl0    the defaults launched without programmatic dependent launch (CNN_CUDA_PDL=0)
+ *   cuda streams0  the defaults with the parameter gradients on the main stream (CNN_CUDA_STREAMS=0)
  * Checks:
  *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
  *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
@@ -22,7 +23,8 @@
  *     the per-step difference is printed, not checked: see below);
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; the defaults with and without programmatic
- *     dependent launch (kernels wait for their predecessor before touching memory); 200 single-step calls == one call replaying the
+ *     dependent launch (kernels wait for their predecessor before touching memory), and with
+ *     and without the second stream for parameter gradients (the same kernels); 200 single-step calls == one call replaying the
  *     captured graph 200 times; fused1 == gemm3 (vector loads change no arithmetic); gemm2 ==
  *     gemm1 (double buffering changes no arithmetic); step 0 of cuda and fused2 == fused1's
  *     (the fused conv + pool forward gives the unfused bits; the filter gradients from the
@@ -105,6 +107,7 @@ typedef struct {
     const char *gemm;   /* CNN_GEMM_V (read at each GEMM launch) */
     const char *pool;   /* CNN_POOL_V (read at each max-pool forward launch) */
     const char *pdl;    /* CNN_CUDA_PDL (read at each launch: captured into the graph) */
+    const char *streams; /* CNN_CUDA_STREAMS (read when the backend is created) */
 } Variant;
 
 static Model *make_model(const Variant *v) {
@@ -112,6 +115,7 @@ static Model *make_model(const Variant *v) {
     setenv("CNN_GEMM_V", v->gemm, 1);
     setenv("CNN_POOL_V", v->pool, 1);
     setenv("CNN_CUDA_PDL", v->pdl, 1);
+    setenv("CNN_CUDA_STREAMS", v->streams, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = v->device;
@@ -232,28 +236,30 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
-    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "3", "1"};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "3", "4", "3", "1"};
-    const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "3", "1"};
-    const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "3", "1"};
-    const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "3", "1"};
-    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2", "1"};
-    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2", "1"};
-    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1"};
-    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "3", "4", "3", "0"};
-    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "3", "1"};
+    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "3", "1", "1"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "3", "4", "3", "1", "1"};
+    const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "3", "1", "1"};
+    const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "3", "1", "1"};
+    const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "3", "1", "1"};
+    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2", "1", "1"};
+    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2", "1", "1"};
+    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1", "1"};
+    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "3", "4", "3", "0", "1"};
+    const Variant streams0_v = {"cuda streams0", DEVICE_CUDA, "3", "4", "3", "1", "0"};
+    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "3", "1", "1"};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
-    float *fused2 = calloc(steps, 4), *pdl0 = calloc(steps, 4);
+    float *fused2 = calloc(steps, 4), *pdl0 = calloc(steps, 4), *streams0 = calloc(steps, 4);
     if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !gemm3 || !gemm2 || !gemm1 || !run1 ||
-        !cudnn || !pdl0)
+        !cudnn || !pdl0 || !streams0)
         return 1;
 
     double acc_cpu = train_losses(&cpu_v, steps, cpu);
     double acc_cuda = train_losses(&cuda_v, steps, cuda);
     train_losses(&cuda_v, steps, cuda2);
     train_losses(&pdl0_v, steps, pdl0);
+    train_losses(&streams0_v, steps, streams0);
     double acc_fused2 = train_losses(&fused2_v, steps, fused2);
     double acc_fused1 = train_losses(&fused1_v, steps, fused1);
     train_losses(&gemm3_v, steps, gemm3);
@@ -267,6 +273,7 @@ int main(int argc, char **argv) {
     unsetenv("CNN_GEMM_V");
     unsetenv("CNN_POOL_V");
     unsetenv("CNN_CUDA_PDL");
+    unsetenv("CNN_CUDA_STREAMS");
     printf("     step  loss: cpu        cuda       fused1     gemm1      run1       cudnn\n");
     for (int s = 0; s < steps; s += steps / 10)
         printf("     %4d        %.6f   %.6f   %.6f   %.6f   %.6f   %.6f\n", s, cpu[s], cuda[s],
@@ -285,6 +292,8 @@ int main(int argc, char **argv) {
     compare("cudnn", cudnn, cpu, steps, acc_cudnn, acc_cpu);
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
     check_equal_bytes("cuda == pdl0 (programmatic launch changes no bits)", pdl0, cuda,
+                      steps * sizeof(float));
+    check_equal_bytes("cuda == streams0 (the gradient stream changes no bits)", streams0, cuda,
                       steps * sizeof(float));
     check_equal_bytes("cuda fused1 (GEMM 4) == gemm3 (losses, bitwise)", gemm3, fused1,
                       steps * sizeof(float));
@@ -307,7 +316,7 @@ int main(int argc, char **argv) {
         printf("PASS cuda loss falls (%.4f -> %.4f)\n", cuda[0], cuda[steps - 1]);
     }
     free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2);
-    free(gemm1); free(run1); free(cudnn); free(pdl0);
+    free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
