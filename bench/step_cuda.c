@@ -2,7 +2,8 @@
  * model API on the GPU, eager and as a replayed CUDA graph, at batch 100 and 1000. Engines, each
  * the one above it less one change (switches in docs/gpu.md):
  *   ours-cuda         the defaults
- *   ours-cuda-streams0  the parameter gradients on the main stream (CNN_CUDA_STREAMS=0)
+ *   ours-cuda-streams1  the optimizer once, on the main stream (CNN_CUDA_STREAMS=1)
+ *   ours-cuda-streams0  the parameter gradients on the main stream too (CNN_CUDA_STREAMS=0)
  *   ours-cuda-pdl0    launched without programmatic dependent launch (CNN_CUDA_PDL=0)
  *   ours-cuda-dense1  the logits layer through the GEMM (CNN_DENSE_V=1)
  *   ours-cuda-fused2  conv2's filter gradient from its GEMM, not pool2's winners (CNN_CUDA_FUSED=2)
@@ -125,7 +126,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
         const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "1"},
+            {"ours-cuda", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "2"},
+            {"ours-cuda-streams1", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "1"},
             {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "0"},
             {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "0", "0"},
             {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "3", "2", "2", "1", "0", "0"},

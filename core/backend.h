@@ -19,7 +19,10 @@
  * they still see everything issued before them, and the backend waits for them before any
  * entry that reads a gradient buffer (add_inplace, the optimizers), any transfer (upload,
  * download, copy, zero) and sync. It relies on what the tape guarantees: every tensor and
- * gradient has its own memory, so no entry in between overwrites their inputs.
+ * gradient has its own memory, so no entry in between overwrites their inputs. With
+ * optimizer_per_layer the update entries may run there too: an update of a layer is issued
+ * after every entry that reads that layer's parameters (the layer's own backward), and
+ * step_increment() waits for them (the updates read the step).
  *
  * CUDA graph capture: a training step must enqueue exactly the same work every step, so values
  * that change from step to step are never by-value arguments. They live in backend memory and
@@ -213,6 +216,13 @@ struct Backend {
 
     /* CPU threads for the CPU kernels (<= 0: all cores). NULL: not applicable. */
     void (*set_threads)(Backend *be, int threads);
+
+    /* Non-zero: in a training step core applies the optimizer to each layer's parameters as
+     * soon as their gradients are final (one update entry per layer, during the backward
+     * sweep), instead of once over all parameters after it. The same arithmetic per parameter;
+     * a backend that runs parameter gradients beside the rest of the backward (see "Ordering")
+     * can run the updates there too. 0 (the CPU and cuDNN backends): one update. */
+    int optimizer_per_layer;
 };
 
 /* The CPU backend (the kernels/ C files). NULL only when out of memory. */

@@ -9,8 +9,8 @@
  * captures one call into a CUDA graph per key and replays it: a whole training step becomes one
  * graph launch. Environment: CNN_CUDA_GRAPHS=0 runs steps eagerly; CNN_CUDA_VERBOSE=1 prints the
  * nodes of each captured graph (the launches per step); CNN_CUDA_FUSED=0 leaves the optional fused
- * entries out (core then issues the unfused sequences); CNN_CUDA_STREAMS=0 runs everything on one
- * stream. */
+ * entries out (core then issues the unfused sequences); CNN_CUDA_STREAMS=1 keeps the optimizer on
+ * the main stream, =0 runs everything on one stream. */
 #include "core/backend_cuda.h"
 
 #include <cuda_runtime_api.h>
@@ -51,8 +51,9 @@ static int take_error(CudaCtx *c) {
  * the GPU only partly (one wave of tiles or less). grad_stream_begin() returns the stream (and
  * split-K scratch) for such an entry: the second stream, after it has waited for everything
  * issued to the main stream so far. grads_join() makes the main stream wait for the second;
- * every entry that reads gradients, every transfer and sync calls it first (backend.h,
- * "Ordering"). Inside a captured graph the two streams become two branches of the graph. */
+ * every main-stream entry that reads gradients (add_inplace, the one-pass optimizer), every
+ * transfer, sync and step_increment call it first (backend.h, "Ordering"). Inside a captured
+ * graph the two streams become two branches of the graph. */
 static cudaStream_t grad_stream_begin(CudaCtx *c, float **ws) {
     if (!c->grad_stream) {
         *ws = c->ws;
@@ -72,6 +73,18 @@ static void grads_join(CudaCtx *c) {
     cuda_record(c, cudaStreamWaitEvent(c->stream, c->join_event, 0),
                 "cudaStreamWaitEvent (join)");
     c->grads_pending = 0;
+}
+
+/* The optimizer's stream: with per-layer updates (CNN_CUDA_STREAMS=2) the gradient stream,
+ * after everything issued so far (the layer's own backward has read its parameters); else the
+ * main stream, after the gradient stream's work. */
+static cudaStream_t update_stream(CudaCtx *c) {
+    if (c->updates_on_grad_stream) {
+        float *unused;
+        return grad_stream_begin(c, &unused);
+    }
+    grads_join(c);
+    return c->stream;
 }
 
 /* ---- lifetime and memory ------------------------------------------------------------------ */
@@ -290,22 +303,20 @@ static void cu_argmax_correct(Backend *be, int n, int cls, const float *logits,
 static void cu_adam_update(Backend *be, size_t n, float *w, const float *g, float *m, float *v,
                            float lr, float beta1, float beta2, float eps, const int64_t *step) {
     CudaCtx *c = CTX(be);
-    grads_join(c);
-    cuda_record(c, adam_update_cuda(n, w, g, m, v, lr, beta1, beta2, eps, step, c->stream),
+    cudaStream_t us = update_stream(c);
+    cuda_record(c, adam_update_cuda(n, w, g, m, v, lr, beta1, beta2, eps, step, us),
                 "adam_update_cuda");
 }
 
 static void cu_sgd_update(Backend *be, size_t n, float *w, const float *g, float lr) {
     CudaCtx *c = CTX(be);
-    grads_join(c);
-    cuda_record(c, sgd_update_cuda(n, w, g, lr, c->stream), "sgd_update_cuda");
+    cuda_record(c, sgd_update_cuda(n, w, g, lr, update_stream(c)), "sgd_update_cuda");
 }
 
 static void cu_momentum_update(Backend *be, size_t n, float *w, const float *g, float *vel,
                                float lr, float momentum, int nesterov) {
     CudaCtx *c = CTX(be);
-    grads_join(c);
-    cuda_record(c, momentum_update_cuda(n, w, g, vel, lr, momentum, nesterov, c->stream),
+    cuda_record(c, momentum_update_cuda(n, w, g, vel, lr, momentum, nesterov, update_stream(c)),
                 "momentum_update_cuda");
 }
 
@@ -332,6 +343,7 @@ static void cu_u8_to_float(Backend *be, size_t n, const uint8_t *src, float *dst
 
 static void cu_step_increment(Backend *be, int64_t *step) {
     CudaCtx *c = CTX(be);
+    grads_join(c); /* the updates on the gradient stream read the step */
     cuda_record(c, step_advance_cuda(step, c->stream), "step_advance_cuda");
 }
 
@@ -560,10 +572,14 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
         return NULL;
     }
     c->ws_floats = CUDA_WS_FLOATS;
-    /* CNN_CUDA_STREAMS=0: every entry on one stream (runs 1-3). The cuDNN backend keeps one
-     * stream (its library entries are not written for a second). */
+    /* CNN_CUDA_STREAMS: 2 (the default) = parameter gradients and the per-layer optimizer
+     * updates on a second stream; 1 = the gradients there, one update after them on the main
+     * stream; 0 = every entry on one stream (runs 1-3). The cuDNN backend keeps one stream (its
+     * library entries are not written for a second). */
     const char *streams = getenv("CNN_CUDA_STREAMS");
-    if (strcmp(name, "cuda") == 0 && !(streams && strcmp(streams, "0") == 0)) {
+    const int stream_mode = streams && (streams[0] == '0' || streams[0] == '1') && !streams[1]
+        ? streams[0] - '0' : 2;
+    if (strcmp(name, "cuda") == 0 && stream_mode > 0) {
         if ((e = cudaStreamCreateWithFlags(&c->grad_stream, cudaStreamNonBlocking)) != cudaSuccess ||
             (e = cudaEventCreateWithFlags(&c->fork_event, cudaEventDisableTiming)) != cudaSuccess ||
             (e = cudaEventCreateWithFlags(&c->join_event, cudaEventDisableTiming)) != cudaSuccess ||
@@ -580,6 +596,7 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
             free(be);
             return NULL;
         }
+        c->updates_on_grad_stream = stream_mode == 2;
     }
 
     be->name = name;
@@ -643,6 +660,7 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     be->run_steps = use_graphs ? cu_run_steps : NULL;
     be->invalidate_graphs = use_graphs ? cu_invalidate_graphs : NULL;
     be->set_threads = NULL;
+    be->optimizer_per_layer = c->updates_on_grad_stream;
     return be;
 }
 

@@ -371,12 +371,20 @@ static int check_batch(const Model *m, int n, char *err, size_t errlen) {
 
 /* forward, loss, backward, one optimizer pass, step += 1: all issued to the backend, with the
  * step-dependent values (dropout stream, Adam's t) read from its step counter. */
+static void update_ready_params(void *opt, Tape *t, size_t first, size_t count) {
+    optimizer_apply_range(opt, t, first, count);
+}
+
 static void train_body(Model *m) {
     Tape *t = &m->tape;
     t->training = 1;
     tape_forward(t, 0, m->loss_end);
-    tape_backward(t);
-    optimizer_apply(&m->opt, t);
+    if (m->be->optimizer_per_layer) { /* each layer's update as soon as its gradients are final */
+        tape_backward(t, update_ready_params, &m->opt);
+    } else {
+        tape_backward(t, NULL, NULL);
+        optimizer_apply(&m->opt, t);
+    }
     m->be->step_increment(m->be, t->step);
 }
 
@@ -416,7 +424,7 @@ int model_compute_gradients(Model *m, const float *images, const int32_t *labels
     be->upload(be, m->x->data, images, (size_t)n * IMAGE_SIZE * sizeof(float));
     be->upload(be, m->labels->data, labels, (size_t)n * sizeof(int32_t));
     tape_forward(t, 0, m->loss_end);
-    tape_backward(t);
+    tape_backward(t, NULL, NULL);
     if (logits && be->download(be, logits, m->logits->data, (size_t)n * CLASSES * sizeof(float)))
         return device_error(m, err, errlen);
     return finish(m, loss, err, errlen);

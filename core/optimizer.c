@@ -1,4 +1,4 @@
-/* optimizer.c: one fused update over all parameters. */
+/* optimizer.c: one fused update over all parameters, or over a layer's (optimizer.h). */
 #include "core/optimizer.h"
 
 #include <string.h>
@@ -33,21 +33,25 @@ int optimizer_init(Optimizer *o, Tape *t, const ModelConfig *cfg) {
     return 0;
 }
 
-void optimizer_apply(const Optimizer *o, Tape *t) {
+void optimizer_apply_range(const Optimizer *o, Tape *t, size_t first, size_t n) {
     Backend *be = t->be;
-    size_t n = tape_param_floats(t);
-    float *w = tape_params(t);
-    const float *g = tape_grads(t);
+    float *w = tape_params(t) + first;
+    const float *g = tape_grads(t) + first;
     switch (o->kind) {
     case OPT_ADAM:
-        be->adam_update(be, n, w, g, tensor_f32(o->slot[0]), tensor_f32(o->slot[1]), o->lr,
-                        o->beta1, o->beta2, o->eps, t->step);
+        be->adam_update(be, n, w, g, tensor_f32(o->slot[0]) + first,
+                        tensor_f32(o->slot[1]) + first, o->lr, o->beta1, o->beta2, o->eps,
+                        t->step);
         break;
     case OPT_MOMENTUM:
-        be->momentum_update(be, n, w, g, tensor_f32(o->slot[0]), o->lr, o->momentum, 0);
+        be->momentum_update(be, n, w, g, tensor_f32(o->slot[0]) + first, o->lr, o->momentum, 0);
         break;
     case OPT_SGD:
         be->sgd_update(be, n, w, g, o->lr);
         break;
     }
+}
+
+void optimizer_apply(const Optimizer *o, Tape *t) {
+    optimizer_apply_range(o, t, 0, tape_param_floats(t));
 }

@@ -30,5 +30,9 @@ typedef struct {
 int optimizer_init(Optimizer *o, Tape *t, const ModelConfig *cfg);
 /* params -= update(grads): one fused pass; reads the step counter (not incremented here). */
 void optimizer_apply(const Optimizer *o, Tape *t);
+/* The same update on floats [first, first + count) of the parameter buffer only (and the same
+ * range of the gradients and slots): a layer's parameters as soon as their gradients are final
+ * (tape_backward's ready callback), where the backend asks for it (optimizer_per_layer). */
+void optimizer_apply_range(const Optimizer *o, Tape *t, size_t first, size_t count);
 
 #endif /* CORE_OPTIMIZER_H */

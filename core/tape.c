@@ -150,6 +150,34 @@ static void plan_filter_from_pool(Tape *t) {
     }
 }
 
+/* Each parameter's last gradient writer in the reverse sweep (its first differentiable consumer
+ * in the tape) reports it ready (TapeOp.ready_*). Parameters are packed in creation order, so
+ * a layer's kernel and bias merge into one range. */
+static void plan_ready_params(Tape *t) {
+    for (int k = 0; k < t->n_ops; k++) t->ops[k].n_ready = 0;
+    for (int i = 0; i < t->n_tensors; i++) {
+        const Tensor *p = &t->tensors[i];
+        if (p->alias_of || p->region != REGION_PARAM || !p->requires_grad) continue;
+        TapeOp *last = NULL;
+        for (int k = t->n_ops - 1; k >= 0; k--) {
+            TapeOp *o = &t->ops[k];
+            if (!o->differentiable) continue;
+            for (int j = 0; j < o->n_in; j++)
+                if (tensor_root(o->in[j]) == p && o->dx[j]) last = o;
+        }
+        if (!last) continue;
+        const size_t first = p->offset / sizeof(float);
+        const int r = last->n_ready;
+        if (r > 0 && last->ready_first[r - 1] + last->ready_count[r - 1] == first) {
+            last->ready_count[r - 1] += p->count;
+        } else if (r < TAPE_MAX_INPUTS) { /* an op has at most TAPE_MAX_INPUTS parameters */
+            last->ready_first[r] = first;
+            last->ready_count[r] = p->count;
+            last->n_ready = r + 1;
+        }
+    }
+}
+
 /* Gradient plan: in the reverse sweep the first op to reach a tensor writes its gradient, the
  * later ones write scratch and add. Gradient memory of non-parameters is reserved here. */
 int tape_commit(Tape *t, char *err, size_t errlen) {
@@ -217,6 +245,7 @@ int tape_commit(Tape *t, char *err, size_t errlen) {
             op->dx[i] = op->accumulate[i] ? t->scratch[i] : op->in[i]->grad;
         }
     }
+    plan_ready_params(t);
     t->step = t->step_tensor->data;
     t->committed = 1;
     return 0;
@@ -226,7 +255,7 @@ void tape_forward(Tape *t, int first, int last) {
     for (int k = first; k < last; k++) t->ops[k].def->forward(t, &t->ops[k]);
 }
 
-void tape_backward(Tape *t) {
+void tape_backward(Tape *t, TapeParamsReady ready, void *arg) {
     for (int k = t->n_ops - 1; k >= 0; k--) {
         TapeOp *op = &t->ops[k];
         if (!op->differentiable) continue;
@@ -235,6 +264,9 @@ void tape_backward(Tape *t) {
             if (op->accumulate[i])
                 t->be->add_inplace(t->be, tensor_count_at(op->in[i], t->n), op->dx[i],
                                    tensor_root(op->in[i])->grad);
+        if (ready)
+            for (int r = 0; r < op->n_ready; r++)
+                ready(arg, t, op->ready_first[r], op->ready_count[r]);
     }
 }
 

@@ -66,6 +66,12 @@ struct TapeOp {
     /* conv2d with its ReLU whose only consumer is this max-pool op, on a backend that takes the
      * filter gradient from the pool's winners (backend.h, conv2d_filter_grad_from_pool) */
     TapeOp *pool_after;
+    /* Parameters whose gradients are final once this op's backward has run (it is their last
+     * gradient writer in the reverse sweep), as ranges of the parameter buffer in floats,
+     * adjacent parameters merged (planned at commit): tape_backward reports them, so that the
+     * optimizer may update them before the rest of the backward pass has run. */
+    size_t ready_first[TAPE_MAX_INPUTS], ready_count[TAPE_MAX_INPUTS];
+    int n_ready;
     union {
         Conv2dShape conv;
         Pool2dShape pool;
@@ -122,8 +128,12 @@ int tape_commit(Tape *t, char *err, size_t errlen);
 
 /* Runs ops [first, last) forward at batch t->n. */
 void tape_forward(Tape *t, int first, int last);
-/* Runs the backward of every differentiable op, last to first, at batch t->n. */
-void tape_backward(Tape *t);
+/* Called by tape_backward with each parameter range whose gradients have just become final
+ * (TapeOp.ready_*): nothing issued later in the sweep reads those parameters or gradients. */
+typedef void (*TapeParamsReady)(void *arg, Tape *t, size_t first, size_t count);
+/* Runs the backward of every differentiable op, last to first, at batch t->n; calls ready (when
+ * not NULL) after each op for the parameters it completed. */
+void tape_backward(Tape *t, TapeParamsReady ready, void *arg);
 
 /* Offset (in floats) of a parameter in the parameter buffer, and the buffers themselves. */
 size_t tape_param_offset(const Tape *t, const Tensor *param);

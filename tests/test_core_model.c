@@ -323,6 +323,59 @@ START_TEST(test_optimizer_step) {
 }
 END_TEST
 
+/* ---- per-layer optimizer updates (backend.h, optimizer_per_layer): the same bits ---- */
+/* A backend that asks for each layer's update as soon as its gradients are final (the CUDA
+ * backend's gradient stream) gets exactly the one-pass update: the same losses and every state
+ * tensor (weights, Adam's m and v) bit for bit, for each optimizer, on SMALL_SPEC (every layer
+ * kind; kernels and biases merge into one range per layer). A parameter left out of the
+ * ranges, or updated before its last gradient writer, would differ. */
+START_TEST(test_optimizer_per_layer_same_bits) {
+    static const OptimizerKind kinds[] = {OPT_SGD, OPT_MOMENTUM, OPT_ADAM};
+    const int n = 4;
+    float *x = malloc(n * IMG * sizeof(float));
+    int32_t labels[4];
+    char err[256] = "";
+    for (int k = 0; k < 3; k++) {
+        ModelConfig cfg;
+        model_config_default(&cfg);
+        cfg.spec = SMALL_SPEC;
+        cfg.batch = n;
+        cfg.seed = 17;
+        cfg.optimizer = kinds[k];
+        cfg.threads = 1;
+        Model *one = model_create(&cfg, err, sizeof err);
+        ck_assert_msg(one != NULL, "%s", err);
+        Backend *be = backend_cpu_create();
+        ck_assert_ptr_nonnull(be);
+        be->optimizer_per_layer = 1;
+        Model *per = model_create_on(&cfg, be, err, sizeof err);
+        ck_assert_msg(per != NULL, "%s", err);
+        for (int step = 0; step < 3; step++) {
+            synth_data(n, 40 + (uint64_t)step, NULL, x, labels);
+            float la, lb;
+            ck_assert_int_eq(model_train_step(one, x, labels, n, &la, err, sizeof err), 0);
+            ck_assert_int_eq(model_train_step(per, x, labels, n, &lb, err, sizeof err), 0);
+            ck_assert_msg(memcmp(&la, &lb, sizeof la) == 0, "optimizer %d step %d: loss %.9g vs %.9g",
+                          k, step, (double)la, (double)lb);
+        }
+        ck_assert_int_eq(model_state_count(per), model_state_count(one));
+        for (int i = 0; i < model_state_count(one); i++) {
+            const StateInfo *si = model_state_info(one, i);
+            float *va = malloc(si->count * 4), *vb = malloc(si->count * 4);
+            ck_assert_int_eq(model_state_get(one, i, va), 0);
+            ck_assert_int_eq(model_state_get(per, i, vb), 0);
+            ck_assert_msg(memcmp(va, vb, si->count * 4) == 0, "optimizer %d: %s differs", k,
+                          si->name);
+            free(va);
+            free(vb);
+        }
+        model_free(one);
+        model_free(per);
+    }
+    free(x);
+}
+END_TEST
+
 /* ---- determinism: same seed, bit-identical losses (default model) ---- */
 START_TEST(test_determinism) {
     int n = test_quick() ? 2 : 8, steps = 3;
@@ -525,6 +578,7 @@ int main(void) {
         {"gradients", test_model_gradients_fd},
         {"fused_first_layer", test_fused_first_layer_same_model},
         {"optimizer", test_optimizer_step},
+        {"optimizer_per_layer", test_optimizer_per_layer_same_bits},
         {"determinism", test_determinism},
         {"data_order", test_resident_data_order},
         {"learns", test_learns_predict_evaluate},

@@ -103,7 +103,7 @@ static void check_grads(Check *c, double h, double rtol, int samples) {
     objective(c);
     if (!c->is_loss)
         c->be->upload(c->be, c->out->grad, c->r, tensor_count_at(c->out, c->t.n) * sizeof(float));
-    tape_backward(&c->t);
+    tape_backward(&c->t, NULL, NULL);
     for (int k = 0; k < c->n_inputs; k++) {
         Tensor *x = c->inputs[k];
         size_t n = tensor_count_at(x, c->t.n);
@@ -370,7 +370,7 @@ static void fusion_net(FusionNet *f, int fused, int backend_fused_entries) {
     int32_t lab[3] = {4, 0, 7};
     f->be->upload(f->be, labels->data, lab, sizeof lab);
     tape_forward(t, 0, t->n_ops);
-    tape_backward(t);
+    tape_backward(t, NULL, NULL);
 }
 
 START_TEST(test_relu_fusion_same_bits) {
@@ -448,7 +448,7 @@ static void pool_net(PoolNet *f, int mode) {
     f->be->upload(f->be, labels->data, lab, sizeof lab);
     t->n = 3; /* a smaller last batch */
     tape_forward(t, 0, t->n_ops);
-    tape_backward(t);
+    tape_backward(t, NULL, NULL);
 }
 
 static void pool_nets_agree(int ref_mode, int mode) {

@@ -5,7 +5,8 @@
  * checks only kernel by kernel and test_train only on a GPU.
  *
  * For each fusion level (CNN_CUDA_FUSED=0, 1, 3; 1 and 3 under CNN_TEST_QUICK), with the parameter
- * gradients on their own stream (and level 3 on one stream): gradients of every parameter, loss and logits
+ * gradients and updates on their own stream (and level 3 with the updates on the main stream,
+ * and on one stream): gradients of every parameter, loss and logits
  * on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two training
  * steps from host batches (losses to 1e-4 relative), predictions (to 1e-4), then three steps
  * from a resident data set (the trainer's path: the device gather; to 1e-3, test_train's bound
@@ -68,14 +69,18 @@ static Model *make(Backend *be) {
     return m;
 }
 
-/* fused: CNN_CUDA_FUSED; streams: CNN_CUDA_STREAMS (the parameter gradients on a second stream,
- * which the emulator interleaves with the first in a shuffled order: a missing dependency
- * between them fails here). */
+/* fused: CNN_CUDA_FUSED; streams: CNN_CUDA_STREAMS (2: the parameter gradients and the per-layer
+ * optimizer updates on a second stream, which the emulator interleaves with the first in a
+ * shuffled order, so a missing dependency between them fails here; 1: the updates on the main
+ * stream; 0: one stream). */
 static void compare_level(const char *fused, const char *streams) {
     setenv("CNN_CUDA_FUSED", fused, 1);
     setenv("CNN_CUDA_STREAMS", streams, 1);
     char level[32];
-    snprintf(level, sizeof level, "%s%s", fused, strcmp(streams, "0") == 0 ? ", one stream" : "");
+    snprintf(level, sizeof level, "%s%s", fused,
+             strcmp(streams, "0") == 0   ? ", one stream"
+             : strcmp(streams, "1") == 0 ? ", optimizer on the main stream"
+                                         : "");
     char err[256], what[128];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
@@ -157,11 +162,12 @@ int main(void) {
     /* CNN_TEST_QUICK (the sanitizer run, ~30 s a level): the default level and its base only */
     const char *quick = getenv("CNN_TEST_QUICK");
     if (!(quick && strcmp(quick, "0") != 0)) {
-        compare_level("0", "1");
+        compare_level("0", "2");
         compare_level("3", "0");
+        compare_level("3", "1");
     }
-    compare_level("1", "1");
-    compare_level("3", "1");
+    compare_level("1", "2");
+    compare_level("3", "2");
     printf("SUMMARY test_backend_cuda: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;
 }

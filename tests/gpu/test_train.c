@@ -14,7 +14,8 @@
  *   cuda run1    no fused entries, GEMM version 1, max-pool version 1 (CNN_POOL_V=1): the step
  *                verified in the first GPU run
  *   cuda pdl0    the defaults launched without programmatic dependent launch (CNN_CUDA_PDL=0)
- *   cuda streams0  the defaults with the parameter gradients on the main stream (CNN_CUDA_STREAMS=0)
+ *   cuda streams0  the defaults on one stream: parameter gradients and one optimizer pass after
+ *                them on the main stream (CNN_CUDA_STREAMS=0)
  * Checks:
  *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
  *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
@@ -24,7 +25,8 @@
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; the defaults with and without programmatic
  *     dependent launch (kernels wait for their predecessor before touching memory), and with
- *     and without the second stream for parameter gradients (the same kernels); 200 single-step calls == one call replaying the
+ *     and without the second stream for parameter gradients and per-layer updates (the same
+ *     arithmetic); 200 single-step calls == one call replaying the
  *     captured graph 200 times; fused1 == gemm3 (vector loads change no arithmetic); gemm2 ==
  *     gemm1 (double buffering changes no arithmetic); step 0 of cuda and fused2 == fused1's
  *     (the fused conv + pool forward gives the unfused bits; the filter gradients from the
@@ -236,17 +238,17 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
-    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "3", "1", "1"};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "3", "4", "3", "1", "1"};
-    const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "3", "1", "1"};
-    const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "3", "1", "1"};
-    const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "3", "1", "1"};
-    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2", "1", "1"};
-    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2", "1", "1"};
-    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1", "1"};
-    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "3", "4", "3", "0", "1"};
+    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "3", "1", "2"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "3", "4", "3", "1", "2"};
+    const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "3", "1", "2"};
+    const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "3", "1", "2"};
+    const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "3", "1", "2"};
+    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2", "1", "2"};
+    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2", "1", "2"};
+    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1", "2"};
+    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "3", "4", "3", "0", "2"};
     const Variant streams0_v = {"cuda streams0", DEVICE_CUDA, "3", "4", "3", "1", "0"};
-    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "3", "1", "1"};
+    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "3", "1", "2"};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
