@@ -11,6 +11,7 @@
  *   ours-cuda-gemm3   GEMM version 3: no vector loads (session 3's step before them)
  *   ours-cuda-run3    the step of GPU runs 2 and 3 (max-pool 2, Adam and cross-entropy 1)
  *   ours-cuda-run1    the step of the first GPU run (unfused, GEMM 1, max-pool 1)
+ *   ours-cuda-nopdl   the defaults without programmatic dependent launch (off the chain)
  *   ours-cudnn        cuDNN/cuBLAS for the convolutions and dense layers
  * Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
@@ -136,6 +137,8 @@ int main(int argc, char **argv) {
             {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2", "1", "0", "0"},
             {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0"},
             {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0"},
+            /* off the chain: the defaults without PDL (if a forked capture and PDL do not mix) */
+            {"ours-cuda-nopdl", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "0", "2"},
             {"ours-cudnn", DEVICE_CUDNN, "1", "4", "3", "2", "2", "2", "1", "0"}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {
