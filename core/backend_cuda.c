@@ -517,7 +517,8 @@ static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *
         } else {
             /* Correct either way: say so loudly and run the steps eagerly from now on. */
             fprintf(stderr, "%s backend: WARNING: CUDA graph capture failed (%s); running steps "
-                    "eagerly\n", be->name, why);
+                    "eagerly (CNN_CUDA_PDL=0 and CNN_CUDA_STREAMS=0 capture the plainer step "
+                    "of earlier versions)\n", be->name, why);
             c->graphs_failed = 1;
             c->err = cudaSuccess;
             c->msg[0] = 0;
