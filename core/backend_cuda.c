@@ -454,7 +454,36 @@ static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
         else other++;
     }
     free(nodes);
+    /* The edges: how many the programmatic launches made programmatic (PDL), and the forks
+     * (nodes with more than one successor: the gradient stream's branches). */
+    size_t edges = 0, programmatic = 0, forks = 0;
+    if (cudaGraphGetEdges(graph, NULL, NULL, NULL, &edges) == cudaSuccess && edges > 0) {
+        cudaGraphNode_t *from = malloc(edges * sizeof *from), *to = malloc(edges * sizeof *to);
+        cudaGraphEdgeData *data = malloc(edges * sizeof *data);
+        if (from && to && data &&
+            cudaGraphGetEdges(graph, from, to, data, &edges) == cudaSuccess) {
+            for (size_t i = 0; i < edges; i++) {
+                if (data[i].type == cudaGraphDependencyTypeProgrammatic) programmatic++;
+                size_t same = 0;
+                for (size_t j = 0; j < edges; j++) same += from[j] == from[i];
+                int first = 1; /* count each node once, at its first edge */
+                for (size_t j = 0; j < i; j++) first &= from[j] != from[i];
+                if (same > 1 && first) forks++;
+            }
+        }
+        free(from);
+        free(to);
+        free(data);
+    }
+    cudaGetLastError();
     const char *gemm = getenv("CNN_GEMM_V");
+    fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu edges (%zu "
+            "programmatic), %zu forks\n", be->name,
+            be->conv2d_filter_grad_from_pool ? "fused 3"
+            : be->conv2d_relu_maxpool_forward ? "fused 2"
+            : be->conv2d_relu_forward         ? "fused 1"
+                                              : "unfused",
+            gemm && *gemm ? gemm : "4", key, edges, programmatic, forks);
     fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu nodes = %zu "
             "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name,
             be->conv2d_filter_grad_from_pool ? "fused 3"

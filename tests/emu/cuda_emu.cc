@@ -524,3 +524,8 @@ cudaError_t cudaGraphGetNodes(cudaGraph_t, cudaGraphNode_t *, size_t *count) {
 cudaError_t cudaGraphNodeGetType(cudaGraphNode_t, enum cudaGraphNodeType *) {
     return cudaErrorNotSupported;
 }
+cudaError_t cudaGraphGetEdges(cudaGraph_t, cudaGraphNode_t *, cudaGraphNode_t *,
+                              cudaGraphEdgeData *, size_t *count) {
+    *count = 0;
+    return cudaErrorNotSupported;
+}

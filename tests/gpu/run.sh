@@ -147,7 +147,7 @@ if grep -l "CUDA graph capture failed" "$OUT"/*.log > /dev/null 2>&1; then
   ROWS+=("graphs|FAIL|0|capture failed: $(grep -h "CUDA graph capture failed" "$OUT"/*.log | head -1 | cut -c1-70)")
   FAILED=1
 fi
-NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/dev/null | sort -u | head -12)
+NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/dev/null | sort -u | head -40)
 [ -n "$NODES" ] && { echo "-- captured graphs (launches per step)"; echo "$NODES"; }
 
 echo
