@@ -15,7 +15,8 @@
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
 # the benchmarks print both), so a default can be flipped afterwards without another run.
-# Logs go to $OUT (the device tool's output folder) or build-gpu/out; a table is printed last.
+# Logs go to $OUT (the device tool's output folder) or build-gpu/out; tests/gpu/report.py's
+# summary (each switch: keep or flip back) and a table are printed last.
 # Usage: tests/gpu/run.sh [--no-bench] [--no-sanitizer]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -155,6 +156,10 @@ echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
 for f in bench_kernels bench_gemm1 bench_sweep bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -90; }
 done
+# The decisions in one place: each switch's before/after, kernels vs version 1 and the libraries,
+# better tiles, graphs, the job (tests/gpu/report.py; also in report.txt).
+echo
+python3 tests/gpu/report.py "$OUT" | tee "$OUT/report.txt" || true
 echo
 printf '%-14s %-16s %5s  %s\n' step status sec detail
 for r in "${ROWS[@]}"; do

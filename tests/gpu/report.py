@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""tests/gpu/report.py OUT: what one tests/gpu/run.sh run says about each speed switch.
+
+run.sh prints every log's tables; this reads the same logs in OUT and puts the decisions in one
+place, so that a short GPU session can flip defaults from one run:
+  1. the step (bench_step.log, CUDA graph): ours against PyTorch (pytorch.log) and the goal, and
+     each link of bench_step's engine chain (each engine is the one above it less one change):
+     the time the change saves, and whether to keep it or flip its switch back;
+  2. the kernels (bench_kernels.log) against the first GPU run's versions (bench_gemm1.log) and
+     the libraries, with the rows under 90% of the library marked;
+  3. the tile sweep (bench_sweep.log): the ops where another tile or split-K count beats the
+     default by more than 5%;
+  4. the captured graphs (launches, edges, programmatic edges, forks: train.log,
+     bench_step.log) and the original job (job.log: steps/s, training time, test accuracy).
+Missing logs are reported as such. Exit status 0 (a report, not a test); 2 on bad usage.
+"""
+import os
+import re
+import sys
+
+# (newer engine, older engine, docs/gpu.md item, the switch that restores the older one)
+CHAIN = [
+    ("ours-cuda", "ours-cuda-streams1", "18", "CNN_CUDA_STREAMS=1"),
+    ("ours-cuda-streams1", "ours-cuda-streams0", "17", "CNN_CUDA_STREAMS=0"),
+    ("ours-cuda-streams0", "ours-cuda-pdl0", "16", "CNN_CUDA_PDL=0"),
+    ("ours-cuda-pdl0", "ours-cuda-dense1", "15", "CNN_DENSE_V=1"),
+    ("ours-cuda-dense1", "ours-cuda-fused2", "14", "CNN_CUDA_FUSED=2"),
+    ("ours-cuda-fused2", "ours-cuda-fused1", "13", "CNN_CUDA_FUSED=1"),
+    ("ours-cuda-fused1", "ours-cuda-gemm3", "11", "CNN_GEMM_V=3"),
+    ("ours-cuda-gemm3", "ours-cuda-run3", "8-10", "CNN_POOL_V=2 CNN_ADAM_V=1 CNN_XENT_V=1"),
+    ("ours-cuda", "ours-cuda-nopdl", "16, with two streams", "CNN_CUDA_PDL=0"),
+]
+GOAL_MS = {100: 0.39}
+NOISE = 0.005  # differences under 0.5% of a step are run-to-run noise (runs 2-3: < 0.5%)
+
+RESULT = re.compile(r"^RESULT (\S+) (\S+) batch=(\d+) ms_per_step=([0-9.]+)")
+
+
+def read(out, name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def results(*texts):
+    """{(engine, mode, batch): ms} from RESULT lines."""
+    got = {}
+    for text in texts:
+        for line in (text or "").splitlines():
+            m = RESULT.match(line)
+            if m:
+                got[(m.group(1), m.group(2), int(m.group(3)))] = float(m.group(4))
+    return got
+
+
+def step_report(out):
+    step, torch = read(out, "bench_step.log"), read(out, "pytorch.log")
+    print("== 1. the step (CUDA graph, ms per step)")
+    if step is None:
+        print("bench_step.log missing")
+        return
+    r = results(step, torch)
+    for batch in sorted({b for (_, mode, b) in r if mode == "cuda-graph"}):
+        ours = r.get(("ours-cuda", "cuda-graph", batch))
+        peer = r.get(("pytorch", "cuda-graph", batch))
+        line = f"batch {batch}: ours-cuda {ours:.3f}" if ours else f"batch {batch}: ours-cuda missing"
+        if ours and peer:
+            line += f"; PyTorch graph {peer:.3f} ({peer / ours:.2f}x ours speed)"
+        if ours and batch in GOAL_MS:
+            goal = GOAL_MS[batch]
+            line += f"; goal {goal} ms: {'met' if ours <= goal else 'not met'}"
+        print(line)
+        print("| item | change (newer vs older engine) | newer | older | saves | verdict |")
+        print("|---|---|---|---|---|---|")
+        for newer, older, item, switch in CHAIN:
+            a, b = r.get((newer, "cuda-graph", batch)), r.get((older, "cuda-graph", batch))
+            if a is None or b is None:
+                print(f"| {item} | {newer} vs {older} | {a or '-'} | {b or '-'} | - | missing |")
+                continue
+            saves = b - a
+            if saves > NOISE * b:
+                verdict = "keep"
+            elif saves < -NOISE * b:
+                verdict = f"slower: flip back ({switch})"
+            else:
+                verdict = "no difference"
+            print(f"| {item} | {newer} vs {older} | {a:.3f} | {b:.3f} | {saves * 1000:+.1f} us "
+                  f"| {verdict} |")
+
+
+ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*([0-9.]+|-)\s*\|.*?\|.*?\|"
+                 r"\s*(\d+)%\s*\|")
+
+
+def kernel_rows(text):
+    """{(op, batch): (ours_us, lib_us or None, pct or None)} from bench_kernels tables."""
+    rows = {}
+    for line in (text or "").splitlines():
+        m = ROW.match(line)
+        if m:
+            lib = None if m.group(4) == "-" else float(m.group(4))
+            rows[(m.group(1), int(m.group(2)))] = (float(m.group(3)), lib, int(m.group(5)))
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[1].isdigit():
+            try:
+                rows.setdefault((cells[0], int(cells[1])), (float(cells[2]), None, None))
+            except ValueError:
+                pass
+    return rows
+
+
+def kernel_report(out):
+    now, v1 = read(out, "bench_kernels.log"), read(out, "bench_gemm1.log")
+    print("\n== 2. kernels (us per call): now vs version 1 (bench_gemm1), and vs the library")
+    if now is None:
+        print("bench_kernels.log missing")
+        return
+    rows, before = kernel_rows(now), kernel_rows(v1)
+    print("| op | batch | version 1 | now | change | vs library |")
+    print("|---|---|---|---|---|---|")
+    for (op, batch), (us, lib, pct) in rows.items():
+        old = before.get((op, batch))
+        change = f"{(old[0] - us) / old[0] * 100:+.0f}%" if old else "-"
+        vs = "-" if pct is None or lib is None else f"{pct}%{' (under 90%)' if pct < 90 else ''}"
+        print(f"| {op} | {batch} | {old[0] if old else '-'} | {us} | {change} | {vs} |")
+
+
+SWEEP_ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*(\S+(?: s\d+)?)\s*\|"
+                       r"\s*([0-9.]+)\s*\|\s*(\d+)%\s*\|")
+
+
+def sweep_report(out):
+    text = read(out, "bench_sweep.log")
+    print("\n== 3. tile sweep: ops where another tile beats the default by more than 5%")
+    if text is None:
+        print("bench_sweep.log missing")
+        return
+    found = False
+    for line in text.splitlines():
+        m = SWEEP_ROW.match(line)
+        if not m:
+            continue
+        default, best = float(m.group(3)), float(m.group(5))
+        if best < 0.95 * default:
+            found = True
+            print(f"{m.group(1)} batch {m.group(2)}: default {default} us, {m.group(4)} "
+                  f"{best} us ({(default - best) / default * 100:.0f}% less)")
+    if not found:
+        print("none: the default tiles are within 5% of the best")
+
+
+def graph_and_job_report(out):
+    print("\n== 4. captured graphs and the original job")
+    lines = set()
+    for name in ("train.log", "bench_step.log"):
+        for line in (read(out, name) or "").splitlines():
+            if "captured step graph" in line:
+                lines.add(line.strip())
+    for line in sorted(lines):
+        print(line)
+    if not lines:
+        print("no captured graph lines")
+    job = read(out, "job.log")
+    if job is None:
+        print("job.log missing")
+        return
+    rates = [float(x) for x in re.findall(r"global_step/sec: ([0-9.]+)", job)]
+    acc = re.findall(r"accuracy = ([0-9.]+)", job)
+    steps = re.findall(r"'steps': (\d+)", job)
+    if rates:
+        mean = sum(rates) / len(rates)
+        n = int(steps[0]) if steps else 12000
+        print(f"job: {mean:.0f} steps/s (mean of {len(rates)} logs): {n / mean:.2f} s of training "
+              f"for {n} steps (goal: under 5 s)")
+    if acc:
+        print(f"job: test accuracy {float(acc[-1]) * 100:.2f}% (goal: 99%)")
+
+
+def main(argv):
+    if len(argv) != 2 or not os.path.isdir(argv[1]):
+        print("usage: tests/gpu/report.py OUT (the folder of a tests/gpu/run.sh run's logs)",
+              file=sys.stderr)
+        return 2
+    out = argv[1]
+    step_report(out)
+    kernel_report(out)
+    sweep_report(out)
+    graph_and_job_report(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""test_report.py: tests/gpu/report.py on a made-up run folder (the log lines in the formats
+bench_step_cuda, bench_kernels_cuda, pytorch_mnist.py, the backend and the trainer print), so
+that the script a GPU session relies on to flip defaults is checked where there is no GPU.
+Exit 0 when every check holds."""
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# batch 100: every change helps except item 17 (the gradient stream), which costs 20 us
+STEP_MS = {
+    "ours-cuda": 0.400, "ours-cuda-streams1": 0.415, "ours-cuda-streams0": 0.395,
+    "ours-cuda-pdl0": 0.410, "ours-cuda-dense1": 0.421, "ours-cuda-fused2": 0.470,
+    "ours-cuda-fused1": 0.530, "ours-cuda-gemm3": 0.620, "ours-cuda-run3": 0.631,
+    "ours-cuda-nopdl": 0.4005,
+}
+
+
+def write(folder, name, text):
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def make_run(folder):
+    step = ["| engine | mode | batch | ms/step | images/s |", "|---|---|---|---|---|"]
+    for engine, ms in STEP_MS.items():
+        step.append(f"RESULT {engine} eager batch=100 ms_per_step={ms + 0.02:.4f}")
+        step.append(f"RESULT {engine} cuda-graph batch=100 ms_per_step={ms:.4f}")
+    step.append("cuda backend (fused 3, GEMM v4): captured step graph (key 0): 40 edges (25 "
+                "programmatic), 4 forks")
+    write(folder, "bench_step.log", "\n".join(step) + "\n")
+    write(folder, "pytorch.log", "RESULT pytorch cuda-graph batch=100 ms_per_step=0.7730\n")
+    header = ("| op | batch | ours us | lib us | ours | lib | ours vs lib | library |\n"
+              "|---|---|---|---|---|---|---|---|\n")
+    write(folder, "bench_kernels.log", header +
+          "| conv2 14x14x32->64 bwd data |   100 |      85.0 |     125.9 |   23.62 TF/s   |"
+          "   15.94 TF/s   |   148% | cuDNN |\n"
+          "| softmax+xent fwd+bwd       |   100 |       5.2 |       3.5 |    0.01 TF/s   |"
+          "    0.01 TF/s   |    67% | cuDNN |\n")
+    write(folder, "bench_gemm1.log", header +
+          "| conv2 14x14x32->64 bwd data |   100 |     170.0 |     125.9 |   11.81 TF/s   |"
+          "   15.94 TF/s   |    74% | cuDNN |\n")
+    write(folder, "bench_sweep.log",
+          "| op | batch | default us | best | best us | default/best |\n"
+          "| conv2 14x14x32->64 fwd+bias+relu |   100 |      94.0 | 128x128 s2     |      70.5 |"
+          "   133% |\n"
+          "| dense1 3136->1024 fwd+bias+relu |   100 |      30.0 | default        |      30.0 |"
+          "   100% |\n")
+    write(folder, "job.log",
+          "INFO:tensorflow:Using config: {'steps': 12000, 'batch_size': 100}\n"
+          "INFO:tensorflow:global_step/sec: 2500.0\nINFO:tensorflow:global_step/sec: 2500.0\n"
+          "INFO:tensorflow:Saving dict for global step 12000: accuracy = 0.9876, loss = 0.07\n")
+
+
+def main():
+    failures = 0
+
+    def check(ok, what):
+        nonlocal failures
+        print(("PASS " if ok else "FAIL ") + what)
+        failures += not ok
+
+    with tempfile.TemporaryDirectory() as folder:
+        make_run(folder)
+        out = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), folder],
+                             capture_output=True, text=True, check=False)
+        text = out.stdout
+        check(out.returncode == 0, "report exits 0")
+        lines = text.splitlines()
+
+        def row(item):
+            return next((l for l in lines if l.startswith(f"| {item} |")), "")
+
+        check("ours-cuda 0.400" in text and "goal 0.39 ms: not met" in text,
+              "the step against the goal")
+        check("(1.93x ours speed)" in text, "PyTorch's graph step against ours")
+        check("keep" in row("18") and "+15.0 us" in row("18"), "item 18 saves 15 us: keep")
+        check("flip back (CNN_CUDA_STREAMS=0)" in row("17") and "-20.0 us" in row("17"),
+              "item 17 costs 20 us: flip back, naming the switch")
+        check("keep" in row("16"), "item 16: keep")
+        check("no difference" in row("16, with two streams"),
+              "0.5 us of 400: no difference")
+        check(any("conv2 14x14x32->64 bwd data | 100 | 170.0 | 85.0 | +50% | 148%" in l
+                  for l in lines), "a kernel against its version 1 and the library")
+        check(any("softmax+xent" in l and "(under 90%)" in l for l in lines),
+              "a kernel under 90% of the library is marked")
+        check(any("fwd+bias+relu batch 100: default 94.0 us, 128x128 s2 70.5 us (25% less)" in l
+                  for l in lines), "a better tile from the sweep")
+        check(not any(l.startswith("dense1") for l in lines),
+              "a default within 5% of the best is not listed")
+        check("40 edges (25 programmatic), 4 forks" in text, "the captured graph's edges")
+        check("2500 steps/s" in text and "4.80 s of training for 12000 steps" in text,
+              "the job's training time")
+        check("test accuracy 98.76%" in text, "the job's accuracy")
+        os.remove(os.path.join(folder, "bench_sweep.log"))
+        text = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), folder],
+                              capture_output=True, text=True, check=False).stdout
+        check("bench_sweep.log missing" in text, "a missing log is reported")
+    bad = subprocess.run([sys.executable, os.path.join(HERE, "report.py")], capture_output=True,
+                         check=False)
+    check(bad.returncode == 2, "usage error: exit 2")
+    print(f"SUMMARY test_report: {failures} failed -> {'FAIL' if failures else 'PASS'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
