@@ -27,6 +27,7 @@ int tf_log_enabled(TfLogLevel level);
 void tf_log_set_stream(FILE *f);
 
 void tf_log(TfLogLevel level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define tf_debug(...) tf_log(TF_LOG_DEBUG, __VA_ARGS__)
 #define tf_info(...) tf_log(TF_LOG_INFO, __VA_ARGS__)
 #define tf_warn(...) tf_log(TF_LOG_WARN, __VA_ARGS__)
 #define tf_error(...) tf_log(TF_LOG_ERROR, __VA_ARGS__)

@@ -177,6 +177,9 @@ def graph_and_job_report(out):
               f"for {n} steps (goal: under 5 s)")
     if acc:
         print(f"job: test accuracy {float(acc[-1]) * 100:.2f}% (goal: 99%)")
+    phases = re.search(r"Wall time by phase: (.*)$", job, re.M)
+    if phases:  # the trainer's --verbosity DEBUG line: where the rest of the 5 s goes
+        print(f"job: {phases.group(1)}")
 
 
 def main(argv):

@@ -140,7 +140,7 @@ if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ] && nvidi
   rm -rf "$BUILD/job"
   run job 150 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
       --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job" \
-      --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda
+      --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
 fi
 
 # A failed graph capture falls back to eager steps (correct, but not what is being measured).

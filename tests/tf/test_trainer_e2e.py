@@ -463,3 +463,27 @@ def test_progress_line_only_on_a_terminal(mnist, tmp_path):
     assert re.search(r"\r\x1b\[Kstep (11|21)/30  loss [0-9.]+", text), text[-2000:]
     # every log line starts on a clean line: the progress line is erased first
     assert "\r\x1b[KINFO:tensorflow:Saving checkpoints for 30" in text
+
+
+PHASES_RE = (r"^DEBUG:tensorflow:Wall time by phase: data ([0-9.]+) s, model ([0-9.]+) s, "
+             r"training ([0-9.]+) s \(of which checkpoints and evaluations ([0-9.]+) s\), "
+             r"evaluation ([0-9.]+) s, export ([0-9.]+) s; total ([0-9.]+) s$")
+
+
+def test_phase_times_at_debug_verbosity(mnist, tmp_path, main_run):
+    """--verbosity DEBUG ends with where the wall time went (tests/gpu/report.py reads it from
+    the GPU job); the phases add up to the total; INFO runs do not print it."""
+    rc, out, err = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
+                                "--steps", "20", "--batch-size", "10", "--device", "cpu",
+                                "--save-checkpoints-steps", "10", "--verbosity", "DEBUG",
+                                "--job-dir", str(tmp_path / "job")])
+    assert rc == 0, err[-3000:]
+    m = re.search(PHASES_RE, err, re.M)
+    assert m, err[-3000:]
+    data, model, training, within, evaluation, export, total = (float(x) for x in m.groups())
+    # checkpoints 0, 10 and 20 are inside the training phase
+    assert 0 < within < training
+    assert min(data, model, evaluation, export) > 0
+    assert abs(data + model + training + evaluation + export - total) <= 0.004
+    assert "INFO:tensorflow:Saving dict for global step 20" in err
+    assert "Wall time by phase" not in main_run["log"]
