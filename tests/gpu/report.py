@@ -44,6 +44,15 @@ def read(out, name):
         return f.read()
 
 
+def section(title, out, name):
+    """Prints the section's title; returns the log's text, or None (said) when it is missing."""
+    print(title)
+    text = read(out, name)
+    if text is None:
+        print(f"{name} missing")
+    return text
+
+
 def results(*texts):
     """{(engine, mode, batch): ms} from RESULT lines."""
     got = {}
@@ -56,12 +65,10 @@ def results(*texts):
 
 
 def step_report(out):
-    step, torch = read(out, "bench_step.log"), read(out, "pytorch.log")
-    print("== 1. the step (CUDA graph, ms per step)")
+    step = section("== 1. the step (CUDA graph, ms per step)", out, "bench_step.log")
     if step is None:
-        print("bench_step.log missing")
         return
-    r = results(step, torch)
+    r = results(step, read(out, "pytorch.log"))
     for batch in sorted({b for (_, mode, b) in r if mode == "cuda-graph"}):
         ours = r.get(("ours-cuda", "cuda-graph", batch))
         peer = r.get(("pytorch", "cuda-graph", batch))
@@ -113,12 +120,11 @@ def kernel_rows(text):
 
 
 def kernel_report(out):
-    now, v1 = read(out, "bench_kernels.log"), read(out, "bench_gemm1.log")
-    print("\n== 2. kernels (us per call): now vs version 1 (bench_gemm1), and vs the library")
+    now = section("\n== 2. kernels (us per call): now vs version 1 (bench_gemm1), and vs the "
+                  "library", out, "bench_kernels.log")
     if now is None:
-        print("bench_kernels.log missing")
         return
-    rows, before = kernel_rows(now), kernel_rows(v1)
+    rows, before = kernel_rows(now), kernel_rows(read(out, "bench_gemm1.log"))
     print("| op | batch | version 1 | now | change | vs library |")
     print("|---|---|---|---|---|---|")
     for (op, batch), (us, lib, pct) in rows.items():
@@ -133,10 +139,9 @@ SWEEP_ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*(\S+(?
 
 
 def sweep_report(out):
-    text = read(out, "bench_sweep.log")
-    print("\n== 3. tile sweep: ops where another tile beats the default by more than 5%")
+    text = section("\n== 3. tile sweep: ops where another tile beats the default by more than 5%",
+                   out, "bench_sweep.log")
     if text is None:
-        print("bench_sweep.log missing")
         return
     found = False
     for line in text.splitlines():
