@@ -539,6 +539,18 @@ static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *
             cu_invalidate_graphs(be); /* a handful of keys at most; start over if more */
         char why[256];
         cudaGraphExec_t exec = capture_step(be, key, step_fn, arg, why, sizeof why);
+        if (!exec && cuda_pdl_enabled()) {
+            /* The risk of a new driver feature: a capture that refuses programmatic launches.
+             * The same step without them is correct and captures as runs 1-3 did. */
+            fprintf(stderr, "%s backend: WARNING: CUDA graph capture with programmatic "
+                    "dependent launch failed (%s); launching without it from now on\n",
+                    be->name, why);
+            cuda_pdl_disable();
+            c->err = cudaSuccess;
+            c->msg[0] = 0;
+            cudaGetLastError();
+            exec = capture_step(be, key, step_fn, arg, why, sizeof why);
+        }
         if (exec) {
             gi = c->ngraphs++;
             c->graphs[gi].key = key;

@@ -9,6 +9,8 @@
 
 #include <utility>
 
+#include "kernels/kernels_cuda.h"
+
 /* Every launch is written CNN_KERNEL(grid, block, stream, kernel)(args...), and every kernel's
  * first statement is pdl_wait_and_release() (below).
  *
@@ -22,7 +24,9 @@
  * without PDL: the order and the results are the same bits (test_train checks); only the launch
  * latency is hidden. It then lets the next kernel launch (griddepcontrol.launch_dependents)
  * which waits in turn, so at most the next kernel's blocks are waiting at any time.
- * CNN_CUDA_PDL=0 (read at each launch) launches with <<<>>> instead, as runs 1-3 did.
+ * CNN_CUDA_PDL=0 (read at each launch; bench_step and test_train compare both, bench_kernels
+ * times without) or cuda_pdl_disable() (the CUDA backend, when a graph capture with PDL fails)
+ * launches with <<<>>> instead, as runs 1-3 did.
  *
  * Under the CPU emulator (tests/emu, which compiles these files as host C++ with CNN_CUDA_EMU)
  * the launch runs each block's threads as fibers, so the kernels' tests also run on machines
@@ -34,14 +38,6 @@
 
 static inline void pdl_wait_and_release(void) { ::emu::grid_dependency_wait(); }
 #else
-/* CNN_CUDA_PDL=0 turns programmatic dependent launch off (the comparison in bench_step and
- * test_train; bench_kernels turns it off so that our kernels and the libraries' are timed
- * with the same launch gaps). */
-static inline bool pdl_enabled(void) {
-    const char *v = getenv("CNN_CUDA_PDL");
-    return !(v && v[0] == '0' && v[1] == 0);
-}
-
 template <class... Params>
 struct PdlLaunch {
     dim3 grid, block;
@@ -50,7 +46,7 @@ struct PdlLaunch {
     /* A failed launch is reported by launch_status() (cudaGetLastError), as with <<<>>>. */
     template <class... Args>
     void operator()(Args &&...args) const {
-        if (!pdl_enabled()) {
+        if (!cuda_pdl_enabled()) {
             kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
             return;
         }

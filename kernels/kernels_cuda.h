@@ -29,6 +29,11 @@
 extern "C" {
 #endif
 
+/* Programmatic dependent launch of every kernel (kernels/cuda_common.cuh): 1 unless
+ * CNN_CUDA_PDL=0 or cuda_pdl_disable() was called (for the rest of the process). */
+int cuda_pdl_enabled(void);
+void cuda_pdl_disable(void);
+
 /* ---- scratch for split-K ------------------------------------------------------------------- *
  * GEMMs with few output tiles and a long reduction (the filter gradients, dense layers at small
  * batch) split the reduction over blocks into `ws`, then sum the slices in a fixed order. The
