@@ -74,6 +74,25 @@ static Model *make(Backend *be) {
  * optimizer updates on a second stream, which the emulator interleaves with the first in a
  * shuffled order, so a missing dependency between them fails here; 1: the updates on the main
  * stream; 0: one stream). */
+/* The trainer's path: a resident data set (uint8 pixels), batches gathered on the device from
+ * the shuffled ring, three steps in one call on each model; the last losses in *a (cpu), *b. */
+static void resident_steps(Model *cpu, Model *cuda, uint64_t seed, float *a, float *b) {
+    enum { N_DATA = 10 };
+    static uint8_t pix[N_DATA * IMG];
+    static float xd[N_DATA * IMG];
+    int32_t yd[N_DATA];
+    char err[256];
+    images(N_DATA, seed, xd, yd);
+    for (int i = 0; i < N_DATA * IMG; i++) pix[i] = (uint8_t)xd[i];
+    if (model_set_train_data(cpu, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
+        model_set_train_data(cuda, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
+        model_train_steps(cpu, 3, a, err, sizeof err) ||
+        model_train_steps(cuda, 3, b, err, sizeof err)) {
+        printf("FAIL resident-data training: %s\n", err);
+        exit(1);
+    }
+}
+
 static void compare_level(const char *fused, const char *streams) {
     setenv("CNN_CUDA_FUSED", fused, 1);
     setenv("CNN_CUDA_STREAMS", streams, 1);
@@ -135,21 +154,7 @@ static void compare_level(const char *fused, const char *streams) {
     snprintf(what, sizeof what, "fused %s: predictions of 5 images (chunks of 4)", level);
     d = rel_diff(pb, pa, 50);
     check(d <= 1e-4, what, d);
-    /* The trainer's path: a resident data set (uint8 pixels), batches gathered on the device
-     * from the shuffled ring, three steps per call. */
-    enum { N_DATA = 10 };
-    static uint8_t pix[N_DATA * IMG];
-    float xd[N_DATA * IMG];
-    int32_t yd[N_DATA];
-    images(N_DATA, 200, xd, yd);
-    for (int i = 0; i < N_DATA * IMG; i++) pix[i] = (uint8_t)xd[i];
-    if (model_set_train_data(cpu, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
-        model_set_train_data(cuda, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
-        model_train_steps(cpu, 3, &loss_a, err, sizeof err) ||
-        model_train_steps(cuda, 3, &loss_b, err, sizeof err)) {
-        printf("FAIL resident-data training: %s\n", err);
-        exit(1);
-    }
+    resident_steps(cpu, cuda, 200, &loss_a, &loss_b);
     snprintf(what, sizeof what, "fused %s: 3 steps from the resident data set, last loss", level);
     /* steps 2-4 of the model: test_train's bound for its first steps (1e-3), as rounding
      * differences start to grow through Adam */
@@ -172,20 +177,9 @@ static void capture_refused(void) {
         exit(1);
     }
     Model *cuda = make(be), *cpu = make(NULL);
-    enum { N_DATA = 10 };
-    static uint8_t pix[N_DATA * IMG];
-    float xd[N_DATA * IMG], loss_a, loss_b;
-    int32_t yd[N_DATA];
-    images(N_DATA, 300, xd, yd);
-    for (int i = 0; i < N_DATA * IMG; i++) pix[i] = (uint8_t)xd[i];
+    float loss_a, loss_b;
     check(cuda_pdl_enabled() == 1, "PDL on before the capture", 0);
-    if (model_set_train_data(cpu, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
-        model_set_train_data(cuda, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
-        model_train_steps(cpu, 3, &loss_a, err, sizeof err) ||
-        model_train_steps(cuda, 3, &loss_b, err, sizeof err)) {
-        printf("FAIL training with a refused capture: %s\n", err);
-        exit(1);
-    }
+    resident_steps(cpu, cuda, 300, &loss_a, &loss_b);
     check(cuda_pdl_enabled() == 0, "a refused capture turns PDL off, then runs eagerly", 0);
     check(fabs(loss_b - loss_a) <= 1e-3 * fabs(loss_a),
           "refused capture: 3 steps from the resident data set, last loss",
