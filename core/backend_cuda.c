@@ -75,11 +75,12 @@ static void grads_join(CudaCtx *c) {
     c->grads_pending = 0;
 }
 
-/* The optimizer's stream: with per-layer updates (CNN_CUDA_STREAMS=2) the gradient stream,
- * after everything issued so far (the layer's own backward has read its parameters); else the
- * main stream, after the gradient stream's work. */
-static cudaStream_t update_stream(CudaCtx *c) {
-    if (c->updates_on_grad_stream) {
+/* The optimizer's stream: with per-layer updates (optimizer_per_layer, CNN_CUDA_STREAMS=2) the
+ * gradient stream, after everything issued so far (the layer's own backward has read its
+ * parameters); else the main stream, after the gradient stream's work. */
+static cudaStream_t update_stream(const Backend *be) {
+    CudaCtx *c = CTX(be);
+    if (be->optimizer_per_layer) {
         float *unused;
         return grad_stream_begin(c, &unused);
     }
@@ -303,20 +304,20 @@ static void cu_argmax_correct(Backend *be, int n, int cls, const float *logits,
 static void cu_adam_update(Backend *be, size_t n, float *w, const float *g, float *m, float *v,
                            float lr, float beta1, float beta2, float eps, const int64_t *step) {
     CudaCtx *c = CTX(be);
-    cudaStream_t us = update_stream(c);
+    cudaStream_t us = update_stream(be);
     cuda_record(c, adam_update_cuda(n, w, g, m, v, lr, beta1, beta2, eps, step, us),
                 "adam_update_cuda");
 }
 
 static void cu_sgd_update(Backend *be, size_t n, float *w, const float *g, float lr) {
     CudaCtx *c = CTX(be);
-    cuda_record(c, sgd_update_cuda(n, w, g, lr, update_stream(c)), "sgd_update_cuda");
+    cuda_record(c, sgd_update_cuda(n, w, g, lr, update_stream(be)), "sgd_update_cuda");
 }
 
 static void cu_momentum_update(Backend *be, size_t n, float *w, const float *g, float *vel,
                                float lr, float momentum, int nesterov) {
     CudaCtx *c = CTX(be);
-    cuda_record(c, momentum_update_cuda(n, w, g, vel, lr, momentum, nesterov, update_stream(c)),
+    cuda_record(c, momentum_update_cuda(n, w, g, vel, lr, momentum, nesterov, update_stream(be)),
                 "momentum_update_cuda");
 }
 
@@ -638,7 +639,7 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
             free(be);
             return NULL;
         }
-        c->updates_on_grad_stream = stream_mode == 2;
+        be->optimizer_per_layer = stream_mode == 2;
     }
 
     be->name = name;
@@ -702,7 +703,6 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     be->run_steps = use_graphs ? cu_run_steps : NULL;
     be->invalidate_graphs = use_graphs ? cu_invalidate_graphs : NULL;
     be->set_threads = NULL;
-    be->optimizer_per_layer = c->updates_on_grad_stream;
     return be;
 }
 

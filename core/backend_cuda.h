@@ -22,7 +22,6 @@ typedef struct {
     cudaEvent_t fork_event, join_event;
     float *grad_ws;           /* split-K scratch of the entries on grad_stream (ws_floats) */
     int grads_pending;        /* work issued to grad_stream since the last join */
-    int updates_on_grad_stream; /* the optimizer's per-layer updates go there too */
     struct { int key; cudaGraphExec_t exec; } graphs[8];
     int ngraphs;
     int graphs_failed;        /* a capture failed: steps run eagerly (with a warning) */

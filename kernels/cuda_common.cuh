@@ -5,7 +5,6 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include <utility>
 
@@ -17,8 +16,9 @@
  * Under nvcc the launch is cudaLaunchKernelEx with programmatic dependent launch (Hopper's PDL):
  * the attribute lets the GPU launch the kernel (schedule its blocks, read its parameters) while
  * the kernel before it in the stream still runs. Without it, a kernel's blocks are scheduled
- * only once the previous kernel has completed and flushed its writes: a gap of about a
- * microsecond between each two of the training step's ~23 kernels, inside a CUDA graph too.
+ * only once the previous kernel has completed and flushed its writes: a gap between each two of
+ * the training step's ~23 kernels, inside a CUDA graph too (docs/gpu.md item 16: not yet
+ * measured here).
  * pdl_wait_and_release() waits (griddepcontrol.wait) until the previous kernel has completed
  * with its writes visible, so nothing a kernel reads or writes in memory moves earlier than
  * without PDL: the order and the results are the same bits (test_train checks); only the launch

@@ -266,15 +266,31 @@ cudaError_t cudaGetLastError(void) {
     return e;
 }
 
+/* The errors the emulator reports: name and text (cudaGetErrorName / cudaGetErrorString). */
+static const struct {
+    cudaError_t e;
+    const char *name, *text;
+} EMU_ERRORS[] = {
+    {cudaSuccess, "cudaSuccess", "no error (emulated)"},
+    {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument (emulated)"},
+    {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory (emulated)"},
+    {cudaErrorInvalidConfiguration, "cudaErrorInvalidConfiguration",
+     "invalid configuration argument (emulated)"},
+    {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported (emulated)"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "stream capture unsupported (emulated)"},
+};
+
 const char *cudaGetErrorString(cudaError_t e) {
-    switch (e) {
-    case cudaSuccess: return "no error (emulated)";
-    case cudaErrorInvalidValue: return "invalid argument (emulated)";
-    case cudaErrorMemoryAllocation: return "out of memory (emulated)";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument (emulated)";
-    case cudaErrorNotSupported: return "operation not supported (emulated)";
-    default: return "CUDA error (emulated)";
-    }
+    for (const auto &k : EMU_ERRORS)
+        if (k.e == e) return k.text;
+    return "CUDA error (emulated)";
+}
+
+const char *cudaGetErrorName(cudaError_t e) {
+    for (const auto &k : EMU_ERRORS)
+        if (k.e == e) return k.name;
+    return "cudaError (emulated)";
 }
 
 cudaError_t cudaGetDeviceCount(int *count) {
@@ -371,11 +387,16 @@ bool runnable(const EmuStream *st) {
     return !op.wait || op.wait->completed >= op.ticket;
 }
 
+/* Runs a launch or copy, or completes an event record (a wait has nothing to do once runnable). */
+void perform(const QueuedOp &op) {
+    if (op.run) op.run();
+    if (op.record && op.ticket > op.record->completed) op.record->completed = op.ticket;
+}
+
 void push(cudaStream_t stream, QueuedOp op) {
     EmuStream *st = reinterpret_cast<EmuStream *>(stream);
     if (!st) { /* the default stream: at once */
-        if (op.run) op.run();
-        if (op.record && op.ticket > op.record->completed) op.record->completed = op.ticket;
+        perform(op);
         return;
     }
     st->ops.push_back(std::move(op));
@@ -399,8 +420,7 @@ void drain() {
         }
         EmuStream *st = ready[(size_t)(next_random() % ready.size())];
         QueuedOp op = st->ops[st->head++];
-        if (op.run) op.run();
-        if (op.record && op.ticket > op.record->completed) op.record->completed = op.ticket;
+        perform(op);
         if (st->head == st->ops.size()) {
             st->ops.clear();
             st->head = 0;
@@ -490,19 +510,7 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t strea
 }
 
 /* Graph capture is not emulated: it reports cudaErrorStreamCaptureUnsupported (the backend then
- * runs its steps eagerly; the emulated backend test turns graphs off anyway). */
-const char *cudaGetErrorName(cudaError_t e) {
-    switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorNotSupported: return "cudaErrorNotSupported";
-    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
-    default: return "cudaError (emulated)";
-    }
-}
-
+ * retries without PDL, then runs its steps eagerly: emu_test_backend_cuda's refused capture). */
 cudaError_t cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) {
     return cudaErrorStreamCaptureUnsupported;
 }
