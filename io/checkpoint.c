@@ -214,12 +214,16 @@ static void remove_stale_temps(const char *dir) {
     dirs_names_free(names, n < 0 ? 0 : n); /* a remote listing allocates even when empty */
 }
 
+void checkpoint_prefix(char *out, size_t cap, const char *dir, int64_t step) {
+    snprintf(out, cap, "%s/%s-%lld", dir, CKPT_BASENAME, (long long)step);
+}
+
 int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int n, int keep_max,
                     char *prefix_out, size_t prefix_cap, char *err, size_t errlen) {
     if (step < 0) return snprintf(err, errlen, "checkpoint: negative step %lld", (long long)step), -1;
     if (dirs_make(dir, err, errlen)) return -1;
     char prefix[4200];
-    snprintf(prefix, sizeof prefix, "%s/%s-%lld", dir, CKPT_BASENAME, (long long)step);
+    checkpoint_prefix(prefix, sizeof prefix, dir, step);
     if (bundle_write(prefix, tensors, n, err, errlen)) return -1;
 
     /* The list: previous checkpoints that still exist (not this step), then this one. */

@@ -21,6 +21,9 @@
 
 #include "io/tf_tensor.h"
 
+/* The prefix of step's checkpoint in dir, "<dir>/model.ckpt-<step>", into out[cap]. */
+void checkpoint_prefix(char *out, size_t cap, const char *dir, int64_t step);
+
 /* Saves tensors as <dir>/model.ckpt-<step> (dir is created if missing), records it as the newest
  * in <dir>/checkpoint and deletes the oldest ones so that at most keep_max remain (keep_max <= 0:
  * keep all). Saving a step that already exists replaces it. The prefix written

@@ -1,5 +1,6 @@
 /* test_model_state.c: a Model's state <-> checkpoints (cli/model_state.h), in particular TF1
- * AdamOptimizer's beta1_power / beta2_power beside the slots. (TF1's Saver.restore of a
+ * AdamOptimizer's beta1_power / beta2_power beside the slots, and checkpoints written on a
+ * background thread (cli/checkpoint_writer.h). (TF1's Saver.restore of a
  * trainer's checkpoint is tests/tf/test_trainer_e2e.py.) */
 #include <check.h>
 #include <math.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/checkpoint_writer.h"
 #include "cli/model_state.h"
 #include "io/checkpoint.h"
 #include "io/tensor_bundle.h"
@@ -174,12 +176,94 @@ START_TEST(test_powers_underflow_and_other_optimizers) {
 }
 END_TEST
 
+/* A save started at step 2 holds step 2's state, although the model trains on while its files
+ * are written; its .meta is there; background and inline saves write the same files. */
+START_TEST(test_writer_saves_the_snapshot_while_training_goes_on) {
+    ModelConfig cfg;
+    Model *m = small_model(OPT_ADAM, &cfg);
+    ModelConfig cfg_ref;
+    Model *at2 = small_model(OPT_ADAM, &cfg_ref);  /* the same seed: the same state as m */
+    train(m, 2);
+    train(at2, 2);
+    char dir[256], err[512];
+    test_make_tmpdir(dir, sizeof dir, "ckpt_writer");
+    const char meta[] = "\x0a\x00";
+    CheckpointWriter w;
+    checkpoint_writer_init(&w);
+    ck_assert_int_eq(checkpoint_writer_wait(&w, err, sizeof err), 0);   /* nothing pending */
+    for (int background = 1; background >= 0; background--) {
+        ck_assert_msg(checkpoint_writer_start(&w, m, &cfg, dir, 0, meta, 2, background, err,
+                                              sizeof err) == 0, "%s", err);
+        char expect[512];
+        snprintf(expect, sizeof expect, "%s/model.ckpt-%lld", dir, (long long)model_step(at2));
+        ck_assert_str_eq(w.prefix, expect);
+        /* a second save before the first is waited for is refused */
+        ck_assert_int_eq(checkpoint_writer_start(&w, m, &cfg, dir, 0, meta, 2, background, err,
+                                                 sizeof err), -1);
+        ck_assert_msg(strstr(err, "still pending") != NULL, "%s", err);
+        train(m, 1);                                  /* the model moves on meanwhile */
+        ck_assert_int_eq(checkpoint_writer_wait(&w, err, sizeof err), 1);
+        ck_assert_int_eq(checkpoint_writer_wait(&w, err, sizeof err), 0);
+        ck_assert(w.write_seconds > 0.0);
+
+        ModelConfig cfg2;
+        Model *back = small_model(OPT_ADAM, &cfg2);
+        ck_assert_msg(model_checkpoint_restore(back, &cfg2, expect, err, sizeof err) == 0, "%s",
+                      err);
+        assert_same_state(at2, back);
+        model_free(back);
+        char path[600];
+        snprintf(path, sizeof path, "%s.meta", expect);
+        size_t n = 0;
+        uint8_t *bytes = test_read_file(path, &n);
+        ck_assert(bytes != NULL && n == 2 && memcmp(bytes, meta, 2) == 0);
+        free(bytes);
+        train(at2, 1);                                /* at2 follows m to the next save */
+    }
+    model_free(at2);
+    model_free(m);
+    test_remove_tree(dir);
+}
+END_TEST
+
+/* A save whose files cannot be written fails at the wait, with the path in the message; the
+ * writer is usable again afterwards. */
+START_TEST(test_writer_reports_a_failed_save_at_the_wait) {
+    ModelConfig cfg;
+    Model *m = small_model(OPT_SGD, &cfg);
+    char dir[256], bad[512], err[512];
+    test_make_tmpdir(dir, sizeof dir, "ckpt_writer");
+    snprintf(bad, sizeof bad, "%s/a_file", dir);
+    ck_assert_int_eq(test_write_file(bad, "x", 1), 0);
+    snprintf(bad, sizeof bad, "%s/a_file/model_dir", dir);   /* under a regular file */
+    CheckpointWriter w;
+    checkpoint_writer_init(&w);
+    for (int background = 1; background >= 0; background--) {
+        ck_assert_msg(checkpoint_writer_start(&w, m, &cfg, bad, 0, NULL, 0, background, err,
+                                              sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(checkpoint_writer_wait(&w, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "a_file") != NULL, "%s", err);
+    }
+    ck_assert_msg(checkpoint_writer_start(&w, m, &cfg, dir, 0, NULL, 0, 1, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_int_eq(checkpoint_writer_wait(&w, err, sizeof err), 1);
+    char found[600];
+    int64_t step = -1;
+    ck_assert_int_eq(checkpoint_latest(dir, found, sizeof found, &step, err, sizeof err), 1);
+    ck_assert_str_eq(found, w.prefix);
+    model_free(m);
+    test_remove_tree(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model_state");
     TCase *tc = tcase_create("checkpoints");
     tcase_add_test(tc, test_adam_checkpoint_has_tf1_powers_and_restores);
     tcase_add_test(tc, test_restore_checks_the_powers_against_global_step);
     tcase_add_test(tc, test_powers_underflow_and_other_optimizers);
+    tcase_add_test(tc, test_writer_saves_the_snapshot_while_training_goes_on);
+    tcase_add_test(tc, test_writer_reports_a_failed_save_at_the_wait);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -1,0 +1,88 @@
+/* checkpoint_writer.c: see checkpoint_writer.h. */
+#include "cli/checkpoint_writer.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "io/checkpoint.h"
+#include "io/fs.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void checkpoint_writer_init(CheckpointWriter *w) { memset(w, 0, sizeof *w); }
+
+/* The files of one save: the checkpoint, then its .meta (optional to readers: written after). */
+static void write_files(CheckpointWriter *w) {
+    const double t0 = now_seconds();
+    w->rc = checkpoint_save(w->dir, w->step, w->snap.tensors, w->snap.n, w->keep_max, NULL, 0,
+                            w->err, sizeof w->err);
+    if (w->rc == 0 && w->meta_len > 0)
+        w->rc = checkpoint_write_meta(w->prefix, w->meta, w->meta_len, w->err, sizeof w->err);
+    w->write_seconds = now_seconds() - t0;
+}
+
+static void *writer_thread(void *arg) {
+    write_files(arg);
+    return NULL;
+}
+
+int checkpoint_writer_wait(CheckpointWriter *w, char *err, size_t errlen) {
+    if (!w->pending) return 0;
+    if (w->running) {
+        pthread_join(w->thread, NULL);
+        w->running = 0;
+    }
+    w->pending = 0;
+    model_snapshot_free(&w->snap);
+    memset(&w->snap, 0, sizeof w->snap);
+    if (w->rc != 0) {
+        snprintf(err, errlen, "%s", w->err);
+        return -1;
+    }
+    return 1;
+}
+
+int checkpoint_writer_start(CheckpointWriter *w, const Model *m, const ModelConfig *cfg,
+                            const char *dir, int keep_max, const void *meta, size_t meta_len,
+                            int background, char *err, size_t errlen) {
+    if (w->pending) {
+        snprintf(err, errlen, "checkpoint: the save of %s is still pending", w->prefix);
+        return -1;
+    }
+    if (model_snapshot_take(m, cfg, &w->snap, err, errlen) != 0) {
+        model_snapshot_free(&w->snap);
+        memset(&w->snap, 0, sizeof w->snap);
+        return -1;
+    }
+    snprintf(w->dir, sizeof w->dir, "%s", dir);
+    w->keep_max = keep_max;
+    w->meta = meta;
+    w->meta_len = meta_len;
+    w->step = w->snap.global_step;
+    checkpoint_prefix(w->prefix, sizeof w->prefix, dir, w->step);
+    w->rc = 0;
+    w->err[0] = 0;
+    w->pending = 1;
+    if (background && !fs_is_remote(dir)) {
+        /* The thread blocks every signal: SIGTERM/SIGINT go to the trainer's loop, which stops
+         * at the next chunk and saves (a handler on this thread would interrupt nothing). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int rc = pthread_create(&w->thread, NULL, writer_thread, w);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc == 0) {
+            w->running = 1;
+            return 0;
+        }
+        /* no thread to be had: write here */
+    }
+    write_files(w);
+    return 0;
+}
