@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/checkpoint_writer.h"
 #include "cli/hypertune.h"
 #include "cli/model_graph.h"
 #include "cli/model_state.h"
@@ -77,6 +79,14 @@ static void install_stop_handlers(void) {
     sigaction(SIGINT, &sa, NULL);
 }
 
+/* ---- time ----------------------------------------------------------------------------------- */
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* ---- data ---------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -115,6 +125,48 @@ static void dataset_free(Dataset *ds) {
     memset(ds, 0, sizeof *ds);
 }
 
+/* Both sets, decoded on a thread while the main thread creates the model: on a GPU the model's
+ * creation is mostly the device's start-up, which needs no data, so the two overlap. */
+typedef struct {
+    const TrainConfig *cfg;
+    Dataset train, test;
+    int rc;                 /* 0 ok, -1 failed (message in err) */
+    char err[4096];
+    double seconds;         /* wall time of the decoding */
+    pthread_t thread;
+    int threaded;
+} DataLoad;
+
+static void *load_both(void *arg) {
+    DataLoad *d = arg;
+    const double t0 = now_seconds();
+    d->rc = load_dataset("train", d->cfg->train_paths, d->cfg->num_train, &d->train, d->err,
+                         sizeof d->err);
+    if (d->rc == 0)
+        d->rc = load_dataset("test", d->cfg->test_paths, d->cfg->num_test, &d->test, d->err,
+                             sizeof d->err);
+    d->seconds = now_seconds() - t0;
+    return NULL;
+}
+
+static void data_load_start(DataLoad *d, const TrainConfig *cfg) {
+    memset(d, 0, sizeof *d);
+    d->cfg = cfg;
+    d->threaded = pthread_create(&d->thread, NULL, load_both, d) == 0;
+    if (!d->threaded) load_both(d);   /* no thread to be had: decode here */
+}
+
+/* 0 when both sets are in memory, -1 otherwise (message in err; nothing left to free). */
+static int data_load_wait(DataLoad *d, char *err, size_t errlen) {
+    if (d->threaded) pthread_join(d->thread, NULL);
+    d->threaded = 0;
+    if (d->rc == 0) return 0;
+    snprintf(err, errlen, "%s", d->err);
+    dataset_free(&d->train);
+    dataset_free(&d->test);
+    return -1;
+}
+
 /* ---- the job's outputs --------------------------------------------------------------------- */
 
 typedef struct {
@@ -128,37 +180,48 @@ typedef struct {
     EventWriter *eval_events;      /* <model_dir>/eval/events.out.tfevents.* */
     Hypertune hypertune;
     int64_t last_saved_step;       /* -1: none in this run */
-    char last_checkpoint[4096];
+    CheckpointWriter ckpt;         /* the save in flight (its files on a thread) */
+    char last_checkpoint[4200];
     double last_save_time;
-    double checkpoint_seconds;     /* wall time in save_checkpoint, for the phase times */
-    double eval_seconds;           /* wall time in evaluate */
+    double data_seconds;           /* wall time of the phases (--verbosity DEBUG): decoding, */
+    double model_seconds;          /* model creation beside it, */
+    double checkpoint_seconds;     /* the job waiting for saves, */
+    double checkpoint_write_seconds; /* their files, mostly written beside the job, */
+    double eval_seconds;           /* evaluations */
 } Job;
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+/* Waits for the save in flight (cli/checkpoint_writer.h) and, once its files are complete,
+ * records it in the training events as the Estimator's saver hook does after a save. */
+static int finish_checkpoint(Job *job, char *err, size_t errlen) {
+    const double t0 = now_seconds();
+    int done = checkpoint_writer_wait(&job->ckpt, err, errlen);
+    job->checkpoint_seconds += now_seconds() - t0;
+    if (done <= 0) return done;
+    job->checkpoint_write_seconds += job->ckpt.write_seconds;
+    if (job->train_events &&
+        (event_writer_add_session_log(job->train_events, job->ckpt.step, SESSION_LOG_CHECKPOINT,
+                                      job->ckpt.prefix, err, errlen) != 0 ||
+         event_writer_flush(job->train_events, err, errlen) != 0))
+        return -1;
+    return 0;
 }
 
+/* Saves the current step: the previous save finished first, then this one's snapshot, its files
+ * written while the job goes on. */
 static int save_checkpoint(Job *job, char *err, size_t errlen) {
+    if (finish_checkpoint(job, err, errlen) != 0) return -1;
     const double t0 = now_seconds();
     int64_t step = model_step(job->model);
     tf_info("Saving checkpoints for %lld into %s/model.ckpt.", (long long)step,
             job->cfg->model_dir);
-    if (model_checkpoint_save(job->model, job->model_cfg, job->cfg->model_dir,
-                              job->cfg->keep_checkpoint_max, job->last_checkpoint,
-                              sizeof job->last_checkpoint, err, errlen) != 0 ||
-        checkpoint_write_meta(job->last_checkpoint, job->meta_graph.data, job->meta_graph.len,
-                              err, errlen) != 0)
+    if (checkpoint_writer_start(&job->ckpt, job->model, job->model_cfg, job->cfg->model_dir,
+                                job->cfg->keep_checkpoint_max, job->meta_graph.data,
+                                job->meta_graph.len, 1, err, errlen) != 0)
         return -1;
+    snprintf(job->last_checkpoint, sizeof job->last_checkpoint, "%s", job->ckpt.prefix);
     job->last_saved_step = step;
     job->last_save_time = now_seconds();
     job->checkpoint_seconds += job->last_save_time - t0;
-    if (job->train_events &&
-        (event_writer_add_session_log(job->train_events, step, SESSION_LOG_CHECKPOINT,
-                                      job->last_checkpoint, err, errlen) != 0 ||
-         event_writer_flush(job->train_events, err, errlen) != 0))
-        return -1;
     return 0;
 }
 
@@ -344,7 +407,8 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
             tf_warn("Received %s at global step %lld: saving a checkpoint and stopping (rerun "
                     "with the same --job-dir to resume).",
                     g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", (long long)step);
-            if (save_checkpoint(job, err, errlen) != 0) return -1;
+            if (save_checkpoint(job, err, errlen) != 0 || finish_checkpoint(job, err, errlen) != 0)
+                return -1;
             return 0;
         }
         int due_steps = cfg->save_checkpoints_steps > 0 && step % cfg->save_checkpoints_steps == 0;
@@ -365,21 +429,24 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 /* --verbosity DEBUG: where the job's wall time went (the GPU job's goal is a total under 5 s,
- * so the fixed costs around the training loop count). t: the phase boundaries (start, data
- * decoded, model ready, training done, evaluated, exported). */
-static void log_phase_times(const Job *job, const double t[6]) {
-    const double in_train = job->checkpoint_seconds + job->eval_seconds -
+ * so the fixed costs around the training loop count). t: the phase boundaries (start, data and
+ * model ready, resumed, training done, evaluated, exported, last checkpoint written). */
+static void log_phase_times(const Job *job, const double t[7]) {
+    const double in_train = job->checkpoint_seconds - (t[6] - t[5]) + job->eval_seconds -
                             (t[4] - t[3]); /* checkpoints and evaluations inside the loop */
-    tf_debug("Wall time by phase: data %.3f s, model %.3f s, training %.3f s (of which "
-             "checkpoints and evaluations %.3f s), evaluation %.3f s, export %.3f s; total %.3f s",
-             t[1] - t[0], t[2] - t[1], t[3] - t[2], in_train, t[4] - t[3], t[5] - t[4],
-             t[5] - t[0]);
+    tf_debug("Wall time by phase: data and model %.3f s (decoding %.3f s beside the model's "
+             "creation %.3f s), resume %.3f s, training %.3f s (of which checkpoints and "
+             "evaluations %.3f s), evaluation %.3f s, export %.3f s, last checkpoint's files "
+             "%.3f s more; total %.3f s (checkpoint files written beside the job: %.3f s)",
+             t[1] - t[0], job->data_seconds, job->model_seconds, t[2] - t[1], t[3] - t[2],
+             in_train, t[4] - t[3], t[5] - t[4], t[6] - t[5], t[6] - t[0],
+             job->checkpoint_write_seconds);
 }
 
 int main(int argc, char **argv) {
     char err[4096];
     TrainConfig cfg;
-    double t_phase[6] = {now_seconds(), 0, 0, 0, 0, 0};
+    double t_phase[7] = {now_seconds(), 0, 0, 0, 0, 0, 0};
 
     /* 1. configuration: every flag and variable checked before any work */
     if (train_config_parse(&cfg, argc - 1, argv + 1, err, sizeof err) != 0) {
@@ -407,23 +474,11 @@ int main(int argc, char **argv) {
         return status;
     }
 
-    /* 2. data: each set decoded into memory once */
-    Dataset train_set, test_set;
-    if (load_dataset("train", cfg.train_paths, cfg.num_train, &train_set, err, sizeof err) != 0) {
-        train_config_free(&cfg);
-        return fail(EXIT_BAD_INPUT, "%s", err);
-    }
-    if (load_dataset("test", cfg.test_paths, cfg.num_test, &test_set, err, sizeof err) != 0) {
-        dataset_free(&train_set);
-        train_config_free(&cfg);
-        return fail(EXIT_BAD_INPUT, "%s", err);
-    }
-    t_phase[1] = now_seconds();
+    /* 2. data and model side by side: both sets decoded into memory once, on a thread, while
+     * this one creates the model */
     char temp_dir[] = "/tmp/tmpXXXXXX";
     if (!cfg.model_dir) {
         if (!mkdtemp(temp_dir)) {
-            dataset_free(&train_set);
-            dataset_free(&test_set);
             train_config_free(&cfg);
             return fail(EXIT_RUN_FAILED, "cannot create a temporary model directory: %s",
                         strerror(errno));
@@ -431,12 +486,9 @@ int main(int argc, char **argv) {
         cfg.model_dir = temp_dir;
         tf_warn("Using temporary folder as model directory: %s", temp_dir);
     }
-    char described[2048];
-    train_config_describe(&cfg, described, sizeof described);
-    tf_info("Using config: %s", described);
-    tf_info("Loaded %d training and %d evaluation examples.", train_set.n, test_set.n);
-
-    /* 3. the model */
+    DataLoad data;
+    data_load_start(&data, &cfg);
+    const Dataset *train_set = &data.train, *test_set = &data.test;
     ModelConfig mc;
     model_config_default(&mc);
     mc.spec = cfg.model_spec;
@@ -447,15 +499,31 @@ int main(int argc, char **argv) {
     mc.learning_rate = (float)cfg.learning_rate;
     mc.momentum = (float)cfg.momentum;
     mc.threads = cfg.threads;
-    Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1,
-               .last_save_time = now_seconds()};
+    Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1};
     pb_buf_init(&job.meta_graph);
     int status = EXIT_OK;
-    job.model = model_create(&mc, err, sizeof err);
-    if (!job.model) {
+    char model_err[sizeof err];
+    const double t_model = now_seconds();
+    job.model = model_create(&mc, model_err, sizeof model_err);
+    job.model_seconds = now_seconds() - t_model;
+    /* a bad data set is reported first, as when the two ran one after the other */
+    if (data_load_wait(&data, err, sizeof err) != 0) {
         status = fail(EXIT_BAD_INPUT, "%s", err);
         goto done;
     }
+    job.data_seconds = data.seconds;
+    if (!job.model) {
+        status = fail(EXIT_BAD_INPUT, "%s", model_err);
+        goto done;
+    }
+    t_phase[1] = now_seconds();
+    job.last_save_time = t_phase[1];
+    char described[2048];
+    train_config_describe(&cfg, described, sizeof described);
+    tf_info("Using config: %s", described);
+    tf_info("Loaded %d training and %d evaluation examples.", train_set->n, test_set->n);
+
+    /* 3. the model's graph, for checkpoints, events and exports */
     if (describe_graph(&job, err, sizeof err) != 0) {
         status = fail(EXIT_BAD_INPUT, "%s", err);
         goto done;
@@ -485,7 +553,7 @@ int main(int argc, char **argv) {
         tf_info("Skipping training since max_steps has already saved.");
     } else {
         install_stop_handlers();
-        if (model_set_train_data(job.model, train_set.pixels, train_set.labels, train_set.n,
+        if (model_set_train_data(job.model, train_set->pixels, train_set->labels, train_set->n,
                                  cfg.shuffle, cfg.seed, err, sizeof err) != 0 ||
             !(job.train_events = event_writer_open(cfg.model_dir, err, sizeof err)) ||
             event_writer_add_session_log(job.train_events, model_step(job.model),
@@ -500,7 +568,7 @@ int main(int argc, char **argv) {
             status = fail(EXIT_RUN_FAILED, "%s", err);
             goto done;
         }
-        int rc = train(&job, &test_set, err, sizeof err);
+        int rc = train(&job, test_set, err, sizeof err);
         if (rc != 0) {
             status = fail(EXIT_RUN_FAILED, "%s", err);
             goto done;
@@ -513,7 +581,7 @@ int main(int argc, char **argv) {
 
     /* 6. evaluation on the whole test set, export, tuning metric */
     t_phase[3] = now_seconds();
-    if (evaluate(&job, &test_set, NULL, err, sizeof err) != 0) {
+    if (evaluate(&job, test_set, NULL, err, sizeof err) != 0) {
         status = fail(EXIT_RUN_FAILED, "%s", err);
         goto done;
     }
@@ -523,9 +591,19 @@ int main(int argc, char **argv) {
         goto done;
     }
     t_phase[5] = now_seconds();
+    if (finish_checkpoint(&job, err, sizeof err) != 0) {
+        status = fail(EXIT_RUN_FAILED, "%s", err);
+        goto done;
+    }
+    t_phase[6] = now_seconds();
     log_phase_times(&job, t_phase);
 
 done:
+    /* every path out waits for a save in flight (reported unless another failure was) */
+    if (finish_checkpoint(&job, err, sizeof err) != 0) {
+        if (status == EXIT_OK) status = fail(EXIT_RUN_FAILED, "%s", err);
+        else tf_error("%s", err);
+    }
     if (job.train_events && event_writer_close(job.train_events, err, sizeof err) != 0 &&
         status == EXIT_OK)
         status = fail(EXIT_RUN_FAILED, "%s", err);
@@ -535,8 +613,8 @@ done:
     if (cfg.hypertune) hypertune_free(&job.hypertune);
     pb_buf_free(&job.meta_graph);
     model_free(job.model);
-    dataset_free(&train_set);
-    dataset_free(&test_set);
+    dataset_free(&data.train);
+    dataset_free(&data.test);
     if (cfg.model_dir == temp_dir) cfg.model_dir = NULL;
     train_config_free(&cfg);
     return status;
