@@ -14,9 +14,7 @@
  * count our GEMM offers (CNN_GEMM_TILE x CNN_GEMM_SPLITS, kernels/gemm_cuda.cuh) next to the
  * default choice: one SWEEP line per configuration and the best per op, the data for the tile
  * rules. */
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
-#include <cudnn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -626,6 +624,11 @@ int main(int argc, char **argv) {
     struct cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    char why[1024];
+    if (cudnn_libs_load(why, sizeof why) != 0) {
+        fprintf(stderr, "bench_kernels_cuda: %s\n", why);
+        return 1;
+    }
     CKDNN(cudnnCreate(&dnn));
     CKDNN(cudnnSetStream(dnn, stream));
     CKBLAS(cublasCreate(&blas));

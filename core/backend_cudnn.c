@@ -7,8 +7,6 @@
  * cuDNN needs per-shape descriptors and algorithms: they are made on the first call with a
  * shape (the algorithms timed once with cudnnFind, deterministic ones only for the backward
  * passes), which core's run_steps makes eagerly before any graph capture. */
-#include <cublas_v2.h>
-#include <cudnn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +207,11 @@ static void ext_free(void *p) {
 }
 
 Backend *backend_cudnn_create(char *err, size_t errlen) {
+    char why[1024];
+    if (cudnn_libs_load(why, sizeof why) != 0) {
+        snprintf(err, errlen, "the cudnn backend needs cuBLAS and cuDNN: %s", why);
+        return NULL;
+    }
     Backend *be = backend_cuda_create_named("cudnn", err, errlen);
     if (!be) return NULL;
     CudaCtx *c = CTX(be);

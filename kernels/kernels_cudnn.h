@@ -9,10 +9,9 @@
 #ifndef KERNELS_CUDNN_H
 #define KERNELS_CUDNN_H
 
-#include <cublas_v2.h>
-#include <cudnn.h>
 #include <stddef.h>
 
+#include "kernels/load_cudnn.h" /* cuBLAS and cuDNN: loaded by cudnn_libs_load() before any call */
 #include "kernels/kernels.h"
 
 #ifdef __cplusplus

@@ -1247,6 +1247,11 @@ int main(int argc, char **argv) {
     with_lib = 0;
     printf("CPU emulator: cuDNN/cuBLAS checks and the CUDA backend's fused entries left out\n");
 #else
+    char why[1024];
+    if (cudnn_libs_load(why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL cuBLAS/cuDNN: %s\n", why);
+        return 1;
+    }
     CKDNN(cudnnCreate(&dnn));
     CKBLAS(cublasCreate(&blas));
     CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
