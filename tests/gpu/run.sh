@@ -2,7 +2,8 @@
 # tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
 # nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores.
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets
-#   2. kernel tests: every CUDA kernel against its CPU twin (tests/gpu/test_kernels.c)
+#   2. cuBLAS and cuDNN load (tests/gpu/test_load_cudnn.c); kernel tests: every CUDA kernel
+#      against its CPU twin (tests/gpu/test_kernels.c)
 #   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
 #   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
 #      variant: defaults, CNN_CUDA_FUSED=2 and 1, CNN_GEMM_V=3, 2 and 1, CNN_CUDA_FUSED=0,
@@ -68,7 +69,7 @@ echo "== configure + build ($BUILD, -j$JOBS)"
 # WERROR off here: the GPU machines' gcc 13 may warn where CI's does not; CI keeps -Werror.
 # The GPU targets need only core/ and kernels/; the job's programs (cli/, which needs cJSON)
 # are built separately so that their absence or failure cannot stop the GPU tests.
-GPU_TARGETS=(gpu_test_kernels gpu_test_train bench_kernels_cuda bench_step_cuda)
+GPU_TARGETS=(gpu_test_load_cudnn gpu_test_kernels gpu_test_train bench_kernels_cuda bench_step_cuda)
 JOB_TARGETS=(tfrecord trainer)
 t0=$(date +%s)
 if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWITH_CUDA=ON -DWERROR=OFF \
@@ -101,6 +102,8 @@ BIN=$BUILD/bin
 
 have() { [ -x "$BIN/$1" ]; }
 
+# cuBLAS and cuDNN are opened at run time (kernels/load_cudnn.h): found, every function there
+have gpu_test_load_cudnn && run libraries 30 "$BIN/gpu_test_load_cudnn"
 if have gpu_test_kernels; then
   run kernels 120 "$BIN/gpu_test_kernels"
   SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
