@@ -40,11 +40,14 @@ struct Im2colFwd {
     Geo g;
     struct Row { int base, ih0, iw0; };
     struct K { int off, kh, kw; };
+    __host__ __device__ __forceinline__ Row row_at(int n, int oh, int ow) const {
+        int ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+        return Row{((n * g.h + ih0) * g.w + iw0) * g.c, ih0, iw0};
+    }
     __host__ __device__ __forceinline__ Row row(int m) const {
         int ow, oh;
         int n = g.d_oh.divmod(g.d_ow.divmod(m, &ow), &oh);
-        int ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
-        return Row{((n * g.h + ih0) * g.w + iw0) * g.c, ih0, iw0};
+        return row_at(n, oh, ow);
     }
     __host__ __device__ __forceinline__ K kctx(int kk) const {
         int c, kw;
@@ -65,6 +68,63 @@ struct Im2colFwd {
     __device__ __forceinline__ float4 at4(Row r, K k) const {
         return inside(r, k) ? *reinterpret_cast<const float4 *>(x + r.base + k.off)
                             : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+};
+
+/* Forward A with the rows in pooling-window order, for a 2x2 max pool of stride 2 over the
+ * conv output (no padding): row m = 4p + q is conv output pixel (2ph + q/2, 2pw + q%2) of
+ * pooled position p = (n, ph, pw), so rows 4p..4p+3 are p's window in the pool's scan order
+ * (row-major), and a GEMM tile's rows are whole windows. Conv output rows and columns past
+ * 2*PH, 2*PW (odd OH, OW) belong to no window and are never computed. */
+struct Im2colPool2 {
+    Im2colFwd f;
+    FastDiv d_pw, d_ph;
+    typedef Im2colFwd::Row Row;
+    typedef Im2colFwd::K K;
+    __host__ __device__ __forceinline__ Row row(int m) const {
+        int pw, ph;
+        const int q = m & 3, n = d_ph.divmod(d_pw.divmod(m >> 2, &pw), &ph);
+        return f.row_at(n, 2 * ph + (q >> 1), 2 * pw + (q & 1));
+    }
+    __host__ __device__ __forceinline__ K kctx(int kk) const { return f.kctx(kk); }
+    __device__ __forceinline__ float at(Row r, K k) const { return f.at(r, k); }
+    static constexpr bool HAS_VEC4 = true;
+    __host__ bool vec4(bool k_fast, int m) const { return f.vec4(k_fast, m); }
+    __device__ __forceinline__ float4 at4(Row r, K k) const { return f.at4(r, k); }
+};
+
+/* The pooling store of Im2colPool2's GEMM: for pooled position p = m/4 and channel k, the four
+ * conv values v_q = max(acc_q + b[k], 0) (StoreBiasRelu's arithmetic), their max (the first
+ * of equal values wins, as maxpool2d_forward) into y[p, k] and its index in the virtual conv
+ * output [N,OH,OW,K] into argmax[p, k]. */
+struct StorePool2 {
+    float *y;
+    int32_t *argmax;
+    const float *b;
+    int k, oh, ow;
+    FastDiv d_pw, d_ph;
+    static constexpr bool POOL4 = true;
+    __device__ __forceinline__ void store4(int m, int kk, float a0, float a1, float a2,
+                                           float a3) const {
+        const float bias = b ? b[kk] : 0.0f;
+        const float v[4] = {a0, a1, a2, a3};
+        float best = 0.0f;
+        int at = 0;
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            float u = b ? v[q] + bias : v[q];
+            u = u > 0.0f ? u : 0.0f;
+            if (q == 0 || u > best) {
+                best = u;
+                at = q;
+            }
+        }
+        const int p = m >> 2;
+        int pw, ph;
+        const int n = d_ph.divmod(d_pw.divmod(p, &pw), &ph);
+        y[(size_t)p * k + kk] = best;
+        argmax[(size_t)p * k + kk] =
+            ((n * oh + 2 * ph + (at >> 1)) * ow + 2 * pw + (at & 1)) * k + kk;
     }
 };
 
@@ -238,6 +298,32 @@ extern "C" cudaError_t conv2d_forward_cuda(const Conv2dShape *s, const float *x,
                                         gemm::StoreBiasRelu{y, b, s->k, relu}, ws, ws_floats, stream);
     return gemm::launch<false, true>(M, s->k, K, Im2colFwd{x, g}, gemm::MatB<false>{w, s->k},
                                      gemm::StoreBiasRelu{y, b, s->k, relu}, ws, ws_floats, stream);
+}
+
+extern "C" int conv2d_relu_pool2_gemm_ok(const Conv2dShape *cs, const Pool2dShape *ps) {
+    return shape_ok(cs) && ps->kh == 2 && ps->kw == 2 && ps->stride_h == 2 &&
+           ps->stride_w == 2 && ps->pad_top == 0 && ps->pad_left == 0 && ps->n == cs->n &&
+           ps->h == cs->oh && ps->w == cs->ow && ps->c == cs->k && ps->oh == cs->oh / 2 &&
+           ps->ow == cs->ow / 2 && ps->oh > 0 && ps->ow > 0 &&
+           (size_t)cs->n * cs->oh * cs->ow * cs->k < (1ull << 31); /* argmax is int32 */
+}
+
+extern "C" cudaError_t conv2d_relu_pool2_forward_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
+                                                      const float *x, const float *w,
+                                                      const float *b, float *y, int32_t *argmax,
+                                                      cudaStream_t stream) {
+    if (!conv2d_relu_pool2_gemm_ok(cs, ps)) return cudaErrorInvalidValue;
+    Geo g = geo_of(cs);
+    const int M = 4 * cs->n * ps->oh * ps->ow, K = cs->kh * cs->kw * cs->c;
+    const FastDiv d_pw(ps->ow), d_ph(ps->oh);
+    Im2colPool2 a{Im2colFwd{x, g}, d_pw, d_ph};
+    StorePool2 st{y, argmax, b, cs->k, cs->oh, cs->ow, d_pw, d_ph};
+    /* Coalescing as conv2d_forward_cuda; no scratch: the pooling store is never split. */
+    if (cs->c >= 8)
+        return gemm::launch<true, true>(M, cs->k, K, a, gemm::MatB<false>{w, cs->k}, st, nullptr,
+                                        0, stream);
+    return gemm::launch<false, true>(M, cs->k, K, a, gemm::MatB<false>{w, cs->k}, st, nullptr, 0,
+                                     stream);
 }
 
 extern "C" cudaError_t conv2d_backward_data_cuda(const Conv2dShape *s, const float *dy,

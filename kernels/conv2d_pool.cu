@@ -1,7 +1,9 @@
-/* conv2d_pool.cu: a first layer's conv + bias + ReLU + max pool on the GPU, the twin of
+/* conv2d_pool.cu: a conv + bias + ReLU + max pool on the GPU, the twin of
  * kernels/conv2d_pool.c (semantics in kernels.h). The conv output [N,OH,OW,K] is never
- * stored: the forward computes each pooled window's conv values in registers, the backward
- * takes the filter gradient straight from the pooled gradient and the argmax.
+ * stored: the forward computes each pooled window's conv values in registers (a first layer's
+ * few taps; convs with more taps under a 2x2 pool of stride 2 run as the conv GEMM with the
+ * pool in its store, conv2d.cu), the backward takes the filter gradient straight from the
+ * pooled gradient and the argmax.
  *
  * Why: in the unfused step the MNIST model's conv1 writes 100 x 28 x 28 x 32 floats (10 MB at
  * batch 100), max-pool reads them, the pool backward writes a gradient of that size and the
@@ -374,6 +376,10 @@ extern "C" cudaError_t conv2d_relu_maxpool_forward_cuda(const Conv2dShape *cs,
     if (!shapes_ok(cs, ps)) return cudaErrorInvalidValue;
     const int total = ps->n * ps->oh * ps->ow;
     if (total == 0) return cudaSuccess;
+    /* More taps than a register group (conv2: 800) under a 2x2 pool of stride 2: the conv GEMM
+     * with its rows in window order and the pool in its store (conv2d.cu). */
+    if (cs->kh * cs->kw * cs->c > TAPS && conv2d_relu_pool2_gemm_ok(cs, ps))
+        return conv2d_relu_pool2_forward_cuda(cs, ps, x, w, b, y, argmax, stream);
     /* 8 pooled positions per warp: each thread loads its weights once for them. */
     const int per_block = WARPS * 8;
     dim3 grid((unsigned)((total + per_block - 1) / per_block), (unsigned)((cs->k + 31) / 32));

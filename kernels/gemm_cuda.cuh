@@ -94,6 +94,17 @@ __device__ __forceinline__ void read_row(const float *p, float *out) {
     }
 }
 
+/* A Store with POOL4 = true stores whole 2x2 pooling windows: store4(m, n, v0, v1, v2, v3)
+ * for rows m..m+3 (m % 4 == 0) of column n, instead of operator()(m, n, v) per element. */
+template <class S, class = void>
+struct is_pool4 {
+    static constexpr bool value = false;
+};
+template <class S>
+struct is_pool4<S, decltype(void(S::POOL4))> {
+    static constexpr bool value = S::POOL4;
+};
+
 template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, bool VEC, class ALoad,
           class BLoad, class Store>
 __global__ void __launch_bounds__(THREADS, T::MIN_BLOCKS)
@@ -294,18 +305,33 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         }
     }
 
+    if constexpr (is_pool4<Store>::value) {
+        /* A pooling store: rows 4i..4i+3 are one pooling window (the loader orders them so);
+         * a thread's TM (4 or 8) consecutive rows hold whole windows. Never split (launch_tile). */
 #pragma unroll
-    for (int i = 0; i < TM; i++) {
-        int m = m0 + ty * TM + i;
-        if (m >= M) continue;
+        for (int i = 0; i < TM; i += 4) {
+            int m = m0 + ty * TM + i;
+            if (m >= M) continue; /* M is a multiple of 4 */
 #pragma unroll
-        for (int j = 0; j < TN; j++) {
-            int n = n0 + col_of<BN, TN>(tx, j);
-            if (n >= N) continue;
-            if (partial)
-                partial[(size_t)blockIdx.z * M * N + (size_t)m * N + n] = acc[i][j];
-            else
-                st(m, n, acc[i][j]);
+            for (int j = 0; j < TN; j++) {
+                int n = n0 + col_of<BN, TN>(tx, j);
+                if (n < N) st.store4(m, n, acc[i][j], acc[i + 1][j], acc[i + 2][j], acc[i + 3][j]);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < TM; i++) {
+            int m = m0 + ty * TM + i;
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < TN; j++) {
+                int n = n0 + col_of<BN, TN>(tx, j);
+                if (n >= N) continue;
+                if (partial)
+                    partial[(size_t)blockIdx.z * M * N + (size_t)m * N + n] = acc[i][j];
+                else
+                    st(m, n, acc[i][j]);
+            }
         }
     }
 }
@@ -422,7 +448,8 @@ static inline size_t splitk_floats(int M, int N, int K) {
 template <class T, bool A_K_FAST, bool B_N_FAST, class ALoad, class BLoad, class Store>
 static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, float *ws,
                                size_t ws_floats, cudaStream_t stream) {
-    int splits = ws ? choose_splits(M, N, K, ws_floats) : 1;
+    /* a pooling store needs the whole sums in the GEMM's own epilogue: never split */
+    int splits = ws && !is_pool4<Store>::value ? choose_splits(M, N, K, ws_floats) : 1;
     int k_chunk = K;
     if (splits > 1) {
         k_chunk = (K + splits - 1) / splits;
@@ -457,10 +484,13 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
                    gemm_kernel<T, A_K_FAST, B_N_FAST, false, false, ALoad, BLoad, Store>)(
             M, N, K, k_chunk, a, b, st, partial);
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess || splits == 1) return e;
-    CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel<Store>)(
-        M, N, splits, ws, st);
-    return cudaGetLastError();
+    if constexpr (!is_pool4<Store>::value) {
+        if (e != cudaSuccess || splits == 1) return e;
+        CNN_KERNEL(grid_for((size_t)M * N, 256), 256, stream, splitk_reduce_kernel<Store>)(
+            M, N, splits, ws, st);
+        return cudaGetLastError();
+    }
+    return e;
 }
 
 template <bool A_K_FAST, bool B_N_FAST, class ALoad, class BLoad, class Store>

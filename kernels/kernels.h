@@ -87,6 +87,13 @@ void pool2d_shape_init(Pool2dShape *s, int n, int h, int w, int c, int kh, int k
 void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *argmax);
 /* dx = 0 everywhere, then dx[argmax[i]] += dy[i]. */
 void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax, float *dx);
+/* maxpool2d_backward, then the backward of the ReLU whose output is the pool's input, with the
+ * ReLU's mask read from the pool's output y instead of its input: a window passes dy only where
+ * y > 0 (its winner's value). The same values as masking dx by the ReLU's output (every window
+ * that routes to an element has that element's value as its y), for when that output is not
+ * stored (conv2d_relu_maxpool_forward). */
+void maxpool2d_relu_backward_from_y(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                                    const float *y, float *dx);
 
 /* ---- conv + ReLU + max pool, fused (kernels/conv2d_pool.c) --------------------------------- *
  * A network's first layer, whose input x takes no gradient: conv (cs) + bias, ReLU, then max

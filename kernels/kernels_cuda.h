@@ -64,13 +64,24 @@ cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float *x, float *
  * that produced the pool's input x: dx[i] = 0 where relu_x[i] <= 0. */
 cudaError_t maxpool2d_backward_cuda(const Pool2dShape *s, const float *dy, const int32_t *argmax,
                                     const float *relu_x, float *dx, cudaStream_t stream);
+/* As maxpool2d_relu_backward_from_y (kernels.h): the ReLU's mask from the pool's output y. */
+cudaError_t maxpool2d_relu_backward_from_y_cuda(const Pool2dShape *s, const float *dy,
+                                                const int32_t *argmax, const float *y, float *dx,
+                                                cudaStream_t stream);
 
-/* ---- conv + ReLU + max pool, fused (a first layer: x takes no gradient) -------------------- */
+/* ---- conv + ReLU + max pool, fused ----------------------------------------------------------- */
 /* As conv2d_relu_maxpool_forward (kernels.h): the same bits as conv2d_forward_cuda (relu, not
  * split over K) + maxpool2d_forward_cuda, without the conv output. */
 cudaError_t conv2d_relu_maxpool_forward_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
                                              const float *x, const float *w, const float *b,
                                              float *y, int32_t *argmax, cudaStream_t stream);
+/* Its path for a 2x2 max pool of stride 2 without padding (conv2d_relu_pool2_gemm_ok): the conv
+ * GEMM with its rows in window order and the pool in the store (conv2d.cu); the entry above
+ * takes it for convs of more than 32 taps. */
+int conv2d_relu_pool2_gemm_ok(const Conv2dShape *cs, const Pool2dShape *ps);
+cudaError_t conv2d_relu_pool2_forward_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
+                                           const float *x, const float *w, const float *b,
+                                           float *y, int32_t *argmax, cudaStream_t stream);
 /* dw, db (db may be NULL) from the pooled gradient dy, the pooled y and the argmax. Partial sums
  * per chunk of pooled positions go to ws, then are added in chunk order (deterministic); ws must
  * hold at least one chunk's taps*K + K floats (cudaErrorInvalidValue otherwise), and

@@ -50,13 +50,25 @@ void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *
         }
 }
 
-void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax, float *dx) {
+/* Both backwards: y == NULL passes every window, else only those with y > 0. */
+static void pool_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                          const float *y, float *dx) {
     const size_t in_img = (size_t)s->h * s->w * s->c, out_img = (size_t)s->oh * s->ow * s->c;
     /* Overlapping windows may route several dy into one dx, but only within an image: threads
      * split images, and within one the adds run in order. */
     KERNELS_OMP(omp parallel for schedule(static) if (s->n * in_img >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (int n = 0; n < s->n; n++) {
         memset(dx + n * in_img, 0, in_img * sizeof *dx);
-        for (size_t i = n * out_img; i < (n + 1) * out_img; i++) dx[argmax[i]] += dy[i];
+        for (size_t i = n * out_img; i < (n + 1) * out_img; i++)
+            if (!y || y[i] > 0.0f) dx[argmax[i]] += dy[i];
     }
+}
+
+void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax, float *dx) {
+    pool_backward(s, dy, argmax, NULL, dx);
+}
+
+void maxpool2d_relu_backward_from_y(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                                    const float *y, float *dx) {
+    pool_backward(s, dy, argmax, y, dx);
 }

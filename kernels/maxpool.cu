@@ -51,7 +51,7 @@ __global__ void maxpool_fwd_kernel(PoolGeo g, const float *x, float *y, int32_t 
  * memory speed), 32-bit in version 3. */
 template <class I>
 __global__ void maxpool_bwd_kernel(PoolGeo g, const float *dy, const int32_t *argmax,
-                                   const float *relu_x, float *dx) {
+                                   const float *relu_x, const float *relu_y, float *dx) {
     pdl_wait_and_release();
     I total = (I)g.n * g.h * g.w * g.c;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -71,7 +71,7 @@ __global__ void maxpool_bwd_kernel(PoolGeo g, const float *dy, const int32_t *ar
             for (int oh = oh0; oh <= oh1; oh++)
                 for (int ow = ow0; ow <= ow1; ow++) {
                     I o = (((I)n * g.oh + oh) * g.ow + ow) * g.c + c;
-                    if (argmax[o] == (int32_t)i) s += dy[o];
+                    if (argmax[o] == (int32_t)i && (!relu_y || relu_y[o] > 0.0f)) s += dy[o];
                 }
         }
         dx[i] = s;
@@ -100,6 +100,22 @@ int pool_version(void) {
     return 3;
 }
 
+/* relu_x: the ReLU's mask from the pool's input; relu_y: from its output (at most one set). */
+cudaError_t pool_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                          const float *relu_x, const float *relu_y, float *dx,
+                          cudaStream_t stream) {
+    if (!pool_ok(s)) return cudaErrorInvalidValue;
+    size_t total = (size_t)s->n * s->h * s->w * s->c;
+    if (total == 0) return cudaSuccess;
+    if (pool_version() < 3)
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_bwd_kernel<size_t>)(
+            pool_geo(s), dy, argmax, relu_x, relu_y, dx);
+    else
+        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_bwd_kernel<unsigned>)(
+            pool_geo(s), dy, argmax, relu_x, relu_y, dx);
+    return launch_status();
+}
+
 } /* namespace */
 
 extern "C" cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float *x, float *y,
@@ -119,14 +135,11 @@ extern "C" cudaError_t maxpool2d_forward_cuda(const Pool2dShape *s, const float 
 extern "C" cudaError_t maxpool2d_backward_cuda(const Pool2dShape *s, const float *dy,
                                                const int32_t *argmax, const float *relu_x,
                                                float *dx, cudaStream_t stream) {
-    if (!pool_ok(s)) return cudaErrorInvalidValue;
-    size_t total = (size_t)s->n * s->h * s->w * s->c;
-    if (total == 0) return cudaSuccess;
-    if (pool_version() < 3)
-        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_bwd_kernel<size_t>)(
-            pool_geo(s), dy, argmax, relu_x, dx);
-    else
-        CNN_KERNEL(grid_for(total, 256), 256, stream, maxpool_bwd_kernel<unsigned>)(
-            pool_geo(s), dy, argmax, relu_x, dx);
-    return launch_status();
+    return pool_backward(s, dy, argmax, relu_x, NULL, dx, stream);
+}
+
+extern "C" cudaError_t maxpool2d_relu_backward_from_y_cuda(const Pool2dShape *s, const float *dy,
+                                                           const int32_t *argmax, const float *y,
+                                                           float *dx, cudaStream_t stream) {
+    return pool_backward(s, dy, argmax, NULL, y, dx, stream);
 }

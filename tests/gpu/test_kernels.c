@@ -470,17 +470,22 @@ static void test_pool_case(int n, int h, int w, int c, int k, int stride, int sa
     else /* coarse values: ties between non-zero values too */
         for (size_t i = 0; i < nx; i++) x[i] = (float)(int)(x[i] * 4) / 4;
     float *y = host_alloc(ny * 4), *dx = host_alloc(nx * 4), *dxr = host_alloc(nx * 4);
+    float *dxy = host_alloc(nx * 4);
     int32_t *am = host_alloc(ny * 4);
     maxpool2d_forward(&s, x, y, am);
     maxpool2d_backward(&s, dy, am, dx);
     relu_backward(nx, x, dx, dxr); /* the fused variant: gradient through pool and ReLU */
+    maxpool2d_relu_backward_from_y(&s, dy, am, y, dxy); /* the same, the mask from y */
+    if (relu_like) /* x is a ReLU's output: masking by y gives the same bits (kernels.h) */
+        check_equal_bytes("maxpool+relu bwd from y (CPU) == from x", dxy, dxr, nx * 4);
 
     float *dX = dev_upload(x, nx * 4), *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4);
     int32_t *dAM = dev_poisoned(ny * 4);
-    float *dDX = dev_poisoned(nx * 4), *dDXR = dev_poisoned(nx * 4);
+    float *dDX = dev_poisoned(nx * 4), *dDXR = dev_poisoned(nx * 4), *dDXY = dev_poisoned(nx * 4);
     CK(maxpool2d_forward_cuda(&s, dX, dY, dAM, 0));
     CK(maxpool2d_backward_cuda(&s, dDY, dAM, NULL, dDX, 0));
     CK(maxpool2d_backward_cuda(&s, dDY, dAM, dX, dDXR, 0));
+    CK(maxpool2d_relu_backward_from_y_cuda(&s, dDY, dAM, dY, dDXY, 0));
     char tag[80];
     snprintf(tag, sizeof tag, "%dx%dx%dx%d k%d s%d %s%s", n, h, w, c, k, stride,
              same ? "SAME" : "VALID", relu_like ? " relu-in" : "");
@@ -488,9 +493,10 @@ static void test_pool_case(int n, int h, int w, int c, int k, int stride, int sa
     check_device_bytes("maxpool fwd argmax", tag, dAM, am, ny * 4);
     check_device_bytes("maxpool bwd", tag, dDX, dx, nx * 4);
     check_device_bytes("maxpool+relu bwd", tag, dDXR, dxr, nx * 4);
-    free(x); free(dy); free(y); free(dx); free(dxr); free(am);
+    check_device_bytes("maxpool+relu bwd from y", tag, dDXY, dxy, nx * 4);
+    free(x); free(dy); free(y); free(dx); free(dxr); free(dxy); free(am);
     CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dY)); CK(cudaFree(dAM)); CK(cudaFree(dDX));
-    CK(cudaFree(dDXR));
+    CK(cudaFree(dDXR)); CK(cudaFree(dDXY));
 }
 
 static void test_pool(void) {
@@ -554,6 +560,16 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
     CK(conv2d_relu_maxpool_backward_filter_cuda(&cs, &ps, dX, dY, dAM, dDY, dDW, dDB, dWS,
                                                 ws_floats, 0));
     CK(maxpool2d_backward_cuda(&ps, dDY, dAM2, dConv, dDConv, 0));
+    /* the conv output's gradient from the fused forward's y and argmax (no conv output): the
+     * same bits as the unfused pool + ReLU backward, on the GPU and the CPU */
+    float *dconv = host_alloc(nconv * 4), *dDConvY = dev_poisoned(nconv * 4);
+    maxpool2d_relu_backward_from_y(&ps, dy, am, y, dconv);
+    CK(maxpool2d_relu_backward_from_y_cuda(&ps, dDY, dAM, dY, dDConvY, 0));
+    check_device_bytes("conv+pool bwd conv gradient from y", tag, dDConvY, dconv, nconv * 4);
+    check_device_bytes("conv+pool bwd conv gradient: unfused gives the same", tag, dDConv, dconv,
+                       nconv * 4);
+    free(dconv);
+    CK(cudaFree(dDConvY));
     CK(conv2d_backward_filter_cuda(&cs, dX, dDConv, dDW2, dDB2, dWS, ws_floats, 0));
     float *gw = dev_download(dDW, nw * 4), *gb = dev_download(dDB, k * 4);
     float *gw2 = dev_download(dDW2, nw * 4), *gb2 = dev_download(dDB2, k * 4);
@@ -597,6 +613,10 @@ static void test_conv_pool(void) {
     test_conv_pool_case(1, 5, 5, 1, 3, 4, 1, 1, 2, 2, 1);   /* padded pool windows */
     test_conv_pool_case(quick ? 1 : 5, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1); /* conv2: pixel groups */
     test_conv_pool_case(2, 7, 6, 64, 3, 33, 2, 1, 3, 2, 1); /* two groups per pixel, strided */
+    /* the forward's GEMM path (more than 32 taps, 2x2 pool of stride 2, no padding) */
+    test_conv_pool_case(3, 11, 9, 8, 3, 24, 1, 1, 2, 2, 0);  /* odd conv output: VALID pool */
+    test_conv_pool_case(2, 10, 10, 4, 3, 37, 1, 1, 2, 2, 1); /* 4 channels, 37 outputs */
+    test_conv_pool_case(2, 13, 13, 8, 3, 16, 2, 0, 2, 2, 1); /* strided conv */
 }
 
 /* ---- relu, dropout -------------------------------------------------------------------------- */
