@@ -386,10 +386,12 @@ static void bench_pool(const char *name, int n, int h, int w, int c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
 }
 
-/* ---- conv1 + ReLU + pool1, fused (kernels/conv2d_pool.cu) ---------------------------------- */
-/* The fused first layer against the library doing the same work (cuDNN conv + bias, ReLU,
- * pooling; backward: pooling backward, ReLU backward, filter gradient) and against our own
- * unfused kernels (the step with CNN_CUDA_FUSED=1). */
+/* ---- conv + ReLU + pool, fused (kernels/conv2d_pool.cu) ------------------------------------ */
+/* The fused layers against the library doing the same work (cuDNN conv + bias, ReLU, pooling;
+ * backward: pooling backward, ReLU backward, filter gradient) and against our own unfused
+ * kernels: conv1 forward and filter gradient (the step with CNN_CUDA_FUSED=1 unfused them),
+ * conv2 forward (its GEMM with the pool in the store; CNN_CUDA_FUSED=3 unfused it; its filter
+ * gradient from the pool is the "conv2 ... bwd filter from pool" row). */
 typedef struct {
     Conv2dShape cs;
     Pool2dShape ps;
@@ -439,23 +441,27 @@ static void run_conv_pool(void *arg, int lib) {
     }
 }
 
-static void bench_conv_pool(int n) {
+/* layer 1: conv1 (28x28x1 -> 32), layer 2: conv2 (14x14x32 -> 64), 5x5 SAME, pool 2/2. */
+static void bench_conv_pool(int n, int layer) {
     if (sweep_mode) return; /* no GEMM tiles to sweep */
     ConvPoolBench c;
     memset(&c, 0, sizeof c);
-    conv2d_shape_init(&c.cs, n, 28, 28, 1, 5, 5, 32, 1, 1, 1);
-    pool2d_shape_init(&c.ps, n, 28, 28, 32, 2, 2, 2, 2, 1);
-    const size_t nx = (size_t)n * 28 * 28, nconv = nx * 32, ny = nconv / 4, nw = 25 * 32;
-    c.x = dev_random(nx, 0, 255, 12); /* raw pixels, as the model takes them */
+    const int hw = layer == 1 ? 28 : 14, ci = layer == 1 ? 1 : 32, co = layer == 1 ? 32 : 64;
+    conv2d_shape_init(&c.cs, n, hw, hw, ci, 5, 5, co, 1, 1, 1);
+    pool2d_shape_init(&c.ps, n, hw, hw, co, 2, 2, 2, 2, 1);
+    const size_t nx = (size_t)n * hw * hw * ci, nconv = (size_t)n * hw * hw * co;
+    const size_t ny = nconv / 4, nw = (size_t)25 * ci * co;
+    /* raw pixels for conv1, as the model takes them; pool1's output range for conv2 */
+    c.x = dev_random(nx, 0, layer == 1 ? 255 : 2, 12);
     c.w = dev_random(nw, -0.1f, 0.1f, 13);
-    c.b = dev_random(32, -0.1f, 0.1f, 14);
+    c.b = dev_random((size_t)co, -0.1f, 0.1f, 14);
     c.dy = dev_random(ny, -1, 1, 15);
     c.conv = dev_alloc(nconv * 4);
     c.dconv = dev_alloc(nconv * 4);
     c.y = dev_alloc(ny * 4);
     c.argmax = dev_alloc(ny * 4);
     c.dw = dev_alloc(nw * 4);
-    c.db = dev_alloc(32 * 4);
+    c.db = dev_alloc((size_t)co * 4);
     c.wtmp = dev_alloc(nw * 4);
     c.ws_floats = conv2d_relu_maxpool_workspace_floats_cuda(&c.cs, &c.ps);
     if (conv2d_workspace_floats_cuda(&c.cs) > c.ws_floats)
@@ -474,21 +480,27 @@ static void bench_conv_pool(int n) {
                                       2, 2, 0, 0, 2, 2));
     CKDNN(cudnnCreateTensorDescriptor(&c.cd));
     CKDNN(cudnnCreateTensorDescriptor(&c.yd));
-    CKDNN(cudnnSetTensor4dDescriptor(c.cd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, 32, 28, 28));
-    CKDNN(cudnnSetTensor4dDescriptor(c.yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, 32, 14, 14));
-    const double flops = 2.0 * nconv * 25.0; /* the conv's, as in the unfused rows */
+    CKDNN(cudnnSetTensor4dDescriptor(c.cd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, co, hw, hw));
+    CKDNN(cudnnSetTensor4dDescriptor(c.yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, co, hw / 2,
+                                     hw / 2));
+    const double flops = 2.0 * nconv * 25.0 * ci; /* the conv's, as in the unfused rows */
+    char name[64];
     /* The forward first: the backward rows read its y and argmax. */
-    report("conv1+relu+pool1 fwd fused", n, run_conv_pool, &c, flops, 1, "cuDNN x3");
+    snprintf(name, sizeof name, "conv%d+relu+pool%d fwd fused", layer, layer);
+    report(name, n, run_conv_pool, &c, flops, 1, "cuDNN x3");
     c.unfused = 1;
-    report("conv1+relu+pool1 fwd ours unfused", n, run_conv_pool, &c, flops, 1, NULL);
-    c.unfused = 0;
-    c.pass = 1;
-    CK(conv2d_relu_maxpool_forward_cuda(&c.cs, &c.ps, c.x, c.w, c.b, c.y, c.argmax, stream));
-    report("conv1+pool1 bwd filter fused", n, run_conv_pool, &c, flops, 1, "cuDNN x3");
-    c.unfused = 1;
-    CK(conv2d_forward_cuda(&c.cs, c.x, c.w, c.b, c.conv, 1, c.ws, c.ws_floats, stream));
-    report("conv1+pool1 bwd ours unfused", n, run_conv_pool, &c, flops, 1, NULL);
-    printf("|   (cuDNN algorithms conv1: %s) |\n", conv2d_cudnn_algos(c.plan));
+    snprintf(name, sizeof name, "conv%d+relu+pool%d fwd ours unfused", layer, layer);
+    report(name, n, run_conv_pool, &c, flops, 1, NULL);
+    if (layer == 1) {
+        c.unfused = 0;
+        c.pass = 1;
+        CK(conv2d_relu_maxpool_forward_cuda(&c.cs, &c.ps, c.x, c.w, c.b, c.y, c.argmax, stream));
+        report("conv1+pool1 bwd filter fused", n, run_conv_pool, &c, flops, 1, "cuDNN x3");
+        c.unfused = 1;
+        CK(conv2d_forward_cuda(&c.cs, c.x, c.w, c.b, c.conv, 1, c.ws, c.ws_floats, stream));
+        report("conv1+pool1 bwd ours unfused", n, run_conv_pool, &c, flops, 1, NULL);
+    }
+    printf("|   (cuDNN algorithms conv%d: %s) |\n", layer, conv2d_cudnn_algos(c.plan));
     conv2d_cudnn_destroy(c.plan);
     cudnnDestroyPoolingDescriptor(c.pd);
     cudnnDestroyTensorDescriptor(c.cd);
@@ -664,7 +676,8 @@ int main(int argc, char **argv) {
         bench_conv("conv2 14x14x32->64", n, 14, 14, 32, 64, 1);
         bench_pool("pool1 28x28x32", n, 28, 28, 32);
         bench_pool("pool2 14x14x64", n, 14, 14, 64);
-        bench_conv_pool(n);
+        bench_conv_pool(n, 1);
+        bench_conv_pool(n, 2);
         bench_dense("dense1 3136->1024", n, 3136, 1024, 1);
         bench_dense("dense2 1024->10", n, 1024, 10, 0);
         if (!sweep_mode) bench_rest(n);

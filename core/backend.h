@@ -184,10 +184,10 @@ struct Backend {
     void (*softmax_xent_fused)(Backend *be, int n, int c, const float *logits,
                                const int32_t *labels, float *probs, float *loss, float *dlogits);
 
-    /* A first layer's conv (with its ReLU) and the max pool after it, as one op (kernels.h's
-     * conv2d_relu_maxpool_*): the conv output is never stored. core records it only where the
-     * conv's input x takes no gradient; cs->k = ps->c, ps's input is the conv's output. Both
-     * entries or neither. Forward: y and argmax as maxpool2d_forward over max(conv + b, 0).
+    /* A conv (with its ReLU) and the max pool after it, as one op (kernels.h's
+     * conv2d_relu_maxpool_*): the conv output is never stored. core records it where the conv's
+     * input x takes no gradient (a first layer), and elsewhere only with the entry after these;
+     * cs->k = ps->c, ps's input is the conv's output. Both entries or neither. Forward: y and argmax as maxpool2d_forward over max(conv + b, 0).
      * Backward: dw and db (db may be NULL) from the pooled gradient dy; ws as the conv entries'. */
     void (*conv2d_relu_maxpool_forward)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                                         const float *x, const float *w, const float *b, float *y,
@@ -196,9 +196,17 @@ struct Backend {
                                                 const Pool2dShape *ps, const float *x,
                                                 const float *y, const int32_t *argmax,
                                                 const float *dy, float *dw, float *db, float *ws);
-    /* Optional, with the entry above: non-zero when the backend takes the filter gradient of a
-     * conv (with its ReLU) whose only consumer is a max pool from that entry, i.e. from the
-     * pool's winners (y, argmax and dy of the pool), instead of conv2d_backward_filter over the
+    /* Optional, with the two entries above: maxpool2d_backward, then the backward of the ReLU
+     * before the pool with its mask read from the pool's output y (kernels.h's
+     * maxpool2d_relu_backward_from_y: the values of maxpool2d_relu_backward without the pool's
+     * input). With it, core records the conv + ReLU + pool op also where x takes a gradient (a
+     * middle layer): the conv output's gradient comes from this entry, then
+     * conv2d_backward_data. */
+    void (*maxpool2d_relu_backward_from_y)(Backend *be, const Pool2dShape *s, const float *dy,
+                                           const int32_t *argmax, const float *y, float *dx);
+    /* Optional, with conv2d_relu_maxpool_backward_filter: non-zero when the backend takes the
+     * filter gradient of a conv (with its ReLU) whose only consumer is a max pool from that
+     * entry, i.e. from the pool's winners (y, argmax and dy of the pool), instead of conv2d_backward_filter over the
      * conv's whole output gradient, three quarters zeros under a 2x2 pool. The conv's data
      * gradient still goes through conv2d_backward_data. */
     int (*conv2d_filter_grad_from_pool)(Backend *be, const Conv2dShape *s);

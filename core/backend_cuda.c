@@ -384,6 +384,14 @@ static void cu_maxpool2d_relu_backward(Backend *be, const Pool2dShape *s, const 
                 "maxpool2d_backward_cuda (relu)");
 }
 
+static void cu_maxpool2d_relu_backward_from_y(Backend *be, const Pool2dShape *s,
+                                              const float *dy, const int32_t *argmax,
+                                              const float *y, float *dx) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, maxpool2d_relu_backward_from_y_cuda(s, dy, argmax, y, dx, c->stream),
+                "maxpool2d_relu_backward_from_y_cuda");
+}
+
 static void cu_dropout_relu_backward(Backend *be, size_t n, float rate, const uint8_t *mask,
                                      const float *relu_y, const float *dy, float *dx) {
     CudaCtx *c = CTX(be);
@@ -478,19 +486,16 @@ static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
     }
     cudaGetLastError();
     const char *gemm = getenv("CNN_GEMM_V");
+    const char *fusion = be->maxpool2d_relu_backward_from_y ? "fused 4"
+                         : be->conv2d_filter_grad_from_pool ? "fused 3"
+                         : be->conv2d_relu_maxpool_forward  ? "fused 2"
+                         : be->conv2d_relu_forward          ? "fused 1"
+                                                            : "unfused";
     fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu edges (%zu "
-            "programmatic), %zu forks\n", be->name,
-            be->conv2d_filter_grad_from_pool ? "fused 3"
-            : be->conv2d_relu_maxpool_forward ? "fused 2"
-            : be->conv2d_relu_forward         ? "fused 1"
-                                              : "unfused",
-            gemm && *gemm ? gemm : "4", key, edges, programmatic, forks);
+            "programmatic), %zu forks\n", be->name, fusion, gemm && *gemm ? gemm : "4", key,
+            edges, programmatic, forks);
     fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu nodes = %zu "
-            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name,
-            be->conv2d_filter_grad_from_pool ? "fused 3"
-            : be->conv2d_relu_maxpool_forward ? "fused 2"
-            : be->conv2d_relu_forward         ? "fused 1"
-                                              : "unfused",
+            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion,
             gemm && *gemm ? gemm : "4", key, n, kernels, memsets, memcpys, other);
 }
 
@@ -681,10 +686,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     /* CNN_CUDA_FUSED: 0 = no fused entries, core issues the unfused sequences (the step verified
      * in the first GPU run: 7 launches and 7 passes over activations more per step); 1 = the
      * ReLU/dropout/cross-entropy fusions (GPU runs 2 and 3); 2 = those and the first layer's
-     * conv + ReLU + max pool (kernels/conv2d_pool.cu); 3 (the default) = those and conv2's
-     * filter gradient from pool2's winners. */
+     * conv + ReLU + max pool (kernels/conv2d_pool.cu); 3 = those and conv2's filter gradient
+     * from pool2's winners; 4 (the default) = those and conv2 + ReLU + pool2 as one op too (its
+     * GEMM with the pool in the store; the pool backward's ReLU mask from the pool's output). */
     const char *fused = getenv("CNN_CUDA_FUSED");
-    const int fuse = fused && *fused >= '0' && *fused <= '2' && !fused[1] ? *fused - '0' : 3;
+    const int fuse = fused && *fused >= '0' && *fused <= '3' && !fused[1] ? *fused - '0' : 4;
     if (fuse >= 1) {
         be->conv2d_relu_forward = cu_conv2d_relu_forward;
         be->dense_relu_forward = cu_dense_relu_forward;
@@ -697,6 +703,7 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
         be->conv2d_relu_maxpool_backward_filter = cu_conv2d_relu_maxpool_backward_filter;
     }
     if (fuse >= 3) be->conv2d_filter_grad_from_pool = cu_conv2d_filter_grad_from_pool;
+    if (fuse >= 4) be->maxpool2d_relu_backward_from_y = cu_maxpool2d_relu_backward_from_y;
     /* CNN_CUDA_GRAPHS=0: eager steps (for comparison and debugging). */
     const char *graphs = getenv("CNN_CUDA_GRAPHS");
     int use_graphs = !(graphs && strcmp(graphs, "0") == 0);

@@ -1,7 +1,10 @@
-/* op_conv2d_pool.c: a first layer's conv + ReLU + max pool as one op (NHWC x HWIO -> the pooled
- * NHWC output), on the backend's conv2d_relu_maxpool entries: the conv output [N,OH,OW,K] is
- * never stored, and the filter gradient is taken from the pooled gradient and the argmax
- * (saved[0], int32 indices into that virtual conv output). */
+/* op_conv2d_pool.c: conv + ReLU + max pool as one op (NHWC x HWIO -> the pooled NHWC output),
+ * on the backend's conv2d_relu_maxpool entries: the conv output [N,OH,OW,K] is never stored,
+ * and the filter gradient is taken from the pooled gradient and the argmax (saved[0], int32
+ * indices into that virtual conv output). Where x takes a gradient (a middle layer; the backend
+ * then has maxpool2d_relu_backward_from_y too), the conv output's gradient is made from the
+ * pooled gradient, the argmax and the pooled y (saved[1], [N,OH,OW,K]) and goes through
+ * conv2d_backward_data as in the unfused ops. */
 #include "core/ops.h"
 
 static void conv_pool_fwd(Tape *t, TapeOp *op) {
@@ -18,12 +21,19 @@ static void conv_pool_bwd(Tape *t, TapeOp *op) {
     Conv2dShape cs = op->p.conv_pool.conv;
     Pool2dShape ps = op->p.conv_pool.pool;
     cs.n = ps.n = t->n;
-    /* x takes no gradient (checked when recorded); the parameters always do. */
+    /* The filter gradient first: a backend may run it beside the data gradient (backend.h,
+     * "Ordering"). The parameters always take gradients. */
     if (op->dx[1])
         t->be->conv2d_relu_maxpool_backward_filter(
             t->be, &cs, &ps, tensor_f32(op->in[0]), tensor_f32(op->out),
             tensor_i32(op->saved[0]), op->out->grad, op->dx[1], op->n_in > 2 ? op->dx[2] : NULL,
             t->ws);
+    if (op->dx[0]) {
+        float *dconv = tensor_f32(op->saved[1]);
+        t->be->maxpool2d_relu_backward_from_y(t->be, &ps, op->out->grad, tensor_i32(op->saved[0]),
+                                              tensor_f32(op->out), dconv);
+        t->be->conv2d_backward_data(t->be, &cs, dconv, tensor_f32(op->in[1]), op->dx[0], t->ws);
+    }
 }
 
 static const OpDef CONV2D_RELU_MAXPOOL = {"conv2d_relu_maxpool", conv_pool_fwd, conv_pool_bwd,
@@ -34,7 +44,7 @@ Tensor *op_conv2d_relu_maxpool(Tape *t, Tensor *x, Tensor *w, Tensor *b, int str
     if (!t->be->conv2d_relu_maxpool_forward || !t->be->conv2d_relu_maxpool_backward_filter)
         return NULL;
     if (!x || !w || x->rank != 4 || w->rank != 4 || w->shape[2] != x->shape[3] ||
-        x->requires_grad)
+        (x->requires_grad && !t->be->maxpool2d_relu_backward_from_y))
         return NULL;
     if (b && (b->rank != 1 || b->shape[0] != w->shape[3])) return NULL;
     Conv2dShape cs;
@@ -54,6 +64,10 @@ Tensor *op_conv2d_relu_maxpool(Tape *t, Tensor *x, Tensor *w, Tensor *b, int str
     TapeOp *op = y && argmax ? tape_record(t, &CONV2D_RELU_MAXPOOL, y, b ? 3 : 2, in) : NULL;
     if (!op) return NULL;
     op->saved[0] = argmax;
+    if (x->requires_grad) { /* the conv output's gradient, made in the backward */
+        int conv_shape[4] = {cs.n, cs.oh, cs.ow, cs.k};
+        if (!(op->saved[1] = tape_tensor(t, DT_F32, 4, conv_shape, 1))) return NULL;
+    }
     op->p.conv_pool.conv = cs;
     op->p.conv_pool.pool = ps;
     tape_need_workspace(t, t->be->conv2d_workspace_floats(t->be, &cs));

@@ -202,11 +202,23 @@ START_TEST(test_model_gradients_fd) {
 }
 END_TEST
 
-/* The default model (the original job's) with its first layer fused, as the CUDA backend runs
- * it (CNN_CUDA_FUSED=2), against the unfused model on the same CPU kernels: the same state
- * (names, shapes, initial values: checkpoints do not change), the same loss, logits and
- * gradients of every parameter on a batch below the model's, and five training steps to 1e-4.
- * The fused first layer's filter gradient sums in another order (1e-5). */
+/* maxpool2d_relu_backward_from_y of the CPU twins, counted: the fused middle layer ran. */
+static int from_y_calls;
+static void (*from_y_entry)(Backend *, const Pool2dShape *, const float *, const int32_t *,
+                            const float *, float *);
+static void counted_from_y(Backend *be, const Pool2dShape *s, const float *dy,
+                           const int32_t *argmax, const float *y, float *dx) {
+    from_y_calls++;
+    from_y_entry(be, s, dy, argmax, y, dx);
+}
+
+/* The default model (the original job's) with its first layer fused and conv2's filter gradient
+ * from pool2 (_i = 0, as the CUDA backend's CNN_CUDA_FUSED=3), or with conv2 + ReLU + pool2 one
+ * op as well (_i = 1, CNN_CUDA_FUSED=4), against the unfused model on the same CPU kernels: the
+ * same state (names, shapes, initial values: checkpoints do not change), the same loss, logits
+ * and gradients of every parameter on a batch below the model's, and five training steps to
+ * 1e-4. The fused ops sum the conv in tap order and the filter gradients in another order
+ * (1e-5). */
 START_TEST(test_fused_first_layer_same_model) {
     ModelConfig cfg;
     model_config_default(&cfg);
@@ -217,6 +229,11 @@ START_TEST(test_fused_first_layer_same_model) {
     Model *ref = model_create(&cfg, err, sizeof err);
     ck_assert_msg(ref != NULL, "%s", err);
     Backend *be = test_add_conv_pool_entries(backend_cpu_create());
+    if (_i == 1) {
+        from_y_entry = test_add_conv_pool_middle_entry(be)->maxpool2d_relu_backward_from_y;
+        be->maxpool2d_relu_backward_from_y = counted_from_y;
+    }
+    from_y_calls = 0;
     Model *fused = model_create_on(&cfg, be, err, sizeof err);
     ck_assert_msg(fused != NULL, "%s", err);
     ck_assert_int_eq(model_state_count(fused), model_state_count(ref));
@@ -238,6 +255,7 @@ START_TEST(test_fused_first_layer_same_model) {
     float loss_a, loss_b;
     ck_assert_int_eq(model_compute_gradients(ref, img, lab, n, &loss_a, la, err, sizeof err), 0);
     ck_assert_int_eq(model_compute_gradients(fused, img, lab, n, &loss_b, lb, err, sizeof err), 0);
+    ck_assert_int_eq(from_y_calls, _i); /* conv2's op, once per backward */
     ck_assert(test_max_scaled_diff(&loss_b, &loss_a, 1, 1e-7, 1e-6, NULL) <= 1);
     double lmax = 0;
     for (int i = 0; i < n * 10; i++) lmax = fmax(lmax, fabs(la[i]));
@@ -573,22 +591,22 @@ END_TEST
 
 int main(void) {
     /* One test case per test, so CK_RUN_CASE=<name> runs one. */
-    const struct { const char *name; const TTest *test; } tests[] = {
-        {"init", test_default_state_and_init},
-        {"gradients", test_model_gradients_fd},
-        {"fused_first_layer", test_fused_first_layer_same_model},
-        {"optimizer", test_optimizer_step},
-        {"optimizer_per_layer", test_optimizer_per_layer_same_bits},
-        {"determinism", test_determinism},
-        {"data_order", test_resident_data_order},
-        {"learns", test_learns_predict_evaluate},
-        {"errors", test_errors},
+    const struct { const char *name; const TTest *test; int loops; } tests[] = {
+        {"init", test_default_state_and_init, 1},
+        {"gradients", test_model_gradients_fd, 1},
+        {"fused_first_layer", test_fused_first_layer_same_model, 2},
+        {"optimizer", test_optimizer_step, 1},
+        {"optimizer_per_layer", test_optimizer_per_layer_same_bits, 1},
+        {"determinism", test_determinism, 1},
+        {"data_order", test_resident_data_order, 1},
+        {"learns", test_learns_predict_evaluate, 1},
+        {"errors", test_errors, 1},
     };
     Suite *s = suite_create("core_model");
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         TCase *tc = tcase_create(tests[i].name);
         tcase_set_timeout(tc, 600);
-        tcase_add_test(tc, tests[i].test);
+        tcase_add_loop_test(tc, tests[i].test, 0, tests[i].loops);
         suite_add_tcase(s, tc);
     }
     return test_run_suite(s);

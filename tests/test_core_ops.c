@@ -398,7 +398,9 @@ END_TEST
  * twins (support/conv_pool_cpu.h). Modes: 0 plain backend, x without a gradient; 1 the same
  * with the entries: the fused first-layer op (op_conv2d_relu_maxpool); 2 plain backend, x with
  * a gradient (a middle layer); 3 the same with the entries: conv2d and maxpool2d ops, the conv's
- * filter gradient from the pool's winners (op->pool_after), its data gradient as before. */
+ * filter gradient from the pool's winners (op->pool_after), its data gradient as before; 4 the
+ * same with maxpool2d_relu_backward_from_y too: the fused op on a middle layer, its data
+ * gradient through the conv output's gradient made from the pool's y and argmax. */
 typedef struct {
     Backend *be;
     Tape t;
@@ -423,9 +425,10 @@ static void pool_net(PoolNet *f, int mode) {
     Tensor *labels = tape_tensor(t, DT_I32, 1, &n, 1);
     /* Without the backend entries, or on an input that takes a gradient: refused. */
     ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
-    if (mode == 1 || mode == 3) test_add_conv_pool_entries(f->be);
+    if (mode == 1 || mode >= 3) test_add_conv_pool_entries(f->be);
+    if (mode == 4) test_add_conv_pool_middle_entry(f->be);
     Tensor *h = op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1);
-    ck_assert(mode == 1 ? h != NULL : h == NULL);
+    ck_assert(mode == 1 || mode == 4 ? h != NULL : h == NULL);
     if (!h) h = op_maxpool2d(t, op_conv2d(t, x, f->in[0], f->in[1], 1, 1, 1), 2, 2, 2, 1);
     ck_assert_int_eq(h->shape[1] * h->shape[2] * h->shape[3], 100);
     f->loss = op_softmax_xent(t, op_dense(t, op_flatten(t, h), f->in[2], f->in[3], 0), labels);
@@ -455,14 +458,16 @@ static void pool_nets_agree(int ref_mode, int mode) {
     PoolNet ref, f;
     pool_net(&ref, ref_mode);
     pool_net(&f, mode);
-    ck_assert_int_eq(f.t.n_ops, ref.t.n_ops - (mode == 1));
+    ck_assert_int_eq(f.t.n_ops, ref.t.n_ops - (mode == 1 || mode == 4));
     ck_assert(test_max_scaled_diff(f.loss->data, ref.loss->data, 1, 1e-7, 1e-6, NULL) <= 1);
     for (int i = 0; i < 4; i++)
         ck_assert_msg(test_max_scaled_diff(f.in[i]->grad, ref.in[i]->grad, ref.in[i]->count,
                                            1e-6, 1e-5, NULL) <= 1,
                       "mode %d: gradient of parameter %d differs", mode, i);
-    if (mode >= 2) /* the data gradient: the same GEMM on the same masked dy, the same bits */
+    if (mode == 3) /* the data gradient: the same GEMM on the same masked dy, the same bits */
         ck_assert_int_eq(memcmp(f.x->grad, ref.x->grad, 3 * 9 * 8 * sizeof(float)), 0);
+    if (mode == 4) /* the same, but the fused forward's conv sums in tap order: rounding */
+        ck_assert(test_max_scaled_diff(f.x->grad, ref.x->grad, 3 * 9 * 8, 1e-6, 1e-5, NULL) <= 1);
     tape_free(&f.t);
     f.be->destroy(f.be);
     tape_free(&ref.t);
@@ -473,6 +478,9 @@ START_TEST(test_conv_relu_maxpool_fused_op) { pool_nets_agree(0, 1); }
 END_TEST
 
 START_TEST(test_conv_filter_grad_from_pool) { pool_nets_agree(2, 3); }
+END_TEST
+
+START_TEST(test_conv_relu_maxpool_fused_middle_layer) { pool_nets_agree(2, 4); }
 END_TEST
 
 int main(void) {
@@ -493,6 +501,7 @@ int main(void) {
     tcase_add_test(tc, test_relu_fusion_same_bits);
     tcase_add_test(tc, test_conv_relu_maxpool_fused_op);
     tcase_add_test(tc, test_conv_filter_grad_from_pool);
+    tcase_add_test(tc, test_conv_relu_maxpool_fused_middle_layer);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -139,6 +139,32 @@ START_TEST(test_backward_gradcheck) {
 END_TEST
 
 /* Above the size where maxpool forks (overlapping 3x3/2 windows): threads change no bit. */
+/* The ReLU's mask from the pool's output: on a ReLU's output x (half the values 0, so windows
+ * of zeros tie and route 0-valued winners), the same bits as pool backward then the ReLU's
+ * backward masked by x, overlapping windows included; dx poisoned first. */
+START_TEST(test_relu_backward_from_y) {
+    Pool2dShape s;
+    case_shape(&CASES[_i], &s);
+    size_t ni = in_len(&s), no = out_len(&s);
+    float *x = malloc(ni * 4), *y = malloc(no * 4), *dy = malloc(no * 4);
+    float *ref = malloc(ni * 4), *got = malloc(ni * 4);
+    int32_t *am = malloc(no * 4);
+    fill_distinct(x, ni, 40 + (uint64_t)_i);
+    for (size_t i = 0; i < ni; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    fill_distinct(dy, no, 50 + (uint64_t)_i);
+    maxpool2d_forward(&s, x, y, am);
+    maxpool2d_backward(&s, dy, am, ref);
+    for (size_t i = 0; i < ni; i++) ref[i] = x[i] > 0.0f ? ref[i] : 0.0f;
+    for (size_t i = 0; i < ni; i++) got[i] = NAN;
+    maxpool2d_relu_backward_from_y(&s, dy, am, y, got);
+    ck_assert_int_eq(memcmp(got, ref, ni * 4), 0);
+    size_t masked = 0;
+    for (size_t i = 0; i < no; i++) masked += !(y[i] > 0.0f);
+    if (_i == 0) ck_assert_msg(masked > 0, "no window masked: the test would not see the mask");
+    free(x); free(y); free(dy); free(ref); free(got); free(am);
+}
+END_TEST
+
 START_TEST(test_large_threads_bitwise) {
     Pool2dShape s;
     pool2d_shape_init(&s, 2, 301, 299, 24, 3, 3, 2, 2, 1);
@@ -169,6 +195,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_forward_naive, 0, NCASES);
     tcase_add_test(tc, test_ties_and_padding);
     tcase_add_loop_test(tc, test_backward_gradcheck, 0, NCASES);
+    tcase_add_loop_test(tc, test_relu_backward_from_y, 0, NCASES);
     tcase_add_test(tc, test_large_threads_bitwise);
     suite_add_tcase(su, tc);
     return test_run_suite(su);

@@ -18,6 +18,12 @@ static void conv_pool_backward(Backend *be, const Conv2dShape *cs, const Pool2dS
     conv2d_relu_maxpool_backward_filter(cs, ps, x, y, argmax, dy, dw, db);
 }
 
+static void pool_backward_from_y(Backend *be, const Pool2dShape *s, const float *dy,
+                                 const int32_t *argmax, const float *y, float *dx) {
+    (void)be;
+    maxpool2d_relu_backward_from_y(s, dy, argmax, y, dx);
+}
+
 static int always(Backend *be, const Conv2dShape *s) {
     (void)be;
     (void)s;
@@ -28,5 +34,10 @@ Backend *test_add_conv_pool_entries(Backend *be) {
     be->conv2d_relu_maxpool_forward = conv_pool_forward;
     be->conv2d_relu_maxpool_backward_filter = conv_pool_backward;
     be->conv2d_filter_grad_from_pool = always;
+    return be;
+}
+
+Backend *test_add_conv_pool_middle_entry(Backend *be) {
+    be->maxpool2d_relu_backward_from_y = pool_backward_from_y;
     return be;
 }

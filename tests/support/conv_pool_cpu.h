@@ -11,5 +11,8 @@
 /* Sets the three entries of a CPU backend (filter gradients from the pool for every conv);
  * returns be. */
 Backend *test_add_conv_pool_entries(Backend *be);
+/* With those: maxpool2d_relu_backward_from_y, so that core fuses middle layers' conv + ReLU +
+ * pool too (the CUDA backend's CNN_CUDA_FUSED=4); returns be. */
+Backend *test_add_conv_pool_middle_entry(Backend *be);
 
 #endif
