@@ -72,17 +72,6 @@ oom:
     return -1;
 }
 
-int model_checkpoint_save(const Model *m, const ModelConfig *cfg, const char *dir, int keep_max,
-                          char *prefix_out, size_t prefix_cap, char *err, size_t errlen) {
-    ModelSnapshot s;
-    int rc = model_snapshot_take(m, cfg, &s, err, errlen);
-    if (rc == 0)
-        rc = checkpoint_save(dir, s.global_step, s.tensors, s.n, keep_max, prefix_out, prefix_cap,
-                             err, errlen);
-    model_snapshot_free(&s);
-    return rc;
-}
-
 /* The number of steps a stored beta power stands for, log(power)/log(beta), against step+1 (see
  * model_state.h). Float products drift by far less than half a step's factor; a power that
  * underflowed (TF's repeated product reaches 0 or a denormal) matches any expected power that is

@@ -40,12 +40,6 @@ int model_snapshot_take(const Model *m, const ModelConfig *optimizer, ModelSnaps
                         size_t errlen);
 void model_snapshot_free(ModelSnapshot *s);
 
-/* Saves <dir>/model.ckpt-<step> (step = model_step) keeping keep_max (io/checkpoint.h); cfg is
- * the config m was created with (for the Adam powers). The prefix written goes to prefix_out.
- * 0 ok, -1 error. */
-int model_checkpoint_save(const Model *m, const ModelConfig *cfg, const char *dir, int keep_max,
-                          char *prefix_out, size_t prefix_cap, char *err, size_t errlen);
-
 /* Restores every state tensor and the step from the checkpoint with this prefix, checking names,
  * dtypes and shapes (a checkpoint of another model is an error naming the tensor). With Adam,
  * beta1_power / beta2_power are optional (TF2 checkpoints have none) and, when present, must
