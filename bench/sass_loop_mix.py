@@ -18,8 +18,8 @@ def demangle_gemm(name):
     if not m:
         return None
     bm, bn, tm, tn, _, akf, bnf, dbuf, vec, rest = m.groups()
-    loaders = re.findall(r'(Im2colFwd|Im2colT|DyGatherS1|DyGather|WTrans|XtOnes|MatAILb[01]|MatBILb[01]|'
-                         r'StoreBiasRelu|StorePlain|StoreWeightBias|StoreScaled)', rest)
+    loaders = re.findall(r'(Im2colPool2|Im2colFwd|Im2colT|DyGatherS1|DyGather|WTrans|XtOnes|MatAILb[01]|MatBILb[01]|'
+                         r'StoreBiasRelu|StorePool2|StorePlain|StoreWeightBias|StoreScaled)', rest)
     loaders = [l.replace('ILb0', '').replace('ILb1', '^T') for l in loaders]
     return {'tile': f"{bm}x{bn} ({tm}x{tn}), A {'k' if akf == '1' else 'm'}-fast, "
                     f"B {'n' if bnf == '1' else 'k'}-fast",
