@@ -652,7 +652,7 @@ int main(int argc, char **argv) {
     printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32), our GEMM version %s, "
            "max-pool version %s, Adam version %s, cross-entropy version %s\n\n", prop.name,
            prop.multiProcessorCount, cudnnGetVersion(), gv && *gv ? gv : "4 (default)",
-           pv && *pv ? pv : "3 (default)", av && *av ? av : "2 (default)",
+           pv && *pv ? pv : "4 (default)", av && *av ? av : "2 (default)",
            xv && *xv ? xv : "2 (default)");
     int batches[8] = {100, 1000}, nb = 2, first = 1;
     if (argc > 1 && strcmp(argv[1], "--sweep") == 0) {

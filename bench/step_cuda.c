@@ -128,20 +128,20 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
         const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "4", "4", "3", "2", "2", "2", "1", "2"},
-            {"ours-cuda-fused3", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "2"},
-            {"ours-cuda-streams1", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "1"},
-            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "1", "0"},
-            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "3", "2", "2", "2", "0", "0"},
-            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "3", "2", "2", "1", "0", "0"},
-            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "3", "2", "2", "1", "0", "0"},
-            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "3", "2", "2", "1", "0", "0"},
-            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "3", "2", "2", "1", "0", "0"},
+            {"ours-cuda", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "1", "2"},
+            {"ours-cuda-fused3", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "2"},
+            {"ours-cuda-streams1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1"},
+            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0"},
+            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0"},
+            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0"},
+            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0"},
+            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0"},
+            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0"},
             {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0"},
             {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0"},
             /* off the chain: the defaults without PDL (if a forked capture and PDL do not mix) */
-            {"ours-cuda-nopdl", DEVICE_CUDA, "4", "4", "3", "2", "2", "2", "0", "2"},
-            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "3", "2", "2", "2", "1", "0"}};
+            {"ours-cuda-nopdl", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "0", "2"},
+            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0"}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {
                 double ms = bench(&engines[e], g, b, steps);

@@ -505,6 +505,9 @@ static void test_pool(void) {
     test_pool_case(2, 9, 7, 5, 3, 2, 1, 0);                 /* overlapping windows, SAME */
     test_pool_case(3, 7, 9, 3, 3, 2, 0, 1);                 /* overlapping, VALID */
     test_pool_case(1, 5, 5, 2, 2, 2, 1, 0);                 /* odd: padded last row/col */
+    /* C % 4 == 0 (version 4's 4 channels per thread): overlapping and padded windows */
+    test_pool_case(2, 9, 7, 8, 3, 2, 1, 0);
+    test_pool_case(1, 5, 5, 4, 2, 2, 1, 1);
 }
 
 /* ---- conv + ReLU + max pool, fused (kernels/conv2d_pool.cu) ------------------------------- */
@@ -620,29 +623,36 @@ static void test_conv_pool(void) {
 }
 
 /* ---- relu, dropout -------------------------------------------------------------------------- */
-static void test_relu(void) {
-    size_t n = quick ? 1001 : 1000003;
+/* off: the tensors start `off` floats into their allocations (1: not 16-byte aligned, the
+ * element-by-element kernels; 0: the vector kernels, with n % 4 tail elements). */
+static void test_relu_case(size_t n, size_t off) {
     float *x = host_random(n, -1, 1), *dy = host_random(n, -1, 1);
     float *y = host_alloc(n * 4), *dx = host_alloc(n * 4);
     relu_forward(n, x, y);
     relu_backward(n, y, dy, dx);
-    float *dX = dev_upload(x, n * 4), *dDY = dev_upload(dy, n * 4);
-    float *dY = dev_poisoned(n * 4), *dDX = dev_poisoned(n * 4);
-    CK(relu_forward_cuda(n, dX, dY, 0));
-    CK(relu_backward_cuda(n, dY, dDY, dDX, 0));
-    void *g = dev_download(dY, n * 4);
-    check_equal_bytes("relu fwd", g, y, n * 4);
-    free(g);
-    g = dev_download(dDX, n * 4);
-    check_equal_bytes("relu bwd", g, dx, n * 4);
-    free(g);
-    /* in place (y aliases x) */
-    CK(relu_forward_cuda(n, dX, dX, 0));
-    g = dev_download(dX, n * 4);
-    check_equal_bytes("relu fwd in place", g, y, n * 4);
-    free(g);
+    float *dX = dev_poisoned((n + off) * 4), *dDY = dev_poisoned((n + off) * 4);
+    float *dY = dev_poisoned((n + off) * 4), *dDX = dev_poisoned((n + off) * 4);
+    CK(cudaMemcpy(dX + off, x, n * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dDY + off, dy, n * 4, cudaMemcpyHostToDevice));
+    CK(relu_forward_cuda(n, dX + off, dY + off, 0));
+    CK(relu_backward_cuda(n, dY + off, dDY + off, dDX + off, 0));
+    char tag[64];
+    snprintf(tag, sizeof tag, "n=%zu%s", n, off ? ", unaligned" : "");
+    check_device_bytes("relu fwd", tag, dY + off, y, n * 4);
+    check_device_bytes("relu bwd", tag, dDX + off, dx, n * 4);
+    /* in place (y aliases x, dx aliases dy) */
+    CK(relu_forward_cuda(n, dX + off, dX + off, 0));
+    check_device_bytes("relu fwd in place", tag, dX + off, y, n * 4);
+    CK(relu_backward_cuda(n, dY + off, dDY + off, dDY + off, 0));
+    check_device_bytes("relu bwd in place", tag, dDY + off, dx, n * 4);
     free(x); free(dy); free(y); free(dx);
     CK(cudaFree(dX)); CK(cudaFree(dDY)); CK(cudaFree(dY)); CK(cudaFree(dDX));
+}
+
+static void test_relu(void) {
+    const size_t sizes[] = {quick ? 1001 : 1000003, 4, 3, 7};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (size_t off = 0; off < 2; off++) test_relu_case(sizes[i], off);
 }
 
 static void test_dropout_case(size_t n, float rate, int64_t step) {
@@ -1326,11 +1336,11 @@ int main(int argc, char **argv) {
     test_gemm_v4_bits();
     printf("---- the rest\n");
     /* Max-pool versions (CNN_POOL_V, kernels/maxpool.cu): 1 = 64-bit indices (the first GPU
-     * run), 2 = 32-bit forward, 3 = 32-bit forward and backward (the default); all bitwise
-     * against the CPU. */
+     * run), 2 = 32-bit forward, 3 = 32-bit forward and backward, 4 = the forward 4 channels per
+     * thread where C % 4 == 0 (the default); all bitwise against the CPU. */
     const char *pool_env = getenv("CNN_POOL_V");
     char *pool_keep = pool_env ? strdup(pool_env) : NULL;
-    for (int v = 1; v <= 3; v++) {
+    for (int v = 1; v <= 4; v++) {
         char pv[4] = {(char)('0' + v), 0};
         setenv("CNN_POOL_V", pv, 1);
         printf("---- max-pool version %d (CNN_POOL_V=%d)\n", v, v);
