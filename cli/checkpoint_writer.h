@@ -29,7 +29,8 @@
 
 typedef struct {
     /* the save in flight, or the last one */
-    ModelSnapshot snap;     /* owned; the thread reads it (tensors point into it) */
+    ModelSnapshot snap;     /* owned, kept for the next save; the thread reads it (tensors
+                             * point into it) */
     char dir[4096];
     int keep_max;
     const void *meta;       /* the MetaGraphDef for <prefix>.meta: the caller's, kept alive */
@@ -49,16 +50,21 @@ void checkpoint_writer_init(CheckpointWriter *w);
 
 /* Waits for the save in flight, if any. Returns 1 when one had been started and has now
  * completed (its step and prefix stay in w), 0 when none was pending, -1 when it failed (the
- * message, naming the file, in err). Either way w holds nothing to free afterwards. */
+ * message, naming the file, in err). */
 int checkpoint_writer_wait(CheckpointWriter *w, char *err, size_t errlen);
 
 /* Saves <dir>/model.ckpt-<step of m> keeping keep_max, then <prefix>.meta (meta_len bytes; none
  * when 0): the snapshot now, the files on a thread (in this one when `background` is 0 or dir is
  * remote). cfg is what m was created with (the Adam powers). -1 (message in err) when a save is
  * still pending or the snapshot cannot be taken; otherwise 0, with the prefix in w->prefix, and
- * the outcome of the files from the next checkpoint_writer_wait. */
+ * the outcome of the files from the next checkpoint_writer_wait. Every save of one writer must be
+ * of the same model with the same cfg: the snapshot's host copies are kept and refilled. */
 int checkpoint_writer_start(CheckpointWriter *w, const Model *m, const ModelConfig *cfg,
                             const char *dir, int keep_max, const void *meta, size_t meta_len,
                             int background, char *err, size_t errlen);
+
+/* Waits for a save in flight (its outcome is dropped: wait first to see it), then frees the
+ * snapshot. */
+void checkpoint_writer_free(CheckpointWriter *w);
 
 #endif /* CLI_CHECKPOINT_WRITER_H */

@@ -46,10 +46,6 @@ int model_snapshot_take(const Model *m, const ModelConfig *optimizer, ModelSnaps
         float *buf = malloc(info->count * sizeof(float) + 1);
         if (!buf) goto oom;
         s->buffers[s->nbuffers++] = buf;
-        if (model_state_get(m, i, buf) != 0) {
-            snprintf(err, errlen, "cannot read model state '%s'", info->name);
-            return -1;
-        }
         TfTensor *t = &s->tensors[s->n++];
         t->name = info->name;
         t->dtype = TF_DT_FLOAT;
@@ -58,18 +54,32 @@ int model_snapshot_take(const Model *m, const ModelConfig *optimizer, ModelSnaps
         t->data = buf;
         t->nbytes = info->count * sizeof(float);
     }
-    s->global_step = model_step(m);
     add_scalar(s, "global_step", TF_DT_INT64, &s->global_step, sizeof s->global_step);
-    if (optimizer && optimizer->optimizer == OPT_ADAM) {
-        s->beta_power[0] = adam_beta_power(optimizer->beta1, s->global_step);
-        s->beta_power[1] = adam_beta_power(optimizer->beta2, s->global_step);
+    if (optimizer && optimizer->optimizer == OPT_ADAM)
         for (int k = 0; k < 2; k++)
             add_scalar(s, BETA_POWER_NAME[k], TF_DT_FLOAT, &s->beta_power[k], sizeof(float));
-    }
-    return 0;
+    return model_snapshot_refresh(m, optimizer, s, err, errlen);
 oom:
     snprintf(err, errlen, "out of memory copying the model state");
     return -1;
+}
+
+int model_snapshot_refresh(const Model *m, const ModelConfig *optimizer, ModelSnapshot *s,
+                           char *err, size_t errlen) {
+    for (int i = 0, b = 0; i < model_state_count(m); i++) {
+        const StateInfo *info = model_state_info(m, i);
+        if (info->kind == STATE_OPT_SLOT && !optimizer) continue;
+        if (model_state_get(m, i, s->buffers[b++]) != 0) {
+            snprintf(err, errlen, "cannot read model state '%s'", info->name);
+            return -1;
+        }
+    }
+    s->global_step = model_step(m);
+    if (optimizer && optimizer->optimizer == OPT_ADAM) {
+        s->beta_power[0] = adam_beta_power(optimizer->beta1, s->global_step);
+        s->beta_power[1] = adam_beta_power(optimizer->beta2, s->global_step);
+    }
+    return 0;
 }
 
 /* The number of steps a stored beta power stands for, log(power)/log(beta), against step+1 (see

@@ -38,6 +38,10 @@ typedef struct {
  * either way. */
 int model_snapshot_take(const Model *m, const ModelConfig *optimizer, ModelSnapshot *s, char *err,
                         size_t errlen);
+/* Reads m's state again into a snapshot taken from m with the same optimizer argument (no
+ * allocation: a checkpoint writer keeps one snapshot for every save). 0 ok, -1 error. */
+int model_snapshot_refresh(const Model *m, const ModelConfig *optimizer, ModelSnapshot *s,
+                           char *err, size_t errlen);
 void model_snapshot_free(ModelSnapshot *s);
 
 /* Restores every state tensor and the step from the checkpoint with this prefix, checking names,

@@ -610,6 +610,7 @@ done:
     if (job.eval_events && event_writer_close(job.eval_events, err, sizeof err) != 0 &&
         status == EXIT_OK)
         status = fail(EXIT_RUN_FAILED, "%s", err);
+    checkpoint_writer_free(&job.ckpt);
     if (cfg.hypertune) hypertune_free(&job.hypertune);
     pb_buf_free(&job.meta_graph);
     model_free(job.model);

@@ -75,6 +75,7 @@ static void save_now(const Model *m, const ModelConfig *cfg, const char *dir, ch
     ck_assert_msg(checkpoint_writer_wait(&w, err, sizeof err) == 1, "%s", err);
     ck_assert_uint_lt(strlen(w.prefix), cap);
     memcpy(prefix, w.prefix, strlen(w.prefix) + 1);
+    checkpoint_writer_free(&w);
 }
 
 START_TEST(test_adam_checkpoint_has_tf1_powers_and_restores) {
@@ -202,9 +203,13 @@ START_TEST(test_writer_saves_the_snapshot_while_training_goes_on) {
     CheckpointWriter w;
     checkpoint_writer_init(&w);
     ck_assert_int_eq(checkpoint_writer_wait(&w, err, sizeof err), 0);   /* nothing pending */
+    const float *first_copy = NULL;
     for (int background = 1; background >= 0; background--) {
         ck_assert_msg(checkpoint_writer_start(&w, m, &cfg, dir, 0, meta, 2, background, err,
                                               sizeof err) == 0, "%s", err);
+        /* the second save refills the first one's host copies */
+        if (first_copy) ck_assert_ptr_eq(w.snap.buffers[0], first_copy);
+        first_copy = w.snap.buffers[0];
         char expect[512];
         snprintf(expect, sizeof expect, "%s/model.ckpt-%lld", dir, (long long)model_step(at2));
         ck_assert_str_eq(w.prefix, expect);
@@ -231,6 +236,7 @@ START_TEST(test_writer_saves_the_snapshot_while_training_goes_on) {
         free(bytes);
         train(at2, 1);                                /* at2 follows m to the next save */
     }
+    checkpoint_writer_free(&w);
     model_free(at2);
     model_free(m);
     test_remove_tree(dir);
@@ -262,6 +268,7 @@ START_TEST(test_writer_reports_a_failed_save_at_the_wait) {
     int64_t step = -1;
     ck_assert_int_eq(checkpoint_latest(dir, found, sizeof found, &step, err, sizeof err), 1);
     ck_assert_str_eq(found, w.prefix);
+    checkpoint_writer_free(&w);
     model_free(m);
     test_remove_tree(dir);
 }
