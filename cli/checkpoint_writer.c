@@ -4,27 +4,21 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "cli/wall_clock.h"
 #include "io/checkpoint.h"
 #include "io/fs.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void checkpoint_writer_init(CheckpointWriter *w) { memset(w, 0, sizeof *w); }
 
 /* The files of one save: the checkpoint, then its .meta (optional to readers: written after). */
 static void write_files(CheckpointWriter *w) {
-    const double t0 = now_seconds();
+    const double t0 = wall_seconds();
     w->rc = checkpoint_save(w->dir, w->step, w->snap.tensors, w->snap.n, w->keep_max, NULL, 0,
                             w->err, sizeof w->err);
     if (w->rc == 0 && w->meta_len > 0)
         w->rc = checkpoint_write_meta(w->prefix, w->meta, w->meta_len, w->err, sizeof w->err);
-    w->write_seconds = now_seconds() - t0;
+    w->write_seconds = wall_seconds() - t0;
 }
 
 static void *writer_thread(void *arg) {

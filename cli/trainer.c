@@ -28,6 +28,7 @@
 #include "cli/model_graph.h"
 #include "cli/model_state.h"
 #include "cli/tf_log.h"
+#include "cli/wall_clock.h"
 #include "cli/train_config.h"
 #include "core/model.h"
 #include "io/checkpoint.h"
@@ -77,14 +78,6 @@ static void install_stop_handlers(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-}
-
-/* ---- time ----------------------------------------------------------------------------------- */
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- data ---------------------------------------------------------------------------------- */
@@ -139,13 +132,13 @@ typedef struct {
 
 static void *load_both(void *arg) {
     DataLoad *d = arg;
-    const double t0 = now_seconds();
+    const double t0 = wall_seconds();
     d->rc = load_dataset("train", d->cfg->train_paths, d->cfg->num_train, &d->train, d->err,
                          sizeof d->err);
     if (d->rc == 0)
         d->rc = load_dataset("test", d->cfg->test_paths, d->cfg->num_test, &d->test, d->err,
                              sizeof d->err);
-    d->seconds = now_seconds() - t0;
+    d->seconds = wall_seconds() - t0;
     return NULL;
 }
 
@@ -193,9 +186,9 @@ typedef struct {
 /* Waits for the save in flight (cli/checkpoint_writer.h) and, once its files are complete,
  * records it in the training events as the Estimator's saver hook does after a save. */
 static int finish_checkpoint(Job *job, char *err, size_t errlen) {
-    const double t0 = now_seconds();
+    const double t0 = wall_seconds();
     int done = checkpoint_writer_wait(&job->ckpt, err, errlen);
-    job->checkpoint_seconds += now_seconds() - t0;
+    job->checkpoint_seconds += wall_seconds() - t0;
     if (done <= 0) return done;
     job->checkpoint_write_seconds += job->ckpt.write_seconds;
     if (job->train_events &&
@@ -210,7 +203,7 @@ static int finish_checkpoint(Job *job, char *err, size_t errlen) {
  * written while the job goes on. */
 static int save_checkpoint(Job *job, char *err, size_t errlen) {
     if (finish_checkpoint(job, err, errlen) != 0) return -1;
-    const double t0 = now_seconds();
+    const double t0 = wall_seconds();
     int64_t step = model_step(job->model);
     tf_info("Saving checkpoints for %lld into %s/model.ckpt.", (long long)step,
             job->cfg->model_dir);
@@ -220,7 +213,7 @@ static int save_checkpoint(Job *job, char *err, size_t errlen) {
         return -1;
     snprintf(job->last_checkpoint, sizeof job->last_checkpoint, "%s", job->ckpt.prefix);
     job->last_saved_step = step;
-    job->last_save_time = now_seconds();
+    job->last_save_time = wall_seconds();
     job->checkpoint_seconds += job->last_save_time - t0;
     return 0;
 }
@@ -241,11 +234,11 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
     const TrainConfig *cfg = job->cfg;
     int64_t step = model_step(job->model);
     log_local_time("Starting evaluation at");
-    double t0 = now_seconds(), loss, accuracy;
+    double t0 = wall_seconds(), loss, accuracy;
     if (model_evaluate(job->model, test->pixels, test->labels, test->n, &loss, &accuracy, err,
                        errlen) != 0)
         return -1;
-    tf_info("Inference Time : %.5fs", now_seconds() - t0);
+    tf_info("Inference Time : %.5fs", wall_seconds() - t0);
     log_local_time("Finished evaluation at");
     char acc_text[32], loss_text[32];
     tf_info("Saving dict for global step %lld: accuracy = %s, global_step = %lld, loss = %s",
@@ -278,9 +271,9 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
 
 static int evaluate(Job *job, const Dataset *test, double *accuracy_out, char *err,
                     size_t errlen) {
-    const double t0 = now_seconds();
+    const double t0 = wall_seconds();
     int rc = run_evaluation(job, test, accuracy_out, err, errlen);
-    job->eval_seconds += now_seconds() - t0;
+    job->eval_seconds += wall_seconds() - t0;
     return rc;
 }
 
@@ -359,7 +352,7 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
     const TrainConfig *cfg = job->cfg;
     Model *model = job->model;
     int64_t step = model_step(model), start = step, first = step + 1;
-    double t_last_log = now_seconds(), t_start = t_last_log;
+    double t_last_log = wall_seconds(), t_start = t_last_log;
     int64_t step_last_log = step;
     int logged_once = 0;
     float loss = NAN;
@@ -375,7 +368,7 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
                      "(global step %lld)", (long long)step);
             return -1;
         }
-        double now = now_seconds();
+        double now = wall_seconds();
         int64_t ran = step - first;
         if (ran % cfg->log_step_count_steps == 0) {
             if (logged_once) {
@@ -446,7 +439,7 @@ static void log_phase_times(const Job *job, const double t[7]) {
 int main(int argc, char **argv) {
     char err[4096];
     TrainConfig cfg;
-    double t_phase[7] = {now_seconds(), 0, 0, 0, 0, 0, 0};
+    double t_phase[7] = {wall_seconds(), 0, 0, 0, 0, 0, 0};
 
     /* 1. configuration: every flag and variable checked before any work */
     if (train_config_parse(&cfg, argc - 1, argv + 1, err, sizeof err) != 0) {
@@ -503,9 +496,9 @@ int main(int argc, char **argv) {
     pb_buf_init(&job.meta_graph);
     int status = EXIT_OK;
     char model_err[sizeof err];
-    const double t_model = now_seconds();
+    const double t_model = wall_seconds();
     job.model = model_create(&mc, model_err, sizeof model_err);
-    job.model_seconds = now_seconds() - t_model;
+    job.model_seconds = wall_seconds() - t_model;
     /* a bad data set is reported first, as when the two ran one after the other */
     if (data_load_wait(&data, err, sizeof err) != 0) {
         status = fail(EXIT_BAD_INPUT, "%s", err);
@@ -516,7 +509,7 @@ int main(int argc, char **argv) {
         status = fail(EXIT_BAD_INPUT, "%s", model_err);
         goto done;
     }
-    t_phase[1] = now_seconds();
+    t_phase[1] = wall_seconds();
     job.last_save_time = t_phase[1];
     char described[2048];
     train_config_describe(&cfg, described, sizeof described);
@@ -548,7 +541,7 @@ int main(int argc, char **argv) {
     }
 
     /* 5. training, unless the job dir already holds --steps */
-    t_phase[2] = now_seconds();
+    t_phase[2] = wall_seconds();
     if (model_step(job.model) >= cfg.steps) {
         tf_info("Skipping training since max_steps has already saved.");
     } else {
@@ -580,22 +573,22 @@ int main(int argc, char **argv) {
     }
 
     /* 6. evaluation on the whole test set, export, tuning metric */
-    t_phase[3] = now_seconds();
+    t_phase[3] = wall_seconds();
     if (evaluate(&job, test_set, NULL, err, sizeof err) != 0) {
         status = fail(EXIT_RUN_FAILED, "%s", err);
         goto done;
     }
-    t_phase[4] = now_seconds();
+    t_phase[4] = wall_seconds();
     if (export_model(&job, err, sizeof err) != 0) {
         status = fail(EXIT_RUN_FAILED, "%s", err);
         goto done;
     }
-    t_phase[5] = now_seconds();
+    t_phase[5] = wall_seconds();
     if (finish_checkpoint(&job, err, sizeof err) != 0) {
         status = fail(EXIT_RUN_FAILED, "%s", err);
         goto done;
     }
-    t_phase[6] = now_seconds();
+    t_phase[6] = wall_seconds();
     log_phase_times(&job, t_phase);
 
 done:

@@ -63,7 +63,7 @@ struct Im2colFwd {
     /* 4 consecutive channels of one tap (k fastest, C % 4 == 0): inside or outside together. */
     static constexpr bool HAS_VEC4 = true;
     __host__ bool vec4(bool k_fast, int) const {
-        return k_fast && g.c % 4 == 0 && ((uintptr_t)x & 15) == 0;
+        return k_fast && g.c % 4 == 0 && aligned16(x);
     }
     __device__ __forceinline__ float4 at4(Row r, K k) const {
         return inside(r, k) ? *reinterpret_cast<const float4 *>(x + r.base + k.off)
@@ -156,7 +156,7 @@ struct DyGatherS1 {
     /* 4 consecutive output channels of one tap (K % 4 == 0). */
     static constexpr bool HAS_VEC4 = true;
     __host__ bool vec4(bool k_fast, int) const {
-        return k_fast && g.k % 4 == 0 && ((uintptr_t)dy & 15) == 0;
+        return k_fast && g.k % 4 == 0 && aligned16(dy);
     }
     __device__ __forceinline__ float4 at4(Row r, K k) const {
         return inside(r, k) ? *reinterpret_cast<const float4 *>(dy + r.base + k.off)
@@ -215,7 +215,7 @@ struct WTrans {
     /* 4 consecutive output channels k of one tap (k fastest, K % 4 == 0). */
     static constexpr bool HAS_VEC4 = true;
     __host__ bool vec4(bool n_fast) const {
-        return !n_fast && k % 4 == 0 && ((uintptr_t)w & 15) == 0;
+        return !n_fast && k % 4 == 0 && aligned16(w);
     }
     __device__ __forceinline__ float4 at4(Col cc, K kc) const {
         return *reinterpret_cast<const float4 *>(w + cc + kc);
@@ -253,7 +253,7 @@ struct Im2colT {
      * multiple of 4), is the last row and starts its group: (1, 0, 0, 0). */
     static constexpr bool HAS_VEC4 = true;
     __host__ bool vec4(bool k_fast, int) const {
-        return !k_fast && g.c % 4 == 0 && ((uintptr_t)x & 15) == 0;
+        return !k_fast && g.c % 4 == 0 && aligned16(x);
     }
     __device__ __forceinline__ float4 at4(Row r, K k) const {
         if (r.ones) return make_float4(1.0f, 0.0f, 0.0f, 0.0f);

@@ -355,7 +355,7 @@ int backward_per_block(const Conv2dShape *cs, const Pool2dShape *ps, size_t ws_f
 /* The PIXEL variant's conditions: every 32-tap group is 32 channels of one pixel, and x's
  * pixels start on 16-byte boundaries. */
 bool pixel_groups(const Conv2dShape *cs, const float *x) {
-    return cs->c % TAPS == 0 && ((uintptr_t)x & 15) == 0;
+    return cs->c % TAPS == 0 && aligned16(x);
 }
 
 } /* namespace */

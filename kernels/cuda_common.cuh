@@ -90,6 +90,9 @@ static inline unsigned grid_for(size_t n, int threads) {
     return blocks == 0 ? 1u : (unsigned)blocks;
 }
 
+/* Whether p may be read or written as float4 / int4 vectors (16-byte aligned). */
+static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 /* The launch status of the kernel just enqueued (configuration errors show up here; faults
  * inside the kernel at the next synchronising call). */
 static inline cudaError_t launch_status(void) { return cudaGetLastError(); }

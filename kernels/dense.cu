@@ -116,7 +116,7 @@ struct XtOnes {
      * 4) is the last row and starts its group: (1, 0, 0, 0). */
     static constexpr bool HAS_VEC4 = true;
     __host__ bool vec4(bool k_fast, int) const {
-        return !k_fast && in % 4 == 0 && ((uintptr_t)x & 15) == 0;
+        return !k_fast && in % 4 == 0 && aligned16(x);
     }
     __device__ __forceinline__ float4 at4(Row m, K k) const {
         if (m >= in) return make_float4(1.0f, 0.0f, 0.0f, 0.0f);

@@ -542,7 +542,7 @@ struct MatA {
      * groups only: M % 4 == 0). */
     static constexpr bool HAS_VEC4 = true;
     __host__ bool vec4(bool k_fast, int M) const {
-        return k_fast == !TRANS && ld % 4 == 0 && ((uintptr_t)p & 15) == 0 &&
+        return k_fast == !TRANS && ld % 4 == 0 && aligned16(p) &&
                (k_fast || M % 4 == 0);
     }
     __device__ __forceinline__ float4 at4(Row r, K k) const {
@@ -568,7 +568,7 @@ struct MatB {
     /* 4 consecutive elements along the contiguous dimension: n (plain), k (transposed). */
     static constexpr bool HAS_VEC4 = true;
     __host__ bool vec4(bool n_fast) const {
-        return n_fast == !TRANS && ld % 4 == 0 && ((uintptr_t)p & 15) == 0;
+        return n_fast == !TRANS && ld % 4 == 0 && aligned16(p);
     }
     __device__ __forceinline__ float4 at4(Col c, K k) const {
         return *reinterpret_cast<const float4 *>(p + c + k);

@@ -139,8 +139,6 @@ int pool_version(void) {
     return 4;
 }
 
-bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 /* relu_x: the ReLU's mask from the pool's input; relu_y: from its output (at most one set). */
 cudaError_t pool_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax,
                           const float *relu_x, const float *relu_y, float *dx,

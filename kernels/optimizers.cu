@@ -98,7 +98,7 @@ extern "C" cudaError_t adam_update_cuda(size_t n, float *w, const float *g, floa
     /* CNN_ADAM_V=1: version 1; else version 2 where the buffers are 16-byte aligned. Both
      * grid-stride with about four elements per thread: the powf setup is paid per thread. */
     const char *ver = getenv("CNN_ADAM_V");
-    const bool aligned = (((uintptr_t)w | (uintptr_t)g | (uintptr_t)m | (uintptr_t)v) & 15) == 0;
+    const bool aligned = aligned16(w) && aligned16(g) && aligned16(m) && aligned16(v);
     if (aligned && !(ver && strcmp(ver, "1") == 0)) {
         CNN_KERNEL(grid_for((n + 15) / 16, 256), 256, stream, adam4_kernel)(
             n, w, g, m, v, lr, beta1, beta2, eps, d_step);

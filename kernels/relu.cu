@@ -52,8 +52,6 @@ __global__ void relu_bwd4_kernel(size_t n, const float *y, const float *dy, floa
     for (size_t i = n4 * 4 + first; i < n; i += stride) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 } /* namespace */
 
 extern "C" cudaError_t relu_forward_cuda(size_t n, const float *x, float *y, cudaStream_t stream) {
