@@ -14,15 +14,15 @@
  * Ordering: entries behave as if issued in order on one queue. Kernel entries may run
  * asynchronously; download() and sync() wait for everything issued before them. One exception,
  * which core's tape allows for: the entries that write only parameter gradients
- * (conv2d_backward_filter, conv2d_relu_maxpool_backward_filter, and dense_backward's dw and db)
- * may run beside the entries issued after them (the CUDA backend puts them on a second stream);
- * they still see everything issued before them, and the backend waits for them before any
- * entry that reads a gradient buffer (add_inplace, the optimizers), any transfer (upload,
- * download, copy, zero) and sync. It relies on what the tape guarantees: every tensor and
- * gradient has its own memory, so no entry in between overwrites their inputs. With
- * optimizer_per_layer the update entries may run there too: an update of a layer is issued
- * after every entry that reads that layer's parameters (the layer's own backward), and
- * step_increment() waits for them (the updates read the step).
+ * (conv2d_backward_filter, conv2d_relu_maxpool_backward_filter, and dense_backward's and
+ * dropout_dense_backward's dw and db) may run beside the entries issued after them (the CUDA
+ * backend puts them on a second stream); they still see everything issued before them, and the
+ * backend waits for them before any entry that reads a gradient buffer (add_inplace, the
+ * optimizers), any transfer (upload, download, copy, zero) and sync. It relies on what the tape
+ * guarantees: every tensor and gradient has its own memory, so no entry in between overwrites
+ * their inputs. With optimizer_per_layer the update entries may run there too: an update of a
+ * layer is issued after every entry that reads that layer's parameters (the layer's own
+ * backward), and step_increment() waits for them (the updates read the step).
  *
  * CUDA graph capture: a training step must enqueue exactly the same work every step, so values
  * that change from step to step are never by-value arguments. They live in backend memory and
@@ -210,6 +210,24 @@ struct Backend {
      * conv's whole output gradient, three quarters zeros under a 2x2 pool. The conv's data
      * gradient still goes through conv2d_backward_data. */
     int (*conv2d_filter_grad_from_pool)(Backend *be, const Conv2dShape *s);
+
+    /* A dropout and the dense layer after it, as one op (kernels.h's dropout_dense_*): the
+     * dropout's output is never stored. core records it where dropout_dense_fits says yes for
+     * the layer's sizes (n: the largest batch); all three entries or none. Forward: y (and, with
+     * relu, its ReLU) as dropout_forward (mask and stream as there; mask NULL and step NULL:
+     * inference, x as is) then dense_forward. Backward: dw and db (db may be NULL) on the
+     * dropout's output, and dx (may be NULL) through the dropout's backward and, with relu_x, the
+     * backward of the ReLU whose output x is. The dw and db half may run beside later entries
+     * as dense_backward's (see "Ordering"). */
+    int (*dropout_dense_fits)(Backend *be, int n, int in, int out);
+    void (*dropout_dense_forward)(Backend *be, int n, int in, int out, float rate, uint64_t seed,
+                                  uint64_t stream_base, const int64_t *step, const float *x,
+                                  const float *w, const float *b, float *y, uint8_t *mask,
+                                  int relu);
+    void (*dropout_dense_backward)(Backend *be, int n, int in, int out, float rate,
+                                   const uint8_t *mask, int relu_x, const float *x,
+                                   const float *w, const float *dy, float *dx, float *dw,
+                                   float *db);
 
     /* ---- optional: run many steps as one captured graph ------------------------------------ */
     /* Runs step_fn(arg) `steps` times. step_fn only issues backend entries, and for a given

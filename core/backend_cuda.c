@@ -441,6 +441,43 @@ static int cu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
     return s->c % 32 == 0;
 }
 
+/* Dropout + the narrow dense layer after it (kernels/dense.cu): the same bits as
+ * cu_dropout_forward + cu_dense_forward, and cu_dense_backward + cu_dropout_relu_backward. */
+static int cu_dropout_dense_fits(Backend *be, int n, int in, int out) {
+    (void)be;
+    return dropout_dense_fits_cuda(n, in, out);
+}
+
+static void cu_dropout_dense_forward(Backend *be, int n, int in, int out, float rate,
+                                     uint64_t seed, uint64_t stream_base, const int64_t *step,
+                                     const float *x, const float *w, const float *b, float *y,
+                                     uint8_t *mask, int relu) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c,
+                dropout_dense_forward_cuda(n, in, out, rate, seed, stream_base, 16, step, x, w, b,
+                                           y, mask, relu, c->stream),
+                "dropout_dense_forward_cuda");
+}
+
+static void cu_dropout_dense_backward(Backend *be, int n, int in, int out, float rate,
+                                      const uint8_t *mask, int relu_x, const float *x,
+                                      const float *w, const float *dy, float *dx, float *dw,
+                                      float *db) {
+    CudaCtx *c = CTX(be);
+    /* dw and db first, on the gradient stream; then dx on the main stream (cu_dense_backward). */
+    float *unused; /* the narrow kernels take no split-K scratch */
+    cudaStream_t gs = grad_stream_begin(c, &unused);
+    cuda_record(c,
+                dropout_dense_backward_cuda(n, in, out, rate, mask, relu_x, x, w, dy, NULL, dw, db,
+                                            gs),
+                "dropout_dense_backward_cuda (dw)");
+    if (dx)
+        cuda_record(c,
+                    dropout_dense_backward_cuda(n, in, out, rate, mask, relu_x, x, w, dy, dx, NULL,
+                                                NULL, c->stream),
+                    "dropout_dense_backward_cuda (dx)");
+}
+
 /* ---- graph capture ------------------------------------------------------------------------ */
 /* CNN_CUDA_VERBOSE=1: prints what one captured step holds (the launches per step). */
 static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
@@ -687,10 +724,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
      * in the first GPU run: 7 launches and 7 passes over activations more per step); 1 = the
      * ReLU/dropout/cross-entropy fusions (GPU runs 2 and 3); 2 = those and the first layer's
      * conv + ReLU + max pool (kernels/conv2d_pool.cu); 3 = those and conv2's filter gradient
-     * from pool2's winners; 4 (the default) = those and conv2 + ReLU + pool2 as one op too (its
-     * GEMM with the pool in the store; the pool backward's ReLU mask from the pool's output). */
+     * from pool2's winners; 4 = those and conv2 + ReLU + pool2 as one op too (its
+     * GEMM with the pool in the store; the pool backward's ReLU mask from the pool's output); 5
+     * (the default) = those and the dropout with the logits layer as one op. */
     const char *fused = getenv("CNN_CUDA_FUSED");
-    const int fuse = fused && *fused >= '0' && *fused <= '3' && !fused[1] ? *fused - '0' : 4;
+    const int fuse = fused && *fused >= '0' && *fused <= '4' && !fused[1] ? *fused - '0' : 5;
     if (fuse >= 1) {
         be->conv2d_relu_forward = cu_conv2d_relu_forward;
         be->dense_relu_forward = cu_dense_relu_forward;
@@ -704,6 +742,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     }
     if (fuse >= 3) be->conv2d_filter_grad_from_pool = cu_conv2d_filter_grad_from_pool;
     if (fuse >= 4) be->maxpool2d_relu_backward_from_y = cu_maxpool2d_relu_backward_from_y;
+    if (fuse >= 5) {
+        be->dropout_dense_fits = cu_dropout_dense_fits;
+        be->dropout_dense_forward = cu_dropout_dense_forward;
+        be->dropout_dense_backward = cu_dropout_dense_backward;
+    }
     /* CNN_CUDA_GRAPHS=0: eager steps (for comparison and debugging). */
     const char *graphs = getenv("CNN_CUDA_GRAPHS");
     int use_graphs = !(graphs && strcmp(graphs, "0") == 0);

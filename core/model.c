@@ -130,6 +130,8 @@ static int build_network(Model *m, char *err, size_t errlen) {
     m->labels = tape_tensor(t, DT_I32, 1, &B, 1);
     Tensor *h = m->x;
     int n_conv = 0, n_dense = 0;
+    /* A dropout right before a dense layer, left to that layer's op (op_dropout_dense). */
+    const LayerSpec *dropout_before = NULL;
     for (int li = 0; li < m->spec.n && h; li++) {
         const LayerSpec *l = &m->spec.layers[li];
         /* A ReLU right after conv/dense is fused into it (one op, no separate pass). */
@@ -172,12 +174,22 @@ static int build_network(Model *m, char *err, size_t errlen) {
             int ws[2] = {h->shape[1], l->units};
             Tensor *w = add_param(m, name, "kernel", 2, ws);
             Tensor *b = add_param(m, name, "bias", 1, &l->units);
-            next = op_dense(t, h, w, b, fuse_relu);
+            next = dropout_before ? op_dropout_dense(t, h, dropout_before->rate, w, b, fuse_relu)
+                                  : op_dense(t, h, w, b, fuse_relu);
+            dropout_before = NULL;
             break;
         }
         case LAYER_RELU: next = op_relu(t, h); break;
         case LAYER_FLATTEN: next = op_flatten(t, h); break;
-        case LAYER_DROPOUT: next = op_dropout(t, h, l->rate); break;
+        case LAYER_DROPOUT:
+            if (li + 1 < m->spec.n && m->spec.layers[li + 1].kind == LAYER_DENSE &&
+                op_dropout_dense_fits(t, h, m->spec.layers[li + 1].units)) {
+                dropout_before = l; /* the dense layer's op does it */
+                next = h;
+            } else {
+                next = op_dropout(t, h, l->rate);
+            }
+            break;
         }
         if (!next) {
             const char *why = (l->kind == LAYER_DENSE && h->rank != 2)

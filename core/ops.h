@@ -28,6 +28,13 @@ Tensor *op_relu(Tape *t, Tensor *x);
  * dropout op of the tape (k = 0, 1, ...) uses the Philox stream
  * PHILOX_STREAM_DROPOUT + step*16 + k, step read from the tape's step counter. */
 Tensor *op_dropout(Tape *t, Tensor *x, float rate);
+/* op_dropout(x, rate) and then op_dense on its output (w, b, relu as there), as one op on a
+ * backend with the dropout_dense entries (backend.h): the dropout's output is never stored. The
+ * same Philox stream as op_dropout (it counts as the tape's next dropout). NULL when the
+ * backend lacks the entries or refuses the sizes (op_dropout_dense_fits), or the shapes do not
+ * fit: the caller then records the two ops. */
+int op_dropout_dense_fits(Tape *t, const Tensor *x, int out);
+Tensor *op_dropout_dense(Tape *t, Tensor *x, float rate, Tensor *w, Tensor *b, int relu);
 /* [N,H,W,C] -> [N,H*W*C] in [h][w][c] order (TF's Flatten): a view, no copy. */
 Tensor *op_flatten(Tape *t, Tensor *x);
 /* probs[N,C] = softmax(x) over the last dimension. */

@@ -13,7 +13,8 @@
  * dL/dloss = 1 itself; otherwise the caller fills the last output's grad before tape_backward().
  * Fusion: conv2d and dense may carry their layer's ReLU (op->relu). Its backward masks the
  * output gradient (dy = 0 where y <= 0) before the layer's own backward, unless the only consumer
- * of y can apply that mask inside its own backward on this backend (max-pool, dropout): then
+ * of y can apply that mask inside its own backward on this backend (max-pool, dropout, dropout
+ * fused with the next dense layer): then
  * the consumer does it and no separate pass happens. Likewise the loss op computes its gradient
  * in the forward pass of a training step when the backend has a fused softmax_xent. A conv with
  * its ReLU feeding only a max pool may take its filter gradient from the pool's winners
@@ -78,6 +79,7 @@ struct TapeOp {
         struct { Conv2dShape conv; Pool2dShape pool; } conv_pool;
         struct { int in, out; } dense;
         struct { float rate; int index; } dropout;
+        struct { float rate; int index; int in, out; } dropout_dense;
         struct { int classes; } softmax;
     } p;
 };

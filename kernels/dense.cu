@@ -8,12 +8,19 @@
  * (7.6 + 10.8 us at batch 100, GPU run 3) for ~2 MFLOP each. Here: one block per row for the
  * forward (a fixed-order tree over the inputs), one thread per dx element, one thread per
  * (input, output) weight for dw with the bias gradient as input row `in` (sums over the rows in
- * order). Deterministic; CNN_DENSE_V=1 keeps the GEMM (the before of the benchmarks). */
+ * order). Deterministic; CNN_DENSE_V=1 keeps the GEMM (the before of the benchmarks).
+ *
+ * The same kernels take the dropout in front of a narrow layer (dropout_dense_*_cuda, the twin
+ * of kernels/dropout_dense.c): the forward draws the mask and reads x through it, the backward
+ * reads x through the mask for dw and applies the dropout's (and the ReLU's) backward to dx, so
+ * the dropout's output is never stored and its two launches are gone. The values are those of
+ * dropout_forward_cuda / dropout_backward_cuda around the plain narrow kernels, bit for bit. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/gemm_cuda.cuh"
 #include "kernels/kernels_cuda.h"
+#include "kernels/philox.h"
 
 namespace {
 
@@ -27,24 +34,83 @@ bool narrow(int out) {
     return out <= NARROW_OUT && !(v && strcmp(v, "1") == 0);
 }
 
-/* y[r, :] for one row r per block: thread t sums x[r,i] * w[i,:] over i = t, t + 128, ...; the
- * threads' sums are added in a fixed tree; then bias and ReLU as the GEMM's store. */
+/* The dropout in front of a narrow layer: x'[e] = keep ? x[e] * scale : 0. mask == NULL: none
+ * (a plain dense layer, or inference). */
+struct DropIn {
+    uint8_t *mask;        /* forward: written; backward: read */
+    float rate, scale;
+    uint64_t seed, stream_base, stream_per_step;
+    const int64_t *d_step; /* forward: the stream is stream_base + stream_per_step * (*d_step) */
+    const float *relu_x;   /* backward: dx = 0 where relu_x <= 0 too (NULL: no ReLU before) */
+};
+
+__device__ __forceinline__ uint32_t philox_word(const Philox4x32 &p, unsigned q) {
+    return q == 0 ? p.v[0] : q == 1 ? p.v[1] : q == 2 ? p.v[2] : p.v[3];
+}
+
+/* Draws the keep bits of elements e0 .. e0 + cnt - 1 (cnt <= 4) as dropout_forward does,
+ * writes them to the mask and applies them to xv. One Philox call where e0 starts a group of 4
+ * (every group when in % 4 == 0), two where the elements straddle groups. */
+__device__ __forceinline__ void dropout_group(const DropIn &d, uint64_t stream, size_t e0,
+                                              int cnt, float xv[4]) {
+    const Philox4x32 p0 = philox_block(d.seed, stream, e0 >> 2);
+    uint32_t words[4];
+    const unsigned q0 = (unsigned)(e0 & 3);
+    if (q0 == 0) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) words[j] = p0.v[j];
+    } else {
+        const Philox4x32 p1 = philox_block(d.seed, stream, (e0 >> 2) + 1);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const unsigned q = q0 + (unsigned)j;
+            words[j] = q < 4 ? philox_word(p0, q) : philox_word(p1, q - 4);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        if (j >= cnt) break;
+        const bool keep = philox_word_uniform(words[j]) >= d.rate;
+        d.mask[e0 + j] = keep;
+        xv[j] = keep ? xv[j] * d.scale : 0.0f;
+    }
+}
+
+/* x'[e] as the dw kernel reads it. */
+__device__ __forceinline__ float dropped_x(const float *x, const DropIn &d, size_t e) {
+    const float v = x[e];
+    return !d.mask ? v : d.mask[e] ? v * d.scale : 0.0f;
+}
+
+/* y[r, :] for one row r per block: thread t sums x'[r,i] * w[i,:] over the inputs in groups of
+ * 4, i = 4g .. 4g+3 for g = t, t + 128, ... (a group is one Philox call of the dropout's mask);
+ * the threads' sums are added in a fixed tree; then bias and ReLU as the GEMM's store. */
 __global__ void __launch_bounds__(NARROW_THREADS)
 dense_narrow_fwd_kernel(int in, int out, const float *x, const float *w, const float *b, float *y,
-                        int relu) {
+                        int relu, DropIn drop) {
     pdl_wait_and_release();
     __shared__ float red[NARROW_OUT][NARROW_THREADS];
     const int r = blockIdx.x, t = threadIdx.x;
     float acc[NARROW_OUT];
 #pragma unroll
     for (int o = 0; o < NARROW_OUT; o++) acc[o] = 0.0f;
+    const uint64_t stream =
+        drop.stream_base + (drop.d_step ? drop.stream_per_step * (uint64_t)*drop.d_step : 0);
     const float *xr = x + (size_t)r * in;
-    for (int i = t; i < in; i += NARROW_THREADS) {
-        const float xv = xr[i];
-        const float *wr = w + (size_t)i * out;
+    for (int i0 = 4 * t; i0 < in; i0 += 4 * NARROW_THREADS) {
+        const int cnt = in - i0 < 4 ? in - i0 : 4;
+        float xv[4];
 #pragma unroll
-        for (int o = 0; o < NARROW_OUT; o++)
-            if (o < out) acc[o] = fmaf(xv, wr[o], acc[o]);
+        for (int j = 0; j < 4; j++) xv[j] = j < cnt ? xr[i0 + j] : 0.0f;
+        if (drop.mask) dropout_group(drop, stream, (size_t)r * in + i0, cnt, xv);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            if (j >= cnt) break;
+            const float *wr = w + (size_t)(i0 + j) * out;
+#pragma unroll
+            for (int o = 0; o < NARROW_OUT; o++)
+                if (o < out) acc[o] = fmaf(xv[j], wr[o], acc[o]);
+        }
     }
 #pragma unroll
     for (int o = 0; o < NARROW_OUT; o++) red[o][t] = acc[o];
@@ -60,10 +126,11 @@ dense_narrow_fwd_kernel(int in, int out, const float *x, const float *w, const f
     }
 }
 
-/* dx[r, i] = sum_o dy[r, o] * w[i, o], o in order. 32-bit indices (callers check n*in < 2^31):
- * a 64-bit division is a ~70-instruction subroutine. */
+/* dx[r, i] = sum_o dy[r, o] * w[i, o], o in order; through the dropout (and ReLU) backward where
+ * drop.mask is set. 32-bit indices (callers check n*in < 2^31): a 64-bit division is a
+ * ~70-instruction subroutine. */
 __global__ void dense_narrow_dx_kernel(int n, int in, int out, const float *dy, const float *w,
-                                       float *dx) {
+                                       float *dx, DropIn drop) {
     pdl_wait_and_release();
     const unsigned total = (unsigned)n * (unsigned)in;
     for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total;
@@ -72,15 +139,19 @@ __global__ void dense_narrow_dx_kernel(int n, int in, int out, const float *dy, 
         const float *d = dy + (size_t)r * out, *wr = w + (size_t)i * out;
         float s = 0.0f;
         for (int o = 0; o < out; o++) s = fmaf(d[o], wr[o], s);
+        if (drop.mask) {
+            const bool pass = drop.mask[e] && (!drop.relu_x || drop.relu_x[e] > 0.0f);
+            s = pass ? s * drop.scale : 0.0f;
+        }
         dx[e] = s;
     }
 }
 
-/* dw[i, o] = sum_r x[r, i] * dy[r, o] and, as row i == in, db[o] = sum_r dy[r, o]: one thread per
+/* dw[i, o] = sum_r x'[r, i] * dy[r, o] and, as row i == in, db[o] = sum_r dy[r, o]: one thread per
  * (i, o), i fastest across threads (coalesced x). Four partial sums over r = 0, 1, 2, 3 mod 4
  * (four independent FMA chains instead of one n long), added as (s0 + s1) + (s2 + s3). */
 __global__ void dense_narrow_dw_kernel(int n, int in, int out, const float *x, const float *dy,
-                                       float *dw, float *db) {
+                                       float *dw, float *db, DropIn drop) {
     pdl_wait_and_release();
     const unsigned rows = db ? (unsigned)in + 1 : (unsigned)in;
     const unsigned total = rows * (unsigned)out;
@@ -88,18 +159,50 @@ __global__ void dense_narrow_dw_kernel(int n, int in, int out, const float *x, c
          e += gridDim.x * blockDim.x) {
         const unsigned o = e / rows, i = e % rows;
         float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        const float *xc = x + i, *dc = dy + o;
+        const float *dc = dy + o;
         const bool ones = i == (unsigned)in; /* the bias row */
         int r = 0;
         for (; r + 4 <= n; r += 4)
 #pragma unroll
             for (int q = 0; q < 4; q++)
-                s[q] = fmaf(ones ? 1.0f : xc[(size_t)(r + q) * in], dc[(size_t)(r + q) * out], s[q]);
-        for (; r < n; r++) s[r & 3] = fmaf(ones ? 1.0f : xc[(size_t)r * in], dc[(size_t)r * out], s[r & 3]);
+                s[q] = fmaf(ones ? 1.0f : dropped_x(x, drop, (size_t)(r + q) * in + i),
+                            dc[(size_t)(r + q) * out], s[q]);
+        for (; r < n; r++)
+            s[r & 3] = fmaf(ones ? 1.0f : dropped_x(x, drop, (size_t)r * in + i),
+                            dc[(size_t)r * out], s[r & 3]);
         const float v = (s[0] + s[1]) + (s[2] + s[3]);
         if (!ones) dw[(size_t)i * out + o] = v;
         else db[o] = v;
     }
+}
+
+/* The narrow path: forward and backward launches (dense_* and dropout_dense_* below). */
+bool narrow_fits(int n, int in, int out) {
+    return narrow(out) && (size_t)n * in < (1u << 31) && (size_t)(in + 1) * out < (1u << 31);
+}
+
+cudaError_t narrow_forward(int n, int in, int out, const float *x, const float *w, const float *b,
+                           float *y, int relu, const DropIn &drop, cudaStream_t stream) {
+    if (n == 0 || out == 0) return cudaSuccess;
+    CNN_KERNEL((unsigned)n, NARROW_THREADS, stream, dense_narrow_fwd_kernel)(in, out, x, w, b, y,
+                                                                             relu, drop);
+    return launch_status();
+}
+
+cudaError_t narrow_backward(int n, int in, int out, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *db, const DropIn &drop,
+                            cudaStream_t stream) {
+    if (out == 0) return cudaSuccess;
+    if (dx && n > 0 && in > 0) {
+        CNN_KERNEL(grid_for((size_t)n * in, 256), 256, stream, dense_narrow_dx_kernel)(
+            n, in, out, dy, w, dx, drop);
+        cudaError_t e = launch_status();
+        if (e != cudaSuccess) return e;
+    }
+    if (!dw) return cudaSuccess;
+    CNN_KERNEL(grid_for((size_t)(in + 1) * out, 128), 128, stream, dense_narrow_dw_kernel)(
+        n, in, out, x, dy, dw, db, drop);
+    return launch_status();
 }
 
 /* A(m,k) = x^T with a row of ones appended (m == in): the GEMM x^T*dy then also gives
@@ -138,12 +241,8 @@ extern "C" cudaError_t dense_forward_cuda(int n, int in, int out, const float *x
                                           const float *b, float *y, int relu, float *ws,
                                           size_t ws_floats, cudaStream_t stream) {
     if (n < 0 || in < 0 || out < 0) return cudaErrorInvalidValue;
-    if (narrow(out) && (size_t)n * in < (1u << 31)) {
-        if (n == 0 || out == 0) return cudaSuccess;
-        CNN_KERNEL((unsigned)n, NARROW_THREADS, stream, dense_narrow_fwd_kernel)(in, out, x, w, b,
-                                                                                 y, relu);
-        return launch_status();
-    }
+    if (narrow_fits(n, in, out))
+        return narrow_forward(n, in, out, x, w, b, y, relu, DropIn{}, stream);
     return gemm::launch<true, true>(n, out, in, gemm::MatA<false>{x, in}, gemm::MatB<false>{w, out},
                                     gemm::StoreBiasRelu{y, b, out, relu}, ws, ws_floats, stream);
 }
@@ -152,19 +251,8 @@ extern "C" cudaError_t dense_backward_cuda(int n, int in, int out, const float *
                                            const float *dy, float *dx, float *dw, float *db,
                                            float *ws, size_t ws_floats, cudaStream_t stream) {
     if (n < 0 || in < 0 || out < 0) return cudaErrorInvalidValue;
-    if (narrow(out) && (size_t)n * in < (1u << 31) && (size_t)(in + 1) * out < (1u << 31)) {
-        if (out == 0) return cudaSuccess;
-        if (dx && n > 0 && in > 0) {
-            CNN_KERNEL(grid_for((size_t)n * in, 256), 256, stream, dense_narrow_dx_kernel)(
-                n, in, out, dy, w, dx);
-            cudaError_t e = launch_status();
-            if (e != cudaSuccess) return e;
-        }
-        if (!dw) return cudaSuccess;
-        CNN_KERNEL(grid_for((size_t)(in + 1) * out, 128), 128, stream, dense_narrow_dw_kernel)(
-            n, in, out, x, dy, dw, db);
-        return launch_status();
-    }
+    if (narrow_fits(n, in, out))
+        return narrow_backward(n, in, out, x, w, dy, dx, dw, db, DropIn{}, stream);
     cudaError_t e = cudaSuccess;
     if (dx) {
         /* dx[n,in] = dy[n,out] * w^T: B(k=o, n=i) = w[i*out + o], contiguous along k. */
@@ -178,4 +266,32 @@ extern "C" cudaError_t dense_backward_cuda(int n, int in, int out, const float *
     return gemm::launch<false, true>(db ? in + 1 : in, out, n, XtOnes{x, in},
                                      gemm::MatB<false>{dy, out}, gemm::StoreWeightBias{dw, db, in, out}, ws,
                                      ws_floats, stream);
+}
+
+extern "C" int dropout_dense_fits_cuda(int n, int in, int out) {
+    return n >= 0 && in >= 0 && out >= 0 && narrow_fits(n, in, out);
+}
+
+extern "C" cudaError_t dropout_dense_forward_cuda(int n, int in, int out, float rate,
+                                                  uint64_t seed, uint64_t stream_base,
+                                                  uint64_t stream_per_step, const int64_t *d_step,
+                                                  const float *x, const float *w, const float *b,
+                                                  float *y, uint8_t *mask, int relu,
+                                                  cudaStream_t stream) {
+    if (!dropout_dense_fits_cuda(n, in, out)) return cudaErrorInvalidValue;
+    DropIn drop{};
+    if (mask)
+        drop = DropIn{mask, rate, dropout_scale(rate), seed, stream_base, stream_per_step, d_step,
+                      NULL};
+    return narrow_forward(n, in, out, x, w, b, y, relu, drop, stream);
+}
+
+extern "C" cudaError_t dropout_dense_backward_cuda(int n, int in, int out, float rate,
+                                                   const uint8_t *mask, int relu_x, const float *x,
+                                                   const float *w, const float *dy, float *dx,
+                                                   float *dw, float *db, cudaStream_t stream) {
+    if (!dropout_dense_fits_cuda(n, in, out) || !mask) return cudaErrorInvalidValue;
+    const DropIn drop{const_cast<uint8_t *>(mask), rate, dropout_scale(rate), 0, 0, 0, NULL,
+                      relu_x ? x : NULL};
+    return narrow_backward(n, in, out, x, w, dy, dx, dw, db, drop, stream);
 }

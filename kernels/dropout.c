@@ -5,9 +5,6 @@
 #include "kernels/parallel.h"
 #include "kernels/philox.h"
 
-/* 1/(1-rate); rate >= 1 keeps nothing, and the scale is then never used on a kept element. */
-static float dropout_scale(float rate) { return rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f; }
-
 void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const float *x,
                      float *y, uint8_t *mask) {
     const float scale = dropout_scale(rate);
@@ -15,13 +12,10 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
     const size_t blocks = (n + 3) / 4;
     KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS / 16)) /* Philox: ~16x a plain pass */
     for (size_t b = 0; b < blocks; b++) {
-        Philox4x32 ctr = {{(uint32_t)b, (uint32_t)((uint64_t)b >> 32), (uint32_t)stream,
-                           (uint32_t)(stream >> 32)}};
-        Philox4x32 r = philox4x32_10(ctr, (uint32_t)seed, (uint32_t)(seed >> 32));
+        Philox4x32 r = philox_block(seed, stream, b);
         for (size_t j = 0; j < 4 && b * 4 + j < n; j++) {
             size_t i = b * 4 + j;
-            float u = (float)(r.v[j] >> 8) * (1.0f / 16777216.0f); /* as philox_uniform */
-            uint8_t keep = u >= rate;
+            uint8_t keep = philox_word_uniform(r.v[j]) >= rate;
             mask[i] = keep;
             y[i] = keep ? x[i] * scale : 0.0f;
         }

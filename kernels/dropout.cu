@@ -7,11 +7,6 @@
 
 namespace {
 
-/* As kernels/dropout.c: 1/(1-rate), unused when rate >= 1 (nothing is kept). */
-__host__ __device__ float dropout_scale(float rate) {
-    return rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f;
-}
-
 /* One thread per group of 4 elements: one Philox call gives their 4 words. */
 __global__ void dropout_fwd_kernel(size_t n, float rate, float scale, uint64_t seed,
                                    uint64_t stream_base, uint64_t stream_per_step,
@@ -22,15 +17,12 @@ __global__ void dropout_fwd_kernel(size_t n, float rate, float scale, uint64_t s
     size_t groups = (n + 3) / 4;
     for (size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x; b < groups;
          b += (size_t)gridDim.x * blockDim.x) {
-        Philox4x32 ctr = {{(uint32_t)b, (uint32_t)((uint64_t)b >> 32), (uint32_t)stream,
-                           (uint32_t)(stream >> 32)}};
-        Philox4x32 r = philox4x32_10(ctr, (uint32_t)seed, (uint32_t)(seed >> 32));
+        Philox4x32 r = philox_block(seed, stream, b);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             size_t i = b * 4 + j;
             if (i >= n) break;
-            float u = (float)(r.v[j] >> 8) * (1.0f / 16777216.0f); /* as philox_uniform */
-            uint8_t keep = u >= rate;
+            uint8_t keep = philox_word_uniform(r.v[j]) >= rate;
             mask[i] = keep;
             y[i] = keep ? x[i] * scale : 0.0f;
         }

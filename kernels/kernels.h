@@ -137,6 +137,10 @@ void relu_forward(size_t n, const float *x, float *y);
 /* dx = dy where y > 0, else 0 (TF's ReluGrad); dx may alias dy. */
 void relu_backward(size_t n, const float *y, const float *dy, float *dx);
 
+/* The scale of dropout's kept elements, 1/(1-rate); rate >= 1 keeps nothing (the scale is then
+ * never used). One definition for the CPU and CUDA kernels. */
+static inline float dropout_scale(float rate) { return rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f; }
+
 /* Inverted dropout with drop probability `rate`: element i is kept when
  * philox_uniform(seed, stream, i) >= rate (kernels/philox.h), and kept values are scaled by
  * 1/(1-rate). mask[i] = 1 if kept. `stream` selects an independent random stream (the trainer
@@ -145,6 +149,25 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
                      float *y, uint8_t *mask);
 /* dx = dy * mask / (1-rate); dx may alias dy. */
 void dropout_backward(size_t n, float rate, const uint8_t *mask, const float *dy, float *dx);
+
+/* ---- dropout + dense, fused (kernels/dropout_dense.c; CUDA twin in dense.cu) --------------- *
+ * A dropout whose only consumer is a dense layer: y = dense(dropout(x)) with the dropout's
+ * output x' never stored; the dense layer reads x through the mask instead.
+ * Forward, training (mask != NULL): keep and mask exactly as dropout_forward(n * in, rate, seed,
+ * stream, x, x', mask) (element e = row * in + i), x'[e] = keep ? x[e] * scale : 0 with scale =
+ * 1/(1-rate); then y = x' * w + b (b may be NULL), and with relu y = max(y, 0). mask == NULL
+ * (inference): x' = x, and seed, stream and rate are unused. Each y is acc = 0, acc = fmaf(x'_i,
+ * w_io, acc) over i in order, then + b (the CUDA twin adds in another order: 1e-5). */
+void dropout_dense_forward(int n, int in, int out, float rate, uint64_t seed, uint64_t stream,
+                           const float *x, const float *w, const float *b, float *y,
+                           uint8_t *mask, int relu);
+/* Backward of the forward's dense layer and dropout, from dy = dL/dy (already through the
+ * forward's relu, if any): g = dy * w^T, then dx[e] = g[e] * scale where mask[e] (and, with
+ * relu_x, where x[e] > 0: x is the output of a ReLU whose backward this applies too), else 0;
+ * dx may be NULL. dw = x'^T * dy and db = sum over rows of dy (db may be NULL), always written. */
+void dropout_dense_backward(int n, int in, int out, float rate, const uint8_t *mask, int relu_x,
+                            const float *x, const float *w, const float *dy, float *dx, float *dw,
+                            float *db);
 
 /* ---- softmax and loss --------------------------------------------------------------------- */
 /* probs[N,C] = softmax(logits) (max-subtracted, numerically stable). */

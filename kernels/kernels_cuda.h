@@ -124,6 +124,27 @@ cudaError_t dropout_forward_cuda(size_t n, float rate, uint64_t seed, uint64_t s
 cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t *mask, const float *relu_y,
                                   const float *dy, float *dx, cudaStream_t stream);
 
+/* ---- dropout + dense, fused (the twin of kernels/dropout_dense.c; in dense.cu) -------------- */
+/* Non-zero when the fused kernels take a layer of these sizes: the narrow path (out <= 16, not
+ * under CNN_DENSE_V=1) with 32-bit indices. The two calls below refuse other sizes
+ * (cudaErrorInvalidValue). */
+int dropout_dense_fits_cuda(int n, int in, int out);
+/* dropout_dense_forward with the mask's stream as dropout_forward_cuda's (stream_base +
+ * stream_per_step * (*d_step); d_step NULL: stream_base); mask NULL: inference. The same bits as
+ * dropout_forward_cuda then dense_forward_cuda on its output. */
+cudaError_t dropout_dense_forward_cuda(int n, int in, int out, float rate, uint64_t seed,
+                                       uint64_t stream_base, uint64_t stream_per_step,
+                                       const int64_t *d_step, const float *x, const float *w,
+                                       const float *b, float *y, uint8_t *mask, int relu,
+                                       cudaStream_t stream);
+/* dropout_dense_backward (dx may be NULL; dw NULL skips dw and db, as dense_backward_cuda): the
+ * same bits as dense_backward_cuda on the dropout's output, then dropout_backward_cuda (with
+ * relu_y = x when relu_x). */
+cudaError_t dropout_dense_backward_cuda(int n, int in, int out, float rate, const uint8_t *mask,
+                                        int relu_x, const float *x, const float *w,
+                                        const float *dy, float *dx, float *dw, float *db,
+                                        cudaStream_t stream);
+
 /* ---- softmax and loss ----------------------------------------------------------------------- */
 cudaError_t softmax_forward_cuda(int n, int c, const float *logits, float *probs,
                                  cudaStream_t stream);

@@ -47,21 +47,27 @@ PHILOX_FN Philox4x32 philox4x32_10(Philox4x32 ctr, uint32_t k0, uint32_t k1) {
     return ctr;
 }
 
-/* 32 random bits for element i of stream `stream` under `seed`. */
-PHILOX_FN uint32_t philox_u32(uint64_t seed, uint64_t stream, uint64_t i) {
+/* The 4 words of elements 4*block .. 4*block+3 of stream `stream` under `seed`. */
+PHILOX_FN Philox4x32 philox_block(uint64_t seed, uint64_t stream, uint64_t block) {
     Philox4x32 c;
-    uint64_t block = i >> 2;
     c.v[0] = (uint32_t)block;
     c.v[1] = (uint32_t)(block >> 32);
     c.v[2] = (uint32_t)stream;
     c.v[3] = (uint32_t)(stream >> 32);
-    Philox4x32 r = philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
-    return r.v[i & 3];
+    return philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+}
+
+/* 32 random bits for element i of stream `stream` under `seed`. */
+PHILOX_FN uint32_t philox_u32(uint64_t seed, uint64_t stream, uint64_t i) {
+    return philox_block(seed, stream, i >> 2).v[i & 3];
 }
 
 /* Uniform float in [0,1) with 24 random bits (exactly representable, identical everywhere). */
+PHILOX_FN float philox_word_uniform(uint32_t word) {
+    return (float)(word >> 8) * (1.0f / 16777216.0f);
+}
 PHILOX_FN float philox_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
-    return (float)(philox_u32(seed, stream, i) >> 8) * (1.0f / 16777216.0f);
+    return philox_word_uniform(philox_u32(seed, stream, i));
 }
 
 /* Streams used by the engine, so that no two uses share random numbers. */

@@ -12,6 +12,7 @@
 #include "kernels/philox.h"
 #include "support/check_run.h"
 #include "support/conv_pool_cpu.h"
+#include "support/dropout_dense_cpu.h"
 #include "support/gradcheck.h"
 
 #define IMG 784
@@ -212,9 +213,22 @@ static void counted_from_y(Backend *be, const Pool2dShape *s, const float *dy,
     from_y_entry(be, s, dy, argmax, y, dx);
 }
 
+/* dropout_dense_backward of the CPU twin, counted: the fused dropout + logits layer ran. */
+static int dropout_dense_calls;
+static void (*dropout_dense_entry)(Backend *, int, int, int, float, const uint8_t *, int,
+                                   const float *, const float *, const float *, float *, float *,
+                                   float *);
+static void counted_dropout_dense(Backend *be, int n, int in, int out, float rate,
+                                  const uint8_t *mask, int relu_x, const float *x, const float *w,
+                                  const float *dy, float *dx, float *dw, float *db) {
+    dropout_dense_calls++;
+    dropout_dense_entry(be, n, in, out, rate, mask, relu_x, x, w, dy, dx, dw, db);
+}
+
 /* The default model (the original job's) with its first layer fused and conv2's filter gradient
  * from pool2 (_i = 0, as the CUDA backend's CNN_CUDA_FUSED=3), or with conv2 + ReLU + pool2 one
- * op as well (_i = 1, CNN_CUDA_FUSED=4), against the unfused model on the same CPU kernels: the
+ * op as well (_i = 1, CNN_CUDA_FUSED=4), or with the dropout and the logits layer one op too
+ * (_i = 2, CNN_CUDA_FUSED=5), against the unfused model on the same CPU kernels: the
  * same state (names, shapes, initial values: checkpoints do not change), the same loss, logits
  * and gradients of every parameter on a batch below the model's, and five training steps to
  * 1e-4. The fused ops sum the conv in tap order and the filter gradients in another order
@@ -229,11 +243,15 @@ START_TEST(test_fused_first_layer_same_model) {
     Model *ref = model_create(&cfg, err, sizeof err);
     ck_assert_msg(ref != NULL, "%s", err);
     Backend *be = test_add_conv_pool_entries(backend_cpu_create());
-    if (_i == 1) {
+    if (_i >= 1) {
         from_y_entry = test_add_conv_pool_middle_entry(be)->maxpool2d_relu_backward_from_y;
         be->maxpool2d_relu_backward_from_y = counted_from_y;
     }
-    from_y_calls = 0;
+    if (_i == 2) {
+        dropout_dense_entry = test_add_dropout_dense_entries(be)->dropout_dense_backward;
+        be->dropout_dense_backward = counted_dropout_dense;
+    }
+    from_y_calls = dropout_dense_calls = 0;
     Model *fused = model_create_on(&cfg, be, err, sizeof err);
     ck_assert_msg(fused != NULL, "%s", err);
     ck_assert_int_eq(model_state_count(fused), model_state_count(ref));
@@ -255,7 +273,8 @@ START_TEST(test_fused_first_layer_same_model) {
     float loss_a, loss_b;
     ck_assert_int_eq(model_compute_gradients(ref, img, lab, n, &loss_a, la, err, sizeof err), 0);
     ck_assert_int_eq(model_compute_gradients(fused, img, lab, n, &loss_b, lb, err, sizeof err), 0);
-    ck_assert_int_eq(from_y_calls, _i); /* conv2's op, once per backward */
+    ck_assert_int_eq(from_y_calls, _i >= 1);           /* conv2's op, once per backward */
+    ck_assert_int_eq(dropout_dense_calls, _i == 2); /* the logits layer's */
     ck_assert(test_max_scaled_diff(&loss_b, &loss_a, 1, 1e-7, 1e-6, NULL) <= 1);
     double lmax = 0;
     for (int i = 0; i < n * 10; i++) lmax = fmax(lmax, fabs(la[i]));
@@ -594,7 +613,7 @@ int main(void) {
     const struct { const char *name; const TTest *test; int loops; } tests[] = {
         {"init", test_default_state_and_init, 1},
         {"gradients", test_model_gradients_fd, 1},
-        {"fused_first_layer", test_fused_first_layer_same_model, 2},
+        {"fused_first_layer", test_fused_first_layer_same_model, 3},
         {"optimizer", test_optimizer_step, 1},
         {"optimizer_per_layer", test_optimizer_per_layer_same_bits, 1},
         {"determinism", test_determinism, 1},

@@ -18,6 +18,7 @@
 #include "kernels/philox.h"
 #include "support/check_run.h"
 #include "support/conv_pool_cpu.h"
+#include "support/dropout_dense_cpu.h"
 #include "support/gradcheck.h"
 
 typedef struct {
@@ -483,6 +484,127 @@ END_TEST
 START_TEST(test_conv_relu_maxpool_fused_middle_layer) { pool_nets_agree(2, 4); }
 END_TEST
 
+/* Dropout and the dense layer after it as one op (op_dropout_dense, on the kernels/ CPU twin:
+ * support/dropout_dense_cpu.h). Finite differences through a ReLU'd dense layer into the fused
+ * op with a ReLU of its own, so that every path runs: the mask drawn as op_dropout's, the
+ * ReLU's mask of x applied by the fused backward (mask_input_relu), the op's own ReLU. */
+START_TEST(test_dropout_dense) {
+    Check c;
+    check_begin(&c, 4);
+    test_add_dropout_dense_entries(c.be);
+    int xs[2] = {4, 13}, w1s[2] = {13, 37}, w2s[2] = {37, 6}, bs = 6;
+    Tensor *x = input(&c, 2, xs, 1, 0.01);
+    Tensor *w1 = input(&c, 2, w1s, 0, 0.002);
+    Tensor *w2 = input(&c, 2, w2s, 0, 0.01);
+    Tensor *b2 = input(&c, 1, &bs, 0, 0.01);
+    Tensor *h = op_dense(&c.t, x, w1, NULL, 1);
+    ck_assert(op_dropout_dense_fits(&c.t, h, 6));
+    commit(&c, op_dropout_dense(&c.t, h, 0.4f, w2, b2, 1), 0);
+    ck_assert_int_eq(c.t.n_ops, 2);
+    ck_assert(c.t.ops[1].mask_input_relu && c.t.ops[0].relu_grad_masked);
+    int64_t step = 3;
+    c.be->upload(c.be, c.t.step, &step, sizeof step);
+    check_grads(&c, 1e-3, 2e-3, 200);
+    /* The mask is op_dropout's: Philox(seed, PHILOX_STREAM_DROPOUT + step*16 + 0, i). */
+    const uint8_t *mask = c.t.ops[1].saved[0]->data;
+    int kept = 0;
+    for (int i = 0; i < 4 * 37; i++) {
+        int keep = philox_uniform(7, PHILOX_STREAM_DROPOUT + 3 * 16, (uint64_t)i) >= 0.4f;
+        ck_assert_int_eq(mask[i], keep);
+        kept += keep;
+    }
+    ck_assert_int_gt(kept, 60);
+    ck_assert_int_lt(kept, 120);
+    /* Without the entries, or with the tape's 16 dropout streams taken: not fused. */
+    Check plain;
+    check_begin(&plain, 4);
+    Tensor *px = input(&plain, 2, xs, 1, 0.01);
+    ck_assert(!op_dropout_dense_fits(&plain.t, px, 6));
+    test_add_dropout_dense_entries(plain.be);
+    plain.t.n_dropout = 16;
+    ck_assert(!op_dropout_dense_fits(&plain.t, px, 6));
+    check_end(&plain);
+    check_end(&c);
+}
+END_TEST
+
+/* The fused op against op_dropout + op_dense in a small network and its loss, at a batch below
+ * the tape's, training and inference: the same masks, the loss and every gradient to 1e-5 (the
+ * twin's dense layer sums in another order than the CPU's sgemm). */
+typedef struct {
+    Backend *be;
+    Tape t;
+    Tensor *x, *in[4], *loss, *logits;
+} DropNet;
+
+static void drop_net(DropNet *f, int fused, int training) {
+    char err[256];
+    f->be = backend_cpu_create();
+    if (fused) test_add_dropout_dense_entries(f->be);
+    Tape *t = &f->t;
+    tape_init(t, f->be, 5, 11);
+    int xs[2] = {5, 30}, w1[2] = {30, 41}, b1 = 41, w2[2] = {41, 10}, b2 = 10, n = 5;
+    Tensor *x = f->x = tape_tensor(t, DT_F32, 2, xs, 1);
+    x->requires_grad = 1;
+    const int *shapes[4] = {w1, &b1, w2, &b2};
+    int ranks[4] = {2, 1, 2, 1};
+    for (int i = 0; i < 4; i++) {
+        f->in[i] = tape_tensor(t, DT_F32, ranks[i], shapes[i], 0);
+        f->in[i]->requires_grad = 1;
+    }
+    Tensor *labels = tape_tensor(t, DT_I32, 1, &n, 1);
+    Tensor *h = op_dense(t, x, f->in[0], f->in[1], 1);
+    f->logits = fused ? op_dropout_dense(t, h, 0.4f, f->in[2], f->in[3], 0)
+                      : op_dense(t, op_dropout(t, h, 0.4f), f->in[2], f->in[3], 0);
+    f->loss = op_softmax_xent(t, f->logits, labels);
+    ck_assert_ptr_nonnull(f->loss);
+    ck_assert_int_eq(t->n_ops, fused ? 3 : 4);
+    ck_assert_int_eq(tape_commit(t, err, sizeof err), 0);
+    t->training = training;
+    for (int i = -1; i < 4; i++) {
+        Tensor *p = i < 0 ? x : f->in[i];
+        float *v = malloc(p->count * sizeof(float));
+        test_fill_uniform(v, p->count, -0.5f, 0.5f, 5, (uint64_t)(i + 1));
+        f->be->upload(f->be, p->data, v, p->count * sizeof(float));
+        free(v);
+    }
+    int32_t lab[5] = {4, 0, 7, 9, 1};
+    f->be->upload(f->be, labels->data, lab, sizeof lab);
+    int64_t step = 11;
+    f->be->upload(f->be, t->step, &step, sizeof step);
+    t->n = 4; /* a smaller last batch */
+    tape_forward(t, 0, t->n_ops);
+    if (training) tape_backward(t, NULL, NULL);
+}
+
+static void drop_nets_agree(int training) {
+    DropNet ref, f;
+    drop_net(&ref, 0, training);
+    drop_net(&f, 1, training);
+    ck_assert(test_max_scaled_diff(f.logits->data, ref.logits->data, 4 * 10, 1e-6, 1e-5, NULL) <=
+              1);
+    if (training) {
+        ck_assert_int_eq(memcmp(f.t.ops[1].saved[0]->data, ref.t.ops[1].saved[0]->data, 4 * 41),
+                         0);
+        ck_assert(test_max_scaled_diff(f.loss->data, ref.loss->data, 1, 1e-7, 1e-6, NULL) <= 1);
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(test_max_scaled_diff(f.in[i]->grad, ref.in[i]->grad, ref.in[i]->count,
+                                               1e-6, 1e-5, NULL) <= 1,
+                          "gradient of parameter %d differs", i);
+        ck_assert(test_max_scaled_diff(f.x->grad, ref.x->grad, 4 * 30, 1e-6, 1e-5, NULL) <= 1);
+    }
+    tape_free(&f.t);
+    f.be->destroy(f.be);
+    tape_free(&ref.t);
+    ref.be->destroy(ref.be);
+}
+
+START_TEST(test_dropout_dense_vs_two_ops) {
+    drop_nets_agree(1);
+    drop_nets_agree(0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("core_ops");
     TCase *tc = tcase_create("gradients");
@@ -502,6 +624,8 @@ int main(void) {
     tcase_add_test(tc, test_conv_relu_maxpool_fused_op);
     tcase_add_test(tc, test_conv_filter_grad_from_pool);
     tcase_add_test(tc, test_conv_relu_maxpool_fused_middle_layer);
+    tcase_add_test(tc, test_dropout_dense);
+    tcase_add_test(tc, test_dropout_dense_vs_two_ops);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -1,11 +1,12 @@
 /* test_backend_cuda.c: core/backend_cuda.c, the CUDA backend the trainer's --device cuda uses,
  * run on the CPU emulator (tests/emu) with the original job's model, against the CPU backend
  * from the same seed: the backend table's wiring and core's plans on it (the fused first layer,
- * filter gradients from the pools' winners, conv2 + ReLU + pool2 as one op, the ReLU and loss
- * fusions), which test_kernels checks only kernel by kernel and test_train only on a GPU.
+ * filter gradients from the pools' winners, conv2 + ReLU + pool2 as one op, the dropout and the
+ * logits layer as one op, the ReLU and loss fusions), which test_kernels checks only kernel by
+ * kernel and test_train only on a GPU.
  *
- * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4; 1 and 4 under CNN_TEST_QUICK), with the
- * parameter gradients and updates on their own stream (and level 4 with the updates on the main
+ * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 5 under CNN_TEST_QUICK), with the
+ * parameter gradients and updates on their own stream (and level 5 with the updates on the main
  * stream, and on one stream): gradients of every parameter, loss and logits
  * on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two training
  * steps from host batches (losses to 1e-4 relative), predictions (to 1e-4), then three steps
@@ -168,7 +169,7 @@ static void compare_level(const char *fused, const char *streams) {
  * steps eagerly: still the CPU's results. */
 static void capture_refused(void) {
     setenv("CNN_CUDA_GRAPHS", "1", 1);
-    setenv("CNN_CUDA_FUSED", "4", 1);
+    setenv("CNN_CUDA_FUSED", "5", 1);
     setenv("CNN_CUDA_STREAMS", "2", 1);
     char err[256];
     Backend *be = backend_cuda_create(err, sizeof err);
@@ -196,11 +197,12 @@ int main(void) {
     if (!(quick && strcmp(quick, "0") != 0)) {
         compare_level("0", "2");
         compare_level("3", "2");
-        compare_level("4", "0");
-        compare_level("4", "1");
+        compare_level("4", "2");
+        compare_level("5", "0");
+        compare_level("5", "1");
     }
     compare_level("1", "2");
-    compare_level("4", "2");
+    compare_level("5", "2");
     capture_refused(); /* last: it turns PDL off for the process */
     printf("SUMMARY test_backend_cuda: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;

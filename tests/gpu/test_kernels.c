@@ -44,6 +44,16 @@ static void check_device_bytes(const char *what, const char *tag, const void *de
     free(g);
 }
 
+/* Downloads n floats of a device buffer and checks them against the host's to tol. */
+static void check_device_close(const char *what, const char *tag, const float *dev,
+                               const float *host, size_t n, double tol) {
+    char name[192];
+    snprintf(name, sizeof name, "%s %s", what, tag);
+    float *g = dev_download(dev, n * 4);
+    check_close(name, g, host, n, tol);
+    free(g);
+}
+
 static int quick = 0;
 static int with_lib = 1; /* --no-lib: skip the cuDNN/cuBLAS checks (sanitizer runs: our kernels) */
 #ifndef CNN_CUDA_EMU
@@ -706,6 +716,108 @@ static void test_dropout(void) {
     test_dropout_case(quick ? 4096 : 1024 * 1000, 0.4f, 11999);
 }
 
+/* ---- dropout + dense, fused --------------------------------------------------------------- */
+/* dropout_dense_*_cuda (kernels/dense.cu) against the CPU twin (mask bitwise, the layer to
+ * TOL_GEMM: another summation order), and bit for bit against what they replace on the GPU:
+ * dropout_forward_cuda then the narrow dense_forward_cuda, dense_backward_cuda on the dropout's
+ * output then dropout_backward_cuda (with relu_y = x). Inference (no mask): dense_forward_cuda. */
+static void test_dropout_dense_case(int n, int in, int out, int relu, int relu_x, int with_bias,
+                                    int64_t step) {
+    const float rate = 0.4f;
+    const uint64_t seed = rng_u64(), base = PHILOX_STREAM_DROPOUT + 2;
+    const size_t nx = (size_t)n * in, ny = (size_t)n * out, nw = (size_t)in * out;
+    float *x = host_random(nx, -1, 1), *w = host_random(nw, -0.1f, 0.1f);
+    float *b = host_random((size_t)out, -0.5f, 0.5f), *dy = host_random(ny, -1, 1);
+    if (relu_x) relu_forward(nx, x, x); /* a ReLU's output: zeros included */
+    float *y = host_alloc(ny * 4), *yi = host_alloc(ny * 4), *dx = host_alloc(nx * 4);
+    float *dw = host_alloc(nw * 4), *db = host_alloc((size_t)out * 4);
+    uint8_t *mask = host_alloc(nx);
+    const float *bias = with_bias ? b : NULL;
+    dropout_dense_forward(n, in, out, rate, seed, base + (uint64_t)step * 16, x, w, bias, y, mask,
+                          relu);
+    dropout_dense_forward(n, in, out, rate, 0, 0, x, w, bias, yi, NULL, relu);
+    dropout_dense_backward(n, in, out, rate, mask, relu_x, x, w, dy, dx, dw, with_bias ? db : NULL);
+
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(w, nw * 4), *dB = dev_upload(b, out * 4);
+    float *dDY = dev_upload(dy, ny * 4);
+    int64_t *dstep = dev_upload(&step, sizeof step);
+    float *dY = dev_poisoned(ny * 4), *dYI = dev_poisoned(ny * 4), *dDX = dev_poisoned(nx * 4);
+    float *dDW = dev_poisoned(nw * 4), *dDB = dev_poisoned((size_t)out * 4);
+    uint8_t *dM = dev_poisoned(nx);
+    const float *dBias = with_bias ? dB : NULL;
+    CK(dropout_dense_forward_cuda(n, in, out, rate, seed, base, 16, dstep, dX, dW, dBias, dY, dM,
+                                  relu, 0));
+    CK(dropout_dense_forward_cuda(n, in, out, rate, 0, 0, 0, NULL, dX, dW, dBias, dYI, NULL, relu,
+                                  0));
+    /* As the CUDA backend issues them: dw and db, then dx. */
+    CK(dropout_dense_backward_cuda(n, in, out, rate, dM, relu_x, dX, dW, dDY, NULL, dDW,
+                                   with_bias ? dDB : NULL, 0));
+    CK(dropout_dense_backward_cuda(n, in, out, rate, dM, relu_x, dX, dW, dDY, dDX, NULL, NULL, 0));
+    char what[128];
+    snprintf(what, sizeof what, "dropout+dense %dx%d->%d relu %d relu_x %d bias %d", n, in, out,
+             relu, relu_x, with_bias);
+    check_device_bytes(what, "mask", dM, mask, nx);
+    check_device_close(what, "y", dY, y, ny, TOL_GEMM);
+    check_device_close(what, "y (inference)", dYI, yi, ny, TOL_GEMM);
+    check_device_close(what, "dx", dDX, dx, nx, TOL_GEMM);
+    check_device_close(what, "dw", dDW, dw, nw, TOL_GEMM);
+    if (with_bias) check_device_close(what, "db", dDB, db, (size_t)out, TOL_GEMM);
+
+    /* The unfused sequence on the GPU: the same bits. */
+    float *dXD = dev_poisoned(nx * 4), *dY2 = dev_poisoned(ny * 4), *dG = dev_poisoned(nx * 4);
+    float *dDX2 = dev_poisoned(nx * 4), *dDW2 = dev_poisoned(nw * 4);
+    float *dDB2 = dev_poisoned((size_t)out * 4);
+    uint8_t *dM2 = dev_poisoned(nx);
+    CK(dropout_forward_cuda(nx, rate, seed, base, 16, dstep, dX, dXD, dM2, 0));
+    CK(dense_forward_cuda(n, in, out, dXD, dW, dBias, dY2, relu, NULL, 0, 0));
+    CK(dense_backward_cuda(n, in, out, dXD, dW, dDY, dG, dDW2, with_bias ? dDB2 : NULL, NULL, 0,
+                           0));
+    CK(dropout_backward_cuda(nx, rate, dM2, relu_x ? dX : NULL, dG, dDX2, 0));
+    void *ref = dev_download(dY2, ny * 4);
+    check_device_bytes(what, "== dropout, dense: y", dY, ref, ny * 4);
+    free(ref);
+    CK(dense_forward_cuda(n, in, out, dX, dW, dBias, dY2, relu, NULL, 0, 0));
+    ref = dev_download(dY2, ny * 4);
+    check_device_bytes(what, "== dense (inference): y", dYI, ref, ny * 4);
+    free(ref);
+    ref = dev_download(dDX2, nx * 4);
+    check_device_bytes(what, "== dense, dropout backward: dx", dDX, ref, nx * 4);
+    free(ref);
+    ref = dev_download(dDW2, nw * 4);
+    check_device_bytes(what, "== dense backward: dw", dDW, ref, nw * 4);
+    free(ref);
+    if (with_bias) {
+        ref = dev_download(dDB2, (size_t)out * 4);
+        check_device_bytes(what, "== dense backward: db", dDB, ref, (size_t)out * 4);
+        free(ref);
+    }
+    free(x); free(w); free(b); free(dy); free(y); free(yi); free(dx); free(dw); free(db);
+    free(mask);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dstep));
+    CK(cudaFree(dY)); CK(cudaFree(dYI)); CK(cudaFree(dDX)); CK(cudaFree(dDW)); CK(cudaFree(dDB));
+    CK(cudaFree(dM)); CK(cudaFree(dXD)); CK(cudaFree(dY2)); CK(cudaFree(dG)); CK(cudaFree(dDX2));
+    CK(cudaFree(dDW2)); CK(cudaFree(dDB2)); CK(cudaFree(dM2));
+}
+
+static void test_dropout_dense(void) {
+    /* Sizes the fused kernels refuse: wider than the narrow path. */
+    check_count++;
+    if (dropout_dense_fits_cuda(100, 1024, 10) && !dropout_dense_fits_cuda(100, 1024, 17) &&
+        dropout_forward_cuda(0, 0.4f, 0, 0, 0, NULL, NULL, NULL, NULL, 0) == cudaSuccess &&
+        dropout_dense_forward_cuda(3, 8, 17, 0.4f, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0,
+                                   0) == cudaErrorInvalidValue) {
+        printf("PASS dropout+dense fits out <= 16, refuses 17\n");
+    } else {
+        check_failures++;
+        printf("FAIL dropout+dense: the sizes it takes\n");
+    }
+    test_dropout_dense_case(7, 1024, 10, 0, 1, 1, 37); /* the model's, a few rows */
+    test_dropout_dense_case(5, 13, 3, 1, 0, 0, 0);     /* in % 4 != 0: mask groups straddle rows */
+    test_dropout_dense_case(1, 1, 1, 0, 1, 1, 5);
+    test_dropout_dense_case(6, 37, 16, 1, 1, 1, 11999);
+    test_dropout_dense_case(quick ? 9 : 100, 1024, 10, 0, 1, 1, 1234); /* batch 100 */
+}
+
 /* ---- softmax, cross-entropy, argmax --------------------------------------------------------- */
 static void test_softmax_case(int n, int c) {
     float *logits = host_random((size_t)n * c, -8, 8);
@@ -1352,6 +1464,7 @@ int main(int argc, char **argv) {
     test_conv_pool();
     test_relu();
     test_dropout();
+    test_dropout_dense();
     test_softmax();
     test_optimizers();
     test_adam_versions();
