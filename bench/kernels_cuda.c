@@ -275,11 +275,40 @@ typedef struct {
     int n, in, out, relu, pass; /* pass 0 fwd, 1 bwd */
     float *x, *w, *b, *y, *dy, *dx, *dw, *db, *ws, *ones;
     size_t ws_floats;
+    /* The dropout before the layer (rate 0.4; x is a ReLU's output): 1 fused into the layer's
+     * kernels (dropout_dense_*_cuda), 2 our dropout kernels and the layer's in sequence. */
+    int dropout;
+    uint8_t *mask;
+    float *xd, *g; /* unfused: the dropout's output, the gradient at it */
+    int64_t *step;
 } DenseBench;
+
+static void run_dense_dropout(const DenseBench *d) {
+    const size_t nx = (size_t)d->n * d->in;
+    if (d->dropout == 1 && d->pass == 0)
+        CK(dropout_dense_forward_cuda(d->n, d->in, d->out, 0.4f, 7, PHILOX_STREAM_DROPOUT, 16,
+                                      d->step, d->x, d->w, d->b, d->y, d->mask, d->relu, stream));
+    if (d->dropout == 1 && d->pass == 1)
+        CK(dropout_dense_backward_cuda(d->n, d->in, d->out, 0.4f, d->mask, 1, d->x, d->w, d->dy,
+                                       d->dx, d->dw, d->db, stream));
+    if (d->dropout == 2 && d->pass == 0) {
+        CK(dropout_forward_cuda(nx, 0.4f, 7, PHILOX_STREAM_DROPOUT, 16, d->step, d->x, d->xd,
+                                d->mask, stream));
+        CK(dense_forward_cuda(d->n, d->in, d->out, d->xd, d->w, d->b, d->y, d->relu, d->ws,
+                              d->ws_floats, stream));
+    }
+    if (d->dropout == 2 && d->pass == 1) {
+        CK(dense_backward_cuda(d->n, d->in, d->out, d->xd, d->w, d->dy, d->g, d->dw, d->db, d->ws,
+                               d->ws_floats, stream));
+        CK(dropout_backward_cuda(nx, 0.4f, d->mask, d->x, d->g, d->dx, stream));
+    }
+}
 
 static void run_dense(void *arg, int lib) {
     DenseBench *d = arg;
-    if (!lib) {
+    if (d->dropout) {
+        run_dense_dropout(d);
+    } else if (!lib) {
         if (d->pass == 0)
             CK(dense_forward_cuda(d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->relu, d->ws,
                                   d->ws_floats, stream));
@@ -299,8 +328,12 @@ static void run_dense(void *arg, int lib) {
 static void bench_dense(const char *name, int n, int in, int out, int relu) {
     /* The sweep times GEMM tiles: narrow layers take their own kernels (kernels/dense.cu). */
     if (sweep_mode && out <= 16) return;
-    DenseBench d = {n, in, out, relu, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                    NULL, 0};
+    DenseBench d;
+    memset(&d, 0, sizeof d);
+    d.n = n;
+    d.in = in;
+    d.out = out;
+    d.relu = relu;
     d.x = dev_random((size_t)n * in, 0, 1, 5);
     d.w = dev_random((size_t)in * out, -0.05f, 0.05f, 6);
     d.b = dev_random((size_t)out, -0.1f, 0.1f, 7);
@@ -324,6 +357,27 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
     d.pass = 1;
     snprintf(op, sizeof op, "%s bwd (dx, dw, db)", name);
     report(op, n, run_dense, &d, 2 * flops, 1, "cuBLAS");
+    if (!sweep_mode && dropout_dense_fits_cuda(n, in, out)) {
+        /* The logits layer with the dropout before it: fused (CNN_CUDA_FUSED=5) against our
+         * dropout and dense kernels in sequence (=4). Not under CNN_DENSE_V=1 (bench_gemm1):
+         * the fused kernels are the narrow path's. */
+        d.mask = dev_alloc((size_t)n * in);
+        d.xd = dev_alloc((size_t)n * in * 4);
+        d.g = dev_alloc((size_t)n * in * 4);
+        d.step = dev_alloc(8);
+        CK(cudaMemset(d.step, 0, 8));
+        const char *label[2] = {"fused", "ours unfused"};
+        for (int pass = 0; pass < 2; pass++)
+            for (int v = 1; v <= 2; v++) {
+                d.pass = pass;
+                d.dropout = v;
+                snprintf(op, sizeof op, "dropout+%s %s %s", name, pass ? "bwd" : "fwd", label[v - 1]);
+                report(op, n, run_dense, &d, pass ? 2 * flops : flops, 1, NULL);
+            }
+        void *drop_bufs[] = {d.mask, d.xd, d.g, d.step};
+        for (size_t i = 0; i < sizeof drop_bufs / sizeof drop_bufs[0]; i++)
+            CK(cudaFree(drop_bufs[i]));
+    }
     void *bufs[] = {d.x, d.w, d.b, d.dy, d.y, d.dx, d.dw, d.db, d.ones, d.ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) CK(cudaFree(bufs[i]));
 }

@@ -2,6 +2,7 @@
  * model API on the GPU, eager and as a replayed CUDA graph, at batch 100 and 1000. Engines, each
  * the one above it less one change (switches in docs/gpu.md):
  *   ours-cuda         the defaults
+ *   ours-cuda-fused4  the dropout and the logits layer as separate ops (CNN_CUDA_FUSED=4)
  *   ours-cuda-fused3  conv2, its ReLU and pool2 as separate ops (CNN_CUDA_FUSED=3)
  *   ours-cuda-streams1  the optimizer once, on the main stream (CNN_CUDA_STREAMS=1)
  *   ours-cuda-streams0  the parameter gradients on the main stream too (CNN_CUDA_STREAMS=0)
@@ -128,7 +129,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
         const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "1", "2"},
+            {"ours-cuda", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "1", "2"},
+            {"ours-cuda-fused4", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "1", "2"},
             {"ours-cuda-fused3", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "2"},
             {"ours-cuda-streams1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1"},
             {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0"},
@@ -140,7 +142,7 @@ int main(int argc, char **argv) {
             {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0"},
             {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0"},
             /* off the chain: the defaults without PDL (if a forked capture and PDL do not mix) */
-            {"ours-cuda-nopdl", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "0", "2"},
+            {"ours-cuda-nopdl", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "0", "2"},
             {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0"}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {

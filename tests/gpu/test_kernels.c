@@ -1255,6 +1255,52 @@ static void test_fused_dropout(size_t n, float rate) {
     CK(cudaFree(dRY)); CK(cudaFree(dDY)); CK(cudaFree(dDX)); CK(cudaFree(dM));
 }
 
+/* The dropout + logits layer entries (CNN_CUDA_FUSED=5): the backend's wiring (the step read on
+ * the device, dw and db on the gradient stream, dx on the main one) against the CPU twin. */
+static void test_fused_dropout_dense(int n, int in, int out) {
+    const float rate = 0.4f;
+    const int64_t step = 77;
+    const uint64_t seed = rng_u64(), base = PHILOX_STREAM_DROPOUT + 1;
+    const size_t nx = (size_t)n * in, ny = (size_t)n * out, nw = (size_t)in * out;
+    float *x = host_random(nx, -1, 1), *w = host_random(nw, -0.1f, 0.1f);
+    float *b = host_random((size_t)out, -0.5f, 0.5f), *dy = host_random(ny, -1, 1);
+    relu_forward(nx, x, x);
+    float *y = host_alloc(ny * 4), *dx = host_alloc(nx * 4), *dw = host_alloc(nw * 4);
+    float *db = host_alloc((size_t)out * 4);
+    uint8_t *mask = host_alloc(nx);
+    dropout_dense_forward(n, in, out, rate, seed, base + (uint64_t)step * 16, x, w, b, y, mask, 0);
+    dropout_dense_backward(n, in, out, rate, mask, 1, x, w, dy, dx, dw, db);
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(w, nw * 4);
+    float *dB = dev_upload(b, (size_t)out * 4), *dDY = dev_upload(dy, ny * 4);
+    int64_t *dStep = dev_upload(&step, sizeof step);
+    float *dY = dev_poisoned(ny * 4), *dDX = dev_poisoned(nx * 4), *dDW = dev_poisoned(nw * 4);
+    float *dDB = dev_poisoned((size_t)out * 4);
+    uint8_t *dM = dev_poisoned(nx);
+    CK(cudaDeviceSynchronize());
+    cuda_be->dropout_dense_forward(cuda_be, n, in, out, rate, seed, base, dStep, dX, dW, dB, dY,
+                                   dM, 0);
+    cuda_be->dropout_dense_backward(cuda_be, n, in, out, rate, dM, 1, dX, dW, dDY, dDX, dDW, dDB);
+    char what[96];
+    snprintf(what, sizeof what, "backend dropout_dense %dx%d->%d", n, in, out);
+    void *g = be_result(dM, nx);
+    char tag[128];
+    snprintf(tag, sizeof tag, "%s mask", what);
+    check_equal_bytes(tag, g, mask, nx);
+    free(g);
+    const float *dev[4] = {dY, dDX, dDW, dDB}, *host[4] = {y, dx, dw, db};
+    const size_t count[4] = {ny, nx, nw, (size_t)out};
+    const char *name[4] = {"y", "dx", "dw", "db"};
+    for (int i = 0; i < 4; i++) {
+        g = be_result(dev[i], count[i] * 4);
+        snprintf(tag, sizeof tag, "%s %s", what, name[i]);
+        check_close(tag, g, host[i], count[i], TOL_GEMM);
+        free(g);
+    }
+    free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db); free(mask);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dStep));
+    CK(cudaFree(dY)); CK(cudaFree(dDX)); CK(cudaFree(dDW)); CK(cudaFree(dDB)); CK(cudaFree(dM));
+}
+
 static void test_fused_xent(int n, int c) {
     size_t nl = (size_t)n * c;
     float *logits = host_random(nl, -8, 8), *p = host_alloc(nl * 4), *dl = host_alloc(nl * 4);
@@ -1286,17 +1332,23 @@ static void test_fused_xent(int n, int c) {
 
 /* 1 when all five optional fused entries are set, 0 when none is, -1 otherwise. */
 /* The fusion level a backend's table shows: 0 none, 1 the five ReLU/dropout/xent entries,
- * 2 those and the conv + ReLU + max pool pair, 3 those and filter gradients from the pool;
- * -1 anything else. */
+ * 2 those and the conv + ReLU + max pool pair, 3 those and filter gradients from the pool, 4
+ * those and the pool backward from y (middle layers), 5 those and the three dropout + dense
+ * entries; -1 anything else. */
 static int fused_entries(const Backend *be) {
     int set = !!be->conv2d_relu_forward + !!be->dense_relu_forward +
               !!be->maxpool2d_relu_backward + !!be->dropout_relu_backward +
               !!be->softmax_xent_fused;
     int pool = !!be->conv2d_relu_maxpool_forward + !!be->conv2d_relu_maxpool_backward_filter;
-    int from_pool = !!be->conv2d_filter_grad_from_pool;
-    if (set == 0 && pool == 0 && !from_pool) return 0;
-    if (set == 5 && pool == 0 && !from_pool) return 1;
-    if (set == 5 && pool == 2) return from_pool ? 3 : 2;
+    int from_pool = !!be->conv2d_filter_grad_from_pool, from_y = !!be->maxpool2d_relu_backward_from_y;
+    int drop = !!be->dropout_dense_fits + !!be->dropout_dense_forward +
+               !!be->dropout_dense_backward;
+    const int table[6][5] = {{0, 0, 0, 0, 0}, {5, 0, 0, 0, 0}, {5, 2, 0, 0, 0},
+                             {5, 2, 1, 0, 0}, {5, 2, 1, 1, 0}, {5, 2, 1, 1, 3}};
+    for (int level = 0; level < 6; level++)
+        if (set == table[level][0] && pool == table[level][1] && from_pool == table[level][2] &&
+            from_y == table[level][3] && drop == table[level][4])
+            return level;
     return -1;
 }
 
@@ -1313,12 +1365,12 @@ static Backend *make_cuda_backend(const char *fused_env) {
 }
 
 static void test_backend_fused(void) {
-    /* The switch: CNN_CUDA_FUSED=0 -> none (core's unfused sequences), 1, 2 -> those levels,
-     * unset -> level 3. */
+    /* The switch: CNN_CUDA_FUSED=0 -> none (core's unfused sequences), 1 to 4 -> those levels,
+     * unset -> level 5. */
     const char *saved = getenv("CNN_CUDA_FUSED");
     char *keep = saved ? strdup(saved) : NULL;
-    int got[3];
-    for (int level = 0; level < 3; level++) {
+    int got[5];
+    for (int level = 0; level < 5; level++) {
         char v[2] = {(char)('0' + level), 0};
         Backend *b = make_cuda_backend(v);
         got[level] = fused_entries(b);
@@ -1329,11 +1381,12 @@ static void test_backend_fused(void) {
     if (keep) setenv("CNN_CUDA_FUSED", keep, 1);
     free(keep);
     check_count++;
-    const int levels_ok = got[0] == 0 && got[1] == 1 && got[2] == 2 && got_on == 3;
+    const int levels_ok = got[0] == 0 && got[1] == 1 && got[2] == 2 && got[3] == 3 &&
+                          got[4] == 4 && got_on == 5;
     if (!levels_ok) check_failures++;
-    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> level %d, 1 -> %d, 2 -> %d, default "
-           "-> %d (want 0, 1, 2, 3)\n", levels_ok ? "PASS" : "FAIL", got[0], got[1], got[2],
-           got_on);
+    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> level %d, 1 -> %d, 2 -> %d, 3 -> %d, "
+           "4 -> %d, default -> %d (want 0, 1, 2, 3, 4, 5)\n", levels_ok ? "PASS" : "FAIL",
+           got[0], got[1], got[2], got[3], got[4], got_on);
     /* Filter gradients from the pool where the backward's pixel groups apply (C % 32 == 0). */
     Conv2dShape c1, c2;
     conv2d_shape_init(&c1, 100, 28, 28, 1, 5, 5, 32, 1, 1, 1);
@@ -1347,7 +1400,7 @@ static void test_backend_fused(void) {
         printf("PASS backend conv2d_filter_grad_from_pool: conv2 (C = 32), not conv1 (C = 1)\n");
     }
     cpu_be = backend_cpu_create();
-    if (!cpu_be || got_on != 3) {
+    if (!cpu_be || got_on != 5) {
         printf("FAIL backend_cpu_create / fused entries missing: fused tests not run\n");
         check_count++;
         check_failures++;
@@ -1362,6 +1415,8 @@ static void test_backend_fused(void) {
     test_fused_pool(quick ? 1 : 100, 28, 28, 32, 2, 2);          /* pool1 */
     test_fused_dropout(1027, 0.4f);
     test_fused_dropout(quick ? 4099 : 102400, 0.4f);             /* dense1's output */
+    test_fused_dropout_dense(5, 13, 3);
+    test_fused_dropout_dense(quick ? 9 : 100, 1024, 10);         /* dropout + dense2 */
     test_fused_xent(37, 13);
     test_fused_xent(quick ? 100 : 1000, 10);
     test_fused_conv_pool(3);

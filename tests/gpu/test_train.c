@@ -2,11 +2,13 @@
  *
  * 200 steps (batch 100, Adam 1e-3, dropout 0.4, shuffled resident data, seed 1234) on the CPU,
  * on our CUDA kernels in three settings, and on cuDNN/cuBLAS:
- *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=4: the ReLU, dropout and
+ *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=5: the ReLU, dropout and
  *                cross-entropy fusions, the first layer's conv + ReLU + max pool, conv2's
- *                filter gradient from pool2's winners, conv2 + ReLU + pool2 as one op), GEMM
- *                version 4, max-pool version 4 (Adam and cross-entropy: version 2)
- *   cuda fused3  the defaults with conv2, its ReLU and pool2 as separate ops (CNN_CUDA_FUSED=3)
+ *                filter gradient from pool2's winners, conv2 + ReLU + pool2 as one op, the
+ *                dropout and the logits layer as one op), GEMM version 4, max-pool version 4
+ *                (Adam and cross-entropy: version 2)
+ *   cuda fused4  the defaults with the dropout and the logits layer as two ops (CNN_CUDA_FUSED=4)
+ *   cuda fused3  fused4 with conv2, its ReLU and pool2 as separate ops (CNN_CUDA_FUSED=3)
  *   cuda fused2  the defaults with conv2's filter gradient from its GEMM (CNN_CUDA_FUSED=2)
  *   cuda fused1  the defaults without either (CNN_CUDA_FUSED=1)
  *   cuda gemm3   fused1 with GEMM version 3 (version 4 without its vector loads)
@@ -25,8 +27,10 @@
  *     the per-step difference is printed, not checked: see below);
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; the defaults with and without programmatic
- *     dependent launch (kernels wait for their predecessor before touching memory), fused 4
- *     and fused3 (conv2's GEMM with the pool in its store sums as the unfused GEMM), and with
+ *     dependent launch (kernels wait for their predecessor before touching memory), fused 5
+ *     and fused4 (the logits layer's kernels read the dropout's input through its mask and
+ *     compute what they computed on its output), fused 4 and fused3 (conv2's GEMM with the pool
+ *     in its store sums as the unfused GEMM), and with
  *     and without the second stream for parameter gradients and per-layer updates (the same
  *     arithmetic); 200 single-step calls == one call replaying the
  *     captured graph 200 times; fused1 == gemm3 (vector loads change no arithmetic); gemm2 ==
@@ -241,7 +245,8 @@ int main(int argc, char **argv) {
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
     const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "4", "1", "2"};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "4", "4", "4", "1", "2"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "5", "4", "4", "1", "2"};
+    const Variant fused4_v = {"cuda fused4", DEVICE_CUDA, "4", "4", "4", "1", "2"};
     const Variant fused3_v = {"cuda fused3", DEVICE_CUDA, "3", "4", "4", "1", "2"};
     const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "4", "1", "2"};
     const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "4", "1", "2"};
@@ -249,15 +254,15 @@ int main(int argc, char **argv) {
     const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2", "1", "2"};
     const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2", "1", "2"};
     const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1", "2"};
-    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "4", "4", "4", "0", "2"};
-    const Variant streams0_v = {"cuda streams0", DEVICE_CUDA, "4", "4", "4", "1", "0"};
+    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "5", "4", "4", "0", "2"};
+    const Variant streams0_v = {"cuda streams0", DEVICE_CUDA, "5", "4", "4", "1", "0"};
     const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "4", "1", "2"};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
     float *fused2 = calloc(steps, 4), *pdl0 = calloc(steps, 4), *streams0 = calloc(steps, 4);
-    float *fused3 = calloc(steps, 4);
-    if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused3 || !gemm3 || !gemm2 || !gemm1 ||
+    float *fused3 = calloc(steps, 4), *fused4 = calloc(steps, 4);
+    if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused3 || !fused4 || !gemm3 || !gemm2 || !gemm1 ||
         !run1 || !cudnn || !pdl0 || !streams0)
         return 1;
 
@@ -266,6 +271,7 @@ int main(int argc, char **argv) {
     train_losses(&cuda_v, steps, cuda2);
     train_losses(&pdl0_v, steps, pdl0);
     train_losses(&streams0_v, steps, streams0);
+    train_losses(&fused4_v, steps, fused4);
     train_losses(&fused3_v, steps, fused3);
     double acc_fused2 = train_losses(&fused2_v, steps, fused2);
     double acc_fused1 = train_losses(&fused1_v, steps, fused1);
@@ -302,8 +308,10 @@ int main(int argc, char **argv) {
                       steps * sizeof(float));
     check_equal_bytes("cuda == streams0 (the gradient stream changes no bits)", streams0, cuda,
                       steps * sizeof(float));
-    check_equal_bytes("cuda == fused3 (conv2 + ReLU + pool2 as one op changes no bits)", fused3,
+    check_equal_bytes("cuda == fused4 (dropout + logits layer as one op changes no bits)", fused4,
                       cuda, steps * sizeof(float));
+    check_equal_bytes("fused4 == fused3 (conv2 + ReLU + pool2 as one op changes no bits)", fused3,
+                      fused4, steps * sizeof(float));
     check_equal_bytes("cuda fused1 (GEMM 4) == gemm3 (losses, bitwise)", gemm3, fused1,
                       steps * sizeof(float));
     check_equal_bytes("cuda step 0 == fused1 step 0 (fused conv+pool forwards)", fused1, cuda,
@@ -326,6 +334,7 @@ int main(int argc, char **argv) {
     }
     free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2);
     free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0); free(fused3);
+    free(fused4);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
