@@ -523,7 +523,8 @@ static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
     }
     cudaGetLastError();
     const char *gemm = getenv("CNN_GEMM_V");
-    const char *fusion = be->maxpool2d_relu_backward_from_y ? "fused 4"
+    const char *fusion = be->dropout_dense_forward ? "fused 5"
+                         : be->maxpool2d_relu_backward_from_y ? "fused 4"
                          : be->conv2d_filter_grad_from_pool ? "fused 3"
                          : be->conv2d_relu_maxpool_forward  ? "fused 2"
                          : be->conv2d_relu_forward          ? "fused 1"
