@@ -2,6 +2,7 @@
  * model API on the GPU, eager and as a replayed CUDA graph, at batch 100 and 1000. Engines, each
  * the one above it less one change (switches in docs/gpu.md):
  *   ours-cuda         the defaults
+ *   ours-cuda-graph1  one training step per replayed graph (CNN_CUDA_GRAPH_STEPS=1)
  *   ours-cuda-fused4  the dropout and the logits layer as separate ops (CNN_CUDA_FUSED=4)
  *   ours-cuda-fused3  conv2, its ReLU and pool2 as separate ops (CNN_CUDA_FUSED=3)
  *   ours-cuda-streams1  the optimizer once, on the main stream (CNN_CUDA_STREAMS=1)
@@ -61,6 +62,7 @@ typedef struct {
     const char *dense; /* CNN_DENSE_V, likewise for the narrow dense layer */
     const char *pdl;   /* CNN_CUDA_PDL, read at each launch */
     const char *streams; /* CNN_CUDA_STREAMS, read when the backend is created */
+    const char *graph_steps; /* CNN_CUDA_GRAPH_STEPS, likewise */
 } Engine;
 
 static double bench(const Engine *e, int graphs, int batch, int steps) {
@@ -74,6 +76,7 @@ static double bench(const Engine *e, int graphs, int batch, int steps) {
     setenv("CNN_DENSE_V", e->dense, 1);
     setenv("CNN_CUDA_PDL", e->pdl, 1);
     setenv("CNN_CUDA_STREAMS", e->streams, 1);
+    setenv("CNN_CUDA_GRAPH_STEPS", e->graph_steps, 1);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;
@@ -129,21 +132,22 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
         const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "1", "2"},
-            {"ours-cuda-fused4", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "1", "2"},
-            {"ours-cuda-fused3", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "2"},
-            {"ours-cuda-streams1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1"},
-            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0"},
-            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0"},
-            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0"},
-            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0"},
-            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0"},
-            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0"},
-            {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0"},
-            {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0"},
+            {"ours-cuda", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "1", "2", "10"},
+            {"ours-cuda-graph1", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "1", "2", "1"},
+            {"ours-cuda-fused4", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "1", "2", "1"},
+            {"ours-cuda-fused3", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "2", "1"},
+            {"ours-cuda-streams1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1"},
+            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1"},
+            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1"},
+            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1"},
+            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0", "1"},
+            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0", "1"},
+            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1"},
+            {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1"},
+            {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1"},
             /* off the chain: the defaults without PDL (if a forked capture and PDL do not mix) */
-            {"ours-cuda-nopdl", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "0", "2"},
-            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0"}};
+            {"ours-cuda-nopdl", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "0", "2", "10"},
+            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10"}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {
                 double ms = bench(&engines[e], g, b, steps);

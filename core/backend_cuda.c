@@ -91,7 +91,10 @@ static cudaStream_t update_stream(const Backend *be) {
 /* ---- lifetime and memory ------------------------------------------------------------------ */
 static void cu_invalidate_graphs(Backend *be) {
     CudaCtx *c = CTX(be);
-    for (int i = 0; i < c->ngraphs; i++) cudaGraphExecDestroy(c->graphs[i].exec);
+    for (int i = 0; i < c->ngraphs; i++) {
+        cudaGraphExecDestroy(c->graphs[i].exec);
+        if (c->graphs[i].multi) cudaGraphExecDestroy(c->graphs[i].multi);
+    }
     c->ngraphs = 0;
 }
 
@@ -479,8 +482,9 @@ static void cu_dropout_dense_backward(Backend *be, int n, int in, int out, float
 }
 
 /* ---- graph capture ------------------------------------------------------------------------ */
-/* CNN_CUDA_VERBOSE=1: prints what one captured step holds (the launches per step). */
-static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
+/* CNN_CUDA_VERBOSE=1: prints what one captured step holds (the launches per step), or a
+ * multi-step graph (`steps` > 1: the same step that many times). */
+static void describe_graph(const Backend *be, int key, int steps, cudaGraph_t graph) {
     const char *v = getenv("CNN_CUDA_VERBOSE");
     if (!v || !*v || strcmp(v, "0") == 0) return;
     size_t n = 0;
@@ -529,18 +533,20 @@ static void describe_graph(const Backend *be, int key, cudaGraph_t graph) {
                          : be->conv2d_relu_maxpool_forward  ? "fused 2"
                          : be->conv2d_relu_forward          ? "fused 1"
                                                             : "unfused";
-    fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu edges (%zu "
-            "programmatic), %zu forks\n", be->name, fusion, gemm && *gemm ? gemm : "4", key,
-            edges, programmatic, forks);
-    fprintf(stderr, "%s backend (%s, GEMM v%s): captured step graph (key %d): %zu nodes = %zu "
+    char what[32] = "step graph";
+    if (steps > 1) snprintf(what, sizeof what, "%d-step graph", steps);
+    fprintf(stderr, "%s backend (%s, GEMM v%s): captured %s (key %d): %zu edges (%zu "
+            "programmatic), %zu forks\n", be->name, fusion, gemm && *gemm ? gemm : "4", what,
+            key, edges, programmatic, forks);
+    fprintf(stderr, "%s backend (%s, GEMM v%s): captured %s (key %d): %zu nodes = %zu "
             "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion,
-            gemm && *gemm ? gemm : "4", key, n, kernels, memsets, memcpys, other);
+            gemm && *gemm ? gemm : "4", what, key, n, kernels, memsets, memcpys, other);
 }
 
-/* Captures one call of step_fn into an executable graph; NULL (with the reason in `why`) when
- * the capture or instantiation fails. Nothing runs during a capture. */
-static cudaGraphExec_t capture_step(Backend *be, int key, void (*step_fn)(void *arg), void *arg,
-                                    char *why, size_t whylen) {
+/* Captures `steps` calls of step_fn into an executable graph; NULL (with the reason in `why`)
+ * when the capture or instantiation fails. Nothing runs during a capture. */
+static cudaGraphExec_t capture_steps(Backend *be, int key, void (*step_fn)(void *arg), void *arg,
+                                     int steps, char *why, size_t whylen) {
     CudaCtx *c = CTX(be);
     cudaGraph_t graph = NULL;
     cudaGraphExec_t exec = NULL;
@@ -549,7 +555,7 @@ static cudaGraphExec_t capture_step(Backend *be, int key, void (*step_fn)(void *
         snprintf(why, whylen, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
         return NULL;
     }
-    step_fn(arg);
+    for (int i = 0; i < steps; i++) step_fn(arg);
     grads_join(c); /* a capture must end with every forked stream joined */
     e = cudaStreamEndCapture(c->stream, &graph);
     if (e != cudaSuccess || c->err != cudaSuccess) {
@@ -557,7 +563,7 @@ static cudaGraphExec_t capture_step(Backend *be, int key, void (*step_fn)(void *
         if (graph) cudaGraphDestroy(graph);
         return NULL;
     }
-    describe_graph(be, key, graph);
+    describe_graph(be, key, steps, graph);
     e = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) {
@@ -582,7 +588,7 @@ static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *
         if (c->ngraphs == (int)(sizeof c->graphs / sizeof c->graphs[0]))
             cu_invalidate_graphs(be); /* a handful of keys at most; start over if more */
         char why[256];
-        cudaGraphExec_t exec = capture_step(be, key, step_fn, arg, why, sizeof why);
+        cudaGraphExec_t exec = capture_steps(be, key, step_fn, arg, 1, why, sizeof why);
         if (!exec && cuda_pdl_enabled()) {
             /* The risk of a new driver feature: a capture that refuses programmatic launches.
              * The same step without them is correct and captures as runs 1-3 did. */
@@ -593,12 +599,14 @@ static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *
             c->err = cudaSuccess;
             c->msg[0] = 0;
             cudaGetLastError();
-            exec = capture_step(be, key, step_fn, arg, why, sizeof why);
+            exec = capture_steps(be, key, step_fn, arg, 1, why, sizeof why);
         }
         if (exec) {
             gi = c->ngraphs++;
             c->graphs[gi].key = key;
             c->graphs[gi].exec = exec;
+            c->graphs[gi].multi = NULL;
+            c->graphs[gi].multi_failed = 0;
         } else {
             /* Correct either way: say so loudly and run the steps eagerly from now on. */
             fprintf(stderr, "%s backend: WARNING: CUDA graph capture failed (%s); running steps "
@@ -613,6 +621,30 @@ static int cu_run_steps(Backend *be, int key, void (*step_fn)(void *arg), void *
     if (gi < 0) {
         for (int i = 0; i < steps && c->err == cudaSuccess; i++) step_fn(arg);
         return c->err == cudaSuccess ? 0 : -1;
+    }
+    /* graph_steps steps per launch while that many are left: the step graphs' boundaries
+     * (the previous graph's completion, the next one's launch) are paid once per graph_steps
+     * steps. Captured at the first call that needs it; the same kernels in the same order, so
+     * the same bits as single-step launches (test_train). A failed capture leaves one step per
+     * launch, which is correct. */
+    const int k = c->graph_steps;
+    while (k > 1 && steps >= k && !c->graphs[gi].multi_failed) {
+        if (!c->graphs[gi].multi) {
+            char why[256];
+            c->graphs[gi].multi = capture_steps(be, key, step_fn, arg, k, why, sizeof why);
+            if (!c->graphs[gi].multi) {
+                fprintf(stderr, "%s backend: WARNING: capturing %d steps in one graph failed "
+                        "(%s); one step per graph from now on\n", be->name, k, why);
+                c->graphs[gi].multi_failed = 1;
+                c->err = cudaSuccess;
+                c->msg[0] = 0;
+                cudaGetLastError();
+                break;
+            }
+        }
+        if (cuda_record(c, cudaGraphLaunch(c->graphs[gi].multi, c->stream), "cudaGraphLaunch"))
+            return -1;
+        steps -= k;
     }
     for (int i = 0; i < steps; i++)
         if (cuda_record(c, cudaGraphLaunch(c->graphs[gi].exec, c->stream), "cudaGraphLaunch"))
@@ -751,6 +783,12 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     /* CNN_CUDA_GRAPHS=0: eager steps (for comparison and debugging). */
     const char *graphs = getenv("CNN_CUDA_GRAPHS");
     int use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+    /* CNN_CUDA_GRAPH_STEPS: training steps per replayed graph where a call has that many left
+     * (default 10; 1 = one step per graph, as GPU runs 1-3; at most 100). */
+    const char *per_graph = getenv("CNN_CUDA_GRAPH_STEPS");
+    c->graph_steps = per_graph && *per_graph ? atoi(per_graph) : 10;
+    if (c->graph_steps < 1) c->graph_steps = 1;
+    if (c->graph_steps > 100) c->graph_steps = 100;
     be->run_steps = use_graphs ? cu_run_steps : NULL;
     be->invalidate_graphs = use_graphs ? cu_invalidate_graphs : NULL;
     be->set_threads = NULL;

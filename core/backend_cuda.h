@@ -22,9 +22,12 @@ typedef struct {
     cudaEvent_t fork_event, join_event;
     float *grad_ws;           /* split-K scratch of the entries on grad_stream (ws_floats) */
     int grads_pending;        /* work issued to grad_stream since the last join */
-    struct { int key; cudaGraphExec_t exec; } graphs[8];
+    /* Per key: one step, and graph_steps steps in one graph (multi: captured at the first
+     * call with that many steps left; NULL until then, or when its capture failed). */
+    struct { int key; cudaGraphExec_t exec, multi; int multi_failed; } graphs[8];
     int ngraphs;
     int graphs_failed;        /* a capture failed: steps run eagerly (with a warning) */
+    int graph_steps;          /* steps per multi-step graph (CNN_CUDA_GRAPH_STEPS; 1: none) */
     void *ext;                /* backend_cudnn.c's state */
     void (*ext_free)(void *ext);
 } CudaCtx;

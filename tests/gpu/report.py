@@ -20,7 +20,8 @@ import sys
 
 # (newer engine, older engine, docs/gpu.md item, the switch that restores the older one)
 CHAIN = [
-    ("ours-cuda", "ours-cuda-fused4", "24", "CNN_CUDA_FUSED=4"),
+    ("ours-cuda", "ours-cuda-graph1", "25", "CNN_CUDA_GRAPH_STEPS=1"),
+    ("ours-cuda-graph1", "ours-cuda-fused4", "24", "CNN_CUDA_FUSED=4"),
     ("ours-cuda-fused4", "ours-cuda-fused3", "22", "CNN_CUDA_FUSED=3"),
     ("ours-cuda-fused3", "ours-cuda-streams1", "18", "CNN_CUDA_STREAMS=1"),
     ("ours-cuda-streams1", "ours-cuda-streams0", "17", "CNN_CUDA_STREAMS=0"),

@@ -32,8 +32,9 @@
  *     compute what they computed on its output), fused 4 and fused3 (conv2's GEMM with the pool
  *     in its store sums as the unfused GEMM), and with
  *     and without the second stream for parameter gradients and per-layer updates (the same
- *     arithmetic); 200 single-step calls == one call replaying the
- *     captured graph 200 times; fused1 == gemm3 (vector loads change no arithmetic); gemm2 ==
+ *     arithmetic); 200 single-step calls == one call of 200 steps (the backend's 10-step
+ *     graph replayed 19 times, then its one-step graph; and with 7-step graphs);
+ *     fused1 == gemm3 (vector loads change no arithmetic); gemm2 ==
  *     gemm1 (double buffering changes no arithmetic); step 0 of cuda and fused2 == fused1's
  *     (the fused conv + pool forward gives the unfused bits; the filter gradients from the
  *     pools' winners sum in another order, so later steps differ by rounding and are held to
@@ -175,7 +176,9 @@ static double train_losses(const Variant *v, int steps, float *loss) {
     return acc;
 }
 
-/* The last loss of `steps` steps run as one call (the graph captured once, then replayed). */
+/* The last loss of `steps` steps run as one call (the graphs captured once, then replayed: the
+ * backend's multi-step graph of CNN_CUDA_GRAPH_STEPS steps while that many are left, then its
+ * one-step graph). */
 static float train_chunk(const Variant *v, int steps) {
     Model *m = make_model(v);
     char err[512];
@@ -282,6 +285,9 @@ int main(int argc, char **argv) {
     double acc_cudnn = train_losses(&cudnn_v, steps, cudnn);
     float chunk = train_chunk(&cuda_v, steps);
     float chunk_run1 = train_chunk(&run1_v, steps);
+    setenv("CNN_CUDA_GRAPH_STEPS", "7", 1); /* another multiple, another remainder */
+    float chunk7 = train_chunk(&cuda_v, steps);
+    unsetenv("CNN_CUDA_GRAPH_STEPS");
     unsetenv("CNN_CUDA_FUSED");
     unsetenv("CNN_GEMM_V");
     unsetenv("CNN_POOL_V");
@@ -321,8 +327,10 @@ int main(int argc, char **argv) {
                       steps * sizeof(float));
     check_equal_bytes("cuda gemm1 fused == run1 unfused (bitwise)", run1, gemm1,
                       steps * sizeof(float));
-    check_equal_bytes("cuda 1-step calls == one graph-replayed call", &chunk, &cuda[steps - 1],
-                      sizeof chunk);
+    check_equal_bytes("cuda 1-step calls == one call (10-step graphs replayed)", &chunk,
+                      &cuda[steps - 1], sizeof chunk);
+    check_equal_bytes("cuda 1-step calls == one call (7-step graphs replayed)", &chunk7,
+                      &cuda[steps - 1], sizeof chunk7);
     check_equal_bytes("cuda run1: 1-step calls == one call", &chunk_run1, &run1[steps - 1],
                       sizeof chunk_run1);
     check_count++;
