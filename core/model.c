@@ -52,7 +52,8 @@ struct Model {
     uint8_t *data_pixels;
     int32_t *data_labels;
     int32_t *ring;                /* [ring_epochs, n_data] permutations, backend memory */
-    int32_t *perm;                /* host scratch [n_data] */
+    int32_t *perm;                /* host [n_data]: the permutation of epoch perm_epoch */
+    int64_t perm_epoch;           /* -1: none */
     int64_t *ring_epoch;          /* host: which epoch each ring row holds (-1: none) */
     int n_data, ring_epochs, shuffle;
     uint64_t shuffle_seed;
@@ -266,9 +267,8 @@ static int init_params(Model *m) {
             double fan_in = receptive * w->shape[w->rank - 2];
             double fan_out = receptive * w->shape[w->rank - 1];
             float limit = (float)sqrt(6.0 / (fan_in + fan_out));
-            uint64_t stream = (uint64_t)PHILOX_STREAM_INIT + (uint64_t)p;
-            for (size_t i = 0; i < w->count; i++)
-                host[i] = (2.0f * philox_uniform(m->cfg.seed, stream, i) - 1.0f) * limit;
+            uniform_fill_symmetric(w->count, limit, m->cfg.seed,
+                                   (uint64_t)PHILOX_STREAM_INIT + (uint64_t)p, host);
         }
         m->be->upload(m->be, w->data, host, w->count * sizeof(float));
     }
@@ -454,14 +454,17 @@ int model_gradient_get(const Model *m, int i, float *host) {
 
 /* Epoch e's order: Fisher-Yates from the identity, i = n-1 down to 1, draw k = n-1-i:
  * j = (philox_u32(seed, PHILOX_STREAM_SHUFFLE + e, k) * (i+1)) >> 32, swap(perm[i], perm[j]).
- * Without shuffle: the file order. */
+ * Without shuffle: the file order. Draws k = 4b .. 4b+3 are one Philox call. */
 static void epoch_permutation(const Model *m, int64_t epoch, int32_t *perm) {
     int n = m->n_data;
     for (int i = 0; i < n; i++) perm[i] = i;
     if (!m->shuffle) return;
     uint64_t stream = (uint64_t)PHILOX_STREAM_SHUFFLE + (uint64_t)epoch;
+    Philox4x32 words = {{0, 0, 0, 0}};
     for (int i = n - 1; i > 0; i--) {
-        uint64_t r = philox_u32(m->shuffle_seed, stream, (uint64_t)(n - 1 - i));
+        const uint64_t k = (uint64_t)(n - 1 - i);
+        if (k % 4 == 0) words = philox_block(m->shuffle_seed, stream, k / 4);
+        uint64_t r = words.v[k % 4];
         int j = (int)((r * (uint64_t)(i + 1)) >> 32);
         int32_t tmp = perm[i];
         perm[i] = perm[j];
@@ -494,6 +497,7 @@ int model_set_train_data(Model *m, const uint8_t *pixels, const int32_t *labels,
         return -1;
     }
     for (int r = 0; r < m->ring_epochs; r++) m->ring_epoch[r] = -1;
+    m->perm_epoch = -1;
     be->upload(be, m->data_pixels, pixels, (size_t)n * IMAGE_SIZE);
     be->upload(be, m->data_labels, labels, (size_t)n * sizeof(int32_t));
     return finish(m, NULL, err, errlen);
@@ -509,12 +513,19 @@ static void resident_step(void *arg) {
     train_body(m);
 }
 
+/* Draws epoch e's permutation into m->perm unless it is there or in the ring already. */
+static void draw_permutation(Model *m, int64_t e) {
+    if (m->perm_epoch == e || m->ring_epoch[e % m->ring_epochs] == e) return;
+    epoch_permutation(m, e, m->perm);
+    m->perm_epoch = e;
+}
+
 /* Makes sure the ring holds the permutations of epochs [e0, e1]. */
 static void load_epochs(Model *m, int64_t e0, int64_t e1) {
     for (int64_t e = e0; e <= e1; e++) {
         int row = (int)(e % m->ring_epochs);
         if (m->ring_epoch[row] == e) continue;
-        epoch_permutation(m, e, m->perm);
+        draw_permutation(m, e);
         m->be->upload(m->be, m->ring + (size_t)row * (size_t)m->n_data, m->perm,
                       (size_t)m->n_data * sizeof(int32_t));
         m->ring_epoch[row] = e;
@@ -545,6 +556,9 @@ int model_train_steps(Model *m, int steps, float *last_loss, char *err, size_t e
         }
         m->step += k;
         steps -= (int)k;
+        /* The next epoch's order, drawn while the device runs these steps (run_steps returns
+         * once they are queued), not in front of the launches that need it. */
+        draw_permutation(m, e1 + 1);
     }
     return finish(m, last_loss, err, errlen);
 }

@@ -169,6 +169,12 @@ void dropout_dense_backward(int n, int in, int out, float rate, const uint8_t *m
                             const float *x, const float *w, const float *dy, float *dx, float *dw,
                             float *db);
 
+/* ---- random initialisation (host only: core initialises parameters here and uploads them) - */
+/* x[i] = (2 * philox_uniform(seed, stream, i) - 1) * limit: uniform in [-limit, limit). One
+ * Philox call per 4 elements (philox.h's counter layout), threads over groups of 4: the values
+ * do not depend on the thread count. */
+void uniform_fill_symmetric(size_t n, float limit, uint64_t seed, uint64_t stream, float *x);
+
 /* ---- softmax and loss --------------------------------------------------------------------- */
 /* probs[N,C] = softmax(logits) (max-subtracted, numerically stable). */
 void softmax_forward(int n, int c, const float *logits, float *probs);

@@ -1,5 +1,6 @@
 /* test_kernels_elementwise.c: ReLU and inverted dropout (mask statistics, determinism: the
- * mask depends only on (seed, stream, i)), forward values and gradients. */
+ * mask depends only on (seed, stream, i)), forward values and gradients; the parameters'
+ * uniform initialisation. */
 #include "kernels/kernels.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
@@ -156,6 +157,35 @@ START_TEST(test_large_threads_bitwise) {
 }
 END_TEST
 
+/* uniform_fill_symmetric: element i is (2 * philox_uniform(seed, stream, i) - 1) * limit, the
+ * per-element definition, at sizes off the groups of 4 and at a size that takes threads (1 and
+ * 2: the same bits); the values cover [-limit, limit). */
+START_TEST(test_uniform_fill) {
+    const size_t sizes[] = {1, 3, 4, 7, 801, ((size_t)1 << 17) + 3};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const size_t n = sizes[s];
+        float *x = malloc(n * 4), *y = malloc(n * 4);
+        kernels_set_threads(1);
+        uniform_fill_symmetric(n, 0.04f, 21, 1 + s, x);
+        kernels_set_threads(2);
+        uniform_fill_symmetric(n, 0.04f, 21, 1 + s, y);
+        ck_assert(memcmp(x, y, n * 4) == 0);
+        float lo = 1, hi = -1;
+        for (size_t i = 0; i < n; i++) {
+            const float want = (2.0f * philox_uniform(21, 1 + s, i) - 1.0f) * 0.04f;
+            ck_assert_msg(memcmp(&x[i], &want, 4) == 0, "n %zu element %zu: %.9g, want %.9g", n,
+                          i, (double)x[i], (double)want);
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
+        }
+        ck_assert(lo >= -0.04f && hi < 0.04f);
+        if (n > 1000) ck_assert(lo < -0.039f && hi > 0.039f);
+        free(x);
+        free(y);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("kernels_elementwise");
     TCase *tc = tcase_create("elementwise");
@@ -165,6 +195,7 @@ int main(void) {
     tcase_add_test(tc, test_dropout_mask);
     tcase_add_test(tc, test_dropout_backward);
     tcase_add_test(tc, test_large_threads_bitwise);
+    tcase_add_test(tc, test_uniform_fill);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
