@@ -1,7 +1,6 @@
 /* checkpoint_writer.c: see checkpoint_writer.h. */
 #include "cli/checkpoint_writer.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,10 +27,7 @@ static void *writer_thread(void *arg) {
 
 int checkpoint_writer_wait(CheckpointWriter *w, char *err, size_t errlen) {
     if (!w->pending) return 0;
-    if (w->running) {
-        pthread_join(w->thread, NULL);
-        w->running = 0;
-    }
+    background_task_join(&w->task);
     w->pending = 0;
     if (w->rc != 0) {
         snprintf(err, errlen, "%s", w->err);
@@ -63,21 +59,7 @@ int checkpoint_writer_start(CheckpointWriter *w, const Model *m, const ModelConf
     w->rc = 0;
     w->err[0] = 0;
     w->pending = 1;
-    if (background && !fs_is_remote(dir)) {
-        /* The thread blocks every signal: SIGTERM/SIGINT go to the trainer's loop, which stops
-         * at the next chunk and saves (a handler on this thread would interrupt nothing). */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        int rc = pthread_create(&w->thread, NULL, writer_thread, w);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc == 0) {
-            w->running = 1;
-            return 0;
-        }
-        /* no thread to be had: write here */
-    }
-    write_files(w);
+    background_task_start(&w->task, writer_thread, w, background && !fs_is_remote(dir));
     return 0;
 }
 

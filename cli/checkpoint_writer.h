@@ -21,10 +21,10 @@
 #ifndef CLI_CHECKPOINT_WRITER_H
 #define CLI_CHECKPOINT_WRITER_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli/background_task.h"
 #include "cli/model_state.h"
 
 typedef struct {
@@ -38,8 +38,7 @@ typedef struct {
     char prefix[4200];      /* <dir>/model.ckpt-<step> */
     int64_t step;
     /* the thread's result */
-    pthread_t thread;
-    int running;            /* a thread to join */
+    BackgroundTask task;
     int pending;            /* a save started and not yet waited for */
     int rc;
     char err[2048];

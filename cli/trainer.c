@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/background_task.h"
 #include "cli/checkpoint_writer.h"
+#include "cli/export_writer.h"
 #include "cli/hypertune.h"
 #include "cli/model_graph.h"
 #include "cli/model_state.h"
@@ -126,8 +127,7 @@ typedef struct {
     int rc;                 /* 0 ok, -1 failed (message in err) */
     char err[4096];
     double seconds;         /* wall time of the decoding */
-    pthread_t thread;
-    int threaded;
+    BackgroundTask task;
 } DataLoad;
 
 static void *load_both(void *arg) {
@@ -145,14 +145,12 @@ static void *load_both(void *arg) {
 static void data_load_start(DataLoad *d, const TrainConfig *cfg) {
     memset(d, 0, sizeof *d);
     d->cfg = cfg;
-    d->threaded = pthread_create(&d->thread, NULL, load_both, d) == 0;
-    if (!d->threaded) load_both(d);   /* no thread to be had: decode here */
+    background_task_start(&d->task, load_both, d, 1);
 }
 
 /* 0 when both sets are in memory, -1 otherwise (message in err; nothing left to free). */
 static int data_load_wait(DataLoad *d, char *err, size_t errlen) {
-    if (d->threaded) pthread_join(d->thread, NULL);
-    d->threaded = 0;
+    background_task_join(&d->task);
     if (d->rc == 0) return 0;
     snprintf(err, errlen, "%s", d->err);
     dataset_free(&d->train);
@@ -174,6 +172,7 @@ typedef struct {
     Hypertune hypertune;
     int64_t last_saved_step;       /* -1: none in this run */
     CheckpointWriter ckpt;         /* the save in flight (its files on a thread) */
+    ExportWriter export;           /* the exports, written beside the final evaluation */
     char last_checkpoint[4200];
     double last_save_time;
     double data_seconds;           /* wall time of the phases (--verbosity DEBUG): decoding, */
@@ -181,6 +180,8 @@ typedef struct {
     double checkpoint_seconds;     /* the job waiting for saves, */
     double checkpoint_write_seconds; /* their files, mostly written beside the job, */
     double eval_seconds;           /* evaluations */
+    double loop_eval_seconds;      /* of which inside the training loop */
+    double export_write_seconds;   /* the exports' files, written beside the evaluation */
 } Job;
 
 /* Waits for the save in flight (cli/checkpoint_writer.h) and, once its files are complete,
@@ -297,32 +298,30 @@ static int describe_graph(Job *job, char *err, size_t errlen) {
 }
 
 /* SavedModel exports: <model_dir>/export/<exporter>/<unix secs>/ (newest exports_to_keep kept),
- * and $SM_MODEL_DIR/<unix secs>/ for SageMaker's serving container. */
-static int export_model(Job *job, char *err, size_t errlen) {
+ * and $SM_MODEL_DIR/<unix secs>/ for SageMaker's serving container. The snapshot now (the weights
+ * are final), the files beside the evaluation (cli/export_writer.h); export_finish waits for them
+ * and says so in the Estimator's words. */
+static int export_start(Job *job, char *err, size_t errlen) {
     const TrainConfig *cfg = job->cfg;
     if (!cfg->export_enabled) return 0;
-    ModelSnapshot snap;
-    if (model_snapshot_take(job->model, NULL, &snap, err, errlen) != 0) {
-        model_snapshot_free(&snap);
-        return -1;
-    }
+    char base[4096];
+    snprintf(base, sizeof base, "%s/export/%s", cfg->model_dir, cfg->exporter_name);
+    return export_writer_start(&job->export, job->model, &job->graph, base, cfg->sm_model_dir,
+                               cfg->exports_to_keep, 1, err, errlen);
+}
+
+static int export_finish(Job *job, char *err, size_t errlen) {
+    int done = export_writer_wait(&job->export, err, errlen);
+    if (done <= 0) return done;
+    job->export_write_seconds += job->export.write_seconds;
     tf_info("Signatures INCLUDED in export for Classify: None");
     tf_info("Signatures INCLUDED in export for Regress: None");
     tf_info("Signatures INCLUDED in export for Predict: ['serving_default']");
     tf_info("Signatures INCLUDED in export for Train: None");
     tf_info("Signatures INCLUDED in export for Eval: None");
-    char base[4096], path[4096];
-    snprintf(base, sizeof base, "%s/export/%s", cfg->model_dir, cfg->exporter_name);
-    int rc = savedmodel_export_timestamped(base, &job->graph, snap.tensors, snap.n,
-                                           cfg->exports_to_keep, path, sizeof path, err, errlen);
-    if (rc == 0) tf_info("SavedModel written to: %s/saved_model.pb", path);
-    if (rc == 0 && cfg->sm_model_dir) {
-        rc = savedmodel_export_timestamped(cfg->sm_model_dir, &job->graph, snap.tensors, snap.n,
-                                           cfg->exports_to_keep, path, sizeof path, err, errlen);
-        if (rc == 0) tf_info("SavedModel written to: %s/saved_model.pb", path);
-    }
-    model_snapshot_free(&snap);
-    return rc;
+    for (int i = 0; i < job->export.ndirs; i++)
+        tf_info("SavedModel written to: %s/saved_model.pb", job->export.path[i]);
+    return 0;
 }
 
 /* ---- training ------------------------------------------------------------------------------ */
@@ -423,17 +422,19 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
 
 /* --verbosity DEBUG: where the job's wall time went (the GPU job's goal is a total under 5 s,
  * so the fixed costs around the training loop count). t: the phase boundaries (start, data and
- * model ready, resumed, training done, evaluated, exported, last checkpoint written). */
+ * model ready, resumed, training done, evaluated (the export's files written beside it),
+ * exported, last checkpoint written). */
 static void log_phase_times(const Job *job, const double t[7]) {
-    const double in_train = job->checkpoint_seconds - (t[6] - t[5]) + job->eval_seconds -
-                            (t[4] - t[3]); /* checkpoints and evaluations inside the loop */
+    const double in_train = job->checkpoint_seconds - (t[6] - t[5]) +
+                            job->loop_eval_seconds; /* checkpoints and evaluations in the loop */
     tf_debug("Wall time by phase: data and model %.3f s (decoding %.3f s beside the model's "
              "creation %.3f s), resume %.3f s, training %.3f s (of which checkpoints and "
-             "evaluations %.3f s), evaluation %.3f s, export %.3f s, last checkpoint's files "
-             "%.3f s more; total %.3f s (checkpoint files written beside the job: %.3f s)",
+             "evaluations %.3f s), evaluation %.3f s, export %.3f s more, last checkpoint's files "
+             "%.3f s more; total %.3f s (checkpoint files written beside the job: %.3f s; export "
+             "files beside the evaluation: %.3f s)",
              t[1] - t[0], job->data_seconds, job->model_seconds, t[2] - t[1], t[3] - t[2],
              in_train, t[4] - t[3], t[5] - t[4], t[6] - t[5], t[6] - t[0],
-             job->checkpoint_write_seconds);
+             job->checkpoint_write_seconds, job->export_write_seconds);
 }
 
 int main(int argc, char **argv) {
@@ -572,14 +573,17 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* 6. evaluation on the whole test set, export, tuning metric */
+    /* 6. evaluation on the whole test set with the export's files written beside it, tuning
+     * metric */
     t_phase[3] = wall_seconds();
-    if (evaluate(&job, test_set, NULL, err, sizeof err) != 0) {
+    job.loop_eval_seconds = job.eval_seconds;
+    if (export_start(&job, err, sizeof err) != 0 ||
+        evaluate(&job, test_set, NULL, err, sizeof err) != 0) {
         status = fail(EXIT_RUN_FAILED, "%s", err);
         goto done;
     }
     t_phase[4] = wall_seconds();
-    if (export_model(&job, err, sizeof err) != 0) {
+    if (export_finish(&job, err, sizeof err) != 0) {
         status = fail(EXIT_RUN_FAILED, "%s", err);
         goto done;
     }
@@ -603,6 +607,7 @@ done:
     if (job.eval_events && event_writer_close(job.eval_events, err, sizeof err) != 0 &&
         status == EXIT_OK)
         status = fail(EXIT_RUN_FAILED, "%s", err);
+    export_writer_free(&job.export);
     checkpoint_writer_free(&job.ckpt);
     if (cfg.hypertune) hypertune_free(&job.hypertune);
     pb_buf_free(&job.meta_graph);

@@ -1,6 +1,7 @@
 /* test_model_state.c: a Model's state <-> checkpoints (cli/model_state.h), in particular TF1
- * AdamOptimizer's beta1_power / beta2_power beside the slots, and checkpoints written on a
- * background thread (cli/checkpoint_writer.h). (TF1's Saver.restore of a
+ * AdamOptimizer's beta1_power / beta2_power beside the slots, checkpoints written on a
+ * background thread (cli/checkpoint_writer.h), and exports written beside the evaluation
+ * (cli/export_writer.h). (TF1's Saver.restore of a
  * trainer's checkpoint is tests/tf/test_trainer_e2e.py.) */
 #include <check.h>
 #include <math.h>
@@ -9,6 +10,8 @@
 #include <string.h>
 
 #include "cli/checkpoint_writer.h"
+#include "cli/export_writer.h"
+#include "cli/model_graph.h"
 #include "cli/model_state.h"
 #include "io/checkpoint.h"
 #include "io/tensor_bundle.h"
@@ -274,6 +277,75 @@ START_TEST(test_writer_reports_a_failed_save_at_the_wait) {
 }
 END_TEST
 
+/* An export started at step 2 holds step 2's weights although the model trains on while its
+ * files are written, under the base and a second (SageMaker) dir; a second start while one is
+ * pending is refused; a dir that cannot be written fails at the wait naming it, and the writer
+ * works again afterwards; inline (background 0) the same. */
+START_TEST(test_export_writer) {
+    ModelConfig cfg, cfg_ref;
+    Model *m = small_model(OPT_ADAM, &cfg), *at2 = small_model(OPT_ADAM, &cfg_ref);
+    train(m, 2);
+    train(at2, 2);
+    SmModel graph;
+    SmLayer layers[MODEL_SPEC_MAX_LAYERS];
+    char dir[256], base[512], sm[512], bad[512], err[512];
+    ck_assert_msg(model_graph_from_spec(SPEC, &graph, layers, err, sizeof err) == 0, "%s", err);
+    test_make_tmpdir(dir, sizeof dir, "export_writer");
+    snprintf(base, sizeof base, "%s/export/exporter", dir);
+    snprintf(sm, sizeof sm, "%s/sm", dir);
+    snprintf(bad, sizeof bad, "%s/a_file", dir);
+    ck_assert_int_eq(test_write_file(bad, "x", 1), 0);
+    snprintf(bad, sizeof bad, "%s/a_file/export", dir);   /* under a regular file */
+    ExportWriter x;
+    export_writer_init(&x);
+    ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), 0);   /* nothing pending */
+    for (int background = 1; background >= 0; background--) {
+        ck_assert_msg(export_writer_start(&x, m, &graph, base, sm, 0, background, err,
+                                          sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(export_writer_start(&x, m, &graph, base, sm, 0, background, err,
+                                             sizeof err), -1);
+        ck_assert_msg(strstr(err, "still pending") != NULL, "%s", err);
+        train(m, 1);                                  /* the model moves on meanwhile */
+        ck_assert_msg(export_writer_wait(&x, err, sizeof err) == 1, "%s", err);
+        ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), 0);
+        ck_assert_int_eq(x.ndirs, 2);
+        ck_assert(strncmp(x.path[0], base, strlen(base)) == 0);
+        ck_assert(strncmp(x.path[1], sm, strlen(sm)) == 0);
+        for (int d = 0; d < 2; d++) {
+            SmInfo info;
+            ck_assert_msg(savedmodel_read(x.path[d], &info, err, sizeof err) == 0, "%s", err);
+            savedmodel_info_free(&info);
+            /* the weights of step 2: the export's variables against at2's parameters */
+            char prefix[4200];
+            snprintf(prefix, sizeof prefix, "%s/variables/variables", x.path[d]);
+            BundleReader *r = bundle_open(prefix, err, sizeof err);
+            ck_assert_msg(r != NULL, "%s", err);
+            for (int i = 0; i < model_param_count(at2); i++) {
+                const StateInfo *si = model_state_info(at2, i);
+                float *want = malloc(si->count * 4), *got = malloc(si->count * 4);
+                ck_assert_int_eq(model_state_get(at2, i, want), 0);
+                ck_assert_msg(bundle_read_tensor(r, si->name, TF_DT_FLOAT, got, si->count * 4,
+                                                 err, sizeof err) == 0, "%s", err);
+                ck_assert_msg(memcmp(want, got, si->count * 4) == 0, "%s differs", si->name);
+                free(want);
+                free(got);
+            }
+            bundle_close(r);
+        }
+        ck_assert(x.write_seconds > 0.0);
+        train(at2, 1);                                /* at2 follows m to the next export */
+        ck_assert_msg(export_writer_start(&x, m, &graph, bad, NULL, 0, background, err,
+                                          sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "a_file") != NULL, "%s", err);
+    }
+    export_writer_free(&x);
+    model_free(at2);
+    model_free(m);
+    test_remove_tree(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model_state");
     TCase *tc = tcase_create("checkpoints");
@@ -282,6 +354,7 @@ int main(void) {
     tcase_add_test(tc, test_powers_underflow_and_other_optimizers);
     tcase_add_test(tc, test_writer_saves_the_snapshot_while_training_goes_on);
     tcase_add_test(tc, test_writer_reports_a_failed_save_at_the_wait);
+    tcase_add_test(tc, test_export_writer);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

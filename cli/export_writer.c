@@ -1,0 +1,64 @@
+/* export_writer.c: see export_writer.h. */
+#include "cli/export_writer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/wall_clock.h"
+#include "io/fs.h"
+
+void export_writer_init(ExportWriter *x) { memset(x, 0, sizeof *x); }
+
+static void *write_exports(void *arg) {
+    ExportWriter *x = arg;
+    const double t0 = wall_seconds();
+    x->rc = 0;
+    for (int i = 0; i < x->ndirs && x->rc == 0; i++)
+        x->rc = savedmodel_export_timestamped(x->dir[i], x->graph, x->snap.tensors, x->snap.n,
+                                              x->keep, x->path[i], sizeof x->path[i], x->err,
+                                              sizeof x->err);
+    x->write_seconds = wall_seconds() - t0;
+    return NULL;
+}
+
+int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, const char *base,
+                        const char *sm_model_dir, int keep, int background, char *err,
+                        size_t errlen) {
+    if (x->pending) {
+        snprintf(err, errlen, "export: the export to %s is still pending", x->dir[0]);
+        return -1;
+    }
+    model_snapshot_free(&x->snap);
+    if (model_snapshot_take(m, NULL, &x->snap, err, errlen) != 0) {
+        model_snapshot_free(&x->snap);
+        return -1;
+    }
+    x->graph = graph;
+    x->keep = keep;
+    x->ndirs = 0;
+    snprintf(x->dir[x->ndirs++], sizeof x->dir[0], "%s", base);
+    if (sm_model_dir) snprintf(x->dir[x->ndirs++], sizeof x->dir[0], "%s", sm_model_dir);
+    int remote = 0;
+    for (int i = 0; i < x->ndirs; i++) remote |= fs_is_remote(x->dir[i]);
+    x->err[0] = 0;
+    x->pending = 1;
+    background_task_start(&x->task, write_exports, x, background && !remote);
+    return 0;
+}
+
+int export_writer_wait(ExportWriter *x, char *err, size_t errlen) {
+    if (!x->pending) return 0;
+    background_task_join(&x->task);
+    x->pending = 0;
+    if (x->rc != 0) {
+        snprintf(err, errlen, "%s", x->err);
+        return -1;
+    }
+    return 1;
+}
+
+void export_writer_free(ExportWriter *x) {
+    char ignore[sizeof x->err];
+    export_writer_wait(x, ignore, sizeof ignore);
+    model_snapshot_free(&x->snap);
+}
