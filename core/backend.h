@@ -147,6 +147,10 @@ struct Backend {
     void (*mean_backward)(Backend *be, size_t n, const float *dy, float *dx);
     /* dst[i] = (float)src[i]: uint8 pixels to the float 0..255 the model takes. */
     void (*u8_to_float)(Backend *be, size_t n, const uint8_t *src, float *dst);
+    /* loss_sum[0] += (double)loss[0]; correct_sum[0] += correct[0] (all backend memory): an
+     * evaluation's totals kept on the device, so that it ends with one download. */
+    void (*eval_accumulate)(Backend *be, const float *loss, const int32_t *correct,
+                            double *loss_sum, int64_t *correct_sum);
     /* *step += 1 (backend memory). The last entry of every training step. */
     void (*step_increment)(Backend *be, int64_t *step);
 

@@ -197,6 +197,13 @@ static void cpu_u8_to_float(Backend *be, size_t n, const uint8_t *src, float *ds
     for (size_t i = 0; i < n; i++) dst[i] = (float)src[i];
 }
 
+static void cpu_eval_accumulate(Backend *be, const float *loss, const int32_t *correct,
+                                double *loss_sum, int64_t *correct_sum) {
+    (void)be;
+    loss_sum[0] += (double)loss[0];
+    correct_sum[0] += correct[0];
+}
+
 static void cpu_step_increment(Backend *be, int64_t *step) {
     (void)be;
     *step += 1;
@@ -301,6 +308,7 @@ Backend *backend_cpu_create(void) {
     be->mean_forward = cpu_mean_forward;
     be->mean_backward = cpu_mean_backward;
     be->u8_to_float = cpu_u8_to_float;
+    be->eval_accumulate = cpu_eval_accumulate;
     be->step_increment = cpu_step_increment;
     be->gather_batch = cpu_gather_batch;
     be->conv2d_relu_forward = cpu_conv2d_relu_forward;

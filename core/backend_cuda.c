@@ -345,6 +345,13 @@ static void cu_u8_to_float(Backend *be, size_t n, const uint8_t *src, float *dst
     cuda_record(c, u8_to_float_cuda(n, src, dst, c->stream), "u8_to_float_cuda");
 }
 
+static void cu_eval_accumulate(Backend *be, const float *loss, const int32_t *correct,
+                               double *loss_sum, int64_t *correct_sum) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, eval_accumulate_cuda(loss, correct, loss_sum, correct_sum, c->stream),
+                "eval_accumulate_cuda");
+}
+
 static void cu_step_increment(Backend *be, int64_t *step) {
     CudaCtx *c = CTX(be);
     grads_join(c); /* the updates on the gradient stream read the step */
@@ -751,6 +758,7 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     be->mean_forward = cu_mean_forward;
     be->mean_backward = cu_mean_backward;
     be->u8_to_float = cu_u8_to_float;
+    be->eval_accumulate = cu_eval_accumulate;
     be->step_increment = cu_step_increment;
     be->gather_batch = cu_gather_batch;
     /* CNN_CUDA_FUSED: 0 = no fused entries, core issues the unfused sequences (the step verified

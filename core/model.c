@@ -36,7 +36,6 @@ struct Model {
     Optimizer opt;
     Tensor *x, *labels;           /* inputs [B,28,28,1] float, [B] int32 */
     Tensor *logits, *loss, *probs, *correct;
-    Tensor *pixels_u8;            /* [B,28,28,1] uint8 staging for evaluation */
     int net_end;                  /* ops [0, net_end) compute the logits */
     int loss_end;                 /* ops [0, loss_end) compute the loss */
     int probs_op, correct_op;     /* forward-only heads */
@@ -57,6 +56,12 @@ struct Model {
     int64_t *ring_epoch;          /* host: which epoch each ring row holds (-1: none) */
     int n_data, ring_epochs, shuffle;
     uint64_t shuffle_seed;
+    /* evaluation (model_evaluate): the set's pixels and labels, backend memory, grown as needed;
+     * the totals (a double loss sum, then an int64 count of correct rows), backend memory */
+    uint8_t *eval_pixels;
+    int32_t *eval_labels;
+    int eval_capacity;
+    void *eval_totals;
 };
 
 void model_config_default(ModelConfig *cfg) {
@@ -127,7 +132,6 @@ static int build_network(Model *m, char *err, size_t errlen) {
     int B = m->cfg.batch;
     int xs[4] = {B, IMAGE_H, IMAGE_W, IMAGE_C};
     m->x = tape_tensor(t, DT_F32, 4, xs, 1);
-    m->pixels_u8 = tape_tensor(t, DT_U8, 4, xs, 1);
     m->labels = tape_tensor(t, DT_I32, 1, &B, 1);
     Tensor *h = m->x;
     int n_conv = 0, n_dense = 0;
@@ -351,10 +355,21 @@ static void release_train_data(Model *m) {
     m->n_data = 0;
 }
 
+static void release_eval_data(Model *m) {
+    Backend *be = m->be;
+    if (m->eval_pixels) be->free(be, m->eval_pixels);
+    if (m->eval_labels) be->free(be, m->eval_labels);
+    m->eval_pixels = NULL;
+    m->eval_labels = NULL;
+    m->eval_capacity = 0;
+}
+
 void model_free(Model *m) {
     if (!m) return;
     if (m->be) {
         release_train_data(m);
+        release_eval_data(m);
+        if (m->eval_totals) m->be->free(m->be, m->eval_totals);
         tape_free(&m->tape);
         m->be->destroy(m->be);
     }
@@ -598,31 +613,46 @@ int model_evaluate(Model *m, const uint8_t *pixels, const int32_t *labels, int n
     if (check_labels(labels, n, err, errlen)) return -1;
     Backend *be = m->be;
     Tape *t = &m->tape;
+    /* The whole set uploaded once and the totals kept on the device: the chunks' launches go
+     * out back to back, and the evaluation ends with one download (on a GPU, 100 round trips
+     * fewer for MNIST's test set). */
+    if (n > m->eval_capacity) {
+        release_eval_data(m);
+        m->eval_pixels = be->alloc(be, (size_t)n * IMAGE_SIZE);
+        m->eval_labels = be->alloc(be, (size_t)n * sizeof(int32_t));
+        if (!m->eval_totals) m->eval_totals = be->alloc(be, sizeof(double) + sizeof(int64_t));
+        if (!m->eval_pixels || !m->eval_labels || !m->eval_totals) {
+            release_eval_data(m);
+            snprintf(err, errlen, "out of %s memory for %d evaluation examples", be->name, n);
+            return -1;
+        }
+        m->eval_capacity = n;
+    }
+    be->upload(be, m->eval_pixels, pixels, (size_t)n * IMAGE_SIZE);
+    be->upload(be, m->eval_labels, labels, (size_t)n * sizeof(int32_t));
+    double *loss_sum = m->eval_totals;
+    int64_t *correct_sum = (int64_t *)(loss_sum + 1);
+    be->zero(be, m->eval_totals, sizeof(double) + sizeof(int64_t));
     t->training = 0;
-    double loss_sum = 0.0;
-    int64_t correct = 0;
     int chunks = 0;
     for (int at = 0; at < n; at += m->cfg.batch, chunks++) {
         int k = n - at < m->cfg.batch ? n - at : m->cfg.batch;
         t->n = k;
-        be->upload(be, m->pixels_u8->data, pixels + (size_t)at * IMAGE_SIZE,
-                   (size_t)k * IMAGE_SIZE);
-        be->u8_to_float(be, (size_t)k * IMAGE_SIZE, m->pixels_u8->data, tensor_f32(m->x));
-        be->upload(be, m->labels->data, labels + at, (size_t)k * sizeof(int32_t));
+        be->u8_to_float(be, (size_t)k * IMAGE_SIZE, m->eval_pixels + (size_t)at * IMAGE_SIZE,
+                        tensor_f32(m->x));
+        be->copy(be, m->labels->data, m->eval_labels + at, (size_t)k * sizeof(int32_t));
         tape_forward(t, 0, m->loss_end);
         tape_forward(t, m->correct_op, m->correct_op + 1);
-        float chunk_loss;
-        int32_t chunk_correct;
-        if (be->download(be, &chunk_loss, m->loss->data, sizeof chunk_loss) ||
-            be->download(be, &chunk_correct, m->correct->data, sizeof chunk_correct)) {
-            t->training = 1;
-            return device_error(m, err, errlen);
-        }
-        loss_sum += chunk_loss;
-        correct += chunk_correct;
+        be->eval_accumulate(be, tensor_f32(m->loss), tensor_i32(m->correct), loss_sum,
+                            correct_sum);
     }
     t->training = 1;
-    *loss = loss_sum / chunks;
+    double loss_total;
+    int64_t correct;
+    if (be->download(be, &loss_total, loss_sum, sizeof loss_total) ||
+        be->download(be, &correct, correct_sum, sizeof correct))
+        return device_error(m, err, errlen);
+    *loss = loss_total / chunks;
     *accuracy = (double)correct / (double)n;
     return 0;
 }

@@ -182,6 +182,10 @@ cudaError_t add_inplace_cuda(size_t n, const float *x, float *y, cudaStream_t st
 cudaError_t mean_forward_cuda(size_t n, const float *x, float *y, cudaStream_t stream);
 /* dx[i] = dy[0] / n. */
 cudaError_t mean_backward_cuda(size_t n, const float *dy, float *dx, cudaStream_t stream);
+/* loss_sum[0] += (double)loss[0]; correct_sum[0] += correct[0] (one thread: an evaluation's
+ * totals in chunk order, as a host loop would add them). */
+cudaError_t eval_accumulate_cuda(const float *loss, const int32_t *correct, double *loss_sum,
+                                 int64_t *correct_sum, cudaStream_t stream);
 
 /* ---- the resident data set ------------------------------------------------------------------ */
 /* Draws the batch of step s = *d_step from a data set resident on the device:

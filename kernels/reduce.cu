@@ -1,5 +1,5 @@
 /* reduce.cu: the small elementwise/reduction entries core needs beyond kernels.h (gradient
- * accumulation, the mean op), on the GPU. */
+ * accumulation, the mean op, an evaluation's totals), on the GPU. */
 #include "kernels/cuda_common.cuh"
 #include "kernels/kernels_cuda.h"
 
@@ -24,6 +24,13 @@ __global__ void __launch_bounds__(MEAN_THREADS) mean_kernel(size_t n, const floa
     if (threadIdx.x == 0) y[0] = n ? (float)(sum / (double)n) : 0.0f;
 }
 
+__global__ void eval_accumulate_kernel(const float *loss, const int32_t *correct,
+                                       double *loss_sum, int64_t *correct_sum) {
+    pdl_wait_and_release();
+    loss_sum[0] += (double)loss[0];
+    correct_sum[0] += correct[0];
+}
+
 __global__ void mean_bwd_kernel(size_t n, const float *dy, float *dx) {
     pdl_wait_and_release();
     const float v = dy[0] / (float)n;
@@ -33,6 +40,13 @@ __global__ void mean_bwd_kernel(size_t n, const float *dy, float *dx) {
 }
 
 } /* namespace */
+
+extern "C" cudaError_t eval_accumulate_cuda(const float *loss, const int32_t *correct,
+                                            double *loss_sum, int64_t *correct_sum,
+                                            cudaStream_t stream) {
+    CNN_KERNEL(1, 1, stream, eval_accumulate_kernel)(loss, correct, loss_sum, correct_sum);
+    return launch_status();
+}
 
 extern "C" cudaError_t add_inplace_cuda(size_t n, const float *x, float *y, cudaStream_t stream) {
     if (n == 0) return cudaSuccess;

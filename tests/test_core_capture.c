@@ -277,7 +277,8 @@ static Backend *replay_backend(void) {
     ck_assert(cpu && r && be);
     r->cpu = cpu;
     r->inner = *cpu;
-    *be = *cpu; /* evaluation-only entries (softmax, argmax, mean, u8_to_float) stay direct */
+    *be = *cpu; /* evaluation-only entries (softmax, argmax, mean, u8_to_float, eval_accumulate)
+                 * stay direct */
     be->name = "cpu-replay";
     be->ctx = r;
     be->destroy = w_destroy;

@@ -525,6 +525,18 @@ START_TEST(test_learns_predict_evaluate) {
     ck_assert_int_eq(model_evaluate(m, tpix, tl, n_test, &loss1, &acc1, err, sizeof err), 0);
     ck_assert_msg(acc1 >= 0.9 && loss1 < 0.5 * loss0, "loss %g -> %g, accuracy %g -> %g", loss0,
                   loss1, acc0, acc1);
+    /* A smaller set, then the whole one again (the device copy of the set grows only): the
+     * same totals as before. */
+    double loss_s, acc_s, loss2, acc2;
+    ck_assert_int_eq(model_evaluate(m, tpix, tl, 37, &loss_s, &acc_s, err, sizeof err), 0);
+    ck_assert_int_eq(model_evaluate(m, tpix, tl, n_test, &loss2, &acc2, err, sizeof err), 0);
+    ck_assert(loss2 == loss1 && acc2 == acc1);
+    Model *fresh = make("conv:8:5:same,relu,maxpool:2,flatten,dense:32,relu,dropout:0.4,dense:10",
+                        batch, 1, OPT_ADAM);
+    ck_assert_int_eq(model_evaluate(fresh, tpix, tl, 37, &loss_s, &acc_s, err, sizeof err), 0);
+    ck_assert_int_eq(model_evaluate(fresh, tpix, tl, n_test, &loss2, &acc2, err, sizeof err), 0);
+    ck_assert(loss2 == loss0 && acc2 == acc0);
+    model_free(fresh);
     /* predict (chunks of 20 over 150) agrees with evaluate's accuracy and loss. */
     float *probs = malloc((size_t)n_test * 10 * sizeof(float));
     ck_assert_int_eq(model_predict(m, tf, n_test, probs, err, sizeof err), 0);

@@ -155,6 +155,23 @@ static void compare_level(const char *fused, const char *streams) {
     snprintf(what, sizeof what, "fused %s: predictions of 5 images (chunks of 4)", level);
     d = rel_diff(pb, pa, 50);
     check(d <= 1e-4, what, d);
+    /* evaluation: the set on the device, the totals accumulated there (chunks of 4, 4, 1) */
+    uint8_t up[9 * IMG];
+    int32_t yl[9];
+    float xe[9 * IMG];
+    images(9, 11, xe, yl);
+    for (int i = 0; i < 9 * IMG; i++) up[i] = (uint8_t)xe[i];
+    double eval_a, eval_b, acc_a, acc_b;
+    if (model_evaluate(cpu, up, yl, 9, &eval_a, &acc_a, err, sizeof err) ||
+        model_evaluate(cuda, up, yl, 9, &eval_b, &acc_b, err, sizeof err)) {
+        printf("FAIL model_evaluate: %s\n", err);
+        exit(1);
+    }
+    snprintf(what, sizeof what, "fused %s: evaluation of 9 images, loss", level);
+    check(fabs(eval_b - eval_a) <= 1e-4 * fabs(eval_a), what,
+          fabs(eval_b - eval_a) / fabs(eval_a));
+    snprintf(what, sizeof what, "fused %s: evaluation of 9 images, accuracy", level);
+    check(acc_b == acc_a, what, fabs(acc_b - acc_a));
     resident_steps(cpu, cuda, 200, &loss_a, &loss_b);
     snprintf(what, sizeof what, "fused %s: 3 steps from the resident data set, last loss", level);
     /* steps 2-4 of the model: test_train's bound for its first steps (1e-3), as rounding

@@ -1059,6 +1059,25 @@ static void test_small_entries(void) {
     g = dev_download(dMB, nn * 4);
     check_equal_bytes("mean bwd", g, mb, nn * 4);
     free(g);
+    /* an evaluation's totals: chunk losses added in double in order, counts in int64 */
+    const float chunk_loss[3] = {2.3025851f, 0.1234567f, 1e-8f};
+    const int32_t chunk_correct[3] = {7, 100, 2147483647};
+    double loss_total = 0, dev_total;
+    int64_t count = 0, dev_count;
+    float *dL = dev_upload(chunk_loss, sizeof chunk_loss);
+    int32_t *dC = dev_upload(chunk_correct, sizeof chunk_correct);
+    double *dT = dev_poisoned(sizeof(double) + sizeof(int64_t));
+    CK(cudaMemset(dT, 0, sizeof(double) + sizeof(int64_t)));
+    for (int i = 0; i < 3; i++) {
+        loss_total += (double)chunk_loss[i];
+        count += chunk_correct[i];
+        CK(eval_accumulate_cuda(dL + i, dC + i, dT, (int64_t *)(dT + 1), 0));
+    }
+    CK(cudaMemcpy(&dev_total, dT, sizeof dev_total, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(&dev_count, dT + 1, sizeof dev_count, cudaMemcpyDeviceToHost));
+    check_equal_bytes("eval_accumulate loss (double)", &dev_total, &loss_total, sizeof loss_total);
+    check_equal_bytes("eval_accumulate count (int64)", &dev_count, &count, sizeof count);
+    CK(cudaFree(dL)); CK(cudaFree(dC)); CK(cudaFree(dT));
     free(y); free(dy); free(dx); free(a); free(b); free(sum); free(mb);
     CK(cudaFree(dY)); CK(cudaFree(dDY)); CK(cudaFree(dDX)); CK(cudaFree(dA)); CK(cudaFree(dB));
     CK(cudaFree(dM)); CK(cudaFree(dDM)); CK(cudaFree(dMB));
