@@ -2,9 +2,13 @@
 #include "cli/background_task.h"
 
 #include <signal.h>
+#include <stdio.h>
 
 void background_task_start(BackgroundTask *t, void *(*fn)(void *), void *arg, int background) {
     t->running = 0;
+    t->pending = 1;
+    t->rc = 0;
+    t->err[0] = 0;
     if (background) {
         sigset_t all, old;
         sigfillset(&all);
@@ -20,8 +24,16 @@ void background_task_start(BackgroundTask *t, void *(*fn)(void *), void *arg, in
     fn(arg);
 }
 
-void background_task_join(BackgroundTask *t) {
-    if (!t->running) return;
-    pthread_join(t->thread, NULL);
-    t->running = 0;
+int background_task_wait(BackgroundTask *t, char *err, size_t errlen) {
+    if (!t->pending) return 0;
+    if (t->running) {
+        pthread_join(t->thread, NULL);
+        t->running = 0;
+    }
+    t->pending = 0;
+    if (t->rc != 0) {
+        snprintf(err, errlen, "%s", t->err);
+        return -1;
+    }
+    return 1;
 }

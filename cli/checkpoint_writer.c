@@ -13,10 +13,11 @@ void checkpoint_writer_init(CheckpointWriter *w) { memset(w, 0, sizeof *w); }
 /* The files of one save: the checkpoint, then its .meta (optional to readers: written after). */
 static void write_files(CheckpointWriter *w) {
     const double t0 = wall_seconds();
-    w->rc = checkpoint_save(w->dir, w->step, w->snap.tensors, w->snap.n, w->keep_max, NULL, 0,
-                            w->err, sizeof w->err);
-    if (w->rc == 0 && w->meta_len > 0)
-        w->rc = checkpoint_write_meta(w->prefix, w->meta, w->meta_len, w->err, sizeof w->err);
+    BackgroundTask *t = &w->task;
+    t->rc = checkpoint_save(w->dir, w->step, w->snap.tensors, w->snap.n, w->keep_max, NULL, 0,
+                            t->err, sizeof t->err);
+    if (t->rc == 0 && w->meta_len > 0)
+        t->rc = checkpoint_write_meta(w->prefix, w->meta, w->meta_len, t->err, sizeof t->err);
     w->write_seconds = wall_seconds() - t0;
 }
 
@@ -26,20 +27,13 @@ static void *writer_thread(void *arg) {
 }
 
 int checkpoint_writer_wait(CheckpointWriter *w, char *err, size_t errlen) {
-    if (!w->pending) return 0;
-    background_task_join(&w->task);
-    w->pending = 0;
-    if (w->rc != 0) {
-        snprintf(err, errlen, "%s", w->err);
-        return -1;
-    }
-    return 1;
+    return background_task_wait(&w->task, err, errlen);
 }
 
 int checkpoint_writer_start(CheckpointWriter *w, const Model *m, const ModelConfig *cfg,
                             const char *dir, int keep_max, const void *meta, size_t meta_len,
                             int background, char *err, size_t errlen) {
-    if (w->pending) {
+    if (w->task.pending) {
         snprintf(err, errlen, "checkpoint: the save of %s is still pending", w->prefix);
         return -1;
     }
@@ -56,15 +50,12 @@ int checkpoint_writer_start(CheckpointWriter *w, const Model *m, const ModelConf
     w->meta_len = meta_len;
     w->step = w->snap.global_step;
     checkpoint_prefix(w->prefix, sizeof w->prefix, dir, w->step);
-    w->rc = 0;
-    w->err[0] = 0;
-    w->pending = 1;
     background_task_start(&w->task, writer_thread, w, background && !fs_is_remote(dir));
     return 0;
 }
 
 void checkpoint_writer_free(CheckpointWriter *w) {
-    char ignore[sizeof w->err];
+    char ignore[sizeof w->task.err];
     checkpoint_writer_wait(w, ignore, sizeof ignore);
     model_snapshot_free(&w->snap);
 }

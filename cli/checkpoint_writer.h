@@ -37,11 +37,7 @@ typedef struct {
     size_t meta_len;
     char prefix[4200];      /* <dir>/model.ckpt-<step> */
     int64_t step;
-    /* the thread's result */
-    BackgroundTask task;
-    int pending;            /* a save started and not yet waited for */
-    int rc;
-    char err[2048];
+    BackgroundTask task;    /* the files' thread; pending: a save started and not waited for */
     double write_seconds;   /* wall time of the files of the last save (in whichever thread) */
 } CheckpointWriter;
 

@@ -11,12 +11,12 @@ void export_writer_init(ExportWriter *x) { memset(x, 0, sizeof *x); }
 
 static void *write_exports(void *arg) {
     ExportWriter *x = arg;
+    BackgroundTask *t = &x->task;
     const double t0 = wall_seconds();
-    x->rc = 0;
-    for (int i = 0; i < x->ndirs && x->rc == 0; i++)
-        x->rc = savedmodel_export_timestamped(x->dir[i], x->graph, x->snap.tensors, x->snap.n,
-                                              x->keep, x->path[i], sizeof x->path[i], x->err,
-                                              sizeof x->err);
+    for (int i = 0; i < x->ndirs && t->rc == 0; i++)
+        t->rc = savedmodel_export_timestamped(x->dir[i], x->graph, x->snap.tensors, x->snap.n,
+                                              x->keep, x->path[i], sizeof x->path[i], t->err,
+                                              sizeof t->err);
     x->write_seconds = wall_seconds() - t0;
     return NULL;
 }
@@ -24,7 +24,7 @@ static void *write_exports(void *arg) {
 int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, const char *base,
                         const char *sm_model_dir, int keep, int background, char *err,
                         size_t errlen) {
-    if (x->pending) {
+    if (x->task.pending) {
         snprintf(err, errlen, "export: the export to %s is still pending", x->dir[0]);
         return -1;
     }
@@ -40,25 +40,16 @@ int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, c
     if (sm_model_dir) snprintf(x->dir[x->ndirs++], sizeof x->dir[0], "%s", sm_model_dir);
     int remote = 0;
     for (int i = 0; i < x->ndirs; i++) remote |= fs_is_remote(x->dir[i]);
-    x->err[0] = 0;
-    x->pending = 1;
     background_task_start(&x->task, write_exports, x, background && !remote);
     return 0;
 }
 
 int export_writer_wait(ExportWriter *x, char *err, size_t errlen) {
-    if (!x->pending) return 0;
-    background_task_join(&x->task);
-    x->pending = 0;
-    if (x->rc != 0) {
-        snprintf(err, errlen, "%s", x->err);
-        return -1;
-    }
-    return 1;
+    return background_task_wait(&x->task, err, errlen);
 }
 
 void export_writer_free(ExportWriter *x) {
-    char ignore[sizeof x->err];
+    char ignore[sizeof x->task.err];
     export_writer_wait(x, ignore, sizeof ignore);
     model_snapshot_free(&x->snap);
 }

@@ -21,12 +21,8 @@ typedef struct {
     const SmModel *graph;    /* the caller's, kept alive until the wait */
     char dir[2][4096];       /* the export bases: <model_dir>/export/<exporter>, SM_MODEL_DIR */
     int ndirs, keep;
-    /* the thread's result */
     char path[2][4096];      /* the export directories written */
-    BackgroundTask task;
-    int pending;             /* started and not yet waited for */
-    int rc;
-    char err[2048];
+    BackgroundTask task;     /* the files' thread; pending: started and not waited for */
     double write_seconds;    /* wall time of the files (in whichever thread) */
 } ExportWriter;
 

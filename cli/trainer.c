@@ -124,20 +124,19 @@ static void dataset_free(Dataset *ds) {
 typedef struct {
     const TrainConfig *cfg;
     Dataset train, test;
-    int rc;                 /* 0 ok, -1 failed (message in err) */
-    char err[4096];
     double seconds;         /* wall time of the decoding */
-    BackgroundTask task;
+    BackgroundTask task;    /* its outcome: rc, err */
 } DataLoad;
 
 static void *load_both(void *arg) {
     DataLoad *d = arg;
     const double t0 = wall_seconds();
-    d->rc = load_dataset("train", d->cfg->train_paths, d->cfg->num_train, &d->train, d->err,
-                         sizeof d->err);
-    if (d->rc == 0)
-        d->rc = load_dataset("test", d->cfg->test_paths, d->cfg->num_test, &d->test, d->err,
-                             sizeof d->err);
+    BackgroundTask *t = &d->task;
+    t->rc = load_dataset("train", d->cfg->train_paths, d->cfg->num_train, &d->train, t->err,
+                         sizeof t->err);
+    if (t->rc == 0)
+        t->rc = load_dataset("test", d->cfg->test_paths, d->cfg->num_test, &d->test, t->err,
+                             sizeof t->err);
     d->seconds = wall_seconds() - t0;
     return NULL;
 }
@@ -150,9 +149,7 @@ static void data_load_start(DataLoad *d, const TrainConfig *cfg) {
 
 /* 0 when both sets are in memory, -1 otherwise (message in err; nothing left to free). */
 static int data_load_wait(DataLoad *d, char *err, size_t errlen) {
-    background_task_join(&d->task);
-    if (d->rc == 0) return 0;
-    snprintf(err, errlen, "%s", d->err);
+    if (background_task_wait(&d->task, err, errlen) >= 0) return 0;
     dataset_free(&d->train);
     dataset_free(&d->test);
     return -1;
