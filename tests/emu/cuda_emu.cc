@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <utility>
 #include <vector>
 
 /* Fiber switching: a 20-instruction switch of the callee-saved registers and the stack
@@ -279,6 +280,13 @@ static const struct {
     {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported (emulated)"},
     {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
      "stream capture unsupported (emulated)"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated",
+     "a synchronising call during the capture invalidated it (emulated)"},
+    {cudaErrorStreamCaptureUnjoined, "cudaErrorStreamCaptureUnjoined",
+     "a forked stream was not joined back into the capture (emulated)"},
+    {cudaErrorStreamCaptureIsolation, "cudaErrorStreamCaptureIsolation",
+     "a captured stream waited on work outside the capture (emulated)"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState", "no such capture (emulated)"},
 };
 
 const char *cudaGetErrorString(cudaError_t e) {
@@ -393,8 +401,42 @@ void perform(const QueuedOp &op) {
     if (op.record && op.ticket > op.record->completed) op.record->completed = op.ticket;
 }
 
+} /* namespace */
+
+/* ---- graph capture (see "graphs" below) ---- */
+struct CapturedOp {
+    EmuStream *stream;  /* where it was issued: the origin stream or one forked from it */
+    QueuedOp op;        /* its event tickets are issued again at every replay */
+};
+
+struct EmuGraph {
+    std::vector<CapturedOp> ops;  /* in issue order */
+    EmuStream *origin = nullptr;
+};
+
+namespace {
+
+/* The capture in progress (one at a time, as the backends use it), else null. */
+EmuGraph *capturing = nullptr;
+std::vector<EmuStream *> captured_streams; /* the origin, then the streams forked from it */
+/* events recorded by captured streams, with their record count before the capture (the
+ * capture's records never run: the count goes back at its end, so that later waits outside it
+ * wait for records that do run) */
+std::vector<std::pair<EmuEvent *, uint64_t>> captured_events;
+bool capture_invalidated = false;          /* a synchronising call happened during it */
+
+bool in_capture(const EmuStream *st) {
+    for (EmuStream *c : captured_streams)
+        if (c == st) return true;
+    return false;
+}
+
 void push(cudaStream_t stream, QueuedOp op) {
     EmuStream *st = reinterpret_cast<EmuStream *>(stream);
+    if (capturing && st && in_capture(st)) {
+        capturing->ops.push_back(CapturedOp{st, std::move(op)});
+        return;
+    }
     if (!st) { /* the default stream: at once */
         perform(op);
         return;
@@ -405,6 +447,7 @@ void push(cudaStream_t stream, QueuedOp op) {
 } /* namespace */
 
 void drain() {
+    if (capturing) capture_invalidated = true; /* a GPU cannot synchronise inside a capture */
     std::vector<EmuStream *> ready;
     for (;;) {
         ready.clear();
@@ -481,15 +524,30 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     emu::EmuEvent *ev = reinterpret_cast<emu::EmuEvent *>(event);
+    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
     emu::QueuedOp q;
     q.record = ev;
     q.ticket = ++ev->recorded;
+    if (emu::capturing && st && emu::in_capture(st)) {
+        bool seen = false;
+        for (const auto &c : emu::captured_events) seen |= c.first == ev;
+        if (!seen) emu::captured_events.push_back({ev, q.ticket - 1});
+    }
     emu::push(stream, std::move(q));
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
     emu::EmuEvent *ev = reinterpret_cast<emu::EmuEvent *>(event);
+    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
+    if (emu::capturing) {
+        bool captured_event = false;
+        for (const auto &c : emu::captured_events) captured_event |= c.first == ev;
+        /* waiting on an event recorded in the capture forks `stream` into it */
+        if (captured_event && st && !emu::in_capture(st)) emu::captured_streams.push_back(st);
+        /* a captured stream may not wait on work outside the capture */
+        if (st && emu::in_capture(st) && !captured_event) return cudaErrorStreamCaptureIsolation;
+    }
     if (ev->recorded == 0) return cudaSuccess; /* never recorded: nothing to wait for */
     emu::QueuedOp q;
     q.wait = ev;
@@ -509,22 +567,99 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t strea
     return cudaSuccess;
 }
 
-/* Graph capture is not emulated: it reports cudaErrorStreamCaptureUnsupported (the backend then
- * retries without PDL, then runs its steps eagerly: emu_test_backend_cuda's refused capture). */
-cudaError_t cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) {
-    return cudaErrorStreamCaptureUnsupported;
+/* ---- graphs ------------------------------------------------------------------------------ *
+ * Stream capture records what is issued to the origin stream, and to every stream that waits
+ * on an event recorded in the capture (a fork), instead of queueing it; nothing runs. The capture
+ * fails as on a GPU when a synchronising call happens during it (cudaErrorStreamCaptureInvalidated)
+ * or when a forked stream's last work is not waited for by the origin (Unjoined). A launch of
+ * the graph queues the recorded operations again, each on its stream (the origin's on the
+ * launch's stream), with fresh event tickets, so a replay keeps the captured dependencies and
+ * is interleaved with other streams like any queued work. CNN_EMU_CAPTURE=0 refuses every
+ * capture (cudaErrorStreamCaptureUnsupported), as a driver might refuse one. */
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode) {
+    const char *v = getenv("CNN_EMU_CAPTURE");
+    if (v && strcmp(v, "0") == 0) return cudaErrorStreamCaptureUnsupported;
+    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
+    if (!st || emu::capturing) return cudaErrorIllegalState;
+    emu::capturing = new emu::EmuGraph();
+    emu::capturing->origin = st;
+    emu::captured_streams.assign(1, st);
+    emu::captured_events.clear();
+    emu::capture_invalidated = false;
+    return cudaSuccess;
 }
-cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *graph) {
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
     *graph = NULL;
-    return cudaErrorStreamCaptureUnsupported;
+    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
+    if (!emu::capturing || emu::capturing->origin != st) return cudaErrorIllegalState;
+    emu::EmuGraph *g = emu::capturing;
+    emu::capturing = nullptr;
+    cudaError_t e = emu::capture_invalidated ? cudaErrorStreamCaptureInvalidated : cudaSuccess;
+    /* every forked stream joined: its last captured operation is an event record that the
+     * origin waits for later in the capture */
+    for (size_t s = 1; s < emu::captured_streams.size() && e == cudaSuccess; s++) {
+        long last = -1;
+        for (size_t i = 0; i < g->ops.size(); i++)
+            if (g->ops[i].stream == emu::captured_streams[s]) last = (long)i;
+        if (last < 0) continue;
+        const emu::QueuedOp &rec = g->ops[(size_t)last].op;
+        bool joined = false;
+        for (size_t i = (size_t)last + 1; i < g->ops.size() && rec.record; i++)
+            joined |= g->ops[i].stream == st && g->ops[i].op.wait == rec.record &&
+                      g->ops[i].op.ticket >= rec.ticket;
+        if (!joined) e = cudaErrorStreamCaptureUnjoined;
+    }
+    for (const auto &c : emu::captured_events) c.first->recorded = c.second;
+    emu::captured_streams.clear();
+    emu::captured_events.clear();
+    if (e != cudaSuccess) {
+        delete g;
+        return e;
+    }
+    *graph = reinterpret_cast<cudaGraph_t>(g);
+    return cudaSuccess;
 }
-cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t, unsigned long long) {
-    *exec = NULL;
-    return cudaErrorNotSupported;
+
+static size_t graphs_instantiated, graphs_launched;
+
+extern "C" void cuda_emu_graph_counts(size_t *instantiated, size_t *launched) {
+    *instantiated = graphs_instantiated;
+    *launched = graphs_launched;
 }
-cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return cudaErrorNotSupported; }
-cudaError_t cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t) { return cudaSuccess; }
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+    graphs_instantiated++;
+    *exec = reinterpret_cast<cudaGraphExec_t>(
+        new emu::EmuGraph(*reinterpret_cast<emu::EmuGraph *>(graph)));
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+    const emu::EmuGraph *g = reinterpret_cast<const emu::EmuGraph *>(exec);
+    if (!g || emu::capturing) return cudaErrorInvalidValue;
+    graphs_launched++;
+    for (const emu::CapturedOp &c : g->ops) {
+        emu::QueuedOp q = c.op;
+        if (q.record) q.ticket = ++q.record->recorded;
+        if (q.wait) q.ticket = q.wait->recorded;
+        cudaStream_t to = c.stream == g->origin ? stream : reinterpret_cast<cudaStream_t>(c.stream);
+        emu::push(to, std::move(q));
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete reinterpret_cast<emu::EmuGraph *>(graph);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    delete reinterpret_cast<emu::EmuGraph *>(exec);
+    return cudaSuccess;
+}
+
+/* The node and edge queries (the backend's CNN_CUDA_VERBOSE description) are not emulated. */
 cudaError_t cudaGraphGetNodes(cudaGraph_t, cudaGraphNode_t *, size_t *count) {
     *count = 0;
     return cudaErrorNotSupported;

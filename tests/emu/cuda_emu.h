@@ -18,13 +18,16 @@
  * until a synchronising call, which then runs the queued work of all streams interleaved in a
  * shuffled order (CNN_EMU_SEED) that respects each stream's order and its event waits: a
  * result that needs a dependency between streams which the code does not state changes from
- * run to run, as a race between blocks of one kernel does.
+ * run to run, as a race between blocks of one kernel does. Stream capture records that work
+ * (the origin stream's and its forks') into a graph instead, and a graph launch queues it again
+ * (cuda_emu.cc, "graphs"): an unjoined fork or a synchronising call fails the capture.
  *
  * What it does not model: warps (no shuffles or warp-synchronous code: the kernels use none),
  * timing, the memory model between blocks (blocks run one after another), overlap of two
- * kernels (each runs to completion before the next queued operation), graphs. Races between threads of a block that are not
- * separated by a barrier show up only as order-dependent results; compute-sanitizer's racecheck
- * on a GPU remains the check for them. */
+ * kernels (each runs to completion before the next queued operation), programmatic launch
+ * (every kernel waits for the previous one to finish), the node and edge queries of a graph.
+ * Races between threads of a block that are not separated by a barrier show up only as
+ * order-dependent results; compute-sanitizer's racecheck on a GPU remains the check for them. */
 #ifndef TESTS_EMU_CUDA_EMU_H
 #define TESTS_EMU_CUDA_EMU_H
 
@@ -74,6 +77,9 @@ cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body);
 /* Whether a launch configuration is one the CUDA runtime accepts (else the launch fails at once
  * with cudaErrorInvalidConfiguration, as on a GPU). */
 bool launch_config_ok(dim3 grid, dim3 block);
+
+/* How many graphs were instantiated and launched so far (tests: graphs did run). */
+extern "C" void cuda_emu_graph_counts(size_t *instantiated, size_t *launched);
 
 /* Puts op at the end of the stream's queue (see "streams" in cuda_emu.cc): a stream made with
  * cudaStreamCreate* defers its work until a synchronising call; the default stream (0) runs it

@@ -9,10 +9,12 @@
  * parameter gradients and updates on their own stream (and level 5 with the updates on the main
  * stream, and on one stream): gradients of every parameter, loss and logits
  * on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two training
- * steps from host batches (losses to 1e-4 relative), predictions (to 1e-4), then three steps
+ * steps from host batches (losses to 1e-4 relative), predictions and an evaluation (to 1e-4), then three steps
  * from a resident data set (the trainer's path: the device gather; to 1e-3, test_train's bound
  * for a run's first steps, as rounding differences grow through Adam). Batch 4, one of 3 rows (a short
- * last batch). Graphs off (the emulator does not capture them). Exits 1 on a failure. */
+ * last batch), graphs off; then the same training with CUDA graphs (one-step and multi-step,
+ * which the emulator captures and replays) against eager steps, bit for bit; then a refused
+ * capture. Exits 1 on a failure. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -181,10 +183,97 @@ static void compare_level(const char *fused, const char *streams) {
     model_free(cpu);
 }
 
-/* Graphs on: the emulator refuses every capture, as a driver might refuse one with programmatic
- * launches. The backend retries without PDL (turning it off for the process), then runs the
- * steps eagerly: still the CPU's results. */
+/* The trainer's path with CUDA graphs (the emulator captures and replays them: cuda_emu.cc,
+ * "graphs"): steps replayed from the one-step graph and from graph_steps-step graphs give the
+ * bits of eager steps, call after call (windows cut at the ring's epochs, the first call of a
+ * key run eagerly and captured) and after the data set is replaced (the graphs dropped and
+ * captured again). A capture that is not joined or that synchronises fails in the emulator as
+ * on a GPU, which the backend reports as a warning and an eager fallback: that shows here as
+ * a missing "graphs replayed" line and a failure of the check below. */
+/* the emulator's graph counters (tests/emu/cuda_emu.cc) */
+void cuda_emu_graph_counts(size_t *instantiated, size_t *launched);
+
+static void graphs_replay_eagerly(const char *graph_steps, int quick) {
+    size_t inst0, launch0, inst1, launch1;
+    cuda_emu_graph_counts(&inst0, &launch0);
+    setenv("CNN_CUDA_FUSED", "5", 1);
+    setenv("CNN_CUDA_STREAMS", "2", 1);
+    setenv("CNN_CUDA_GRAPH_STEPS", graph_steps, 1);
+    char err[256];
+    Backend *be[2];
+    for (int g = 0; g < 2; g++) {
+        setenv("CNN_CUDA_GRAPHS", g ? "1" : "0", 1);
+        if (!(be[g] = backend_cuda_create(err, sizeof err))) {
+            printf("FAIL backend_cuda_create: %s\n", err);
+            exit(1);
+        }
+    }
+    setenv("CNN_CUDA_GRAPHS", "0", 1);
+    Model *eager = make(be[0]), *graphed = make(be[1]);
+    enum { N_DATA = 10 };
+    static uint8_t pix[N_DATA * IMG];
+    static float xd[N_DATA * IMG];
+    int32_t yd[N_DATA];
+    /* quick (the sanitizer build): one call of 4 steps per data set, which still captures both
+     * graphs, replays the multi-step one and, at the second set, drops and recaptures them */
+    const int calls[] = {5, 1, 4}, quick_calls[] = {4};
+    const int *call = quick ? quick_calls : calls, ncalls = quick ? 1 : 3;
+    char what[128];
+    for (int set = 0; set < 2; set++) {
+        images(N_DATA, 300 + (uint64_t)set, xd, yd);
+        for (int i = 0; i < N_DATA * IMG; i++) pix[i] = (uint8_t)xd[i];
+        if (model_set_train_data(eager, pix, yd, N_DATA, 1, 3, err, sizeof err) ||
+            model_set_train_data(graphed, pix, yd, N_DATA, 1, 3, err, sizeof err)) {
+            printf("FAIL model_set_train_data: %s\n", err);
+            exit(1);
+        }
+        for (int c = 0; c < ncalls; c++) {
+            float la, lb;
+            if (model_train_steps(eager, call[c], &la, err, sizeof err) ||
+                model_train_steps(graphed, call[c], &lb, err, sizeof err)) {
+                printf("FAIL model_train_steps: %s\n", err);
+                exit(1);
+            }
+            snprintf(what, sizeof what, "graphs of %s steps: data set %d, call %d (%d steps): loss "
+                     "== eager", graph_steps, set, c, call[c]);
+            check(memcmp(&la, &lb, sizeof la) == 0, what, fabs(lb - la));
+        }
+    }
+    int same = 1;
+    for (int p = 0; p < model_state_count(eager); p++) {
+        const StateInfo *si = model_state_info(eager, p);
+        float *pa = malloc(si->count * 4), *pb = malloc(si->count * 4);
+        if (!pa || !pb || model_state_get(eager, p, pa) || model_state_get(graphed, p, pb)) {
+            printf("FAIL model_state_get\n");
+            exit(1);
+        }
+        same &= memcmp(pa, pb, si->count * 4) == 0;
+        free(pa);
+        free(pb);
+    }
+    snprintf(what, sizeof what, "graphs of %s steps: every parameter and slot == eager",
+             graph_steps);
+    check(same, what, 0);
+    /* the graphs did run: per data set the one-step graph, and the multi-step one where a
+     * window had that many steps */
+    cuda_emu_graph_counts(&inst1, &launch1);
+    /* per data set: the one-step graph, and the 3-step one where a window has 3 steps left
+     * after its eager first step (quick: the second set's first window, cut at the ring's
+     * epochs, has 2) */
+    const size_t want = strcmp(graph_steps, "1") == 0 ? 2 : quick ? 3 : 4;
+    snprintf(what, sizeof what, "graphs of %s steps: %zu graphs captured (want %zu), %zu launches",
+             graph_steps, inst1 - inst0, want, launch1 - launch0);
+    check(inst1 - inst0 == want && launch1 - launch0 >= (quick ? 2u : 10u), what, 0);
+    model_free(eager);
+    model_free(graphed);
+    unsetenv("CNN_CUDA_GRAPH_STEPS");
+}
+
+/* Graphs on, and the emulator refusing every capture (CNN_EMU_CAPTURE=0), as a driver might
+ * refuse one with programmatic launches. The backend retries without PDL (turning it off for
+ * the process), then runs the steps eagerly: still the CPU's results. */
 static void capture_refused(void) {
+    setenv("CNN_EMU_CAPTURE", "0", 1);
     setenv("CNN_CUDA_GRAPHS", "1", 1);
     setenv("CNN_CUDA_FUSED", "5", 1);
     setenv("CNN_CUDA_STREAMS", "2", 1);
@@ -205,6 +294,7 @@ static void capture_refused(void) {
     model_free(cuda);
     model_free(cpu);
     setenv("CNN_CUDA_GRAPHS", "0", 1);
+    unsetenv("CNN_EMU_CAPTURE");
 }
 
 int main(void) {
@@ -220,6 +310,9 @@ int main(void) {
     }
     compare_level("1", "2");
     compare_level("5", "2");
+    const int is_quick = quick && strcmp(quick, "0") != 0;
+    if (!is_quick) graphs_replay_eagerly("1", 0);
+    graphs_replay_eagerly("3", is_quick);
     capture_refused(); /* last: it turns PDL off for the process */
     printf("SUMMARY test_backend_cuda: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;

@@ -7,7 +7,11 @@
  *   - a kernel that reaches a barrier or its end without pdl_wait_and_release() aborts (with
  *     programmatic dependent launch it could read its inputs before they are written);
  *   - two streams: work ordered by an event wait always sees the other stream's result; without
- *     the wait, the shuffled interleaving gives both orders over 20 runs.
+ *     the wait, the shuffled interleaving gives both orders over 20 runs;
+ *   - graph capture: nothing runs while capturing; each launch of the graph runs the captured
+ *     work again, a forked stream's work included and still ordered by its events; a fork not
+ *     joined, a synchronising call inside the capture, or a wait on work outside it fails as on
+ *     a GPU; CNN_EMU_CAPTURE=0 refuses captures.
  * Exit 0 when all hold. */
 #include <signal.h>
 #include <stdio.h>
@@ -93,6 +97,85 @@ void two_streams(int *buf, int *out, bool ordered, bool *always_seen, bool *some
     cudaStreamDestroy(b);
 }
 
+__global__ void add_kernel(int *p, int v) {
+    pdl_wait_and_release();
+    p[threadIdx.x] += v;
+}
+
+/* Captures on stream a: x += 1; a fork to b (an event), where y = x, y += 10; with `join`, the
+ * join back (an event) and x = y on a. Returns EndCapture's status, the graph in *g. */
+cudaError_t capture_fork(cudaStream_t a, cudaStream_t b, cudaEvent_t fork, cudaEvent_t join_ev,
+                         int *x, int *y, int join, cudaGraph_t *g) {
+    cudaError_t e = cudaStreamBeginCapture(a, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return e;
+    CNN_KERNEL(dim3(1), dim3(32), a, add_kernel)(x, 1);
+    cudaEventRecord(fork, a);
+    cudaStreamWaitEvent(b, fork, 0);
+    CNN_KERNEL(dim3(1), dim3(32), b, copy_kernel)(x, y);
+    CNN_KERNEL(dim3(1), dim3(32), b, add_kernel)(y, 10);
+    if (join) {
+        cudaEventRecord(join_ev, b);
+        cudaStreamWaitEvent(a, join_ev, 0);
+        CNN_KERNEL(dim3(1), dim3(32), a, copy_kernel)(y, x);
+    }
+    return cudaStreamEndCapture(a, g);
+}
+
+/* The graph claims (see the header). */
+void graph_capture(int *buf) {
+    int *x = buf, *y = buf + 32;
+    cudaStream_t a, b;
+    cudaEvent_t fork, join_ev, outside;
+    cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking);
+    cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking);
+    cudaEventCreateWithFlags(&fork, cudaEventDisableTiming);
+    cudaEventCreateWithFlags(&join_ev, cudaEventDisableTiming);
+    cudaEventCreateWithFlags(&outside, cudaEventDisableTiming);
+    memset(buf, 0, 64 * sizeof(int));
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    bool ok = capture_fork(a, b, fork, join_ev, x, y, 1, &g) == cudaSuccess && g;
+    cudaDeviceSynchronize();
+    check(ok && x[0] == 0 && y[0] == 0, "a capture runs nothing");
+    ok = ok && cudaGraphInstantiate(&exec, g, 0) == cudaSuccess;
+    /* x = (x + 1) + 10 per launch, whichever order the streams interleave in: 20 launches */
+    bool exact = ok;
+    for (int rep = 1; rep <= 20 && ok; rep++) {
+        exact = exact && cudaGraphLaunch(exec, a) == cudaSuccess;
+        cudaStreamSynchronize(a);
+        for (int t = 0; t < 32; t++) exact = exact && x[t] == 11 * rep && y[t] == 11 * rep;
+    }
+    check(exact, "each launch runs the captured work again, the fork ordered by its events");
+    /* a stream that waits on an event recorded before the capture is not part of it */
+    cudaEventRecord(outside, b);
+    cudaDeviceSynchronize();
+    ok = cudaStreamBeginCapture(a, cudaStreamCaptureModeThreadLocal) == cudaSuccess &&
+         cudaStreamWaitEvent(a, outside, 0) == cudaErrorStreamCaptureIsolation;
+    cudaGraph_t g2 = NULL;
+    ok = ok && cudaStreamEndCapture(a, &g2) == cudaSuccess;
+    cudaGraphDestroy(g2);
+    check(ok, "a captured stream waiting on work outside the capture is refused");
+    g2 = NULL;
+    check(capture_fork(a, b, fork, join_ev, x, y, 0, &g2) == cudaErrorStreamCaptureUnjoined &&
+              !g2, "a fork not joined back fails the capture");
+    ok = cudaStreamBeginCapture(a, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+    CNN_KERNEL(dim3(1), dim3(32), a, add_kernel)(x, 1);
+    cudaStreamSynchronize(a);
+    check(ok && cudaStreamEndCapture(a, &g2) == cudaErrorStreamCaptureInvalidated,
+          "a synchronising call inside the capture invalidates it");
+    setenv("CNN_EMU_CAPTURE", "0", 1);
+    check(cudaStreamBeginCapture(a, cudaStreamCaptureModeThreadLocal) ==
+              cudaErrorStreamCaptureUnsupported, "CNN_EMU_CAPTURE=0 refuses captures");
+    unsetenv("CNN_EMU_CAPTURE");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaEventDestroy(fork);
+    cudaEventDestroy(join_ev);
+    cudaEventDestroy(outside);
+    cudaStreamDestroy(a);
+    cudaStreamDestroy(b);
+}
+
 /* Forgets the programmatic-launch wait: before a barrier if `barrier`, else at its end. */
 __global__ void no_wait_kernel(int *out, int barrier) {
     if (barrier) __syncthreads();
@@ -169,6 +252,8 @@ int main() {
     check(always, "an event wait orders work between streams (20 shuffled runs)");
     two_streams(buf, buf + 64, false, &always, &sometimes);
     check(sometimes && !always, "without the event wait, two streams' order varies");
+
+    graph_capture(buf);
 
     check(no_wait_aborts(buf, 0), "a kernel ending without pdl_wait_and_release() aborts");
     check(no_wait_aborts(buf, 1), "a barrier before pdl_wait_and_release() aborts");
