@@ -1,8 +1,10 @@
 /* bench/kernels_cpu.c: times the CPU kernels at the MNIST model's shapes (batch 100 unless
  * given) and adds up one training step's FLOP budget.
  *   bench_kernels_cpu [--threads N] [--batch N] [--reps N] [--reference]
- * --reference also times the plain reference kernels (slow) for comparison. Not a test. */
+ * --reference also times the plain reference kernels (slow) for comparison (and the parameters'
+ * initialisation by its per-element definition). Not a test. */
 #include "kernels/kernels.h"
+#include "kernels/philox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,12 @@ static float *rand_buf(size_t n, unsigned seed) {
         p[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
     }
     return p;
+}
+
+/* The parameters' initialisation by its definition (model.c before session 7): one Philox call
+ * per element, each using one of its four words; the reference for uniform_fill_symmetric. */
+static void init_per_element(size_t n, float limit, float *x) {
+    for (size_t i = 0; i < n; i++) x[i] = (2.0f * philox_uniform(1, 2, i) - 1.0f) * limit;
 }
 
 typedef struct { const char *name; double flop, best, total, cpu; int in_step; } Row;
@@ -115,6 +123,10 @@ int main(int argc, char **argv) {
     TIME("dropout fwd+bwd 1024", 0, 1, (dropout_forward((size_t)N * 1024, 0.4f, 1, 2, yd, yd, mask), dropout_backward((size_t)N * 1024, 0.4f, mask, yd, yd)));
     TIME("softmax_xent fwd+bwd", 0, 1, (softmax_xent_forward(N, 10, ye, labels, ye, &loss), softmax_xent_backward(N, 10, ye, labels, 1.0f, ye)));
     TIME("adam dense1 kernel (3.2M)", 0, 1, adam_update((size_t)3136 * 1024, wd, dwd, m, v, 1e-3f, 0.9f, 0.999f, 1e-7f, 10));
+    /* not in the step: model creation's initialisation of all 3,274,634 parameters */
+    const size_t n_params = 3274634;
+    float *init = rand_buf(n_params, 21);
+    TIME("init: uniform fill, all params", 0, 0, uniform_fill_symmetric(n_params, 0.04f, 1, 2, init));
     if (reference) {
         int saved = reps;
         reps = 1;
@@ -122,6 +134,7 @@ int main(int argc, char **argv) {
         TIME("REF conv2 backward_data", f2, 0, conv2d_backward_data_reference(&c2, y2, w2, dx2));
         TIME("REF conv2 backward_filter", f2, 0, conv2d_backward_filter_reference(&c2, x2, y2, dw2, db2));
         TIME("REF sgemm dense fwd", fd, 0, sgemm_reference(0, 0, N, 1024, 3136, 1, xd, 3136, wd, 1024, 0, yd, 1024));
+        TIME("REF init: per element", 0, 0, init_per_element(n_params, 0.04f, init));
         reps = saved;
     }
     double step_flop = 0, step_s = 0, step_cpu = 0;

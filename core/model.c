@@ -57,12 +57,18 @@ struct Model {
     int n_data, ring_epochs, shuffle;
     uint64_t shuffle_seed;
     /* evaluation (model_evaluate): the set's pixels and labels, backend memory, grown as needed;
-     * the totals (a double loss sum, then an int64 count of correct rows), backend memory */
+     * its totals, backend memory */
     uint8_t *eval_pixels;
     int32_t *eval_labels;
     int eval_capacity;
-    void *eval_totals;
+    struct EvalTotals *eval_totals;
 };
+
+/* An evaluation's totals, accumulated on the backend (eval_accumulate) and downloaded once. */
+typedef struct EvalTotals {
+    double loss_sum;        /* the chunks' mean losses, added in chunk order */
+    int64_t correct;        /* rows whose first argmax is the label */
+} EvalTotals;
 
 void model_config_default(ModelConfig *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -620,7 +626,7 @@ int model_evaluate(Model *m, const uint8_t *pixels, const int32_t *labels, int n
         release_eval_data(m);
         m->eval_pixels = be->alloc(be, (size_t)n * IMAGE_SIZE);
         m->eval_labels = be->alloc(be, (size_t)n * sizeof(int32_t));
-        if (!m->eval_totals) m->eval_totals = be->alloc(be, sizeof(double) + sizeof(int64_t));
+        if (!m->eval_totals) m->eval_totals = be->alloc(be, sizeof(EvalTotals));
         if (!m->eval_pixels || !m->eval_labels || !m->eval_totals) {
             release_eval_data(m);
             snprintf(err, errlen, "out of %s memory for %d evaluation examples", be->name, n);
@@ -630,9 +636,7 @@ int model_evaluate(Model *m, const uint8_t *pixels, const int32_t *labels, int n
     }
     be->upload(be, m->eval_pixels, pixels, (size_t)n * IMAGE_SIZE);
     be->upload(be, m->eval_labels, labels, (size_t)n * sizeof(int32_t));
-    double *loss_sum = m->eval_totals;
-    int64_t *correct_sum = (int64_t *)(loss_sum + 1);
-    be->zero(be, m->eval_totals, sizeof(double) + sizeof(int64_t));
+    be->zero(be, m->eval_totals, sizeof(EvalTotals));
     t->training = 0;
     int chunks = 0;
     for (int at = 0; at < n; at += m->cfg.batch, chunks++) {
@@ -643,17 +647,15 @@ int model_evaluate(Model *m, const uint8_t *pixels, const int32_t *labels, int n
         be->copy(be, m->labels->data, m->eval_labels + at, (size_t)k * sizeof(int32_t));
         tape_forward(t, 0, m->loss_end);
         tape_forward(t, m->correct_op, m->correct_op + 1);
-        be->eval_accumulate(be, tensor_f32(m->loss), tensor_i32(m->correct), loss_sum,
-                            correct_sum);
+        be->eval_accumulate(be, tensor_f32(m->loss), tensor_i32(m->correct),
+                            &m->eval_totals->loss_sum, &m->eval_totals->correct);
     }
     t->training = 1;
-    double loss_total;
-    int64_t correct;
-    if (be->download(be, &loss_total, loss_sum, sizeof loss_total) ||
-        be->download(be, &correct, correct_sum, sizeof correct))
+    EvalTotals totals;
+    if (be->download(be, &totals, m->eval_totals, sizeof totals))
         return device_error(m, err, errlen);
-    *loss = loss_total / chunks;
-    *accuracy = (double)correct / (double)n;
+    *loss = totals.loss_sum / chunks;
+    *accuracy = (double)totals.correct / (double)n;
     return 0;
 }
 
