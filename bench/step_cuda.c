@@ -146,6 +146,9 @@ int main(int argc, char **argv) {
             {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1"},
             {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1"},
             {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1"},
+            /* off the chain: the defaults with GEMM version 5 (the tensor cores, 3xTF32: a
+             * candidate default, docs/gpu.md item 30) */
+            {"ours-cuda-gemm5", DEVICE_CUDA, "5", "5", "4", "2", "2", "2", "1", "2", "10"},
             /* off the chain: the defaults without PDL (if a forked capture and PDL do not mix) */
             {"ours-cuda-nopdl", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "0", "2", "10"},
             {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10"}};

@@ -19,6 +19,9 @@
  * is called only inside the matrix (else 0). B is read as b(k,n). The template flags choose
  * which index runs fastest across threads, so that the global loads are coalesced (k fastest
  * when A is contiguous along k, m fastest when along m).
+ * Version 5 (MMA) multiplies each slice on the tensor cores instead, three TF32 products per
+ * float32 product (mma_tf32.cuh), from its own shared-memory layout (MmaTile); loads, split-K
+ * and stores are version 4's.
  * Split-K: gridDim.z slices of the reduction write raw partial sums to ws[z][M][N]; a second
  * kernel adds the slices in order z = 0,1,... and applies the store. Each output is an ordered
  * FMA chain, so results are deterministic.
@@ -31,6 +34,7 @@
 #include <string.h>
 
 #include "kernels/cuda_common.cuh"
+#include "kernels/mma_tf32.cuh"
 
 namespace gemm {
 
@@ -94,6 +98,47 @@ __device__ __forceinline__ void read_row(const float *p, float *out) {
     }
 }
 
+/* GEMM version 5: the block tile's products on the tensor cores (mma_tf32.cuh, 3xTF32), one
+ * warp tile of 32 rows x WTN columns per warp: the 8 warps as WM x WN, WM = BM / 32. A warp
+ * tile is 2 x NJ mma tiles of 16x8 (NJ = WTN / 8).
+ * Rows and columns are permuted inside the warp tile so that each lane ends up with whole runs
+ * of the output: lane (g, t) (g = lane / 4, t = lane % 4) holds rows 4g .. 4g+3 (mma tile mi's
+ * row 8h + g is tile row 4g + 2mi + h) and columns 2NJ t .. 2NJ t + 2NJ-1 (mma column 8j + c
+ * is tile column NJ c + j): a 4 x 2NJ micro-tile whose rows are one 2x2 pooling window, so the
+ * FMA loop's epilogue, the pooling store included, works unchanged.
+ * Shared memory is laid out so that each fragment is one vector read (no register moves before
+ * the mma, which needs each fragment in consecutive registers): per 8-deep k step, a row per
+ * t = k % 4 holding, for each pair of tile rows (2p, 2p+1), the 4 floats
+ * A(2p, t), A(2p+1, t), A(2p, t+4), A(2p+1, t+4) = a0..a3 of the mma tile that pair belongs to;
+ * B likewise with column pairs (b0, b1 of two adjacent columns). The 16-byte groups of a row are
+ * swizzled (group ^ swz(t)) so that the reads of a quarter-warp (t = 0..3, g = 0..1) hit 8
+ * distinct groups of 4 banks. The 8x8 tiles (NJ = 8) stay on the FMA loop. */
+template <class T>
+struct MmaTile {
+    static constexpr int WM = T::BM / 32, WN = WM > 0 && 8 % WM == 0 ? 8 / WM : 1;
+    static constexpr int WTN = T::BN / WN, NJ = WTN / 8;
+    static constexpr bool OK = T::BM % 32 == 0 && WM >= 1 && WM <= 8 && 8 % WM == 0 &&
+                               T::BN % WN == 0 && WTN % 8 == 0 && (NJ == 1 || NJ == 2 || NJ == 4);
+    /* The swizzles: a quarter-warp reads groups {q, q + 2} ^ swz (A; B with NJ = 4: lanes g = 0,
+     * 1 are 2 groups apart) or {q, q + 1} ^ swz (B with NJ <= 2): swz(t) makes the 4 t's pairs
+     * disjoint in the 8 groups of 32 banks. */
+    static __host__ __device__ __forceinline__ int swz_a(int t) { return (t & 1) | (t & 2) << 1; }
+    static __host__ __device__ __forceinline__ int swz_b(int t) {
+        return NJ == 4 ? swz_a(t) : 2 * t;
+    }
+    /* Offset inside one k-slice (16 deep: rows 4 (k / 8) + k % 4, each 2 BM or 2 BN floats) of
+     * A(m, k) and of B(k, n); m, n inside the block tile. */
+    static __host__ __device__ __forceinline__ int a_at(int m, int k) {
+        const int t = k % 4;
+        return (4 * (k / 8) + t) * 2 * T::BM + 4 * ((m / 2) ^ swz_a(t)) + m % 2 + 2 * (k % 8 / 4);
+    }
+    static __host__ __device__ __forceinline__ int b_at(int k, int n) {
+        const int t = k % 4;
+        return (4 * (k / 8) + t) * 2 * T::BN + 4 * ((n / 2) ^ swz_b(t)) + 2 * (n % 2) +
+               k % 8 / 4;
+    }
+};
+
 /* A Store with POOL4 = true stores whole 2x2 pooling windows: store4(m, n, v0, v1, v2, v3)
  * for rows m..m+3 (m % 4 == 0) of column n, instead of operator()(m, n, v) per element. */
 template <class S, class = void>
@@ -105,12 +150,18 @@ struct is_pool4<S, decltype(void(S::POOL4))> {
     static constexpr bool value = S::POOL4;
 };
 
-template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, bool VEC, class ALoad,
+template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, bool VEC, bool MMA, class ALoad,
           class BLoad, class Store>
 __global__ void __launch_bounds__(THREADS, T::MIN_BLOCKS)
 gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float *partial) {
     pdl_wait_and_release();
     constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
+    static_assert(!MMA || (MmaTile<T>::OK && VEC && DOUBLE_BUF), "version 5 is version 4's loop");
+    /* MMA (GEMM version 5): the products on the tensor cores (MmaTile); each thread's outputs
+     * are then a ETM x ETN micro-tile as in the FMA loop, at other places (row_in_tile,
+     * col_in_tile), and the epilogue is the same. */
+    constexpr int NJ = MmaTile<T>::NJ;
+    constexpr int ETM = MMA ? 4 : TM, ETN = MMA ? 2 * NJ : TN;
     constexpr int AP = T::A_PER_THREAD, BP = T::B_PER_THREAD;
     /* With k fastest a thread loads AP rows at one k per slice, else one row at AP k's (256 is a
      * multiple of BK and of BM): the row and k index work is done once per row / per k. */
@@ -130,8 +181,9 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
      * s is read from the other, so one barrier per slice suffices. Else (version 1, the first GPU
      * run's kernel) one buffer and two barriers per slice. The arithmetic is the same. */
     constexpr int NBUF = DOUBLE_BUF ? 2 : 1;
-    __shared__ __align__(16) float As[NBUF][BK][BM + PAD];
-    __shared__ __align__(16) float Bs[NBUF][BK][BN + PAD];
+    /* MMA: the same floats in MmaTile's layout (As[buf][0] + MmaTile::a_at(m, k)) */
+    __shared__ __align__(16) float As[NBUF][BK][BM + (MMA ? 0 : PAD)];
+    __shared__ __align__(16) float Bs[NBUF][BK][BN + (MMA ? 0 : PAD)];
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
     const int kbeg = blockIdx.z * k_chunk;
@@ -184,7 +236,8 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         arow[r] = a.row(min(m0 + (VEC ? a4_m(r) : a_m(r)), M - 1));
 
     float ra[VEC ? 1 : AP], rb[VEC ? 1 : BP];
-    float4 ra4[VEC ? AP4 : 1], rb4[VEC ? BP4 : 1];
+    /* (zeroed only to quiet GCC on the emulator: every element stage() reads is loaded) */
+    float4 ra4[VEC ? AP4 : 1] = {}, rb4[VEC ? BP4 : 1] = {};
     const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     auto load = [&](int k0) {
         if constexpr (VEC) {
@@ -231,14 +284,57 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
     };
 
     const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-    float acc[TM][TN];
+    /* MMA: the warp's tile (wm, wn) and the lane's group g and index t in it (MmaTile) */
+    const int warp = tid / 32, lane_g = tid % 32 / 4, lane_t = tid % 4;
+    const int wm = warp / MmaTile<T>::WN, wn = warp % MmaTile<T>::WN;
+    /* Where output (i, j) of this thread's micro-tile lies in the block tile. */
+    auto row_in_tile = [&](int i) { return MMA ? wm * 32 + 4 * lane_g + i : ty * TM + i; };
+    auto col_in_tile = [&](int j) {
+        return MMA ? wn * MmaTile<T>::WTN + 2 * NJ * lane_t + j : col_of<BN, TN>(tx, j);
+    };
+    float acc[ETM][ETN];
 #pragma unroll
-    for (int i = 0; i < TM; i++)
+    for (int i = 0; i < ETM; i++)
 #pragma unroll
-        for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+        for (int j = 0; j < ETN; j++) acc[i][j] = 0.0f;
 
     auto stage = [&](int buf) {
-        if constexpr (VEC) {
+        if constexpr (MMA) { /* MmaTile's layout (MMA implies VEC) */
+            using L = MmaTile<T>;
+            float *as = &As[buf][0][0], *bs = &Bs[buf][0][0];
+#pragma unroll
+            for (int i = 0; i < AP4; i++) {
+                if (!a4_live(i)) continue;
+                const int m = a4_m(i), k = a4_k(i);
+                if constexpr (A_K_FAST) { /* row m at k .. k+3: four rows of the layout */
+                    as[L::a_at(m, k + 0)] = ra4[i].x;
+                    as[L::a_at(m, k + 1)] = ra4[i].y;
+                    as[L::a_at(m, k + 2)] = ra4[i].z;
+                    as[L::a_at(m, k + 3)] = ra4[i].w;
+                } else { /* rows m .. m+3 at k: two row pairs, 8 bytes each */
+                    *reinterpret_cast<float2 *>(&as[L::a_at(m, k)]) =
+                        make_float2(ra4[i].x, ra4[i].y);
+                    *reinterpret_cast<float2 *>(&as[L::a_at(m + 2, k)]) =
+                        make_float2(ra4[i].z, ra4[i].w);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < BP4; i++) {
+                if (!b4_live(i)) continue;
+                const int n = b4_n(i), k = b4_k(i);
+                if constexpr (B_N_FAST) { /* columns n .. n+3 at k */
+                    bs[L::b_at(k, n + 0)] = rb4[i].x;
+                    bs[L::b_at(k, n + 1)] = rb4[i].y;
+                    bs[L::b_at(k, n + 2)] = rb4[i].z;
+                    bs[L::b_at(k, n + 3)] = rb4[i].w;
+                } else { /* column n at k .. k+3 */
+                    bs[L::b_at(k + 0, n)] = rb4[i].x;
+                    bs[L::b_at(k + 1, n)] = rb4[i].y;
+                    bs[L::b_at(k + 2, n)] = rb4[i].z;
+                    bs[L::b_at(k + 3, n)] = rb4[i].w;
+                }
+            }
+        } else if constexpr (VEC) {
 #pragma unroll
             for (int i = 0; i < AP4; i++) {
                 if (!a4_live(i)) continue;
@@ -279,20 +375,82 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
     for (int k0 = kbeg; k0 < kend; k0 += BK, buf ^= NBUF - 1) {
         const bool more = k0 + BK < kend;
         if (more) load(k0 + BK); /* global loads in flight while this slice is multiplied */
+        if constexpr (MMA) {
+            /* Two k-steps of 8; each fragment one vector read in MmaTile's layout; each operand
+             * split into TF32 hi and lo (mma_tf32.cuh). acc[2mi + h][q NJ + j] is mma tile
+             * (mi, j)'s c[2h + q]. */
+            using L = MmaTile<T>;
+            const float *as = &As[buf][0][0], *bs = &Bs[buf][0][0];
 #pragma unroll
-        for (int kk = 0; kk < BK; kk++) {
-            float ar[TM], br[TN];
-            read_row<TM>(&As[buf][kk][ty * TM], ar);
-            if constexpr (TN == 8) {
-                read_row<4>(&Bs[buf][kk][tx * 4], br);
-                read_row<4>(&Bs[buf][kk][BN / 2 + tx * 4], br + 4);
-            } else {
-                read_row<TN>(&Bs[buf][kk][tx * TN], br);
+            for (int k8 = 0; k8 < BK; k8 += 8) {
+                const int row = k8 / 8 * 4 + lane_t;
+                float4 av[2];
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+                    av[mi] = *reinterpret_cast<const float4 *>(
+                        &as[row * 2 * T::BM + 4 * ((wm * 16 + 2 * lane_g + mi) ^ L::swz_a(lane_t))]);
+                /* b0, b1 of mma tile j at bv[2j], bv[2j+1] */
+                float bv[2 * NJ];
+                if constexpr (NJ == 1) { /* column g: half of the group of column pair g / 2 */
+                    const int unit = wn * L::WTN / 2 + lane_g / 2;
+                    const float2 v = *reinterpret_cast<const float2 *>(
+                        &bs[row * 2 * T::BN + 4 * (unit ^ L::swz_b(lane_t)) + 2 * (lane_g % 2)]);
+                    bv[0] = v.x;
+                    bv[1] = v.y;
+                } else { /* columns NJ g .. NJ g + NJ-1: NJ / 2 column pairs from this one */
+                    const int bcol = wn * L::WTN / 2 + NJ / 2 * lane_g;
+#pragma unroll
+                    for (int q = 0; q < NJ / 2; q++) {
+                        const float4 v = *reinterpret_cast<const float4 *>(
+                            &bs[row * 2 * T::BN + 4 * ((bcol + q) ^ L::swz_b(lane_t))]);
+                        bv[4 * q] = v.x;
+                        bv[4 * q + 1] = v.y;
+                        bv[4 * q + 2] = v.z;
+                        bv[4 * q + 3] = v.w;
+                    }
+                }
+                uint32_t a_hi[2][4], a_lo[2][4], b_hi[NJ][2], b_lo[NJ][2];
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++) {
+                    tf32_split(av[mi].x, &a_hi[mi][0], &a_lo[mi][0]);
+                    tf32_split(av[mi].y, &a_hi[mi][1], &a_lo[mi][1]);
+                    tf32_split(av[mi].z, &a_hi[mi][2], &a_lo[mi][2]);
+                    tf32_split(av[mi].w, &a_hi[mi][3], &a_lo[mi][3]);
+                }
+#pragma unroll
+                for (int j = 0; j < NJ; j++) {
+                    tf32_split(bv[2 * j], &b_hi[j][0], &b_lo[j][0]);
+                    tf32_split(bv[2 * j + 1], &b_hi[j][1], &b_lo[j][1]);
+                }
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int j = 0; j < NJ; j++) {
+                        float c[4] = {acc[2 * mi][j], acc[2 * mi][NJ + j], acc[2 * mi + 1][j],
+                                      acc[2 * mi + 1][NJ + j]};
+                        mma_m16n8k8_3xtf32(c, a_hi[mi], a_lo[mi], b_hi[j], b_lo[j]);
+                        acc[2 * mi][j] = c[0];
+                        acc[2 * mi][NJ + j] = c[1];
+                        acc[2 * mi + 1][j] = c[2];
+                        acc[2 * mi + 1][NJ + j] = c[3];
+                    }
             }
+        } else {
 #pragma unroll
-            for (int i = 0; i < TM; i++)
+            for (int kk = 0; kk < BK; kk++) {
+                float ar[TM], br[TN];
+                read_row<TM>(&As[buf][kk][ty * TM], ar);
+                if constexpr (TN == 8) {
+                    read_row<4>(&Bs[buf][kk][tx * 4], br);
+                    read_row<4>(&Bs[buf][kk][BN / 2 + tx * 4], br + 4);
+                } else {
+                    read_row<TN>(&Bs[buf][kk][tx * TN], br);
+                }
 #pragma unroll
-                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+                for (int i = 0; i < TM; i++)
+#pragma unroll
+                    for (int j = 0; j < TN; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+            }
         }
         if constexpr (DOUBLE_BUF) {
             /* The other buffer was last read in the previous slice, before the last barrier. */
@@ -309,23 +467,23 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
         /* A pooling store: rows 4i..4i+3 are one pooling window (the loader orders them so);
          * a thread's TM (4 or 8) consecutive rows hold whole windows. Never split (launch_tile). */
 #pragma unroll
-        for (int i = 0; i < TM; i += 4) {
-            int m = m0 + ty * TM + i;
+        for (int i = 0; i < ETM; i += 4) {
+            int m = m0 + row_in_tile(i);
             if (m >= M) continue; /* M is a multiple of 4 */
 #pragma unroll
-            for (int j = 0; j < TN; j++) {
-                int n = n0 + col_of<BN, TN>(tx, j);
+            for (int j = 0; j < ETN; j++) {
+                int n = n0 + col_in_tile(j);
                 if (n < N) st.store4(m, n, acc[i][j], acc[i + 1][j], acc[i + 2][j], acc[i + 3][j]);
             }
         }
     } else {
 #pragma unroll
-        for (int i = 0; i < TM; i++) {
-            int m = m0 + ty * TM + i;
+        for (int i = 0; i < ETM; i++) {
+            int m = m0 + row_in_tile(i);
             if (m >= M) continue;
 #pragma unroll
-            for (int j = 0; j < TN; j++) {
-                int n = n0 + col_of<BN, TN>(tx, j);
+            for (int j = 0; j < ETN; j++) {
+                int n = n0 + col_in_tile(j);
                 if (n >= N) continue;
                 if (partial)
                     partial[(size_t)blockIdx.z * M * N + (size_t)m * N + n] = acc[i][j];
@@ -354,11 +512,16 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
  * tile rules in choose_tile (the default of GPU runs 2 and 3); 4 (the default) = version 3
  * with 16-byte vector loads wherever both operands allow them (gemm_kernel's VEC: 14-36% fewer
  * instructions in the main loops of conv2 and dense1 by the SASS, docs/gpu.md; not yet timed
- * on a GPU). Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a
+ * on a GPU); 5 = version 4 with the block tile's products on the tensor cores at float32
+ * accuracy (3xTF32, mma_tf32.cuh; MmaTile) where version 4's vector loads apply and the tile is
+ * not an 8x8 one, else version 4 (not the default until a GPU has timed it; its sums are
+ * float32-class but not version 4's bits). Versions 1 and 2 give the same bits, and so do 3
+ * and 4. Read at every launch (a
  * host getenv), so a test compares them in one process; a captured graph keeps the version it
  * was captured with. */
 static inline int gemm_version(void) {
     const char *v = getenv("CNN_GEMM_V");
+    if (v && strcmp(v, "5") == 0) return 5;
     if (v && strcmp(v, "1") == 0) return 1;
     if (v && strcmp(v, "2") == 0) return 2;
     if (v && strcmp(v, "3") == 0) return 3;
@@ -468,20 +631,30 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
         const bool k_groups = A_K_FAST || !B_N_FAST;
         if (version >= 4 && a.vec4(A_K_FAST, M) && b.vec4(B_N_FAST) &&
             (!k_groups || K % 4 == 0) && (!B_N_FAST || N % 4 == 0)) {
-            CNN_KERNEL(grid, THREADS, stream,
-                       gemm_kernel<T, A_K_FAST, B_N_FAST, true, true, ALoad, BLoad, Store>)(
-                M, N, K, k_chunk, a, b, st, partial);
+            if constexpr (MmaTile<T>::OK) {
+                /* Version 5: version 4's loads with the tensor cores' 3xTF32 products. */
+                if (version >= 5) {
+                    CNN_KERNEL(grid, THREADS, stream,
+                               gemm_kernel<T, A_K_FAST, B_N_FAST, true, true, true, ALoad, BLoad,
+                                           Store>)(M, N, K, k_chunk, a, b, st, partial);
+                    launched = true;
+                }
+            }
+            if (!launched)
+                CNN_KERNEL(grid, THREADS, stream,
+                           gemm_kernel<T, A_K_FAST, B_N_FAST, true, true, false, ALoad, BLoad,
+                                       Store>)(M, N, K, k_chunk, a, b, st, partial);
             launched = true;
         }
     }
     if (launched) {
     } else if (version >= 2)
         CNN_KERNEL(grid, THREADS, stream,
-                   gemm_kernel<T, A_K_FAST, B_N_FAST, true, false, ALoad, BLoad, Store>)(
+                   gemm_kernel<T, A_K_FAST, B_N_FAST, true, false, false, ALoad, BLoad, Store>)(
             M, N, K, k_chunk, a, b, st, partial);
     else
         CNN_KERNEL(grid, THREADS, stream,
-                   gemm_kernel<T, A_K_FAST, B_N_FAST, false, false, ALoad, BLoad, Store>)(
+                   gemm_kernel<T, A_K_FAST, B_N_FAST, false, false, false, ALoad, BLoad, Store>)(
             M, N, K, k_chunk, a, b, st, partial);
     cudaError_t e = cudaGetLastError();
     if constexpr (!is_pool4<Store>::value) {

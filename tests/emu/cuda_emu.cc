@@ -44,7 +44,8 @@ void drain();
 
 namespace {
 
-enum State { READY, AT_BARRIER, DONE };
+/* AT_WARP: waiting in a warp collective (mma_m16n8k8_tf32) for the rest of its warp. */
+enum State { READY, AT_BARRIER, AT_WARP, DONE };
 
 struct Fiber {
 #ifdef EMU_FAST_SWITCH
@@ -167,8 +168,21 @@ void set_thread(int t) {
     thread_idx.z = (unsigned)t / (block_dim.x * block_dim.y);
 }
 
+/* A warp collective's inputs, one per thread of the block (see mma_m16n8k8_tf32), and how
+ * many lanes of each warp have arrived. */
+struct MmaLane {
+    uint32_t a[4], b[2];
+    float *c;
+};
+MmaLane mma_lanes[1024];
+int mma_arrived[32];
+size_t mma_count = 0;
+int block_threads = 0;
+
 void run_block(int threads) {
     for (int t = 0; t < threads; t++) init_fiber(t);
+    block_threads = threads;
+    memset(mma_arrived, 0, sizeof mma_arrived);
     std::vector<int> order;
     for (int live = threads; live > 0;) {
         order.clear();
@@ -186,10 +200,42 @@ void run_block(int threads) {
             from_scheduler(t);
             if (fibers[t].state == DONE) live--;
         }
+        /* Threads released from a warp collective run on before the barrier opens; lanes
+         * still waiting in one when nothing else can run would hang a GPU. */
+        bool ready = false;
+        int waiting = -1;
+        for (int t = 0; t < threads; t++) {
+            if (fibers[t].state == READY) ready = true;
+            if (fibers[t].state == AT_WARP) waiting = t;
+        }
+        if (ready) continue;
+        if (waiting >= 0) {
+            fprintf(stderr, "cuda emulator: block %u: %d lanes of warp %d wait in a warp-wide "
+                    "mma that the other lanes never reach (they are at a barrier or ended)\n",
+                    block_idx.x, mma_arrived[waiting / 32], waiting / 32);
+            abort();
+        }
         for (int t = 0; t < threads; t++)
             if (fibers[t].state == AT_BARRIER) fibers[t].state = READY;
     }
     current = -1;
+}
+
+float bits_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* An mma operand as a float; aborts unless it is a TF32 value (low 13 bits zero). */
+float tf32_operand(uint32_t u, const char *which, int lane) {
+    if (u & 0x1FFFu) {
+        fprintf(stderr, "cuda emulator: block %u: lane %d's mma operand %s (0x%08x) is not a TF32 "
+                "value (split it with tf32_split first)\n", block_idx.x, lane,
+                which, u);
+        abort();
+    }
+    return bits_float(u);
 }
 
 } /* namespace */
@@ -202,6 +248,53 @@ void syncthreads() {
     require_waited("__syncthreads()");
     fibers[current].state = AT_BARRIER;
     to_scheduler();
+}
+
+void mma_m16n8k8_tf32(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+    if (current < 0) {
+        fprintf(stderr, "cuda emulator: mma outside a kernel\n");
+        abort();
+    }
+    if (block_threads % 32 != 0) {
+        fprintf(stderr, "cuda emulator: mma in a block of %d threads (not whole warps)\n",
+                block_threads);
+        abort();
+    }
+    const int warp = current / 32;
+    MmaLane &me = mma_lanes[current];
+    memcpy(me.a, a, sizeof me.a);
+    memcpy(me.b, b, sizeof me.b);
+    me.c = c;
+    if (++mma_arrived[warp] < 32) {
+        fibers[current].state = AT_WARP;
+        to_scheduler();
+        return;
+    }
+    /* The last lane: gather A[16][8] and B[8][8] from the fragments, then each lane's D. */
+    mma_arrived[warp] = 0;
+    mma_count++;
+    float A[16][8], B[8][8];
+    for (int lane = 0; lane < 32; lane++) {
+        const MmaLane &l = mma_lanes[warp * 32 + lane];
+        const int g = lane / 4, t = lane % 4;
+        A[g][t] = tf32_operand(l.a[0], "a0", lane);
+        A[g + 8][t] = tf32_operand(l.a[1], "a1", lane);
+        A[g][t + 4] = tf32_operand(l.a[2], "a2", lane);
+        A[g + 8][t + 4] = tf32_operand(l.a[3], "a3", lane);
+        B[t][g] = tf32_operand(l.b[0], "b0", lane);
+        B[t + 4][g] = tf32_operand(l.b[1], "b1", lane);
+    }
+    for (int lane = 0; lane < 32; lane++) {
+        float *d = mma_lanes[warp * 32 + lane].c;
+        const int g = lane / 4, t = lane % 4;
+        for (int i = 0; i < 4; i++) {
+            const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
+            float acc = d[i];
+            for (int k = 0; k < 8; k++) acc = fmaf(A[row][k], B[k][col], acc);
+            d[i] = acc;
+        }
+        if (warp * 32 + lane != current) fibers[warp * 32 + lane].state = READY;
+    }
 }
 
 void grid_dependency_wait() {
@@ -622,6 +715,8 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
 }
 
 static size_t graphs_instantiated, graphs_launched;
+
+extern "C" size_t cuda_emu_mma_count(void) { return emu::mma_count; }
 
 extern "C" void cuda_emu_graph_counts(size_t *instantiated, size_t *launched) {
     *instantiated = graphs_instantiated;

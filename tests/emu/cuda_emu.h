@@ -22,8 +22,10 @@
  * (the origin stream's and its forks') into a graph instead, and a graph launch queues it again
  * (cuda_emu.cc, "graphs"): an unjoined fork or a synchronising call fails the capture.
  *
- * What it does not model: warps (no shuffles or warp-synchronous code: the kernels use none),
- * timing, the memory model between blocks (blocks run one after another), overlap of two
+ * Warps exist only for the tensor-core product (mma_m16n8k8_tf32 below, a collective of 32
+ * threads). What it does not model: other warp-level code (shuffles, votes: the kernels use
+ * none), warp-synchronous execution, timing, the memory model between blocks (blocks run one
+ * after another), overlap of two
  * kernels (each runs to completion before the next queued operation), programmatic launch
  * (every kernel waits for the previous one to finish), the node and edge queries of a graph.
  * Races between threads of a block that are not separated by a barrier show up only as
@@ -70,6 +72,15 @@ void syncthreads();
  * written. */
 void grid_dependency_wait();
 
+/* The tensor cores' TF32 product (kernels/mma_tf32.cuh): c += A B for one 16x8x8 tile whose
+ * fragments the warp's 32 lanes hold (the layout of the PTX ISA, as in mma_tf32.cuh). A
+ * collective of the warp (threads 32w .. 32w+31 of the block): each lane waits until all 32
+ * have arrived, and the last computes every lane's result, in float32 in k order. It aborts
+ * when an operand is not a TF32 value (low 13 bits not zero: a missing tf32_split) and when
+ * some lanes of a warp wait at it while the others are at a barrier or have ended (on a GPU: a
+ * hang or undefined results). */
+void mma_m16n8k8_tf32(float c[4], const uint32_t a[4], const uint32_t b[2]);
+
 /* Runs body() as every thread of every block of the grid; returns the launch's status (bad
  * configurations as the CUDA runtime reports them). */
 cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body);
@@ -77,6 +88,9 @@ cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()> &body);
 /* Whether a launch configuration is one the CUDA runtime accepts (else the launch fails at once
  * with cudaErrorInvalidConfiguration, as on a GPU). */
 bool launch_config_ok(dim3 grid, dim3 block);
+
+/* How many warp-wide mma instructions have run so far (tests: GEMM version 5 did use them). */
+extern "C" size_t cuda_emu_mma_count(void);
 
 /* How many graphs were instantiated and launched so far (tests: graphs did run). */
 extern "C" void cuda_emu_graph_counts(size_t *instantiated, size_t *launched);

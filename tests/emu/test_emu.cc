@@ -11,7 +11,11 @@
  *   - graph capture: nothing runs while capturing; each launch of the graph runs the captured
  *     work again, a forked stream's work included and still ordered by its events; a fork not
  *     joined, a synchronising call inside the capture, or a wait on work outside it fails as on
- *     a GPU; CNN_EMU_CAPTURE=0 refuses captures.
+ *     a GPU; CNN_EMU_CAPTURE=0 refuses captures;
+ *   - the tensor cores' mma (kernels/mma_tf32.cuh): two warps of a block each compute their own
+ *     16x8x8 product from fragments laid out as the PTX ISA says, exactly (small integers), in
+ *     20 shuffled thread orders; tf32_split gives two TF32 parts within 2^-21 of the float; an
+ *     operand that is not TF32, and a warp whose lanes do not all reach the mma, abort.
  * Exit 0 when all hold. */
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include "kernels/cuda_common.cuh"
+#include "kernels/mma_tf32.cuh"
 
 namespace {
 
@@ -196,6 +201,76 @@ bool no_wait_aborts(int *buf, int barrier) {
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
 }
 
+/* Warp w of the block computes D = A_w B_w + C_w with A_w[r][k] = (r + 2k + w) % 7 - 3,
+ * B_w[k][n] = (3k + n + w) % 5 - 2, C_w[r][n] = r - n + w, each lane passing its fragments
+ * (mma_tf32.cuh's layout) and storing its c0..c3 at d[w][row][col]. With `skip`, lane 5 of
+ * warp 0 goes to the barrier instead; with `raw`, one operand is not TF32. */
+__global__ void mma_kernel(float *d, int skip, int raw) {
+    pdl_wait_and_release();
+    const int w = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    /* small integers are TF32 values */
+    auto A = [&](int r, int k) { return float_bits((float)((r + 2 * k + w) % 7 - 3)); };
+    auto B = [&](int k, int n) { return float_bits((float)((3 * k + n + w) % 5 - 2)); };
+    const uint32_t a[4] = {A(g, t), A(g + 8, t), A(g, t + 4), A(g + 8, t + 4)};
+    uint32_t b[2] = {B(t, g), B(t + 4, g)};
+    if (raw && lane == 7) b[1] = float_bits(1.0f) | 1u;
+    float c[4];
+    for (int i = 0; i < 4; i++) c[i] = (float)(g + 8 * (i / 2) - (2 * t + i % 2) + w);
+    if (!(skip && w == 0 && lane == 5)) mma_m16n8k8_tf32(c, a, b);
+    __syncthreads();
+    for (int i = 0; i < 4; i++) d[w * 128 + (g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = c[i];
+}
+
+/* Runs mma_kernel in a child process; true if the child died of SIGABRT. */
+bool mma_aborts(float *d, int skip, int raw) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr); /* the emulator's message is expected */
+        CNN_KERNEL(dim3(1), dim3(64), 0, mma_kernel)(d, skip, raw);
+        _exit(0);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+void mma_checks(float *d) {
+    bool exact = true;
+    for (int rep = 0; rep < 20; rep++) {
+        memset(d, 0xFF, 256 * sizeof(float));
+        CNN_KERNEL(dim3(3), dim3(64), 0, mma_kernel)(d, 0, 0);
+        for (int w = 0; w < 2; w++)
+            for (int r = 0; r < 16; r++)
+                for (int n = 0; n < 8; n++) {
+                    int want = r - n + w;
+                    for (int k = 0; k < 8; k++)
+                        want += ((r + 2 * k + w) % 7 - 3) * ((3 * k + n + w) % 5 - 2);
+                    exact = exact && d[w * 128 + r * 8 + n] == (float)want;
+                }
+    }
+    check(exact, "mma: two warps' 16x8x8 products from PTX-layout fragments, 20 thread orders");
+    /* tf32_split over floats of every exponent the model sees, and the exact cases */
+    bool split_ok = true;
+    uint64_t st = 88172645463325252ull;
+    for (int i = 0; i < 100000 && split_ok; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        const float x = bits_float((uint32_t)(st & 0x807FFFFFu) | (uint32_t)(64 + st % 128) << 23);
+        uint32_t hi, lo;
+        tf32_split(x, &hi, &lo);
+        const double err = fabs((double)x - (double)bits_float(hi) - (double)bits_float(lo));
+        split_ok = (hi & 0x1FFFu) == 0 && (lo & 0x1FFFu) == 0 && err <= 0x1p-21 * fabs(x);
+    }
+    uint32_t hi, lo;
+    tf32_split(1.0f, &hi, &lo);
+    split_ok = split_ok && hi == 0x3F800000u && lo == 0;
+    tf32_split(NAN, &hi, &lo);
+    split_ok = split_ok && isnan(bits_float(hi));
+    check(split_ok, "tf32_split: two TF32 parts within 2^-21 of the float (1e5 floats); NaN kept");
+    check(mma_aborts(d, 0, 1), "an mma operand that is not TF32 aborts");
+    check(mma_aborts(d, 1, 0), "a warp whose lanes do not all reach the mma aborts");
+}
+
 } /* namespace */
 
 int main() {
@@ -257,6 +332,8 @@ int main() {
 
     check(no_wait_aborts(buf, 0), "a kernel ending without pdl_wait_and_release() aborts");
     check(no_wait_aborts(buf, 1), "a barrier before pdl_wait_and_release() aborts");
+
+    mma_checks(reinterpret_cast<float *>(buf));
 
     cudaFree(buf);
     printf("SUMMARY test_emu: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");

@@ -33,6 +33,11 @@ CHAIN = [
     ("ours-cuda-gemm3", "ours-cuda-run3", "8-10, 23", "CNN_POOL_V=2 CNN_ADAM_V=1 CNN_XENT_V=1"),
     ("ours-cuda", "ours-cuda-nopdl", "16, with two streams", "CNN_CUDA_PDL=0"),
 ]
+# Candidates not yet the default: (candidate engine, the defaults' engine, docs/gpu.md item,
+# the switch that makes the candidate the default)
+CANDIDATES = [
+    ("ours-cuda-gemm5", "ours-cuda", "30", "CNN_GEMM_V=5 (gemm_version() in gemm_cuda.cuh)"),
+]
 GOAL_MS = {100: 0.39}
 NOISE = 0.005  # differences under 0.5% of a step are run-to-run noise (runs 2-3: < 0.5%)
 
@@ -98,6 +103,20 @@ def step_report(out):
                 verdict = "no difference"
             print(f"| {item} | {newer} vs {older} | {a:.3f} | {b:.3f} | {saves * 1000:+.1f} us "
                   f"| {verdict} |")
+        for cand, default, item, switch in CANDIDATES:
+            a, b = r.get((cand, "cuda-graph", batch)), r.get((default, "cuda-graph", batch))
+            if a is None or b is None:
+                print(f"| {item} | {cand} vs {default} | {a or '-'} | {b or '-'} | - | missing |")
+                continue
+            saves = b - a
+            if saves > NOISE * b:
+                verdict = f"faster: make it the default ({switch}) if the tests pass"
+            elif saves < -NOISE * b:
+                verdict = "slower: leave it off"
+            else:
+                verdict = "no difference: leave it off"
+            print(f"| {item} | {cand} vs {default} | {a:.3f} | {b:.3f} | {saves * 1000:+.1f} us "
+                  f"| {verdict} |")
 
 
 ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*([0-9.]+|-)\s*\|.*?\|.*?\|"
@@ -124,17 +143,24 @@ def kernel_rows(text):
 
 def kernel_report(out):
     now = section("\n== 2. kernels (us per call): now vs version 1 (bench_gemm1), and vs the "
-                  "library", out, "bench_kernels.log")
+                  "library; GEMM version 5 (bench_gemm5: the tensor cores)", out,
+                  "bench_kernels.log")
     if now is None:
         return
     rows, before = kernel_rows(now), kernel_rows(read(out, "bench_gemm1.log"))
-    print("| op | batch | version 1 | now | change | vs library |")
-    print("|---|---|---|---|---|---|")
+    v5 = kernel_rows(read(out, "bench_gemm5.log"))
+    print("| op | batch | version 1 | now | change | vs library | GEMM v5 | v5 vs now | v5 vs library |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (op, batch), (us, lib, pct) in rows.items():
         old = before.get((op, batch))
         change = f"{(old[0] - us) / old[0] * 100:+.0f}%" if old else "-"
         vs = "-" if pct is None or lib is None else f"{pct}%{' (under 90%)' if pct < 90 else ''}"
-        print(f"| {op} | {batch} | {old[0] if old else '-'} | {us} | {change} | {vs} |")
+        c = v5.get((op, batch))
+        c_us = c[0] if c else None
+        c_change = f"{(us - c_us) / us * 100:+.0f}%" if c_us else "-"
+        c_vs = f"{lib / c_us * 100:.0f}%" if c_us and lib else "-"
+        print(f"| {op} | {batch} | {old[0] if old else '-'} | {us} | {change} | {vs} "
+              f"| {c_us if c_us else '-'} | {c_change} | {c_vs} |")
 
 
 SWEEP_ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*(\S+(?: s\d+)?)\s*\|"

@@ -120,6 +120,11 @@ if have gpu_test_kernels; then
         "$BIN/gpu_test_kernels" --quick --no-lib
     run racecheck 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
+    # GEMM version 5 (the tensor cores: its own shared-memory layout, docs/gpu.md item 30)
+    run memcheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
+        "$BIN/gpu_test_kernels" --quick --no-lib
+    run racecheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
+        "$BIN/gpu_test_kernels" --quick --no-lib
   fi
 fi
 have gpu_test_train && run train 150 "$BIN/gpu_test_train"
@@ -131,6 +136,8 @@ if [ $BENCH = 1 ]; then
   # measured in runs 1-3.)
   have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
       CNN_XENT_V=1 CNN_DENSE_V=1 "$BIN/bench_kernels_cuda"
+  # GEMM version 5 (the tensor cores, 3xTF32; a candidate default: docs/gpu.md item 30)
+  have bench_kernels_cuda && run bench_gemm5 120 env CNN_GEMM_V=5 "$BIN/bench_kernels_cuda"
   # Every tile x split-K count for each convolution and dense GEMM (the data for the tile rules)
   have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
   have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda"
@@ -163,7 +170,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_gemm1 bench_sweep bench_step pytorch; do
+for f in bench_kernels bench_gemm1 bench_gemm5 bench_sweep bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -90; }
 done
 # The decisions in one place: each switch's before/after, kernels vs version 1 and the libraries,

@@ -19,6 +19,9 @@
  *   cuda pdl0    the defaults launched without programmatic dependent launch (CNN_CUDA_PDL=0)
  *   cuda streams0  the defaults on one stream: parameter gradients and one optimizer pass after
  *                them on the main stream (CNN_CUDA_STREAMS=0)
+ *   cuda gemm5   the defaults with GEMM version 5 (CNN_GEMM_V=5: the products on the tensor
+ *                cores at float32 accuracy, 3xTF32; other sums than the CPU's, so held to the
+ *                CPU bounds like the others), run twice (bit for bit)
  * Checks:
  *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
  *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
@@ -259,14 +262,16 @@ int main(int argc, char **argv) {
     const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1", "2"};
     const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "5", "4", "4", "0", "2"};
     const Variant streams0_v = {"cuda streams0", DEVICE_CUDA, "5", "4", "4", "1", "0"};
+    const Variant gemm5_v = {"cuda gemm5", DEVICE_CUDA, "5", "5", "4", "1", "2"};
     const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "4", "1", "2"};
+    float *gemm5 = calloc(steps, 4), *gemm5b = calloc(steps, 4);
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
     float *fused2 = calloc(steps, 4), *pdl0 = calloc(steps, 4), *streams0 = calloc(steps, 4);
     float *fused3 = calloc(steps, 4), *fused4 = calloc(steps, 4);
     if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused3 || !fused4 || !gemm3 || !gemm2 || !gemm1 ||
-        !run1 || !cudnn || !pdl0 || !streams0)
+        !run1 || !cudnn || !pdl0 || !streams0 || !gemm5 || !gemm5b)
         return 1;
 
     double acc_cpu = train_losses(&cpu_v, steps, cpu);
@@ -283,6 +288,8 @@ int main(int argc, char **argv) {
     double acc_gemm1 = train_losses(&gemm1_v, steps, gemm1);
     double acc_run1 = train_losses(&run1_v, steps, run1);
     double acc_cudnn = train_losses(&cudnn_v, steps, cudnn);
+    double acc_gemm5 = train_losses(&gemm5_v, steps, gemm5);
+    train_losses(&gemm5_v, steps, gemm5b);
     float chunk = train_chunk(&cuda_v, steps);
     float chunk_run1 = train_chunk(&run1_v, steps);
     setenv("CNN_CUDA_GRAPH_STEPS", "7", 1); /* another multiple, another remainder */
@@ -309,6 +316,9 @@ int main(int argc, char **argv) {
     compare("cuda gemm1", gemm1, cpu, steps, acc_gemm1, acc_cpu);
     compare("cuda run1", run1, cpu, steps, acc_run1, acc_cpu);
     compare("cudnn", cudnn, cpu, steps, acc_cudnn, acc_cpu);
+    compare("cuda gemm5", gemm5, cpu, steps, acc_gemm5, acc_cpu);
+    check_equal_bytes("cuda gemm5 run 1 == run 2 (losses, bitwise)", gemm5b, gemm5,
+                      steps * sizeof(float));
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
     check_equal_bytes("cuda == pdl0 (programmatic launch changes no bits)", pdl0, cuda,
                       steps * sizeof(float));
@@ -342,7 +352,7 @@ int main(int argc, char **argv) {
     }
     free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2);
     free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0); free(fused3);
-    free(fused4);
+    free(fused4); free(gemm5); free(gemm5b);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
