@@ -29,30 +29,19 @@
 #include <stdint.h>
 #include <string.h>
 
-__device__ __forceinline__ uint32_t float_bits(float x) {
-#ifdef CNN_CUDA_EMU
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-#else
-    return __float_as_uint(x);
-#endif
-}
-
-__device__ __forceinline__ float bits_float(uint32_t u) {
-#ifdef CNN_CUDA_EMU
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-#else
-    return __uint_as_float(u);
-#endif
+/* The bits of x as another 4-byte type (a register move once compiled). */
+template <class To, class From>
+__host__ __device__ __forceinline__ To bit_cast32(From x) {
+    static_assert(sizeof(To) == 4 && sizeof(From) == 4, "4-byte types");
+    To y;
+    memcpy(&y, &x, sizeof y);
+    return y;
 }
 
 /* x ~ hi + lo, both TF32 (float bits with the low 13 bits zero); see above. */
 __device__ __forceinline__ void tf32_split(float x, uint32_t *hi, uint32_t *lo) {
-    *hi = float_bits(x) & 0xFFFFE000u;
-    *lo = (float_bits(x - bits_float(*hi)) + 0x1000u) & 0xFFFFE000u;
+    *hi = bit_cast32<uint32_t>(x) & 0xFFFFE000u;
+    *lo = (bit_cast32<uint32_t>(x - bit_cast32<float>(*hi)) + 0x1000u) & 0xFFFFE000u;
 }
 
 /* c[0..3] += A B for one m16n8k8 tile (fragments as above; every lane of the warp calls it). */

@@ -7,7 +7,8 @@
  *
  * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 5 under CNN_TEST_QUICK), with the
  * parameter gradients and updates on their own stream (and level 5 with the updates on the main
- * stream, and on one stream): gradients of every parameter, loss and logits
+ * stream, and on one stream, and with GEMM version 5, the tensor cores, outside
+ * CNN_TEST_QUICK): gradients of every parameter, loss and logits
  * on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two training
  * steps from host batches (losses to 1e-4 relative), predictions and an evaluation (to 1e-4), then three steps
  * from a resident data set (the trainer's path: the device gather; to 1e-3, test_train's bound
@@ -96,14 +97,17 @@ static void resident_steps(Model *cpu, Model *cuda, uint64_t seed, float *a, flo
     }
 }
 
-static void compare_level(const char *fused, const char *streams) {
+/* gemm: CNN_GEMM_V, NULL for the default */
+static void compare_level(const char *fused, const char *streams, const char *gemm) {
     setenv("CNN_CUDA_FUSED", fused, 1);
     setenv("CNN_CUDA_STREAMS", streams, 1);
-    char level[32];
-    snprintf(level, sizeof level, "%s%s", fused,
+    if (gemm) setenv("CNN_GEMM_V", gemm, 1);
+    char level[64];
+    snprintf(level, sizeof level, "%s%s%s%s", fused,
              strcmp(streams, "0") == 0   ? ", one stream"
              : strcmp(streams, "1") == 0 ? ", optimizer on the main stream"
-                                         : "");
+                                         : "",
+             gemm ? ", GEMM v" : "", gemm ? gemm : "");
     char err[256], what[128];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
@@ -181,6 +185,7 @@ static void compare_level(const char *fused, const char *streams) {
     check(fabs(loss_b - loss_a) <= 1e-3 * fabs(loss_a), what, fabs(loss_b - loss_a) / fabs(loss_a));
     model_free(cuda);
     model_free(cpu);
+    if (gemm) unsetenv("CNN_GEMM_V");
 }
 
 /* The trainer's path with CUDA graphs (the emulator captures and replays them: cuda_emu.cc,
@@ -302,14 +307,18 @@ int main(void) {
     /* CNN_TEST_QUICK (the sanitizer run, ~30 s a level): the default level and its base only */
     const char *quick = getenv("CNN_TEST_QUICK");
     if (!(quick && strcmp(quick, "0") != 0)) {
-        compare_level("0", "2");
-        compare_level("3", "2");
-        compare_level("4", "2");
-        compare_level("5", "0");
-        compare_level("5", "1");
+        compare_level("0", "2", NULL);
+        compare_level("3", "2", NULL);
+        compare_level("4", "2", NULL);
+        compare_level("5", "0", NULL);
+        compare_level("5", "1", NULL);
+        /* the defaults with GEMM version 5 (the tensor cores' products, 3xTF32): not under
+         * CNN_TEST_QUICK, where the sanitizers' stack switching makes each emulated mma (a
+         * rendezvous of 32 threads) cost ~60 switches: minutes for this level */
+        compare_level("5", "2", "5");
     }
-    compare_level("1", "2");
-    compare_level("5", "2");
+    compare_level("1", "2", NULL);
+    compare_level("5", "2", NULL);
     const int is_quick = quick && strcmp(quick, "0") != 0;
     if (!is_quick) graphs_replay_eagerly("1", 0);
     graphs_replay_eagerly("3", is_quick);

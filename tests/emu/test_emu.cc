@@ -209,11 +209,11 @@ __global__ void mma_kernel(float *d, int skip, int raw) {
     pdl_wait_and_release();
     const int w = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
     /* small integers are TF32 values */
-    auto A = [&](int r, int k) { return float_bits((float)((r + 2 * k + w) % 7 - 3)); };
-    auto B = [&](int k, int n) { return float_bits((float)((3 * k + n + w) % 5 - 2)); };
+    auto A = [&](int r, int k) { return bit_cast32<uint32_t>((float)((r + 2 * k + w) % 7 - 3)); };
+    auto B = [&](int k, int n) { return bit_cast32<uint32_t>((float)((3 * k + n + w) % 5 - 2)); };
     const uint32_t a[4] = {A(g, t), A(g + 8, t), A(g, t + 4), A(g + 8, t + 4)};
     uint32_t b[2] = {B(t, g), B(t + 4, g)};
-    if (raw && lane == 7) b[1] = float_bits(1.0f) | 1u;
+    if (raw && lane == 7) b[1] = bit_cast32<uint32_t>(1.0f) | 1u;
     float c[4];
     for (int i = 0; i < 4; i++) c[i] = (float)(g + 8 * (i / 2) - (2 * t + i % 2) + w);
     if (!(skip && w == 0 && lane == 5)) mma_m16n8k8_tf32(c, a, b);
@@ -255,17 +255,17 @@ void mma_checks(float *d) {
     uint64_t st = 88172645463325252ull;
     for (int i = 0; i < 100000 && split_ok; i++) {
         st ^= st << 13, st ^= st >> 7, st ^= st << 17;
-        const float x = bits_float((uint32_t)(st & 0x807FFFFFu) | (uint32_t)(64 + st % 128) << 23);
+        const float x = bit_cast32<float>((uint32_t)(st & 0x807FFFFFu) | (uint32_t)(64 + st % 128) << 23);
         uint32_t hi, lo;
         tf32_split(x, &hi, &lo);
-        const double err = fabs((double)x - (double)bits_float(hi) - (double)bits_float(lo));
+        const double err = fabs((double)x - (double)bit_cast32<float>(hi) - (double)bit_cast32<float>(lo));
         split_ok = (hi & 0x1FFFu) == 0 && (lo & 0x1FFFu) == 0 && err <= 0x1p-21 * fabs(x);
     }
     uint32_t hi, lo;
     tf32_split(1.0f, &hi, &lo);
     split_ok = split_ok && hi == 0x3F800000u && lo == 0;
     tf32_split(NAN, &hi, &lo);
-    split_ok = split_ok && isnan(bits_float(hi));
+    split_ok = split_ok && isnan(bit_cast32<float>(hi));
     check(split_ok, "tf32_split: two TF32 parts within 2^-21 of the float (1e5 floats); NaN kept");
     check(mma_aborts(d, 0, 1), "an mma operand that is not TF32 aborts");
     check(mma_aborts(d, 1, 0), "a warp whose lanes do not all reach the mma aborts");

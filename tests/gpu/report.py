@@ -90,33 +90,25 @@ def step_report(out):
         print("| item | change (newer vs older engine) | newer | older | saves | verdict |")
         print("|---|---|---|---|---|---|")
         for newer, older, item, switch in CHAIN:
-            a, b = r.get((newer, "cuda-graph", batch)), r.get((older, "cuda-graph", batch))
-            if a is None or b is None:
-                print(f"| {item} | {newer} vs {older} | {a or '-'} | {b or '-'} | - | missing |")
-                continue
-            saves = b - a
-            if saves > NOISE * b:
-                verdict = "keep"
-            elif saves < -NOISE * b:
-                verdict = f"slower: flip back ({switch})"
-            else:
-                verdict = "no difference"
-            print(f"| {item} | {newer} vs {older} | {a:.3f} | {b:.3f} | {saves * 1000:+.1f} us "
-                  f"| {verdict} |")
+            verdict_row(r, batch, newer, older, item, ("keep", f"slower: flip back ({switch})",
+                                                       "no difference"))
         for cand, default, item, switch in CANDIDATES:
-            a, b = r.get((cand, "cuda-graph", batch)), r.get((default, "cuda-graph", batch))
-            if a is None or b is None:
-                print(f"| {item} | {cand} vs {default} | {a or '-'} | {b or '-'} | - | missing |")
-                continue
-            saves = b - a
-            if saves > NOISE * b:
-                verdict = f"faster: make it the default ({switch}) if the tests pass"
-            elif saves < -NOISE * b:
-                verdict = "slower: leave it off"
-            else:
-                verdict = "no difference: leave it off"
-            print(f"| {item} | {cand} vs {default} | {a:.3f} | {b:.3f} | {saves * 1000:+.1f} us "
-                  f"| {verdict} |")
+            verdict_row(r, batch, cand, default, item,
+                        (f"faster: make it the default ({switch}) if the tests pass",
+                         "slower: leave it off", "no difference: leave it off"))
+
+
+def verdict_row(r, batch, newer, older, item, verdicts):
+    """One table row: newer against older engine's graph step; verdicts = (faster, slower,
+    within the noise)."""
+    a, b = r.get((newer, "cuda-graph", batch)), r.get((older, "cuda-graph", batch))
+    if a is None or b is None:
+        print(f"| {item} | {newer} vs {older} | {a or '-'} | {b or '-'} | - | missing |")
+        return
+    saves = b - a
+    verdict = verdicts[0] if saves > NOISE * b else verdicts[1] if saves < -NOISE * b else verdicts[2]
+    print(f"| {item} | {newer} vs {older} | {a:.3f} | {b:.3f} | {saves * 1000:+.1f} us "
+          f"| {verdict} |")
 
 
 ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*([0-9.]+|-)\s*\|.*?\|.*?\|"
