@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
-# nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores.
+# nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). 5-7 minutes with 16 cores (estimated).
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets
 #   2. cuBLAS and cuDNN load (tests/gpu/test_load_cudnn.c); kernel tests: every CUDA kernel
 #      against its CPU twin (tests/gpu/test_kernels.c)
-#   3. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes)
-#   4. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
-#      variant: defaults, CNN_CUDA_FUSED=2 and 1, CNN_GEMM_V=3, 2 and 1, CNN_CUDA_FUSED=0,
+#   3. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
+#      variant: defaults, CNN_CUDA_FUSED=4 to 1, CNN_GEMM_V=3, 2, 1 and 5, CNN_CUDA_FUSED=0,
 #      CNN_CUDA_PDL=0, CNN_CUDA_STREAMS=0), two GPU runs bit-identical
-#   5. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
-#      cross-entropy version 1: the first run's kernels), the whole step (eager and CUDA graph;
+#   4. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
+#      cross-entropy version 1: the first run's kernels; GEMM version 5), the whole step (eager and CUDA graph;
 #      defaults, one stream, without PDL, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
 #      GEMM tile sweep (bench_kernels_cuda --sweep: every tile x split-K count per conv/dense op)
-#   6. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
+#   5. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
+#   6. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes; GEMM versions
+#      4 and 5), last
+# Each step has its own time limit, and the whole run a budget (RUN_BUDGET_S, 540 s): what
+# would not fit is skipped, and the summary and report are still printed.
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
 # the benchmarks print both), so a default can be flipped afterwards without another run.
 # Logs go to $OUT (the device tool's output folder) or build-gpu/out; tests/gpu/report.py's
@@ -39,12 +42,23 @@ START=$(date +%s)
 ROWS=()   # "name|status|seconds|detail"
 FAILED=0
 
+# The whole run's budget (seconds, from the start): a step gets at most what is left of it less
+# a margin for the report, and is skipped when under 20 s are left, so that the summary and
+# report.py's decisions are printed inside one device call (10 minutes at most).
+BUDGET=${RUN_BUDGET_S:-540}
+
 # run NAME TIMEOUT CMD...: runs CMD with a time limit, log in $OUT/NAME.log, one table row.
 # Exit 77 = skipped. The detail column is the log's last line starting with "SUMMARY" (or its
 # last line).
 run() {
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s) rc status detail
+  local left=$(( BUDGET - (t0 - START) - 15 ))
+  if [ $left -lt 20 ]; then
+    ROWS+=("$name|SKIP|0|no time left of the ${BUDGET} s budget (RUN_BUDGET_S)")
+    return 0
+  fi
+  [ $left -lt "$limit" ] && limit=$left
   echo "== $name: $*"
   timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
   rc=$?
@@ -104,29 +118,7 @@ have() { [ -x "$BIN/$1" ]; }
 
 # cuBLAS and cuDNN are opened at run time (kernels/load_cudnn.h): found, every function there
 have gpu_test_load_cudnn && run libraries 30 "$BIN/gpu_test_load_cudnn"
-if have gpu_test_kernels; then
-  run kernels 120 "$BIN/gpu_test_kernels"
-  SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-  if [ $SANITIZE = 1 ] && [ -z "$SAN" ]; then
-    ROWS+=("sanitizers|SKIP|0|compute-sanitizer not found")
-  elif [ $SANITIZE = 1 ]; then
-    # Our kernels only (--no-lib), small shapes (--quick): the sanitizers slow kernels ~100x.
-    # GEMM version 4 in the version loop (its vector loads are new; versions 1-3 were sanitized
-    # in runs 1-3); the forced tiles and the v3/v4 comparison run as well.
-    # Plain launches (CNN_CUDA_PDL=0): the sanitizers check each kernel's accesses, which PDL
-    # does not change (its waits come first in every kernel), and older sanitizers may not
-    # follow programmatic launches.
-    run memcheck 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
-        "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
-        "$BIN/gpu_test_kernels" --quick --no-lib
-    # GEMM version 5 (the tensor cores: its own shared-memory layout, docs/gpu.md item 30)
-    run memcheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
-        "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
-        "$BIN/gpu_test_kernels" --quick --no-lib
-  fi
-fi
+have gpu_test_kernels && run kernels 120 "$BIN/gpu_test_kernels"
 have gpu_test_train && run train 150 "$BIN/gpu_test_train"
 
 if [ $BENCH = 1 ]; then
@@ -154,6 +146,30 @@ if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ] && nvidi
   run job 150 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
       --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job" \
       --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
+fi
+
+# The sanitizers last: the slowest checks (~100x per kernel), so a short budget loses them first
+if have gpu_test_kernels; then
+  SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+  if [ $SANITIZE = 1 ] && [ -z "$SAN" ]; then
+    ROWS+=("sanitizers|SKIP|0|compute-sanitizer not found")
+  elif [ $SANITIZE = 1 ]; then
+    # Our kernels only (--no-lib), small shapes (--quick): the sanitizers slow kernels ~100x.
+    # GEMM version 4 in the version loop (its vector loads are new; versions 1-3 were sanitized
+    # in runs 1-3); the forced tiles and the v3/v4 comparison run as well.
+    # Plain launches (CNN_CUDA_PDL=0): the sanitizers check each kernel's accesses, which PDL
+    # does not change (its waits come first in every kernel), and older sanitizers may not
+    # follow programmatic launches.
+    run memcheck 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
+        "$BIN/gpu_test_kernels" --quick --no-lib
+    run racecheck 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
+        "$BIN/gpu_test_kernels" --quick --no-lib
+    # GEMM version 5 (the tensor cores: its own shared-memory layout, docs/gpu.md item 30)
+    run memcheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
+        "$BIN/gpu_test_kernels" --quick --no-lib
+    run racecheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
+        "$BIN/gpu_test_kernels" --quick --no-lib
+  fi
 fi
 
 # A failed graph capture falls back to eager steps (correct, but not what is being measured);
