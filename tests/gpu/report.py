@@ -159,9 +159,9 @@ SWEEP_ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*(\S+(?
                        r"\s*([0-9.]+)\s*\|\s*(\d+)%\s*\|")
 
 
-def sweep_report(out):
-    text = section("\n== 3. tile sweep: ops where another tile beats the default by more than 5%",
-                   out, "bench_sweep.log")
+def sweep_report(out, name="bench_sweep.log", what=""):
+    text = section(f"\n== 3. tile sweep{what}: ops where another tile beats the default by more "
+                   "than 5%", out, name)
     if text is None:
         return
     found = False
@@ -217,6 +217,7 @@ def main(argv):
     step_report(out)
     kernel_report(out)
     sweep_report(out)
+    sweep_report(out, "bench_sweep5.log", " under GEMM version 5 (the tensor cores)")
     graph_and_job_report(out)
     return 0
 

@@ -14,7 +14,7 @@
 #   5. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
 #   6. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes; GEMM versions
-#      4 and 5), last
+#      4 and 5); then, where the budget leaves time, the tile sweep under GEMM version 5
 # Each step has its own time limit, and the whole run a budget (RUN_BUDGET_S, 540 s): what
 # would not fit is skipped, and the summary and report are still printed.
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
@@ -172,6 +172,11 @@ if have gpu_test_kernels; then
   fi
 fi
 
+# Last, where the budget leaves time: the tile sweep under GEMM version 5 (its loop is not
+# version 4's, so neither are its best tiles; the data for version 5's tile rules)
+[ $BENCH = 1 ] && have bench_kernels_cuda && \
+  run bench_sweep5 150 env CNN_GEMM_V=5 "$BIN/bench_kernels_cuda" --sweep
+
 # A failed graph capture falls back to eager steps (correct, but not what is being measured);
 # a failed multi-step capture to one step per graph.
 # A capture that refuses programmatic launches is retried without them (backend_cuda.c): correct
@@ -186,7 +191,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_gemm1 bench_gemm5 bench_sweep bench_step pytorch; do
+for f in bench_kernels bench_gemm1 bench_gemm5 bench_sweep bench_sweep5 bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -90; }
 done
 # The decisions in one place: each switch's before/after, kernels vs version 1 and the libraries,
