@@ -7,11 +7,12 @@
  * operand x is split into two TF32 numbers, x ~ hi + lo, and a*b is computed as
  * lo_a*hi_b + hi_a*lo_b + hi_a*hi_b, the small terms first; the dropped lo_a*lo_b is about
  * 2^-21 of the product, so the result is float32-class (CUTLASS calls this "3xTF32").
- * The split (tf32_split) is four integer/float instructions, exact where it can be:
- * hi = x with its low 13 bits cut (one AND; NaN stays NaN), lo = x - hi (exact in float32,
- * |lo| < 2^-10 |x|) rounded to TF32 to nearest (add half a unit, cut: |x - hi - lo| <= 2^-21 |x|).
- * nvcc's cvt.rna.tf32.f32 would round hi too, for one more bit, but costs about four
- * instructions per conversion on sm_90 (by the SASS), twice per operand, inside the main loop.
+ * The split (tf32_split), exact where it can be: hi = x with its low 13 bits cut (NaN stays
+ * NaN), lo = x - hi (exact in float32, |lo| < 2^-10 |x|) rounded to TF32 to nearest (add half a
+ * unit, cut: |x - hi - lo| <= 2^-21 |x|). Three instructions per operand in the SASS (an AND, a
+ * subtraction, an add): ptxas drops the last cut, because the HMMA reads only an operand's
+ * TF32 bits. nvcc's cvt.rna.tf32.f32 would round hi too, for one more bit, but costs about four
+ * instructions per conversion on sm_90, twice per operand, inside the main loop.
  *
  * The instruction is the warp-wide mma.sync.m16n8k8 (sm_80 and later): D[16x8] += A[16x8] B[8x8]
  * with fragments spread over the warp's 32 lanes. With g = lane / 4 and t = lane % 4 (PTX ISA,
