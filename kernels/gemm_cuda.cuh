@@ -127,15 +127,22 @@ struct MmaTile {
         return NJ == 4 ? swz_a(t) : 2 * t;
     }
     /* Offset inside one k-slice (16 deep: rows 4 (k / 8) + k % 4, each 2 BM or 2 BN floats) of
-     * A(m, k) and of B(k, n); m, n inside the block tile. */
+     * the 4-float group of row pair p (rows 2p, 2p+1) or column pair p at k8 = k / 8, t = k % 4.
+     * The fragment reads call these with run-time t and p (the compiler cannot split a run-time
+     * k or m into them for free: one version of conv2's data gradient spilled). */
+    static __host__ __device__ __forceinline__ int a_group(int p, int k8, int t) {
+        return (4 * k8 + t) * 2 * T::BM + 4 * (p ^ swz_a(t));
+    }
+    static __host__ __device__ __forceinline__ int b_group(int p, int k8, int t) {
+        return (4 * k8 + t) * 2 * T::BN + 4 * (p ^ swz_b(t));
+    }
+    /* A(m, k) and B(k, n), m and n inside the block tile: in a group, A(2p, k), A(2p+1, k),
+     * A(2p, k+4), A(2p+1, k+4); B(k, 2p), B(k+4, 2p), B(k, 2p+1), B(k+4, 2p+1). */
     static __host__ __device__ __forceinline__ int a_at(int m, int k) {
-        const int t = k % 4;
-        return (4 * (k / 8) + t) * 2 * T::BM + 4 * ((m / 2) ^ swz_a(t)) + m % 2 + 2 * (k % 8 / 4);
+        return a_group(m / 2, k / 8, k % 4) + m % 2 + 2 * (k % 8 / 4);
     }
     static __host__ __device__ __forceinline__ int b_at(int k, int n) {
-        const int t = k % 4;
-        return (4 * (k / 8) + t) * 2 * T::BN + 4 * ((n / 2) ^ swz_b(t)) + 2 * (n % 2) +
-               k % 8 / 4;
+        return b_group(n / 2, k / 8, k % 4) + 2 * (n % 2) + k % 8 / 4;
     }
 };
 
@@ -383,26 +390,26 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
             const float *as = &As[buf][0][0], *bs = &Bs[buf][0][0];
 #pragma unroll
             for (int k8 = 0; k8 < BK; k8 += 8) {
-                const int row = k8 / 8 * 4 + lane_t;
+                /* the fragments' k is k8 + t; k + 4 sits beside it (h = 0) */
+                /* a0..a3 of mma tile mi: rows 4g + 2mi, 4g + 2mi + 1 at k and k + 4 */
                 float4 av[2];
 #pragma unroll
                 for (int mi = 0; mi < 2; mi++)
                     av[mi] = *reinterpret_cast<const float4 *>(
-                        &as[row * 2 * T::BM + 4 * ((wm * 16 + 2 * lane_g + mi) ^ L::swz_a(lane_t))]);
-                /* b0, b1 of mma tile j at bv[2j], bv[2j+1] */
+                        &as[L::a_group(wm * 16 + 2 * lane_g + mi, k8 / 8, lane_t)]);
+                /* b0, b1 of mma tile j at bv[2j], bv[2j+1]: column wn WTN + NJ g + j */
                 float bv[2 * NJ];
-                if constexpr (NJ == 1) { /* column g: half of the group of column pair g / 2 */
-                    const int unit = wn * L::WTN / 2 + lane_g / 2;
+                if constexpr (NJ == 1) { /* column g: one half of column pair g / 2's group */
                     const float2 v = *reinterpret_cast<const float2 *>(
-                        &bs[row * 2 * T::BN + 4 * (unit ^ L::swz_b(lane_t)) + 2 * (lane_g % 2)]);
+                        &bs[L::b_group(wn * L::WTN / 2 + lane_g / 2, k8 / 8, lane_t) +
+                            2 * (lane_g % 2)]);
                     bv[0] = v.x;
                     bv[1] = v.y;
-                } else { /* columns NJ g .. NJ g + NJ-1: NJ / 2 column pairs from this one */
-                    const int bcol = wn * L::WTN / 2 + NJ / 2 * lane_g;
+                } else { /* NJ / 2 column pairs' groups: b0, b1 of two columns each */
 #pragma unroll
                     for (int q = 0; q < NJ / 2; q++) {
                         const float4 v = *reinterpret_cast<const float4 *>(
-                            &bs[row * 2 * T::BN + 4 * ((bcol + q) ^ L::swz_b(lane_t))]);
+                            &bs[L::b_group(wn * L::WTN / 2 + NJ / 2 * lane_g + q, k8 / 8, lane_t)]);
                         bv[4 * q] = v.x;
                         bv[4 * q + 1] = v.y;
                         bv[4 * q + 2] = v.z;
