@@ -12,7 +12,8 @@
 #      defaults, one stream, without PDL, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
 #      GEMM tile sweep (bench_kernels_cuda --sweep: every tile x split-K count per conv/dense op)
 #   5. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
-#      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time
+#      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time (the
+#      defaults, then GEMM version 5)
 #   6. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes; GEMM versions
 #      4 and 5); then, where the budget leaves time, the tile sweep under GEMM version 5
 # Each step has its own time limit, and the whole run a budget (RUN_BUDGET_S, 540 s): what
@@ -145,6 +146,12 @@ if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ] && nvidi
   rm -rf "$BUILD/job"
   run job 150 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
       --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job" \
+      --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
+  # The same job on GEMM version 5 (the candidate default, docs/gpu.md item 30): its wall time
+  # and accuracy beside the defaults'
+  rm -rf "$BUILD/job5"
+  run job5 150 env CNN_GEMM_V=5 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
+      --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job5" \
       --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
 fi
 

@@ -70,6 +70,9 @@ def make_run(folder):
           "and evaluations 0.010 s), evaluation 0.030 s, export 0.010 s more, last checkpoint's "
           "files 0.050 s more; total 5.291 s (checkpoint files written beside the job: 0.200 s; "
           "export files beside the evaluation: 0.040 s)\n")
+    write(folder, "job5.log",
+          "INFO:tensorflow:global_step/sec: 3000.0\n"
+          "INFO:tensorflow:Saving dict for global step 12000: accuracy = 0.9881, loss = 0.07\n")
 
 
 def main():
@@ -122,6 +125,8 @@ def main():
         check("2500 steps/s" in text and "4.80 s of training for 12000 steps" in text,
               "the job's training time")
         check("test accuracy 98.76%" in text, "the job's accuracy")
+        check("job (GEMM version 5): 3000 steps/s" in text and
+              "job (GEMM version 5): test accuracy 98.81%" in text, "the version 5 job")
         check("job: data and model 0.300 s (decoding 0.050 s" in text and "total 5.291 s" in text,
               "the job's phase times")
         os.remove(os.path.join(folder, "bench_sweep.log"))
