@@ -2,10 +2,10 @@
  * model API on the GPU, eager and as a replayed CUDA graph, at batch 100 and 1000. Engines, each
  * the one above it less one change (switches in docs/gpu.md):
  *   ours-cuda         the defaults
- *   ours-cuda-graph1  one training step per replayed graph (CNN_CUDA_GRAPH_STEPS=1)
- *   ours-cuda-fused4  the dropout and the logits layer as separate ops (CNN_CUDA_FUSED=4)
- *   ours-cuda-fused3  conv2, its ReLU and pool2 as separate ops (CNN_CUDA_FUSED=3)
- *   ours-cuda-streams1  the optimizer once, on the main stream (CNN_CUDA_STREAMS=1)
+ *   ours-cuda-gemm4   GEMM version 4: the FMA loop, not the tensor cores (CNN_GEMM_V=4)
+ *   ours-cuda-dense2  the narrow logits-layer kernels at every batch (CNN_DENSE_V=2)
+ *   ours-cuda-graph1  one training step per replayed graph (CNN_CUDA_GRAPH_STEPS=1): GPU run
+ *                     4's "ours-cuda-streams1"
  *   ours-cuda-streams0  the parameter gradients on the main stream too (CNN_CUDA_STREAMS=0)
  *   ours-cuda-pdl0    launched without programmatic dependent launch (CNN_CUDA_PDL=0)
  *   ours-cuda-dense1  the logits layer through the GEMM (CNN_DENSE_V=1)
@@ -14,7 +14,12 @@
  *   ours-cuda-gemm3   GEMM version 3: no vector loads (session 3's step before them)
  *   ours-cuda-run3    the step of GPU runs 2 and 3 (max-pool 2, Adam and cross-entropy 1)
  *   ours-cuda-run1    the step of the first GPU run (unfused, GEMM 1, max-pool 1)
- *   ours-cuda-nopdl   the defaults without programmatic dependent launch (off the chain)
+ * and off that chain, the defaults with one switch that GPU run 4 timed slower (each a
+ * candidate again on the new defaults; tests/gpu/report.py's CANDIDATES):
+ *   ours-cuda-fused4  conv2 + ReLU + pool2 as one op (CNN_CUDA_FUSED=4)
+ *   ours-cuda-fused5  that and the dropout with the logits layer as one op (CNN_CUDA_FUSED=5)
+ *   ours-cuda-streams2  per-layer optimizer updates on the gradient stream (CNN_CUDA_STREAMS=2)
+ *   ours-cuda-nopdl   without programmatic dependent launch (CNN_CUDA_PDL=0)
  *   ours-cudnn        cuDNN/cuBLAS for the convolutions and dense layers
  * Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
@@ -133,11 +138,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
         const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "1", "2", "10"},
-            {"ours-cuda-graph1", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "1", "2", "1"},
-            {"ours-cuda-fused4", DEVICE_CUDA, "4", "4", "4", "2", "2", "2", "1", "2", "1"},
-            {"ours-cuda-fused3", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "2", "1"},
-            {"ours-cuda-streams1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1"},
+            {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10"},
+            {"ours-cuda-gemm4", DEVICE_CUDA, "3", "4", "4", "2", "2", "3", "1", "1", "10"},
+            {"ours-cuda-dense2", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "10"},
+            {"ours-cuda-graph1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1"},
             {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1"},
             {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1"},
             {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1"},
@@ -146,11 +150,11 @@ int main(int argc, char **argv) {
             {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1"},
             {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1"},
             {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1"},
-            /* off the chain: the defaults with GEMM version 5 (the tensor cores, 3xTF32: a
-             * candidate default, docs/gpu.md item 30) */
-            {"ours-cuda-gemm5", DEVICE_CUDA, "5", "5", "4", "2", "2", "2", "1", "2", "10"},
-            /* off the chain: the defaults without PDL (if a forked capture and PDL do not mix) */
-            {"ours-cuda-nopdl", DEVICE_CUDA, "5", "4", "4", "2", "2", "2", "0", "2", "10"},
+            /* off the chain: the defaults with one switch run 4 timed slower */
+            {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "2", "3", "1", "1", "10"},
+            {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "2", "3", "1", "1", "10"},
+            {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "2", "10"},
+            {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "0", "1", "10"},
             {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10"}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {

@@ -9,8 +9,9 @@
  * captures one call into a CUDA graph per key and replays it: a whole training step becomes one
  * graph launch. Environment: CNN_CUDA_GRAPHS=0 runs steps eagerly; CNN_CUDA_VERBOSE=1 prints the
  * nodes of each captured graph (the launches per step); CNN_CUDA_FUSED=0 leaves the optional fused
- * entries out (core then issues the unfused sequences); CNN_CUDA_STREAMS=1 keeps the optimizer on
- * the main stream, =0 runs everything on one stream. */
+ * entries out (core then issues the unfused sequences); CNN_CUDA_STREAMS=1 (the default) keeps
+ * the optimizer on the main stream, =2 runs per-layer updates on the gradient stream, =0 runs
+ * everything on one stream. */
 #include "core/backend_cuda.h"
 
 #include <cuda_runtime_api.h>
@@ -697,13 +698,15 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
         return NULL;
     }
     c->ws_floats = CUDA_WS_FLOATS;
-    /* CNN_CUDA_STREAMS: 2 (the default) = parameter gradients and the per-layer optimizer
-     * updates on a second stream; 1 = the gradients there, one update after them on the main
-     * stream; 0 = every entry on one stream (runs 1-3). The cuDNN backend keeps one stream (its
-     * library entries are not written for a second). */
+    /* CNN_CUDA_STREAMS: 1 (the default) = the parameter gradients on a second stream, one
+     * optimizer update after them on the main stream; 2 = the gradients and per-layer updates
+     * there (GPU run 4, H100: 13.5 us per step slower than 1 at batch 100, the same at 1000);
+     * 0 = every entry on one stream (runs 1-3; run 4: 42 us slower than 1 at batch 100, 298 at
+     * 1000). The cuDNN backend keeps one stream (its library entries are not written for a
+     * second). */
     const char *streams = getenv("CNN_CUDA_STREAMS");
-    const int stream_mode = streams && (streams[0] == '0' || streams[0] == '1') && !streams[1]
-        ? streams[0] - '0' : 2;
+    const int stream_mode = streams && (streams[0] == '0' || streams[0] == '2') && !streams[1]
+        ? streams[0] - '0' : 1;
     if (strcmp(name, "cuda") == 0 && stream_mode > 0) {
         if ((e = cudaStreamCreateWithFlags(&c->grad_stream, cudaStreamNonBlocking)) != cudaSuccess ||
             (e = cudaEventCreateWithFlags(&c->fork_event, cudaEventDisableTiming)) != cudaSuccess ||
@@ -767,9 +770,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
      * conv + ReLU + max pool (kernels/conv2d_pool.cu); 3 = those and conv2's filter gradient
      * from pool2's winners; 4 = those and conv2 + ReLU + pool2 as one op too (its
      * GEMM with the pool in the store; the pool backward's ReLU mask from the pool's output); 5
-     * (the default) = those and the dropout with the logits layer as one op. */
+     * = those and the dropout with the logits layer as one op. The default is 3: GPU run 4
+     * (H100) timed level 4 at 17 us per step slower than 3 at batch 100 (39 at 1000), and 5 at
+     * 23 us slower than 4 (257 at 1000: the fused backward's dw sums every row in one thread). */
     const char *fused = getenv("CNN_CUDA_FUSED");
-    const int fuse = fused && *fused >= '0' && *fused <= '4' && !fused[1] ? *fused - '0' : 5;
+    const int fuse = fused && *fused >= '0' && *fused <= '5' && !fused[1] ? *fused - '0' : 3;
     if (fuse >= 1) {
         be->conv2d_relu_forward = cu_conv2d_relu_forward;
         be->dense_relu_forward = cu_dense_relu_forward;

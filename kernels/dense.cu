@@ -8,7 +8,8 @@
  * (7.6 + 10.8 us at batch 100, GPU run 3) for ~2 MFLOP each. Here: one block per row for the
  * forward (a fixed-order tree over the inputs), one thread per dx element, one thread per
  * (input, output) weight for dw with the bias gradient as input row `in` (sums over the rows in
- * order). Deterministic; CNN_DENSE_V=1 keeps the GEMM (the before of the benchmarks).
+ * order). Deterministic. Up to NARROW_MAX_ROWS rows (below: at batch 1000 the GEMM is faster);
+ * CNN_DENSE_V=1 keeps the GEMM at every batch (the before of the benchmarks).
  *
  * The same kernels take the dropout in front of a narrow layer (dropout_dense_*_cuda, the twin
  * of kernels/dropout_dense.c): the forward draws the mask and reads x through it, the backward
@@ -27,11 +28,20 @@ namespace {
 constexpr int NARROW_OUT = 16;     /* the narrow path's widest layer (registers per thread) */
 constexpr int NARROW_THREADS = 128;
 
-/* CNN_DENSE_V: 1 = the GEMM for every layer; 2 (the default) = the narrow kernels for out <= 16.
- * Read at every launch. */
-bool narrow(int out) {
+/* The narrow kernels' largest batch under version 3. Run 4 (H100), the logits layer 1024 -> 10,
+ * narrow kernels against the GEMM: forward 8.4 against 13.4 us at batch 100, 19.7 against 11.3
+ * at 1000; backward 12.2 against 14.8 and 73.4 against 15.4 (the dw kernel's thread per weight
+ * sums all n rows in order: its chain grows with the batch, while the GEMM splits the rows).
+ * Interpolated linearly, the two paths' forward + backward cross near 190 rows. */
+constexpr int NARROW_MAX_ROWS = 192;
+
+/* CNN_DENSE_V: 1 = the GEMM for every layer; 2 = the narrow kernels for out <= 16 at every
+ * batch (GPU run 4's default); 3 (the default) = the narrow kernels for out <= 16 up to
+ * NARROW_MAX_ROWS rows, the GEMM above. Read at every launch. */
+bool narrow(int n, int out) {
     const char *v = getenv("CNN_DENSE_V");
-    return out <= NARROW_OUT && !(v && strcmp(v, "1") == 0);
+    if (out > NARROW_OUT || (v && strcmp(v, "1") == 0)) return false;
+    return (v && strcmp(v, "2") == 0) || n <= NARROW_MAX_ROWS;
 }
 
 /* The dropout in front of a narrow layer: x'[e] = keep ? x[e] * scale : 0. mask == NULL: none
@@ -178,7 +188,7 @@ __global__ void dense_narrow_dw_kernel(int n, int in, int out, const float *x, c
 
 /* The narrow path: forward and backward launches (dense_* and dropout_dense_* below). */
 bool narrow_fits(int n, int in, int out) {
-    return narrow(out) && (size_t)n * in < (1u << 31) && (size_t)(in + 1) * out < (1u << 31);
+    return narrow(n, out) && (size_t)n * in < (1u << 31) && (size_t)(in + 1) * out < (1u << 31);
 }
 
 cudaError_t narrow_forward(int n, int in, int out, const float *x, const float *w, const float *b,

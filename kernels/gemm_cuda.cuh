@@ -516,23 +516,25 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
 
 /* CNN_GEMM_V: 1 = the kernel and tile rules of the first GPU run (one shared buffer);
  * 2 = double-buffered shared memory, version 1's tiles; 3 = double buffers and version 3's
- * tile rules in choose_tile (the default of GPU runs 2 and 3); 4 (the default) = version 3
- * with 16-byte vector loads wherever both operands allow them (gemm_kernel's VEC: 14-36% fewer
- * instructions in the main loops of conv2 and dense1 by the SASS, docs/gpu.md; not yet timed
- * on a GPU); 5 = version 4 with the block tile's products on the tensor cores at float32
- * accuracy (3xTF32, mma_tf32.cuh; MmaTile) where version 4's vector loads apply and the tile is
- * not an 8x8 one, else version 4 (not the default until a GPU has timed it; its sums are
- * float32-class but not version 4's bits). Versions 1 and 2 give the same bits, and so do 3
- * and 4. Read at every launch (a
- * host getenv), so a test compares them in one process; a captured graph keeps the version it
- * was captured with. */
+ * tile rules in choose_tile (the default of GPU runs 2 and 3); 4 = version 3 with 16-byte
+ * vector loads wherever both operands allow them (gemm_kernel's VEC; the default of GPU run 4);
+ * 5 (the default since run 4) = version 4 with the block tile's products on the tensor cores at
+ * float32 accuracy (3xTF32, mma_tf32.cuh; MmaTile) where version 4's vector loads apply and the
+ * tile is not an 8x8 one, else version 4, and its own tile rules (choose_tile). Run 4 (H100),
+ * against version 4: conv2's three passes 3-20% faster at batch 100 and 18-23% at 1000, dense1
+ * 29% faster at 1000 (at 100 its forward the same, its backward 10% slower); the step 5% faster
+ * at batch 100 and 16% at 1000. Its
+ * sums are float32-class (every GEMM test at 1e-5 of the CPU on the GPU) but not version 4's
+ * bits. Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a host
+ * getenv), so a test compares them in one process; a captured graph keeps the version it was
+ * captured with. */
 static inline int gemm_version(void) {
     const char *v = getenv("CNN_GEMM_V");
-    if (v && strcmp(v, "5") == 0) return 5;
     if (v && strcmp(v, "1") == 0) return 1;
     if (v && strcmp(v, "2") == 0) return 2;
     if (v && strcmp(v, "3") == 0) return 3;
-    return 4;
+    if (v && strcmp(v, "4") == 0) return 4;
+    return 5;
 }
 
 enum TileKind {
@@ -563,14 +565,33 @@ static inline int forced_tile(TileKind *t) {
  * thread (fewer tiles, which choose_splits then splits over K to fill the GPU); (b) wide
  * outputs (N >= 512) with few rows whose 64x64 tiles fit one wave of block slots: 128x64 tiles
  * (8x4 per thread) split over K instead of 64x64 (4x4): the dense layers. Everything else as
- * versions 1 and 2. */
+ * versions 1 and 2.
+ * Version 5 (the tensor cores) changes three of them, from run 4's tile sweep under version 5
+ * (H100, bench_kernels_cuda --sweep; docs/gpu.md, run 4): with its loop 2-3x shorter, a block
+ * of 8 warps finishes a tile sooner, and at batch 100 more, smaller blocks beat fewer, larger
+ * ones. Between 2048 and 65536 rows (conv2 at batch 100: 19,600; at 1000 it has 196,000):
+ * (c) 33-64 columns: 64x64 instead of 128x64 (conv2's forward 77.5 -> 67.1 us);
+ * (d) the 256x32 case of (a): 128x32, split at least 4 ways (choose_splits; conv2's data
+ *     gradient 77.9 -> 72.2 us: 616 blocks instead of 231);
+ * and (e) in (b), 128x32 where those tiles split 4 ways still fit one wave (dense1's forward at
+ * batch 100: 32 tiles split 8 ways, 32.9 -> 28.8 us; at batch 1000, 256 tiles, (b) stays). */
+static inline bool v5_mid_rows(int M) { return M >= 2048 && M < 65536; }
 static inline TileKind choose_tile(int M, int N, int K) {
     TileKind forced;
     if (forced_tile(&forced)) return forced;
-    if (gemm_version() >= 3) {
+    const int version = gemm_version();
+    if (version >= 5 && v5_mid_rows(M)) {
+        if (N <= 32 && K >= 256) return TILE_128x32;  /* (d) */
+        if (N > 32 && N <= 64) return TILE_64x64;     /* (c) */
+    }
+    if (version >= 3) {
         if (M >= 2048 && N <= 32 && K >= 256) return TILE_256x32;
         long long tiles64 = (long long)((M + 63) / 64) * ((N + 63) / 64);
-        if (M < 2048 && N >= 512 && tiles64 <= 2LL * device_sm_count()) return TILE_128x64;
+        if (M < 2048 && N >= 512 && tiles64 <= 2LL * device_sm_count()) {
+            long long tiles128x32 = (long long)((M + 127) / 128) * ((N + 31) / 32);
+            if (version >= 5 && 4 * tiles128x32 <= 2LL * device_sm_count()) return TILE_128x32;
+            return TILE_128x64;
+        }
     }
     if (M < 2048) return N <= 32 ? TILE_64x32 : TILE_64x64;
     return N <= 32 ? TILE_128x32 : TILE_128x64;
@@ -594,6 +615,12 @@ static inline int choose_splits(int M, int N, int K, size_t ws_floats) {
     long long tiles = (long long)((M + tile_rows(t) - 1) / tile_rows(t)) *
                       ((N + tile_cols(t) - 1) / tile_cols(t));
     long long want = 2LL * device_sm_count() / tiles;
+    /* choose_tile's (d): version 5's 128x32 tiles on mid-sized row counts split at least 4
+     * ways (run 4, conv2's data gradient at batch 100: 1, 2, 3, 4, 6 slices 97.1, 85.1, 73.6,
+     * 72.2, 71.6 us) */
+    if (t == TILE_128x32 && gemm_version() >= 5 && v5_mid_rows(M) && N <= 32 && K >= 256 &&
+        want < 4)
+        want = 4;
     long long by_k = K / (4 * BK);
     long long by_ws = (M > 0 && N > 0) ? (long long)(ws_floats / ((size_t)M * N)) : 0;
     long long s = want;

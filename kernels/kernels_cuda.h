@@ -126,7 +126,8 @@ cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t *mask, con
 
 /* ---- dropout + dense, fused (the twin of kernels/dropout_dense.c; in dense.cu) -------------- */
 /* Non-zero when the fused kernels take a layer of these sizes: the narrow path (out <= 16, not
- * under CNN_DENSE_V=1) with 32-bit indices. The two calls below refuse other sizes
+ * under CNN_DENSE_V=1; up to 192 rows by default, any under CNN_DENSE_V=2) with 32-bit
+ * indices. The two calls below refuse other sizes
  * (cudaErrorInvalidValue). */
 int dropout_dense_fits_cuda(int n, int in, int out);
 /* dropout_dense_forward with the mask's stream as dropout_forward_cuda's (stream_base +

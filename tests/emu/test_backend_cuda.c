@@ -5,10 +5,11 @@
  * logits layer as one op, the ReLU and loss fusions), which test_kernels checks only kernel by
  * kernel and test_train only on a GPU.
  *
- * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 5 under CNN_TEST_QUICK), with the
- * parameter gradients and updates on their own stream (and level 5 with the updates on the main
- * stream, and on one stream, and with GEMM version 5, the tensor cores, outside
- * CNN_TEST_QUICK): gradients of every parameter, loss and logits
+ * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 3, the default, under
+ * CNN_TEST_QUICK), with the parameter gradients on their own stream and the updates on the main
+ * one (the default; and outside CNN_TEST_QUICK level 3 on one stream, level 5 with per-layer
+ * updates on the gradient stream), on GEMM version 4, and outside CNN_TEST_QUICK the defaults
+ * on version 5, the default GEMM (the tensor cores): gradients of every parameter, loss and logits
  * on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two training
  * steps from host batches (losses to 1e-4 relative), predictions and an evaluation (to 1e-4), then three steps
  * from a resident data set (the trainer's path: the device gather; to 1e-3, test_train's bound
@@ -74,10 +75,10 @@ static Model *make(Backend *be) {
     return m;
 }
 
-/* fused: CNN_CUDA_FUSED; streams: CNN_CUDA_STREAMS (2: the parameter gradients and the per-layer
- * optimizer updates on a second stream, which the emulator interleaves with the first in a
- * shuffled order, so a missing dependency between them fails here; 1: the updates on the main
- * stream; 0: one stream). */
+/* fused: CNN_CUDA_FUSED; streams: CNN_CUDA_STREAMS (1, the default: the parameter gradients on
+ * a second stream, which the emulator interleaves with the first in a shuffled order, so a
+ * missing dependency between them fails here, and one update on the main stream; 2: per-layer
+ * updates on the second stream too; 0: one stream). */
 /* The trainer's path: a resident data set (uint8 pixels), batches gathered on the device from
  * the shuffled ring, three steps in one call on each model; the last losses in *a (cpu), *b. */
 static void resident_steps(Model *cpu, Model *cuda, uint64_t seed, float *a, float *b) {
@@ -97,15 +98,17 @@ static void resident_steps(Model *cpu, Model *cuda, uint64_t seed, float *a, flo
     }
 }
 
-/* gemm: CNN_GEMM_V, NULL for the default */
+/* gemm: CNN_GEMM_V for this level, NULL for the process's (main: version 4) */
 static void compare_level(const char *fused, const char *streams, const char *gemm) {
     setenv("CNN_CUDA_FUSED", fused, 1);
     setenv("CNN_CUDA_STREAMS", streams, 1);
+    const char *gemm_env = getenv("CNN_GEMM_V");
+    char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
     if (gemm) setenv("CNN_GEMM_V", gemm, 1);
     char level[64];
     snprintf(level, sizeof level, "%s%s%s%s", fused,
              strcmp(streams, "0") == 0   ? ", one stream"
-             : strcmp(streams, "1") == 0 ? ", optimizer on the main stream"
+             : strcmp(streams, "2") == 0 ? ", per-layer updates on the gradient stream"
                                          : "",
              gemm ? ", GEMM v" : "", gemm ? gemm : "");
     char err[256], what[128];
@@ -185,7 +188,9 @@ static void compare_level(const char *fused, const char *streams, const char *ge
     check(fabs(loss_b - loss_a) <= 1e-3 * fabs(loss_a), what, fabs(loss_b - loss_a) / fabs(loss_a));
     model_free(cuda);
     model_free(cpu);
-    if (gemm) unsetenv("CNN_GEMM_V");
+    if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
+    else unsetenv("CNN_GEMM_V");
+    free(gemm_keep);
 }
 
 /* The trainer's path with CUDA graphs (the emulator captures and replays them: cuda_emu.cc,
@@ -198,11 +203,12 @@ static void compare_level(const char *fused, const char *streams, const char *ge
 /* the emulator's graph counters (tests/emu/cuda_emu.cc) */
 void cuda_emu_graph_counts(size_t *instantiated, size_t *launched);
 
-static void graphs_replay_eagerly(const char *graph_steps, int quick) {
+static void graphs_replay_eagerly(const char *fused, const char *streams, const char *graph_steps,
+                                  int quick) {
     size_t inst0, launch0, inst1, launch1;
     cuda_emu_graph_counts(&inst0, &launch0);
-    setenv("CNN_CUDA_FUSED", "5", 1);
-    setenv("CNN_CUDA_STREAMS", "2", 1);
+    setenv("CNN_CUDA_FUSED", fused, 1);
+    setenv("CNN_CUDA_STREAMS", streams, 1);
     setenv("CNN_CUDA_GRAPH_STEPS", graph_steps, 1);
     char err[256];
     Backend *be[2];
@@ -306,22 +312,25 @@ int main(void) {
     setenv("CNN_CUDA_GRAPHS", "0", 1);
     /* CNN_TEST_QUICK (the sanitizer run, ~30 s a level): the default level and its base only */
     const char *quick = getenv("CNN_TEST_QUICK");
-    if (!(quick && strcmp(quick, "0") != 0)) {
-        compare_level("0", "2", NULL);
-        compare_level("3", "2", NULL);
-        compare_level("4", "2", NULL);
-        compare_level("5", "0", NULL);
-        compare_level("5", "1", NULL);
-        /* the defaults with GEMM version 5 (the tensor cores' products, 3xTF32): not under
-         * CNN_TEST_QUICK, where the sanitizers' stack switching makes each emulated mma (a
-         * rendezvous of 32 threads) cost ~60 switches: minutes for this level */
-        compare_level("5", "2", "5");
-    }
-    compare_level("1", "2", NULL);
-    compare_level("5", "2", NULL);
     const int is_quick = quick && strcmp(quick, "0") != 0;
-    if (!is_quick) graphs_replay_eagerly("1", 0);
-    graphs_replay_eagerly("3", is_quick);
+    /* GEMM version 4 but where a level names another: the default, version 5, costs the
+     * emulator ~15x version 4 (each mma a rendezvous of 32 threads: ~30 s a level here, minutes
+     * under the sanitizers' stack switching), so one level runs it, the defaults, outside
+     * CNN_TEST_QUICK (the sanitizer build's emu_test_kernels_gemm5 covers version 5's kernels) */
+    setenv("CNN_GEMM_V", "4", 1);
+    if (!is_quick) {
+        compare_level("0", "1", NULL);
+        compare_level("4", "1", NULL);
+        compare_level("5", "1", NULL);
+        compare_level("5", "2", NULL); /* per-layer updates */
+        compare_level("3", "0", NULL);
+        compare_level("3", "1", "5"); /* the defaults */
+    }
+    compare_level("1", "1", NULL);
+    compare_level("3", "1", NULL);
+    /* The graphs at level 5 with per-layer updates: the most forks per captured step */
+    if (!is_quick) graphs_replay_eagerly("5", "2", "1", 0);
+    graphs_replay_eagerly("5", "2", "3", is_quick);
     capture_refused(); /* last: it turns PDL off for the process */
     printf("SUMMARY test_backend_cuda: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;

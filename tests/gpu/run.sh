@@ -5,17 +5,18 @@
 #   2. cuBLAS and cuDNN load (tests/gpu/test_load_cudnn.c); kernel tests: every CUDA kernel
 #      against its CPU twin (tests/gpu/test_kernels.c)
 #   3. training parity on the real MNIST: 200 steps GPU vs CPU from the same seed (every
-#      variant: defaults, CNN_CUDA_FUSED=4 to 1, CNN_GEMM_V=3, 2, 1 and 5, CNN_CUDA_FUSED=0,
-#      CNN_CUDA_PDL=0, CNN_CUDA_STREAMS=0), two GPU runs bit-identical
+#      variant: the defaults, GEMM version 4 and the fusion levels, GEMM versions and stream
+#      modes under it, PDL off; tests/gpu/test_train.c), two GPU runs bit-identical
 #   4. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
-#      cross-entropy version 1: the first run's kernels; GEMM version 5), the whole step (eager and CUDA graph;
-#      defaults, one stream, without PDL, runs 2-3's step, the first run's step, the cuDNN backend) vs PyTorch; the
-#      GEMM tile sweep (bench_kernels_cuda --sweep: every tile x split-K count per conv/dense op)
+#      cross-entropy version 1: the first run's kernels; GEMM version 4, run 4's default), the
+#      whole step (eager and CUDA graph; bench_step_cuda's engine chain and candidates, the cuDNN
+#      backend) vs PyTorch; the GEMM tile sweep (bench_kernels_cuda --sweep: every tile x split-K
+#      count per conv/dense op)
 #   5. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time (the
-#      defaults, then GEMM version 5)
-#   6. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes; GEMM versions
-#      4 and 5); then, where the budget leaves time, the tile sweep under GEMM version 5
+#      defaults, then GEMM version 4)
+#   6. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes; GEMM version 5,
+#      then 4: run 4's racecheck of version 4 ran out of its 90 s)
 # Each step has its own time limit, and the whole run a budget (RUN_BUDGET_S, 540 s): what
 # would not fit is skipped, and the summary and report are still printed.
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
@@ -129,8 +130,8 @@ if [ $BENCH = 1 ]; then
   # measured in runs 1-3.)
   have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
       CNN_XENT_V=1 CNN_DENSE_V=1 "$BIN/bench_kernels_cuda"
-  # GEMM version 5 (the tensor cores, 3xTF32; a candidate default: docs/gpu.md item 30)
-  have bench_kernels_cuda && run bench_gemm5 120 env CNN_GEMM_V=5 "$BIN/bench_kernels_cuda"
+  # GEMM version 4 (the FMA loop: run 4's default, before version 5's tensor cores)
+  have bench_kernels_cuda && run bench_gemm4 120 env CNN_GEMM_V=4 "$BIN/bench_kernels_cuda"
   # Every tile x split-K count for each convolution and dense GEMM (the data for the tile rules)
   have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
   have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda"
@@ -147,11 +148,11 @@ if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ] && nvidi
   run job 150 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
       --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job" \
       --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
-  # The same job on GEMM version 5 (the candidate default, docs/gpu.md item 30): its wall time
-  # and accuracy beside the defaults'
-  rm -rf "$BUILD/job5"
-  run job5 150 env CNN_GEMM_V=5 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
-      --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job5" \
+  # The same job on GEMM version 4 (run 4's default): its wall time and accuracy beside the
+  # defaults'
+  rm -rf "$BUILD/job4"
+  run job4 150 env CNN_GEMM_V=4 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
+      --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job4" \
       --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
 fi
 
@@ -162,27 +163,23 @@ if have gpu_test_kernels; then
     ROWS+=("sanitizers|SKIP|0|compute-sanitizer not found")
   elif [ $SANITIZE = 1 ]; then
     # Our kernels only (--no-lib), small shapes (--quick): the sanitizers slow kernels ~100x.
-    # GEMM version 4 in the version loop (its vector loads are new; versions 1-3 were sanitized
-    # in runs 1-3); the forced tiles and the v3/v4 comparison run as well.
+    # The default GEMM (version 5: the tensor cores, its own shared-memory layout) in the
+    # version loop, then version 4 (its vector loads; versions 1-3 were sanitized in runs 1-3);
+    # the forced tiles and the v3/v4 comparison run as well. racecheck takes ~2 minutes (run 4:
+    # 118 s under version 5).
     # Plain launches (CNN_CUDA_PDL=0): the sanitizers check each kernel's accesses, which PDL
     # does not change (its waits come first in every kernel), and older sanitizers may not
     # follow programmatic launches.
-    run memcheck 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
+    run memcheck 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
+    run racecheck 180 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
-    # GEMM version 5 (the tensor cores: its own shared-memory layout, docs/gpu.md item 30)
-    run memcheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
+    run memcheck4 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck5 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
+    run racecheck4 180 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
   fi
 fi
-
-# Last, where the budget leaves time: the tile sweep under GEMM version 5 (its loop is not
-# version 4's, so neither are its best tiles; the data for version 5's tile rules)
-[ $BENCH = 1 ] && have bench_kernels_cuda && \
-  run bench_sweep5 150 env CNN_GEMM_V=5 "$BIN/bench_kernels_cuda" --sweep
 
 # A failed graph capture falls back to eager steps (correct, but not what is being measured);
 # a failed multi-step capture to one step per graph.
@@ -198,7 +195,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_gemm1 bench_gemm5 bench_sweep bench_sweep5 bench_step pytorch; do
+for f in bench_kernels bench_gemm1 bench_gemm4 bench_sweep bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -90; }
 done
 # The decisions in one place: each switch's before/after, kernels vs version 1 and the libraries,

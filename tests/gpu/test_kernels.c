@@ -571,8 +571,8 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
              stride, same ? "SAME" : "VALID", pk, pstride, psame ? "SAME" : "VALID");
     /* GEMM version 5 sums on the tensor cores, not in the CPU's order: y within TOL_GEMM of the
      * CPU, and the unfused forward's bits those of the fused one */
-    const char *gemm_v = getenv("CNN_GEMM_V");
-    if (gemm_v && atoi(gemm_v) >= 5) {
+    const char *gemm_v = getenv("CNN_GEMM_V"); /* unset: the default, version 5 */
+    if (!gemm_v || !(atoi(gemm_v) >= 1 && atoi(gemm_v) <= 4)) {
         check_device_close("conv+pool fwd y", tag, dY, y, ny, TOL_GEMM);
         float *gy = dev_download(dY, ny * 4);
         check_device_bytes("conv+pool fwd y: unfused gives the same", tag, dY2, gy, ny * 4);
@@ -815,6 +815,27 @@ static void test_dropout_dense_case(int n, int in, int out, int relu, int relu_x
 
 static void test_dropout_dense(void) {
     /* Sizes the fused kernels refuse: wider than the narrow path. */
+    /* and rows: up to 192 by default, any under CNN_DENSE_V=2, none under CNN_DENSE_V=1 */
+    const char *dense_v = getenv("CNN_DENSE_V");
+    char *dense_keep = dense_v ? strdup(dense_v) : NULL;
+    unsetenv("CNN_DENSE_V");
+    const int rows_default = dropout_dense_fits_cuda(192, 1024, 10) &&
+                             !dropout_dense_fits_cuda(193, 1024, 10);
+    setenv("CNN_DENSE_V", "2", 1);
+    const int rows_v2 = dropout_dense_fits_cuda(1000, 1024, 10);
+    setenv("CNN_DENSE_V", "1", 1);
+    const int rows_v1 = dropout_dense_fits_cuda(100, 1024, 10);
+    if (dense_keep) setenv("CNN_DENSE_V", dense_keep, 1);
+    else unsetenv("CNN_DENSE_V");
+    free(dense_keep);
+    check_count++;
+    if (rows_default && rows_v2 && !rows_v1) {
+        printf("PASS dropout+dense rows: <= 192 by default, any under v2, none under v1\n");
+    } else {
+        check_failures++;
+        printf("FAIL dropout+dense rows: default %d, v2 %d, v1 %d\n", rows_default, rows_v2,
+               rows_v1);
+    }
     check_count++;
     if (dropout_dense_fits_cuda(100, 1024, 10) && !dropout_dense_fits_cuda(100, 1024, 17) &&
         dropout_forward_cuda(0, 0.4f, 0, 0, 0, NULL, NULL, NULL, NULL, 0) == cudaSuccess &&
@@ -1539,6 +1560,11 @@ int main(int argc, char **argv) {
     setenv("CNN_GEMM_V", "4", 1);
     setenv("CNN_DENSE_V", "1", 1);
     printf("---- narrow dense layers through the GEMM (CNN_DENSE_V=1)\n");
+    test_dense();
+    /* The narrow kernels at every row count (CNN_DENSE_V=2; by default they stop at 192 rows,
+     * kernels/dense.cu): test_dense's 1001-row case takes them */
+    setenv("CNN_DENSE_V", "2", 1);
+    printf("---- narrow dense layers at every batch (CNN_DENSE_V=2)\n");
     test_dense();
     unsetenv("CNN_DENSE_V");
     if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);

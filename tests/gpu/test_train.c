@@ -1,27 +1,26 @@
 /* test_train.c: whole training on the GPU against the CPU, on the real MNIST (data/mnist).
  *
  * 200 steps (batch 100, Adam 1e-3, dropout 0.4, shuffled resident data, seed 1234) on the CPU,
- * on our CUDA kernels in three settings, and on cuDNN/cuBLAS:
- *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=5: the ReLU, dropout and
+ * on our CUDA kernels in several settings, and on cuDNN/cuBLAS:
+ *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=3: the ReLU, dropout and
  *                cross-entropy fusions, the first layer's conv + ReLU + max pool, conv2's
- *                filter gradient from pool2's winners, conv2 + ReLU + pool2 as one op, the
- *                dropout and the logits layer as one op), GEMM version 4, max-pool version 4
- *                (Adam and cross-entropy: version 2)
- *   cuda fused4  the defaults with the dropout and the logits layer as two ops (CNN_CUDA_FUSED=4)
- *   cuda fused3  fused4 with conv2, its ReLU and pool2 as separate ops (CNN_CUDA_FUSED=3)
- *   cuda fused2  the defaults with conv2's filter gradient from its GEMM (CNN_CUDA_FUSED=2)
- *   cuda fused1  the defaults without either (CNN_CUDA_FUSED=1)
+ *                filter gradient from pool2's winners), GEMM version 5 (the products on the
+ *                tensor cores at float32 accuracy, 3xTF32), max-pool version 4, the parameter
+ *                gradients on a second stream (CNN_CUDA_STREAMS=1); Adam and cross-entropy
+ *                version 2
+ *   cuda pdl0    the defaults launched without programmatic dependent launch (CNN_CUDA_PDL=0)
+ *   cuda streams0  the defaults on one stream (CNN_CUDA_STREAMS=0)
+ *   cuda streams2  the defaults with per-layer updates on the gradient stream (CNN_CUDA_STREAMS=2)
+ *   cuda gemm4   the defaults with GEMM version 4 (the FMA loop: GPU run 4's default)
+ *   cuda fused4  gemm4 with conv2 + ReLU + pool2 as one op (CNN_CUDA_FUSED=4)
+ *   cuda fused5  fused4 with the dropout and the logits layer as one op too (CNN_CUDA_FUSED=5)
+ *   cuda fused2  gemm4 with conv2's filter gradient from its GEMM (CNN_CUDA_FUSED=2)
+ *   cuda fused1  fused2 without the fused first layer either (CNN_CUDA_FUSED=1)
  *   cuda gemm3   fused1 with GEMM version 3 (version 4 without its vector loads)
  *   cuda gemm2   fused entries, GEMM version 2 (CNN_GEMM_V=2: double-buffered, version 1 tiles)
  *   cuda gemm1   fused entries, GEMM version 1 (the first GPU run's GEMM kernel)
  *   cuda run1    no fused entries, GEMM version 1, max-pool version 1 (CNN_POOL_V=1): the step
  *                verified in the first GPU run
- *   cuda pdl0    the defaults launched without programmatic dependent launch (CNN_CUDA_PDL=0)
- *   cuda streams0  the defaults on one stream: parameter gradients and one optimizer pass after
- *                them on the main stream (CNN_CUDA_STREAMS=0)
- *   cuda gemm5   the defaults with GEMM version 5 (CNN_GEMM_V=5: the products on the tensor
- *                cores at float32 accuracy, 3xTF32; other sums than the CPU's, so held to the
- *                CPU bounds like the others), run twice (bit for bit)
  * Checks:
  *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
  *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
@@ -30,18 +29,16 @@
  *     the per-step difference is printed, not checked: see below);
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; the defaults with and without programmatic
- *     dependent launch (kernels wait for their predecessor before touching memory), fused 5
- *     and fused4 (the logits layer's kernels read the dropout's input through its mask and
- *     compute what they computed on its output), fused 4 and fused3 (conv2's GEMM with the pool
- *     in its store sums as the unfused GEMM), and with
- *     and without the second stream for parameter gradients and per-layer updates (the same
- *     arithmetic); 200 single-step calls == one call of 200 steps (the backend's 10-step
- *     graph replayed 19 times, then its one-step graph; and with 7-step graphs);
- *     fused1 == gemm3 (vector loads change no arithmetic); gemm2 ==
- *     gemm1 (double buffering changes no arithmetic); step 0 of cuda and fused2 == fused1's
- *     (the fused conv + pool forward gives the unfused bits; the filter gradients from the
- *     pools' winners sum in another order, so later steps differ by rounding and are held to
- *     the CPU bounds);
+ *     dependent launch (kernels wait for their predecessor before touching memory), and on one,
+ *     two or per-layer streams (the same arithmetic); under GEMM version 4, fused 3 and fused4
+ *     (conv2's GEMM with the pool in its store sums as the unfused GEMM) and fused4 and fused5
+ *     (the logits layer's kernels read the dropout's input through its mask and compute what
+ *     they computed on its output); 200 single-step calls == one call of 200 steps (the
+ *     backend's 10-step graph replayed 19 times, then its one-step graph; and with 7-step
+ *     graphs); fused1 == gemm3 (vector loads change no arithmetic); gemm2 == gemm1 (double
+ *     buffering changes no arithmetic); step 0 of gemm4 and fused2 == fused1's (the fused
+ *     conv + pool forward gives the unfused bits; the filter gradients from the pools' winners
+ *     sum in another order, so later steps differ by rounding and are held to the CPU bounds);
  *     gemm1 == run1 (the fused entries do the unfused arithmetic; the pool versions the same).
  *
  * Why not 1e-3 at every step: training is chaotic. The GEMMs sum in a different order on the GPU
@@ -250,28 +247,29 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
-    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "4", "1", "2"};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "5", "4", "4", "1", "2"};
-    const Variant fused4_v = {"cuda fused4", DEVICE_CUDA, "4", "4", "4", "1", "2"};
-    const Variant fused3_v = {"cuda fused3", DEVICE_CUDA, "3", "4", "4", "1", "2"};
-    const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "4", "1", "2"};
-    const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "4", "1", "2"};
-    const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "4", "1", "2"};
-    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2", "1", "2"};
-    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2", "1", "2"};
-    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1", "2"};
-    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "5", "4", "4", "0", "2"};
-    const Variant streams0_v = {"cuda streams0", DEVICE_CUDA, "5", "4", "4", "1", "0"};
-    const Variant gemm5_v = {"cuda gemm5", DEVICE_CUDA, "5", "5", "4", "1", "2"};
-    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "4", "1", "2"};
-    float *gemm5 = calloc(steps, 4), *gemm5b = calloc(steps, 4);
+    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "4", "1", "1"};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA, "3", "5", "4", "1", "1"};
+    const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA, "3", "5", "4", "0", "1"};
+    const Variant streams0_v = {"cuda streams0", DEVICE_CUDA, "3", "5", "4", "1", "0"};
+    const Variant streams2_v = {"cuda streams2", DEVICE_CUDA, "3", "5", "4", "1", "2"};
+    const Variant gemm4_v = {"cuda gemm4", DEVICE_CUDA, "3", "4", "4", "1", "1"};
+    const Variant fused4_v = {"cuda fused4", DEVICE_CUDA, "4", "4", "4", "1", "1"};
+    const Variant fused5_v = {"cuda fused5", DEVICE_CUDA, "5", "4", "4", "1", "1"};
+    const Variant fused2_v = {"cuda fused2", DEVICE_CUDA, "2", "4", "4", "1", "1"};
+    const Variant fused1_v = {"cuda fused1", DEVICE_CUDA, "1", "4", "4", "1", "1"};
+    const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA, "1", "3", "4", "1", "1"};
+    const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA, "1", "2", "2", "1", "1"};
+    const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA, "1", "1", "2", "1", "1"};
+    const Variant run1_v = {"cuda run1", DEVICE_CUDA, "0", "1", "1", "1", "1"};
+    const Variant cudnn_v = {"cudnn", DEVICE_CUDNN, "1", "4", "4", "1", "1"};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
     float *fused2 = calloc(steps, 4), *pdl0 = calloc(steps, 4), *streams0 = calloc(steps, 4);
-    float *fused3 = calloc(steps, 4), *fused4 = calloc(steps, 4);
-    if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused3 || !fused4 || !gemm3 || !gemm2 || !gemm1 ||
-        !run1 || !cudnn || !pdl0 || !streams0 || !gemm5 || !gemm5b)
+    float *streams2 = calloc(steps, 4), *gemm4 = calloc(steps, 4), *fused4 = calloc(steps, 4);
+    float *fused5 = calloc(steps, 4);
+    if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused4 || !fused5 || !gemm4 ||
+        !gemm3 || !gemm2 || !gemm1 || !run1 || !cudnn || !pdl0 || !streams0 || !streams2)
         return 1;
 
     double acc_cpu = train_losses(&cpu_v, steps, cpu);
@@ -279,8 +277,10 @@ int main(int argc, char **argv) {
     train_losses(&cuda_v, steps, cuda2);
     train_losses(&pdl0_v, steps, pdl0);
     train_losses(&streams0_v, steps, streams0);
+    train_losses(&streams2_v, steps, streams2);
+    double acc_gemm4 = train_losses(&gemm4_v, steps, gemm4);
     train_losses(&fused4_v, steps, fused4);
-    train_losses(&fused3_v, steps, fused3);
+    train_losses(&fused5_v, steps, fused5);
     double acc_fused2 = train_losses(&fused2_v, steps, fused2);
     double acc_fused1 = train_losses(&fused1_v, steps, fused1);
     train_losses(&gemm3_v, steps, gemm3);
@@ -288,8 +288,6 @@ int main(int argc, char **argv) {
     double acc_gemm1 = train_losses(&gemm1_v, steps, gemm1);
     double acc_run1 = train_losses(&run1_v, steps, run1);
     double acc_cudnn = train_losses(&cudnn_v, steps, cudnn);
-    double acc_gemm5 = train_losses(&gemm5_v, steps, gemm5);
-    train_losses(&gemm5_v, steps, gemm5b);
     float chunk = train_chunk(&cuda_v, steps);
     float chunk_run1 = train_chunk(&run1_v, steps);
     setenv("CNN_CUDA_GRAPH_STEPS", "7", 1); /* another multiple, another remainder */
@@ -311,27 +309,27 @@ int main(int argc, char **argv) {
            acc_cpu, acc_cuda, acc_fused1, acc_gemm1, acc_run1, acc_cudnn);
 
     compare("cuda", cuda, cpu, steps, acc_cuda, acc_cpu);
+    compare("cuda gemm4", gemm4, cpu, steps, acc_gemm4, acc_cpu);
     compare("cuda fused2", fused2, cpu, steps, acc_fused2, acc_cpu);
     compare("cuda fused1", fused1, cpu, steps, acc_fused1, acc_cpu);
     compare("cuda gemm1", gemm1, cpu, steps, acc_gemm1, acc_cpu);
     compare("cuda run1", run1, cpu, steps, acc_run1, acc_cpu);
     compare("cudnn", cudnn, cpu, steps, acc_cudnn, acc_cpu);
-    compare("cuda gemm5", gemm5, cpu, steps, acc_gemm5, acc_cpu);
-    check_equal_bytes("cuda gemm5 run 1 == run 2 (losses, bitwise)", gemm5b, gemm5,
-                      steps * sizeof(float));
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
     check_equal_bytes("cuda == pdl0 (programmatic launch changes no bits)", pdl0, cuda,
                       steps * sizeof(float));
     check_equal_bytes("cuda == streams0 (the gradient stream changes no bits)", streams0, cuda,
                       steps * sizeof(float));
-    check_equal_bytes("cuda == fused4 (dropout + logits layer as one op changes no bits)", fused4,
-                      cuda, steps * sizeof(float));
-    check_equal_bytes("fused4 == fused3 (conv2 + ReLU + pool2 as one op changes no bits)", fused3,
-                      fused4, steps * sizeof(float));
+    check_equal_bytes("cuda == streams2 (per-layer updates change no bits)", streams2, cuda,
+                      steps * sizeof(float));
+    check_equal_bytes("gemm4 == fused4 (conv2 + ReLU + pool2 as one op changes no bits)", fused4,
+                      gemm4, steps * sizeof(float));
+    check_equal_bytes("fused4 == fused5 (dropout + logits layer as one op changes no bits)",
+                      fused5, fused4, steps * sizeof(float));
     check_equal_bytes("cuda fused1 (GEMM 4) == gemm3 (losses, bitwise)", gemm3, fused1,
                       steps * sizeof(float));
-    check_equal_bytes("cuda step 0 == fused1 step 0 (fused conv+pool forwards)", fused1, cuda,
-                      sizeof(float));
+    check_equal_bytes("cuda gemm4 step 0 == fused1 step 0 (fused conv+pool forwards)", fused1,
+                      gemm4, sizeof(float));
     check_equal_bytes("cuda fused2 step 0 == fused1 step 0", fused1, fused2, sizeof(float));
     check_equal_bytes("cuda gemm2 == gemm1 (losses, bitwise)", gemm2, gemm1,
                       steps * sizeof(float));
@@ -351,8 +349,8 @@ int main(int argc, char **argv) {
         printf("PASS cuda loss falls (%.4f -> %.4f)\n", cuda[0], cuda[steps - 1]);
     }
     free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2);
-    free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0); free(fused3);
-    free(fused4); free(gemm5); free(gemm5b);
+    free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0); free(streams2);
+    free(gemm4); free(fused4); free(fused5);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
