@@ -977,6 +977,44 @@ static void test_xent3_case(int n, int c, int bad_label) {
     }
 }
 
+/* Version 3 in a CUDA graph (as the backend's step graphs hold it): each replay finds the
+ * finishing counter reset by the one before and writes the eager run's loss, bit for bit. */
+static void test_xent3_graph(int n, int c) {
+    float *logits = host_random((size_t)n * c, -8, 8);
+    int32_t *labels = host_alloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)(rng_u64() % (uint64_t)c);
+    float *dL = dev_upload(logits, (size_t)n * c * 4), *dP = dev_poisoned((size_t)n * c * 4);
+    float *dD = dev_poisoned((size_t)n * c * 4), *dLoss = dev_poisoned(4);
+    int32_t *dLab = dev_upload(labels, (size_t)n * 4);
+    setenv("CNN_XENT_V", "3", 1);
+    CK(softmax_xent_fused_cuda(n, c, dL, dLab, dP, dLoss, dD, 0));
+    float *eager = dev_download(dLoss, 4), *probs = host_alloc((size_t)n * c * 4), loss;
+    softmax_xent_forward(n, c, logits, labels, probs, &loss);
+    char what[96];
+    snprintf(what, sizeof what, "xent v3 %dx%d eager loss (graph test)", n, c);
+    check_close(what, eager, &loss, 1, TOL_MATH); /* written: the replays compare with it */
+    cudaStream_t s;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    CK(softmax_xent_fused_cuda(n, c, dL, dLab, dP, dLoss, dD, s));
+    CK(cudaStreamEndCapture(s, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int rep = 1; rep <= 3; rep++) {
+        CK(cudaMemset(dLoss, 0xFF, 4));
+        CK(cudaGraphLaunch(exec, s));
+        CK(cudaStreamSynchronize(s));
+        snprintf(what, sizeof what, "xent v3 %dx%d graph replay %d: loss", n, c, rep);
+        check_device_bytes(what, "= eager", dLoss, eager, 4);
+    }
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaStreamDestroy(s));
+    free(eager); free(probs); free(logits); free(labels);
+    CK(cudaFree(dL)); CK(cudaFree(dP)); CK(cudaFree(dD)); CK(cudaFree(dLoss)); CK(cudaFree(dLab));
+}
+
 /* The cross-entropy versions (CNN_XENT_V, kernels/softmax_xent.cu): 1 = rows through global
  * memory, 2 = rows in registers (the default up to 16 classes; 17 falls back to version 1),
  * 3 = blocks of rows through shared memory (opt-in; 17 falls back to version 1 too). */
@@ -1004,6 +1042,7 @@ static void test_softmax(void) {
     test_xent3_case(512 * 128 + 77, 3, -1);      /* more chunks than blocks: blocks loop */
     test_xent3_case(100, 10, 42);                /* label -1: one block */
     test_xent3_case(1000, 10, 777);              /* label 10 = c, in block 6 of 8 */
+    test_xent3_graph(1000, 10);                  /* 8 blocks: the counter's path */
     if (keep) setenv("CNN_XENT_V", keep, 1);
     else unsetenv("CNN_XENT_V");
     free(keep);
