@@ -649,6 +649,15 @@ static void bench_rest(int batch) {
     e.labels = dev_alloc((size_t)batch * 4);
     report("softmax+xent fwd+bwd", batch, run_xent, &e, (double)batch * 10 * 12, 0,
            "cuDNN softmax only");
+    /* version 3 (CNN_XENT_V=3, opt-in until timed: blocks of rows) beside the default version
+     * 2 above; not in runs with another version set (run.sh's bench_gemm1: CNN_XENT_V=1) */
+    const char *xv = getenv("CNN_XENT_V");
+    if (!xv || !*xv || strcmp(xv, "2") == 0) {
+        setenv("CNN_XENT_V", "3", 1);
+        report("softmax+xent fwd+bwd v3", batch, run_xent, &e, (double)batch * 10 * 12, 0,
+               "cuDNN softmax only");
+        unsetenv("CNN_XENT_V"); /* version 2: unset or "2", the same */
+    }
     CK(cudaFree(e.a)); CK(cudaFree(e.b)); CK(cudaFree(e.c)); CK(cudaFree(e.loss));
     CK(cudaFree(e.labels));
     /* batch gather from a resident MNIST-sized data set */

@@ -917,13 +917,133 @@ static void test_softmax_case(int n, int c) {
     CK(cudaFree(dDL)); CK(cudaFree(dDL2)); CK(cudaFree(dLoss)); CK(cudaFree(dCorrect));
 }
 
-/* Both cross-entropy versions (CNN_XENT_V, kernels/softmax_xent.cu): 1 = rows through global
- * memory, 2 = rows in registers (the default up to 16 classes; 17 falls back to version 1). */
+/* Version 3's own claims (CNN_XENT_V=3: blocks of 128 rows, the loss's partials summed by the
+ * block that finishes last), with version 3 selected: against the CPU twin; probs and dlogits
+ * the same bits as version 2's (the same row code); two runs bitwise equal (the second also
+ * shows the finishing counter was reset, or its loss stays poisoned); a bad label makes the
+ * loss NaN; the forward-only entry. bad_label < 0: none. */
+static void test_xent3_case(int n, int c, int bad_label) {
+    const size_t nc = (size_t)n * c;
+    float *logits = host_random(nc, -8, 8);
+    int32_t *labels = host_alloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)(rng_u64() % (uint64_t)c);
+    float *probs = host_alloc(nc * 4), *dl = host_alloc(nc * 4), loss;
+    softmax_xent_forward(n, c, logits, labels, probs, &loss);
+    softmax_xent_backward(n, c, probs, labels, 1.0f, dl);
+    if (bad_label >= 0) { /* its row's gradient without the one-hot term, the loss NaN */
+        labels[bad_label] = bad_label % 2 ? c : -1;
+        for (int j = 0; j < c; j++) {
+            const size_t e = (size_t)bad_label * c + j;
+            dl[e] = (probs[e] - 0.0f) * (1.0f / (float)n);
+        }
+    }
+    float *dL = dev_upload(logits, nc * 4);
+    int32_t *dLab = dev_upload(labels, (size_t)n * 4);
+    /* [0], [1]: version 3's two runs; [2]: version 2; dP[3]: the forward-only entry */
+    float *dP[4], *dD[3], *dLoss = dev_poisoned(4 * 4);
+    for (int k = 0; k < 4; k++) {
+        dP[k] = dev_poisoned(nc * 4);
+        if (k < 3) dD[k] = dev_poisoned(nc * 4);
+    }
+    /* a bad label's loss is NaN, as 0xFF poison is: poison with a number (48.56) instead */
+    if (bad_label >= 0) CK(cudaMemset(dLoss, 0x42, 4 * 4));
+    setenv("CNN_XENT_V", "2", 1);
+    CK(softmax_xent_fused_cuda(n, c, dL, dLab, dP[2], dLoss + 2, dD[2], 0));
+    setenv("CNN_XENT_V", "3", 1);
+    for (int k = 0; k < 2; k++) { /* two runs, the second after the first has finished */
+        CK(softmax_xent_fused_cuda(n, c, dL, dLab, dP[k], dLoss + k, dD[k], 0));
+        CK(cudaDeviceSynchronize());
+    }
+    CK(softmax_xent_forward_cuda(n, c, dL, dLab, dP[3], dLoss + 3, 0));
+    char what[96];
+    float *g = dev_download(dLoss, 4 * 4);
+    if (bad_label >= 0) {
+        snprintf(what, sizeof what, "xent v3 %dx%d label %d of row %d: loss NaN", n, c,
+                 labels[bad_label], bad_label);
+        check_count++;
+        int ok = isnan(g[0]) && isnan(g[1]) && isnan(g[3]);
+        if (!ok) check_failures++;
+        printf("%s %-44s (got %g %g %g)\n", ok ? "PASS" : "FAIL", what, (double)g[0],
+               (double)g[1], (double)g[3]);
+    } else {
+        snprintf(what, sizeof what, "xent v3 loss %dx%d", n, c);
+        check_close(what, g, &loss, 1, TOL_MATH);
+        snprintf(what, sizeof what, "xent v3 forward-only loss %dx%d", n, c);
+        check_close(what, g + 3, &loss, 1, TOL_MATH);
+    }
+    snprintf(what, sizeof what, "xent v3 loss %dx%d, second run", n, c);
+    check_equal_bytes(what, g + 1, g, 4);
+    free(g);
+    float *p0 = dev_download(dP[0], nc * 4), *d0 = dev_download(dD[0], nc * 4);
+    snprintf(what, sizeof what, "xent v3 probs %dx%d", n, c);
+    check_close(what, p0, probs, nc, TOL_MATH);
+    snprintf(what, sizeof what, "xent v3 dlogits %dx%d", n, c);
+    check_close(what, d0, dl, nc, TOL_MATH);
+    snprintf(what, sizeof what, "xent v3 probs %dx%d, second run", n, c);
+    check_device_bytes(what, "", dP[1], p0, nc * 4);
+    snprintf(what, sizeof what, "xent v3 dlogits %dx%d, second run", n, c);
+    check_device_bytes(what, "", dD[1], d0, nc * 4);
+    snprintf(what, sizeof what, "xent v3 forward-only probs %dx%d", n, c);
+    check_device_bytes(what, "", dP[3], p0, nc * 4);
+    snprintf(what, sizeof what, "xent v3 probs %dx%d = version 2's", n, c);
+    check_device_bytes(what, "", dP[2], p0, nc * 4);
+    snprintf(what, sizeof what, "xent v3 dlogits %dx%d = version 2's", n, c);
+    check_device_bytes(what, "", dD[2], d0, nc * 4);
+    free(p0); free(d0);
+    free(logits); free(labels); free(probs); free(dl);
+    CK(cudaFree(dL)); CK(cudaFree(dLab)); CK(cudaFree(dLoss));
+    for (int k = 0; k < 4; k++) {
+        CK(cudaFree(dP[k]));
+        if (k < 3) CK(cudaFree(dD[k]));
+    }
+}
+
+/* Version 3 in a CUDA graph (as the backend's step graphs hold it): each replay finds the
+ * finishing counter reset by the one before and writes the eager run's loss, bit for bit. */
+static void test_xent3_graph(int n, int c) {
+    float *logits = host_random((size_t)n * c, -8, 8);
+    int32_t *labels = host_alloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)(rng_u64() % (uint64_t)c);
+    float *dL = dev_upload(logits, (size_t)n * c * 4), *dP = dev_poisoned((size_t)n * c * 4);
+    float *dD = dev_poisoned((size_t)n * c * 4), *dLoss = dev_poisoned(4);
+    int32_t *dLab = dev_upload(labels, (size_t)n * 4);
+    setenv("CNN_XENT_V", "3", 1);
+    CK(softmax_xent_fused_cuda(n, c, dL, dLab, dP, dLoss, dD, 0));
+    float *eager = dev_download(dLoss, 4), *probs = host_alloc((size_t)n * c * 4), loss;
+    softmax_xent_forward(n, c, logits, labels, probs, &loss);
+    char what[96];
+    snprintf(what, sizeof what, "xent v3 %dx%d eager loss (graph test)", n, c);
+    check_close(what, eager, &loss, 1, TOL_MATH); /* written: the replays compare with it */
+    cudaStream_t s;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    CK(softmax_xent_fused_cuda(n, c, dL, dLab, dP, dLoss, dD, s));
+    CK(cudaStreamEndCapture(s, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int rep = 1; rep <= 3; rep++) {
+        CK(cudaMemset(dLoss, 0xFF, 4));
+        CK(cudaGraphLaunch(exec, s));
+        CK(cudaStreamSynchronize(s));
+        snprintf(what, sizeof what, "xent v3 %dx%d graph replay %d: loss", n, c, rep);
+        check_device_bytes(what, "= eager", dLoss, eager, 4);
+    }
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaStreamDestroy(s));
+    free(eager); free(probs); free(logits); free(labels);
+    CK(cudaFree(dL)); CK(cudaFree(dP)); CK(cudaFree(dD)); CK(cudaFree(dLoss)); CK(cudaFree(dLab));
+}
+
+/* The cross-entropy versions (CNN_XENT_V, kernels/softmax_xent.cu): 1 = rows through global
+ * memory, 2 = rows in registers (the default up to 16 classes; 17 falls back to version 1),
+ * 3 = blocks of rows through shared memory (opt-in; 17 falls back to version 1 too). */
 static void test_softmax(void) {
     const char *saved = getenv("CNN_XENT_V");
     char *keep = saved ? strdup(saved) : NULL;
-    for (int v = 1; v <= 2; v++) {
-        setenv("CNN_XENT_V", v == 1 ? "1" : "2", 1);
+    for (int v = 1; v <= 3; v++) {
+        setenv("CNN_XENT_V", v == 1 ? "1" : v == 2 ? "2" : "3", 1);
         printf("---- cross-entropy version %d (CNN_XENT_V=%d)\n", v, v);
         test_softmax_case(100, 10);
         test_softmax_case(quick ? 37 : 1000, 10);
@@ -931,6 +1051,19 @@ static void test_softmax(void) {
         test_softmax_case(quick ? 600 : 2500, 13); /* more rows than the block's threads */
         test_softmax_case(quick ? 45 : 1100, 17);  /* more classes than version 2 holds */
     }
+    printf("---- cross-entropy version 3: its own claims\n");
+    const int rows[] = {1, 37, 128, 129, 1000, 1023, 2500};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        test_xent3_case(rows[i], 10, -1);
+        test_xent3_case(rows[i], 13, -1);
+    }
+    test_xent3_case(300, 16, -1);                /* the most classes version 3 holds */
+    test_xent3_case(1, 1, -1);
+    test_xent3_case(0, 10, -1);                  /* no rows: loss 0 */
+    test_xent3_case(512 * 128 + 77, 3, -1);      /* more chunks than blocks: blocks loop */
+    test_xent3_case(100, 10, 42);                /* label -1: one block */
+    test_xent3_case(1000, 10, 777);              /* label 10 = c, in block 6 of 8 */
+    test_xent3_graph(1000, 10);                  /* 8 blocks: the counter's path */
     if (keep) setenv("CNN_XENT_V", keep, 1);
     else unsetenv("CNN_XENT_V");
     free(keep);
