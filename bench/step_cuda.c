@@ -20,8 +20,10 @@
  *   ours-cuda-fused5  that and the dropout with the logits layer as one op (CNN_CUDA_FUSED=5)
  *   ours-cuda-streams2  per-layer optimizer updates on the gradient stream (CNN_CUDA_STREAMS=2)
  *   ours-cuda-nopdl   without programmatic dependent launch (CNN_CUDA_PDL=0)
- * and one not yet timed:
+ * and two not yet timed:
  *   ours-cuda-xent3   softmax + cross-entropy version 3, several blocks (CNN_XENT_V=3)
+ *   ours-cuda-convpool0  conv1's forward as the conv and the pool kernels, its filter gradient
+ *                     from pool1's winners (CNN_CUDA_CONV_POOL_FWD=0)
  *   ours-cudnn        cuDNN/cuBLAS for the convolutions and dense layers
  * Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
@@ -71,6 +73,7 @@ typedef struct {
     const char *pdl;   /* CNN_CUDA_PDL, read at each launch */
     const char *streams; /* CNN_CUDA_STREAMS, read when the backend is created */
     const char *graph_steps; /* CNN_CUDA_GRAPH_STEPS, likewise */
+    const char *conv_pool_fwd; /* CNN_CUDA_CONV_POOL_FWD, likewise (NULL: unset) */
 } Engine;
 
 static double bench(const Engine *e, int graphs, int batch, int steps) {
@@ -85,6 +88,8 @@ static double bench(const Engine *e, int graphs, int batch, int steps) {
     setenv("CNN_CUDA_PDL", e->pdl, 1);
     setenv("CNN_CUDA_STREAMS", e->streams, 1);
     setenv("CNN_CUDA_GRAPH_STEPS", e->graph_steps, 1);
+    if (e->conv_pool_fwd) setenv("CNN_CUDA_CONV_POOL_FWD", e->conv_pool_fwd, 1);
+    else unsetenv("CNN_CUDA_CONV_POOL_FWD");
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;
@@ -140,26 +145,30 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
         const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10"},
-            {"ours-cuda-gemm4", DEVICE_CUDA, "3", "4", "4", "2", "2", "3", "1", "1", "10"},
-            {"ours-cuda-dense2", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "10"},
-            {"ours-cuda-graph1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1"},
-            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1"},
-            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1"},
-            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1"},
-            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0", "1"},
-            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0", "1"},
-            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1"},
-            {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1"},
-            {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1"},
+            {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
+            {"ours-cuda-gemm4", DEVICE_CUDA, "3", "4", "4", "2", "2", "3", "1", "1", "10", NULL},
+            {"ours-cuda-dense2", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "10", NULL},
+            {"ours-cuda-graph1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1", NULL},
+            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1", NULL},
+            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1", NULL},
+            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
+            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
+            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
+            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1", NULL},
+            {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1", NULL},
+            {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1", NULL},
             /* off the chain: the defaults with one switch run 4 timed slower */
-            {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "2", "3", "1", "1", "10"},
-            {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "2", "3", "1", "1", "10"},
-            {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "2", "10"},
-            {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "0", "1", "10"},
+            {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
+            {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
+            {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "2", "10", NULL},
+            {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "0", "1", "10", NULL},
             /* off the chain: cross-entropy version 3 (several blocks; not yet timed) */
-            {"ours-cuda-xent3", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10"},
-            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10"}};
+            {"ours-cuda-xent3", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10", NULL},
+            /* off the chain: the conv + pool forwards split, pool1's filter gradient from its
+             * winners (not yet timed) */
+            {"ours-cuda-convpool0", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
+             "0"},
+            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10", NULL}};
         for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
             for (int g = 0; g < 2; g++) {
                 /* Eager steps only for the defaults, the first GPU run's step and the cuDNN

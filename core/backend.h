@@ -191,7 +191,10 @@ struct Backend {
     /* A conv (with its ReLU) and the max pool after it, as one op (kernels.h's
      * conv2d_relu_maxpool_*): the conv output is never stored. core records it where the conv's
      * input x takes no gradient (a first layer), and elsewhere only with the entry after these;
-     * cs->k = ps->c, ps's input is the conv's output. Both entries or neither. Forward: y and argmax as maxpool2d_forward over max(conv + b, 0).
+     * cs->k = ps->c, ps's input is the conv's output. The op needs both entries; a backend may
+     * offer the backward alone, for conv2d_filter_grad_from_pool below (core then records the
+     * conv and the pool as two ops). Forward: y and argmax as maxpool2d_forward over
+     * max(conv + b, 0).
      * Backward: dw and db (db may be NULL) from the pooled gradient dy; ws as the conv entries'. */
     void (*conv2d_relu_maxpool_forward)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                                         const float *x, const float *w, const float *b, float *y,

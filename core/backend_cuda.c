@@ -446,10 +446,12 @@ static void cu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShap
 
 /* Filter gradients from a max pool's winners (fusion level 3) where the backward kernel's pixel
  * groups apply (C % 32 == 0: conv2's 32 input channels): a quarter of the GEMM's multiply-adds,
- * 16-byte loads, one padding test per 32 taps. Elsewhere the GEMM stays (not yet timed). */
+ * 16-byte loads, one padding test per 32 taps. Elsewhere the GEMM stays, except with the conv +
+ * pool forwards split (CNN_CUDA_CONV_POOL_FWD=0): then the first layer (C = 1) takes it too, as
+ * its fused op's backward does (GPU run 4: 26.6 us at batch 100 against 67.5 for the pool
+ * backward and the GEMM). */
 static int cu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
-    (void)be;
-    return s->c % 32 == 0;
+    return CTX(be)->pool_filter_any_c || s->c % 32 == 0;
 }
 
 /* Dropout + the narrow dense layer after it (kernels/dense.cu): the same bits as
@@ -538,17 +540,20 @@ static void describe_graph(const Backend *be, int key, int steps, cudaGraph_t gr
     const char *fusion = be->dropout_dense_forward ? "fused 5"
                          : be->maxpool2d_relu_backward_from_y ? "fused 4"
                          : be->conv2d_filter_grad_from_pool ? "fused 3"
-                         : be->conv2d_relu_maxpool_forward  ? "fused 2"
+                         : be->conv2d_relu_maxpool_backward_filter ? "fused 2"
                          : be->conv2d_relu_forward          ? "fused 1"
                                                             : "unfused";
+    const char *split = be->conv2d_relu_maxpool_backward_filter &&
+                                !be->conv2d_relu_maxpool_forward
+                            ? ", conv + pool forwards split" : "";
     char what[32] = "step graph";
     if (steps > 1) snprintf(what, sizeof what, "%d-step graph", steps);
-    fprintf(stderr, "%s backend (%s, GEMM v%s): captured %s (key %d): %zu edges (%zu "
-            "programmatic), %zu forks\n", be->name, fusion, gemm && *gemm ? gemm : "4", what,
-            key, edges, programmatic, forks);
-    fprintf(stderr, "%s backend (%s, GEMM v%s): captured %s (key %d): %zu nodes = %zu "
-            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion,
-            gemm && *gemm ? gemm : "4", what, key, n, kernels, memsets, memcpys, other);
+    fprintf(stderr, "%s backend (%s%s, GEMM v%s): captured %s (key %d): %zu edges (%zu "
+            "programmatic), %zu forks\n", be->name, fusion, split, gemm && *gemm ? gemm : "5",
+            what, key, edges, programmatic, forks);
+    fprintf(stderr, "%s backend (%s%s, GEMM v%s): captured %s (key %d): %zu nodes = %zu "
+            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion, split,
+            gemm && *gemm ? gemm : "5", what, key, n, kernels, memsets, memcpys, other);
 }
 
 /* Captures `steps` calls of step_fn into an executable graph; NULL (with the reason in `why`)
@@ -788,6 +793,18 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     }
     if (fuse >= 3) be->conv2d_filter_grad_from_pool = cu_conv2d_filter_grad_from_pool;
     if (fuse >= 4) be->maxpool2d_relu_backward_from_y = cu_maxpool2d_relu_backward_from_y;
+    /* CNN_CUDA_CONV_POOL_FWD=0 (from level 3; not yet timed, docs/gpu.md item 35): no fused
+     * conv + ReLU + pool forward. GPU run 4 timed the first layer's fused forward at 62.7 us at
+     * batch 100 against 22.0 for the conv GEMM (ReLU in its store) and the pool kernel (311
+     * against 185 at 1000); its backward, the filter gradient from pool1's winners, stays:
+     * core then records the conv and the pool as two ops, and plans the filter gradients of
+     * both convs from their pools' winners (tape.c, plan_filter_from_pool), pool1's own
+     * backward skipped (nothing reads the first layer's output gradient). */
+    const char *conv_pool_fwd = getenv("CNN_CUDA_CONV_POOL_FWD");
+    if (fuse >= 3 && conv_pool_fwd && strcmp(conv_pool_fwd, "0") == 0) {
+        be->conv2d_relu_maxpool_forward = NULL;
+        c->pool_filter_any_c = 1;
+    }
     if (fuse >= 5) {
         be->dropout_dense_fits = cu_dropout_dense_fits;
         be->dropout_dense_forward = cu_dropout_dense_forward;

@@ -131,10 +131,16 @@ static void plan_relu_fusion(Tape *t) {
 }
 
 /* A conv with its ReLU whose only consumer is a max pool takes its filter gradient from the
- * pool's winners where the backend prefers it (backend.h, conv2d_filter_grad_from_pool). */
+ * pool's winners where the backend prefers it (backend.h, conv2d_filter_grad_from_pool). Where
+ * the conv's input takes no gradient either (a first layer) and the pool applies the ReLU's
+ * mask (so the conv's backward reads nothing of its output gradient), the pool's backward,
+ * which only makes that gradient, is skipped. */
 static void plan_filter_from_pool(Tape *t) {
     Backend *be = t->be;
-    for (int k = 0; k < t->n_ops; k++) t->ops[k].pool_after = NULL;
+    for (int k = 0; k < t->n_ops; k++) {
+        t->ops[k].pool_after = NULL;
+        t->ops[k].skip_backward = 0;
+    }
     if (!be->conv2d_relu_maxpool_backward_filter || !be->conv2d_filter_grad_from_pool) return;
     for (int k = 0; k < t->n_ops; k++) {
         TapeOp *pool = &t->ops[k];
@@ -145,8 +151,10 @@ static void plan_filter_from_pool(Tape *t) {
         TapeOp *conv = producer_of(t, pool->in[0], &consumers);
         if (conv && strcmp(conv->def->name, "conv2d") == 0 && conv->relu &&
             conv->differentiable && consumers == 1 &&
-            be->conv2d_filter_grad_from_pool(be, &conv->p.conv))
+            be->conv2d_filter_grad_from_pool(be, &conv->p.conv)) {
             conv->pool_after = pool;
+            pool->skip_backward = !conv->in[0]->requires_grad && conv->relu_grad_masked;
+        }
     }
 }
 
@@ -258,7 +266,7 @@ void tape_forward(Tape *t, int first, int last) {
 void tape_backward(Tape *t, TapeParamsReady ready, void *arg) {
     for (int k = t->n_ops - 1; k >= 0; k--) {
         TapeOp *op = &t->ops[k];
-        if (!op->differentiable) continue;
+        if (!op->differentiable || op->skip_backward) continue;
         op->def->backward(t, op);
         for (int i = 0; i < op->n_in; i++)
             if (op->accumulate[i])

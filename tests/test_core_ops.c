@@ -401,7 +401,9 @@ END_TEST
  * a gradient (a middle layer); 3 the same with the entries: conv2d and maxpool2d ops, the conv's
  * filter gradient from the pool's winners (op->pool_after), its data gradient as before; 4 the
  * same with maxpool2d_relu_backward_from_y too: the fused op on a middle layer, its data
- * gradient through the conv output's gradient made from the pool's y and argmax. */
+ * gradient through the conv output's gradient made from the pool's y and argmax; 5 x without a
+ * gradient, the entries without the fused forward (CUDA's CNN_CUDA_CONV_POOL_FWD=0): conv2d and
+ * maxpool2d ops, the filter gradient from the pool's winners, the pool's backward skipped. */
 typedef struct {
     Backend *be;
     Tape t;
@@ -416,7 +418,7 @@ static void pool_net(PoolNet *f, int mode) {
     tape_init(t, f->be, 4, 9);
     int xs[4] = {4, 9, 8, 1}, ws[4] = {3, 3, 1, 5}, bs = 5, w2[2] = {100, 10}, b2 = 10, n = 4;
     Tensor *x = f->x = tape_tensor(t, DT_F32, 4, xs, 1);
-    x->requires_grad = mode >= 2;
+    x->requires_grad = mode >= 2 && mode != 5;
     const int *shapes[4] = {ws, &bs, w2, &b2};
     int ranks[4] = {4, 1, 2, 1};
     for (int i = 0; i < 4; i++) {
@@ -428,6 +430,7 @@ static void pool_net(PoolNet *f, int mode) {
     ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
     if (mode == 1 || mode >= 3) test_add_conv_pool_entries(f->be);
     if (mode == 4) test_add_conv_pool_middle_entry(f->be);
+    if (mode == 5) f->be->conv2d_relu_maxpool_forward = NULL;
     Tensor *h = op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1);
     ck_assert(mode == 1 || mode == 4 ? h != NULL : h == NULL);
     if (!h) h = op_maxpool2d(t, op_conv2d(t, x, f->in[0], f->in[1], 1, 1, 1), 2, 2, 2, 1);
@@ -435,9 +438,20 @@ static void pool_net(PoolNet *f, int mode) {
     f->loss = op_softmax_xent(t, op_dense(t, op_flatten(t, h), f->in[2], f->in[3], 0), labels);
     ck_assert_ptr_nonnull(f->loss);
     ck_assert_int_eq(tape_commit(t, err, sizeof err), 0);
-    /* The filter gradient comes from the pool exactly in mode 3. */
-    ck_assert(mode == 3 ? t->ops[0].pool_after == &t->ops[1] : t->ops[0].pool_after == NULL);
-    float *v = malloc(x->count * sizeof(float));
+    /* The filter gradient comes from the pool exactly in modes 3 and 5; in 5 (x without a
+     * gradient) nothing reads the conv output's gradient, so the pool's backward is skipped. */
+    ck_assert(mode == 3 || mode == 5 ? t->ops[0].pool_after == &t->ops[1]
+                                     : t->ops[0].pool_after == NULL);
+    ck_assert_int_eq(t->ops[1].skip_backward, mode == 5);
+    float *v;
+    /* poisoned: a backward that reads the skipped gradient reads NaN */
+    if (mode == 5) {
+        v = malloc(t->ops[0].out->count * sizeof(float));
+        for (size_t i = 0; i < t->ops[0].out->count; i++) v[i] = NAN;
+        f->be->upload(f->be, t->ops[0].out->grad, v, t->ops[0].out->count * sizeof(float));
+        free(v);
+    }
+    v = malloc(x->count * sizeof(float));
     test_fill_uniform(v, x->count, -1.0f, 1.0f, 5, 99);
     for (size_t i = 0; i < x->count; i += 3) v[i] = 0.0f; /* blank pixels: ties */
     f->be->upload(f->be, x->data, v, x->count * sizeof(float));
@@ -482,6 +496,9 @@ START_TEST(test_conv_filter_grad_from_pool) { pool_nets_agree(2, 3); }
 END_TEST
 
 START_TEST(test_conv_relu_maxpool_fused_middle_layer) { pool_nets_agree(2, 4); }
+END_TEST
+
+START_TEST(test_conv_filter_grad_from_pool_first_layer) { pool_nets_agree(0, 5); }
 END_TEST
 
 /* Dropout and the dense layer after it as one op (op_dropout_dense, on the kernels/ CPU twin:
@@ -624,6 +641,7 @@ int main(void) {
     tcase_add_test(tc, test_conv_relu_maxpool_fused_op);
     tcase_add_test(tc, test_conv_filter_grad_from_pool);
     tcase_add_test(tc, test_conv_relu_maxpool_fused_middle_layer);
+    tcase_add_test(tc, test_conv_filter_grad_from_pool_first_layer);
     tcase_add_test(tc, test_dropout_dense);
     tcase_add_test(tc, test_dropout_dense_vs_two_ops);
     suite_add_tcase(s, tc);

@@ -105,13 +105,15 @@ static void compare_level(const char *fused, const char *streams, const char *ge
     const char *gemm_env = getenv("CNN_GEMM_V");
     char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
     if (gemm) setenv("CNN_GEMM_V", gemm, 1);
-    char level[64];
-    snprintf(level, sizeof level, "%s%s%s%s", fused,
+    char level[128];
+    const char *split = getenv("CNN_CUDA_CONV_POOL_FWD");
+    snprintf(level, sizeof level, "%s%s%s%s%s", fused,
              strcmp(streams, "0") == 0   ? ", one stream"
              : strcmp(streams, "2") == 0 ? ", per-layer updates on the gradient stream"
                                          : "",
-             gemm ? ", GEMM v" : "", gemm ? gemm : "");
-    char err[256], what[128];
+             gemm ? ", GEMM v" : "", gemm ? gemm : "",
+             split && strcmp(split, "0") == 0 ? ", conv + pool forwards split" : "");
+    char err[256], what[256];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
         printf("FAIL backend_cuda_create: %s\n", err);
@@ -229,7 +231,7 @@ static void graphs_replay_eagerly(const char *fused, const char *streams, const 
      * graphs, replays the multi-step one and, at the second set, drops and recaptures them */
     const int calls[] = {5, 1, 4}, quick_calls[] = {4};
     const int *call = quick ? quick_calls : calls, ncalls = quick ? 1 : 3;
-    char what[128];
+    char what[256];
     for (int set = 0; set < 2; set++) {
         images(N_DATA, 300 + (uint64_t)set, xd, yd);
         for (int i = 0; i < N_DATA * IMG; i++) pix[i] = (uint8_t)xd[i];
@@ -328,6 +330,12 @@ int main(void) {
     }
     compare_level("1", "1", NULL);
     compare_level("3", "1", NULL);
+    /* the conv + pool forwards split, both filter gradients from the pools' winners, pool1's
+     * backward skipped (CNN_CUDA_CONV_POOL_FWD=0, item 35) */
+    setenv("CNN_CUDA_CONV_POOL_FWD", "0", 1);
+    compare_level("3", "1", NULL);
+    if (!is_quick) compare_level("5", "2", NULL);
+    unsetenv("CNN_CUDA_CONV_POOL_FWD");
     /* The graphs at level 5 with per-layer updates: the most forks per captured step */
     if (!is_quick) graphs_replay_eagerly("5", "2", "1", 0);
     graphs_replay_eagerly("5", "2", "3", is_quick);

@@ -35,13 +35,14 @@ CHAIN = [
 ]
 # Candidates not the default: (candidate engine, the defaults' engine, docs/gpu.md item, the
 # switch that makes the candidate the default). GPU run 4 timed the first four slower than the
-# defaults of then; they are timed again on the new ones.
+# defaults of then; they are timed again on the new ones. The last two are new.
 CANDIDATES = [
     ("ours-cuda-fused4", "ours-cuda", "22", "CNN_CUDA_FUSED=4 (fuse in backend_cuda.c)"),
     ("ours-cuda-fused5", "ours-cuda", "24", "CNN_CUDA_FUSED=5 (fuse in backend_cuda.c)"),
     ("ours-cuda-streams2", "ours-cuda", "18", "CNN_CUDA_STREAMS=2 (stream_mode in backend_cuda.c)"),
     ("ours-cuda-nopdl", "ours-cuda", "16, on the defaults", "CNN_CUDA_PDL=0"),
     ("ours-cuda-xent3", "ours-cuda", "31", "CNN_XENT_V=3 (xent_version() in softmax_xent.cu)"),
+    ("ours-cuda-convpool0", "ours-cuda", "35", "CNN_CUDA_CONV_POOL_FWD=0 (backend_cuda.c)"),
 ]
 GOAL_MS = {100: 0.39}
 NOISE = 0.005  # differences under 0.5% of a step are run-to-run noise (runs 2-3: < 0.5%)

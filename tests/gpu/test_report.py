@@ -20,7 +20,7 @@ STEP_MS = {
     "ours-cuda-pdl0": 0.476, "ours-cuda-dense1": 0.487, "ours-cuda-fused2": 0.536,
     "ours-cuda-fused1": 0.596, "ours-cuda-gemm3": 0.686, "ours-cuda-run3": 0.697,
     "ours-cuda-fused4": 0.380, "ours-cuda-fused5": 0.395, "ours-cuda-streams2": 0.386,
-    "ours-cuda-nopdl": 0.3855, "ours-cuda-xent3": 0.375,
+    "ours-cuda-nopdl": 0.3855, "ours-cuda-xent3": 0.375, "ours-cuda-convpool0": 0.345,
 }
 
 
@@ -111,6 +111,8 @@ def main():
         check("no difference" in row("16, on the defaults"), "0.5 us of 385: no difference")
         check("faster: make it the default (CNN_XENT_V=3" in row("31") and "+10.0 us" in row("31"),
               "candidate 31 saves 10 us: make it the default")
+        check("faster: make it the default (CNN_CUDA_CONV_POOL_FWD=0" in row("35") and
+              "+40.0 us" in row("35"), "candidate 35 saves 40 us: make it the default")
         check(any("conv2 14x14x32->64 bwd data | 100 | 170.0 | 85.0 | +50% | 148% | 106.25 | +20% "
                   "| 118% |" in l for l in lines), "a kernel against GEMM version 4")
         check(any("softmax+xent" in l and "(under 90%)" in l for l in lines),
