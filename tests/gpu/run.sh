@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
-# nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). 5-7 minutes with 16 cores (estimated).
+# nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores (run 4's
+# steps, an H100: ~265 s, the build 98 s of it); --full adds the tile sweep and racecheck
+# (~115 s and ~120 s per GEMM version: 8-9 minutes).
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets
 #   2. cuBLAS and cuDNN load (tests/gpu/test_load_cudnn.c); kernel tests: every CUDA kernel
 #      against its CPU twin (tests/gpu/test_kernels.c)
@@ -10,20 +12,21 @@
 #   4. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
 #      cross-entropy version 1: the first run's kernels; GEMM version 4, run 4's default), the
 #      whole step (eager and CUDA graph; bench_step_cuda's engine chain and candidates, the cuDNN
-#      backend) vs PyTorch; the GEMM tile sweep (bench_kernels_cuda --sweep: every tile x split-K
-#      count per conv/dense op)
+#      backend) vs PyTorch; with --full, the GEMM tile sweep (bench_kernels_cuda --sweep: every
+#      tile x split-K count per conv/dense op)
 #   5. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time (the
 #      defaults, then GEMM version 4)
-#   6. compute-sanitizer memcheck + racecheck on the kernel tests (small shapes; GEMM version 5,
-#      then 4: run 4's racecheck of version 4 ran out of its 90 s)
+#   6. compute-sanitizer memcheck on the kernel tests (small shapes, the default GEMM version 5);
+#      with --full, racecheck too, and both under GEMM version 4 (run 4's racecheck of version 4
+#      ran out of its 90 s)
 # Each step has its own time limit, and the whole run a budget (RUN_BUDGET_S, 540 s): what
 # would not fit is skipped, and the summary and report are still printed.
 # Both versions of each speed change run in one go (tests compare both with the CPU in-process;
 # the benchmarks print both), so a default can be flipped afterwards without another run.
 # Logs go to $OUT (the device tool's output folder) or build-gpu/out; tests/gpu/report.py's
 # summary (each switch: keep or flip back) and a table are printed last.
-# Usage: tests/gpu/run.sh [--no-bench] [--no-sanitizer]
+# Usage: tests/gpu/run.sh [--full] [--no-bench] [--no-sanitizer]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -32,8 +35,10 @@ OUT=${OUT:-$BUILD/out}
 JOBS=${JOBS:-$(nproc)}
 BENCH=1
 SANITIZE=1
+FULL=0
 for a in "$@"; do
   case $a in
+    --full) FULL=1 ;;
     --no-bench) BENCH=0 ;;
     --no-sanitizer) SANITIZE=0 ;;
     *) echo "run.sh: unknown argument '$a'" >&2; exit 2 ;;
@@ -133,7 +138,7 @@ if [ $BENCH = 1 ]; then
   # GEMM version 4 (the FMA loop: run 4's default, before version 5's tensor cores)
   have bench_kernels_cuda && run bench_gemm4 120 env CNN_GEMM_V=4 "$BIN/bench_kernels_cuda"
   # Every tile x split-K count for each convolution and dense GEMM (the data for the tile rules)
-  have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
+  [ $FULL = 1 ] && have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
   have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda"
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py
@@ -172,12 +177,14 @@ if have gpu_test_kernels; then
     # follow programmatic launches.
     run memcheck 90 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
         "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck 180 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
-        "$BIN/gpu_test_kernels" --quick --no-lib
-    run memcheck4 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
-        "$BIN/gpu_test_kernels" --quick --no-lib
-    run racecheck4 180 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
-        "$BIN/gpu_test_kernels" --quick --no-lib
+    if [ $FULL = 1 ]; then
+      run racecheck 180 env CNN_GEMM_V=5 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
+          "$BIN/gpu_test_kernels" --quick --no-lib
+      run memcheck4 90 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool memcheck --error-exitcode 1 \
+          "$BIN/gpu_test_kernels" --quick --no-lib
+      run racecheck4 180 env CNN_GEMM_V=4 CNN_CUDA_PDL=0 "$SAN" --tool racecheck --error-exitcode 1 \
+          "$BIN/gpu_test_kernels" --quick --no-lib
+    fi
   fi
 fi
 
