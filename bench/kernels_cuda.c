@@ -709,14 +709,15 @@ int main(int argc, char **argv) {
     CKBLAS(cublasCreate(&blas));
     CKBLAS(cublasSetStream(blas, stream));
     CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
-    /* CNN_GEMM_V picks our GEMM's tile rules (kernels/gemm_cuda.cuh; run.sh runs both). */
+    /* CNN_GEMM_V picks our GEMM's kernel and tile rules (kernels/gemm_cuda.cuh; run.sh runs
+     * several); version 5 is float32-class on the tensor cores (3xTF32), never plain TF32 */
     const char *gv = getenv("CNN_GEMM_V"), *pv = getenv("CNN_POOL_V");
     const char *av = getenv("CNN_ADAM_V"), *xv = getenv("CNN_XENT_V");
-    printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32), our GEMM version %s, "
+    printf("bench_kernels_cuda: %s, %d SMs, cuDNN %zu, FP32 (no TF32), our GEMM version %d%s, "
            "max-pool version %s, Adam version %s, cross-entropy version %s\n\n", prop.name,
-           prop.multiProcessorCount, cudnnGetVersion(), gv && *gv ? gv : "4 (default)",
-           pv && *pv ? pv : "4 (default)", av && *av ? av : "2 (default)",
-           xv && *xv ? xv : "2 (default)");
+           prop.multiProcessorCount, cudnnGetVersion(), gemm_version_cuda(),
+           gv && *gv ? "" : " (default)", pv && *pv ? pv : "4 (default)",
+           av && *av ? av : "2 (default)", xv && *xv ? xv : "2 (default)");
     int batches[8] = {100, 1000}, nb = 2, first = 1;
     if (argc > 1 && strcmp(argv[1], "--sweep") == 0) {
         sweep_mode = 1;

@@ -536,7 +536,6 @@ static void describe_graph(const Backend *be, int key, int steps, cudaGraph_t gr
         free(data);
     }
     cudaGetLastError();
-    const char *gemm = getenv("CNN_GEMM_V");
     const char *fusion = be->dropout_dense_forward ? "fused 5"
                          : be->maxpool2d_relu_backward_from_y ? "fused 4"
                          : be->conv2d_filter_grad_from_pool ? "fused 3"
@@ -548,12 +547,13 @@ static void describe_graph(const Backend *be, int key, int steps, cudaGraph_t gr
                             ? ", conv + pool forwards split" : "";
     char what[32] = "step graph";
     if (steps > 1) snprintf(what, sizeof what, "%d-step graph", steps);
-    fprintf(stderr, "%s backend (%s%s, GEMM v%s): captured %s (key %d): %zu edges (%zu "
-            "programmatic), %zu forks\n", be->name, fusion, split, gemm && *gemm ? gemm : "5",
-            what, key, edges, programmatic, forks);
-    fprintf(stderr, "%s backend (%s%s, GEMM v%s): captured %s (key %d): %zu nodes = %zu "
-            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion, split,
-            gemm && *gemm ? gemm : "5", what, key, n, kernels, memsets, memcpys, other);
+    const int gemm = gemm_version_cuda();
+    fprintf(stderr, "%s backend (%s%s, GEMM v%d): captured %s (key %d): %zu edges (%zu "
+            "programmatic), %zu forks\n", be->name, fusion, split, gemm, what, key, edges,
+            programmatic, forks);
+    fprintf(stderr, "%s backend (%s%s, GEMM v%d): captured %s (key %d): %zu nodes = %zu "
+            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion, split, gemm,
+            what, key, n, kernels, memsets, memcpys, other);
 }
 
 /* Captures `steps` calls of step_fn into an executable graph; NULL (with the reason in `why`)

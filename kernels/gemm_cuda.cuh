@@ -576,14 +576,16 @@ static inline int forced_tile(TileKind *t) {
  * and (e) in (b), 128x32 where those tiles split 4 ways still fit one wave (dense1's forward at
  * batch 100: 32 tiles split 8 ways, 32.9 -> 28.8 us; at batch 1000, 256 tiles, (b) stays). */
 static inline bool v5_mid_rows(int M) { return M >= 2048 && M < 65536; }
+/* (d)'s problems: also what choose_splits splits at least 4 ways */
+static inline bool v5_narrow_mid(int M, int N, int K) {
+    return gemm_version() >= 5 && v5_mid_rows(M) && N <= 32 && K >= 256;
+}
 static inline TileKind choose_tile(int M, int N, int K) {
     TileKind forced;
     if (forced_tile(&forced)) return forced;
     const int version = gemm_version();
-    if (version >= 5 && v5_mid_rows(M)) {
-        if (N <= 32 && K >= 256) return TILE_128x32;  /* (d) */
-        if (N > 32 && N <= 64) return TILE_64x64;     /* (c) */
-    }
+    if (v5_narrow_mid(M, N, K)) return TILE_128x32;                    /* (d) */
+    if (version >= 5 && v5_mid_rows(M) && N > 32 && N <= 64) return TILE_64x64; /* (c) */
     if (version >= 3) {
         if (M >= 2048 && N <= 32 && K >= 256) return TILE_256x32;
         long long tiles64 = (long long)((M + 63) / 64) * ((N + 63) / 64);
@@ -618,9 +620,7 @@ static inline int choose_splits(int M, int N, int K, size_t ws_floats) {
     /* choose_tile's (d): version 5's 128x32 tiles on mid-sized row counts split at least 4
      * ways (run 4, conv2's data gradient at batch 100: 1, 2, 3, 4, 6 slices 97.1, 85.1, 73.6,
      * 72.2, 71.6 us) */
-    if (t == TILE_128x32 && gemm_version() >= 5 && v5_mid_rows(M) && N <= 32 && K >= 256 &&
-        want < 4)
-        want = 4;
+    if (t == TILE_128x32 && v5_narrow_mid(M, N, K) && want < 4) want = 4;
     long long by_k = K / (4 * BK);
     long long by_ws = (M > 0 && N > 0) ? (long long)(ws_floats / ((size_t)M * N)) : 0;
     long long s = want;

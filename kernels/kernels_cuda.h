@@ -94,7 +94,11 @@ cudaError_t conv2d_relu_maxpool_backward_filter_cuda(const Conv2dShape *cs, cons
 size_t conv2d_relu_maxpool_workspace_floats_cuda(const Conv2dShape *cs, const Pool2dShape *ps);
 
 /* ---- dense and GEMM ------------------------------------------------------------------------- */
-/* Row-major SGEMM as kernels.h's sgemm (beta == 0: C is not read). FP32 FMA, no TF32. */
+/* Row-major SGEMM as kernels.h's sgemm (beta == 0: C is not read). Float32 results: FMAs
+ * (GEMM versions 1-4), or three TF32 products per float32 one on the tensor cores (version 5,
+ * the default: float32-class accuracy, never plain TF32). */
+/* The GEMM version launches use now (CNN_GEMM_V, read at each launch; gemm_cuda.cuh). */
+int gemm_version_cuda(void);
 cudaError_t sgemm_cuda(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                        int lda, const float *b, int ldb, float beta, float *c, int ldc, float *ws,
                        size_t ws_floats, cudaStream_t stream);

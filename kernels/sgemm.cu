@@ -26,6 +26,8 @@ cudaError_t sgemm_launch(int m, int n, int k, float alpha, const float *a, int l
 
 } /* namespace */
 
+extern "C" int gemm_version_cuda(void) { return gemm::gemm_version(); }
+
 extern "C" size_t sgemm_workspace_floats_cuda(int m, int n, int k) {
     return gemm::splitk_floats(m, n, k);
 }

@@ -37,6 +37,18 @@ static inline void gpu_require(const char *prog) {
     printf("%s: %s, %d SMs, sm_%d%d\n", prog, p.name, p.multiProcessorCount, p.major, p.minor);
 }
 
+/* An environment variable's value, to be put back by env_restore (NULL: it was unset): the
+ * tests switch versions (CNN_GEMM_V, ...) in-process and leave the caller's choice as found. */
+static inline char *env_keep(const char *name) {
+    const char *v = getenv(name);
+    return v ? strdup(v) : NULL;
+}
+static inline void env_restore(const char *name, char *kept) {
+    if (kept) setenv(name, kept, 1);
+    else unsetenv(name);
+    free(kept);
+}
+
 /* ---- host random numbers (xorshift64*): fresh each run unless CNN_TEST_SEED is set ---------- */
 static uint64_t rng_state = 1;
 static inline uint64_t rng_seed_init(void) {

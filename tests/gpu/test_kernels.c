@@ -444,8 +444,7 @@ static void gemm_v3_v4_bits(const char *what, int pass, const Conv2dShape *cs, i
 }
 
 static void test_gemm_v4_bits(void) {
-    const char *saved = getenv("CNN_GEMM_V");
-    char *keep = saved ? strdup(saved) : NULL;
+    char *keep = env_keep("CNN_GEMM_V");
     uint64_t rng_keep = rng_state;
     Conv2dShape c2, c1, odd;
     conv2d_shape_init(&c2, quick ? 2 : 100, 14, 14, 32, 5, 5, 64, 1, 1, 1); /* conv2 */
@@ -467,9 +466,7 @@ static void test_gemm_v4_bits(void) {
     gemm_v3_v4_bits("odd dense fwd", 0, NULL, 7, 45, 13);
     gemm_v3_v4_bits("odd dense bwd", 1, NULL, 7, 45, 13);
     rng_state = rng_keep;
-    if (keep) setenv("CNN_GEMM_V", keep, 1);
-    else unsetenv("CNN_GEMM_V");
-    free(keep);
+    env_restore("CNN_GEMM_V", keep);
 }
 
 /* ---- max pooling ---------------------------------------------------------------------------- */
@@ -814,10 +811,9 @@ static void test_dropout_dense_case(int n, int in, int out, int relu, int relu_x
 }
 
 static void test_dropout_dense(void) {
-    /* Sizes the fused kernels refuse: wider than the narrow path. */
-    /* and rows: up to 192 by default, any under CNN_DENSE_V=2, none under CNN_DENSE_V=1 */
-    const char *dense_v = getenv("CNN_DENSE_V");
-    char *dense_keep = dense_v ? strdup(dense_v) : NULL;
+    /* The rows the fused kernels take: up to 192 by default, any under CNN_DENSE_V=2, none
+     * under CNN_DENSE_V=1 */
+    char *dense_keep = env_keep("CNN_DENSE_V");
     unsetenv("CNN_DENSE_V");
     const int rows_default = dropout_dense_fits_cuda(192, 1024, 10) &&
                              !dropout_dense_fits_cuda(193, 1024, 10);
@@ -825,9 +821,7 @@ static void test_dropout_dense(void) {
     const int rows_v2 = dropout_dense_fits_cuda(1000, 1024, 10);
     setenv("CNN_DENSE_V", "1", 1);
     const int rows_v1 = dropout_dense_fits_cuda(100, 1024, 10);
-    if (dense_keep) setenv("CNN_DENSE_V", dense_keep, 1);
-    else unsetenv("CNN_DENSE_V");
-    free(dense_keep);
+    env_restore("CNN_DENSE_V", dense_keep);
     check_count++;
     if (rows_default && rows_v2 && !rows_v1) {
         printf("PASS dropout+dense rows: <= 192 by default, any under v2, none under v1\n");
@@ -836,6 +830,7 @@ static void test_dropout_dense(void) {
         printf("FAIL dropout+dense rows: default %d, v2 %d, v1 %d\n", rows_default, rows_v2,
                rows_v1);
     }
+    /* Sizes the fused kernels refuse: wider than the narrow path. */
     check_count++;
     if (dropout_dense_fits_cuda(100, 1024, 10) && !dropout_dense_fits_cuda(100, 1024, 17) &&
         dropout_forward_cuda(0, 0.4f, 0, 0, 0, NULL, NULL, NULL, NULL, 0) == cudaSuccess &&
@@ -1040,8 +1035,7 @@ static void test_xent3_graph(int n, int c) {
  * memory, 2 = rows in registers (the default up to 16 classes; 17 falls back to version 1),
  * 3 = blocks of rows through shared memory (opt-in; 17 falls back to version 1 too). */
 static void test_softmax(void) {
-    const char *saved = getenv("CNN_XENT_V");
-    char *keep = saved ? strdup(saved) : NULL;
+    char *keep = env_keep("CNN_XENT_V");
     for (int v = 1; v <= 3; v++) {
         setenv("CNN_XENT_V", v == 1 ? "1" : v == 2 ? "2" : "3", 1);
         printf("---- cross-entropy version %d (CNN_XENT_V=%d)\n", v, v);
@@ -1064,9 +1058,7 @@ static void test_softmax(void) {
     test_xent3_case(100, 10, 42);                /* label -1: one block */
     test_xent3_case(1000, 10, 777);              /* label 10 = c, in block 6 of 8 */
     test_xent3_graph(1000, 10);                  /* 8 blocks: the counter's path */
-    if (keep) setenv("CNN_XENT_V", keep, 1);
-    else unsetenv("CNN_XENT_V");
-    free(keep);
+    env_restore("CNN_XENT_V", keep);
 }
 
 /* ---- optimizers ----------------------------------------------------------------------------- */
@@ -1079,8 +1071,7 @@ static void test_adam_versions(void) {
     float *w0 = host_random(n, -1, 1), *g = host_random(n, -1, 1);
     float *m0 = host_random(n, -0.1f, 0.1f), *v0 = host_random(n, 0, 0.01f);
     float *got[2][2] = {{NULL, NULL}, {NULL, NULL}};
-    const char *saved = getenv("CNN_ADAM_V");
-    char *keep = saved ? strdup(saved) : NULL;
+    char *keep = env_keep("CNN_ADAM_V");
     for (int ver = 1; ver <= 2; ver++)
         for (int off = 0; off <= 1; off++) {
             size_t cnt = n - (size_t)off;
@@ -1115,9 +1106,7 @@ static void test_adam_versions(void) {
             CK(cudaFree(dW)); CK(cudaFree(dG)); CK(cudaFree(dM)); CK(cudaFree(dV));
             CK(cudaFree(dStep));
         }
-    if (keep) setenv("CNN_ADAM_V", keep, 1);
-    else unsetenv("CNN_ADAM_V");
-    free(keep);
+    env_restore("CNN_ADAM_V", keep);
     check_equal_bytes("adam v2 == v1 (aligned)", got[1][0], got[0][0], n * 4);
     check_equal_bytes("adam v2 == v1 (misaligned)", got[1][1], got[0][1], n * 4);
     for (int i = 0; i < 2; i++) { free(got[i][0]); free(got[i][1]); }
@@ -1552,40 +1541,58 @@ static Backend *make_cuda_backend(const char *fused_env) {
 }
 
 static void test_backend_fused(void) {
-    /* The switch: CNN_CUDA_FUSED=0 -> none (core's unfused sequences), 1 to 4 -> those levels,
-     * unset -> level 5. */
-    const char *saved = getenv("CNN_CUDA_FUSED");
-    char *keep = saved ? strdup(saved) : NULL;
-    int got[5];
-    for (int level = 0; level < 5; level++) {
+    /* The switch: CNN_CUDA_FUSED=0 -> none (core's unfused sequences), 1 to 5 -> those levels,
+     * unset -> level 3 (the default since GPU run 4). */
+    char *keep = env_keep("CNN_CUDA_FUSED");
+    int got[6];
+    for (int level = 0; level < 6; level++) {
         char v[2] = {(char)('0' + level), 0};
         Backend *b = make_cuda_backend(v);
         got[level] = fused_entries(b);
         b->destroy(b);
     }
-    cuda_be = make_cuda_backend(NULL);
+    Backend *by_default = make_cuda_backend(NULL);
+    const int got_default = fused_entries(by_default);
+    /* CNN_CUDA_CONV_POOL_FWD=0: the fused conv + pool forward left out, its backward kept, and
+     * the filter gradient from the pool at any channel count (conv1's too) */
+    setenv("CNN_CUDA_CONV_POOL_FWD", "0", 1);
+    Backend *split = make_cuda_backend(NULL);
+    unsetenv("CNN_CUDA_CONV_POOL_FWD");
+    /* every fused entry: the tests below call them all */
+    cuda_be = make_cuda_backend("5");
     int got_on = fused_entries(cuda_be);
-    if (keep) setenv("CNN_CUDA_FUSED", keep, 1);
-    free(keep);
+    env_restore("CNN_CUDA_FUSED", keep);
     check_count++;
     const int levels_ok = got[0] == 0 && got[1] == 1 && got[2] == 2 && got[3] == 3 &&
-                          got[4] == 4 && got_on == 5;
+                          got[4] == 4 && got[5] == 5 && got_default == 3 && got_on == 5;
     if (!levels_ok) check_failures++;
     printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> level %d, 1 -> %d, 2 -> %d, 3 -> %d, "
-           "4 -> %d, default -> %d (want 0, 1, 2, 3, 4, 5)\n", levels_ok ? "PASS" : "FAIL",
-           got[0], got[1], got[2], got[3], got[4], got_on);
+           "4 -> %d, 5 -> %d, default -> %d (want 0, 1, 2, 3, 4, 5, 3)\n",
+           levels_ok ? "PASS" : "FAIL", got[0], got[1], got[2], got[3], got[4], got[5],
+           got_default);
     /* Filter gradients from the pool where the backward's pixel groups apply (C % 32 == 0). */
     Conv2dShape c1, c2;
     conv2d_shape_init(&c1, 100, 28, 28, 1, 5, 5, 32, 1, 1, 1);
     conv2d_shape_init(&c2, 100, 14, 14, 32, 5, 5, 64, 1, 1, 1);
     check_count++;
-    if (cuda_be->conv2d_filter_grad_from_pool(cuda_be, &c1) ||
-        !cuda_be->conv2d_filter_grad_from_pool(cuda_be, &c2)) {
+    if (by_default->conv2d_filter_grad_from_pool(by_default, &c1) ||
+        !by_default->conv2d_filter_grad_from_pool(by_default, &c2)) {
         check_failures++;
         printf("FAIL backend conv2d_filter_grad_from_pool: want conv2 only\n");
     } else {
         printf("PASS backend conv2d_filter_grad_from_pool: conv2 (C = 32), not conv1 (C = 1)\n");
     }
+    check_count++;
+    const int split_ok = !split->conv2d_relu_maxpool_forward &&
+                         split->conv2d_relu_maxpool_backward_filter &&
+                         split->conv2d_filter_grad_from_pool(split, &c1) &&
+                         split->conv2d_filter_grad_from_pool(split, &c2);
+    if (!split_ok) check_failures++;
+    printf("%s backend with CNN_CUDA_CONV_POOL_FWD=0: no fused conv + pool forward, its "
+           "backward, filter gradients from the pool for conv1 and conv2\n",
+           split_ok ? "PASS" : "FAIL");
+    by_default->destroy(by_default);
+    split->destroy(split);
     cpu_be = backend_cpu_create();
     if (!cpu_be || got_on != 5) {
         printf("FAIL backend_cpu_create / fused entries missing: fused tests not run\n");
@@ -1641,13 +1648,12 @@ int main(int argc, char **argv) {
     CKBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
 #endif
     /* The GEMM-shaped ops under each GEMM version (kernels/gemm_cuda.cuh, CNN_GEMM_V): 1 = the
-     * first GPU run's kernel, 2 = double-buffered, 3 = double-buffered with version 3's tiles
-     * (the default), 4 = version 3 with vector loads, 5 = version 4 on the tensor cores
-     * (3xTF32). CNN_GEMM_V set in the environment: that version only (the sanitizer runs). */
-    const char *gemm_env = getenv("CNN_GEMM_V");
-    char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
+     * first GPU run's kernel, 2 = double-buffered, 3 = double-buffered with version 3's tiles,
+     * 4 = version 3 with vector loads, 5 = version 4 on the tensor cores (3xTF32, the default).
+     * CNN_GEMM_V set in the environment: that version only (the sanitizer runs). */
+    char *gemm_keep = env_keep("CNN_GEMM_V");
     int v_first = 1, v_last = 5;
-    if (gemm_env && *gemm_env) v_first = v_last = atoi(gemm_env);
+    if (gemm_keep && *gemm_keep) v_first = v_last = atoi(gemm_keep);
     for (int v = v_first; v <= v_last; v++) {
         char vs[16];
         snprintf(vs, sizeof vs, "%d", v);
@@ -1700,25 +1706,20 @@ int main(int argc, char **argv) {
     printf("---- narrow dense layers at every batch (CNN_DENSE_V=2)\n");
     test_dense();
     unsetenv("CNN_DENSE_V");
-    if (gemm_keep) setenv("CNN_GEMM_V", gemm_keep, 1);
-    else unsetenv("CNN_GEMM_V");
-    free(gemm_keep);
+    env_restore("CNN_GEMM_V", gemm_keep);
     test_gemm_v4_bits();
     printf("---- the rest\n");
     /* Max-pool versions (CNN_POOL_V, kernels/maxpool.cu): 1 = 64-bit indices (the first GPU
      * run), 2 = 32-bit forward, 3 = 32-bit forward and backward, 4 = the forward 4 channels per
      * thread where C % 4 == 0 (the default); all bitwise against the CPU. */
-    const char *pool_env = getenv("CNN_POOL_V");
-    char *pool_keep = pool_env ? strdup(pool_env) : NULL;
+    char *pool_keep = env_keep("CNN_POOL_V");
     for (int v = 1; v <= 4; v++) {
         char pv[4] = {(char)('0' + v), 0};
         setenv("CNN_POOL_V", pv, 1);
         printf("---- max-pool version %d (CNN_POOL_V=%d)\n", v, v);
         test_pool();
     }
-    if (pool_keep) setenv("CNN_POOL_V", pool_keep, 1);
-    else unsetenv("CNN_POOL_V");
-    free(pool_keep);
+    env_restore("CNN_POOL_V", pool_keep);
     test_conv_pool();
     test_relu();
     test_dropout();
