@@ -32,15 +32,25 @@
  * Timing: host clock around model_train_steps(steps), which ends by downloading the loss (so
  * the clock covers all the device work); 20 warm-up steps first (graph capture, cuDNN
  * algorithm search); the median of 5 runs. Every engine as CUDA graphs; eager steps too for
- * the defaults, ours-cuda-run1 and ours-cudnn.
- * Usage: bench_step_cuda [batch ...]   (default 100 1000). Exit 77 without a GPU. */
+ * the defaults, ours-cuda-run1 and ours-cudnn. Two rows look for the time the original job adds
+ * per step (GPU run 4: ~35 us at batch 100), each the defaults with one factor of the job's:
+ *   ours-cuda-mnist   MNIST's images and labels (--data DIR: its train-*-ubyte.gz files)
+ *   ours-cuda-long    12,000 steps of batch 100 in one timing (the job's length)
+ * Usage: bench_step_cuda [--data MNIST_DIR] [batch ...]   (default 100 1000).
+ *        bench_step_cuda [--data MNIST_DIR] --profile ENGINE [batch]: one eager step of that
+ *        engine (default batch 100) inside cudaProfilerStart/Stop, for
+ *        `ncu --profile-from-start off` (tests/gpu/run.sh --full: the per-kernel table).
+ * Exit 77 without a GPU. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <cuda_profiler_api.h>
+
 #include "core/model.h"
+#include "io/idx.h"
 #include "kernels/philox.h"
 
 #define N_DATA 60000
@@ -56,9 +66,6 @@ static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
-
-static uint8_t *pixels;
-static int32_t *labels;
 
 /* ms per step, or a negative value on error (message printed). */
 typedef struct {
@@ -76,7 +83,17 @@ typedef struct {
     const char *conv_pool_fwd; /* CNN_CUDA_CONV_POOL_FWD, likewise (NULL: unset) */
 } Engine;
 
-static double bench(const Engine *e, int graphs, int batch, int steps) {
+/* The training data: n images [n,28,28] uint8 and their labels. */
+typedef struct {
+    uint8_t *pixels;
+    int32_t *labels;
+    int n;
+} Data;
+
+/* Sets the engine's switches (the environment the backend and kernels read) and makes its
+ * model on `data`, 20 warm-up steps done (graph capture, cuDNN's algorithm search). NULL on
+ * error (message printed). */
+static Model *engine_model(const Engine *e, int graphs, int batch, const Data *data) {
     const Device d = e->device;
     setenv("CNN_CUDA_GRAPHS", graphs ? "1" : "0", 1);
     setenv("CNN_CUDA_FUSED", e->fused, 1);
@@ -99,44 +116,171 @@ static double bench(const Engine *e, int graphs, int batch, int steps) {
     Model *m = model_create(&cfg, err, sizeof err);
     if (!m) {
         printf("bench_step_cuda: %s: %s\n", device_name(d), err);
-        return -1;
+        return NULL;
     }
     float loss = 0;
-    if (model_set_train_data(m, pixels, labels, N_DATA, 1, 5, err, sizeof err) ||
+    if (model_set_train_data(m, data->pixels, data->labels, data->n, 1, 5, err, sizeof err) ||
         model_train_steps(m, 20, &loss, err, sizeof err)) {
         printf("bench_step_cuda: %s: %s\n", device_name(d), err);
         model_free(m);
-        return -1;
+        return NULL;
     }
+    return m;
+}
+
+/* ms per step: the median of `runs` timings of `steps` steps each (one model_train_steps call
+ * per timing), or a negative value on error (message printed). */
+static double bench(const Engine *e, int graphs, int batch, int steps, int runs,
+                    const Data *data) {
+    Model *m = engine_model(e, graphs, batch, data);
+    if (!m) return -1;
+    char err[512];
+    float loss = 0;
     double t[5];
-    for (int r = 0; r < 5; r++) {
+    if (runs > 5) runs = 5;
+    for (int r = 0; r < runs; r++) {
         double t0 = now_s();
         if (model_train_steps(m, steps, &loss, err, sizeof err)) {
-            printf("bench_step_cuda: %s: %s\n", device_name(d), err);
+            printf("bench_step_cuda: %s: %s\n", device_name(e->device), err);
             model_free(m);
             return -1;
         }
         t[r] = 1000.0 * (now_s() - t0) / steps;
     }
     model_free(m);
-    qsort(t, 5, sizeof t[0], cmp_double);
-    return t[2];
+    qsort(t, (size_t)runs, sizeof t[0], cmp_double);
+    return t[runs / 2];
+}
+
+static const Engine ENGINES[] = {
+    {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
+    {"ours-cuda-gemm4", DEVICE_CUDA, "3", "4", "4", "2", "2", "3", "1", "1", "10", NULL},
+    {"ours-cuda-dense2", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "10", NULL},
+    {"ours-cuda-graph1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1", NULL},
+    {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1", NULL},
+    {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1", NULL},
+    {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
+    {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
+    {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
+    {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1", NULL},
+    {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1", NULL},
+    {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1", NULL},
+    /* off the chain: the defaults with one switch run 4 timed slower */
+    {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
+    {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
+    {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "2", "10", NULL},
+    {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "0", "1", "10", NULL},
+    /* off the chain: cross-entropy version 3 (several blocks; not yet timed) */
+    {"ours-cuda-xent3", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10", NULL},
+    /* off the chain: the conv + pool forwards split, pool1's filter gradient from its
+     * winners (not yet timed) */
+    {"ours-cuda-convpool0", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
+     "0"},
+    {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10", NULL}};
+#define N_ENGINES ((int)(sizeof ENGINES / sizeof ENGINES[0]))
+
+/* Random images and labels (the timings' data: the step's work does not depend on it). */
+static int random_data(Data *d) {
+    d->n = N_DATA;
+    d->pixels = malloc((size_t)N_DATA * PIXELS);
+    d->labels = malloc((size_t)N_DATA * sizeof *d->labels);
+    if (!d->pixels || !d->labels) return -1;
+    for (size_t i = 0; i < (size_t)N_DATA * PIXELS; i++) d->pixels[i] = (uint8_t)philox_u32(3, 0, i);
+    for (int i = 0; i < N_DATA; i++) d->labels[i] = (int32_t)(philox_u32(3, 1, (uint64_t)i) % 10u);
+    return 0;
+}
+
+/* MNIST's training set from dir's IDX files (data/mnist ships them gzipped). */
+static int mnist_data(const char *dir, Data *d) {
+    char ip[1024], lp[1024], err[512];
+    snprintf(ip, sizeof ip, "%s/train-images-idx3-ubyte.gz", dir);
+    snprintf(lp, sizeof lp, "%s/train-labels-idx1-ubyte.gz", dir);
+    IdxArray images, labels;
+    if (idx_read_mnist(ip, lp, &images, &labels, err, sizeof err) != 0) {
+        printf("bench_step_cuda: %s\n", err);
+        return -1;
+    }
+    if (images.dims[1] * images.dims[2] != PIXELS) {
+        printf("bench_step_cuda: %s: images of %ux%u, not 28x28\n", ip, images.dims[1],
+               images.dims[2]);
+        idx_free(&images);
+        idx_free(&labels);
+        return -1;
+    }
+    d->n = (int)images.dims[0];
+    d->pixels = images.data; /* ownership moves to d */
+    d->labels = malloc((size_t)d->n * sizeof *d->labels);
+    if (!d->labels) return -1;
+    for (int i = 0; i < d->n; i++) d->labels[i] = labels.data[i];
+    idx_free(&labels);
+    return 0;
+}
+
+/* One eager training step of engine `label` between cudaProfilerStart and Stop, for
+ * `ncu --profile-from-start off`: each kernel's time inside the real step (its inputs, its
+ * place in the step's order, the cache as the kernels before it left it). ncu runs kernels one
+ * at a time, so the two streams' overlap is not in these times; the graph timings have it. */
+static int profile(const Engine *e, int batch, const Data *data) {
+    Model *m = engine_model(e, 0, batch, data);
+    if (!m) return 1;
+    char err[512];
+    float loss = 0;
+    printf("PROFILE %s eager batch=%d\n", e->label, batch);
+    fflush(stdout);
+    cudaProfilerStart();
+    int rc = model_train_steps(m, 1, &loss, err, sizeof err);
+    cudaProfilerStop();
+    if (rc) printf("bench_step_cuda: %s: %s\n", device_name(e->device), err);
+    model_free(m);
+    return rc ? 1 : 0;
+}
+
+static void print_result(const char *label, int graphs, int batch, double ms) {
+    printf("| %s | %s | %d | %.3f | %.0f |\n", label, graphs ? "cuda-graph" : "eager", batch, ms,
+           batch / ms * 1000.0);
+    printf("RESULT %s %s batch=%d ms_per_step=%.4f\n", label, graphs ? "cuda-graph" : "eager",
+           batch, ms);
+    fflush(stdout);
 }
 
 int main(int argc, char **argv) {
+    const char *data_dir = NULL, *profile_label = NULL;
+    int batches[8] = {100, 1000}, nb = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
+            data_dir = argv[++i];
+        } else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc) {
+            profile_label = argv[++i];
+        } else if (atoi(argv[i]) > 0 && nb < 8) {
+            batches[nb++] = atoi(argv[i]);
+        } else {
+            printf("usage: bench_step_cuda [--data MNIST_DIR] [--profile ENGINE] [batch ...]\n");
+            return 2;
+        }
+    }
+    if (nb == 0) nb = profile_label ? 1 : 2;
+    const Engine *profiled = NULL;
+    for (int i = 0; profile_label && i < N_ENGINES; i++)
+        if (strcmp(ENGINES[i].label, profile_label) == 0) profiled = &ENGINES[i];
+    if (profile_label && !profiled) {
+        printf("bench_step_cuda: --profile: no engine '%s'\n", profile_label);
+        return 2;
+    }
+    /* The data first: a bad --data fails here too, without a GPU. */
+    Data random = {0}, mnist = {0};
+    if (random_data(&random) != 0 || (data_dir && mnist_data(data_dir, &mnist) != 0)) return 1;
+    if (data_dir) printf("bench_step_cuda: %d MNIST images from %s\n", mnist.n, data_dir);
     if (!device_cuda_available()) {
         printf("bench_step_cuda: no GPU, skipped\n");
         return 77;
     }
-    pixels = malloc((size_t)N_DATA * PIXELS);
-    labels = malloc((size_t)N_DATA * sizeof *labels);
-    if (!pixels || !labels) return 1;
-    for (size_t i = 0; i < (size_t)N_DATA * PIXELS; i++) pixels[i] = (uint8_t)philox_u32(3, 0, i);
-    for (int i = 0; i < N_DATA; i++) labels[i] = (int32_t)(philox_u32(3, 1, (uint64_t)i) % 10u);
-    int batches[8] = {100, 1000}, nb = 2;
-    if (argc > 1) {
-        nb = 0;
-        for (int i = 1; i < argc && nb < 8; i++) batches[nb++] = atoi(argv[i]);
+    if (profiled) {
+        int rc = profile(profiled, batches[0], data_dir ? &mnist : &random);
+        free(random.pixels);
+        free(random.labels);
+        free(mnist.pixels);
+        free(mnist.labels);
+        return rc;
     }
     /* The first graph capture prints the launches per step (backend_cuda.c). */
     setenv("CNN_CUDA_VERBOSE", "1", 1);
@@ -144,52 +288,36 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (int i = 0; i < nb; i++) {
         int b = batches[i], steps = b <= 100 ? 200 : 50;
-        const Engine engines[] = {
-            {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
-            {"ours-cuda-gemm4", DEVICE_CUDA, "3", "4", "4", "2", "2", "3", "1", "1", "10", NULL},
-            {"ours-cuda-dense2", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "10", NULL},
-            {"ours-cuda-graph1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1", NULL},
-            {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1", NULL},
-            {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1", NULL},
-            {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
-            {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
-            {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0", "1", NULL},
-            {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1", NULL},
-            {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1", NULL},
-            {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1", NULL},
-            /* off the chain: the defaults with one switch run 4 timed slower */
-            {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
-            {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "2", "3", "1", "1", "10", NULL},
-            {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "2", "10", NULL},
-            {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "0", "1", "10", NULL},
-            /* off the chain: cross-entropy version 3 (several blocks; not yet timed) */
-            {"ours-cuda-xent3", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10", NULL},
-            /* off the chain: the conv + pool forwards split, pool1's filter gradient from its
-             * winners (not yet timed) */
-            {"ours-cuda-convpool0", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-             "0"},
-            {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10", NULL}};
-        for (int e = 0; e < (int)(sizeof engines / sizeof engines[0]); e++)
+        for (int e = 0; e < N_ENGINES; e++)
             for (int g = 0; g < 2; g++) {
                 /* Eager steps only for the defaults, the first GPU run's step and the cuDNN
                  * backend (the chain's decisions are graph timings; tests/gpu/run.sh has 5
                  * minutes for everything). */
-                if (!g && e != 0 && strcmp(engines[e].label, "ours-cuda-run1") != 0 &&
-                    engines[e].device != DEVICE_CUDNN)
+                if (!g && e != 0 && strcmp(ENGINES[e].label, "ours-cuda-run1") != 0 &&
+                    ENGINES[e].device != DEVICE_CUDNN)
                     continue;
-                double ms = bench(&engines[e], g, b, steps);
-                if (ms < 0) {
-                    failed = 1;
-                    continue;
-                }
-                printf("| %s | %s | %d | %.3f | %.0f |\n", engines[e].label,
-                       g ? "cuda-graph" : "eager", b, ms, b / ms * 1000.0);
-                printf("RESULT %s %s batch=%d ms_per_step=%.4f\n", engines[e].label,
-                       g ? "cuda-graph" : "eager", b, ms);
-                fflush(stdout);
+                double ms = bench(&ENGINES[e], g, b, steps, 5, &random);
+                if (ms < 0) failed = 1;
+                else print_result(ENGINES[e].label, g, b, ms);
             }
+        /* Where the original job's step time differs from this bench's (GPU run 4: ~35 us at
+         * batch 100), one factor at a time on the defaults: MNIST's images instead of random
+         * ones (ours-cuda-mnist), and the job's 12,000 steps in one timing instead of the
+         * median of five 200-step ones (ours-cuda-long). */
+        if (data_dir) {
+            double ms = bench(&ENGINES[0], 1, b, steps, 5, &mnist);
+            if (ms < 0) failed = 1;
+            else print_result("ours-cuda-mnist", 1, b, ms);
+        }
+        if (b == 100) {
+            double ms = bench(&ENGINES[0], 1, b, 12000, 1, &random);
+            if (ms < 0) failed = 1;
+            else print_result("ours-cuda-long", 1, b, ms);
+        }
     }
-    free(pixels);
-    free(labels);
+    free(random.pixels);
+    free(random.labels);
+    free(mnist.pixels);
+    free(mnist.labels);
     return failed;
 }

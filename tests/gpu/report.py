@@ -13,7 +13,10 @@ place, so that a short GPU session can flip defaults from one run:
      default by more than 5%;
   4. the captured graphs (launches, edges, programmatic edges, forks: train.log,
      bench_step.log) and the original job (job.log, and job4.log on GEMM version 4: steps/s,
-     training time, test accuracy).
+     training time, test accuracy), its step against the bench's (ours-cuda, and the rows with
+     MNIST's images and with the job's 12,000 steps: which one the job's extra time follows);
+  5. with --full, each kernel's time inside one eager step (profile-ENGINE-BATCH.csv, written
+     by ncu through tests/gpu/profile_step.sh), per engine, and their sums.
 Missing logs are reported as such. Exit status 0 (a report, not a test); 2 on bad usage.
 """
 import os
@@ -197,6 +200,13 @@ def graph_and_job_report(out):
         print("no captured graph lines")
     job_report(out, "job.log", "job")
     job_report(out, "job4.log", "job (GEMM version 4)")
+    job_gap_report(out)
+
+
+def job_rate(out, name):
+    """The job's mean global_step/sec over its log lines, or None."""
+    rates = [float(x) for x in re.findall(r"global_step/sec: ([0-9.]+)", read(out, name) or "")]
+    return sum(rates) / len(rates) if rates else None
 
 
 def job_report(out, name, label):
@@ -204,19 +214,125 @@ def job_report(out, name, label):
     if job is None:
         print(f"{name} missing")
         return
-    rates = [float(x) for x in re.findall(r"global_step/sec: ([0-9.]+)", job)]
+    mean = job_rate(out, name)
     acc = re.findall(r"accuracy = ([0-9.]+)", job)
     steps = re.findall(r"'steps': (\d+)", job)
-    if rates:
-        mean = sum(rates) / len(rates)
+    if mean:
+        logs = len(re.findall(r"global_step/sec", job))
         n = int(steps[0]) if steps else 12000
-        print(f"{label}: {mean:.0f} steps/s (mean of {len(rates)} logs): {n / mean:.2f} s of "
+        print(f"{label}: {mean:.0f} steps/s (mean of {logs} logs): {n / mean:.2f} s of "
               f"training for {n} steps (goal: under 5 s)")
     if acc:
         print(f"{label}: test accuracy {float(acc[-1]) * 100:.2f}% (goal: 99%)")
     phases = re.search(r"Wall time by phase: (.*)$", job, re.M)
     if phases:  # the trainer's --verbosity DEBUG line: where the rest of the 5 s goes
         print(f"{label}: {phases.group(1)}")
+
+
+def job_gap_report(out):
+    """The job's step (1 / its mean steps/s) against bench_step's at batch 100: the defaults on
+    random images (ours-cuda), on MNIST's (ours-cuda-mnist), and over 12,000 steps in one
+    timing (ours-cuda-long). The row nearest the job's time names the factor that costs it."""
+    rate = job_rate(out, "job.log")
+    r = results(read(out, "bench_step.log"))
+    rows = [(e, r.get((e, "cuda-graph", 100))) for e in
+            ("ours-cuda", "ours-cuda-mnist", "ours-cuda-long")]
+    if not rate or rows[0][1] is None:
+        print("job vs bench: job.log or bench_step's ours-cuda at batch 100 missing")
+        return
+    job_ms = 1000.0 / rate
+    parts = [f"{e} {ms:.3f} ms ({(job_ms - ms) * 1000:+.1f} us)" if ms else f"{e} missing"
+             for e, ms in rows]
+    print(f"job vs bench at batch 100: the job's step {job_ms:.3f} ms; the job's step less "
+          f"each: {'; '.join(parts)}")
+
+
+# ncu's CSV (--csv, --page raw: one row per kernel, a header row and a units row; or the
+# details page: one row per metric, with "Metric Name", "Metric Unit", "Metric Value")
+METRIC = "gpu__time_duration.sum"
+TO_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3,
+         "second": 1e6, "s": 1e6}
+
+
+def kernel_label(name, grid):
+    """A kernel's name without its return type, namespaces and parameter list (its template
+    arguments kept: they name the tile), and its grid."""
+    name = name.strip()
+    if name.startswith("void "):
+        name = name[5:]
+    name = name.replace("(anonymous namespace)::", "")
+    depth, cut = 0, len(name)
+    for i, ch in enumerate(name):  # the parameter list: the first top-level "(" after a name
+        if ch in "<":
+            depth += 1
+        elif ch in ">":
+            depth -= 1
+        elif ch == "(" and depth == 0 and i > 0:
+            cut = i
+            break
+    return f"{name[:cut]} {grid.replace(' ', '')}".strip()
+
+
+def profile_kernels(text):
+    """[(kernel label, us)] in launch order from one ncu CSV, or None if it has no table."""
+    import csv
+    rows = list(csv.reader(line for line in (text or "").splitlines() if line.startswith('"')))
+    head = next((i for i, r in enumerate(rows) if "Kernel Name" in r), None)
+    if head is None:
+        return None
+    h = rows[head]
+    name_at, grid_at = h.index("Kernel Name"), h.index("Grid Size") if "Grid Size" in h else None
+    got = []
+    if METRIC in h:  # raw page: the row after the header holds the units
+        at = h.index(METRIC)
+        unit = rows[head + 1][at] if head + 1 < len(rows) else "nsecond"
+        for r in rows[head + 2:]:
+            if len(r) > at and r[at].replace(",", "").replace(".", "", 1).isdigit():
+                got.append((kernel_label(r[name_at], r[grid_at] if grid_at is not None else ""),
+                            float(r[at].replace(",", "")) * TO_US.get(unit, 1e-3)))
+    elif "Metric Name" in h:
+        mn, mu, mv = h.index("Metric Name"), h.index("Metric Unit"), h.index("Metric Value")
+        for r in rows[head + 1:]:
+            if len(r) > mv and r[mn] == METRIC:
+                got.append((kernel_label(r[name_at], r[grid_at] if grid_at is not None else ""),
+                            float(r[mv].replace(",", "")) * TO_US.get(r[mu], 1e-3)))
+    return got
+
+
+def profile_report(out):
+    print("\n== 5. each kernel's time inside one eager step (ncu; us; the kernels serialised, "
+          "so the gradient stream's overlap is not in the sums)")
+    names = sorted(f for f in os.listdir(out) if f.startswith("profile-") and f.endswith(".csv"))
+    if not names:
+        print("no profile-*.csv (tests/gpu/run.sh --full runs tests/gpu/profile_step.sh)")
+        return
+    by_batch = {}
+    for f in names:
+        engine, batch = f[len("profile-"):-len(".csv")].rsplit("-", 1)
+        by_batch.setdefault(int(batch), {})[engine] = profile_kernels(read(out, f))
+    for batch in sorted(by_batch):
+        engines = by_batch[batch]
+        cols = [e for e in engines if engines[e]]
+        for e in engines:
+            if not engines[e]:
+                print(f"batch {batch}: {e}: no kernel rows (see profile-{e}-{batch}.csv.err)")
+        if not cols:
+            continue
+        # one row per kernel label (its calls in the step summed), in order of first launch
+        order, us = [], {}
+        for e in cols:
+            for label, t in engines[e]:
+                if label not in order:
+                    order.append(label)
+                us[(e, label)] = us.get((e, label), 0.0) + t
+        print(f"batch {batch}:")
+        print("| kernel (grid) | " + " | ".join(cols) + " |")
+        print("|---|" + "---|" * len(cols))
+        for label in order:
+            cells = [f"{us[(e, label)]:.1f}" if (e, label) in us else "-" for e in cols]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        sums = [f"{sum(t for _, t in engines[e]):.1f} ({len(engines[e])} launches)" for e in cols]
+        print("| **sum** | " + " | ".join(sums) + " |")
 
 
 def main(argv):
@@ -229,6 +345,7 @@ def main(argv):
     kernel_report(out)
     sweep_report(out)
     graph_and_job_report(out)
+    profile_report(out)
     return 0
 
 

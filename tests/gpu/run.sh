@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
 # nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores (run 4's
-# steps, an H100: ~265 s, the build 98 s of it); --full adds the tile sweep and racecheck
-# (~115 s and ~120 s per GEMM version: 8-9 minutes).
+# steps, an H100: ~265 s, the build 98 s of it; bench_step's MNIST and 12,000-step rows add
+# ~15 s, not yet timed); --full adds the per-kernel step profile (ncu, 10 processes: ~60 s, an
+# estimate), the tile sweep (~115 s) and racecheck (~120 s per GEMM version): ~11 minutes, so
+# RUN_BUDGET_S's 540 s cuts what comes last (racecheck under GEMM version 4, run 4's default).
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets
 #   2. cuBLAS and cuDNN load (tests/gpu/test_load_cudnn.c); kernel tests: every CUDA kernel
 #      against its CPU twin (tests/gpu/test_kernels.c)
@@ -12,8 +14,9 @@
 #   4. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
 #      cross-entropy version 1: the first run's kernels; GEMM version 4, run 4's default), the
 #      whole step (eager and CUDA graph; bench_step_cuda's engine chain and candidates, the cuDNN
-#      backend) vs PyTorch; with --full, the GEMM tile sweep (bench_kernels_cuda --sweep: every
-#      tile x split-K count per conv/dense op)
+#      backend, the defaults on MNIST's images and over the job's 12,000 steps) vs PyTorch; with
+#      --full, each kernel's time inside the step (ncu: tests/gpu/profile_step.sh) and the GEMM
+#      tile sweep (bench_kernels_cuda --sweep: every tile x split-K count per conv/dense op)
 #   5. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time (the
 #      defaults, then GEMM version 4)
@@ -137,14 +140,24 @@ if [ $BENCH = 1 ]; then
       CNN_XENT_V=1 CNN_DENSE_V=1 "$BIN/bench_kernels_cuda"
   # GEMM version 4 (the FMA loop: run 4's default, before version 5's tensor cores)
   have bench_kernels_cuda && run bench_gemm4 120 env CNN_GEMM_V=4 "$BIN/bench_kernels_cuda"
-  # Every tile x split-K count for each convolution and dense GEMM (the data for the tile rules)
-  [ $FULL = 1 ] && have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
-  have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda"
+  # MNIST's images too (the ours-cuda-mnist row: the job's data)
+  have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda" --data data/mnist
   if python3 -c "import torch" 2>/dev/null; then
     run pytorch 150 python3 bench/peers/pytorch_mnist.py
   else
     ROWS+=("pytorch|SKIP|0|no torch")
   fi
+  # Each kernel's time inside the real step (ncu, one eager step per engine and batch)
+  if [ $FULL = 1 ] && have bench_step_cuda; then
+    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+    if [ -n "$NCU" ]; then
+      run profile 120 bash tests/gpu/profile_step.sh "$NCU" "$BIN/bench_step_cuda" "$OUT"
+    else
+      ROWS+=("profile|SKIP|0|ncu not found")
+    fi
+  fi
+  # Every tile x split-K count for each convolution and dense GEMM (the data for the tile rules)
+  [ $FULL = 1 ] && have bench_kernels_cuda && run bench_sweep 150 "$BIN/bench_kernels_cuda" --sweep
 fi
 
 if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ] && nvidia-smi -L > /dev/null 2>&1; then

@@ -21,7 +21,28 @@ STEP_MS = {
     "ours-cuda-fused1": 0.596, "ours-cuda-gemm3": 0.686, "ours-cuda-run3": 0.697,
     "ours-cuda-fused4": 0.380, "ours-cuda-fused5": 0.395, "ours-cuda-streams2": 0.386,
     "ours-cuda-nopdl": 0.3855, "ours-cuda-xent3": 0.375, "ours-cuda-convpool0": 0.345,
+    # the job's factors: the job (2500 steps/s: 0.400 ms) is 15 us over ours-cuda
+    "ours-cuda-mnist": 0.386, "ours-cuda-long": 0.395,
 }
+
+# ncu's raw page (tests/gpu/profile_step.sh): ncu's own lines, the program's, a header row, a
+# units row, one row per kernel (the GEMM twice: summed in the table)
+PROFILE_RAW = """==PROF== Connected to process 4242 (bench_step_cuda)
+bench_step_cuda: 60000 MNIST images from data/mnist
+PROFILE ours-cuda eager batch=100
+==PROF== Profiling "gather_kernel": 0%....50%....100% - 1 pass
+"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","gpu__time_duration.sum"
+"","","","","","","","","","","","nsecond"
+"0","4242","bench_step_cuda","127.0.0.1","void (anonymous namespace)::gather_kernel(const unsigned char *, float *, int)","1","7","(256, 1, 1)","(40, 1, 1)","0","9.0","4,960"
+"1","4242","bench_step_cuda","127.0.0.1","void gemm_kernel<128, 64, (Epilogue)1>(GemmArgs, const float *)","1","7","(256, 1, 1)","(8, 16, 4)","0","9.0","33,100"
+"2","4242","bench_step_cuda","127.0.0.1","void gemm_kernel<128, 64, (Epilogue)1>(GemmArgs, const float *)","1","7","(256, 1, 1)","(8, 16, 4)","0","9.0","30,000"
+"3","4242","bench_step_cuda","127.0.0.1","conv_pool_bwd_filter_kernel<-2>","1","8","(256, 1, 1)","(20, 2, 25)","0","9.0","125,000"
+"""
+# the details page: one row per metric
+PROFILE_DETAILS = """"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"
+"0","7","bench_step_cuda","h","gather_kernel","1","7","(256, 1, 1)","(40, 1, 1)","0","9.0","Command line profiler metrics","gpu__time_duration.sum","usecond","5.10"
+"1","7","bench_step_cuda","h","gemm_kernel<64, 64, (Epilogue)1>","1","7","(256, 1, 1)","(16, 16, 1)","0","9.0","Command line profiler metrics","gpu__time_duration.sum","usecond","78.00"
+"""
 
 
 def write(folder, name, text):
@@ -66,6 +87,9 @@ def make_run(folder):
           "and evaluations 0.010 s), evaluation 0.030 s, export 0.010 s more, last checkpoint's "
           "files 0.050 s more; total 5.291 s (checkpoint files written beside the job: 0.200 s; "
           "export files beside the evaluation: 0.040 s)\n")
+    write(folder, "profile-ours-cuda-100.csv", PROFILE_RAW)
+    write(folder, "profile-ours-cuda-fused2-100.csv", PROFILE_DETAILS)
+    write(folder, "profile-ours-cuda-convpool0-100.csv", "==ERROR== the profiler failed\n")
     write(folder, "job4.log",
           "INFO:tensorflow:global_step/sec: 3000.0\n"
           "INFO:tensorflow:Saving dict for global step 12000: accuracy = 0.9881, loss = 0.07\n")
@@ -129,6 +153,22 @@ def main():
               "job (GEMM version 4): test accuracy 98.81%" in text, "the version 4 job")
         check("job: data and model 0.300 s (decoding 0.050 s" in text and "total 5.291 s" in text,
               "the job's phase times")
+        check("the job's step 0.400 ms" in text and "ours-cuda 0.385 ms (+15.0 us)" in text and
+              "ours-cuda-mnist 0.386 ms (+14.0 us)" in text and
+              "ours-cuda-long 0.395 ms (+5.0 us)" in text, "the job's step against the bench's")
+        check(row("kernel (grid)") == "| kernel (grid) | ours-cuda | ours-cuda-fused2 |",
+              "the profile table: one column per engine with kernel rows")
+        check(row("gather_kernel (40,1,1)") == "| gather_kernel (40,1,1) | 5.0 | 5.1 |",
+              "a kernel's ns (raw page) and us (details page), its name without namespace, "
+              "return type and parameters")
+        check(row("gemm_kernel<128, 64, (Epilogue)1> (8,16,4)") ==
+              "| gemm_kernel<128, 64, (Epilogue)1> (8,16,4) | 63.1 | - |",
+              "a kernel's two launches summed, its template arguments kept")
+        check(row("conv_pool_bwd_filter_kernel<-2> (20,2,25)").endswith("| 125.0 | - |"),
+              "thousands separators read")
+        check(row("**sum**") == "| **sum** | 193.1 (4 launches) | 83.1 (2 launches) |",
+              "each engine's sum")
+        check("ours-cuda-convpool0: no kernel rows" in text, "a failed profile is reported")
         os.remove(os.path.join(folder, "bench_sweep.log"))
         text = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), folder],
                               capture_output=True, text=True, check=False).stdout
