@@ -309,6 +309,103 @@ conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y
     }
 }
 
+/* Backward, pass 1, version 2 (CNN_FROM_POOL_V=2; docs/gpu.md item 37): a warp per output
+ * channel k and 32 input channels (lane = channel c), for convs with C % 32 == 0 and at most
+ * BYC_PIXELS window pixels (conv2: 25 of 32 channels). Why: the winners the ReLU zeroed have
+ * nothing to add, and in a trained model most are zero (MNIST: ~5% of conv2's pool winners
+ * alive after one epoch, bench/relu_sparsity.c), but version 1's warp covers 32 output
+ * channels at one position and skips the position only when all 32 are zero (~40% of them on
+ * MNIST). Here a warp takes 32 positions of its channel at a time, one lane each: y, dy and the
+ * argmax's window origin, then a vote; each alive position in turn (in position order) is
+ * shuffled to every lane, which adds gv * x over the window's pixels for its input channel
+ * (one coalesced 128-byte row per pixel) into its BYC_PIXELS accumulators. A dead position
+ * costs a lane of one load; an alive one all its multiply-adds, as in version 1.
+ * partial[chunk] as version 1's (every tap of channel k written, db in row taps*K + k), summed
+ * per tap in position order: deterministic. */
+constexpr int BYC_WARPS = 4;
+constexpr int BYC_PIXELS = 25;
+
+__global__ void __launch_bounds__(BYC_WARPS * 32)
+conv_pool_bwd_filter_by_channel_kernel(Geo g, int per_block, const float *x, const float *y,
+                                       const int32_t *argmax, const float *dy, float *partial) {
+    pdl_wait_and_release();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int k = blockIdx.y * BYC_WARPS + warp, c = blockIdx.z * 32 + lane;
+    const int pixels = g.kh * g.kw;
+    float acc[BYC_PIXELS], accb = 0.0f;
+    int off[BYC_PIXELS]; /* each window pixel's offset from the origin pixel, in floats */
+#pragma unroll
+    for (int q = 0; q < BYC_PIXELS; q++) {
+        acc[q] = 0.0f;
+        off[q] = q < pixels ? (q / g.kw * g.w + q % g.kw) * g.c : 0;
+    }
+    const int total = g.n * g.ph * g.pw;
+    const int p_end = min(total, (int)blockIdx.x * per_block + per_block);
+    if (k < g.k) { /* the whole warp: the vote and shuffles below need all 32 lanes */
+        /* y, dy and the argmax of the lane's position in the batch; the next batch's are
+         * loaded before this one's multiply-adds, so their latency hides behind them (a warp
+         * walks per_block / 32 batches: 77 at batch 1000) */
+        const int first = (int)blockIdx.x * per_block;
+        float yv = 0.0f, gv = 0.0f;
+        int am = 0;
+        if (first + lane < p_end) {
+            const size_t o = (size_t)(first + lane) * g.k + k;
+            yv = y[o];
+            gv = dy[o];
+            am = argmax[o];
+        }
+        for (int p0 = first; p0 < p_end; p0 += 32) {
+            float y_next = 0.0f, g_next = 0.0f;
+            int am_next = 0;
+            if (p0 + 32 + lane < p_end) {
+                const size_t o = (size_t)(p0 + 32 + lane) * g.k + k;
+                y_next = y[o];
+                g_next = dy[o];
+                am_next = argmax[o];
+            }
+            const bool alive = yv > 0.0f; /* the ReLU passed the winner */
+            int ih0 = 0, iw0 = 0, base = 0;
+            if (alive) {
+                int ow, oh;
+                const int n = g.d_oh.divmod(g.d_ow.divmod(g.d_k.div(am), &ow), &oh);
+                const Origin org = origin_of(g, oh, ow);
+                ih0 = org.ih0;
+                iw0 = org.iw0;
+                /* may be negative at the border; base + off[q] + c is not for an inside
+                 * pixel (shapes_ok: x has < 2^31 floats) */
+                base = ((n * g.h + ih0) * g.w + iw0) * g.c;
+            }
+            for (unsigned live = __ballot_sync(0xFFFFFFFFu, alive); live; live &= live - 1) {
+                const int j = __ffs(live) - 1;
+                const float gj = __shfl_sync(0xFFFFFFFFu, gv, j);
+                const int bj = __shfl_sync(0xFFFFFFFFu, base, j) + c;
+                const int hj = __shfl_sync(0xFFFFFFFFu, ih0, j);
+                const int wj = __shfl_sync(0xFFFFFFFFu, iw0, j);
+                accb += gj;
+                if (hj >= 0 && hj + g.kh <= g.h && wj >= 0 && wj + g.kw <= g.w) {
+#pragma unroll
+                    for (int q = 0; q < BYC_PIXELS; q++)
+                        if (q < pixels) acc[q] = fmaf(gj, __ldg(x + bj + off[q]), acc[q]);
+                } else {
+#pragma unroll
+                    for (int q = 0; q < BYC_PIXELS; q++)
+                        if (q < pixels && (unsigned)(hj + q / g.kw) < (unsigned)g.h &&
+                            (unsigned)(wj + q % g.kw) < (unsigned)g.w)
+                            acc[q] = fmaf(gj, x[bj + off[q]], acc[q]);
+                }
+            }
+            yv = y_next;
+            gv = g_next;
+            am = am_next;
+        }
+        float *out = partial + (size_t)blockIdx.x * ((size_t)g.taps * g.k + g.k);
+#pragma unroll
+        for (int q = 0; q < BYC_PIXELS; q++)
+            if (q < pixels) out[(size_t)(q * g.c + c) * g.k + k] = acc[q];
+        if (blockIdx.z == 0 && lane == 0) out[(size_t)g.taps * g.k + k] = accb;
+    }
+}
+
 /* Backward, pass 2: dw/db[e] = the chunks' partial sums in chunk order (warp v adds chunks
  * v, v + RW, ..., then the RW warps' sums in warp order): deterministic for a given chunk
  * count. RW = 32 warps where there are many chunks (conv1: ~500 chunks of 832 sums: with 8
@@ -356,6 +453,13 @@ int backward_per_block(const Conv2dShape *cs, const Pool2dShape *ps, size_t ws_f
  * pixels start on 16-byte boundaries. */
 bool pixel_groups(const Conv2dShape *cs, const float *x) {
     return cs->c % TAPS == 0 && aligned16(x);
+}
+
+/* The filter gradient's version (CNN_FROM_POOL_V, read at each launch): 2 (a warp per output
+ * channel) where C % 32 == 0 and the window has at most BYC_PIXELS pixels, else 1. */
+int from_pool_version(const Conv2dShape *cs) {
+    const char *v = getenv("CNN_FROM_POOL_V");
+    return v && strcmp(v, "2") == 0 && cs->c % 32 == 0 && cs->kh * cs->kw <= BYC_PIXELS ? 2 : 1;
 }
 
 } /* namespace */
@@ -416,7 +520,14 @@ extern "C" cudaError_t conv2d_relu_maxpool_backward_filter_cuda(
         dim3 grid((unsigned)chunks, (unsigned)((g.k + 31) / 32),
                   (unsigned)((g.taps + TAPS - 1) / TAPS));
         if (grid.y > 65535u || grid.z > 65535u) return cudaErrorInvalidConfiguration;
-        if (pixel_groups(cs, x))
+        if (from_pool_version(cs) == 2) {
+            dim3 by_channel((unsigned)chunks, (unsigned)((g.k + BYC_WARPS - 1) / BYC_WARPS),
+                            (unsigned)(g.c / 32));
+            if (by_channel.y > 65535u || by_channel.z > 65535u)
+                return cudaErrorInvalidConfiguration;
+            CNN_KERNEL(by_channel, BYC_WARPS * 32, stream,
+                       conv_pool_bwd_filter_by_channel_kernel)(g, per_block, x, y, argmax, dy, ws);
+        } else if (pixel_groups(cs, x))
             CNN_KERNEL(grid, THREADS, stream, conv_pool_bwd_filter_kernel<PIXEL_GROUPS>)(
                 g, per_block, x, y, argmax, dy, ws);
         else if (g.taps == 25)

@@ -175,7 +175,14 @@ struct MmaLane {
     float *c;
 };
 MmaLane mma_lanes[1024];
-int mma_arrived[32];
+/* A shuffle's or vote's value and source lane, per thread, and each thread's result. */
+struct ExchangeLane {
+    uint32_t value;
+    int src;
+    uint32_t result;
+};
+ExchangeLane exchange_lanes[1024];
+int mma_arrived[32]; /* lanes arrived at the warp's collective (an mma, a shuffle or a vote) */
 size_t mma_count = 0;
 int block_threads = 0;
 
@@ -211,7 +218,8 @@ void run_block(int threads) {
         if (ready) continue;
         if (waiting >= 0) {
             fprintf(stderr, "cuda emulator: block %u: %d lanes of warp %d wait in a warp-wide "
-                    "mma that the other lanes never reach (they are at a barrier or ended)\n",
+                    "mma, shuffle or vote that the other lanes never reach (they are at a "
+                    "barrier or ended)\n",
                     block_idx.x, mma_arrived[waiting / 32], waiting / 32);
             abort();
         }
@@ -295,6 +303,35 @@ void mma_m16n8k8_tf32(float c[4], const uint32_t a[4], const uint32_t b[2]) {
         }
         if (warp * 32 + lane != current) fibers[warp * 32 + lane].state = READY;
     }
+}
+
+uint32_t warp_exchange(unsigned mask, uint32_t value, int src, bool vote) {
+    if (current < 0 || block_threads % 32 != 0 || mask != 0xFFFFFFFFu) {
+        fprintf(stderr, "cuda emulator: a shuffle or vote outside a kernel, in a block that is "
+                "not whole warps, or with a mask of less than the whole warp (0x%08x)\n", mask);
+        abort();
+    }
+    const int warp = current / 32;
+    ExchangeLane &me = exchange_lanes[current];
+    me.value = value;
+    me.src = src & 31;
+    if (++mma_arrived[warp] < 32) {
+        fibers[current].state = AT_WARP;
+        to_scheduler();
+        return me.result;
+    }
+    /* The last lane: every lane's result, before any lane runs on (a lane that reaches the
+     * next collective first only deposits its value there). */
+    mma_arrived[warp] = 0;
+    uint32_t bits = 0;
+    for (int lane = 0; lane < 32; lane++)
+        if (exchange_lanes[warp * 32 + lane].value) bits |= 1u << lane;
+    for (int lane = 0; lane < 32; lane++) {
+        ExchangeLane &l = exchange_lanes[warp * 32 + lane];
+        l.result = vote ? bits : exchange_lanes[warp * 32 + l.src].value;
+        if (warp * 32 + lane != current) fibers[warp * 32 + lane].state = READY;
+    }
+    return me.result;
 }
 
 void grid_dependency_wait() {

@@ -22,9 +22,9 @@
  * (the origin stream's and its forks') into a graph instead, and a graph launch queues it again
  * (cuda_emu.cc, "graphs"): an unjoined fork or a synchronising call fails the capture.
  *
- * Warps exist only for the tensor-core product (mma_m16n8k8_tf32 below, a collective of 32
- * threads). What it does not model: other warp-level code (shuffles, votes: the kernels use
- * none), warp-synchronous execution, timing, the memory model between blocks (blocks run one
+ * Warps exist only for the warp-wide collectives: the tensor-core product (mma_m16n8k8_tf32
+ * below) and the shuffles and votes (__shfl_sync, __ballot_sync: warp_exchange), each over all
+ * 32 lanes. What it does not model: partial-warp masks, warp-synchronous execution, timing, the memory model between blocks (blocks run one
  * after another), overlap of two
  * kernels (each runs to completion before the next queued operation), programmatic launch
  * (every kernel waits for the previous one to finish), the node and edge queries of a graph.
@@ -37,6 +37,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <functional>
 #include <tuple>
@@ -80,6 +81,12 @@ void grid_dependency_wait();
  * some lanes of a warp wait at it while the others are at a barrier or have ended (on a GPU: a
  * hang or undefined results). */
 void mma_m16n8k8_tf32(float c[4], const uint32_t a[4], const uint32_t b[2]);
+
+/* The warp's shuffles and votes (__shfl_sync, __ballot_sync below): a collective of the 32
+ * lanes, as the mma. Each lane gives a 32-bit value and, for a shuffle, the lane to read;
+ * vote: the result is the mask of lanes whose value is non-zero. Aborts on a mask other than
+ * the whole warp (the kernels use none) and when some lanes never arrive. */
+uint32_t warp_exchange(unsigned mask, uint32_t value, int src, bool vote);
 
 /* Runs body() as every thread of every block of the grid; returns the launch's status (bad
  * configurations as the CUDA runtime reports them). */
@@ -157,6 +164,20 @@ static inline float atomicAdd(float *p, float v) {
 static inline void __threadfence(void) {}
 /* A load through the read-only data cache: a plain load here. */
 static inline float __ldg(const float *p) { return *p; }
+static inline unsigned __ballot_sync(unsigned mask, int pred) {
+    return ::emu::warp_exchange(mask, pred != 0, 0, true);
+}
+static inline int __shfl_sync(unsigned mask, int v, int src) {
+    return (int)::emu::warp_exchange(mask, (uint32_t)v, src, false);
+}
+static inline float __shfl_sync(unsigned mask, float v, int src) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u = ::emu::warp_exchange(mask, u, src, false);
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+static inline int __ffs(unsigned v) { return __builtin_ffs((int)v); }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }

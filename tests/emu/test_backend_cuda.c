@@ -106,13 +106,14 @@ static void compare_level(const char *fused, const char *streams, const char *ge
     char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
     if (gemm) setenv("CNN_GEMM_V", gemm, 1);
     char level[128];
-    const char *split = getenv("CNN_CUDA_CONV_POOL_FWD");
-    snprintf(level, sizeof level, "%s%s%s%s%s", fused,
+    const char *split = getenv("CNN_CUDA_CONV_POOL_FWD"), *from_pool = getenv("CNN_FROM_POOL_V");
+    snprintf(level, sizeof level, "%s%s%s%s%s%s", fused,
              strcmp(streams, "0") == 0   ? ", one stream"
              : strcmp(streams, "2") == 0 ? ", per-layer updates on the gradient stream"
                                          : "",
              gemm ? ", GEMM v" : "", gemm ? gemm : "",
-             split && strcmp(split, "0") == 0 ? ", conv + pool forwards split" : "");
+             split && strcmp(split, "0") == 0 ? ", conv + pool forwards split" : "",
+             from_pool && strcmp(from_pool, "2") == 0 ? ", filter gradient from pool v2" : "");
     char err[256], what[256];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
@@ -336,6 +337,10 @@ int main(void) {
     compare_level("3", "1", NULL);
     if (!is_quick) compare_level("5", "2", NULL);
     unsetenv("CNN_CUDA_CONV_POOL_FWD");
+    /* conv2's filter gradient from pool2's winners by version 2 (a warp per output channel) */
+    setenv("CNN_FROM_POOL_V", "2", 1);
+    compare_level("3", "1", NULL);
+    unsetenv("CNN_FROM_POOL_V");
     /* The graphs at level 5 with per-layer updates: the most forks per captured step */
     if (!is_quick) graphs_replay_eagerly("5", "2", "1", 0);
     graphs_replay_eagerly("5", "2", "3", is_quick);

@@ -15,7 +15,11 @@
  *   - the tensor cores' mma (kernels/mma_tf32.cuh): two warps of a block each compute their own
  *     16x8x8 product from fragments laid out as the PTX ISA says, exactly (small integers), in
  *     20 shuffled thread orders; tf32_split gives two TF32 parts within 2^-21 of the float; an
- *     operand that is not TF32, and a warp whose lanes do not all reach the mma, abort.
+ *     operand that is not TF32, and a warp whose lanes do not all reach the mma, abort;
+ *   - the warp's shuffles and votes: __ballot_sync gives each lane the mask of the lanes whose
+ *     predicate holds, __shfl_sync each lane the value of the lane it names (ints and floats),
+ *     two collectives in a row each with their own values, in 20 shuffled thread orders; a
+ *     warp whose lanes do not all reach one, and a mask of less than the warp, abort.
  * Exit 0 when all hold. */
 #include <signal.h>
 #include <stdio.h>
@@ -235,6 +239,58 @@ bool mma_aborts(float *d, int skip, int raw) {
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
 }
 
+/* Each lane of the two warps: a vote on (lane * 7 + w) % 3 == 0, then a shuffle of an int
+ * from lane (lane * 5 + 3) % 32 and of a float from lane 31 - lane; out[t] = vote, int, float
+ * bits. `mode` 1: lane 9 of warp 1 skips the vote (goes to the barrier); 2: a mask of 16 lanes. */
+__global__ void warp_kernel(uint32_t *out, int mode) {
+    pdl_wait_and_release();
+    const int t = (int)threadIdx.x, w = t / 32, lane = t % 32;
+    uint32_t vote = 0;
+    if (!(mode == 1 && w == 1 && lane == 9))
+        vote = __ballot_sync(mode == 2 ? 0xFFFFu : 0xFFFFFFFFu, (lane * 7 + w) % 3 == 0);
+    const int v = __shfl_sync(0xFFFFFFFFu, 1000 * w + lane, (lane * 5 + 3) % 32);
+    const float f = __shfl_sync(0xFFFFFFFFu, 0.5f * (float)lane + (float)w, 31 - lane);
+    __syncthreads();
+    out[3 * t] = vote;
+    out[3 * t + 1] = (uint32_t)v;
+    out[3 * t + 2] = bit_cast32<uint32_t>(f);
+}
+
+/* Runs warp_kernel in a child process; true if the child died of SIGABRT. */
+bool warp_aborts(uint32_t *out, int mode) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr); /* the emulator's message is expected */
+        CNN_KERNEL(dim3(1), dim3(64), 0, warp_kernel)(out, mode);
+        _exit(0);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+void warp_checks(uint32_t *out) {
+    bool exact = true;
+    for (int rep = 0; rep < 20; rep++) {
+        memset(out, 0xFF, 64 * 3 * sizeof(uint32_t));
+        CNN_KERNEL(dim3(2), dim3(64), 0, warp_kernel)(out, 0);
+        for (int t = 0; t < 64; t++) {
+            const int w = t / 32, lane = t % 32;
+            uint32_t want = 0;
+            for (int l = 0; l < 32; l++)
+                if ((l * 7 + w) % 3 == 0) want |= 1u << l;
+            const float f = 0.5f * (float)(31 - lane) + (float)w;
+            exact = exact && out[3 * t] == want &&
+                    out[3 * t + 1] == (uint32_t)(1000 * w + (lane * 5 + 3) % 32) &&
+                    out[3 * t + 2] == bit_cast32<uint32_t>(f);
+        }
+    }
+    check(exact, "warp votes and shuffles (int, float): every lane's result, 20 thread orders");
+    check(warp_aborts(out, 1), "a warp whose lanes do not all reach a vote aborts");
+    check(warp_aborts(out, 2), "a vote with a mask of less than the warp aborts");
+}
+
 void mma_checks(float *d) {
     bool exact = true;
     for (int rep = 0; rep < 20; rep++) {
@@ -334,6 +390,7 @@ int main() {
     check(no_wait_aborts(buf, 1), "a barrier before pdl_wait_and_release() aborts");
 
     mma_checks(reinterpret_cast<float *>(buf));
+    warp_checks(reinterpret_cast<uint32_t *>(buf));
 
     cudaFree(buf);
     printf("SUMMARY test_emu: %d failed -> %s\n", failures, failures ? "FAIL" : "PASS");

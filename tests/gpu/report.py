@@ -38,7 +38,7 @@ CHAIN = [
 ]
 # Candidates not the default: (candidate engine, the defaults' engine, docs/gpu.md item, the
 # switch that makes the candidate the default). GPU run 4 timed the first four slower than the
-# defaults of then; they are timed again on the new ones. The last two are new.
+# defaults of then; they are timed again on the new ones. The rest are new.
 CANDIDATES = [
     ("ours-cuda-fused4", "ours-cuda", "22", "CNN_CUDA_FUSED=4 (fuse in backend_cuda.c)"),
     ("ours-cuda-fused5", "ours-cuda", "24", "CNN_CUDA_FUSED=5 (fuse in backend_cuda.c)"),
@@ -46,6 +46,18 @@ CANDIDATES = [
     ("ours-cuda-nopdl", "ours-cuda", "16, on the defaults", "CNN_CUDA_PDL=0"),
     ("ours-cuda-xent3", "ours-cuda", "31", "CNN_XENT_V=3 (xent_version() in softmax_xent.cu)"),
     ("ours-cuda-convpool0", "ours-cuda", "35", "CNN_CUDA_CONV_POOL_FWD=0 (backend_cuda.c)"),
+    ("ours-cuda-l2", "ours-cuda", "14, on the defaults (random images: conv2's ReLUs dead)",
+     "CNN_CUDA_FUSED=2 (fuse in backend_cuda.c)"),
+    # on MNIST's images after one epoch (bench_step --data): the kernels that skip dead
+    # ReLUs' winners do their real work there (item 36); these rows decide items 14 and 35
+    ("ours-cuda-l2-mnist", "ours-cuda-mnist", "14 on MNIST", "CNN_CUDA_FUSED=2 (fuse in "
+     "backend_cuda.c)"),
+    ("ours-cuda-convpool0-mnist", "ours-cuda-mnist", "35 on MNIST",
+     "CNN_CUDA_CONV_POOL_FWD=0 (backend_cuda.c)"),
+    ("ours-cuda-frompool2", "ours-cuda", "37", "CNN_FROM_POOL_V=2 (from_pool_version() in "
+     "conv2d_pool.cu)"),
+    ("ours-cuda-frompool2-mnist", "ours-cuda-mnist", "37 on MNIST", "CNN_FROM_POOL_V=2 "
+     "(from_pool_version() in conv2d_pool.cu)"),
 ]
 GOAL_MS = {100: 0.39}
 NOISE = 0.005  # differences under 0.5% of a step are run-to-run noise (runs 2-3: < 0.5%)

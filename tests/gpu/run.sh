@@ -2,7 +2,7 @@
 # tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
 # nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores (run 4's
 # steps, an H100: ~265 s, the build 98 s of it; bench_step's MNIST and 12,000-step rows add
-# ~15 s, not yet timed); --full adds the per-kernel step profile (ncu, 10 processes: ~60 s, an
+# ~20 s, not yet timed); --full adds the per-kernel step profile (ncu, 11 processes: ~65 s, an
 # estimate), the tile sweep (~115 s) and racecheck (~120 s per GEMM version): ~11 minutes, so
 # RUN_BUDGET_S's 540 s cuts what comes last (racecheck under GEMM version 4, run 4's default).
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets

@@ -531,8 +531,8 @@ static void test_pool(void) {
  * chunk of pooled positions, then chunks in order (error ~sqrt(positions)*2^-24 of the terms'
  * scale); then with scratch for one chunk only (the whole sum in one block). Shapes with C % 32
  * == 0 take the backward's pixel groups (16-byte loads, one padding test per pixel). */
-static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int stride, int same,
-                                int pk, int pstride, int psame) {
+static void test_conv_pool_shifted(int n, int h, int w, int c, int ks, int k, int stride,
+                                   int same, int pk, int pstride, int psame, float bias_shift) {
     Conv2dShape cs;
     conv2d_shape_init(&cs, n, h, w, c, ks, ks, k, stride, stride, same);
     Pool2dShape ps;
@@ -541,12 +541,23 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
     const size_t nconv = (size_t)n * cs.oh * cs.ow * k, ny = (size_t)n * ps.oh * ps.ow * k;
     float *x = host_random(nx, -1, 1), *wt = host_random(nw, -0.3f, 0.3f);
     float *b = host_random((size_t)k, -0.2f, 0.2f), *dy = host_random(ny, -1, 1);
+    for (int i = 0; i < k; i++) b[i] += bias_shift;
     for (size_t i = 0; i < nx; i++)
         if (rng_u64() % 3 == 0) x[i] = 0.0f;
     float *y = host_alloc(ny * 4), *dw = host_alloc(nw * 4), *db = host_alloc((size_t)k * 4);
     int32_t *am = host_alloc(ny * 4);
     conv2d_relu_maxpool_forward(&cs, &ps, x, wt, b, y, am);
     conv2d_relu_maxpool_backward_filter(&cs, &ps, x, y, am, dy, dw, db);
+    if (bias_shift != 0.0f) { /* the premise of a shifted case: few winners alive, or none */
+        size_t alive = 0;
+        for (size_t i = 0; i < ny; i++) alive += y[i] > 0.0f;
+        const double frac = (double)alive / (double)ny;
+        const int ok = bias_shift <= -50.0f ? alive == 0 : frac > 0.0 && frac < 0.2;
+        check_count++;
+        check_failures += !ok;
+        printf("%s conv+pool case with shifted biases: %.1f%% of the winners alive\n",
+               ok ? "PASS" : "FAIL", 100.0 * frac);
+    }
 
     float *dX = dev_upload(x, nx * 4), *dW = dev_upload(wt, nw * 4), *dB = dev_upload(b, k * 4);
     float *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4), *dY2 = dev_poisoned(ny * 4);
@@ -563,9 +574,12 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
      * forward does. */
     CK(conv2d_forward_cuda(&cs, dX, dW, dB, dConv, 1, NULL, 0, 0));
     CK(maxpool2d_forward_cuda(&ps, dConv, dY2, dAM2, 0));
-    char tag[96], what[160];
-    snprintf(tag, sizeof tag, "%dx%dx%dx%d %dx%dx%d s%d %s pool %d/%d %s", n, h, w, c, ks, ks, k,
-             stride, same ? "SAME" : "VALID", pk, pstride, psame ? "SAME" : "VALID");
+    char tag[128], what[200];
+    const char *from_pool_v = getenv("CNN_FROM_POOL_V");
+    snprintf(tag, sizeof tag, "%dx%dx%dx%d %dx%dx%d s%d %s pool %d/%d %s%s%s%s", n, h, w, c, ks,
+             ks, k, stride, same ? "SAME" : "VALID", pk, pstride, psame ? "SAME" : "VALID",
+             bias_shift != 0.0f ? " bias shifted" : "", from_pool_v ? " from-pool v" : "",
+             from_pool_v ? from_pool_v : "");
     /* GEMM version 5 sums on the tensor cores, not in the CPU's order: y within TOL_GEMM of the
      * CPU, and the unfused forward's bits those of the fused one */
     const char *gemm_v = getenv("CNN_GEMM_V"); /* unset: the default, version 5 */
@@ -626,6 +640,31 @@ static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int s
     CK(cudaFree(dY2)); CK(cudaFree(dAM)); CK(cudaFree(dAM2)); CK(cudaFree(dConv));
     CK(cudaFree(dDConv)); CK(cudaFree(dDW)); CK(cudaFree(dDB)); CK(cudaFree(dDW2));
     CK(cudaFree(dDB2)); CK(cudaFree(dWS));
+}
+
+static void test_conv_pool_case(int n, int h, int w, int c, int ks, int k, int stride, int same,
+                                int pk, int pstride, int psame) {
+    test_conv_pool_shifted(n, h, w, c, ks, k, stride, same, pk, pstride, psame, 0.0f);
+}
+
+/* The filter gradient's version 2 (CNN_FROM_POOL_V=2: a warp per output channel, for C % 32 ==
+ * 0 and windows of up to 25 pixels), on the version 1 cases it serves and on sparse ones: the
+ * biases shifted down so that most winners are dead, as in a trained model (one in a warp's
+ * 32 positions alive, or none), and all of them dead (dw and db exactly 0). Other shapes fall
+ * back to version 1 under the switch (a 6x6 window: 36 pixels). */
+static void test_conv_pool_v2(void) {
+    char *keep = env_keep("CNN_FROM_POOL_V");
+    setenv("CNN_FROM_POOL_V", "2", 1);
+    printf("---- conv + pool filter gradient version 2 (CNN_FROM_POOL_V=2)\n");
+    test_conv_pool_case(quick ? 1 : 5, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1); /* conv2 */
+    test_conv_pool_shifted(quick ? 2 : 5, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1, -5.0f); /* sparse */
+    test_conv_pool_shifted(2, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1, -100.0f);          /* all dead */
+    test_conv_pool_case(2, 7, 6, 64, 3, 33, 2, 1, 3, 2, 1); /* two channel groups, 33 outputs */
+    test_conv_pool_shifted(3, 9, 11, 64, 3, 7, 1, 0, 2, 2, 0, -4.0f); /* VALID, odd sizes */
+    test_conv_pool_case(1, 8, 8, 32, 6, 5, 1, 1, 2, 2, 1);   /* 36 pixels: version 1 */
+    test_conv_pool_case(2, 8, 9, 3, 5, 6, 1, 1, 2, 2, 1);    /* 3 channels: version 1 */
+    test_conv_pool_case(2, 6, 7, 16, 3, 9, 1, 1, 2, 2, 1);   /* 16 channels: version 1 */
+    env_restore("CNN_FROM_POOL_V", keep);
 }
 
 static void test_conv_pool(void) {
@@ -1721,6 +1760,7 @@ int main(int argc, char **argv) {
     }
     env_restore("CNN_POOL_V", pool_keep);
     test_conv_pool();
+    test_conv_pool_v2();
     test_relu();
     test_dropout();
     test_dropout_dense();

@@ -23,6 +23,9 @@ STEP_MS = {
     "ours-cuda-nopdl": 0.3855, "ours-cuda-xent3": 0.375, "ours-cuda-convpool0": 0.345,
     # the job's factors: the job (2500 steps/s: 0.400 ms) is 15 us over ours-cuda
     "ours-cuda-mnist": 0.386, "ours-cuda-long": 0.395,
+    # on MNIST, level 2 is 20 us faster than the defaults; level 2 on random images 20 slower
+    "ours-cuda-l2": 0.405, "ours-cuda-l2-mnist": 0.366, "ours-cuda-convpool0-mnist": 0.390,
+    "ours-cuda-frompool2": 0.384, "ours-cuda-frompool2-mnist": 0.356,
 }
 
 # ncu's raw page (tests/gpu/profile_step.sh): ncu's own lines, the program's, a header row, a
@@ -153,6 +156,14 @@ def main():
               "job (GEMM version 4): test accuracy 98.81%" in text, "the version 4 job")
         check("job: data and model 0.300 s (decoding 0.050 s" in text and "total 5.291 s" in text,
               "the job's phase times")
+        check("faster: make it the default (CNN_CUDA_FUSED=2" in row("14 on MNIST") and
+              "+20.0 us" in row("14 on MNIST"), "item 14 on MNIST: level 2 20 us faster")
+        check("slower: leave it off" in row("35 on MNIST") and "-4.0 us" in row("35 on MNIST"),
+              "item 35 on MNIST: 4 us slower")
+        check("slower" in row("14, on the defaults (random images: conv2's ReLUs dead)"),
+              "level 2 on the random images: slower")
+        check("faster: make it the default (CNN_FROM_POOL_V=2" in row("37 on MNIST") and
+              "+30.0 us" in row("37 on MNIST"), "item 37 on MNIST: version 2 30 us faster")
         check("the job's step 0.400 ms" in text and "ours-cuda 0.385 ms (+15.0 us)" in text and
               "ours-cuda-mnist 0.386 ms (+14.0 us)" in text and
               "ours-cuda-long 0.395 ms (+5.0 us)" in text, "the job's step against the bench's")
