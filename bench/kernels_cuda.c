@@ -298,7 +298,7 @@ static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int
 
 /* ---- dense ---------------------------------------------------------------------------------- */
 typedef struct {
-    int n, in, out, relu, pass; /* pass 0 fwd, 1 bwd */
+    int n, in, out, relu, pass; /* pass 0 fwd, 1 bwd, 2 bwd dx only, 3 bwd dw + db only */
     float *x, *w, *b, *y, *dy, *dx, *dw, *db, *ws, *ones;
     size_t ws_floats;
     /* The dropout before the layer (rate 0.4; x is a ReLU's output): 1 fused into the layer's
@@ -339,15 +339,20 @@ static void run_dense(void *arg, int lib) {
             CK(dense_forward_cuda(d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->relu, d->ws,
                                   d->ws_floats, stream));
         else
-            CK(dense_backward_cuda(d->n, d->in, d->out, d->x, d->w, d->dy, d->dx, d->dw, d->db,
-                                   d->ws, d->ws_floats, stream));
+            CK(dense_backward_cuda(d->n, d->in, d->out, d->x, d->w, d->dy,
+                                   d->pass == 3 ? NULL : d->dx, d->pass == 2 ? NULL : d->dw,
+                                   d->pass == 2 ? NULL : d->db, d->ws, d->ws_floats, stream));
     } else {
         if (d->pass == 0) {
             CKBLAS(dense_forward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->ones));
             if (d->relu) CKDNN(relu_forward_cudnn(dnn, (size_t)d->n * d->out, d->y, d->y));
-        } else
-            CKBLAS(dense_backward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->dy, d->dx,
-                                         d->dw, d->db, d->ones));
+        } else if (d->pass == 2) { /* dx[n,in] = dy[n,out] * w^T, as dense_backward_cublas */
+            CKBLAS(sgemm_cublas(blas, 0, 1, d->n, d->in, d->out, 1.0f, d->dy, d->out, d->w,
+                                d->out, 0.0f, d->dx, d->in));
+        } else {
+            CKBLAS(dense_backward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->dy,
+                                         d->pass == 3 ? NULL : d->dx, d->dw, d->db, d->ones));
+        }
     }
 }
 
@@ -383,6 +388,16 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
     d.pass = 1;
     snprintf(op, sizeof op, "%s bwd (dx, dw, db)", name);
     report(op, n, run_dense, &d, 2 * flops, 1, "cuBLAS");
+    if (!dropout_dense_fits_cuda(n, in, out)) {
+        /* its two GEMMs one at a time (each with its own tile rule; the sweep then times every
+         * tile for each): which one holds the backward under the library's time */
+        d.pass = 2;
+        snprintf(op, sizeof op, "%s bwd dx", name);
+        report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+        d.pass = 3;
+        snprintf(op, sizeof op, "%s bwd dw+db", name);
+        report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+    }
     if (!sweep_mode && dropout_dense_fits_cuda(n, in, out)) {
         /* The logits layer with the dropout before it: fused (CNN_CUDA_FUSED=5) against our
          * dropout and dense kernels in sequence (=4). Not under CNN_DENSE_V=1 (bench_gemm1):
