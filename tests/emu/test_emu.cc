@@ -191,18 +191,24 @@ __global__ void no_wait_kernel(int *out, int barrier) {
     out[threadIdx.x] = 1;
 }
 
-/* Runs no_wait_kernel in a child process; true if the child died of SIGABRT. */
-bool no_wait_aborts(int *buf, int barrier) {
+/* Runs launch() in a child process; true if the child died of SIGABRT (the emulator's
+ * message, which the caller expects, goes to /dev/null). */
+template <class Launch>
+bool child_aborts(Launch launch) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        freopen("/dev/null", "w", stderr); /* the emulator's message is expected */
-        CNN_KERNEL(dim3(1), dim3(32), 0, no_wait_kernel)(buf, barrier);
+        freopen("/dev/null", "w", stderr);
+        launch();
         _exit(0);
     }
     int status = 0;
     if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+bool no_wait_aborts(int *buf, int barrier) {
+    return child_aborts([&] { CNN_KERNEL(dim3(1), dim3(32), 0, no_wait_kernel)(buf, barrier); });
 }
 
 /* Warp w of the block computes D = A_w B_w + C_w with A_w[r][k] = (r + 2k + w) % 7 - 3,
@@ -225,18 +231,8 @@ __global__ void mma_kernel(float *d, int skip, int raw) {
     for (int i = 0; i < 4; i++) d[w * 128 + (g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = c[i];
 }
 
-/* Runs mma_kernel in a child process; true if the child died of SIGABRT. */
 bool mma_aborts(float *d, int skip, int raw) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        freopen("/dev/null", "w", stderr); /* the emulator's message is expected */
-        CNN_KERNEL(dim3(1), dim3(64), 0, mma_kernel)(d, skip, raw);
-        _exit(0);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
-    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+    return child_aborts([&] { CNN_KERNEL(dim3(1), dim3(64), 0, mma_kernel)(d, skip, raw); });
 }
 
 /* Each lane of the two warps: a vote on (lane * 7 + w) % 3 == 0, then a shuffle of an int
@@ -256,18 +252,8 @@ __global__ void warp_kernel(uint32_t *out, int mode) {
     out[3 * t + 2] = bit_cast32<uint32_t>(f);
 }
 
-/* Runs warp_kernel in a child process; true if the child died of SIGABRT. */
 bool warp_aborts(uint32_t *out, int mode) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        freopen("/dev/null", "w", stderr); /* the emulator's message is expected */
-        CNN_KERNEL(dim3(1), dim3(64), 0, warp_kernel)(out, mode);
-        _exit(0);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
-    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+    return child_aborts([&] { CNN_KERNEL(dim3(1), dim3(64), 0, warp_kernel)(out, mode); });
 }
 
 void warp_checks(uint32_t *out) {
