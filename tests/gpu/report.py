@@ -243,12 +243,13 @@ def job_report(out, name, label):
 
 def job_gap_report(out):
     """The job's step (1 / its mean steps/s) against bench_step's at batch 100: the defaults on
-    random images (ours-cuda), on MNIST's (ours-cuda-mnist), and over 12,000 steps in one
-    timing (ours-cuda-long). The row nearest the job's time names the factor that costs it."""
+    random images (ours-cuda), on MNIST's (ours-cuda-mnist), over 12,000 steps in one timing
+    (ours-cuda-long), and both (ours-cuda-mnist-long: the job's training less its host side).
+    The row nearest the job's time names the factor that costs it."""
     rate = job_rate(out, "job.log")
     r = results(read(out, "bench_step.log"))
     rows = [(e, r.get((e, "cuda-graph", 100))) for e in
-            ("ours-cuda", "ours-cuda-mnist", "ours-cuda-long")]
+            ("ours-cuda", "ours-cuda-mnist", "ours-cuda-long", "ours-cuda-mnist-long")]
     if not rate or rows[0][1] is None:
         print("job vs bench: job.log or bench_step's ours-cuda at batch 100 missing")
         return
