@@ -59,7 +59,6 @@
 #include "bench/bench_data.h"
 #include "core/model.h"
 
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -71,7 +70,7 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* ms per step, or a negative value on error (message printed). */
+/* One engine: its label and the switches (the environment) that make it. */
 typedef struct {
     const char *label;
     Device device;
@@ -90,8 +89,8 @@ typedef struct {
 } Engine;
 
 /* Warm-up steps before the MNIST rows and the profile: one epoch at batch 100, by which the
- * ReLUs' sparsity is near a trained model's (CPU, seed 1: conv2's pool winners alive 4.6% after
- * 20 steps, 5.2% after 600; docs/gpu.md item 36). */
+ * ReLUs' sparsity is near a trained model's (CPU, seed 1: conv2's pool winners alive 4.7% after
+ * 20 steps, 5.3% after 600; docs/gpu.md item 36). */
 #define MNIST_WARMUP 600
 
 /* Sets the engine's switches (the environment the backend and kernels read) and makes its
@@ -194,7 +193,7 @@ static const Engine ENGINES[] = {
     {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10", NULL, NULL, 0}};
 #define N_ENGINES ((int)(sizeof ENGINES / sizeof ENGINES[0]))
 
-/* One eager training step of engine `label` between cudaProfilerStart and Stop, for
+/* One eager training step of engine e between cudaProfilerStart and Stop, for
  * `ncu --profile-from-start off`: each kernel's time inside the real step (its inputs, its
  * place in the step's order, the cache as the kernels before it left it). ncu runs kernels one
  * at a time, so the two streams' overlap is not in these times; the graph timings have it. */
