@@ -85,7 +85,9 @@ cudaError_t conv2d_relu_pool2_forward_cuda(const Conv2dShape *cs, const Pool2dSh
 /* dw, db (db may be NULL) from the pooled gradient dy, the pooled y and the argmax. Partial sums
  * per chunk of pooled positions go to ws, then are added in chunk order (deterministic); ws must
  * hold at least one chunk's taps*K + K floats (cudaErrorInvalidValue otherwise), and
- * conv2d_relu_maxpool_workspace_floats_cuda() floats let it use as many chunks as it wants. */
+ * conv2d_relu_maxpool_workspace_floats_cuda() floats let it use as many chunks as it wants.
+ * CNN_FROM_POOL_V=2 (read at each call): a warp per output channel, each dead winner skipped,
+ * where C % 32 == 0 and the window has at most 25 pixels (else version 1). */
 cudaError_t conv2d_relu_maxpool_backward_filter_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
                                                      const float *x, const float *y,
                                                      const int32_t *argmax, const float *dy,
