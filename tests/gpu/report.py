@@ -19,6 +19,7 @@ place, so that a short GPU session can flip defaults from one run:
      by ncu through tests/gpu/profile_step.sh), per engine, and their sums.
 Missing logs are reported as such. Exit status 0 (a report, not a test); 2 on bad usage.
 """
+import csv
 import os
 import re
 import sys
@@ -299,7 +300,6 @@ def kernel_label(name, grid):
 
 def profile_kernels(text):
     """[(kernel label, us)] in launch order from one ncu CSV, or None if it has no table."""
-    import csv
     rows = list(csv.reader(line for line in (text or "").splitlines() if line.startswith('"')))
     head = next((i for i, r in enumerate(rows) if "Kernel Name" in r), None)
     if head is None:
