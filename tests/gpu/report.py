@@ -307,11 +307,16 @@ def profile_kernels(text):
     h = rows[head]
     name_at, grid_at = h.index("Kernel Name"), h.index("Grid Size") if "Grid Size" in h else None
     got = []
-    if METRIC in h:  # raw page: the row after the header holds the units
+    def number(cell):
+        return cell.replace(",", "").replace(".", "", 1).isdigit()
+
+    if METRIC in h:  # raw page: the row after the header holds the units (ns if it does not)
         at = h.index(METRIC)
-        unit = rows[head + 1][at] if head + 1 < len(rows) else "nsecond"
-        for r in rows[head + 2:]:
-            if len(r) > at and r[at].replace(",", "").replace(".", "", 1).isdigit():
+        units = rows[head + 1] if head + 1 < len(rows) else []
+        has_units = len(units) > at and not number(units[at])
+        unit = units[at] if has_units else "nsecond"
+        for r in rows[head + 1 + has_units:]:
+            if len(r) > at and number(r[at]):
                 got.append((kernel_label(r[name_at], r[grid_at] if grid_at is not None else ""),
                             float(r[at].replace(",", "")) * TO_US.get(unit, 1e-3)))
     elif "Metric Name" in h:

@@ -93,6 +93,10 @@ def make_run(folder):
     write(folder, "profile-ours-cuda-100.csv", PROFILE_RAW)
     write(folder, "profile-ours-cuda-fused2-100.csv", PROFILE_DETAILS)
     write(folder, "profile-ours-cuda-convpool0-100.csv", "==ERROR== the profiler failed\n")
+    # a raw page without its units row: nanoseconds
+    write(folder, "profile-ours-cuda-gemm4-1000.csv",
+          '"ID","Kernel Name","Grid Size","gpu__time_duration.sum"\n'
+          '"0","adam_kernel","(100, 1, 1)","34,800"\n')
     write(folder, "job4.log",
           "INFO:tensorflow:global_step/sec: 3000.0\n"
           "INFO:tensorflow:Saving dict for global step 12000: accuracy = 0.9881, loss = 0.07\n")
@@ -183,6 +187,8 @@ def main():
         check(row("**sum**") == "| **sum** | 193.1 (4 launches) | 83.1 (2 launches) |",
               "each engine's sum")
         check("ours-cuda-convpool0: no kernel rows" in text, "a failed profile is reported")
+        check(row("adam_kernel (100,1,1)") == "| adam_kernel (100,1,1) | 34.8 |",
+              "a raw page without a units row: its first row read, in nanoseconds")
         os.remove(os.path.join(folder, "bench_sweep.log"))
         text = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), folder],
                               capture_output=True, text=True, check=False).stdout
