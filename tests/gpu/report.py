@@ -120,6 +120,15 @@ def step_report(out):
                 goal = GOAL_MS[batch]
                 line += f"; goal {goal} ms: {'met' if mnist <= goal else 'not met'}"
             print(line)
+            # conv2's filter gradient, three ways, on the job's data: the fastest decides
+            ways = [(r.get((e, "cuda-graph", batch)), label) for e, label in (
+                ("ours-cuda-mnist", "from the winners, version 1 (the default)"),
+                ("ours-cuda-l2-mnist", "its GEMM (CNN_CUDA_FUSED=2)"),
+                ("ours-cuda-frompool2-mnist", "from the winners, version 2 (CNN_FROM_POOL_V=2)"))]
+            timed = sorted((ms, label) for ms, label in ways if ms)
+            if len(timed) > 1:
+                print(f"batch {batch} on MNIST, conv2's filter gradient: fastest {timed[0][1]} "
+                      f"({'; '.join(f'{label} {ms:.3f}' for ms, label in timed)})")
         print("| item | change (newer vs older engine) | newer | older | saves | verdict |")
         print("|---|---|---|---|---|---|")
         for newer, older, item, switch in CHAIN:

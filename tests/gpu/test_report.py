@@ -126,6 +126,10 @@ def main():
         check("(2.01x ours speed)" in text, "PyTorch's graph step against ours")
         check("batch 100 on MNIST: ours-cuda-mnist 0.386; PyTorch graph 0.773 (2.00x ours speed); "
               "goal 0.39 ms: met" in text, "the step on MNIST against PyTorch and the goal")
+        check("batch 100 on MNIST, conv2's filter gradient: fastest from the winners, version 2 "
+              "(CNN_FROM_POOL_V=2) (from the winners, version 2 (CNN_FROM_POOL_V=2) 0.356; its "
+              "GEMM (CNN_CUDA_FUSED=2) 0.366; from the winners, version 1 (the default) 0.386)"
+              in text, "the three ways of conv2's filter gradient on MNIST, fastest first")
         check("keep" in row("30") and "+85.0 us" in row("30"), "item 30 saves 85 us: keep")
         check("keep" in row("33") and "+8.0 us" in row("33"), "item 33 saves 8 us: keep")
         check("keep" in row("25") and "+3.0 us" in row("25"), "item 25 saves 3 us: keep")
