@@ -1,13 +1,14 @@
 /* bench_relu_sparsity: how much work the filter gradients from the pools' winners have in a
  * training run (kernels/conv2d_pool.cu skips a pooled position whose winner the ReLU zeroed, but
  * one warp serves 32 channels, so it skips only when all 32 are zero). On the CPU: the original
- * model (seed 1, batch 100, Adam 0.001, as bench_step_cuda) trained on random images and on
- * MNIST; after each listed step count, the conv layers' forward on the first 1,000 training
- * images gives, for pool1 and pool2:
+ * model (seed 1, batch 100 or --batch, Adam 0.001, as bench_step_cuda) trained on random images
+ * and on MNIST; after each listed step count, the conv layers' forward on the first 1,000
+ * training images gives, for pool1 and pool2:
  *   alive   the fraction of pooled outputs > 0 (the ReLU passed the winner)
  *   warps   the fraction of (pooled position, 32-channel group) with one or more alive: the
  *           share of the kernel's warp iterations that do their multiply-adds
- * Usage: bench_relu_sparsity [--data MNIST_DIR] [steps ...]   (default 0 20 600)
+ * Usage: bench_relu_sparsity [--data MNIST_DIR] [--batch N] [steps ...]   (default batch 100,
+ *        steps 0 20 600)
  * A measurement for docs/gpu.md (item 36), not a test. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +79,8 @@ static float *state(const Model *m, const char *name) {
     exit(1);
 }
 
-static void report(const char *data_name, const BenchData *d, int64_t step, const Model *m) {
+static void report(const char *data_name, const BenchData *d, int batch, int64_t step,
+                   const Model *m) {
     float *x = malloc((size_t)SAMPLE * BENCH_PIXELS * sizeof *x);
     if (!x) exit(1);
     for (size_t i = 0; i < (size_t)SAMPLE * BENCH_PIXELS; i++) x[i] = d->pixels[i];
@@ -87,8 +89,8 @@ static void report(const char *data_name, const BenchData *d, int64_t step, cons
     float *p1 = conv_relu_pool(x, SAMPLE, 28, 28, 1, w1, b1, 32);
     float *p2 = conv_relu_pool(p1, SAMPLE, 14, 14, 32, w2, b2, 64);
     Sparsity s1 = sparsity(p1, SAMPLE * 14 * 14, 32), s2 = sparsity(p2, SAMPLE * 7 * 7, 64);
-    printf("| %s | %lld | %.3f | %.3f | %.3f | %.3f |\n", data_name, (long long)step, s1.alive,
-           s1.warps, s2.alive, s2.warps);
+    printf("| %s | %d | %lld | %.3f | %.3f | %.3f | %.3f |\n", data_name, batch,
+           (long long)step, s1.alive, s1.warps, s2.alive, s2.warps);
     fflush(stdout);
     free(x);
     free(w1);
@@ -99,10 +101,12 @@ static void report(const char *data_name, const BenchData *d, int64_t step, cons
     free(p2);
 }
 
-static int run(const char *data_name, const BenchData *d, const int *steps, int n_steps) {
+static int run(const char *data_name, const BenchData *d, int batch, const int *steps,
+               int n_steps) {
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.seed = 1;
+    cfg.batch = batch;
     char err[512];
     Model *m = model_create(&cfg, err, sizeof err);
     if (!m || model_set_train_data(m, d->pixels, d->labels, d->n, 1, 5, err, sizeof err) != 0) {
@@ -117,7 +121,7 @@ static int run(const char *data_name, const BenchData *d, const int *steps, int 
             model_free(m);
             return -1;
         }
-        report(data_name, d, model_step(m), m);
+        report(data_name, d, batch, model_step(m), m);
     }
     model_free(m);
     return 0;
@@ -125,14 +129,17 @@ static int run(const char *data_name, const BenchData *d, const int *steps, int 
 
 int main(int argc, char **argv) {
     const char *data_dir = NULL;
-    int steps[16] = {0, 20, 600}, n_steps = 0;
+    int steps[16] = {0, 20, 600}, n_steps = 0, batch = 100;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
             data_dir = argv[++i];
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) {
+            batch = atoi(argv[++i]);
         } else if (atoi(argv[i]) >= 0 && argv[i][0] >= '0' && argv[i][0] <= '9' && n_steps < 16) {
             steps[n_steps++] = atoi(argv[i]);
         } else {
-            fprintf(stderr, "usage: bench_relu_sparsity [--data MNIST_DIR] [steps ...]\n");
+            fprintf(stderr, "usage: bench_relu_sparsity [--data MNIST_DIR] [--batch N] "
+                            "[steps ...]\n");
             return 2;
         }
     }
@@ -140,10 +147,10 @@ int main(int argc, char **argv) {
     BenchData random = {0}, mnist = {0};
     if (bench_random_data(&random) != 0 || (data_dir && bench_mnist_data(data_dir, &mnist) != 0))
         return 1;
-    printf("| data | steps | pool1 alive | pool1 warps | pool2 alive | pool2 warps |\n"
-           "|---|---|---|---|---|---|\n");
-    int rc = run("random", &random, steps, n_steps);
-    if (rc == 0 && data_dir) rc = run("MNIST", &mnist, steps, n_steps);
+    printf("| data | batch | steps | pool1 alive | pool1 warps | pool2 alive | pool2 warps |\n"
+           "|---|---|---|---|---|---|---|\n");
+    int rc = run("random", &random, batch, steps, n_steps);
+    if (rc == 0 && data_dir) rc = run("MNIST", &mnist, batch, steps, n_steps);
     bench_data_free(&random);
     bench_data_free(&mnist);
     return rc ? 1 : 0;
