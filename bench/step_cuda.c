@@ -39,10 +39,10 @@
  * algorithm search); the median of 5 runs. Every engine as CUDA graphs; eager steps too for
  * the defaults, ours-cuda-run1 and ours-cudnn. With --data DIR (MNIST's train-*-ubyte.gz
  * files), the engines whose kernels skip the winners a ReLU stopped (the defaults, convpool0,
- * l2, frompool2) again on MNIST after one epoch of warm-up: rows ENGINE-mnist. And ours-cuda-long: the
- * defaults over 12,000 steps of batch 100 in one timing (the job's length). ours-cuda-mnist and
- * ours-cuda-long each hold one factor of the original job's, whose step GPU run 4 timed ~40 us
- * over this bench's; ours-cuda-mnist-long (with --data) holds both.
+ * l2, frompool2) again on MNIST after one epoch of warm-up: rows ENGINE-mnist. And
+ * ours-cuda-long: the defaults over 12,000 steps of batch 100 in one timing (the job's length).
+ * ours-cuda-mnist and ours-cuda-long each hold one factor of the original job's, whose step GPU
+ * run 4 timed ~40 us over this bench's; ours-cuda-mnist-long (with --data) holds both.
  * Usage: bench_step_cuda [--data MNIST_DIR] [batch ...]   (default 100 1000).
  *        bench_step_cuda [--data MNIST_DIR] --profile ENGINE [batch]: one eager step of that
  *        engine (default batch 100) inside cudaProfilerStart/Stop, for

@@ -311,7 +311,7 @@ conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y
 
 /* Backward, pass 1, version 2 (CNN_FROM_POOL_V=2; docs/gpu.md item 37): a warp per output
  * channel k and 32 input channels (lane = channel c), for convs with C % 32 == 0 and at most
- * BYC_PIXELS window pixels (conv2: 25 of 32 channels). Why: the winners the ReLU zeroed have
+ * BYC_PIXELS window pixels (conv2: 25 pixels of 32 channels). Why: the winners the ReLU zeroed have
  * nothing to add, and in a trained model most are zero (MNIST: ~5% of conv2's pool winners
  * alive after one epoch, bench/relu_sparsity.c), but version 1's warp covers 32 output
  * channels at one position and skips the position only when all 32 are zero (~40% of them on
@@ -319,7 +319,7 @@ conv_pool_bwd_filter_kernel(Geo g, int per_block, const float *x, const float *y
  * argmax's window origin, then a vote; each alive position in turn (in position order) is
  * shuffled to every lane, which adds gv * x over the window's pixels for its input channel
  * (one coalesced 128-byte row per pixel) into its BYC_PIXELS accumulators. A dead position
- * costs a lane of one load; an alive one all its multiply-adds, as in version 1.
+ * costs one lane three loads; an alive one all its multiply-adds, as in version 1.
  * partial[chunk] as version 1's (every tap of channel k written, db in row taps*K + k), summed
  * per tap in position order: deterministic. */
 constexpr int BYC_WARPS = 4;
@@ -339,13 +339,12 @@ conv_pool_bwd_filter_by_channel_kernel(Geo g, int per_block, const float *x, con
         acc[q] = 0.0f;
         off[q] = q < pixels ? (q / g.kw * g.w + q % g.kw) * g.c : 0;
     }
-    const int total = g.n * g.ph * g.pw;
-    const int p_end = min(total, (int)blockIdx.x * per_block + per_block);
+    const int first = (int)blockIdx.x * per_block;
+    const int p_end = min(g.n * g.ph * g.pw, first + per_block);
     if (k < g.k) { /* the whole warp: the vote and shuffles below need all 32 lanes */
         /* y, dy and the argmax of the lane's position in the batch; the next batch's are
          * loaded before this one's multiply-adds, so their latency hides behind them (a warp
          * walks per_block / 32 batches: 77 at batch 1000) */
-        const int first = (int)blockIdx.x * per_block;
         float yv = 0.0f, gv = 0.0f;
         int am = 0;
         if (first + lane < p_end) {

@@ -29,6 +29,7 @@ cublasStatus_t dense_backward_cublas(cublasHandle_t h, int n, int in, int out, c
         st = sgemm_cublas(h, 0, 1, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in);
         if (st != CUBLAS_STATUS_SUCCESS) return st;
     }
+    if (!dw) return CUBLAS_STATUS_SUCCESS;
     /* dw[in,out] = x^T * dy */
     st = sgemm_cublas(h, 1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out);
     if (st != CUBLAS_STATUS_SUCCESS || !db) return st;

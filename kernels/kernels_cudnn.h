@@ -57,7 +57,8 @@ cublasStatus_t sgemm_cublas(cublasHandle_t h, int trans_a, int trans_b, int m, i
                             float alpha, const float *a, int lda, const float *b, int ldb,
                             float beta, float *c, int ldc);
 /* Dense layers through cuBLAS. ones: a device vector of at least n ones (bias broadcast and
- * bias gradient as rank-1 / matrix-vector products). */
+ * bias gradient as rank-1 / matrix-vector products). The backward skips dx where it is NULL,
+ * and dw and db where dw is (db alone where db is), as dense_backward_cuda. */
 cublasStatus_t dense_forward_cublas(cublasHandle_t h, int n, int in, int out, const float *x,
                                     const float *w, const float *b, float *y, const float *ones);
 cublasStatus_t dense_backward_cublas(cublasHandle_t h, int n, int in, int out, const float *x,
