@@ -1,5 +1,5 @@
-/* conv2d_pool.c: a first layer's conv + bias + ReLU + max pool as one op, on the CPU: the
- * reference of the CUDA twin (kernels/conv2d_pool.cu). Semantics in kernels.h.
+/* conv2d_pool.c: a conv + bias + ReLU + max pool as one op, on the CPU: the reference of the
+ * CUDA twin (kernels/conv2d_pool.cu). Semantics in kernels.h.
  *
  * Layouts: x [N,H,W,C] (NHWC), w [KH,KW,C,K] (HWIO), the conv output [N,OH,OW,K] (virtual:
  * never stored), y and argmax [N,PH,PW,K], dw like w, db [K]. */
@@ -88,4 +88,50 @@ void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShap
         for (int k = 0; k < K; k++) db[k] = (float)sb[k];
     free(sw);
     free(sb);
+}
+
+/* The range of pooled windows [*lo, *hi] along one dimension whose cells can hold conv outputs
+ * in [a, b] (windows of stride s >= size, leading padding pad: output o is in window
+ * (o + pad) / s or in none), clipped to [0, count). Empty (*lo > *hi) when a > b. */
+static void windows_over(int a, int b, int s, int pad, int count, int *lo, int *hi) {
+    *lo = (a + pad) / s;
+    *hi = (b + pad) / s;
+    if (*hi > count - 1) *hi = count - 1;
+    if (a > b) *lo = *hi + 1;
+}
+
+void conv2d_relu_maxpool_backward_data(const Conv2dShape *cs, const Pool2dShape *ps,
+                                       const float *w, const float *y, const int32_t *argmax,
+                                       const float *dy, float *dx) {
+    const int K = cs->k, C = cs->c;
+    for (int n = 0; n < cs->n; n++)
+        for (int ih = 0; ih < cs->h; ih++)
+            for (int iw = 0; iw < cs->w; iw++) {
+                /* the conv outputs whose window holds this pixel (stride 1) */
+                int oha = ih + cs->pad_top - (cs->kh - 1), ohb = ih + cs->pad_top;
+                int owa = iw + cs->pad_left - (cs->kw - 1), owb = iw + cs->pad_left;
+                if (oha < 0) oha = 0;
+                if (ohb > cs->oh - 1) ohb = cs->oh - 1;
+                if (owa < 0) owa = 0;
+                if (owb > cs->ow - 1) owb = cs->ow - 1;
+                int pha, phb, pwa, pwb;
+                windows_over(oha, ohb, ps->stride_h, ps->pad_top, ps->oh, &pha, &phb);
+                windows_over(owa, owb, ps->stride_w, ps->pad_left, ps->ow, &pwa, &pwb);
+                float *out = dx + (((size_t)n * cs->h + ih) * cs->w + iw) * C;
+                for (int c = 0; c < C; c++) out[c] = 0.0f;
+                for (int ph = pha; ph <= phb; ph++)
+                    for (int pw = pwa; pw <= pwb; pw++)
+                        for (int k = 0; k < K; k++) {
+                            const size_t o = (((size_t)n * ps->oh + ph) * ps->ow + pw) * K + k;
+                            if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing */
+                            const size_t pos = (size_t)argmax[o] / (size_t)K;
+                            const int ow = (int)(pos % (size_t)cs->ow);
+                            const int oh = (int)(pos / (size_t)cs->ow % (size_t)cs->oh);
+                            if (oh < oha || oh > ohb || ow < owa || ow > owb) continue;
+                            const int kh = ih + cs->pad_top - oh, kw = iw + cs->pad_left - ow;
+                            const float *wp = w + ((size_t)(kh * cs->kw + kw) * C) * K + k;
+                            for (int c = 0; c < C; c++)
+                                out[c] = fmaf(dy[o], wp[(size_t)c * K], out[c]);
+                        }
+            }
 }

@@ -33,7 +33,7 @@ struct Geo {
     int n, h, w, c, kh, kw, k, sh, sw, pt, pl, oh, ow; /* the conv */
     int pkh, pkw, psh, psw, ppt, ppl, ph, pw;           /* the pool over the conv output */
     int taps;                                           /* kh * kw * c */
-    FastDiv d_pw, d_ph, d_k, d_ow, d_oh;
+    FastDiv d_pw, d_ph, d_k, d_ow, d_oh, d_w, d_psh, d_psw;
 };
 
 Geo geo_of(const Conv2dShape *cs, const Pool2dShape *ps) {
@@ -45,7 +45,8 @@ Geo geo_of(const Conv2dShape *cs, const Pool2dShape *ps) {
     g.ppt = ps->pad_top; g.ppl = ps->pad_left; g.ph = ps->oh; g.pw = ps->ow;
     g.taps = cs->kh * cs->kw * cs->c;
     g.d_pw = FastDiv(ps->ow); g.d_ph = FastDiv(ps->oh); g.d_k = FastDiv(cs->k);
-    g.d_ow = FastDiv(cs->ow); g.d_oh = FastDiv(cs->oh);
+    g.d_ow = FastDiv(cs->ow); g.d_oh = FastDiv(cs->oh); g.d_w = FastDiv(cs->w);
+    g.d_psh = FastDiv(ps->stride_h); g.d_psw = FastDiv(ps->stride_w);
     return g;
 }
 
@@ -461,7 +462,190 @@ int from_pool_version(const Conv2dShape *cs) {
     return v && strcmp(v, "2") == 0 && cs->c % 32 == 0 && cs->kh * cs->kw <= BYC_PIXELS ? 2 : 1;
 }
 
+/* The data gradient from the pool's winners (docs/gpu.md item 38): dx of a stride-1 conv whose
+ * ReLU output feeds only a max pool of non-overlapping windows, straight from the pool's y,
+ * argmax and dy, without the conv output's gradient (three quarters zeros under a 2x2 pool,
+ * and on MNIST ~99% after one epoch: bench/relu_sparsity.c) and without the GEMM that reduces
+ * over all of it. Only the winners the ReLU passed add anything, and each adds to the pixels
+ * its filter window covers.
+ *
+ * Block = (a band of DFP_ROWS input rows, one image). It stages the pooled outputs of the
+ * window rows that reach the band (conv2: 4 rows x 7 x 64 = 1,792) in shared memory: dy where
+ * the winner is alive (else 0), the winner's offset in the transposed filter relative to its
+ * window's first cell, and per window, 32 channels and cell a bit mask of the alive winners
+ * there (four votes per warp of 32 channels). Then a warp per pixel, lane = input channel c
+ * (32 at a time): over the windows that reach the pixel in pooled order, the alive winners
+ * inside the pixel's reach (the masks of the cells in reach, OR-ed) in channel order; each
+ * adds dy * W[kh,kw,c,k], read from a transposed copy of the filter, wt [KH,KW,K,C] (the
+ * lanes' 32 channels are one coalesced 128-byte row): two shared-memory broadcasts, a load and
+ * an FMA per term, no division. The order is the CPU twin's: the same bits. Every dx element
+ * is written (zeros included).
+ *
+ * Cost: with a fraction a of the winners alive, a pixel of conv2 sees ~9 windows x 64 x a x
+ * 25/36 terms (on MNIST, a ~ 0.05: ~20), each a 128-byte L1/L2 row, a shared-memory broadcast
+ * and an FMA. With every winner alive (a model's first steps) it is ~400 terms a pixel: about
+ * the GEMM's own time, since the GEMM does four times the multiply-adds (the losers' zeros). */
+constexpr int DFP_WARPS = 8;
+constexpr int DFP_ROWS = 2;        /* input rows per block: 7 blocks an image for conv2, 700 at
+                                      batch 100, so that 132 SMs have several blocks each */
+constexpr int DFP_ENTRIES = 2048;  /* pooled outputs staged per block; conv2: 1,792 */
+constexpr int DFP_CELLS = 4;       /* cells per pool window at most (2x2) */
+
+inline __host__ __device__ int imin(int a, int b) { return a < b ? a : b; }
+inline __host__ __device__ int imax(int a, int b) { return a > b ? a : b; }
+
+/* Input rows [r0, r1] of band b, the conv rows [oha, ohb] whose filter window holds one of them
+ * (stride 1) and the window rows [pha, phb] holding those (pha > phb: none). */
+struct Band {
+    int r0, r1, pha, phb;
+};
+__host__ __device__ inline Band band_of(const Geo &g, int b) {
+    Band d;
+    d.r0 = b * DFP_ROWS;
+    d.r1 = imin(d.r0 + DFP_ROWS, g.h) - 1;
+    const int oha = imax(d.r0 + g.pt - (g.kh - 1), 0), ohb = imin(d.r1 + g.pt, g.oh - 1);
+    d.pha = (oha + g.ppt) / g.psh;
+    d.phb = imin((ohb + g.ppt) / g.psh, g.ph - 1);
+    if (oha > ohb) d.pha = d.phb + 1;
+    return d;
+}
+
+__global__ void __launch_bounds__(DFP_WARPS * 32)
+conv_pool_bwd_data_kernel(Geo g, const float *wt, const float *y, const int32_t *argmax,
+                          const float *dy, float *dx) {
+    pdl_wait_and_release();
+    __shared__ float sg[DFP_ENTRIES];   /* dy where the winner is alive, else 0 */
+    __shared__ int soff[DFP_ENTRIES];   /* k*C - (dh*KW + dw)*K*C: the winner's row of wt less
+                                           that of the window's first cell */
+    __shared__ unsigned smask[DFP_ENTRIES / 32][DFP_CELLS]; /* [window, 32 channels][cell] */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int n = blockIdx.y, kgroups = g.k / 32;
+    const Band d = band_of(g, (int)blockIdx.x);
+    /* the staged outputs: window rows pha..phb of image n, contiguous in memory */
+    const int entries = d.phb >= d.pha ? (d.phb - d.pha + 1) * g.pw * g.k : 0;
+    const size_t first = ((size_t)(n * g.ph + d.pha) * g.pw) * g.k;
+    const int tap_stride = g.k * g.c; /* floats from one filter pixel to the next in wt */
+    /* entries % 32 == 0 (K % 32 == 0): a warp's lanes are all in or all out of the loop */
+    for (int e = threadIdx.x; e < entries; e += DFP_WARPS * 32) {
+        const size_t o = first + (size_t)e;
+        const bool alive = y[o] > 0.0f; /* the ReLU passed the winner */
+        int cell = -1, off = 0;
+        float gv = 0.0f;
+        if (alive) {
+            int ow, oh, pw, k;
+            g.d_oh.divmod(g.d_ow.divmod(g.d_k.div(argmax[o]), &ow), &oh);
+            const int ph = d.pha + g.d_pw.divmod(g.d_k.divmod(e, &k), &pw);
+            const int dh = oh - (ph * g.psh - g.ppt), dw = ow - (pw * g.psw - g.ppl);
+            cell = dh * g.pkw + dw;
+            off = k * g.c - (dh * g.kw + dw) * tap_stride;
+            gv = dy[o];
+        }
+        sg[e] = gv;
+        soff[e] = off;
+#pragma unroll
+        for (int q = 0; q < DFP_CELLS; q++) {
+            const unsigned bits = __ballot_sync(0xFFFFFFFFu, cell == q);
+            if (lane == 0) smask[e >> 5][q] = bits;
+        }
+    }
+    __syncthreads();
+    const int pixels = (d.r1 - d.r0 + 1) * g.w;
+    for (int pix = warp; pix < pixels; pix += DFP_WARPS) {
+        int iw;
+        const int ih = d.r0 + g.d_w.divmod(pix, &iw);
+        /* the conv outputs whose filter window holds the pixel, and their pool windows */
+        const int oha = imax(ih + g.pt - (g.kh - 1), 0), ohb = imin(ih + g.pt, g.oh - 1);
+        const int owa = imax(iw + g.pl - (g.kw - 1), 0), owb = imin(iw + g.pl, g.ow - 1);
+        const int pha = g.d_psh.div(oha + g.ppt), phb = imin(g.d_psh.div(ohb + g.ppt), g.ph - 1);
+        const int pwa = g.d_psw.div(owa + g.ppl), pwb = imin(g.d_psw.div(owb + g.ppl), g.pw - 1);
+        const bool any = oha <= ohb && owa <= owb;
+        float *out = dx + ((size_t)(n * g.h + ih) * g.w + iw) * g.c + lane;
+        for (int cg = 0; cg < g.c / 32; cg++) {
+            float acc = 0.0f;
+            for (int ph = pha; any && ph <= phb; ph++)
+                for (int pw = pwa; pw <= pwb; pw++) {
+                    const int oh0 = ph * g.psh - g.ppt, ow0 = pw * g.psw - g.ppl;
+                    unsigned reach = 0; /* the window's cells inside the pixel's reach */
+                    for (int dh = 0, q = 0; dh < g.pkh; dh++)
+                        for (int dw = 0; dw < g.pkw; dw++, q++)
+                            if (oh0 + dh >= oha && oh0 + dh <= ohb && ow0 + dw >= owa &&
+                                ow0 + dw <= owb)
+                                reach |= 1u << q;
+                    /* wt's row of (kh, kw) = the pixel's tap to the window's first cell, k = 0,
+                     * at this lane's input channel; soff moves it to a winner's */
+                    const int base = ((ih + g.pt - oh0) * g.kw + (iw + g.pl - ow0)) * tap_stride +
+                                     cg * 32 + lane;
+                    const int win = (ph - d.pha) * g.pw + pw;
+                    for (int kg = 0; kg < kgroups; kg++) {
+                        const int group = win * kgroups + kg;
+                        unsigned live = 0;
+#pragma unroll
+                        for (int q = 0; q < DFP_CELLS; q++)
+                            if (reach >> q & 1u) live |= smask[group][q];
+                        for (; live; live &= live - 1) {
+                            const int e = group * 32 + __ffs(live) - 1;
+                            acc = fmaf(sg[e], __ldg(wt + base + soff[e]), acc);
+                        }
+                    }
+                }
+            out[cg * 32] = acc;
+        }
+    }
+}
+
+/* wt[t][k][c] = w[t][c][k] for the taps' pixels t = (kh, kw): HWIO to HWOI, so that a warp's 32
+ * input channels of one (t, k) are one row. 51,200 floats for conv2: a few microseconds. */
+__global__ void filter_hwoi_kernel(int pixels, int c, int k, const float *w, float *wt) {
+    pdl_wait_and_release();
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)pixels * c * k) return;
+    const int cc = (int)(i % c), kk = (int)(i / c % k), t = (int)(i / c / k);
+    wt[i] = w[((size_t)t * c + cc) * k + kk];
+}
+
+/* The shapes conv_pool_bwd_data_kernel serves. */
+bool data_from_pool_ok(const Conv2dShape *cs, const Pool2dShape *ps) {
+    if (!shapes_ok(cs, ps) || cs->stride_h != 1 || cs->stride_w != 1 ||
+        ps->stride_h < ps->kh || ps->stride_w < ps->kw || ps->kh * ps->kw > DFP_CELLS ||
+        cs->c % 32 != 0 || cs->k % 32 != 0 || cs->n > 65535)
+        return false;
+    const Geo g = geo_of(cs, ps);
+    for (int b = 0; b * DFP_ROWS < g.h; b++) {
+        const Band d = band_of(g, b);
+        if (d.phb >= d.pha && (long long)(d.phb - d.pha + 1) * g.pw * g.k > DFP_ENTRIES)
+            return false;
+    }
+    return true;
+}
+
 } /* namespace */
+
+extern "C" int conv2d_relu_maxpool_backward_data_ok_cuda(const Conv2dShape *cs,
+                                                         const Pool2dShape *ps) {
+    return data_from_pool_ok(cs, ps);
+}
+
+extern "C" size_t conv2d_relu_maxpool_backward_data_workspace_floats_cuda(const Conv2dShape *cs) {
+    return (size_t)cs->kh * cs->kw * cs->c * cs->k;
+}
+
+extern "C" cudaError_t conv2d_relu_maxpool_backward_data_cuda(
+    const Conv2dShape *cs, const Pool2dShape *ps, const float *w, const float *y,
+    const int32_t *argmax, const float *dy, float *dx, float *ws, size_t ws_floats,
+    cudaStream_t stream) {
+    if (!data_from_pool_ok(cs, ps)) return cudaErrorInvalidValue;
+    const size_t filter = conv2d_relu_maxpool_backward_data_workspace_floats_cuda(cs);
+    if (!ws || ws_floats < filter) return cudaErrorInvalidValue;
+    if (cs->n == 0) return cudaSuccess;
+    const Geo g = geo_of(cs, ps);
+    CNN_KERNEL((unsigned)((filter + 255) / 256), 256, stream, filter_hwoi_kernel)(
+        cs->kh * cs->kw, cs->c, cs->k, w, ws);
+    cudaError_t e = launch_status();
+    if (e != cudaSuccess) return e;
+    dim3 grid((unsigned)((g.h + DFP_ROWS - 1) / DFP_ROWS), (unsigned)g.n);
+    CNN_KERNEL(grid, DFP_WARPS * 32, stream, conv_pool_bwd_data_kernel)(g, ws, y, argmax, dy, dx);
+    return launch_status();
+}
 
 extern "C" size_t conv2d_relu_maxpool_workspace_floats_cuda(const Conv2dShape *cs,
                                                             const Pool2dShape *ps) {

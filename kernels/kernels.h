@@ -115,6 +115,18 @@ void conv2d_relu_maxpool_forward(const Conv2dShape *cs, const Pool2dShape *ps, c
 void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShape *ps,
                                          const float *x, const float *y, const int32_t *argmax,
                                          const float *dy, float *dw, float *db);
+/* The conv's data gradient from the pool's winners, for a conv of stride 1 under a pool whose
+ * windows do not overlap (stride >= window: each conv output is in one window at most; the
+ * caller checks both): dx = conv2d_backward_data of the conv output's gradient that
+ * maxpool2d_relu_backward_from_y makes from dy, argmax and y, without that gradient. Each
+ * dx[n,ih,iw,c] is acc = 0, then acc = fmaf(dy[o], w[kh,kw,c,k], acc) over the pooled outputs
+ * o = (n,ph,pw,k) in memory order whose winner passed the ReLU (y[o] > 0) and lies in the
+ * pixel's reach (oh = ih + pad_top - kh, ow = iw + pad_left - kw inside the filter): the terms
+ * of conv2d_backward_data that are not zero, in pooled order. The CUDA twin sums in this
+ * order: the same bits. */
+void conv2d_relu_maxpool_backward_data(const Conv2dShape *cs, const Pool2dShape *ps,
+                                       const float *w, const float *y, const int32_t *argmax,
+                                       const float *dy, float *dx);
 
 /* ---- dense (fully connected) and GEMM ----------------------------------------------------- */
 /* Row-major SGEMM: C[M,N] = alpha * op(A) * op(B) + beta * C.

@@ -94,6 +94,18 @@ cudaError_t conv2d_relu_maxpool_backward_filter_cuda(const Conv2dShape *cs, cons
                                                      float *dw, float *db, float *ws,
                                                      size_t ws_floats, cudaStream_t stream);
 size_t conv2d_relu_maxpool_workspace_floats_cuda(const Conv2dShape *cs, const Pool2dShape *ps);
+/* As conv2d_relu_maxpool_backward_data (kernels.h), the same bits: dx from the pool's winners,
+ * for the shapes conv2d_relu_maxpool_backward_data_ok_cuda accepts (a stride-1 conv, C and K
+ * multiples of 32, pool windows of at most 4 cells that do not overlap; cudaErrorInvalidValue
+ * otherwise). ws holds the filter transposed to [KH,KW,K,C]: at least
+ * conv2d_relu_maxpool_backward_data_workspace_floats_cuda() floats. Two launches. */
+int conv2d_relu_maxpool_backward_data_ok_cuda(const Conv2dShape *cs, const Pool2dShape *ps);
+size_t conv2d_relu_maxpool_backward_data_workspace_floats_cuda(const Conv2dShape *cs);
+cudaError_t conv2d_relu_maxpool_backward_data_cuda(const Conv2dShape *cs, const Pool2dShape *ps,
+                                                   const float *w, const float *y,
+                                                   const int32_t *argmax, const float *dy,
+                                                   float *dx, float *ws, size_t ws_floats,
+                                                   cudaStream_t stream);
 
 /* ---- dense and GEMM ------------------------------------------------------------------------- */
 /* Row-major SGEMM as kernels.h's sgemm (beta == 0: C is not read). Float32 results: FMAs

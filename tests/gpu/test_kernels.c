@@ -531,6 +531,40 @@ static void test_pool(void) {
  * chunk of pooled positions, then chunks in order (error ~sqrt(positions)*2^-24 of the terms'
  * scale); then with scratch for one chunk only (the whole sum in one block). Shapes with C % 32
  * == 0 take the backward's pixel groups (16-byte loads, one padding test per pixel). */
+/* The conv's data gradient from the pool's winners (conv2d_relu_maxpool_backward_data_cuda) on
+ * the fused forward's y and argmax: the CPU twin's bits, and within TOL_GEMM of the CPU's
+ * conv2d_backward_data of the conv output's gradient dconv; too little scratch is refused. */
+static int data_from_pool_cases = 0;
+static void check_data_from_pool(const Conv2dShape *cs, const Pool2dShape *ps, const char *tag,
+                                 const float *w, const float *y, const int32_t *am,
+                                 const float *dy, const float *dconv, const float *dW,
+                                 const float *dY, const int32_t *dAM, const float *dDY) {
+    const size_t nx = (size_t)cs->n * cs->h * cs->w * cs->c;
+    float *dx = host_alloc(nx * 4), *dx_gemm = host_alloc(nx * 4);
+    float *cpu_ws = host_alloc((conv2d_workspace_floats(cs) + 1) * 4);
+    conv2d_relu_maxpool_backward_data(cs, ps, w, y, am, dy, dx);
+    conv2d_backward_data(cs, dconv, w, dx_gemm, cpu_ws);
+    char what[200];
+    snprintf(what, sizeof what, "conv+pool bwd data from the winners: twin vs the GEMM %s", tag);
+    check_close(what, dx, dx_gemm, nx, TOL_GEMM);
+    const size_t ws_floats = conv2d_relu_maxpool_backward_data_workspace_floats_cuda(cs);
+    float *dWS = dev_poisoned(ws_floats * 4), *dDX = dev_poisoned(nx * 4);
+    CK(conv2d_relu_maxpool_backward_data_cuda(cs, ps, dW, dY, dAM, dDY, dDX, dWS, ws_floats, 0));
+    check_device_bytes("conv+pool bwd data from the winners", tag, dDX, dx, nx * 4);
+    check_count++;
+    if (conv2d_relu_maxpool_backward_data_cuda(cs, ps, dW, dY, dAM, dDY, dDX, dWS, ws_floats - 1,
+                                               0) != cudaErrorInvalidValue) {
+        check_failures++;
+        printf("FAIL conv+pool bwd data with too little scratch is not refused %s\n", tag);
+    }
+    data_from_pool_cases++;
+    free(dx);
+    free(dx_gemm);
+    free(cpu_ws);
+    CK(cudaFree(dWS));
+    CK(cudaFree(dDX));
+}
+
 static void test_conv_pool_shifted(int n, int h, int w, int c, int ks, int k, int stride,
                                    int same, int pk, int pstride, int psame, float bias_shift) {
     Conv2dShape cs;
@@ -581,13 +615,19 @@ static void test_conv_pool_shifted(int n, int h, int w, int c, int ks, int k, in
              bias_shift != 0.0f ? " bias shifted" : "", from_pool_v ? " from-pool v" : "",
              from_pool_v ? from_pool_v : "");
     /* GEMM version 5 sums on the tensor cores, not in the CPU's order: y within TOL_GEMM of the
-     * CPU, and the unfused forward's bits those of the fused one */
+     * CPU, and the unfused forward's bits those of the fused one where that is the GEMM too
+     * (more than 32 taps under a 2x2 pool of stride 2); the fused forward's own kernel sums in
+     * the CPU's order, so there the unfused y is within TOL_GEMM of the CPU */
     const char *gemm_v = getenv("CNN_GEMM_V"); /* unset: the default, version 5 */
     if (!gemm_v || !(atoi(gemm_v) >= 1 && atoi(gemm_v) <= 4)) {
         check_device_close("conv+pool fwd y", tag, dY, y, ny, TOL_GEMM);
-        float *gy = dev_download(dY, ny * 4);
-        check_device_bytes("conv+pool fwd y: unfused gives the same", tag, dY2, gy, ny * 4);
-        free(gy);
+        if (ks * ks * c > 32 && conv2d_relu_pool2_gemm_ok(&cs, &ps)) {
+            float *gy = dev_download(dY, ny * 4);
+            check_device_bytes("conv+pool fwd y: unfused gives the same", tag, dY2, gy, ny * 4);
+            free(gy);
+        } else {
+            check_device_close("conv+pool fwd y: unfused", tag, dY2, y, ny, TOL_GEMM);
+        }
     } else {
         check_device_bytes("conv+pool fwd y", tag, dY, y, ny * 4);
         check_device_bytes("conv+pool fwd y: unfused gives the same", tag, dY2, y, ny * 4);
@@ -606,6 +646,8 @@ static void test_conv_pool_shifted(int n, int h, int w, int c, int ks, int k, in
     check_device_bytes("conv+pool bwd conv gradient from y", tag, dDConvY, dconv, nconv * 4);
     check_device_bytes("conv+pool bwd conv gradient: unfused gives the same", tag, dDConv, dconv,
                        nconv * 4);
+    if (conv2d_relu_maxpool_backward_data_ok_cuda(&cs, &ps))
+        check_data_from_pool(&cs, &ps, tag, wt, y, am, dy, dconv, dW, dY, dAM, dDY);
     free(dconv);
     CK(cudaFree(dDConvY));
     CK(conv2d_backward_filter_cuda(&cs, dX, dDConv, dDW2, dDB2, dWS, ws_floats, 0));
@@ -665,6 +707,46 @@ static void test_conv_pool_v2(void) {
     test_conv_pool_case(2, 8, 9, 3, 5, 6, 1, 1, 2, 2, 1);    /* 3 channels: version 1 */
     test_conv_pool_case(2, 6, 7, 16, 3, 9, 1, 1, 2, 2, 1);   /* 16 channels: version 1 */
     env_restore("CNN_FROM_POOL_V", keep);
+}
+
+/* The data gradient from the pool's winners (check_data_from_pool, run by every conv + pool
+ * case whose shapes it serves): conv2's shape with every winner alive, few and none; odd sizes
+ * under VALID and SAME pools (rows of the conv output in no window, padded windows), pool
+ * windows with gaps (stride 3), two input and output channel groups; and the shapes it must
+ * refuse. */
+static void test_conv_pool_data(void) {
+    printf("---- conv + pool data gradient from the winners\n");
+    const int before = data_from_pool_cases;
+    test_conv_pool_case(quick ? 1 : 4, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1); /* conv2 */
+    test_conv_pool_shifted(quick ? 2 : 5, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1, -5.0f); /* sparse */
+    test_conv_pool_shifted(2, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1, -100.0f);          /* all dead */
+    test_conv_pool_case(3, 9, 11, 32, 3, 32, 1, 0, 2, 2, 0);  /* VALID, odd: a row in no window */
+    test_conv_pool_case(2, 7, 9, 32, 5, 32, 1, 1, 2, 2, 1);   /* SAME pool: padded windows */
+    test_conv_pool_case(2, 10, 11, 32, 3, 64, 1, 1, 2, 3, 0); /* windows with gaps */
+    test_conv_pool_case(2, 5, 6, 64, 5, 96, 1, 1, 2, 2, 1);   /* 2 and 3 channel groups */
+    test_conv_pool_case(1, 3, 2, 32, 5, 32, 1, 1, 1, 1, 0);   /* 1x1 pool, a tiny image */
+    const int served = data_from_pool_cases - before;
+    check_count++;
+    check_failures += served != 8;
+    printf("%s the data gradient from the winners ran on %d of the 8 cases\n",
+           served == 8 ? "PASS" : "FAIL", served);
+    /* refused: a strided conv, overlapping windows, 16 input channels, 48 outputs, windows of
+     * 9 cells */
+    Conv2dShape cs;
+    Pool2dShape ps;
+    const int refused[5][7] = {{14, 32, 5, 64, 2, 2, 2}, {14, 32, 5, 64, 1, 3, 2},
+                               {14, 16, 5, 64, 1, 2, 2}, {14, 32, 5, 48, 1, 2, 2},
+                               {14, 32, 5, 64, 1, 3, 3}};
+    for (int i = 0; i < 5; i++) {
+        const int *r = refused[i];
+        conv2d_shape_init(&cs, 2, r[0], r[0], r[1], r[2], r[2], r[3], r[4], r[4], 1);
+        pool2d_shape_init(&ps, 2, cs.oh, cs.ow, r[3], r[5], r[5], r[6], r[6], 1);
+        check_count++;
+        if (conv2d_relu_maxpool_backward_data_ok_cuda(&cs, &ps)) {
+            check_failures++;
+            printf("FAIL the data gradient from the winners takes refused shape %d\n", i);
+        }
+    }
 }
 
 static void test_conv_pool(void) {
@@ -1761,6 +1843,7 @@ int main(int argc, char **argv) {
     env_restore("CNN_POOL_V", pool_keep);
     test_conv_pool();
     test_conv_pool_v2();
+    test_conv_pool_data();
     test_relu();
     test_dropout();
     test_dropout_dense();
