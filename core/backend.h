@@ -217,6 +217,17 @@ struct Backend {
      * conv's whole output gradient, three quarters zeros under a 2x2 pool. The conv's data
      * gradient still goes through conv2d_backward_data. */
     int (*conv2d_filter_grad_from_pool)(Backend *be, const Conv2dShape *s);
+    /* Optional, with conv2d_filter_grad_from_pool: non-zero when the backend also takes such a
+     * conv's data gradient from the pool's winners (the entry below) for these shapes. Then core
+     * makes dx with it instead of the pool's backward and conv2d_backward_data, and skips the
+     * pool's backward (kernels.h's conv2d_relu_maxpool_backward_data: the same values, in
+     * another order, as conv2d_backward_data of maxpool2d_relu_backward_from_y's gradient; ws
+     * as the conv entries'). */
+    int (*conv2d_data_grad_from_pool)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps);
+    void (*conv2d_relu_maxpool_backward_data)(Backend *be, const Conv2dShape *cs,
+                                              const Pool2dShape *ps, const float *w,
+                                              const float *y, const int32_t *argmax,
+                                              const float *dy, float *dx, float *ws);
 
     /* A dropout and the dense layer after it, as one op (kernels.h's dropout_dense_*): the
      * dropout's output is never stored. core records it where dropout_dense_fits says yes for

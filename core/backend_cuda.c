@@ -454,6 +454,29 @@ static int cu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
     return CTX(be)->pool_filter_any_c || s->c % 32 == 0;
 }
 
+/* Data gradients from a max pool's winners (CNN_CUDA_DATA_FROM_POOL=1, from level 3; opt-in
+ * until a GPU has timed it, docs/gpu.md item 38) where the kernel serves the shapes (conv2: a
+ * stride-1 conv of 32 input channels under a 2x2 pool of stride 2) and the workspace holds the
+ * transposed filter: dx straight from pool2's y, argmax and dy, without pool2's backward and
+ * the GEMM over the conv output's gradient, most of which is zeros. */
+static int cu_conv2d_data_grad_from_pool(Backend *be, const Conv2dShape *cs,
+                                         const Pool2dShape *ps) {
+    return conv2d_relu_maxpool_backward_data_ok_cuda(cs, ps) &&
+           conv2d_relu_maxpool_backward_data_workspace_floats_cuda(cs) <= CTX(be)->ws_floats;
+}
+
+static void cu_conv2d_relu_maxpool_backward_data(Backend *be, const Conv2dShape *cs,
+                                                 const Pool2dShape *ps, const float *w,
+                                                 const float *y, const int32_t *argmax,
+                                                 const float *dy, float *dx, float *ws) {
+    CudaCtx *c = CTX(be);
+    (void)ws;
+    cuda_record(c,
+                conv2d_relu_maxpool_backward_data_cuda(cs, ps, w, y, argmax, dy, dx, c->ws,
+                                                       c->ws_floats, c->stream),
+                "conv2d_relu_maxpool_backward_data_cuda");
+}
+
 /* Dropout + the narrow dense layer after it (kernels/dense.cu): the same bits as
  * cu_dropout_forward + cu_dense_forward, and cu_dense_backward + cu_dropout_relu_backward. */
 static int cu_dropout_dense_fits(Backend *be, int n, int in, int out) {
@@ -545,15 +568,16 @@ static void describe_graph(const Backend *be, int key, int steps, cudaGraph_t gr
     const char *split = be->conv2d_relu_maxpool_backward_filter &&
                                 !be->conv2d_relu_maxpool_forward
                             ? ", conv + pool forwards split" : "";
+    const char *data = be->conv2d_data_grad_from_pool ? ", data gradient from pool" : "";
     char what[32] = "step graph";
     if (steps > 1) snprintf(what, sizeof what, "%d-step graph", steps);
     const int gemm = gemm_version_cuda();
-    fprintf(stderr, "%s backend (%s%s, GEMM v%d): captured %s (key %d): %zu edges (%zu "
-            "programmatic), %zu forks\n", be->name, fusion, split, gemm, what, key, edges,
+    fprintf(stderr, "%s backend (%s%s%s, GEMM v%d): captured %s (key %d): %zu edges (%zu "
+            "programmatic), %zu forks\n", be->name, fusion, split, data, gemm, what, key, edges,
             programmatic, forks);
-    fprintf(stderr, "%s backend (%s%s, GEMM v%d): captured %s (key %d): %zu nodes = %zu "
-            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion, split, gemm,
-            what, key, n, kernels, memsets, memcpys, other);
+    fprintf(stderr, "%s backend (%s%s%s, GEMM v%d): captured %s (key %d): %zu nodes = %zu "
+            "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion, split, data,
+            gemm, what, key, n, kernels, memsets, memcpys, other);
 }
 
 /* Captures `steps` calls of step_fn into an executable graph; NULL (with the reason in `why`)
@@ -804,6 +828,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     if (fuse >= 3 && conv_pool_fwd && strcmp(conv_pool_fwd, "0") == 0) {
         be->conv2d_relu_maxpool_forward = NULL;
         c->pool_filter_any_c = 1;
+    }
+    const char *data_from_pool = getenv("CNN_CUDA_DATA_FROM_POOL");
+    if (fuse >= 3 && data_from_pool && strcmp(data_from_pool, "1") == 0) {
+        be->conv2d_data_grad_from_pool = cu_conv2d_data_grad_from_pool;
+        be->conv2d_relu_maxpool_backward_data = cu_conv2d_relu_maxpool_backward_data;
     }
     if (fuse >= 5) {
         be->dropout_dense_fits = cu_dropout_dense_fits;

@@ -45,8 +45,17 @@ static void conv2d_bwd(Tape *t, TapeOp *op) {
                                           op->n_in > 2 ? op->dx[2] : NULL, t->ws);
         }
     }
-    if (op->dx[0])
+    if (op->dx[0] && op->data_from_pool) { /* tape.c, plan_filter_from_pool */
+        const TapeOp *pool = op->pool_after;
+        Pool2dShape ps = pool->p.pool;
+        ps.n = t->n;
+        t->be->conv2d_relu_maxpool_backward_data(t->be, &s, &ps, tensor_f32(op->in[1]),
+                                                 tensor_f32(pool->out),
+                                                 tensor_i32(pool->saved[0]), pool->out->grad,
+                                                 op->dx[0], t->ws);
+    } else if (op->dx[0]) {
         t->be->conv2d_backward_data(t->be, &s, dy, tensor_f32(op->in[1]), op->dx[0], t->ws);
+    }
 }
 
 static const OpDef CONV2D = {"conv2d", conv2d_fwd, conv2d_bwd, NULL};

@@ -2,9 +2,10 @@
  * on the backend's conv2d_relu_maxpool entries: the conv output [N,OH,OW,K] is never stored,
  * and the filter gradient is taken from the pooled gradient and the argmax (saved[0], int32
  * indices into that virtual conv output). Where x takes a gradient (a middle layer; the backend
- * then has maxpool2d_relu_backward_from_y too), the conv output's gradient is made from the
- * pooled gradient, the argmax and the pooled y (saved[1], [N,OH,OW,K]) and goes through
- * conv2d_backward_data as in the unfused ops. */
+ * then has maxpool2d_relu_backward_from_y too), dx comes from the pool's winners where the
+ * backend takes that (conv2d_data_grad_from_pool); elsewhere the conv output's gradient is made
+ * from the pooled gradient, the argmax and the pooled y (saved[1], [N,OH,OW,K]) and goes
+ * through conv2d_backward_data as in the unfused ops. */
 #include "core/ops.h"
 
 static void conv_pool_fwd(Tape *t, TapeOp *op) {
@@ -28,7 +29,11 @@ static void conv_pool_bwd(Tape *t, TapeOp *op) {
             t->be, &cs, &ps, tensor_f32(op->in[0]), tensor_f32(op->out),
             tensor_i32(op->saved[0]), op->out->grad, op->dx[1], op->n_in > 2 ? op->dx[2] : NULL,
             t->ws);
-    if (op->dx[0]) {
+    if (op->dx[0] && op->data_from_pool) {
+        t->be->conv2d_relu_maxpool_backward_data(t->be, &cs, &ps, tensor_f32(op->in[1]),
+                                                 tensor_f32(op->out), tensor_i32(op->saved[0]),
+                                                 op->out->grad, op->dx[0], t->ws);
+    } else if (op->dx[0]) {
         float *dconv = tensor_f32(op->saved[1]);
         t->be->maxpool2d_relu_backward_from_y(t->be, &ps, op->out->grad, tensor_i32(op->saved[0]),
                                               tensor_f32(op->out), dconv);
@@ -64,7 +69,9 @@ Tensor *op_conv2d_relu_maxpool(Tape *t, Tensor *x, Tensor *w, Tensor *b, int str
     TapeOp *op = y && argmax ? tape_record(t, &CONV2D_RELU_MAXPOOL, y, b ? 3 : 2, in) : NULL;
     if (!op) return NULL;
     op->saved[0] = argmax;
-    if (x->requires_grad) { /* the conv output's gradient, made in the backward */
+    op->data_from_pool = x->requires_grad && t->be->conv2d_data_grad_from_pool &&
+                         t->be->conv2d_data_grad_from_pool(t->be, &cs, &ps);
+    if (x->requires_grad && !op->data_from_pool) { /* the conv output's gradient, made later */
         int conv_shape[4] = {cs.n, cs.oh, cs.ow, cs.k};
         if (!(op->saved[1] = tape_tensor(t, DT_F32, 4, conv_shape, 1))) return NULL;
     }

@@ -131,15 +131,17 @@ static void plan_relu_fusion(Tape *t) {
 }
 
 /* A conv with its ReLU whose only consumer is a max pool takes its filter gradient from the
- * pool's winners where the backend prefers it (backend.h, conv2d_filter_grad_from_pool). Where
- * the conv's input takes no gradient either (a first layer) and the pool applies the ReLU's
- * mask (so the conv's backward reads nothing of its output gradient), the pool's backward,
- * which only makes that gradient, is skipped. */
+ * pool's winners where the backend prefers it (backend.h, conv2d_filter_grad_from_pool), and
+ * its data gradient too where the backend takes that (conv2d_data_grad_from_pool). Where the
+ * conv's input takes no gradient (a first layer) or takes it from the winners, and the pool
+ * applies the ReLU's mask (so the conv's backward reads nothing of its output gradient), the
+ * pool's backward, which only makes that gradient, is skipped. */
 static void plan_filter_from_pool(Tape *t) {
     Backend *be = t->be;
     for (int k = 0; k < t->n_ops; k++) {
         t->ops[k].pool_after = NULL;
         t->ops[k].skip_backward = 0;
+        if (strcmp(t->ops[k].def->name, "conv2d") == 0) t->ops[k].data_from_pool = 0;
     }
     if (!be->conv2d_relu_maxpool_backward_filter || !be->conv2d_filter_grad_from_pool) return;
     for (int k = 0; k < t->n_ops; k++) {
@@ -153,7 +155,11 @@ static void plan_filter_from_pool(Tape *t) {
             conv->differentiable && consumers == 1 &&
             be->conv2d_filter_grad_from_pool(be, &conv->p.conv)) {
             conv->pool_after = pool;
-            pool->skip_backward = !conv->in[0]->requires_grad && conv->relu_grad_masked;
+            conv->data_from_pool =
+                conv->in[0]->requires_grad && be->conv2d_data_grad_from_pool &&
+                be->conv2d_data_grad_from_pool(be, &conv->p.conv, &pool->p.pool);
+            pool->skip_backward = (!conv->in[0]->requires_grad || conv->data_from_pool) &&
+                                  conv->relu_grad_masked;
         }
     }
 }

@@ -67,8 +67,12 @@ struct TapeOp {
     /* conv2d with its ReLU whose only consumer is this max-pool op, on a backend that takes the
      * filter gradient from the pool's winners (backend.h, conv2d_filter_grad_from_pool) */
     TapeOp *pool_after;
-    /* max pool: its backward is not run, as nothing reads its input's gradient (its conv is a
-     * first layer, whose input takes no gradient, with pool_after set: planned at commit) */
+    /* conv2d with pool_after (or conv2d_relu_maxpool): its data gradient from the pool's winners
+     * too (backend.h, conv2d_data_grad_from_pool), planned at commit (recorded for the fused op) */
+    int data_from_pool;
+    /* max pool: its backward is not run, as nothing reads its input's gradient (its conv, with
+     * pool_after set, is a first layer, whose input takes no gradient, or takes its data
+     * gradient from the pool's winners: planned at commit) */
     int skip_backward;
     /* Parameters whose gradients are final once this op's backward has run (it is their last
      * gradient writer in the reverse sweep), as ranges of the parameter buffer in floats,

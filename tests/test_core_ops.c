@@ -403,7 +403,10 @@ END_TEST
  * same with maxpool2d_relu_backward_from_y too: the fused op on a middle layer, its data
  * gradient through the conv output's gradient made from the pool's y and argmax; 5 x without a
  * gradient, the entries without the fused forward (CUDA's CNN_CUDA_CONV_POOL_FWD=0): conv2d and
- * maxpool2d ops, the filter gradient from the pool's winners, the pool's backward skipped. */
+ * maxpool2d ops, the filter gradient from the pool's winners, the pool's backward skipped; 6
+ * mode 3 with the data gradient from the pool's winners too (CUDA's CNN_CUDA_DATA_FROM_POOL=1),
+ * the pool's backward skipped; 7 mode 4 with it: the fused op's data gradient from the winners,
+ * no conv output gradient made. */
 typedef struct {
     Backend *be;
     Tape t;
@@ -419,6 +422,7 @@ static void pool_net(PoolNet *f, int mode) {
     int xs[4] = {4, 9, 8, 1}, ws[4] = {3, 3, 1, 5}, bs = 5, w2[2] = {100, 10}, b2 = 10, n = 4;
     Tensor *x = f->x = tape_tensor(t, DT_F32, 4, xs, 1);
     x->requires_grad = mode >= 2 && mode != 5;
+    const int fused_op = mode == 1 || mode == 4 || mode == 7, from_pool = mode == 6 || mode == 7;
     const int *shapes[4] = {ws, &bs, w2, &b2};
     int ranks[4] = {4, 1, 2, 1};
     for (int i = 0; i < 4; i++) {
@@ -429,23 +433,27 @@ static void pool_net(PoolNet *f, int mode) {
     /* Without the backend entries, or on an input that takes a gradient: refused. */
     ck_assert_ptr_null(op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1));
     if (mode == 1 || mode >= 3) test_add_conv_pool_entries(f->be);
-    if (mode == 4) test_add_conv_pool_middle_entry(f->be);
+    if (mode == 4 || mode == 7) test_add_conv_pool_middle_entry(f->be);
+    if (from_pool) test_add_conv_pool_data_entry(f->be);
     if (mode == 5) f->be->conv2d_relu_maxpool_forward = NULL;
     Tensor *h = op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1);
-    ck_assert(mode == 1 || mode == 4 ? h != NULL : h == NULL);
+    ck_assert(fused_op ? h != NULL : h == NULL);
     if (!h) h = op_maxpool2d(t, op_conv2d(t, x, f->in[0], f->in[1], 1, 1, 1), 2, 2, 2, 1);
     ck_assert_int_eq(h->shape[1] * h->shape[2] * h->shape[3], 100);
     f->loss = op_softmax_xent(t, op_dense(t, op_flatten(t, h), f->in[2], f->in[3], 0), labels);
     ck_assert_ptr_nonnull(f->loss);
     ck_assert_int_eq(tape_commit(t, err, sizeof err), 0);
-    /* The filter gradient comes from the pool exactly in modes 3 and 5; in 5 (x without a
-     * gradient) nothing reads the conv output's gradient, so the pool's backward is skipped. */
-    ck_assert(mode == 3 || mode == 5 ? t->ops[0].pool_after == &t->ops[1]
-                                     : t->ops[0].pool_after == NULL);
-    ck_assert_int_eq(t->ops[1].skip_backward, mode == 5);
+    /* The filter gradient comes from the pool in the two-op modes 3, 5 and 6; in 5 (x without a
+     * gradient) and 6 (x's gradient from the winners) nothing reads the conv output's gradient,
+     * so the pool's backward is skipped. */
+    ck_assert(mode == 3 || mode == 5 || mode == 6 ? t->ops[0].pool_after == &t->ops[1]
+                                                  : t->ops[0].pool_after == NULL);
+    ck_assert_int_eq(t->ops[0].data_from_pool, from_pool);
+    if (!fused_op) ck_assert_int_eq(t->ops[1].skip_backward, mode == 5 || mode == 6);
+    if (mode == 7) ck_assert_ptr_null(t->ops[0].saved[1]); /* no conv output gradient */
     float *v;
     /* poisoned: a backward that reads the skipped gradient reads NaN */
-    if (mode == 5) {
+    if (mode == 5 || mode == 6) {
         v = malloc(t->ops[0].out->count * sizeof(float));
         for (size_t i = 0; i < t->ops[0].out->count; i++) v[i] = NAN;
         f->be->upload(f->be, t->ops[0].out->grad, v, t->ops[0].out->count * sizeof(float));
@@ -473,7 +481,7 @@ static void pool_nets_agree(int ref_mode, int mode) {
     PoolNet ref, f;
     pool_net(&ref, ref_mode);
     pool_net(&f, mode);
-    ck_assert_int_eq(f.t.n_ops, ref.t.n_ops - (mode == 1 || mode == 4));
+    ck_assert_int_eq(f.t.n_ops, ref.t.n_ops - (mode == 1 || mode == 4 || mode == 7));
     ck_assert(test_max_scaled_diff(f.loss->data, ref.loss->data, 1, 1e-7, 1e-6, NULL) <= 1);
     for (int i = 0; i < 4; i++)
         ck_assert_msg(test_max_scaled_diff(f.in[i]->grad, ref.in[i]->grad, ref.in[i]->count,
@@ -481,7 +489,9 @@ static void pool_nets_agree(int ref_mode, int mode) {
                       "mode %d: gradient of parameter %d differs", mode, i);
     if (mode == 3) /* the data gradient: the same GEMM on the same masked dy, the same bits */
         ck_assert_int_eq(memcmp(f.x->grad, ref.x->grad, 3 * 9 * 8 * sizeof(float)), 0);
-    if (mode == 4) /* the same, but the fused forward's conv sums in tap order: rounding */
+    /* mode 4: the same, but the fused forward's conv sums in tap order; 6 and 7: the winners'
+     * terms in pooled order: rounding */
+    if (mode == 4 || mode == 6 || mode == 7)
         ck_assert(test_max_scaled_diff(f.x->grad, ref.x->grad, 3 * 9 * 8, 1e-6, 1e-5, NULL) <= 1);
     tape_free(&f.t);
     f.be->destroy(f.be);
@@ -499,6 +509,12 @@ START_TEST(test_conv_relu_maxpool_fused_middle_layer) { pool_nets_agree(2, 4); }
 END_TEST
 
 START_TEST(test_conv_filter_grad_from_pool_first_layer) { pool_nets_agree(0, 5); }
+END_TEST
+
+START_TEST(test_conv_data_grad_from_pool) { pool_nets_agree(2, 6); }
+END_TEST
+
+START_TEST(test_conv_relu_maxpool_fused_middle_layer_from_pool) { pool_nets_agree(2, 7); }
 END_TEST
 
 /* Dropout and the dense layer after it as one op (op_dropout_dense, on the kernels/ CPU twin:
@@ -642,6 +658,8 @@ int main(void) {
     tcase_add_test(tc, test_conv_filter_grad_from_pool);
     tcase_add_test(tc, test_conv_relu_maxpool_fused_middle_layer);
     tcase_add_test(tc, test_conv_filter_grad_from_pool_first_layer);
+    tcase_add_test(tc, test_conv_data_grad_from_pool);
+    tcase_add_test(tc, test_conv_relu_maxpool_fused_middle_layer_from_pool);
     tcase_add_test(tc, test_dropout_dense);
     tcase_add_test(tc, test_dropout_dense_vs_two_ops);
     suite_add_tcase(s, tc);

@@ -24,6 +24,21 @@ static void pool_backward_from_y(Backend *be, const Pool2dShape *s, const float 
     maxpool2d_relu_backward_from_y(s, dy, argmax, y, dx);
 }
 
+static void conv_pool_backward_data(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
+                                    const float *w, const float *y, const int32_t *argmax,
+                                    const float *dy, float *dx, float *ws) {
+    (void)be;
+    (void)ws;
+    conv2d_relu_maxpool_backward_data(cs, ps, w, y, argmax, dy, dx);
+}
+
+/* The CPU twin's conditions (kernels.h): a stride-1 conv, windows that do not overlap. */
+static int data_from_pool_fits(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps) {
+    (void)be;
+    return cs->stride_h == 1 && cs->stride_w == 1 && ps->stride_h >= ps->kh &&
+           ps->stride_w >= ps->kw;
+}
+
 static int always(Backend *be, const Conv2dShape *s) {
     (void)be;
     (void)s;
@@ -39,5 +54,11 @@ Backend *test_add_conv_pool_entries(Backend *be) {
 
 Backend *test_add_conv_pool_middle_entry(Backend *be) {
     be->maxpool2d_relu_backward_from_y = pool_backward_from_y;
+    return be;
+}
+
+Backend *test_add_conv_pool_data_entry(Backend *be) {
+    be->conv2d_data_grad_from_pool = data_from_pool_fits;
+    be->conv2d_relu_maxpool_backward_data = conv_pool_backward_data;
     return be;
 }
