@@ -168,7 +168,8 @@ typedef struct {
     size_t ws_floats, lib_ws_bytes;
     void *lib_ws;
     Conv2dCudnn *plan;
-    int pass; /* 0 fwd, 1 bwd data, 2 bwd filter, 3 bwd filter from the 2x2 pool's winners */
+    int pass; /* 0 fwd, 1 bwd data, 2 bwd filter, 3 bwd filter and 4 bwd data from the 2x2
+                 pool's winners */
     Pool2dShape ps;
     float *py, *pdy, *pws;
     int32_t *pam;
@@ -185,16 +186,19 @@ static void run_conv(void *arg, int lib) {
         else if (c->pass == 2)
             CK(conv2d_backward_filter_cuda(&c->s, c->x, c->dy, c->dw, c->db, c->ws, c->ws_floats,
                                            stream));
-        else
+        else if (c->pass == 3)
             CK(conv2d_relu_maxpool_backward_filter_cuda(&c->s, &c->ps, c->x, c->py, c->pam,
                                                         c->pdy, c->dw, c->db, c->pws,
                                                         c->pws_floats, stream));
+        else
+            CK(conv2d_relu_maxpool_backward_data_cuda(&c->s, &c->ps, c->w, c->py, c->pam, c->pdy,
+                                                      c->dx, c->pws, c->pws_floats, stream));
     } else {
         if (c->pass == 0) {
             CKDNN(conv2d_forward_cudnn(dnn, c->plan, c->x, c->w, c->b, c->y, c->wtmp, c->lib_ws,
                                        c->lib_ws_bytes));
             CKDNN(relu_forward_cudnn(dnn, (size_t)c->s.n * c->s.oh * c->s.ow * c->s.k, c->y, c->y));
-        } else if (c->pass == 1)
+        } else if (c->pass == 1 || c->pass == 4)
             CKDNN(conv2d_backward_data_cudnn(dnn, c->plan, c->dy, c->w, c->dx, c->wtmp, c->lib_ws,
                                              c->lib_ws_bytes));
         else
@@ -277,6 +281,16 @@ static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int
                 printf("|   (%s: %.1f%% of the winners alive) |\n", op,
                        100.0 * (double)alive / (double)np);
                 report(op, n, run_conv, &c, flops, 1, "cuDNN");
+            }
+            /* The data gradient from the same winners (CNN_CUDA_DATA_FROM_POOL=1, item 38),
+             * which replaces the pool's backward and the "bwd data" GEMM: timed against the
+             * library's data gradient alone, work counted as that GEMM's */
+            if (with_data && conv2d_relu_maxpool_backward_data_ok_cuda(&c.s, &c.ps)) {
+                c.pass = 4;
+                snprintf(op, sizeof op, "%s bwd data from pool%s", name,
+                         sparse ? ", few alive" : "");
+                report(op, n, run_conv, &c, flops, 1, "cuDNN");
+                c.pass = 3;
             }
         }
         if (keep) setenv("CNN_FROM_POOL_V", keep, 1);

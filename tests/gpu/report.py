@@ -59,6 +59,10 @@ CANDIDATES = [
      "conv2d_pool.cu)"),
     ("ours-cuda-frompool2-mnist", "ours-cuda-mnist", "37 on MNIST", "CNN_FROM_POOL_V=2 "
      "(from_pool_version() in conv2d_pool.cu)"),
+    ("ours-cuda-dfp", "ours-cuda", "38 (random images: conv2's ReLUs dead)",
+     "CNN_CUDA_DATA_FROM_POOL=1 (backend_cuda.c)"),
+    ("ours-cuda-dfp-mnist", "ours-cuda-mnist", "38 on MNIST",
+     "CNN_CUDA_DATA_FROM_POOL=1 (backend_cuda.c)"),
 ]
 GOAL_MS = {100: 0.39}
 NOISE = 0.005  # differences under 0.5% of a step are run-to-run noise (runs 2-3: < 0.5%)

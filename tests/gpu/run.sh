@@ -2,7 +2,7 @@
 # tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
 # nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores (run 4's
 # steps, an H100: ~265 s, the build 98 s of it; bench_step's MNIST and 12,000-step rows add
-# ~20 s, not yet timed); --full adds the per-kernel step profile (ncu, 11 processes: ~65 s, an
+# ~25 s, not yet timed); --full adds the per-kernel step profile (ncu, 13 processes: ~75 s, an
 # estimate), the tile sweep at batch 100 (~30 s), racecheck (~120 s) and memcheck under GEMM
 # version 4: ~8.5 minutes, inside RUN_BUDGET_S's 540 s (estimates from run 4's step times).
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets

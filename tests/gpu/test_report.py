@@ -26,6 +26,8 @@ STEP_MS = {
     # on MNIST, level 2 is 20 us faster than the defaults; level 2 on random images 20 slower
     "ours-cuda-l2": 0.405, "ours-cuda-l2-mnist": 0.366, "ours-cuda-convpool0-mnist": 0.390,
     "ours-cuda-frompool2": 0.384, "ours-cuda-frompool2-mnist": 0.356,
+    # conv2's data gradient from the winners: 70 us faster on MNIST, 30 on the random images
+    "ours-cuda-dfp": 0.355, "ours-cuda-dfp-mnist": 0.316,
 }
 
 # ncu's raw page (tests/gpu/profile_step.sh): ncu's own lines, the program's, a header row, a
@@ -174,6 +176,10 @@ def main():
               "level 2 on the random images: slower")
         check("faster: make it the default (CNN_FROM_POOL_V=2" in row("37 on MNIST") and
               "+30.0 us" in row("37 on MNIST"), "item 37 on MNIST: version 2 30 us faster")
+        check("faster: make it the default (CNN_CUDA_DATA_FROM_POOL=1" in row("38 on MNIST") and
+              "+70.0 us" in row("38 on MNIST"), "item 38 on MNIST: 70 us faster")
+        check("+30.0 us" in row("38 (random images: conv2's ReLUs dead)"),
+              "item 38 on the random images")
         check("the job's step 0.400 ms" in text and "ours-cuda 0.385 ms (+15.0 us)" in text and
               "ours-cuda-mnist 0.386 ms (+14.0 us)" in text and
               "ours-cuda-long 0.395 ms (+5.0 us)" in text and
