@@ -7,6 +7,10 @@
  *   alive   the fraction of pooled outputs > 0 (the ReLU passed the winner)
  *   warps   the fraction of (pooled position, 32-channel group) with one or more alive: the
  *           share of the kernel's warp iterations that do their multiply-adds
+ * and for conv2's data gradient from pool2's winners (item 38), the terms per input pixel: the
+ * alive winners whose 5x5 filter window covers the pixel, which is the number of
+ * multiply-adds each of its 32 input channels takes there (conv2d_relu_maxpool_backward_data;
+ * the GEMM over the conv output's gradient takes 25 x 64 = 1,600).
  * Usage: bench_relu_sparsity [--data MNIST_DIR] [--batch N] [steps ...]   (default batch 100,
  *        steps 0 20 600)
  * A measurement for docs/gpu.md (item 36), not a test. */
@@ -41,10 +45,27 @@ static Sparsity sparsity(const float *y, int positions, int k) {
     return (Sparsity){(double)alive / ((double)positions * k), (double)warps / (double)groups};
 }
 
+/* The terms per input pixel of the data gradient from the pool's winners: each alive winner
+ * (y > 0) adds to the pixels its 5x5 SAME window covers. y, argmax [n, h/2, w/2, k] of a conv
+ * over [n, h, w, *] (argmax into the conv output [n, h, w, k]). */
+static double terms_per_pixel(const float *y, const int32_t *argmax, int n, int h, int w, int k) {
+    const size_t outputs = (size_t)n * (h / 2) * (w / 2) * k;
+    double terms = 0;
+    for (size_t o = 0; o < outputs; o++) {
+        if (!(y[o] > 0.0f)) continue;
+        const size_t pos = (size_t)argmax[o] / (size_t)k;
+        const int ow = (int)(pos % (size_t)w), oh = (int)(pos / (size_t)w % (size_t)h);
+        const int rows = (oh + 2 < h - 1 ? oh + 2 : h - 1) - (oh - 2 > 0 ? oh - 2 : 0) + 1;
+        const int cols = (ow + 2 < w - 1 ? ow + 2 : w - 1) - (ow - 2 > 0 ? ow - 2 : 0) + 1;
+        terms += rows * cols;
+    }
+    return terms / ((double)n * h * w);
+}
+
 /* A conv (5x5 SAME, stride 1) + ReLU + max pool 2/2 on x [n,h,w,c]; returns the pooled output
- * [n,h/2,w/2,k] (malloc'd). */
+ * [n,h/2,w/2,k] (malloc'd) and, with terms != NULL, the data gradient's terms per pixel. */
 static float *conv_relu_pool(const float *x, int n, int h, int w, int c, const float *kernel,
-                             const float *bias, int k) {
+                             const float *bias, int k, double *terms) {
     Conv2dShape cs;
     Pool2dShape ps;
     conv2d_shape_init(&cs, n, h, w, c, 5, 5, k, 1, 1, 1);
@@ -60,6 +81,7 @@ static float *conv_relu_pool(const float *x, int n, int h, int w, int c, const f
     conv2d_forward(&cs, x, kernel, bias, y, ws);
     relu_forward(ny, y, y);
     maxpool2d_forward(&ps, y, p, argmax);
+    if (terms) *terms = terms_per_pixel(p, argmax, n, h, w, k);
     free(y);
     free(ws);
     free(argmax);
@@ -86,11 +108,12 @@ static void report(const char *data_name, const BenchData *d, int batch, int64_t
     for (size_t i = 0; i < (size_t)SAMPLE * BENCH_PIXELS; i++) x[i] = d->pixels[i];
     float *w1 = state(m, "conv2d/kernel"), *b1 = state(m, "conv2d/bias");
     float *w2 = state(m, "conv2d_1/kernel"), *b2 = state(m, "conv2d_1/bias");
-    float *p1 = conv_relu_pool(x, SAMPLE, 28, 28, 1, w1, b1, 32);
-    float *p2 = conv_relu_pool(p1, SAMPLE, 14, 14, 32, w2, b2, 64);
+    double terms;
+    float *p1 = conv_relu_pool(x, SAMPLE, 28, 28, 1, w1, b1, 32, NULL);
+    float *p2 = conv_relu_pool(p1, SAMPLE, 14, 14, 32, w2, b2, 64, &terms);
     Sparsity s1 = sparsity(p1, SAMPLE * 14 * 14, 32), s2 = sparsity(p2, SAMPLE * 7 * 7, 64);
-    printf("| %s | %d | %lld | %.3f | %.3f | %.3f | %.3f |\n", data_name, batch,
-           (long long)step, s1.alive, s1.warps, s2.alive, s2.warps);
+    printf("| %s | %d | %lld | %.3f | %.3f | %.3f | %.3f | %.1f |\n", data_name, batch,
+           (long long)step, s1.alive, s1.warps, s2.alive, s2.warps, terms);
     fflush(stdout);
     free(x);
     free(w1);
@@ -147,8 +170,8 @@ int main(int argc, char **argv) {
     BenchData random = {0}, mnist = {0};
     if (bench_random_data(&random) != 0 || (data_dir && bench_mnist_data(data_dir, &mnist) != 0))
         return 1;
-    printf("| data | batch | steps | pool1 alive | pool1 warps | pool2 alive | pool2 warps |\n"
-           "|---|---|---|---|---|---|---|\n");
+    printf("| data | batch | steps | pool1 alive | pool1 warps | pool2 alive | pool2 warps | "
+           "conv2 dx terms/pixel |\n|---|---|---|---|---|---|---|---|\n");
     int rc = run("random", &random, batch, steps, n_steps);
     if (rc == 0 && data_dir) rc = run("MNIST", &mnist, batch, steps, n_steps);
     bench_data_free(&random);
