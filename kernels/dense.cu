@@ -237,7 +237,76 @@ struct XtOnes {
     }
 };
 
+/* The data gradient where the input is alive (docs/gpu.md item 39; the twin of kernels.h's
+ * dense_backward_data_alive): dx[r,i] = dy[r,:] . w[i,:] where x[r,i] > 0, else 0. For dense1,
+ * whose input is pool2's output: on MNIST after one epoch ~5% of it is > 0 (bench/
+ * relu_sparsity.c), and the pool's backward (or conv2's data gradient from the winners) reads
+ * the gradient only there, yet the GEMM computes all of it. A warp takes 32 inputs i of one row
+ * r (lane = i: x read coalesced), votes on x > 0, and for each alive i in turn computes the dot
+ * product of dy's row (in registers: lane l holds columns 128t + 4l .. +3, as float4) with
+ * w's row i (4 KB for 1,024 outputs, read as coalesced float4s, from L2: w is 12.8 MB), then
+ * adds the lanes' sums by a butterfly; the lane of i keeps it. Every dx element is written.
+ * Cost: one w row per alive entry (~64 MB of L2 reads at batch 100 on MNIST, ~10 us at L2
+ * speed); with every entry alive, w is read once per row, ~20x the GEMM's traffic. */
+constexpr int DXA_WARPS = 8;
+constexpr int DXA_MAX_CHUNKS = 8; /* float4 columns per lane: out <= 8 x 128 = 1,024 */
+
+__global__ void __launch_bounds__(DXA_WARPS * 32)
+dense_dx_alive_kernel(int in, int out, const float *x, const float *w, const float *dy,
+                      float *dx) {
+    pdl_wait_and_release();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r = blockIdx.y, i0 = ((int)blockIdx.x * DXA_WARPS + warp) * 32, i = i0 + lane;
+    if (i0 >= in) return; /* the whole warp: the votes and shuffles below need all 32 lanes */
+    const bool alive = i < in && x[(size_t)r * in + i] > 0.0f;
+    unsigned live = __ballot_sync(0xFFFFFFFFu, alive);
+    float res = 0.0f;
+    if (live) {
+        const int chunks = out / 128;
+        const float4 *g4 = reinterpret_cast<const float4 *>(dy + (size_t)r * out) + lane;
+        float4 g[DXA_MAX_CHUNKS];
+#pragma unroll
+        for (int t = 0; t < DXA_MAX_CHUNKS; t++)
+            g[t] = t < chunks ? g4[32 * t] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (; live; live &= live - 1) {
+            const int j = __ffs(live) - 1;
+            const float4 *w4 = reinterpret_cast<const float4 *>(w + (size_t)(i0 + j) * out) + lane;
+            float acc = 0.0f;
+#pragma unroll
+            for (int t = 0; t < DXA_MAX_CHUNKS; t++) {
+                if (t < chunks) {
+                    const float4 v = __ldg(w4 + 32 * t);
+                    acc = fmaf(g[t].x, v.x, acc);
+                    acc = fmaf(g[t].y, v.y, acc);
+                    acc = fmaf(g[t].z, v.z, acc);
+                    acc = fmaf(g[t].w, v.w, acc);
+                }
+            }
+#pragma unroll
+            for (int s = 16; s > 0; s >>= 1) acc += __shfl_sync(0xFFFFFFFFu, acc, lane ^ s);
+            if (lane == j) res = acc;
+        }
+    }
+    if (i < in) dx[(size_t)r * in + i] = res;
+}
+
 } /* namespace */
+
+extern "C" int dense_backward_data_alive_ok_cuda(int n, int in, int out) {
+    return n >= 0 && n <= 65535 && in >= 0 && out > 0 && out % 128 == 0 &&
+           out <= DXA_MAX_CHUNKS * 128;
+}
+
+extern "C" cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, const float *x,
+                                                      const float *w, const float *dy, float *dx,
+                                                      cudaStream_t stream) {
+    if (!dense_backward_data_alive_ok_cuda(n, in, out) || !aligned16(w) || !aligned16(dy))
+        return cudaErrorInvalidValue;
+    if (n == 0 || in == 0) return cudaSuccess;
+    dim3 grid((unsigned)((in + DXA_WARPS * 32 - 1) / (DXA_WARPS * 32)), (unsigned)n);
+    CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel)(in, out, x, w, dy, dx);
+    return launch_status();
+}
 
 extern "C" size_t dense_workspace_floats_cuda(int n, int in, int out) {
     size_t f = gemm::splitk_floats(n, out, in);          /* forward */

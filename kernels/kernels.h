@@ -142,6 +142,15 @@ void dense_forward(int n, int in, int out, const float *x, const float *w, const
 /* dx[N,in] = dy * w^T (skipped when dx is NULL); dw[in,out] = x^T * dy; db[out] = sum_n dy. */
 void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
                     float *dx, float *dw, float *db);
+/* dx[r,i] = (dy * w^T)[r,i] where x[r,i] > 0, else 0: the data gradient of a dense layer whose
+ * input is a max pool over a ReLU's output, where the layers before read its gradient only at
+ * x > 0 (a pooled 0 is a winner the ReLU stopped, whose gradient its backward drops). out a
+ * multiple of 128, at most 1024 (the CUDA twin's lanes hold a row of dy). Each value is summed
+ * as the CUDA twin's warp sums it: lane l takes fmaf(dy[r,j], w[i,j], acc) over j = 128t + 4l
+ * + q (t, then q = 0..3), then the 32 lanes' sums are added by a butterfly (s[l] + s[l ^ 16],
+ * then ^ 8, ^ 4, ^ 2, ^ 1): the same bits. */
+void dense_backward_data_alive(int n, int in, int out, const float *x, const float *w,
+                               const float *dy, float *dx);
 
 /* ---- elementwise -------------------------------------------------------------------------- */
 /* y = max(x, 0); y may alias x. */

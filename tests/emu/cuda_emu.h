@@ -164,6 +164,7 @@ static inline float atomicAdd(float *p, float v) {
 static inline void __threadfence(void) {}
 /* A load through the read-only data cache: a plain load here. */
 static inline float __ldg(const float *p) { return *p; }
+static inline float4 __ldg(const float4 *p) { return *p; }
 static inline unsigned __ballot_sync(unsigned mask, int pred) {
     return ::emu::warp_exchange(mask, pred != 0, 0, true);
 }

@@ -265,6 +265,66 @@ static void test_dense(void) {
     }
 }
 
+/* The data gradient where the input is alive (dense_backward_data_alive_cuda): x a pooled ReLU
+ * output with a share `alive` of its entries > 0 (the rest exactly 0), against the CPU twin
+ * (bit for bit) and the CPU's dense_backward masked by x > 0 (1e-5); shapes it refuses. */
+static void test_dense_dx_alive_case(int n, int in, int out, double alive) {
+    float *x = host_random((size_t)n * in, 0.0f, 1.0f);
+    float *w = host_random((size_t)in * out, -0.1f, 0.1f);
+    float *dy = host_random((size_t)n * out, -1, 1), *dw = host_alloc((size_t)in * out * 4);
+    float *dx = host_alloc((size_t)n * in * 4), *dx_gemm = host_alloc((size_t)n * in * 4);
+    size_t live = 0;
+    for (size_t e = 0; e < (size_t)n * in; e++) {
+        if ((double)(rng_u64() % 1000000) >= alive * 1e6) x[e] = 0.0f;
+        else x[e] += 1e-3f; /* > 0 */
+        live += x[e] > 0.0f;
+    }
+    dense_backward_data_alive(n, in, out, x, w, dy, dx);
+    dense_backward(n, in, out, x, w, dy, dx_gemm, dw, NULL);
+    for (size_t e = 0; e < (size_t)n * in; e++)
+        if (!(x[e] > 0.0f)) dx_gemm[e] = 0.0f;
+    char tag[96], what[160];
+    snprintf(tag, sizeof tag, "%dx%d->%d, %.1f%% alive", n, in, out,
+             100.0 * (double)live / ((double)n * in));
+    snprintf(what, sizeof what, "dense dx where alive: twin vs the masked GEMM %s", tag);
+    check_close(what, dx, dx_gemm, (size_t)n * in, TOL_GEMM);
+    float *dX = dev_upload(x, (size_t)n * in * 4), *dW = dev_upload(w, (size_t)in * out * 4);
+    float *dDY = dev_upload(dy, (size_t)n * out * 4), *dDX = dev_poisoned((size_t)n * in * 4);
+    CK(dense_backward_data_alive_cuda(n, in, out, dX, dW, dDY, dDX, 0));
+    check_device_bytes("dense dx where alive", tag, dDX, dx, (size_t)n * in * 4);
+    free(x); free(w); free(dy); free(dw); free(dx); free(dx_gemm);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dDY)); CK(cudaFree(dDX));
+}
+
+static void test_dense_dx_alive(void) {
+    test_dense_dx_alive_case(quick ? 2 : 5, 3136, 1024, 0.5); /* dense1 */
+    test_dense_dx_alive_case(quick ? 3 : 10, 3136, 1024, 0.05); /* MNIST after one epoch */
+    test_dense_dx_alive_case(2, 3136, 1024, 0.0);
+    test_dense_dx_alive_case(3, 77, 128, 0.3);   /* a partial warp of inputs */
+    test_dense_dx_alive_case(4, 300, 384, 1.0);  /* every entry alive */
+    test_dense_dx_alive_case(2, 33, 256, 0.5);
+    /* refused: out not a multiple of 128, more than 1024, w or dy not 16-byte aligned */
+    float *buf = dev_poisoned((size_t)4 * 1280 * 4);
+    const int refused_out[2] = {100, 1152};
+    for (int i = 0; i < 2; i++) {
+        check_count++;
+        if (dense_backward_data_alive_cuda(1, 2, refused_out[i], buf, buf, buf, buf, 0) !=
+            cudaErrorInvalidValue) {
+            check_failures++;
+            printf("FAIL dense dx where alive takes out = %d\n", refused_out[i]);
+        }
+    }
+    check_count += 2;
+    if (dense_backward_data_alive_cuda(1, 2, 128, buf, buf + 1, buf, buf, 0) !=
+            cudaErrorInvalidValue ||
+        dense_backward_data_alive_cuda(1, 2, 128, buf, buf, buf + 1, buf, 0) !=
+            cudaErrorInvalidValue) {
+        check_failures++;
+        printf("FAIL dense dx where alive takes an unaligned w or dy\n");
+    }
+    CK(cudaFree(buf));
+}
+
 /* ---- conv2d --------------------------------------------------------------------------------- */
 /* Downloads the device outputs of a conv forward/backward and checks them against the CPU's. */
 static void check_conv_outputs(const char *who, const char *tag, size_t nx, size_t ny, size_t nw,
@@ -1844,6 +1904,7 @@ int main(int argc, char **argv) {
     test_conv_pool();
     test_conv_pool_v2();
     test_conv_pool_data();
+    test_dense_dx_alive();
     test_relu();
     test_dropout();
     test_dropout_dense();
