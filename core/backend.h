@@ -229,6 +229,16 @@ struct Backend {
                                               const float *y, const int32_t *argmax,
                                               const float *dy, float *dx, float *ws);
 
+    /* Optional, both or neither: a dense layer's data gradient only where its input x is > 0,
+     * zero elsewhere (kernels.h's dense_backward_data_alive: the values of dense_backward's dx
+     * there, summed in another order), for a layer whose input is a max pool over a ReLU's
+     * output (a pooled 0 is a winner the ReLU stopped: the pool's and ReLU's backward drop its
+     * gradient). Core plans it where dense_data_alive_fits says yes for the layer's sizes (n:
+     * the largest batch) and then calls dense_backward with dx NULL, then this entry. */
+    int (*dense_data_alive_fits)(Backend *be, int n, int in, int out);
+    void (*dense_backward_data_alive)(Backend *be, int n, int in, int out, const float *x,
+                                      const float *w, const float *dy, float *dx);
+
     /* A dropout and the dense layer after it, as one op (kernels.h's dropout_dense_*): the
      * dropout's output is never stored. core records it where dropout_dense_fits says yes for
      * the layer's sizes (n: the largest batch); all three entries or none. Forward: y (and, with

@@ -477,6 +477,31 @@ static void cu_conv2d_relu_maxpool_backward_data(Backend *be, const Conv2dShape 
                 "conv2d_relu_maxpool_backward_data_cuda");
 }
 
+/* A dense layer's data gradient only where its input (a pooled ReLU output) is > 0
+ * (CNN_CUDA_DENSE_DX_ALIVE=1; opt-in until a GPU has timed it, docs/gpu.md item 39): dense1,
+ * whose input is ~95% zeros on MNIST after one epoch. Where w or dy is not 16-byte aligned, the
+ * GEMM's dx masked by x instead (the same values to rounding). */
+static int cu_dense_data_alive_fits(Backend *be, int n, int in, int out) {
+    (void)be;
+    return dense_backward_data_alive_ok_cuda(n, in, out);
+}
+
+static void cu_dense_backward_data_alive(Backend *be, int n, int in, int out, const float *x,
+                                         const float *w, const float *dy, float *dx) {
+    CudaCtx *c = CTX(be);
+    if (((uintptr_t)w | (uintptr_t)dy) % 16 == 0) {
+        cuda_record(c, dense_backward_data_alive_cuda(n, in, out, x, w, dy, dx, c->stream),
+                    "dense_backward_data_alive_cuda");
+        return;
+    }
+    cuda_record(c,
+                dense_backward_cuda(n, in, out, x, w, dy, dx, NULL, NULL, c->ws, c->ws_floats,
+                                    c->stream),
+                "dense_backward_cuda (dx)");
+    cuda_record(c, relu_backward_cuda((size_t)n * in, x, dx, dx, c->stream),
+                "relu_backward_cuda (dx where the input is alive)");
+}
+
 /* Dropout + the narrow dense layer after it (kernels/dense.cu): the same bits as
  * cu_dropout_forward + cu_dense_forward, and cu_dense_backward + cu_dropout_relu_backward. */
 static int cu_dropout_dense_fits(Backend *be, int n, int in, int out) {
@@ -569,15 +594,16 @@ static void describe_graph(const Backend *be, int key, int steps, cudaGraph_t gr
                                 !be->conv2d_relu_maxpool_forward
                             ? ", conv + pool forwards split" : "";
     const char *data = be->conv2d_data_grad_from_pool ? ", data gradient from pool" : "";
+    const char *alive = be->dense_backward_data_alive ? ", dense dx where alive" : "";
     char what[32] = "step graph";
     if (steps > 1) snprintf(what, sizeof what, "%d-step graph", steps);
     const int gemm = gemm_version_cuda();
-    fprintf(stderr, "%s backend (%s%s%s, GEMM v%d): captured %s (key %d): %zu edges (%zu "
-            "programmatic), %zu forks\n", be->name, fusion, split, data, gemm, what, key, edges,
-            programmatic, forks);
-    fprintf(stderr, "%s backend (%s%s%s, GEMM v%d): captured %s (key %d): %zu nodes = %zu "
+    fprintf(stderr, "%s backend (%s%s%s%s, GEMM v%d): captured %s (key %d): %zu edges (%zu "
+            "programmatic), %zu forks\n", be->name, fusion, split, data, alive, gemm, what, key,
+            edges, programmatic, forks);
+    fprintf(stderr, "%s backend (%s%s%s%s, GEMM v%d): captured %s (key %d): %zu nodes = %zu "
             "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion, split, data,
-            gemm, what, key, n, kernels, memsets, memcpys, other);
+            alive, gemm, what, key, n, kernels, memsets, memcpys, other);
 }
 
 /* Captures `steps` calls of step_fn into an executable graph; NULL (with the reason in `why`)
@@ -833,6 +859,11 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     if (fuse >= 3 && data_from_pool && strcmp(data_from_pool, "1") == 0) {
         be->conv2d_data_grad_from_pool = cu_conv2d_data_grad_from_pool;
         be->conv2d_relu_maxpool_backward_data = cu_conv2d_relu_maxpool_backward_data;
+    }
+    const char *dx_alive = getenv("CNN_CUDA_DENSE_DX_ALIVE");
+    if (dx_alive && strcmp(dx_alive, "1") == 0) {
+        be->dense_data_alive_fits = cu_dense_data_alive_fits;
+        be->dense_backward_data_alive = cu_dense_backward_data_alive;
     }
     if (fuse >= 5) {
         be->dropout_dense_fits = cu_dropout_dense_fits;

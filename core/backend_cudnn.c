@@ -265,6 +265,8 @@ Backend *backend_cudnn_create(char *err, size_t errlen) {
     be->conv2d_filter_grad_from_pool = NULL;
     be->conv2d_data_grad_from_pool = NULL;
     be->conv2d_relu_maxpool_backward_data = NULL;
+    be->dense_data_alive_fits = NULL;
+    be->dense_backward_data_alive = NULL;
     be->maxpool2d_relu_backward_from_y = NULL;
     return be;
 }

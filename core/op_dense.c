@@ -19,11 +19,17 @@ static void dense_bwd(Tape *t, TapeOp *op) {
     if (op->relu && !op->relu_grad_masked)
         t->be->relu_backward(t->be, tensor_count_at(op->out, t->n), tensor_f32(op->out),
                              op->out->grad, op->out->grad);
-    /* The backend writes dw and db together; dx[1] is always set for a trainable kernel. */
+    /* The backend writes dw and db together; dx[1] is always set for a trainable kernel. dw
+     * and db are issued first: a backend may run them beside the entries after them (backend.h,
+     * "Ordering"), here dx where the input is alive (tape.c, plan_dense_dx_alive). */
     if (!op->dx[1]) return;
-    t->be->dense_backward(t->be, t->n, op->p.dense.in, op->p.dense.out, tensor_f32(op->in[0]),
-                          tensor_f32(op->in[1]), op->out->grad, op->dx[0], op->dx[1],
-                          op->n_in > 2 ? op->dx[2] : NULL);
+    const float *x = tensor_f32(op->in[0]), *w = tensor_f32(op->in[1]);
+    const int alive = op->dx_alive && op->dx[0];
+    t->be->dense_backward(t->be, t->n, op->p.dense.in, op->p.dense.out, x, w, op->out->grad,
+                          alive ? NULL : op->dx[0], op->dx[1], op->n_in > 2 ? op->dx[2] : NULL);
+    if (alive)
+        t->be->dense_backward_data_alive(t->be, t->n, op->p.dense.in, op->p.dense.out, x, w,
+                                         op->out->grad, op->dx[0]);
 }
 
 static const OpDef DENSE = {"dense", dense_fwd, dense_bwd, NULL};

@@ -164,6 +164,31 @@ static void plan_filter_from_pool(Tape *t) {
     }
 }
 
+/* A dense layer whose input is (a view of) a max pool's output over a ReLU's output takes its data
+ * gradient only where that input is > 0, where the backend has the entry for its sizes
+ * (backend.h, dense_backward_data_alive): at a pooled 0 the winner's ReLU stopped the gradient,
+ * so the pool's backward (and a conv's gradients from the pool's winners) drop it there. */
+static void plan_dense_dx_alive(Tape *t) {
+    Backend *be = t->be;
+    for (int k = 0; k < t->n_ops; k++) {
+        TapeOp *d = &t->ops[k];
+        d->dx_alive = 0;
+        if (strcmp(d->def->name, "dense") != 0 || !d->differentiable ||
+            !d->in[0]->requires_grad || !be->dense_data_alive_fits ||
+            !be->dense_data_alive_fits(be, d->in[0]->shape[0], d->p.dense.in, d->p.dense.out))
+            continue;
+        int consumers;
+        const TapeOp *pool = producer_of(t, tensor_root(d->in[0]), &consumers);
+        if (!pool) continue;
+        if (strcmp(pool->def->name, "conv2d_relu_maxpool") == 0) { /* the ReLU is inside */
+            d->dx_alive = 1;
+        } else if (strcmp(pool->def->name, "maxpool2d") == 0) {
+            const TapeOp *relu = producer_of(t, tensor_root(pool->in[0]), &consumers);
+            d->dx_alive = relu && (relu->relu || strcmp(relu->def->name, "relu") == 0);
+        }
+    }
+}
+
 /* Each parameter's last gradient writer in the reverse sweep (its first differentiable consumer
  * in the tape) reports it ready (TapeOp.ready_*). Parameters are packed in creation order, so
  * a layer's kernel and bias merge into one range. */
@@ -222,6 +247,7 @@ int tape_commit(Tape *t, char *err, size_t errlen) {
     }
     plan_relu_fusion(t);
     plan_filter_from_pool(t);
+    plan_dense_dx_alive(t);
     size_t ws_off = arena_reserve(&t->arena, REGION_WORK, t->ws_floats * sizeof(float));
     size_t scratch_off[TAPE_MAX_INPUTS];
     for (int i = 0; i < TAPE_MAX_INPUTS; i++)

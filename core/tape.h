@@ -70,6 +70,9 @@ struct TapeOp {
     /* conv2d with pool_after (or conv2d_relu_maxpool): its data gradient from the pool's winners
      * too (backend.h, conv2d_data_grad_from_pool), planned at commit (recorded for the fused op) */
     int data_from_pool;
+    /* dense whose input is a max pool over a ReLU's output: its data gradient only where the
+     * input is > 0 (backend.h, dense_backward_data_alive), planned at commit */
+    int dx_alive;
     /* max pool: its backward is not run, as nothing reads its input's gradient (its conv, with
      * pool_after set, is a first layer, whose input takes no gradient, or takes its data
      * gradient from the pool's winners: planned at commit) */

@@ -406,7 +406,9 @@ END_TEST
  * maxpool2d ops, the filter gradient from the pool's winners, the pool's backward skipped; 6
  * mode 3 with the data gradient from the pool's winners too (CUDA's CNN_CUDA_DATA_FROM_POOL=1),
  * the pool's backward skipped; 7 mode 4 with it: the fused op's data gradient from the winners,
- * no conv output gradient made. */
+ * no conv output gradient made; 8 mode 6 with the dense layer's data gradient only where its
+ * input, the pooled ReLU output, is > 0 (CUDA's CNN_CUDA_DENSE_DX_ALIVE=1); 9 mode 2 with mode
+ * 8's wider dense layer (its reference). */
 typedef struct {
     Backend *be;
     Tape t;
@@ -419,10 +421,14 @@ static void pool_net(PoolNet *f, int mode) {
     f->be = backend_cpu_create();
     Tape *t = &f->t;
     tape_init(t, f->be, 4, 9);
-    int xs[4] = {4, 9, 8, 1}, ws[4] = {3, 3, 1, 5}, bs = 5, w2[2] = {100, 10}, b2 = 10, n = 4;
+    /* the dense layer: 10 outputs, 128 where mode 8's entry needs a multiple of 128 */
+    const int outs = mode >= 8 ? 128 : 10;
+    int xs[4] = {4, 9, 8, 1}, ws[4] = {3, 3, 1, 5}, bs = 5, w2[2] = {100, outs}, b2 = outs, n = 4;
     Tensor *x = f->x = tape_tensor(t, DT_F32, 4, xs, 1);
     x->requires_grad = mode >= 2 && mode != 5;
-    const int fused_op = mode == 1 || mode == 4 || mode == 7, from_pool = mode == 6 || mode == 7;
+    if (mode == 9) mode = 2; /* from here on, mode 2 */
+    const int fused_op = mode == 1 || mode == 4 || mode == 7;
+    const int from_pool = mode == 6 || mode == 7 || mode == 8;
     const int *shapes[4] = {ws, &bs, w2, &b2};
     int ranks[4] = {4, 1, 2, 1};
     for (int i = 0; i < 4; i++) {
@@ -435,6 +441,7 @@ static void pool_net(PoolNet *f, int mode) {
     if (mode == 1 || mode >= 3) test_add_conv_pool_entries(f->be);
     if (mode == 4 || mode == 7) test_add_conv_pool_middle_entry(f->be);
     if (from_pool) test_add_conv_pool_data_entry(f->be);
+    if (mode == 8) test_add_dense_dx_alive_entry(f->be);
     if (mode == 5) f->be->conv2d_relu_maxpool_forward = NULL;
     Tensor *h = op_conv2d_relu_maxpool(t, x, f->in[0], f->in[1], 1, 1, 2, 2, 1);
     ck_assert(fused_op ? h != NULL : h == NULL);
@@ -446,14 +453,18 @@ static void pool_net(PoolNet *f, int mode) {
     /* The filter gradient comes from the pool in the two-op modes 3, 5 and 6; in 5 (x without a
      * gradient) and 6 (x's gradient from the winners) nothing reads the conv output's gradient,
      * so the pool's backward is skipped. */
-    ck_assert(mode == 3 || mode == 5 || mode == 6 ? t->ops[0].pool_after == &t->ops[1]
-                                                  : t->ops[0].pool_after == NULL);
+    ck_assert(mode == 3 || mode == 5 || mode == 6 || mode == 8
+                  ? t->ops[0].pool_after == &t->ops[1]
+                  : t->ops[0].pool_after == NULL);
     ck_assert_int_eq(t->ops[0].data_from_pool, from_pool);
-    if (!fused_op) ck_assert_int_eq(t->ops[1].skip_backward, mode == 5 || mode == 6);
+    if (!fused_op) ck_assert_int_eq(t->ops[1].skip_backward, mode == 5 || mode == 6 || mode == 8);
+    const TapeOp *dense = &t->ops[fused_op ? 1 : 2];
+    ck_assert_str_eq(dense->def->name, "dense");
+    ck_assert_int_eq(dense->dx_alive, mode == 8);
     if (mode == 7) ck_assert_ptr_null(t->ops[0].saved[1]); /* no conv output gradient */
     float *v;
     /* poisoned: a backward that reads the skipped gradient reads NaN */
-    if (mode == 5 || mode == 6) {
+    if (mode == 5 || mode == 6 || mode == 8) {
         v = malloc(t->ops[0].out->count * sizeof(float));
         for (size_t i = 0; i < t->ops[0].out->count; i++) v[i] = NAN;
         f->be->upload(f->be, t->ops[0].out->grad, v, t->ops[0].out->count * sizeof(float));
@@ -491,7 +502,7 @@ static void pool_nets_agree(int ref_mode, int mode) {
         ck_assert_int_eq(memcmp(f.x->grad, ref.x->grad, 3 * 9 * 8 * sizeof(float)), 0);
     /* mode 4: the same, but the fused forward's conv sums in tap order; 6 and 7: the winners'
      * terms in pooled order: rounding */
-    if (mode == 4 || mode == 6 || mode == 7)
+    if (mode == 4 || mode >= 6)
         ck_assert(test_max_scaled_diff(f.x->grad, ref.x->grad, 3 * 9 * 8, 1e-6, 1e-5, NULL) <= 1);
     tape_free(&f.t);
     f.be->destroy(f.be);
@@ -515,6 +526,54 @@ START_TEST(test_conv_data_grad_from_pool) { pool_nets_agree(2, 6); }
 END_TEST
 
 START_TEST(test_conv_relu_maxpool_fused_middle_layer_from_pool) { pool_nets_agree(2, 7); }
+END_TEST
+
+/* The dense layer's data gradient where its input is alive, against mode 2 with its dense layer
+ * as wide (128 outputs): pool_nets_agree compares like with like */
+START_TEST(test_dense_dx_alive_after_pool) {
+    PoolNet ref, f;
+    pool_net(&ref, 9);
+    pool_net(&f, 8);
+    ck_assert(test_max_scaled_diff(f.x->grad, ref.x->grad, 3 * 9 * 8, 1e-6, 1e-5, NULL) <= 1);
+    for (int i = 0; i < 2; i++)
+        ck_assert(test_max_scaled_diff(f.in[i]->grad, ref.in[i]->grad, ref.in[i]->count, 1e-6,
+                                       1e-5, NULL) <= 1);
+    tape_free(&f.t);
+    f.be->destroy(f.be);
+    tape_free(&ref.t);
+    ref.be->destroy(ref.be);
+}
+END_TEST
+
+/* Finite differences through a ReLU, a max pool and a dense layer whose data gradient comes
+ * from dense_backward_data_alive; and the plan's rule: a pool over anything but a ReLU's output
+ * keeps the full gradient. */
+START_TEST(test_dense_dx_alive) {
+    Check c;
+    check_begin(&c, 2);
+    test_add_dense_dx_alive_entry(c.be);
+    int xs[4] = {2, 4, 6, 3}, ws[2] = {18, 128};
+    Tensor *x = input(&c, 4, xs, 1, 0.01);
+    Tensor *w = input(&c, 2, ws, 0, 0.001);
+    Tensor *h = op_flatten(&c.t, op_maxpool2d(&c.t, op_relu(&c.t, x), 2, 2, 2, 0));
+    commit(&c, op_dense(&c.t, h, w, NULL, 0), 0);
+    ck_assert_int_eq(c.t.ops[2].dx_alive, 1);
+    check_grads(&c, 2e-3, 1e-3, test_quick() ? 20 : 60);
+    check_end(&c);
+
+    check_begin(&c, 2);
+    test_add_dense_dx_alive_entry(c.be);
+    x = input(&c, 4, xs, 1, 0.01);
+    int ks[4] = {1, 1, 3, 3};
+    Tensor *k = input(&c, 4, ks, 0, 0.05);
+    w = input(&c, 2, ws, 0, 0.001);
+    /* a conv without its ReLU: the pool's outputs are negative too, and take gradients */
+    h = op_flatten(&c.t, op_maxpool2d(&c.t, op_conv2d(&c.t, x, k, NULL, 1, 1, 0), 2, 2, 2, 0));
+    commit(&c, op_dense(&c.t, h, w, NULL, 0), 0);
+    ck_assert_int_eq(c.t.ops[2].dx_alive, 0);
+    check_grads(&c, 2e-3, 1e-3, test_quick() ? 20 : 60);
+    check_end(&c);
+}
 END_TEST
 
 /* Dropout and the dense layer after it as one op (op_dropout_dense, on the kernels/ CPU twin:
@@ -660,6 +719,8 @@ int main(void) {
     tcase_add_test(tc, test_conv_filter_grad_from_pool_first_layer);
     tcase_add_test(tc, test_conv_data_grad_from_pool);
     tcase_add_test(tc, test_conv_relu_maxpool_fused_middle_layer_from_pool);
+    tcase_add_test(tc, test_dense_dx_alive_after_pool);
+    tcase_add_test(tc, test_dense_dx_alive);
     tcase_add_test(tc, test_dropout_dense);
     tcase_add_test(tc, test_dropout_dense_vs_two_ops);
     suite_add_tcase(s, tc);

@@ -6,18 +6,19 @@
  * kernel and test_train only on a GPU.
  *
  * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 3, the default, under CNN_TEST_QUICK;
- * level 3 also with the switches CNN_CUDA_CONV_POOL_FWD=0, CNN_FROM_POOL_V=2 and
- * CNN_CUDA_DATA_FROM_POOL=1), with the parameter gradients on their own stream and the updates on
- * the main one (the default; and outside CNN_TEST_QUICK level 3 on one stream, level 5 with
- * per-layer updates on the gradient stream), on GEMM version 4, and outside CNN_TEST_QUICK the
- * defaults on version 5, the default GEMM (the tensor cores): gradients of every parameter, loss
- * and logits on one batch (1e-4 of the tensor's scale: the GPU kernels sum in other orders), two
- * training steps from host batches (losses to 1e-4 relative), predictions and an evaluation (to
- * 1e-4), then three steps from a resident data set (the trainer's path: the device gather; to
- * 1e-3, test_train's bound for a run's first steps, as rounding differences grow through Adam).
- * Batch 4, one of 3 rows (a short last batch), graphs off; then the same training with CUDA graphs
- * (one-step and multi-step, which the emulator captures and replays) against eager steps, bit for
- * bit; then a refused capture. Exits 1 on a failure. */
+ * level 3 also with the switches CNN_CUDA_CONV_POOL_FWD=0, CNN_FROM_POOL_V=2,
+ * CNN_CUDA_DATA_FROM_POOL=1 and CNN_CUDA_DENSE_DX_ALIVE=1), with the parameter gradients on their
+ * own stream and the updates on the main one (the default; and outside CNN_TEST_QUICK level 3 on
+ * one stream, level 5 with per-layer updates on the gradient stream), on GEMM version 4, and
+ * outside CNN_TEST_QUICK the defaults on version 5, the default GEMM (the tensor cores): gradients
+ * of every parameter, loss and logits on one batch (1e-4 of the tensor's scale: the GPU kernels
+ * sum in other orders), two training steps from host batches (losses to 1e-4 relative),
+ * predictions and an evaluation (to 1e-4), then three steps from a resident data set (the
+ * trainer's path: the device gather; to 1e-3, test_train's bound for a run's first steps, as
+ * rounding differences grow through Adam). Batch 4, one of 3 rows (a short last batch), graphs
+ * off; then the same training with CUDA graphs (one-step and multi-step, which the emulator
+ * captures and replays) against eager steps, bit for bit; then a refused capture. Exits 1 on a
+ * failure. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,14 +110,16 @@ static void compare_level(const char *fused, const char *streams, const char *ge
     char level[160];
     const char *split = getenv("CNN_CUDA_CONV_POOL_FWD"), *from_pool = getenv("CNN_FROM_POOL_V");
     const char *data = getenv("CNN_CUDA_DATA_FROM_POOL");
-    snprintf(level, sizeof level, "%s%s%s%s%s%s%s", fused,
+    const char *alive = getenv("CNN_CUDA_DENSE_DX_ALIVE");
+    snprintf(level, sizeof level, "%s%s%s%s%s%s%s%s", fused,
              strcmp(streams, "0") == 0   ? ", one stream"
              : strcmp(streams, "2") == 0 ? ", per-layer updates on the gradient stream"
                                          : "",
              gemm ? ", GEMM v" : "", gemm ? gemm : "",
              split && strcmp(split, "0") == 0 ? ", conv + pool forwards split" : "",
              from_pool && strcmp(from_pool, "2") == 0 ? ", filter gradient from pool v2" : "",
-             data && strcmp(data, "1") == 0 ? ", data gradient from pool" : "");
+             data && strcmp(data, "1") == 0 ? ", data gradient from pool" : "",
+             alive && strcmp(alive, "1") == 0 ? ", dense dx where alive" : "");
     char err[256], what[256];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
@@ -341,13 +344,16 @@ int main(void) {
     if (!is_quick) compare_level("5", "2", NULL);
     unsetenv("CNN_CUDA_CONV_POOL_FWD");
     /* conv2's filter gradient from pool2's winners by version 2 (a warp per output channel)
-     * with its data gradient from them too (CNN_CUDA_DATA_FROM_POOL=1, item 38), and outside
-     * CNN_TEST_QUICK the data gradient with version 1 (core's plan for the fused middle-layer
-     * op with it: test_core_ops) */
+     * with its data gradient from them too (CNN_CUDA_DATA_FROM_POOL=1, item 38) and dense1's
+     * data gradient only where pool2's output is > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39); and
+     * outside CNN_TEST_QUICK the data gradient from the winners alone, with version 1 (core's
+     * plan for the fused middle-layer op with it: test_core_ops) */
     setenv("CNN_FROM_POOL_V", "2", 1);
     setenv("CNN_CUDA_DATA_FROM_POOL", "1", 1);
+    setenv("CNN_CUDA_DENSE_DX_ALIVE", "1", 1);
     compare_level("3", "1", NULL);
     unsetenv("CNN_FROM_POOL_V");
+    unsetenv("CNN_CUDA_DENSE_DX_ALIVE");
     if (!is_quick) compare_level("3", "1", NULL);
     unsetenv("CNN_CUDA_DATA_FROM_POOL");
     /* The graphs at level 5 with per-layer updates: the most forks per captured step */

@@ -39,6 +39,17 @@ static int data_from_pool_fits(Backend *be, const Conv2dShape *cs, const Pool2dS
            ps->stride_w >= ps->kw;
 }
 
+static int dense_alive_fits(Backend *be, int n, int in, int out) {
+    (void)be;
+    return n >= 0 && in >= 0 && out > 0 && out % 128 == 0 && out <= 1024;
+}
+
+static void dense_alive_backward(Backend *be, int n, int in, int out, const float *x,
+                                 const float *w, const float *dy, float *dx) {
+    (void)be;
+    dense_backward_data_alive(n, in, out, x, w, dy, dx);
+}
+
 static int always(Backend *be, const Conv2dShape *s) {
     (void)be;
     (void)s;
@@ -60,5 +71,11 @@ Backend *test_add_conv_pool_middle_entry(Backend *be) {
 Backend *test_add_conv_pool_data_entry(Backend *be) {
     be->conv2d_data_grad_from_pool = data_from_pool_fits;
     be->conv2d_relu_maxpool_backward_data = conv_pool_backward_data;
+    return be;
+}
+
+Backend *test_add_dense_dx_alive_entry(Backend *be) {
+    be->dense_data_alive_fits = dense_alive_fits;
+    be->dense_backward_data_alive = dense_alive_backward;
     return be;
 }

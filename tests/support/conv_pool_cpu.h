@@ -18,5 +18,9 @@ Backend *test_add_conv_pool_middle_entry(Backend *be);
  * stride-1 convs under pools whose windows do not overlap, and its entry: the CUDA backend's
  * CNN_CUDA_DATA_FROM_POOL=1); returns be. */
 Backend *test_add_conv_pool_data_entry(Backend *be);
+/* A dense layer's data gradient where its input (a pooled ReLU output) is > 0
+ * (dense_backward_data_alive, for out a multiple of 128 up to 1024: the CUDA backend's
+ * CNN_CUDA_DENSE_DX_ALIVE=1); returns be. */
+Backend *test_add_dense_dx_alive_entry(Backend *be);
 
 #endif
