@@ -311,7 +311,8 @@ static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int
 
 /* ---- dense ---------------------------------------------------------------------------------- */
 typedef struct {
-    int n, in, out, relu, pass; /* pass 0 fwd, 1 bwd, 2 bwd dx only, 3 bwd dw + db only */
+    int n, in, out, relu, pass; /* pass 0 fwd, 1 bwd, 2 bwd dx only, 3 bwd dw + db only, 4 dx
+                                   only where x > 0 */
     float *x, *w, *b, *y, *dy, *dx, *dw, *db, *ws, *ones;
     size_t ws_floats;
     /* The dropout before the layer (rate 0.4; x is a ReLU's output): 1 fused into the layer's
@@ -351,6 +352,9 @@ static void run_dense(void *arg, int lib) {
         if (d->pass == 0)
             CK(dense_forward_cuda(d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->relu, d->ws,
                                   d->ws_floats, stream));
+        else if (d->pass == 4)
+            CK(dense_backward_data_alive_cuda(d->n, d->in, d->out, d->x, d->w, d->dy, d->dx,
+                                              stream));
         else
             CK(dense_backward_cuda(d->n, d->in, d->out, d->x, d->w, d->dy,
                                    d->pass == 3 ? NULL : d->dx, d->pass == 2 ? NULL : d->dw,
@@ -360,9 +364,10 @@ static void run_dense(void *arg, int lib) {
             CKBLAS(dense_forward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->ones));
             if (d->relu) CKDNN(relu_forward_cudnn(dnn, (size_t)d->n * d->out, d->y, d->y));
         } else {
+            const int dx_only = d->pass == 2 || d->pass == 4;
             CKBLAS(dense_backward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->dy,
-                                         d->pass == 3 ? NULL : d->dx, d->pass == 2 ? NULL : d->dw,
-                                         d->pass == 2 ? NULL : d->db, d->ones));
+                                         d->pass == 3 ? NULL : d->dx, dx_only ? NULL : d->dw,
+                                         dx_only ? NULL : d->db, d->ones));
         }
     }
 }
@@ -407,6 +412,28 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
         report(op, n, run_dense, &d, flops, 1, "cuBLAS");
         d.pass = 3;
         snprintf(op, sizeof op, "%s bwd dw+db", name);
+        report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+    }
+    if (!sweep_mode && dense_backward_data_alive_ok_cuda(n, in, out)) {
+        /* dx only where x > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39), against cuBLAS's whole dx,
+         * work counted as that GEMM's: on these inputs (every x > 0), and with 95% of x zero,
+         * as dense1's input (pool2's output) on MNIST after one epoch */
+        d.pass = 4;
+        snprintf(op, sizeof op, "%s bwd dx where alive", name);
+        report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+        float *h = malloc((size_t)n * in * sizeof *h);
+        if (!h) exit(1);
+        uint64_t state = 42;
+        size_t alive = 0;
+        for (size_t i = 0; i < (size_t)n * in; i++) {
+            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+            h[i] = (state >> 33) % 100 < 5 ? 0.5f : 0.0f;
+            alive += h[i] > 0.0f;
+        }
+        CK(cudaMemcpy(d.x, h, (size_t)n * in * sizeof *h, cudaMemcpyHostToDevice));
+        free(h);
+        snprintf(op, sizeof op, "%s bwd dx where alive, few", name);
+        printf("|   (%s: %.1f%% of x alive) |\n", op, 100.0 * (double)alive / ((double)n * in));
         report(op, n, run_dense, &d, flops, 1, "cuBLAS");
     }
     if (!sweep_mode && dropout_dense_fits_cuda(n, in, out)) {

@@ -63,6 +63,11 @@ CANDIDATES = [
      "CNN_CUDA_DATA_FROM_POOL=1 (backend_cuda.c)"),
     ("ours-cuda-dfp-mnist", "ours-cuda-mnist", "38 on MNIST",
      "CNN_CUDA_DATA_FROM_POOL=1 (backend_cuda.c)"),
+    # item 39 on top of item 38: dense1's data gradient only where pool2's output is > 0
+    ("ours-cuda-sparse", "ours-cuda-dfp", "39, on 38 (random images: pool2's output all 0)",
+     "CNN_CUDA_DENSE_DX_ALIVE=1 (backend_cuda.c)"),
+    ("ours-cuda-sparse-mnist", "ours-cuda-dfp-mnist", "39 on MNIST, on 38",
+     "CNN_CUDA_DENSE_DX_ALIVE=1 (backend_cuda.c)"),
 ]
 GOAL_MS = {100: 0.39}
 NOISE = 0.005  # differences under 0.5% of a step are run-to-run noise (runs 2-3: < 0.5%)

@@ -28,6 +28,8 @@ STEP_MS = {
     "ours-cuda-frompool2": 0.384, "ours-cuda-frompool2-mnist": 0.356,
     # conv2's data gradient from the winners: 70 us faster on MNIST, 30 on the random images
     "ours-cuda-dfp": 0.355, "ours-cuda-dfp-mnist": 0.316,
+    # dense1's data gradient where its input is alive, on top: 20 us faster on MNIST
+    "ours-cuda-sparse": 0.335, "ours-cuda-sparse-mnist": 0.296,
 }
 
 # ncu's raw page (tests/gpu/profile_step.sh): ncu's own lines, the program's, a header row, a
@@ -180,6 +182,8 @@ def main():
               "+70.0 us" in row("38 on MNIST"), "item 38 on MNIST: 70 us faster")
         check("+30.0 us" in row("38 (random images: conv2's ReLUs dead)"),
               "item 38 on the random images")
+        check("faster: make it the default (CNN_CUDA_DENSE_DX_ALIVE=1" in row("39 on MNIST, on 38")
+              and "+20.0 us" in row("39 on MNIST, on 38"), "item 39 on MNIST: 20 us faster")
         check("the job's step 0.400 ms" in text and "ours-cuda 0.385 ms (+15.0 us)" in text and
               "ours-cuda-mnist 0.386 ms (+14.0 us)" in text and
               "ours-cuda-long 0.395 ms (+5.0 us)" in text and
