@@ -479,8 +479,7 @@ static void cu_conv2d_relu_maxpool_backward_data(Backend *be, const Conv2dShape 
 
 /* A dense layer's data gradient only where its input (a pooled ReLU output) is > 0
  * (CNN_CUDA_DENSE_DX_ALIVE=1; opt-in until a GPU has timed it, docs/gpu.md item 39): dense1,
- * whose input is ~95% zeros on MNIST after one epoch. Where w or dy is not 16-byte aligned, the
- * GEMM's dx masked by x instead (the same values to rounding). */
+ * whose input is ~95% zeros on MNIST after one epoch. */
 static int cu_dense_data_alive_fits(Backend *be, int n, int in, int out) {
     (void)be;
     return dense_backward_data_alive_ok_cuda(n, in, out);
@@ -489,17 +488,8 @@ static int cu_dense_data_alive_fits(Backend *be, int n, int in, int out) {
 static void cu_dense_backward_data_alive(Backend *be, int n, int in, int out, const float *x,
                                          const float *w, const float *dy, float *dx) {
     CudaCtx *c = CTX(be);
-    if (((uintptr_t)w | (uintptr_t)dy) % 16 == 0) {
-        cuda_record(c, dense_backward_data_alive_cuda(n, in, out, x, w, dy, dx, c->stream),
-                    "dense_backward_data_alive_cuda");
-        return;
-    }
-    cuda_record(c,
-                dense_backward_cuda(n, in, out, x, w, dy, dx, NULL, NULL, c->ws, c->ws_floats,
-                                    c->stream),
-                "dense_backward_cuda (dx)");
-    cuda_record(c, relu_backward_cuda((size_t)n * in, x, dx, dx, c->stream),
-                "relu_backward_cuda (dx where the input is alive)");
+    cuda_record(c, dense_backward_data_alive_cuda(n, in, out, x, w, dy, dx, c->stream),
+                "dense_backward_data_alive_cuda");
 }
 
 /* Dropout + the narrow dense layer after it (kernels/dense.cu): the same bits as

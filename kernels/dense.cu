@@ -244,13 +244,23 @@ struct XtOnes {
  * the gradient only there, yet the GEMM computes all of it. A warp takes 32 inputs i of one row
  * r (lane = i: x read coalesced), votes on x > 0, and for each alive i in turn computes the dot
  * product of dy's row (in registers: lane l holds columns 128t + 4l .. +3, as float4) with
- * w's row i (4 KB for 1,024 outputs, read as coalesced float4s, from L2: w is 12.8 MB), then
+ * w's row i (4 KB for 1,024 outputs, read as coalesced float4s where w and dy are 16-byte
+ * aligned, else as floats; from L2: w is 12.8 MB), then
  * adds the lanes' sums by a butterfly; the lane of i keeps it. Every dx element is written.
  * Cost: one w row per alive entry (~64 MB of L2 reads at batch 100 on MNIST, ~10 us at L2
  * speed); with every entry alive, w is read once per row, ~20x the GEMM's traffic. */
 constexpr int DXA_WARPS = 8;
 constexpr int DXA_MAX_CHUNKS = 8; /* float4 columns per lane: out <= 8 x 128 = 1,024 */
 
+/* 4 floats at p (p + 4*i for i = 0 ..): one 16-byte load where VEC (p 16-byte aligned), else
+ * four (the same values: the sums below do not change) */
+template <bool VEC>
+__device__ __forceinline__ float4 load4(const float *p) {
+    if (VEC) return __ldg(reinterpret_cast<const float4 *>(p));
+    return make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
+}
+
+template <bool VEC>
 __global__ void __launch_bounds__(DXA_WARPS * 32)
 dense_dx_alive_kernel(int in, int out, const float *x, const float *w, const float *dy,
                       float *dx) {
@@ -263,19 +273,19 @@ dense_dx_alive_kernel(int in, int out, const float *x, const float *w, const flo
     float res = 0.0f;
     if (live) {
         const int chunks = out / 128;
-        const float4 *g4 = reinterpret_cast<const float4 *>(dy + (size_t)r * out) + lane;
+        const float *g4 = dy + (size_t)r * out + 4 * lane;
         float4 g[DXA_MAX_CHUNKS];
 #pragma unroll
         for (int t = 0; t < DXA_MAX_CHUNKS; t++)
-            g[t] = t < chunks ? g4[32 * t] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            g[t] = t < chunks ? load4<VEC>(g4 + 128 * t) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         for (; live; live &= live - 1) {
             const int j = __ffs(live) - 1;
-            const float4 *w4 = reinterpret_cast<const float4 *>(w + (size_t)(i0 + j) * out) + lane;
+            const float *w4 = w + (size_t)(i0 + j) * out + 4 * lane;
             float acc = 0.0f;
 #pragma unroll
             for (int t = 0; t < DXA_MAX_CHUNKS; t++) {
                 if (t < chunks) {
-                    const float4 v = __ldg(w4 + 32 * t);
+                    const float4 v = load4<VEC>(w4 + 128 * t);
                     acc = fmaf(g[t].x, v.x, acc);
                     acc = fmaf(g[t].y, v.y, acc);
                     acc = fmaf(g[t].z, v.z, acc);
@@ -300,11 +310,16 @@ extern "C" int dense_backward_data_alive_ok_cuda(int n, int in, int out) {
 extern "C" cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, const float *x,
                                                       const float *w, const float *dy, float *dx,
                                                       cudaStream_t stream) {
-    if (!dense_backward_data_alive_ok_cuda(n, in, out) || !aligned16(w) || !aligned16(dy))
-        return cudaErrorInvalidValue;
+    if (!dense_backward_data_alive_ok_cuda(n, in, out)) return cudaErrorInvalidValue;
     if (n == 0 || in == 0) return cudaSuccess;
     dim3 grid((unsigned)((in + DXA_WARPS * 32 - 1) / (DXA_WARPS * 32)), (unsigned)n);
-    CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel)(in, out, x, w, dy, dx);
+    /* rows of w and dy start on 16 bytes where their bases do (out % 128 == 0) */
+    if (aligned16(w) && aligned16(dy))
+        CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel<true>)(in, out, x, w, dy,
+                                                                             dx);
+    else
+        CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel<false>)(in, out, x, w, dy,
+                                                                              dx);
     return launch_status();
 }
 

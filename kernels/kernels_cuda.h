@@ -148,8 +148,8 @@ cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t *mask, con
  * indices. The two calls below refuse other sizes
  * (cudaErrorInvalidValue). */
 /* As dense_backward_data_alive (kernels.h), the same bits: dx only where x > 0, for the sizes
- * dense_backward_data_alive_ok_cuda accepts (out a multiple of 128, at most 1024; n <= 65535)
- * and 16-byte aligned w and dy (cudaErrorInvalidValue otherwise). */
+ * dense_backward_data_alive_ok_cuda accepts (out a multiple of 128, at most 1024; n <= 65535;
+ * cudaErrorInvalidValue otherwise). */
 int dense_backward_data_alive_ok_cuda(int n, int in, int out);
 cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, const float *x, const float *w,
                                            const float *dy, float *dx, cudaStream_t stream);
