@@ -94,6 +94,12 @@ typedef struct {
     int mnist;         /* also timed on MNIST's images (--data): a row ENGINE-mnist */
 } Engine;
 
+/* name = value, or unset where value is NULL (the switches an engine leaves at their default) */
+static void set_or_unset(const char *name, const char *value) {
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+}
+
 /* Warm-up steps before the MNIST rows and the profile: one epoch at batch 100, by which the
  * ReLUs' sparsity is near a trained model's (CPU, seed 1: conv2's pool winners alive 4.7% after
  * 20 steps, 5.3% after 600; docs/gpu.md item 36). */
@@ -115,14 +121,10 @@ static Model *engine_model(const Engine *e, int graphs, int batch, const BenchDa
     setenv("CNN_CUDA_PDL", e->pdl, 1);
     setenv("CNN_CUDA_STREAMS", e->streams, 1);
     setenv("CNN_CUDA_GRAPH_STEPS", e->graph_steps, 1);
-    if (e->conv_pool_fwd) setenv("CNN_CUDA_CONV_POOL_FWD", e->conv_pool_fwd, 1);
-    else unsetenv("CNN_CUDA_CONV_POOL_FWD");
-    if (e->from_pool) setenv("CNN_FROM_POOL_V", e->from_pool, 1);
-    else unsetenv("CNN_FROM_POOL_V");
-    if (e->dx_alive) setenv("CNN_CUDA_DENSE_DX_ALIVE", e->dx_alive, 1);
-    else unsetenv("CNN_CUDA_DENSE_DX_ALIVE");
-    if (e->data_from_pool) setenv("CNN_CUDA_DATA_FROM_POOL", e->data_from_pool, 1);
-    else unsetenv("CNN_CUDA_DATA_FROM_POOL");
+    set_or_unset("CNN_CUDA_CONV_POOL_FWD", e->conv_pool_fwd);
+    set_or_unset("CNN_FROM_POOL_V", e->from_pool);
+    set_or_unset("CNN_CUDA_DENSE_DX_ALIVE", e->dx_alive);
+    set_or_unset("CNN_CUDA_DATA_FROM_POOL", e->data_from_pool);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;

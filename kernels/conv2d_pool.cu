@@ -494,8 +494,16 @@ constexpr int DFP_CELLS = 4;       /* cells per pool window at most (2x2) */
 inline __host__ __device__ int imin(int a, int b) { return a < b ? a : b; }
 inline __host__ __device__ int imax(int a, int b) { return a > b ? a : b; }
 
-/* Input rows [r0, r1] of band b, the conv rows [oha, ohb] whose filter window holds one of them
- * (stride 1) and the window rows [pha, phb] holding those (pha > phb: none). */
+/* Along one dimension, the conv outputs [*lo, *hi] whose filter window (taps, stride 1, leading
+ * padding pad) holds an input in [a, b], clipped to [0, outs) (*lo > *hi: none). */
+__host__ __device__ inline void outputs_reaching(int a, int b, int pad, int taps, int outs,
+                                                 int *lo, int *hi) {
+    *lo = imax(a + pad - (taps - 1), 0);
+    *hi = imin(b + pad, outs - 1);
+}
+
+/* Input rows [r0, r1] of band b and the window rows [pha, phb] holding the conv rows that reach
+ * them (pha > phb: none). */
 struct Band {
     int r0, r1, pha, phb;
 };
@@ -503,7 +511,8 @@ __host__ __device__ inline Band band_of(const Geo &g, int b) {
     Band d;
     d.r0 = b * DFP_ROWS;
     d.r1 = imin(d.r0 + DFP_ROWS, g.h) - 1;
-    const int oha = imax(d.r0 + g.pt - (g.kh - 1), 0), ohb = imin(d.r1 + g.pt, g.oh - 1);
+    int oha, ohb;
+    outputs_reaching(d.r0, d.r1, g.pt, g.kh, g.oh, &oha, &ohb);
     d.pha = (oha + g.ppt) / g.psh;
     d.phb = imin((ohb + g.ppt) / g.psh, g.ph - 1);
     if (oha > ohb) d.pha = d.phb + 1;
@@ -554,8 +563,9 @@ conv_pool_bwd_data_kernel(Geo g, const float *wt, const float *y, const int32_t 
         int iw;
         const int ih = d.r0 + g.d_w.divmod(pix, &iw);
         /* the conv outputs whose filter window holds the pixel, and their pool windows */
-        const int oha = imax(ih + g.pt - (g.kh - 1), 0), ohb = imin(ih + g.pt, g.oh - 1);
-        const int owa = imax(iw + g.pl - (g.kw - 1), 0), owb = imin(iw + g.pl, g.ow - 1);
+        int oha, ohb, owa, owb;
+        outputs_reaching(ih, ih, g.pt, g.kh, g.oh, &oha, &ohb);
+        outputs_reaching(iw, iw, g.pl, g.kw, g.ow, &owa, &owb);
         const int pha = g.d_psh.div(oha + g.ppt), phb = imin(g.d_psh.div(ohb + g.ppt), g.ph - 1);
         const int pwa = g.d_psw.div(owa + g.ppl), pwb = imin(g.d_psw.div(owb + g.ppl), g.pw - 1);
         const bool any = oha <= ohb && owa <= owb;
@@ -603,26 +613,22 @@ __global__ void filter_hwoi_kernel(int pixels, int c, int k, const float *w, flo
     wt[i] = w[((size_t)t * c + cc) * k + kk];
 }
 
+} /* namespace */
+
 /* The shapes conv_pool_bwd_data_kernel serves. */
-bool data_from_pool_ok(const Conv2dShape *cs, const Pool2dShape *ps) {
+extern "C" int conv2d_relu_maxpool_backward_data_ok_cuda(const Conv2dShape *cs,
+                                                         const Pool2dShape *ps) {
     if (!shapes_ok(cs, ps) || cs->stride_h != 1 || cs->stride_w != 1 ||
         ps->stride_h < ps->kh || ps->stride_w < ps->kw || ps->kh * ps->kw > DFP_CELLS ||
         cs->c % 32 != 0 || cs->k % 32 != 0 || cs->n > 65535)
-        return false;
+        return 0;
     const Geo g = geo_of(cs, ps);
     for (int b = 0; b * DFP_ROWS < g.h; b++) {
         const Band d = band_of(g, b);
         if (d.phb >= d.pha && (long long)(d.phb - d.pha + 1) * g.pw * g.k > DFP_ENTRIES)
-            return false;
+            return 0;
     }
-    return true;
-}
-
-} /* namespace */
-
-extern "C" int conv2d_relu_maxpool_backward_data_ok_cuda(const Conv2dShape *cs,
-                                                         const Pool2dShape *ps) {
-    return data_from_pool_ok(cs, ps);
+    return 1;
 }
 
 extern "C" size_t conv2d_relu_maxpool_backward_data_workspace_floats_cuda(const Conv2dShape *cs) {
@@ -633,7 +639,7 @@ extern "C" cudaError_t conv2d_relu_maxpool_backward_data_cuda(
     const Conv2dShape *cs, const Pool2dShape *ps, const float *w, const float *y,
     const int32_t *argmax, const float *dy, float *dx, float *ws, size_t ws_floats,
     cudaStream_t stream) {
-    if (!data_from_pool_ok(cs, ps)) return cudaErrorInvalidValue;
+    if (!conv2d_relu_maxpool_backward_data_ok_cuda(cs, ps)) return cudaErrorInvalidValue;
     const size_t filter = conv2d_relu_maxpool_backward_data_workspace_floats_cuda(cs);
     if (!ws || ws_floats < filter) return cudaErrorInvalidValue;
     if (cs->n == 0) return cudaSuccess;

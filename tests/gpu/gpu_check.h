@@ -43,9 +43,13 @@ static inline char *env_keep(const char *name) {
     const char *v = getenv(name);
     return v ? strdup(v) : NULL;
 }
-static inline void env_restore(const char *name, char *kept) {
-    if (kept) setenv(name, kept, 1);
+/* name = value, or unset where value is NULL */
+static inline void env_set_or_unset(const char *name, const char *value) {
+    if (value) setenv(name, value, 1);
     else unsetenv(name);
+}
+static inline void env_restore(const char *name, char *kept) {
+    env_set_or_unset(name, kept);
     free(kept);
 }
 

@@ -137,14 +137,10 @@ static Model *make_model(const Variant *v) {
     setenv("CNN_POOL_V", v->pool, 1);
     setenv("CNN_CUDA_PDL", v->pdl, 1);
     setenv("CNN_CUDA_STREAMS", v->streams, 1);
-    if (v->conv_pool_fwd) setenv("CNN_CUDA_CONV_POOL_FWD", v->conv_pool_fwd, 1);
-    else unsetenv("CNN_CUDA_CONV_POOL_FWD");
-    if (v->dx_alive) setenv("CNN_CUDA_DENSE_DX_ALIVE", v->dx_alive, 1);
-    else unsetenv("CNN_CUDA_DENSE_DX_ALIVE");
-    if (v->data_from_pool) setenv("CNN_CUDA_DATA_FROM_POOL", v->data_from_pool, 1);
-    else unsetenv("CNN_CUDA_DATA_FROM_POOL");
-    if (v->from_pool) setenv("CNN_FROM_POOL_V", v->from_pool, 1);
-    else unsetenv("CNN_FROM_POOL_V");
+    env_set_or_unset("CNN_CUDA_CONV_POOL_FWD", v->conv_pool_fwd);
+    env_set_or_unset("CNN_CUDA_DENSE_DX_ALIVE", v->dx_alive);
+    env_set_or_unset("CNN_CUDA_DATA_FROM_POOL", v->data_from_pool);
+    env_set_or_unset("CNN_FROM_POOL_V", v->from_pool);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = v->device;
