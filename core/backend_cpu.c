@@ -50,9 +50,15 @@ static const char *cpu_last_error(Backend *be) {
 }
 
 /* ---- kernels ---- */
+/* Also the gradients from the pool's winners (below): their group sums and transposed filter
+ * share the conv's workspace. */
 static size_t cpu_conv2d_workspace_floats(Backend *be, const Conv2dShape *s) {
     (void)be;
-    return conv2d_workspace_floats(s);
+    size_t f = conv2d_workspace_floats(s);
+    const size_t pf = conv2d_relu_maxpool_backward_filter_workspace_floats(s);
+    const size_t pd = conv2d_relu_maxpool_backward_data_workspace_floats(s);
+    if (pf > f) f = pf;
+    return pd > f ? pd : f;
 }
 
 static void cpu_conv2d_forward(Backend *be, const Conv2dShape *s, const float *x, const float *w,
@@ -266,6 +272,59 @@ static void cpu_softmax_xent_fused(Backend *be, int n, int c, const float *logit
     softmax_xent_backward(n, c, probs, labels, 1.0f, dlogits);
 }
 
+/* ---- the backward from the pools' winners and the dense dx where alive (backend.h) ----
+ * The work of the alive winners only: on MNIST after the first ~20 steps ~5% of pool2's outputs
+ * (bench_relu_sparsity), where conv2's two GEMMs and dense1's dx do all of it
+ * (docs/kernels-cpu.md, step 22). CNN_CPU_FROM_POOL=0 turns all three off (the before of the
+ * benchmark, in the same binary). */
+static int from_pool_enabled(void) {
+    const char *v = getenv("CNN_CPU_FROM_POOL");
+    return !(v && strcmp(v, "0") == 0);
+}
+
+/* Vectors over the input channels (kernels/conv2d_pool.c): worth it from 8; conv1 (C = 1) keeps
+ * its direct loops. */
+static int cpu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
+    (void)be;
+    return s->c >= 8;
+}
+
+static void cpu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShape *cs,
+                                                    const Pool2dShape *ps, const float *x,
+                                                    const float *y, const int32_t *argmax,
+                                                    const float *dy, float *dw, float *db,
+                                                    float *ws) {
+    (void)be;
+    conv2d_relu_maxpool_backward_filter(cs, ps, x, y, argmax, dy, dw, db, ws);
+}
+
+/* kernels.h's conditions: a stride-1 conv, pool windows that do not overlap. */
+static int cpu_conv2d_data_grad_from_pool(Backend *be, const Conv2dShape *cs,
+                                          const Pool2dShape *ps) {
+    (void)be;
+    return cs->stride_h == 1 && cs->stride_w == 1 && ps->stride_h >= ps->kh &&
+           ps->stride_w >= ps->kw;
+}
+
+static void cpu_conv2d_relu_maxpool_backward_data(Backend *be, const Conv2dShape *cs,
+                                                  const Pool2dShape *ps, const float *w,
+                                                  const float *y, const int32_t *argmax,
+                                                  const float *dy, float *dx, float *ws) {
+    (void)be;
+    conv2d_relu_maxpool_backward_data(cs, ps, w, y, argmax, dy, dx, ws);
+}
+
+static int cpu_dense_data_alive_fits(Backend *be, int n, int in, int out) {
+    (void)be;
+    return n >= 0 && in >= 0 && dense_backward_data_alive_fits(out);
+}
+
+static void cpu_dense_backward_data_alive(Backend *be, int n, int in, int out, const float *x,
+                                          const float *w, const float *dy, float *dx) {
+    (void)be;
+    dense_backward_data_alive(n, in, out, x, w, dy, dx);
+}
+
 static void cpu_set_threads(Backend *be, int threads) {
     (void)be;
     kernels_set_threads(threads);
@@ -316,6 +375,14 @@ Backend *backend_cpu_create(void) {
     be->maxpool2d_relu_backward = cpu_maxpool2d_relu_backward;
     be->dropout_relu_backward = cpu_dropout_relu_backward;
     be->softmax_xent_fused = cpu_softmax_xent_fused;
+    if (from_pool_enabled()) {
+        be->conv2d_relu_maxpool_backward_filter = cpu_conv2d_relu_maxpool_backward_filter;
+        be->conv2d_filter_grad_from_pool = cpu_conv2d_filter_grad_from_pool;
+        be->conv2d_data_grad_from_pool = cpu_conv2d_data_grad_from_pool;
+        be->conv2d_relu_maxpool_backward_data = cpu_conv2d_relu_maxpool_backward_data;
+        be->dense_data_alive_fits = cpu_dense_data_alive_fits;
+        be->dense_backward_data_alive = cpu_dense_backward_data_alive;
+    }
     be->run_steps = NULL;          /* eager: core loops */
     be->invalidate_graphs = NULL;
     be->set_threads = cpu_set_threads;

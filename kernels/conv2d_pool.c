@@ -4,9 +4,9 @@
  * Layouts: x [N,H,W,C] (NHWC), w [KH,KW,C,K] (HWIO), the conv output [N,OH,OW,K] (virtual:
  * never stored), y and argmax [N,PH,PW,K], dw like w, db [K]. */
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* The conv output at (n, oh, ow, k), summed as the GEMM of conv2d_forward_cuda does. */
@@ -58,80 +58,190 @@ void conv2d_relu_maxpool_forward(const Conv2dShape *cs, const Pool2dShape *ps, c
         }
 }
 
-void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShape *ps,
-                                         const float *x, const float *y, const int32_t *argmax,
-                                         const float *dy, float *dw, float *db) {
-    const int K = cs->k, taps = cs->kh * cs->kw * cs->c;
-    const size_t outputs = (size_t)ps->n * ps->oh * ps->ow * K;
-    double *sw = calloc((size_t)taps * K, sizeof *sw), *sb = calloc((size_t)K, sizeof *sb);
-    if (!sw || !sb) abort(); /* a reference kernel: the sizes are a test's */
-    for (size_t o = 0; o < outputs; o++) {
+/* ---- the backward from the pool's winners: the CPU engine's kernels too ----------------------
+ * Both walk the pooled outputs in memory order and, for each winner the ReLU passed, touch the
+ * conv taps of its filter window: the work is the alive winners' (on MNIST after the first ~20
+ * steps ~5% of pool2's outputs: bench_relu_sparsity), not the conv output's. Threads take fixed
+ * image groups (filter) or whole images (data), so no sum depends on the thread count. The
+ * inner loops run over the C input channels; an AVX2+FMA clone is chosen at run time, with the
+ * same operations (fma/fmaf), so both clones give the same bits. */
+
+#define FROM_POOL_GROUPS 8 /* the filter gradient's fixed image groups, as conv2d.c's */
+
+/* Threads for a pass over the winners: as for the conv it replaces (the dense work decides,
+ * since the alive share is not known before the pass). */
+static int from_pool_threads(const Conv2dShape *cs, int units) {
+    const double macs = (double)cs->n * cs->oh * cs->ow * cs->kh * cs->kw * cs->c * cs->k;
+    int t = macs >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
+    if (t > units) t = units;
+    return t > 0 ? t : 1;
+}
+
+/* The conv output position (oh, ow) of a winner's flat argmax index [N,OH,OW,K]. */
+static void winner_at(const Conv2dShape *cs, int32_t argmax, int *oh, int *ow) {
+    const size_t pos = (size_t)argmax / (size_t)cs->k; /* (n*OH + oh)*OW + ow */
+    *ow = (int)(pos % (size_t)cs->ow);
+    *oh = (int)(pos / (size_t)cs->ow % (size_t)cs->oh);
+}
+
+/* Layout of one group's partial sums (doubles): acc [K][KH*KW][C] (C contiguous, so a winner's
+ * taps are runs of C), then db [K]. */
+static size_t group_doubles(const Conv2dShape *cs) {
+    return (size_t)cs->k * cs->kh * cs->kw * cs->c + (size_t)cs->k;
+}
+
+size_t conv2d_relu_maxpool_backward_filter_workspace_floats(const Conv2dShape *cs) {
+    return 2 * FROM_POOL_GROUPS * group_doubles(cs);
+}
+
+/* One image's winners into a group's sums (acc, sb). */
+static inline void filter_image_body(const Conv2dShape *cs, const Pool2dShape *ps, int n,
+                                     const float *x, const float *y, const int32_t *argmax,
+                                     const float *dy, double *acc, double *sb) {
+    const int K = cs->k, C = cs->c, taps = cs->kh * cs->kw;
+    const size_t first = (size_t)n * ps->oh * ps->ow * K, count = (size_t)ps->oh * ps->ow * K;
+    const float *xi = x + (size_t)n * cs->h * cs->w * C;
+    for (size_t o = first; o < first + count; o++) {
         if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing at the winner */
         const double g = dy[o];
         const int k = (int)(o % (size_t)K);
-        const size_t pos = (size_t)argmax[o] / (size_t)K; /* (n*OH + oh)*OW + ow */
-        const int ow = (int)(pos % (size_t)cs->ow), oh = (int)(pos / (size_t)cs->ow % (size_t)cs->oh);
-        const int n = (int)(pos / ((size_t)cs->ow * cs->oh));
+        int oh, ow;
+        winner_at(cs, argmax[o], &oh, &ow);
         const int ih0 = oh * cs->stride_h - cs->pad_top, iw0 = ow * cs->stride_w - cs->pad_left;
         sb[k] += g;
-        for (int kh = 0; kh < cs->kh; kh++)
+        for (int kh = 0; kh < cs->kh; kh++) {
+            const int ih = ih0 + kh;
+            if (ih < 0 || ih >= cs->h) continue;
             for (int kw = 0; kw < cs->kw; kw++) {
-                const int ih = ih0 + kh, iw = iw0 + kw;
-                if (ih < 0 || ih >= cs->h || iw < 0 || iw >= cs->w) continue;
-                const float *xp = x + (((size_t)n * cs->h + ih) * cs->w + iw) * cs->c;
-                for (int c = 0; c < cs->c; c++)
-                    sw[((size_t)(kh * cs->kw + kw) * cs->c + c) * K + k] += g * xp[c];
+                const int iw = iw0 + kw;
+                if (iw < 0 || iw >= cs->w) continue;
+                const float *xp = xi + ((size_t)ih * cs->w + iw) * C;
+                double *a = acc + ((size_t)k * taps + kh * cs->kw + kw) * C;
+                for (int c = 0; c < C; c++) a[c] = fma(g, (double)xp[c], a[c]);
             }
+        }
     }
-    for (size_t i = 0; i < (size_t)taps * K; i++) dw[i] = (float)sw[i];
-    if (db)
-        for (int k = 0; k < K; k++) db[k] = (float)sb[k];
-    free(sw);
-    free(sb);
 }
 
-/* The range of pooled windows [*lo, *hi] along one dimension whose cells can hold conv outputs
- * in [a, b] (windows of stride s >= size, leading padding pad: output o is in window
- * (o + pad) / s or in none), clipped to [0, count). Empty (*lo > *hi) when a > b. */
-static void windows_over(int a, int b, int s, int pad, int count, int *lo, int *hi) {
-    *lo = (a + pad) / s;
-    *hi = (b + pad) / s;
-    if (*hi > count - 1) *hi = count - 1;
-    if (a > b) *lo = *hi + 1;
+/* One image's data gradient: zeroed, then each alive winner's taps in pooled order. wt is the
+ * filter as [KH,KW,K,C] (C contiguous). */
+static inline void data_image_body(const Conv2dShape *cs, const Pool2dShape *ps, int n,
+                                   const float *wt, const float *y, const int32_t *argmax,
+                                   const float *dy, float *dx) {
+    const int K = cs->k, C = cs->c;
+    const size_t first = (size_t)n * ps->oh * ps->ow * K, count = (size_t)ps->oh * ps->ow * K;
+    float *dxi = dx + (size_t)n * cs->h * cs->w * C;
+    memset(dxi, 0, (size_t)cs->h * cs->w * C * sizeof *dxi);
+    for (size_t o = first; o < first + count; o++) {
+        if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing */
+        const float g = dy[o];
+        const int k = (int)(o % (size_t)K);
+        int oh, ow;
+        winner_at(cs, argmax[o], &oh, &ow);
+        const int ih0 = oh - cs->pad_top, iw0 = ow - cs->pad_left; /* stride 1 */
+        for (int kh = 0; kh < cs->kh; kh++) {
+            const int ih = ih0 + kh;
+            if (ih < 0 || ih >= cs->h) continue;
+            for (int kw = 0; kw < cs->kw; kw++) {
+                const int iw = iw0 + kw;
+                if (iw < 0 || iw >= cs->w) continue;
+                float *out = dxi + ((size_t)ih * cs->w + iw) * C;
+                const float *wp = wt + ((size_t)(kh * cs->kw + kw) * K + k) * C;
+                for (int c = 0; c < C; c++) out[c] = fmaf(g, wp[c], out[c]);
+            }
+        }
+    }
+}
+
+static void filter_image_base(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *x,
+                              const float *y, const int32_t *argmax, const float *dy, double *acc,
+                              double *sb) {
+    filter_image_body(cs, ps, n, x, y, argmax, dy, acc, sb);
+}
+static void data_image_base(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *wt,
+                            const float *y, const int32_t *argmax, const float *dy, float *dx) {
+    data_image_body(cs, ps, n, wt, y, argmax, dy, dx);
+}
+
+typedef void (*FilterImageFn)(const Conv2dShape *, const Pool2dShape *, int, const float *,
+                              const float *, const int32_t *, const float *, double *, double *);
+typedef void (*DataImageFn)(const Conv2dShape *, const Pool2dShape *, int, const float *,
+                            const float *, const int32_t *, const float *, float *);
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2,fma"))) static void
+filter_image_avx2(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *x,
+                  const float *y, const int32_t *argmax, const float *dy, double *acc,
+                  double *sb) {
+    filter_image_body(cs, ps, n, x, y, argmax, dy, acc, sb);
+}
+__attribute__((target("avx2,fma"))) static void
+data_image_avx2(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *wt,
+                const float *y, const int32_t *argmax, const float *dy, float *dx) {
+    data_image_body(cs, ps, n, wt, y, argmax, dy, dx);
+}
+static int have_avx2_fma(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static FilterImageFn filter_image_fn(void) {
+    return have_avx2_fma() ? filter_image_avx2 : filter_image_base;
+}
+static DataImageFn data_image_fn(void) { return have_avx2_fma() ? data_image_avx2 : data_image_base; }
+#else
+static FilterImageFn filter_image_fn(void) { return filter_image_base; }
+static DataImageFn data_image_fn(void) { return data_image_base; }
+#endif
+
+void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShape *ps,
+                                         const float *x, const float *y, const int32_t *argmax,
+                                         const float *dy, float *dw, float *db, float *ws) {
+    const int K = cs->k, taps = cs->kh * cs->kw, C = cs->c;
+    const size_t part = group_doubles(cs);
+    const int n = cs->n > 0 ? cs->n : 1;
+    const int per_group = (n + FROM_POOL_GROUPS - 1) / FROM_POOL_GROUPS;
+    const int groups = (n + per_group - 1) / per_group;
+    double *parts = (double *)(void *)ws; /* 8-byte aligned: kernels.h */
+    const FilterImageFn image = filter_image_fn();
+    const int threads = from_pool_threads(cs, groups);
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (int g = 0; g < groups; g++) {
+        double *acc = parts + (size_t)g * part;
+        memset(acc, 0, part * sizeof *acc);
+        const int n0 = g * per_group, n1 = n0 + per_group < cs->n ? n0 + per_group : cs->n;
+        for (int i = n0; i < n1; i++) image(cs, ps, i, x, y, argmax, dy, acc, acc + part - K);
+    }
+    /* The groups added in group order, into HWIO: dw[(t*C + c)*K + k] from acc[k][t][c]. */
+    for (int k = 0; k < K; k++)
+        for (size_t tc = 0; tc < (size_t)taps * C; tc++) {
+            double sum = 0.0;
+            for (int g = 0; g < groups; g++) sum += parts[(size_t)g * part + (size_t)k * taps * C + tc];
+            dw[tc * K + k] = (float)sum;
+        }
+    if (db)
+        for (int k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int g = 0; g < groups; g++) sum += parts[(size_t)g * part + part - K + k];
+            db[k] = (float)sum;
+        }
+}
+
+size_t conv2d_relu_maxpool_backward_data_workspace_floats(const Conv2dShape *cs) {
+    return (size_t)cs->kh * cs->kw * cs->c * cs->k;
 }
 
 void conv2d_relu_maxpool_backward_data(const Conv2dShape *cs, const Pool2dShape *ps,
                                        const float *w, const float *y, const int32_t *argmax,
-                                       const float *dy, float *dx) {
-    const int K = cs->k, C = cs->c;
-    for (int n = 0; n < cs->n; n++)
-        for (int ih = 0; ih < cs->h; ih++)
-            for (int iw = 0; iw < cs->w; iw++) {
-                /* the conv outputs whose window holds this pixel (stride 1) */
-                int oha = ih + cs->pad_top - (cs->kh - 1), ohb = ih + cs->pad_top;
-                int owa = iw + cs->pad_left - (cs->kw - 1), owb = iw + cs->pad_left;
-                if (oha < 0) oha = 0;
-                if (ohb > cs->oh - 1) ohb = cs->oh - 1;
-                if (owa < 0) owa = 0;
-                if (owb > cs->ow - 1) owb = cs->ow - 1;
-                int pha, phb, pwa, pwb;
-                windows_over(oha, ohb, ps->stride_h, ps->pad_top, ps->oh, &pha, &phb);
-                windows_over(owa, owb, ps->stride_w, ps->pad_left, ps->ow, &pwa, &pwb);
-                float *out = dx + (((size_t)n * cs->h + ih) * cs->w + iw) * C;
-                for (int c = 0; c < C; c++) out[c] = 0.0f;
-                for (int ph = pha; ph <= phb; ph++)
-                    for (int pw = pwa; pw <= pwb; pw++)
-                        for (int k = 0; k < K; k++) {
-                            const size_t o = (((size_t)n * ps->oh + ph) * ps->ow + pw) * K + k;
-                            if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing */
-                            const size_t pos = (size_t)argmax[o] / (size_t)K;
-                            const int ow = (int)(pos % (size_t)cs->ow);
-                            const int oh = (int)(pos / (size_t)cs->ow % (size_t)cs->oh);
-                            if (oh < oha || oh > ohb || ow < owa || ow > owb) continue;
-                            const int kh = ih + cs->pad_top - oh, kw = iw + cs->pad_left - ow;
-                            const float *wp = w + ((size_t)(kh * cs->kw + kw) * C) * K + k;
-                            for (int c = 0; c < C; c++)
-                                out[c] = fmaf(dy[o], wp[(size_t)c * K], out[c]);
-                        }
-            }
+                                       const float *dy, float *dx, float *ws) {
+    const int K = cs->k, C = cs->c, taps = cs->kh * cs->kw;
+    /* wt [KH,KW,K,C] = w [KH,KW,C,K] transposed per tap, so a winner's C channels are a run */
+    float *wt = ws;
+    for (int t = 0; t < taps; t++)
+        for (int k = 0; k < K; k++)
+            for (int c = 0; c < C; c++)
+                wt[((size_t)t * K + k) * C + c] = w[((size_t)t * C + c) * K + k];
+    const DataImageFn image = data_image_fn();
+    const int threads = from_pool_threads(cs, cs->n);
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (int n = 0; n < cs->n; n++) image(cs, ps, n, wt, y, argmax, dy, dx);
 }

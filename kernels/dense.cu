@@ -243,24 +243,16 @@ struct XtOnes {
  * relu_sparsity.c), and the pool's backward (or conv2's data gradient from the winners) reads
  * the gradient only there, yet the GEMM computes all of it. A warp takes 32 inputs i of one row
  * r (lane = i: x read coalesced), votes on x > 0, and for each alive i in turn computes the dot
- * product of dy's row (in registers: lane l holds columns 128t + 4l .. +3, as float4) with
- * w's row i (4 KB for 1,024 outputs, read as coalesced float4s where w and dy are 16-byte
- * aligned, else as floats; from L2: w is 12.8 MB), then
- * adds the lanes' sums by a butterfly; the lane of i keeps it. Every dx element is written.
+ * product of dy's row (in registers: lane l holds columns 32s + l) with w's row i (4 KB for
+ * 1,024 outputs, one coalesced 128-byte load per 32 columns, any alignment; from L2: w is
+ * 12.8 MB), then adds the lanes' sums by a butterfly; the lane of i keeps it. Every dx element
+ * is written. (Session 12 moved lane l from the float4 columns 128t + 4l .. +3 to 32s + l, so
+ * that the CPU twin, which the CPU engine runs too, sums with contiguous vectors.)
  * Cost: one w row per alive entry (~64 MB of L2 reads at batch 100 on MNIST, ~10 us at L2
  * speed); with every entry alive, w is read once per row, ~20x the GEMM's traffic. */
 constexpr int DXA_WARPS = 8;
-constexpr int DXA_MAX_CHUNKS = 8; /* float4 columns per lane: out <= 8 x 128 = 1,024 */
+constexpr int DXA_MAX_COLS = 32; /* columns per lane: out <= 32 x 32 = 1,024 */
 
-/* 4 floats at p (p + 4*i for i = 0 ..): one 16-byte load where VEC (p 16-byte aligned), else
- * four (the same values: the sums below do not change) */
-template <bool VEC>
-__device__ __forceinline__ float4 load4(const float *p) {
-    if (VEC) return __ldg(reinterpret_cast<const float4 *>(p));
-    return make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
-}
-
-template <bool VEC>
 __global__ void __launch_bounds__(DXA_WARPS * 32)
 dense_dx_alive_kernel(int in, int out, const float *x, const float *w, const float *dy,
                       float *dx) {
@@ -272,26 +264,18 @@ dense_dx_alive_kernel(int in, int out, const float *x, const float *w, const flo
     unsigned live = __ballot_sync(0xFFFFFFFFu, alive);
     float res = 0.0f;
     if (live) {
-        const int chunks = out / 128;
-        const float *g4 = dy + (size_t)r * out + 4 * lane;
-        float4 g[DXA_MAX_CHUNKS];
+        const int cols = out / 32;
+        const float *gr = dy + (size_t)r * out + lane;
+        float g[DXA_MAX_COLS];
 #pragma unroll
-        for (int t = 0; t < DXA_MAX_CHUNKS; t++)
-            g[t] = t < chunks ? load4<VEC>(g4 + 128 * t) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int s = 0; s < DXA_MAX_COLS; s++) g[s] = s < cols ? __ldg(gr + 32 * s) : 0.0f;
         for (; live; live &= live - 1) {
             const int j = __ffs(live) - 1;
-            const float *w4 = w + (size_t)(i0 + j) * out + 4 * lane;
+            const float *wr = w + (size_t)(i0 + j) * out + lane;
             float acc = 0.0f;
 #pragma unroll
-            for (int t = 0; t < DXA_MAX_CHUNKS; t++) {
-                if (t < chunks) {
-                    const float4 v = load4<VEC>(w4 + 128 * t);
-                    acc = fmaf(g[t].x, v.x, acc);
-                    acc = fmaf(g[t].y, v.y, acc);
-                    acc = fmaf(g[t].z, v.z, acc);
-                    acc = fmaf(g[t].w, v.w, acc);
-                }
-            }
+            for (int s = 0; s < DXA_MAX_COLS; s++)
+                if (s < cols) acc = fmaf(g[s], __ldg(wr + 32 * s), acc);
 #pragma unroll
             for (int s = 16; s > 0; s >>= 1) acc += __shfl_sync(0xFFFFFFFFu, acc, lane ^ s);
             if (lane == j) res = acc;
@@ -303,8 +287,7 @@ dense_dx_alive_kernel(int in, int out, const float *x, const float *w, const flo
 } /* namespace */
 
 extern "C" int dense_backward_data_alive_ok_cuda(int n, int in, int out) {
-    return n >= 0 && n <= 65535 && in >= 0 && out > 0 && out % 128 == 0 &&
-           out <= DXA_MAX_CHUNKS * 128;
+    return n >= 0 && n <= 65535 && in >= 0 && dense_backward_data_alive_fits(out);
 }
 
 extern "C" cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, const float *x,
@@ -313,13 +296,7 @@ extern "C" cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, co
     if (!dense_backward_data_alive_ok_cuda(n, in, out)) return cudaErrorInvalidValue;
     if (n == 0 || in == 0) return cudaSuccess;
     dim3 grid((unsigned)((in + DXA_WARPS * 32 - 1) / (DXA_WARPS * 32)), (unsigned)n);
-    /* rows of w and dy start on 16 bytes where their bases do (out % 128 == 0) */
-    if (aligned16(w) && aligned16(dy))
-        CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel<true>)(in, out, x, w, dy,
-                                                                             dx);
-    else
-        CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel<false>)(in, out, x, w, dy,
-                                                                              dx);
+    CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel)(in, out, x, w, dy, dx);
     return launch_status();
 }
 

@@ -111,10 +111,14 @@ void conv2d_relu_maxpool_forward(const Conv2dShape *cs, const Pool2dShape *ps, c
                                  const float *w, const float *b, float *y, int32_t *argmax);
 /* Backward, from dy = dL/dy of the pooled output: g[o] = y[o] > 0 ? dy[o] : 0 goes to the conv
  * position argmax[o], so dw[t,k] = sum_o g[o] * x[tap t of argmax[o]], db[k] = sum_o g[o]
- * (db may be NULL). Summed in double in output order (the CUDA twin's order differs). */
+ * (db may be NULL). Summed in double, per fixed image group in output order, the groups added
+ * in order (the CUDA twin's order differs); the work is the alive winners' only. ws: at least
+ * conv2d_relu_maxpool_backward_filter_workspace_floats(cs) floats, 8-byte aligned (the groups'
+ * double sums; independent of cs->n). */
+size_t conv2d_relu_maxpool_backward_filter_workspace_floats(const Conv2dShape *cs);
 void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShape *ps,
                                          const float *x, const float *y, const int32_t *argmax,
-                                         const float *dy, float *dw, float *db);
+                                         const float *dy, float *dw, float *db, float *ws);
 /* The conv's data gradient from the pool's winners, for a conv of stride 1 under a pool whose
  * windows do not overlap (stride >= window: each conv output is in one window at most; the
  * caller checks both): dx = conv2d_backward_data of the conv output's gradient that
@@ -123,10 +127,13 @@ void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShap
  * o = (n,ph,pw,k) in memory order whose winner passed the ReLU (y[o] > 0) and lies in the
  * pixel's reach (oh = ih + pad_top - kh, ow = iw + pad_left - kw inside the filter): the terms
  * of conv2d_backward_data that are not zero, in pooled order. The CUDA twin sums in this
- * order: the same bits. */
+ * order: the same bits. (Here each winner adds to the pixels it reaches, the winners in pooled
+ * order: each pixel sees its terms in that order.) ws: at least
+ * conv2d_relu_maxpool_backward_data_workspace_floats(cs) floats (the filter as [KH,KW,K,C]). */
+size_t conv2d_relu_maxpool_backward_data_workspace_floats(const Conv2dShape *cs);
 void conv2d_relu_maxpool_backward_data(const Conv2dShape *cs, const Pool2dShape *ps,
                                        const float *w, const float *y, const int32_t *argmax,
-                                       const float *dy, float *dx);
+                                       const float *dy, float *dx, float *ws);
 
 /* ---- dense (fully connected) and GEMM ----------------------------------------------------- */
 /* Row-major SGEMM: C[M,N] = alpha * op(A) * op(B) + beta * C.
@@ -145,10 +152,11 @@ void dense_backward(int n, int in, int out, const float *x, const float *w, cons
 /* dx[r,i] = (dy * w^T)[r,i] where x[r,i] > 0, else 0: the data gradient of a dense layer whose
  * input is a max pool over a ReLU's output, where the layers before read its gradient only at
  * x > 0 (a pooled 0 is a winner the ReLU stopped, whose gradient its backward drops). out a
- * multiple of 128, at most 1024 (the CUDA twin's lanes hold a row of dy). Each value is summed
- * as the CUDA twin's warp sums it: lane l takes fmaf(dy[r,j], w[i,j], acc) over j = 128t + 4l
- * + q (t, then q = 0..3), then the 32 lanes' sums are added by a butterfly (s[l] + s[l ^ 16],
- * then ^ 8, ^ 4, ^ 2, ^ 1): the same bits. */
+ * multiple of 32, at most 1024 (the CUDA twin's lanes hold a row of dy). Each value is summed
+ * as the CUDA twin's warp sums it: lane l = 0..31 takes acc = fmaf(dy[r,j], w[i,j], acc) over
+ * j = 32s + l (s = 0, 1, ..), then the 32 lanes' sums are added by a butterfly (s[l] +
+ * s[l ^ 16], then ^ 8, ^ 4, ^ 2, ^ 1): the same bits. The work is the alive entries' only. */
+int dense_backward_data_alive_fits(int out);
 void dense_backward_data_alive(int n, int in, int out, const float *x, const float *w,
                                const float *dy, float *dx);
 

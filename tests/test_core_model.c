@@ -234,7 +234,8 @@ static void counted_dropout_dense(Backend *be, int n, int in, int out, float rat
 /* The default model (the original job's) with its first layer fused and conv2's filter gradient
  * from pool2 (_i = 0, as the CUDA backend's CNN_CUDA_FUSED=3), or with conv2 + ReLU + pool2 one
  * op as well (_i = 1, CNN_CUDA_FUSED=4), or with the dropout and the logits layer one op too
- * (_i = 2, CNN_CUDA_FUSED=5), against the unfused model on the same CPU kernels: the
+ * (_i = 2, CNN_CUDA_FUSED=5), or the product's CPU backend with its gradients from the pools'
+ * winners (_i = 3), against the unfused model on the same CPU kernels: the
  * same state (names, shapes, initial values: checkpoints do not change), the same loss, logits
  * and gradients of every parameter on a batch below the model's, and five training steps to
  * 1e-4. The fused ops sum the conv in tap order and the filter gradients in another order
@@ -246,10 +247,17 @@ START_TEST(test_fused_first_layer_same_model) {
     cfg.seed = 21;
     cfg.threads = 1;
     char err[256] = "";
-    Model *ref = model_create(&cfg, err, sizeof err);
+    /* both without the CPU backend's own gradients from the pools' winners: the reference is
+     * the plain layers, and the fused ops below take the CUDA backend's paths */
+    Model *ref = model_create_on(&cfg, test_without_from_pool_entries(backend_cpu_create()), err,
+                                 sizeof err);
     ck_assert_msg(ref != NULL, "%s", err);
-    Backend *be = test_add_conv_pool_entries(backend_cpu_create());
-    if (_i >= 1) {
+    /* _i = 3: the product's CPU backend, whose conv2 takes both gradients from pool2's winners
+     * and dense1 its dx where pool2's output is > 0 */
+    Backend *be = _i == 3 ? backend_cpu_create()
+                          : test_add_conv_pool_entries(
+                                test_without_from_pool_entries(backend_cpu_create()));
+    if (_i == 1 || _i == 2) {
         from_y_entry = test_add_conv_pool_middle_entry(be)->maxpool2d_relu_backward_from_y;
         be->maxpool2d_relu_backward_from_y = counted_from_y;
     }
@@ -279,7 +287,7 @@ START_TEST(test_fused_first_layer_same_model) {
     float loss_a, loss_b;
     ck_assert_int_eq(model_compute_gradients(ref, img, lab, n, &loss_a, la, err, sizeof err), 0);
     ck_assert_int_eq(model_compute_gradients(fused, img, lab, n, &loss_b, lb, err, sizeof err), 0);
-    ck_assert_int_eq(from_y_calls, _i >= 1);           /* conv2's op, once per backward */
+    ck_assert_int_eq(from_y_calls, _i == 1 || _i == 2); /* conv2's op, once per backward */
     ck_assert_int_eq(dropout_dense_calls, _i == 2); /* the logits layer's */
     ck_assert(test_max_scaled_diff(&loss_b, &loss_a, 1, 1e-7, 1e-6, NULL) <= 1);
     double lmax = 0;
@@ -631,7 +639,7 @@ int main(void) {
     const struct { const char *name; const TTest *test; int loops; } tests[] = {
         {"init", test_default_state_and_init, 1},
         {"gradients", test_model_gradients_fd, 1},
-        {"fused_first_layer", test_fused_first_layer_same_model, 3},
+        {"fused_first_layer", test_fused_first_layer_same_model, 4},
         {"optimizer", test_optimizer_step, 1},
         {"optimizer_per_layer", test_optimizer_per_layer_same_bits, 1},
         {"determinism", test_determinism, 1},

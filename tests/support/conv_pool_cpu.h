@@ -1,13 +1,18 @@
 /* conv_pool_cpu.h: the CPU backend with the conv + ReLU + max pool entries of backend.h
- * (conv2d_relu_maxpool_*, conv2d_filter_grad_from_pool) filled in from the kernels/ CPU twins.
- * The product's CPU backend leaves them out (its im2col GEMM is its fast path); tests use this
- * to run on the CPU what core does with them on the CUDA backend: the fused first layer, and
- * filter and data gradients from a max pool's winners. */
+ * (conv2d_relu_maxpool_*, conv2d_filter_grad_from_pool) filled in from the kernels/ CPU twins,
+ * or without them. The product's CPU backend has the gradients from the pools' winners for
+ * convs of 8 or more input channels and the dense dx where alive (its fast path since session
+ * 12), but not the fused forward (its im2col GEMM is faster); tests use this to run on the CPU
+ * what core does on the CUDA backend (the fused first layer, every conv's gradients from the
+ * pool's winners) and, without them, the plain layers those are checked against. */
 #ifndef TESTS_SUPPORT_CONV_POOL_CPU_H
 #define TESTS_SUPPORT_CONV_POOL_CPU_H
 
 #include "core/backend.h"
 
+/* Clears the gradients from the pools' winners and the dense dx where alive (the six entries
+ * the CPU backend sets): the plain layers; returns be. */
+Backend *test_without_from_pool_entries(Backend *be);
 /* Sets the three entries of a CPU backend (filter gradients from the pool for every conv);
  * returns be. */
 Backend *test_add_conv_pool_entries(Backend *be);
@@ -19,7 +24,7 @@ Backend *test_add_conv_pool_middle_entry(Backend *be);
  * CNN_CUDA_DATA_FROM_POOL=1); returns be. */
 Backend *test_add_conv_pool_data_entry(Backend *be);
 /* A dense layer's data gradient where its input (a pooled ReLU output) is > 0
- * (dense_backward_data_alive, for out a multiple of 128 up to 1024: the CUDA backend's
+ * (dense_backward_data_alive, for out a multiple of 32 up to 1024: the CUDA backend's
  * CNN_CUDA_DENSE_DX_ALIVE=1); returns be. */
 Backend *test_add_dense_dx_alive_entry(Backend *be);
 
