@@ -1,13 +1,160 @@
-/* dense.c: fully connected layer on row-major x[N,in], kernel w[in,out], y[N,out], via sgemm. */
+/* dense.c: fully connected layer on row-major x[N,in], kernel w[in,out], y[N,out], via sgemm, or
+ * over x's nonzeros where x is mostly zeros. */
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ---- x mostly zeros: dense1's input is pool2's output, ~95% zeros on MNIST after the first ~20
+ * steps (bench_relu_sparsity). Then the forward and the filter gradient go over x's nonzeros by
+ * input (column) instead of the GEMM: each w row (forward) or dw row (filter gradient) is read or
+ * written once, and the work is nnz x out multiply-adds instead of n x in x out.
+ * Each sum still has a fixed order (the inputs i, then the rows r, ascending) that depends only
+ * on x: threads split the outputs (forward) or the inputs (filter gradient), never a sum. */
+#define SPARSE_MAX_SHARE 8 /* at most 1/8 of x nonzero: the GEMM runs ~3x the FLOP rate of
+                              these vector loops, and the count stops at the limit */
+#define SPARSE_BLOCK 128   /* forward: output columns per task (y's block stays in L2) */
+
+/* x's nonzeros by column (CSC): for input i, entries start[i] .. start[i+1] - 1 of rows and
+ * vals, rows ascending. */
+typedef struct {
+    int *start, *rows;
+    float *vals;
+} Columns;
+
+static void columns_free(Columns *c) {
+    free(c->start);
+    free(c->rows);
+    free(c->vals);
+}
+
+/* Fills c and returns 1 where x has at most n*in / SPARSE_MAX_SHARE nonzeros (else, or out of
+ * memory: 0, and the caller runs the GEMM). */
+static int sparse_columns(int n, int in, const float *x, Columns *c) {
+    const size_t total = (size_t)n * in, limit = total / SPARSE_MAX_SHARE;
+    if (n < 2 || total < 4096) return 0; /* small: the GEMM */
+    size_t nnz = 0;
+    for (size_t e = 0; e < total && nnz <= limit; e++) nnz += x[e] != 0.0f;
+    if (nnz > limit) return 0;
+    c->start = calloc((size_t)in + 1, sizeof *c->start);
+    c->rows = malloc((nnz ? nnz : 1) * sizeof *c->rows);
+    c->vals = malloc((nnz ? nnz : 1) * sizeof *c->vals);
+    if (!c->start || !c->rows || !c->vals) {
+        columns_free(c);
+        return 0;
+    }
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < in; i++) c->start[i + 1] += x[(size_t)r * in + i] != 0.0f;
+    for (int i = 0; i < in; i++) c->start[i + 1] += c->start[i];
+    int *fill = malloc((size_t)in * sizeof *fill);
+    if (!fill) {
+        columns_free(c);
+        return 0;
+    }
+    memcpy(fill, c->start, (size_t)in * sizeof *fill);
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < in; i++) {
+            const float v = x[(size_t)r * in + i];
+            if (v != 0.0f) {
+                c->rows[fill[i]] = r;
+                c->vals[fill[i]++] = v;
+            }
+        }
+    free(fill);
+    return 1;
+}
+
+/* y[:, j0:j1] = sum over i, then r, of x[r,i] * w[i, j0:j1] (from 0). */
+static inline void sparse_forward_body(const Columns *c, int n, int in, int out, const float *w,
+                                       int j0, int j1, float *y) {
+    for (int r = 0; r < n; r++) memset(y + (size_t)r * out + j0, 0, (size_t)(j1 - j0) * sizeof *y);
+    for (int i = 0; i < in; i++) {
+        const float *wr = w + (size_t)i * out;
+        for (int e = c->start[i]; e < c->start[i + 1]; e++) {
+            const float v = c->vals[e];
+            float *yr = y + (size_t)c->rows[e] * out;
+            for (int j = j0; j < j1; j++) yr[j] = fmaf(v, wr[j], yr[j]);
+        }
+    }
+}
+
+/* dw[i0:i1, :] = sum over r of x[r,i] * dy[r, :] (from 0). */
+static inline void sparse_filter_body(const Columns *c, int out, const float *dy, int i0, int i1,
+                                      float *dw) {
+    for (int i = i0; i < i1; i++) {
+        float *d = dw + (size_t)i * out;
+        memset(d, 0, (size_t)out * sizeof *d);
+        for (int e = c->start[i]; e < c->start[i + 1]; e++) {
+            const float v = c->vals[e], *g = dy + (size_t)c->rows[e] * out;
+            for (int j = 0; j < out; j++) d[j] = fmaf(v, g[j], d[j]);
+        }
+    }
+}
+
+typedef void (*SparseForwardFn)(const Columns *, int, int, int, const float *, int, int, float *);
+typedef void (*SparseFilterFn)(const Columns *, int, const float *, int, int, float *);
+
+static void sparse_forward_base(const Columns *c, int n, int in, int out, const float *w, int j0,
+                                int j1, float *y) {
+    sparse_forward_body(c, n, in, out, w, j0, j1, y);
+}
+static void sparse_filter_base(const Columns *c, int out, const float *dy, int i0, int i1,
+                               float *dw) {
+    sparse_filter_body(c, out, dy, i0, i1, dw);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The same fmaf's, as vector FMAs: the same bits as the base versions. */
+__attribute__((target("avx2,fma"))) static void sparse_forward_avx2(const Columns *c, int n,
+                                                                    int in, int out,
+                                                                    const float *w, int j0,
+                                                                    int j1, float *y) {
+    sparse_forward_body(c, n, in, out, w, j0, j1, y);
+}
+__attribute__((target("avx2,fma"))) static void sparse_filter_avx2(const Columns *c, int out,
+                                                                   const float *dy, int i0, int i1,
+                                                                   float *dw) {
+    sparse_filter_body(c, out, dy, i0, i1, dw);
+}
+static int have_avx2_fma(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static SparseForwardFn sparse_forward_fn(void) {
+    return have_avx2_fma() ? sparse_forward_avx2 : sparse_forward_base;
+}
+static SparseFilterFn sparse_filter_fn(void) {
+    return have_avx2_fma() ? sparse_filter_avx2 : sparse_filter_base;
+}
+#else
+static SparseForwardFn sparse_forward_fn(void) { return sparse_forward_base; }
+static SparseFilterFn sparse_filter_fn(void) { return sparse_filter_base; }
+#endif
+
+/* Threads for the sparse loops: as for the GEMM they replace. */
+static int sparse_threads(int n, int in, int out, int tasks) {
+    const int t = (double)n * in * out >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
+    return t < tasks ? t : tasks;
+}
 
 void dense_forward(int n, int in, int out, const float *x, const float *w, const float *b,
                    float *y) {
-    sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
+    Columns c;
+    if (sparse_columns(n, in, x, &c)) {
+        const SparseForwardFn f = sparse_forward_fn();
+        const int tasks = (out + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+        const int threads = sparse_threads(n, in, out, tasks);
+        KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+        for (int t = 0; t < tasks; t++) {
+            const int j0 = t * SPARSE_BLOCK, j1 = j0 + SPARSE_BLOCK < out ? j0 + SPARSE_BLOCK : out;
+            f(&c, n, in, out, w, j0, j1, y);
+        }
+        columns_free(&c);
+    } else {
+        sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
+    }
     if (b)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < out; j++) y[(size_t)i * out + j] += b[j];
@@ -16,7 +163,18 @@ void dense_forward(int n, int in, int out, const float *x, const float *w, const
 void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
                     float *dx, float *dw, float *db) {
     if (dx) sgemm(0, 1, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in); /* dy * w^T */
-    sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out);          /* x^T * dy */
+    Columns c;
+    if (sparse_columns(n, in, x, &c)) { /* dw = x^T * dy over x's nonzeros */
+        const SparseFilterFn f = sparse_filter_fn();
+        const int tasks = (in + 63) / 64;
+        const int threads = sparse_threads(n, in, out, tasks);
+        KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+        for (int t = 0; t < tasks; t++)
+            f(&c, out, dy, t * 64, t * 64 + 64 < in ? t * 64 + 64 : in, dw);
+        columns_free(&c);
+    } else {
+        sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out); /* x^T * dy */
+    }
     if (db) {
         for (int j = 0; j < out; j++) db[j] = 0.0f;
         for (int i = 0; i < n; i++)

@@ -1,6 +1,7 @@
 /* test_kernels_dense.c: sgemm_reference on a hand-computed case, the fast sgemm against it
  * (all transpose combinations, odd sizes, leading dimensions, alpha/beta, bit-identical
- * reruns), the dense layer's forward and backward (finite differences), and its data gradient
+ * reruns), the dense layer's forward and backward (finite differences; with x mostly zeros
+ * too, the path over x's nonzeros), and its data gradient
  * where the input is alive (dense_backward_data_alive: the masked GEMM's values, the lane order
  * of kernels.h bit for bit, 1 and 2 threads). */
 #include "kernels/kernels.h"
@@ -192,6 +193,63 @@ START_TEST(test_dense_forward_backward) {
 }
 END_TEST
 
+/* x mostly zeros (dense1's input, pool2's output: ~5% nonzero on MNIST): the forward and the
+ * filter gradient over x's nonzeros (kernels/dense.c, at most 1/8 nonzero), and just over that
+ * share, the GEMM: against double loops, the same bits on 1 and 2 threads, and the filter
+ * gradient by finite differences. Negative entries too (the path is for any x). */
+static const struct { int n, in, out, permille; } SPARSE[] = {
+    {50, 784, 256, 50},   /* the share on MNIST */
+    {9, 600, 70, 120},    /* just under 1/8; out not a multiple of the vector width */
+    {8, 600, 64, 130},    /* just over: the GEMM */
+    {100, 41, 1030, 0},   /* all zeros; out over a block of 128 columns */
+};
+#define NSPARSE ((int)(sizeof SPARSE / sizeof SPARSE[0]))
+
+START_TEST(test_dense_sparse_input) {
+    const int n = SPARSE[_i].n, in = SPARSE[_i].in, out = SPARSE[_i].out;
+    DenseLoss d = {n, in, out, 0, 0, 0, 0, 0};
+    const size_t nx = (size_t)n * in, nw = (size_t)in * out, ny = (size_t)n * out;
+    d.x = malloc(nx * 4); d.w = malloc(nw * 4); d.b = malloc(out * 4);
+    d.y = malloc(ny * 4); d.r = malloc(ny * 4);
+    float *y2 = malloc(ny * 4), *dw = malloc(nw * 4), *dw2 = malloc(nw * 4), *db = malloc(out * 4);
+    test_fill_uniform(d.x, nx, -1, 1, 60 + (uint64_t)_i, 1);
+    test_fill_uniform(d.w, nw, -1, 1, 60 + (uint64_t)_i, 2);
+    test_fill_uniform(d.b, out, -1, 1, 60 + (uint64_t)_i, 3);
+    test_fill_uniform(d.r, ny, -1, 1, 60 + (uint64_t)_i, 4);
+    /* exactly the share: the first permille of each thousand positions kept, in a scrambled
+     * order */
+    for (size_t e = 0; e < nx; e++)
+        if ((e * 2654435761u) % 1000 >= (size_t)SPARSE[_i].permille) d.x[e] = 0.0f;
+    for (int threads = 1; threads <= 2; threads++) {
+        kernels_set_threads(threads); /* 2 even on a busy or 1-core machine */
+        test_poison(threads == 1 ? d.y : y2, ny);
+        dense_forward(n, in, out, d.x, d.w, d.b, threads == 1 ? d.y : y2);
+        test_poison(threads == 1 ? dw : dw2, nw);
+        dense_backward(n, in, out, d.x, d.w, d.r, NULL, threads == 1 ? dw : dw2, db);
+    }
+    kernels_set_threads(0);
+    ck_assert_int_eq(memcmp(d.y, y2, ny * 4), 0);
+    ck_assert_int_eq(memcmp(dw, dw2, nw * 4), 0);
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < out; j++) {
+            double acc = d.b[j];
+            for (int p = 0; p < in; p++) acc += (double)d.x[r * in + p] * d.w[(size_t)p * out + j];
+            ck_assert_msg(fabs(acc - d.y[(size_t)r * out + j]) <= 1e-6 * (1 + in), "y[%d,%d]", r, j);
+        }
+    for (int p = 0; p < in; p++)
+        for (int j = 0; j < out; j++) {
+            double acc = 0;
+            for (int r = 0; r < n; r++) acc += (double)d.x[r * in + p] * d.r[(size_t)r * out + j];
+            ck_assert_msg(fabs(acc - dw[(size_t)p * out + j]) <= 1e-6 * (1 + n), "dw[%d,%d]", p, j);
+        }
+    GradcheckResult g = gradcheck(dense_loss, &d, d.w, nw, dw, 0.25f, 1.0, 300);
+    ck_assert_msg(g.max_err < 1e-3, "dw[%zu]: numeric %g analytic %g", g.worst, g.worst_num,
+                  g.worst_ana);
+    free(d.x); free(d.w); free(d.b); free(d.y); free(d.r); free(y2); free(dw); free(dw2);
+    free(db);
+}
+END_TEST
+
 /* kernels.h's order for dense_backward_data_alive, written plainly: 32 lane sums over the
  * columns 32s + l, then the butterfly. The kernel (AVX2 or not) must give these bits. */
 static float alive_dot_by_definition(const float *g, const float *wr, int out) {
@@ -278,6 +336,7 @@ int main(void) {
     tcase_add_test(tc, test_sgemm_large);
     tcase_add_test(tc, test_sgemm_degenerate);
     tcase_add_loop_test(tc, test_dense_forward_backward, 0, NDENSE);
+    tcase_add_loop_test(tc, test_dense_sparse_input, 0, NSPARSE);
     tcase_add_loop_test(tc, test_dense_backward_data_alive, 0, NALIVE);
     tcase_add_test(tc, test_dense_backward_data_alive_fits);
     suite_add_tcase(su, tc);
