@@ -33,7 +33,7 @@ static const ArgSpec kSpecs[] = {
      "the original MNIST CNN)"},
     {"device", NULL, ARG_VALUE, "cpu|cuda|cudnn|auto",
      "where to train (default auto: a GPU when present, unless $SM_NUM_GPUS is 0)"},
-    {"threads", NULL, ARG_VALUE, "N", "CPU threads (default 0 = all cores)"},
+    {"threads", NULL, ARG_VALUE, "N", "CPU threads (default 0: the cores others leave free)"},
     {"verbosity", "log-level", ARG_VALUE, "LEVEL",
      "DEBUG, INFO, WARN, ERROR or FATAL (default INFO, or $SM_LOG_LEVEL)"},
     {"log-step-count-steps", NULL, ARG_VALUE, "N",

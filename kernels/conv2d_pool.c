@@ -187,7 +187,9 @@ static int have_avx2_fma(void) {
 static FilterImageFn filter_image_fn(void) {
     return have_avx2_fma() ? filter_image_avx2 : filter_image_base;
 }
-static DataImageFn data_image_fn(void) { return have_avx2_fma() ? data_image_avx2 : data_image_base; }
+static DataImageFn data_image_fn(void) {
+    return have_avx2_fma() ? data_image_avx2 : data_image_base;
+}
 #else
 static FilterImageFn filter_image_fn(void) { return filter_image_base; }
 static DataImageFn data_image_fn(void) { return data_image_base; }
@@ -214,8 +216,9 @@ void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShap
     /* The groups added in group order, into HWIO: dw[(t*C + c)*K + k] from acc[k][t][c]. */
     for (int k = 0; k < K; k++)
         for (size_t tc = 0; tc < (size_t)taps * C; tc++) {
+            const double *p = parts + (size_t)k * taps * C + tc;
             double sum = 0.0;
-            for (int g = 0; g < groups; g++) sum += parts[(size_t)g * part + (size_t)k * taps * C + tc];
+            for (int g = 0; g < groups; g++) sum += p[(size_t)g * part];
             dw[tc * K + k] = (float)sum;
         }
     if (db)

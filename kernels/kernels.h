@@ -26,12 +26,16 @@ extern "C" {
 
 /* ---- threads ------------------------------------------------------------------------------ */
 /* Number of threads the CPU kernels use (OpenMP where built with it). n > 0: exactly n.
- * n <= 0: automatic: all cores, minus those the load average says other processes use
- * (OpenMP dynamic adjustment), because a parallel region waits for its slowest thread and a
- * thread sharing a busy core costs a scheduler time slice per region. Results are
+ * n <= 0 (and before any call): automatic: all cores, minus those other processes keep busy
+ * (the 1-minute load average less this process's own threads, re-read at most once a second),
+ * because a parallel region waits for its slowest thread and a thread sharing a busy core costs
+ * a scheduler time slice per region. Called from the thread that runs the kernels. Results are
  * bit-identical for any thread count. */
 void kernels_set_threads(int n);
 int kernels_get_threads(void);
+/* The automatic rule: cores - round(load - in_use) (others' share, 0 when negative), clamped
+ * to [1, cores]. */
+int kernels_auto_threads(int cores, double load, int in_use);
 
 /* ---- conv2d ------------------------------------------------------------------------------- */
 typedef struct {

@@ -160,6 +160,35 @@ END_TEST
 /* uniform_fill_symmetric: element i is (2 * philox_uniform(seed, stream, i) - 1) * limit, the
  * per-element definition, at sizes off the groups of 4 and at a size that takes threads (1 and
  * 2: the same bits); the values cover [-limit, limit). */
+/* The automatic thread count's rule (kernels_set_threads(0)): cores less the other processes'
+ * share of the 1-minute load, this process's own threads (the count in use) not counted. */
+START_TEST(test_auto_threads_rule) {
+    static const struct { int cores; double load; int in_use, want; } CASES[] = {
+        {2, 0.0, 0, 2},  /* idle, not read yet */
+        {2, 2.1, 2, 2},  /* only this job's own two threads: keep both */
+        {2, 1.4, 1, 2},  /* one thread in use, 0.4 of others: take the second core back */
+        {2, 3.0, 2, 1},  /* another process keeps a core busy */
+        {2, 8.0, 1, 1},  /* a shared, oversubscribed box: one thread */
+        {8, 3.2, 0, 5},
+        {8, 9.0, 4, 3},
+        {8, 4.4, 4, 8},
+        {1, 5.0, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+        ck_assert_msg(kernels_auto_threads(CASES[i].cores, CASES[i].load, CASES[i].in_use) ==
+                          CASES[i].want,
+                      "cores %d load %.1f in use %d: %d threads, want %d", CASES[i].cores,
+                      CASES[i].load, CASES[i].in_use,
+                      kernels_auto_threads(CASES[i].cores, CASES[i].load, CASES[i].in_use),
+                      CASES[i].want);
+    /* explicit: exact; automatic: at least one thread */
+    kernels_set_threads(3);
+    ck_assert_int_eq(kernels_get_threads(), 3);
+    kernels_set_threads(0);
+    ck_assert_int_ge(kernels_get_threads(), 1);
+}
+END_TEST
+
 START_TEST(test_uniform_fill) {
     const size_t sizes[] = {1, 3, 4, 7, 801, ((size_t)1 << 17) + 3};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -196,6 +225,7 @@ int main(void) {
     tcase_add_test(tc, test_dropout_backward);
     tcase_add_test(tc, test_large_threads_bitwise);
     tcase_add_test(tc, test_uniform_fill);
+    tcase_add_test(tc, test_auto_threads_rule);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
