@@ -355,18 +355,25 @@ static void run_dense(void *arg, int lib) {
         else if (d->pass == 4)
             CK(dense_backward_data_alive_cuda(d->n, d->in, d->out, d->x, d->w, d->dy, d->dx,
                                               stream));
+        else if (d->pass == 5)
+            CK(dense_forward_sparse_input_cuda(d->n, d->in, d->out, d->x, d->w, d->b, d->y,
+                                               d->relu, stream));
+        else if (d->pass == 6)
+            CK(dense_backward_filter_sparse_input_cuda(d->n, d->in, d->out, d->x, d->dy, d->dw,
+                                                       d->db, stream));
         else
             CK(dense_backward_cuda(d->n, d->in, d->out, d->x, d->w, d->dy,
                                    d->pass == 3 ? NULL : d->dx, d->pass == 2 ? NULL : d->dw,
                                    d->pass == 2 ? NULL : d->db, d->ws, d->ws_floats, stream));
-    } else {
-        if (d->pass == 0) {
+    } else { /* the library's pass of the same work (5: the forward; 6: dw and db) */
+        if (d->pass == 0 || d->pass == 5) {
             CKBLAS(dense_forward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->b, d->y, d->ones));
             if (d->relu) CKDNN(relu_forward_cudnn(dnn, (size_t)d->n * d->out, d->y, d->y));
         } else {
             const int dx_only = d->pass == 2 || d->pass == 4;
+            const int dw_only = d->pass == 3 || d->pass == 6;
             CKBLAS(dense_backward_cublas(blas, d->n, d->in, d->out, d->x, d->w, d->dy,
-                                         d->pass == 3 ? NULL : d->dx, dx_only ? NULL : d->dw,
+                                         dw_only ? NULL : d->dx, dx_only ? NULL : d->dw,
                                          dx_only ? NULL : d->db, d->ones));
         }
     }
@@ -414,13 +421,26 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
         snprintf(op, sizeof op, "%s bwd dw+db", name);
         report(op, n, run_dense, &d, flops, 1, "cuBLAS");
     }
-    if (!sweep_mode && dense_backward_data_alive_ok_cuda(n, in, out)) {
-        /* dx only where x > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39), against cuBLAS's whole dx,
-         * work counted as that GEMM's: on these inputs (every x > 0), and with 95% of x zero,
-         * as dense1's input (pool2's output) on MNIST after one epoch */
+    /* dx only where x > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39), against cuBLAS's whole dx, and
+     * the forward and dw + db over x's nonzeros (CNN_CUDA_DENSE_SPARSE=1, item 40), against
+     * cuBLAS's, work counted as those GEMMs': on these inputs (every x > 0), and with 95% of x
+     * zero, as dense1's input (pool2's output) on MNIST after one epoch */
+    const int alive_rows = !sweep_mode && dense_backward_data_alive_ok_cuda(n, in, out);
+    const int sparse_rows = !sweep_mode && out > 16 && dense_sparse_input_ok_cuda(n, in, out);
+    if (sparse_rows) {
+        d.pass = 5;
+        snprintf(op, sizeof op, "%s fwd over nonzeros", name);
+        report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+        d.pass = 6;
+        snprintf(op, sizeof op, "%s bwd dw+db over nonzeros", name);
+        report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+    }
+    if (alive_rows) {
         d.pass = 4;
         snprintf(op, sizeof op, "%s bwd dx where alive", name);
         report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+    }
+    if (alive_rows || sparse_rows) {
         float *h = malloc((size_t)n * in * sizeof *h);
         if (!h) exit(1);
         uint64_t state = 42;
@@ -432,9 +452,21 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
         }
         CK(cudaMemcpy(d.x, h, (size_t)n * in * sizeof *h, cudaMemcpyHostToDevice));
         free(h);
-        snprintf(op, sizeof op, "%s bwd dx where alive, few", name);
-        printf("|   (%s: %.1f%% of x alive) |\n", op, 100.0 * (double)alive / ((double)n * in));
-        report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+        printf("|   (%s, few: %.1f%% of x alive) |\n", name,
+               100.0 * (double)alive / ((double)n * in));
+        if (alive_rows) {
+            d.pass = 4;
+            snprintf(op, sizeof op, "%s bwd dx where alive, few", name);
+            report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+        }
+        if (sparse_rows) {
+            d.pass = 5;
+            snprintf(op, sizeof op, "%s fwd over nonzeros, few", name);
+            report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+            d.pass = 6;
+            snprintf(op, sizeof op, "%s bwd dw+db over nonzeros, few", name);
+            report(op, n, run_dense, &d, flops, 1, "cuBLAS");
+        }
     }
     if (!sweep_mode && dropout_dense_fits_cuda(n, in, out)) {
         /* The logits layer with the dropout before it: fused (CNN_CUDA_FUSED=5) against our

@@ -20,7 +20,7 @@
  *   ours-cuda-fused5  that and the dropout with the logits layer as one op (CNN_CUDA_FUSED=5)
  *   ours-cuda-streams2  per-layer optimizer updates on the gradient stream (CNN_CUDA_STREAMS=2)
  *   ours-cuda-nopdl   without programmatic dependent launch (CNN_CUDA_PDL=0)
- * and six not yet timed:
+ * and seven not yet timed:
  *   ours-cuda-xent3   softmax + cross-entropy version 3, several blocks (CNN_XENT_V=3)
  *   ours-cuda-convpool0  conv1's forward as the conv and the pool kernels, its filter gradient
  *                     from pool1's winners (CNN_CUDA_CONV_POOL_FWD=0)
@@ -33,6 +33,8 @@
  *                     gradient GEMM (CNN_CUDA_DATA_FROM_POOL=1)
  *   ours-cuda-sparse  that and dense1's data gradient only where pool2's output is > 0
  *                     (CNN_CUDA_DENSE_DX_ALIVE=1)
+ *   ours-cuda-nz      that and dense1's forward and filter gradient over pool2's nonzeros
+ *                     (CNN_CUDA_DENSE_SPARSE=1)
  *   ours-cudnn        cuDNN/cuBLAS for the convolutions and dense layers
  * Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
@@ -43,7 +45,8 @@
  * algorithm search); the median of 5 runs. Every engine as CUDA graphs; eager steps too for
  * the defaults, ours-cuda-run1 and ours-cudnn. With --data DIR (MNIST's train-*-ubyte.gz
  * files), the engines whose kernels skip the winners a ReLU stopped (the defaults, convpool0,
- * l2, frompool2, dfp, sparse) again on MNIST after one epoch of warm-up: rows ENGINE-mnist. And
+ * l2, frompool2, dfp, sparse, nz) again on MNIST after one epoch of warm-up: rows
+ * ENGINE-mnist. And
  * ours-cuda-long: the defaults over 12,000 steps of batch 100 in one timing (the job's length).
  * ours-cuda-mnist and ours-cuda-long each hold one factor of the original job's, whose step GPU
  * run 4 timed ~40 us over this bench's; ours-cuda-mnist-long (with --data) holds both.
@@ -92,6 +95,7 @@ typedef struct {
     const char *data_from_pool; /* CNN_CUDA_DATA_FROM_POOL, read when the backend is created */
     const char *dx_alive; /* CNN_CUDA_DENSE_DX_ALIVE, likewise */
     int mnist;         /* also timed on MNIST's images (--data): a row ENGINE-mnist */
+    const char *dense_sparse; /* CNN_CUDA_DENSE_SPARSE, read when the backend is created */
 } Engine;
 
 /* name = value, or unset where value is NULL (the switches an engine leaves at their default) */
@@ -125,6 +129,7 @@ static Model *engine_model(const Engine *e, int graphs, int batch, const BenchDa
     set_or_unset("CNN_FROM_POOL_V", e->from_pool);
     set_or_unset("CNN_CUDA_DENSE_DX_ALIVE", e->dx_alive);
     set_or_unset("CNN_CUDA_DATA_FROM_POOL", e->data_from_pool);
+    set_or_unset("CNN_CUDA_DENSE_SPARSE", e->dense_sparse);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = d;
@@ -172,65 +177,69 @@ static double bench(const Engine *e, int graphs, int batch, int steps, int runs,
 
 static const Engine ENGINES[] = {
     {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 1},
+     NULL, NULL, NULL, NULL, 1, NULL},
     {"ours-cuda-gemm4", DEVICE_CUDA, "3", "4", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-dense2", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-graph1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-gemm3", DEVICE_CUDA, "1", "3", "4", "2", "2", "1", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-run3", DEVICE_CUDA, "1", "3", "2", "1", "1", "1", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     /* off the chain: the defaults with one switch run 4 timed slower */
     {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "2", "10",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "0", "1", "10",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     /* off the chain: cross-entropy version 3 (several blocks; not yet timed) */
     {"ours-cuda-xent3", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0},
+     NULL, NULL, NULL, NULL, 0, NULL},
     /* off the chain: the conv + pool forwards split, pool1's filter gradient from its
      * winners (not yet timed) */
     {"ours-cuda-convpool0", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     "0", NULL, NULL, NULL, 1},
+     "0", NULL, NULL, NULL, 1, NULL},
     /* off the chain: conv2's filter gradient from its GEMM on the defaults (fusion level 2),
      * to be judged on MNIST (its -mnist row): on the random images conv2's ReLUs are dead and
      * the winners' kernel has nothing to do (item 36) */
     {"ours-cuda-l2", DEVICE_CUDA, "2", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 1},
+     NULL, NULL, NULL, NULL, 1, NULL},
     /* off the chain: conv2's filter gradient from the winners by version 2, a warp per output
      * channel that skips each dead winner (CNN_FROM_POOL_V=2, item 37; judged on MNIST too) */
     {"ours-cuda-frompool2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, "2", NULL, NULL, 1},
+     NULL, "2", NULL, NULL, 1, NULL},
     /* off the chain: conv2's data gradient from pool2's winners, pool2's backward and the data
      * gradient's GEMM gone (CNN_CUDA_DATA_FROM_POOL=1, item 38; judged on MNIST, where 95% of
      * the winners are dead: on the random images all are) */
     {"ours-cuda-dfp", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, "1", NULL, 1},
+     NULL, NULL, "1", NULL, 1, NULL},
     /* off the chain: that and dense1's data gradient only where pool2's output is > 0
      * (CNN_CUDA_DENSE_DX_ALIVE=1, item 39; report.py compares it with ours-cuda-dfp) */
     {"ours-cuda-sparse", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, "1", "1", 1},
+     NULL, NULL, "1", "1", 1, NULL},
+    /* off the chain: that and dense1's forward and filter gradient over pool2's nonzeros
+     * (CNN_CUDA_DENSE_SPARSE=1, item 40; report.py compares it with ours-cuda-sparse) */
+    {"ours-cuda-nz", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
+     NULL, NULL, "1", "1", 1, "1"},
     {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10",
-     NULL, NULL, NULL, NULL, 0}};
+     NULL, NULL, NULL, NULL, 0, NULL}};
 #define N_ENGINES ((int)(sizeof ENGINES / sizeof ENGINES[0]))
 
 /* One eager training step of engine e between cudaProfilerStart and Stop, for

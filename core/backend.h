@@ -96,7 +96,8 @@ struct Backend {
     /* b may be NULL. */
     void (*dense_forward)(Backend *be, int n, int in, int out, const float *x, const float *w,
                           const float *b, float *y);
-    /* dx may be NULL (not needed); dw and db are always written. */
+    /* dx may be NULL (not needed); dw and db are written unless dw is NULL (dx only: only on a
+     * backend with dense_backward_filter_sparse_input, which then makes them). */
     void (*dense_backward)(Backend *be, int n, int in, int out, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db);
 
@@ -238,6 +239,21 @@ struct Backend {
     int (*dense_data_alive_fits)(Backend *be, int n, int in, int out);
     void (*dense_backward_data_alive)(Backend *be, int n, int in, int out, const float *x,
                                       const float *w, const float *dy, float *dx);
+    /* Optional, all three or none: a dense layer's forward and filter gradient over its input's
+     * nonzeros (kernels.h's dense_forward_sparse_input and dense_backward_filter_sparse_input:
+     * the GEMM's values, summed in another order), for a layer whose input is a max pool over a
+     * ReLU's output (mostly zeros once a model has trained a little). Core plans them where
+     * dense_sparse_input_fits says yes for the layer's sizes (n: the largest batch). The
+     * forward applies the layer's ReLU when relu != 0; the filter gradient writes dw and db (db
+     * may be NULL), and core then makes dx with dense_backward, dw and db NULL, or with
+     * dense_backward_data_alive. (The CPU backend has none: its dense_forward and
+     * dense_backward take this path themselves where x is mostly zeros.) */
+    int (*dense_sparse_input_fits)(Backend *be, int n, int in, int out);
+    void (*dense_forward_sparse_input)(Backend *be, int n, int in, int out, const float *x,
+                                       const float *w, const float *b, float *y, int relu);
+    void (*dense_backward_filter_sparse_input)(Backend *be, int n, int in, int out,
+                                               const float *x, const float *dy, float *dw,
+                                               float *db);
 
     /* A dropout and the dense layer after it, as one op (kernels.h's dropout_dense_*): the
      * dropout's output is never stored. core records it where dropout_dense_fits says yes for

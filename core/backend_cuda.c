@@ -237,10 +237,13 @@ static void cu_dense_backward(Backend *be, int n, int in, int out, const float *
                               const float *dy, float *dx, float *dw, float *db) {
     CudaCtx *c = CTX(be);
     /* dw and db first, on the gradient stream; then dx on the main stream, beside them. */
-    float *gws;
-    cudaStream_t gs = grad_stream_begin(c, &gws);
-    cuda_record(c, dense_backward_cuda(n, in, out, x, w, dy, NULL, dw, db, gws, c->ws_floats, gs),
-                "dense_backward_cuda (dw)");
+    if (dw) {
+        float *gws;
+        cudaStream_t gs = grad_stream_begin(c, &gws);
+        cuda_record(c,
+                    dense_backward_cuda(n, in, out, x, w, dy, NULL, dw, db, gws, c->ws_floats, gs),
+                    "dense_backward_cuda (dw)");
+    }
     if (dx)
         cuda_record(c,
                     dense_backward_cuda(n, in, out, x, w, dy, dx, NULL, NULL, c->ws, c->ws_floats,
@@ -492,6 +495,33 @@ static void cu_dense_backward_data_alive(Backend *be, int n, int in, int out, co
                 "dense_backward_data_alive_cuda");
 }
 
+/* A dense layer's forward and filter gradient over its input's nonzeros (CNN_CUDA_DENSE_SPARSE=1;
+ * opt-in until a GPU has timed it, docs/gpu.md item 40): dense1, whose input is ~95% zeros on
+ * MNIST after the first steps. The filter gradient on the gradient stream, as
+ * cu_dense_backward's. */
+static int cu_dense_sparse_input_fits(Backend *be, int n, int in, int out) {
+    (void)be;
+    return dense_sparse_input_ok_cuda(n, in, out);
+}
+
+static void cu_dense_forward_sparse_input(Backend *be, int n, int in, int out, const float *x,
+                                          const float *w, const float *b, float *y, int relu) {
+    CudaCtx *c = CTX(be);
+    cuda_record(c, dense_forward_sparse_input_cuda(n, in, out, x, w, b, y, relu, c->stream),
+                "dense_forward_sparse_input_cuda");
+}
+
+static void cu_dense_backward_filter_sparse_input(Backend *be, int n, int in, int out,
+                                                  const float *x, const float *dy, float *dw,
+                                                  float *db) {
+    CudaCtx *c = CTX(be);
+    float *gws;
+    cudaStream_t gs = grad_stream_begin(c, &gws);
+    (void)gws;
+    cuda_record(c, dense_backward_filter_sparse_input_cuda(n, in, out, x, dy, dw, db, gs),
+                "dense_backward_filter_sparse_input_cuda");
+}
+
 /* Dropout + the narrow dense layer after it (kernels/dense.cu): the same bits as
  * cu_dropout_forward + cu_dense_forward, and cu_dense_backward + cu_dropout_relu_backward. */
 static int cu_dropout_dense_fits(Backend *be, int n, int in, int out) {
@@ -585,15 +615,16 @@ static void describe_graph(const Backend *be, int key, int steps, cudaGraph_t gr
                             ? ", conv + pool forwards split" : "";
     const char *data = be->conv2d_data_grad_from_pool ? ", data gradient from pool" : "";
     const char *alive = be->dense_backward_data_alive ? ", dense dx where alive" : "";
+    const char *sparse = be->dense_forward_sparse_input ? ", dense over nonzeros" : "";
     char what[32] = "step graph";
     if (steps > 1) snprintf(what, sizeof what, "%d-step graph", steps);
     const int gemm = gemm_version_cuda();
-    fprintf(stderr, "%s backend (%s%s%s%s, GEMM v%d): captured %s (key %d): %zu edges (%zu "
-            "programmatic), %zu forks\n", be->name, fusion, split, data, alive, gemm, what, key,
-            edges, programmatic, forks);
-    fprintf(stderr, "%s backend (%s%s%s%s, GEMM v%d): captured %s (key %d): %zu nodes = %zu "
+    fprintf(stderr, "%s backend (%s%s%s%s%s, GEMM v%d): captured %s (key %d): %zu edges (%zu "
+            "programmatic), %zu forks\n", be->name, fusion, split, data, alive, sparse, gemm, what,
+            key, edges, programmatic, forks);
+    fprintf(stderr, "%s backend (%s%s%s%s%s, GEMM v%d): captured %s (key %d): %zu nodes = %zu "
             "kernels, %zu memsets, %zu memcpys, %zu other\n", be->name, fusion, split, data,
-            alive, gemm, what, key, n, kernels, memsets, memcpys, other);
+            alive, sparse, gemm, what, key, n, kernels, memsets, memcpys, other);
 }
 
 /* Captures `steps` calls of step_fn into an executable graph; NULL (with the reason in `why`)
@@ -854,6 +885,12 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     if (dx_alive && strcmp(dx_alive, "1") == 0) {
         be->dense_data_alive_fits = cu_dense_data_alive_fits;
         be->dense_backward_data_alive = cu_dense_backward_data_alive;
+    }
+    const char *dense_sparse = getenv("CNN_CUDA_DENSE_SPARSE");
+    if (dense_sparse && strcmp(dense_sparse, "1") == 0) {
+        be->dense_sparse_input_fits = cu_dense_sparse_input_fits;
+        be->dense_forward_sparse_input = cu_dense_forward_sparse_input;
+        be->dense_backward_filter_sparse_input = cu_dense_backward_filter_sparse_input;
     }
     if (fuse >= 5) {
         be->dropout_dense_fits = cu_dropout_dense_fits;

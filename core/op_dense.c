@@ -6,6 +6,11 @@ static void dense_fwd(Tape *t, TapeOp *op) {
     const float *x = tensor_f32(op->in[0]), *w = tensor_f32(op->in[1]);
     const float *b = op->n_in > 2 ? tensor_f32(op->in[2]) : NULL;
     float *y = tensor_f32(op->out);
+    if (op->sparse_input) { /* over x's nonzeros (tape.c, plan_dense_pooled_input) */
+        be->dense_forward_sparse_input(be, t->n, op->p.dense.in, op->p.dense.out, x, w, b, y,
+                                       op->relu);
+        return;
+    }
     if (op->relu && be->dense_relu_forward) {
         be->dense_relu_forward(be, t->n, op->p.dense.in, op->p.dense.out, x, w, b, y);
         return;
@@ -21,15 +26,20 @@ static void dense_bwd(Tape *t, TapeOp *op) {
                              op->out->grad, op->out->grad);
     /* The backend writes dw and db together; dx[1] is always set for a trainable kernel. dw
      * and db are issued first: a backend may run them beside the entries after them (backend.h,
-     * "Ordering"), here dx where the input is alive (tape.c, plan_dense_dx_alive). */
+     * "Ordering"): dx, here or where the input is alive (tape.c, plan_dense_pooled_input). */
     if (!op->dx[1]) return;
-    const float *x = tensor_f32(op->in[0]), *w = tensor_f32(op->in[1]);
-    const int alive = op->dx_alive && op->dx[0];
-    t->be->dense_backward(t->be, t->n, op->p.dense.in, op->p.dense.out, x, w, op->out->grad,
-                          alive ? NULL : op->dx[0], op->dx[1], op->n_in > 2 ? op->dx[2] : NULL);
-    if (alive)
-        t->be->dense_backward_data_alive(t->be, t->n, op->p.dense.in, op->p.dense.out, x, w,
-                                         op->out->grad, op->dx[0]);
+    Backend *be = t->be;
+    const int n = t->n, in = op->p.dense.in, out = op->p.dense.out;
+    const float *x = tensor_f32(op->in[0]), *w = tensor_f32(op->in[1]), *dy = op->out->grad;
+    float *db = op->n_in > 2 ? op->dx[2] : NULL;
+    const int alive = op->dx_alive && op->dx[0], gemm_dx = op->dx[0] && !alive;
+    if (op->sparse_input) {
+        be->dense_backward_filter_sparse_input(be, n, in, out, x, dy, op->dx[1], db);
+        if (gemm_dx) be->dense_backward(be, n, in, out, x, w, dy, op->dx[0], NULL, NULL);
+    } else {
+        be->dense_backward(be, n, in, out, x, w, dy, gemm_dx ? op->dx[0] : NULL, op->dx[1], db);
+    }
+    if (alive) be->dense_backward_data_alive(be, n, in, out, x, w, dy, op->dx[0]);
 }
 
 static const OpDef DENSE = {"dense", dense_fwd, dense_bwd, NULL};

@@ -164,28 +164,36 @@ static void plan_filter_from_pool(Tape *t) {
     }
 }
 
-/* A dense layer whose input is (a view of) a max pool's output over a ReLU's output takes its data
- * gradient only where that input is > 0, where the backend has the entry for its sizes
- * (backend.h, dense_backward_data_alive): at a pooled 0 the winner's ReLU stopped the gradient,
- * so the pool's backward (and a conv's gradients from the pool's winners) drop it there. */
-static void plan_dense_dx_alive(Tape *t) {
+/* Whether a dense layer's input is (a view of) a max pool's output over a ReLU's output: a
+ * pooled 0 is a winner the ReLU stopped, and such an input is mostly zeros once a model has
+ * trained a little (on MNIST ~95%: bench_relu_sparsity). */
+static int input_is_pooled_relu(Tape *t, const TapeOp *d) {
+    int consumers;
+    const TapeOp *pool = producer_of(t, tensor_root(d->in[0]), &consumers);
+    if (!pool) return 0;
+    if (strcmp(pool->def->name, "conv2d_relu_maxpool") == 0) return 1; /* the ReLU is inside */
+    if (strcmp(pool->def->name, "maxpool2d") != 0) return 0;
+    const TapeOp *relu = producer_of(t, tensor_root(pool->in[0]), &consumers);
+    return relu && (relu->relu || strcmp(relu->def->name, "relu") == 0);
+}
+
+/* A dense layer whose input is a max pool over a ReLU's output takes its data gradient only
+ * where that input is > 0, where the backend has the entry for its sizes (backend.h,
+ * dense_backward_data_alive): the pool's backward (and a conv's gradients from the pool's
+ * winners) drop the gradient at a pooled 0. And its forward and filter gradient over the
+ * input's nonzeros, where the backend has those entries (dense_sparse_input_fits). */
+static void plan_dense_pooled_input(Tape *t) {
     Backend *be = t->be;
     for (int k = 0; k < t->n_ops; k++) {
         TapeOp *d = &t->ops[k];
         d->dx_alive = 0;
-        if (strcmp(d->def->name, "dense") != 0 || !d->differentiable ||
-            !d->in[0]->requires_grad || !be->dense_data_alive_fits ||
-            !be->dense_data_alive_fits(be, d->in[0]->shape[0], d->p.dense.in, d->p.dense.out))
-            continue;
-        int consumers;
-        const TapeOp *pool = producer_of(t, tensor_root(d->in[0]), &consumers);
-        if (!pool) continue;
-        if (strcmp(pool->def->name, "conv2d_relu_maxpool") == 0) { /* the ReLU is inside */
-            d->dx_alive = 1;
-        } else if (strcmp(pool->def->name, "maxpool2d") == 0) {
-            const TapeOp *relu = producer_of(t, tensor_root(pool->in[0]), &consumers);
-            d->dx_alive = relu && (relu->relu || strcmp(relu->def->name, "relu") == 0);
-        }
+        d->sparse_input = 0;
+        if (strcmp(d->def->name, "dense") != 0 || !input_is_pooled_relu(t, d)) continue;
+        const int n = d->in[0]->shape[0], in = d->p.dense.in, out = d->p.dense.out;
+        d->sparse_input =
+            be->dense_sparse_input_fits && be->dense_sparse_input_fits(be, n, in, out);
+        d->dx_alive = d->differentiable && d->in[0]->requires_grad && be->dense_data_alive_fits &&
+                      be->dense_data_alive_fits(be, n, in, out);
     }
 }
 
@@ -247,7 +255,7 @@ int tape_commit(Tape *t, char *err, size_t errlen) {
     }
     plan_relu_fusion(t);
     plan_filter_from_pool(t);
-    plan_dense_dx_alive(t);
+    plan_dense_pooled_input(t);
     size_t ws_off = arena_reserve(&t->arena, REGION_WORK, t->ws_floats * sizeof(float));
     size_t scratch_off[TAPE_MAX_INPUTS];
     for (int i = 0; i < TAPE_MAX_INPUTS; i++)

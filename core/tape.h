@@ -73,6 +73,10 @@ struct TapeOp {
     /* dense whose input is a max pool over a ReLU's output: its data gradient only where the
      * input is > 0 (backend.h, dense_backward_data_alive), planned at commit */
     int dx_alive;
+    /* dense with such an input (mostly zeros once a model has trained a little): its forward and
+     * filter gradient over the input's nonzeros (backend.h, dense_sparse_input_fits), planned at
+     * commit */
+    int sparse_input;
     /* max pool: its backward is not run, as nothing reads its input's gradient (its conv, with
      * pool_after set, is a first layer, whose input takes no gradient, or takes its data
      * gradient from the pool's winners: planned at commit) */

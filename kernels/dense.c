@@ -30,28 +30,34 @@ static void columns_free(Columns *c) {
     free(c->vals);
 }
 
-/* Fills c and returns 1 where x has at most n*in / SPARSE_MAX_SHARE nonzeros (else, or out of
- * memory: 0, and the caller runs the GEMM). */
-static int sparse_columns(int n, int in, const float *x, Columns *c) {
+/* Whether x has at most n*in / SPARSE_MAX_SHARE nonzeros (the count stops at the limit). */
+static int mostly_zeros(int n, int in, const float *x) {
     const size_t total = (size_t)n * in, limit = total / SPARSE_MAX_SHARE;
     if (n < 2 || total < 4096) return 0; /* small: the GEMM */
     size_t nnz = 0;
     for (size_t e = 0; e < total && nnz <= limit; e++) nnz += x[e] != 0.0f;
-    if (nnz > limit) return 0;
+    return nnz <= limit;
+}
+
+/* Fills c; -1 when out of memory. */
+static int columns_build(int n, int in, const float *x, Columns *c) {
     c->start = calloc((size_t)in + 1, sizeof *c->start);
-    c->rows = malloc((nnz ? nnz : 1) * sizeof *c->rows);
-    c->vals = malloc((nnz ? nnz : 1) * sizeof *c->vals);
-    if (!c->start || !c->rows || !c->vals) {
-        columns_free(c);
-        return 0;
+    int *fill = malloc(((size_t)in + 1) * sizeof *fill);
+    if (!c->start || !fill) {
+        free(c->start);
+        free(fill);
+        return -1;
     }
     for (int r = 0; r < n; r++)
         for (int i = 0; i < in; i++) c->start[i + 1] += x[(size_t)r * in + i] != 0.0f;
     for (int i = 0; i < in; i++) c->start[i + 1] += c->start[i];
-    int *fill = malloc((size_t)in * sizeof *fill);
-    if (!fill) {
+    const size_t nnz = (size_t)c->start[in];
+    c->rows = malloc((nnz ? nnz : 1) * sizeof *c->rows);
+    c->vals = malloc((nnz ? nnz : 1) * sizeof *c->vals);
+    if (!c->rows || !c->vals) {
         columns_free(c);
-        return 0;
+        free(fill);
+        return -1;
     }
     memcpy(fill, c->start, (size_t)in * sizeof *fill);
     for (int r = 0; r < n; r++)
@@ -63,7 +69,7 @@ static int sparse_columns(int n, int in, const float *x, Columns *c) {
             }
         }
     free(fill);
-    return 1;
+    return 0;
 }
 
 /* y[:, j0:j1] = sum over i, then r, of x[r,i] * w[i, j0:j1] (from 0). */
@@ -139,47 +145,65 @@ static int sparse_threads(int n, int in, int out, int tasks) {
     return t < tasks ? t : tasks;
 }
 
+/* db[j] = sum over r of dy[r,j], r ascending (db may be NULL). */
+static void bias_grad(int n, int out, const float *dy, float *db) {
+    if (!db) return;
+    for (int j = 0; j < out; j++) db[j] = 0.0f;
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < out; j++) db[j] += dy[(size_t)r * out + j];
+}
+
+int dense_forward_sparse_input(int n, int in, int out, const float *x, const float *w,
+                               const float *b, float *y) {
+    Columns c;
+    if (columns_build(n, in, x, &c) != 0) return -1;
+    const SparseForwardFn f = sparse_forward_fn();
+    const int tasks = (out + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+    const int threads = sparse_threads(n, in, out, tasks);
+    KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+    for (int t = 0; t < tasks; t++) {
+        const int j0 = t * SPARSE_BLOCK, j1 = j0 + SPARSE_BLOCK < out ? j0 + SPARSE_BLOCK : out;
+        f(&c, n, in, out, w, j0, j1, y);
+    }
+    columns_free(&c);
+    if (b)
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < out; j++) y[(size_t)r * out + j] += b[j];
+    return 0;
+}
+
+int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, const float *dy,
+                                       float *dw, float *db) {
+    Columns c;
+    if (columns_build(n, in, x, &c) != 0) return -1;
+    const SparseFilterFn f = sparse_filter_fn();
+    const int tasks = (in + 63) / 64;
+    const int threads = sparse_threads(n, in, out, tasks);
+    KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+    for (int t = 0; t < tasks; t++) f(&c, out, dy, t * 64, t * 64 + 64 < in ? t * 64 + 64 : in, dw);
+    columns_free(&c);
+    bias_grad(n, out, dy, db);
+    return 0;
+}
+
 void dense_forward(int n, int in, int out, const float *x, const float *w, const float *b,
                    float *y) {
-    Columns c;
-    if (sparse_columns(n, in, x, &c)) {
-        const SparseForwardFn f = sparse_forward_fn();
-        const int tasks = (out + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
-        const int threads = sparse_threads(n, in, out, tasks);
-        KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
-        for (int t = 0; t < tasks; t++) {
-            const int j0 = t * SPARSE_BLOCK, j1 = j0 + SPARSE_BLOCK < out ? j0 + SPARSE_BLOCK : out;
-            f(&c, n, in, out, w, j0, j1, y);
-        }
-        columns_free(&c);
-    } else {
-        sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
-    }
+    if (mostly_zeros(n, in, x) && dense_forward_sparse_input(n, in, out, x, w, b, y) == 0) return;
+    sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
     if (b)
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < out; j++) y[(size_t)i * out + j] += b[j];
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < out; j++) y[(size_t)r * out + j] += b[j];
 }
 
 void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
                     float *dx, float *dw, float *db) {
     if (dx) sgemm(0, 1, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in); /* dy * w^T */
-    Columns c;
-    if (sparse_columns(n, in, x, &c)) { /* dw = x^T * dy over x's nonzeros */
-        const SparseFilterFn f = sparse_filter_fn();
-        const int tasks = (in + 63) / 64;
-        const int threads = sparse_threads(n, in, out, tasks);
-        KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
-        for (int t = 0; t < tasks; t++)
-            f(&c, out, dy, t * 64, t * 64 + 64 < in ? t * 64 + 64 : in, dw);
-        columns_free(&c);
-    } else {
-        sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out); /* x^T * dy */
-    }
-    if (db) {
-        for (int j = 0; j < out; j++) db[j] = 0.0f;
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < out; j++) db[j] += dy[(size_t)i * out + j];
-    }
+    if (!dw) return;
+    if (mostly_zeros(n, in, x) &&
+        dense_backward_filter_sparse_input(n, in, out, x, dy, dw, db) == 0)
+        return;
+    sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out); /* x^T * dy */
+    bias_grad(n, out, dy, db);
 }
 
 /* ---- the data gradient where the input is alive (kernels.h) --------------------------------

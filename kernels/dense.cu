@@ -284,6 +284,117 @@ dense_dx_alive_kernel(int in, int out, const float *x, const float *w, const flo
     if (i < in) dx[(size_t)r * in + i] = res;
 }
 
+/* Over x's nonzeros (docs/gpu.md item 40; the twins of kernels.h's dense_forward_sparse_input
+ * and dense_backward_filter_sparse_input): dense1's input is pool2's output, ~95% zeros on MNIST
+ * after the first steps (bench/relu_sparsity.c), yet the GEMMs multiply all of it.
+ *
+ * Forward: block = (256 output columns, one row r). The block lists row r's nonzeros in
+ * ascending i in shared memory (a ballot per warp, the warps' counts added in order), then each
+ * thread sums its column over them: acc = fmaf(x[r,i], w[i,j], acc), w's row segment read
+ * coalesced (1 KB per warp row, from L2), then + b, then the ReLU: the CPU twin's order. The
+ * blocks of one row repeat the listing (out / 256 times; x's row is 12.5 KB for dense1).
+ * Cost on MNIST (~166 nonzeros a row): ~166 dependent FMAs a thread; w's rows read ~4 x 166 KB a
+ * row from L2 (~66 MB at batch 100). */
+constexpr int SPF_THREADS = 256;
+constexpr int SPF_MAX_IN = 4096; /* inputs a row may have: the list's shared memory, 32 KB */
+
+__global__ void __launch_bounds__(SPF_THREADS)
+dense_sparse_fwd_kernel(int in, int out, const float *x, const float *w, const float *b,
+                        float *y, int relu) {
+    pdl_wait_and_release();
+    __shared__ int sidx[SPF_MAX_IN];
+    __shared__ float sval[SPF_MAX_IN];
+    __shared__ int wcount[SPF_THREADS / 32];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, r = blockIdx.y;
+    const float *xr = x + (size_t)r * in;
+    int total = 0;
+    for (int base = 0; base < in; base += SPF_THREADS) {
+        const int i = base + tid;
+        const float v = i < in ? xr[i] : 0.0f;
+        const unsigned live = __ballot_sync(0xFFFFFFFFu, v != 0.0f);
+        if (lane == 0) wcount[warp] = __popc(live);
+        __syncthreads();
+        int at = total;
+        for (int q = 0; q < warp; q++) at += wcount[q];
+        if (v != 0.0f) {
+            const int k = at + __popc(live & ((1u << lane) - 1u));
+            sidx[k] = i;
+            sval[k] = v;
+        }
+        for (int q = 0; q < SPF_THREADS / 32; q++) total += wcount[q];
+        __syncthreads(); /* wcount is rewritten next round */
+    }
+    const int j = blockIdx.x * SPF_THREADS + tid;
+    if (j >= out) return;
+    const float *wj = w + j;
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int k = 0; k < total; k++) acc = fmaf(sval[k], __ldg(wj + (size_t)sidx[k] * out), acc);
+    const float v = b ? acc + b[j] : acc;
+    y[(size_t)r * out + j] = relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+
+/* Filter gradient: block = (256 output columns, 32 inputs i0 .. i0 + 31), 8 warps. First each
+ * row's nonzeros among the 32 inputs as a bit mask in shared memory (one coalesced 128-byte
+ * load and a ballot per row); then warp w takes the inputs i0 + w, + 8, + 16, + 24 in turn and,
+ * for each, walks the rows r ascending whose bit is set: acc[c] = fmaf(x[r,i], dy[r, j_c],
+ * acc[c]) for its lane's 8 columns j_c = j0 + lane + 32c (dy's row segment coalesced); then
+ * writes dw's row segment (zeros where no row is set). The CPU twin's order. The extra row of
+ * blocks (blockIdx.y = the input blocks' count) makes db: thread j, dy[r, j] added r ascending.
+ * Cost on MNIST: each warp tests n bits per input and does ~5 rows x 8 FMAs; dw is written
+ * once (12.8 MB at dense1's size). */
+constexpr int SPW_WARPS = 8;
+constexpr int SPW_INPUTS = 32;
+constexpr int SPW_COLS = 8;                  /* columns per lane */
+constexpr int SPW_BLOCK_COLS = 32 * SPW_COLS; /* 256 */
+constexpr int SPW_MAX_N = 4096;              /* rows: the masks' shared memory, 16 KB */
+
+__global__ void __launch_bounds__(SPW_WARPS * 32)
+dense_sparse_dw_kernel(int n, int in, int out, const float *x, const float *dy, float *dw,
+                       float *db) {
+    pdl_wait_and_release();
+    __shared__ unsigned rowmask[SPW_MAX_N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int j0 = blockIdx.x * SPW_BLOCK_COLS;
+    const int in_blocks = (in + SPW_INPUTS - 1) / SPW_INPUTS;
+    if ((int)blockIdx.y == in_blocks) { /* db */
+        for (int j = j0 + (int)threadIdx.x; j < j0 + SPW_BLOCK_COLS && j < out;
+             j += SPW_WARPS * 32) {
+            float acc = 0.0f;
+            for (int r = 0; r < n; r++) acc += dy[(size_t)r * out + j];
+            db[j] = acc;
+        }
+        return;
+    }
+    const int i0 = blockIdx.y * SPW_INPUTS;
+    for (int r = warp; r < n; r += SPW_WARPS) {
+        const int i = i0 + lane;
+        const bool nz = i < in && x[(size_t)r * in + i] != 0.0f;
+        const unsigned m = __ballot_sync(0xFFFFFFFFu, nz);
+        if (lane == 0) rowmask[r] = m;
+    }
+    __syncthreads();
+    for (int ii = warp; ii < SPW_INPUTS; ii += SPW_WARPS) {
+        const int i = i0 + ii;
+        if (i >= in) break; /* the whole warp */
+        float acc[SPW_COLS];
+#pragma unroll
+        for (int c = 0; c < SPW_COLS; c++) acc[c] = 0.0f;
+        for (int r = 0; r < n; r++) {
+            if (!(rowmask[r] >> ii & 1u)) continue; /* the same for every lane */
+            const float v = x[(size_t)r * in + i];
+            const float *g = dy + (size_t)r * out + j0 + lane;
+#pragma unroll
+            for (int c = 0; c < SPW_COLS; c++)
+                if (j0 + lane + 32 * c < out) acc[c] = fmaf(v, g[32 * c], acc[c]);
+        }
+        float *d = dw + (size_t)i * out + j0 + lane;
+#pragma unroll
+        for (int c = 0; c < SPW_COLS; c++)
+            if (j0 + lane + 32 * c < out) d[32 * c] = acc[c];
+    }
+}
+
 } /* namespace */
 
 extern "C" int dense_backward_data_alive_ok_cuda(int n, int in, int out) {
@@ -297,6 +408,33 @@ extern "C" cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, co
     if (n == 0 || in == 0) return cudaSuccess;
     dim3 grid((unsigned)((in + DXA_WARPS * 32 - 1) / (DXA_WARPS * 32)), (unsigned)n);
     CNN_KERNEL(grid, DXA_WARPS * 32, stream, dense_dx_alive_kernel)(in, out, x, w, dy, dx);
+    return launch_status();
+}
+
+extern "C" int dense_sparse_input_ok_cuda(int n, int in, int out) {
+    return n >= 0 && n <= SPW_MAX_N && in >= 0 && in <= SPF_MAX_IN && out >= 0;
+}
+
+extern "C" cudaError_t dense_forward_sparse_input_cuda(int n, int in, int out, const float *x,
+                                                       const float *w, const float *b, float *y,
+                                                       int relu, cudaStream_t stream) {
+    if (!dense_sparse_input_ok_cuda(n, in, out)) return cudaErrorInvalidValue;
+    if (n == 0 || out == 0) return cudaSuccess;
+    dim3 grid((unsigned)((out + SPF_THREADS - 1) / SPF_THREADS), (unsigned)n);
+    CNN_KERNEL(grid, SPF_THREADS, stream, dense_sparse_fwd_kernel)(in, out, x, w, b, y, relu);
+    return launch_status();
+}
+
+extern "C" cudaError_t dense_backward_filter_sparse_input_cuda(int n, int in, int out,
+                                                               const float *x, const float *dy,
+                                                               float *dw, float *db,
+                                                               cudaStream_t stream) {
+    if (!dense_sparse_input_ok_cuda(n, in, out)) return cudaErrorInvalidValue;
+    if (out == 0 || (in == 0 && !db)) return cudaSuccess;
+    const int in_blocks = (in + SPW_INPUTS - 1) / SPW_INPUTS;
+    dim3 grid((unsigned)((out + SPW_BLOCK_COLS - 1) / SPW_BLOCK_COLS),
+              (unsigned)(in_blocks + (db ? 1 : 0)));
+    CNN_KERNEL(grid, SPW_WARPS * 32, stream, dense_sparse_dw_kernel)(n, in, out, x, dy, dw, db);
     return launch_status();
 }
 

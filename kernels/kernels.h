@@ -150,9 +150,22 @@ void sgemm_reference(int trans_a, int trans_b, int m, int n, int k, float alpha,
 
 /* y[N,out] = x[N,in] * w[in,out] + b[out] (b may be NULL). */
 void dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
-/* dx[N,in] = dy * w^T (skipped when dx is NULL); dw[in,out] = x^T * dy; db[out] = sum_n dy. */
+/* dx[N,in] = dy * w^T (skipped when dx is NULL); dw[in,out] = x^T * dy; db[out] = sum_n dy
+ * (both skipped when dw is NULL; db may be NULL). Where x is at most 1/8 nonzero, the forward
+ * and dw are the *_sparse_input sums below. */
 void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
                     float *dx, float *dw, float *db);
+/* Over x's nonzeros (any x; fast where it is mostly zeros, e.g. a pooled ReLU output): y[r,j] =
+ * acc + b[j] (b may be NULL), acc = 0 then acc = fmaf(x[r,i], w[i,j], acc) over the i with
+ * x[r,i] != 0, ascending. The CUDA twin sums in this order: the same bits. -1 when out of
+ * memory (nothing written), else 0. */
+int dense_forward_sparse_input(int n, int in, int out, const float *x, const float *w,
+                               const float *b, float *y);
+/* dw[i,j] = acc, acc = 0 then acc = fmaf(x[r,i], dy[r,j], acc) over the r with x[r,i] != 0,
+ * ascending; db[j] (may be NULL) = 0 then += dy[r,j] over every r, ascending. The CUDA twin
+ * sums in these orders: the same bits. -1 when out of memory (nothing written), else 0. */
+int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, const float *dy,
+                                       float *dw, float *db);
 /* dx[r,i] = (dy * w^T)[r,i] where x[r,i] > 0, else 0: the data gradient of a dense layer whose
  * input is a max pool over a ReLU's output, where the layers before read its gradient only at
  * x > 0 (a pooled 0 is a winner the ReLU stopped, whose gradient its backward drops). out a

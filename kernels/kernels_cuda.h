@@ -142,17 +142,29 @@ cudaError_t dropout_forward_cuda(size_t n, float rate, uint64_t seed, uint64_t s
 cudaError_t dropout_backward_cuda(size_t n, float rate, const uint8_t *mask, const float *relu_y,
                                   const float *dy, float *dx, cudaStream_t stream);
 
+/* As dense_backward_data_alive (kernels.h), the same bits: dx only where x > 0, for the sizes
+ * dense_backward_data_alive_ok_cuda accepts (out a multiple of 32, at most 1024; n <= 65535;
+ * cudaErrorInvalidValue otherwise). */
+int dense_backward_data_alive_ok_cuda(int n, int in, int out);
+cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, const float *x, const float *w,
+                                           const float *dy, float *dx, cudaStream_t stream);
+/* As dense_forward_sparse_input and dense_backward_filter_sparse_input (kernels.h), the same
+ * bits: over x's nonzeros, for the sizes dense_sparse_input_ok_cuda accepts (n <= 4096, in <=
+ * 4096; cudaErrorInvalidValue otherwise). The forward with the ReLU (relu != 0) as
+ * dense_forward_cuda's; db may be NULL. */
+int dense_sparse_input_ok_cuda(int n, int in, int out);
+cudaError_t dense_forward_sparse_input_cuda(int n, int in, int out, const float *x, const float *w,
+                                            const float *b, float *y, int relu,
+                                            cudaStream_t stream);
+cudaError_t dense_backward_filter_sparse_input_cuda(int n, int in, int out, const float *x,
+                                                    const float *dy, float *dw, float *db,
+                                                    cudaStream_t stream);
+
 /* ---- dropout + dense, fused (the twin of kernels/dropout_dense.c; in dense.cu) -------------- */
 /* Non-zero when the fused kernels take a layer of these sizes: the narrow path (out <= 16, not
  * under CNN_DENSE_V=1; up to 192 rows by default, any under CNN_DENSE_V=2) with 32-bit
  * indices. The two calls below refuse other sizes
  * (cudaErrorInvalidValue). */
-/* As dense_backward_data_alive (kernels.h), the same bits: dx only where x > 0, for the sizes
- * dense_backward_data_alive_ok_cuda accepts (out a multiple of 128, at most 1024; n <= 65535;
- * cudaErrorInvalidValue otherwise). */
-int dense_backward_data_alive_ok_cuda(int n, int in, int out);
-cudaError_t dense_backward_data_alive_cuda(int n, int in, int out, const float *x, const float *w,
-                                           const float *dy, float *dx, cudaStream_t stream);
 int dropout_dense_fits_cuda(int n, int in, int out);
 /* dropout_dense_forward with the mask's stream as dropout_forward_cuda's (stream_base +
  * stream_per_step * (*d_step); d_step NULL: stream_base); mask NULL: inference. The same bits as

@@ -235,7 +235,7 @@ static void counted_dropout_dense(Backend *be, int n, int in, int out, float rat
  * from pool2 (_i = 0, as the CUDA backend's CNN_CUDA_FUSED=3), or with conv2 + ReLU + pool2 one
  * op as well (_i = 1, CNN_CUDA_FUSED=4), or with the dropout and the logits layer one op too
  * (_i = 2, CNN_CUDA_FUSED=5), or the product's CPU backend with its gradients from the pools'
- * winners (_i = 3), against the unfused model on the same CPU kernels: the
+ * winners (_i = 3; _i = 4 with dense1 over pool2's nonzeros too), against the unfused model on the same CPU kernels: the
  * same state (names, shapes, initial values: checkpoints do not change), the same loss, logits
  * and gradients of every parameter on a batch below the model's, and five training steps to
  * 1e-4. The fused ops sum the conv in tap order and the filter gradients in another order
@@ -253,10 +253,13 @@ START_TEST(test_fused_first_layer_same_model) {
                                  sizeof err);
     ck_assert_msg(ref != NULL, "%s", err);
     /* _i = 3: the product's CPU backend, whose conv2 takes both gradients from pool2's winners
-     * and dense1 its dx where pool2's output is > 0 */
-    Backend *be = _i == 3 ? backend_cpu_create()
-                          : test_add_conv_pool_entries(
-                                test_without_from_pool_entries(backend_cpu_create()));
+     * and dense1 its dx where pool2's output is > 0; _i = 4: that, with dense1's forward and
+     * filter gradient over pool2's nonzeros as the CUDA backend's CNN_CUDA_DENSE_SPARSE=1 plans
+     * them (the CPU backend's own dense layer takes that path only where x is mostly zeros) */
+    Backend *be = _i == 3   ? backend_cpu_create()
+                  : _i == 4 ? test_add_dense_sparse_input_entries(backend_cpu_create())
+                            : test_add_conv_pool_entries(
+                                  test_without_from_pool_entries(backend_cpu_create()));
     if (_i == 1 || _i == 2) {
         from_y_entry = test_add_conv_pool_middle_entry(be)->maxpool2d_relu_backward_from_y;
         be->maxpool2d_relu_backward_from_y = counted_from_y;
@@ -639,7 +642,7 @@ int main(void) {
     const struct { const char *name; const TTest *test; int loops; } tests[] = {
         {"init", test_default_state_and_init, 1},
         {"gradients", test_model_gradients_fd, 1},
-        {"fused_first_layer", test_fused_first_layer_same_model, 4},
+        {"fused_first_layer", test_fused_first_layer_same_model, 5},
         {"optimizer", test_optimizer_step, 1},
         {"optimizer_per_layer", test_optimizer_per_layer_same_bits, 1},
         {"determinism", test_determinism, 1},

@@ -558,6 +558,22 @@ START_TEST(test_dense_dx_alive) {
     Tensor *h = op_flatten(&c.t, op_maxpool2d(&c.t, op_relu(&c.t, x), 2, 2, 2, 0));
     commit(&c, op_dense(&c.t, h, w, NULL, 0), 0);
     ck_assert_int_eq(c.t.ops[2].dx_alive, 1);
+    ck_assert_int_eq(c.t.ops[2].sparse_input, 0); /* the CPU backend has no such entries */
+    check_grads(&c, 2e-3, 1e-3, test_quick() ? 20 : 60);
+    check_end(&c);
+
+    /* with the forward and filter gradient over the input's nonzeros too (and a bias and the
+     * layer's ReLU, which those entries take) */
+    check_begin(&c, 2);
+    test_add_dense_sparse_input_entries(test_add_dense_dx_alive_entry(c.be));
+    x = input(&c, 4, xs, 1, 0.01);
+    w = input(&c, 2, ws, 0, 0.001);
+    int bn = 128;
+    Tensor *bias = input(&c, 1, &bn, 0, 0.01);
+    h = op_flatten(&c.t, op_maxpool2d(&c.t, op_relu(&c.t, x), 2, 2, 2, 0));
+    commit(&c, op_dense(&c.t, h, w, bias, 1), 0);
+    ck_assert_int_eq(c.t.ops[2].dx_alive, 1);
+    ck_assert_int_eq(c.t.ops[2].sparse_input, 1);
     check_grads(&c, 2e-3, 1e-3, test_quick() ? 20 : 60);
     check_end(&c);
 
@@ -571,6 +587,7 @@ START_TEST(test_dense_dx_alive) {
     h = op_flatten(&c.t, op_maxpool2d(&c.t, op_conv2d(&c.t, x, k, NULL, 1, 1, 0), 2, 2, 2, 0));
     commit(&c, op_dense(&c.t, h, w, NULL, 0), 0);
     ck_assert_int_eq(c.t.ops[2].dx_alive, 0);
+    ck_assert_int_eq(c.t.ops[2].sparse_input, 0);
     check_grads(&c, 2e-3, 1e-3, test_quick() ? 20 : 60);
     check_end(&c);
 }

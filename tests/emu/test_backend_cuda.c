@@ -7,7 +7,7 @@
  *
  * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 3, the default, under CNN_TEST_QUICK;
  * level 3 also with the switches CNN_CUDA_CONV_POOL_FWD=0, CNN_FROM_POOL_V=2,
- * CNN_CUDA_DATA_FROM_POOL=1 and CNN_CUDA_DENSE_DX_ALIVE=1), with the parameter gradients on their
+ * CNN_CUDA_DATA_FROM_POOL=1, CNN_CUDA_DENSE_DX_ALIVE=1 and CNN_CUDA_DENSE_SPARSE=1), with the parameter gradients on their
  * own stream and the updates on the main one (the default; and outside CNN_TEST_QUICK level 3 on
  * one stream, level 5 with per-layer updates on the gradient stream), on GEMM version 4, and
  * outside CNN_TEST_QUICK the defaults on version 5, the default GEMM (the tensor cores): gradients
@@ -111,7 +111,8 @@ static void compare_level(const char *fused, const char *streams, const char *ge
     const char *split = getenv("CNN_CUDA_CONV_POOL_FWD"), *from_pool = getenv("CNN_FROM_POOL_V");
     const char *data = getenv("CNN_CUDA_DATA_FROM_POOL");
     const char *alive = getenv("CNN_CUDA_DENSE_DX_ALIVE");
-    snprintf(level, sizeof level, "%s%s%s%s%s%s%s%s", fused,
+    const char *sparse = getenv("CNN_CUDA_DENSE_SPARSE");
+    snprintf(level, sizeof level, "%s%s%s%s%s%s%s%s%s", fused,
              strcmp(streams, "0") == 0   ? ", one stream"
              : strcmp(streams, "2") == 0 ? ", per-layer updates on the gradient stream"
                                          : "",
@@ -119,7 +120,8 @@ static void compare_level(const char *fused, const char *streams, const char *ge
              split && strcmp(split, "0") == 0 ? ", conv + pool forwards split" : "",
              from_pool && strcmp(from_pool, "2") == 0 ? ", filter gradient from pool v2" : "",
              data && strcmp(data, "1") == 0 ? ", data gradient from pool" : "",
-             alive && strcmp(alive, "1") == 0 ? ", dense dx where alive" : "");
+             alive && strcmp(alive, "1") == 0 ? ", dense dx where alive" : "",
+             sparse && strcmp(sparse, "1") == 0 ? ", dense over nonzeros" : "");
     char err[256], what[256];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
@@ -345,15 +347,18 @@ int main(void) {
     unsetenv("CNN_CUDA_CONV_POOL_FWD");
     /* conv2's filter gradient from pool2's winners by version 2 (a warp per output channel)
      * with its data gradient from them too (CNN_CUDA_DATA_FROM_POOL=1, item 38) and dense1's
-     * data gradient only where pool2's output is > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39); and
+     * data gradient only where pool2's output is > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39), its
+     * forward and filter gradient over pool2's nonzeros (CNN_CUDA_DENSE_SPARSE=1, item 40); and
      * outside CNN_TEST_QUICK the data gradient from the winners alone, with version 1 (core's
      * plan for the fused middle-layer op with it: test_core_ops) */
     setenv("CNN_FROM_POOL_V", "2", 1);
     setenv("CNN_CUDA_DATA_FROM_POOL", "1", 1);
     setenv("CNN_CUDA_DENSE_DX_ALIVE", "1", 1);
+    setenv("CNN_CUDA_DENSE_SPARSE", "1", 1);
     compare_level("3", "1", NULL);
     unsetenv("CNN_FROM_POOL_V");
     unsetenv("CNN_CUDA_DENSE_DX_ALIVE");
+    unsetenv("CNN_CUDA_DENSE_SPARSE");
     if (!is_quick) compare_level("3", "1", NULL);
     unsetenv("CNN_CUDA_DATA_FROM_POOL");
     /* The graphs at level 5 with per-layer updates: the most forks per captured step */

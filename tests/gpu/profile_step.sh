@@ -9,8 +9,9 @@
 #                     each dead winner skipped: item 37)
 #   ours-cuda-gemm4   GEMM version 4 (dense1's backward: which of its GEMMs is slower on v5)
 #   ours-cuda-convpool0   the first layer's forward split (item 35)
-#   ours-cuda-sparse  conv2's data gradient from pool2's winners (item 38) and dense1's data
-#                     gradient only where pool2's output is > 0 (item 39)
+#   ours-cuda-nz      conv2's data gradient from pool2's winners (item 38), dense1's data
+#                     gradient only where pool2's output is > 0 (item 39), and its forward and
+#                     filter gradient over pool2's nonzeros (item 40)
 # at batches 100 and 1000; and the defaults on the random images at batch 100 (profile-
 # ours-cuda-random-100.csv), where conv2's ReLUs are all dead: item 36's explanation of run 4's
 # level 2/3 puzzle. One ncu process per engine and batch (OUT/profile-ENGINE-BATCH.csv):
@@ -21,7 +22,7 @@
 set -uo pipefail
 NCU=$1 BENCH=$2 OUT=$3
 ENGINES=(ours-cuda ours-cuda-l2 ours-cuda-frompool2 ours-cuda-gemm4 ours-cuda-convpool0
-         ours-cuda-sparse)
+         ours-cuda-nz)
 failed=0
 # profile NAME ENGINE BATCH [--data DIR]
 profile() {

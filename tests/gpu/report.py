@@ -68,6 +68,11 @@ CANDIDATES = [
      "CNN_CUDA_DENSE_DX_ALIVE=1 (backend_cuda.c)"),
     ("ours-cuda-sparse-mnist", "ours-cuda-dfp-mnist", "39 on MNIST, on 38",
      "CNN_CUDA_DENSE_DX_ALIVE=1 (backend_cuda.c)"),
+    # item 40 on top of item 39: dense1's forward and filter gradient over pool2's nonzeros
+    ("ours-cuda-nz", "ours-cuda-sparse", "40, on 39 (random images: pool2's output all 0)",
+     "CNN_CUDA_DENSE_SPARSE=1 (backend_cuda.c)"),
+    ("ours-cuda-nz-mnist", "ours-cuda-sparse-mnist", "40 on MNIST, on 39",
+     "CNN_CUDA_DENSE_SPARSE=1 (backend_cuda.c)"),
 ]
 GOAL_MS = {100: 0.39}
 NOISE = 0.005  # differences under 0.5% of a step are run-to-run noise (runs 2-3: < 0.5%)

@@ -325,6 +325,84 @@ static void test_dense_dx_alive(void) {
     CK(cudaFree(buf));
 }
 
+/* The forward and filter gradient over x's nonzeros (dense_forward_sparse_input_cuda,
+ * dense_backward_filter_sparse_input_cuda): x with a share `nz` of its entries nonzero (either
+ * sign), against the CPU twins (bit for bit) and the CPU's GEMMs (1e-5); with and without the
+ * bias, the ReLU and db; sizes it refuses. */
+static void test_dense_sparse_input_case(int n, int in, int out, double nz, int relu, int bias) {
+    const size_t nx = (size_t)n * in, nw = (size_t)in * out, ny = (size_t)n * out;
+    float *x = host_random(nx, -1, 1), *w = host_random(nw, -0.1f, 0.1f);
+    float *b = host_random((size_t)out, -0.5f, 0.5f), *dy = host_random(ny, -1, 1);
+    size_t live = 0;
+    for (size_t e = 0; e < nx; e++) {
+        if ((double)(rng_u64() % 1000000) >= nz * 1e6) x[e] = 0.0f;
+        live += x[e] != 0.0f;
+    }
+    const float *bb = bias ? b : NULL;
+    float *y = host_alloc(ny * 4), *y_gemm = host_alloc(ny * 4);
+    float *dw = host_alloc(nw * 4), *dw_gemm = host_alloc(nw * 4);
+    float *db = host_alloc((size_t)out * 4 + 4);
+    if (dense_forward_sparse_input(n, in, out, x, w, bb, y) != 0 ||
+        dense_backward_filter_sparse_input(n, in, out, x, dy, dw, bias ? db : NULL) != 0) {
+        printf("FAIL dense over nonzeros: the CPU twin ran out of memory\n");
+        exit(1);
+    }
+    if (relu) relu_forward(ny, y, y);
+    sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y_gemm, out);
+    for (size_t e = 0; e < ny; e++) {
+        float v = bias ? y_gemm[e] + b[e % (size_t)out] : y_gemm[e];
+        y_gemm[e] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+    sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw_gemm, out);
+    char tag[96], what[160];
+    snprintf(tag, sizeof tag, "%dx%d->%d, %.1f%% nonzero%s%s", n, in, out,
+             100.0 * (double)live / ((double)nx + 1e-9), relu ? ", relu" : "",
+             bias ? ", bias" : "");
+    snprintf(what, sizeof what, "dense fwd over nonzeros: twin vs the GEMM %s", tag);
+    check_close(what, y, y_gemm, ny, TOL_GEMM);
+    snprintf(what, sizeof what, "dense dw over nonzeros: twin vs the GEMM %s", tag);
+    check_close(what, dw, dw_gemm, nw, TOL_GEMM);
+    float *dX = dev_upload(x, nx * 4), *dW = dev_upload(w, nw * 4), *dB = dev_upload(b, out * 4);
+    float *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4), *dDW = dev_poisoned(nw * 4);
+    float *dDB = dev_poisoned((size_t)out * 4 + 4);
+    CK(dense_forward_sparse_input_cuda(n, in, out, dX, dW, bias ? dB : NULL, dY, relu, 0));
+    check_device_bytes("dense fwd over nonzeros", tag, dY, y, ny * 4);
+    CK(dense_backward_filter_sparse_input_cuda(n, in, out, dX, dDY, dDW, bias ? dDB : NULL, 0));
+    check_device_bytes("dense dw over nonzeros", tag, dDW, dw, nw * 4);
+    if (bias) check_device_bytes("dense db over nonzeros", tag, dDB, db, (size_t)out * 4);
+    free(x); free(w); free(b); free(dy); free(y); free(y_gemm); free(dw); free(dw_gemm); free(db);
+    CK(cudaFree(dX)); CK(cudaFree(dW)); CK(cudaFree(dB)); CK(cudaFree(dDY)); CK(cudaFree(dY));
+    CK(cudaFree(dDW)); CK(cudaFree(dDB));
+}
+
+static void test_dense_sparse_input(void) {
+    test_dense_sparse_input_case(quick ? 3 : 100, 3136, 1024, 0.05, 1, 1); /* dense1 on MNIST */
+    test_dense_sparse_input_case(quick ? 2 : 10, 3136, 1024, 0.5, 1, 1);
+    test_dense_sparse_input_case(3, 77, 300, 0.2, 0, 1);  /* partial blocks of columns, inputs */
+    test_dense_sparse_input_case(5, 40, 70, 1.0, 0, 0);   /* every entry nonzero; no bias, no db */
+    test_dense_sparse_input_case(37, 33, 32, 0.1, 1, 1);  /* rows over one warp's masks */
+    test_dense_sparse_input_case(2, 64, 256, 0.0, 1, 1);  /* all zeros: y = relu(b), dw = 0 */
+    /* refused: more rows or inputs than the shared lists hold */
+    float *buf = dev_poisoned(64);
+    const int refused[2][2] = {{4097, 16}, {4, 4097}};
+    for (int i = 0; i < 2; i++) {
+        check_count += 2;
+        if (dense_forward_sparse_input_cuda(refused[i][0], refused[i][1], 4, buf, buf, NULL, buf, 0,
+                                            0) != cudaErrorInvalidValue) {
+            check_failures++;
+            printf("FAIL dense fwd over nonzeros takes n = %d, in = %d\n", refused[i][0],
+                   refused[i][1]);
+        }
+        if (dense_backward_filter_sparse_input_cuda(refused[i][0], refused[i][1], 4, buf, buf, buf,
+                                                    NULL, 0) != cudaErrorInvalidValue) {
+            check_failures++;
+            printf("FAIL dense dw over nonzeros takes n = %d, in = %d\n", refused[i][0],
+                   refused[i][1]);
+        }
+    }
+    CK(cudaFree(buf));
+}
+
 /* ---- conv2d --------------------------------------------------------------------------------- */
 /* Downloads the device outputs of a conv forward/backward and checks them against the CPU's. */
 static void check_conv_outputs(const char *who, const char *tag, size_t nx, size_t ny, size_t nw,
@@ -1916,6 +1994,7 @@ int main(int argc, char **argv) {
     test_conv_pool_v2();
     test_conv_pool_data();
     test_dense_dx_alive();
+    test_dense_sparse_input();
     test_relu();
     test_dropout();
     test_dropout_dense();

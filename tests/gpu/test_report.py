@@ -30,6 +30,8 @@ STEP_MS = {
     "ours-cuda-dfp": 0.355, "ours-cuda-dfp-mnist": 0.316,
     # dense1's data gradient where its input is alive, on top: 20 us faster on MNIST
     "ours-cuda-sparse": 0.335, "ours-cuda-sparse-mnist": 0.296,
+    # dense1 over pool2's nonzeros, on top: 40 us faster on MNIST, 5 us slower on random images
+    "ours-cuda-nz": 0.340, "ours-cuda-nz-mnist": 0.256,
 }
 
 # ncu's raw page (tests/gpu/profile_step.sh): ncu's own lines, the program's, a header row, a
@@ -184,6 +186,10 @@ def main():
               "item 38 on the random images")
         check("faster: make it the default (CNN_CUDA_DENSE_DX_ALIVE=1" in row("39 on MNIST, on 38")
               and "+20.0 us" in row("39 on MNIST, on 38"), "item 39 on MNIST: 20 us faster")
+        check("faster: make it the default (CNN_CUDA_DENSE_SPARSE=1" in row("40 on MNIST, on 39")
+              and "+40.0 us" in row("40 on MNIST, on 39"), "item 40 on MNIST: 40 us faster")
+        check("slower" in row("40, on 39 (random images: pool2's output all 0)"),
+              "item 40 on the random images: slower")
         check("the job's step 0.400 ms" in text and "ours-cuda 0.385 ms (+15.0 us)" in text and
               "ours-cuda-mnist 0.386 ms (+14.0 us)" in text and
               "ours-cuda-long 0.395 ms (+5.0 us)" in text and

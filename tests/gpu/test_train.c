@@ -29,6 +29,8 @@
  *                backward (CNN_CUDA_DATA_FROM_POOL=1)
  *   cuda sparse  dfp with dense1's data gradient only where pool2's output is > 0
  *                (CNN_CUDA_DENSE_DX_ALIVE=1)
+ *   cuda nz      sparse with dense1's forward and filter gradient over pool2's nonzeros
+ *                (CNN_CUDA_DENSE_SPARSE=1)
  * Checks:
  *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
  *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
@@ -129,6 +131,7 @@ typedef struct {
     const char *from_pool; /* CNN_FROM_POOL_V (read at each launch; NULL: unset) */
     const char *data_from_pool; /* CNN_CUDA_DATA_FROM_POOL (read when the backend is created) */
     const char *dx_alive; /* CNN_CUDA_DENSE_DX_ALIVE (likewise) */
+    const char *dense_sparse; /* CNN_CUDA_DENSE_SPARSE (likewise) */
 } Variant;
 
 static Model *make_model(const Variant *v) {
@@ -140,6 +143,7 @@ static Model *make_model(const Variant *v) {
     env_set_or_unset("CNN_CUDA_CONV_POOL_FWD", v->conv_pool_fwd);
     env_set_or_unset("CNN_CUDA_DENSE_DX_ALIVE", v->dx_alive);
     env_set_or_unset("CNN_CUDA_DATA_FROM_POOL", v->data_from_pool);
+    env_set_or_unset("CNN_CUDA_DENSE_SPARSE", v->dense_sparse);
     env_set_or_unset("CNN_FROM_POOL_V", v->from_pool);
     ModelConfig cfg;
     model_config_default(&cfg);
@@ -263,41 +267,46 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
-    const Variant cpu_v = {"cpu", DEVICE_CPU, "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL};
-    const Variant cuda_v = {"cuda", DEVICE_CUDA, "3", "5", "4", "1", "1", NULL, NULL, NULL, NULL};
+    const Variant cpu_v = {"cpu", DEVICE_CPU,
+                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+    const Variant cuda_v = {"cuda", DEVICE_CUDA,
+                                "3", "5", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA,
-                                "3", "5", "4", "0", "1", NULL, NULL, NULL, NULL};
+                                "3", "5", "4", "0", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant streams0_v = {"cuda streams0", DEVICE_CUDA,
-                                "3", "5", "4", "1", "0", NULL, NULL, NULL, NULL};
+                                "3", "5", "4", "1", "0", NULL, NULL, NULL, NULL, NULL};
     const Variant streams2_v = {"cuda streams2", DEVICE_CUDA,
-                                "3", "5", "4", "1", "2", NULL, NULL, NULL, NULL};
+                                "3", "5", "4", "1", "2", NULL, NULL, NULL, NULL, NULL};
     const Variant gemm4_v = {"cuda gemm4", DEVICE_CUDA,
-                                "3", "4", "4", "1", "1", NULL, NULL, NULL, NULL};
+                                "3", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant fused4_v = {"cuda fused4", DEVICE_CUDA,
-                                "4", "4", "4", "1", "1", NULL, NULL, NULL, NULL};
+                                "4", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant fused5_v = {"cuda fused5", DEVICE_CUDA,
-                                "5", "4", "4", "1", "1", NULL, NULL, NULL, NULL};
+                                "5", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant fused2_v = {"cuda fused2", DEVICE_CUDA,
-                                "2", "4", "4", "1", "1", NULL, NULL, NULL, NULL};
+                                "2", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant fused1_v = {"cuda fused1", DEVICE_CUDA,
-                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL};
+                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA,
-                                "1", "3", "4", "1", "1", NULL, NULL, NULL, NULL};
+                                "1", "3", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA,
-                                "1", "2", "2", "1", "1", NULL, NULL, NULL, NULL};
+                                "1", "2", "2", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA,
-                                "1", "1", "2", "1", "1", NULL, NULL, NULL, NULL};
+                                "1", "1", "2", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant run1_v = {"cuda run1", DEVICE_CUDA,
-                                "0", "1", "1", "1", "1", NULL, NULL, NULL, NULL};
+                                "0", "1", "1", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant cudnn_v = {"cudnn", DEVICE_CUDNN,
-                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL};
+                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
     const Variant convpool0_v = {"cuda convpool0", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", "0", NULL, NULL, NULL};
+                                "3", "5", "4", "1", "1", "0", NULL, NULL, NULL, NULL};
     const Variant sparse_v = {"cuda sparse", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", NULL, NULL, "1", "1"};
-    const Variant dfp_v = {"cuda dfp", DEVICE_CUDA, "3", "5", "4", "1", "1", NULL, NULL, "1", NULL};
+                                "3", "5", "4", "1", "1", NULL, NULL, "1", "1", NULL};
+    const Variant dfp_v = {"cuda dfp", DEVICE_CUDA,
+                                "3", "5", "4", "1", "1", NULL, NULL, "1", NULL, NULL};
+    const Variant nz_v = {"cuda nz", DEVICE_CUDA,
+                          "3", "5", "4", "1", "1", NULL, NULL, "1", "1", "1"};
     const Variant frompool2_v = {"cuda frompool2", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", NULL, "2", NULL, NULL};
+                                "3", "5", "4", "1", "1", NULL, "2", NULL, NULL, NULL};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
@@ -305,8 +314,9 @@ int main(int argc, char **argv) {
     float *streams2 = calloc(steps, 4), *gemm4 = calloc(steps, 4), *fused4 = calloc(steps, 4);
     float *fused5 = calloc(steps, 4), *convpool0 = calloc(steps, 4);
     float *frompool2 = calloc(steps, 4), *dfp = calloc(steps, 4), *sparse = calloc(steps, 4);
+    float *nz = calloc(steps, 4);
     if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused4 || !fused5 || !gemm4 ||
-        !convpool0 || !frompool2 || !dfp || !sparse ||
+        !convpool0 || !frompool2 || !dfp || !sparse || !nz ||
         !gemm3 || !gemm2 || !gemm1 || !run1 || !cudnn || !pdl0 || !streams0 || !streams2)
         return 1;
 
@@ -330,6 +340,7 @@ int main(int argc, char **argv) {
     double acc_frompool2 = train_losses(&frompool2_v, steps, frompool2);
     double acc_dfp = train_losses(&dfp_v, steps, dfp);
     double acc_sparse = train_losses(&sparse_v, steps, sparse);
+    double acc_nz = train_losses(&nz_v, steps, nz);
     float chunk = train_chunk(&cuda_v, steps);
     float chunk_run1 = train_chunk(&run1_v, steps);
     setenv("CNN_CUDA_GRAPH_STEPS", "7", 1); /* another multiple, another remainder */
@@ -344,6 +355,7 @@ int main(int argc, char **argv) {
     unsetenv("CNN_FROM_POOL_V");
     unsetenv("CNN_CUDA_DATA_FROM_POOL");
     unsetenv("CNN_CUDA_DENSE_DX_ALIVE");
+    unsetenv("CNN_CUDA_DENSE_SPARSE");
     printf("     step  loss: cpu        cuda       fused1     gemm1      run1       cudnn\n");
     for (int s = 0; s < steps; s += steps / 10)
         printf("     %4d        %.6f   %.6f   %.6f   %.6f   %.6f   %.6f\n", s, cpu[s], cuda[s],
@@ -365,6 +377,7 @@ int main(int argc, char **argv) {
     compare("cuda frompool2", frompool2, cpu, steps, acc_frompool2, acc_cpu);
     compare("cuda dfp", dfp, cpu, steps, acc_dfp, acc_cpu);
     compare("cuda sparse", sparse, cpu, steps, acc_sparse, acc_cpu);
+    compare("cuda nz", nz, cpu, steps, acc_nz, acc_cpu);
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
     check_equal_bytes("cuda == pdl0 (programmatic launch changes no bits)", pdl0, cuda,
                       steps * sizeof(float));
@@ -407,7 +420,7 @@ int main(int argc, char **argv) {
     free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2);
     free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0); free(streams2);
     free(gemm4); free(fused4); free(fused5); free(convpool0); free(frompool2); free(dfp);
-    free(sparse);
+    free(sparse); free(nz);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");

@@ -3,6 +3,8 @@
 
 #include "kernels/kernels.h"
 
+#include <stdlib.h>
+
 static void conv_pool_forward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                               const float *x, const float *w, const float *b, float *y,
                               int32_t *argmax) {
@@ -48,6 +50,25 @@ static void dense_alive_backward(Backend *be, int n, int in, int out, const floa
     dense_backward_data_alive(n, in, out, x, w, dy, dx);
 }
 
+static int sparse_input_fits(Backend *be, int n, int in, int out) {
+    (void)be;
+    return n >= 0 && in >= 0 && out >= 0;
+}
+
+/* The twins' sums, with the layer's ReLU after the forward's (as the CUDA kernel applies it). */
+static void sparse_input_forward(Backend *be, int n, int in, int out, const float *x,
+                                 const float *w, const float *b, float *y, int relu) {
+    (void)be;
+    if (dense_forward_sparse_input(n, in, out, x, w, b, y) != 0) abort(); /* a test's sizes */
+    if (relu) relu_forward((size_t)n * out, y, y);
+}
+
+static void sparse_input_filter(Backend *be, int n, int in, int out, const float *x,
+                                const float *dy, float *dw, float *db) {
+    (void)be;
+    if (dense_backward_filter_sparse_input(n, in, out, x, dy, dw, db) != 0) abort();
+}
+
 static int always(Backend *be, const Conv2dShape *s) {
     (void)be;
     (void)s;
@@ -85,5 +106,12 @@ Backend *test_add_conv_pool_data_entry(Backend *be) {
 Backend *test_add_dense_dx_alive_entry(Backend *be) {
     be->dense_data_alive_fits = dense_alive_fits;
     be->dense_backward_data_alive = dense_alive_backward;
+    return be;
+}
+
+Backend *test_add_dense_sparse_input_entries(Backend *be) {
+    be->dense_sparse_input_fits = sparse_input_fits;
+    be->dense_forward_sparse_input = sparse_input_forward;
+    be->dense_backward_filter_sparse_input = sparse_input_filter;
     return be;
 }

@@ -27,5 +27,9 @@ Backend *test_add_conv_pool_data_entry(Backend *be);
  * (dense_backward_data_alive, for out a multiple of 32 up to 1024: the CUDA backend's
  * CNN_CUDA_DENSE_DX_ALIVE=1); returns be. */
 Backend *test_add_dense_dx_alive_entry(Backend *be);
+/* A dense layer's forward and filter gradient over its input's nonzeros where that input is a
+ * pooled ReLU output (dense_forward_sparse_input, dense_backward_filter_sparse_input: the CUDA
+ * backend's CNN_CUDA_DENSE_SPARSE=1); returns be. */
+Backend *test_add_dense_sparse_input_entries(Backend *be);
 
 #endif
