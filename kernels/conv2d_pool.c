@@ -4,6 +4,7 @@
  * Layouts: x [N,H,W,C] (NHWC), w [KH,KW,C,K] (HWIO), the conv output [N,OH,OW,K] (virtual:
  * never stored), y and argmax [N,PH,PW,K], dw like w, db [K]. */
 #include "kernels/kernels.h"
+#include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
@@ -84,6 +85,13 @@ static void winner_at(const Conv2dShape *cs, int32_t argmax, int *oh, int *ow) {
     *oh = (int)(pos / (size_t)cs->ow % (size_t)cs->oh);
 }
 
+/* Along one dimension, the taps [*t0, *t1) of a window starting at input i0 (may be < 0) that
+ * fall inside [0, size). */
+static void taps_inside(int i0, int taps, int size, int *t0, int *t1) {
+    *t0 = i0 < 0 ? -i0 : 0;
+    *t1 = i0 + taps > size ? size - i0 : taps;
+}
+
 /* Layout of one group's partial sums (doubles): acc [K][KH*KW][C] (C contiguous, so a winner's
  * taps are runs of C), then db [K]. */
 static size_t group_doubles(const Conv2dShape *cs) {
@@ -109,17 +117,15 @@ static inline void filter_image_body(const Conv2dShape *cs, const Pool2dShape *p
         winner_at(cs, argmax[o], &oh, &ow);
         const int ih0 = oh * cs->stride_h - cs->pad_top, iw0 = ow * cs->stride_w - cs->pad_left;
         sb[k] += g;
-        for (int kh = 0; kh < cs->kh; kh++) {
-            const int ih = ih0 + kh;
-            if (ih < 0 || ih >= cs->h) continue;
-            for (int kw = 0; kw < cs->kw; kw++) {
-                const int iw = iw0 + kw;
-                if (iw < 0 || iw >= cs->w) continue;
-                const float *xp = xi + ((size_t)ih * cs->w + iw) * C;
+        int kh0, kh1, kw0, kw1;
+        taps_inside(ih0, cs->kh, cs->h, &kh0, &kh1);
+        taps_inside(iw0, cs->kw, cs->w, &kw0, &kw1);
+        for (int kh = kh0; kh < kh1; kh++)
+            for (int kw = kw0; kw < kw1; kw++) {
+                const float *xp = xi + ((size_t)(ih0 + kh) * cs->w + iw0 + kw) * C;
                 double *a = acc + ((size_t)k * taps + kh * cs->kw + kw) * C;
                 for (int c = 0; c < C; c++) a[c] = fma(g, (double)xp[c], a[c]);
             }
-        }
     }
 }
 
@@ -139,17 +145,15 @@ static inline void data_image_body(const Conv2dShape *cs, const Pool2dShape *ps,
         int oh, ow;
         winner_at(cs, argmax[o], &oh, &ow);
         const int ih0 = oh - cs->pad_top, iw0 = ow - cs->pad_left; /* stride 1 */
-        for (int kh = 0; kh < cs->kh; kh++) {
-            const int ih = ih0 + kh;
-            if (ih < 0 || ih >= cs->h) continue;
-            for (int kw = 0; kw < cs->kw; kw++) {
-                const int iw = iw0 + kw;
-                if (iw < 0 || iw >= cs->w) continue;
-                float *out = dxi + ((size_t)ih * cs->w + iw) * C;
+        int kh0, kh1, kw0, kw1;
+        taps_inside(ih0, cs->kh, cs->h, &kh0, &kh1);
+        taps_inside(iw0, cs->kw, cs->w, &kw0, &kw1);
+        for (int kh = kh0; kh < kh1; kh++)
+            for (int kw = kw0; kw < kw1; kw++) {
+                float *out = dxi + ((size_t)(ih0 + kh) * cs->w + iw0 + kw) * C;
                 const float *wp = wt + ((size_t)(kh * cs->kw + kw) * K + k) * C;
                 for (int c = 0; c < C; c++) out[c] = fmaf(g, wp[c], out[c]);
             }
-        }
     }
 }
 
@@ -168,7 +172,7 @@ typedef void (*FilterImageFn)(const Conv2dShape *, const Pool2dShape *, int, con
 typedef void (*DataImageFn)(const Conv2dShape *, const Pool2dShape *, int, const float *,
                             const float *, const int32_t *, const float *, float *);
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if KERNELS_HAVE_AVX2_CLONES
 __attribute__((target("avx2,fma"))) static void
 filter_image_avx2(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *x,
                   const float *y, const int32_t *argmax, const float *dy, double *acc,
@@ -180,15 +184,11 @@ data_image_avx2(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float
                 const float *y, const int32_t *argmax, const float *dy, float *dx) {
     data_image_body(cs, ps, n, wt, y, argmax, dy, dx);
 }
-static int have_avx2_fma(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 static FilterImageFn filter_image_fn(void) {
-    return have_avx2_fma() ? filter_image_avx2 : filter_image_base;
+    return kernels_have_avx2_fma() ? filter_image_avx2 : filter_image_base;
 }
 static DataImageFn data_image_fn(void) {
-    return have_avx2_fma() ? data_image_avx2 : data_image_base;
+    return kernels_have_avx2_fma() ? data_image_avx2 : data_image_base;
 }
 #else
 static FilterImageFn filter_image_fn(void) { return filter_image_base; }

@@ -1,6 +1,7 @@
 /* dense.c: fully connected layer on row-major x[N,in], kernel w[in,out], y[N,out], via sgemm, or
  * over x's nonzeros where x is mostly zeros. */
 #include "kernels/kernels.h"
+#include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
@@ -111,7 +112,7 @@ static void sparse_filter_base(const Columns *c, int out, const float *dy, int i
     sparse_filter_body(c, out, dy, i0, i1, dw);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if KERNELS_HAVE_AVX2_CLONES
 /* The same fmaf's, as vector FMAs: the same bits as the base versions. */
 __attribute__((target("avx2,fma"))) static void sparse_forward_avx2(const Columns *c, int n,
                                                                     int in, int out,
@@ -124,15 +125,11 @@ __attribute__((target("avx2,fma"))) static void sparse_filter_avx2(const Columns
                                                                    float *dw) {
     sparse_filter_body(c, out, dy, i0, i1, dw);
 }
-static int have_avx2_fma(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 static SparseForwardFn sparse_forward_fn(void) {
-    return have_avx2_fma() ? sparse_forward_avx2 : sparse_forward_base;
+    return kernels_have_avx2_fma() ? sparse_forward_avx2 : sparse_forward_base;
 }
 static SparseFilterFn sparse_filter_fn(void) {
-    return have_avx2_fma() ? sparse_filter_avx2 : sparse_filter_base;
+    return kernels_have_avx2_fma() ? sparse_filter_avx2 : sparse_filter_base;
 }
 #else
 static SparseForwardFn sparse_forward_fn(void) { return sparse_forward_base; }
@@ -229,7 +226,7 @@ static float alive_dot_base(const float *g, const float *wr, int out) {
 
 typedef float (*AliveDotFn)(const float *g, const float *wr, int out);
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if KERNELS_HAVE_AVX2_CLONES
 #include <immintrin.h>
 /* The same operations as alive_dot_base: lanes 0-7, 8-15, 16-23, 24-31 in a0..a3; the butterfly
  * adds the same pairs (a + b = b + a: lane l and l ^ s hold the same sum after each step). */
@@ -250,9 +247,7 @@ __attribute__((target("avx2,fma"))) static float alive_dot_avx2(const float *g, 
     return _mm_cvtss_f32(s1);
 }
 static AliveDotFn alive_dot_fn(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? alive_dot_avx2
-                                                                           : alive_dot_base;
+    return kernels_have_avx2_fma() ? alive_dot_avx2 : alive_dot_base;
 }
 #else
 static AliveDotFn alive_dot_fn(void) { return alive_dot_base; }

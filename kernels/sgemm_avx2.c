@@ -1,11 +1,12 @@
 /* sgemm_avx2.c: the AVX2+FMA 6x16 SGEMM micro-kernel (see sgemm_microkernel.h).
  * Compiled for the baseline ISA with per-function target attributes; sgemm_micro_avx2()
  * returns it only when the running CPU has AVX2 and FMA. */
+#include "kernels/cpu_dispatch.h"
 #include "kernels/sgemm_microkernel.h"
 
 #include <stddef.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if KERNELS_HAVE_AVX2_CLONES
 #include <immintrin.h>
 
 /* 12 accumulators (6 rows x 2 vectors of 8) + 2 B vectors + 1 broadcast A: 15 of 16 ymm. */
@@ -47,11 +48,7 @@ __attribute__((target("avx2,fma"))) static void micro_6x16_avx2(int kc, const fl
     }
 }
 
-SgemmMicroKernel sgemm_micro_avx2(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return micro_6x16_avx2;
-    return NULL;
-}
+SgemmMicroKernel sgemm_micro_avx2(void) { return kernels_have_avx2_fma() ? micro_6x16_avx2 : NULL; }
 
 #else
 SgemmMicroKernel sgemm_micro_avx2(void) { return NULL; }
