@@ -7,13 +7,13 @@ place, so that a short GPU session can flip defaults from one run:
      each link of bench_step's engine chain (each engine is the one above it less one change):
      the time the change saves, and whether to keep it or flip its switch back; and each
      candidate (the defaults with one switch run 4 timed slower): make it the default or not;
-  2. the kernels (bench_kernels.log) against the first GPU run's versions (bench_gemm1.log),
-     GEMM version 4 (bench_gemm4.log) and the libraries, the rows under 90% of them marked;
+  2. the kernels (bench_kernels.log) against the first GPU run's versions (bench_gemm1.log) and
+     the libraries, the rows under 90% of them marked;
   3. the tile sweep (bench_sweep.log): the ops where another tile or split-K count beats the
      default by more than 5%;
   4. the captured graphs (launches, edges, programmatic edges, forks: train.log,
-     bench_step.log) and the original job (job.log, and job4.log on GEMM version 4: steps/s,
-     training time, test accuracy), its step against the bench's (ours-cuda, and the rows with
+     bench_step.log) and the original job (job.log: steps/s, training time, test accuracy), its
+     step against the bench's (ours-cuda, and the rows with
      MNIST's images and with the job's 12,000 steps: which one the job's extra time follows);
   5. with --full, each kernel's time inside one eager step (profile-ENGINE-BATCH.csv, written
      by ncu through tests/gpu/profile_step.sh), per engine, and their sums.
@@ -191,24 +191,17 @@ def kernel_rows(text):
 
 def kernel_report(out):
     now = section("\n== 2. kernels (us per call): now vs version 1 (bench_gemm1), and vs the "
-                  "library; GEMM version 4 (bench_gemm4: the FMA loop, run 4's default)", out,
-                  "bench_kernels.log")
+                  "library", out, "bench_kernels.log")
     if now is None:
         return
     rows, before = kernel_rows(now), kernel_rows(read(out, "bench_gemm1.log"))
-    v4 = kernel_rows(read(out, "bench_gemm4.log"))
-    print("| op | batch | version 1 | now | change | vs library | GEMM v4 | now vs v4 | v4 vs library |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| op | batch | version 1 | now | change | vs library |")
+    print("|---|---|---|---|---|---|")
     for (op, batch), (us, lib, pct) in rows.items():
         old = before.get((op, batch))
         change = f"{(old[0] - us) / old[0] * 100:+.0f}%" if old else "-"
         vs = "-" if pct is None or lib is None else f"{pct}%{' (under 90%)' if pct < 90 else ''}"
-        c = v4.get((op, batch))
-        c_us = c[0] if c else None
-        c_change = f"{(c_us - us) / c_us * 100:+.0f}%" if c_us else "-"
-        c_vs = f"{lib / c_us * 100:.0f}%" if c_us and lib else "-"
-        print(f"| {op} | {batch} | {old[0] if old else '-'} | {us} | {change} | {vs} "
-              f"| {c_us if c_us else '-'} | {c_change} | {c_vs} |")
+        print(f"| {op} | {batch} | {old[0] if old else '-'} | {us} | {change} | {vs} |")
 
 
 SWEEP_ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(\d+)\s*\|\s*([0-9.]+)\s*\|\s*(\S+(?: s\d+)?)\s*\|"
@@ -246,7 +239,6 @@ def graph_and_job_report(out):
     if not lines:
         print("no captured graph lines")
     job_report(out, "job.log", "job")
-    job_report(out, "job4.log", "job (GEMM version 4)")
     job_gap_report(out)
 
 

@@ -2,7 +2,9 @@
 # tests/gpu/run.sh: the whole GPU check in one run, for a GPU machine (H100/H200: Ubuntu 24.04,
 # nvcc 13.0, cuDNN 9, PyTorch; no Check, no network). Under 5 minutes with 16 cores (run 4's
 # steps, an H100: ~265 s, the build 98 s of it; bench_step's MNIST and 12,000-step rows add
-# ~25 s, not yet timed); --full adds the per-kernel step profile (ncu, 13 processes: ~75 s, an
+# ~25 s, sessions 11-12's engines dfp, sparse and nz with their MNIST rows and test_train's
+# variants ~20 s, not yet timed; GEMM version 4's kernel bench and job, ~25 s, no longer run:
+# ~285 s, an estimate); --full adds the per-kernel step profile (ncu, 13 processes: ~75 s, an
 # estimate), the tile sweep at batch 100 (~30 s), racecheck (~120 s) and memcheck under GEMM
 # version 4: ~8.5 minutes, inside RUN_BUDGET_S's 540 s (estimates from run 4's step times).
 #   1. configure (Release, CUDA on, warnings are errors) and build only the GPU targets
@@ -12,7 +14,8 @@
 #      variant: the defaults, GEMM version 4 and the fusion levels, GEMM versions and stream
 #      modes under it, PDL off; tests/gpu/test_train.c), two GPU runs bit-identical
 #   4. benchmarks: each kernel vs cuDNN/cuBLAS (the defaults; and GEMM, max-pool, Adam and
-#      cross-entropy version 1: the first run's kernels; GEMM version 4, run 4's default), the
+#      cross-entropy version 1: the first run's kernels; GEMM version 4, run 4's default, was
+#      timed beside version 5 in run 4 and is no longer, to keep the run under 5 minutes), the
 #      whole step (eager and CUDA graph; bench_step_cuda's engine chain and candidates, the cuDNN
 #      backend, the defaults on MNIST's images and over the job's 12,000 steps) vs PyTorch; with
 #      --full, each kernel's time inside the step (ncu: tests/gpu/profile_step.sh) and the GEMM
@@ -20,7 +23,7 @@
 #      conv/dense GEMM)
 #   5. the original job end to end (when the trainer is in the tree): TFRecords from the shipped
 #      MNIST, 12,000 steps of batch 100 on --device cuda, evaluation, export: wall time (the
-#      defaults, then GEMM version 4)
+#      defaults)
 #   6. compute-sanitizer memcheck on the kernel tests (small shapes, the default GEMM version 5);
 #      with --full, memcheck under GEMM version 4 and racecheck under version 5 (version 4's
 #      racecheck ran out of its 90 s in run 4 and is no longer run: version 4 is not the default)
@@ -139,8 +142,6 @@ if [ $BENCH = 1 ]; then
   # measured in runs 1-3.)
   have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
       CNN_XENT_V=1 CNN_DENSE_V=1 "$BIN/bench_kernels_cuda"
-  # GEMM version 4 (the FMA loop: run 4's default, before version 5's tensor cores)
-  have bench_kernels_cuda && run bench_gemm4 120 env CNN_GEMM_V=4 "$BIN/bench_kernels_cuda"
   # MNIST's images too (the ours-cuda-mnist row: the job's data)
   have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda" --data data/mnist
   if python3 -c "import torch" 2>/dev/null; then
@@ -168,12 +169,6 @@ if [ $BENCH = 1 ] && have trainer && have tfrecord && [ -d data/mnist ] && nvidi
   rm -rf "$BUILD/job"
   run job 150 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
       --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job" \
-      --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
-  # The same job on GEMM version 4 (run 4's default): its wall time and accuracy beside the
-  # defaults'
-  rm -rf "$BUILD/job4"
-  run job4 150 env CNN_GEMM_V=4 "$BIN/trainer" --train-file data/mnist/mnist_train.tfrecords \
-      --eval-file data/mnist/mnist_test.tfrecords --job-dir "$BUILD/job4" \
       --steps 12000 --batch-size 100 --learning-rate 0.001 --device cuda --verbosity DEBUG
 fi
 
@@ -216,7 +211,7 @@ NODES=$(grep -h "captured step graph" "$OUT"/train.log "$OUT"/bench_step.log 2>/
 
 echo
 echo "== logs in $OUT; total $(( $(date +%s) - START )) s"
-for f in bench_kernels bench_gemm1 bench_gemm4 bench_sweep bench_step pytorch; do
+for f in bench_kernels bench_gemm1 bench_sweep bench_step pytorch; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; grep -E '^\|' "$OUT/$f.log" | head -90; }
 done
 # The decisions in one place: each switch's before/after, kernels vs version 1 and the libraries,
