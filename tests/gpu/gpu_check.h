@@ -108,11 +108,13 @@ static inline void *dev_download(const void *dev, size_t bytes) {
 /* ---- comparisons: one PASS/FAIL line each --------------------------------------------------- */
 static int check_failures = 0, check_count = 0;
 
-/* rel = max|gpu - cpu| / max|cpu| (the error relative to the tensor's scale, so sums that
- * cancel to near zero do not blow up); NaN anywhere in gpu (an unwritten element) fails. */
-static inline void check_close(const char *what, const float *gpu, const float *cpu, size_t n,
-                        double tol) {
-    double maxdiff = 0, maxref = 0, d2 = 0, r2 = 0;
+/* rel = max|gpu - cpu| / max(max|cpu|, scale) (the error relative to the tensor's scale, so
+ * sums that cancel to near zero do not blow up; scale: the terms' own, where every element of a
+ * small tensor may cancel, e.g. the largest sum of |x||w| of a dense layer's outputs, else 0);
+ * NaN anywhere in gpu (an unwritten element) fails. */
+static inline void check_close_scaled(const char *what, const float *gpu, const float *cpu,
+                                      size_t n, double tol, double scale) {
+    double maxdiff = 0, maxref = scale, d2 = 0, r2 = 0;
     size_t nan_at = (size_t)-1, worst = 0;
     for (size_t i = 0; i < n; i++) {
         if (isnan(gpu[i]) && !isnan(cpu[i])) {
@@ -138,6 +140,11 @@ static inline void check_close(const char *what, const float *gpu, const float *
         printf("%s %-44s n=%-9zu max_rel %.2e  l2_rel %.2e  (tol %.0e%s%zu: gpu %.9g cpu %.9g)\n",
                ok ? "PASS" : "FAIL", what, n, rel, l2, tol, ", worst @", worst,
                n ? (double)gpu[worst] : 0.0, n ? (double)cpu[worst] : 0.0);
+}
+
+static inline void check_close(const char *what, const float *gpu, const float *cpu, size_t n,
+                               double tol) {
+    check_close_scaled(what, gpu, cpu, n, tol, 0.0);
 }
 
 /* Bitwise equality (same operations in the same order on both sides). */
