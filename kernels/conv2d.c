@@ -151,10 +151,8 @@ size_t conv2d_workspace_floats(const Conv2dShape *s) {
 /* Threads for a conv call: at most one per image and per workspace panel; one for tiny work. */
 static int conv_threads(const Conv2dShape *s) {
     double macs = (double)s->n * s->oh * s->ow * s->kh * s->kw * s->c * s->k;
-    int t = macs >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
-    if (t > CONV_MAX_THREADS) t = CONV_MAX_THREADS;
-    if (t > s->n) t = s->n;
-    return t > 0 ? t : 1;
+    const int t = kernels_threads_for(macs, s->n);
+    return t > CONV_MAX_THREADS ? CONV_MAX_THREADS : t;
 }
 
 /* A 1x1, stride-1, unpadded conv is a plain GEMM on x itself: no im2col. */

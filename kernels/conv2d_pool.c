@@ -69,13 +69,10 @@ void conv2d_relu_maxpool_forward(const Conv2dShape *cs, const Pool2dShape *ps, c
 
 #define FROM_POOL_GROUPS 8 /* the filter gradient's fixed image groups, as conv2d.c's */
 
-/* Threads for a pass over the winners: as for the conv it replaces (the dense work decides,
- * since the alive share is not known before the pass). */
-static int from_pool_threads(const Conv2dShape *cs, int units) {
-    const double macs = (double)cs->n * cs->oh * cs->ow * cs->kh * cs->kw * cs->c * cs->k;
-    int t = macs >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
-    if (t > units) t = units;
-    return t > 0 ? t : 1;
+/* The conv's multiply-adds: the work whose threads a pass over the winners takes (the alive share
+ * is not known before the pass). */
+static double conv_macs(const Conv2dShape *cs) {
+    return (double)cs->n * cs->oh * cs->ow * cs->kh * cs->kw * cs->c * cs->k;
 }
 
 /* The conv output position (oh, ow) of a winner's flat argmax index [N,OH,OW,K]. */
@@ -205,7 +202,7 @@ void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShap
     const int groups = (n + per_group - 1) / per_group;
     double *parts = (double *)(void *)ws; /* 8-byte aligned: kernels.h */
     const FilterImageFn image = filter_image_fn();
-    const int threads = from_pool_threads(cs, groups);
+    const int threads = kernels_threads_for(conv_macs(cs), groups);
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int g = 0; g < groups; g++) {
         double *acc = parts + (size_t)g * part;
@@ -244,7 +241,7 @@ void conv2d_relu_maxpool_backward_data(const Conv2dShape *cs, const Pool2dShape 
             for (int c = 0; c < C; c++)
                 wt[((size_t)t * K + k) * C + c] = w[((size_t)t * C + c) * K + k];
     const DataImageFn image = data_image_fn();
-    const int threads = from_pool_threads(cs, cs->n);
+    const int threads = kernels_threads_for(conv_macs(cs), cs->n);
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int n = 0; n < cs->n; n++) image(cs, ps, n, wt, y, argmax, dy, dx);
 }

@@ -136,12 +136,6 @@ static SparseForwardFn sparse_forward_fn(void) { return sparse_forward_base; }
 static SparseFilterFn sparse_filter_fn(void) { return sparse_filter_base; }
 #endif
 
-/* Threads for the sparse loops: as for the GEMM they replace. */
-static int sparse_threads(int n, int in, int out, int tasks) {
-    const int t = (double)n * in * out >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
-    return t < tasks ? t : tasks;
-}
-
 /* db[j] = sum over r of dy[r,j], r ascending (db may be NULL). */
 static void bias_grad(int n, int out, const float *dy, float *db) {
     if (!db) return;
@@ -156,7 +150,7 @@ int dense_forward_sparse_input(int n, int in, int out, const float *x, const flo
     if (columns_build(n, in, x, &c) != 0) return -1;
     const SparseForwardFn f = sparse_forward_fn();
     const int tasks = (out + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
-    const int threads = sparse_threads(n, in, out, tasks);
+    const int threads = kernels_threads_for((double)n * in * out, tasks);
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int t = 0; t < tasks; t++) {
         const int j0 = t * SPARSE_BLOCK, j1 = j0 + SPARSE_BLOCK < out ? j0 + SPARSE_BLOCK : out;
@@ -175,7 +169,7 @@ int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, c
     if (columns_build(n, in, x, &c) != 0) return -1;
     const SparseFilterFn f = sparse_filter_fn();
     const int tasks = (in + 63) / 64;
-    const int threads = sparse_threads(n, in, out, tasks);
+    const int threads = kernels_threads_for((double)n * in * out, tasks);
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int t = 0; t < tasks; t++) f(&c, out, dy, t * 64, t * 64 + 64 < in ? t * 64 + 64 : in, dw);
     columns_free(&c);
@@ -257,8 +251,7 @@ void dense_backward_data_alive(int n, int in, int out, const float *x, const flo
                                const float *dy, float *dx) {
     const AliveDotFn dot = alive_dot_fn();
     /* the dense dx's work decides the threads, as for the GEMM it replaces */
-    const double macs = (double)n * in * out;
-    const int threads = macs >= KERNELS_PARALLEL_MIN_MACS && n > 1 ? kernels_get_threads() : 1;
+    const int threads = kernels_threads_for((double)n * in * out, n);
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * in, *g = dy + (size_t)r * out;

@@ -4,6 +4,8 @@
 #ifndef KERNELS_PARALLEL_H
 #define KERNELS_PARALLEL_H
 
+#include "kernels/kernels.h"
+
 #ifdef _OPENMP
 #define KERNELS_OMP(directive) _Pragma(#directive)
 #else
@@ -16,6 +18,15 @@
  * a few MB takes a few hundred microseconds. So only large passes and large GEMMs fork. */
 #define KERNELS_PARALLEL_MIN_ELEMENTS ((size_t)1 << 20) /* elementwise passes: 1M floats */
 #define KERNELS_PARALLEL_MIN_MACS 1e7                   /* GEMMs and convolutions */
+
+/* Threads for a region of `macs` multiply-adds (or the work they stand for) split into `tasks`
+ * pieces: kernels_get_threads() from KERNELS_PARALLEL_MIN_MACS on, else 1; never more than the
+ * tasks; at least 1. */
+static inline int kernels_threads_for(double macs, long long tasks) {
+    int t = macs >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
+    if (t > tasks) t = (int)tasks;
+    return t > 0 ? t : 1;
+}
 
 /* The calling thread's number inside a parallel region (0 outside one, or without OpenMP). */
 #ifdef _OPENMP

@@ -272,7 +272,7 @@ void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const flo
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    const int threads = (double)m * n * k >= KERNELS_PARALLEL_MIN_MACS ? kernels_get_threads() : 1;
+    const int threads = kernels_threads_for((double)m * n * k, (long long)m * n);
     pthread_mutex_lock(&g_lock);
     if (sgemm_init(threads) != 0) { /* out of memory for the buffers: still give the answer */
         pthread_mutex_unlock(&g_lock);

@@ -3,7 +3,22 @@
 
 #include "kernels/kernels.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+
+/* The CPU backend's own entries for the gradients from the pools' winners and the dense dx where
+ * alive (core/backend_cpu.c), from a fresh one: the product's code, not a copy of it. */
+static Backend cpu_own_entries(void) {
+    Backend *cpu = backend_cpu_create();
+    if (!cpu || !cpu->conv2d_relu_maxpool_backward_data || !cpu->dense_backward_data_alive) {
+        fprintf(stderr, "the CPU backend has no gradients from the pools' winners: unset "
+                        "CNN_CPU_FROM_POOL to run this test\n");
+        abort();
+    }
+    Backend own = *cpu;
+    cpu->destroy(cpu);
+    return own;
+}
 
 static void conv_pool_forward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                               const float *x, const float *w, const float *b, float *y,
@@ -12,42 +27,10 @@ static void conv_pool_forward(Backend *be, const Conv2dShape *cs, const Pool2dSh
     conv2d_relu_maxpool_forward(cs, ps, x, w, b, y, argmax);
 }
 
-static void conv_pool_backward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
-                               const float *x, const float *y, const int32_t *argmax,
-                               const float *dy, float *dw, float *db, float *ws) {
-    (void)be;
-    conv2d_relu_maxpool_backward_filter(cs, ps, x, y, argmax, dy, dw, db, ws);
-}
-
 static void pool_backward_from_y(Backend *be, const Pool2dShape *s, const float *dy,
                                  const int32_t *argmax, const float *y, float *dx) {
     (void)be;
     maxpool2d_relu_backward_from_y(s, dy, argmax, y, dx);
-}
-
-static void conv_pool_backward_data(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
-                                    const float *w, const float *y, const int32_t *argmax,
-                                    const float *dy, float *dx, float *ws) {
-    (void)be;
-    conv2d_relu_maxpool_backward_data(cs, ps, w, y, argmax, dy, dx, ws);
-}
-
-/* The CPU twin's conditions (kernels.h): a stride-1 conv, windows that do not overlap. */
-static int data_from_pool_fits(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps) {
-    (void)be;
-    return cs->stride_h == 1 && cs->stride_w == 1 && ps->stride_h >= ps->kh &&
-           ps->stride_w >= ps->kw;
-}
-
-static int dense_alive_fits(Backend *be, int n, int in, int out) {
-    (void)be;
-    return n >= 0 && in >= 0 && dense_backward_data_alive_fits(out);
-}
-
-static void dense_alive_backward(Backend *be, int n, int in, int out, const float *x,
-                                 const float *w, const float *dy, float *dx) {
-    (void)be;
-    dense_backward_data_alive(n, in, out, x, w, dy, dx);
 }
 
 static int sparse_input_fits(Backend *be, int n, int in, int out) {
@@ -86,9 +69,10 @@ Backend *test_without_from_pool_entries(Backend *be) {
 }
 
 Backend *test_add_conv_pool_entries(Backend *be) {
+    const Backend own = cpu_own_entries();
     be->conv2d_relu_maxpool_forward = conv_pool_forward;
-    be->conv2d_relu_maxpool_backward_filter = conv_pool_backward;
-    be->conv2d_filter_grad_from_pool = always;
+    be->conv2d_relu_maxpool_backward_filter = own.conv2d_relu_maxpool_backward_filter;
+    be->conv2d_filter_grad_from_pool = always; /* every conv, conv1 too (the CPU's: C >= 8) */
     return be;
 }
 
@@ -98,14 +82,16 @@ Backend *test_add_conv_pool_middle_entry(Backend *be) {
 }
 
 Backend *test_add_conv_pool_data_entry(Backend *be) {
-    be->conv2d_data_grad_from_pool = data_from_pool_fits;
-    be->conv2d_relu_maxpool_backward_data = conv_pool_backward_data;
+    const Backend own = cpu_own_entries();
+    be->conv2d_data_grad_from_pool = own.conv2d_data_grad_from_pool;
+    be->conv2d_relu_maxpool_backward_data = own.conv2d_relu_maxpool_backward_data;
     return be;
 }
 
 Backend *test_add_dense_dx_alive_entry(Backend *be) {
-    be->dense_data_alive_fits = dense_alive_fits;
-    be->dense_backward_data_alive = dense_alive_backward;
+    const Backend own = cpu_own_entries();
+    be->dense_data_alive_fits = own.dense_data_alive_fits;
+    be->dense_backward_data_alive = own.dense_backward_data_alive;
     return be;
 }
 

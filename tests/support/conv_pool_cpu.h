@@ -1,6 +1,7 @@
 /* conv_pool_cpu.h: the CPU backend with the conv + ReLU + max pool entries of backend.h
- * (conv2d_relu_maxpool_*, conv2d_filter_grad_from_pool) filled in from the kernels/ CPU twins,
- * or without them. The product's CPU backend has the gradients from the pools' winners for
+ * (conv2d_relu_maxpool_*, conv2d_filter_grad_from_pool) filled in from the kernels/ CPU twins
+ * (where the CPU backend has the entry itself, its own: they need CNN_CPU_FROM_POOL unset), or
+ * without them. The product's CPU backend has the gradients from the pools' winners for
  * convs of 8 or more input channels and the dense dx where alive (its fast path since session
  * 12), but not the fused forward (its im2col GEMM is faster); tests use this to run on the CPU
  * what core does on the CUDA backend (the fused first layer, every conv's gradients from the
