@@ -37,8 +37,17 @@ static void init_per_element(size_t n, float limit, float *x) {
     for (size_t i = 0; i < n; i++) x[i] = (2.0f * philox_uniform(1, 2, i) - 1.0f) * limit;
 }
 
+/* A copy of x (n floats) with each value kept with probability `density`, else 0: the input of
+ * a conv behind a ReLU and a pool (conv2d_forward takes an image's nonzeros where it is at most
+ * half nonzero). */
+static float *with_zeros(const float *x, size_t n, double density, unsigned seed) {
+    float *p = rand_buf(n, seed);
+    for (size_t i = 0; i < n; i++) p[i] = p[i] + 0.5f < density ? x[i] : 0.0f;
+    return p;
+}
+
 typedef struct { const char *name; double flop, best, total, cpu; int in_step; } Row;
-static Row rows[32];
+static Row rows[40];
 static int nrows;
 static int reps = 5;
 
@@ -111,6 +120,15 @@ int main(int argc, char **argv) {
     TIME("conv1 backward_filter", f1, 1, conv2d_backward_filter(&c1, x1, y1, dw1, db1, ws));
     TIME("conv1 backward_data (unused)", f1, 0, conv2d_backward_data(&c1, y1, w1, dx1, ws));
     TIME("conv2 forward 14x14x32->64", f2, 1, conv2d_forward(&c2, x2, w2, b2, y2, ws));
+    /* The conv over its input's nonzeros (GFLOP/s: the dense conv's FLOPs over the time). */
+    float *x2_40 = with_zeros(x2, (size_t)N * 196 * 32, 0.40, 33);
+    float *x2_25 = with_zeros(x2, (size_t)N * 196 * 32, 0.25, 34);
+    float *x2_10 = with_zeros(x2, (size_t)N * 196 * 32, 0.10, 35);
+    float *x1_19 = with_zeros(x1, (size_t)N * 784, 0.19, 36);
+    TIME("conv2 forward, x 40% nonzero", f2, 0, conv2d_forward(&c2, x2_40, w2, b2, y2, ws));
+    TIME("conv2 forward, x 25% nonzero", f2, 0, conv2d_forward(&c2, x2_25, w2, b2, y2, ws));
+    TIME("conv2 forward, x 10% nonzero", f2, 0, conv2d_forward(&c2, x2_10, w2, b2, y2, ws));
+    TIME("conv1 forward, x 19% nonzero", f1, 0, conv2d_forward(&c1, x1_19, w1, b1, y1, ws));
     TIME("conv2 backward_data", f2, 1, conv2d_backward_data(&c2, y2, w2, dx2, ws));
     TIME("conv2 backward_filter", f2, 1, conv2d_backward_filter(&c2, x2, y2, dw2, db2, ws));
     TIME("dense 3136->1024 forward", fd, 1, dense_forward(N, 3136, 1024, xd, wd, bd, yd));

@@ -1,21 +1,11 @@
 /* conv2d_direct.c: see conv2d_direct.h. Each loop body is written once (always_inline) and
  * compiled twice: for the baseline ISA and, on x86-64, for AVX2 (picked at run time). */
 #include "kernels/conv2d_direct.h"
+#include "kernels/conv_window.h"
 
 #include <stddef.h>
 
 #define DIRECT_INLINE static inline __attribute__((always_inline))
-
-
-/* Valid kernel range [*k0, *k1) for output position o along one axis; returns the input index
- * of kernel index 0. */
-DIRECT_INLINE int direct_range(int o, int stride, int pad, int k, int in, int *k0, int *k1) {
-    int i0 = o * stride - pad;
-    *k0 = i0 < 0 ? -i0 : 0;
-    *k1 = in - i0 < k ? in - i0 : k;
-    if (*k1 < *k0) *k1 = *k0;
-    return i0;
-}
 
 /* Output channels go in blocks of DIRECT_KB (a template parameter of the helpers below, so a
  * full block's accumulators have fixed size and stay in vector registers across all taps);
@@ -51,7 +41,7 @@ typedef void (*PairFn)(const Conv2dShape *s, const float *xi, const float *w, in
 /* Whole windows along w for output column ow? */
 DIRECT_INLINE int whole_row_window(const Conv2dShape *s, int ow) {
     int kw0, kw1;
-    direct_range(ow, s->stride_w, s->pad_left, s->kw, s->w, &kw0, &kw1);
+    conv_window_taps(ow, s->stride_w, s->pad_left, s->kw, s->w, &kw0, &kw1);
     return kw0 == 0 && kw1 == s->kw;
 }
 
@@ -61,9 +51,9 @@ DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
     const int K = s->k;
     for (int oh = 0; oh < s->oh; oh++) {
         int kh0, kh1, kw0, kw1;
-        const int ih0 = direct_range(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
+        const int ih0 = conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
         for (int ow = 0; ow < s->ow; ow++) {
-            const int iw0 = direct_range(ow, s->stride_w, s->pad_left, s->kw, s->w, &kw0, &kw1);
+            const int iw0 = conv_window_taps(ow, s->stride_w, s->pad_left, s->kw, s->w, &kw0, &kw1);
             float *restrict yo = yi + ((size_t)oh * s->ow + ow) * K;
             const int pixels = pair && ow + 1 < s->ow && whole_row_window(s, ow) &&
                                        whole_row_window(s, ow + 1)
@@ -87,14 +77,6 @@ DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
     }
 }
 
-/* Output positions o in [*lo, *hi) whose input index o*stride - pad + t lies in [0, in). */
-DIRECT_INLINE void valid_outputs(int t, int stride, int pad, int in, int out, int *lo, int *hi) {
-    int a = pad - t, b = in - 1 + pad - t; /* o*stride in [a, b] */
-    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
-    *hi = b < 0 ? 0 : b / stride + 1;
-    if (*hi > out) *hi = out;
-    if (*hi < *lo) *hi = *lo;
-}
 
 /* For one tap (kh, kw) and input channel c: sum over output pixels of x * dy[pixel, k0:k0+kb],
  * added to dwp. Each row's valid pixels alternate between two accumulator sets (independent
@@ -105,8 +87,8 @@ DIRECT_INLINE void filter_tap(const Conv2dShape *s, const float *restrict xi,
     const int C = s->c, K = s->k;
     float acc0[DIRECT_KB] = {0}, acc1[DIRECT_KB] = {0};
     int oh0, oh1, ow0, ow1;
-    valid_outputs(kh, s->stride_h, s->pad_top, s->h, s->oh, &oh0, &oh1);
-    valid_outputs(kw, s->stride_w, s->pad_left, s->w, s->ow, &ow0, &ow1);
+    conv_tap_outputs(kh, s->stride_h, s->pad_top, s->h, s->oh, &oh0, &oh1);
+    conv_tap_outputs(kw, s->stride_w, s->pad_left, s->w, s->ow, &ow0, &ow1);
     const size_t xstep = (size_t)s->stride_w * C;
     for (int oh = oh0; oh < oh1; oh++) {
         const int ih = oh * s->stride_h - s->pad_top + kh;

@@ -1,6 +1,7 @@
 /* test_kernels_conv2d.c: conv2d shapes (TF's SAME split), the reference against an independent
  * zero-padded formulation, its backward passes against finite differences, and the fast
- * kernels (im2col + SGEMM) against the reference: odd sizes, strides, SAME and VALID. */
+ * kernels (im2col + SGEMM, or the loops over an image's nonzeros) against the reference: odd
+ * sizes, strides, SAME and VALID. */
 #include "kernels/kernels.h"
 #include "support/check_run.h"
 #include "support/gradcheck.h"
@@ -214,6 +215,106 @@ START_TEST(test_fast_vs_reference_model_shapes) {
 }
 END_TEST
 
+/* ---- the forward over an image's nonzeros (kernels/conv2d_sparse.c) ------------------------
+ * An image at most 60% nonzero (C > 4) takes the loops over its nonzeros, whose sum kernels.h
+ * defines: acc = 0, fmaf over the taps inside in (kh, kw) order and, within a tap, the channels
+ * whose x is not 0 in order, then acc + b. Each clone (AVX-512, AVX2, plain: CNN_CPU_ISA) and
+ * thread count must give these bits; denser images take the GEMM (values checked only). */
+static void forward_in_sparse_order(const Conv2dShape *s, const float *x, const float *w,
+                                    const float *b, float *y) {
+    const int C = s->c, K = s->k;
+    for (int n = 0; n < s->n; n++)
+        for (int oh = 0; oh < s->oh; oh++)
+            for (int ow = 0; ow < s->ow; ow++)
+                for (int k = 0; k < K; k++) {
+                    float acc = 0.0f;
+                    for (int kh = 0; kh < s->kh; kh++) {
+                        const int ih = oh * s->stride_h - s->pad_top + kh;
+                        if (ih < 0 || ih >= s->h) continue;
+                        for (int kw = 0; kw < s->kw; kw++) {
+                            const int iw = ow * s->stride_w - s->pad_left + kw;
+                            if (iw < 0 || iw >= s->w) continue;
+                            const float *xp = x + (((size_t)n * s->h + ih) * s->w + iw) * C;
+                            const float *wp = w + ((size_t)(kh * s->kw + kw) * C) * K + k;
+                            for (int c = 0; c < C; c++)
+                                if (xp[c] != 0.0f) acc = fmaf(xp[c], wp[(size_t)c * K], acc);
+                        }
+                    }
+                    y[(((size_t)n * s->oh + oh) * s->ow + ow) * K + k] = b ? acc + b[k] : acc;
+                }
+}
+
+/* x with each value kept with probability density[n] in image n, else 0. */
+static void zero_at_random(const Conv2dShape *s, float *x, const double *density, uint64_t seed) {
+    const size_t per_image = (size_t)s->h * s->w * s->c;
+    float *u = malloc(per_image * s->n * 4);
+    test_fill_uniform(u, per_image * s->n, 0, 1, seed, 9);
+    for (size_t i = 0; i < per_image * s->n; i++)
+        if (u[i] >= density[i / per_image]) x[i] = 0.0f;
+    free(u);
+}
+
+static void check_sparse_forward(const Conv2dShape *s, const double *density, uint64_t seed,
+                                 const char *what) {
+    const size_t nx = x_len(s), ny = y_len(s), nw = w_len(s), nws = conv2d_workspace_floats(s);
+    const size_t per_image = ny / s->n;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(s->k * 4), *ws = malloc(nws * 4);
+    float *y = malloc(ny * 4), *y_ref = malloc(ny * 4), *y_order = malloc(ny * 4);
+    test_fill_uniform(x, nx, -1, 1, seed, 1);
+    test_fill_uniform(w, nw, -1, 1, seed, 2);
+    test_fill_uniform(b, s->k, -1, 1, seed, 3);
+    zero_at_random(s, x, density, seed);
+    conv2d_forward_reference(s, x, w, b, y_ref);
+    forward_in_sparse_order(s, x, w, b, y_order);
+    static const char *const isas[] = {NULL, "avx2", "base"};
+    for (int run = 0; run < 6; run++) {
+        const char *isa = isas[run / 2];
+        if (isa) setenv("CNN_CPU_ISA", isa, 1);
+        else unsetenv("CNN_CPU_ISA");
+        kernels_set_threads(run % 2 ? 2 : 1);
+        test_poison(y, ny);
+        test_poison(ws, nws);
+        conv2d_forward(s, x, w, b, y, ws);
+        const double tol = 1e-6 * s->kh * s->kw * s->c + 1e-5;
+        size_t worst;
+        double d = test_max_scaled_diff(y, y_ref, ny, tol, 1e-4, &worst);
+        ck_assert_msg(d <= 1, "%s (CNN_CPU_ISA=%s, %d threads): y[%zu] = %g, reference %g", what,
+                      isa ? isa : "any", run % 2 ? 2 : 1, worst, y[worst], y_ref[worst]);
+        for (int n = 0; n < s->n; n++) {
+            if (density[n] > 0.5) continue; /* the GEMM: its own order */
+            const size_t o = (size_t)n * per_image;
+            for (size_t i = o; i < o + per_image; i++)
+                ck_assert_msg(memcmp(&y[i], &y_order[i], 4) == 0,
+                              "%s (CNN_CPU_ISA=%s, %d threads): image %d at %zu: %a, want %a "
+                              "(the sum in the nonzeros' order)",
+                              what, isa ? isa : "any", run % 2 ? 2 : 1, n, i - o, y[i],
+                              y_order[i]);
+        }
+    }
+    unsetenv("CNN_CPU_ISA");
+    free(x); free(w); free(b); free(ws); free(y); free(y_ref); free(y_order);
+}
+
+START_TEST(test_sparse_forward_shapes) {
+    /* n, h, w, c, kh, kw, k, stride h, w, SAME: K = 75 takes a 64-block, a vector block and a
+     * 3-wide tail; K = 19, 37 no 64-block; strides, VALID, windows hanging off both edges. */
+    static const ConvCase sparse_cases[] = {
+        {4, 14, 14, 32, 5, 5, 64, 1, 1, 1}, {2, 9, 8, 9, 5, 5, 75, 1, 1, 1},
+        {2, 11, 9, 5, 3, 5, 7, 3, 2, 0},   {1, 10, 10, 17, 3, 3, 19, 1, 1, 1},
+        {2, 7, 9, 12, 4, 3, 37, 2, 2, 1},  {2, 3, 3, 8, 5, 5, 16, 1, 1, 1},
+    };
+    /* Per image: at most 60% nonzero takes the lists (10%, 45%, none at all); 90% the GEMM. */
+    static const double density[] = {0.1, 0.9, 0.45, 0.0};
+    for (int i = 0; i < (int)(sizeof sparse_cases / sizeof sparse_cases[0]); i++) {
+        Conv2dShape s;
+        case_shape(&sparse_cases[i], &s);
+        char what[48];
+        snprintf(what, sizeof what, "sparse case %d", i);
+        check_sparse_forward(&s, density, 200 + i, what);
+    }
+}
+END_TEST
+
 /* The workspace sized for one batch serves every smaller batch (core sizes it once). */
 START_TEST(test_workspace_serves_smaller_batches) {
     for (int batch = 1; batch <= 20; batch++) {
@@ -252,6 +353,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_fast_vs_reference_cases, 0, NCASES);
     tcase_add_test(tc, test_fast_vs_reference_model_shapes);
     tcase_add_test(tc, test_workspace_serves_smaller_batches);
+    tcase_add_test(tc, test_sparse_forward_shapes);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
