@@ -58,7 +58,11 @@ void conv_output_dim(int in, int k, int stride, int same, int *out, int *pad_bef
 /* Scratch the CPU conv kernels need (im2col panels), in floats; the caller allocates it once. */
 size_t conv2d_workspace_floats(const Conv2dShape *s);
 
-/* y[N,OH,OW,K] = conv(x, w) + b. b may be NULL (no bias). */
+/* y[N,OH,OW,K] = conv(x, w) + b. b may be NULL (no bias). An image of more than 4 channels that
+ * is at most 60% nonzero (behind a ReLU and a pool) is summed over its nonzeros only, each y as
+ * acc = 0, then acc = fmaf(x, w, acc) over the taps (kh, kw) inside the image in order and,
+ * within a tap, the channels c whose x is not 0 in order, then acc + b[k] (the same bits on any
+ * CPU and thread count); other images take an im2col GEMM or direct loops. */
 void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const float *b,
                     float *y, float *ws);
 /* dx[N,H,W,C] = gradient of the loss w.r.t. x, given dy[N,OH,OW,K]. */
