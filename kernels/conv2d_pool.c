@@ -181,11 +181,22 @@ data_image_avx2(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float
                 const float *y, const int32_t *argmax, const float *dy, float *dx) {
     data_image_body(cs, ps, n, wt, y, argmax, dy, dx);
 }
+__attribute__((target("avx512f"))) static void
+filter_image_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *x,
+                    const float *y, const int32_t *argmax, const float *dy, double *acc,
+                    double *sb) {
+    filter_image_body(cs, ps, n, x, y, argmax, dy, acc, sb);
+}
+__attribute__((target("avx512f"))) static void
+data_image_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *wt,
+                  const float *y, const int32_t *argmax, const float *dy, float *dx) {
+    data_image_body(cs, ps, n, wt, y, argmax, dy, dx);
+}
 static FilterImageFn filter_image_fn(void) {
-    return kernels_have_avx2_fma() ? filter_image_avx2 : filter_image_base;
+    return KERNELS_PICK_CLONE(filter_image_base, filter_image_avx2, filter_image_avx512);
 }
 static DataImageFn data_image_fn(void) {
-    return kernels_have_avx2_fma() ? data_image_avx2 : data_image_base;
+    return KERNELS_PICK_CLONE(data_image_base, data_image_avx2, data_image_avx512);
 }
 #else
 static FilterImageFn filter_image_fn(void) { return filter_image_base; }

@@ -34,6 +34,12 @@ static inline int kernels_cpu_isa(void) {
 static inline int kernels_cpu_isa(void) { return KERNELS_ISA_BASE; }
 #endif
 
+/* The clone to run of three: plain, AVX2+FMA, AVX-512F. */
+#define KERNELS_PICK_CLONE(base, avx2, avx512)                                                 \
+    (kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? (avx512)                                        \
+     : kernels_cpu_isa() >= KERNELS_ISA_AVX2 ? (avx2)                                          \
+                                             : (base))
+
 /* Non-zero when the AVX2+FMA clones may run. */
 static inline int kernels_have_avx2_fma(void) { return kernels_cpu_isa() >= KERNELS_ISA_AVX2; }
 

@@ -125,11 +125,22 @@ __attribute__((target("avx2,fma"))) static void sparse_filter_avx2(const Columns
                                                                    float *dw) {
     sparse_filter_body(c, out, dy, i0, i1, dw);
 }
+__attribute__((target("avx512f"))) static void sparse_forward_avx512(const Columns *c, int n,
+                                                                    int in, int out,
+                                                                    const float *w, int j0,
+                                                                    int j1, float *y) {
+    sparse_forward_body(c, n, in, out, w, j0, j1, y);
+}
+__attribute__((target("avx512f"))) static void sparse_filter_avx512(const Columns *c, int out,
+                                                                   const float *dy, int i0,
+                                                                   int i1, float *dw) {
+    sparse_filter_body(c, out, dy, i0, i1, dw);
+}
 static SparseForwardFn sparse_forward_fn(void) {
-    return kernels_have_avx2_fma() ? sparse_forward_avx2 : sparse_forward_base;
+    return KERNELS_PICK_CLONE(sparse_forward_base, sparse_forward_avx2, sparse_forward_avx512);
 }
 static SparseFilterFn sparse_filter_fn(void) {
-    return kernels_have_avx2_fma() ? sparse_filter_avx2 : sparse_filter_base;
+    return KERNELS_PICK_CLONE(sparse_filter_base, sparse_filter_avx2, sparse_filter_avx512);
 }
 #else
 static SparseForwardFn sparse_forward_fn(void) { return sparse_forward_base; }

@@ -218,8 +218,8 @@ END_TEST
 /* ---- the forward over an image's nonzeros (kernels/conv2d_sparse.c) ------------------------
  * An image at most 60% nonzero (C > 4) takes the loops over its nonzeros, whose sum kernels.h
  * defines: acc = 0, fmaf over the taps inside in (kh, kw) order and, within a tap, the channels
- * whose x is not 0 in order, then acc + b. Each clone (AVX-512, AVX2, plain: CNN_CPU_ISA) and
- * thread count must give these bits; denser images take the GEMM (values checked only). */
+ * whose x is not 0 in order, then acc + b. Each clone (AVX-512, AVX2, plain) and thread count
+ * must give these bits; denser images take the GEMM (values checked only). */
 static void forward_in_sparse_order(const Conv2dShape *s, const float *x, const float *w,
                                     const float *b, float *y) {
     const int C = s->c, K = s->k;
@@ -266,32 +266,27 @@ static void check_sparse_forward(const Conv2dShape *s, const double *density, ui
     zero_at_random(s, x, density, seed);
     conv2d_forward_reference(s, x, w, b, y_ref);
     forward_in_sparse_order(s, x, w, b, y_order);
-    static const char *const isas[] = {NULL, "avx2", "base"};
-    for (int run = 0; run < 6; run++) {
-        const char *isa = isas[run / 2];
-        if (isa) setenv("CNN_CPU_ISA", isa, 1);
-        else unsetenv("CNN_CPU_ISA");
-        kernels_set_threads(run % 2 ? 2 : 1);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
         test_poison(y, ny);
         test_poison(ws, nws);
         conv2d_forward(s, x, w, b, y, ws);
         const double tol = 1e-6 * s->kh * s->kw * s->c + 1e-5;
         size_t worst;
         double d = test_max_scaled_diff(y, y_ref, ny, tol, 1e-4, &worst);
-        ck_assert_msg(d <= 1, "%s (CNN_CPU_ISA=%s, %d threads): y[%zu] = %g, reference %g", what,
-                      isa ? isa : "any", run % 2 ? 2 : 1, worst, y[worst], y_ref[worst]);
+        ck_assert_msg(d <= 1, "%s (%s): y[%zu] = %g, reference %g", what, test_clone_name(run),
+                      worst, y[worst], y_ref[worst]);
         for (int n = 0; n < s->n; n++) {
             if (density[n] > 0.5) continue; /* the GEMM: its own order */
             const size_t o = (size_t)n * per_image;
             for (size_t i = o; i < o + per_image; i++)
                 ck_assert_msg(memcmp(&y[i], &y_order[i], 4) == 0,
-                              "%s (CNN_CPU_ISA=%s, %d threads): image %d at %zu: %a, want %a "
-                              "(the sum in the nonzeros' order)",
-                              what, isa ? isa : "any", run % 2 ? 2 : 1, n, i - o, y[i],
-                              y_order[i]);
+                              "%s (%s): image %d at %zu: %a, want %a (the sum in the nonzeros' "
+                              "order)",
+                              what, test_clone_name(run), n, i - o, y[i], y_order[i]);
         }
     }
-    unsetenv("CNN_CPU_ISA");
+    test_clone_reset();
     free(x); free(w); free(b); free(ws); free(y); free(y_ref); free(y_order);
 }
 

@@ -205,8 +205,8 @@ static void data_in_pooled_order(const Conv2dShape *cs, const Pool2dShape *ps, c
 /* The data gradient from the winners, where kernels.h allows it (stride-1 conv, pool windows
  * that do not overlap): the values of the pool's and ReLU's backward then
  * conv2d_backward_data_reference (1e-5), the pooled-order sum's bits, and the same bits on 1
- * and 2 threads. With dy's winners thinned to ~5% alive too (MNIST's pool2 after the first
- * steps). Also the filter gradient's bits on 1 and 2 threads. */
+ * and 2 threads and in each vector clone. With dy's winners thinned to ~5% alive too (MNIST's
+ * pool2 after the first steps). Also the filter gradient's bits in each of those runs. */
 START_TEST(test_backward_data_and_threads) {
     const Case *t = &CASES[_i];
     Setup s;
@@ -229,22 +229,25 @@ START_TEST(test_backward_data_and_threads) {
         if (thin) /* ~5% of the winners alive: the rest as if the ReLU had stopped them */
             for (size_t i = 0; i < s.ny; i++)
                 if ((i * 2654435761u >> 7) % 20 != 0) y[i] = 0.0f;
-        for (int threads = 1; threads <= 2; threads++) {
-            kernels_set_threads(threads); /* 2 even on a busy or 1-core machine */
-            test_poison(threads == 1 ? dw1 : dw2, nw);
+        for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+            test_clone_run(run); /* runs 1 and 2 into the second buffers, against run 0's */
+            test_poison(run == 0 ? dw1 : dw2, nw);
             conv2d_relu_maxpool_backward_filter(&s.cs, &s.ps, s.x, y, am, s.dy,
-                                                threads == 1 ? dw1 : dw2,
-                                                threads == 1 ? db1 : db2, ws);
-            if (!data_ok) continue;
-            test_poison(threads == 1 ? dx : dx2, s.nx);
-            conv2d_relu_maxpool_backward_data(&s.cs, &s.ps, s.w, y, am, s.dy,
-                                              threads == 1 ? dx : dx2, ws);
+                                                run == 0 ? dw1 : dw2, run == 0 ? db1 : db2, ws);
+            if (data_ok) {
+                test_poison(run == 0 ? dx : dx2, s.nx);
+                conv2d_relu_maxpool_backward_data(&s.cs, &s.ps, s.w, y, am, s.dy,
+                                                  run == 0 ? dx : dx2, ws);
+            }
+            if (run == 0) continue;
+            ck_assert_msg(memcmp(dw1, dw2, nw * 4) == 0 &&
+                              memcmp(db1, db2, (size_t)s.cs.k * 4) == 0,
+                          "filter gradient: %s differs", test_clone_name(run));
+            ck_assert_msg(!data_ok || memcmp(dx, dx2, s.nx * 4) == 0,
+                          "data gradient: %s differs", test_clone_name(run));
         }
-        kernels_set_threads(0);
-        ck_assert_int_eq(memcmp(dw1, dw2, nw * 4), 0);
-        ck_assert_int_eq(memcmp(db1, db2, (size_t)s.cs.k * 4), 0);
+        test_clone_reset();
         if (!data_ok) continue;
-        ck_assert_int_eq(memcmp(dx, dx2, s.nx * 4), 0);
         data_in_pooled_order(&s.cs, &s.ps, s.w, y, am, s.dy, dx_ref);
         ck_assert_int_eq(memcmp(dx, dx_ref, s.nx * 4), 0);
         /* the values: the conv output's gradient (the pool's, then the ReLU's, masked by the

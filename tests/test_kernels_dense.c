@@ -220,16 +220,17 @@ START_TEST(test_dense_sparse_input) {
      * order */
     for (size_t e = 0; e < nx; e++)
         if ((e * 2654435761u) % 1000 >= (size_t)SPARSE[_i].permille) d.x[e] = 0.0f;
-    for (int threads = 1; threads <= 2; threads++) {
-        kernels_set_threads(threads); /* 2 even on a busy or 1-core machine */
-        test_poison(threads == 1 ? d.y : y2, ny);
-        dense_forward(n, in, out, d.x, d.w, d.b, threads == 1 ? d.y : y2);
-        test_poison(threads == 1 ? dw : dw2, nw);
-        dense_backward(n, in, out, d.x, d.w, d.r, NULL, threads == 1 ? dw : dw2, db);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run); /* runs 1 and 2 into the second buffers, against run 0's */
+        test_poison(run == 0 ? d.y : y2, ny);
+        dense_forward(n, in, out, d.x, d.w, d.b, run == 0 ? d.y : y2);
+        test_poison(run == 0 ? dw : dw2, nw);
+        dense_backward(n, in, out, d.x, d.w, d.r, NULL, run == 0 ? dw : dw2, db);
+        if (run == 0) continue;
+        ck_assert_msg(memcmp(d.y, y2, ny * 4) == 0, "y: %s differs", test_clone_name(run));
+        ck_assert_msg(memcmp(dw, dw2, nw * 4) == 0, "dw: %s differs", test_clone_name(run));
     }
-    kernels_set_threads(0);
-    ck_assert_int_eq(memcmp(d.y, y2, ny * 4), 0);
-    ck_assert_int_eq(memcmp(dw, dw2, nw * 4), 0);
+    test_clone_reset();
     for (int r = 0; r < n; r++)
         for (int j = 0; j < out; j++) {
             double acc = d.b[j];
@@ -286,14 +287,14 @@ START_TEST(test_dense_backward_data_alive) {
     for (size_t e = 0; e < nx; e++)
         if ((e * 2654435761u >> 9) % 100 >= (size_t)ALIVE[_i].alive_pct) x[e] = 0.0f;
     ck_assert(dense_backward_data_alive_fits(out));
-    kernels_set_threads(1);
-    test_poison(dx1, nx);
-    dense_backward_data_alive(n, in, out, x, w, dy, dx1);
-    kernels_set_threads(2); /* 2 even on a busy or 1-core machine */
-    test_poison(dx2, nx);
-    dense_backward_data_alive(n, in, out, x, w, dy, dx2);
-    kernels_set_threads(0);
-    ck_assert_int_eq(memcmp(dx1, dx2, nx * 4), 0);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run); /* runs 1 and 2 into dx2, against run 0's dx1 */
+        test_poison(run == 0 ? dx1 : dx2, nx);
+        dense_backward_data_alive(n, in, out, x, w, dy, run == 0 ? dx1 : dx2);
+        ck_assert_msg(run == 0 || memcmp(dx1, dx2, nx * 4) == 0, "dx: %s differs",
+                      test_clone_name(run));
+    }
+    test_clone_reset();
     for (int r = 0; r < n; r++)
         for (int i = 0; i < in; i++) {
             const size_t e = (size_t)r * in + i;

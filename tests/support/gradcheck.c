@@ -1,6 +1,7 @@
 /* gradcheck.c: see gradcheck.h. */
 #include "support/gradcheck.h"
 
+#include "kernels/kernels.h"
 #include "kernels/philox.h"
 
 #include <math.h>
@@ -66,4 +67,19 @@ double test_max_scaled_diff(const float *a, const float *b, size_t n, double ato
 int test_quick(void) {
     const char *q = getenv("CNN_TEST_QUICK");
     return q && *q && *q != '0';
+}
+
+void test_clone_run(int r) {
+    kernels_set_threads(r == 1 ? 2 : 1); /* 2 even on a busy or 1-core machine */
+    if (r == 0) unsetenv("CNN_CPU_ISA");
+    else setenv("CNN_CPU_ISA", r == 1 ? "avx2" : "base", 1);
+}
+
+const char *test_clone_name(int r) {
+    return r == 0 ? "1 thread, widest clones" : r == 1 ? "2 threads, AVX2" : "1 thread, plain C";
+}
+
+void test_clone_reset(void) {
+    kernels_set_threads(0);
+    unsetenv("CNN_CPU_ISA");
 }

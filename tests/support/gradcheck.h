@@ -38,4 +38,13 @@ double test_max_scaled_diff(const float *a, const float *b, size_t n, double ato
 /* 1 when the CNN_TEST_QUICK environment variable is set (sanitizer runs: smaller sizes). */
 int test_quick(void);
 
+/* The CPU kernels' runs a bit-for-bit test compares: run r (0 <= r < TEST_CLONE_RUNS) sets the
+ * thread count and caps the vector clones (CNN_CPU_ISA): 0: 1 thread, the widest clones this CPU
+ * has; 1: 2 threads, AVX2 at most; 2: 1 thread, the plain C. Every run must give the same bits.
+ * test_clone_name(r) says which, for messages; test_clone_reset() goes back to the defaults. */
+#define TEST_CLONE_RUNS 3
+void test_clone_run(int r);
+const char *test_clone_name(int r);
+void test_clone_reset(void);
+
 #endif
