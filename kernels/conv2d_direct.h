@@ -1,7 +1,7 @@
 /* conv2d_direct.h: direct (no im2col) per-image conv loops for inputs with few channels, private
  * to kernels/. With C = 1 (the first layer) an im2col GEMM has k = KH*KW = 25 and spends more
- * time copying than multiplying; these loops read x and w in place, vectorised over K (AVX2
- * when the CPU has it, chosen at run time). Sums run in a fixed order. */
+ * time copying than multiplying; these loops read x and w in place, vectorised over K (AVX2 or
+ * AVX-512 when the CPU has it, chosen at run time). Sums run in a fixed order. */
 #ifndef KERNELS_CONV2D_DIRECT_H
 #define KERNELS_CONV2D_DIRECT_H
 
@@ -13,8 +13,8 @@
 /* yi[OH,OW,K] = conv of one image xi[H,W,C] with w (+ b when not NULL). */
 void conv2d_direct_forward_image(const Conv2dShape *s, const float *xi, const float *w,
                                  const float *b, float *yi);
-/* dw[KH,KW,C,K] += x^T dy for one image (xi[H,W,C], dyi[OH,OW,K]); the image's sum over
- * output pixels (in order) is formed first, then added to dw. */
+/* dw[KH,KW,C,K] += x^T dy for one image (xi[H,W,C], dyi[OH,OW,K]); per block of output rows, the
+ * block's sum over its output pixels (in order) is formed first, then added to dw. */
 void conv2d_direct_filter_image(const Conv2dShape *s, const float *xi, const float *dyi, float *dw);
 
 #endif

@@ -155,9 +155,10 @@ static void check_fast_vs_reference(const Conv2dShape *s, uint64_t seed, const c
     conv2d_forward_reference(s, x, w, b, y_ref);
     conv2d_backward_data_reference(s, dy, w, dx_ref);
     conv2d_backward_filter_reference(s, x, dy, dw_ref, db_ref);
-    /* Two runs, with one thread and with all: the same bits. */
-    for (int run = 0; run < 2; run++) {
-        kernels_set_threads(run ? 2 : 1); /* 2 even on a busy or 1-core machine */
+    /* Runs with 1 and 2 threads and each vector clone: the same bits (run 0 into y, dx, dw, db;
+     * the others into the second buffers, compared after each). */
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
         float *yo = run ? y2 : y, *dxo = run ? dx2 : dx, *dwo = run ? dw2 : dw, *dbo = run ? db2 : db;
         test_poison(yo, ny); test_poison(dxo, nx); test_poison(dwo, nw); test_poison(dbo, s->k);
         test_poison(ws, nws);
@@ -166,7 +167,15 @@ static void check_fast_vs_reference(const Conv2dShape *s, uint64_t seed, const c
         conv2d_backward_data(s, dy, w, dxo, ws);
         test_poison(ws, nws);
         conv2d_backward_filter(s, x, dy, dwo, dbo, ws);
+        if (run == 0) continue;
+        ck_assert_msg(memcmp(y, y2, ny * 4) == 0, "%s: forward: %s differs", what,
+                      test_clone_name(run));
+        ck_assert_msg(memcmp(dx, dx2, nx * 4) == 0, "%s: backward_data: %s differs", what,
+                      test_clone_name(run));
+        ck_assert_msg(memcmp(dw, dw2, nw * 4) == 0 && memcmp(db, db2, s->k * 4) == 0,
+                      "%s: backward_filter: %s differs", what, test_clone_name(run));
     }
+    test_clone_reset();
     /* Sums of up to KH*KW*C (forward, data) or N*OH*OW (filter) products of O(1) values. */
     double tol_fd = 1e-6 * s->kh * s->kw * (s->c > s->k ? s->c : s->k) + 1e-5;
     double tol_f = 1e-6 * s->n * s->oh * s->ow + 1e-5;
@@ -179,11 +188,6 @@ static void check_fast_vs_reference(const Conv2dShape *s, uint64_t seed, const c
     ck_assert_msg(d <= 1, "%s: dw[%zu] = %g, reference %g", what, worst, dw[worst], dw_ref[worst]);
     d = test_max_scaled_diff(db, db_ref, s->k, tol_f, 1e-4, &worst);
     ck_assert_msg(d <= 1, "%s: db[%zu] = %g, reference %g", what, worst, db[worst], db_ref[worst]);
-    /* Deterministic: the second run (other thread count) gives the same bits. */
-    ck_assert_msg(memcmp(y, y2, ny * 4) == 0, "%s: forward not deterministic", what);
-    ck_assert_msg(memcmp(dx, dx2, nx * 4) == 0, "%s: backward_data not deterministic", what);
-    ck_assert_msg(memcmp(dw, dw2, nw * 4) == 0, "%s: backward_filter (dw) not deterministic", what);
-    ck_assert_msg(memcmp(db, db2, s->k * 4) == 0, "%s: backward_filter (db) not deterministic", what);
     /* No bias: y must equal y_ref - b within the same tolerance. */
     test_poison(y, ny);
     conv2d_forward(s, x, w, NULL, y, ws);
