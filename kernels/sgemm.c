@@ -16,6 +16,7 @@
 #include "kernels/parallel.h"
 #include "kernels/sgemm_microkernel.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -48,19 +49,23 @@ void sgemm_reference(int trans_a, int trans_b, int m, int n, int k, float alpha,
 #define SGEMM_MC (SGEMM_MR * 128)
 #define SGEMM_NC (SGEMM_NR * 64)
 
-/* The portable micro-kernel: plain loops over a local tile the compiler vectorises. */
+/* The portable micro-kernel: plain loops over a local tile, the same operations as the vector
+ * kernels (an fmaf per term, then alpha, then beta's product added), so every CPU gives the same
+ * bits. Where the CPU has FMA instructions (aarch64; x86 with the AVX2 kernel instead) fmaf is
+ * one; an x86 without them computes it in software, slowly. */
 static void micro_6x16_c(int kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b,
                          float *c, int ldc, float alpha, float beta) {
     float acc[SGEMM_MR][SGEMM_NR] = {{0}};
     for (int p = 0; p < kc; p++, b += SGEMM_NR)
         for (int r = 0; r < SGEMM_MR; r++) {
             const float ar = a[r * rs_a + p * cs_a];
-            for (int j = 0; j < SGEMM_NR; j++) acc[r][j] += ar * b[j];
+            for (int j = 0; j < SGEMM_NR; j++) acc[r][j] = fmaf(ar, b[j], acc[r][j]);
         }
     for (int r = 0; r < SGEMM_MR; r++)
         for (int j = 0; j < SGEMM_NR; j++) {
             float *cj = &c[(size_t)r * ldc + j];
-            *cj = alpha * acc[r][j] + (beta == 0.0f ? 0.0f : beta * *cj);
+            const float v = acc[r][j] * alpha;
+            *cj = beta == 0.0f ? v : v + beta * *cj;
         }
 }
 
@@ -142,6 +147,7 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static float **g_pack;  /* g_pack[t]: thread t's A block (MC x KC) then B slice (KC x NC) */
 static int g_npack;
 static SgemmMicroKernel g_micro;
+static SgemmMicroKernel12 g_micro12; /* NULL where only g_micro runs */
 
 #define PACK_FLOATS ((size_t)SGEMM_MC * SGEMM_KC + (size_t)SGEMM_KC * SGEMM_NC)
 
@@ -150,15 +156,14 @@ static int g_portable;
 void sgemm_use_portable(int on) {
     pthread_mutex_lock(&g_lock);
     g_portable = on;
-    g_micro = NULL;
     pthread_mutex_unlock(&g_lock);
 }
 
 static int sgemm_init(int threads) {
-    if (!g_micro) {
-        g_micro = g_portable ? NULL : sgemm_micro_avx2();
-        if (!g_micro) g_micro = micro_6x16_c;
-    }
+    /* Picked at each call, so that CNN_CPU_ISA and sgemm_use_portable apply at once. */
+    g_micro = g_portable ? NULL : sgemm_micro_avx2();
+    g_micro12 = g_micro ? sgemm_micro12_avx512() : NULL;
+    if (!g_micro) g_micro = micro_6x16_c;
     if (threads <= g_npack) return 0;
     float **np = realloc(g_pack, (size_t)threads * sizeof *np);
     if (!np) return -1;
@@ -176,6 +181,7 @@ typedef struct {
     const float *a, *b;
     float *c;
     SgemmMicroKernel micro;
+    SgemmMicroKernel12 micro12; /* two full row tiles at once, or NULL */
     const float *b_packed; /* B already packed by sgemm_pack_b, or NULL */
 } GemmArgs;
 
@@ -226,18 +232,24 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
                         const int rows = i1 - i < SGEMM_MR ? i1 - i : SGEMM_MR;
                         const int cols = j1 - j < SGEMM_NR ? j1 - j : SGEMM_NR;
                         const float *ap = pack_a + (size_t)ir * SGEMM_MR * kc;
-                        ptrdiff_t rs = 1, cs = SGEMM_MR;
+                        ptrdiff_t rs = 1, cs = SGEMM_MR, next = (ptrdiff_t)SGEMM_MR * kc;
                         if (!g->trans_a && rows == SGEMM_MR) {
                             ap = g->a + (size_t)i * g->lda + p0;
                             rs = g->lda;
                             cs = 1;
+                            next = (ptrdiff_t)SGEMM_MR * g->lda;
                         }
                         const float *bp =
                             g->b_packed
                                 ? g->b_packed + ((size_t)(jc / SGEMM_NR + jr) * g->k + p0) * SGEMM_NR
                                 : pack_b + (size_t)jr * SGEMM_NR * kc;
                         float *ct = g->c + (size_t)i * g->ldc + j;
-                        if (rows == SGEMM_MR && cols == SGEMM_NR) {
+                        if (g->micro12 && cols == SGEMM_NR && i + 2 * SGEMM_MR <= i1 &&
+                            ir + 1 < n_ir) { /* two full row tiles (both read the same way) */
+                            g->micro12(kc, ap, ap + next, rs, cs, bp, ct, g->ldc, g->alpha,
+                                       beta_pc);
+                            ir++;
+                        } else if (rows == SGEMM_MR && cols == SGEMM_NR) {
                             g->micro(kc, ap, rs, cs, bp, ct, g->ldc, g->alpha, beta_pc);
                         } else { /* edge: the full tile into a buffer, then the part that exists */
                             float tile[SGEMM_MR * SGEMM_NR];
@@ -258,7 +270,8 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
 static GemmArgs gemm_args(int trans_a, int trans_b, int m, int n, int k, float alpha,
                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
                           int ldc) {
-    GemmArgs g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, g_micro, NULL};
+    GemmArgs g = {trans_a, trans_b, m, n, k,       lda,       ldb,  ldc, 0,
+                  alpha,   beta,    a, b, c, g_micro, g_micro12, NULL};
     /* KC slices of equal depth (k = 800 -> 4 x 200, not 3 x 256 + 32). */
     const int n_pc = (k + SGEMM_KC - 1) / SGEMM_KC;
     g.kc_step = (k + n_pc - 1) / n_pc;

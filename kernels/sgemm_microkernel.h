@@ -22,6 +22,15 @@ typedef void (*SgemmMicroKernel)(int kc, const float *a, ptrdiff_t rs_a, ptrdiff
 /* AVX2+FMA version (kernels/sgemm_avx2.c); NULL when the CPU or the compiler lacks them. */
 SgemmMicroKernel sgemm_micro_avx2(void);
 
+/* Two tiles at once: rows 0-5 of C from a0's rows, rows 6-11 from a1's (each as a above, the
+ * same rs_a and cs_a), over the same B panel; the same bits as two calls of the AVX2 kernel.
+ * The AVX-512 version (kernels/sgemm_avx512.c), or NULL where it may not run (CPU, compiler,
+ * CNN_CPU_ISA). */
+typedef void (*SgemmMicroKernel12)(int kc, const float *a0, const float *a1, ptrdiff_t rs_a,
+                                   ptrdiff_t cs_a, const float *b, float *c, int ldc,
+                                   float alpha, float beta);
+SgemmMicroKernel12 sgemm_micro12_avx512(void);
+
 /* Tests: 1 selects the portable micro-kernel even where AVX2 is present, 0 the best one. */
 void sgemm_use_portable(int on);
 

@@ -35,10 +35,12 @@ START_TEST(test_sgemm_reference_by_hand) {
 }
 END_TEST
 
-/* {m, n, k}: odd sizes, sizes around micro-kernel and block edges, and the model's GEMMs. */
+/* {m, n, k}: odd sizes, sizes around micro-kernel and block edges (m = 11, 23, 47: one row short
+ * of two 6-row tiles), and the model's GEMMs. */
 static const int SIZES[][3] = {
     {1, 1, 1},     {3, 5, 7},      {17, 13, 29},   {6, 16, 1},    {7, 17, 33},  {64, 64, 64},
     {65, 31, 257}, {100, 10, 1024}, {37, 300, 70}, {250, 9, 513}, {5, 1000, 3}, {300, 129, 17},
+    {11, 19, 45},  {23, 40, 9},     {47, 21, 130},
 };
 #define NSIZES ((int)(sizeof SIZES / sizeof SIZES[0]))
 
@@ -61,11 +63,20 @@ static void check_sgemm(int ta, int tb, int m, int n, int k, float alpha, float 
     for (int i = 0; i < m; i += row_step)
         sgemm_reference(ta, tb, 1, n, k, alpha, ta ? a + i : a + (size_t)i * lda, lda, b, ldb,
                         beta, cref + (size_t)i * ldc, ldc);
-    /* Bit-identical for any thread count: one thread, then all. */
-    kernels_set_threads(1);
+    /* Bit-identical for any thread count and micro-kernel (AVX-512 12x16, AVX2 6x16, plain C):
+     * run 0 into c; runs 1 and 2 into c2, each compared with c below and in the loop (the plain
+     * C's software fmaf only on the smaller products: it is slow). */
+    test_clone_run(0);
     sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    kernels_set_threads(2); /* 2 even on a busy or 1-core machine */
-    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+    const int runs = (double)m * n * k > 2e7 ? 2 : TEST_CLONE_RUNS;
+    for (int run = 1; run < runs; run++) {
+        test_clone_run(run);
+        memcpy(c2, c0, nc * 4);
+        sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+        ck_assert_msg(memcmp(c, c2, nc * 4) == 0, "sgemm: %s differs (m %d n %d k %d)",
+                      test_clone_name(run), m, n, k);
+    }
+    test_clone_reset();
     for (int i = 0; i < m; i += row_step) {
         for (int j = 0; j < n; j++) {
             size_t o = (size_t)i * ldc + j;
@@ -79,8 +90,6 @@ static void check_sgemm(int ta, int tb, int m, int n, int k, float alpha, float 
             ck_assert_msg(memcmp(&c[o], &c0[o], 4) == 0, "padding c[%d,%d] was written", i, j);
         }
     }
-    ck_assert_msg(memcmp(c, c2, nc * 4) == 0,
-                  "sgemm: 1 thread and %d threads differ (m %d n %d k %d)", kernels_get_threads(), m, n, k);
     free(a); free(b); free(c0); free(c); free(c2); free(cref);
 }
 
@@ -95,7 +104,8 @@ START_TEST(test_sgemm_vs_reference) {
 }
 END_TEST
 
-/* The portable micro-kernel (what runs without AVX2) against the reference too. */
+/* The portable micro-kernel (what runs without AVX2) against the reference too, on all paths
+ * (sgemm_use_portable; check_sgemm's clone runs take it only on the smaller products). */
 START_TEST(test_sgemm_portable) {
     sgemm_use_portable(1);
     const int *sz = SIZES[_i];
