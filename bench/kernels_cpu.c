@@ -39,7 +39,7 @@ static void init_per_element(size_t n, float limit, float *x) {
 
 /* A copy of x (n floats) with each value kept with probability `density`, else 0: the input of
  * a conv behind a ReLU and a pool (conv2d_forward takes an image's nonzeros where it is at most
- * half nonzero). */
+ * 60% nonzero). */
 static float *with_zeros(const float *x, size_t n, double density, unsigned seed) {
     float *p = rand_buf(n, seed);
     for (size_t i = 0; i < n; i++) p[i] = p[i] + 0.5f < density ? x[i] : 0.0f;
@@ -121,10 +121,12 @@ int main(int argc, char **argv) {
     TIME("conv1 backward_data (unused)", f1, 0, conv2d_backward_data(&c1, y1, w1, dx1, ws));
     TIME("conv2 forward 14x14x32->64", f2, 1, conv2d_forward(&c2, x2, w2, b2, y2, ws));
     /* The conv over its input's nonzeros (GFLOP/s: the dense conv's FLOPs over the time). */
+    float *x2_55 = with_zeros(x2, (size_t)N * 196 * 32, 0.55, 37);
     float *x2_40 = with_zeros(x2, (size_t)N * 196 * 32, 0.40, 33);
     float *x2_25 = with_zeros(x2, (size_t)N * 196 * 32, 0.25, 34);
     float *x2_10 = with_zeros(x2, (size_t)N * 196 * 32, 0.10, 35);
     float *x1_19 = with_zeros(x1, (size_t)N * 784, 0.19, 36);
+    TIME("conv2 forward, x 55% nonzero", f2, 0, conv2d_forward(&c2, x2_55, w2, b2, y2, ws));
     TIME("conv2 forward, x 40% nonzero", f2, 0, conv2d_forward(&c2, x2_40, w2, b2, y2, ws));
     TIME("conv2 forward, x 25% nonzero", f2, 0, conv2d_forward(&c2, x2_25, w2, b2, y2, ws));
     TIME("conv2 forward, x 10% nonzero", f2, 0, conv2d_forward(&c2, x2_10, w2, b2, y2, ws));
