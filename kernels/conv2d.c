@@ -166,7 +166,6 @@ static int conv_is_pointwise(const Conv2dShape *s) {
            s->pad_left == 0 && s->oh == s->h && s->ow == s->w;
 }
 
-
 /* col = im2col of image xi [H,W,C]. Along kw the input columns are adjacent, so each kernel
  * row is one contiguous copy of (valid kw) * C floats plus zeros for the padding. */
 static void im2col_image(const Conv2dShape *s, const float *xi, float *col) {
