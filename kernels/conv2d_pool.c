@@ -221,7 +221,9 @@ void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShap
         const int n0 = g * per_group, n1 = n0 + per_group < cs->n ? n0 + per_group : cs->n;
         for (int i = n0; i < n1; i++) image(cs, ps, i, x, y, argmax, dy, acc, acc + part - K);
     }
-    /* The groups added in group order, into HWIO: dw[(t*C + c)*K + k] from acc[k][t][c]. */
+    /* The groups added in group order, into HWIO: dw[(t*C + c)*K + k] from acc[k][t][c]; the
+     * threads split k (each sum's order stays the groups'). */
+    KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int k = 0; k < K; k++)
         for (size_t tc = 0; tc < (size_t)taps * C; tc++) {
             const double *p = parts + (size_t)k * taps * C + tc;

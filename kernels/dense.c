@@ -40,8 +40,10 @@ static int mostly_zeros(int n, int in, const float *x) {
     return nnz <= limit;
 }
 
-/* Fills c; -1 when out of memory. */
-static int columns_build(int n, int in, const float *x, Columns *c) {
+/* Fills c; -1 when out of memory. Threads split the columns in blocks of COLUMNS_BLOCK (a block's
+ * counts and entries are its own), so the lists do not depend on the thread count. */
+#define COLUMNS_BLOCK 512
+static int columns_build(int n, int in, const float *x, Columns *c, int threads) {
     c->start = calloc((size_t)in + 1, sizeof *c->start);
     int *fill = malloc(((size_t)in + 1) * sizeof *fill);
     if (!c->start || !fill) {
@@ -49,8 +51,13 @@ static int columns_build(int n, int in, const float *x, Columns *c) {
         free(fill);
         return -1;
     }
-    for (int r = 0; r < n; r++)
-        for (int i = 0; i < in; i++) c->start[i + 1] += x[(size_t)r * in + i] != 0.0f;
+    const int blocks = (in + COLUMNS_BLOCK - 1) / COLUMNS_BLOCK;
+    KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+    for (int k = 0; k < blocks; k++) {
+        const int i0 = k * COLUMNS_BLOCK, i1 = i0 + COLUMNS_BLOCK < in ? i0 + COLUMNS_BLOCK : in;
+        for (int r = 0; r < n; r++)
+            for (int i = i0; i < i1; i++) c->start[i + 1] += x[(size_t)r * in + i] != 0.0f;
+    }
     for (int i = 0; i < in; i++) c->start[i + 1] += c->start[i];
     const size_t nnz = (size_t)c->start[in];
     c->rows = malloc((nnz ? nnz : 1) * sizeof *c->rows);
@@ -61,14 +68,18 @@ static int columns_build(int n, int in, const float *x, Columns *c) {
         return -1;
     }
     memcpy(fill, c->start, (size_t)in * sizeof *fill);
-    for (int r = 0; r < n; r++)
-        for (int i = 0; i < in; i++) {
-            const float v = x[(size_t)r * in + i];
-            if (v != 0.0f) {
-                c->rows[fill[i]] = r;
-                c->vals[fill[i]++] = v;
+    KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+    for (int k = 0; k < blocks; k++) {
+        const int i0 = k * COLUMNS_BLOCK, i1 = i0 + COLUMNS_BLOCK < in ? i0 + COLUMNS_BLOCK : in;
+        for (int r = 0; r < n; r++)
+            for (int i = i0; i < i1; i++) {
+                const float v = x[(size_t)r * in + i];
+                if (v != 0.0f) {
+                    c->rows[fill[i]] = r;
+                    c->vals[fill[i]++] = v;
+                }
             }
-        }
+    }
     free(fill);
     return 0;
 }
@@ -157,11 +168,11 @@ static void bias_grad(int n, int out, const float *dy, float *db) {
 
 int dense_forward_sparse_input(int n, int in, int out, const float *x, const float *w,
                                const float *b, float *y) {
-    Columns c;
-    if (columns_build(n, in, x, &c) != 0) return -1;
-    const SparseForwardFn f = sparse_forward_fn();
     const int tasks = (out + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
     const int threads = kernels_threads_for((double)n * in * out, tasks);
+    Columns c;
+    if (columns_build(n, in, x, &c, threads) != 0) return -1;
+    const SparseForwardFn f = sparse_forward_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int t = 0; t < tasks; t++) {
         const int j0 = t * SPARSE_BLOCK, j1 = j0 + SPARSE_BLOCK < out ? j0 + SPARSE_BLOCK : out;
@@ -176,11 +187,11 @@ int dense_forward_sparse_input(int n, int in, int out, const float *x, const flo
 
 int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, const float *dy,
                                        float *dw, float *db) {
-    Columns c;
-    if (columns_build(n, in, x, &c) != 0) return -1;
-    const SparseFilterFn f = sparse_filter_fn();
     const int tasks = (in + 63) / 64;
     const int threads = kernels_threads_for((double)n * in * out, tasks);
+    Columns c;
+    if (columns_build(n, in, x, &c, threads) != 0) return -1;
+    const SparseFilterFn f = sparse_filter_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int t = 0; t < tasks; t++) f(&c, out, dy, t * 64, t * 64 + 64 < in ? t * 64 + 64 : in, dw);
     columns_free(&c);
