@@ -3,18 +3,20 @@
  *   xi [H,W,C] (NHWC, one image)    w [KH,KW,C,K] (HWIO)    yi [OH,OW,K]
  *
  * First xi's nonzeros are listed per input pixel, in channel order, as (offset, value) pairs.
- * Then, per output row and tap row kh inside the image, each output pixel of the row takes one
- * run of nonzeros: along a tap row the window's input pixels are adjacent, so their nonzeros are
+ * Then, per tap row kh and output row whose window has that row inside the image, each output
+ * pixel of the row takes one run of nonzeros: along a tap row the window's input pixels are adjacent, so their nonzeros are
  * adjacent in the list, and the nonzero at input column iw, channel c meets the filter row
  * w[kh, iw - iw0, c, :] (iw0: the window's first column), at (kh*KW - iw0)*C*K + (iw*C + c)*K.
  * The pixel's K values are loaded into vector registers (set to 0 for the first tap row), take
  * one FMA per nonzero and vector, and are stored back.
  *
- * Why this order (measured, docs/kernels-cpu.md step 25): the accumulators stay in registers
- * over a whole tap row (5 taps), and a tap row's filter slice (conv2: 5 x 32 x 64 floats,
- * 40 KiB) stays in L1 while the row's 14 pixels take it. Per tap instead, the runs are 5 times
- * as many and as short, and their loads, stores and loop exits cost more than the FMAs
- * (+45% at 25% nonzero); per pixel over all 25 taps, the whole filter streams from L2 (+20%). */
+ * Why this order (measured, docs/kernels-cpu.md steps 25 and 30): the accumulators stay in
+ * registers over a whole tap row (5 taps), and a tap row's filter slice (conv2: 5 x 32 x 64
+ * floats, 40 KiB) stays in L1 while all the image's pixels take it, coming from L2 once per
+ * image (per output row it came 14 times: +6-10%). Per tap instead, the runs are 5 times as many
+ * and as short, and their loads, stores and loop exits cost more than the FMAs (+45% at 25%
+ * nonzero); per pixel over all 25 taps, the whole filter streams from L2 (+20%). Each value's
+ * terms keep their order (the tap rows in order, then the nonzeros), whatever the loops. */
 #include "kernels/conv2d_sparse.h"
 #include "kernels/conv_window.h"
 #include "kernels/cpu_dispatch.h"
@@ -77,12 +79,14 @@ static inline __attribute__((always_inline)) void
 forward_body(const Conv2dShape *s, const int32_t *start, const Nonzero *nz, const float *w,
              const float *b, float *yi, RunFn run) {
     const int C = s->c, K = s->k, OW = s->ow;
-    for (int oh = 0; oh < s->oh; oh++) {
-        int kh0, kh1;
-        const int ih0 = conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
-        float *yr = yi + (size_t)oh * OW * K;
-        if (kh0 == kh1) memset(yr, 0, (size_t)OW * K * sizeof *yr); /* no tap row inside */
-        for (int kh = kh0; kh < kh1; kh++) {
+    for (int kh = 0; kh < s->kh; kh++)
+        for (int oh = 0; oh < s->oh; oh++) {
+            int kh0, kh1;
+            const int ih0 = conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
+            float *yr = yi + (size_t)oh * OW * K;
+            if (kh == 0 && kh0 == kh1) /* no tap row inside */
+                memset(yr, 0, (size_t)OW * K * sizeof *yr);
+            if (kh < kh0 || kh >= kh1) continue;
             const int32_t *row = start + (size_t)(ih0 + kh) * s->w;
             for (int ow = 0; ow < OW; ow++) {
                 int kw0, kw1;
@@ -93,10 +97,9 @@ forward_body(const Conv2dShape *s, const int32_t *start, const Nonzero *nz, cons
                     yr + (size_t)ow * K, K);
             }
         }
-        if (b)
-            for (int ow = 0; ow < OW; ow++)
-                for (int k = 0; k < K; k++) yr[(size_t)ow * K + k] += b[k];
-    }
+    if (b)
+        for (size_t i = 0; i < (size_t)s->oh * OW; i++)
+            for (int k = 0; k < K; k++) yi[i * K + k] += b[k];
 }
 
 static void forward_base(const Conv2dShape *s, const int32_t *start, const Nonzero *nz,
