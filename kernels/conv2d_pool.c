@@ -4,6 +4,7 @@
  * Layouts: x [N,H,W,C] (NHWC), w [KH,KW,C,K] (HWIO), the conv output [N,OH,OW,K] (virtual:
  * never stored), y and argmax [N,PH,PW,K], dw like w, db [K]. */
 #include "kernels/kernels.h"
+#include "kernels/conv_window.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 
@@ -82,13 +83,6 @@ static void winner_at(const Conv2dShape *cs, int32_t argmax, int *oh, int *ow) {
     *oh = (int)(pos / (size_t)cs->ow % (size_t)cs->oh);
 }
 
-/* Along one dimension, the taps [*t0, *t1) of a window starting at input i0 (may be < 0) that
- * fall inside [0, size). */
-static void taps_inside(int i0, int taps, int size, int *t0, int *t1) {
-    *t0 = i0 < 0 ? -i0 : 0;
-    *t1 = i0 + taps > size ? size - i0 : taps;
-}
-
 /* Layout of one group's partial sums (doubles): acc [K][KH*KW][C] (C contiguous, so a winner's
  * taps are runs of C), then db [K]. */
 static size_t group_doubles(const Conv2dShape *cs) {
@@ -112,11 +106,10 @@ static inline void filter_image_body(const Conv2dShape *cs, const Pool2dShape *p
         const int k = (int)(o % (size_t)K);
         int oh, ow;
         winner_at(cs, argmax[o], &oh, &ow);
-        const int ih0 = oh * cs->stride_h - cs->pad_top, iw0 = ow * cs->stride_w - cs->pad_left;
         sb[k] += g;
         int kh0, kh1, kw0, kw1;
-        taps_inside(ih0, cs->kh, cs->h, &kh0, &kh1);
-        taps_inside(iw0, cs->kw, cs->w, &kw0, &kw1);
+        const int ih0 = conv_window_taps(oh, cs->stride_h, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
+        const int iw0 = conv_window_taps(ow, cs->stride_w, cs->pad_left, cs->kw, cs->w, &kw0, &kw1);
         for (int kh = kh0; kh < kh1; kh++)
             for (int kw = kw0; kw < kw1; kw++) {
                 const float *xp = xi + ((size_t)(ih0 + kh) * cs->w + iw0 + kw) * C;
@@ -141,10 +134,9 @@ static inline void data_image_body(const Conv2dShape *cs, const Pool2dShape *ps,
         const int k = (int)(o % (size_t)K);
         int oh, ow;
         winner_at(cs, argmax[o], &oh, &ow);
-        const int ih0 = oh - cs->pad_top, iw0 = ow - cs->pad_left; /* stride 1 */
-        int kh0, kh1, kw0, kw1;
-        taps_inside(ih0, cs->kh, cs->h, &kh0, &kh1);
-        taps_inside(iw0, cs->kw, cs->w, &kw0, &kw1);
+        int kh0, kh1, kw0, kw1; /* stride 1 */
+        const int ih0 = conv_window_taps(oh, 1, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
+        const int iw0 = conv_window_taps(ow, 1, cs->pad_left, cs->kw, cs->w, &kw0, &kw1);
         for (int kh = kh0; kh < kh1; kh++)
             for (int kw = kw0; kw < kw1; kw++) {
                 float *out = dxi + ((size_t)(ih0 + kh) * cs->w + iw0 + kw) * C;

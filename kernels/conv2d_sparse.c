@@ -4,8 +4,9 @@
  *
  * First xi's nonzeros are listed per input pixel, in channel order, as (offset, value) pairs.
  * Then, per tap row kh and output row whose window has that row inside the image, each output
- * pixel of the row takes one run of nonzeros: along a tap row the window's input pixels are adjacent, so their nonzeros are
- * adjacent in the list, and the nonzero at input column iw, channel c meets the filter row
+ * pixel of the row takes one run of nonzeros: along a tap row the window's input pixels are
+ * adjacent, so their nonzeros are adjacent in the list, and the nonzero at input column iw,
+ * channel c meets the filter row
  * w[kh, iw - iw0, c, :] (iw0: the window's first column), at (kh*KW - iw0)*C*K + (iw*C + c)*K.
  * The pixel's K values are loaded into vector registers (set to 0 for the first tap row), take
  * one FMA per nonzero and vector, and are stored back.

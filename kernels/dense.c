@@ -158,6 +158,13 @@ static SparseForwardFn sparse_forward_fn(void) { return sparse_forward_base; }
 static SparseFilterFn sparse_filter_fn(void) { return sparse_filter_base; }
 #endif
 
+/* y[r, :] += b (b may be NULL). */
+static void add_bias(int n, int out, const float *b, float *y) {
+    if (!b) return;
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < out; j++) y[(size_t)r * out + j] += b[j];
+}
+
 /* db[j] = sum over r of dy[r,j], r ascending (db may be NULL). */
 static void bias_grad(int n, int out, const float *dy, float *db) {
     if (!db) return;
@@ -179,9 +186,7 @@ int dense_forward_sparse_input(int n, int in, int out, const float *x, const flo
         f(&c, n, in, out, w, j0, j1, y);
     }
     columns_free(&c);
-    if (b)
-        for (int r = 0; r < n; r++)
-            for (int j = 0; j < out; j++) y[(size_t)r * out + j] += b[j];
+    add_bias(n, out, b, y);
     return 0;
 }
 
@@ -203,9 +208,7 @@ void dense_forward(int n, int in, int out, const float *x, const float *w, const
                    float *y) {
     if (mostly_zeros(n, in, x) && dense_forward_sparse_input(n, in, out, x, w, b, y) == 0) return;
     sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
-    if (b)
-        for (int r = 0; r < n; r++)
-            for (int j = 0; j < out; j++) y[(size_t)r * out + j] += b[j];
+    add_bias(n, out, b, y);
 }
 
 void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
