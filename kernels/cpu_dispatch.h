@@ -4,7 +4,9 @@
  * in one order), so all clones give the same bits.
  *
  * CNN_CPU_ISA=base or avx2 caps the clones a run takes (read at each call: a test compares the
- * clones in one process; a benchmark measures what a CPU without AVX-512 would run). */
+ * clones in one process; a benchmark measures what a CPU without AVX-512 would run). A developer
+ * switch: any other value, or none, takes the widest clones the CPU has (every clone gives the
+ * same bits, so no value can change a result). */
 #ifndef KERNELS_CPU_DISPATCH_H
 #define KERNELS_CPU_DISPATCH_H
 
