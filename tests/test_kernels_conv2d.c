@@ -296,11 +296,16 @@ static void check_sparse_forward(const Conv2dShape *s, const double *density, ui
 
 START_TEST(test_sparse_forward_shapes) {
     /* n, h, w, c, kh, kw, k, stride h, w, SAME: K = 75 takes a 64-block, a vector block and a
-     * 3-wide tail; K = 19, 37 no 64-block; strides, VALID, windows hanging off both edges. */
+     * 3-wide tail; K = 19, 37 no 64-block; strides, VALID, windows hanging off both edges. The
+     * first case is conv2's (the scatter loops). */
     static const ConvCase sparse_cases[] = {
         {4, 14, 14, 32, 5, 5, 64, 1, 1, 1}, {2, 9, 8, 9, 5, 5, 75, 1, 1, 1},
         {2, 11, 9, 5, 3, 5, 7, 3, 2, 0},   {1, 10, 10, 17, 3, 3, 19, 1, 1, 1},
         {2, 7, 9, 12, 4, 3, 37, 2, 2, 1},  {2, 3, 3, 8, 5, 5, 16, 1, 1, 1},
+        /* the AVX-512 scatter loops (KW = 5, stride_w 1, K a multiple of 64): two 64-blocks
+         * with stride_h 2; a row narrower than the window; VALID */
+        {4, 9, 7, 6, 5, 5, 128, 2, 1, 1},  {4, 6, 3, 5, 4, 5, 64, 1, 1, 1},
+        {4, 8, 11, 7, 5, 5, 64, 1, 1, 0},
     };
     /* Per image: at most 60% nonzero takes the lists (10%, 45%, none at all); 90% the GEMM. */
     static const double density[] = {0.1, 0.9, 0.45, 0.0};
