@@ -3,6 +3,7 @@
  * that results track TF to the last bits where possible. Elementwise: threads split the range
  * and SIMD lanes do exactly the scalar operations, so the bits never depend on either. */
 #include "kernels/kernels.h"
+#include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
@@ -13,9 +14,37 @@
 
 /* Adam on elements [i0, i1): m += (g - m)(1-b1); v += (g^2 - v)(1-b2);
  * w -= (m * lr_t) / (sqrt(v) + eps)  (ApplyAdam's form of the header's formula). */
+#if KERNELS_HAVE_AVX2_CLONES
+#include <immintrin.h>
+/* The same operations, 16 lanes at a time: the SSE2 loop's square roots and divisions (4 lanes)
+ * kept Adam's pass near its compute limit as well as memory's (docs/kernels-cpu.md step 33).
+ * Returns the first element not done. */
+__attribute__((target("avx512f"))) static size_t
+adam_avx512(size_t i, size_t i1, float *w, const float *g, float *m, float *v, float lr_t,
+            float one_m_b1, float one_m_b2, float eps) {
+    const __m512 c1 = _mm512_set1_ps(one_m_b1), c2 = _mm512_set1_ps(one_m_b2);
+    const __m512 lr = _mm512_set1_ps(lr_t), ep = _mm512_set1_ps(eps);
+    for (; i + 16 <= i1; i += 16) {
+        __m512 gi = _mm512_loadu_ps(g + i), mi = _mm512_loadu_ps(m + i);
+        __m512 vi = _mm512_loadu_ps(v + i);
+        mi = _mm512_add_ps(mi, _mm512_mul_ps(_mm512_sub_ps(gi, mi), c1));
+        vi = _mm512_add_ps(vi, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(gi, gi), vi), c2));
+        _mm512_storeu_ps(m + i, mi);
+        _mm512_storeu_ps(v + i, vi);
+        __m512 upd = _mm512_div_ps(_mm512_mul_ps(mi, lr), _mm512_add_ps(_mm512_sqrt_ps(vi), ep));
+        _mm512_storeu_ps(w + i, _mm512_sub_ps(_mm512_loadu_ps(w + i), upd));
+    }
+    return i;
+}
+#endif
+
 static void adam_range(size_t i0, size_t i1, float *w, const float *g, float *m, float *v,
                        float lr_t, float one_m_b1, float one_m_b2, float eps) {
     size_t i = i0;
+#if KERNELS_HAVE_AVX2_CLONES
+    if (kernels_cpu_isa() >= KERNELS_ISA_AVX512)
+        i = adam_avx512(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
+#endif
 #if defined(__SSE2__)
     /* sqrtf() may set errno, which keeps the compiler from vectorising it; _mm_sqrt_ps is the
      * same correctly rounded square root, 4 lanes at a time. */

@@ -124,18 +124,20 @@ START_TEST(test_dropout_backward) {
 }
 END_TEST
 
-/* Above the size where the elementwise kernels fork: threads must not change a bit. */
+/* Above the size where the elementwise kernels fork: neither threads nor vector clones may change
+ * a bit (test_clone_run: 1 thread with the widest clones, 2 threads with AVX2, the plain C). */
 START_TEST(test_large_threads_bitwise) {
     const size_t n = ((size_t)1 << 22) + 5;
-    float *x = malloc(n * 4), *g = malloc(n * 4), *out[2], *m[2], *v[2];
-    uint8_t *mask[2];
-    for (int r = 0; r < 2; r++) {
+    enum { R = TEST_CLONE_RUNS };
+    float *x = malloc(n * 4), *g = malloc(n * 4), *out[R], *m[R], *v[R];
+    uint8_t *mask[R];
+    for (int r = 0; r < R; r++) {
         out[r] = malloc(n * 4); m[r] = malloc(n * 4); v[r] = malloc(n * 4); mask[r] = malloc(n);
     }
     test_fill_uniform(x, n, -1, 1, 9, 1);
     test_fill_uniform(g, n, -1, 1, 9, 2);
-    for (int r = 0; r < 2; r++) {
-        kernels_set_threads(r ? 2 : 1); /* 2 even on a busy or 1-core machine */
+    for (int r = 0; r < R; r++) {
+        test_clone_run(r);
         relu_forward(n, x, out[r]);
         relu_backward(n, out[r], g, out[r]);
         dropout_forward(n, 0.4f, 7, 3, out[r], out[r], mask[r]);
@@ -146,14 +148,17 @@ START_TEST(test_large_threads_bitwise) {
         sgd_update(n, out[r], g, 0.1f);
         momentum_update(n, out[r], g, m[r], 0.1f, 0.9f, 1);
     }
-    kernels_set_threads(2);
-    ck_assert(memcmp(mask[0], mask[1], n) == 0);
-    ck_assert(memcmp(out[0], out[1], n * 4) == 0);
-    ck_assert(memcmp(m[0], m[1], n * 4) == 0 && memcmp(v[0], v[1], n * 4) == 0);
+    test_clone_reset();
+    for (int r = 1; r < R; r++) {
+        ck_assert_msg(memcmp(mask[0], mask[r], n) == 0, "mask: %s", test_clone_name(r));
+        ck_assert_msg(memcmp(out[0], out[r], n * 4) == 0, "out: %s", test_clone_name(r));
+        ck_assert_msg(memcmp(m[0], m[r], n * 4) == 0 && memcmp(v[0], v[r], n * 4) == 0,
+                      "m, v: %s", test_clone_name(r));
+    }
     for (size_t i = 0; i < n; i += 4099)
         ck_assert_msg(mask[1][i] == (philox_uniform(7, 3, i) >= 0.4f), "mask[%zu]", i);
     free(x); free(g);
-    for (int r = 0; r < 2; r++) { free(out[r]); free(m[r]); free(v[r]); free(mask[r]); }
+    for (int r = 0; r < R; r++) { free(out[r]); free(m[r]); free(v[r]); free(mask[r]); }
 }
 END_TEST
 
