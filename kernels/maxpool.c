@@ -1,6 +1,7 @@
 /* maxpool.c: 2-D max pooling on NHWC activations, with the argmax the backward pass routes
  * gradients through. */
 #include "kernels/kernels.h"
+#include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 
 #include <string.h>
@@ -13,41 +14,72 @@ void pool2d_shape_init(Pool2dShape *s, int n, int h, int w, int c, int kh, int k
     conv_output_dim(w, kw, stride_w, same, &s->ow, &s->pad_left);
 }
 
-void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *argmax) {
+/* One output row (image n, row oh). */
+static inline __attribute__((always_inline)) void
+forward_row_body(const Pool2dShape *s, const float *x, float *y, int32_t *argmax, int n, int oh) {
     const int H = s->h, W = s->w, C = s->c;
-    KERNELS_OMP(omp parallel for collapse(2) schedule(static) if ((size_t)s->n * s->h * s->w * C >= KERNELS_PARALLEL_MIN_ELEMENTS))
-    for (int n = 0; n < s->n; n++)
-        for (int oh = 0; oh < s->oh; oh++) {
-            int h0 = oh * s->stride_h - s->pad_top;
-            int hb = h0 < 0 ? 0 : h0, he = h0 + s->kh > H ? H : h0 + s->kh;
-            for (int ow = 0; ow < s->ow; ow++) {
-                int w0 = ow * s->stride_w - s->pad_left;
-                int wb = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
-                size_t o = (((size_t)n * s->oh + oh) * s->ow + ow) * C;
-                float *yo = y + o;
-                int32_t *ao = argmax + o;
-                /* Window in row-major order, all channels at once; the first max wins (strict
-                 * >). Padding is skipped, and every window holds at least one real element. */
-                int32_t first = (int32_t)((((size_t)n * H + hb) * W + wb) * C);
-                for (int c = 0; c < C; c++) {
-                    yo[c] = x[first + c];
-                    ao[c] = first + c;
-                }
-                for (int ih = hb; ih < he; ih++)
-                    for (int iw = wb; iw < we; iw++) {
-                        int32_t base = (int32_t)((((size_t)n * H + ih) * W + iw) * C);
-                        if (base == first) continue;
-                        const float *xi = x + base;
-                        for (int c = 0; c < C; c++) {
-                            /* Written as a bit mask, so the compiler vectorises it. */
-                            float v = xi[c], cur = yo[c];
-                            int32_t take = -(int32_t)(v > cur);
-                            yo[c] = v > cur ? v : cur;
-                            ao[c] = ((base + c) & take) | (ao[c] & ~take);
-                        }
-                    }
-            }
+    int h0 = oh * s->stride_h - s->pad_top;
+    int hb = h0 < 0 ? 0 : h0, he = h0 + s->kh > H ? H : h0 + s->kh;
+    for (int ow = 0; ow < s->ow; ow++) {
+        int w0 = ow * s->stride_w - s->pad_left;
+        int wb = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
+        size_t o = (((size_t)n * s->oh + oh) * s->ow + ow) * C;
+        float *yo = y + o;
+        int32_t *ao = argmax + o;
+        /* Window in row-major order, all channels at once; the first max wins (strict
+         * >). Padding is skipped, and every window holds at least one real element. */
+        int32_t first = (int32_t)((((size_t)n * H + hb) * W + wb) * C);
+        for (int c = 0; c < C; c++) {
+            yo[c] = x[first + c];
+            ao[c] = first + c;
         }
+        for (int ih = hb; ih < he; ih++)
+            for (int iw = wb; iw < we; iw++) {
+                int32_t base = (int32_t)((((size_t)n * H + ih) * W + iw) * C);
+                if (base == first) continue;
+                const float *xi = x + base;
+                for (int c = 0; c < C; c++) {
+                    /* Written as a bit mask, so the compiler vectorises it. */
+                    float v = xi[c], cur = yo[c];
+                    int32_t take = -(int32_t)(v > cur);
+                    yo[c] = v > cur ? v : cur;
+                    ao[c] = ((base + c) & take) | (ao[c] & ~take);
+                }
+            }
+    }
+}
+
+typedef void (*ForwardRowFn)(const Pool2dShape *, const float *, float *, int32_t *, int, int);
+
+static void forward_row_base(const Pool2dShape *s, const float *x, float *y, int32_t *argmax,
+                             int n, int oh) {
+    forward_row_body(s, x, y, argmax, n, oh);
+}
+#if KERNELS_HAVE_AVX2_CLONES
+/* Compares and selects: exact at any width. The release build's SSE2 loop took ~4% of the MNIST
+ * step (docs/kernels-cpu.md step 34). */
+__attribute__((target("avx2"))) static void forward_row_avx2(const Pool2dShape *s, const float *x,
+                                                            float *y, int32_t *argmax, int n,
+                                                            int oh) {
+    forward_row_body(s, x, y, argmax, n, oh);
+}
+__attribute__((target("avx512f"))) static void forward_row_avx512(const Pool2dShape *s,
+                                                                 const float *x, float *y,
+                                                                 int32_t *argmax, int n, int oh) {
+    forward_row_body(s, x, y, argmax, n, oh);
+}
+static ForwardRowFn forward_row_fn(void) {
+    return KERNELS_PICK_CLONE(forward_row_base, forward_row_avx2, forward_row_avx512);
+}
+#else
+static ForwardRowFn forward_row_fn(void) { return forward_row_base; }
+#endif
+
+void maxpool2d_forward(const Pool2dShape *s, const float *x, float *y, int32_t *argmax) {
+    const ForwardRowFn row = forward_row_fn();
+    KERNELS_OMP(omp parallel for collapse(2) schedule(static) if ((size_t)s->n * s->h * s->w * s->c >= KERNELS_PARALLEL_MIN_ELEMENTS))
+    for (int n = 0; n < s->n; n++)
+        for (int oh = 0; oh < s->oh; oh++) row(s, x, y, argmax, n, oh);
 }
 
 /* Both backwards: y == NULL passes every window, else only those with y > 0. */

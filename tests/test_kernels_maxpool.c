@@ -14,6 +14,8 @@ typedef struct { int n, h, w, c, kh, kw, sh, sw, same; } PoolCase;
 static const PoolCase CASES[] = {
     {2, 28, 28, 3, 2, 2, 2, 2, 1}, {2, 7, 7, 2, 2, 2, 2, 2, 1}, {1, 5, 6, 3, 3, 3, 2, 2, 1},
     {2, 7, 5, 1, 3, 2, 2, 1, 0},   {1, 9, 9, 4, 3, 3, 1, 1, 1}, {3, 4, 4, 5, 1, 1, 1, 1, 0},
+    /* channels in whole vectors (pool2's 64), and 2 x 16 + 5 */
+    {2, 14, 14, 64, 2, 2, 2, 2, 1}, {1, 9, 7, 37, 3, 3, 2, 2, 1},
 };
 #define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -50,7 +52,8 @@ START_TEST(test_shapes) {
 }
 END_TEST
 
-/* Against a naive search over a -inf padded window (values and argmax, first max wins). */
+/* Against a naive search over a -inf padded window (values and argmax, first max wins), in each
+ * clone run (the vector clones compare and select, exactly). */
 START_TEST(test_forward_naive) {
     Pool2dShape s;
     case_shape(&CASES[_i], &s);
@@ -59,25 +62,31 @@ START_TEST(test_forward_naive) {
     /* Coarse values: plenty of ties, and negative values next to padding. */
     test_fill_uniform(x, in_len(&s), -4, 1, 3, _i);
     for (size_t i = 0; i < in_len(&s); i++) x[i] = floorf(x[i]);
-    test_poison(y, out_len(&s)); poison_i32(am, out_len(&s));
-    maxpool2d_forward(&s, x, y, am);
-    for (int n = 0; n < s.n; n++)
-        for (int oh = 0; oh < s.oh; oh++)
-            for (int ow = 0; ow < s.ow; ow++)
-                for (int c = 0; c < s.c; c++) {
-                    float best = -INFINITY;
-                    long bi = -1;
-                    for (int a = 0; a < s.kh; a++)
-                        for (int b = 0; b < s.kw; b++) {
-                            int ih = oh * s.stride_h - s.pad_top + a, iw = ow * s.stride_w - s.pad_left + b;
-                            if (ih < 0 || iw < 0 || ih >= s.h || iw >= s.w) continue;
-                            long i = (((long)n * s.h + ih) * s.w + iw) * s.c + c;
-                            if (bi < 0 || x[i] > best) { best = x[i]; bi = i; }
-                        }
-                    size_t o = (((size_t)n * s.oh + oh) * s.ow + ow) * s.c + c;
-                    ck_assert_msg(y[o] == best && am[o] == bi, "case %d out %zu: y %g argmax %d, want %g %ld",
-                                  _i, o, y[o], am[o], best, bi);
-                }
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
+        test_poison(y, out_len(&s)); poison_i32(am, out_len(&s));
+        maxpool2d_forward(&s, x, y, am);
+        for (int n = 0; n < s.n; n++)
+            for (int oh = 0; oh < s.oh; oh++)
+                for (int ow = 0; ow < s.ow; ow++)
+                    for (int c = 0; c < s.c; c++) {
+                        float best = -INFINITY;
+                        long bi = -1;
+                        for (int a = 0; a < s.kh; a++)
+                            for (int b = 0; b < s.kw; b++) {
+                                int ih = oh * s.stride_h - s.pad_top + a;
+                                int iw = ow * s.stride_w - s.pad_left + b;
+                                if (ih < 0 || iw < 0 || ih >= s.h || iw >= s.w) continue;
+                                long i = (((long)n * s.h + ih) * s.w + iw) * s.c + c;
+                                if (bi < 0 || x[i] > best) { best = x[i]; bi = i; }
+                            }
+                        size_t o = (((size_t)n * s.oh + oh) * s.ow + ow) * s.c + c;
+                        ck_assert_msg(y[o] == best && am[o] == bi,
+                                      "case %d (%s) out %zu: y %g argmax %d, want %g %ld", _i,
+                                      test_clone_name(run), o, y[o], am[o], best, bi);
+                    }
+    }
+    test_clone_reset();
     free(x); free(y); free(am);
 }
 END_TEST
