@@ -2,18 +2,17 @@
  * Element i is kept when philox_uniform(seed, stream, i) >= rate, so the mask depends only on
  * (seed, stream, i): the same on any thread count and on the GPU. */
 #include "kernels/kernels.h"
+#include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 #include "kernels/philox.h"
 
 #include <string.h>
 
-void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const float *x,
-                     float *y, uint8_t *mask) {
-    const float scale = dropout_scale(rate);
-    /* One Philox call gives the 4 words of elements 4b..4b+3 (philox_u32's counter layout). */
-    const size_t blocks = (n + 3) / 4;
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS / 16)) /* Philox: ~16x a plain pass */
-    for (size_t b = 0; b < blocks; b++) {
+/* Elements of Philox blocks [b0, b1) (block b: elements 4b..4b+3, philox_u32's layout). */
+static void forward_blocks_base(size_t b0, size_t b1, size_t n, float rate, float scale,
+                                uint64_t seed, uint64_t stream, const float *x, float *y,
+                                uint8_t *mask) {
+    for (size_t b = b0; b < b1; b++) {
         Philox4x32 r = philox_block(seed, stream, b);
         for (size_t j = 0; j < 4 && b * 4 + j < n; j++) {
             size_t i = b * 4 + j;
@@ -22,6 +21,96 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
             y[i] = keep ? x[i] * scale : 0.0f;
         }
     }
+}
+
+typedef void (*ForwardBlocksFn)(size_t, size_t, size_t, float, float, uint64_t, uint64_t,
+                                const float *, float *, uint8_t *);
+
+#if KERNELS_HAVE_AVX2_CLONES
+#include <immintrin.h>
+
+/* lo, hi = the 64-bit products m * a, lane by lane (16 x 32 bits): mul_epu32 multiplies the even
+ * lanes, so the odd ones are shifted down for a second product. */
+__attribute__((target("avx512f"))) static inline void mulhilo16(__m512i a, __m512i m, __m512i *lo,
+                                                               __m512i *hi) {
+    const __m512i even = _mm512_mul_epu32(a, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+
+/* 16 Philox blocks at once, one per lane (philox4x32_10's rounds, vectorised), then transposed
+ * to element order: 64 elements per pass. The decisions and products are the scalar ones (the
+ * word's top 24 bits as an exact float, the same multiply), so the same bits. */
+__attribute__((target("avx512f"))) static void
+forward_blocks_avx512(size_t b0, size_t b1, size_t n, float rate, float scale, uint64_t seed,
+                      uint64_t stream, const float *x, float *y, uint8_t *mask) {
+    const __m512i M0 = _mm512_set1_epi32((int)0xD2511F53u), M1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i ab_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ab_hi = _mm512_add_epi32(ab_lo, _mm512_set1_epi32(8));
+    const __m512i q_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i q_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    const __m512 vrate = _mm512_set1_ps(rate), vscale = _mm512_set1_ps(scale);
+    const __m512 unit = _mm512_set1_ps(1.0f / 16777216.0f);
+    size_t b = b0;
+    /* whole passes only, inside n, with one high word of the block index in all 16 lanes */
+    for (; b + 16 <= b1 && (b + 16) * 4 <= n && (b >> 32) == ((b + 15) >> 32); b += 16) {
+        __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)b), lane);
+        __m512i c1 = _mm512_set1_epi32((int)(uint32_t)(b >> 32));
+        __m512i c2 = _mm512_set1_epi32((int)(uint32_t)stream);
+        __m512i c3 = _mm512_set1_epi32((int)(uint32_t)(stream >> 32));
+        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+        for (int r = 0; r < 10; r++) {
+            __m512i lo0, hi0, lo1, hi1;
+            mulhilo16(c0, M0, &lo0, &hi0);
+            mulhilo16(c2, M1, &lo1, &hi1);
+            c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
+            c1 = lo1;
+            c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
+            c3 = lo0;
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        /* [word j of lane l] -> element 4l + j: interleave the words in pairs, then the pairs */
+        const __m512i w01_lo = _mm512_permutex2var_epi32(c0, ab_lo, c1);
+        const __m512i w01_hi = _mm512_permutex2var_epi32(c0, ab_hi, c1);
+        const __m512i w23_lo = _mm512_permutex2var_epi32(c2, ab_lo, c3);
+        const __m512i w23_hi = _mm512_permutex2var_epi32(c2, ab_hi, c3);
+        const __m512i words[4] = {
+            _mm512_permutex2var_epi64(w01_lo, q_lo, w23_lo),
+            _mm512_permutex2var_epi64(w01_lo, q_hi, w23_lo),
+            _mm512_permutex2var_epi64(w01_hi, q_lo, w23_hi),
+            _mm512_permutex2var_epi64(w01_hi, q_hi, w23_hi),
+        };
+        for (int q = 0; q < 4; q++) {
+            const size_t i = b * 4 + (size_t)q * 16;
+            const __m512 u =
+                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(words[q], 8)), unit);
+            const __mmask16 keep = _mm512_cmp_ps_mask(u, vrate, _CMP_GE_OQ);
+            _mm_storeu_si128((__m128i *)(void *)(mask + i),
+                             _mm512_cvtepi32_epi8(_mm512_maskz_set1_epi32(keep, 1)));
+            _mm512_storeu_ps(y + i, _mm512_maskz_mul_ps(keep, _mm512_loadu_ps(x + i), vscale));
+        }
+    }
+    forward_blocks_base(b, b1, n, rate, scale, seed, stream, x, y, mask);
+}
+static ForwardBlocksFn forward_blocks_fn(void) {
+    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? forward_blocks_avx512 : forward_blocks_base;
+}
+#else
+static ForwardBlocksFn forward_blocks_fn(void) { return forward_blocks_base; }
+#endif
+
+void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const float *x,
+                     float *y, uint8_t *mask) {
+    const float scale = dropout_scale(rate);
+    const ForwardBlocksFn f = forward_blocks_fn();
+    /* Threads take groups of 1024 Philox blocks (4096 elements). */
+    const size_t blocks = (n + 3) / 4, group = 1024, groups = (blocks + group - 1) / group;
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS / 16)) /* Philox: ~16x a plain pass */
+    for (size_t g = 0; g < groups; g++)
+        f(g * group, (g + 1) * group < blocks ? (g + 1) * group : blocks, n, rate, scale, seed,
+          stream, x, y, mask);
 }
 
 /* dx[i0:i1] = mask ? dy * scale : +0. The select as a bit mask, and mask restrict (bytes may
