@@ -296,6 +296,7 @@ START_TEST(test_dense_backward_data_alive) {
     test_fill_uniform(dy, (size_t)n * out, -1, 1, 40 + (uint64_t)_i, 3);
     for (size_t e = 0; e < nx; e++)
         if ((e * 2654435761u >> 9) % 100 >= (size_t)ALIVE[_i].alive_pct) x[e] = 0.0f;
+        else if (e % 7 == 3) x[e] = -x[e]; /* x < 0: not alive either */
     ck_assert(dense_backward_data_alive_fits(out));
     for (int run = 0; run < TEST_CLONE_RUNS; run++) {
         test_clone_run(run); /* runs 1 and 2 into dx2, against run 0's dx1 */
