@@ -12,32 +12,40 @@
 #include <emmintrin.h>
 #endif
 
-/* Adam on elements [i0, i1): m += (g - m)(1-b1); v += (g^2 - v)(1-b2);
- * w -= (m * lr_t) / (sqrt(v) + eps)  (ApplyAdam's form of the header's formula). */
+/* Adam's vector loop over [i, i1) in whole vectors of `lanes` floats, returning the first
+ * element not done: the scalar loop's operations lane by lane (sqrtf() may set errno, which
+ * keeps the compiler from vectorising it; the vector square root is the same correctly rounded
+ * one). Written once for SSE2 (4 lanes, the release build's baseline) and AVX-512 (16 lanes:
+ * SSE2's square roots and divisions kept the pass near its compute limit as well as memory's,
+ * docs/kernels-cpu.md step 33). */
+#define DEFINE_ADAM_VECTORS(name, attr, vec, lanes, set1, load, store, add, sub, mul, div, sqrt) \
+    attr static size_t name(size_t i, size_t i1, float *w, const float *g, float *m, float *v, \
+                            float lr_t, float one_m_b1, float one_m_b2, float eps) {          \
+        const vec c1 = set1(one_m_b1), c2 = set1(one_m_b2), lr = set1(lr_t), ep = set1(eps); \
+        for (; i + lanes <= i1; i += lanes) {                                                 \
+            vec gi = load(g + i), mi = load(m + i), vi = load(v + i);                         \
+            mi = add(mi, mul(sub(gi, mi), c1));                                               \
+            vi = add(vi, mul(sub(mul(gi, gi), vi), c2));                                      \
+            store(m + i, mi);                                                                 \
+            store(v + i, vi);                                                                 \
+            vec upd = div(mul(mi, lr), add(sqrt(vi), ep));                                    \
+            store(w + i, sub(load(w + i), upd));                                              \
+        }                                                                                     \
+        return i;                                                                             \
+    }
+#if defined(__SSE2__)
+DEFINE_ADAM_VECTORS(adam_sse2, , __m128, 4, _mm_set1_ps, _mm_loadu_ps, _mm_storeu_ps, _mm_add_ps,
+                    _mm_sub_ps, _mm_mul_ps, _mm_div_ps, _mm_sqrt_ps)
+#endif
 #if KERNELS_HAVE_AVX2_CLONES
 #include <immintrin.h>
-/* The same operations, 16 lanes at a time: the SSE2 loop's square roots and divisions (4 lanes)
- * kept Adam's pass near its compute limit as well as memory's (docs/kernels-cpu.md step 33).
- * Returns the first element not done. */
-__attribute__((target("avx512f"))) static size_t
-adam_avx512(size_t i, size_t i1, float *w, const float *g, float *m, float *v, float lr_t,
-            float one_m_b1, float one_m_b2, float eps) {
-    const __m512 c1 = _mm512_set1_ps(one_m_b1), c2 = _mm512_set1_ps(one_m_b2);
-    const __m512 lr = _mm512_set1_ps(lr_t), ep = _mm512_set1_ps(eps);
-    for (; i + 16 <= i1; i += 16) {
-        __m512 gi = _mm512_loadu_ps(g + i), mi = _mm512_loadu_ps(m + i);
-        __m512 vi = _mm512_loadu_ps(v + i);
-        mi = _mm512_add_ps(mi, _mm512_mul_ps(_mm512_sub_ps(gi, mi), c1));
-        vi = _mm512_add_ps(vi, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(gi, gi), vi), c2));
-        _mm512_storeu_ps(m + i, mi);
-        _mm512_storeu_ps(v + i, vi);
-        __m512 upd = _mm512_div_ps(_mm512_mul_ps(mi, lr), _mm512_add_ps(_mm512_sqrt_ps(vi), ep));
-        _mm512_storeu_ps(w + i, _mm512_sub_ps(_mm512_loadu_ps(w + i), upd));
-    }
-    return i;
-}
+DEFINE_ADAM_VECTORS(adam_avx512, __attribute__((target("avx512f"))), __m512, 16, _mm512_set1_ps,
+                    _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, _mm512_sub_ps,
+                    _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps)
 #endif
 
+/* Adam on elements [i0, i1): m += (g - m)(1-b1); v += (g^2 - v)(1-b2);
+ * w -= (m * lr_t) / (sqrt(v) + eps)  (ApplyAdam's form of the header's formula). */
 static void adam_range(size_t i0, size_t i1, float *w, const float *g, float *m, float *v,
                        float lr_t, float one_m_b1, float one_m_b2, float eps) {
     size_t i = i0;
@@ -46,19 +54,7 @@ static void adam_range(size_t i0, size_t i1, float *w, const float *g, float *m,
         i = adam_avx512(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
 #endif
 #if defined(__SSE2__)
-    /* sqrtf() may set errno, which keeps the compiler from vectorising it; _mm_sqrt_ps is the
-     * same correctly rounded square root, 4 lanes at a time. */
-    const __m128 c1 = _mm_set1_ps(one_m_b1), c2 = _mm_set1_ps(one_m_b2);
-    const __m128 lr = _mm_set1_ps(lr_t), ep = _mm_set1_ps(eps);
-    for (; i + 4 <= i1; i += 4) {
-        __m128 gi = _mm_loadu_ps(g + i), mi = _mm_loadu_ps(m + i), vi = _mm_loadu_ps(v + i);
-        mi = _mm_add_ps(mi, _mm_mul_ps(_mm_sub_ps(gi, mi), c1));
-        vi = _mm_add_ps(vi, _mm_mul_ps(_mm_sub_ps(_mm_mul_ps(gi, gi), vi), c2));
-        _mm_storeu_ps(m + i, mi);
-        _mm_storeu_ps(v + i, vi);
-        __m128 upd = _mm_div_ps(_mm_mul_ps(mi, lr), _mm_add_ps(_mm_sqrt_ps(vi), ep));
-        _mm_storeu_ps(w + i, _mm_sub_ps(_mm_loadu_ps(w + i), upd));
-    }
+    i = adam_sse2(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
 #endif
     for (; i < i1; i++) {
         float gi = g[i];
