@@ -16,8 +16,9 @@
 
 /* Sum over the valid taps of one output pixel for channels [k0, k0+kb). */
 DIRECT_INLINE void forward_pixel(const Conv2dShape *s, const float *restrict xi,
-                                 const float *restrict w, int ih0, int kh0, int kh1, int iw0,
-                                 int kw0, int kw1, int k0, int kb, float *restrict out) {
+                                 const float *restrict w, const float *restrict b, int ih0,
+                                 int kh0, int kh1, int iw0, int kw0, int kw1, int k0, int kb,
+                                 float *restrict out) {
     const int C = s->c, K = s->k;
     float acc[DIRECT_KB] = {0};
     for (int kh = kh0; kh < kh1; kh++)
@@ -30,15 +31,15 @@ DIRECT_INLINE void forward_pixel(const Conv2dShape *s, const float *restrict xi,
                 for (int j = 0; j < kb; j++) acc[j] += xv * wc[j];
             }
         }
-    for (int j = 0; j < kb; j++) out[j] = acc[j];
+    for (int j = 0; j < kb; j++) out[j] = b ? acc[j] + b[k0 + j] : acc[j];
 }
 
 /* A group of neighbouring output pixels (2 for AVX2, 4 for AVX-512) whose windows lie inside
  * the row, one full block of DIRECT_KB output channels: out + q*K = what forward_pixel gives for
  * pixel q (same operations in the same order). Only as intrinsics kernels: written as plain
  * loops, the compiler spills the accumulators. */
-typedef void (*GroupFn)(const Conv2dShape *s, const float *xi, const float *w, int ih0, int kh0,
-                        int kh1, int iw0, int k0, float *out);
+typedef void (*GroupFn)(const Conv2dShape *s, const float *xi, const float *w, const float *b,
+                        int ih0, int kh0, int kh1, int iw0, int k0, float *out);
 
 /* Whole windows along w for output column ow? */
 DIRECT_INLINE int whole_row_window(const Conv2dShape *s, int ow) {
@@ -65,16 +66,14 @@ DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
             int k0 = 0;
             for (; k0 + DIRECT_KB <= K; k0 += DIRECT_KB) {
                 if (pixels > 1)
-                    group(s, xi, w, ih0, kh0, kh1, iw0, k0, yo + k0);
+                    group(s, xi, w, b, ih0, kh0, kh1, iw0, k0, yo + k0);
                 else
-                    forward_pixel(s, xi, w, ih0, kh0, kh1, iw0, kw0, kw1, k0, DIRECT_KB, yo + k0);
+                    forward_pixel(s, xi, w, b, ih0, kh0, kh1, iw0, kw0, kw1, k0, DIRECT_KB,
+                                  yo + k0);
             }
             for (int q = 0; q < pixels && k0 < K; q++)
-                forward_pixel(s, xi, w, ih0, kh0, kh1, iw0 + q * s->stride_w, kw0, kw1, k0,
+                forward_pixel(s, xi, w, b, ih0, kh0, kh1, iw0 + q * s->stride_w, kw0, kw1, k0,
                               K - k0, yo + (size_t)q * K + k0);
-            if (b)
-                for (int q = 0; q < pixels; q++)
-                    for (int k = 0; k < K; k++) yo[(size_t)q * K + k] += b[k];
             ow += pixels - 1;
         }
     }
@@ -151,8 +150,9 @@ static void filter_base(const Conv2dShape *s, const float *xi, const float *dyi,
 #error "pair_avx2 and quad_avx512 compute blocks of 32 output channels"
 #endif
 __attribute__((target("avx2"))) static void pair_avx2(const Conv2dShape *s, const float *xi,
-                                                      const float *w, int ih0, int kh0, int kh1,
-                                                      int iw0, int k0, float *out0) {
+                                                      const float *w, const float *b, int ih0,
+                                                      int kh0, int kh1, int iw0, int k0,
+                                                      float *out0) {
     const int C = s->c, K = s->k, step = s->stride_w * C;
     float *out1 = out0 + K;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -176,6 +176,14 @@ __attribute__((target("avx2"))) static void pair_avx2(const Conv2dShape *s, cons
                 b3 = _mm256_add_ps(b3, _mm256_mul_ps(x1, w3));
             }
         }
+    if (b) { /* the sum, then + b, as forward_pixel */
+        const __m256 c0 = _mm256_loadu_ps(b + k0), c1 = _mm256_loadu_ps(b + k0 + 8);
+        const __m256 c2 = _mm256_loadu_ps(b + k0 + 16), c3 = _mm256_loadu_ps(b + k0 + 24);
+        a0 = _mm256_add_ps(a0, c0); a1 = _mm256_add_ps(a1, c1);
+        a2 = _mm256_add_ps(a2, c2); a3 = _mm256_add_ps(a3, c3);
+        b0 = _mm256_add_ps(b0, c0); b1 = _mm256_add_ps(b1, c1);
+        b2 = _mm256_add_ps(b2, c2); b3 = _mm256_add_ps(b3, c3);
+    }
     _mm256_storeu_ps(out0, a0); _mm256_storeu_ps(out0 + 8, a1);
     _mm256_storeu_ps(out0 + 16, a2); _mm256_storeu_ps(out0 + 24, a3);
     _mm256_storeu_ps(out1, b0); _mm256_storeu_ps(out1 + 8, b1);
@@ -185,8 +193,9 @@ __attribute__((target("avx2"))) static void pair_avx2(const Conv2dShape *s, cons
 /* Four pixels, 32 channels each in two 16-float vectors: 8 accumulators, so the adds of one
  * tap overlap (one accumulator per pixel pair would wait on each add's latency). */
 __attribute__((target("avx512f"))) static void quad_avx512(const Conv2dShape *s, const float *xi,
-                                                          const float *w, int ih0, int kh0,
-                                                          int kh1, int iw0, int k0, float *out) {
+                                                          const float *w, const float *b, int ih0,
+                                                          int kh0, int kh1, int iw0, int k0,
+                                                          float *out) {
     const int C = s->c, K = s->k, step = s->stride_w * C;
     __m512 lo[4], hi[4];
     for (int q = 0; q < 4; q++) lo[q] = hi[q] = _mm512_setzero_ps();
@@ -205,6 +214,10 @@ __attribute__((target("avx512f"))) static void quad_avx512(const Conv2dShape *s,
             }
         }
     for (int q = 0; q < 4; q++) {
+        if (b) { /* the sum, then + b, as forward_pixel */
+            lo[q] = _mm512_add_ps(lo[q], _mm512_loadu_ps(b + k0));
+            hi[q] = _mm512_add_ps(hi[q], _mm512_loadu_ps(b + k0 + 16));
+        }
         _mm512_storeu_ps(out + (size_t)q * K, lo[q]);
         _mm512_storeu_ps(out + (size_t)q * K + 16, hi[q]);
     }
