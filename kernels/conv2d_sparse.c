@@ -34,7 +34,7 @@ typedef struct {
     float v;     /* x, not zero */
 } Nonzero;
 
-/* Scratch layout: start[H*W + 1] (int32), then H*W*C Nonzero slots */
+/* Scratch layout: start[H*W + 1] (int32), then H*W*C Nonzero slots. */
 size_t conv2d_sparse_image_floats(const Conv2dShape *s) {
     const size_t pixels = (size_t)s->h * s->w;
     return pixels + 1 + 2 * pixels * (size_t)s->c;
@@ -78,6 +78,14 @@ static void run_base(const Nonzero *e, const Nonzero *end, const float *w, ptrdi
     }
 }
 
+/* yi[p, :] += b for each output pixel p (b may be NULL), in each clone's vectors. */
+static inline __attribute__((always_inline)) void add_bias(const Conv2dShape *s, const float *b,
+                                                           float *yi) {
+    if (!b) return;
+    for (size_t i = 0; i < (size_t)s->oh * s->ow; i++)
+        for (int k = 0; k < s->k; k++) yi[i * s->k + k] += b[k];
+}
+
 /* The loops of one image, for each clone's run. */
 static inline __attribute__((always_inline)) void
 forward_body(const Conv2dShape *s, const int32_t *start, const Nonzero *nz, const float *w,
@@ -101,9 +109,7 @@ forward_body(const Conv2dShape *s, const int32_t *start, const Nonzero *nz, cons
                     yr + (size_t)ow * K, K);
             }
         }
-    if (b)
-        for (size_t i = 0; i < (size_t)s->oh * OW; i++)
-            for (int k = 0; k < K; k++) yi[i * K + k] += b[k];
+    add_bias(s, b, yi);
 }
 
 static void forward_base(const Conv2dShape *s, const int32_t *start, const Nonzero *nz,
@@ -258,14 +264,12 @@ forward_scatter_avx512(const Conv2dShape *s, const int32_t *start, const Nonzero
                 const int ih0 =
                     conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
                 float *yr = yi + (size_t)oh * OW * K + kb;
-                if (kh < kh0 || kh >= kh1) {
-                    if (kh == 0 && kh0 == kh1) /* no tap row inside */
-                        for (int ow = 0; ow < OW; ow++) memset(yr + (size_t)ow * K, 0, 64 * 4);
-                    continue;
-                }
-                const int32_t *in = start + (size_t)(ih0 + kh) * W;
-                if (in[0] == in[W]) { /* an input row of zeros adds nothing */
-                    if (kh == kh0)
+                const int inside = kh >= kh0 && kh < kh1;
+                const int32_t *in = inside ? start + (size_t)(ih0 + kh) * W : start;
+                /* outside, or an input row of zeros: nothing to add, but the row's first pass
+                 * (kh0, or 0 where no tap row is inside) sets it to 0 */
+                if (!inside || in[0] == in[W]) {
+                    if (kh == (kh0 < kh1 ? kh0 : 0))
                         for (int ow = 0; ow < OW; ow++) memset(yr + (size_t)ow * K, 0, 64 * 4);
                     continue;
                 }
@@ -273,9 +277,7 @@ forward_scatter_avx512(const Conv2dShape *s, const int32_t *start, const Nonzero
                 /* w[kh, kw, c, kb:] = w + (kh*KW + kw)*C*K + c*K + kb, and off - iw*C*K = c*K */
                 scatter_row(nz, in, W, w + (ptrdiff_t)kh * SCATTER_KW * CK + kb, CK, &r);
             }
-    if (b)
-        for (size_t i = 0; i < (size_t)s->oh * OW; i++)
-            for (int k = 0; k < K; k++) yi[i * K + k] += b[k];
+    add_bias(s, b, yi);
 }
 
 __attribute__((target("avx2,fma"))) static void forward_avx2(const Conv2dShape *s,

@@ -44,7 +44,7 @@ __attribute__((target("avx512f"))) static inline void mulhilo16(__m512i a, __m51
 __attribute__((target("avx512f"))) static void
 forward_blocks_avx512(size_t b0, size_t b1, size_t n, float rate, float scale, uint64_t seed,
                       uint64_t stream, const float *x, float *y, uint8_t *mask) {
-    const __m512i M0 = _mm512_set1_epi32((int)0xD2511F53u), M1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    const __m512i M0 = _mm512_set1_epi32((int)PHILOX_M0), M1 = _mm512_set1_epi32((int)PHILOX_M1);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i ab_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ab_hi = _mm512_add_epi32(ab_lo, _mm512_set1_epi32(8));
@@ -68,8 +68,8 @@ forward_blocks_avx512(size_t b0, size_t b1, size_t n, float rate, float scale, u
             c1 = lo1;
             c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
             c3 = lo0;
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
         }
         /* [word j of lane l] -> element 4l + j: interleave the words in pairs, then the pairs */
         const __m512i w01_lo = _mm512_permutex2var_epi32(c0, ab_lo, c1);

@@ -27,10 +27,17 @@ PHILOX_FN uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t *hi) {
     return (uint32_t)p;
 }
 
+/* Philox 4x32's round multipliers and key increments (also for vectorised copies of the
+ * rounds, kernels/dropout.c). */
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
 /* The 10-round Philox 4x32 bijection. */
 PHILOX_FN Philox4x32 philox4x32_10(Philox4x32 ctr, uint32_t k0, uint32_t k1) {
-    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-    const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+    const uint32_t M0 = PHILOX_M0, M1 = PHILOX_M1;
+    const uint32_t W0 = PHILOX_W0, W1 = PHILOX_W1;
     for (int r = 0; r < 10; r++) {
         uint32_t hi0, hi1;
         uint32_t lo0 = philox_mulhilo(M0, ctr.v[0], &hi0);
