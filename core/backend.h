@@ -273,6 +273,18 @@ struct Backend {
                                    const float *w, const float *dy, float *dx, float *dw,
                                    float *db);
 
+    /* Optional: a dense layer's backward with its kernel's Adam update in the same call
+     * (kernels.h's dense_backward_adam): dw and db (db may be NULL), dx where x is alive (as
+     * dense_backward_data_alive; dx may be NULL), then adam_update on w (t = *step + 1, as the
+     * adam_update entry). dw is the kernel's gradient buffer, which it may leave unwritten.
+     * Core calls it in a training step under Adam, without optimizer_per_layer, for a dense layer
+     * whose data gradient is planned where alive (or not needed) and whose kernel takes no other
+     * gradient, and then leaves the kernel out of the optimizer pass (tape.h, TapeAdam). */
+    void (*dense_backward_adam)(Backend *be, int n, int in, int out, const float *x, float *w,
+                                const float *dy, float *dx, float *dw, float *db, float *m,
+                                float *v, float lr, float beta1, float beta2, float eps,
+                                const int64_t *step);
+
     /* ---- optional: run many steps as one captured graph ------------------------------------ */
     /* Runs step_fn(arg) `steps` times. step_fn only issues backend entries, and for a given
      * `key` it issues exactly the same entries with the same arguments every time (values that

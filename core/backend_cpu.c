@@ -168,6 +168,14 @@ static void cpu_adam_update(Backend *be, size_t n, float *w, const float *g, flo
     adam_update(n, w, g, m, v, lr, beta1, beta2, eps, *step + 1);
 }
 
+static void cpu_dense_backward_adam(Backend *be, int n, int in, int out, const float *x,
+                                    float *w, const float *dy, float *dx, float *dw, float *db,
+                                    float *m, float *v, float lr, float beta1, float beta2,
+                                    float eps, const int64_t *step) {
+    (void)be;
+    dense_backward_adam(n, in, out, x, w, dy, dx, dw, db, m, v, lr, beta1, beta2, eps, *step + 1);
+}
+
 static void cpu_sgd_update(Backend *be, size_t n, float *w, const float *g, float lr) {
     (void)be;
     sgd_update(n, w, g, lr);
@@ -272,15 +280,17 @@ static void cpu_softmax_xent_fused(Backend *be, int n, int c, const float *logit
     softmax_xent_backward(n, c, probs, labels, 1.0f, dlogits);
 }
 
+/* Whether an optional path is on: unless the environment variable `name` is "0" (the before of
+ * its benchmark, in the same binary). */
+static int enabled(const char *name) {
+    const char *v = getenv(name);
+    return !(v && strcmp(v, "0") == 0);
+}
+
 /* ---- the backward from the pools' winners and the dense dx where alive (backend.h) ----
  * The work of the alive winners only: on MNIST after the first ~20 steps ~5% of pool2's outputs
  * (bench_relu_sparsity), where conv2's two GEMMs and dense1's dx do all of it
- * (docs/kernels-cpu.md, step 22). CNN_CPU_FROM_POOL=0 turns all three off (the before of the
- * benchmark, in the same binary). */
-static int from_pool_enabled(void) {
-    const char *v = getenv("CNN_CPU_FROM_POOL");
-    return !(v && strcmp(v, "0") == 0);
-}
+ * (docs/kernels-cpu.md, step 22). CNN_CPU_FROM_POOL=0 turns all three off. */
 
 /* Vectors over the input channels (kernels/conv2d_pool.c): worth it from 8; conv1 (C = 1) keeps
  * its direct loops. */
@@ -375,7 +385,7 @@ Backend *backend_cpu_create(void) {
     be->maxpool2d_relu_backward = cpu_maxpool2d_relu_backward;
     be->dropout_relu_backward = cpu_dropout_relu_backward;
     be->softmax_xent_fused = cpu_softmax_xent_fused;
-    if (from_pool_enabled()) {
+    if (enabled("CNN_CPU_FROM_POOL")) {
         be->conv2d_relu_maxpool_backward_filter = cpu_conv2d_relu_maxpool_backward_filter;
         be->conv2d_filter_grad_from_pool = cpu_conv2d_filter_grad_from_pool;
         be->conv2d_data_grad_from_pool = cpu_conv2d_data_grad_from_pool;
@@ -383,6 +393,9 @@ Backend *backend_cpu_create(void) {
         be->dense_data_alive_fits = cpu_dense_data_alive_fits;
         be->dense_backward_data_alive = cpu_dense_backward_data_alive;
     }
+    /* dense1's backward and Adam in one pass (docs/kernels-cpu.md, step 44);
+     * CNN_CPU_DENSE_ADAM=0 turns it off */
+    if (enabled("CNN_CPU_DENSE_ADAM")) be->dense_backward_adam = cpu_dense_backward_adam;
     be->run_steps = NULL;          /* eager: core loops */
     be->invalidate_graphs = NULL;
     be->set_threads = cpu_set_threads;

@@ -415,8 +415,11 @@ static void train_body(Model *m) {
     if (m->be->optimizer_per_layer) { /* each layer's update as soon as its gradients are final */
         tape_backward(t, update_ready_params, &m->opt);
     } else {
+        TapeAdam adam;
+        t->adam = optimizer_tape_adam(&m->opt, t, &adam) ? &adam : NULL;
         tape_backward(t, NULL, NULL);
         optimizer_apply(&m->opt, t);
+        t->adam = NULL;
     }
     m->be->step_increment(m->be, t->step);
 }

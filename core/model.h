@@ -110,8 +110,10 @@ int model_compute_gradients(Model *m, const float *images, const int32_t *labels
                             float *loss, float *logits, char *err, size_t errlen);
 /* Number of trainable parameters (the first model_param_count() state entries). */
 int model_param_count(const Model *m);
-/* The gradient of parameter i from the last training step or model_compute_gradients (count
- * floats, as model_state_info(m, i)). 0 ok, -1 error. */
+/* The gradient of parameter i from the last model_compute_gradients or training step (count
+ * floats, as model_state_info(m, i)); after a training step, not for a dense kernel whose Adam
+ * update the backend made inside the layer's backward (docs/core.md: its buffer is stale).
+ * 0 ok, -1 error. */
 int model_gradient_get(const Model *m, int i, float *host);
 
 #ifdef __cplusplus

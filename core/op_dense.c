@@ -33,6 +33,17 @@ static void dense_bwd(Tape *t, TapeOp *op) {
     const float *x = tensor_f32(op->in[0]), *w = tensor_f32(op->in[1]), *dy = op->out->grad;
     float *db = op->n_in > 2 ? op->dx[2] : NULL;
     const int alive = op->dx_alive && op->dx[0], gemm_dx = op->dx[0] && !alive;
+    const Tensor *wt = op->in[1];
+    if (t->adam && !gemm_dx && !op->sparse_input && !op->accumulate[1] &&
+        wt->region == REGION_PARAM) { /* the kernel's Adam here (tape.h, TapeAdam) */
+        const size_t first = tape_param_offset(t, wt);
+        be->dense_backward_adam(be, n, in, out, x, tensor_f32(op->in[1]), dy,
+                                alive ? op->dx[0] : NULL, op->dx[1], db, t->adam->m + first,
+                                t->adam->v + first, t->adam->lr, t->adam->beta1, t->adam->beta2,
+                                t->adam->eps, t->step);
+        tape_mark_updated(t, first, wt->count);
+        return;
+    }
     if (op->sparse_input) {
         be->dense_backward_filter_sparse_input(be, n, in, out, x, dy, op->dx[1], db);
         if (gemm_dx) be->dense_backward(be, n, in, out, x, w, dy, op->dx[0], NULL, NULL);

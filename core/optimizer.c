@@ -53,5 +53,23 @@ void optimizer_apply_range(const Optimizer *o, Tape *t, size_t first, size_t n) 
 }
 
 void optimizer_apply(const Optimizer *o, Tape *t) {
-    optimizer_apply_range(o, t, 0, tape_param_floats(t));
+    size_t at = 0; /* the ranges the backward updated itself (tape.h, TapeAdam) left out */
+    for (int k = 0; k < t->n_updated; k++) {
+        if (t->updated_first[k] > at) optimizer_apply_range(o, t, at, t->updated_first[k] - at);
+        at = t->updated_first[k] + t->updated_count[k];
+    }
+    const size_t total = tape_param_floats(t);
+    if (total > at) optimizer_apply_range(o, t, at, total - at);
+}
+
+int optimizer_tape_adam(const Optimizer *o, const Tape *t, TapeAdam *adam) {
+    if (o->kind != OPT_ADAM || !t->be->dense_backward_adam || t->be->optimizer_per_layer)
+        return 0;
+    adam->m = tensor_f32(o->slot[0]);
+    adam->v = tensor_f32(o->slot[1]);
+    adam->lr = o->lr;
+    adam->beta1 = o->beta1;
+    adam->beta2 = o->beta2;
+    adam->eps = o->eps;
+    return 1;
 }

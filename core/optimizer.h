@@ -28,8 +28,13 @@ typedef struct {
 /* Reserves the slot buffers in the tape's arena (call after every parameter is made, before
  * tape_commit). 0 ok, -1 when the tape is full. */
 int optimizer_init(Optimizer *o, Tape *t, const ModelConfig *cfg);
-/* params -= update(grads): one fused pass; reads the step counter (not incremented here). */
+/* params -= update(grads): one fused pass over the parameters the last tape_backward did not
+ * update itself (tape.h, TapeAdam); reads the step counter (not incremented here). */
 void optimizer_apply(const Optimizer *o, Tape *t);
+/* Fills *adam for a training step's backward (tape.h, TapeAdam) where layers may update their
+ * parameters there: Adam, on a backend with dense_backward_adam and one update pass. 1 when
+ * filled, else 0. */
+int optimizer_tape_adam(const Optimizer *o, const Tape *t, TapeAdam *adam);
 /* The same update on floats [first, first + count) of the parameter buffer only (and the same
  * range of the gradients and slots): a layer's parameters as soon as their gradients are final
  * (tape_backward's ready callback), where the backend asks for it (optimizer_per_layer). */

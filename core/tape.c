@@ -304,6 +304,7 @@ void tape_forward(Tape *t, int first, int last) {
 }
 
 void tape_backward(Tape *t, TapeParamsReady ready, void *arg) {
+    t->n_updated = 0;
     for (int k = t->n_ops - 1; k >= 0; k--) {
         TapeOp *op = &t->ops[k];
         if (!op->differentiable || op->skip_backward) continue;
@@ -316,6 +317,16 @@ void tape_backward(Tape *t, TapeParamsReady ready, void *arg) {
             for (int r = 0; r < op->n_ready; r++)
                 ready(arg, t, op->ready_first[r], op->ready_count[r]);
     }
+}
+
+void tape_mark_updated(Tape *t, size_t first, size_t count) {
+    int k = t->n_updated++; /* kept ascending: the sweep goes from the last op back */
+    for (; k > 0 && t->updated_first[k - 1] > first; k--) {
+        t->updated_first[k] = t->updated_first[k - 1];
+        t->updated_count[k] = t->updated_count[k - 1];
+    }
+    t->updated_first[k] = first;
+    t->updated_count[k] = count;
 }
 
 size_t tape_param_offset(const Tape *t, const Tensor *param) {

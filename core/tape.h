@@ -98,6 +98,16 @@ struct TapeOp {
     } p;
 };
 
+/* Adam inside the backward (backend.h, dense_backward_adam): set by the trainer for a training
+ * step's backward (NULL otherwise). An op that can update a parameter as it computes its
+ * gradient does so, with m and v at the parameter's offset in these slot buffers, and records
+ * the parameter's range in the tape's updated_* (then the optimizer pass leaves it out, and its
+ * gradient buffer may be stale). */
+typedef struct {
+    float *m, *v;
+    float lr, beta1, beta2, eps;
+} TapeAdam;
+
 struct Tape {
     Backend *be;
     Arena arena;
@@ -118,6 +128,10 @@ struct Tape {
     float *scratch[TAPE_MAX_INPUTS]; /* gradient accumulation scratch, one per input slot */
     size_t scratch_floats;
     int committed;
+    const TapeAdam *adam;
+    /* the parameter ranges (floats) the last tape_backward updated itself, ascending */
+    size_t updated_first[TAPE_MAX_OPS], updated_count[TAPE_MAX_OPS];
+    int n_updated;
 };
 
 void tape_init(Tape *t, Backend *be, int batch, uint64_t seed);
@@ -150,6 +164,10 @@ typedef void (*TapeParamsReady)(void *arg, Tape *t, size_t first, size_t count);
 /* Runs the backward of every differentiable op, last to first, at batch t->n; calls ready (when
  * not NULL) after each op for the parameters it completed. */
 void tape_backward(Tape *t, TapeParamsReady ready, void *arg);
+
+/* Records that the running backward updated parameter floats [first, first + count) itself
+ * (TapeAdam). */
+void tape_mark_updated(Tape *t, size_t first, size_t count);
 
 /* Offset (in floats) of a parameter in the parameter buffer, and the buffers themselves. */
 size_t tape_param_offset(const Tape *t, const Tensor *param);

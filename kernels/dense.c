@@ -1,6 +1,7 @@
 /* dense.c: fully connected layer on row-major x[N,in], kernel w[in,out], y[N,out], via sgemm, or
  * over x's nonzeros where x is mostly zeros. */
 #include "kernels/kernels.h"
+#include "kernels/adam.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 
@@ -108,29 +109,25 @@ static inline void sparse_forward_body(const Columns *c, int n, int in, int out,
     }
 }
 
-/* dw[i0:i1, :] = sum over r of x[r,i] * dy[r, :] (from 0). */
-static inline void sparse_filter_body(const Columns *c, int out, const float *dy, int i0, int i1,
-                                      float *dw) {
-    for (int i = i0; i < i1; i++) {
-        float *d = dw + (size_t)i * out;
-        memset(d, 0, (size_t)out * sizeof *d);
-        for (int e = c->start[i]; e < c->start[i + 1]; e++) {
-            const float v = c->vals[e], *g = dy + (size_t)c->rows[e] * out;
-            for (int j = 0; j < out; j++) d[j] = fmaf(v, g[j], d[j]);
-        }
+/* d[0:out] = sum over r of x[r,i] * dy[r, :] (from 0): dw's row i. */
+static inline void sparse_filter_row_body(const Columns *c, int out, const float *dy, int i,
+                                          float *d) {
+    memset(d, 0, (size_t)out * sizeof *d);
+    for (int e = c->start[i]; e < c->start[i + 1]; e++) {
+        const float v = c->vals[e], *g = dy + (size_t)c->rows[e] * out;
+        for (int j = 0; j < out; j++) d[j] = fmaf(v, g[j], d[j]);
     }
 }
 
 typedef void (*SparseForwardFn)(const Columns *, int, int, int, const float *, int, int, float *);
-typedef void (*SparseFilterFn)(const Columns *, int, const float *, int, int, float *);
+typedef void (*SparseFilterRowFn)(const Columns *, int, const float *, int, float *);
 
 static void sparse_forward_base(const Columns *c, int n, int in, int out, const float *w, int j0,
                                 int j1, float *y) {
     sparse_forward_body(c, n, in, out, w, j0, j1, y);
 }
-static void sparse_filter_base(const Columns *c, int out, const float *dy, int i0, int i1,
-                               float *dw) {
-    sparse_filter_body(c, out, dy, i0, i1, dw);
+static void sparse_filter_row_base(const Columns *c, int out, const float *dy, int i, float *d) {
+    sparse_filter_row_body(c, out, dy, i, d);
 }
 
 #if KERNELS_HAVE_AVX2_CLONES
@@ -141,10 +138,10 @@ __attribute__((target("avx2,fma"))) static void sparse_forward_avx2(const Column
                                                                     int j1, float *y) {
     sparse_forward_body(c, n, in, out, w, j0, j1, y);
 }
-__attribute__((target("avx2,fma"))) static void sparse_filter_avx2(const Columns *c, int out,
-                                                                   const float *dy, int i0, int i1,
-                                                                   float *dw) {
-    sparse_filter_body(c, out, dy, i0, i1, dw);
+__attribute__((target("avx2,fma"))) static void sparse_filter_row_avx2(const Columns *c, int out,
+                                                                       const float *dy, int i,
+                                                                       float *d) {
+    sparse_filter_row_body(c, out, dy, i, d);
 }
 __attribute__((target("avx512f"))) static void sparse_forward_avx512(const Columns *c, int n,
                                                                     int in, int out,
@@ -152,20 +149,21 @@ __attribute__((target("avx512f"))) static void sparse_forward_avx512(const Colum
                                                                     int j1, float *y) {
     sparse_forward_body(c, n, in, out, w, j0, j1, y);
 }
-__attribute__((target("avx512f"))) static void sparse_filter_avx512(const Columns *c, int out,
-                                                                   const float *dy, int i0,
-                                                                   int i1, float *dw) {
-    sparse_filter_body(c, out, dy, i0, i1, dw);
+__attribute__((target("avx512f"))) static void sparse_filter_row_avx512(const Columns *c,
+                                                                       int out, const float *dy,
+                                                                       int i, float *d) {
+    sparse_filter_row_body(c, out, dy, i, d);
 }
 static SparseForwardFn sparse_forward_fn(void) {
     return KERNELS_PICK_CLONE(sparse_forward_base, sparse_forward_avx2, sparse_forward_avx512);
 }
-static SparseFilterFn sparse_filter_fn(void) {
-    return KERNELS_PICK_CLONE(sparse_filter_base, sparse_filter_avx2, sparse_filter_avx512);
+static SparseFilterRowFn sparse_filter_row_fn(void) {
+    return KERNELS_PICK_CLONE(sparse_filter_row_base, sparse_filter_row_avx2,
+                              sparse_filter_row_avx512);
 }
 #else
 static SparseForwardFn sparse_forward_fn(void) { return sparse_forward_base; }
-static SparseFilterFn sparse_filter_fn(void) { return sparse_filter_base; }
+static SparseFilterRowFn sparse_filter_row_fn(void) { return sparse_filter_row_base; }
 #endif
 
 /* y[r, :] += b (b may be NULL). */
@@ -206,9 +204,10 @@ int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, c
     const int threads = kernels_threads_for((double)n * in * out, tasks);
     Columns c;
     if (columns_build(n, in, x, &c, threads) != 0) return -1;
-    const SparseFilterFn f = sparse_filter_fn();
+    const SparseFilterRowFn f = sparse_filter_row_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
-    for (int t = 0; t < tasks; t++) f(&c, out, dy, t * 64, t * 64 + 64 < in ? t * 64 + 64 : in, dw);
+    for (int t = 0; t < tasks; t++)
+        for (int i = t * 64; i < t * 64 + 64 && i < in; i++) f(&c, out, dy, i, dw + (size_t)i * out);
     columns_free(&c);
     bias_grad(n, out, dy, db);
     return 0;
@@ -278,8 +277,50 @@ __attribute__((target("avx2,fma"))) static float alive_dot_avx2(const float *g, 
 static AliveDotFn alive_dot_fn(void) {
     return kernels_have_avx2_fma() ? alive_dot_avx2 : alive_dot_base;
 }
+#endif
+
+/* Four dots with one w row: res[k] = alive_dot(g[k], wr). The fused backward's dots of a row
+ * read it from L1, where one dot waits on its FMAs' latency (4 chains of 32): four at once keep
+ * 8 chains busy (step 45). */
+typedef void (*AliveDot4Fn)(const float *const g[4], const float *wr, int out, float res[4]);
+
+static void alive_dot4_base(const float *const g[4], const float *wr, int out, float res[4]) {
+    for (int k = 0; k < 4; k++) res[k] = alive_dot_base(g[k], wr, out);
+}
+
+#if KERNELS_HAVE_AVX2_CLONES
+/* lanes 0-15 in lo, 16-31 in hi: the butterfly adds the pairs of alive_dot_avx2 */
+__attribute__((target("avx512f"))) static inline float butterfly_avx512(__m512 lo, __m512 hi) {
+    const __m512 s16 = _mm512_add_ps(lo, hi);
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(s16),
+                                    _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                        _mm512_castps_pd(s16), 1)));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+__attribute__((target("avx512f"))) static void alive_dot4_avx512(const float *const g[4],
+                                                                 const float *wr, int out,
+                                                                 float res[4]) {
+    __m512 lo[4], hi[4];
+    for (int k = 0; k < 4; k++) lo[k] = hi[k] = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < out; j0 += ALIVE_LANES) {
+        const __m512 w0 = _mm512_loadu_ps(wr + j0), w1 = _mm512_loadu_ps(wr + j0 + 16);
+        for (int k = 0; k < 4; k++) {
+            lo[k] = _mm512_fmadd_ps(_mm512_loadu_ps(g[k] + j0), w0, lo[k]);
+            hi[k] = _mm512_fmadd_ps(_mm512_loadu_ps(g[k] + j0 + 16), w1, hi[k]);
+        }
+    }
+    for (int k = 0; k < 4; k++) res[k] = butterfly_avx512(lo[k], hi[k]);
+}
+
+static AliveDot4Fn alive_dot4_fn(void) {
+    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? alive_dot4_avx512 : alive_dot4_base;
+}
 #else
 static AliveDotFn alive_dot_fn(void) { return alive_dot_base; }
+static AliveDot4Fn alive_dot4_fn(void) { return alive_dot4_base; }
 #endif
 
 void dense_backward_data_alive(int n, int in, int out, const float *x, const float *w,
@@ -294,4 +335,75 @@ void dense_backward_data_alive(int n, int in, int out, const float *x, const flo
         for (int i = 0; i < in; i++)
             o[i] = xr[i] > 0.0f ? dot(g, w + (size_t)i * out, out) : 0.0f;
     }
+}
+
+/* ---- the filter gradient and Adam in one pass (kernels.h) ----------------------------------
+ * Where x is mostly zeros, by blocks of w's rows: each row's gradient into the thread's block
+ * buffer (the sums of dense_backward_filter_sparse_input) and the alive entries' dx with the
+ * row's old values (the dots of dense_backward_data_alive), then Adam over the block
+ * (adam_update's operations). dw never goes to memory, and w, m and v are each read and written
+ * once: the three passes wrote dw (after zeroing it) and read it back, and read each of w's rows
+ * once per alive entry (~5 times over for MNIST's dense1, whose 12.8 MB w does not stay in
+ * cache). Adam by blocks of 64 rows (256 KB of each array), not row by row: 4 KB streams left
+ * the hardware prefetcher behind (docs/kernels-cpu.md, step 44). Threads take whole blocks;
+ * each row's work is the same on any thread. */
+#define ADAM_TASK_ROWS 64
+
+void dense_backward_adam(int n, int in, int out, const float *x, float *w, const float *dy,
+                         float *dx, float *dw, float *db, float *m, float *v, float lr,
+                         float beta1, float beta2, float eps, int64_t t) {
+    const int tasks = (in + ADAM_TASK_ROWS - 1) / ADAM_TASK_ROWS;
+    const int threads = kernels_threads_for((double)n * in * out, tasks);
+    /* each thread's block of gradient rows, 64-byte aligned as the vector loops' loads like */
+    const size_t stride = ((size_t)ADAM_TASK_ROWS * out + 15) / 16 * 16;
+    Columns c;
+    float *rows = NULL;
+    if (mostly_zeros(n, in, x)) {
+        rows = aligned_alloc(64, (size_t)threads * stride * sizeof *rows);
+        if (rows && columns_build(n, in, x, &c, threads) != 0) {
+            free(rows);
+            rows = NULL;
+        }
+    }
+    if (!rows) { /* x not mostly zeros (or out of memory): the three passes */
+        dense_backward(n, in, out, x, w, dy, NULL, dw, db);
+        if (dx) dense_backward_data_alive(n, in, out, x, w, dy, dx);
+        adam_update((size_t)in * out, w, dw, m, v, lr, beta1, beta2, eps, t);
+        return;
+    }
+    const AdamRate rate = adam_rate(lr, beta1, beta2, eps, t);
+    const SparseFilterRowFn filter_row = sparse_filter_row_fn();
+    const AliveDotFn dot = alive_dot_fn();
+    const AliveDot4Fn dot4 = alive_dot4_fn();
+    if (dx) memset(dx, 0, (size_t)n * in * sizeof *dx);
+    KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
+    for (int k = 0; k < tasks; k++) {
+        const int i0 = k * ADAM_TASK_ROWS, i1 = i0 + ADAM_TASK_ROWS < in ? i0 + ADAM_TASK_ROWS : in;
+        float *g = rows + (size_t)kernels_thread_id() * stride; /* the block's dw, [i1-i0, out] */
+        for (int i = i0; i < i1; i++) {
+            const float *wr = w + (size_t)i * out;
+            filter_row(&c, out, dy, i, g + (size_t)(i - i0) * out);
+            if (dx) { /* the alive entries of column i, four at a time, then one by one */
+                int rows4[4], pending = 0;
+                for (int e = c.start[i]; e < c.start[i + 1]; e++) {
+                    if (!(c.vals[e] > 0.0f)) continue;
+                    rows4[pending++] = c.rows[e];
+                    if (pending < 4) continue;
+                    const float *g4[4];
+                    float res[4];
+                    for (int q = 0; q < 4; q++) g4[q] = dy + (size_t)rows4[q] * out;
+                    dot4(g4, wr, out, res);
+                    for (int q = 0; q < 4; q++) dx[(size_t)rows4[q] * in + i] = res[q];
+                    pending = 0;
+                }
+                for (int q = 0; q < pending; q++)
+                    dx[(size_t)rows4[q] * in + i] = dot(dy + (size_t)rows4[q] * out, wr, out);
+            }
+        }
+        const size_t at = (size_t)i0 * out;
+        adam_range(&rate, 0, (size_t)(i1 - i0) * out, w + at, g, m + at, v + at);
+    }
+    columns_free(&c);
+    free(rows);
+    bias_grad(n, out, dy, db);
 }

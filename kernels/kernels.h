@@ -180,6 +180,14 @@ int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, c
 int dense_backward_data_alive_fits(int out);
 void dense_backward_data_alive(int n, int in, int out, const float *x, const float *w,
                                const float *dy, float *dx);
+/* A dense layer's backward and its kernel's Adam update in one call: dense_backward's dw and db
+ * (db may be NULL), dense_backward_data_alive's dx (dx may be NULL; else out must fit it), then
+ * adam_update on w with that dw (m, v and the rest as adam_update's): the values of those three
+ * calls, bit for bit. Where x is at most 1/8 nonzero it is one pass over w's rows and dw is not
+ * written (it may hold anything after); otherwise the three calls, with dw as their buffer. */
+void dense_backward_adam(int n, int in, int out, const float *x, float *w, const float *dy,
+                         float *dx, float *dw, float *db, float *m, float *v, float lr,
+                         float beta1, float beta2, float eps, int64_t t);
 
 /* ---- elementwise -------------------------------------------------------------------------- */
 /* y = max(x, 0); y may alias x. */

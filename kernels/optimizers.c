@@ -3,6 +3,7 @@
  * that results track TF to the last bits where possible. Elementwise: threads split the range
  * and SIMD lanes do exactly the scalar operations, so the bits never depend on either. */
 #include "kernels/kernels.h"
+#include "kernels/adam.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/parallel.h"
 
@@ -46,8 +47,9 @@ DEFINE_ADAM_VECTORS(adam_avx512, __attribute__((target("avx512f"))), __m512, 16,
 
 /* Adam on elements [i0, i1): m += (g - m)(1-b1); v += (g^2 - v)(1-b2);
  * w -= (m * lr_t) / (sqrt(v) + eps)  (ApplyAdam's form of the header's formula). */
-static void adam_range(size_t i0, size_t i1, float *w, const float *g, float *m, float *v,
-                       float lr_t, float one_m_b1, float one_m_b2, float eps) {
+void adam_range(const AdamRate *r, size_t i0, size_t i1, float *w, const float *g, float *m,
+                float *v) {
+    const float lr_t = r->lr_t, one_m_b1 = r->one_m_b1, one_m_b2 = r->one_m_b2, eps = r->eps;
     size_t i = i0;
 #if KERNELS_HAVE_AVX2_CLONES
     if (kernels_cpu_isa() >= KERNELS_ISA_AVX512)
@@ -66,18 +68,22 @@ static void adam_range(size_t i0, size_t i1, float *w, const float *g, float *m,
     }
 }
 
-void adam_update(size_t n, float *w, const float *g, float *m, float *v, float lr, float beta1,
-                 float beta2, float eps, int64_t t) {
+AdamRate adam_rate(float lr, float beta1, float beta2, float eps, int64_t t) {
     /* Keras computes the bias-corrected rate in float32 from beta^t (beta_power). */
     const float b1p = powf(beta1, (float)t), b2p = powf(beta2, (float)t);
-    const float lr_t = lr * sqrtf(1.0f - b2p) / (1.0f - b1p);
-    const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
+    AdamRate r = {lr * sqrtf(1.0f - b2p) / (1.0f - b1p), 1.0f - beta1, 1.0f - beta2, eps};
+    return r;
+}
+
+void adam_update(size_t n, float *w, const float *g, float *m, float *v, float lr, float beta1,
+                 float beta2, float eps, int64_t t) {
+    const AdamRate r = adam_rate(lr, beta1, beta2, eps, t);
     /* Blocks of 4096 elements shared out to the threads. */
     const size_t blk = 4096, nblk = (n + blk - 1) / blk;
     KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS))
     for (size_t bi = 0; bi < nblk; bi++) {
         size_t i0 = bi * blk, i1 = i0 + blk < n ? i0 + blk : n;
-        adam_range(i0, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
+        adam_range(&r, i0, i1, w, g, m, v);
     }
 }
 

@@ -346,6 +346,10 @@ START_TEST(test_optimizer_step) {
             model_state_get(m, p, before[p]);
         }
         float loss;
+        /* the step's gradients (the same mask: the step is not advanced), read before the step:
+         * a dense kernel updated inside its backward leaves its buffer stale (model.h) */
+        ck_assert_int_eq(model_compute_gradients(m, x, labels, n, NULL, NULL, err, sizeof err), 0);
+        for (int p = 0; p < np; p++) ck_assert_int_eq(model_gradient_get(m, p, grad[p]), 0);
         ck_assert_int_eq(model_train_step(m, x, labels, n, &loss, err, sizeof err), 0);
         ck_assert(isfinite(loss));
         ck_assert_int_eq(model_step(m), 1);
@@ -353,7 +357,6 @@ START_TEST(test_optimizer_step) {
             size_t cnt = model_state_info(m, p)->count;
             float *after = malloc(cnt * sizeof(float));
             model_state_get(m, p, after);
-            model_gradient_get(m, p, grad[p]);
             for (size_t j = 0; j < cnt; j++) {
                 double g = grad[p][j], want;
                 if (kinds[k] == OPT_SGD || kinds[k] == OPT_MOMENTUM) {
@@ -427,6 +430,80 @@ START_TEST(test_optimizer_per_layer_same_bits) {
         model_free(per);
     }
     free(x);
+}
+END_TEST
+
+/* ---- dense1's Adam inside its backward (backend.h, dense_backward_adam): the same bits ---- */
+/* The CPU backend's dense layer whose input is pool2's output updates its kernel in its own
+ * backward, and the optimizer pass leaves that kernel out. Against a CPU backend without the
+ * entry: the same losses and every state tensor bit for bit over 3 steps. conv2's biases are
+ * set so that 58 of its 64 channels are off: pool2's output is then at most 6/64 nonzero, under
+ * the kernel's 1/8, so the fused path runs over the nonzeros and leaves dense1's gradient
+ * buffer unwritten; that it differs from the reference's shows which path ran. */
+START_TEST(test_dense_adam_same_bits) {
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.batch = 4;
+    cfg.seed = 23;
+    cfg.threads = 1;
+    char err[256] = "";
+    Backend *be = backend_cpu_create();
+    ck_assert_ptr_nonnull(be);
+    ck_assert_ptr_nonnull(be->dense_backward_adam);
+    be->dense_backward_adam = NULL;
+    Model *ref = model_create_on(&cfg, be, err, sizeof err);
+    ck_assert_msg(ref != NULL, "%s", err);
+    Model *fused = model_create(&cfg, err, sizeof err);
+    ck_assert_msg(fused != NULL, "%s", err);
+    int conv2_bias = -1, dense1_kernel = -1;
+    for (int i = 0; i < model_param_count(ref); i++) {
+        if (strcmp(model_state_info(ref, i)->name, "conv2d_1/bias") == 0) conv2_bias = i;
+        if (strcmp(model_state_info(ref, i)->name, "dense/kernel") == 0) dense1_kernel = i;
+    }
+    ck_assert(conv2_bias >= 0 && dense1_kernel >= 0);
+    float bias[64];
+    ck_assert_uint_eq(model_state_info(ref, conv2_bias)->count, 64);
+    for (int k = 0; k < 64; k++) bias[k] = k % 11 == 0 ? 0.0f : -1e4f;
+    ck_assert_int_eq(model_state_set(ref, conv2_bias, bias), 0);
+    ck_assert_int_eq(model_state_set(fused, conv2_bias, bias), 0);
+    float *img = malloc((size_t)cfg.batch * IMG * 4);
+    int32_t labels[4];
+    for (int step = 0; step < 3; step++) {
+        synth_data(cfg.batch, 60 + (uint64_t)step, NULL, img, labels);
+        float la, lb;
+        ck_assert_int_eq(model_train_step(ref, img, labels, cfg.batch, &la, err, sizeof err), 0);
+        ck_assert_int_eq(model_train_step(fused, img, labels, cfg.batch, &lb, err, sizeof err), 0);
+        ck_assert_msg(memcmp(&la, &lb, sizeof la) == 0, "step %d: loss %.9g vs %.9g", step,
+                      (double)la, (double)lb);
+    }
+    for (int i = 0; i < model_state_count(ref); i++) {
+        const StateInfo *si = model_state_info(ref, i);
+        float *va = malloc(si->count * 4), *vb = malloc(si->count * 4);
+        ck_assert_int_eq(model_state_get(ref, i, va), 0);
+        ck_assert_int_eq(model_state_get(fused, i, vb), 0);
+        ck_assert_msg(memcmp(va, vb, si->count * 4) == 0, "%s differs", si->name);
+        if (i == dense1_kernel) { /* the kernel moved: Adam ran on it */
+            float *before = malloc(si->count * 4);
+            Model *fresh = model_create(&cfg, err, sizeof err);
+            ck_assert_msg(fresh != NULL, "%s", err);
+            ck_assert_int_eq(model_state_get(fresh, i, before), 0);
+            ck_assert(memcmp(before, vb, si->count * 4) != 0);
+            model_free(fresh);
+            free(before);
+        }
+        free(va);
+        free(vb);
+    }
+    const size_t count = model_state_info(ref, dense1_kernel)->count;
+    float *ga = malloc(count * 4), *gb = malloc(count * 4);
+    ck_assert_int_eq(model_gradient_get(ref, dense1_kernel, ga), 0);
+    ck_assert_int_eq(model_gradient_get(fused, dense1_kernel, gb), 0);
+    ck_assert_msg(memcmp(ga, gb, count * 4) != 0, "dense1's gradient was written: not the fused path");
+    free(ga);
+    free(gb);
+    free(img);
+    model_free(ref);
+    model_free(fused);
 }
 END_TEST
 
@@ -645,6 +722,7 @@ int main(void) {
         {"fused_first_layer", test_fused_first_layer_same_model, 5},
         {"optimizer", test_optimizer_step, 1},
         {"optimizer_per_layer", test_optimizer_per_layer_same_bits, 1},
+        {"dense_adam", test_dense_adam_same_bits, 1},
         {"determinism", test_determinism, 1},
         {"data_order", test_resident_data_order, 1},
         {"learns", test_learns_predict_evaluate, 1},

@@ -3,7 +3,8 @@
  * reruns), the dense layer's forward and backward (finite differences; with x mostly zeros
  * too, the path over x's nonzeros), and its data gradient
  * where the input is alive (dense_backward_data_alive: the masked GEMM's values, the lane order
- * of kernels.h bit for bit, 1 and 2 threads). */
+ * of kernels.h bit for bit, 1 and 2 threads), and the backward with Adam in one pass
+ * (dense_backward_adam: the three calls' bits). */
 #include "kernels/kernels.h"
 #include "kernels/sgemm_microkernel.h"
 #include "support/check_run.h"
@@ -329,6 +330,78 @@ START_TEST(test_dense_backward_data_alive) {
 }
 END_TEST
 
+/* dense_backward_adam against the three calls it stands for (dense_backward's dw and db,
+ * dense_backward_data_alive's dx, adam_update on w, m, v), bit for bit: over x's nonzeros (at most
+ * 1/8 nonzero, negative entries too), and just over that share (the three calls themselves);
+ * with and without dx; each clone and 1 and 2 threads. */
+static const struct { int n, in, out, permille, with_dx; } ADAM[] = {
+    {100, 3136, 1024, 50, 1}, /* dense1 on MNIST after the first steps */
+    {9, 600, 64, 120, 1},     /* just under 1/8 */
+    {64, 300, 96, 110, 1},    /* ~7 nonzeros a column: alive dots by fours and left over */
+    {8, 600, 64, 130, 1},     /* just over: the three calls */
+    {50, 784, 70, 50, 0},     /* no dx (a first layer); out not a multiple of the vector width */
+    {100, 41, 1030, 0, 0},    /* all zeros */
+};
+#define NADAM ((int)(sizeof ADAM / sizeof ADAM[0]))
+
+START_TEST(test_dense_backward_adam) {
+    const int n = ADAM[_i].n, in = ADAM[_i].in, out = ADAM[_i].out;
+    const size_t nx = (size_t)n * in, nw = (size_t)in * out, ny = (size_t)n * out;
+    float *x = malloc(nx * 4), *dy = malloc(ny * 4), *w0 = malloc(nw * 4), *m0 = malloc(nw * 4);
+    float *v0 = malloc(nw * 4), *dw = malloc(nw * 4), *scratch = malloc(nw * 4);
+    float *want[3], *got[3]; /* w, m, v after the update */
+    for (int k = 0; k < 3; k++) {
+        want[k] = malloc(nw * 4);
+        got[k] = malloc(nw * 4);
+    }
+    float *dx_want = malloc(nx * 4), *dx_got = malloc(nx * 4);
+    float *db_want = malloc(out * 4), *db_got = malloc(out * 4);
+    test_fill_uniform(x, nx, -1, 1, 90 + (uint64_t)_i, 1);
+    test_fill_uniform(dy, ny, -1, 1, 90 + (uint64_t)_i, 2);
+    test_fill_uniform(w0, nw, -0.1f, 0.1f, 90 + (uint64_t)_i, 3);
+    test_fill_uniform(m0, nw, -0.01f, 0.01f, 90 + (uint64_t)_i, 4);
+    test_fill_uniform(v0, nw, 0, 1e-4f, 90 + (uint64_t)_i, 5);
+    for (size_t e = 0; e < nx; e++)
+        if ((e * 2654435761u) % 1000 >= (size_t)ADAM[_i].permille) x[e] = 0.0f;
+    const int with_dx = ADAM[_i].with_dx;
+    memcpy(want[0], w0, nw * 4);
+    memcpy(want[1], m0, nw * 4);
+    memcpy(want[2], v0, nw * 4);
+    test_poison(dw, nw);
+    dense_backward(n, in, out, x, want[0], dy, NULL, dw, db_want);
+    if (with_dx) dense_backward_data_alive(n, in, out, x, want[0], dy, dx_want);
+    adam_update(nw, want[0], dw, want[1], want[2], 0.001f, 0.9f, 0.999f, 1e-7f, 3);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
+        memcpy(got[0], w0, nw * 4);
+        memcpy(got[1], m0, nw * 4);
+        memcpy(got[2], v0, nw * 4);
+        test_poison(dx_got, nx);
+        test_poison(db_got, out);
+        test_poison(scratch, nw);
+        dense_backward_adam(n, in, out, x, got[0], dy, with_dx ? dx_got : NULL, scratch, db_got,
+                            got[1], got[2], 0.001f, 0.9f, 0.999f, 1e-7f, 3);
+        static const char *names[3] = {"w", "m", "v"};
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(memcmp(want[k], got[k], nw * 4) == 0, "%s: %s differs", names[k],
+                          test_clone_name(run));
+        ck_assert_msg(!with_dx || memcmp(dx_want, dx_got, nx * 4) == 0, "dx: %s differs",
+                      test_clone_name(run));
+        ck_assert_msg(memcmp(db_want, db_got, out * 4) == 0, "db: %s differs",
+                      test_clone_name(run));
+    }
+    test_clone_reset();
+    /* the update moved w (a test of nothing otherwise) */
+    ck_assert(memcmp(want[0], w0, nw * 4) != 0);
+    for (int k = 0; k < 3; k++) {
+        free(want[k]);
+        free(got[k]);
+    }
+    free(x); free(dy); free(w0); free(m0); free(v0); free(dw); free(scratch);
+    free(dx_want); free(dx_got); free(db_want); free(db_got);
+}
+END_TEST
+
 START_TEST(test_dense_backward_data_alive_fits) {
     const int yes[] = {32, 96, 128, 1024}, no[] = {0, -32, 10, 100, 1056, 2048};
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
@@ -351,6 +424,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_dense_sparse_input, 0, NSPARSE);
     tcase_add_loop_test(tc, test_dense_backward_data_alive, 0, NALIVE);
     tcase_add_test(tc, test_dense_backward_data_alive_fits);
+    tcase_add_loop_test(tc, test_dense_backward_adam, 0, NADAM);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
