@@ -292,11 +292,40 @@ static int enabled(const char *name) {
  * (bench_relu_sparsity), where conv2's two GEMMs and dense1's dx do all of it
  * (docs/kernels-cpu.md, step 22). CNN_CPU_FROM_POOL=0 turns all three off. */
 
+/* ---- conv1 + ReLU + pool1 as one op (backend.h): the direct loops' rows pooled from a small
+ * buffer, the conv output never stored (docs/kernels-cpu.md, step 47); its filter gradient
+ * through the conv output's gradient, made from pool1's y, and the direct filter loops.
+ * CNN_CPU_CONV_POOL=0 turns it off. */
+static void cpu_conv2d_relu_maxpool_forward(Backend *be, const Conv2dShape *cs,
+                                            const Pool2dShape *ps, const float *x,
+                                            const float *w, const float *b, float *y,
+                                            int32_t *argmax) {
+    (void)be;
+    conv2d_relu_maxpool_forward_direct(cs, ps, x, w, b, y, argmax);
+}
+
+static int cpu_conv2d_relu_maxpool_fits(Backend *be, const Conv2dShape *cs,
+                                        const Pool2dShape *ps) {
+    (void)be;
+    return conv2d_relu_maxpool_direct_fits(cs, ps);
+}
+
+static void cpu_maxpool2d_relu_backward_from_y(Backend *be, const Pool2dShape *s,
+                                               const float *dy, const int32_t *argmax,
+                                               const float *y, float *dx) {
+    (void)be;
+    maxpool2d_relu_backward_from_y(s, dy, argmax, y, dx);
+}
+
 /* Vectors over the input channels (kernels/conv2d_pool.c): worth it from 8; conv1 (C = 1) keeps
  * its direct loops. */
 static int cpu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
     (void)be;
     return s->c >= 8;
+}
+
+static int cpu_conv2d_relu_maxpool_filter_via_conv(Backend *be, const Conv2dShape *s) {
+    return !cpu_conv2d_filter_grad_from_pool(be, s);
 }
 
 static void cpu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShape *cs,
@@ -392,6 +421,12 @@ Backend *backend_cpu_create(void) {
         be->conv2d_relu_maxpool_backward_data = cpu_conv2d_relu_maxpool_backward_data;
         be->dense_data_alive_fits = cpu_dense_data_alive_fits;
         be->dense_backward_data_alive = cpu_dense_backward_data_alive;
+    }
+    if (enabled("CNN_CPU_CONV_POOL")) {
+        be->conv2d_relu_maxpool_forward = cpu_conv2d_relu_maxpool_forward;
+        be->conv2d_relu_maxpool_fits = cpu_conv2d_relu_maxpool_fits;
+        be->conv2d_relu_maxpool_filter_via_conv = cpu_conv2d_relu_maxpool_filter_via_conv;
+        be->maxpool2d_relu_backward_from_y = cpu_maxpool2d_relu_backward_from_y;
     }
     /* dense1's backward and Adam in one pass (docs/kernels-cpu.md, step 44);
      * CNN_CPU_DENSE_ADAM=0 turns it off */

@@ -11,6 +11,7 @@
 #include "kernels/conv2d_direct.h"
 #include "kernels/conv2d_sparse.h"
 #include "kernels/conv_window.h"
+#include "kernels/maxpool_row.h"
 
 #include <string.h>
 
@@ -244,6 +245,40 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
                 for (int k = 0; k < K; k++) yi[(size_t)r * K + k] += b[k];
     }
     sgemm_serial_end();
+}
+
+/* ---- conv + ReLU + max pool where the conv takes the direct loops (kernels.h) -------------
+ * Per image and pooled row, the conv rows its windows read go into a small buffer (MNIST's conv1:
+ * 2 rows x 28 x 32 floats, 7 KB, in L1), then the ReLU and the pool's row from there: the conv
+ * output (10 MB at batch 100) is never written and read back twice (docs/kernels-cpu.md, step
+ * 47). The same calls on the same values as conv2d_forward, relu_forward and maxpool2d_forward,
+ * so the same bits. */
+#define POOL_ROWS_FLOATS 16384 /* a pooled row's conv rows: at most 64 KB, on the stack */
+
+int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps) {
+    return !conv_is_pointwise(cs) && cs->c <= CONV_DIRECT_MAX_C && ps->n == cs->n &&
+           ps->h == cs->oh && ps->w == cs->ow && ps->c == cs->k &&
+           (size_t)ps->kh * cs->ow * cs->k <= POOL_ROWS_FLOATS;
+}
+
+void conv2d_relu_maxpool_forward_direct(const Conv2dShape *cs, const Pool2dShape *ps,
+                                        const float *x, const float *w, const float *b,
+                                        float *y, int32_t *argmax) {
+    const size_t in_img = (size_t)cs->h * cs->w * cs->c, row = (size_t)cs->ow * cs->k;
+    const int threads = conv_threads(cs);
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (int n = 0; n < cs->n; n++) {
+        _Alignas(64) float buf[POOL_ROWS_FLOATS];
+        for (int ph = 0; ph < ps->oh; ph++) { /* the conv rows [r0, r1) of the row's windows */
+            const int h0 = ph * ps->stride_h - ps->pad_top;
+            const int r0 = h0 < 0 ? 0 : h0, r1 = h0 + ps->kh > ps->h ? ps->h : h0 + ps->kh;
+            conv2d_direct_forward_rows(cs, x + n * in_img, w, b, r0, r1, buf);
+            /* relu_forward's operation, inline: its call opens an OpenMP region (if(0): a
+             * team of one), which cost more than these few floats, 1,400 times a step */
+            for (size_t i = 0; i < (size_t)(r1 - r0) * row; i++) buf[i] = buf[i] > 0.0f ? buf[i] : 0.0f;
+            maxpool2d_forward_row(ps, buf, r0, n, ph, y, argmax);
+        }
+    }
 }
 
 void conv2d_backward_data(const Conv2dShape *s, const float *dy, const float *w, float *dx,

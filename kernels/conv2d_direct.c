@@ -48,16 +48,17 @@ DIRECT_INLINE int whole_row_window(const Conv2dShape *s, int ow) {
     return kw0 == 0 && kw1 == s->kw;
 }
 
+/* Output rows [oh0, oh1), row oh at yr + (oh - oh0) * OW * K. */
 DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
-                                const float *restrict w, const float *restrict b,
-                                float *restrict yi, GroupFn group, int group_pixels) {
+                                const float *restrict w, const float *restrict b, int oh0,
+                                int oh1, float *restrict yr, GroupFn group, int group_pixels) {
     const int K = s->k;
-    for (int oh = 0; oh < s->oh; oh++) {
+    for (int oh = oh0; oh < oh1; oh++) {
         int kh0, kh1, kw0, kw1;
         const int ih0 = conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
         for (int ow = 0; ow < s->ow; ow++) {
             const int iw0 = conv_window_taps(ow, s->stride_w, s->pad_left, s->kw, s->w, &kw0, &kw1);
-            float *restrict yo = yi + ((size_t)oh * s->ow + ow) * K;
+            float *restrict yo = yr + ((size_t)(oh - oh0) * s->ow + ow) * K;
             const int last = ow + group_pixels - 1; /* whole windows at both ends: all */
             const int pixels = group && last < s->ow && whole_row_window(s, ow) &&
                                        whole_row_window(s, last)
@@ -136,8 +137,8 @@ DIRECT_INLINE void filter_body(const Conv2dShape *s, const float *restrict xi,
 }
 
 static void forward_base(const Conv2dShape *s, const float *xi, const float *w, const float *b,
-                         float *yi) {
-    forward_body(s, xi, w, b, yi, NULL, 1);
+                         int oh0, int oh1, float *yr) {
+    forward_body(s, xi, w, b, oh0, oh1, yr, NULL, 1);
 }
 static void filter_base(const Conv2dShape *s, const float *xi, const float *dyi, float *dw) {
     filter_body(s, xi, dyi, dw);
@@ -225,8 +226,8 @@ __attribute__((target("avx512f"))) static void quad_avx512(const Conv2dShape *s,
 
 __attribute__((target("avx2"))) static void forward_avx2(const Conv2dShape *s, const float *xi,
                                                          const float *w, const float *b,
-                                                         float *yi) {
-    forward_body(s, xi, w, b, yi, pair_avx2, 2);
+                                                         int oh0, int oh1, float *yr) {
+    forward_body(s, xi, w, b, oh0, oh1, yr, pair_avx2, 2);
 }
 __attribute__((target("avx2"))) static void filter_avx2(const Conv2dShape *s, const float *xi,
                                                         const float *dyi, float *dw) {
@@ -234,8 +235,9 @@ __attribute__((target("avx2"))) static void filter_avx2(const Conv2dShape *s, co
 }
 __attribute__((target("avx512f"))) static void forward_avx512(const Conv2dShape *s,
                                                              const float *xi, const float *w,
-                                                             const float *b, float *yi) {
-    forward_body(s, xi, w, b, yi, quad_avx512, 4);
+                                                             const float *b, int oh0, int oh1,
+                                                             float *yr) {
+    forward_body(s, xi, w, b, oh0, oh1, yr, quad_avx512, 4);
 }
 __attribute__((target("avx512f"))) static void filter_avx512(const Conv2dShape *s,
                                                             const float *xi, const float *dyi,
@@ -244,13 +246,18 @@ __attribute__((target("avx512f"))) static void filter_avx512(const Conv2dShape *
 }
 #endif
 
+void conv2d_direct_forward_rows(const Conv2dShape *s, const float *xi, const float *w,
+                                const float *b, int oh0, int oh1, float *yr) {
+#if KERNELS_HAVE_AVX2_CLONES
+    KERNELS_PICK_CLONE(forward_base, forward_avx2, forward_avx512)(s, xi, w, b, oh0, oh1, yr);
+#else
+    forward_base(s, xi, w, b, oh0, oh1, yr);
+#endif
+}
+
 void conv2d_direct_forward_image(const Conv2dShape *s, const float *xi, const float *w,
                                  const float *b, float *yi) {
-#if KERNELS_HAVE_AVX2_CLONES
-    KERNELS_PICK_CLONE(forward_base, forward_avx2, forward_avx512)(s, xi, w, b, yi);
-#else
-    forward_base(s, xi, w, b, yi);
-#endif
+    conv2d_direct_forward_rows(s, xi, w, b, 0, s->oh, yi);
 }
 
 void conv2d_direct_filter_image(const Conv2dShape *s, const float *xi, const float *dyi,

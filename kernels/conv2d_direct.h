@@ -13,6 +13,10 @@
 /* yi[OH,OW,K] = conv of one image xi[H,W,C] with w (+ b when not NULL). */
 void conv2d_direct_forward_image(const Conv2dShape *s, const float *xi, const float *w,
                                  const float *b, float *yi);
+/* Rows [oh0, oh1) of conv2d_direct_forward_image's yi, into yr[oh1 - oh0, OW, K]: the same
+ * values (each pixel's sum does not depend on the rows made with it). */
+void conv2d_direct_forward_rows(const Conv2dShape *s, const float *xi, const float *w,
+                                const float *b, int oh0, int oh1, float *yr);
 /* dw[KH,KW,C,K] += x^T dy for one image (xi[H,W,C], dyi[OH,OW,K]); per block of output rows, the
  * block's sum over its output pixels (in order) is formed first, then added to dw. */
 void conv2d_direct_filter_image(const Conv2dShape *s, const float *xi, const float *dyi, float *dw);

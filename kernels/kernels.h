@@ -103,6 +103,16 @@ void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *ar
 void maxpool2d_relu_backward_from_y(const Pool2dShape *s, const float *dy, const int32_t *argmax,
                                     const float *y, float *dx);
 
+/* conv2d_forward (with b), relu_forward and maxpool2d_forward in one call, where
+ * conv2d_relu_maxpool_direct_fits says so (a conv of few input channels, which conv2d_forward
+ * runs by its direct loops, e.g. MNIST's conv1; ps over the conv's output): the y and argmax of
+ * those three calls, bit for bit, without the conv's output (each pooled row's conv rows go
+ * through a buffer of at most 64 KB on the stack). */
+int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps);
+void conv2d_relu_maxpool_forward_direct(const Conv2dShape *cs, const Pool2dShape *ps,
+                                        const float *x, const float *w, const float *b,
+                                        float *y, int32_t *argmax);
+
 /* ---- conv + ReLU + max pool, fused (kernels/conv2d_pool.c) --------------------------------- *
  * A network's first layer, whose input x takes no gradient: conv (cs) + bias, ReLU, then max
  * pooling (ps, over the conv's output: ps->n,h,w,c = cs->n,oh,ow,k). The conv's output is

@@ -249,7 +249,7 @@ START_TEST(test_fused_first_layer_same_model) {
     char err[256] = "";
     /* both without the CPU backend's own gradients from the pools' winners: the reference is
      * the plain layers, and the fused ops below take the CUDA backend's paths */
-    Model *ref = model_create_on(&cfg, test_without_from_pool_entries(backend_cpu_create()), err,
+    Model *ref = model_create_on(&cfg, test_without_pool_entries(backend_cpu_create()), err,
                                  sizeof err);
     ck_assert_msg(ref != NULL, "%s", err);
     /* _i = 3: the product's CPU backend, whose conv2 takes both gradients from pool2's winners
@@ -259,7 +259,7 @@ START_TEST(test_fused_first_layer_same_model) {
     Backend *be = _i == 3   ? backend_cpu_create()
                   : _i == 4 ? test_add_dense_sparse_input_entries(backend_cpu_create())
                             : test_add_conv_pool_entries(
-                                  test_without_from_pool_entries(backend_cpu_create()));
+                                  test_without_pool_entries(backend_cpu_create()));
     if (_i == 1 || _i == 2) {
         from_y_entry = test_add_conv_pool_middle_entry(be)->maxpool2d_relu_backward_from_y;
         be->maxpool2d_relu_backward_from_y = counted_from_y;
@@ -433,27 +433,47 @@ START_TEST(test_optimizer_per_layer_same_bits) {
 }
 END_TEST
 
-/* ---- dense1's Adam inside its backward (backend.h, dense_backward_adam): the same bits ---- */
-/* The CPU backend's dense layer whose input is pool2's output updates its kernel in its own
- * backward, and the optimizer pass leaves that kernel out. Against a CPU backend without the
- * entry: the same losses and every state tensor bit for bit over 3 steps. conv2's biases are
- * set so that 58 of its 64 channels are off: pool2's output is then at most 6/64 nonzero, under
- * the kernel's 1/8, so the fused path runs over the nonzeros and leaves dense1's gradient
- * buffer unwritten; that it differs from the reference's shows which path ran. */
-START_TEST(test_dense_adam_same_bits) {
+/* ---- the CPU backend's own fused paths: the same bits as without them ---- */
+/* Against a CPU backend without the path, over 3 training steps of the MNIST model: the same
+ * losses and every state tensor bit for bit. _i = 0: dense1's Adam inside its backward
+ * (dense_backward_adam; the optimizer pass leaves the kernel out). conv2's biases are set so
+ * that 58 of its 64 channels are off: pool2's output is then at most 6/64 nonzero, under the
+ * kernel's 1/8, so the path runs over the nonzeros and leaves dense1's gradient buffer
+ * unwritten; that it differs from the reference's shows which path ran. _i = 1: conv1 + ReLU +
+ * pool1 as one op (conv2d_relu_maxpool_forward over the direct loops; the filter gradient
+ * through the conv output's gradient from pool1's y); a counted entry shows it ran. */
+static void (*conv_pool_entry)(Backend *, const Conv2dShape *, const Pool2dShape *,
+                               const float *, const float *, const float *, float *, int32_t *);
+static int conv_pool_calls;
+static void counted_conv_pool(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
+                              const float *x, const float *w, const float *b, float *y,
+                              int32_t *argmax) {
+    conv_pool_calls++;
+    conv_pool_entry(be, cs, ps, x, w, b, y, argmax);
+}
+
+START_TEST(test_cpu_paths_same_bits) {
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.batch = 4;
     cfg.seed = 23;
     cfg.threads = 1;
     char err[256] = "";
-    Backend *be = backend_cpu_create();
-    ck_assert_ptr_nonnull(be);
-    ck_assert_ptr_nonnull(be->dense_backward_adam);
-    be->dense_backward_adam = NULL;
-    Model *ref = model_create_on(&cfg, be, err, sizeof err);
+    Backend *plain = backend_cpu_create(), *be = backend_cpu_create();
+    ck_assert(plain && be);
+    if (_i == 0) {
+        ck_assert_ptr_nonnull(plain->dense_backward_adam);
+        plain->dense_backward_adam = NULL;
+    } else {
+        ck_assert_ptr_nonnull(plain->conv2d_relu_maxpool_forward);
+        plain->conv2d_relu_maxpool_forward = NULL;
+        conv_pool_entry = be->conv2d_relu_maxpool_forward;
+        be->conv2d_relu_maxpool_forward = counted_conv_pool;
+        conv_pool_calls = 0;
+    }
+    Model *ref = model_create_on(&cfg, plain, err, sizeof err);
     ck_assert_msg(ref != NULL, "%s", err);
-    Model *fused = model_create(&cfg, err, sizeof err);
+    Model *fused = model_create_on(&cfg, be, err, sizeof err);
     ck_assert_msg(fused != NULL, "%s", err);
     int conv2_bias = -1, dense1_kernel = -1;
     for (int i = 0; i < model_param_count(ref); i++) {
@@ -461,11 +481,13 @@ START_TEST(test_dense_adam_same_bits) {
         if (strcmp(model_state_info(ref, i)->name, "dense/kernel") == 0) dense1_kernel = i;
     }
     ck_assert(conv2_bias >= 0 && dense1_kernel >= 0);
-    float bias[64];
-    ck_assert_uint_eq(model_state_info(ref, conv2_bias)->count, 64);
-    for (int k = 0; k < 64; k++) bias[k] = k % 11 == 0 ? 0.0f : -1e4f;
-    ck_assert_int_eq(model_state_set(ref, conv2_bias, bias), 0);
-    ck_assert_int_eq(model_state_set(fused, conv2_bias, bias), 0);
+    if (_i == 0) {
+        float bias[64];
+        ck_assert_uint_eq(model_state_info(ref, conv2_bias)->count, 64);
+        for (int k = 0; k < 64; k++) bias[k] = k % 11 == 0 ? 0.0f : -1e4f;
+        ck_assert_int_eq(model_state_set(ref, conv2_bias, bias), 0);
+        ck_assert_int_eq(model_state_set(fused, conv2_bias, bias), 0);
+    }
     float *img = malloc((size_t)cfg.batch * IMG * 4);
     int32_t labels[4];
     for (int step = 0; step < 3; step++) {
@@ -494,13 +516,18 @@ START_TEST(test_dense_adam_same_bits) {
         free(va);
         free(vb);
     }
-    const size_t count = model_state_info(ref, dense1_kernel)->count;
-    float *ga = malloc(count * 4), *gb = malloc(count * 4);
-    ck_assert_int_eq(model_gradient_get(ref, dense1_kernel, ga), 0);
-    ck_assert_int_eq(model_gradient_get(fused, dense1_kernel, gb), 0);
-    ck_assert_msg(memcmp(ga, gb, count * 4) != 0, "dense1's gradient was written: not the fused path");
-    free(ga);
-    free(gb);
+    if (_i == 0) {
+        const size_t count = model_state_info(ref, dense1_kernel)->count;
+        float *ga = malloc(count * 4), *gb = malloc(count * 4);
+        ck_assert_int_eq(model_gradient_get(ref, dense1_kernel, ga), 0);
+        ck_assert_int_eq(model_gradient_get(fused, dense1_kernel, gb), 0);
+        ck_assert_msg(memcmp(ga, gb, count * 4) != 0,
+                      "dense1's gradient was written: not the fused path");
+        free(ga);
+        free(gb);
+    } else {
+        ck_assert_int_eq(conv_pool_calls, 3); /* once per training forward */
+    }
     free(img);
     model_free(ref);
     model_free(fused);
@@ -722,7 +749,7 @@ int main(void) {
         {"fused_first_layer", test_fused_first_layer_same_model, 5},
         {"optimizer", test_optimizer_step, 1},
         {"optimizer_per_layer", test_optimizer_per_layer_same_bits, 1},
-        {"dense_adam", test_dense_adam_same_bits, 1},
+        {"cpu_paths", test_cpu_paths_same_bits, 2},
         {"determinism", test_determinism, 1},
         {"data_order", test_resident_data_order, 1},
         {"learns", test_learns_predict_evaluate, 1},

@@ -418,7 +418,7 @@ typedef struct {
 
 static void pool_net(PoolNet *f, int mode) {
     char err[256];
-    f->be = test_without_from_pool_entries(backend_cpu_create());
+    f->be = test_without_pool_entries(backend_cpu_create());
     Tape *t = &f->t;
     tape_init(t, f->be, 4, 9);
     /* the dense layer: 10 outputs, 128 where mode 8's entry needs a multiple of 128 */

@@ -5,7 +5,8 @@
  * against finite differences of sum(r * y), the data gradient's bits against the pooled-order
  * sum kernels.h defines (the CUDA twin's), and both gradients' bits on 1 and 2 threads (the CPU
  * engine runs them). Odd sizes, strides, SAME and VALID, overlapping and padded pool windows,
- * tap counts over and under 32 (the CUDA twin's register groups), and conv2's channels. */
+ * tap counts over and under 32 (the CUDA twin's register groups), and conv2's channels. And the
+ * CPU engine's fused forward over the direct loops, bit for bit against the calls it replaces. */
 #include "kernels/kernels.h"
 #include "support/check_run.h"
 #include "support/gradcheck.h"
@@ -264,6 +265,50 @@ START_TEST(test_backward_data_and_threads) {
 }
 END_TEST
 
+/* conv2d_relu_maxpool_forward_direct (the CPU engine's first layer) against the three calls it
+ * stands for, conv2d_forward, relu_forward and maxpool2d_forward: y and argmax bit for bit, on
+ * each clone run, for the cases with few enough channels for the direct loops; conv2's
+ * channels do not fit. MNIST's conv1 itself too (32 channels: full register blocks). */
+static const Case DIRECT_MNIST = {5, 28, 28, 1, 5, 32, 1, 1, 2, 2, 0};
+
+static void check_direct(const Case *t, uint64_t seed) {
+    Setup s;
+    setup(&s, t, seed);
+    ck_assert(conv2d_relu_maxpool_direct_fits(&s.cs, &s.ps));
+    float *conv = malloc(s.nconv * 4), *y_ref = malloc(s.ny * 4), *y = malloc(s.ny * 4);
+    int32_t *am_ref = malloc(s.ny * 4), *am = malloc(s.ny * 4);
+    float *ws = malloc((conv2d_workspace_floats(&s.cs) + 1) * 4);
+    conv2d_forward(&s.cs, s.x, s.w, s.b, conv, ws);
+    relu_forward(s.nconv, conv, conv);
+    maxpool2d_forward(&s.ps, conv, y_ref, am_ref);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
+        test_poison(y, s.ny);
+        memset(am, 0xFF, s.ny * 4);
+        conv2d_relu_maxpool_forward_direct(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
+        ck_assert_msg(memcmp(y, y_ref, s.ny * 4) == 0, "y: %s differs", test_clone_name(run));
+        ck_assert_msg(memcmp(am, am_ref, s.ny * 4) == 0, "argmax: %s differs",
+                      test_clone_name(run));
+    }
+    test_clone_reset();
+    free(conv); free(y_ref); free(y); free(am_ref); free(am); free(ws);
+    teardown(&s);
+}
+
+START_TEST(test_forward_direct_vs_calls) {
+    if (_i == NCASES) {
+        check_direct(&DIRECT_MNIST, 70);
+        return;
+    }
+    Setup s;
+    setup(&s, &CASES[_i], 70 + (uint64_t)_i);
+    const int fits = conv2d_relu_maxpool_direct_fits(&s.cs, &s.ps);
+    teardown(&s);
+    ck_assert_int_eq(fits, CASES[_i].c <= 4);
+    if (fits) check_direct(&CASES[_i], 70 + (uint64_t)_i);
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("kernels_conv2d_pool");
     TCase *tc = tcase_create("conv2d_pool");
@@ -275,6 +320,7 @@ int main(void) {
     /* Not case 0: with 4,704 outputs nearly every step of h flips some winner somewhere. */
     tcase_add_loop_test(tc, test_backward_gradcheck, 1, NCASES - 2);
     tcase_add_loop_test(tc, test_backward_data_and_threads, 0, NCASES);
+    tcase_add_loop_test(tc, test_forward_direct_vs_calls, 0, NCASES + 1);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }

@@ -58,13 +58,17 @@ static int always(Backend *be, const Conv2dShape *s) {
     return 1;
 }
 
-Backend *test_without_from_pool_entries(Backend *be) {
+Backend *test_without_pool_entries(Backend *be) {
     be->conv2d_relu_maxpool_backward_filter = NULL;
     be->conv2d_filter_grad_from_pool = NULL;
     be->conv2d_data_grad_from_pool = NULL;
     be->conv2d_relu_maxpool_backward_data = NULL;
     be->dense_data_alive_fits = NULL;
     be->dense_backward_data_alive = NULL;
+    be->conv2d_relu_maxpool_forward = NULL;
+    be->conv2d_relu_maxpool_fits = NULL;
+    be->conv2d_relu_maxpool_filter_via_conv = NULL;
+    be->maxpool2d_relu_backward_from_y = NULL;
     return be;
 }
 

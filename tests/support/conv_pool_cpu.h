@@ -11,9 +11,10 @@
 
 #include "core/backend.h"
 
-/* Clears the gradients from the pools' winners and the dense dx where alive (the six entries
- * the CPU backend sets): the plain layers; returns be. */
-Backend *test_without_from_pool_entries(Backend *be);
+/* Clears the CPU backend's pool-related entries: the gradients from the pools' winners, the dense
+ * dx where alive and the fused conv + ReLU + pool of the first layer (ten entries): the plain
+ * layers; returns be. */
+Backend *test_without_pool_entries(Backend *be);
 /* Sets the three entries of a CPU backend (filter gradients from the pool for every conv);
  * returns be. */
 Backend *test_add_conv_pool_entries(Backend *be);
