@@ -1,5 +1,6 @@
 /* test_kernels_maxpool.c: max pooling shapes, values and argmax (first max wins on ties,
- * padding never wins), and the backward pass against finite differences. */
+ * padding never wins), and the backward pass against finite differences and, bit for bit,
+ * against its definition. */
 #include "kernels/kernels.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
@@ -174,6 +175,39 @@ START_TEST(test_relu_backward_from_y) {
 }
 END_TEST
 
+/* Both backwards against their definition written plainly, bit for bit on every clone run: dx
+ * zeroed, then each window's dy (with y: only where y > 0) added at its argmax. dy holds -0s
+ * (0 + -0 = +0: a form that writes g where it should add it fails here) and y zeros. */
+START_TEST(test_backward_by_definition) {
+    Pool2dShape s;
+    case_shape(&CASES[_i], &s);
+    size_t ni = in_len(&s), no = out_len(&s);
+    float *x = malloc(ni * 4), *y = malloc(no * 4), *dy = malloc(no * 4);
+    float *want = malloc(ni * 4), *got = malloc(ni * 4);
+    int32_t *am = malloc(no * 4);
+    fill_distinct(x, ni, 60 + (uint64_t)_i);
+    for (size_t i = 0; i < ni; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    fill_distinct(dy, no, 70 + (uint64_t)_i);
+    for (size_t i = 0; i < no; i += 5) dy[i] = -0.0f;
+    maxpool2d_forward(&s, x, y, am);
+    for (int masked = 0; masked < 2; masked++) {
+        memset(want, 0, ni * 4);
+        for (size_t i = 0; i < no; i++)
+            if (!masked || y[i] > 0.0f) want[am[i]] += dy[i];
+        for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+            test_clone_run(run);
+            test_poison(got, ni);
+            if (masked) maxpool2d_relu_backward_from_y(&s, dy, am, y, got);
+            else maxpool2d_backward(&s, dy, am, got);
+            ck_assert_msg(memcmp(got, want, ni * 4) == 0, "%s, %s differs",
+                          masked ? "from y" : "plain", test_clone_name(run));
+        }
+        test_clone_reset();
+    }
+    free(x); free(y); free(dy); free(want); free(got); free(am);
+}
+END_TEST
+
 START_TEST(test_large_threads_bitwise) {
     Pool2dShape s;
     pool2d_shape_init(&s, 2, 301, 299, 24, 3, 3, 2, 2, 1);
@@ -206,6 +240,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_backward_gradcheck, 0, NCASES);
     tcase_add_loop_test(tc, test_relu_backward_from_y, 0, NCASES);
     tcase_add_test(tc, test_large_threads_bitwise);
+    tcase_add_loop_test(tc, test_backward_by_definition, 0, NCASES);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
