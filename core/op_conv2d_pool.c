@@ -31,20 +31,21 @@ static void conv_pool_bwd(Tape *t, TapeOp *op) {
     Pool2dShape ps = op->p.conv_pool.pool;
     cs.n = ps.n = t->n;
     /* The filter gradient first: a backend may run it beside the data gradient (backend.h,
-     * "Ordering"). The parameters always take gradients. */
+     * "Ordering"); through the conv output's gradient, after that. The parameters always take
+     * gradients. */
     Backend *be = t->be;
     const int via_conv = filter_via_conv(be, &cs);
     float *dconv = op->saved[1] ? tensor_f32(op->saved[1]) : NULL;
+    if (op->dx[1] && !via_conv)
+        be->conv2d_relu_maxpool_backward_filter(
+            be, &cs, &ps, tensor_f32(op->in[0]), tensor_f32(op->out), tensor_i32(op->saved[0]),
+            op->out->grad, op->dx[1], op->n_in > 2 ? op->dx[2] : NULL, t->ws);
     if (dconv && (via_conv || (op->dx[0] && !op->data_from_pool)))
         be->maxpool2d_relu_backward_from_y(be, &ps, op->out->grad, tensor_i32(op->saved[0]),
                                            tensor_f32(op->out), dconv);
     if (op->dx[1] && via_conv)
         be->conv2d_backward_filter(be, &cs, tensor_f32(op->in[0]), dconv, op->dx[1],
                                    op->n_in > 2 ? op->dx[2] : NULL, t->ws);
-    else if (op->dx[1])
-        be->conv2d_relu_maxpool_backward_filter(
-            be, &cs, &ps, tensor_f32(op->in[0]), tensor_f32(op->out), tensor_i32(op->saved[0]),
-            op->out->grad, op->dx[1], op->n_in > 2 ? op->dx[2] : NULL, t->ws);
     if (op->dx[0] && op->data_from_pool)
         be->conv2d_relu_maxpool_backward_data(be, &cs, &ps, tensor_f32(op->in[1]),
                                               tensor_f32(op->out), tensor_i32(op->saved[0]),
