@@ -76,11 +76,14 @@ static double conv_macs(const Conv2dShape *cs) {
     return (double)cs->n * cs->oh * cs->ow * cs->kh * cs->kw * cs->c * cs->k;
 }
 
-/* The conv output position (oh, ow) of a winner's flat argmax index [N,OH,OW,K]. */
-static void winner_at(const Conv2dShape *cs, int32_t argmax, int *oh, int *ow) {
-    const size_t pos = (size_t)argmax / (size_t)cs->k; /* (n*OH + oh)*OW + ow */
-    *ow = (int)(pos % (size_t)cs->ow);
-    *oh = (int)(pos / (size_t)cs->ow % (size_t)cs->oh);
+/* The conv output position (oh, ow) of a winner of image n from its flat argmax index
+ * [N,OH,OW,K]: two 32-bit divisions (the op keeps the index under 2^31), where three 64-bit
+ * ones took 8-15% of the winners' loops (docs/kernels-cpu.md, step 50). */
+static inline void winner_at(const Conv2dShape *cs, int n, int32_t argmax, int *oh, int *ow) {
+    const uint32_t pos = (uint32_t)argmax / (uint32_t)cs->k; /* (n*OH + oh)*OW + ow */
+    const uint32_t row = pos / (uint32_t)cs->ow;              /* n*OH + oh */
+    *ow = (int)(pos - row * (uint32_t)cs->ow);
+    *oh = (int)(row - (uint32_t)n * (uint32_t)cs->oh);
 }
 
 /* Layout of one group's partial sums (doubles): acc [K][KH*KW][C] (C contiguous, so a winner's
@@ -100,12 +103,12 @@ static inline void filter_image_body(const Conv2dShape *cs, const Pool2dShape *p
     const int K = cs->k, C = cs->c, taps = cs->kh * cs->kw;
     const size_t first = (size_t)n * ps->oh * ps->ow * K, count = (size_t)ps->oh * ps->ow * K;
     const float *xi = x + (size_t)n * cs->h * cs->w * C;
-    for (size_t o = first; o < first + count; o++) {
+    /* k = o % K by a counter: first is a multiple of K */
+    for (size_t o = first, k = 0; o < first + count; o++, k = k + 1 == (size_t)K ? 0 : k + 1) {
         if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing at the winner */
         const double g = dy[o];
-        const int k = (int)(o % (size_t)K);
         int oh, ow;
-        winner_at(cs, argmax[o], &oh, &ow);
+        winner_at(cs, n, argmax[o], &oh, &ow);
         sb[k] += g;
         int kh0, kh1, kw0, kw1;
         const int ih0 = conv_window_taps(oh, cs->stride_h, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
@@ -128,12 +131,12 @@ static inline void data_image_body(const Conv2dShape *cs, const Pool2dShape *ps,
     const size_t first = (size_t)n * ps->oh * ps->ow * K, count = (size_t)ps->oh * ps->ow * K;
     float *dxi = dx + (size_t)n * cs->h * cs->w * C;
     memset(dxi, 0, (size_t)cs->h * cs->w * C * sizeof *dxi);
-    for (size_t o = first; o < first + count; o++) {
+    /* k = o % K by a counter: first is a multiple of K */
+    for (size_t o = first, k = 0; o < first + count; o++, k = k + 1 == (size_t)K ? 0 : k + 1) {
         if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing */
         const float g = dy[o];
-        const int k = (int)(o % (size_t)K);
         int oh, ow;
-        winner_at(cs, argmax[o], &oh, &ow);
+        winner_at(cs, n, argmax[o], &oh, &ow);
         int kh0, kh1, kw0, kw1; /* stride 1 */
         const int ih0 = conv_window_taps(oh, 1, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
         const int iw0 = conv_window_taps(ow, 1, cs->pad_left, cs->kw, cs->w, &kw0, &kw1);
