@@ -17,8 +17,10 @@
  * on x: threads split the outputs (forward) or the inputs (filter gradient), never a sum. */
 #define SPARSE_MAX_SHARE 8 /* at most 1/8 of x nonzero: the GEMM runs ~3x the FLOP rate of
                               these vector loops, and the count stops at the limit */
-#define SPARSE_BLOCK 512   /* forward: output columns per task: each w row read 2 KB at a time
-                              (128: 512 B at a 4 KB stride); y's block stays in L2 */
+/* forward: output columns per task, 512 on one thread (each w row read 2 KB at a time; 128
+ * read 512 B at a 4 KB stride), 256 on more (two threads ran 0.53 against 0.69 ms with 512,
+ * one thread 1.1 against 1.0: docs/kernels-cpu.md, steps 43 and 52) */
+static int sparse_block(int threads) { return threads > 1 ? 256 : 512; }
 
 /* x's nonzeros by column (CSC): for input i, entries start[i] .. start[i+1] - 1 of rows and
  * vals, rows ascending. */
@@ -227,14 +229,14 @@ static void bias_grad(int n, int out, const float *dy, float *db) {
 
 int dense_forward_sparse_input(int n, int in, int out, const float *x, const float *w,
                                const float *b, float *y) {
-    const int tasks = (out + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
-    const int threads = kernels_threads_for((double)n * in * out, tasks);
+    const int threads = kernels_threads_for((double)n * in * out, (out + 255) / 256);
+    const int block = sparse_block(threads), tasks = (out + block - 1) / block;
     Columns c;
     if (columns_build(n, in, x, &c, threads) != 0) return -1;
     const SparseForwardFn f = sparse_forward_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int t = 0; t < tasks; t++) {
-        const int j0 = t * SPARSE_BLOCK, j1 = j0 + SPARSE_BLOCK < out ? j0 + SPARSE_BLOCK : out;
+        const int j0 = t * block, j1 = j0 + block < out ? j0 + block : out;
         f(&c, n, in, out, w, j0, j1, y);
     }
     columns_free(&c);

@@ -212,7 +212,7 @@ static const struct { int n, in, out, permille; } SPARSE[] = {
     {50, 784, 256, 50},   /* the share on MNIST */
     {9, 600, 70, 120},    /* just under 1/8; out not a multiple of the vector width */
     {8, 600, 64, 130},    /* just over: the GEMM */
-    {100, 41, 1030, 0},   /* all zeros; out over a block of 128 columns */
+    {100, 41, 1030, 0},   /* all zeros; out over two blocks of columns and a part */
 };
 #define NSPARSE ((int)(sizeof SPARSE / sizeof SPARSE[0]))
 
