@@ -22,6 +22,16 @@ static const char *SMALL_SPEC =
     "conv:3:5:same,relu,maxpool:2,conv:4:3:valid:2,relu,maxpool:2:1:same,flatten,dense:12,relu,"
     "dropout:0.3,dense:10";
 
+/* The original model's configuration (the MNIST CNN, Adam) at this batch and seed, 1 thread. */
+static ModelConfig mnist_config(int batch, uint64_t seed) {
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.batch = batch;
+    cfg.seed = seed;
+    cfg.threads = 1;
+    return cfg;
+}
+
 static Model *make(const char *spec, int batch, uint64_t seed, OptimizerKind opt) {
     ModelConfig cfg;
     model_config_default(&cfg);
@@ -241,11 +251,7 @@ static void counted_dropout_dense(Backend *be, int n, int in, int out, float rat
  * 1e-4. The fused ops sum the conv in tap order and the filter gradients in another order
  * (1e-5). */
 START_TEST(test_fused_first_layer_same_model) {
-    ModelConfig cfg;
-    model_config_default(&cfg);
-    cfg.batch = 8;
-    cfg.seed = 21;
-    cfg.threads = 1;
+    ModelConfig cfg = mnist_config(8, 21);
     char err[256] = "";
     /* both without the CPU backend's own gradients from the pools' winners: the reference is
      * the plain layers, and the fused ops below take the CUDA backend's paths */
@@ -453,11 +459,7 @@ static void counted_conv_pool(Backend *be, const Conv2dShape *cs, const Pool2dSh
 }
 
 START_TEST(test_cpu_paths_same_bits) {
-    ModelConfig cfg;
-    model_config_default(&cfg);
-    cfg.batch = 4;
-    cfg.seed = 23;
-    cfg.threads = 1;
+    ModelConfig cfg = mnist_config(4, 23);
     char err[256] = "";
     Backend *plain = backend_cpu_create(), *be = backend_cpu_create();
     ck_assert(plain && be);

@@ -152,17 +152,41 @@ END_TEST
 /* The ReLU's mask from the pool's output: on a ReLU's output x (half the values 0, so windows
  * of zeros tie and route 0-valued winners), the same bits as pool backward then the ReLU's
  * backward masked by x, overlapping windows included; dx poisoned first. */
-START_TEST(test_relu_backward_from_y) {
+/* A pool over a ReLU's output: x (distinct values, the negative half set to 0), its forward
+ * (y, am) and a gradient dy (distinct values), all allocated here. */
+typedef struct {
     Pool2dShape s;
-    case_shape(&CASES[_i], &s);
-    size_t ni = in_len(&s), no = out_len(&s);
-    float *x = malloc(ni * 4), *y = malloc(no * 4), *dy = malloc(no * 4);
+    size_t ni, no;
+    float *x, *y, *dy;
+    int32_t *am;
+} ReluPool;
+
+static void relu_pool(ReluPool *p, const PoolCase *t, uint64_t seed) {
+    case_shape(t, &p->s);
+    p->ni = in_len(&p->s);
+    p->no = out_len(&p->s);
+    p->x = malloc(p->ni * 4);
+    p->y = malloc(p->no * 4);
+    p->dy = malloc(p->no * 4);
+    p->am = malloc(p->no * 4);
+    fill_distinct(p->x, p->ni, seed);
+    for (size_t i = 0; i < p->ni; i++) p->x[i] = p->x[i] > 0.0f ? p->x[i] : 0.0f;
+    fill_distinct(p->dy, p->no, seed + 10);
+    maxpool2d_forward(&p->s, p->x, p->y, p->am);
+}
+
+static void relu_pool_free(ReluPool *p) {
+    free(p->x); free(p->y); free(p->dy); free(p->am);
+}
+
+START_TEST(test_relu_backward_from_y) {
+    ReluPool p;
+    relu_pool(&p, &CASES[_i], 40 + (uint64_t)_i);
+    const Pool2dShape s = p.s;
+    const size_t ni = p.ni, no = p.no;
+    const float *x = p.x, *y = p.y, *dy = p.dy;
+    const int32_t *am = p.am;
     float *ref = malloc(ni * 4), *got = malloc(ni * 4);
-    int32_t *am = malloc(no * 4);
-    fill_distinct(x, ni, 40 + (uint64_t)_i);
-    for (size_t i = 0; i < ni; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
-    fill_distinct(dy, no, 50 + (uint64_t)_i);
-    maxpool2d_forward(&s, x, y, am);
     maxpool2d_backward(&s, dy, am, ref);
     for (size_t i = 0; i < ni; i++) ref[i] = x[i] > 0.0f ? ref[i] : 0.0f;
     for (size_t i = 0; i < ni; i++) got[i] = NAN;
@@ -171,7 +195,8 @@ START_TEST(test_relu_backward_from_y) {
     size_t masked = 0;
     for (size_t i = 0; i < no; i++) masked += !(y[i] > 0.0f);
     if (_i == 0) ck_assert_msg(masked > 0, "no window masked: the test would not see the mask");
-    free(x); free(y); free(dy); free(ref); free(got); free(am);
+    free(ref); free(got);
+    relu_pool_free(&p);
 }
 END_TEST
 
@@ -179,17 +204,14 @@ END_TEST
  * zeroed, then each window's dy (with y: only where y > 0) added at its argmax. dy holds -0s
  * (0 + -0 = +0: a form that writes g where it should add it fails here) and y zeros. */
 START_TEST(test_backward_by_definition) {
-    Pool2dShape s;
-    case_shape(&CASES[_i], &s);
-    size_t ni = in_len(&s), no = out_len(&s);
-    float *x = malloc(ni * 4), *y = malloc(no * 4), *dy = malloc(no * 4);
+    ReluPool p;
+    relu_pool(&p, &CASES[_i], 60 + (uint64_t)_i);
+    const Pool2dShape s = p.s;
+    const size_t ni = p.ni, no = p.no;
+    const float *y = p.y, *dy = p.dy;
+    const int32_t *am = p.am;
+    for (size_t i = 0; i < no; i += 5) p.dy[i] = -0.0f;
     float *want = malloc(ni * 4), *got = malloc(ni * 4);
-    int32_t *am = malloc(no * 4);
-    fill_distinct(x, ni, 60 + (uint64_t)_i);
-    for (size_t i = 0; i < ni; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
-    fill_distinct(dy, no, 70 + (uint64_t)_i);
-    for (size_t i = 0; i < no; i += 5) dy[i] = -0.0f;
-    maxpool2d_forward(&s, x, y, am);
     for (int masked = 0; masked < 2; masked++) {
         memset(want, 0, ni * 4);
         for (size_t i = 0; i < no; i++)
@@ -204,7 +226,8 @@ START_TEST(test_backward_by_definition) {
         }
         test_clone_reset();
     }
-    free(x); free(y); free(dy); free(want); free(got); free(am);
+    free(want); free(got);
+    relu_pool_free(&p);
 }
 END_TEST
 
