@@ -287,11 +287,6 @@ static int enabled(const char *name) {
     return !(v && strcmp(v, "0") == 0);
 }
 
-/* ---- the backward from the pools' winners and the dense dx where alive (backend.h) ----
- * The work of the alive winners only: on MNIST after the first ~20 steps ~5% of pool2's outputs
- * (bench_relu_sparsity), where conv2's two GEMMs and dense1's dx do all of it
- * (docs/kernels-cpu.md, step 22). CNN_CPU_FROM_POOL=0 turns all three off. */
-
 /* ---- conv1 + ReLU + pool1 as one op (backend.h): the direct loops' rows pooled from a small
  * buffer, the conv output never stored (docs/kernels-cpu.md, step 47); its filter gradient
  * through the conv output's gradient, made from pool1's y, and the direct filter loops.
@@ -317,6 +312,11 @@ static void cpu_maxpool2d_relu_backward_from_y(Backend *be, const Pool2dShape *s
     maxpool2d_relu_backward_from_y(s, dy, argmax, y, dx);
 }
 
+/* ---- the backward from the pools' winners and the dense dx where alive (backend.h) ----
+ * The work of the alive winners only: on MNIST after the first ~20 steps ~5% of pool2's outputs
+ * (bench_relu_sparsity), where conv2's two GEMMs and dense1's dx do all of it
+ * (docs/kernels-cpu.md, step 22). CNN_CPU_FROM_POOL=0 turns all three off. */
+
 /* Vectors over the input channels (kernels/conv2d_pool.c): worth it from 8; conv1 (C = 1) keeps
  * its direct loops. */
 static int cpu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
@@ -324,6 +324,8 @@ static int cpu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
     return s->c >= 8;
 }
 
+/* The conv + ReLU + pool op's filter gradient (above) goes through the conv output's gradient
+ * where the winners' loops are not worth it. */
 static int cpu_conv2d_relu_maxpool_filter_via_conv(Backend *be, const Conv2dShape *s) {
     return !cpu_conv2d_filter_grad_from_pool(be, s);
 }
