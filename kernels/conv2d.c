@@ -275,7 +275,8 @@ void conv2d_relu_maxpool_forward_direct(const Conv2dShape *cs, const Pool2dShape
             conv2d_direct_forward_rows(cs, x + n * in_img, w, b, r0, r1, buf);
             /* relu_forward's operation, inline: its call opens an OpenMP region (if(0): a
              * team of one), which cost more than these few floats, 1,400 times a step */
-            for (size_t i = 0; i < (size_t)(r1 - r0) * row; i++) buf[i] = buf[i] > 0.0f ? buf[i] : 0.0f;
+            for (size_t i = 0; i < (size_t)(r1 - r0) * row; i++)
+                buf[i] = buf[i] > 0.0f ? buf[i] : 0.0f;
             maxpool2d_forward_row(ps, buf, r0, n, ph, y, argmax);
         }
     }

@@ -229,7 +229,9 @@ static void bias_grad(int n, int out, const float *dy, float *db) {
 
 int dense_forward_sparse_input(int n, int in, int out, const float *x, const float *w,
                                const float *b, float *y) {
-    const int threads = kernels_threads_for((double)n * in * out, (out + 255) / 256);
+    /* the threads for the tasks the multi-thread blocks make */
+    const int threads = kernels_threads_for((double)n * in * out,
+                                            (out + sparse_block(2) - 1) / sparse_block(2));
     const int block = sparse_block(threads), tasks = (out + block - 1) / block;
     Columns c;
     if (columns_build(n, in, x, &c, threads) != 0) return -1;
@@ -253,7 +255,8 @@ int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, c
     const SparseFilterRowFn f = sparse_filter_row_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int t = 0; t < tasks; t++)
-        for (int i = t * 64; i < t * 64 + 64 && i < in; i++) f(&c, out, dy, i, dw + (size_t)i * out);
+        for (int i = t * 64; i < t * 64 + 64 && i < in; i++)
+            f(&c, out, dy, i, dw + (size_t)i * out);
     columns_free(&c);
     bias_grad(n, out, dy, db);
     return 0;

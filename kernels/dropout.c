@@ -33,7 +33,8 @@ typedef void (*ForwardBlocksFn)(size_t, size_t, size_t, float, float, uint64_t, 
  * lanes, so the odd ones are shifted down for a second product. */
 __attribute__((target("avx512f"))) static inline void mulhilo16(__m512i a, __m512i m, __m512i *lo,
                                                                __m512i *hi) {
-    const __m512i even = _mm512_mul_epu32(a, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    const __m512i even = _mm512_mul_epu32(a, m);
+    const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
     *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
     *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
 }
@@ -107,7 +108,8 @@ void dropout_forward(size_t n, float rate, uint64_t seed, uint64_t stream, const
     const ForwardBlocksFn f = forward_blocks_fn();
     /* Threads take groups of 1024 Philox blocks (4096 elements). */
     const size_t blocks = (n + 3) / 4, group = 1024, groups = (blocks + group - 1) / group;
-    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS / 16)) /* Philox: ~16x a plain pass */
+    /* Philox: ~16x a plain pass */
+    KERNELS_OMP(omp parallel for schedule(static) if (n >= KERNELS_PARALLEL_MIN_ELEMENTS / 16))
     for (size_t g = 0; g < groups; g++)
         f(g * group, (g + 1) * group < blocks ? (g + 1) * group : blocks, n, rate, scale, seed,
           stream, x, y, mask);
