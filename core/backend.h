@@ -208,12 +208,6 @@ struct Backend {
      * (NULL: for any); core records it only where this says yes (the CPU's: a conv its direct
      * loops run, kernels.h's conv2d_relu_maxpool_direct_fits). */
     int (*conv2d_relu_maxpool_fits)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps);
-    /* Optional, with maxpool2d_relu_backward_from_y below: non-zero when the op's filter
-     * gradient is to be made as the two ops would make it, for this conv: the conv output's
-     * gradient by maxpool2d_relu_backward_from_y into a buffer of its size, then
-     * conv2d_backward_filter (the CPU's conv1: its direct filter loops over that gradient beat
-     * the winners' loops at one input channel). NULL or 0: conv2d_relu_maxpool_backward_filter. */
-    int (*conv2d_relu_maxpool_filter_via_conv)(Backend *be, const Conv2dShape *cs);
     /* Optional, with the two entries above: maxpool2d_backward, then the backward of the ReLU
      * before the pool with its mask read from the pool's output y (kernels.h's
      * maxpool2d_relu_backward_from_y: the values of maxpool2d_relu_backward without the pool's

@@ -288,9 +288,10 @@ static int enabled(const char *name) {
 }
 
 /* ---- conv1 + ReLU + pool1 as one op (backend.h): the direct loops' rows pooled from a small
- * buffer, the conv output never stored (docs/kernels-cpu.md, step 47); its filter gradient
- * through the conv output's gradient, made from pool1's y, and the direct filter loops.
- * CNN_CPU_CONV_POOL=0 turns it off. */
+ * buffer, the conv output never stored (docs/kernels-cpu.md, step 47); its filter gradient by
+ * the direct filter loops over the conv output's gradient, made from pool1's y a block of rows
+ * at a time (step 53; cpu_conv2d_relu_maxpool_backward_filter below). CNN_CPU_CONV_POOL=0 turns
+ * it off. */
 static void cpu_conv2d_relu_maxpool_forward(Backend *be, const Conv2dShape *cs,
                                             const Pool2dShape *ps, const float *x,
                                             const float *w, const float *b, float *y,
@@ -324,19 +325,19 @@ static int cpu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
     return s->c >= 8;
 }
 
-/* The conv + ReLU + pool op's filter gradient (above) goes through the conv output's gradient
- * where the winners' loops are not worth it. */
-static int cpu_conv2d_relu_maxpool_filter_via_conv(Backend *be, const Conv2dShape *s) {
-    return !cpu_conv2d_filter_grad_from_pool(be, s);
-}
-
+/* A conv the direct loops run (conv1, in the conv + ReLU + pool op above) takes them over its
+ * output's gradient made a block at a time: at one input channel the winners' loops, one
+ * channel's taps per winner, are not worth it. */
 static void cpu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShape *cs,
                                                     const Pool2dShape *ps, const float *x,
                                                     const float *y, const int32_t *argmax,
                                                     const float *dy, float *dw, float *db,
                                                     float *ws) {
     (void)be;
-    conv2d_relu_maxpool_backward_filter(cs, ps, x, y, argmax, dy, dw, db, ws);
+    if (conv2d_relu_maxpool_direct_fits(cs, ps))
+        conv2d_relu_maxpool_backward_filter_direct(cs, ps, x, y, argmax, dy, dw, db, ws);
+    else
+        conv2d_relu_maxpool_backward_filter(cs, ps, x, y, argmax, dy, dw, db, ws);
 }
 
 /* kernels.h's conditions: a stride-1 conv, pool windows that do not overlap. */
@@ -427,7 +428,6 @@ Backend *backend_cpu_create(void) {
     if (enabled("CNN_CPU_CONV_POOL")) {
         be->conv2d_relu_maxpool_forward = cpu_conv2d_relu_maxpool_forward;
         be->conv2d_relu_maxpool_fits = cpu_conv2d_relu_maxpool_fits;
-        be->conv2d_relu_maxpool_filter_via_conv = cpu_conv2d_relu_maxpool_filter_via_conv;
         be->maxpool2d_relu_backward_from_y = cpu_maxpool2d_relu_backward_from_y;
     }
     /* dense1's backward and Adam in one pass (docs/kernels-cpu.md, step 44);

@@ -5,8 +5,7 @@
  * then has maxpool2d_relu_backward_from_y too), dx comes from the pool's winners where the
  * backend takes that (conv2d_data_grad_from_pool); elsewhere the conv output's gradient is made
  * from the pooled gradient, the argmax and the pooled y (saved[1], [N,OH,OW,K]) and goes
- * through conv2d_backward_data as in the unfused ops; so does the filter gradient, through
- * conv2d_backward_filter, where the backend asks (conv2d_relu_maxpool_filter_via_conv). */
+ * through conv2d_backward_data as in the unfused ops. */
 #include "core/ops.h"
 
 static void conv_pool_fwd(Tape *t, TapeOp *op) {
@@ -19,39 +18,27 @@ static void conv_pool_fwd(Tape *t, TapeOp *op) {
                                        tensor_f32(op->out), tensor_i32(op->saved[0]));
 }
 
-/* The filter gradient through the conv output's gradient (backend.h,
- * conv2d_relu_maxpool_filter_via_conv)? */
-static int filter_via_conv(Backend *be, const Conv2dShape *cs) {
-    return be->conv2d_relu_maxpool_filter_via_conv && be->maxpool2d_relu_backward_from_y &&
-           be->conv2d_relu_maxpool_filter_via_conv(be, cs);
-}
-
 static void conv_pool_bwd(Tape *t, TapeOp *op) {
     Conv2dShape cs = op->p.conv_pool.conv;
     Pool2dShape ps = op->p.conv_pool.pool;
     cs.n = ps.n = t->n;
     /* The filter gradient first: a backend may run it beside the data gradient (backend.h,
-     * "Ordering"); through the conv output's gradient, after that. The parameters always take
-     * gradients. */
+     * "Ordering"). The parameters always take gradients. */
     Backend *be = t->be;
-    const int via_conv = filter_via_conv(be, &cs);
-    float *dconv = op->saved[1] ? tensor_f32(op->saved[1]) : NULL;
-    if (op->dx[1] && !via_conv)
+    if (op->dx[1])
         be->conv2d_relu_maxpool_backward_filter(
             be, &cs, &ps, tensor_f32(op->in[0]), tensor_f32(op->out), tensor_i32(op->saved[0]),
             op->out->grad, op->dx[1], op->n_in > 2 ? op->dx[2] : NULL, t->ws);
-    if (dconv && (via_conv || (op->dx[0] && !op->data_from_pool)))
-        be->maxpool2d_relu_backward_from_y(be, &ps, op->out->grad, tensor_i32(op->saved[0]),
-                                           tensor_f32(op->out), dconv);
-    if (op->dx[1] && via_conv)
-        be->conv2d_backward_filter(be, &cs, tensor_f32(op->in[0]), dconv, op->dx[1],
-                                   op->n_in > 2 ? op->dx[2] : NULL, t->ws);
     if (op->dx[0] && op->data_from_pool)
         be->conv2d_relu_maxpool_backward_data(be, &cs, &ps, tensor_f32(op->in[1]),
                                               tensor_f32(op->out), tensor_i32(op->saved[0]),
                                               op->out->grad, op->dx[0], t->ws);
-    else if (op->dx[0])
+    else if (op->dx[0]) {
+        float *dconv = tensor_f32(op->saved[1]);
+        be->maxpool2d_relu_backward_from_y(be, &ps, op->out->grad, tensor_i32(op->saved[0]),
+                                           tensor_f32(op->out), dconv);
         be->conv2d_backward_data(be, &cs, dconv, tensor_f32(op->in[1]), op->dx[0], t->ws);
+    }
 }
 
 static const OpDef CONV2D_RELU_MAXPOOL = {"conv2d_relu_maxpool", conv_pool_fwd, conv_pool_bwd,
@@ -86,7 +73,7 @@ Tensor *op_conv2d_relu_maxpool(Tape *t, Tensor *x, Tensor *w, Tensor *b, int str
     op->saved[0] = argmax;
     op->data_from_pool = x->requires_grad && t->be->conv2d_data_grad_from_pool &&
                          t->be->conv2d_data_grad_from_pool(t->be, &cs, &ps);
-    if ((x->requires_grad && !op->data_from_pool) || filter_via_conv(t->be, &cs)) {
+    if (x->requires_grad && !op->data_from_pool) {
         /* the conv output's gradient, made in the backward */
         int conv_shape[4] = {cs.n, cs.oh, cs.ow, cs.k};
         if (!(op->saved[1] = tape_tensor(t, DT_F32, 4, conv_shape, 1))) return NULL;

@@ -308,8 +308,36 @@ void conv2d_backward_data(const Conv2dShape *s, const float *dy, const float *w,
     sgemm_serial_end();
 }
 
-void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *dy, float *dw,
-                            float *db, float *ws) {
+/* The conv output's gradient as maxpool2d_relu_backward_from_y makes it from a pool over it. */
+typedef struct {
+    const Pool2dShape *ps;
+    const float *dy, *y;   /* the pool's output gradient and output [N,PH,PW,K] */
+    const int32_t *argmax; /* into the conv output [N,OH,OW,K] */
+} PoolGrad;
+
+/* One image's direct filter gradient added to a group's pdw, pdb, per block of
+ * CONV_DIRECT_FILTER_ROWS output rows: dy's rows read in place (dyi), or made from the pool's
+ * winners (pg) into buf, a block at a time, where the conv output's gradient is not stored.
+ * Either way the blocks, values and order of conv2d_direct_filter_image: the same bits. */
+static void filter_image_direct(const Conv2dShape *s, const float *xi, const float *dyi,
+                                const PoolGrad *pg, int n, float *buf, float *pdw, float *pdb) {
+    const int K = s->k;
+    for (int r0 = 0; r0 < s->oh; r0 += CONV_DIRECT_FILTER_ROWS) {
+        const int r1 = r0 + CONV_DIRECT_FILTER_ROWS < s->oh ? r0 + CONV_DIRECT_FILTER_ROWS : s->oh;
+        const float *dyr = dyi + (size_t)r0 * s->ow * K;
+        if (pg) {
+            maxpool2d_backward_rows(pg->ps, pg->dy, pg->argmax, pg->y, n, r0, r1, buf);
+            dyr = buf;
+        }
+        for (size_t p = 0; p < (size_t)(r1 - r0) * s->ow; p++)
+            for (int k = 0; k < K; k++) pdb[k] += dyr[p * K + k];
+        conv2d_direct_filter_rows(s, xi, dyr, r0, r1, pdw);
+    }
+}
+
+/* conv2d_backward_filter, with dy from pg where dy is NULL (the direct loops only). */
+static void backward_filter(const Conv2dShape *s, const float *x, const float *dy,
+                            const PoolGrad *pg, float *dw, float *db, float *ws) {
     const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
     const size_t nw = (size_t)KKC * K, part_len = nw + K; /* a group's partial dw, then db */
@@ -323,7 +351,7 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
         if (db) memset(db, 0, (size_t)K * sizeof *db);
         return;
     }
-    if (sgemm_serial_begin(threads) != 0) {
+    if (!direct && sgemm_serial_begin(threads) != 0) { /* the direct loops need no GEMM buffers */
         conv2d_backward_filter_reference(s, x, dy, dw, db);
         return;
     }
@@ -335,13 +363,13 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
         for (int k = 0; k < K; k++) pdb[k] = 0.0f;
         if (direct) memset(pdw, 0, nw * sizeof *pdw);
         for (int n = n0; n < n1; n++) {
-            const float *col = x + n * in_img, *dyi = dy + (size_t)n * rows * K;
-            for (int r = 0; r < rows; r++)
-                for (int k = 0; k < K; k++) pdb[k] += dyi[(size_t)r * K + k];
+            const float *col = x + n * in_img, *dyi = pg ? NULL : dy + (size_t)n * rows * K;
             if (direct) {
-                conv2d_direct_filter_image(s, col, dyi, pdw);
+                filter_image_direct(s, col, dyi, pg, n, ws + t * panel, pdw, pdb);
                 continue;
             }
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < K; k++) pdb[k] += dyi[(size_t)r * K + k];
             if (!pointwise) {
                 im2col_image(s, col, ws + t * panel);
                 col = ws + t * panel;
@@ -352,7 +380,7 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
                          pdw, KKC);
         }
     }
-    sgemm_serial_end();
+    if (!direct) sgemm_serial_end();
     /* The groups' partial sums, added in group order (on this thread: at most 8 x KKC*K
      * adds, less than a parallel region costs on a busy machine). The GEMM path's partial
      * sums are dw^T [K, KKC], the direct path's dw [KKC, K]. */
@@ -368,4 +396,17 @@ void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *d
             for (int g = 1; g < groups; g++) acc += parts[g * part_len + nw + k];
             db[k] = acc;
         }
+}
+
+void conv2d_backward_filter(const Conv2dShape *s, const float *x, const float *dy, float *dw,
+                            float *db, float *ws) {
+    backward_filter(s, x, dy, NULL, dw, db, ws);
+}
+
+void conv2d_relu_maxpool_backward_filter_direct(const Conv2dShape *cs, const Pool2dShape *ps,
+                                                const float *x, const float *y,
+                                                const int32_t *argmax, const float *dy, float *dw,
+                                                float *db, float *ws) {
+    const PoolGrad pg = {ps, dy, y, argmax};
+    backward_filter(cs, x, NULL, &pg, dw, db, ws);
 }

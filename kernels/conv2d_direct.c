@@ -82,10 +82,11 @@ DIRECT_INLINE void forward_body(const Conv2dShape *s, const float *restrict xi,
 
 
 /* For one tap (kh, kw) and input channel c: sum over the output pixels of rows [rows0, rows1)
- * of x * dy[pixel, k0:k0+kb], added to dwp. Each row's valid pixels alternate between two
- * accumulator sets (independent add chains), added together at the end: a fixed order. */
+ * of x * dy[pixel, k0:k0+kb], added to dwp (dyr: dy's rows from rows0, [rows1 - rows0, OW, K]).
+ * Each row's valid pixels alternate between two accumulator sets (independent add chains),
+ * added together at the end: a fixed order. */
 DIRECT_INLINE void filter_tap(const Conv2dShape *s, const float *restrict xi,
-                              const float *restrict dyi, int kh, int kw, int c, int k0, int kb,
+                              const float *restrict dyr, int kh, int kw, int c, int k0, int kb,
                               int rows0, int rows1, float *restrict dwp) {
     const int C = s->c, K = s->k;
     float acc0[DIRECT_KB] = {0}, acc1[DIRECT_KB] = {0};
@@ -98,7 +99,7 @@ DIRECT_INLINE void filter_tap(const Conv2dShape *s, const float *restrict xi,
     for (int oh = oh0; oh < oh1; oh++) {
         const int ih = oh * s->stride_h - s->pad_top + kh;
         const float *xp = xi + ((size_t)ih * s->w + ow0 * s->stride_w - s->pad_left + kw) * C + c;
-        const float *restrict d = dyi + ((size_t)oh * s->ow + ow0) * K + k0;
+        const float *restrict d = dyr + ((size_t)(oh - rows0) * s->ow + ow0) * K + k0;
         int ow = ow0;
         for (; ow + 1 < ow1; ow += 2, xp += 2 * xstep, d += 2 * (size_t)K) {
             const float x0 = xp[0], x1 = xp[xstep];
@@ -115,23 +116,24 @@ DIRECT_INLINE void filter_tap(const Conv2dShape *s, const float *restrict xi,
     for (int j = 0; j < kb; j++) dwp[j] += acc0[j] + acc1[j];
 }
 
-/* The filter gradient takes the output rows in blocks of this many: the block's dy (conv1:
- * 8 x 28 x 32 floats, 28 KiB) stays in L1 while the 25 taps walk it, where whole images' dy
- * (100 KiB) came from L2 for each tap (measured, batch 100, 1 thread: 2.3 -> 1.8 ms). */
-#define FILTER_ROWS 8
+/* The filter gradient takes the output rows in blocks of CONV_DIRECT_FILTER_ROWS: the block's
+ * dy (conv1: 8 x 28 x 32 floats, 28 KiB) stays in L1 while the 25 taps walk it, where whole
+ * images' dy (100 KiB) came from L2 for each tap (measured, batch 100, 1 thread: 2.3 -> 1.8 ms).
+ * Rows [r0, r1), dyr holding them. */
 DIRECT_INLINE void filter_body(const Conv2dShape *s, const float *restrict xi,
-                               const float *restrict dyi, float *restrict dw) {
+                               const float *restrict dyr, int r0, int r1, float *restrict dw) {
     const int C = s->c, K = s->k;
-    for (int r0 = 0; r0 < s->oh; r0 += FILTER_ROWS) {
-        const int r1 = r0 + FILTER_ROWS < s->oh ? r0 + FILTER_ROWS : s->oh;
+    for (int b0 = r0; b0 < r1; b0 += CONV_DIRECT_FILTER_ROWS) {
+        const int b1 = b0 + CONV_DIRECT_FILTER_ROWS < r1 ? b0 + CONV_DIRECT_FILTER_ROWS : r1;
+        const float *dyb = dyr + (size_t)(b0 - r0) * s->ow * K;
         for (int kh = 0; kh < s->kh; kh++)
             for (int kw = 0; kw < s->kw; kw++)
                 for (int c = 0; c < C; c++) {
                     float *dwp = dw + (((size_t)kh * s->kw + kw) * C + c) * K;
                     int k0 = 0;
                     for (; k0 + DIRECT_KB <= K; k0 += DIRECT_KB)
-                        filter_tap(s, xi, dyi, kh, kw, c, k0, DIRECT_KB, r0, r1, dwp + k0);
-                    if (k0 < K) filter_tap(s, xi, dyi, kh, kw, c, k0, K - k0, r0, r1, dwp + k0);
+                        filter_tap(s, xi, dyb, kh, kw, c, k0, DIRECT_KB, b0, b1, dwp + k0);
+                    if (k0 < K) filter_tap(s, xi, dyb, kh, kw, c, k0, K - k0, b0, b1, dwp + k0);
                 }
     }
 }
@@ -140,8 +142,9 @@ static void forward_base(const Conv2dShape *s, const float *xi, const float *w, 
                          int oh0, int oh1, float *yr) {
     forward_body(s, xi, w, b, oh0, oh1, yr, NULL, 1);
 }
-static void filter_base(const Conv2dShape *s, const float *xi, const float *dyi, float *dw) {
-    filter_body(s, xi, dyi, dw);
+static void filter_base(const Conv2dShape *s, const float *xi, const float *dyr, int r0, int r1,
+                        float *dw) {
+    filter_body(s, xi, dyr, r0, r1, dw);
 }
 
 #if KERNELS_HAVE_AVX2_CLONES
@@ -230,8 +233,9 @@ __attribute__((target("avx2"))) static void forward_avx2(const Conv2dShape *s, c
     forward_body(s, xi, w, b, oh0, oh1, yr, pair_avx2, 2);
 }
 __attribute__((target("avx2"))) static void filter_avx2(const Conv2dShape *s, const float *xi,
-                                                        const float *dyi, float *dw) {
-    filter_body(s, xi, dyi, dw);
+                                                        const float *dyr, int r0, int r1,
+                                                        float *dw) {
+    filter_body(s, xi, dyr, r0, r1, dw);
 }
 __attribute__((target("avx512f"))) static void forward_avx512(const Conv2dShape *s,
                                                              const float *xi, const float *w,
@@ -240,9 +244,9 @@ __attribute__((target("avx512f"))) static void forward_avx512(const Conv2dShape 
     forward_body(s, xi, w, b, oh0, oh1, yr, quad_avx512, 4);
 }
 __attribute__((target("avx512f"))) static void filter_avx512(const Conv2dShape *s,
-                                                            const float *xi, const float *dyi,
-                                                            float *dw) {
-    filter_body(s, xi, dyi, dw);
+                                                            const float *xi, const float *dyr,
+                                                            int r0, int r1, float *dw) {
+    filter_body(s, xi, dyr, r0, r1, dw);
 }
 #endif
 
@@ -260,11 +264,16 @@ void conv2d_direct_forward_image(const Conv2dShape *s, const float *xi, const fl
     conv2d_direct_forward_rows(s, xi, w, b, 0, s->oh, yi);
 }
 
+void conv2d_direct_filter_rows(const Conv2dShape *s, const float *xi, const float *dyr, int oh0,
+                               int oh1, float *dw) {
+#if KERNELS_HAVE_AVX2_CLONES
+    KERNELS_PICK_CLONE(filter_base, filter_avx2, filter_avx512)(s, xi, dyr, oh0, oh1, dw);
+#else
+    filter_base(s, xi, dyr, oh0, oh1, dw);
+#endif
+}
+
 void conv2d_direct_filter_image(const Conv2dShape *s, const float *xi, const float *dyi,
                                 float *dw) {
-#if KERNELS_HAVE_AVX2_CLONES
-    KERNELS_PICK_CLONE(filter_base, filter_avx2, filter_avx512)(s, xi, dyi, dw);
-#else
-    filter_base(s, xi, dyi, dw);
-#endif
+    conv2d_direct_filter_rows(s, xi, dyi, 0, s->oh, dw);
 }

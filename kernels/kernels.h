@@ -112,6 +112,14 @@ int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps
 void conv2d_relu_maxpool_forward_direct(const Conv2dShape *cs, const Pool2dShape *ps,
                                         const float *x, const float *w, const float *b,
                                         float *y, int32_t *argmax);
+/* Its backward's filter gradient, where conv2d_relu_maxpool_direct_fits: dw and db (may be NULL)
+ * of conv2d_backward_filter over the conv output's gradient that maxpool2d_relu_backward_from_y
+ * makes from dy, argmax and y, bit for bit, without that gradient (made a block of rows at a
+ * time in the workspace: conv2d_workspace_floats(cs)). */
+void conv2d_relu_maxpool_backward_filter_direct(const Conv2dShape *cs, const Pool2dShape *ps,
+                                                const float *x, const float *y,
+                                                const int32_t *argmax, const float *dy, float *dw,
+                                                float *db, float *ws);
 
 /* ---- conv + ReLU + max pool, fused (kernels/conv2d_pool.c) --------------------------------- *
  * A network's first layer, whose input x takes no gradient: conv (cs) + bias, ReLU, then max

@@ -95,29 +95,127 @@ void maxpool2d_forward_row(const Pool2dShape *s, const float *xr, int row0, int 
     forward_row_fn()(s, xr, row0, y, argmax, n, oh);
 }
 
+/* g's bits and mask's: g, or +0 where mask is 0. */
+static inline __attribute__((always_inline)) float masked(float g, uint32_t mask) {
+    uint32_t bits;
+    memcpy(&bits, &g, sizeof bits);
+    bits &= mask;
+    memcpy(&g, &bits, sizeof g);
+    return g;
+}
+
+/* dy[i], or +0 where y is given and y[i] <= 0: the ReLU stopped the window's winner. A bit mask
+ * rather than a select, which the compiler made a branch (y > 0 is a coin toss on ReLU
+ * outputs: the branch's mispredictions doubled the pass). */
+static inline __attribute__((always_inline)) float passed(const float *dy, const float *y,
+                                                         size_t i) {
+    return y ? masked(dy[i], -(uint32_t)(y[i] > 0.0f)) : dy[i];
+}
+
+/* Rows [r0, r1) of image n's dx into dxr: zero, then each window whose winner lies there adds its
+ * passed gradient, the windows in memory order. A stopped winner adds +0, the same bits: dx
+ * starts at +0 and no sum of these adds makes a -0 for +0 to change. */
+static void scatter_rows(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                         const float *y, int n, int r0, int r1, float *dxr) {
+    const size_t in_row = (size_t)s->w * s->c, out_row = (size_t)s->ow * s->c;
+    const int64_t first = ((int64_t)n * s->h + r0) * (int64_t)in_row; /* dxr[0] in [N,H,W,C] */
+    const uint64_t len = (uint64_t)(r1 - r0) * in_row;
+    memset(dxr, 0, len * sizeof *dxr);
+    for (int oh = 0; oh < s->oh; oh++) {
+        const int h0 = oh * s->stride_h - s->pad_top;
+        if (h0 >= r1 || h0 + s->kh <= r0) continue; /* no window row in [r0, r1) */
+        const size_t i0 = ((size_t)n * s->oh + oh) * out_row;
+        for (size_t i = i0; i < i0 + out_row; i++) {
+            const uint64_t at = (uint64_t)((int64_t)argmax[i] - first);
+            if (at < len) dxr[at] += passed(dy, y, i); /* all, for whole images */
+        }
+    }
+}
+
+/* Whether the windows tile the input: each element in exactly one window. */
+static int windows_tile(const Pool2dShape *s) {
+    return s->stride_h == s->kh && s->stride_w == s->kw && s->pad_top == 0 &&
+           s->pad_left == 0 && s->oh * s->kh == s->h && s->ow * s->kw == s->w;
+}
+
+/* scatter_rows where the windows tile the input and [r0, r1) holds whole windows: each element
+ * written once, the window's passed gradient + 0 where it is the window's argmax, else +0 (0 + g
+ * is g + 0 for every g, -0 included), vectorised over the channels. Only into a buffer in cache:
+ * over whole batches (10 MB) the vector stores read each line first, where memset does not, and
+ * this pass was slower than memset and scatter (docs/kernels-cpu.md, steps 49 and 53). */
+static inline __attribute__((always_inline)) void
+tiled_rows_body(const Pool2dShape *s, const float *dy, const int32_t *argmax, const float *y,
+                int n, int r0, int r1, float *dxr) {
+    const int C = s->c;
+    for (int oh = r0 / s->kh; oh < r1 / s->kh; oh++)
+        for (int ow = 0; ow < s->ow; ow++) {
+            const size_t o = (((size_t)n * s->oh + oh) * s->ow + ow) * C;
+            for (int ih = oh * s->kh; ih < (oh + 1) * s->kh; ih++)
+                for (int iw = ow * s->kw; iw < (ow + 1) * s->kw; iw++) {
+                    const int32_t at = (int32_t)((((size_t)n * s->h + ih) * s->w + iw) * C);
+                    float *d = dxr + ((size_t)(ih - r0) * s->w + iw) * C;
+                    /* branch-free bit masks, so the loops vectorise (a select was made a
+                     * branch); a stopped or losing element's 0 bits + 0 give +0 */
+                    const float *g = dy + o;
+                    const int32_t *a = argmax + o;
+                    if (y) {
+                        const float *yo = y + o;
+                        for (int c = 0; c < C; c++)
+                            d[c] = masked(g[c], -(uint32_t)(a[c] == at + c) &
+                                                    -(uint32_t)(yo[c] > 0.0f)) + 0.0f;
+                    } else {
+                        for (int c = 0; c < C; c++)
+                            d[c] = masked(g[c], -(uint32_t)(a[c] == at + c)) + 0.0f;
+                    }
+                }
+        }
+}
+
+typedef void (*RowsFn)(const Pool2dShape *, const float *, const int32_t *, const float *, int,
+                       int, int, float *);
+
+static void tiled_rows_base(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                            const float *y, int n, int r0, int r1, float *dxr) {
+    tiled_rows_body(s, dy, argmax, y, n, r0, r1, dxr);
+}
+#if KERNELS_HAVE_AVX2_CLONES
+__attribute__((target("avx2"))) static void tiled_rows_avx2(const Pool2dShape *s, const float *dy,
+                                                           const int32_t *argmax, const float *y,
+                                                           int n, int r0, int r1, float *dxr) {
+    tiled_rows_body(s, dy, argmax, y, n, r0, r1, dxr);
+}
+__attribute__((target("avx512f"))) static void tiled_rows_avx512(const Pool2dShape *s,
+                                                                const float *dy,
+                                                                const int32_t *argmax,
+                                                                const float *y, int n, int r0,
+                                                                int r1, float *dxr) {
+    tiled_rows_body(s, dy, argmax, y, n, r0, r1, dxr);
+}
+static RowsFn tiled_rows_fn(void) {
+    return KERNELS_PICK_CLONE(tiled_rows_base, tiled_rows_avx2, tiled_rows_avx512);
+}
+#else
+static RowsFn tiled_rows_fn(void) { return tiled_rows_base; }
+#endif
+
+void maxpool2d_backward_rows(const Pool2dShape *s, const float *dy, const int32_t *argmax,
+                             const float *y, int n, int r0, int r1, float *dxr) {
+    if (windows_tile(s) && r0 % s->kh == 0 && r1 % s->kh == 0)
+        tiled_rows_fn()(s, dy, argmax, y, n, r0, r1, dxr);
+    else
+        scatter_rows(s, dy, argmax, y, n, r0, r1, dxr);
+}
+
 /* Both backwards: y == NULL passes every window, else only those with y > 0. */
 static void pool_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax,
                           const float *y, float *dx) {
-    const size_t in_img = (size_t)s->h * s->w * s->c, out_img = (size_t)s->oh * s->ow * s->c;
+    const size_t in_img = (size_t)s->h * s->w * s->c;
     /* Overlapping windows may route several dy into one dx, but only within an image: threads
-     * split images, and within one the adds run in order. */
+     * split images, and within one the adds run in order. The scatter, not the tiled pass, over
+     * whole images (above). */
     KERNELS_OMP(omp parallel for schedule(static) if (s->n * in_img >= KERNELS_PARALLEL_MIN_ELEMENTS))
-    for (int n = 0; n < s->n; n++) {
-        memset(dx + n * in_img, 0, in_img * sizeof *dx);
-        /* A stopped winner adds +0 rather than nothing, without a branch (y > 0 is a coin
-         * toss on ReLU outputs: the branch's mispredictions doubled the pass). The same bits:
-         * dx starts at +0 and no sum of these adds makes a -0 for +0 to change. */
-        for (size_t i = n * out_img; i < (n + 1) * out_img; i++) {
-            float g = dy[i];
-            if (y) { /* g's bits masked by the compare: the compiler made a select a branch */
-                uint32_t bits;
-                memcpy(&bits, &g, sizeof bits);
-                bits &= -(uint32_t)(y[i] > 0.0f);
-                memcpy(&g, &bits, sizeof g);
-            }
-            dx[argmax[i]] += g;
-        }
-    }
+    for (int n = 0; n < s->n; n++)
+        scatter_rows(s, dy, argmax, y, n, 0, s->h, dx + n * in_img);
 }
 
 void maxpool2d_backward(const Pool2dShape *s, const float *dy, const int32_t *argmax, float *dx) {

@@ -447,7 +447,8 @@ END_TEST
  * kernel's 1/8, so the path runs over the nonzeros and leaves dense1's gradient buffer
  * unwritten; that it differs from the reference's shows which path ran. _i = 1: conv1 + ReLU +
  * pool1 as one op (conv2d_relu_maxpool_forward over the direct loops; the filter gradient
- * through the conv output's gradient from pool1's y); a counted entry shows it ran. */
+ * over the conv output's gradient made from pool1's y a block at a time); a counted entry shows
+ * it ran. */
 static void (*conv_pool_entry)(Backend *, const Conv2dShape *, const Pool2dShape *,
                                const float *, const float *, const float *, float *, int32_t *);
 static int conv_pool_calls;

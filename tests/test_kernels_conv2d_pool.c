@@ -6,7 +6,8 @@
  * sum kernels.h defines (the CUDA twin's), and both gradients' bits on 1 and 2 threads (the CPU
  * engine runs them). Odd sizes, strides, SAME and VALID, overlapping and padded pool windows,
  * tap counts over and under 32 (the CUDA twin's register groups), and conv2's channels. And the
- * CPU engine's fused forward over the direct loops, bit for bit against the calls it replaces. */
+ * CPU engine's fused forward over the direct loops and its filter gradient, bit for bit against
+ * the calls they replace. */
 #include "kernels/kernels.h"
 #include "support/check_run.h"
 #include "support/gradcheck.h"
@@ -295,9 +296,48 @@ static void check_direct(const Case *t, uint64_t seed) {
     teardown(&s);
 }
 
+/* Its backward's filter gradient, conv2d_relu_maxpool_backward_filter_direct, against the two
+ * calls it stands for, maxpool2d_relu_backward_from_y into the conv output's gradient and
+ * conv2d_backward_filter: dw and db bit for bit, every clone run, 1 and 2 threads; dy with -0s,
+ * y with zeros (the ReLU's stopped winners, and a thinned third). */
+static void check_direct_filter(const Case *t, uint64_t seed) {
+    Setup s;
+    setup(&s, t, seed);
+    float *y = malloc(s.ny * 4), *dconv = malloc(s.nconv * 4);
+    int32_t *am = malloc(s.ny * 4);
+    float *dw_ref = malloc(s.nw * 4), *db_ref = malloc(s.cs.k * 4);
+    float *dw = malloc(s.nw * 4), *db = malloc(s.cs.k * 4);
+    float *ws = malloc(conv2d_workspace_floats(&s.cs) * 4);
+    conv2d_relu_maxpool_forward_direct(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
+    for (size_t i = 0; i < s.ny; i += 3) y[i] = 0.0f;
+    for (size_t i = 1; i < s.ny; i += 7) s.dy[i] = -0.0f;
+    maxpool2d_relu_backward_from_y(&s.ps, s.dy, am, y, dconv);
+    conv2d_backward_filter(&s.cs, s.x, dconv, dw_ref, db_ref, ws);
+    for (int threads = 1; threads <= 2; threads++) {
+        kernels_set_threads(threads);
+        for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+            test_clone_run(run);
+            test_poison(dw, s.nw);
+            test_poison(db, (size_t)s.cs.k);
+            test_poison(ws, conv2d_workspace_floats(&s.cs));
+            conv2d_relu_maxpool_backward_filter_direct(&s.cs, &s.ps, s.x, y, am, s.dy, dw, db,
+                                                       ws);
+            ck_assert_msg(memcmp(dw, dw_ref, s.nw * 4) == 0 &&
+                              memcmp(db, db_ref, (size_t)s.cs.k * 4) == 0,
+                          "filter gradient: %s, %d threads differs", test_clone_name(run),
+                          threads);
+        }
+        test_clone_reset();
+    }
+    kernels_set_threads(2);
+    free(y); free(dconv); free(am); free(dw_ref); free(db_ref); free(dw); free(db); free(ws);
+    teardown(&s);
+}
+
 START_TEST(test_forward_direct_vs_calls) {
     if (_i == NCASES) {
         check_direct(&DIRECT_MNIST, 70);
+        check_direct_filter(&DIRECT_MNIST, 71);
         return;
     }
     Setup s;
@@ -305,7 +345,9 @@ START_TEST(test_forward_direct_vs_calls) {
     const int fits = conv2d_relu_maxpool_direct_fits(&s.cs, &s.ps);
     teardown(&s);
     ck_assert_int_eq(fits, CASES[_i].c <= 4);
-    if (fits) check_direct(&CASES[_i], 70 + (uint64_t)_i);
+    if (!fits) return;
+    check_direct(&CASES[_i], 70 + (uint64_t)_i);
+    check_direct_filter(&CASES[_i], 80 + (uint64_t)_i);
 }
 END_TEST
 

@@ -2,6 +2,7 @@
  * padding never wins), and the backward pass against finite differences and, bit for bit,
  * against its definition. */
 #include "kernels/kernels.h"
+#include "kernels/maxpool_row.h"
 #include "kernels/philox.h"
 #include "support/check_run.h"
 #include "support/gradcheck.h"
@@ -201,8 +202,9 @@ START_TEST(test_relu_backward_from_y) {
 END_TEST
 
 /* Both backwards against their definition written plainly, bit for bit on every clone run: dx
- * zeroed, then each window's dy (with y: only where y > 0) added at its argmax. dy holds -0s
- * (0 + -0 = +0: a form that writes g where it should add it fails here) and y zeros. */
+ * zeroed, then each window's dy (with y: only where y > 0) added at its argmax; and so their
+ * row blocks. dy holds -0s (0 + -0 = +0: a form that writes g where it should add it fails
+ * here) and y zeros. */
 START_TEST(test_backward_by_definition) {
     ReluPool p;
     relu_pool(&p, &CASES[_i], 60 + (uint64_t)_i);
@@ -223,6 +225,21 @@ START_TEST(test_backward_by_definition) {
             else maxpool2d_backward(&s, dy, am, got);
             ck_assert_msg(memcmp(got, want, ni * 4) == 0, "%s, %s differs",
                           masked ? "from y" : "plain", test_clone_name(run));
+            /* and by row blocks (maxpool_row.h): whole windows or cut ones, in an image's
+             * middle or at its ends; each block's rows as the whole's */
+            for (int rows = 1; rows <= 8; rows += rows < 3 ? 1 : 5) /* 1, 2, 3, 8 */
+                for (int n = 0; n < s.n; n++)
+                    for (int r0 = 0; r0 < s.h; r0 += rows) {
+                        const int r1 = r0 + rows < s.h ? r0 + rows : s.h;
+                        const size_t at = ((size_t)n * s.h + r0) * s.w * s.c;
+                        const size_t len = (size_t)(r1 - r0) * s.w * s.c;
+                        test_poison(got, len);
+                        maxpool2d_backward_rows(&s, dy, am, masked ? y : NULL, n, r0, r1, got);
+                        ck_assert_msg(memcmp(got, want + at, len * 4) == 0,
+                                      "%s, rows [%d, %d) of image %d, %s differ",
+                                      masked ? "from y" : "plain", r0, r1, n,
+                                      test_clone_name(run));
+                    }
         }
         test_clone_reset();
     }

@@ -67,7 +67,6 @@ Backend *test_without_pool_entries(Backend *be) {
     be->dense_backward_data_alive = NULL;
     be->conv2d_relu_maxpool_forward = NULL;
     be->conv2d_relu_maxpool_fits = NULL;
-    be->conv2d_relu_maxpool_filter_via_conv = NULL;
     be->maxpool2d_relu_backward_from_y = NULL;
     return be;
 }
