@@ -198,6 +198,125 @@ static FilterImageFn filter_image_fn(void) { return filter_image_base; }
 static DataImageFn data_image_fn(void) { return data_image_base; }
 #endif
 
+/* ---- conv2's filter gradient k by k (AVX-512; KW = 5, C = 32) -----------------------------
+ * Per winner in pooled order, the loops above read and write the winner's channel's 25 x 32
+ * double sums (6.4 KB) through L2. Here a group's winners are taken one output channel k at a
+ * time: listed (branch-free, in pooled order), then per tap row kh the row's 5 x 32 sums stay in
+ * 20 vector registers over the whole list. Every sum still takes its terms in pooled order (a
+ * sum belongs to one k, and k's winners keep their order), the same fma on the same values: the
+ * same bits (docs/kernels-cpu.md, step 54). */
+#define KMAJOR_KW 5
+#define KMAJOR_C 32
+/* Alive winners listed before they are sorted and summed (twice 32 KB on the stack); a group
+ * with more goes in several lists, in order. */
+#define KMAJOR_LIST 2048
+#define KMAJOR_MAX_K 1024
+
+static int kmajor_fits(const Conv2dShape *cs) {
+    return cs->kw == KMAJOR_KW && cs->c == KMAJOR_C && cs->k <= KMAJOR_MAX_K;
+}
+
+typedef struct {
+    int32_t o;        /* the pooled output [N,PH,PW,K] (the op keeps indices under 2^31) */
+    int16_t n;        /* its image less the group's first */
+    int16_t ih0, iw0; /* its winner's window's first input row and column (may be < 0) */
+    float g;          /* its gradient */
+} KWinner;
+
+#if KERNELS_HAVE_AVX2_CLONES
+#include <immintrin.h>
+
+/* Tap row kh of one channel's sums (acc_row: 5 x 32 doubles) over its winners w[0..m). */
+__attribute__((target("avx512f"))) static void
+kmajor_row_avx512(const Conv2dShape *cs, const float *xg, const KWinner *w, int m, int kh,
+                  double *acc_row) {
+    __m512d a[KMAJOR_KW][4];
+    for (int kw = 0; kw < KMAJOR_KW; kw++)
+        for (int j = 0; j < 4; j++) a[kw][j] = _mm512_loadu_pd(acc_row + kw * KMAJOR_C + 8 * j);
+    for (int i = 0; i < m; i++) {
+        const int ih = w[i].ih0 + kh;
+        if ((unsigned)ih >= (unsigned)cs->h) continue; /* the tap row outside the image */
+        const __m512d g = _mm512_set1_pd((double)w[i].g);
+        const float *xr = xg + (((size_t)w[i].n * cs->h + ih) * cs->w) * KMAJOR_C;
+        for (int kw = 0; kw < KMAJOR_KW; kw++) {
+            const int iw = w[i].iw0 + kw;
+            if ((unsigned)iw >= (unsigned)cs->w) continue;
+            const float *xp = xr + (size_t)iw * KMAJOR_C;
+            for (int j = 0; j < 4; j++)
+                a[kw][j] = _mm512_fmadd_pd(g, _mm512_cvtps_pd(_mm256_loadu_ps(xp + 8 * j)),
+                                           a[kw][j]);
+        }
+    }
+    for (int kw = 0; kw < KMAJOR_KW; kw++)
+        for (int j = 0; j < 4; j++) _mm512_storeu_pd(acc_row + kw * KMAJOR_C + 8 * j, a[kw][j]);
+}
+
+/* The listed winners (their pooled outputs o, in pooled order) sorted by channel, stably, then
+ * summed channel by channel into acc [K][KH*KW][C] and sb [K]. */
+__attribute__((target("avx512f"))) static void
+kmajor_flush_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n0, const float *x,
+                    const int32_t *argmax, const float *dy, const int32_t *list, int m,
+                    KWinner *sorted, int *start, double *acc, double *sb) {
+    const int K = cs->k, taps = cs->kh * KMAJOR_KW;
+    const uint32_t per_image = (uint32_t)(ps->oh * ps->ow * K);
+    for (int k = 0; k <= K; k++) start[k] = 0;
+    for (int i = 0; i < m; i++) start[(uint32_t)list[i] % (uint32_t)K + 1]++;
+    for (int k = 0; k < K; k++) start[k + 1] += start[k];
+    for (int i = 0; i < m; i++) {
+        const uint32_t o = (uint32_t)list[i];
+        const int n = (int)(o / per_image);
+        int oh, ow;
+        winner_at(cs, n, argmax[o], &oh, &ow);
+        const KWinner w = {(int32_t)o, (int16_t)(n - n0),
+                           (int16_t)(oh * cs->stride_h - cs->pad_top),
+                           (int16_t)(ow * cs->stride_w - cs->pad_left), dy[o]};
+        sorted[start[o % (uint32_t)K]++] = w;
+    }
+    /* start[k] is now channel k's end */
+    const float *xg = x + (size_t)n0 * cs->h * cs->w * KMAJOR_C;
+    for (int k = 0, b = 0; k < K; b = start[k], k++) {
+        if (start[k] == b) continue;
+        for (int i = b; i < start[k]; i++) sb[k] += (double)sorted[i].g;
+        double *acc_k = acc + (size_t)k * taps * KMAJOR_C;
+        for (int kh = 0; kh < cs->kh; kh++)
+            kmajor_row_avx512(cs, xg, sorted + b, start[k] - b, kh,
+                              acc_k + (size_t)kh * KMAJOR_KW * KMAJOR_C);
+    }
+}
+
+/* Images [n0, n1) into a group's sums (acc, sb): the alive winners' outputs listed in pooled
+ * order, 16 outputs at a time (a compare and a compress, no branch on each), flushed when the
+ * list may not hold the next 16 and at the end. */
+__attribute__((target("avx512f"))) static void
+filter_group_kmajor_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n0, int n1,
+                           const float *x, const float *y, const int32_t *argmax,
+                           const float *dy, double *acc, double *sb) {
+    const size_t o0 = (size_t)n0 * ps->oh * ps->ow * cs->k, o1 = (size_t)n1 * ps->oh * ps->ow * cs->k;
+    int32_t list[KMAJOR_LIST];
+    KWinner sorted[KMAJOR_LIST];
+    int start[KMAJOR_MAX_K + 1];
+    int m = 0;
+    const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    size_t o = o0;
+    for (; o + 16 <= o1; o += 16) {
+        const __mmask16 alive =
+            _mm512_cmp_ps_mask(_mm512_loadu_ps(y + o), _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int32_t)o), step);
+        _mm512_storeu_si512(list + m, _mm512_maskz_compress_epi32(alive, idx));
+        m += __builtin_popcount(alive);
+        if (m > KMAJOR_LIST - 16) {
+            kmajor_flush_avx512(cs, ps, n0, x, argmax, dy, list, m, sorted, start, acc, sb);
+            m = 0;
+        }
+    }
+    for (; o < o1; o++) {
+        list[m] = (int32_t)o;
+        m += y[o] > 0.0f;
+    }
+    kmajor_flush_avx512(cs, ps, n0, x, argmax, dy, list, m, sorted, start, acc, sb);
+}
+#endif
+
 void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShape *ps,
                                          const float *x, const float *y, const int32_t *argmax,
                                          const float *dy, float *dw, float *db, float *ws) {
@@ -208,12 +327,20 @@ void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShap
     const int groups = (n + per_group - 1) / per_group;
     double *parts = (double *)(void *)ws; /* 8-byte aligned: kernels.h */
     const FilterImageFn image = filter_image_fn();
+    const int kmajor = KERNELS_HAVE_AVX2_CLONES && kernels_cpu_isa() >= KERNELS_ISA_AVX512 &&
+                       kmajor_fits(cs) && cs->h < 32768 && cs->w < 32768 && per_group < 32768;
     const int threads = kernels_threads_for(conv_macs(cs), groups);
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int g = 0; g < groups; g++) {
         double *acc = parts + (size_t)g * part;
         memset(acc, 0, part * sizeof *acc);
         const int n0 = g * per_group, n1 = n0 + per_group < cs->n ? n0 + per_group : cs->n;
+#if KERNELS_HAVE_AVX2_CLONES
+        if (kmajor) {
+            filter_group_kmajor_avx512(cs, ps, n0, n1, x, y, argmax, dy, acc, acc + part - K);
+            continue;
+        }
+#endif
         for (int i = n0; i < n1; i++) image(cs, ps, i, x, y, argmax, dy, acc, acc + part - K);
     }
     /* The groups added in group order, into HWIO: dw[(t*C + c)*K + k] from acc[k][t][c]; the
