@@ -122,8 +122,26 @@ static inline void filter_image_body(const Conv2dShape *cs, const Pool2dShape *p
     }
 }
 
-/* One image's data gradient: zeroed, then each alive winner's taps in pooled order. wt is the
- * filter as [KH,KW,K,C] (C contiguous). */
+/* One alive winner's taps into its image's data gradient dxi: output o (channel k, winner's
+ * flat index at), gradient g. wt is the filter as [KH,KW,K,C] (C contiguous). */
+static inline __attribute__((always_inline)) void
+data_winner(const Conv2dShape *cs, int n, int32_t at, int k, float g, const float *wt,
+            float *dxi) {
+    const int K = cs->k, C = cs->c;
+    int oh, ow;
+    winner_at(cs, n, at, &oh, &ow);
+    int kh0, kh1, kw0, kw1; /* stride 1 */
+    const int ih0 = conv_window_taps(oh, 1, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
+    const int iw0 = conv_window_taps(ow, 1, cs->pad_left, cs->kw, cs->w, &kw0, &kw1);
+    for (int kh = kh0; kh < kh1; kh++)
+        for (int kw = kw0; kw < kw1; kw++) {
+            float *out = dxi + ((size_t)(ih0 + kh) * cs->w + iw0 + kw) * C;
+            const float *wp = wt + ((size_t)(kh * cs->kw + kw) * K + k) * C;
+            for (int c = 0; c < C; c++) out[c] = fmaf(g, wp[c], out[c]);
+        }
+}
+
+/* One image's data gradient: zeroed, then each alive winner's taps in pooled order. */
 static inline void data_image_body(const Conv2dShape *cs, const Pool2dShape *ps, int n,
                                    const float *wt, const float *y, const int32_t *argmax,
                                    const float *dy, float *dx) {
@@ -132,21 +150,9 @@ static inline void data_image_body(const Conv2dShape *cs, const Pool2dShape *ps,
     float *dxi = dx + (size_t)n * cs->h * cs->w * C;
     memset(dxi, 0, (size_t)cs->h * cs->w * C * sizeof *dxi);
     /* k = o % K by a counter: first is a multiple of K */
-    for (size_t o = first, k = 0; o < first + count; o++, k = k + 1 == (size_t)K ? 0 : k + 1) {
-        if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing */
-        const float g = dy[o];
-        int oh, ow;
-        winner_at(cs, n, argmax[o], &oh, &ow);
-        int kh0, kh1, kw0, kw1; /* stride 1 */
-        const int ih0 = conv_window_taps(oh, 1, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
-        const int iw0 = conv_window_taps(ow, 1, cs->pad_left, cs->kw, cs->w, &kw0, &kw1);
-        for (int kh = kh0; kh < kh1; kh++)
-            for (int kw = kw0; kw < kw1; kw++) {
-                float *out = dxi + ((size_t)(ih0 + kh) * cs->w + iw0 + kw) * C;
-                const float *wp = wt + ((size_t)(kh * cs->kw + kw) * K + k) * C;
-                for (int c = 0; c < C; c++) out[c] = fmaf(g, wp[c], out[c]);
-            }
-    }
+    for (size_t o = first, k = 0; o < first + count; o++, k = k + 1 == (size_t)K ? 0 : k + 1)
+        if (y[o] > 0.0f) /* else the ReLU passed nothing */
+            data_winner(cs, n, argmax[o], (int)k, dy[o], wt, dxi);
 }
 
 static void filter_image_base(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *x,
@@ -165,6 +171,7 @@ typedef void (*DataImageFn)(const Conv2dShape *, const Pool2dShape *, int, const
                             const float *, const int32_t *, const float *, float *);
 
 #if KERNELS_HAVE_AVX2_CLONES
+#include <immintrin.h>
 __attribute__((target("avx2,fma"))) static void
 filter_image_avx2(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *x,
                   const float *y, const int32_t *argmax, const float *dy, double *acc,
@@ -182,10 +189,47 @@ filter_image_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const f
                     double *sb) {
     filter_image_body(cs, ps, n, x, y, argmax, dy, acc, sb);
 }
+/* The outputs o of [*from, end) whose winner the ReLU passed (y[o] > 0), in order, into list:
+ * 16 at a time by a compare and a compress (no branch on each: at MNIST's ~5% alive a branch
+ * mispredicts on most of them), at most ALIVE_LIST; *from is advanced past those looked at. */
+#define ALIVE_LIST 2048 /* 8 KB on the stack */
+__attribute__((target("avx512f"))) static int list_alive_avx512(const float *y, size_t *from,
+                                                                size_t end, int32_t *list) {
+    const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    size_t o = *from;
+    int m = 0;
+    for (; o + 16 <= end && m <= ALIVE_LIST - 16; o += 16) {
+        const __mmask16 alive =
+            _mm512_cmp_ps_mask(_mm512_loadu_ps(y + o), _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int32_t)o), step);
+        _mm512_storeu_si512(list + m, _mm512_maskz_compress_epi32(alive, idx));
+        m += __builtin_popcount(alive);
+    }
+    if (m <= ALIVE_LIST - 16) /* room for the last (< 16) one by one, each written */
+        for (; o < end; o++) {
+            list[m] = (int32_t)o; /* the op keeps indices under 2^31 */
+            m += y[o] > 0.0f;
+        }
+    *from = o;
+    return m;
+}
+
+/* data_image_body over the listed outputs: the same winners in the same order. */
 __attribute__((target("avx512f"))) static void
 data_image_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *wt,
                   const float *y, const int32_t *argmax, const float *dy, float *dx) {
-    data_image_body(cs, ps, n, wt, y, argmax, dy, dx);
+    const uint32_t K = (uint32_t)cs->k;
+    const size_t first = (size_t)n * ps->oh * ps->ow * K, end = first + (size_t)ps->oh * ps->ow * K;
+    float *dxi = dx + (size_t)n * cs->h * cs->w * cs->c;
+    memset(dxi, 0, (size_t)cs->h * cs->w * cs->c * sizeof *dxi);
+    int32_t list[ALIVE_LIST];
+    for (size_t o = first; o < end;) {
+        const int m = list_alive_avx512(y, &o, end, list);
+        for (int i = 0; i < m; i++) {
+            const int32_t at = list[i];
+            data_winner(cs, n, argmax[at], (int)((uint32_t)at % K), dy[at], wt, dxi);
+        }
+    }
 }
 static FilterImageFn filter_image_fn(void) {
     return KERNELS_PICK_CLONE(filter_image_base, filter_image_avx2, filter_image_avx512);
@@ -207,9 +251,6 @@ static DataImageFn data_image_fn(void) { return data_image_base; }
  * same bits (docs/kernels-cpu.md, step 54). */
 #define KMAJOR_KW 5
 #define KMAJOR_C 32
-/* Alive winners listed before they are sorted and summed (twice 32 KB on the stack); a group
- * with more goes in several lists, in order. */
-#define KMAJOR_LIST 2048
 #define KMAJOR_MAX_K 1024
 
 static int kmajor_fits(const Conv2dShape *cs) {
@@ -224,8 +265,6 @@ typedef struct {
 } KWinner;
 
 #if KERNELS_HAVE_AVX2_CLONES
-#include <immintrin.h>
-
 /* Tap row kh of one channel's sums (acc_row: 5 x 32 doubles) over its winners w[0..m). */
 __attribute__((target("avx512f"))) static void
 kmajor_row_avx512(const Conv2dShape *cs, const float *xg, const KWinner *w, int m, int kh,
@@ -285,35 +324,19 @@ kmajor_flush_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n0, const 
 }
 
 /* Images [n0, n1) into a group's sums (acc, sb): the alive winners' outputs listed in pooled
- * order, 16 outputs at a time (a compare and a compress, no branch on each), flushed when the
- * list may not hold the next 16 and at the end. */
+ * order (list_alive_avx512), each list sorted and summed. */
 __attribute__((target("avx512f"))) static void
 filter_group_kmajor_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n0, int n1,
                            const float *x, const float *y, const int32_t *argmax,
                            const float *dy, double *acc, double *sb) {
-    const size_t o0 = (size_t)n0 * ps->oh * ps->ow * cs->k, o1 = (size_t)n1 * ps->oh * ps->ow * cs->k;
-    int32_t list[KMAJOR_LIST];
-    KWinner sorted[KMAJOR_LIST];
+    const size_t per_image = (size_t)ps->oh * ps->ow * cs->k;
+    int32_t list[ALIVE_LIST];
+    KWinner sorted[ALIVE_LIST];
     int start[KMAJOR_MAX_K + 1];
-    int m = 0;
-    const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    size_t o = o0;
-    for (; o + 16 <= o1; o += 16) {
-        const __mmask16 alive =
-            _mm512_cmp_ps_mask(_mm512_loadu_ps(y + o), _mm512_setzero_ps(), _CMP_GT_OQ);
-        const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int32_t)o), step);
-        _mm512_storeu_si512(list + m, _mm512_maskz_compress_epi32(alive, idx));
-        m += __builtin_popcount(alive);
-        if (m > KMAJOR_LIST - 16) {
-            kmajor_flush_avx512(cs, ps, n0, x, argmax, dy, list, m, sorted, start, acc, sb);
-            m = 0;
-        }
+    for (size_t o = (size_t)n0 * per_image; o < (size_t)n1 * per_image;) {
+        const int m = list_alive_avx512(y, &o, (size_t)n1 * per_image, list);
+        kmajor_flush_avx512(cs, ps, n0, x, argmax, dy, list, m, sorted, start, acc, sb);
     }
-    for (; o < o1; o++) {
-        list[m] = (int32_t)o;
-        m += y[o] > 0.0f;
-    }
-    kmajor_flush_avx512(cs, ps, n0, x, argmax, dy, list, m, sorted, start, acc, sb);
 }
 #endif
 

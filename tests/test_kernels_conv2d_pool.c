@@ -266,47 +266,63 @@ START_TEST(test_backward_data_and_threads) {
 }
 END_TEST
 
-/* conv2's filter gradient k by k (AVX-512 where KW = 5 and C = 32: kernels/conv2d_pool.c)
- * against the per-image loops of the narrower clones, bit for bit, on 1 and 2 threads: groups
- * of 3 images with half their winners alive (over 2,048: the list is summed in several parts),
- * and an odd channel count with overlapping pool windows (the list's last outputs one by one). */
-static const Case KMAJOR_CASES[] = {
+/* The AVX-512 clones' lists of alive winners (kernels/conv2d_pool.c): the filter gradient k by
+ * k (where KW = 5 and C = 32) and the data gradient over the list, against the narrower clones'
+ * scans of every output, bit for bit, on 1 and 2 threads. Groups of 3 images with half their
+ * winners alive (over 2,048 a group: the filter's list summed in several parts), an odd channel
+ * count with overlapping pool windows (the list's last outputs one by one), and 160 channels
+ * (over 2,048 alive in one image: the data gradient's list in several parts). */
+static const Case LIST_CASES[] = {
     {20, 14, 14, 32, 5, 64, 1, 1, 2, 2, 1}, /* conv2, 3 images a group */
     {5, 9, 11, 32, 5, 7, 1, 1, 3, 2, 0},    /* 7 channels, pool 3 stride 2 */
+    {2, 14, 14, 32, 5, 160, 1, 1, 2, 2, 1}, /* 7,840 outputs an image */
 };
+static const size_t LIST_ALIVE_MIN[] = {7 * 2048, 0, 2 * 2048}; /* per group, per image */
 
-START_TEST(test_filter_kmajor_same_bits) {
+START_TEST(test_alive_lists_same_bits) {
+    const Case *t = &LIST_CASES[_i];
     Setup s;
-    setup(&s, &KMAJOR_CASES[_i], 90 + (uint64_t)_i);
-    float *y = malloc(s.ny * 4), *dw[2], *db[2];
+    setup(&s, t, 90 + (uint64_t)_i);
+    const int data_ok = t->stride == 1 && t->pstride >= t->pool;
+    float *y = malloc(s.ny * 4), *dw[2], *db[2], *dx[2];
     int32_t *am = malloc(s.ny * 4);
-    float *ws = malloc(conv2d_relu_maxpool_backward_filter_workspace_floats(&s.cs) * 4);
+    size_t wsf = conv2d_relu_maxpool_backward_filter_workspace_floats(&s.cs);
+    if (conv2d_relu_maxpool_backward_data_workspace_floats(&s.cs) > wsf)
+        wsf = conv2d_relu_maxpool_backward_data_workspace_floats(&s.cs);
+    float *ws = malloc(wsf * 4);
     conv2d_relu_maxpool_forward(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
     size_t alive = 0;
     for (size_t i = 0; i < s.ny; i++) alive += y[i] > 0.0f;
-    /* case 0: more than 2,048 a group on average (7 groups of 3 images) */
-    ck_assert_msg(_i != 0 || alive > 7 * 2048, "too few winners alive: %zu", alive);
+    ck_assert_msg(alive > LIST_ALIVE_MIN[_i], "too few winners alive: %zu", alive);
     for (int r = 0; r < 2; r++) {
         dw[r] = malloc(s.nw * 4);
         db[r] = malloc((size_t)s.cs.k * 4);
+        dx[r] = malloc(s.nx * 4);
     }
     for (int threads = 1; threads <= 2; threads++) {
         kernels_set_threads(threads);
         for (int run = 0; run < TEST_CLONE_RUNS; run++) {
-            test_clone_run(run); /* run 0: the widest clones (k by k on AVX-512) */
-            float *w = dw[run > 0], *b = db[run > 0];
-            test_poison(w, s.nw);
-            test_poison(b, (size_t)s.cs.k);
-            conv2d_relu_maxpool_backward_filter(&s.cs, &s.ps, s.x, y, am, s.dy, w, b, ws);
+            test_clone_run(run); /* run 0: the widest clones (the lists on AVX-512) */
+            const int r = run > 0;
+            test_poison(dw[r], s.nw);
+            test_poison(db[r], (size_t)s.cs.k);
+            test_poison(dx[r], s.nx);
+            conv2d_relu_maxpool_backward_filter(&s.cs, &s.ps, s.x, y, am, s.dy, dw[r], db[r], ws);
+            if (data_ok)
+                conv2d_relu_maxpool_backward_data(&s.cs, &s.ps, s.w, y, am, s.dy, dx[r], ws);
             if (run == 0 && threads == 1) continue;
             ck_assert_msg(memcmp(dw[0], dw[1], s.nw * 4) == 0 &&
                               memcmp(db[0], db[1], (size_t)s.cs.k * 4) == 0,
-                          "%s, %d threads differs", test_clone_name(run), threads);
+                          "filter gradient: %s, %d threads differs", test_clone_name(run),
+                          threads);
+            ck_assert_msg(!data_ok || memcmp(dx[0], dx[1], s.nx * 4) == 0,
+                          "data gradient: %s, %d threads differs", test_clone_name(run),
+                          threads);
         }
         test_clone_reset();
     }
     kernels_set_threads(2);
-    for (int r = 0; r < 2; r++) { free(dw[r]); free(db[r]); }
+    for (int r = 0; r < 2; r++) { free(dw[r]); free(db[r]); free(dx[r]); }
     free(y); free(am); free(ws);
     teardown(&s);
 }
@@ -409,7 +425,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_backward_gradcheck, 1, NCASES - 2);
     tcase_add_loop_test(tc, test_backward_data_and_threads, 0, NCASES);
     tcase_add_loop_test(tc, test_forward_direct_vs_calls, 0, NCASES + 1);
-    tcase_add_loop_test(tc, test_filter_kmajor_same_bits, 0, 2);
+    tcase_add_loop_test(tc, test_alive_lists_same_bits, 0, 3);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
