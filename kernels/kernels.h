@@ -36,6 +36,10 @@ int kernels_get_threads(void);
 /* The automatic rule: cores - round(load - in_use) (others' share, 0 when negative), clamped
  * to [1, cores]. */
 int kernels_auto_threads(int cores, double load, int in_use);
+/* The vector clones (AVX2, AVX-512) the CPU kernels take are found at their first call, capped by
+ * the environment's CNN_CPU_ISA (base or avx2; kernels/cpu_dispatch.h); this makes the next call
+ * read it again (a test that changes it between calls). Every clone gives the same bits. */
+void kernels_cpu_isa_refresh(void);
 
 /* ---- conv2d ------------------------------------------------------------------------------- */
 typedef struct {

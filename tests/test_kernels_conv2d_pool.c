@@ -300,9 +300,9 @@ START_TEST(test_alive_lists_same_bits) {
         dx[r] = malloc(s.nx * 4);
     }
     for (int threads = 1; threads <= 2; threads++) {
-        kernels_set_threads(threads);
         for (int run = 0; run < TEST_CLONE_RUNS; run++) {
             test_clone_run(run); /* run 0: the widest clones (the lists on AVX-512) */
+            kernels_set_threads(threads); /* on this many threads */
             const int r = run > 0;
             test_poison(dw[r], s.nw);
             test_poison(db[r], (size_t)s.cs.k);
@@ -321,7 +321,6 @@ START_TEST(test_alive_lists_same_bits) {
         }
         test_clone_reset();
     }
-    kernels_set_threads(2);
     for (int r = 0; r < 2; r++) { free(dw[r]); free(db[r]); free(dx[r]); }
     free(y); free(am); free(ws);
     teardown(&s);
@@ -376,9 +375,9 @@ static void check_direct_filter(const Case *t, uint64_t seed) {
     maxpool2d_relu_backward_from_y(&s.ps, s.dy, am, y, dconv);
     conv2d_backward_filter(&s.cs, s.x, dconv, dw_ref, db_ref, ws);
     for (int threads = 1; threads <= 2; threads++) {
-        kernels_set_threads(threads);
         for (int run = 0; run < TEST_CLONE_RUNS; run++) {
             test_clone_run(run);
+            kernels_set_threads(threads); /* the run's clones on this many threads */
             test_poison(dw, s.nw);
             test_poison(db, (size_t)s.cs.k);
             test_poison(ws, conv2d_workspace_floats(&s.cs));
@@ -391,7 +390,6 @@ static void check_direct_filter(const Case *t, uint64_t seed) {
         }
         test_clone_reset();
     }
-    kernels_set_threads(2);
     free(y); free(dconv); free(am); free(dw_ref); free(db_ref); free(dw); free(db); free(ws);
     teardown(&s);
 }

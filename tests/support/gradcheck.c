@@ -73,6 +73,7 @@ void test_clone_run(int r) {
     kernels_set_threads(r == 1 ? 2 : 1); /* 2 even on a busy or 1-core machine */
     if (r == 0) unsetenv("CNN_CPU_ISA");
     else setenv("CNN_CPU_ISA", r == 1 ? "avx2" : "base", 1);
+    kernels_cpu_isa_refresh();
 }
 
 const char *test_clone_name(int r) {
@@ -82,4 +83,5 @@ const char *test_clone_name(int r) {
 void test_clone_reset(void) {
     kernels_set_threads(0);
     unsetenv("CNN_CPU_ISA");
+    kernels_cpu_isa_refresh();
 }
