@@ -319,6 +319,37 @@ START_TEST(test_sparse_forward_shapes) {
 }
 END_TEST
 
+/* A NaN in an image the lists take is a nonzero (x != 0): it reaches every output whose window
+ * holds it, on every clone (the AVX-512 list compares unordered-or-not-equal); the rest keep the
+ * nonzeros' order's bits. conv2's shape. */
+START_TEST(test_sparse_forward_nan) {
+    Conv2dShape s;
+    conv2d_shape_init(&s, 2, 14, 14, 32, 5, 5, 64, 1, 1, 1);
+    const size_t nx = x_len(&s), ny = y_len(&s), nw = w_len(&s), nws = conv2d_workspace_floats(&s);
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *ws = malloc(nws * 4);
+    float *y = malloc(ny * 4), *y_order = malloc(ny * 4);
+    test_fill_uniform(x, nx, -1, 1, 31, 1);
+    test_fill_uniform(w, nw, -1, 1, 31, 2);
+    static const double density[] = {0.1, 0.1};
+    zero_at_random(&s, x, density, 31);
+    x[((size_t)1 * 14 * 14 + 6 * 14 + 9) * 32 + 13] = NAN; /* image 1, pixel (6, 9), channel 13 */
+    forward_in_sparse_order(&s, x, w, NULL, y_order);
+    size_t nans = 0;
+    for (size_t i = 0; i < ny; i++) nans += isnan(y_order[i]) != 0;
+    ck_assert_uint_eq(nans, 25 * 64); /* 5 x 5 output pixels, every channel */
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
+        test_poison(y, ny);
+        conv2d_forward(&s, x, w, NULL, y, ws);
+        for (size_t i = 0; i < ny; i++)
+            ck_assert_msg(isnan(y_order[i]) ? isnan(y[i]) != 0 : memcmp(&y[i], &y_order[i], 4) == 0,
+                          "%s: y[%zu] = %g, want %g", test_clone_name(run), i, y[i], y_order[i]);
+    }
+    test_clone_reset();
+    free(x); free(w); free(ws); free(y); free(y_order);
+}
+END_TEST
+
 /* The workspace sized for one batch serves every smaller batch (core sizes it once). */
 START_TEST(test_workspace_serves_smaller_batches) {
     for (int batch = 1; batch <= 20; batch++) {
@@ -358,6 +389,7 @@ int main(void) {
     tcase_add_test(tc, test_fast_vs_reference_model_shapes);
     tcase_add_test(tc, test_workspace_serves_smaller_batches);
     tcase_add_test(tc, test_sparse_forward_shapes);
+    tcase_add_test(tc, test_sparse_forward_nan);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
