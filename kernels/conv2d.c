@@ -318,20 +318,16 @@ typedef struct {
 /* One image's direct filter gradient added to a group's pdw, pdb, per block of
  * CONV_DIRECT_FILTER_ROWS output rows: dy's rows read in place (dyi), or made from the pool's
  * winners (pg) into buf, a block at a time, where the conv output's gradient is not stored.
- * Either way the blocks, values and order of conv2d_direct_filter_image: the same bits. */
+ * Either way the blocks, values and order of one whole-image call: the same bits. */
 static void filter_image_direct(const Conv2dShape *s, const float *xi, const float *dyi,
                                 const PoolGrad *pg, int n, float *buf, float *pdw, float *pdb) {
     const int K = s->k;
     for (int r0 = 0; r0 < s->oh; r0 += CONV_DIRECT_FILTER_ROWS) {
         const int r1 = r0 + CONV_DIRECT_FILTER_ROWS < s->oh ? r0 + CONV_DIRECT_FILTER_ROWS : s->oh;
-        const float *dyr = dyi + (size_t)r0 * s->ow * K;
-        if (pg) {
-            maxpool2d_backward_rows(pg->ps, pg->dy, pg->argmax, pg->y, n, r0, r1, buf);
-            dyr = buf;
-        }
-        for (size_t p = 0; p < (size_t)(r1 - r0) * s->ow; p++)
-            for (int k = 0; k < K; k++) pdb[k] += dyr[p * K + k];
-        conv2d_direct_filter_rows(s, xi, dyr, r0, r1, pdw);
+        const float *dyr = buf;
+        if (pg) maxpool2d_backward_rows(pg->ps, pg->dy, pg->argmax, pg->y, n, r0, r1, buf);
+        else dyr = dyi + (size_t)r0 * s->ow * K;
+        conv2d_direct_filter_rows(s, xi, dyr, r0, r1, pdw, pdb);
     }
 }
 

@@ -17,15 +17,13 @@ void conv2d_direct_forward_image(const Conv2dShape *s, const float *xi, const fl
  * values (each pixel's sum does not depend on the rows made with it). */
 void conv2d_direct_forward_rows(const Conv2dShape *s, const float *xi, const float *w,
                                 const float *b, int oh0, int oh1, float *yr);
-/* dw[KH,KW,C,K] += x^T dy for one image (xi[H,W,C], dyi[OH,OW,K]); per block of
- * CONV_DIRECT_FILTER_ROWS output rows (from row 0), the block's sum over its output pixels (in
- * order) is formed first, then added to dw. */
+/* dw[KH,KW,C,K] += x^T dy and db[K] += dy's sum (db may be NULL) for one image's output rows
+ * [oh0, oh1) (xi[H,W,C], dyr holding dy's rows: [oh1 - oh0, OW, K]), per block of
+ * CONV_DIRECT_FILTER_ROWS rows from oh0: each block's db terms (its pixels in order) are added
+ * first, then for dw the block's sum over its pixels is formed and added. Calls over
+ * consecutive blocks from row 0, in order, give one whole-image call's bits. */
 #define CONV_DIRECT_FILTER_ROWS 8
-void conv2d_direct_filter_image(const Conv2dShape *s, const float *xi, const float *dyi, float *dw);
-/* The same for output rows [oh0, oh1) only, dyr holding them ([oh1 - oh0, OW, K]), blocks from
- * oh0: calls over consecutive blocks of CONV_DIRECT_FILTER_ROWS rows from row 0, in order, give
- * conv2d_direct_filter_image's bits. */
 void conv2d_direct_filter_rows(const Conv2dShape *s, const float *xi, const float *dyr, int oh0,
-                               int oh1, float *dw);
+                               int oh1, float *dw, float *db);
 
 #endif
