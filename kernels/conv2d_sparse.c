@@ -40,28 +40,41 @@ size_t conv2d_sparse_image_floats(const Conv2dShape *s) {
     return pixels + 1 + 2 * pixels * (size_t)s->c;
 }
 
+/* One pixel's C channels xp into the slots from n: each nonzero (x != 0: -0 is zero, NaN is not)
+ * as (off + c*K, x), in channel order; returns the next free slot. */
+typedef size_t (*ListPixelFn)(const float *xp, int C, int K, int32_t off, Nonzero *nz, size_t n);
+
+static size_t list_pixel_base(const float *xp, int C, int K, int32_t off, Nonzero *nz, size_t n) {
+    /* No branch on each value (zero or not at random: a branch mispredicts often); each is
+     * written to the next slot, which advances past nonzeros only (measured: 4x faster). */
+    for (int c = 0; c < C; c++) {
+        nz[n].off = off + c * K;
+        nz[n].v = xp[c];
+        n += xp[c] != 0.0f;
+    }
+    return n;
+}
+
 /* xi's nonzeros per input pixel q: nz[start[q] .. start[q+1]). Returns 0, or -1 when there are
  * more than limit (a dense image stops early). */
-static int list_nonzeros(const Conv2dShape *s, const float *xi, size_t limit, int32_t *start,
-                         Nonzero *nz) {
+static inline __attribute__((always_inline)) int
+list_nonzeros_body(const Conv2dShape *s, const float *xi, size_t limit, int32_t *start,
+                   Nonzero *nz, ListPixelFn pixel) {
     const int C = s->c, K = s->k, pixels = s->h * s->w;
     size_t n = 0;
     for (int q = 0; q < pixels; q++) {
         if (n > limit) return -1;
         start[q] = (int32_t)n;
-        const float *xp = xi + (size_t)q * C;
-        const int32_t off = (q % s->w) * C * K;
-        /* No branch on each value (zero or not at random: a branch mispredicts often); each is
-         * written to the next slot, which advances past nonzeros only (measured: 4x faster). */
-        for (int c = 0; c < C; c++) {
-            nz[n].off = off + c * K;
-            nz[n].v = xp[c];
-            n += xp[c] != 0.0f;
-        }
+        n = pixel(xi + (size_t)q * C, C, K, (q % s->w) * C * K, nz, n);
     }
     if (n > limit) return -1;
     start[pixels] = (int32_t)n;
     return 0;
+}
+
+static int list_nonzeros(const Conv2dShape *s, const float *xi, size_t limit, int32_t *start,
+                         Nonzero *nz) {
+    return list_nonzeros_body(s, xi, limit, start, nz, list_pixel_base);
 }
 
 /* One run: y[0:kb] = (first ? 0 : y[0:kb]), then y = fmaf(v, w[base + off + 0:kb], y) for each
@@ -295,40 +308,34 @@ __attribute__((target("avx512f"))) static void forward_avx512(const Conv2dShape 
 #endif
 
 #if KERNELS_HAVE_AVX2_CLONES
-/* list_nonzeros where C % 8 == 0: 8 channels at a time as (off, v) pairs in 64-bit lanes, the
- * nonzero ones (v != 0: -0 is zero, NaN is not, as above) compressed in a register and stored to
- * the next slots. The same lists; the scalar loop took 2.5% of the MNIST step
+/* list_pixel_base where C % 8 == 0: 8 channels at a time as (off, v) pairs in 64-bit lanes, the
+ * nonzero ones (compared unordered-or-not-equal: the same set) compressed in a register and
+ * stored to the next slots. The same lists; the scalar loop took 2.5% of the MNIST step
  * (docs/kernels-cpu.md, step 57). */
+static inline __attribute__((always_inline, target("avx512f"))) size_t
+list_pixel_avx512(const float *xp, int C, int K, int32_t off, Nonzero *nz, size_t n) {
+    const __m256i lane_off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                _mm256_set1_epi32(K)); /* c * K */
+    for (int c = 0; c < C; c += 8) {
+        const __m256 v = _mm256_loadu_ps(xp + c);
+        const __mmask8 keep =
+            (__mmask8)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        const __m256i o = _mm256_add_epi32(lane_off, _mm256_set1_epi32(off + c * K));
+        /* Nonzero {off, v}: off in the low 32 bits of each pair */
+        const __m512i pair = _mm512_or_si512(
+            _mm512_cvtepu32_epi64(o),
+            _mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm256_castps_si256(v)), 32));
+        /* all 8 slots written (the compressed pairs, then zeros the next slots take over):
+         * within the list's pixels * C slots, as C % 8 == 0 and n <= q * C + c */
+        _mm512_storeu_si512(nz + n, _mm512_maskz_compress_epi64(keep, pair));
+        n += (size_t)__builtin_popcount(keep);
+    }
+    return n;
+}
 __attribute__((target("avx512f"))) static int list_nonzeros_avx512(const Conv2dShape *s,
                                                                    const float *xi, size_t limit,
                                                                    int32_t *start, Nonzero *nz) {
-    const int C = s->c, K = s->k, pixels = s->h * s->w;
-    const __m256i lane_off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                _mm256_set1_epi32(K)); /* c * K */
-    size_t n = 0;
-    for (int q = 0; q < pixels; q++) {
-        if (n > limit) return -1;
-        start[q] = (int32_t)n;
-        const float *xp = xi + (size_t)q * C;
-        const int32_t off = (q % s->w) * C * K;
-        for (int c = 0; c < C; c += 8) {
-            const __m256 v = _mm256_loadu_ps(xp + c);
-            const __mmask8 keep =
-                (__mmask8)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-            const __m256i o = _mm256_add_epi32(lane_off, _mm256_set1_epi32(off + c * K));
-            /* Nonzero {off, v}: off in the low 32 bits of each pair */
-            const __m512i pair = _mm512_or_si512(
-                _mm512_cvtepu32_epi64(o),
-                _mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm256_castps_si256(v)), 32));
-            /* all 8 slots written (the compressed pairs, then zeros the next slots take
-             * over): within the list's pixels * C slots, as C % 8 == 0 and n <= q * C + c */
-            _mm512_storeu_si512(nz + n, _mm512_maskz_compress_epi64(keep, pair));
-            n += (size_t)__builtin_popcount(keep);
-        }
-    }
-    if (n > limit) return -1;
-    start[pixels] = (int32_t)n;
-    return 0;
+    return list_nonzeros_body(s, xi, limit, start, nz, list_pixel_avx512);
 }
 #endif
 
