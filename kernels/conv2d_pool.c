@@ -189,6 +189,7 @@ filter_image_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const f
                     double *sb) {
     filter_image_body(cs, ps, n, x, y, argmax, dy, acc, sb);
 }
+
 /* The outputs o of [*from, end) whose winner the ReLU passed (y[o] > 0), in order, into list:
  * 16 at a time by a compare and a compress (no branch on each: at MNIST's ~5% alive a branch
  * mispredicts on most of them), at most ALIVE_LIST; *from is advanced past those looked at. */
