@@ -250,12 +250,15 @@ static DataImageFn data_image_fn(void) { return data_image_base; }
  * 20 vector registers over the whole list. Every sum still takes its terms in pooled order (a
  * sum belongs to one k, and k's winners keep their order), the same fma on the same values: the
  * same bits (docs/kernels-cpu.md, step 54). */
+#if KERNELS_HAVE_AVX2_CLONES
 #define KMAJOR_KW 5
 #define KMAJOR_C 32
 #define KMAJOR_MAX_K 1024
 
-static int kmajor_fits(const Conv2dShape *cs) {
-    return cs->kw == KMAJOR_KW && cs->c == KMAJOR_C && cs->k <= KMAJOR_MAX_K;
+/* The shapes these loops take (KWinner's 16-bit fields included), on a CPU with AVX-512. */
+static int kmajor_runs(const Conv2dShape *cs, int per_group) {
+    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 && cs->kw == KMAJOR_KW && cs->c == KMAJOR_C &&
+           cs->k <= KMAJOR_MAX_K && cs->h < 32768 && cs->w < 32768 && per_group < 32768;
 }
 
 typedef struct {
@@ -265,7 +268,6 @@ typedef struct {
     float g;          /* its gradient */
 } KWinner;
 
-#if KERNELS_HAVE_AVX2_CLONES
 /* Tap row kh of one channel's sums (acc_row: 5 x 32 doubles) over its winners w[0..m). */
 __attribute__((target("avx512f"))) static void
 kmajor_row_avx512(const Conv2dShape *cs, const float *xg, const KWinner *w, int m, int kh,
@@ -351,8 +353,9 @@ void conv2d_relu_maxpool_backward_filter(const Conv2dShape *cs, const Pool2dShap
     const int groups = (n + per_group - 1) / per_group;
     double *parts = (double *)(void *)ws; /* 8-byte aligned: kernels.h */
     const FilterImageFn image = filter_image_fn();
-    const int kmajor = KERNELS_HAVE_AVX2_CLONES && kernels_cpu_isa() >= KERNELS_ISA_AVX512 &&
-                       kmajor_fits(cs) && cs->h < 32768 && cs->w < 32768 && per_group < 32768;
+#if KERNELS_HAVE_AVX2_CLONES
+    const int kmajor = kmajor_runs(cs, per_group);
+#endif
     const int threads = kernels_threads_for(conv_macs(cs), groups);
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int g = 0; g < groups; g++) {
