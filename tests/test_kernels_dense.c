@@ -213,6 +213,8 @@ static const struct { int n, in, out, permille; } SPARSE[] = {
     {9, 600, 70, 120},    /* just under 1/8; out not a multiple of the vector width */
     {8, 600, 64, 130},    /* just over: the GEMM */
     {100, 41, 1030, 0},   /* all zeros; out over two blocks of columns and a part */
+    {128, 200, 192, 90},  /* AVX-512: the packed 64-column blocks at their most rows */
+    {129, 150, 128, 60},  /* one row over: the blocks of 512 (256) columns */
 };
 #define NSPARSE ((int)(sizeof SPARSE / sizeof SPARSE[0]))
 
