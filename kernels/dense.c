@@ -6,6 +6,7 @@
 #include "kernels/parallel.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,7 @@
  * Each sum still has a fixed order (the inputs i, then the rows r, ascending) that depends only
  * on x: threads split the outputs (forward) or the inputs (filter gradient), never a sum. */
 #define SPARSE_MAX_SHARE 8 /* at most 1/8 of x nonzero: the GEMM runs ~3x the FLOP rate of
-                              these vector loops, and the count stops at the limit */
+                              these vector loops */
 /* forward: output columns per task, 512 on one thread (each w row read 2 KB at a time; 128
  * read 512 B at a 4 KB stride), 256 on more (two threads ran 0.53 against 0.69 ms with 512,
  * one thread 1.1 against 1.0: docs/kernels-cpu.md, steps 43 and 52) */
@@ -35,22 +36,12 @@ static void columns_free(Columns *c) {
     free(c->vals);
 }
 
-/* Whether x has at most n*in / SPARSE_MAX_SHARE nonzeros (the count stops at the limit). */
-static int mostly_zeros(int n, int in, const float *x) {
-    const size_t total = (size_t)n * in, limit = total / SPARSE_MAX_SHARE;
-    if (n < 2 || total < 4096) return 0; /* small: the GEMM */
-    /* Counted in blocks, the limit checked between them: a loop without an exit per element
-     * vectorises (the per-element exit ran ~1 ns an element on the main thread, ~1% of the
-     * 2-thread step for two calls). */
-    size_t nnz = 0;
-    for (size_t e0 = 0; e0 < total && nnz <= limit; e0 += 4096) {
-        const size_t e1 = e0 + 4096 < total ? e0 + 4096 : total;
-        unsigned count = 0;
-        for (size_t e = e0; e < e1; e++) count += x[e] != 0.0f;
-        nnz += count;
-    }
-    return nnz <= limit;
-}
+/* Whether x may go over its nonzeros at all: smaller inputs take the GEMM. */
+static int sparse_worth(int n, int in) { return n >= 2 && (size_t)n * in >= 4096; }
+/* The most nonzeros for which they do: 1/SPARSE_MAX_SHARE of x (checked by columns_build);
+ * COLUMNS_ANY for the *_sparse_input entries, which take any x. */
+static size_t sparse_limit(int n, int in) { return (size_t)n * in / SPARSE_MAX_SHARE; }
+#define COLUMNS_ANY SIZE_MAX
 
 /* The entries of columns [i0, i1), each column's rows ascending, from fill[i] on. */
 typedef void (*FillColumnsFn)(int n, int in, const float *x, int i0, int i1, int *fill,
@@ -102,11 +93,14 @@ static FillColumnsFn fill_columns_fn(void) {
 static FillColumnsFn fill_columns_fn(void) { return fill_columns_base; }
 #endif
 
-/* Fills c; -1 when out of memory. Threads split the columns in blocks of COLUMNS_BLOCK (a block's
- * counts and entries are its own), so the lists do not depend on the thread count. */
+/* Fills c with x's nonzeros by column: 0; 1 when there are more than limit (nothing kept: the
+ * caller takes the GEMM); -1 when out of memory. Threads split the columns in blocks of
+ * COLUMNS_BLOCK (a block's counts and entries are its own), so the lists do not depend on the
+ * thread count. The count is the one pass over x that decides: a separate check read x again on
+ * the calling thread (~0.1 ms for dense1, twice a step: step 61). */
 /* dense1: 25 blocks, 13 and 12 on 2 threads (512 made 7 blocks: 4 and 3, the last one short) */
 #define COLUMNS_BLOCK 128
-static int columns_build(int n, int in, const float *x, Columns *c, int threads) {
+static int columns_build(int n, int in, const float *x, size_t limit, Columns *c, int threads) {
     c->start = calloc((size_t)in + 1, sizeof *c->start);
     int *fill = malloc(((size_t)in + 1) * sizeof *fill);
     if (!c->start || !fill) {
@@ -122,6 +116,11 @@ static int columns_build(int n, int in, const float *x, Columns *c, int threads)
             for (int i = i0; i < i1; i++) c->start[i + 1] += x[(size_t)r * in + i] != 0.0f;
     }
     for (int i = 0; i < in; i++) c->start[i + 1] += c->start[i];
+    if ((size_t)c->start[in] > limit) {
+        free(c->start);
+        free(fill);
+        return 1;
+    }
     const size_t nnz = (size_t)c->start[in];
     c->rows = malloc((nnz ? nnz : 1) * sizeof *c->rows);
     c->vals = malloc((nnz ? nnz : 1) * sizeof *c->vals);
@@ -306,14 +305,17 @@ static void bias_grad(int n, int out, const float *dy, float *db) {
         for (int j = 0; j < out; j++) db[j] += dy[(size_t)r * out + j];
 }
 
-int dense_forward_sparse_input(int n, int in, int out, const float *x, const float *w,
-                               const float *b, float *y) {
+/* The forward over x's nonzeros where they are at most limit: 0, or columns_build's 1 or -1
+ * (nothing written). */
+static int sparse_forward(int n, int in, int out, const float *x, const float *w, const float *b,
+                          float *y, size_t limit) {
     /* the threads for the tasks the multi-thread blocks make */
     const int threads = kernels_threads_for((double)n * in * out,
                                             (out + sparse_block(2) - 1) / sparse_block(2));
     const int block = sparse_block(threads), tasks = (out + block - 1) / block;
     Columns c;
-    if (columns_build(n, in, x, &c, threads) != 0) return -1;
+    const int built = columns_build(n, in, x, limit, &c, threads);
+    if (built != 0) return built;
     const SparseForwardFn f = sparse_forward_fn();
     if (!sparse_forward_packed(&c, n, in, out, w, y)) {
         KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
@@ -327,12 +329,14 @@ int dense_forward_sparse_input(int n, int in, int out, const float *x, const flo
     return 0;
 }
 
-int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, const float *dy,
-                                       float *dw, float *db) {
+/* dw and db over x's nonzeros where they are at most limit: as sparse_forward. */
+static int sparse_filter(int n, int in, int out, const float *x, const float *dy, float *dw,
+                         float *db, size_t limit) {
     const int tasks = (in + 63) / 64;
     const int threads = kernels_threads_for((double)n * in * out, tasks);
     Columns c;
-    if (columns_build(n, in, x, &c, threads) != 0) return -1;
+    const int built = columns_build(n, in, x, limit, &c, threads);
+    if (built != 0) return built;
     const SparseFilterRowFn f = sparse_filter_row_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int t = 0; t < tasks; t++)
@@ -343,22 +347,40 @@ int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, c
     return 0;
 }
 
+int dense_forward_sparse_input(int n, int in, int out, const float *x, const float *w,
+                               const float *b, float *y) {
+    return sparse_forward(n, in, out, x, w, b, y, COLUMNS_ANY) == 0 ? 0 : -1;
+}
+
+int dense_backward_filter_sparse_input(int n, int in, int out, const float *x, const float *dy,
+                                       float *dw, float *db) {
+    return sparse_filter(n, in, out, x, dy, dw, db, COLUMNS_ANY) == 0 ? 0 : -1;
+}
+
 void dense_forward(int n, int in, int out, const float *x, const float *w, const float *b,
                    float *y) {
-    if (mostly_zeros(n, in, x) && dense_forward_sparse_input(n, in, out, x, w, b, y) == 0) return;
+    if (sparse_worth(n, in) &&
+        sparse_forward(n, in, out, x, w, b, y, sparse_limit(n, in)) == 0)
+        return;
     sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
     add_bias(n, out, b, y);
 }
 
-void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
-                    float *dx, float *dw, float *db) {
+/* dense_backward, its dw over x's nonzeros only when `sparse` allows. */
+static void backward(int n, int in, int out, const float *x, const float *w, const float *dy,
+                     float *dx, float *dw, float *db, int sparse) {
     if (dx) sgemm(0, 1, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in); /* dy * w^T */
     if (!dw) return;
-    if (mostly_zeros(n, in, x) &&
-        dense_backward_filter_sparse_input(n, in, out, x, dy, dw, db) == 0)
+    if (sparse && sparse_worth(n, in) &&
+        sparse_filter(n, in, out, x, dy, dw, db, sparse_limit(n, in)) == 0)
         return;
     sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out); /* x^T * dy */
     bias_grad(n, out, dy, db);
+}
+
+void dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
+                    float *dx, float *dw, float *db) {
+    backward(n, in, out, x, w, dy, dx, dw, db, 1);
 }
 
 /* ---- the data gradient where the input is alive (kernels.h) --------------------------------
@@ -487,15 +509,18 @@ void dense_backward_adam(int n, int in, int out, const float *x, float *w, const
     const size_t stride = ((size_t)ADAM_TASK_ROWS * out + 15) / 16 * 16;
     Columns c;
     float *rows = NULL;
-    if (mostly_zeros(n, in, x)) {
+    int sparse = sparse_worth(n, in); /* where x turns out not mostly zeros: the GEMM */
+    if (sparse) {
         rows = aligned_alloc(64, (size_t)threads * stride * sizeof *rows);
-        if (rows && columns_build(n, in, x, &c, threads) != 0) {
+        const int built = rows ? columns_build(n, in, x, sparse_limit(n, in), &c, threads) : -1;
+        sparse = built != 1;
+        if (built != 0) {
             free(rows);
             rows = NULL;
         }
     }
     if (!rows) { /* x not mostly zeros (or out of memory): the three passes */
-        dense_backward(n, in, out, x, w, dy, NULL, dw, db);
+        backward(n, in, out, x, w, dy, NULL, dw, db, sparse);
         if (dx) dense_backward_data_alive(n, in, out, x, w, dy, dx);
         adam_update((size_t)in * out, w, dw, m, v, lr, beta1, beta2, eps, t);
         return;
