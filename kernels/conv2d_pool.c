@@ -232,6 +232,111 @@ data_image_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const flo
         }
     }
 }
+
+/* ---- conv2's data gradient a pooled position at a time (AVX-512; step 63) -----------------
+ * data_image_avx512 adds each winner's 25 taps to dx in memory, with two divisions to place the
+ * winner and loops of run-time length: ~80% of its time went there and to the stores. Here the
+ * shape is conv2's (5x5 SAME, stride 1, C = 32, a 2x2/2 pool without leading padding): all the
+ * winners of a pooled position lie in its 2x2 window, so their taps cover 6 x 6 pixels. An
+ * image's dx is summed in a copy padded by 2 on each side (no tap falls outside), a position at
+ * a time: per row of its 6 x 6 pixels, the 6 pixels' 32 channels stay in 12 registers over the
+ * position's winners. Each pixel still takes its terms in pooled order (the positions in order,
+ * k ascending within one), the same fmaf's: the same bits. */
+#define REGION_C 32
+#define REGION_TAPS 5
+#define REGION_ROWS (REGION_TAPS + 1)         /* a 2x2 window's winners' taps: 6 x 6 pixels */
+#define REGION_MAX_FLOATS ((size_t)16 * 1024) /* the padded image, on the stack: 64 KB */
+#define REGION_BATCH 64                       /* winners decoded at once */
+
+static int data_regions_fit(const Conv2dShape *cs, const Pool2dShape *ps) {
+    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 && cs->c == REGION_C &&
+           cs->kh == REGION_TAPS && cs->kw == REGION_TAPS && cs->stride_h == 1 &&
+           cs->stride_w == 1 && cs->pad_top == 2 && cs->pad_left == 2 && cs->oh == cs->h &&
+           cs->ow == cs->w && ps->kh == 2 && ps->kw == 2 && ps->stride_h == 2 &&
+           ps->stride_w == 2 && ps->pad_top == 0 && ps->pad_left == 0 &&
+           (size_t)(cs->h + 4) * (cs->w + 4) * REGION_C <= REGION_MAX_FLOATS;
+}
+
+typedef struct {
+    const float *wt; /* wt[k, 0, 0, :]: the winner's channel's taps */
+    int dh, dw;      /* its place in the 2x2 window */
+    float g;         /* its gradient */
+} RegionWinner;
+
+/* A winner's 5 taps of filter row kh into the pixels o..o+4 of the row's registers a. */
+#define REGION_TAPS_AT(o)                                                                          for (int kw = 0; kw < REGION_TAPS; kw++) {                                                         const float *wp = wr + (ptrdiff_t)kw * tap;                                                    a[(o) + kw][0] = _mm512_fmadd_ps(g, _mm512_loadu_ps(wp), a[(o) + kw][0]);                      a[(o) + kw][1] = _mm512_fmadd_ps(g, _mm512_loadu_ps(wp + 16), a[(o) + kw][1]);             }
+
+/* Row R (0..5) of a position's 6 x 6 pixels, its first pixel at p, over winners w[0..m). */
+__attribute__((target("avx512f"))) static inline void
+region_row_avx512(float *p, const RegionWinner *w, int m, int R) {
+    const ptrdiff_t tap = REGION_C;
+    __m512 a[REGION_ROWS][2];
+    for (int q = 0; q < REGION_ROWS; q++)
+        for (int j = 0; j < 2; j++) a[q][j] = _mm512_loadu_ps(p + q * REGION_C + 16 * j);
+    for (int i = 0; i < m; i++) {
+        const int kh = R - w[i].dh;
+        if ((unsigned)kh >= REGION_TAPS) continue; /* the winner's rows miss this one */
+        const __m512 g = _mm512_set1_ps(w[i].g);
+        const float *wr = w[i].wt + (ptrdiff_t)kh * REGION_TAPS * tap;
+        if (w[i].dw == 0) {
+            REGION_TAPS_AT(0)
+        } else {
+            REGION_TAPS_AT(1)
+        }
+    }
+    for (int q = 0; q < REGION_ROWS; q++)
+        for (int j = 0; j < 2; j++) _mm512_storeu_ps(p + q * REGION_C + 16 * j, a[q][j]);
+}
+
+/* One image's data gradient (as data_image_body) where data_regions_fit; wt [K,KH,KW,C] (a
+ * winner's 25 taps in 3.2 KB: as [KH,KW,K,C] they lay 8 KB apart, a page each, and their loads
+ * from L2 were half of this loop's samples). */
+__attribute__((target("avx512f"))) static void
+data_image_regions_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *wt,
+                          const float *y, const int32_t *argmax, const float *dy, float *dx) {
+    const uint32_t K = (uint32_t)cs->k, OWK = (uint32_t)cs->ow * K;
+    const int H = cs->h, W = cs->w, PWIDTH = W + 4;
+    const size_t first = (size_t)n * ps->oh * ps->ow * K, end = first + (size_t)ps->oh * ps->ow * K;
+    float pad[REGION_MAX_FLOATS] __attribute__((aligned(64))); /* [H+4, W+4, C]: dx at (2, 2) */
+    memset(pad, 0, (size_t)(H + 4) * PWIDTH * REGION_C * sizeof *pad);
+    int32_t list[ALIVE_LIST];
+    RegionWinner win[REGION_BATCH];
+    for (size_t o = first; o < end;) {
+        const int m = list_alive_avx512(y, &o, end, list);
+        /* their argmax and dy, scattered over 1.25 MB each for conv2 and out of cache by now:
+         * loaded on demand they stalled on a miss per winner (20% of this loop's samples) */
+        for (int i = 0; i < m; i++) {
+            _mm_prefetch((const char *)(argmax + list[i]), _MM_HINT_T0);
+            _mm_prefetch((const char *)(dy + list[i]), _MM_HINT_T0);
+        }
+        for (int i = 0; i < m;) {
+            /* the listed winners of one position (ph, pw), at most a batch */
+            const uint32_t pos = ((uint32_t)list[i] - (uint32_t)first) / K;
+            const uint32_t pos_end = (uint32_t)first + (pos + 1) * K;
+            const int ph = (int)(pos / (uint32_t)ps->ow), pw = (int)(pos % (uint32_t)ps->ow);
+            /* the conv output's index of channel 0 at the window's first pixel */
+            const uint32_t base = ((uint32_t)(n * cs->oh + 2 * ph) * (uint32_t)cs->ow +
+                                   (uint32_t)(2 * pw)) * K;
+            int count = 0;
+            for (; i < m && (uint32_t)list[i] < pos_end && count < REGION_BATCH; i++, count++) {
+                const uint32_t at = (uint32_t)list[i], k = at - (pos_end - K);
+                /* argmax - base - k: 0, K, OW*K or OW*K + K */
+                const uint32_t d = (uint32_t)argmax[at] - base - k;
+                const int dh = d >= OWK;
+                win[count] = (RegionWinner){wt + (size_t)k * REGION_TAPS * REGION_TAPS * REGION_C, dh,
+                                            d - (uint32_t)dh * OWK >= K, dy[at]};
+            }
+            float *p = pad + ((size_t)(2 * ph) * PWIDTH + 2 * pw) * REGION_C;
+            for (int R = 0; R < REGION_ROWS; R++)
+                region_row_avx512(p + (size_t)R * PWIDTH * REGION_C, win, count, R);
+        }
+    }
+    float *dxi = dx + (size_t)n * H * W * REGION_C;
+    for (int ih = 0; ih < H; ih++)
+        memcpy(dxi + (size_t)ih * W * REGION_C, pad + ((size_t)(ih + 2) * PWIDTH + 2) * REGION_C,
+               (size_t)W * REGION_C * sizeof *dxi);
+}
+
 static FilterImageFn filter_image_fn(void) {
     return KERNELS_PICK_CLONE(filter_image_base, filter_image_avx2, filter_image_avx512);
 }
@@ -396,13 +501,21 @@ void conv2d_relu_maxpool_backward_data(const Conv2dShape *cs, const Pool2dShape 
                                        const float *w, const float *y, const int32_t *argmax,
                                        const float *dy, float *dx, float *ws) {
     const int K = cs->k, C = cs->c, taps = cs->kh * cs->kw;
-    /* wt [KH,KW,K,C] = w [KH,KW,C,K] transposed per tap, so a winner's C channels are a run */
+#if KERNELS_HAVE_AVX2_CLONES
+    const int regions = data_regions_fit(cs, ps);
+    const DataImageFn image = regions ? data_image_regions_avx512 : data_image_fn();
+#else
+    const int regions = 0;
+    const DataImageFn image = data_image_fn();
+#endif
+    /* wt = w [KH,KW,C,K] transposed so a winner's C channels are a run: [KH,KW,K,C], or
+     * [K,KH,KW,C] for the positions' loops (a winner's taps together) */
     float *wt = ws;
     for (int t = 0; t < taps; t++)
         for (int k = 0; k < K; k++)
             for (int c = 0; c < C; c++)
-                wt[((size_t)t * K + k) * C + c] = w[((size_t)t * C + c) * K + k];
-    const DataImageFn image = data_image_fn();
+                wt[(regions ? (size_t)k * taps + t : (size_t)t * K + k) * C + c] =
+                    w[((size_t)t * C + c) * K + k];
     const int threads = kernels_threads_for(conv_macs(cs), cs->n);
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int n = 0; n < cs->n; n++) image(cs, ps, n, wt, y, argmax, dy, dx);
