@@ -15,43 +15,56 @@ void pool2d_shape_init(Pool2dShape *s, int n, int h, int w, int c, int kh, int k
     conv_output_dim(w, kw, stride_w, same, &s->ow, &s->pad_left);
 }
 
-/* One output row (image n, row oh), its input rows read from xr: input (ih, iw, c) of image n
- * at xr[((ih - row0) * W + iw) * C + c] (the whole input: xr = x + n*H*W*C, row0 = 0). The
- * argmax still indexes the whole input [N,H,W,C]. */
+/* One window: output (n, oh, ow), input rows [hb, he) of the window's, read from xr: input
+ * (ih, iw, c) of image n at xr[((ih - row0) * W + iw) * C + c] (the whole input: xr = x +
+ * n*H*W*C, row0 = 0). The argmax still indexes the whole input [N,H,W,C]. */
+static inline __attribute__((always_inline)) void
+window_body(const Pool2dShape *s, const float *xr, int row0, float *y, int32_t *argmax, int n,
+            int oh, int ow, int hb, int he) {
+    const int H = s->h, W = s->w, C = s->c;
+    int w0 = ow * s->stride_w - s->pad_left;
+    int wb = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
+    size_t o = (((size_t)n * s->oh + oh) * s->ow + ow) * C;
+    float *yo = y + o;
+    int32_t *ao = argmax + o;
+    /* Window in row-major order, all channels at once; the first max wins (strict
+     * >). Padding is skipped, and every window holds at least one real element. */
+    int32_t first = (int32_t)((((size_t)n * H + hb) * W + wb) * C);
+    const float *xf = xr + ((size_t)(hb - row0) * W + wb) * C;
+    for (int c = 0; c < C; c++) {
+        yo[c] = xf[c];
+        ao[c] = first + c;
+    }
+    for (int ih = hb; ih < he; ih++)
+        for (int iw = wb; iw < we; iw++) {
+            int32_t base = (int32_t)((((size_t)n * H + ih) * W + iw) * C);
+            if (base == first) continue;
+            const float *xi = xr + ((size_t)(ih - row0) * W + iw) * C;
+            for (int c = 0; c < C; c++) {
+                /* Written as a bit mask, so the compiler vectorises it. */
+                float v = xi[c], cur = yo[c];
+                int32_t take = -(int32_t)(v > cur);
+                yo[c] = v > cur ? v : cur;
+                ao[c] = ((base + c) & take) | (ao[c] & ~take);
+            }
+        }
+}
+
+/* The window rows [hb, he) of output row oh. */
+static inline __attribute__((always_inline)) void window_rows(const Pool2dShape *s, int oh,
+                                                              int *hb, int *he) {
+    const int h0 = oh * s->stride_h - s->pad_top;
+    *hb = h0 < 0 ? 0 : h0;
+    *he = h0 + s->kh > s->h ? s->h : h0 + s->kh;
+}
+
+/* One output row (image n, row oh), as window_body reads it. */
 static inline __attribute__((always_inline)) void
 forward_row_body(const Pool2dShape *s, const float *xr, int row0, float *y, int32_t *argmax,
                  int n, int oh) {
-    const int H = s->h, W = s->w, C = s->c;
-    int h0 = oh * s->stride_h - s->pad_top;
-    int hb = h0 < 0 ? 0 : h0, he = h0 + s->kh > H ? H : h0 + s->kh;
-    for (int ow = 0; ow < s->ow; ow++) {
-        int w0 = ow * s->stride_w - s->pad_left;
-        int wb = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
-        size_t o = (((size_t)n * s->oh + oh) * s->ow + ow) * C;
-        float *yo = y + o;
-        int32_t *ao = argmax + o;
-        /* Window in row-major order, all channels at once; the first max wins (strict
-         * >). Padding is skipped, and every window holds at least one real element. */
-        int32_t first = (int32_t)((((size_t)n * H + hb) * W + wb) * C);
-        const float *xf = xr + ((size_t)(hb - row0) * W + wb) * C;
-        for (int c = 0; c < C; c++) {
-            yo[c] = xf[c];
-            ao[c] = first + c;
-        }
-        for (int ih = hb; ih < he; ih++)
-            for (int iw = wb; iw < we; iw++) {
-                int32_t base = (int32_t)((((size_t)n * H + ih) * W + iw) * C);
-                if (base == first) continue;
-                const float *xi = xr + ((size_t)(ih - row0) * W + iw) * C;
-                for (int c = 0; c < C; c++) {
-                    /* Written as a bit mask, so the compiler vectorises it. */
-                    float v = xi[c], cur = yo[c];
-                    int32_t take = -(int32_t)(v > cur);
-                    yo[c] = v > cur ? v : cur;
-                    ao[c] = ((base + c) & take) | (ao[c] & ~take);
-                }
-            }
-    }
+    int hb, he;
+    window_rows(s, oh, &hb, &he);
+    for (int ow = 0; ow < s->ow; ow++) window_body(s, xr, row0, y, argmax, n, oh, ow, hb, he);
 }
 
 typedef void (*ForwardRowFn)(const Pool2dShape *, const float *, int, float *, int32_t *, int,
@@ -62,6 +75,7 @@ static void forward_row_base(const Pool2dShape *s, const float *xr, int row0, fl
     forward_row_body(s, xr, row0, y, argmax, n, oh);
 }
 #if KERNELS_HAVE_AVX2_CLONES
+#include <immintrin.h>
 /* Compares and selects: exact at any width. The release build's SSE2 loop took ~4% of the MNIST
  * step (docs/kernels-cpu.md step 34). */
 __attribute__((target("avx2"))) static void forward_row_avx2(const Pool2dShape *s,
@@ -69,11 +83,49 @@ __attribute__((target("avx2"))) static void forward_row_avx2(const Pool2dShape *
                                                             int32_t *argmax, int n, int oh) {
     forward_row_body(s, xr, row0, y, argmax, n, oh);
 }
+/* A 2x2 window whose 4 pixels are inside, C % 16 == 0 (both MNIST pools; step 65): the
+ * window's 4 pixels in registers, 16 channels at a time, where window_body's loops went
+ * through yo and ao in memory for each pixel. The same compares (strict >: the first max wins,
+ * NaN never replaces and is never replaced) in the same order: the same y and argmax. */
+__attribute__((target("avx512f"))) static void
+window_2x2_avx512(const Pool2dShape *s, const float *xr, int row0, float *y, int32_t *argmax,
+                  int n, int oh, int ow, int h0) {
+    const int W = s->w, C = s->c, w0 = ow * s->stride_w - s->pad_left;
+    const size_t o = (((size_t)n * s->oh + oh) * s->ow + ow) * C;
+    const int32_t first = (int32_t)((((size_t)n * s->h + h0) * W + w0) * C), down = W * C;
+    const float *x0 = xr + ((size_t)(h0 - row0) * W + w0) * C, *x1 = x0 + down;
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int c = 0; c < C; c += 16) {
+        const __m512i i0 = _mm512_add_epi32(_mm512_set1_epi32(first + c), lane);
+        __m512 cur = _mm512_loadu_ps(x0 + c);
+        __m512i at = i0;
+        const float *px[3] = {x0 + C + c, x1 + c, x1 + C + c};
+        const int32_t step[3] = {C, down, down + C};
+        for (int q = 0; q < 3; q++) {
+            const __m512 v = _mm512_loadu_ps(px[q]);
+            const __mmask16 take = _mm512_cmp_ps_mask(v, cur, _CMP_GT_OQ);
+            cur = _mm512_mask_blend_ps(take, cur, v);
+            at = _mm512_mask_blend_epi32(take, at, _mm512_add_epi32(i0, _mm512_set1_epi32(step[q])));
+        }
+        _mm512_storeu_ps(y + o + c, cur);
+        _mm512_storeu_si512(argmax + o + c, at);
+    }
+}
+
 __attribute__((target("avx512f"))) static void forward_row_avx512(const Pool2dShape *s,
                                                                  const float *xr, int row0,
                                                                  float *y, int32_t *argmax,
                                                                  int n, int oh) {
-    forward_row_body(s, xr, row0, y, argmax, n, oh);
+    int hb, he;
+    window_rows(s, oh, &hb, &he);
+    const int rows_whole = s->kh == 2 && s->kw == 2 && s->c % 16 == 0 && he - hb == 2;
+    for (int ow = 0; ow < s->ow; ow++) {
+        const int w0 = ow * s->stride_w - s->pad_left;
+        if (rows_whole && w0 >= 0 && w0 + 2 <= s->w)
+            window_2x2_avx512(s, xr, row0, y, argmax, n, oh, ow, hb);
+        else
+            window_body(s, xr, row0, y, argmax, n, oh, ow, hb, he);
+    }
 }
 static ForwardRowFn forward_row_fn(void) {
     return KERNELS_PICK_CLONE(forward_row_base, forward_row_avx2, forward_row_avx512);
