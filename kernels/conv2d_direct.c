@@ -128,13 +128,19 @@ DIRECT_INLINE void bias_sum(const Conv2dShape *s, const float *restrict dyr, int
     for (int j = 0; j < kb; j++) db[k0 + j] = acc[j];
 }
 
+/* filter_tap for the taps (kh, 0..KW-1) of input channel 0 and the block of 32 output
+ * channels from k0 at once, into dwk = dw's tap (kh, 0) + k0; NULL where a clone has none. */
+typedef void (*TapRowFn)(const Conv2dShape *s, const float *xi, const float *dyr, int kh, int k0,
+                         int rows0, int rows1, float *dwk);
+
 /* The filter gradient takes the output rows in blocks of CONV_DIRECT_FILTER_ROWS: the block's
  * dy (conv1: 8 x 28 x 32 floats, 28 KiB) stays in L1 while the 25 taps walk it, where whole
  * images' dy (100 KiB) came from L2 for each tap (measured, batch 100, 1 thread: 2.3 -> 1.8 ms).
- * Rows [r0, r1), dyr holding them; db may be NULL. */
+ * Rows [r0, r1), dyr holding them; db may be NULL. tap_row: a tap row's filter_taps at once,
+ * where the caller has checked the shape (NULL: filter_tap alone). */
 DIRECT_INLINE void filter_body(const Conv2dShape *s, const float *restrict xi,
                                const float *restrict dyr, int r0, int r1, float *restrict dw,
-                               float *restrict db) {
+                               float *restrict db, TapRowFn tap_row) {
     const int C = s->c, K = s->k;
     for (int b0 = r0; b0 < r1; b0 += CONV_DIRECT_FILTER_ROWS) {
         const int b1 = b0 + CONV_DIRECT_FILTER_ROWS < r1 ? b0 + CONV_DIRECT_FILTER_ROWS : r1;
@@ -144,7 +150,12 @@ DIRECT_INLINE void filter_body(const Conv2dShape *s, const float *restrict xi,
             for (; k0 + DIRECT_KB <= K; k0 += DIRECT_KB) bias_sum(s, dyb, b0, b1, k0, DIRECT_KB, db);
             if (k0 < K) bias_sum(s, dyb, b0, b1, k0, K - k0, db);
         }
-        for (int kh = 0; kh < s->kh; kh++)
+        for (int kh = 0; kh < s->kh; kh++) {
+            if (tap_row) {
+                for (int k0 = 0; k0 < K; k0 += DIRECT_KB)
+                    tap_row(s, xi, dyb, kh, k0, b0, b1, dw + (size_t)kh * s->kw * K + k0);
+                continue;
+            }
             for (int kw = 0; kw < s->kw; kw++)
                 for (int c = 0; c < C; c++) {
                     float *dwp = dw + (((size_t)kh * s->kw + kw) * C + c) * K;
@@ -153,6 +164,7 @@ DIRECT_INLINE void filter_body(const Conv2dShape *s, const float *restrict xi,
                         filter_tap(s, xi, dyb, kh, kw, c, k0, DIRECT_KB, b0, b1, dwp + k0);
                     if (k0 < K) filter_tap(s, xi, dyb, kh, kw, c, k0, K - k0, b0, b1, dwp + k0);
                 }
+        }
     }
 }
 
@@ -162,7 +174,7 @@ static void forward_base(const Conv2dShape *s, const float *xi, const float *w, 
 }
 static void filter_base(const Conv2dShape *s, const float *xi, const float *dyr, int r0, int r1,
                         float *dw, float *db) {
-    filter_body(s, xi, dyr, r0, r1, dw, db);
+    filter_body(s, xi, dyr, r0, r1, dw, db, NULL);
 }
 
 #if KERNELS_HAVE_AVX2_CLONES
@@ -291,7 +303,57 @@ __attribute__((target("avx2"))) static void forward_avx2(const Conv2dShape *s, c
 __attribute__((target("avx2"))) static void filter_avx2(const Conv2dShape *s, const float *xi,
                                                         const float *dyr, int r0, int r1,
                                                         float *dw, float *db) {
-    filter_body(s, xi, dyr, r0, r1, dw, db);
+    filter_body(s, xi, dyr, r0, r1, dw, db, NULL);
+}
+
+/* filter_tap's 5 taps of a row at once where C = 1 and stride 1 (conv1; step 67): each pixel's
+ * dy (two vectors) is loaded once for the 5 taps, where filter_tap loaded it per tap (3 loads
+ * per 4 products and adds: the loads bound it). A tap's pixels still split between two sums by
+ * parity along the row (filter_tap's acc0 takes a row's valid pixels 0, 2, 4, ... from the
+ * tap's first, acc1 the others: the same split as by ow's parity, with the names swapped where
+ * the first is odd, and acc0 + acc1 is symmetric), rows in order: the same bits. */
+/* One pixel's dy (dp) into its parity p's sums of the 5 taps whose input (iw0 + kw) is inside
+ * the row xr. */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+tap_row_pixel(const float *dp, const float *xr, int iw0, int W, __m512 a[OCTET_TAPS][2][2],
+              const int p) {
+    const __m512 d0 = _mm512_loadu_ps(dp), d1 = _mm512_loadu_ps(dp + 16);
+    for (int kw = 0; kw < OCTET_TAPS; kw++) {
+        if ((unsigned)(iw0 + kw) >= (unsigned)W) continue; /* the tap is padding */
+        const __m512 x = _mm512_set1_ps(xr[iw0 + kw]);
+        a[kw][p][0] = _mm512_add_ps(a[kw][p][0], _mm512_mul_ps(x, d0));
+        a[kw][p][1] = _mm512_add_ps(a[kw][p][1], _mm512_mul_ps(x, d1));
+    }
+}
+
+__attribute__((target("avx512f"))) static void
+tap_row5_c1_avx512(const Conv2dShape *s, const float *xi, const float *dyr, int kh, int k0,
+                   int rows0, int rows1, float *dwk) {
+    const int K = s->k, W = s->w, OW = s->ow;
+    __m512 a[OCTET_TAPS][2][2]; /* [kw][ow's parity][channels 0-15, 16-31] */
+    for (int kw = 0; kw < OCTET_TAPS; kw++)
+        for (int p = 0; p < 2; p++) a[kw][p][0] = a[kw][p][1] = _mm512_setzero_ps();
+    int oh0, oh1;
+    conv_tap_outputs(kh, s->stride_h, s->pad_top, s->h, s->oh, &oh0, &oh1);
+    if (oh0 < rows0) oh0 = rows0;
+    if (oh1 > rows1) oh1 = rows1;
+    for (int oh = oh0; oh < oh1; oh++) {
+        const float *xr = xi + (size_t)(oh * s->stride_h - s->pad_top + kh) * W; /* C = 1 */
+        const float *d = dyr + (size_t)(oh - rows0) * OW * K + k0;
+        /* two pixels a step, so that each one's parity (its sums) is a constant */
+        int ow = 0;
+        for (; ow + 1 < OW; ow += 2) {
+            tap_row_pixel(d + (size_t)ow * K, xr, ow - s->pad_left, W, a, 0);
+            tap_row_pixel(d + (size_t)(ow + 1) * K, xr, ow + 1 - s->pad_left, W, a, 1);
+        }
+        if (ow < OW) tap_row_pixel(d + (size_t)ow * K, xr, ow - s->pad_left, W, a, 0);
+    }
+    for (int kw = 0; kw < OCTET_TAPS; kw++)
+        for (int j = 0; j < 2; j++) {
+            float *o = dwk + (size_t)kw * K + 16 * j;
+            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o),
+                                              _mm512_add_ps(a[kw][0][j], a[kw][1][j])));
+        }
 }
 __attribute__((target("avx512f"))) static void forward_avx512(const Conv2dShape *s,
                                                              const float *xi, const float *w,
@@ -306,7 +368,9 @@ __attribute__((target("avx512f"))) static void filter_avx512(const Conv2dShape *
                                                             const float *xi, const float *dyr,
                                                             int r0, int r1, float *dw,
                                                             float *db) {
-    filter_body(s, xi, dyr, r0, r1, dw, db);
+    const int tap_row5 = s->c == 1 && s->kw == OCTET_TAPS && s->stride_w == 1 &&
+                         s->k % DIRECT_KB == 0;
+    filter_body(s, xi, dyr, r0, r1, dw, db, tap_row5 ? tap_row5_c1_avx512 : NULL);
 }
 #endif
 

@@ -19,9 +19,10 @@ static const ConvCase CASES[] = {
     {3, 6, 6, 1, 5, 5, 3, 1, 1, 1},  {2, 9, 7, 3, 4, 4, 2, 2, 2, 1}, {1, 4, 4, 2, 3, 3, 3, 2, 2, 1},
     {2, 8, 8, 3, 1, 1, 5, 1, 1, 0},  {1, 3, 3, 2, 5, 5, 2, 1, 1, 1}, {2, 11, 9, 5, 3, 5, 7, 3, 2, 0},
     {1, 10, 10, 17, 3, 3, 19, 1, 1, 1}, {2, 9, 8, 2, 3, 3, 37, 2, 1, 1}, {1, 6, 7, 4, 2, 3, 64, 1, 2, 0},
-    /* one channel, 5x5 at stride 1 (conv1's; AVX-512: 8 pixels at a time): a pixel left over
-     * and a part block of channels, and VALID */
+    /* one channel, 5x5 at stride 1 (conv1's; AVX-512: 8 pixels at a time, the filter gradient
+     * a tap row at a time): a pixel left over and a part block of channels, VALID, an odd row */
     {1, 13, 21, 1, 5, 5, 33, 1, 1, 1}, {2, 9, 14, 1, 5, 5, 32, 1, 1, 0},
+    {2, 7, 11, 1, 5, 5, 64, 1, 1, 1},
 };
 #define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
 
