@@ -6,6 +6,7 @@
 #include "kernels/kernels.h"
 #include "kernels/conv_window.h"
 #include "kernels/cpu_dispatch.h"
+#include "kernels/fast_div.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
@@ -405,19 +406,24 @@ kmajor_flush_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n0, const 
                     const int32_t *argmax, const float *dy, const int32_t *list, int m,
                     KWinner *sorted, int *start, double *acc, double *sb) {
     const int K = cs->k, taps = cs->kh * KMAJOR_KW;
-    const uint32_t per_image = (uint32_t)(ps->oh * ps->ow * K);
+    /* five divisions a winner (its channel twice, its image, winner_at's two): by multiplies
+     * (step 68) */
+    const FastDiv by_k = fast_div_init((uint32_t)K), by_ow = fast_div_init((uint32_t)cs->ow);
+    const FastDiv by_image = fast_div_init((uint32_t)(ps->oh * ps->ow * K));
     for (int k = 0; k <= K; k++) start[k] = 0;
-    for (int i = 0; i < m; i++) start[(uint32_t)list[i] % (uint32_t)K + 1]++;
+    for (int i = 0; i < m; i++) start[fast_mod(by_k, (uint32_t)list[i]) + 1]++;
     for (int k = 0; k < K; k++) start[k + 1] += start[k];
     for (int i = 0; i < m; i++) {
         const uint32_t o = (uint32_t)list[i];
-        const int n = (int)(o / per_image);
-        int oh, ow;
-        winner_at(cs, n, argmax[o], &oh, &ow);
+        const int n = (int)fast_div(by_image, o);
+        /* winner_at's arithmetic: the conv output's position (n*OH + oh)*OW + ow */
+        const uint32_t pos = fast_div(by_k, (uint32_t)argmax[o]), row = fast_div(by_ow, pos);
+        const int ow = (int)(pos - row * (uint32_t)cs->ow);
+        const int oh = (int)(row - (uint32_t)n * (uint32_t)cs->oh);
         const KWinner w = {(int32_t)o, (int16_t)(n - n0),
                            (int16_t)(oh * cs->stride_h - cs->pad_top),
                            (int16_t)(ow * cs->stride_w - cs->pad_left), dy[o]};
-        sorted[start[o % (uint32_t)K]++] = w;
+        sorted[start[fast_mod(by_k, o)]++] = w;
     }
     /* start[k] is now channel k's end */
     const float *xg = x + (size_t)n0 * cs->h * cs->w * KMAJOR_C;

@@ -9,6 +9,7 @@
  * CPU engine's fused forward over the direct loops and its filter gradient, bit for bit against
  * the calls they replace. */
 #include "kernels/kernels.h"
+#include "kernels/fast_div.h"
 #include "support/check_run.h"
 #include "support/gradcheck.h"
 
@@ -415,6 +416,28 @@ START_TEST(test_forward_direct_vs_calls) {
 }
 END_TEST
 
+/* kernels/fast_div.h against '/' and '%': divisors 1 and 2 to 2^32 - 1 (the winners' loops
+ * divide by channel counts, widths and image sizes), numerators at the quotients' steps, the
+ * ends of the range and a spread of others. */
+START_TEST(test_fast_div) {
+    static const uint32_t D[] = {1, 2, 3, 5, 7, 13, 14, 64, 160, 3136, 12544, 65537,
+                                 1000003, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFEu, 0xFFFFFFFFu};
+    for (size_t i = 0; i < sizeof D / sizeof D[0]; i++) {
+        const uint32_t d = D[i];
+        const FastDiv f = fast_div_init(d);
+        uint32_t n[12] = {0, 1, d - 1, d, d + 1, 2 * d - 1, 0x7FFFFFFFu, 0x80000000u,
+                          0xFFFFFFFEu, 0xFFFFFFFFu, 0xFFFFFFFFu - d, (0xFFFFFFFFu / d) * d};
+        for (int j = 0; j < 12; j++)
+            ck_assert_msg(fast_div(f, n[j]) == n[j] / d && fast_mod(f, n[j]) == n[j] % d,
+                          "%u / %u", n[j], d);
+        for (uint64_t k = 0; k < 100000; k++) {
+            const uint32_t v = (uint32_t)(k * 2654435761u) ^ (uint32_t)(k << 7);
+            ck_assert_msg(fast_div(f, v) == v / d, "%u / %u", v, d);
+        }
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("kernels_conv2d_pool");
     TCase *tc = tcase_create("conv2d_pool");
@@ -426,6 +449,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_backward_data_and_threads, 0, NCASES);
     tcase_add_loop_test(tc, test_forward_direct_vs_calls, 0, NCASES + 1);
     tcase_add_loop_test(tc, test_alive_lists_same_bits, 0, 3);
+    tcase_add_test(tc, test_fast_div);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
