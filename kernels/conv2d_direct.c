@@ -224,6 +224,21 @@ __attribute__((target("avx2"))) static void pair_avx2(const Conv2dShape *s, cons
     _mm256_storeu_ps(out1 + 16, b2); _mm256_storeu_ps(out1 + 24, b3);
 }
 
+/* Pixels q < count, their sums of channels k0.. k0+31 in lo[q] and hi[q], + b (where not NULL)
+ * as forward_pixel adds it, to out + q*K. */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+store_pixels_avx512(__m512 *lo, __m512 *hi, const int count, const float *b, int k0, int K,
+                    float *out) {
+    for (int q = 0; q < count; q++) {
+        if (b) { /* the sum, then + b, as forward_pixel */
+            lo[q] = _mm512_add_ps(lo[q], _mm512_loadu_ps(b + k0));
+            hi[q] = _mm512_add_ps(hi[q], _mm512_loadu_ps(b + k0 + 16));
+        }
+        _mm512_storeu_ps(out + (size_t)q * K, lo[q]);
+        _mm512_storeu_ps(out + (size_t)q * K + 16, hi[q]);
+    }
+}
+
 /* Four pixels, 32 channels each in two 16-float vectors: 8 accumulators, so the adds of one
  * tap overlap (one accumulator per pixel pair would wait on each add's latency). */
 __attribute__((target("avx512f"))) static void quad_avx512(const Conv2dShape *s, const float *xi,
@@ -247,14 +262,7 @@ __attribute__((target("avx512f"))) static void quad_avx512(const Conv2dShape *s,
                 }
             }
         }
-    for (int q = 0; q < 4; q++) {
-        if (b) { /* the sum, then + b, as forward_pixel */
-            lo[q] = _mm512_add_ps(lo[q], _mm512_loadu_ps(b + k0));
-            hi[q] = _mm512_add_ps(hi[q], _mm512_loadu_ps(b + k0 + 16));
-        }
-        _mm512_storeu_ps(out + (size_t)q * K, lo[q]);
-        _mm512_storeu_ps(out + (size_t)q * K + 16, hi[q]);
-    }
+    store_pixels_avx512(lo, hi, 4, b, k0, K, out);
 }
 
 /* Eight pixels of a one-channel input with 5 taps a row at stride 1 (conv1; step 66): along a
@@ -285,14 +293,7 @@ __attribute__((target("avx512f"))) static void octet_c1_avx512(const Conv2dShape
             }
         }
     }
-    for (int q = 0; q < 8; q++) {
-        if (b) { /* the sum, then + b, as forward_pixel */
-            lo[q] = _mm512_add_ps(lo[q], _mm512_loadu_ps(b + k0));
-            hi[q] = _mm512_add_ps(hi[q], _mm512_loadu_ps(b + k0 + 16));
-        }
-        _mm512_storeu_ps(out + (size_t)q * K, lo[q]);
-        _mm512_storeu_ps(out + (size_t)q * K + 16, hi[q]);
-    }
+    store_pixels_avx512(lo, hi, 8, b, k0, K, out);
 }
 
 __attribute__((target("avx2"))) static void forward_avx2(const Conv2dShape *s, const float *xi,
