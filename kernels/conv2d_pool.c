@@ -77,12 +77,23 @@ static double conv_macs(const Conv2dShape *cs) {
     return (double)cs->n * cs->oh * cs->ow * cs->kh * cs->kw * cs->c * cs->k;
 }
 
+/* The divisors that place a winner: by K (its channel) and by OW (its row), set up once per
+ * call; 32-bit (the op keeps indices under 2^31) and by multiplies (kernels/fast_div.h), where
+ * three 64-bit divisions took 8-15% of the winners' loops (docs/kernels-cpu.md, steps 50, 68). */
+typedef struct {
+    FastDiv k, ow;
+} WinnerDiv;
+
+static inline WinnerDiv winner_div(const Conv2dShape *cs) {
+    return (WinnerDiv){fast_div_init((uint32_t)cs->k), fast_div_init((uint32_t)cs->ow)};
+}
+
 /* The conv output position (oh, ow) of a winner of image n from its flat argmax index
- * [N,OH,OW,K]: two 32-bit divisions (the op keeps the index under 2^31), where three 64-bit
- * ones took 8-15% of the winners' loops (docs/kernels-cpu.md, step 50). */
-static inline void winner_at(const Conv2dShape *cs, int n, int32_t argmax, int *oh, int *ow) {
-    const uint32_t pos = (uint32_t)argmax / (uint32_t)cs->k; /* (n*OH + oh)*OW + ow */
-    const uint32_t row = pos / (uint32_t)cs->ow;              /* n*OH + oh */
+ * [N,OH,OW,K]. */
+static inline void winner_at(const Conv2dShape *cs, WinnerDiv dv, int n, int32_t argmax, int *oh,
+                             int *ow) {
+    const uint32_t pos = fast_div(dv.k, (uint32_t)argmax); /* (n*OH + oh)*OW + ow */
+    const uint32_t row = fast_div(dv.ow, pos);              /* n*OH + oh */
     *ow = (int)(pos - row * (uint32_t)cs->ow);
     *oh = (int)(row - (uint32_t)n * (uint32_t)cs->oh);
 }
@@ -104,12 +115,13 @@ static inline void filter_image_body(const Conv2dShape *cs, const Pool2dShape *p
     const int K = cs->k, C = cs->c, taps = cs->kh * cs->kw;
     const size_t first = (size_t)n * ps->oh * ps->ow * K, count = (size_t)ps->oh * ps->ow * K;
     const float *xi = x + (size_t)n * cs->h * cs->w * C;
+    const WinnerDiv dv = winner_div(cs);
     /* k = o % K by a counter: first is a multiple of K */
     for (size_t o = first, k = 0; o < first + count; o++, k = k + 1 == (size_t)K ? 0 : k + 1) {
         if (!(y[o] > 0.0f)) continue; /* the ReLU passed nothing at the winner */
         const double g = dy[o];
         int oh, ow;
-        winner_at(cs, n, argmax[o], &oh, &ow);
+        winner_at(cs, dv, n, argmax[o], &oh, &ow);
         sb[k] += g;
         int kh0, kh1, kw0, kw1;
         const int ih0 = conv_window_taps(oh, cs->stride_h, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
@@ -126,11 +138,11 @@ static inline void filter_image_body(const Conv2dShape *cs, const Pool2dShape *p
 /* One alive winner's taps into its image's data gradient dxi: output o (channel k, winner's
  * flat index at), gradient g. wt is the filter as [KH,KW,K,C] (C contiguous). */
 static inline __attribute__((always_inline)) void
-data_winner(const Conv2dShape *cs, int n, int32_t at, int k, float g, const float *wt,
-            float *dxi) {
+data_winner(const Conv2dShape *cs, WinnerDiv dv, int n, int32_t at, int k, float g,
+            const float *wt, float *dxi) {
     const int K = cs->k, C = cs->c;
     int oh, ow;
-    winner_at(cs, n, at, &oh, &ow);
+    winner_at(cs, dv, n, at, &oh, &ow);
     int kh0, kh1, kw0, kw1; /* stride 1 */
     const int ih0 = conv_window_taps(oh, 1, cs->pad_top, cs->kh, cs->h, &kh0, &kh1);
     const int iw0 = conv_window_taps(ow, 1, cs->pad_left, cs->kw, cs->w, &kw0, &kw1);
@@ -151,9 +163,10 @@ static inline void data_image_body(const Conv2dShape *cs, const Pool2dShape *ps,
     float *dxi = dx + (size_t)n * cs->h * cs->w * C;
     memset(dxi, 0, (size_t)cs->h * cs->w * C * sizeof *dxi);
     /* k = o % K by a counter: first is a multiple of K */
+    const WinnerDiv dv = winner_div(cs);
     for (size_t o = first, k = 0; o < first + count; o++, k = k + 1 == (size_t)K ? 0 : k + 1)
         if (y[o] > 0.0f) /* else the ReLU passed nothing */
-            data_winner(cs, n, argmax[o], (int)k, dy[o], wt, dxi);
+            data_winner(cs, dv, n, argmax[o], (int)k, dy[o], wt, dxi);
 }
 
 static void filter_image_base(const Conv2dShape *cs, const Pool2dShape *ps, int n, const float *x,
@@ -224,12 +237,14 @@ data_image_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n, const flo
     const size_t first = (size_t)n * ps->oh * ps->ow * K, end = first + (size_t)ps->oh * ps->ow * K;
     float *dxi = dx + (size_t)n * cs->h * cs->w * cs->c;
     memset(dxi, 0, (size_t)cs->h * cs->w * cs->c * sizeof *dxi);
+    const WinnerDiv dv = winner_div(cs);
     int32_t list[ALIVE_LIST];
     for (size_t o = first; o < end;) {
         const int m = list_alive_avx512(y, &o, end, list);
         for (int i = 0; i < m; i++) {
             const int32_t at = list[i];
-            data_winner(cs, n, argmax[at], (int)((uint32_t)at % K), dy[at], wt, dxi);
+            data_winner(cs, dv, n, argmax[at], (int)fast_mod(dv.k, (uint32_t)at), dy[at], wt,
+                        dxi);
         }
     }
 }
@@ -406,24 +421,22 @@ kmajor_flush_avx512(const Conv2dShape *cs, const Pool2dShape *ps, int n0, const 
                     const int32_t *argmax, const float *dy, const int32_t *list, int m,
                     KWinner *sorted, int *start, double *acc, double *sb) {
     const int K = cs->k, taps = cs->kh * KMAJOR_KW;
-    /* five divisions a winner (its channel twice, its image, winner_at's two): by multiplies
-     * (step 68) */
-    const FastDiv by_k = fast_div_init((uint32_t)K), by_ow = fast_div_init((uint32_t)cs->ow);
+    /* five divisions a winner (its channel twice, its image, winner_at's two), by multiplies:
+     * 14.59 -> 14.28 ms a step (step 68) */
+    const WinnerDiv dv = winner_div(cs);
     const FastDiv by_image = fast_div_init((uint32_t)(ps->oh * ps->ow * K));
     for (int k = 0; k <= K; k++) start[k] = 0;
-    for (int i = 0; i < m; i++) start[fast_mod(by_k, (uint32_t)list[i]) + 1]++;
+    for (int i = 0; i < m; i++) start[fast_mod(dv.k, (uint32_t)list[i]) + 1]++;
     for (int k = 0; k < K; k++) start[k + 1] += start[k];
     for (int i = 0; i < m; i++) {
         const uint32_t o = (uint32_t)list[i];
         const int n = (int)fast_div(by_image, o);
-        /* winner_at's arithmetic: the conv output's position (n*OH + oh)*OW + ow */
-        const uint32_t pos = fast_div(by_k, (uint32_t)argmax[o]), row = fast_div(by_ow, pos);
-        const int ow = (int)(pos - row * (uint32_t)cs->ow);
-        const int oh = (int)(row - (uint32_t)n * (uint32_t)cs->oh);
+        int oh, ow;
+        winner_at(cs, dv, n, argmax[o], &oh, &ow);
         const KWinner w = {(int32_t)o, (int16_t)(n - n0),
                            (int16_t)(oh * cs->stride_h - cs->pad_top),
                            (int16_t)(ow * cs->stride_w - cs->pad_left), dy[o]};
-        sorted[start[fast_mod(by_k, o)]++] = w;
+        sorted[start[fast_mod(dv.k, o)]++] = w;
     }
     /* start[k] is now channel k's end */
     const float *xg = x + (size_t)n0 * cs->h * cs->w * KMAJOR_C;
