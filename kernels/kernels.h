@@ -27,15 +27,28 @@ extern "C" {
 /* ---- threads ------------------------------------------------------------------------------ */
 /* Number of threads the CPU kernels use (OpenMP where built with it). n > 0: exactly n.
  * n <= 0 (and before any call): automatic: all cores, minus those other processes keep busy
- * (the 1-minute load average less this process's own threads, re-read at most once a second),
- * because a parallel region waits for its slowest thread and a thread sharing a busy core costs
- * a scheduler time slice per region. Called from the thread that runs the kernels. Results are
- * bit-identical for any thread count. */
+ * (re-read at most once a second: over the last interval, the busy time of this process's
+ * CPUs in /proc/stat less this process's own CPU time; at the first read the 1-minute load
+ * average less the count in use), because a parallel region waits for its slowest thread and
+ * a thread sharing a busy core costs a scheduler time slice per region. Called from the thread
+ * that runs the kernels. Results are bit-identical for any thread count. */
 void kernels_set_threads(int n);
 int kernels_get_threads(void);
-/* The automatic rule: cores - round(load - in_use) (others' share, 0 when negative), clamped
- * to [1, cores]. */
-int kernels_auto_threads(int cores, double load, int in_use);
+/* The automatic rule: cores - round(others) (others: the cores other processes keep busy; 0
+ * when negative), clamped to [1, cores]. */
+int kernels_auto_threads(int cores, double others);
+/* Others from the 1-minute load average, which counts this process's running threads too. */
+double kernels_others_from_load(double load, int in_use);
+/* One moment: the busy seconds of this process's CPUs (/proc/stat), this process's CPU seconds
+ * (all threads) and the monotonic clock's seconds. */
+typedef struct {
+    double busy_s, own_s, wall_s;
+} CpuSample;
+/* Others between two samples: (busy - own) / wall, in cores; 0 when no time passed. */
+double kernels_others_busy(CpuSample a, CpuSample b);
+/* One line of /proc/stat: 1 with *cpu and *busy_ticks (user + nice + system + irq + softirq) for
+ * a CPU's line ("cpuN ..." with at least 7 fields); 0 for any other line, the total included. */
+int kernels_stat_cpu_line(const char *line, int *cpu, double *busy_ticks);
 /* The vector clones (AVX2, AVX-512) the CPU kernels take are found at their first call, capped by
  * the environment's CNN_CPU_ISA (base or avx2; kernels/cpu_dispatch.h); this makes the next call
  * read it again (a test that changes it between calls). Every clone gives the same bits. */

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 START_TEST(test_relu) {
     enum { N = 1001 };
@@ -162,11 +163,10 @@ START_TEST(test_large_threads_bitwise) {
 }
 END_TEST
 
-/* uniform_fill_symmetric: element i is (2 * philox_uniform(seed, stream, i) - 1) * limit, the
- * per-element definition, at sizes off the groups of 4 and at a size that takes threads (1 and
- * 2: the same bits); the values cover [-limit, limit). */
-/* The automatic thread count's rule (kernels_set_threads(0)): cores less the other processes'
- * share of the 1-minute load, this process's own threads (the count in use) not counted. */
+/* The automatic thread count (kernels_set_threads(0)): cores less the cores other processes
+ * keep busy. Others come from the 1-minute load average less this process's own threads (the
+ * count in use) at the first read, then from /proc/stat over each interval: the busy time of
+ * this process's CPUs less this process's own CPU time. */
 START_TEST(test_auto_threads_rule) {
     static const struct { int cores; double load; int in_use, want; } CASES[] = {
         {2, 0.0, 0, 2},  /* idle, not read yet */
@@ -179,21 +179,58 @@ START_TEST(test_auto_threads_rule) {
         {8, 4.4, 4, 8},
         {1, 5.0, 1, 1},
     };
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
-        ck_assert_msg(kernels_auto_threads(CASES[i].cores, CASES[i].load, CASES[i].in_use) ==
-                          CASES[i].want,
-                      "cores %d load %.1f in use %d: %d threads, want %d", CASES[i].cores,
-                      CASES[i].load, CASES[i].in_use,
-                      kernels_auto_threads(CASES[i].cores, CASES[i].load, CASES[i].in_use),
-                      CASES[i].want);
-    /* explicit: exact; automatic: at least one thread */
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        const int got = kernels_auto_threads(
+            CASES[i].cores, kernels_others_from_load(CASES[i].load, CASES[i].in_use));
+        ck_assert_msg(got == CASES[i].want, "cores %d load %.1f in use %d: %d threads, want %d",
+                      CASES[i].cores, CASES[i].load, CASES[i].in_use, got, CASES[i].want);
+    }
+    /* over an interval of 1.5 s: both cores busy throughout (3 core-seconds), 1.9 of them this
+     * process's: others 0.73 of a core (a job beside it) -> one thread. Over 1 s with 2 busy
+     * core-seconds, 1.95 of them this process's -> both. No time passed -> no others. */
+    const CpuSample a = {100.0, 40.0, 7.0};
+    const CpuSample b = {103.0, 41.9, 8.5};
+    ck_assert_double_eq_tol(kernels_others_busy(a, b), 0.7333333, 1e-6);
+    ck_assert_int_eq(kernels_auto_threads(2, kernels_others_busy(a, b)), 1);
+    const CpuSample alone = {102.0, 41.95, 8.0};
+    ck_assert_double_eq_tol(kernels_others_busy(a, alone), 0.05, 1e-9);
+    ck_assert_int_eq(kernels_auto_threads(2, kernels_others_busy(a, alone)), 2);
+    ck_assert_double_eq(kernels_others_busy(a, a), 0.0);
+    /* explicit: exact; automatic: at least one thread, also at the second read a second on */
     kernels_set_threads(3);
     ck_assert_int_eq(kernels_get_threads(), 3);
     kernels_set_threads(0);
     ck_assert_int_ge(kernels_get_threads(), 1);
+    const struct timespec second = {1, 50000000};
+    nanosleep(&second, NULL);
+    ck_assert_int_ge(kernels_get_threads(), 1);
 }
 END_TEST
 
+/* /proc/stat's lines (Linux's format: a CPU's ticks of user nice system idle iowait irq softirq
+ * steal guest guest_nice): busy = user + nice + system + irq + softirq; the total line, other
+ * lines and short lines are not a CPU's. */
+START_TEST(test_stat_cpu_line) {
+    int cpu = -1;
+    double busy = -1;
+    ck_assert(kernels_stat_cpu_line("cpu0 2255 34 2290 22625563 6290 127 456 9 11 13\n", &cpu,
+                                    &busy));
+    ck_assert_int_eq(cpu, 0);
+    ck_assert_double_eq(busy, 2255 + 34 + 2290 + 127 + 456);
+    ck_assert(kernels_stat_cpu_line("cpu17 1 2 3 4 5 6 7\n", &cpu, &busy)); /* 2.6.0's 7 fields */
+    ck_assert_int_eq(cpu, 17);
+    ck_assert_double_eq(busy, 1 + 2 + 3 + 6 + 7);
+    ck_assert(!kernels_stat_cpu_line("cpu  4705 356 584 3699 23 23 0 0 0 0\n", &cpu, &busy));
+    ck_assert(!kernels_stat_cpu_line("cpu3 1 2 3 4 5 6\n", &cpu, &busy));
+    ck_assert(!kernels_stat_cpu_line("intr 1462898 0 0\n", &cpu, &busy));
+    ck_assert(!kernels_stat_cpu_line("ctxt 115315\n", &cpu, &busy));
+    ck_assert_int_eq(cpu, 17); /* untouched by the lines that are not a CPU's */
+}
+END_TEST
+
+/* uniform_fill_symmetric: element i is (2 * philox_uniform(seed, stream, i) - 1) * limit, the
+ * per-element definition, at sizes off the groups of 4 and at a size that takes threads (1 and
+ * 2: the same bits); the values cover [-limit, limit). */
 START_TEST(test_uniform_fill) {
     const size_t sizes[] = {1, 3, 4, 7, 801, ((size_t)1 << 17) + 3};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -231,6 +268,7 @@ int main(void) {
     tcase_add_test(tc, test_large_threads_bitwise);
     tcase_add_test(tc, test_uniform_fill);
     tcase_add_test(tc, test_auto_threads_rule);
+    tcase_add_test(tc, test_stat_cpu_line);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
