@@ -3,6 +3,7 @@
 #include "kernels/kernels.h"
 #include "kernels/adam.h"
 #include "kernels/cpu_dispatch.h"
+#include "kernels/dense_narrow.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
@@ -362,19 +363,37 @@ void dense_forward(int n, int in, int out, const float *x, const float *w, const
     if (sparse_worth(n, in) &&
         sparse_forward(n, in, out, x, w, b, y, sparse_limit(n, in)) == 0)
         return;
-    sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
+#if KERNELS_HAVE_AVX2_CLONES
+    if (dense_narrow_fits(out))
+        dense_narrow_forward(n, in, out, x, w, y);
+    else
+#endif
+        sgemm(0, 0, n, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
     add_bias(n, out, b, y);
 }
 
 /* dense_backward, its dw over x's nonzeros only when `sparse` allows. */
 static void backward(int n, int in, int out, const float *x, const float *w, const float *dy,
                      float *dx, float *dw, float *db, int sparse) {
-    if (dx) sgemm(0, 1, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in); /* dy * w^T */
+    /* the logits layer (out <= 16) by dense_narrow.c's loops: sgemm's bits without its edge
+     * tiles */
+#if KERNELS_HAVE_AVX2_CLONES
+    const int narrow = dense_narrow_fits(out);
+#else
+    const int narrow = 0;
+#endif
+    if (dx && !(narrow && dense_narrow_backward_data(n, in, out, dy, w, dx) == 0))
+        sgemm(0, 1, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in); /* dy * w^T */
     if (!dw) return;
     if (sparse && sparse_worth(n, in) &&
         sparse_filter(n, in, out, x, dy, dw, db, sparse_limit(n, in)) == 0)
         return;
-    sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out); /* x^T * dy */
+#if KERNELS_HAVE_AVX2_CLONES
+    if (narrow)
+        dense_narrow_backward_filter(n, in, out, x, dy, dw);
+    else
+#endif
+        sgemm(1, 0, in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out); /* x^T * dy */
     bias_grad(n, out, dy, db);
 }
 

@@ -267,14 +267,17 @@ static void gemm_block(const GemmArgs *g, int i0, int i1, int j0, int j1, float 
     }
 }
 
+int sgemm_kc_step(int k) {
+    const int n_pc = (k + SGEMM_KC - 1) / SGEMM_KC;
+    return n_pc > 0 ? (k + n_pc - 1) / n_pc : 1;
+}
+
 static GemmArgs gemm_args(int trans_a, int trans_b, int m, int n, int k, float alpha,
                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
                           int ldc) {
     GemmArgs g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c,
                   g_micro, g_micro12, NULL};
-    /* KC slices of equal depth (k = 800 -> 4 x 200, not 3 x 256 + 32). */
-    const int n_pc = (k + SGEMM_KC - 1) / SGEMM_KC;
-    g.kc_step = (k + n_pc - 1) / n_pc;
+    g.kc_step = sgemm_kc_step(k);
     return g;
 }
 

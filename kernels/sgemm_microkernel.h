@@ -31,6 +31,11 @@ typedef void (*SgemmMicroKernel12)(int kc, const float *a0, const float *a1, ptr
                                    float alpha, float beta);
 SgemmMicroKernel12 sgemm_micro12_avx512(void);
 
+/* The depth of sgemm's KC slices for a sum of k terms: equal slices of at most SGEMM_KC (k = 800
+ * -> 4 x 200, not 3 x 256 + 32). Each value is a chain from 0 per slice, the slices added in
+ * order (dense_narrow.c sums that way too). */
+int sgemm_kc_step(int k);
+
 /* Tests: 1 selects the portable micro-kernel even where AVX2 is present, 0 the best one. */
 void sgemm_use_portable(int on);
 

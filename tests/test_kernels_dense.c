@@ -204,6 +204,68 @@ START_TEST(test_dense_forward_backward) {
 }
 END_TEST
 
+/* The logits layer's loops (out <= 16: kernels/dense_narrow.c, AVX-512) give sgemm's bits: the
+ * forward, dx, dw and db of the widest clones against the AVX2 and plain runs (sgemm there),
+ * at sizes that take each part: rows in groups of 12, 4 and 1, several KC slices of the sum (in
+ * or n over 256), inputs in 8 blocks of 16, single blocks and a part block. */
+static const int NARROW[][3] = {
+    {100, 1024, 10}, /* the model's logits layer at batch 100 */
+    {1000, 1024, 10}, /* batch 1000: dw's sum over 4 slices of 250 rows */
+    {17, 600, 16},   /* 12 + 4 + 1 rows; 3 slices of 200; 37 blocks and a part of 8 */
+    {300, 37, 1},    /* dw: 2 slices of 150, 3 x 12 + 1 rows of one output */
+    {5, 257, 7},     /* 2 slices of 129 */
+};
+#define NNARROW ((int)(sizeof NARROW / sizeof NARROW[0]))
+
+START_TEST(test_dense_narrow) {
+    const int n = NARROW[_i][0], in = NARROW[_i][1], out = NARROW[_i][2];
+    const size_t nx = (size_t)n * in, nw = (size_t)in * out, ny = (size_t)n * out;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(out * 4), *dy = malloc(ny * 4);
+    float *y[TEST_CLONE_RUNS], *dx[TEST_CLONE_RUNS], *dw[TEST_CLONE_RUNS], *db[TEST_CLONE_RUNS];
+    test_fill_uniform(x, nx, -1, 1, 70 + (uint64_t)_i, 1);
+    test_fill_uniform(w, nw, -1, 1, 70 + (uint64_t)_i, 2);
+    test_fill_uniform(b, out, -1, 1, 70 + (uint64_t)_i, 3);
+    test_fill_uniform(dy, ny, -1, 1, 70 + (uint64_t)_i, 4);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
+        y[run] = malloc(ny * 4); dx[run] = malloc(nx * 4);
+        dw[run] = malloc(nw * 4); db[run] = malloc(out * 4);
+        test_poison(y[run], ny); test_poison(dx[run], nx);
+        test_poison(dw[run], nw); test_poison(db[run], out);
+        dense_forward(n, in, out, x, w, b, y[run]);
+        dense_backward(n, in, out, x, w, dy, dx[run], dw[run], db[run]);
+        if (run == 0) { /* near the double sums */
+            for (int r = 0; r < n; r += 7)
+                for (int j = 0; j < out; j++) {
+                    double acc = b[j];
+                    for (int i = 0; i < in; i++) acc += (double)x[(size_t)r * in + i] * w[(size_t)i * out + j];
+                    ck_assert_msg(fabs(acc - y[0][(size_t)r * out + j]) <= 1e-5 * (1 + in), "y[%d,%d]", r, j);
+                }
+            for (int i = 0; i < in; i += 5)
+                for (int j = 0; j < out; j++) {
+                    double acc = 0;
+                    for (int r = 0; r < n; r++) acc += (double)x[(size_t)r * in + i] * dy[(size_t)r * out + j];
+                    ck_assert_msg(fabs(acc - dw[0][(size_t)i * out + j]) <= 1e-5 * (1 + n), "dw[%d,%d]", i, j);
+                }
+            for (int r = 0; r < n; r += 7)
+                for (int i = 0; i < in; i++) {
+                    double acc = 0;
+                    for (int j = 0; j < out; j++) acc += (double)dy[(size_t)r * out + j] * w[(size_t)i * out + j];
+                    ck_assert_msg(fabs(acc - dx[0][(size_t)r * in + i]) <= 1e-5 * (1 + out), "dx[%d,%d]", r, i);
+                }
+            continue;
+        }
+        ck_assert_msg(memcmp(y[0], y[run], ny * 4) == 0, "y: %s differs", test_clone_name(run));
+        ck_assert_msg(memcmp(dx[0], dx[run], nx * 4) == 0, "dx: %s differs", test_clone_name(run));
+        ck_assert_msg(memcmp(dw[0], dw[run], nw * 4) == 0, "dw: %s differs", test_clone_name(run));
+        ck_assert_msg(memcmp(db[0], db[run], out * 4) == 0, "db: %s differs", test_clone_name(run));
+    }
+    test_clone_reset();
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) { free(y[run]); free(dx[run]); free(dw[run]); free(db[run]); }
+    free(x); free(w); free(b); free(dy);
+}
+END_TEST
+
 /* x mostly zeros (dense1's input, pool2's output: ~5% nonzero on MNIST): the forward and the
  * filter gradient over x's nonzeros (kernels/dense.c, at most 1/8 nonzero), and just over that
  * share, the GEMM: against double loops, the same bits on 1 and 2 threads, and the filter
@@ -423,6 +485,7 @@ int main(void) {
     tcase_add_test(tc, test_sgemm_large);
     tcase_add_test(tc, test_sgemm_degenerate);
     tcase_add_loop_test(tc, test_dense_forward_backward, 0, NDENSE);
+    tcase_add_loop_test(tc, test_dense_narrow, 0, NNARROW);
     tcase_add_loop_test(tc, test_dense_sparse_input, 0, NSPARSE);
     tcase_add_loop_test(tc, test_dense_backward_data_alive, 0, NALIVE);
     tcase_add_test(tc, test_dense_backward_data_alive_fits);
