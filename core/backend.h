@@ -196,17 +196,18 @@ struct Backend {
      * offer the backward alone, for conv2d_filter_grad_from_pool below (core then records the
      * conv and the pool as two ops). Forward: y and argmax as maxpool2d_forward over
      * max(conv + b, 0).
-     * Backward: dw and db (db may be NULL) from the pooled gradient dy; ws as the conv entries'. */
+     * Backward: dw and db (db may be NULL) from the pooled gradient dy; ws (both) as the conv
+     * entries'. */
     void (*conv2d_relu_maxpool_forward)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                                         const float *x, const float *w, const float *b, float *y,
-                                        int32_t *argmax);
+                                        int32_t *argmax, float *ws);
     void (*conv2d_relu_maxpool_backward_filter)(Backend *be, const Conv2dShape *cs,
                                                 const Pool2dShape *ps, const float *x,
                                                 const float *y, const int32_t *argmax,
                                                 const float *dy, float *dw, float *db, float *ws);
     /* Optional, with the two entries above: whether the backend runs the op for these shapes
-     * (NULL: for any); core records it only where this says yes (the CPU's: a conv its direct
-     * loops run, kernels.h's conv2d_relu_maxpool_direct_fits). */
+     * (NULL: for any); core records it only where this says yes (the CPU's: kernels.h's
+     * conv2d_relu_maxpool_fused_fits). */
     int (*conv2d_relu_maxpool_fits)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps);
     /* Optional, with the two entries above: maxpool2d_backward, then the backward of the ReLU
      * before the pool with its mask read from the pool's output y (kernels.h's

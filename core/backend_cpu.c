@@ -287,23 +287,23 @@ static int enabled(const char *name) {
     return !(v && strcmp(v, "0") == 0);
 }
 
-/* ---- conv1 + ReLU + pool1 as one op (backend.h): the direct loops' rows pooled from a small
- * buffer, the conv output never stored (docs/kernels-cpu.md, step 47); its filter gradient by
- * the direct filter loops over the conv output's gradient, made from pool1's y a block of rows
- * at a time (step 53; cpu_conv2d_relu_maxpool_backward_filter below). CNN_CPU_CONV_POOL=0 turns
- * it off. */
+/* ---- conv + ReLU + pool as one op (backend.h): conv1's direct loops' rows, or conv2's whole
+ * images, pooled from a small buffer, the conv output never stored (docs/kernels-cpu.md, steps
+ * 47 and 72); conv1's filter gradient by the direct filter loops over the conv output's
+ * gradient, made from pool1's y a block of rows at a time (step 53), conv2's from the winners
+ * (cpu_conv2d_relu_maxpool_backward_filter below). CNN_CPU_CONV_POOL=0 turns it off. */
 static void cpu_conv2d_relu_maxpool_forward(Backend *be, const Conv2dShape *cs,
                                             const Pool2dShape *ps, const float *x,
                                             const float *w, const float *b, float *y,
-                                            int32_t *argmax) {
+                                            int32_t *argmax, float *ws) {
     (void)be;
-    conv2d_relu_maxpool_forward_direct(cs, ps, x, w, b, y, argmax);
+    conv2d_relu_maxpool_forward_fused(cs, ps, x, w, b, y, argmax, ws);
 }
 
 static int cpu_conv2d_relu_maxpool_fits(Backend *be, const Conv2dShape *cs,
                                         const Pool2dShape *ps) {
     (void)be;
-    return conv2d_relu_maxpool_direct_fits(cs, ps);
+    return conv2d_relu_maxpool_fused_fits(cs, ps);
 }
 
 static void cpu_maxpool2d_relu_backward_from_y(Backend *be, const Pool2dShape *s,

@@ -426,7 +426,8 @@ static void cu_softmax_xent_fused(Backend *be, int n, int cls, const float *logi
  * maxpool2d_relu_backward + conv2d_backward_filter (test_kernels). */
 static void cu_conv2d_relu_maxpool_forward(Backend *be, const Conv2dShape *cs,
                                            const Pool2dShape *ps, const float *x, const float *w,
-                                           const float *b, float *y, int32_t *argmax) {
+                                           const float *b, float *y, int32_t *argmax, float *ws) {
+    (void)ws;
     CudaCtx *c = CTX(be);
     cuda_record(c, conv2d_relu_maxpool_forward_cuda(cs, ps, x, w, b, y, argmax, c->stream),
                 "conv2d_relu_maxpool_forward_cuda");

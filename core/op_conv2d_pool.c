@@ -15,7 +15,7 @@ static void conv_pool_fwd(Tape *t, TapeOp *op) {
     t->be->conv2d_relu_maxpool_forward(t->be, &cs, &ps, tensor_f32(op->in[0]),
                                        tensor_f32(op->in[1]),
                                        op->n_in > 2 ? tensor_f32(op->in[2]) : NULL,
-                                       tensor_f32(op->out), tensor_i32(op->saved[0]));
+                                       tensor_f32(op->out), tensor_i32(op->saved[0]), t->ws);
 }
 
 static void conv_pool_bwd(Tape *t, TapeOp *op) {

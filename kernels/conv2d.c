@@ -209,12 +209,38 @@ static void col2im_image(const Conv2dShape *s, const float *col, float *dxi) {
         }
 }
 
+/* One image's conv output yi [OH*OW, K] as conv2d_forward makes it: the direct loops, the
+ * image's nonzeros, or im2col into the thread's panel and a GEMM with w packed (wpack) by
+ * sgemm_pack_b, on thread t of sgemm_serial_begin's. */
+static void forward_image(const Conv2dShape *s, const float *xi, const float *w, const float *b,
+                          const float *wpack, float *panel, int t, float *yi) {
+    const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
+    if (!conv_is_pointwise(s) && s->c <= CONV_DIRECT_MAX_C) {
+        conv2d_direct_forward_image(s, xi, w, b, yi);
+        return;
+    }
+    const float *col = xi;
+    if (!conv_is_pointwise(s)) {
+        /* An image with few enough nonzeros (behind a ReLU and a pool) takes only those.
+         * Not for the direct loops' few channels: with one, a run holds at most KW
+         * nonzeros, and the runs cost more than the direct multiplies (measured: conv1
+         * at 19% nonzero, MNIST's share, 2.84 ms against 2.50). */
+        if (conv2d_sparse_forward_image(s, xi, w, b, yi, panel)) return;
+        im2col_image(s, xi, panel);
+        col = panel;
+    }
+    sgemm_serial_packed_b(t, 0, rows, K, KKC, 1.0f, col, KKC, wpack, 0.0f, yi, K);
+    if (b)
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < K; k++) yi[(size_t)r * K + k] += b[k];
+}
+
 void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const float *b,
                     float *y, float *ws) {
     const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
-    const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
-    const int direct = !pointwise && s->c <= CONV_DIRECT_MAX_C;
+    const int threads = conv_threads(s);
+    const int direct = !conv_is_pointwise(s) && s->c <= CONV_DIRECT_MAX_C;
     float *wpack = ws + CONV_MAX_THREADS * panel;
     if (sgemm_serial_begin(threads) != 0) { /* out of memory for GEMM buffers */
         conv2d_forward_reference(s, x, w, b, y);
@@ -224,62 +250,85 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
     KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int n = 0; n < s->n; n++) {
         const int t = kernels_thread_id();
-        const float *col = x + n * in_img;
-        float *yi = y + (size_t)n * rows * K;
-        if (direct) {
-            conv2d_direct_forward_image(s, col, w, b, yi);
-            continue;
-        }
-        if (!pointwise) {
-            /* An image with few enough nonzeros (behind a ReLU and a pool) takes only those.
-             * Not for the direct loops' few channels: with one, a run holds at most KW
-             * nonzeros, and the runs cost more than the direct multiplies (measured: conv1
-             * at 19% nonzero, MNIST's share, 2.84 ms against 2.50). */
-            if (conv2d_sparse_forward_image(s, col, w, b, yi, ws + t * panel)) continue;
-            im2col_image(s, col, ws + t * panel);
-            col = ws + t * panel;
-        }
-        sgemm_serial_packed_b(t, 0, rows, K, KKC, 1.0f, col, KKC, wpack, 0.0f, yi, K);
-        if (b)
-            for (int r = 0; r < rows; r++)
-                for (int k = 0; k < K; k++) yi[(size_t)r * K + k] += b[k];
+        forward_image(s, x + n * in_img, w, b, wpack, ws + t * panel, t, y + (size_t)n * rows * K);
     }
     sgemm_serial_end();
 }
 
-/* ---- conv + ReLU + max pool where the conv takes the direct loops (kernels.h) -------------
- * Per image and pooled row, the conv rows its windows read go into a small buffer (MNIST's conv1:
- * 2 rows x 28 x 32 floats, 7 KB, in L1), then the ReLU and the pool's row from there: the conv
- * output (10 MB at batch 100) is never written and read back twice (docs/kernels-cpu.md, step
- * 47). The same calls on the same values as conv2d_forward, relu_forward and maxpool2d_forward,
- * so the same bits. */
-#define POOL_ROWS_FLOATS 16384 /* a pooled row's conv rows: at most 64 KB, on the stack */
+/* ---- conv + ReLU + max pool as one call (kernels.h) --------------------------------------
+ * The conv output is never written to memory and read back twice (at batch 100 10 MB for
+ * MNIST's conv1, 5 MB for conv2: docs/kernels-cpu.md, steps 47 and 72). Where the conv takes
+ * the direct loops, each pooled row's conv rows go into a small buffer (conv1: 2 rows x 28 x 32
+ * floats, 7 KB, in L1); otherwise (conv2: its nonzeros, or im2col and a GEMM) the image's whole
+ * output (14 x 14 x 64 floats, 49 KB, in L2). Then the ReLU and the pool's rows from there. The
+ * same calls on the same values as conv2d_forward, relu_forward and maxpool2d_forward, so the
+ * same bits. */
+#define POOL_ROWS_FLOATS 16384 /* the buffer: at most 64 KB, on the stack */
 
-int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps) {
-    return !conv_is_pointwise(cs) && cs->c <= CONV_DIRECT_MAX_C && ps->n == cs->n &&
-           ps->h == cs->oh && ps->w == cs->ow && ps->c == cs->k &&
-           (size_t)ps->kh * cs->ow * cs->k <= POOL_ROWS_FLOATS;
+/* The conv output rows the buffer holds at once: a pooled row's (direct), or the image's. */
+static size_t fused_rows_floats(const Conv2dShape *cs, const Pool2dShape *ps) {
+    const int direct = !conv_is_pointwise(cs) && cs->c <= CONV_DIRECT_MAX_C;
+    return (size_t)(direct ? ps->kh : cs->oh) * cs->ow * cs->k;
 }
 
-void conv2d_relu_maxpool_forward_direct(const Conv2dShape *cs, const Pool2dShape *ps,
-                                        const float *x, const float *w, const float *b,
-                                        float *y, int32_t *argmax) {
-    const size_t in_img = (size_t)cs->h * cs->w * cs->c, row = (size_t)cs->ow * cs->k;
+int conv2d_relu_maxpool_fused_fits(const Conv2dShape *cs, const Pool2dShape *ps) {
+    return ps->n == cs->n && ps->h == cs->oh && ps->w == cs->ow && ps->c == cs->k &&
+           fused_rows_floats(cs, ps) <= POOL_ROWS_FLOATS;
+}
+
+int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps) {
+    return !conv_is_pointwise(cs) && cs->c <= CONV_DIRECT_MAX_C &&
+           conv2d_relu_maxpool_fused_fits(cs, ps);
+}
+
+/* relu_forward's operation, inline: its call opens an OpenMP region (if(0): a team of one),
+ * which cost more than these few floats, 1,400 times a step */
+static void relu_in_place(size_t n, float *buf) {
+    for (size_t i = 0; i < n; i++) buf[i] = buf[i] > 0.0f ? buf[i] : 0.0f;
+}
+
+void conv2d_relu_maxpool_forward_fused(const Conv2dShape *cs, const Pool2dShape *ps,
+                                       const float *x, const float *w, const float *b, float *y,
+                                       int32_t *argmax, float *ws) {
+    const int KKC = cs->kh * cs->kw * cs->c, K = cs->k;
+    const size_t in_img = (size_t)cs->h * cs->w * cs->c, row = (size_t)cs->ow * K;
+    const size_t panel = conv_panel_floats(cs);
     const int threads = conv_threads(cs);
-    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    if (conv2d_relu_maxpool_direct_fits(cs, ps)) {
+        KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+        for (int n = 0; n < cs->n; n++) {
+            _Alignas(64) float buf[POOL_ROWS_FLOATS];
+            for (int ph = 0; ph < ps->oh; ph++) { /* the conv rows [r0, r1) of the row's windows */
+                const int h0 = ph * ps->stride_h - ps->pad_top;
+                const int r0 = h0 < 0 ? 0 : h0, r1 = h0 + ps->kh > ps->h ? ps->h : h0 + ps->kh;
+                conv2d_direct_forward_rows(cs, x + n * in_img, w, b, r0, r1, buf);
+                relu_in_place((size_t)(r1 - r0) * row, buf);
+                maxpool2d_forward_row(ps, buf, r0, n, ph, y, argmax);
+            }
+        }
+        return;
+    }
+    float *wpack = ws + CONV_MAX_THREADS * panel;
+    /* out of memory for the GEMM's buffers: the reference conv, an image at a time (as
+     * conv2d_forward then) */
+    const int gemm = sgemm_serial_begin(threads) == 0;
+    if (gemm) sgemm_pack_b(0, KKC, K, w, K, wpack);
+    KERNELS_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (gemm && threads > 1))
     for (int n = 0; n < cs->n; n++) {
         _Alignas(64) float buf[POOL_ROWS_FLOATS];
-        for (int ph = 0; ph < ps->oh; ph++) { /* the conv rows [r0, r1) of the row's windows */
-            const int h0 = ph * ps->stride_h - ps->pad_top;
-            const int r0 = h0 < 0 ? 0 : h0, r1 = h0 + ps->kh > ps->h ? ps->h : h0 + ps->kh;
-            conv2d_direct_forward_rows(cs, x + n * in_img, w, b, r0, r1, buf);
-            /* relu_forward's operation, inline: its call opens an OpenMP region (if(0): a
-             * team of one), which cost more than these few floats, 1,400 times a step */
-            for (size_t i = 0; i < (size_t)(r1 - r0) * row; i++)
-                buf[i] = buf[i] > 0.0f ? buf[i] : 0.0f;
-            maxpool2d_forward_row(ps, buf, r0, n, ph, y, argmax);
+        if (gemm) {
+            const int t = kernels_thread_id();
+            forward_image(cs, x + n * in_img, w, b, wpack, ws + t * panel, t, buf);
+        } else {
+            Conv2dShape one = *cs;
+            one.n = 1;
+            conv2d_forward_reference(&one, x + n * in_img, w, b, buf);
         }
+        relu_in_place((size_t)cs->oh * row, buf);
+        for (int ph = 0; ph < ps->oh; ph++)
+            maxpool2d_forward_row(ps, buf, 0, n, ph, y, argmax); /* buf: the image from row 0 */
     }
+    if (gemm) sgemm_serial_end();
 }
 
 void conv2d_backward_data(const Conv2dShape *s, const float *dy, const float *w, float *dx,

@@ -121,14 +121,16 @@ void maxpool2d_relu_backward_from_y(const Pool2dShape *s, const float *dy, const
                                     const float *y, float *dx);
 
 /* conv2d_forward (with b), relu_forward and maxpool2d_forward in one call, where
- * conv2d_relu_maxpool_direct_fits says so (a conv of few input channels, which conv2d_forward
- * runs by its direct loops, e.g. MNIST's conv1; ps over the conv's output): the y and argmax of
- * those three calls, bit for bit, without the conv's output (each pooled row's conv rows go
- * through a buffer of at most 64 KB on the stack). */
+ * conv2d_relu_maxpool_fused_fits says so (ps over the conv's output; the conv rows the call
+ * holds at once fit a buffer of 64 KB on the stack: a pooled row's where conv2d_forward runs
+ * its direct loops, as for MNIST's conv1, else the image's, as for conv2): the y and argmax of
+ * those three calls, bit for bit, without the conv's output; ws as conv2d_forward's.
+ * conv2d_relu_maxpool_direct_fits: fused_fits, and the conv takes the direct loops. */
+int conv2d_relu_maxpool_fused_fits(const Conv2dShape *cs, const Pool2dShape *ps);
 int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps);
-void conv2d_relu_maxpool_forward_direct(const Conv2dShape *cs, const Pool2dShape *ps,
-                                        const float *x, const float *w, const float *b,
-                                        float *y, int32_t *argmax);
+void conv2d_relu_maxpool_forward_fused(const Conv2dShape *cs, const Pool2dShape *ps,
+                                       const float *x, const float *w, const float *b, float *y,
+                                       int32_t *argmax, float *ws);
 /* Its backward's filter gradient, where conv2d_relu_maxpool_direct_fits: dw and db (may be NULL)
  * of conv2d_backward_filter over the conv output's gradient that maxpool2d_relu_backward_from_y
  * makes from dy, argmax and y, bit for bit, without that gradient (made a block of rows at a

@@ -117,7 +117,7 @@ static void execute(Replay *r, const Call *c) {
         break;
     case C_CONV_POOL_FWD:
         b->conv2d_relu_maxpool_forward(b, &c->cs, &c->ps, P[0], P[1], P[2], P[3],
-                                       (int32_t *)c->p[4]);
+                                       (int32_t *)c->p[4], P[5]);
         break;
     case C_POOL_FROM_Y_BWD:
         b->maxpool2d_relu_backward_from_y(b, &c->ps, P[0], c->p[1], P[2], P[3]);
@@ -230,8 +230,8 @@ static void w_add(Backend *be, size_t n, const float *x, float *y) {
 }
 static void w_conv_pool_fwd(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                             const float *x, const float *w, const float *b, float *y,
-                            int32_t *argmax) {
-    CALL(.kind = C_CONV_POOL_FWD, .cs = *cs, .ps = *ps, .p = {x, w, b, y, argmax});
+                            int32_t *argmax, float *ws) {
+    CALL(.kind = C_CONV_POOL_FWD, .cs = *cs, .ps = *ps, .p = {x, w, b, y, argmax, ws});
 }
 static void w_pool_from_y_bwd(Backend *be, const Pool2dShape *s, const float *dy,
                               const int32_t *am, const float *y, float *dx) {

@@ -445,18 +445,20 @@ END_TEST
  * (dense_backward_adam; the optimizer pass leaves the kernel out). conv2's biases are set so
  * that 58 of its 64 channels are off: pool2's output is then at most 6/64 nonzero, under the
  * kernel's 1/8, so the path runs over the nonzeros and leaves dense1's gradient buffer
- * unwritten; that it differs from the reference's shows which path ran. _i = 1: conv1 + ReLU +
- * pool1 as one op (conv2d_relu_maxpool_forward over the direct loops; the filter gradient
- * over the conv output's gradient made from pool1's y a block at a time); a counted entry shows
- * it ran. */
+ * unwritten; that it differs from the reference's shows which path ran. _i = 1: conv + ReLU +
+ * pool as one op for both conv layers (conv2d_relu_maxpool_forward_fused: conv1's direct loops'
+ * rows, conv2's whole images; conv1's filter gradient over the conv output's gradient made from
+ * pool1's y a block at a time, conv2's gradients from pool2's winners as without the op); a
+ * counted entry shows it ran. */
 static void (*conv_pool_entry)(Backend *, const Conv2dShape *, const Pool2dShape *,
-                               const float *, const float *, const float *, float *, int32_t *);
+                               const float *, const float *, const float *, float *, int32_t *,
+                               float *);
 static int conv_pool_calls;
 static void counted_conv_pool(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                               const float *x, const float *w, const float *b, float *y,
-                              int32_t *argmax) {
+                              int32_t *argmax, float *ws) {
     conv_pool_calls++;
-    conv_pool_entry(be, cs, ps, x, w, b, y, argmax);
+    conv_pool_entry(be, cs, ps, x, w, b, y, argmax, ws);
 }
 
 START_TEST(test_cpu_paths_same_bits) {
@@ -529,7 +531,7 @@ START_TEST(test_cpu_paths_same_bits) {
         free(ga);
         free(gb);
     } else {
-        ck_assert_int_eq(conv_pool_calls, 3); /* once per training forward */
+        ck_assert_int_eq(conv_pool_calls, 6); /* conv1 and conv2, once per training forward */
     }
     free(img);
     model_free(ref);

@@ -6,8 +6,8 @@
  * sum kernels.h defines (the CUDA twin's), and both gradients' bits on 1 and 2 threads (the CPU
  * engine runs them). Odd sizes, strides, SAME and VALID, overlapping and padded pool windows,
  * tap counts over and under 32 (the CUDA twin's register groups), and conv2's channels. And the
- * CPU engine's fused forward over the direct loops and its filter gradient, bit for bit against
- * the calls they replace. */
+ * CPU engine's fused forward and the direct loops' filter gradient, bit for bit against the
+ * calls they replace. */
 #include "kernels/kernels.h"
 #include "kernels/fast_div.h"
 #include "support/check_run.h"
@@ -332,16 +332,23 @@ START_TEST(test_alive_lists_same_bits) {
 }
 END_TEST
 
-/* conv2d_relu_maxpool_forward_direct (the CPU engine's first layer) against the three calls it
+/* conv2d_relu_maxpool_forward_fused (the CPU engine's conv layers) against the three calls it
  * stands for, conv2d_forward, relu_forward and maxpool2d_forward: y and argmax bit for bit, on
- * each clone run, for the cases with few enough channels for the direct loops; conv2's
- * channels do not fit. MNIST's conv1 itself too (32 channels: full register blocks). */
+ * each clone run: every case (the direct loops' rows where there are few channels, else whole
+ * images), MNIST's conv1 itself (32 channels: full register blocks) and conv2 (its images
+ * thinned to 30% nonzero but every third: its nonzeros' loops and the GEMM in one call). */
 static const Case DIRECT_MNIST = {5, 28, 28, 1, 5, 32, 1, 1, 2, 2, 0};
+static const Case CONV2_MNIST = {5, 14, 14, 32, 5, 64, 1, 1, 2, 2, 0};
 
-static void check_direct(const Case *t, uint64_t seed) {
+static void check_fused(const Case *t, uint64_t seed, int thin) {
     Setup s;
     setup(&s, t, seed);
-    ck_assert(conv2d_relu_maxpool_direct_fits(&s.cs, &s.ps));
+    ck_assert(conv2d_relu_maxpool_fused_fits(&s.cs, &s.ps));
+    const size_t in_img = s.nx / (size_t)t->n;
+    if (thin) /* 30% nonzero (the nonzeros' loops), every third image 2/3 (the GEMM) */
+        for (int n = 0; n < t->n; n++)
+            for (size_t i = 0; i < in_img && n % 3 != 2; i++)
+                if (i % 10 >= 3) s.x[(size_t)n * in_img + i] = 0.0f;
     float *conv = malloc(s.nconv * 4), *y_ref = malloc(s.ny * 4), *y = malloc(s.ny * 4);
     int32_t *am_ref = malloc(s.ny * 4), *am = malloc(s.ny * 4);
     float *ws = malloc((conv2d_workspace_floats(&s.cs) + 1) * 4);
@@ -352,7 +359,8 @@ static void check_direct(const Case *t, uint64_t seed) {
         test_clone_run(run);
         test_poison(y, s.ny);
         memset(am, 0xFF, s.ny * 4);
-        conv2d_relu_maxpool_forward_direct(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
+        test_poison(ws, conv2d_workspace_floats(&s.cs));
+        conv2d_relu_maxpool_forward_fused(&s.cs, &s.ps, s.x, s.w, s.b, y, am, ws);
         ck_assert_msg(memcmp(y, y_ref, s.ny * 4) == 0, "y: %s differs", test_clone_name(run));
         ck_assert_msg(memcmp(am, am_ref, s.ny * 4) == 0, "argmax: %s differs",
                       test_clone_name(run));
@@ -374,7 +382,7 @@ static void check_direct_filter(const Case *t, uint64_t seed) {
     float *dw_ref = malloc(s.nw * 4), *db_ref = malloc(s.cs.k * 4);
     float *dw = malloc(s.nw * 4), *db = malloc(s.cs.k * 4);
     float *ws = malloc(conv2d_workspace_floats(&s.cs) * 4);
-    conv2d_relu_maxpool_forward_direct(&s.cs, &s.ps, s.x, s.w, s.b, y, am);
+    conv2d_relu_maxpool_forward_fused(&s.cs, &s.ps, s.x, s.w, s.b, y, am, ws);
     for (size_t i = 0; i < s.ny; i += 3) y[i] = 0.0f;
     for (size_t i = 1; i < s.ny; i += 7) s.dy[i] = -0.0f;
     maxpool2d_relu_backward_from_y(&s.ps, s.dy, am, y, dconv);
@@ -401,18 +409,24 @@ static void check_direct_filter(const Case *t, uint64_t seed) {
 
 START_TEST(test_forward_direct_vs_calls) {
     if (_i == NCASES) {
-        check_direct(&DIRECT_MNIST, 70);
+        check_fused(&DIRECT_MNIST, 70, 0);
         check_direct_filter(&DIRECT_MNIST, 71);
+        check_fused(&CONV2_MNIST, 72, 1);
+        /* an image's output over the 64 KB buffer: not fused (core keeps the two ops) */
+        Conv2dShape cs;
+        Pool2dShape ps;
+        conv2d_shape_init(&cs, 2, 28, 28, 32, 5, 5, 64, 1, 1, 1);
+        pool2d_shape_init(&ps, 2, 28, 28, 64, 2, 2, 2, 2, 0);
+        ck_assert(!conv2d_relu_maxpool_fused_fits(&cs, &ps));
         return;
     }
     Setup s;
     setup(&s, &CASES[_i], 70 + (uint64_t)_i);
-    const int fits = conv2d_relu_maxpool_direct_fits(&s.cs, &s.ps);
+    const int direct = conv2d_relu_maxpool_direct_fits(&s.cs, &s.ps);
     teardown(&s);
-    ck_assert_int_eq(fits, CASES[_i].c <= 4);
-    if (!fits) return;
-    check_direct(&CASES[_i], 70 + (uint64_t)_i);
-    check_direct_filter(&CASES[_i], 80 + (uint64_t)_i);
+    ck_assert_int_eq(direct, CASES[_i].c <= 4);
+    check_fused(&CASES[_i], 70 + (uint64_t)_i, CASES[_i].c > 4);
+    if (direct) check_direct_filter(&CASES[_i], 80 + (uint64_t)_i);
 }
 END_TEST
 

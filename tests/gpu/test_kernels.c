@@ -1742,7 +1742,7 @@ static void test_fused_conv_pool(int n) {
     float *dDY = dev_upload(dy, ny * 4), *dY = dev_poisoned(ny * 4), *dDW = dev_poisoned(nw * 4);
     float *dDB = dev_poisoned(32 * 4);
     int32_t *dAM = dev_poisoned(ny * 4);
-    cuda_be->conv2d_relu_maxpool_forward(cuda_be, &cs, &ps, dX, dW, dB, dY, dAM);
+    cuda_be->conv2d_relu_maxpool_forward(cuda_be, &cs, &ps, dX, dW, dB, dY, dAM, NULL);
     cuda_be->conv2d_relu_maxpool_backward_filter(cuda_be, &cs, &ps, dX, dY, dAM, dDY, dDW, dDB,
                                                  NULL);
     char what[96], tag[16];

@@ -22,8 +22,8 @@ static Backend cpu_own_entries(void) {
 
 static void conv_pool_forward(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps,
                               const float *x, const float *w, const float *b, float *y,
-                              int32_t *argmax) {
-    (void)be;
+                              int32_t *argmax, float *ws) {
+    (void)be, (void)ws;
     conv2d_relu_maxpool_forward(cs, ps, x, w, b, y, argmax);
 }
 
