@@ -44,6 +44,14 @@ static int sparse_worth(int n, int in) { return n >= 2 && (size_t)n * in >= 4096
 static size_t sparse_limit(int n, int in) { return (size_t)n * in / SPARSE_MAX_SHARE; }
 #define COLUMNS_ANY SIZE_MAX
 
+/* count[i] += the nonzeros of column i, for i in [i0, i1) */
+typedef void (*CountColumnsFn)(int n, int in, const float *x, int i0, int i1, int *count);
+
+static void count_columns_base(int n, int in, const float *x, int i0, int i1, int *count) {
+    for (int r = 0; r < n; r++)
+        for (int i = i0; i < i1; i++) count[i] += x[(size_t)r * in + i] != 0.0f;
+}
+
 /* The entries of columns [i0, i1), each column's rows ascending, from fill[i] on. */
 typedef void (*FillColumnsFn)(int n, int in, const float *x, int i0, int i1, int *fill,
                               int *rows, float *vals);
@@ -90,17 +98,39 @@ __attribute__((target("avx512f"))) static void fill_columns_avx512(int n, int in
 static FillColumnsFn fill_columns_fn(void) {
     return kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? fill_columns_avx512 : fill_columns_base;
 }
+
+/* A row's 16 columns at a time, the counters in L1: the rows are read in order (the baseline
+ * build compares 4 lanes at a time). The same counts. */
+__attribute__((target("avx512f"))) static void count_columns_avx512(int n, int in, const float *x,
+                                                                   int i0, int i1, int *count) {
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * in;
+        int i = i0;
+        for (; i + 16 <= i1; i += 16) { /* unordered: a NaN is != 0, as in the base loop */
+            const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(xr + i), zero, _CMP_NEQ_UQ);
+            const __m512i c = _mm512_loadu_si512(count + i);
+            _mm512_storeu_si512(count + i, _mm512_mask_add_epi32(c, m, c, one));
+        }
+        for (; i < i1; i++) count[i] += xr[i] != 0.0f;
+    }
+}
+static CountColumnsFn count_columns_fn(void) {
+    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? count_columns_avx512 : count_columns_base;
+}
 #else
 static FillColumnsFn fill_columns_fn(void) { return fill_columns_base; }
+static CountColumnsFn count_columns_fn(void) { return count_columns_base; }
 #endif
 
 /* Fills c with x's nonzeros by column: 0; 1 when there are more than limit (nothing kept: the
- * caller takes the GEMM); -1 when out of memory. Threads split the columns in blocks of
- * COLUMNS_BLOCK (a block's counts and entries are its own), so the lists do not depend on the
- * thread count. The count is the one pass over x that decides: a separate check read x again on
- * the calling thread (~0.1 ms for dense1, twice a step: step 61). */
-/* dense1: 25 blocks, 13 and 12 on 2 threads (512 made 7 blocks: 4 and 3, the last one short) */
-#define COLUMNS_BLOCK 128
+ * caller takes the GEMM); -1 when out of memory. Each thread takes one range of columns (a
+ * multiple of 16 wide; a range's counts and entries are its own, each column's rows in order),
+ * so the lists do not depend on the thread count. The count is the one pass over x that
+ * decides: a separate check read x again on the calling thread (~0.1 ms for dense1, twice a
+ * step: step 61). One range a thread, not blocks of 128 columns: a block read 512 bytes of each
+ * of x's rows, 12.5 KB apart, which the prefetchers did not follow (step 74). */
 static int columns_build(int n, int in, const float *x, size_t limit, Columns *c, int threads) {
     c->start = calloc((size_t)in + 1, sizeof *c->start);
     int *fill = malloc(((size_t)in + 1) * sizeof *fill);
@@ -109,12 +139,13 @@ static int columns_build(int n, int in, const float *x, size_t limit, Columns *c
         free(fill);
         return -1;
     }
-    const int blocks = (in + COLUMNS_BLOCK - 1) / COLUMNS_BLOCK;
+    const int width = ((in + threads - 1) / threads + 15) / 16 * 16;
+    const int blocks = (in + width - 1) / width;
+    const CountColumnsFn count_columns = count_columns_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int k = 0; k < blocks; k++) {
-        const int i0 = k * COLUMNS_BLOCK, i1 = i0 + COLUMNS_BLOCK < in ? i0 + COLUMNS_BLOCK : in;
-        for (int r = 0; r < n; r++)
-            for (int i = i0; i < i1; i++) c->start[i + 1] += x[(size_t)r * in + i] != 0.0f;
+        const int i0 = k * width, i1 = i0 + width < in ? i0 + width : in;
+        count_columns(n, in, x, i0, i1, c->start + 1);
     }
     for (int i = 0; i < in; i++) c->start[i + 1] += c->start[i];
     if ((size_t)c->start[in] > limit) {
@@ -134,7 +165,7 @@ static int columns_build(int n, int in, const float *x, size_t limit, Columns *c
     const FillColumnsFn fill_columns = fill_columns_fn();
     KERNELS_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int k = 0; k < blocks; k++) {
-        const int i0 = k * COLUMNS_BLOCK, i1 = i0 + COLUMNS_BLOCK < in ? i0 + COLUMNS_BLOCK : in;
+        const int i0 = k * width, i1 = i0 + width < in ? i0 + width : in;
         fill_columns(n, in, x, i0, i1, fill, c->rows, c->vals);
     }
     free(fill);
