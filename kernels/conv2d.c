@@ -167,6 +167,11 @@ static int conv_is_pointwise(const Conv2dShape *s) {
            s->pad_left == 0 && s->oh == s->h && s->ow == s->w;
 }
 
+/* Whether the conv takes the direct loops (few input channels, e.g. conv1) over im2col. */
+static int conv_takes_direct(const Conv2dShape *s) {
+    return !conv_is_pointwise(s) && s->c <= CONV_DIRECT_MAX_C;
+}
+
 /* col = im2col of image xi [H,W,C]. Along kw the input columns are adjacent, so each kernel
  * row is one contiguous copy of (valid kw) * C floats plus zeros for the padding. */
 static void im2col_image(const Conv2dShape *s, const float *xi, float *col) {
@@ -215,7 +220,7 @@ static void col2im_image(const Conv2dShape *s, const float *col, float *dxi) {
 static void forward_image(const Conv2dShape *s, const float *xi, const float *w, const float *b,
                           const float *wpack, float *panel, int t, float *yi) {
     const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
-    if (!conv_is_pointwise(s) && s->c <= CONV_DIRECT_MAX_C) {
+    if (conv_takes_direct(s)) {
         conv2d_direct_forward_image(s, xi, w, b, yi);
         return;
     }
@@ -240,7 +245,7 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
     const int KKC = s->kh * s->kw * s->c, K = s->k, rows = s->oh * s->ow;
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
     const int threads = conv_threads(s);
-    const int direct = !conv_is_pointwise(s) && s->c <= CONV_DIRECT_MAX_C;
+    const int direct = conv_takes_direct(s);
     float *wpack = ws + CONV_MAX_THREADS * panel;
     if (sgemm_serial_begin(threads) != 0) { /* out of memory for GEMM buffers */
         conv2d_forward_reference(s, x, w, b, y);
@@ -267,8 +272,7 @@ void conv2d_forward(const Conv2dShape *s, const float *x, const float *w, const 
 
 /* The conv output rows the buffer holds at once: a pooled row's (direct), or the image's. */
 static size_t fused_rows_floats(const Conv2dShape *cs, const Pool2dShape *ps) {
-    const int direct = !conv_is_pointwise(cs) && cs->c <= CONV_DIRECT_MAX_C;
-    return (size_t)(direct ? ps->kh : cs->oh) * cs->ow * cs->k;
+    return (size_t)(conv_takes_direct(cs) ? ps->kh : cs->oh) * cs->ow * cs->k;
 }
 
 int conv2d_relu_maxpool_fused_fits(const Conv2dShape *cs, const Pool2dShape *ps) {
@@ -277,8 +281,7 @@ int conv2d_relu_maxpool_fused_fits(const Conv2dShape *cs, const Pool2dShape *ps)
 }
 
 int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps) {
-    return !conv_is_pointwise(cs) && cs->c <= CONV_DIRECT_MAX_C &&
-           conv2d_relu_maxpool_fused_fits(cs, ps);
+    return conv_takes_direct(cs) && conv2d_relu_maxpool_fused_fits(cs, ps);
 }
 
 /* relu_forward's operation, inline: its call opens an OpenMP region (if(0): a team of one),
@@ -387,7 +390,7 @@ static void backward_filter(const Conv2dShape *s, const float *x, const float *d
     const size_t in_img = (size_t)s->h * s->w * s->c, panel = conv_panel_floats(s);
     const size_t nw = (size_t)KKC * K, part_len = nw + K; /* a group's partial dw, then db */
     const int pointwise = conv_is_pointwise(s), threads = conv_threads(s);
-    const int direct = !pointwise && s->c <= CONV_DIRECT_MAX_C;
+    const int direct = conv_takes_direct(s);
     int per_group;
     const int groups = conv_filter_groups(s, &per_group);
     float *parts = ws + CONV_MAX_THREADS * panel + conv_wpack_floats(s);
