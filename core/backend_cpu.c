@@ -223,14 +223,29 @@ static void cpu_step_increment(Backend *be, int64_t *step) {
     *step += 1;
 }
 
+/* The example at position p of the stream of batches: epoch p / n_examples's permutation (the
+ * ring holds ring_epochs of them), entry p % n_examples. */
+static int32_t ring_example(const int32_t *ring, int ring_epochs, int n_examples, int64_t p) {
+    const int64_t e = p / n_examples, j = p % n_examples;
+    return ring[(size_t)(e % ring_epochs) * (size_t)n_examples + (size_t)j];
+}
+
 static void cpu_gather_batch(Backend *be, int batch, int example_size, int n_examples,
                              const uint8_t *pixels, const int32_t *labels, const int32_t *ring,
                              int ring_epochs, const int64_t *step, float *x, int32_t *y) {
     (void)be;
+    /* The batch's examples are random images of the whole set (47 MB for MNIST), each a few
+     * cache lines from memory: the image GATHER_AHEAD places on is prefetched while this one is
+     * converted, so their misses overlap (the loop waited on each in turn; step 75). */
+    enum { GATHER_AHEAD = 2 };
+    const int64_t p0 = *step * (int64_t)batch;
     for (int i = 0; i < batch; i++) {
-        int64_t p = *step * (int64_t)batch + i;
-        int64_t e = p / n_examples, j = p % n_examples;
-        int32_t ex = ring[(size_t)(e % ring_epochs) * (size_t)n_examples + (size_t)j];
+        if (i + GATHER_AHEAD < batch) {
+            const int32_t next = ring_example(ring, ring_epochs, n_examples, p0 + i + GATHER_AHEAD);
+            const uint8_t *np = pixels + (size_t)next * (size_t)example_size;
+            for (int k = 0; k < example_size; k += 64) __builtin_prefetch(np + k);
+        }
+        const int32_t ex = ring_example(ring, ring_epochs, n_examples, p0 + i);
         const uint8_t *src = pixels + (size_t)ex * (size_t)example_size;
         float *dst = x + (size_t)i * (size_t)example_size;
         for (int k = 0; k < example_size; k++) dst[k] = (float)src[k];
