@@ -207,7 +207,8 @@ struct Backend {
                                                 const float *dy, float *dw, float *db, float *ws);
     /* Optional, with the two entries above: whether the backend runs the op for these shapes
      * (NULL: for any); core records it only where this says yes (the CPU's: kernels.h's
-     * conv2d_relu_maxpool_fused_fits). */
+     * conv2d_relu_maxpool_fused_fits, for the direct loops' convs and those of 8 or more input
+     * channels, whose filter gradient the two ops take from the winners too). */
     int (*conv2d_relu_maxpool_fits)(Backend *be, const Conv2dShape *cs, const Pool2dShape *ps);
     /* Optional, with the two entries above: maxpool2d_backward, then the backward of the ReLU
      * before the pool with its mask read from the pool's output y (kernels.h's

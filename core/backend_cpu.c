@@ -315,12 +315,6 @@ static void cpu_conv2d_relu_maxpool_forward(Backend *be, const Conv2dShape *cs,
     conv2d_relu_maxpool_forward_fused(cs, ps, x, w, b, y, argmax, ws);
 }
 
-static int cpu_conv2d_relu_maxpool_fits(Backend *be, const Conv2dShape *cs,
-                                        const Pool2dShape *ps) {
-    (void)be;
-    return conv2d_relu_maxpool_fused_fits(cs, ps);
-}
-
 static void cpu_maxpool2d_relu_backward_from_y(Backend *be, const Pool2dShape *s,
                                                const float *dy, const int32_t *argmax,
                                                const float *y, float *dx) {
@@ -338,6 +332,15 @@ static void cpu_maxpool2d_relu_backward_from_y(Backend *be, const Pool2dShape *s
 static int cpu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
     (void)be;
     return s->c >= 8;
+}
+
+/* The conv + ReLU + pool op where its kernels fit and its filter gradient is the one the two
+ * ops would take: the direct loops' (conv1), or the winners' (C >= 8, conv2). A conv of 5 to 7
+ * channels keeps the two ops and conv2d_backward_filter. */
+static int cpu_conv2d_relu_maxpool_fits(Backend *be, const Conv2dShape *cs,
+                                        const Pool2dShape *ps) {
+    return conv2d_relu_maxpool_fused_fits(cs, ps) &&
+           (conv2d_relu_maxpool_direct_fits(cs, ps) || cpu_conv2d_filter_grad_from_pool(be, cs));
 }
 
 /* A conv the direct loops run (conv1, in the conv + ReLU + pool op above) takes them over its

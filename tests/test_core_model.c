@@ -746,6 +746,32 @@ START_TEST(test_errors) {
 }
 END_TEST
 
+/* Which conv + ReLU + pool layers the CPU backend records as one op: where the fused forward's
+ * buffer holds them and the filter gradient is the one the two ops would take (the direct
+ * loops', or the winners' from 8 input channels); a conv of 5 to 7 channels keeps the two ops. */
+START_TEST(test_cpu_conv_pool_fits) {
+    static const struct { int h, c, k, want; } CASES[] = {
+        {28, 1, 32, 1},  /* conv1: the direct loops */
+        {14, 32, 64, 1}, /* conv2: the winners */
+        {14, 6, 16, 0},  /* neither: the two ops */
+        {14, 8, 16, 1},
+        {28, 32, 64, 0}, /* an image's output over the 64 KB buffer */
+    };
+    Backend *be = backend_cpu_create();
+    ck_assert_ptr_nonnull(be->conv2d_relu_maxpool_fits);
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        Conv2dShape cs;
+        Pool2dShape ps;
+        conv2d_shape_init(&cs, 4, CASES[i].h, CASES[i].h, CASES[i].c, 5, 5, CASES[i].k, 1, 1, 1);
+        pool2d_shape_init(&ps, 4, cs.oh, cs.ow, CASES[i].k, 2, 2, 2, 2, 0);
+        ck_assert_msg(be->conv2d_relu_maxpool_fits(be, &cs, &ps) == CASES[i].want,
+                      "%dx%dx%d -> %d: want %d", CASES[i].h, CASES[i].h, CASES[i].c, CASES[i].k,
+                      CASES[i].want);
+    }
+    be->destroy(be);
+}
+END_TEST
+
 int main(void) {
     /* One test case per test, so CK_RUN_CASE=<name> runs one. */
     const struct { const char *name; const TTest *test; int loops; } tests[] = {
@@ -755,6 +781,7 @@ int main(void) {
         {"optimizer", test_optimizer_step, 1},
         {"optimizer_per_layer", test_optimizer_per_layer_same_bits, 1},
         {"cpu_paths", test_cpu_paths_same_bits, 2},
+        {"cpu_conv_pool_fits", test_cpu_conv_pool_fits, 1},
         {"determinism", test_determinism, 1},
         {"data_order", test_resident_data_order, 1},
         {"learns", test_learns_predict_evaluate, 1},
