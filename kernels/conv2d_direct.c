@@ -356,11 +356,16 @@ tap_row5_c1_avx512(const Conv2dShape *s, const float *xi, const float *dyr, int 
                                               _mm512_add_ps(a[kw][0][j], a[kw][1][j])));
         }
 }
+/* The shapes of the one-channel row loops (octet_c1_avx512, tap_row5_c1_avx512): conv1's. */
+static int one_channel_row5(const Conv2dShape *s) {
+    return s->c == 1 && s->kw == OCTET_TAPS && s->stride_w == 1;
+}
+
 __attribute__((target("avx512f"))) static void forward_avx512(const Conv2dShape *s,
                                                              const float *xi, const float *w,
                                                              const float *b, int oh0, int oh1,
                                                              float *yr) {
-    if (s->c == 1 && s->kw == OCTET_TAPS && s->stride_w == 1)
+    if (one_channel_row5(s))
         forward_body(s, xi, w, b, oh0, oh1, yr, octet_c1_avx512, 8);
     else
         forward_body(s, xi, w, b, oh0, oh1, yr, quad_avx512, 4);
@@ -369,8 +374,7 @@ __attribute__((target("avx512f"))) static void filter_avx512(const Conv2dShape *
                                                             const float *xi, const float *dyr,
                                                             int r0, int r1, float *dw,
                                                             float *db) {
-    const int tap_row5 = s->c == 1 && s->kw == OCTET_TAPS && s->stride_w == 1 &&
-                         s->k % DIRECT_KB == 0;
+    const int tap_row5 = one_channel_row5(s) && s->k % DIRECT_KB == 0;
     filter_body(s, xi, dyr, r0, r1, dw, db, tap_row5 ? tap_row5_c1_avx512 : NULL);
 }
 #endif
