@@ -43,8 +43,9 @@ typedef struct {
     float *x, *w, *b, *dy;
 } Setup;
 
-/* Inputs like a first layer's: a third of the pixels exactly 0, biases of both signs. */
-static void setup(Setup *s, const Case *t, uint64_t seed) {
+/* Inputs like a first layer's: a third of the pixels exactly 0 (background: MNIST's zero
+ * background instead, test_zero_background), biases of both signs. */
+static void setup_inputs(Setup *s, const Case *t, uint64_t seed, int background) {
     conv2d_shape_init(&s->cs, t->n, t->h, t->w, t->c, t->ks, t->ks, t->k, t->stride, t->stride,
                       t->same);
     pool2d_shape_init(&s->ps, t->n, s->cs.oh, s->cs.ow, t->k, t->pool, t->pool, t->pstride,
@@ -58,11 +59,16 @@ static void setup(Setup *s, const Case *t, uint64_t seed) {
     s->b = malloc((size_t)t->k * 4);
     s->dy = malloc(s->ny * 4);
     test_fill_uniform(s->x, s->nx, -1, 1, seed, 1);
-    for (size_t i = 0; i < s->nx; i += 3) s->x[i] = 0.0f;
+    if (background)
+        test_zero_background(s->x, t->n, t->h, t->w, t->c, seed, 5);
+    else
+        for (size_t i = 0; i < s->nx; i += 3) s->x[i] = 0.0f;
     test_fill_uniform(s->w, s->nw, -0.3f, 0.3f, seed, 2);
     test_fill_uniform(s->b, (size_t)t->k, -0.2f, 0.2f, seed, 3);
     test_fill_uniform(s->dy, s->ny, -1, 1, seed, 4);
 }
+
+static void setup(Setup *s, const Case *t, uint64_t seed) { setup_inputs(s, t, seed, 0); }
 
 static void teardown(Setup *s) {
     free(s->x); free(s->w); free(s->b); free(s->dy);
@@ -335,14 +341,16 @@ END_TEST
 /* conv2d_relu_maxpool_forward_fused (the CPU engine's conv layers) against the three calls it
  * stands for, conv2d_forward, relu_forward and maxpool2d_forward: y and argmax bit for bit, on
  * each clone run: every case (the direct loops' rows where there are few channels, else whole
- * images), MNIST's conv1 itself (32 channels: full register blocks) and conv2 (its images
+ * images), MNIST's conv1 itself (32 channels: full register blocks; also on MNIST's zero
+ * background, which the AVX-512 loops skip and the plain ones do not) and conv2 (its images
  * thinned to 30% nonzero but every third: its nonzeros' loops and the GEMM in one call). */
 static const Case DIRECT_MNIST = {5, 28, 28, 1, 5, 32, 1, 1, 2, 2, 0};
+static const Case DIRECT_MNIST_BACKGROUND = {7, 28, 28, 1, 5, 32, 1, 1, 2, 2, 0};
 static const Case CONV2_MNIST = {5, 14, 14, 32, 5, 64, 1, 1, 2, 2, 0};
 
-static void check_fused(const Case *t, uint64_t seed, int thin) {
+static void check_fused(const Case *t, uint64_t seed, int thin, int background) {
     Setup s;
-    setup(&s, t, seed);
+    setup_inputs(&s, t, seed, background);
     ck_assert(conv2d_relu_maxpool_fused_fits(&s.cs, &s.ps));
     const size_t in_img = s.nx / (size_t)t->n;
     if (thin) /* 30% nonzero (the nonzeros' loops), every third image 2/3 (the GEMM) */
@@ -374,9 +382,9 @@ static void check_fused(const Case *t, uint64_t seed, int thin) {
  * calls it stands for, maxpool2d_relu_backward_from_y into the conv output's gradient and
  * conv2d_backward_filter: dw and db bit for bit, every clone run, 1 and 2 threads; dy with -0s,
  * y with zeros (the ReLU's stopped winners, and a thinned third). */
-static void check_direct_filter(const Case *t, uint64_t seed) {
+static void check_direct_filter(const Case *t, uint64_t seed, int background) {
     Setup s;
-    setup(&s, t, seed);
+    setup_inputs(&s, t, seed, background);
     float *y = malloc(s.ny * 4), *dconv = malloc(s.nconv * 4);
     int32_t *am = malloc(s.ny * 4);
     float *dw_ref = malloc(s.nw * 4), *db_ref = malloc(s.cs.k * 4);
@@ -409,9 +417,11 @@ static void check_direct_filter(const Case *t, uint64_t seed) {
 
 START_TEST(test_forward_direct_vs_calls) {
     if (_i == NCASES) {
-        check_fused(&DIRECT_MNIST, 70, 0);
-        check_direct_filter(&DIRECT_MNIST, 71);
-        check_fused(&CONV2_MNIST, 72, 1);
+        check_fused(&DIRECT_MNIST, 70, 0, 0);
+        check_direct_filter(&DIRECT_MNIST, 71, 0);
+        check_fused(&DIRECT_MNIST_BACKGROUND, 73, 0, 1);
+        check_direct_filter(&DIRECT_MNIST_BACKGROUND, 74, 1);
+        check_fused(&CONV2_MNIST, 72, 1, 0);
         /* an image's output over the 64 KB buffer: not fused (core keeps the two ops) */
         Conv2dShape cs;
         Pool2dShape ps;
@@ -425,8 +435,8 @@ START_TEST(test_forward_direct_vs_calls) {
     const int direct = conv2d_relu_maxpool_direct_fits(&s.cs, &s.ps);
     teardown(&s);
     ck_assert_int_eq(direct, CASES[_i].c <= 4);
-    check_fused(&CASES[_i], 70 + (uint64_t)_i, CASES[_i].c > 4);
-    if (direct) check_direct_filter(&CASES[_i], 80 + (uint64_t)_i);
+    check_fused(&CASES[_i], 70 + (uint64_t)_i, CASES[_i].c > 4, 0);
+    if (direct) check_direct_filter(&CASES[_i], 80 + (uint64_t)_i, 0);
 }
 END_TEST
 

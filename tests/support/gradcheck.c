@@ -45,6 +45,32 @@ void test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed, ui
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * philox_uniform(seed, stream, i);
 }
 
+void test_zero_background(float *x, int n, int h, int w, int c, uint64_t seed, uint64_t stream) {
+    const size_t img = (size_t)h * w * c;
+    for (int i = 0; i < n; i++) {
+        float *xi = x + (size_t)i * img;
+        /* the rows [r0, r1) have a run of nonzeros, the others none */
+        const int r0 = (int)(philox_uniform(seed, stream, 2 * (uint64_t)i) * h / 3);
+        const int r1 = h - (int)(philox_uniform(seed, stream, 2 * (uint64_t)i + 1) * h / 3);
+        for (int y = 0; y < h; y++) {
+            /* row y's run [a, e): its ends move by a column from row to row and image to image,
+             * so that each column is some row's first and some row's last nonzero */
+            const int a = (3 * i + y) % w, e = a + 1 + (5 * i + 2 * y) % (w - a);
+            for (int xx = 0; xx < w; xx++)
+                for (int ch = 0; ch < c; ch++) {
+                    const size_t el = ((size_t)y * w + xx) * c + ch;
+                    const double v = philox_uniform(seed, stream + 1, (uint64_t)i * img + el);
+                    const int corner = (y == 0 || y == h - 1) && (xx == 0 || xx == w - 1);
+                    if (i % 7 == 5 && corner) continue;
+                    if (i % 7 == 3 || y < r0 || y >= r1 || xx < a || xx >= e) xi[el] = 0.0f;
+                    else if (xx == a || xx == e - 1) continue; /* the run's ends stay nonzero */
+                    else if (v < 0.25) xi[el] = 0.0f;
+                    else if (v < 0.33) xi[el] = -0.0f;
+                }
+        }
+    }
+}
+
 void test_poison(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }

@@ -30,6 +30,12 @@ double gradcheck_dot(const float *a, const float *b, size_t n);
 
 /* Uniform floats in [lo, hi) from Philox (seed, stream = a per-buffer tag). */
 void test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed, uint64_t stream);
+/* Zeroes images x[n][h][w][c] (nonzero on entry) like MNIST's, mostly background: per image,
+ * the rows outside a random band are 0, and each row inside keeps one run of nonzeros whose
+ * ends shift a column from row to row and image to image (a third of the run's inner values
+ * 0 or -0); every seventh image from the fourth is all 0, and from the sixth keeps a nonzero
+ * in each corner (Philox: seed, stream). */
+void test_zero_background(float *x, int n, int h, int w, int c, uint64_t seed, uint64_t stream);
 /* Fills with NaN, so elements a kernel fails to write show up. */
 void test_poison(float *x, size_t n);
 /* Max over i of |a - b| / (atol + rtol * |b|); > 1 means out of tolerance. NaN counts as huge. */
