@@ -1,7 +1,10 @@
 /* conv2d_direct.h: direct (no im2col) per-image conv loops for inputs with few channels, private
  * to kernels/. With C = 1 (the first layer) an im2col GEMM has k = KH*KW = 25 and spends more
  * time copying than multiplying; these loops read x and w in place, vectorised over K (AVX2 or
- * AVX-512 when the CPU has it, chosen at run time). Sums run in a fixed order. */
+ * AVX-512 when the CPU has it, chosen at run time). Sums run in a fixed order. With conv1's shape
+ * (one channel, 5 taps a row, stride 1) on AVX-512, terms whose input is 0 or padding are
+ * skipped or added (MNIST's background): each adds +-0 to a sum that is never -0, so every
+ * clone gives the same bits where w (forward) and dy (filter gradient) are finite. */
 #ifndef KERNELS_CONV2D_DIRECT_H
 #define KERNELS_CONV2D_DIRECT_H
 
