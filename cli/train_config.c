@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "io/fs.h"
@@ -57,6 +59,9 @@ static const ArgSpec kSpecs[] = {
      "metric reported for hyperparameter tuning (default accuracy)"},
     {"append-trial-dir", NULL, ARG_VALUE, "true|false",
      "in a tuning trial, write into <job-dir>/<trial id> (default true)"},
+    {"_tuning_objective_metric", NULL, ARG_VALUE, "METRIC",
+     "set by SageMaker in a tuning job's trials: a --model-dir outside /opt/ml becomes "
+     "<model-dir>/$TRAINING_JOB_NAME/model"},
     {"help", "h", ARG_BOOL, NULL, "show this help and exit"},
 };
 enum { kNumSpecs = (int)(sizeof kSpecs / sizeof kSpecs[0]) };
@@ -177,13 +182,71 @@ static void parse_sm_hosts(TrainConfig *cfg) {
 
 static int is_remote(const char *path) { return strstr(path, "://") != NULL; }
 
-/* The job dir: --model-dir, else --job-dir. gs:// and s3:// are written directly (io/fs.h);
- * other URL schemes are refused. */
+const char *train_config_opt_ml(void) {
+    const char *root = env_nonempty("CNN_OPT_ML");
+    return root ? root : "/opt/ml";
+}
+
+/* Whether path is a directory this process may write into. */
+static int writable_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK | X_OK) == 0;
+}
+
+/* dir + "/" + a + (b ? "/" + b : ""), malloc'd; NULL out of memory. */
+static char *path_join(const char *dir, const char *a, const char *b) {
+    const size_t n = strlen(dir) + strlen(a) + (b ? strlen(b) + 1 : 0) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s%s%s", dir, a, b ? "/" : "", b ? b : "");
+    return p;
+}
+
+/* SageMaker's tuning trials each get <dir>/<training job name>/model, as its TensorFlow
+ * container does before starting the script (so a dir that already ends so is left as it is,
+ * as is one under /opt/ml). Returns the new dir (malloc'd), dir itself when it stays, or NULL
+ * with err set. */
+static char *sm_tuning_dir(TrainConfig *cfg, char *dir, char *err, size_t errlen) {
+    const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
+    if (!args_has(ap, "_tuning_objective_metric") || strncmp(dir, "/opt/ml", 7) == 0) return dir;
+    const char *job = env_nonempty("TRAINING_JOB_NAME");
+    if (!job) {
+        warn(cfg, "--_tuning_objective_metric without TRAINING_JOB_NAME: this tuning trial "
+                  "writes into %s itself", dir);
+        return dir;
+    }
+    if (strchr(job, '/') || strcmp(job, "..") == 0 || strcmp(job, ".") == 0) {
+        snprintf(err, errlen, "TRAINING_JOB_NAME '%s' is not a job name", job);
+        return NULL;
+    }
+    char *tail = path_join("", job, "model"); /* "/<job>/model" */
+    if (!tail) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    const size_t nd = strlen(dir), nt = strlen(tail);
+    const int already = nd >= nt && strcmp(dir + nd - nt, tail) == 0;
+    free(tail);
+    if (already) return dir;
+    char *with_job = path_join(dir, job, "model");
+    if (!with_job) snprintf(err, errlen, "out of memory");
+    return with_job;
+}
+
+/* The job dir: --model-dir, else --job-dir, else SageMaker's checkpoint directory
+ * (<opt_ml>/checkpoints, CheckpointConfig.LocalPath's default) when it is a writable
+ * directory: SageMaker copies it to checkpoint_s3_uri and back when a spot job restarts, so the
+ * job resumes. gs:// and s3:// are written directly (io/fs.h); other URL schemes are refused. */
 static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
     const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
     const char *flag = args_has(ap, "model-dir") ? "model-dir" : "job-dir";
     const char *dir = args_get(ap, flag, NULL);
-    if (!dir) return 0;
+    char checkpoints[4096];
+    if (!dir) {
+        snprintf(checkpoints, sizeof checkpoints, "%s/checkpoints", train_config_opt_ml());
+        if (!writable_dir(checkpoints)) return 0;
+        dir = checkpoints;
+        cfg->model_dir_is_sm_checkpoints = 1;
+    }
     if (!*dir) {
         snprintf(err, errlen, "--%s: empty path", flag);
         return -1;
@@ -197,6 +260,12 @@ static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
     if (!resolved) {
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    char *tuned = sm_tuning_dir(cfg, resolved, err, errlen);
+    if (tuned != resolved) {
+        free(resolved);
+        if (!tuned) return -1;
+        resolved = tuned;
     }
     /* Tuning trials must not clobber each other: <dir>/<trial> (Google's samples do this). */
     int append = 1;

@@ -6,7 +6,8 @@
  * CLOUD_ML_TRIAL_ID), then the Estimator's defaults. docs/cli-trainer.md lists every flag.
  *
  * Parsing checks every value (number syntax and range, enum names, required inputs) and touches
- * no file: a bad configuration is reported before any work starts (the trainer exits 2).
+ * no file (it only looks whether SageMaker's checkpoint directory is there): a bad
+ * configuration is reported before any work starts (the trainer exits 2).
  * Unknown flags and ignored settings become warnings (the platforms pass extra flags).
  */
 #ifndef CLI_TRAIN_CONFIG_H
@@ -50,9 +51,12 @@ typedef struct {
     int keep_checkpoint_max;        /* 5; 0 keeps all */
 
     /* ---- outputs ---- */
-    char *model_dir;                /* job dir (+ "/<trial>" in tuning trials); NULL when no
-                                       flag gave one: the trainer makes a fresh /tmp directory,
-                                       as the Estimator does */
+    char *model_dir;                /* job dir (+ "/<trial>" in AI Platform's tuning trials,
+                                       + "/<job name>/model" in SageMaker's); without a flag,
+                                       SageMaker's <opt_ml>/checkpoints when it is a writable
+                                       directory, else NULL: the trainer makes a fresh /tmp
+                                       directory, as the Estimator does */
+    int model_dir_is_sm_checkpoints; /* model_dir is SageMaker's checkpoint directory */
     const char *exporter_name;      /* "exporter": <model_dir>/export/<name>/<ts>/ */
     int exports_to_keep;            /* 5; 0 keeps all */
     const char *sm_model_dir;       /* $SM_MODEL_DIR (or --sm-model-dir), NULL when unset */
@@ -89,5 +93,9 @@ void train_config_print_help(FILE *out);
 
 /* The resolved configuration as one line (logged as Estimator's "Using config: {...}"). */
 void train_config_describe(const TrainConfig *cfg, char *buf, size_t len);
+
+/* The root of SageMaker's container files: $CNN_OPT_ML, else /opt/ml (its output/failure file,
+ * its checkpoints directory). The variable is for tests and local runs. */
+const char *train_config_opt_ml(void);
 
 #endif /* CLI_TRAIN_CONFIG_H */

@@ -42,8 +42,8 @@ enum { EXIT_OK = 0, EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2 };
 
 /* ---- failure reporting --------------------------------------------------------------------- */
 
-/* Logs the reason at ERROR and, on SageMaker (/opt/ml/output exists), writes it to
- * /opt/ml/output/failure, where the service shows it as the job's failure reason. */
+/* Logs the reason at ERROR and, on SageMaker (/opt/ml/output exists; train_config_opt_ml), writes
+ * it to /opt/ml/output/failure, where the service shows it as the job's failure reason. */
 static int fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(int status, const char *fmt, ...) {
     char msg[2048];
@@ -55,8 +55,11 @@ static int fail(int status, const char *fmt, ...) {
     tf_error("%s", msg);
     if (!tf_log_enabled(TF_LOG_ERROR)) fprintf(stderr, "trainer: %s\n", msg);
     struct stat st;
-    if (stat("/opt/ml/output", &st) == 0 && S_ISDIR(st.st_mode)) {
-        FILE *f = fopen("/opt/ml/output/failure", "w");
+    char output[4096], failure[4200];
+    snprintf(output, sizeof output, "%s/output", train_config_opt_ml());
+    snprintf(failure, sizeof failure, "%s/failure", output);
+    if (stat(output, &st) == 0 && S_ISDIR(st.st_mode)) {
+        FILE *f = fopen(failure, "w");
         if (f) {
             fprintf(f, "%s\n", msg);
             fclose(f);
@@ -468,6 +471,8 @@ int main(int argc, char **argv) {
     /* 2. data and model side by side: both sets decoded into memory once, on a thread, while
      * this one creates the model */
     char temp_dir[] = "/tmp/tmpXXXXXX";
+    if (cfg.model_dir_is_sm_checkpoints)
+        tf_info("Using SageMaker's checkpoint directory as model directory: %s", cfg.model_dir);
     if (!cfg.model_dir) {
         if (!mkdtemp(temp_dir)) {
             train_config_free(&cfg);

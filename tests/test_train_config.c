@@ -1,7 +1,10 @@
 /* test_train_config.c: the trainer's flags and platform environment (cli/train_config.h). */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/train_config.h"
 #include "support/check_run.h"
@@ -11,10 +14,13 @@ static const char *const kEnv[] = {
     "SM_CHANNEL_TRAIN", "SM_CHANNEL_TRAINING", "SM_CHANNEL_TEST", "SM_CHANNEL_EVAL",
     "SM_CHANNEL_TESTING", "SM_MODEL_DIR", "SM_LOG_LEVEL", "SM_HOSTS", "SM_CURRENT_HOST",
     "SM_NUM_GPUS", "TF_CONFIG", "CLOUD_ML_HP_METRIC_FILE", "CLOUD_ML_TRIAL_ID",
+    "TRAINING_JOB_NAME", "CNN_OPT_ML",
 };
 
+/* ... and SageMaker's /opt/ml moved where no checkpoints directory is. */
 static void clear_env(void) {
     for (size_t i = 0; i < sizeof kEnv / sizeof kEnv[0]; i++) unsetenv(kEnv[i]);
+    setenv("CNN_OPT_ML", "/nonexistent/opt/ml", 1);
 }
 
 /* Parses a NULL-terminated argv; returns parse's status, err filled. */
@@ -242,6 +248,84 @@ START_TEST(test_sagemaker_env) {
 }
 END_TEST
 
+/* SageMaker's tuning trials: --model_dir gains /<TRAINING_JOB_NAME>/model, as its TensorFlow
+ * container does (not twice, not under /opt/ml); the flag is known, not warned about. */
+START_TEST(test_sagemaker_tuning_dir) {
+    clear_env();
+    setenv("TRAINING_JOB_NAME", "tune-001", 1);
+    static const char *const cases[][2] = {
+        {"s3://bucket/job/model", "s3://bucket/job/model/tune-001/model"},
+        {"s3://bucket/job/model/tune-001/model", "s3://bucket/job/model/tune-001/model"},
+        {"/opt/ml/model", "/opt/ml/model"},
+        {"/tmp/run", "/tmp/run/tune-001/model"},
+    };
+    TrainConfig cfg;
+    char err[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[] = {"--train", "a", "--test", "b", "--_tuning_objective_metric", "accuracy",
+                        "--model_dir", (char *)cases[i][0], NULL};
+        ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+        ck_assert_str_eq(cfg.model_dir, cases[i][1]);
+        ck_assert_int_eq(cfg.num_warnings, 0);
+        train_config_free(&cfg);
+    }
+    /* not a tuning trial: the dir as given */
+    char *plain[] = {"--train", "a", "--test", "b", "--model_dir", "s3://bucket/job/model", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, plain) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "s3://bucket/job/model");
+    train_config_free(&cfg);
+    /* no job name: the dir as given, with a warning; a name with a slash: an error */
+    char *tuned[] = {"--train", "a", "--test", "b", "--_tuning_objective_metric", "loss",
+                     "--model_dir", "s3://bucket/job/model", NULL};
+    unsetenv("TRAINING_JOB_NAME");
+    ck_assert_msg(parse(&cfg, err, sizeof err, tuned) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "s3://bucket/job/model");
+    ck_assert(has_warning(&cfg, "TRAINING_JOB_NAME"));
+    train_config_free(&cfg);
+    setenv("TRAINING_JOB_NAME", "../x", 1);
+    ck_assert_int_ne(parse(&cfg, err, sizeof err, tuned), 0);
+    ck_assert_msg(strstr(err, "TRAINING_JOB_NAME") != NULL, "%s", err);
+    train_config_free(&cfg);
+    clear_env();
+}
+END_TEST
+
+/* Without --model_dir/--job-dir, SageMaker's checkpoint directory (<opt_ml>/checkpoints) is the
+ * job dir when it is a writable directory, so a spot job resumes; a flag wins over it. */
+START_TEST(test_sagemaker_checkpoints_dir) {
+    clear_env();
+    char root[] = "/tmp/test_opt_ml_XXXXXX", ckpt[64];
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", root);
+    setenv("CNN_OPT_ML", root, 1);
+    char *argv[] = {"--train", "a", "--test", "b", NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_ptr_null(cfg.model_dir); /* no checkpoints directory: the trainer's /tmp one */
+    train_config_free(&cfg);
+    ck_assert_int_eq(mkdir(ckpt, 0700), 0);
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, ckpt);
+    ck_assert_int_eq(cfg.model_dir_is_sm_checkpoints, 1);
+    train_config_free(&cfg);
+    char *flagged[] = {"--train", "a", "--test", "b", "--job-dir", "/tmp/mine", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, flagged) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "/tmp/mine");
+    ck_assert_int_eq(cfg.model_dir_is_sm_checkpoints, 0);
+    train_config_free(&cfg);
+    if (geteuid() != 0) { /* root may write anywhere */
+        ck_assert_int_eq(chmod(ckpt, 0500), 0);
+        ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+        ck_assert_ptr_null(cfg.model_dir);
+        train_config_free(&cfg);
+    }
+    rmdir(ckpt);
+    rmdir(root);
+    clear_env();
+}
+END_TEST
+
 START_TEST(test_tf_config_roles_and_trials) {
     clear_env();
     TrainConfig cfg;
@@ -338,6 +422,8 @@ static Suite *train_config_suite(void) {
     tcase_add_test(tc, test_errors_name_the_flag);
     tcase_add_test(tc, test_missing_data_and_exclusive_cadence);
     tcase_add_test(tc, test_sagemaker_env);
+    tcase_add_test(tc, test_sagemaker_tuning_dir);
+    tcase_add_test(tc, test_sagemaker_checkpoints_dir);
     tcase_add_test(tc, test_tf_config_roles_and_trials);
     tcase_add_test(tc, test_help_and_describe);
     suite_add_tcase(s, tc);

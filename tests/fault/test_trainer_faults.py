@@ -310,3 +310,30 @@ def test_full_disk_tmpfs(tf, tmp_path, mnist_files, predict_input):
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
         mnt.rmdir()
+
+
+def test_sagemaker_failure_file_and_checkpoint_dir(tmp_path, mnist_files):
+    """On SageMaker (its /opt/ml moved by CNN_OPT_ML): a failed job writes its reason to
+    /opt/ml/output/failure; without a job dir the checkpoints go to /opt/ml/checkpoints, which
+    SageMaker syncs, and a restarted (spot) job resumes from there."""
+    train, test = mnist_files
+    root = tmp_path / "opt_ml"
+    (root / "output").mkdir(parents=True)
+    env = {"CNN_OPT_ML": str(root)}
+    common = ["--test", test, "--device", "cpu", "--model", MODEL, "--batch-size", "16",
+              "--threads", "1"]
+    res = run([program("trainer"), "--train", tmp_path / "missing.tfrecords", *common,
+               "--steps", "4"], env=env)
+    assert_clean_failure(res, "missing.tfrecords")
+    failure = (root / "output" / "failure").read_text()
+    assert "missing.tfrecords" in failure, failure
+
+    (root / "checkpoints").mkdir()
+    res = run([program("trainer"), "--train", train, *common, "--steps", "4"], env=env)
+    assert_ok(res)
+    assert f"checkpoint directory as model directory: {root}/checkpoints" in res.stderr
+    assert (root / "checkpoints" / "model.ckpt-4.index").exists()
+    res = run([program("trainer"), "--train", train, *common, "--steps", "8"], env=env)
+    assert_ok(res)
+    assert f"Restoring parameters from {root}/checkpoints/model.ckpt-4" in res.stderr
+    assert (root / "checkpoints" / "model.ckpt-8.index").exists()
