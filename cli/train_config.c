@@ -42,8 +42,12 @@ static const ArgSpec kSpecs[] = {
      "steps between loss lines and global_step/sec (default 100)"},
     {"save-summary-steps", NULL, ARG_VALUE, "N",
      "steps between training loss summaries in the events file (default 100, 0 = none)"},
-    {"eval-steps", "eval-every-steps", ARG_VALUE, "N",
+    {"eval-every-steps", NULL, ARG_VALUE, "N",
      "also evaluate every N steps (default 0: only at the end)"},
+    {"eval-steps", NULL, ARG_VALUE, "N",
+     "evaluate the first N batches of --eval-batch-size examples, as EvalSpec.steps (default 0: "
+     "the whole test set)"},
+    {"eval-batch-size", NULL, ARG_VALUE, "N", "the batch of --eval-steps (default --batch-size)"},
     {"save-checkpoints-steps", NULL, ARG_VALUE, "N", "checkpoint every N steps"},
     {"save-checkpoints-secs", NULL, ARG_VALUE, "S",
      "checkpoint every S seconds (default 600 when neither is given)"},
@@ -386,8 +390,13 @@ int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_
         check_min64("log-step-count-steps", cfg->log_step_count_steps, 1, err, errlen) ||
         args_get_int64(ap, "save-summary-steps", 100, &cfg->save_summary_steps, err, errlen) ||
         check_min64("save-summary-steps", cfg->save_summary_steps, 0, err, errlen) ||
+        args_get_int64(ap, "eval-every-steps", 0, &cfg->eval_every_steps, err, errlen) ||
+        check_min64("eval-every-steps", cfg->eval_every_steps, 0, err, errlen) ||
         args_get_int64(ap, "eval-steps", 0, &cfg->eval_steps, err, errlen) ||
         check_min64("eval-steps", cfg->eval_steps, 0, err, errlen) ||
+        args_get_int(ap, "eval-batch-size", cfg->batch_size, &cfg->eval_batch_size, err,
+                     errlen) ||
+        check_min64("eval-batch-size", cfg->eval_batch_size, 1, err, errlen) ||
         args_get_int64(ap, "save-checkpoints-steps", 0, &cfg->save_checkpoints_steps, err,
                        errlen) ||
         check_min64("save-checkpoints-steps", cfg->save_checkpoints_steps, 0, err, errlen) ||
@@ -469,7 +478,8 @@ void train_config_describe(const TrainConfig *cfg, char *buf, size_t len) {
              "'optimizer': '%s', 'seed': %llu, 'device': '%s', 'threads': %d, "
              "'save_checkpoints_steps': %lld, 'save_checkpoints_secs': %g, "
              "'keep_checkpoint_max': %d, 'log_step_count_steps': %lld, "
-             "'save_summary_steps': %lld, 'eval_steps': %lld, 'exports_to_keep': %d, "
+             "'save_summary_steps': %lld, 'eval_every_steps': %lld, 'eval_steps': %lld, "
+             "'eval_batch_size': %d, 'exports_to_keep': %d, "
              "'task_type': '%s', 'task_id': %d, 'trial': '%s'}",
              cfg->model_dir ? cfg->model_dir : "", (long long)cfg->steps, cfg->batch_size,
              tf_fmt_double(lr, sizeof lr, cfg->learning_rate),
@@ -477,6 +487,7 @@ void train_config_describe(const TrainConfig *cfg, char *buf, size_t len) {
              (unsigned long long)cfg->seed, cfg->device, cfg->threads,
              (long long)cfg->save_checkpoints_steps, cfg->save_checkpoints_secs,
              cfg->keep_checkpoint_max, (long long)cfg->log_step_count_steps,
-             (long long)cfg->save_summary_steps, (long long)cfg->eval_steps, cfg->exports_to_keep,
+             (long long)cfg->save_summary_steps, (long long)cfg->eval_every_steps,
+             (long long)cfg->eval_steps, cfg->eval_batch_size, cfg->exports_to_keep,
              cfg->task_type, cfg->task_index, cfg->trial ? cfg->trial : "");
 }

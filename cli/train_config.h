@@ -43,7 +43,10 @@ typedef struct {
     TfLogLevel verbosity;           /* INFO */
     int64_t log_step_count_steps;   /* 100: the loss line and global_step/sec */
     int64_t save_summary_steps;     /* 100: training `loss` into the events file */
-    int64_t eval_steps;             /* 0: evaluate at the end only; N: also every N steps */
+    int64_t eval_every_steps;       /* 0: evaluate at the end only; N: also every N steps */
+    int64_t eval_steps;             /* 0: each evaluation covers the whole test set; N: its first
+                                       N * eval_batch_size examples (EvalSpec.steps) */
+    int eval_batch_size;            /* the batch of eval_steps: batch_size */
 
     /* ---- checkpoints ---- */
     int64_t save_checkpoints_steps; /* 0 = by time */

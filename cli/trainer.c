@@ -228,15 +228,19 @@ static void log_local_time(const char *what) {
     tf_info("%s %s", what, stamp);
 }
 
-/* Evaluation on the whole test set, as Estimator.evaluate with steps=None: the log lines, the
- * eval/ summaries and the hypertune metric. */
+/* Evaluation on the whole test set, as Estimator.evaluate with steps=None, or with --eval-steps N
+ * on its first N batches of --eval-batch-size examples: the log lines, the eval/ summaries and
+ * the hypertune metric. */
 static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, char *err,
                           size_t errlen) {
     const TrainConfig *cfg = job->cfg;
     int64_t step = model_step(job->model);
     log_local_time("Starting evaluation at");
     double t0 = wall_seconds(), loss, accuracy;
-    if (model_evaluate(job->model, test->pixels, test->labels, test->n, &loss, &accuracy, err,
+    int n = test->n;
+    if (cfg->eval_steps > 0 && cfg->eval_steps < (n + cfg->eval_batch_size - 1) / cfg->eval_batch_size)
+        n = (int)cfg->eval_steps * cfg->eval_batch_size; /* < n */
+    if (model_evaluate(job->model, test->pixels, test->labels, n, &loss, &accuracy, err,
                        errlen) != 0)
         return -1;
     tf_info("Inference Time : %.5fs", wall_seconds() - t0);
@@ -332,7 +336,7 @@ static int export_finish(Job *job, char *err, size_t errlen) {
 static int64_t next_stop(const TrainConfig *cfg, int64_t step, int64_t first) {
     int64_t stop = cfg->steps;
     int64_t every[4] = {cfg->log_step_count_steps, cfg->save_summary_steps,
-                        cfg->save_checkpoints_steps, cfg->eval_steps};
+                        cfg->save_checkpoints_steps, cfg->eval_every_steps};
     for (int i = 0; i < 4; i++) {
         if (every[i] <= 0) continue;
         /* loss lines and summaries at first, first + N, ...; checkpoints/evals at multiples */
@@ -408,7 +412,7 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
                        now - job->last_save_time >= cfg->save_checkpoints_secs;
         if ((due_steps || due_secs) && step < cfg->steps && save_checkpoint(job, err, errlen) != 0)
             return -1;
-        if (cfg->eval_steps > 0 && step % cfg->eval_steps == 0 && step < cfg->steps &&
+        if (cfg->eval_every_steps > 0 && step % cfg->eval_every_steps == 0 && step < cfg->steps &&
             evaluate(job, test, NULL, err, errlen) != 0)
             return -1;
     }

@@ -53,6 +53,8 @@ START_TEST(test_defaults) {
     ck_assert_int_eq(cfg.log_step_count_steps, 100);
     ck_assert_int_eq(cfg.save_summary_steps, 100);
     ck_assert_int_eq(cfg.eval_steps, 0);
+    ck_assert_int_eq(cfg.eval_every_steps, 0);
+    ck_assert_int_eq(cfg.eval_batch_size, 100); /* --batch-size */
     ck_assert_int_eq(cfg.save_checkpoints_steps, 0);
     ck_assert_double_eq(cfg.save_checkpoints_secs, 600);
     ck_assert_int_eq(cfg.keep_checkpoint_max, 5);
@@ -79,6 +81,7 @@ START_TEST(test_flag_forms) {
     char *argv[] = {"--train_file", "a.tfr", "b.tfr", "--eval-file=c.tfr", "--steps=500",
                     "--batch_size", "64", "--learning-rate=0.01", "--verbosity", "warn",
                     "--seed", "7", "--device=cpu", "--eval_steps", "200",
+                    "--eval-every-steps=250", "--eval_batch_size", "40",
                     "--log-step-count-steps=10", "--save_checkpoints_steps", "50",
                     "--keep-checkpoint-max=2", "--exports_to_keep", "3", "--threads=2",
                     "--optimizer", "Momentum", "--momentum=0.5", "--shuffle", "False",
@@ -97,6 +100,8 @@ START_TEST(test_flag_forms) {
     ck_assert_int_eq(cfg.seed, 7);
     ck_assert_str_eq(cfg.device, "cpu");
     ck_assert_int_eq(cfg.eval_steps, 200);
+    ck_assert_int_eq(cfg.eval_every_steps, 250);
+    ck_assert_int_eq(cfg.eval_batch_size, 40);
     ck_assert_int_eq(cfg.log_step_count_steps, 10);
     ck_assert_int_eq(cfg.save_checkpoints_steps, 50);
     ck_assert_double_eq(cfg.save_checkpoints_secs, 0);   /* steps given: no time cadence */
@@ -158,6 +163,8 @@ START_TEST(test_errors_name_the_flag) {
         {"--optimizer", "rmsprop", "--optimizer"},
         {"--log-step-count-steps", "0", "--log-step-count-steps"},
         {"--eval-steps", "-1", "--eval-steps"},
+        {"--eval-every-steps", "-1", "--eval-every-steps"},
+        {"--eval-batch-size", "0", "--eval-batch-size"},
         {"--keep-checkpoint-max", "many", "--keep-checkpoint-max"},
         {"--save-checkpoints-secs", "-3", "--save-checkpoints-secs"},
         {"--threads", "1.5", "--threads"},
@@ -396,7 +403,7 @@ START_TEST(test_help_and_describe) {
     fclose(f);
     static const char *const flags[] = {"--train", "--test", "--steps", "--batch-size",
         "--learning-rate", "--verbosity", "--job-dir", "--model-dir", "--seed", "--device",
-        "--eval-steps", "--log-step-count-steps", "--threads", "--save-checkpoints-steps",
+        "--eval-steps", "--eval-every-steps", "--eval-batch-size", "--log-step-count-steps", "--threads", "--save-checkpoints-steps",
         "--save-checkpoints-secs", "--keep-checkpoint-max", "--exports-to-keep", "--model"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         ck_assert_msg(strstr(buf, flags[i]), "help lacks %s", flags[i]);

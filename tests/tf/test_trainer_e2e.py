@@ -306,6 +306,15 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
     assert abs(float(entry["accuracy"]) - acc) < 1e-6
     assert list(entry) == sorted(entry)
 
+    # --eval-steps as EvalSpec.steps: the first 7 batches of 9 images (63), TF's accuracy on them
+    rc, _, log = run_trainer(["--train", mnist["train"], "--test", mnist["test1000"],
+                              "--steps", "500", "--job-dir", job, "--device", "cpu",
+                              "--eval-steps", "7", "--eval-batch-size", "9"])
+    assert rc == 0, log[-3000:]
+    probs = tf_probs[exports[-1]][:63]
+    tf_acc63 = float(np.mean(np.argmax(probs, axis=1) == labels[:63]))
+    assert abs(eval_dict(log)[1] - tf_acc63) < 1e-6, (eval_dict(log), tf_acc63)
+
 
 # ---- resume -------------------------------------------------------------------------------------
 
@@ -336,7 +345,7 @@ def test_resume_continues_like_an_uninterrupted_run(mnist, tmp_path):
     # the same 60 steps in one go: same batches (the order depends on seed and step only), the
     # same Adam state after the restore, so the same loss at step 41 and the same evaluation
     rc, _, log3 = run_trainer(common + ["--steps", "60", "--job-dir", straight,
-                                        "--eval-steps", "20"])
+                                        "--eval-every-steps", "20"])
     assert rc == 0, log3[-3000:]
     assert [int(m[0]) for m in re.findall(DICT_RE, log3)] == [20, 40, 60]
     straight_losses = dict((int(s), l) for l, s in re.findall(LOSS_RE, log3))
