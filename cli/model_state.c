@@ -117,39 +117,107 @@ static int check_beta_power(BundleReader *r, const char *prefix, int k, float be
     return 0;
 }
 
+/* The Keras (v1) optimizers of the original job (model_to_estimator, tf-formats.md §7/§11) name
+ * their slots by creation order: slot s of parameter p is "training/Variable_<s*P + p>" (P
+ * parameters; the first is "training/Variable"). Adam makes m, then v, then amsgrad's vhat
+ * ([1] each, unused), and keeps its own step count and settings beside them (<opt>/iterations,
+ * beta_1, beta_2, decay). A job dir the original job wrote resumes from these names. */
+#define KERAS_SLOTS "training/Variable"
+
+/* The checkpoint's name of state i into name[cap]: its own (TF1 slots, as we write them), or
+ * in a Keras checkpoint (one without the first slot's TF1 name but with KERAS_SLOTS) the
+ * Keras slot name. */
+static void checkpoint_name(const Model *m, const BundleReader *r, int i, char *name, size_t cap) {
+    const StateInfo *info = model_state_info(m, i);
+    snprintf(name, cap, "%s", info->name);
+    if (info->kind != STATE_OPT_SLOT || bundle_find(r, name) || !bundle_find(r, KERAS_SLOTS))
+        return;
+    int params = 0;
+    while (params < model_state_count(m) && model_state_info(m, params)->kind != STATE_OPT_SLOT)
+        params++;
+    const int slots = (model_state_count(m) - params) / params, k = i - params;
+    const int index = (k % slots) * params + k / slots;
+    if (index == 0)
+        snprintf(name, cap, KERAS_SLOTS);
+    else
+        snprintf(name, cap, KERAS_SLOTS "_%d", index);
+}
+
+int model_checkpoint_check_names(const Model *m, const BundleReader *r, const char *prefix,
+                                 char *err, size_t errlen) {
+    for (int i = 0; i < model_state_count(m); i++) {
+        const StateInfo *info = model_state_info(m, i);
+        char name[256];
+        checkpoint_name(m, r, i, name, sizeof name);
+        const BundleEntry *e = bundle_find(r, name);
+        if (!e) {
+            snprintf(err, errlen, "%s: checkpoint has no tensor '%s' (a checkpoint of another "
+                     "model or optimizer?)", prefix, name);
+            return -1;
+        }
+        int same_shape = e->rank == info->rank;
+        for (int d = 0; same_shape && d < info->rank; d++)
+            same_shape = e->shape[d] == info->shape[d];
+        if (!same_shape) {
+            snprintf(err, errlen, "%s: tensor '%s' has another shape than this model's %s",
+                     prefix, name, info->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A Keras Adam's own state beside its slots: its step count must be global_step (our Adam's t
+ * comes from it), its betas ours, and no learning-rate decay (ours has none). 0 ok, or no Keras
+ * Adam state; -1 with err naming the tensor. */
+static int check_keras_adam(BundleReader *r, const char *prefix, const ModelConfig *cfg,
+                            int64_t step, char *err, size_t errlen) {
+    if (!bundle_find(r, "Adam/iterations")) return 0;
+    int64_t iterations;
+    if (bundle_read_tensor(r, "Adam/iterations", TF_DT_INT64, &iterations, sizeof iterations,
+                           err, errlen) != 0)
+        return -1;
+    if (iterations != step) {
+        snprintf(err, errlen, "%s: Adam/iterations = %lld is not global_step = %lld: the "
+                 "optimizer state does not belong to global_step", prefix,
+                 (long long)iterations, (long long)step);
+        return -1;
+    }
+    static const char *const names[3] = {"Adam/beta_1", "Adam/beta_2", "Adam/decay"};
+    const float want[3] = {cfg->beta1, cfg->beta2, 0.0f};
+    for (int k = 0; k < 3; k++) {
+        float v;
+        if (!bundle_find(r, names[k])) continue;
+        if (bundle_read_tensor(r, names[k], TF_DT_FLOAT, &v, sizeof v, err, errlen) != 0)
+            return -1;
+        if (v != want[k]) {
+            snprintf(err, errlen, "%s: %s = %.9g, not %.9g as this trainer's Adam%s", prefix,
+                     names[k], (double)v, (double)want[k],
+                     k == 2 ? " (no learning-rate decay)" : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int model_checkpoint_restore(Model *m, const ModelConfig *cfg, const char *prefix, char *err,
                              size_t errlen) {
     BundleReader *r = bundle_open(prefix, err, errlen);
     if (!r) return -1;
-    int count = model_state_count(m), rc = 0;
+    int count = model_state_count(m), rc = model_checkpoint_check_names(m, r, prefix, err, errlen);
     float **bufs = calloc((size_t)count + 1, sizeof *bufs);
     int64_t step = 0;
-    if (!bufs) {
+    if (rc == 0 && !bufs) {
         snprintf(err, errlen, "out of memory restoring %s", prefix);
         rc = -1;
     }
     /* read everything first, so that a bad checkpoint leaves the model untouched */
     for (int i = 0; rc == 0 && i < count; i++) {
         const StateInfo *info = model_state_info(m, i);
-        const BundleEntry *e = bundle_find(r, info->name);
-        char why[512];
-        if (!e) {
-            snprintf(err, errlen, "%s: checkpoint has no tensor '%s' (a checkpoint of another "
-                     "model or optimizer?)", prefix, info->name);
-            rc = -1;
-            break;
-        }
-        int same_shape = e->rank == info->rank;
-        for (int d = 0; same_shape && d < info->rank; d++)
-            same_shape = e->shape[d] == info->shape[d];
-        if (!same_shape) {
-            snprintf(err, errlen, "%s: tensor '%s' has another shape than this model's",
-                     prefix, info->name);
-            rc = -1;
-            break;
-        }
+        char name[256], why[512];
+        checkpoint_name(m, r, i, name, sizeof name);
         bufs[i] = malloc(info->count * sizeof(float) + 1);
-        if (!bufs[i] || bundle_read_tensor(r, info->name, TF_DT_FLOAT, bufs[i],
+        if (!bufs[i] || bundle_read_tensor(r, name, TF_DT_FLOAT, bufs[i],
                                            info->count * sizeof(float), why, sizeof why) != 0) {
             snprintf(err, errlen, "%s", bufs[i] ? why : "out of memory");
             rc = -1;
@@ -164,6 +232,8 @@ int model_checkpoint_restore(Model *m, const ModelConfig *cfg, const char *prefi
     }
     for (int k = 0; rc == 0 && cfg->optimizer == OPT_ADAM && k < 2; k++)
         rc = check_beta_power(r, prefix, k, k == 0 ? cfg->beta1 : cfg->beta2, step, err, errlen);
+    if (rc == 0 && cfg->optimizer == OPT_ADAM)
+        rc = check_keras_adam(r, prefix, cfg, step, err, errlen);
     for (int i = 0; rc == 0 && i < count; i++)
         if (model_state_set(m, i, bufs[i]) != 0) {
             snprintf(err, errlen, "cannot set model state '%s'", model_state_info(m, i)->name);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/model.h"
+#include "io/tensor_bundle.h"
 #include "io/tf_tensor.h"
 
 /* TF1 AdamOptimizer's beta1_power / beta2_power after `step` steps: the powers its next step
@@ -50,8 +51,14 @@ void model_snapshot_free(ModelSnapshot *s);
  * agree with global_step: our Adam derives its t from the step, so a checkpoint whose powers
  * count other steps (another beta, or a global_step not advanced by the optimizer) would resume
  * with another bias correction; that is an error naming the tensor. Nothing is changed in m
- * unless everything was read. 0 ok, -1 error. */
+ * unless everything was read. The original Keras job's checkpoints resume too: their optimizer
+ * slots go by Keras's names ("training/Variable_N", by creation order), and a Keras Adam's
+ * iterations, betas and decay must agree with global_step and this Adam. 0 ok, -1 error. */
 int model_checkpoint_restore(Model *m, const ModelConfig *cfg, const char *prefix, char *err,
                              size_t errlen);
+/* The index part of the restore: r (of prefix) has every state tensor of m, under its name or
+ * its Keras slot name, with m's shape. 0 ok, -1 with err naming the tensor. */
+int model_checkpoint_check_names(const Model *m, const BundleReader *r, const char *prefix,
+                                 char *err, size_t errlen);
 
 #endif /* CLI_MODEL_STATE_H */

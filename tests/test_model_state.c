@@ -164,6 +164,103 @@ START_TEST(test_restore_checks_the_powers_against_global_step) {
 }
 END_TEST
 
+/* A checkpoint as the original Keras job writes it (tf-formats.md §7/§11): m's parameters,
+ * Adam's slots under Keras's creation-order names (m of parameter p "training/Variable_<p>", v
+ * "training/Variable_<P+p>", amsgrad's unused vhat "_<2P+p>" of shape [1]), the optimizer's own
+ * scalars, global_step, no beta powers. iterations and decay as given. */
+static void save_keras(const Model *m, const ModelConfig *cfg, const char *dir,
+                       int64_t iterations, float decay, char *prefix, size_t cap) {
+    ModelSnapshot s;
+    char err[512];
+    ck_assert_msg(model_snapshot_take(m, cfg, &s, err, sizeof err) == 0, "%s", err);
+    int params = 0;
+    while (model_state_info(m, params)->kind != STATE_OPT_SLOT) params++;
+    TfTensor t[64];
+    char names[64][64];
+    static const float zero = 0.0f, lr = 0.001f, beta1 = 0.9f, beta2 = 0.999f;
+    int n = 0;
+    for (int i = 0; i < model_state_count(m); i++) {
+        t[n] = s.tensors[i];
+        if (i >= params) { /* slot (i - params) % 2 of parameter (i - params) / 2 */
+            const int k = i - params, index = (k % 2) * params + k / 2;
+            snprintf(names[n], sizeof names[n], index ? "training/Variable_%d" : "training/Variable",
+                     index);
+            t[n].name = names[n];
+        }
+        n++;
+    }
+    for (int p = 0; p < params; p++) {
+        snprintf(names[n], sizeof names[n], "training/Variable_%d", 2 * params + p);
+        t[n] = (TfTensor){.name = names[n], .dtype = TF_DT_FLOAT, .rank = 1, .shape = {1},
+                          .data = &zero, .nbytes = sizeof zero};
+        n++;
+    }
+    t[n++] = (TfTensor){.name = "Adam/iterations", .dtype = TF_DT_INT64, .data = &iterations,
+                        .nbytes = sizeof iterations};
+    t[n++] = (TfTensor){.name = "Adam/lr", .dtype = TF_DT_FLOAT, .data = &lr, .nbytes = 4};
+    t[n++] = (TfTensor){.name = "Adam/beta_1", .dtype = TF_DT_FLOAT, .data = &beta1, .nbytes = 4};
+    t[n++] = (TfTensor){.name = "Adam/beta_2", .dtype = TF_DT_FLOAT, .data = &beta2, .nbytes = 4};
+    t[n++] = (TfTensor){.name = "Adam/decay", .dtype = TF_DT_FLOAT, .data = &decay, .nbytes = 4};
+    t[n++] = s.tensors[model_state_count(m)]; /* global_step */
+    ck_assert_str_eq(t[n - 1].name, "global_step");
+    ck_assert_msg(checkpoint_save(dir, s.global_step, t, n, 0, prefix, cap, err, sizeof err) == 0,
+                  "%s", err);
+    model_snapshot_free(&s);
+}
+
+/* A job dir the original Keras job wrote resumes: the same state from Keras's slot names; a
+ * Keras Adam whose step count is not global_step, or with decay, is an error naming it. */
+START_TEST(test_keras_checkpoint_resumes) {
+    ModelConfig cfg;
+    Model *m = small_model(OPT_ADAM, &cfg);
+    train(m, 3);
+    char dir[256], prefix[512], err[512];
+    test_make_tmpdir(dir, sizeof dir, "model_state");
+    ModelConfig fresh_cfg;
+    Model *fresh = small_model(OPT_ADAM, &fresh_cfg);
+    save_keras(m, &cfg, dir, 3, 0.0f, prefix, sizeof prefix);
+    ck_assert_msg(model_checkpoint_restore(fresh, &fresh_cfg, prefix, err, sizeof err) == 0,
+                  "%s", err);
+    assert_same_state(m, fresh);
+    /* and trains on as the original does */
+    train(m, 1);
+    train(fresh, 1);
+    assert_same_state(m, fresh);
+
+    Model *untouched = small_model(OPT_ADAM, &fresh_cfg);
+    save_keras(m, &cfg, dir, 5, 0.0f, prefix, sizeof prefix);
+    ck_assert_int_eq(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "Adam/iterations = 5") && strstr(err, "global_step = 4"), "%s", err);
+    save_keras(m, &cfg, dir, 4, 0.01f, prefix, sizeof prefix);
+    ck_assert_int_eq(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "Adam/decay") != NULL, "%s", err);
+    ck_assert_int_eq(model_step(untouched), 0);
+    model_free(untouched);
+    model_free(fresh);
+    model_free(m);
+    test_remove_tree(dir);
+}
+END_TEST
+
+/* The original job's own checkpoint (the fixture's index, TF 1.12): every state tensor of the
+ * original model with Adam is there under our mapping of Keras's names, with its shape (a
+ * mapping that took the slots parameter-major fails on the shapes). */
+START_TEST(test_original_job_checkpoint_names) {
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.threads = 1;
+    char err[512];
+    Model *m = model_create(&cfg, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    const char *prefix = SHARED_DIR "/fixtures/tf112-estimator-export/model.ckpt-10";
+    BundleReader *r = bundle_open(prefix, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    ck_assert_msg(model_checkpoint_check_names(m, r, prefix, err, sizeof err) == 0, "%s", err);
+    bundle_close(r);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(test_powers_underflow_and_other_optimizers) {
     /* beta1^(t+1) reaches 0 in float (TF's product too): any tiny stored value matches */
     ck_assert_float_eq(adam_beta_power(0.9f, 2000), 0.0f);
@@ -351,6 +448,8 @@ int main(void) {
     TCase *tc = tcase_create("checkpoints");
     tcase_add_test(tc, test_adam_checkpoint_has_tf1_powers_and_restores);
     tcase_add_test(tc, test_restore_checks_the_powers_against_global_step);
+    tcase_add_test(tc, test_keras_checkpoint_resumes);
+    tcase_add_test(tc, test_original_job_checkpoint_names);
     tcase_add_test(tc, test_powers_underflow_and_other_optimizers);
     tcase_add_test(tc, test_writer_saves_the_snapshot_while_training_goes_on);
     tcase_add_test(tc, test_writer_reports_a_failed_save_at_the_wait);

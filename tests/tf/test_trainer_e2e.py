@@ -354,6 +354,54 @@ def test_resume_continues_like_an_uninterrupted_run(mnist, tmp_path):
     assert eval_dict(log2) == eval_dict(log3)
 
 
+def test_resume_from_the_original_keras_jobs_checkpoint(mnist, tmp_path):
+    """A job dir the original job (Keras under model_to_estimator, TF 1.12) left: TF writes our
+    40-step state under that job's variable names (the fixture's model.ckpt-10 lists them:
+    Adam's slots as training/Variable_N in creation order, Adam/iterations, ...); the trainer
+    resumes from it exactly as from its own checkpoint."""
+    t = tf()
+    v1 = t.compat.v1
+    ours, keras = str(tmp_path / "ours"), str(tmp_path / "keras")
+    common = ["--train", mnist["test1000"], "--test", mnist["test1000"]] + SMALL
+    rc, _, log = run_trainer(common + ["--steps", "40", "--job-dir", ours])
+    assert rc == 0, log[-3000:]
+    reader = t.train.load_checkpoint(ours)
+    fixture = os.path.join(REPO, "..", "shared", "fixtures", "tf112-estimator-export",
+                           "model.ckpt-10")
+    wanted = dict(t.train.list_variables(fixture))
+    params = ["conv2d/kernel", "conv2d/bias", "conv2d_1/kernel", "conv2d_1/bias",
+              "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]
+    values = {p: reader.get_tensor(p) for p in params}
+    for i, p in enumerate(params):   # m, then v, then amsgrad's vhat, each in parameter order
+        for s, slot in enumerate(["/Adam", "/Adam_1", None]):
+            k = s * len(params) + i
+            name = "training/Variable" + (f"_{k}" if k else "")
+            values[name] = (reader.get_tensor(p + slot) if slot
+                            else np.zeros([1], np.float32))
+    values.update({"global_step": np.int64(40), "Adam/iterations": np.int64(40),
+                   "Adam/lr": np.float32(0.001), "Adam/beta_1": np.float32(0.9),
+                   "Adam/beta_2": np.float32(0.999), "Adam/decay": np.float32(0.0)})
+    assert sorted(values) == sorted(wanted)
+    for name, value in values.items():
+        assert list(np.shape(value)) == wanted[name], name
+    os.makedirs(keras)
+    with t.Graph().as_default():
+        variables = [v1.Variable(value, name=name) for name, value in values.items()]
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            v1.train.Saver(variables).save(sess, os.path.join(keras, "model.ckpt"),
+                                           global_step=40)
+    assert os.path.exists(os.path.join(keras, "model.ckpt-40.index"))
+
+    logs = {}
+    for job in (ours, keras):
+        rc, _, logs[job] = run_trainer(common + ["--steps", "60", "--job-dir", job])
+        assert rc == 0, logs[job][-3000:]
+        assert f"Restoring parameters from {job}/model.ckpt-40\n" in logs[job]
+    assert re.findall(LOSS_RE, logs[keras]) == re.findall(LOSS_RE, logs[ours])
+    assert eval_dict(logs[keras]) == eval_dict(logs[ours])
+
+
 def test_sigterm_saves_a_checkpoint_and_stops(mnist, tmp_path):
     job = str(tmp_path / "job")
     p = subprocess.Popen([TRAINER, "--train", mnist["test1000"], "--test", mnist["test1000"],
