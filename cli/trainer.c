@@ -35,6 +35,8 @@
 #include "io/checkpoint.h"
 #include "io/dirs.h"
 #include "io/event_file.h"
+#include "io/fs.h"
+#include "io/http.h"
 #include "io/mnist_records.h"
 #include "io/savedmodel.h"
 
@@ -67,6 +69,22 @@ static int fail(int status, const char *fmt, ...) {
     }
     return status;
 }
+
+/* The job dir made, and a local one found writable, before any work (an unwritable one failed
+ * at the first checkpoint, after the data's decoding and the model's creation); a bucket's
+ * prefix is made by its first object. 0 ok, -1 with err naming the dir. */
+static int prepare_job_dir(const char *dir, char *err, size_t errlen) {
+    if (fs_is_remote(dir)) return 0;
+    if (dirs_make(dir, err, errlen) != 0) return -1;
+    if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(err, errlen, "%s: cannot write into the job dir: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Cloud storage's retry warnings as TF-style log lines (io/http.h). */
+static void warn_as_tf(const char *message) { tf_warn("%s", message); }
 
 /* ---- signals: SIGTERM (spot/preemption, `docker stop`) and SIGINT stop at the next chunk ---- */
 
@@ -228,6 +246,30 @@ static void log_local_time(const char *what) {
     tf_info("%s %s", what, stamp);
 }
 
+/* "Saving dict for global step N: k = v, ..." with the keys sorted, as the Estimator prints its
+ * metrics dict: accuracy, global_step, loss and the tuning tag (when not NULL) with its value. */
+static void log_eval_dict(int64_t step, double accuracy, double loss, const char *tag,
+                          double metric) {
+    char values[4][32];
+    const char *keys[4] = {"accuracy", "global_step", "loss", tag};
+    tf_fmt_float(values[0], sizeof values[0], (float)accuracy);
+    snprintf(values[1], sizeof values[1], "%lld", (long long)step);
+    tf_fmt_float(values[2], sizeof values[2], (float)loss);
+    if (tag) tf_fmt_float(values[3], sizeof values[3], (float)metric);
+    int order[4] = {0, 1, 2, 3}, n = tag ? 4 : 3;
+    for (int i = n - 1; i > 0 && strcmp(keys[order[i - 1]], keys[order[i]]) > 0; i--) {
+        const int t = order[i]; /* the tag moves to its place among the sorted three */
+        order[i] = order[i - 1];
+        order[i - 1] = t;
+    }
+    char line[512];
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof line; i++)
+        used += (size_t)snprintf(line + used, sizeof line - used, "%s%s = %s", i ? ", " : "",
+                                 keys[order[i]], values[order[i]]);
+    tf_info("Saving dict for global step %lld: %s", (long long)step, line);
+}
+
 /* Evaluation on the whole test set, as Estimator.evaluate with steps=None, or with --eval-steps N
  * on its first N batches of --eval-batch-size examples: the log lines, the eval/ summaries and
  * the hypertune metric. */
@@ -245,20 +287,17 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
         return -1;
     tf_info("Inference Time : %.5fs", wall_seconds() - t0);
     log_local_time("Finished evaluation at");
-    char acc_text[32], loss_text[32];
-    tf_info("Saving dict for global step %lld: accuracy = %s, global_step = %lld, loss = %s",
-            (long long)step, tf_fmt_float(acc_text, sizeof acc_text, (float)accuracy),
-            (long long)step, tf_fmt_float(loss_text, sizeof loss_text, (float)loss));
+    /* The tuning service reads the metric's tag from the eval summaries too (§1.3): a tag other
+     * than accuracy/loss gets its own scalar, and a place in the dict's line. */
+    const char *tag = cfg->hypertune_tag;
+    double metric = strstr(tag, "loss") ? loss : accuracy;
+    int extra = strcmp(tag, "accuracy") != 0 && strcmp(tag, "loss") != 0;
+    log_eval_dict(step, accuracy, loss, extra ? tag : NULL, metric);
     if (!job->eval_events) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/eval", cfg->model_dir);
         if (!(job->eval_events = event_writer_open(dir, err, errlen))) return -1;
     }
-    /* The tuning service reads the metric's tag from the eval summaries too (§1.3): a tag other
-     * than accuracy/loss gets its own scalar. */
-    const char *tag = cfg->hypertune_tag;
-    double metric = strstr(tag, "loss") ? loss : accuracy;
-    int extra = strcmp(tag, "accuracy") != 0 && strcmp(tag, "loss") != 0;
     const char *tags[3] = {"accuracy", "loss", tag};
     float values[3] = {(float)accuracy, (float)loss, (float)metric};
     if (event_writer_add_scalars(job->eval_events, step, 2 + extra, tags, values, err,
@@ -457,6 +496,7 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     tf_log_set_level(cfg.verbosity);
+    http_set_warn(warn_as_tf);
     for (int i = 0; i < cfg.num_warnings; i++) tf_warn("%s", cfg.warnings[i]);
     if (!cfg.is_chief) {
         tf_warn("TF_CONFIG task type '%s' (index %d): this trainer runs on one machine and only "
@@ -485,6 +525,12 @@ int main(int argc, char **argv) {
         }
         cfg.model_dir = temp_dir;
         tf_warn("Using temporary folder as model directory: %s", temp_dir);
+    }
+    if (prepare_job_dir(cfg.model_dir, err, sizeof err) != 0) {
+        int status = fail(EXIT_RUN_FAILED, "%s", err);
+        if (cfg.model_dir == temp_dir) cfg.model_dir = NULL;
+        train_config_free(&cfg);
+        return status;
     }
     DataLoad data;
     data_load_start(&data, &cfg);

@@ -278,8 +278,8 @@ static int gcs_resumable(const char *bucket, const char *key, const char *what, 
         /* ask how much arrived, after a backoff */
         struct timespec ts = {0, (long)(200000000L << (failures < 4 ? failures : 4))};
         nanosleep(&ts, NULL);
-        fprintf(stderr, "WARNING: %s: resumable upload chunk at %lld failed: querying the "
-                "session (retry %d of %d)\n", what, (long long)off, failures, max_failures);
+        http_warn("%s: resumable upload chunk at %lld failed: querying the session (retry %d "
+                  "of %d)", what, (long long)off, failures, max_failures);
         snprintf(range, sizeof range, "Content-Range: bytes */%lld", (long long)size);
         if (gcs_request("PUT", session, "", 0, range, NULL, -1, what, &resp, err, errlen))
             return -1;

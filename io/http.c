@@ -9,6 +9,20 @@
 #include <strings.h>
 #include <time.h>
 
+static void warn_stderr(const char *message) { fprintf(stderr, "WARNING: %s\n", message); }
+static HttpWarnFn g_warn = warn_stderr;
+
+void http_set_warn(HttpWarnFn fn) { g_warn = fn ? fn : warn_stderr; }
+
+void http_warn(const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    g_warn(msg);
+}
+
 int http_headers_addf(HttpHeaders *h, const char *fmt, ...) {
     if (h->n >= HTTP_MAX_HEADERS) return -1;
     va_list ap;
@@ -276,8 +290,8 @@ int http_perform(const HttpRequest *req, HttpResponse *resp, char *err, size_t e
         double delay = base_ms * (double)(1u << (k < 7 ? k : 7));
         if (delay > 16000) delay = 16000;
         delay *= 0.5 + 0.5 * ((double)rand() / RAND_MAX);   /* jitter */
-        fprintf(stderr, "WARNING: %s: %s %s: retrying in %.2f s (retry %d of %d)\n", req->what,
-                req->method, why, delay / 1000, k + 1, max_retries);
+        http_warn("%s: %s %s: retrying in %.2f s (retry %d of %d)", req->what, req->method, why,
+                  delay / 1000, k + 1, max_retries);
         sleep_ms(delay);
     }
 }

@@ -66,6 +66,13 @@ typedef struct {
 int http_perform(const HttpRequest *req, HttpResponse *resp, char *err, size_t errlen);
 void http_response_free(HttpResponse *resp);
 
+/* Warnings of the cloud-storage requests (a retry): by default "WARNING: <message>" on stderr; a
+ * program with its own log (the trainer's TF-style lines) sets its function. Not thread-safe:
+ * set it before any request. */
+typedef void (*HttpWarnFn)(const char *message);
+void http_set_warn(HttpWarnFn fn);
+void http_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Percent-encodes s into out (cap bytes; "" when it does not fit): every byte except
  * A-Z a-z 0-9 - . _ ~ and, when keep_slash, '/'. Returns out. */
 char *http_url_encode(const char *s, int keep_slash, char *out, size_t cap);

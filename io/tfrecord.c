@@ -175,9 +175,10 @@ int tfr_writer_flush(TfrWriter *w) {
     if (w->failed) return -1;
     if (w->c != TFR_NONE && deflate_out(w, NULL, 0, Z_SYNC_FLUSH)) return -1;
     if (fflush(w->f) != 0) return wfail(w, "write failed: %s", strerror(errno));
-    if (w->af && w->mode == TFR_WRITE_DIRECT) {   /* a remote file readers follow */
-        char why[1024];
-        if (atomic_file_publish(w->af, why, sizeof why)) return wfail(w, "%s", why);
+    if (w->af && w->mode == TFR_WRITE_DIRECT &&   /* a remote file readers follow */
+        atomic_file_publish(w->af, w->error, sizeof w->error) != 0) {
+        w->failed = 1;   /* the message names the file already */
+        return -1;
     }
     return 0;
 }

@@ -337,3 +337,22 @@ def test_sagemaker_failure_file_and_checkpoint_dir(tmp_path, mnist_files):
     assert_ok(res)
     assert f"Restoring parameters from {root}/checkpoints/model.ckpt-4" in res.stderr
     assert (root / "checkpoints" / "model.ckpt-8.index").exists()
+
+
+def test_unwritable_job_dir_fails_before_any_work(mnist_files, unprivileged):
+    """A job dir the job may not write into is reported before the data is decoded or the model
+    made: the error names it, and nothing is written."""
+    train, test = mnist_files
+    d = pathlib.Path(tempfile.mkdtemp(prefix="fault_readonly_"))
+    try:
+        d.chmod(0o755)
+        job = d / "job"
+        job.mkdir()
+        job.chmod(0o555)
+        res = run(unprivileged + trainer_args(train, test, job, 4))
+        assert_clean_failure(res, str(job), "cannot write into the job dir", "Permission denied",
+                             code=1)
+        assert "Loaded" not in res.stderr
+        assert list(job.iterdir()) == []
+    finally:
+        shutil.rmtree(d)

@@ -483,6 +483,19 @@ def test_custom_model_spec_exports_and_tuning_tag(mnist, tmp_path):
     _, acc, _ = eval_dict(log)
     entry = json.loads(open(metrics).read().splitlines()[-1])
     assert abs(float(entry["training/hptuning/metric"]) - acc) < 1e-6
+    # the dict's line has the tag too, its keys sorted as the Estimator prints them
+    line = re.findall(r"Saving dict for global step 5: (.*)", log)[-1]
+    assert [k.split(" = ")[0] for k in line.split(", ")] == [
+        "accuracy", "global_step", "loss", "training/hptuning/metric"], line
+    rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
+                              "--steps", "2", "--batch-size", "10", "--device", "cpu",
+                              "--job-dir", str(tmp_path / "auc"), "--hypertune-tag", "auc_loss",
+                              "--model", "conv:8:5,relu,maxpool:2,flatten,dense:10"])
+    assert rc == 0, log[-3000:]
+    line = re.findall(r"Saving dict for global step 2: (.*)", log)[-1]
+    assert [k.split(" = ")[0] for k in line.split(", ")] == [
+        "accuracy", "auc_loss", "global_step", "loss"], line
+    assert line.split(", ")[1].split(" = ")[1] == line.split(", ")[3].split(" = ")[1]  # the loss
     t = tf()
     tags = {v.tag for f in glob.glob(os.path.join(job, "eval", "events.out.tfevents.*"))
             for ev in t.compat.v1.train.summary_iterator(f) for v in ev.summary.value}
