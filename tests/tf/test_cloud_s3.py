@@ -140,6 +140,9 @@ def test_faults_mid_read_and_mid_upload_are_retried(moto):
         # 5xx and answers cut short are retried here (a connection that dies before any answer
         # on a reused connection may also be retried by libcurl itself, silently)
         assert p.stderr.count("retrying in") >= 5, p.stderr
+        # the trainer logs them as its other lines (scrapers match WARNING:tensorflow:)
+        assert all(line.startswith("WARNING:tensorflow:s3://") for line in p.stderr.splitlines()
+                   if "retrying in" in line), p.stderr
         objs = keys(s3, "jobs", "job2/")
         state = s3.get_object(Bucket="jobs", Key="job2/checkpoint")["Body"].read().decode()
         assert state.startswith('model_checkpoint_path: "model.ckpt-1"')
