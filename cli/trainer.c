@@ -70,17 +70,34 @@ static int fail(int status, const char *fmt, ...) {
     return status;
 }
 
-/* The job dir made, and a local one found writable, before any work (an unwritable one failed
- * at the first checkpoint, after the data's decoding and the model's creation); a bucket's
- * prefix is made by its first object. 0 ok, -1 with err naming the dir. */
-static int prepare_job_dir(const char *dir, char *err, size_t errlen) {
+/* A local job dir checked before any work: it, or where it will be made (its nearest existing
+ * ancestor), must be a directory this process may write into. An unwritable one failed at the
+ * first checkpoint, after the data's decoding and the model's creation; nothing is made here,
+ * so a job that fails on its data leaves no job dir. A bucket's prefix is not checked. 0 ok,
+ * -1 with err naming the dir. */
+static int check_job_dir(const char *dir, char *err, size_t errlen) {
     if (fs_is_remote(dir)) return 0;
-    if (dirs_make(dir, err, errlen) != 0) return -1;
-    if (access(dir, W_OK | X_OK) != 0) {
-        snprintf(err, errlen, "%s: cannot write into the job dir: %s", dir, strerror(errno));
-        return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    struct stat st;
+    const char *why = NULL;
+    while (!why && stat(path, &st) != 0) { /* up to the nearest existing ancestor */
+        char *slash = strrchr(path, '/');
+        if (errno != ENOENT || strcmp(path, ".") == 0 || strcmp(path, "/") == 0)
+            why = strerror(errno);
+        else if (!slash)
+            snprintf(path, sizeof path, "."); /* a relative path: the working directory */
+        else
+            slash[slash == path] = '\0';  /* "/a" -> "/", "a/b" -> "a" */
     }
-    return 0;
+    if (!why && !S_ISDIR(st.st_mode)) why = "not a directory";
+    if (!why && access(path, W_OK | X_OK) != 0) why = strerror(errno);
+    if (!why) return 0;
+    if (strcmp(path, dir) == 0)
+        snprintf(err, errlen, "%.1024s: cannot write into the job dir: %s", dir, why);
+    else
+        snprintf(err, errlen, "%.1024s: cannot make the job dir in %.1024s: %s", dir, path, why);
+    return -1;
 }
 
 /* Cloud storage's retry warnings as TF-style log lines (io/http.h). */
@@ -526,7 +543,7 @@ int main(int argc, char **argv) {
         cfg.model_dir = temp_dir;
         tf_warn("Using temporary folder as model directory: %s", temp_dir);
     }
-    if (prepare_job_dir(cfg.model_dir, err, sizeof err) != 0) {
+    if (check_job_dir(cfg.model_dir, err, sizeof err) != 0) {
         int status = fail(EXIT_RUN_FAILED, "%s", err);
         if (cfg.model_dir == temp_dir) cfg.model_dir = NULL;
         train_config_free(&cfg);

@@ -340,8 +340,9 @@ def test_sagemaker_failure_file_and_checkpoint_dir(tmp_path, mnist_files):
 
 
 def test_unwritable_job_dir_fails_before_any_work(mnist_files, unprivileged):
-    """A job dir the job may not write into is reported before the data is decoded or the model
-    made: the error names it, and nothing is written."""
+    """A job dir the job may not write into, or not make, is reported before the data is decoded
+    or the model made: the error names it, and nothing is written. (A job whose data is bad
+    leaves no job dir either: tests/tf/test_trainer_e2e.py.)"""
     train, test = mnist_files
     d = pathlib.Path(tempfile.mkdtemp(prefix="fault_readonly_"))
     try:
@@ -353,6 +354,11 @@ def test_unwritable_job_dir_fails_before_any_work(mnist_files, unprivileged):
         assert_clean_failure(res, str(job), "cannot write into the job dir", "Permission denied",
                              code=1)
         assert "Loaded" not in res.stderr
+        assert list(job.iterdir()) == []
+        # one to be made inside it: the error names the directory it cannot be made in
+        res = run(unprivileged + trainer_args(train, test, job / "a" / "b", 4))
+        assert_clean_failure(res, f"{job}/a/b: cannot make the job dir in {job}",
+                             "Permission denied", code=1)
         assert list(job.iterdir()) == []
     finally:
         shutil.rmtree(d)
