@@ -207,11 +207,13 @@ static char *path_join(const char *dir, const char *a, const char *b) {
 
 /* SageMaker's tuning trials each get <dir>/<training job name>/model, as its TensorFlow
  * container does before starting the script (so a dir that already ends so is left as it is,
- * as is one under /opt/ml). Returns the new dir (malloc'd), dir itself when it stays, or NULL
- * with err set. */
+ * as is one under /opt/ml, SageMaker's checkpoint directory included). Returns the new dir
+ * (malloc'd), dir itself when it stays, or NULL with err set. */
 static char *sm_tuning_dir(TrainConfig *cfg, char *dir, char *err, size_t errlen) {
     const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
-    if (!args_has(ap, "_tuning_objective_metric") || strncmp(dir, "/opt/ml", 7) == 0) return dir;
+    if (!args_has(ap, "_tuning_objective_metric") || strncmp(dir, "/opt/ml", 7) == 0 ||
+        cfg->model_dir_is_sm_checkpoints)
+        return dir;
     const char *job = env_nonempty("TRAINING_JOB_NAME");
     if (!job) {
         warn(cfg, "--_tuning_objective_metric without TRAINING_JOB_NAME: this tuning trial "

@@ -297,7 +297,8 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
     log_local_time("Starting evaluation at");
     double t0 = wall_seconds(), loss, accuracy;
     int n = test->n;
-    if (cfg->eval_steps > 0 && cfg->eval_steps < (n + cfg->eval_batch_size - 1) / cfg->eval_batch_size)
+    const int batches = (n + cfg->eval_batch_size - 1) / cfg->eval_batch_size;
+    if (cfg->eval_steps > 0 && cfg->eval_steps < batches)
         n = (int)cfg->eval_steps * cfg->eval_batch_size; /* < n */
     if (model_evaluate(job->model, test->pixels, test->labels, n, &loss, &accuracy, err,
                        errlen) != 0)

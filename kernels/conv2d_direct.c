@@ -333,8 +333,8 @@ __attribute__((target("avx512f"))) static void c1_rows_fill(const Conv2dShape *s
                     const __m512i up = _mm512_sub_epi32(
                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                         _mm512_set1_epi32(lo));
-                    v = _mm512_maskz_permutexvar_ps(m, up,
-                                                    _mm512_maskz_loadu_ps((__mmask16)(m >> lo), xr));
+                    const __m512 row = _mm512_maskz_loadu_ps((__mmask16)(m >> lo), xr);
+                    v = _mm512_maskz_permutexvar_ps(m, up, row);
                 }
             }
             _mm512_store_ps(p->x[r] + j, v);

@@ -183,8 +183,10 @@ static void save_keras(const Model *m, const ModelConfig *cfg, const char *dir,
         t[n] = s.tensors[i];
         if (i >= params) { /* slot (i - params) % 2 of parameter (i - params) / 2 */
             const int k = i - params, index = (k % 2) * params + k / 2;
-            snprintf(names[n], sizeof names[n], index ? "training/Variable_%d" : "training/Variable",
-                     index);
+            if (index)
+                snprintf(names[n], sizeof names[n], "training/Variable_%d", index);
+            else
+                snprintf(names[n], sizeof names[n], "training/Variable");
             t[n].name = names[n];
         }
         n++;

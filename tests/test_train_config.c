@@ -403,7 +403,8 @@ START_TEST(test_help_and_describe) {
     fclose(f);
     static const char *const flags[] = {"--train", "--test", "--steps", "--batch-size",
         "--learning-rate", "--verbosity", "--job-dir", "--model-dir", "--seed", "--device",
-        "--eval-steps", "--eval-every-steps", "--eval-batch-size", "--log-step-count-steps", "--threads", "--save-checkpoints-steps",
+        "--eval-steps", "--eval-every-steps", "--eval-batch-size", "--log-step-count-steps",
+        "--threads", "--save-checkpoints-steps",
         "--save-checkpoints-secs", "--keep-checkpoint-max", "--exports-to-keep", "--model"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         ck_assert_msg(strstr(buf, flags[i]), "help lacks %s", flags[i]);
