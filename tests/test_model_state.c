@@ -125,14 +125,36 @@ static void save_with_powers(const Model *m, const ModelConfig *cfg, const char 
     model_snapshot_free(&s);
 }
 
+/* A restore test's models: m trained `steps` Adam steps, fresh and untouched of the same shape
+ * (untouched for restores that must fail), and a temporary dir for the checkpoints. */
+typedef struct {
+    ModelConfig cfg, fresh_cfg;
+    Model *m, *fresh, *untouched;
+    char dir[256];
+} Restore;
+
+static void restore_setup(Restore *r, int steps) {
+    r->m = small_model(OPT_ADAM, &r->cfg);
+    train(r->m, steps);
+    test_make_tmpdir(r->dir, sizeof r->dir, "model_state");
+    r->fresh = small_model(OPT_ADAM, &r->fresh_cfg);
+    r->untouched = small_model(OPT_ADAM, &r->fresh_cfg);
+}
+
+static void restore_teardown(Restore *r) {
+    model_free(r->untouched);
+    model_free(r->fresh);
+    model_free(r->m);
+    test_remove_tree(r->dir);
+}
+
 START_TEST(test_restore_checks_the_powers_against_global_step) {
-    ModelConfig cfg;
-    Model *m = small_model(OPT_ADAM, &cfg);
-    train(m, 5);
-    char dir[256], prefix[512], err[512];
-    test_make_tmpdir(dir, sizeof dir, "model_state");
-    ModelConfig fresh_cfg;
-    Model *fresh = small_model(OPT_ADAM, &fresh_cfg);
+    Restore r;
+    restore_setup(&r, 5);
+    Model *m = r.m, *fresh = r.fresh, *untouched = r.untouched;
+    ModelConfig cfg = r.cfg, fresh_cfg = r.fresh_cfg;
+    const char *dir = r.dir;
+    char prefix[512], err[512];
 
     /* TF's product of float multiplications drifts from powf: a relative 1e-5 still matches */
     save_with_powers(m, &cfg, dir, powf(0.9f, 6.0f) * (1.0f + 1e-5f), 0, prefix, sizeof prefix);
@@ -141,7 +163,6 @@ START_TEST(test_restore_checks_the_powers_against_global_step) {
     assert_same_state(m, fresh);
 
     /* the powers of another step count: an error naming the tensor, the model untouched */
-    Model *untouched = small_model(OPT_ADAM, &fresh_cfg);
     save_with_powers(m, &cfg, dir, powf(0.9f, 7.0f), 0, prefix, sizeof prefix);
     ck_assert_int_eq(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "beta1_power") && strstr(err, "global_step 5"), "%s", err);
@@ -156,11 +177,7 @@ START_TEST(test_restore_checks_the_powers_against_global_step) {
     ck_assert_msg(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err) == 0,
                   "%s", err);
     assert_same_state(m, untouched);
-
-    model_free(untouched);
-    model_free(fresh);
-    model_free(m);
-    test_remove_tree(dir);
+    restore_teardown(&r);
 }
 END_TEST
 
@@ -213,15 +230,12 @@ static void save_keras(const Model *m, const ModelConfig *cfg, const char *dir,
 /* A job dir the original Keras job wrote resumes: the same state from Keras's slot names; a
  * Keras Adam whose step count is not global_step, or with decay, is an error naming it. */
 START_TEST(test_keras_checkpoint_resumes) {
-    ModelConfig cfg;
-    Model *m = small_model(OPT_ADAM, &cfg);
-    train(m, 3);
-    char dir[256], prefix[512], err[512];
-    test_make_tmpdir(dir, sizeof dir, "model_state");
-    ModelConfig fresh_cfg;
-    Model *fresh = small_model(OPT_ADAM, &fresh_cfg);
-    save_keras(m, &cfg, dir, 3, 0.0f, prefix, sizeof prefix);
-    ck_assert_msg(model_checkpoint_restore(fresh, &fresh_cfg, prefix, err, sizeof err) == 0,
+    Restore r;
+    restore_setup(&r, 3);
+    Model *m = r.m, *fresh = r.fresh, *untouched = r.untouched;
+    char prefix[512], err[512];
+    save_keras(m, &r.cfg, r.dir, 3, 0.0f, prefix, sizeof prefix);
+    ck_assert_msg(model_checkpoint_restore(fresh, &r.fresh_cfg, prefix, err, sizeof err) == 0,
                   "%s", err);
     assert_same_state(m, fresh);
     /* and trains on as the original does */
@@ -229,18 +243,16 @@ START_TEST(test_keras_checkpoint_resumes) {
     train(fresh, 1);
     assert_same_state(m, fresh);
 
-    Model *untouched = small_model(OPT_ADAM, &fresh_cfg);
-    save_keras(m, &cfg, dir, 5, 0.0f, prefix, sizeof prefix);
-    ck_assert_int_eq(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err), -1);
+    save_keras(m, &r.cfg, r.dir, 5, 0.0f, prefix, sizeof prefix);
+    ck_assert_int_eq(model_checkpoint_restore(untouched, &r.fresh_cfg, prefix, err, sizeof err),
+                     -1);
     ck_assert_msg(strstr(err, "Adam/iterations = 5") && strstr(err, "global_step = 4"), "%s", err);
-    save_keras(m, &cfg, dir, 4, 0.01f, prefix, sizeof prefix);
-    ck_assert_int_eq(model_checkpoint_restore(untouched, &fresh_cfg, prefix, err, sizeof err), -1);
+    save_keras(m, &r.cfg, r.dir, 4, 0.01f, prefix, sizeof prefix);
+    ck_assert_int_eq(model_checkpoint_restore(untouched, &r.fresh_cfg, prefix, err, sizeof err),
+                     -1);
     ck_assert_msg(strstr(err, "Adam/decay") != NULL, "%s", err);
     ck_assert_int_eq(model_step(untouched), 0);
-    model_free(untouched);
-    model_free(fresh);
-    model_free(m);
-    test_remove_tree(dir);
+    restore_teardown(&r);
 }
 END_TEST
 
