@@ -12,6 +12,7 @@
 #include "kernels/conv2d_sparse.h"
 #include "kernels/conv_window.h"
 #include "kernels/maxpool_row.h"
+#include "kernels/relu_serial.h"
 
 #include <string.h>
 
@@ -284,12 +285,6 @@ int conv2d_relu_maxpool_direct_fits(const Conv2dShape *cs, const Pool2dShape *ps
     return conv_takes_direct(cs) && conv2d_relu_maxpool_fused_fits(cs, ps);
 }
 
-/* relu_forward's operation, inline: its call opens an OpenMP region (if(0): a team of one),
- * which cost more than these few floats, 1,400 times a step */
-static void relu_in_place(size_t n, float *buf) {
-    for (size_t i = 0; i < n; i++) buf[i] = buf[i] > 0.0f ? buf[i] : 0.0f;
-}
-
 void conv2d_relu_maxpool_forward_fused(const Conv2dShape *cs, const Pool2dShape *ps,
                                        const float *x, const float *w, const float *b, float *y,
                                        int32_t *argmax, float *ws) {
@@ -305,7 +300,7 @@ void conv2d_relu_maxpool_forward_fused(const Conv2dShape *cs, const Pool2dShape 
                 const int h0 = ph * ps->stride_h - ps->pad_top;
                 const int r0 = h0 < 0 ? 0 : h0, r1 = h0 + ps->kh > ps->h ? ps->h : h0 + ps->kh;
                 conv2d_direct_forward_rows(cs, x + n * in_img, w, b, r0, r1, buf);
-                relu_in_place((size_t)(r1 - r0) * row, buf);
+                relu_serial((size_t)(r1 - r0) * row, buf);
                 maxpool2d_forward_row(ps, buf, r0, n, ph, y, argmax);
             }
         }
@@ -327,7 +322,7 @@ void conv2d_relu_maxpool_forward_fused(const Conv2dShape *cs, const Pool2dShape 
             one.n = 1;
             conv2d_forward_reference(&one, x + n * in_img, w, b, buf);
         }
-        relu_in_place((size_t)cs->oh * row, buf);
+        relu_serial((size_t)cs->oh * row, buf);
         for (int ph = 0; ph < ps->oh; ph++)
             maxpool2d_forward_row(ps, buf, 0, n, ph, y, argmax); /* buf: the image from row 0 */
     }

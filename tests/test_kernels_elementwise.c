@@ -3,6 +3,7 @@
  * uniform initialisation. */
 #include "kernels/kernels.h"
 #include "kernels/philox.h"
+#include "kernels/relu_serial.h"
 #include "support/check_run.h"
 #include "support/gradcheck.h"
 
@@ -32,6 +33,31 @@ START_TEST(test_relu) {
     relu_forward(N, z, z);
     relu_backward(N, z, dz, dz);
     ck_assert(memcmp(z, y, sizeof z) == 0 && memcmp(dz, dx, sizeof dz) == 0);
+}
+END_TEST
+
+/* relu_serial (the fused conv layers' ReLU) gives relu_forward's bits on each clone run: NaN,
+ * -0 and 0 give +0; lengths of whole vectors, a part vector, and under one vector. */
+START_TEST(test_relu_serial_same_bits) {
+    enum { N = 1001 };
+    float x[N], want[N], y[N];
+    test_fill_uniform(x, N, -1, 1, 3, 1);
+    x[0] = 0.0f; x[1] = -0.0f; x[2] = NAN; x[3] = -NAN; x[17] = INFINITY; x[18] = -INFINITY;
+    x[999] = NAN; x[1000] = -0.5f; x[6] = -0.25f; x[991] = -0.75f; /* each length's last */
+    relu_forward(N, x, want);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
+        static const size_t lengths[] = {N, 992, 7, 0};
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            memcpy(y, x, sizeof y);
+            relu_serial(lengths[l], y);
+            ck_assert_msg(memcmp(y, want, lengths[l] * sizeof *y) == 0 &&
+                              memcmp(y + lengths[l], x + lengths[l],
+                                     (N - lengths[l]) * sizeof *y) == 0,
+                          "%s, %zu floats", test_clone_name(run), lengths[l]);
+        }
+    }
+    test_clone_reset();
 }
 END_TEST
 
@@ -262,6 +288,7 @@ int main(void) {
     TCase *tc = tcase_create("elementwise");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_relu_serial_same_bits);
     tcase_add_test(tc, test_relu_gradcheck);
     tcase_add_test(tc, test_dropout_mask);
     tcase_add_test(tc, test_dropout_backward);
