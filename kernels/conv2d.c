@@ -300,7 +300,7 @@ void conv2d_relu_maxpool_forward_fused(const Conv2dShape *cs, const Pool2dShape 
                 const int h0 = ph * ps->stride_h - ps->pad_top;
                 const int r0 = h0 < 0 ? 0 : h0, r1 = h0 + ps->kh > ps->h ? ps->h : h0 + ps->kh;
                 conv2d_direct_forward_rows(cs, x + n * in_img, w, b, r0, r1, buf);
-                relu_serial((size_t)(r1 - r0) * row, buf);
+                relu_serial((size_t)(r1 - r0) * row, buf, buf);
                 maxpool2d_forward_row(ps, buf, r0, n, ph, y, argmax);
             }
         }
@@ -322,7 +322,7 @@ void conv2d_relu_maxpool_forward_fused(const Conv2dShape *cs, const Pool2dShape 
             one.n = 1;
             conv2d_forward_reference(&one, x + n * in_img, w, b, buf);
         }
-        relu_serial((size_t)cs->oh * row, buf);
+        relu_serial((size_t)cs->oh * row, buf, buf);
         for (int ph = 0; ph < ps->oh; ph++)
             maxpool2d_forward_row(ps, buf, 0, n, ph, y, argmax); /* buf: the image from row 0 */
     }

@@ -36,26 +36,31 @@ START_TEST(test_relu) {
 }
 END_TEST
 
-/* relu_serial (the fused conv layers' ReLU) gives relu_forward's bits on each clone run: NaN,
- * -0 and 0 give +0; lengths of whole vectors, a part vector, and under one vector. */
+/* relu_serial (relu_forward's blocks, the fused conv layers' ReLU) and relu_forward give the
+ * plain expression's bits on each clone run, in place and not: NaN, -0 and 0 give +0; lengths of
+ * whole vectors, a part vector, and under one vector (relu_forward: several blocks too). */
 START_TEST(test_relu_serial_same_bits) {
-    enum { N = 1001 };
-    float x[N], want[N], y[N];
+    enum { N = 9001 };
+    static float x[N], want[N], y[N];
     test_fill_uniform(x, N, -1, 1, 3, 1);
     x[0] = 0.0f; x[1] = -0.0f; x[2] = NAN; x[3] = -NAN; x[17] = INFINITY; x[18] = -INFINITY;
     x[999] = NAN; x[1000] = -0.5f; x[6] = -0.25f; x[991] = -0.75f; /* each length's last */
-    relu_forward(N, x, want);
+    x[N - 1] = -0.5f;
+    for (int i = 0; i < N; i++) want[i] = x[i] > 0.0f ? x[i] : 0.0f;
     for (int run = 0; run < TEST_CLONE_RUNS; run++) {
         test_clone_run(run);
-        static const size_t lengths[] = {N, 992, 7, 0};
-        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
-            memcpy(y, x, sizeof y);
-            relu_serial(lengths[l], y);
-            ck_assert_msg(memcmp(y, want, lengths[l] * sizeof *y) == 0 &&
-                              memcmp(y + lengths[l], x + lengths[l],
-                                     (N - lengths[l]) * sizeof *y) == 0,
-                          "%s, %zu floats", test_clone_name(run), lengths[l]);
-        }
+        static const size_t lengths[] = {N, 1001, 992, 7, 0};
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++)
+            for (int form = 0; form < 3; form++) { /* in place, into y, relu_forward */
+                memcpy(y, x, sizeof y);
+                if (form == 0) relu_serial(lengths[l], y, y);
+                else if (form == 1) relu_serial(lengths[l], x, y);
+                else relu_forward(lengths[l], x, y);
+                ck_assert_msg(memcmp(y, want, lengths[l] * sizeof *y) == 0 &&
+                                  memcmp(y + lengths[l], x + lengths[l],
+                                         (N - lengths[l]) * sizeof *y) == 0,
+                              "%s, %zu floats, form %d", test_clone_name(run), lengths[l], form);
+            }
     }
     test_clone_reset();
 }
