@@ -781,12 +781,10 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
 
 /* ---- directories ---------------------------------------------------------------------------------- */
 
-int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *vars, int nvars,
-                     char *err, size_t errlen) {
-    struct stat st;
-    char why[1024];
-    if (fs_stat(export_dir, &st, why, sizeof why) == 0)
-        return io_fail(err, errlen, "export: '%s' already exists", export_dir);
+/* The SavedModel's tree under "<parent>/temp-<basename>" (removed first if a crash left one), then
+ * renamed to export_dir; with `replace`, whatever export_dir holds is removed just before. */
+static int write_tree(const char *export_dir, int replace, const SmModel *m, const TfTensor *vars,
+                      int nvars, char *err, size_t errlen) {
     PbBuf pb;
     pb_buf_init(&pb);
     if (savedmodel_encode(m, vars, nvars, &pb, err, errlen)) {
@@ -794,7 +792,7 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
         return -1;
     }
     /* temp-<basename> beside the final directory, as Estimator's exporter does */
-    char final[4096], tmp[4200], path[4300];
+    char final[4096], tmp[4200], path[4300], why[1024];
     snprintf(final, sizeof final, "%s", export_dir);
     for (size_t n = strlen(final); n > 1 && final[n - 1] == '/'; n--) final[n - 1] = 0;
     const char *slash = strrchr(final, '/');
@@ -814,6 +812,8 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
         rc = atomic_file_write_all(path, pb.data, pb.len, err, errlen);
     }
     pb_buf_free(&pb);
+    /* the old model goes only once the new one is complete */
+    if (rc == 0 && replace) rc = dirs_remove_tree(final, err, errlen);
     /* on a bucket: copy-then-delete, saved_model.pb last (io/fs.h) */
     if (rc == 0 && fs_rename(tmp, final, why, sizeof why) != 0)
         rc = io_fail(err, errlen, "export: %s", why);
@@ -823,6 +823,49 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
         dirs_remove_tree(tmp, ignore, sizeof ignore);
     }
     return rc;
+}
+
+int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *vars, int nvars,
+                     char *err, size_t errlen) {
+    struct stat st;
+    char why[1024];
+    if (fs_stat(export_dir, &st, why, sizeof why) == 0)
+        return io_fail(err, errlen, "export: '%s' already exists", export_dir);
+    return write_tree(export_dir, 0, m, vars, nvars, err, errlen);
+}
+
+/* What a SavedModel directory holds (TF 1.x and 2.x writers). */
+static int is_savedmodel_entry(const char *name) {
+    static const char *const kNames[] = {"saved_model.pb", "saved_model.pbtxt", "variables",
+                                         "assets", "assets.extra", "fingerprint.pb",
+                                         "keras_metadata.pb"};
+    for (size_t i = 0; i < sizeof kNames / sizeof kNames[0]; i++)
+        if (strcmp(name, kNames[i]) == 0) return 1;
+    return 0;
+}
+
+int savedmodel_dir_replaceable(const char *export_dir, char *err, size_t errlen) {
+    FsEntry *e;
+    char why[1024];
+    const int n = fs_list(export_dir, &e, why, sizeof why);
+    if (n < 0) {
+        if (errno == ENOENT) return 0;
+        return io_fail(err, errlen, "export: %s", why);
+    }
+    int other = -1;
+    for (int i = 0; i < n && other < 0; i++)
+        if (!is_savedmodel_entry(e[i].name)) other = i;
+    if (other >= 0)
+        io_fail(err, errlen, "export: '%s' holds '%s', which is not part of a SavedModel: it "
+                "would be deleted with the SavedModel it holds", export_dir, e[other].name);
+    fs_entries_free(e, n);
+    return other < 0 ? 0 : -1;
+}
+
+int savedmodel_write_over(const char *export_dir, const SmModel *m, const TfTensor *vars,
+                          int nvars, char *err, size_t errlen) {
+    if (savedmodel_dir_replaceable(export_dir, err, errlen)) return -1;
+    return write_tree(export_dir, 1, m, vars, nvars, err, errlen);
 }
 
 static int is_version_dir(const char *name, void *ctx) {

@@ -87,6 +87,18 @@ int savedmodel_encode_meta_graph(const SmModel *m, const TfTensor *vars, int nva
 int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *vars, int nvars,
                      char *err, size_t errlen);
 
+/* Writes a SavedModel at export_dir itself, as Vertex AI's AIP_MODEL_DIR wants it
+ * (saved_model.pb at its top). export_dir may be missing, empty, or hold an earlier SavedModel
+ * (savedmodel_dir_replaceable): the new tree is written under the temporary name first, and what
+ * export_dir held is removed only once the new tree is complete. 0 ok, -1 error. */
+int savedmodel_write_over(const char *export_dir, const SmModel *m, const TfTensor *vars,
+                          int nvars, char *err, size_t errlen);
+
+/* 0 when export_dir is missing, an empty directory, or holds nothing but a SavedModel's entries
+ * (saved_model.pb, variables/, assets/, fingerprint.pb, ...), so that savedmodel_write_over may
+ * replace it; -1 with err naming the first other entry (or why export_dir cannot be listed). */
+int savedmodel_dir_replaceable(const char *export_dir, char *err, size_t errlen);
+
 /* Estimator LatestExporter style: writes <export_base>/<unix seconds>/ (export_base created if
  * missing; a taken timestamp is retried after 1 s, up to 10 times), then deletes the oldest
  * version directories (names of exactly 10 digits) beyond keep (keep <= 0: keep all). The export

@@ -267,6 +267,64 @@ START_TEST(test_write_directory) {
 }
 END_TEST
 
+/* The global_step an export at dir holds. */
+static int64_t export_step(const char *dir) {
+    char prefix[600], err[512];
+    snprintf(prefix, sizeof prefix, "%s/variables/variables", dir);
+    BundleReader *r = bundle_open(prefix, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    int64_t step = -1;
+    ck_assert_msg(bundle_read_tensor(r, "global_step", TF_DT_INT64, &step, 8, err, sizeof err) == 0,
+                  "%s", err);
+    bundle_close(r);
+    return step;
+}
+
+/* Vertex AI's layout: the SavedModel at the dir itself, written where nothing is, into an empty
+ * directory, and over an earlier SavedModel; a dir holding anything else is refused untouched. */
+START_TEST(test_write_over) {
+    char dir[256], exp[300], path[400], err[512];
+    test_make_tmpdir(dir, sizeof dir, "test_sm_over");
+    SmModel m;
+    SmLayer layers[8];
+    sm_model_original_cnn(&m, layers);
+    Vars v;
+    make_vars(&v, 5);
+    snprintf(exp, sizeof exp, "%s/out/model/", dir);       /* AIP_MODEL_DIR ends with '/' */
+    ck_assert_msg(savedmodel_write_over(exp, &m, v.t, 9, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(export_step(exp), 5);
+    snprintf(path, sizeof path, "%s/out", dir);
+    ck_assert_int_eq(test_count_dir_entries(path), 1);    /* no temp-model left */
+    /* a rerun replaces it: nothing of the old tree stays */
+    snprintf(path, sizeof path, "%s/variables/stale", exp);
+    ck_assert_int_eq(test_write_file(path, "x", 1), 0);
+    v.step = 9;
+    ck_assert_int_eq(savedmodel_dir_replaceable(exp, err, sizeof err), 0);
+    ck_assert_msg(savedmodel_write_over(exp, &m, v.t, 9, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(export_step(exp), 9);
+    ck_assert(!test_path_exists(path));
+    snprintf(path, sizeof path, "%s/variables", exp);
+    ck_assert_int_eq(test_count_dir_entries(path), 2);
+    /* an empty directory is written into */
+    snprintf(exp, sizeof exp, "%s/empty", dir);
+    ck_assert_int_eq(dirs_make(exp, err, sizeof err), 0);
+    ck_assert_msg(savedmodel_write_over(exp, &m, v.t, 9, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(export_step(exp), 9);
+    /* anything else: refused, named, left as it was */
+    snprintf(exp, sizeof exp, "%s/other", dir);
+    snprintf(path, sizeof path, "%s/notes.txt", exp);
+    ck_assert_int_eq(dirs_make(exp, err, sizeof err), 0);
+    ck_assert_int_eq(test_write_file(path, "x", 1), 0);
+    ck_assert_int_eq(savedmodel_dir_replaceable(exp, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "notes.txt") && strstr(err, exp), "%s", err);
+    ck_assert_int_eq(savedmodel_write_over(exp, &m, v.t, 9, err, sizeof err), -1);
+    ck_assert_int_eq(test_count_dir_entries(exp), 1);
+    ck_assert_int_eq(test_count_dir_entries(dir), 3);     /* out, empty, other: no temp-other */
+    free_vars(&v);
+    ck_assert_int_eq(test_remove_tree(dir), 0);
+}
+END_TEST
+
 START_TEST(test_timestamped_exports_keep) {
     char dir[256], base[300], path[600], out[400], err[512];
     test_make_tmpdir(dir, sizeof dir, "test_sm_keep");
@@ -336,6 +394,7 @@ static Suite *savedmodel_suite(void) {
     tcase_add_test(tc, test_encode_and_read_back);
     tcase_add_test(tc, test_other_model_round_trip);
     tcase_add_test(tc, test_write_directory);
+    tcase_add_test(tc, test_write_over);
     tcase_add_test(tc, test_timestamped_exports_keep);
     tcase_add_test(tc, test_reader_errors);
     suite_add_tcase(s, tc);
