@@ -19,9 +19,11 @@ enum { MG_GRAPH_DEF = 2 };
 enum { SUMMARY_VALUE = 1, SV_TAG = 1, SV_SIMPLE_VALUE = 2 };
 enum { SL_STATUS = 1, SL_CHECKPOINT_PATH = 2 };
 
+/* Each record goes to every file: the event file in dir and, when there is one, its mirror. */
 struct EventWriter {
-    TfrWriter *w;
-    char path[4200];
+    TfrWriter *w[2];
+    char path[2][4200];
+    int nfiles;
     PbBuf buf;
 };
 
@@ -56,39 +58,54 @@ void event_encode_scalars(PbBuf *out, double wall_time, int64_t step, int n,
 
 static int write_event(EventWriter *w, char *err, size_t errlen) {
     if (w->buf.oom) {
-        snprintf(err, errlen, "%s: out of memory", w->path);
+        snprintf(err, errlen, "%s: out of memory", w->path[0]);
         return -1;
     }
-    if (tfr_writer_write(w->w, w->buf.data, w->buf.len) != 0) {
-        snprintf(err, errlen, "%s", tfr_writer_error(w->w));
+    for (int i = 0; i < w->nfiles; i++)
+        if (tfr_writer_write(w->w[i], w->buf.data, w->buf.len) != 0) {
+            snprintf(err, errlen, "%s", tfr_writer_error(w->w[i]));
+            return -1;
+        }
+    return 0;
+}
+
+/* Makes dir and opens w's next file in it, named for `now`. 0 ok, -1 with err. */
+static int open_file(EventWriter *w, const char *dir, double now, char *err, size_t errlen) {
+    if (dirs_make(dir, err, errlen)) return -1;
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = 0;
+    char *path = w->path[w->nfiles];
+    /* events_writer.cc: events.out.tfevents.%010lld.<hostname> */
+    snprintf(path, sizeof w->path[0], "%s/events.out.tfevents.%010lld.%s", dir, (long long)now,
+             host);
+    /* a second writer in the same second (e.g. a quick rerun) must not truncate the first */
+    size_t base = strlen(path);
+    for (int k = 1; access(path, F_OK) == 0 && k < 1000; k++)
+        snprintf(path + base, sizeof w->path[0] - base, ".%d", k);
+    if (!(w->w[w->nfiles] = tfr_writer_open(path, TFR_NONE, TFR_WRITE_DIRECT, err, errlen)))
         return -1;
-    }
+    w->nfiles++;
     return 0;
 }
 
 EventWriter *event_writer_open(const char *dir, char *err, size_t errlen) {
-    if (dirs_make(dir, err, errlen)) return NULL;
+    return event_writer_open_mirrored(dir, NULL, err, errlen);
+}
+
+EventWriter *event_writer_open_mirrored(const char *dir, const char *mirror_dir, char *err,
+                                        size_t errlen) {
     EventWriter *w = calloc(1, sizeof *w);
     if (!w) {
         snprintf(err, errlen, "%s: out of memory", dir);
         return NULL;
     }
-    char host[256] = "localhost";
-    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = 0;
-    double now = wall_time_now();
-    /* events_writer.cc: events.out.tfevents.%010lld.<hostname> */
-    snprintf(w->path, sizeof w->path, "%s/events.out.tfevents.%010lld.%s", dir, (long long)now,
-             host);
-    /* a second writer in the same second (e.g. a quick rerun) must not truncate the first */
-    size_t base = strlen(w->path);
-    for (int k = 1; access(w->path, F_OK) == 0 && k < 1000; k++)
-        snprintf(w->path + base, sizeof w->path - base, ".%d", k);
     pb_buf_init(&w->buf);
-    w->w = tfr_writer_open(w->path, TFR_NONE, TFR_WRITE_DIRECT, err, errlen);
-    if (!w->w) {
-        pb_buf_free(&w->buf);
-        free(w);
+    const double now = wall_time_now();
+    if (open_file(w, dir, now, err, errlen) ||
+        (mirror_dir && open_file(w, mirror_dir, now, err, errlen))) {
+        char ignore[256];
+        event_writer_close(w, ignore, sizeof ignore);
         return NULL;
     }
     event_encode_file_version(&w->buf, now);
@@ -100,7 +117,7 @@ EventWriter *event_writer_open(const char *dir, char *err, size_t errlen) {
     return w;
 }
 
-const char *event_writer_path(const EventWriter *w) { return w->path; }
+const char *event_writer_path(const EventWriter *w) { return w->path[0]; }
 
 int event_writer_add_scalars(EventWriter *w, int64_t step, int n, const char *const *tags,
                              const float *values, char *err, size_t errlen) {
@@ -139,7 +156,8 @@ int event_writer_add_meta_graph(EventWriter *w, const void *meta_graph, size_t n
     while ((k = pb_next(&r, &f)) == 1)
         if (f.field == MG_GRAPH_DEF && f.wire_type == PB_LEN) graph = f.data, graph_len = f.len;
     if (k < 0 || !graph) {
-        snprintf(err, errlen, "%s: the meta graph to log is malformed or has no GraphDef", w->path);
+        snprintf(err, errlen, "%s: the meta graph to log is malformed or has no GraphDef",
+                 w->path[0]);
         return -1;
     }
     double now = wall_time_now();
@@ -154,16 +172,21 @@ int event_writer_add_meta_graph(EventWriter *w, const void *meta_graph, size_t n
 }
 
 int event_writer_flush(EventWriter *w, char *err, size_t errlen) {
-    if (tfr_writer_flush(w->w) != 0) {
-        snprintf(err, errlen, "%s", tfr_writer_error(w->w));
-        return -1;
-    }
+    for (int i = 0; i < w->nfiles; i++)
+        if (tfr_writer_flush(w->w[i]) != 0) {
+            snprintf(err, errlen, "%s", tfr_writer_error(w->w[i]));
+            return -1;
+        }
     return 0;
 }
 
 int event_writer_close(EventWriter *w, char *err, size_t errlen) {
     if (!w) return 0;
-    int rc = tfr_writer_close(w->w, err, errlen);
+    int rc = 0;
+    for (int i = 0; i < w->nfiles; i++) {   /* every file closed; the first error kept */
+        char later[256];
+        if (tfr_writer_close(w->w[i], rc ? later : err, rc ? sizeof later : errlen) != 0) rc = -1;
+    }
     pb_buf_free(&w->buf);
     free(w);
     return rc;

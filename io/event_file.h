@@ -30,7 +30,12 @@ typedef enum {
 /* Creates dir (and its parents) if missing, opens a new event file in it and writes the
  * file_version record. NULL on error (message names the path). */
 EventWriter *event_writer_open(const char *dir, char *err, size_t errlen);
-/* The file's full path. */
+/* The same, and a second file of the same name and records in mirror_dir (unless NULL): Vertex
+ * AI's TensorBoard reads AIP_TENSORBOARD_LOG_DIR while the Estimator's layout keeps the job
+ * dir's. */
+EventWriter *event_writer_open_mirrored(const char *dir, const char *mirror_dir, char *err,
+                                        size_t errlen);
+/* The (first) file's full path. */
 const char *event_writer_path(const EventWriter *w);
 
 /* One Event at `step` holding n scalar summary values (Estimator writes eval metrics this way).

@@ -200,6 +200,41 @@ START_TEST(test_meta_graph_events) {
 }
 END_TEST
 
+/* A mirrored writer leaves two files of the same name and the same bytes; a mirror dir that
+ * cannot be made fails the open, naming it. */
+START_TEST(test_mirrored_files_equal) {
+    char dir[256], job[300], logs[300], err[512];
+    test_make_tmpdir(dir, sizeof dir, "test_events_mirror");
+    snprintf(job, sizeof job, "%s/job/eval", dir);
+    snprintf(logs, sizeof logs, "%s/logs/eval", dir);
+    EventWriter *w = event_writer_open_mirrored(job, logs, err, sizeof err);
+    ck_assert_msg(w != NULL, "%s", err);
+    ck_assert_int_eq(event_writer_add_session_log(w, 0, SESSION_LOG_START, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(event_writer_add_scalar(w, 100, "loss", 2.25f, err, sizeof err), 0);
+    ck_assert_int_eq(event_writer_flush(w, err, sizeof err), 0);
+    char path[4300], mirror[4300];
+    snprintf(path, sizeof path, "%s", event_writer_path(w));
+    snprintf(mirror, sizeof mirror, "%s%s", logs, strrchr(path, '/'));
+    ck_assert_int_eq(event_writer_add_scalar(w, 200, "loss", 1.5f, err, sizeof err), 0);
+    ck_assert_int_eq(event_writer_close(w, err, sizeof err), 0);
+    size_t n, m;
+    uint8_t *a = test_read_file(path, &n), *b = test_read_file(mirror, &m);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_gt(n, 40);
+    ck_assert_uint_eq(n, m);
+    ck_assert_mem_eq(a, b, n);
+    free(a);
+    free(b);
+    ck_assert_int_eq(test_count_dir_entries(logs), 1);
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/job/eval/%s/x", dir, strrchr(path, '/') + 1); /* under a file */
+    ck_assert_ptr_null(event_writer_open_mirrored(job, bad, err, sizeof err));
+    ck_assert_msg(strstr(err, "events.out.tfevents") != NULL, "%s", err);
+    ck_assert_int_eq(test_remove_tree(dir), 0);
+}
+END_TEST
+
 START_TEST(test_open_error_names_path) {
     char err[512];
     ck_assert_ptr_null(event_writer_open("/proc/no_such_dir/x", err, sizeof err));
@@ -213,6 +248,7 @@ static Suite *event_suite(void) {
     tcase_add_test(tc, test_payload_vectors);
     tcase_add_test(tc, test_written_file_structure);
     tcase_add_test(tc, test_meta_graph_events);
+    tcase_add_test(tc, test_mirrored_files_equal);
     tcase_add_test(tc, test_open_error_names_path);
     suite_add_tcase(s, tc);
     return s;
