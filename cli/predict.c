@@ -27,6 +27,7 @@
 #include "cli/predict_input.h"
 #include "core/model.h"
 #include "io/mnist_records.h"
+#include "io/fs.h"
 #include "io/savedmodel.h"
 #include "io/tensor_bundle.h"
 
@@ -120,8 +121,12 @@ static Model *load_model(const char *dir, const SmInfo *info, Device device, int
         return NULL;
     }
     char prefix[4200];
-    snprintf(prefix, sizeof prefix, "%s/variables/variables", dir);
-    BundleReader *r = bundle_open(prefix, err, errlen);
+    char *joined = fs_join(dir, "variables/variables");   /* "DIR/" as Vertex AI passes it */
+    const int joined_ok = joined != NULL;
+    snprintf(prefix, sizeof prefix, "%s", joined_ok ? joined : "");
+    free(joined);
+    BundleReader *r = joined_ok ? bundle_open(prefix, err, errlen) : NULL;
+    if (!joined_ok) snprintf(err, errlen, "out of memory");
     if (!r) {
         model_free(m);
         return NULL;

@@ -598,8 +598,14 @@ int savedmodel_parse(const void *data, size_t n, const char *what, SmInfo *info,
 
 int savedmodel_read(const char *export_dir, SmInfo *info, char *err, size_t errlen) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/saved_model.pb", export_dir);
+    /* fs_join: a trailing '/' (as Vertex AI's variables have) is not doubled, which on a bucket
+     * would name another object */
+    char *joined = fs_join(export_dir, "saved_model.pb");
+    const int joined_ok = joined != NULL;
+    snprintf(path, sizeof path, "%s", joined_ok ? joined : export_dir);
+    free(joined);
     memset(info, 0, sizeof *info);
+    if (!joined_ok) return io_fail(err, errlen, "%s: out of memory", export_dir);
     char why[1024];
     FILE *f = fs_fopen_read(path, why, sizeof why);
     if (!f) return io_fail(err, errlen, "%s: %s", path, why);
