@@ -13,17 +13,24 @@ static void *write_exports(void *arg) {
     ExportWriter *x = arg;
     BackgroundTask *t = &x->task;
     const double t0 = wall_seconds();
-    for (int i = 0; i < x->ndirs && t->rc == 0; i++)
-        t->rc = savedmodel_export_timestamped(x->dir[i], x->graph, x->snap.tensors, x->snap.n,
-                                              x->keep, x->path[i], sizeof x->path[i], t->err,
-                                              sizeof t->err);
+    for (int i = 0; i < x->ndirs && t->rc == 0; i++) {
+        if (x->in_place[i]) {
+            t->rc = savedmodel_write_over(x->dir[i], x->graph, x->snap.tensors, x->snap.n, t->err,
+                                          sizeof t->err);
+            snprintf(x->path[i], sizeof x->path[i], "%s", x->dir[i]);
+        } else {
+            t->rc = savedmodel_export_timestamped(x->dir[i], x->graph, x->snap.tensors, x->snap.n,
+                                                  x->keep, x->path[i], sizeof x->path[i], t->err,
+                                                  sizeof t->err);
+        }
+    }
     x->write_seconds = wall_seconds() - t0;
     return NULL;
 }
 
 int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, const char *base,
-                        const char *sm_model_dir, int keep, int background, char *err,
-                        size_t errlen) {
+                        const char *sm_model_dir, const char *aip_model_dir, int keep,
+                        int background, char *err, size_t errlen) {
     if (x->task.pending) {
         snprintf(err, errlen, "export: the export to %s is still pending", x->dir[0]);
         return -1;
@@ -36,8 +43,13 @@ int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, c
     x->graph = graph;
     x->keep = keep;
     x->ndirs = 0;
+    memset(x->in_place, 0, sizeof x->in_place);
     snprintf(x->dir[x->ndirs++], sizeof x->dir[0], "%s", base);
     if (sm_model_dir) snprintf(x->dir[x->ndirs++], sizeof x->dir[0], "%s", sm_model_dir);
+    if (aip_model_dir) {
+        x->in_place[x->ndirs] = 1;
+        snprintf(x->dir[x->ndirs++], sizeof x->dir[0], "%s", aip_model_dir);
+    }
     int remote = 0;
     for (int i = 0; i < x->ndirs; i++) remote |= fs_is_remote(x->dir[i]);
     background_task_start(&x->task, write_exports, x, background && !remote);

@@ -2,9 +2,9 @@
  *
  * The Estimator evaluates after training and then exports. The weights do not change in between,
  * so the snapshot (the parameters and global_step: ~13 MB for the original model) is taken when
- * training ends, and the export directories (<base>/<unix seconds>/ and, for SageMaker,
- * <sm_model_dir>/<unix seconds>/: io/savedmodel.h, each written under a temporary name and
- * renamed) are written while the evaluation runs. The caller waits (export_writer_wait) before it
+ * training ends, and the export directories (<base>/<unix seconds>/; for SageMaker,
+ * <sm_model_dir>/<unix seconds>/; for Vertex AI, <aip_model_dir> itself: io/savedmodel.h, each
+ * written under a temporary name and renamed) are written while the evaluation runs. The caller waits (export_writer_wait) before it
  * reports the export, and on every path out. A remote base (gs://, s3://) is written in the
  * caller's thread, as checkpoints are (cli/checkpoint_writer.h). */
 #ifndef CLI_EXPORT_WRITER_H
@@ -19,9 +19,11 @@
 typedef struct {
     ModelSnapshot snap;      /* owned; the thread reads it */
     const SmModel *graph;    /* the caller's, kept alive until the wait */
-    char dir[2][4096];       /* the export bases: <model_dir>/export/<exporter>, SM_MODEL_DIR */
+    char dir[3][4096];       /* the export bases: <model_dir>/export/<exporter>, SM_MODEL_DIR,
+                                AIP_MODEL_DIR (the last written in place, not versioned) */
+    int in_place[3];         /* dir[i] is the export itself, replaced (AIP_MODEL_DIR) */
     int ndirs, keep;
-    char path[2][4096];      /* the export directories written */
+    char path[3][4096];      /* the export directories written */
     BackgroundTask task;     /* the files' thread; pending: started and not waited for */
     double write_seconds;    /* wall time of the files (in whichever thread) */
 } ExportWriter;
@@ -29,11 +31,12 @@ typedef struct {
 void export_writer_init(ExportWriter *x);
 
 /* Snapshot of m now, then the exports under base and, unless NULL, sm_model_dir (keep: the
- * newest versions kept under each), on a thread when `background` (and neither dir is remote).
+ * newest versions kept under each) and at aip_model_dir (replacing the SavedModel there), on a
+ * thread when `background` (and no dir is remote).
  * -1 (message in err) when one is still pending or the snapshot cannot be taken. */
 int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, const char *base,
-                        const char *sm_model_dir, int keep, int background, char *err,
-                        size_t errlen);
+                        const char *sm_model_dir, const char *aip_model_dir, int keep,
+                        int background, char *err, size_t errlen);
 
 /* Waits for the export in flight, if any: 1 when one had been started and is now complete (its
  * directories in x->path[0 .. ndirs-1]), 0 when none was pending, -1 when it failed (the message,

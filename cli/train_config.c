@@ -56,6 +56,11 @@ static const ArgSpec kSpecs[] = {
     {"model-dir", NULL, ARG_VALUE, "DIR", "the same as --job-dir (wins when both are given)"},
     {"sm-model-dir", NULL, ARG_VALUE, "DIR",
      "also export to DIR/<version>/ (default $SM_MODEL_DIR)"},
+    {"aip-model-dir", NULL, ARG_VALUE, "DIR",
+     "also export into DIR itself, replacing the SavedModel there: Vertex AI's layout (default "
+     "$AIP_MODEL_DIR)"},
+    {"tensorboard-log-dir", NULL, ARG_VALUE, "DIR",
+     "also write the event files into DIR and DIR/eval (default $AIP_TENSORBOARD_LOG_DIR)"},
     {"exporter-name", NULL, ARG_VALUE, "NAME",
      "exports go to <job-dir>/export/NAME/<unix secs>/ (default exporter)"},
     {"exports-to-keep", NULL, ARG_VALUE, "N", "exports kept (default 5, 0 = all)"},
@@ -238,31 +243,65 @@ static char *sm_tuning_dir(TrainConfig *cfg, char *dir, char *err, size_t errlen
     return with_job;
 }
 
-/* The job dir: --model-dir, else --job-dir, else SageMaker's checkpoint directory
- * (<opt_ml>/checkpoints, CheckpointConfig.LocalPath's default) when it is a writable
- * directory: SageMaker copies it to checkpoint_s3_uri and back when a spot job restarts, so the
- * job resumes. gs:// and s3:// are written directly (io/fs.h); other URL schemes are refused. */
+/* A directory a flag or variable names: empty, a URL scheme io/fs.h does not serve, or (with
+ * not_root) a file-system or bucket root is an error naming `what`. Trailing '/'s go (Vertex
+ * AI's variables end with one). The result is malloc'd (kept by cfg); NULL with err set. */
+static char *checked_dir(TrainConfig *cfg, const char *what, const char *dir, int not_root,
+                         char *err, size_t errlen) {
+    if (!*dir) {
+        snprintf(err, errlen, "%s: empty path", what);
+        return NULL;
+    }
+    if (is_remote(dir) && !fs_is_remote(dir)) {
+        snprintf(err, errlen, "%s %s: only local paths, gs:// and s3:// are supported", what, dir);
+        return NULL;
+    }
+    char *d = keep_string(cfg, strdup(dir));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    const size_t keep = is_remote(d) ? (size_t)(strstr(d, "://") - d) + 3 : 1; /* "gs://", "/" */
+    for (size_t n = strlen(d); n > keep && d[n - 1] == '/'; n--) d[n - 1] = 0;
+    /* what lies below the root: after "scheme://bucket/", or after the leading '/'s */
+    const char *below = is_remote(d) ? strchr(strstr(d, "://") + 3, '/') : d;
+    if (below) below += strspn(below, "/");
+    if (not_root && (!below || !*below)) {
+        snprintf(err, errlen, "%s %s: a directory below the root of the %s is needed", what, dir,
+                 is_remote(d) ? "bucket" : "file system");
+        return NULL;
+    }
+    return d;
+}
+
+/* The job dir: --model-dir, else --job-dir, else Vertex AI's AIP_CHECKPOINT_DIR (already one
+ * per tuning trial), else SageMaker's checkpoint directory (<opt_ml>/checkpoints,
+ * CheckpointConfig.LocalPath's default) when it is a writable directory: SageMaker copies it to
+ * checkpoint_s3_uri and back when a spot job restarts, so the job resumes. gs:// and s3:// are
+ * written directly (io/fs.h); other URL schemes are refused. */
 static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
     const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
-    const char *flag = args_has(ap, "model-dir") ? "model-dir" : "job-dir";
-    const char *dir = args_get(ap, flag, NULL);
+    const char *flag = args_has(ap, "model-dir") ? "--model-dir" : "--job-dir";
+    const char *dir = args_get(ap, flag + 2, NULL);
+    int per_trial = 0;
     char checkpoints[4096];
+    if (!dir && (dir = env_nonempty("AIP_CHECKPOINT_DIR"))) {
+        flag = "AIP_CHECKPOINT_DIR";
+        per_trial = 1;
+    }
     if (!dir) {
         snprintf(checkpoints, sizeof checkpoints, "%s/checkpoints", train_config_opt_ml());
         if (!writable_dir(checkpoints)) return 0;
         dir = checkpoints;
         cfg->model_dir_is_sm_checkpoints = 1;
     }
-    if (!*dir) {
-        snprintf(err, errlen, "--%s: empty path", flag);
-        return -1;
+    char *checked = checked_dir(cfg, flag, dir, 0, err, errlen);
+    if (!checked) return -1;
+    if (per_trial) {
+        cfg->model_dir = (char *)checked;
+        return 0;
     }
-    if (is_remote(dir) && !fs_is_remote(dir)) {
-        snprintf(err, errlen, "--%s %s: only local paths, gs:// and s3:// are supported", flag,
-                 dir);
-        return -1;
-    }
-    char *resolved = strdup(dir);
+    char *resolved = strdup(checked);
     if (!resolved) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -294,6 +333,45 @@ static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
         resolved = with_trial;
     }
     cfg->model_dir = keep_string(cfg, resolved);
+    return 0;
+}
+
+/* 1 when path is dir or lies under it. */
+static int path_within(const char *path, const char *dir) {
+    const size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+/* Vertex AI (user-expectations §1.2): the SavedModel also into AIP_MODEL_DIR itself (its Model
+ * Registry imports saved_model.pb from there), the event files also into
+ * AIP_TENSORBOARD_LOG_DIR (what its TensorBoard uploads). An empty flag turns either off. The
+ * export replaces what AIP_MODEL_DIR holds, so no other output may lie inside it. */
+static int vertex_dirs(TrainConfig *cfg, char *err, size_t errlen) {
+    const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
+    const char *model = args_get(ap, "aip-model-dir", env_nonempty("AIP_MODEL_DIR"));
+    const char *model_what = args_has(ap, "aip-model-dir") ? "--aip-model-dir" : "AIP_MODEL_DIR";
+    const char *logs = args_get(ap, "tensorboard-log-dir", env_nonempty("AIP_TENSORBOARD_LOG_DIR"));
+    const char *logs_what =
+        args_has(ap, "tensorboard-log-dir") ? "--tensorboard-log-dir" : "AIP_TENSORBOARD_LOG_DIR";
+    if (model && *model && !(cfg->aip_model_dir = checked_dir(cfg, model_what, model, 1, err,
+                                                              errlen)))
+        return -1;
+    if (logs && *logs &&
+        !(cfg->tensorboard_log_dir = checked_dir(cfg, logs_what, logs, 0, err, errlen)))
+        return -1;
+    if (cfg->tensorboard_log_dir && cfg->model_dir &&
+        strcmp(cfg->tensorboard_log_dir, cfg->model_dir) == 0)
+        cfg->tensorboard_log_dir = NULL;   /* the events are there already */
+    if (!cfg->aip_model_dir) return 0;
+    const char *inside[3][2] = {{cfg->model_dir, "the job dir"},
+                                {cfg->tensorboard_log_dir, logs_what},
+                                {cfg->sm_model_dir, "--sm-model-dir"}};
+    for (int i = 0; i < 3; i++)
+        if (inside[i][0] && path_within(inside[i][0], cfg->aip_model_dir)) {
+            snprintf(err, errlen, "%s %s: %s (%s) lies inside it, and the export replaces what "
+                     "it holds", model_what, cfg->aip_model_dir, inside[i][1], inside[i][0]);
+            return -1;
+        }
     return 0;
 }
 
@@ -441,12 +519,13 @@ int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_
     parse_sm_hosts(cfg);
     if (parse_tf_config(cfg, err, errlen) != 0) return -1;
     const char *trial_id = env_nonempty("CLOUD_ML_TRIAL_ID");
-    if (resolve_model_dir(cfg, err, errlen) != 0) return -1;
+    if (resolve_model_dir(cfg, err, errlen) != 0 || vertex_dirs(cfg, err, errlen) != 0) return -1;
 
-    /* hyperparameter tuning: the metric file when the service asks for one */
+    /* hyperparameter tuning: the metric file when the service asks for one, or in a trial */
     cfg->hypertune_tag = args_get(ap, "hypertune-tag", "accuracy");
     cfg->hypertune_path = env_nonempty("CLOUD_ML_HP_METRIC_FILE");
-    cfg->hypertune = cfg->hypertune_path != NULL || cfg->trial != NULL;
+    /* a trial id says a tuning job runs (Vertex AI sets CLOUD_ML_TRIAL_ID, not TF_CONFIG's) */
+    cfg->hypertune = cfg->hypertune_path != NULL || cfg->trial != NULL || trial_id != NULL;
     if (trial_id && !cfg->trial) cfg->trial = keep_string(cfg, strdup(trial_id));
     return 0;
 }

@@ -3,7 +3,8 @@
  * Sources, strongest first: command-line flags (task.py's names; `-`/`_` alike, `--k v`/`--k=v`,
  * see cli/args.h), then the environment that AI Platform and SageMaker set (SM_CHANNEL_*,
  * SM_MODEL_DIR, SM_LOG_LEVEL, SM_HOSTS/SM_CURRENT_HOST, TF_CONFIG, CLOUD_ML_HP_METRIC_FILE,
- * CLOUD_ML_TRIAL_ID), then the Estimator's defaults. docs/cli-trainer.md lists every flag.
+ * CLOUD_ML_TRIAL_ID) and Vertex AI (AIP_MODEL_DIR, AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR),
+ * then the Estimator's defaults. docs/cli-trainer.md lists every flag.
  *
  * Parsing checks every value (number syntax and range, enum names, required inputs) and touches
  * no file (it only looks whether SageMaker's checkpoint directory is there): a bad
@@ -56,13 +57,19 @@ typedef struct {
     /* ---- outputs ---- */
     char *model_dir;                /* job dir (+ "/<trial>" in AI Platform's tuning trials,
                                        + "/<job name>/model" in SageMaker's); without a flag,
-                                       SageMaker's <opt_ml>/checkpoints when it is a writable
-                                       directory, else NULL: the trainer makes a fresh /tmp
-                                       directory, as the Estimator does */
+                                       $AIP_CHECKPOINT_DIR, else SageMaker's
+                                       <opt_ml>/checkpoints when it is a writable directory,
+                                       else NULL: the trainer makes a fresh /tmp directory, as
+                                       the Estimator does. No trailing '/' */
     int model_dir_is_sm_checkpoints; /* model_dir is SageMaker's checkpoint directory */
     const char *exporter_name;      /* "exporter": <model_dir>/export/<name>/<ts>/ */
     int exports_to_keep;            /* 5; 0 keeps all */
     const char *sm_model_dir;       /* $SM_MODEL_DIR (or --sm-model-dir), NULL when unset */
+    char *aip_model_dir;            /* $AIP_MODEL_DIR (or --aip-model-dir): the export also
+                                       goes into it, replacing the SavedModel there; NULL */
+    char *tensorboard_log_dir;      /* $AIP_TENSORBOARD_LOG_DIR (or --tensorboard-log-dir): the
+                                       event files also go there; NULL, also when it is the
+                                       job dir */
     int export_enabled;             /* 0 on a SageMaker host other than SM_HOSTS[0] */
 
     /* ---- hyperparameter tuning ---- */

@@ -312,9 +312,13 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
     int extra = strcmp(tag, "accuracy") != 0 && strcmp(tag, "loss") != 0;
     log_eval_dict(step, accuracy, loss, extra ? tag : NULL, metric);
     if (!job->eval_events) {
-        char dir[4096];
+        char dir[4096], mirror[4096];
         snprintf(dir, sizeof dir, "%s/eval", cfg->model_dir);
-        if (!(job->eval_events = event_writer_open(dir, err, errlen))) return -1;
+        if (cfg->tensorboard_log_dir)
+            snprintf(mirror, sizeof mirror, "%s/eval", cfg->tensorboard_log_dir);
+        if (!(job->eval_events = event_writer_open_mirrored(
+                  dir, cfg->tensorboard_log_dir ? mirror : NULL, err, errlen)))
+            return -1;
     }
     const char *tags[3] = {"accuracy", "loss", tag};
     float values[3] = {(float)accuracy, (float)loss, (float)metric};
@@ -359,7 +363,8 @@ static int describe_graph(Job *job, char *err, size_t errlen) {
 }
 
 /* SavedModel exports: <model_dir>/export/<exporter>/<unix secs>/ (newest exports_to_keep kept),
- * and $SM_MODEL_DIR/<unix secs>/ for SageMaker's serving container. The snapshot now (the weights
+ * $SM_MODEL_DIR/<unix secs>/ for SageMaker's serving container, and $AIP_MODEL_DIR itself for
+ * Vertex AI's Model Registry. The snapshot now (the weights
  * are final), the files beside the evaluation (cli/export_writer.h); export_finish waits for them
  * and says so in the Estimator's words. */
 static int export_start(Job *job, char *err, size_t errlen) {
@@ -368,7 +373,7 @@ static int export_start(Job *job, char *err, size_t errlen) {
     char base[4096];
     snprintf(base, sizeof base, "%s/export/%s", cfg->model_dir, cfg->exporter_name);
     return export_writer_start(&job->export, job->model, &job->graph, base, cfg->sm_model_dir,
-                               cfg->exports_to_keep, 1, err, errlen);
+                               cfg->aip_model_dir, cfg->exports_to_keep, 1, err, errlen);
 }
 
 static int export_finish(Job *job, char *err, size_t errlen) {
@@ -544,7 +549,9 @@ int main(int argc, char **argv) {
         cfg.model_dir = temp_dir;
         tf_warn("Using temporary folder as model directory: %s", temp_dir);
     }
-    if (check_job_dir(cfg.model_dir, err, sizeof err) != 0) {
+    if (check_job_dir(cfg.model_dir, err, sizeof err) != 0 ||
+        (cfg.aip_model_dir && cfg.export_enabled &&
+         savedmodel_dir_replaceable(cfg.aip_model_dir, err, sizeof err) != 0)) {
         int status = fail(EXIT_RUN_FAILED, "%s", err);
         if (cfg.model_dir == temp_dir) cfg.model_dir = NULL;
         train_config_free(&cfg);
@@ -619,7 +626,8 @@ int main(int argc, char **argv) {
         install_stop_handlers();
         if (model_set_train_data(job.model, train_set->pixels, train_set->labels, train_set->n,
                                  cfg.shuffle, cfg.seed, err, sizeof err) != 0 ||
-            !(job.train_events = event_writer_open(cfg.model_dir, err, sizeof err)) ||
+            !(job.train_events = event_writer_open_mirrored(cfg.model_dir, cfg.tensorboard_log_dir,
+                                                            err, sizeof err)) ||
             event_writer_add_session_log(job.train_events, model_step(job.model),
                                          SESSION_LOG_START, NULL, err, sizeof err) != 0 ||
             event_writer_add_meta_graph(job.train_events, job.meta_graph.data,

@@ -389,7 +389,8 @@ START_TEST(test_writer_reports_a_failed_save_at_the_wait) {
 END_TEST
 
 /* An export started at step 2 holds step 2's weights although the model trains on while its
- * files are written, under the base and a second (SageMaker) dir; a second start while one is
+ * files are written, under the base and a second (SageMaker) dir, and in a third (Vertex AI) dir
+ * itself, which the second round replaces; a second start while one is
  * pending is refused; a dir that cannot be written fails at the wait naming it, and the writer
  * works again afterwards; inline (background 0) the same. */
 START_TEST(test_export_writer) {
@@ -399,11 +400,12 @@ START_TEST(test_export_writer) {
     train(at2, 2);
     SmModel graph;
     SmLayer layers[MODEL_SPEC_MAX_LAYERS];
-    char dir[256], base[512], sm[512], bad[512], err[512];
+    char dir[256], base[512], sm[512], aip[512], bad[512], err[512];
     ck_assert_msg(model_graph_from_spec(SPEC, &graph, layers, err, sizeof err) == 0, "%s", err);
     test_make_tmpdir(dir, sizeof dir, "export_writer");
     snprintf(base, sizeof base, "%s/export/exporter", dir);
     snprintf(sm, sizeof sm, "%s/sm", dir);
+    snprintf(aip, sizeof aip, "%s/aip/model", dir);
     snprintf(bad, sizeof bad, "%s/a_file", dir);
     ck_assert_int_eq(test_write_file(bad, "x", 1), 0);
     snprintf(bad, sizeof bad, "%s/a_file/export", dir);   /* under a regular file */
@@ -411,18 +413,19 @@ START_TEST(test_export_writer) {
     export_writer_init(&x);
     ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), 0);   /* nothing pending */
     for (int background = 1; background >= 0; background--) {
-        ck_assert_msg(export_writer_start(&x, m, &graph, base, sm, 0, background, err,
+        ck_assert_msg(export_writer_start(&x, m, &graph, base, sm, aip, 0, background, err,
                                           sizeof err) == 0, "%s", err);
-        ck_assert_int_eq(export_writer_start(&x, m, &graph, base, sm, 0, background, err,
+        ck_assert_int_eq(export_writer_start(&x, m, &graph, base, sm, aip, 0, background, err,
                                              sizeof err), -1);
         ck_assert_msg(strstr(err, "still pending") != NULL, "%s", err);
         train(m, 1);                                  /* the model moves on meanwhile */
         ck_assert_msg(export_writer_wait(&x, err, sizeof err) == 1, "%s", err);
         ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), 0);
-        ck_assert_int_eq(x.ndirs, 2);
+        ck_assert_int_eq(x.ndirs, 3);
         ck_assert(strncmp(x.path[0], base, strlen(base)) == 0);
         ck_assert(strncmp(x.path[1], sm, strlen(sm)) == 0);
-        for (int d = 0; d < 2; d++) {
+        ck_assert_str_eq(x.path[2], aip);
+        for (int d = 0; d < 3; d++) {
             SmInfo info;
             ck_assert_msg(savedmodel_read(x.path[d], &info, err, sizeof err) == 0, "%s", err);
             savedmodel_info_free(&info);
@@ -445,7 +448,7 @@ START_TEST(test_export_writer) {
         }
         ck_assert(x.write_seconds > 0.0);
         train(at2, 1);                                /* at2 follows m to the next export */
-        ck_assert_msg(export_writer_start(&x, m, &graph, bad, NULL, 0, background, err,
+        ck_assert_msg(export_writer_start(&x, m, &graph, bad, NULL, NULL, 0, background, err,
                                           sizeof err) == 0, "%s", err);
         ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), -1);
         ck_assert_msg(strstr(err, "a_file") != NULL, "%s", err);

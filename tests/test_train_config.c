@@ -14,7 +14,8 @@ static const char *const kEnv[] = {
     "SM_CHANNEL_TRAIN", "SM_CHANNEL_TRAINING", "SM_CHANNEL_TEST", "SM_CHANNEL_EVAL",
     "SM_CHANNEL_TESTING", "SM_MODEL_DIR", "SM_LOG_LEVEL", "SM_HOSTS", "SM_CURRENT_HOST",
     "SM_NUM_GPUS", "TF_CONFIG", "CLOUD_ML_HP_METRIC_FILE", "CLOUD_ML_TRIAL_ID",
-    "TRAINING_JOB_NAME", "CNN_OPT_ML",
+    "TRAINING_JOB_NAME", "CNN_OPT_ML", "AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR",
+    "AIP_TENSORBOARD_LOG_DIR",
 };
 
 /* ... and SageMaker's /opt/ml moved where no checkpoints directory is. */
@@ -387,6 +388,66 @@ START_TEST(test_tf_config_roles_and_trials) {
 }
 END_TEST
 
+/* Vertex AI's variables (baseOutputDirectory, with a tuning trial's id in them already): the job
+ * dir, the in-place export and the events' mirror; flags win; trailing '/'s go; an empty flag
+ * turns a variable off; a root, a foreign scheme, or an output inside AIP_MODEL_DIR (which the
+ * export replaces) is an error naming the variable. */
+START_TEST(test_vertex_dirs) {
+    clear_env();
+    setenv("AIP_MODEL_DIR", "gs://b/out/7/model/", 1);
+    setenv("AIP_CHECKPOINT_DIR", "gs://b/out/7/checkpoints/", 1);
+    setenv("AIP_TENSORBOARD_LOG_DIR", "gs://b/out/7/logs/", 1);
+    setenv("CLOUD_ML_TRIAL_ID", "7", 1);
+    TrainConfig cfg;
+    char err[512];
+    char *plain[] = {"--train", "a", "--test", "b", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, plain) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "gs://b/out/7/checkpoints");   /* no second /7 */
+    ck_assert_str_eq(cfg.aip_model_dir, "gs://b/out/7/model");
+    ck_assert_str_eq(cfg.tensorboard_log_dir, "gs://b/out/7/logs");
+    ck_assert_int_eq(cfg.hypertune, 1);                            /* a trial: report */
+    ck_assert_ptr_null(cfg.hypertune_path);                        /* the library's default */
+    ck_assert_str_eq(cfg.trial, "7");
+    train_config_free(&cfg);
+    setenv("TF_CONFIG", "{\"task\": {\"type\": \"chief\", \"index\": 0, \"trial\": \"7\"}}", 1);
+    ck_assert_msg(parse(&cfg, err, sizeof err, plain) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "gs://b/out/7/checkpoints");
+    train_config_free(&cfg);
+    /* a flag's job dir wins, and gets the trial; the same dir as the logs: no mirror */
+    char *flags[] = {"--train", "a", "--test", "b", "--job-dir", "gs://b/job/",
+                     "--tensorboard-log-dir", "gs://b/job/7", "--aip-model-dir=", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, flags) == 0, "%s", err);
+    ck_assert_str_eq(cfg.model_dir, "gs://b/job/7");
+    ck_assert_ptr_null(cfg.tensorboard_log_dir);
+    ck_assert_ptr_null(cfg.aip_model_dir);
+    train_config_free(&cfg);
+    unsetenv("TF_CONFIG");
+    static const char *const bad[][3] = {
+        {"AIP_MODEL_DIR", "gs://b/", "root of the bucket"},
+        {"AIP_MODEL_DIR", "gs://b", "root of the bucket"},
+        {"AIP_MODEL_DIR", "/", "root of the file system"},
+        {"AIP_MODEL_DIR", "http://b/out/model", "only local paths"},
+        {"AIP_CHECKPOINT_DIR", "ftp://b/out", "only local paths"},
+        {"AIP_MODEL_DIR", "gs://b/out/7", "the job dir (gs://b/out/7/checkpoints) lies inside"},
+        {"AIP_MODEL_DIR", "gs://b/out/7/logs", "AIP_TENSORBOARD_LOG_DIR (gs://b/out/7/logs)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("AIP_MODEL_DIR", "gs://b/out/7/model/", 1);
+        setenv("AIP_CHECKPOINT_DIR", "gs://b/out/7/checkpoints/", 1);
+        setenv(bad[i][0], bad[i][1], 1);
+        ck_assert_int_eq(parse(&cfg, err, sizeof err, plain), -1);
+        ck_assert_msg(strstr(err, bad[i][0]) && strstr(err, bad[i][2]), "%s: %s", bad[i][1], err);
+        train_config_free(&cfg);
+    }
+    /* not the same prefix: gs://b/out/7/model2 is not inside gs://b/out/7/model */
+    setenv("AIP_MODEL_DIR", "gs://b/out/7/model", 1);
+    setenv("AIP_CHECKPOINT_DIR", "gs://b/out/7/model2", 1);
+    ck_assert_msg(parse(&cfg, err, sizeof err, plain) == 0, "%s", err);
+    train_config_free(&cfg);
+    clear_env();
+}
+END_TEST
+
 START_TEST(test_help_and_describe) {
     clear_env();
     char *argv[] = {"--help", NULL};
@@ -433,6 +494,7 @@ static Suite *train_config_suite(void) {
     tcase_add_test(tc, test_sagemaker_tuning_dir);
     tcase_add_test(tc, test_sagemaker_checkpoints_dir);
     tcase_add_test(tc, test_tf_config_roles_and_trials);
+    tcase_add_test(tc, test_vertex_dirs);
     tcase_add_test(tc, test_help_and_describe);
     suite_add_tcase(s, tc);
     return s;

@@ -153,3 +153,40 @@ def test_store_that_keeps_failing_publishes_nothing(gcs):
              "gs://data/never.tfrecords"], {**env, "CNN_FS_RETRIES": "2"}, expect=1, cwd=tmp)
     assert "gs://data/never.tfrecords" in p.stderr and "503" in p.stderr
     assert "never.tfrecords" not in gcs_list(server.url, "data")
+
+
+def test_vertex_ai_output_dirs_on_a_bucket(gcs):
+    """Vertex AI's variables as its training service sets them (gs://, a trailing '/', no
+    --job-dir): checkpoints under AIP_CHECKPOINT_DIR, the event files also under
+    AIP_TENSORBOARD_LOG_DIR, the SavedModel at AIP_MODEL_DIR itself, replaced whole by a rerun
+    and served from there by `predict`."""
+    server, proxy, stub, env, tmp = gcs
+    proxy.reset()
+    vertex = {**env, "AIP_MODEL_DIR": "gs://jobs/vertex/model/",
+              "AIP_CHECKPOINT_DIR": "gs://jobs/vertex/checkpoints/",
+              "AIP_TENSORBOARD_LOG_DIR": "gs://jobs/vertex/logs/"}
+    data = ["--train-file", "gs://data/mnist/train.tfrecords", "--eval-file", "gs://data/mnist"]
+    for steps in ("2", "3"):
+        p = run([binary("trainer"), *data, "--steps", steps, *TRAIN_FLAGS], vertex, cwd=tmp)
+        assert "SavedModel written to: gs://jobs/vertex/model/saved_model.pb" in p.stderr
+    objs = gcs_list(server.url, "jobs", "vertex/")
+    assert "vertex/checkpoints/model.ckpt-3.index" in objs, sorted(objs)
+    model = sorted(k for k in objs if k.startswith("vertex/model/"))
+    assert model == ["vertex/model/saved_model.pb", "vertex/model/variables/variables.data-00000-of-00001",
+                     "vertex/model/variables/variables.index"], model
+    for sub in ("", "eval/"):
+        ours = sorted(k.split("/")[-1] for k in objs
+                      if re.fullmatch(rf"vertex/checkpoints/{sub}events\.out\.tfevents\..+", k))
+        mirrored = sorted(k.split("/")[-1] for k in objs
+                          if re.fullmatch(rf"vertex/logs/{sub}events\.out\.tfevents\..+", k))
+        assert len(ours) == 2 and ours == mirrored, (ours, mirrored)
+        for name in ours:
+            assert (gcs_get(server.url, "jobs", f"vertex/checkpoints/{sub}{name}") ==
+                    gcs_get(server.url, "jobs", f"vertex/logs/{sub}{name}"))
+    assert not [k for k in objs if "temp-" in k or ".tmp-" in k], "temporary names left behind"
+    inst = os.path.join(tmp, "instances.json")
+    with open(inst, "w") as f:
+        f.write(json.dumps({"image_input": [[[(i * 5) % 255] for i in range(28)]] * 28}) + "\n")
+    out = json.loads(run([binary("predict"), "--model-dir", "gs://jobs/vertex/model/",
+                          "--json-instances", inst], env, cwd=tmp).stdout)
+    assert len(out["predictions"][0]) == 10

@@ -25,7 +25,7 @@ TRAINER = os.path.join(BIN, "trainer")
 TFRECORD = os.path.join(BIN, "tfrecord")
 PREDICT = os.path.join(BIN, "predict")
 QUICK_ENV = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SM_", "TF_CONFIG", "CLOUD_ML_"))}
+             if not k.startswith(("SM_", "TF_CONFIG", "CLOUD_ML_", "AIP_"))}
 
 LOSS_RE = r"INFO:tensorflow:loss = ([0-9.e+-]+), step = (\d+)"
 DICT_RE = (r"INFO:tensorflow:Saving dict for global step (\d+): accuracy = ([0-9.e+-]+), "
@@ -567,3 +567,48 @@ def test_phase_times_at_debug_verbosity(mnist, tmp_path, main_run):
     assert abs(start + resume + training + evaluation + export + last_files - total) <= 0.006
     assert "INFO:tensorflow:Saving dict for global step 20" in err
     assert "Wall time by phase" not in main_run["log"]
+
+
+def test_vertex_ai_output_dirs(mnist, tmp_path):
+    """Vertex AI's baseOutputDirectory variables and no --job-dir: the checkpoints go to
+    AIP_CHECKPOINT_DIR, the event files also to AIP_TENSORBOARD_LOG_DIR (the same records), the
+    SavedModel into AIP_MODEL_DIR itself, where TF loads it; a rerun replaces that export, and a
+    model dir holding anything else stops the job before it trains."""
+    base = str(tmp_path / "out")
+    env = {"AIP_MODEL_DIR": f"{base}/model/", "AIP_CHECKPOINT_DIR": f"{base}/checkpoints/",
+           "AIP_TENSORBOARD_LOG_DIR": f"{base}/logs/"}
+    args = ["--train", mnist["test1000"], "--test", mnist["test1000"], "--batch-size", "10",
+            "--device", "cpu"]
+    rc, _, log = run_trainer(args + ["--steps", "3"], env=env)
+    assert rc == 0, log[-3000:]
+    ckpt, logs, model = (os.path.join(base, d) for d in ("checkpoints", "logs", "model"))
+    assert open(os.path.join(ckpt, "checkpoint")).read().startswith(
+        'model_checkpoint_path: "model.ckpt-3"')
+    for sub in ("", "eval"):
+        ours = glob.glob(os.path.join(ckpt, sub, "events.out.tfevents.*"))
+        mirrored = glob.glob(os.path.join(logs, sub, "events.out.tfevents.*"))
+        assert len(ours) == 1 and len(mirrored) == 1, (ours, mirrored)
+        assert os.path.basename(ours[0]) == os.path.basename(mirrored[0])
+        assert open(ours[0], "rb").read() == open(mirrored[0], "rb").read()
+    assert sorted(os.listdir(model)) == ["saved_model.pb", "variables"]
+    assert f"SavedModel written to: {model}/saved_model.pb" in log
+    assert sorted(os.listdir(base)) == ["checkpoints", "logs", "model"]   # no temp-model
+    t = tf()
+    images, _ = decode_examples(mnist["test1000"])
+    fn = t.saved_model.load(model).signatures["serving_default"]
+    probs = fn(image_input=t.constant(images[:50]))["dense_1"].numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    variables = os.path.join(model, "variables", "variables")
+    assert t.train.load_checkpoint(variables).get_tensor("global_step") == 3
+
+    rc, _, log = run_trainer(args + ["--steps", "5"], env=env)
+    assert rc == 0, log[-3000:]
+    assert "Restoring parameters from " + os.path.join(ckpt, "model.ckpt-3") in log
+    assert t.train.load_checkpoint(variables).get_tensor("global_step") == 5
+
+    with open(os.path.join(model, "notes.txt"), "w") as f:
+        f.write("mine")
+    rc, _, log = run_trainer(args + ["--steps", "7"], env=env)
+    assert rc == 1 and model in log and "notes.txt" in log, log[-3000:]
+    assert not os.path.exists(os.path.join(ckpt, "model.ckpt-7.index"))
+    assert t.train.load_checkpoint(variables).get_tensor("global_step") == 5
