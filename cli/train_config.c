@@ -48,6 +48,9 @@ static const ArgSpec kSpecs[] = {
      "evaluate the first N batches of --eval-batch-size examples, as EvalSpec.steps (default 0: "
      "the whole test set)"},
     {"eval-batch-size", NULL, ARG_VALUE, "N", "the batch of --eval-steps (default --batch-size)"},
+    {"throttle-secs", NULL, ARG_VALUE, "S",
+     "after a checkpoint, evaluate and export only when S seconds have passed since the last "
+     "such evaluation, as EvalSpec.throttle_secs (default 600)"},
     {"save-checkpoints-steps", NULL, ARG_VALUE, "N", "checkpoint every N steps"},
     {"save-checkpoints-secs", NULL, ARG_VALUE, "S",
      "checkpoint every S seconds (default 600 when neither is given)"},
@@ -477,6 +480,8 @@ int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_
         args_get_int(ap, "eval-batch-size", cfg->batch_size, &cfg->eval_batch_size, err,
                      errlen) ||
         check_min64("eval-batch-size", cfg->eval_batch_size, 1, err, errlen) ||
+        args_get_int64(ap, "throttle-secs", 600, &cfg->throttle_secs, err, errlen) ||
+        check_min64("throttle-secs", cfg->throttle_secs, 0, err, errlen) ||
         args_get_int64(ap, "save-checkpoints-steps", 0, &cfg->save_checkpoints_steps, err,
                        errlen) ||
         check_min64("save-checkpoints-steps", cfg->save_checkpoints_steps, 0, err, errlen) ||
@@ -560,7 +565,7 @@ void train_config_describe(const TrainConfig *cfg, char *buf, size_t len) {
              "'save_checkpoints_steps': %lld, 'save_checkpoints_secs': %g, "
              "'keep_checkpoint_max': %d, 'log_step_count_steps': %lld, "
              "'save_summary_steps': %lld, 'eval_every_steps': %lld, 'eval_steps': %lld, "
-             "'eval_batch_size': %d, 'exports_to_keep': %d, "
+             "'eval_batch_size': %d, 'throttle_secs': %lld, 'exports_to_keep': %d, "
              "'task_type': '%s', 'task_id': %d, 'trial': '%s'}",
              cfg->model_dir ? cfg->model_dir : "", (long long)cfg->steps, cfg->batch_size,
              tf_fmt_double(lr, sizeof lr, cfg->learning_rate),
@@ -569,6 +574,7 @@ void train_config_describe(const TrainConfig *cfg, char *buf, size_t len) {
              (long long)cfg->save_checkpoints_steps, cfg->save_checkpoints_secs,
              cfg->keep_checkpoint_max, (long long)cfg->log_step_count_steps,
              (long long)cfg->save_summary_steps, (long long)cfg->eval_every_steps,
-             (long long)cfg->eval_steps, cfg->eval_batch_size, cfg->exports_to_keep,
+             (long long)cfg->eval_steps, cfg->eval_batch_size, (long long)cfg->throttle_secs,
+             cfg->exports_to_keep,
              cfg->task_type, cfg->task_index, cfg->trial ? cfg->trial : "");
 }

@@ -48,6 +48,9 @@ typedef struct {
     int64_t eval_steps;             /* 0: each evaluation covers the whole test set; N: its first
                                        N * eval_batch_size examples (EvalSpec.steps) */
     int eval_batch_size;            /* the batch of eval_steps: batch_size */
+    int64_t throttle_secs;          /* 600: after a checkpoint, evaluate (and export) when this
+                                       long has passed since the last such evaluation began
+                                       (EvalSpec.throttle_secs; the first one always) */
 
     /* ---- checkpoints ---- */
     int64_t save_checkpoints_steps; /* 0 = by time */

@@ -210,6 +210,8 @@ typedef struct {
     ExportWriter export;           /* the exports, written beside the final evaluation */
     char last_checkpoint[4200];
     double last_save_time;
+    int64_t ckpt_eval_step;        /* the step of the last evaluation after a checkpoint, -1 */
+    double ckpt_eval_time;         /* and when it started */
     double data_seconds;           /* wall time of the phases (--verbosity DEBUG): decoding, */
     double model_seconds;          /* model creation beside it, */
     double checkpoint_seconds;     /* the job waiting for saves, */
@@ -390,6 +392,35 @@ static int export_finish(Job *job, char *err, size_t errlen) {
     return 0;
 }
 
+/* An evaluation with the exports written beside it, as the Estimator's evaluate_and_export. */
+static int evaluate_and_export(Job *job, const Dataset *test, char *err, size_t errlen) {
+    if (export_start(job, err, errlen) != 0 || evaluate(job, test, NULL, err, errlen) != 0)
+        return -1;
+    return export_finish(job, err, errlen);
+}
+
+/* train_and_evaluate evaluates after each checkpoint but the run's first
+ * (_NewCheckpointListenerForEvaluate): the first time, then once --throttle-secs have passed
+ * since the last such evaluation began (SecondOrStepTimer); else it says it skips. */
+static int checkpoint_eval_due(Job *job, int64_t step) {
+    if (job->ckpt_eval_step >= 0 &&
+        (step == job->ckpt_eval_step ||
+         wall_seconds() < job->ckpt_eval_time + (double)job->cfg->throttle_secs)) {
+        tf_info("Skip the current checkpoint eval due to throttle secs (%lld secs).",
+                (long long)job->cfg->throttle_secs);
+        return 0;
+    }
+    return 1;
+}
+
+static int evaluate_after_checkpoint(Job *job, const Dataset *test, char *err, size_t errlen) {
+    const int64_t step = model_step(job->model);
+    if (!checkpoint_eval_due(job, step)) return 0;
+    job->ckpt_eval_step = step;
+    job->ckpt_eval_time = wall_seconds();
+    return evaluate_and_export(job, test, err, errlen);
+}
+
 /* ---- training ------------------------------------------------------------------------------ */
 
 /* The next global step after `step` at which something is due: a loss line (every
@@ -472,14 +503,21 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
         int due_steps = cfg->save_checkpoints_steps > 0 && step % cfg->save_checkpoints_steps == 0;
         int due_secs = cfg->save_checkpoints_secs > 0 &&
                        now - job->last_save_time >= cfg->save_checkpoints_secs;
-        if ((due_steps || due_secs) && step < cfg->steps && save_checkpoint(job, err, errlen) != 0)
+        if ((due_steps || due_secs) && step < cfg->steps &&
+            (save_checkpoint(job, err, errlen) != 0 ||
+             evaluate_after_checkpoint(job, test, err, errlen) != 0))
             return -1;
         if (cfg->eval_every_steps > 0 && step % cfg->eval_every_steps == 0 && step < cfg->steps &&
-            evaluate(job, test, NULL, err, errlen) != 0)
+            job->ckpt_eval_step != step && evaluate(job, test, NULL, err, errlen) != 0)
             return -1;
     }
     tf_log_progress_clear();
-    if (job->last_saved_step != step && save_checkpoint(job, err, errlen) != 0) return -1;
+    /* the last save: its evaluation is the job's final one (main); when it is throttled the
+     * Estimator says so, then evaluates anyway (the listener's end()) */
+    if (job->last_saved_step != step) {
+        if (save_checkpoint(job, err, errlen) != 0) return -1;
+        checkpoint_eval_due(job, step);   /* says so when throttled */
+    }
     tf_info("Loss for final step: %s.", tf_fmt_float(text, sizeof text, loss));
     return 0;
 }
@@ -570,7 +608,7 @@ int main(int argc, char **argv) {
     mc.learning_rate = (float)cfg.learning_rate;
     mc.momentum = (float)cfg.momentum;
     mc.threads = cfg.threads;
-    Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1};
+    Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1, .ckpt_eval_step = -1};
     pb_buf_init(&job.meta_graph);
     int status = EXIT_OK;
     char model_err[sizeof err];
@@ -600,6 +638,17 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (cfg.hypertune) hypertune_init(&job.hypertune, cfg.hypertune_path, cfg.trial);
+
+    /* train_and_evaluate's first words, before the Estimator's train() restores */
+    tf_info("Running training and evaluation locally (non-distributed).");
+    char ckpt_steps[32], ckpt_secs[32];
+    snprintf(ckpt_steps, sizeof ckpt_steps, "%lld", (long long)cfg.save_checkpoints_steps);
+    snprintf(ckpt_secs, sizeof ckpt_secs, "%g", cfg.save_checkpoints_secs);
+    tf_info("Start train and evaluate loop. The evaluate will happen after every checkpoint. "
+            "Checkpoint frequency is determined based on RunConfig arguments: "
+            "save_checkpoints_steps %s or save_checkpoints_secs %s.",
+            cfg.save_checkpoints_steps > 0 ? ckpt_steps : "None",
+            cfg.save_checkpoints_steps > 0 ? "None" : ckpt_secs);
 
     /* 4. resume from the newest complete checkpoint in the job dir */
     int64_t saved_step = 0;

@@ -56,6 +56,7 @@ START_TEST(test_defaults) {
     ck_assert_int_eq(cfg.eval_steps, 0);
     ck_assert_int_eq(cfg.eval_every_steps, 0);
     ck_assert_int_eq(cfg.eval_batch_size, 100); /* --batch-size */
+    ck_assert_int_eq(cfg.throttle_secs, 600);   /* EvalSpec's */
     ck_assert_int_eq(cfg.save_checkpoints_steps, 0);
     ck_assert_double_eq(cfg.save_checkpoints_secs, 600);
     ck_assert_int_eq(cfg.keep_checkpoint_max, 5);

@@ -124,6 +124,15 @@ def test_accuracy_and_estimator_log_lines(main_run):
     assert len(re.findall(r"^INFO:tensorflow:global_step/sec: [0-9.e+]+$", log, re.M)) == 4
     for s in (0, 250, 500):
         assert f"INFO:tensorflow:Saving checkpoints for {s} into {job}/model.ckpt.\n" in log
+    # train_and_evaluate: an evaluation and export after the first checkpoint after the start,
+    # later ones throttled (600 s), and one at the end
+    assert ("INFO:tensorflow:Start train and evaluate loop. The evaluate will happen after every "
+            "checkpoint. Checkpoint frequency is determined based on RunConfig arguments: "
+            "save_checkpoints_steps 250 or save_checkpoints_secs None.\n") in log
+    assert [int(m[0]) for m in re.findall(DICT_RE, log)] == [250, 500]
+    assert log.count("INFO:tensorflow:Skip the current checkpoint eval due to throttle secs "
+                     "(600 secs).\n") == 1
+    assert len(glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10))) == 2
     assert re.search(r"^INFO:tensorflow:Loss for final step: [0-9.]+\.$", log, re.M)
     assert "INFO:tensorflow:Signatures INCLUDED in export for Predict: ['serving_default']" in log
     assert "\r" not in log, "progress line written to a non-terminal"
@@ -244,8 +253,9 @@ def test_events_read_by_tensorflow(main_run):
     assert len(eval_files) == 1, eval_files
     first, ev = scalars(eval_files[0])
     assert first == "brain.Event:2"
-    assert ev["accuracy"] == [(500, pytest.approx(acc, abs=1e-6))]
-    assert ev["loss"] == [(500, pytest.approx(loss, rel=1e-6))]
+    assert [s for s, _ in ev["accuracy"]] == [250, 500]   # after the first checkpoint, the end
+    assert ev["accuracy"][-1] == (500, pytest.approx(acc, abs=1e-6))
+    assert ev["loss"][-1] == (500, pytest.approx(loss, rel=1e-6))
 
 
 def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist, tmp_path):
@@ -265,7 +275,7 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
     assert step == 500
 
     exports = sorted(glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10)))
-    assert len(exports) == 2, exports
+    assert len(exports) == 3, exports    # the first run's two, this one's
     sm_exports = glob.glob(os.path.join(sm_dir, "[0-9]*", "saved_model.pb"))
     assert len(sm_exports) == 1, os.listdir(sm_dir) if os.path.isdir(sm_dir) else sm_dir
 
@@ -319,6 +329,31 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
 # ---- resume -------------------------------------------------------------------------------------
 
 SMALL = ["--batch-size", "20", "--device", "cpu", "--log-step-count-steps", "20"]
+
+
+def test_throttle_0_evaluates_and_exports_after_every_checkpoint(mnist, tmp_path):
+    """--throttle-secs 0: each checkpoint's evaluation runs and exports; --eval-every-steps adds
+    evaluations without exports, and none twice at a step."""
+    job = str(tmp_path / "job")
+    rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
+                              "--steps", "6", "--batch-size", "10", "--device", "cpu",
+                              "--job-dir", job, "--save-checkpoints-steps", "2",
+                              "--throttle-secs", "0", "--eval-every-steps", "2",
+                              "--exports-to-keep", "0"])
+    assert rc == 0, log[-3000:]
+    assert [int(m[0]) for m in re.findall(DICT_RE, log)] == [2, 4, 6]
+    assert "Skip the current checkpoint eval" not in log
+    assert len(glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10))) == 3
+    rc, _, log = run_trainer(["--train", mnist["test1000"], "--test", mnist["test1000"],
+                              "--steps", "9", "--batch-size", "10", "--device", "cpu",
+                              "--job-dir", job, "--save-checkpoints-steps", "2",
+                              "--eval-every-steps", "7", "--exports-to-keep", "0"])
+    assert rc == 0, log[-3000:]
+    # resumed at 6: the cadence evaluates at 7 (no export), the first checkpoint after the start
+    # (8) evaluates and exports, the last save (9) is throttled, then the end evaluates and exports
+    assert [int(m[0]) for m in re.findall(DICT_RE, log)] == [7, 8, 9]
+    assert log.count("Skip the current checkpoint eval due to throttle secs (600 secs).") == 1
+    assert len(glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10))) == 5
 
 
 def test_resume_continues_like_an_uninterrupted_run(mnist, tmp_path):
