@@ -325,12 +325,16 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
     const char *tags[3] = {"accuracy", "loss", tag};
     float values[3] = {(float)accuracy, (float)loss, (float)metric};
     if (event_writer_add_scalars(job->eval_events, step, 2 + extra, tags, values, err,
-                                 errlen) != 0 ||
-        event_writer_flush(job->eval_events, err, errlen) != 0)
+                                 errlen) != 0)
         return -1;
-    if (job->last_checkpoint[0])
+    if (job->last_checkpoint[0]) {
         tf_info("Saving 'checkpoint_path' summary for global step %lld: %s", (long long)step,
                 job->last_checkpoint);
+        if (event_writer_add_string(job->eval_events, step, "checkpoint_path",
+                                    job->last_checkpoint, err, errlen) != 0)
+            return -1;
+    }
+    if (event_writer_flush(job->eval_events, err, errlen) != 0) return -1;
     if (cfg->hypertune && hypertune_report(&job->hypertune, tag, metric, step, err, errlen) != 0)
         return -1;
     if (accuracy_out) *accuracy_out = accuracy;

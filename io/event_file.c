@@ -16,7 +16,8 @@
 enum { EV_WALL_TIME = 1, EV_STEP = 2, EV_FILE_VERSION = 3, EV_GRAPH_DEF = 4, EV_SUMMARY = 5,
        EV_SESSION_LOG = 7, EV_META_GRAPH_DEF = 9 };
 enum { MG_GRAPH_DEF = 2 };
-enum { SUMMARY_VALUE = 1, SV_TAG = 1, SV_SIMPLE_VALUE = 2 };
+enum { SUMMARY_VALUE = 1, SV_TAG = 1, SV_SIMPLE_VALUE = 2, SV_TENSOR = 8 };
+enum { TP_DTYPE = 1, TP_TENSOR_SHAPE = 2, TP_STRING_VAL = 8, DT_STRING = 7 }; /* TensorProto */
 enum { SL_STATUS = 1, SL_CHECKPOINT_PATH = 2 };
 
 /* Each record goes to every file: the event file in dir and, when there is one, its mirror. */
@@ -54,6 +55,28 @@ void event_encode_scalars(PbBuf *out, double wall_time, int64_t step, int n,
     pb_put_message(out, EV_SUMMARY, &summary);
     pb_buf_free(&summary);
     pb_buf_free(&value);
+}
+
+void event_encode_string(PbBuf *out, double wall_time, int64_t step, const char *tag,
+                         const char *value) {
+    PbBuf summary, val, tensor, shape;
+    pb_buf_init(&summary);
+    pb_buf_init(&val);
+    pb_buf_init(&tensor);
+    pb_buf_init(&shape);                                 /* a scalar: no dims */
+    pb_put_uint64(&tensor, TP_DTYPE, DT_STRING);
+    pb_put_message(&tensor, TP_TENSOR_SHAPE, &shape);
+    pb_put_string(&tensor, TP_STRING_VAL, value);
+    pb_put_string(&val, SV_TAG, tag);
+    pb_put_message(&val, SV_TENSOR, &tensor);
+    pb_put_message(&summary, SUMMARY_VALUE, &val);
+    pb_put_double(out, EV_WALL_TIME, wall_time);
+    if (step != 0) pb_put_int64(out, EV_STEP, step);
+    pb_put_message(out, EV_SUMMARY, &summary);
+    pb_buf_free(&summary);
+    pb_buf_free(&val);
+    pb_buf_free(&tensor);
+    pb_buf_free(&shape);
 }
 
 static int write_event(EventWriter *w, char *err, size_t errlen) {
@@ -129,6 +152,13 @@ int event_writer_add_scalars(EventWriter *w, int64_t step, int n, const char *co
 int event_writer_add_scalar(EventWriter *w, int64_t step, const char *tag, float value, char *err,
                             size_t errlen) {
     return event_writer_add_scalars(w, step, 1, &tag, &value, err, errlen);
+}
+
+int event_writer_add_string(EventWriter *w, int64_t step, const char *tag, const char *value,
+                            char *err, size_t errlen) {
+    pb_buf_reset(&w->buf);
+    event_encode_string(&w->buf, wall_time_now(), step, tag, value);
+    return write_event(w, err, errlen);
 }
 
 int event_writer_add_session_log(EventWriter *w, int64_t step, SessionLogStatus status,

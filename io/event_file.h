@@ -44,6 +44,10 @@ int event_writer_add_scalars(EventWriter *w, int64_t step, int n, const char *co
                              const float *values, char *err, size_t errlen);
 int event_writer_add_scalar(EventWriter *w, int64_t step, const char *tag, float value, char *err,
                             size_t errlen);
+/* One Event at `step` holding a string tensor summary value (TensorProto{DT_STRING, scalar,
+ * string_val}): the Estimator writes the evaluated checkpoint's path so, tag `checkpoint_path`. */
+int event_writer_add_string(EventWriter *w, int64_t step, const char *tag, const char *value,
+                            char *err, size_t errlen);
 /* Event{step, session_log{status, checkpoint_path (may be NULL)}}: START when training starts,
  * CHECKPOINT at each save (with the checkpoint prefix), as Estimator's hooks do. */
 int event_writer_add_session_log(EventWriter *w, int64_t step, SessionLogStatus status,
@@ -66,5 +70,7 @@ int event_writer_close(EventWriter *w, char *err, size_t errlen);
 void event_encode_file_version(PbBuf *out, double wall_time);
 void event_encode_scalars(PbBuf *out, double wall_time, int64_t step, int n,
                           const char *const *tags, const float *values);
+void event_encode_string(PbBuf *out, double wall_time, int64_t step, const char *tag,
+                         const char *value);
 
 #endif

@@ -239,8 +239,10 @@ def test_events_read_by_tensorflow(main_run):
         for ev in t.compat.v1.train.summary_iterator(path):
             if first is None:
                 first = ev.file_version
-            for v in ev.summary.value:
-                out.setdefault(v.tag, []).append((ev.step, v.simple_value))
+            for v in ev.summary.value:   # a string tensor as TF decodes it, else the scalar
+                value = (t.make_ndarray(v.tensor).item().decode() if v.HasField("tensor")
+                         else v.simple_value)
+                out.setdefault(v.tag, []).append((ev.step, value))
         return first, out
 
     train_files = glob.glob(os.path.join(job, "events.out.tfevents.*"))
@@ -256,6 +258,7 @@ def test_events_read_by_tensorflow(main_run):
     assert [s for s, _ in ev["accuracy"]] == [250, 500]   # after the first checkpoint, the end
     assert ev["accuracy"][-1] == (500, pytest.approx(acc, abs=1e-6))
     assert ev["loss"][-1] == (500, pytest.approx(loss, rel=1e-6))
+    assert ev["checkpoint_path"] == [(s, f"{job}/model.ckpt-{s}") for s in (250, 500)]
 
 
 def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist, tmp_path):
@@ -534,7 +537,7 @@ def test_custom_model_spec_exports_and_tuning_tag(mnist, tmp_path):
     t = tf()
     tags = {v.tag for f in glob.glob(os.path.join(job, "eval", "events.out.tfevents.*"))
             for ev in t.compat.v1.train.summary_iterator(f) for v in ev.summary.value}
-    assert tags == {"accuracy", "loss", "training/hptuning/metric"}
+    assert tags == {"accuracy", "loss", "training/hptuning/metric", "checkpoint_path"}
     shapes = t.train.load_checkpoint(job).get_variable_to_shape_map()
     assert shapes["conv2d/kernel"] == [5, 5, 1, 8] and shapes["dense/kernel"] == [1568, 10]
     export = glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10))[0]
