@@ -301,7 +301,7 @@ static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
     char *checked = checked_dir(cfg, flag, dir, 0, err, errlen);
     if (!checked) return -1;
     if (per_trial) {
-        cfg->model_dir = (char *)checked;
+        cfg->model_dir = checked;
         return 0;
     }
     char *resolved = strdup(checked);

@@ -207,7 +207,7 @@ typedef struct {
     Hypertune hypertune;
     int64_t last_saved_step;       /* -1: none in this run */
     CheckpointWriter ckpt;         /* the save in flight (its files on a thread) */
-    ExportWriter export;           /* the exports, written beside the final evaluation */
+    ExportWriter export;           /* the exports, written beside the evaluations that export */
     char last_checkpoint[4200];
     double last_save_time;
     int64_t ckpt_eval_step;        /* the step of the last evaluation after a checkpoint, -1 */
@@ -370,9 +370,9 @@ static int describe_graph(Job *job, char *err, size_t errlen) {
 
 /* SavedModel exports: <model_dir>/export/<exporter>/<unix secs>/ (newest exports_to_keep kept),
  * $SM_MODEL_DIR/<unix secs>/ for SageMaker's serving container, and $AIP_MODEL_DIR itself for
- * Vertex AI's Model Registry. The snapshot now (the weights
- * are final), the files beside the evaluation (cli/export_writer.h); export_finish waits for them
- * and says so in the Estimator's words. */
+ * Vertex AI's Model Registry. The snapshot now (the weights the evaluation sees), the files
+ * beside the evaluation (cli/export_writer.h); export_finish waits for them and says so in the
+ * Estimator's words. */
 static int export_start(Job *job, char *err, size_t errlen) {
     const TrainConfig *cfg = job->cfg;
     if (!cfg->export_enabled) return 0;
