@@ -140,7 +140,10 @@ static int check_min64(const char *flag, int64_t v, int64_t min, char *err, size
     return -1;
 }
 
-/* TF_CONFIG (AI Platform, user-expectations §1.2): the task's role and the tuning trial. */
+/* TF_CONFIG (AI Platform, user-expectations §1.2): the task's role and the tuning trial. The
+ * chief trains: type chief or master, or, with no cluster (absent or empty), no type or
+ * worker 0, as the Estimator runs such a task locally; other known types do nothing (exit 0),
+ * an unknown type is an error. */
 static int parse_tf_config(TrainConfig *cfg, char *err, size_t errlen) {
     snprintf(cfg->task_type, sizeof cfg->task_type, "chief");
     cfg->is_chief = 1;
@@ -152,6 +155,9 @@ static int parse_tf_config(TrainConfig *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "TF_CONFIG: not a JSON object");
         return -1;
     }
+    const cJSON *cluster = cJSON_GetObjectItemCaseSensitive(root, "cluster");
+    const int no_cluster = !cluster || cJSON_IsNull(cluster) ||
+                           (cJSON_IsObject(cluster) && !cluster->child);
     const cJSON *task = cJSON_GetObjectItemCaseSensitive(root, "task");
     if (cJSON_IsObject(task)) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(task, "type");
@@ -173,7 +179,17 @@ static int parse_tf_config(TrainConfig *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "TF_CONFIG: task.trial '%s' is not a trial id", cfg->trial);
         return -1;
     }
-    cfg->is_chief = strcmp(cfg->task_type, "chief") == 0 || strcmp(cfg->task_type, "master") == 0;
+    static const char *const known[] = {"chief", "master", "worker", "ps", "evaluator"};
+    int is_known = 0;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        is_known |= strcmp(cfg->task_type, known[i]) == 0;
+    if (!is_known) {
+        snprintf(err, errlen, "TF_CONFIG: task.type '%s' is none of chief, master, worker, ps, "
+                 "evaluator", cfg->task_type);
+        return -1;
+    }
+    cfg->is_chief = strcmp(cfg->task_type, "chief") == 0 || strcmp(cfg->task_type, "master") == 0 ||
+                    (no_cluster && strcmp(cfg->task_type, "worker") == 0 && cfg->task_index == 0);
     return 0;
 }
 

@@ -370,6 +370,29 @@ START_TEST(test_tf_config_roles_and_trials) {
     ck_assert_int_eq(cfg.task_index, 1);
     train_config_free(&cfg);
 
+    /* no cluster (absent or empty): the Estimator runs worker 0 locally, so it trains; with a
+     * cluster, a worker does not; an unknown type is an error naming it */
+    static const struct { const char *json; int chief; } roles[] = {
+        {"{\"cluster\":{},\"task\":{\"type\":\"worker\",\"index\":0}}", 1},
+        {"{\"task\":{\"type\":\"worker\"}}", 1},
+        {"{\"cluster\":null,\"task\":{\"type\":\"worker\",\"index\":0}}", 1},
+        {"{\"cluster\":{},\"task\":{\"type\":\"worker\",\"index\":2}}", 0},
+        {"{\"cluster\":{\"worker\":[\"w:1\"]},\"task\":{\"type\":\"worker\",\"index\":0}}", 0},
+        {"{\"cluster\":{},\"task\":{\"type\":\"evaluator\",\"index\":0}}", 0},
+        {"{\"cluster\":{},\"task\":{\"type\":\"ps\",\"index\":0}}", 0},
+        {"{\"cluster\":{\"chief\":[\"c:1\"]},\"task\":{\"type\":\"chief\",\"index\":0}}", 1},
+    };
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        setenv("TF_CONFIG", roles[i].json, 1);
+        ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+        ck_assert_msg(cfg.is_chief == roles[i].chief, "%s", roles[i].json);
+        train_config_free(&cfg);
+    }
+    setenv("TF_CONFIG", "{\"task\":{\"type\":\"foo\",\"index\":0}}", 1);
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, argv), -1);
+    ck_assert_msg(strstr(err, "TF_CONFIG") && strstr(err, "'foo'"), "%s", err);
+    train_config_free(&cfg);
+
     setenv("TF_CONFIG", "{not json", 1);
     ck_assert_int_eq(parse(&cfg, err, sizeof err, argv), -1);
     ck_assert_ptr_nonnull(strstr(err, "TF_CONFIG"));
