@@ -32,6 +32,17 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Hadoop's hidden names, which Spark, Beam and EMR leave beside their data in an output prefix
+ * that becomes a channel: _SUCCESS, _temporary/, .part-00000.crc. */
+static int is_hidden(const char *name) { return name[0] == '.' || name[0] == '_'; }
+
+/* A directory that yields no file: the message says where the data may be instead. */
+static void no_data_files(const char *dir, int subdirs, char *err, size_t errlen) {
+    snprintf(err, errlen, "%s: directory contains no data files%s", dir,
+             subdirs ? " (its subdirectories are not searched: name them, or a glob, as inputs)"
+                     : "");
+}
+
 static int expand_dir(PathList *out, const char *dir, char *err, size_t errlen) {
     DIR *d = opendir(dir);
     if (!d) {
@@ -39,15 +50,17 @@ static int expand_dir(PathList *out, const char *dir, char *err, size_t errlen) 
         return -1;
     }
     PathList found = {0};
-    int rc = 0;
+    int rc = 0, subdirs = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
+        if (is_hidden(e->d_name)) continue;
         char *full = fs_join(dir, e->d_name);
         if (!full) {
             rc = -1;
             break;
         }
+        struct stat st;
+        subdirs |= stat(full, &st) == 0 && S_ISDIR(st.st_mode);
         if (is_regular(full) && add(&found, full)) rc = -1;
         free(full);
         if (rc) break;
@@ -56,7 +69,7 @@ static int expand_dir(PathList *out, const char *dir, char *err, size_t errlen) 
     if (rc) {
         snprintf(err, errlen, "%s: out of memory", dir);
     } else if (found.n == 0) {
-        snprintf(err, errlen, "%s: directory contains no data files", dir);
+        no_data_files(dir, subdirs, err, errlen);
         rc = -1;
     } else {
         qsort(found.paths, (size_t)found.n, sizeof *found.paths, cmp_str);
@@ -123,9 +136,11 @@ static int expand_remote(PathList *out, const char *in, char *err, size_t errlen
     }
     n = fs_list(in, &e, err, errlen);
     if (n < 0) return -1;
-    int added = 0, rc = 0;
+    int added = 0, rc = 0, subdirs = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        if (e[i].is_dir || e[i].name[0] == '.') continue;
+        if (is_hidden(e[i].name)) continue;
+        subdirs |= e[i].is_dir;
+        if (e[i].is_dir) continue;
         char *full = fs_join(in, e[i].name);
         if (!full || add(out, full)) {
             snprintf(err, errlen, "%s: out of memory", in);
@@ -136,7 +151,7 @@ static int expand_remote(PathList *out, const char *in, char *err, size_t errlen
     }
     fs_entries_free(e, n);
     if (rc == 0 && added == 0) {
-        snprintf(err, errlen, "%s: directory contains no data files", in);
+        no_data_files(in, subdirs, err, errlen);
         rc = -1;
     }
     return rc;

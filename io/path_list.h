@@ -2,7 +2,8 @@
  *
  * Each input is, in this order of checks:
  *  - an existing directory (a SageMaker channel such as /opt/ml/input/data/train): every regular
- *    file in it whose name does not start with '.', sorted by name (byte order);
+ *    file directly in it whose name does not start with '.' or '_' (Hadoop's hidden names:
+ *    _SUCCESS, .crc files), sorted by name (byte order); subdirectories are not searched;
  *  - an existing file: itself;
  *  - a glob(3) pattern (contains * ? or [): its matches that are regular files, sorted;
  *  - otherwise an error naming the input.

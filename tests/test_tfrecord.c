@@ -343,11 +343,11 @@ END_TEST
 START_TEST(test_path_list) {
     const char *dir = test_tmpdir_create("paths");
     char p[512], err[512];
-    const char *names[] = {"b.tfrecord", "a.tfrecord", "c.txt", ".hidden"};
-    for (int i = 0; i < 4; i++) test_write_file(test_tmpdir_path(p, sizeof p, names[i]), "", 0);
+    const char *names[] = {"b.tfrecord", "a.tfrecord", "c.txt", ".hidden", "_SUCCESS"};
+    for (int i = 0; i < 5; i++) test_write_file(test_tmpdir_path(p, sizeof p, names[i]), "x", 1);
     mkdir(test_tmpdir_path(p, sizeof p, "subdir"), 0777);
     PathList pl = {0};
-    /* a directory: regular, non-hidden files, sorted */
+    /* a directory: regular files not hidden (Hadoop's . and _ names), sorted */
     ck_assert_int_eq(path_list_expand(&pl, &dir, 1, err, sizeof err), 0);
     ck_assert_int_eq(pl.n, 3);
     ck_assert_ptr_nonnull(strstr(pl.paths[0], "/a.tfrecord"));
@@ -375,6 +375,21 @@ START_TEST(test_path_list) {
     const char *empty_dir = test_tmpdir_path(p, sizeof p, "subdir");
     ck_assert_int_eq(path_list_expand(&pl, &empty_dir, 1, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "no data files"));
+    ck_assert_ptr_null(strstr(err, "subdirectories"));
+    path_list_free(&pl);
+    /* data only in a subdirectory (and a _temporary one): the message says it is not searched */
+    char nested[512], part[600], tmp[600];
+    snprintf(nested, sizeof nested, "%s/nested", dir);
+    snprintf(part, sizeof part, "%s/nested/day1", dir);
+    mkdir(nested, 0777);
+    mkdir(part, 0777);
+    snprintf(tmp, sizeof tmp, "%s/nested/_temporary", dir);
+    mkdir(tmp, 0777);
+    snprintf(part, sizeof part, "%s/nested/day1/part-00000", dir);
+    test_write_file(part, "x", 1);
+    const char *nested_in = nested;
+    ck_assert_int_eq(path_list_expand(&pl, &nested_in, 1, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "subdirectories are not searched") && strstr(err, nested), "%s", err);
     path_list_free(&pl);
     test_tmpdir_remove();
 }

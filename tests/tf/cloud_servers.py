@@ -111,6 +111,13 @@ def gcs_list(base, bucket, prefix=""):
         return {o["name"]: int(o["size"]) for o in json.load(r).get("items", [])}
 
 
+def gcs_put(base, bucket, name, data):
+    q = urllib.parse.urlencode({"uploadType": "media", "name": name})
+    req = urllib.request.Request(f"{base}/upload/storage/v1/b/{bucket}/o?{q}", method="POST",
+                                 data=data, headers={"Content-Type": "application/octet-stream"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
 def gcs_get(base, bucket, name):
     q = urllib.parse.quote(name, safe="")
     with urllib.request.urlopen(f"{base}/storage/v1/b/{bucket}/o/{q}?alt=media", timeout=10) as r:

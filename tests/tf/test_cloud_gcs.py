@@ -18,7 +18,8 @@ import re
 import pytest
 
 from cloud_servers import (TRAIN_FLAGS, CredentialStub, FaultProxy, binary, gcs_create_bucket,
-                           gcs_get, gcs_list, make_service_account, run, start_gcs, write_idx)
+                           gcs_get, gcs_list, gcs_put, make_service_account, run, start_gcs,
+                           write_idx)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,9 @@ def gcs(tmp_path_factory):
         img, lab = write_idx(str(tmp), n)
         run([binary("tfrecord"), "from-idx", "--images", img, "--labels", lab, "--out",
              f"gs://data/mnist/{name}.tfrecords"], env, cwd=str(tmp))
+    # what a Spark or Beam job leaves beside its output: Hadoop's hidden names, skipped
+    gcs_put(server.url, "data", "mnist/_SUCCESS", b"not a record")
+    gcs_put(server.url, "data", "mnist/.part-0.crc", b"not a record either")
     yield server, proxy, stub, env, str(tmp)
     proxy.stop()
     stub.stop()
