@@ -30,9 +30,9 @@ typedef struct {
 
 void export_writer_init(ExportWriter *x);
 
-/* Snapshot of m now, then the exports under base and, unless NULL, sm_model_dir (keep: the
- * newest versions kept under each) and at aip_model_dir (replacing the SavedModel there), on a
- * thread when `background` (and no dir is remote).
+/* Snapshot of m now, then the exports under base (keep: the newest versions kept there) and,
+ * unless NULL, sm_model_dir (only the newest kept) and at aip_model_dir (replacing the
+ * SavedModel there), on a thread when `background` (and no dir is remote).
  * -1 (message in err) when one is still pending or the snapshot cannot be taken. */
 int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, const char *base,
                         const char *sm_model_dir, const char *aip_model_dir, int keep,

@@ -453,6 +453,8 @@ START_TEST(test_export_writer) {
         ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), -1);
         ck_assert_msg(strstr(err, "a_file") != NULL, "%s", err);
     }
+    ck_assert_int_eq(test_count_dir_entries(base), 2);   /* keep 0: all */
+    ck_assert_int_eq(test_count_dir_entries(sm), 1);     /* SageMaker's: the newest only */
     export_writer_free(&x);
     model_free(at2);
     model_free(m);
