@@ -599,6 +599,10 @@ int main(int argc, char **argv) {
         train_config_free(&cfg);
         return status;
     }
+    /* as the Estimator's constructor, before any input is read: a data error shows it too */
+    char described[2048];
+    train_config_describe(&cfg, described, sizeof described);
+    tf_info("Using config: %s", described);
     DataLoad data;
     data_load_start(&data, &cfg);
     const Dataset *train_set = &data.train, *test_set = &data.test;
@@ -631,9 +635,6 @@ int main(int argc, char **argv) {
     }
     t_phase[1] = wall_seconds();
     job.last_save_time = t_phase[1];
-    char described[2048];
-    train_config_describe(&cfg, described, sizeof described);
-    tf_info("Using config: %s", described);
     tf_info("Loaded %d training and %d evaluation examples.", train_set->n, test_set->n);
 
     /* 3. the model's graph, for checkpoints, events and exports */
