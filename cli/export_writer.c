@@ -5,9 +5,26 @@
 #include <string.h>
 
 #include "cli/wall_clock.h"
+#include "io/atomic_file.h"
+#include "io/dirs.h"
 #include "io/fs.h"
 
 void export_writer_init(ExportWriter *x) { memset(x, 0, sizeof *x); }
+
+/* <export>/assets.extra/: signature.json, and example_instances.json when there are some. */
+static int write_assets_extra(const ExportWriter *x, const char *export_dir, char *err,
+                              size_t errlen) {
+    char dir[4200], path[4300];
+    snprintf(dir, sizeof dir, "%s/assets.extra", export_dir);
+    snprintf(path, sizeof path, "%s/signature.json", dir);
+    if (dirs_make(dir, err, errlen) != 0 ||
+        atomic_file_write_all(path, x->signature, strlen(x->signature), err, errlen) != 0)
+        return -1;
+    if (!x->example_instances) return 0;
+    snprintf(path, sizeof path, "%s/example_instances.json", dir);
+    return atomic_file_write_all(path, x->example_instances, strlen(x->example_instances), err,
+                                 errlen);
+}
 
 static void *write_exports(void *arg) {
     ExportWriter *x = arg;
@@ -26,6 +43,7 @@ static void *write_exports(void *arg) {
                                                   keep, x->path[i], sizeof x->path[i], t->err,
                                                   sizeof t->err);
         }
+        if (t->rc == 0) t->rc = write_assets_extra(x, x->path[i], t->err, sizeof t->err);
     }
     x->write_seconds = wall_seconds() - t0;
     return NULL;
@@ -43,6 +61,8 @@ int export_writer_start(ExportWriter *x, const Model *m, const SmModel *graph, c
         model_snapshot_free(&x->snap);
         return -1;
     }
+    if (savedmodel_signature_json(graph, x->signature, sizeof x->signature, err, errlen) < 0)
+        return -1;
     x->graph = graph;
     x->keep = keep;
     x->ndirs = 0;

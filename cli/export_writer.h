@@ -4,7 +4,10 @@
  * so the snapshot (the parameters and global_step: ~13 MB for the original model) is taken when
  * training ends, and the export directories (<base>/<unix seconds>/; for SageMaker,
  * <sm_model_dir>/<unix seconds>/; for Vertex AI, <aip_model_dir> itself: io/savedmodel.h, each
- * written under a temporary name and renamed) are written while the evaluation runs. The caller waits (export_writer_wait) before it
+ * written under a temporary name and renamed) are written while the evaluation runs. Each export
+ * then gets assets.extra/signature.json and assets.extra/example_instances.json (TF's place for
+ * files beside a model that the graph does not load): the request contract, and lines ready for
+ * `gcloud ai-platform local predict --json-instances` or our `predict`. The caller waits (export_writer_wait) before it
  * reports the export, and on every path out. A remote base (gs://, s3://) is written in the
  * caller's thread, as checkpoints are (cli/checkpoint_writer.h). */
 #ifndef CLI_EXPORT_WRITER_H
@@ -24,6 +27,10 @@ typedef struct {
     int in_place[3];         /* dir[i] is the export itself, replaced (AIP_MODEL_DIR) */
     int ndirs, keep;
     char path[3][4096];      /* the export directories written */
+    const char *example_instances; /* the caller's: JSON lines of a few instances, or NULL; with
+                                      the signature (JSON) they go into each export's
+                                      assets.extra/ (example_instances.json, signature.json) */
+    char signature[2048];
     BackgroundTask task;     /* the files' thread; pending: started and not waited for */
     double write_seconds;    /* wall time of the files (in whichever thread) */
 } ExportWriter;

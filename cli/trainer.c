@@ -157,6 +157,27 @@ static void dataset_free(Dataset *ds) {
     memset(ds, 0, sizeof *ds);
 }
 
+/* The first (up to) 3 examples of d as JSON lines, one [28][28][1] list of pixel values each:
+ * the export's assets.extra/example_instances.json, ready for `--json-instances`. malloc'd; NULL
+ * when d is empty or out of memory. */
+static char *example_instances(const Dataset *d) {
+    enum { kPixels = 28 * 28, kLine = kPixels * 6 + 128 }; /* "[255]," a pixel, brackets, "\n" */
+    const int n = d->n < 3 ? d->n : 3;
+    char *out = n > 0 ? malloc((size_t)n * kLine) : NULL, *p = out;
+    for (int i = 0; out && i < n; i++) {
+        const uint8_t *px = d->pixels + (size_t)i * kPixels;
+        *p++ = '[';
+        for (int r = 0; r < 28; r++) {
+            *p++ = '[';
+            for (int c = 0; c < 28; c++)
+                p += sprintf(p, "[%d]%s", px[r * 28 + c], c < 27 ? "," : "");
+            p += sprintf(p, "]%s", r < 27 ? "," : "");
+        }
+        p += sprintf(p, "]\n");
+    }
+    return out;
+}
+
 /* Both sets, decoded on a thread while the main thread creates the model: on a GPU the model's
  * creation is mostly the device's start-up, which needs no data, so the two overlap. */
 typedef struct {
@@ -618,6 +639,7 @@ int main(int argc, char **argv) {
     mc.threads = cfg.threads;
     Job job = {.cfg = &cfg, .model_cfg = &mc, .last_saved_step = -1, .ckpt_eval_step = -1};
     pb_buf_init(&job.meta_graph);
+    char *instances = NULL;        /* the exports' example instances */
     int status = EXIT_OK;
     char model_err[sizeof err];
     const double t_model = wall_seconds();
@@ -643,6 +665,8 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (cfg.hypertune) hypertune_init(&job.hypertune, cfg.hypertune_path, cfg.trial);
+    if (job.graph.height == 28 && job.graph.width == 28 && job.graph.channels == 1)
+        job.export.example_instances = instances = example_instances(test_set);
 
     /* train_and_evaluate's first words, before the Estimator's train() restores */
     tf_info("Running training and evaluation locally (non-distributed).");
@@ -740,6 +764,7 @@ done:
         status == EXIT_OK)
         status = fail(EXIT_RUN_FAILED, "%s", err);
     export_writer_free(&job.export);
+    free(instances);
     checkpoint_writer_free(&job.ckpt);
     if (cfg.hypertune) hypertune_free(&job.hypertune);
     pb_buf_free(&job.meta_graph);

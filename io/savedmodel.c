@@ -169,6 +169,28 @@ int sm_model_check(const SmModel *m, int (*out_shape)[3], char *err, size_t errl
     return 0;
 }
 
+int savedmodel_signature_json(const SmModel *m, char *buf, size_t cap, char *err,
+                              size_t errlen) {
+    if (sm_model_check(m, NULL, err, errlen)) return -1;
+    const SmLayer *last = &m->layers[m->num_layers - 1];
+    const int n = snprintf(
+        buf, cap,
+        "{\n"
+        "  \"signature_name\": \"serving_default\",\n"
+        "  \"method_name\": \"tensorflow/serving/predict\",\n"
+        "  \"inputs\": {\"%s\": {\"dtype\": \"DT_FLOAT\", \"shape\": [-1, %d, %d, %d], "
+        "\"tensor\": \"%s:0\"}},\n"
+        "  \"outputs\": {\"%s\": {\"dtype\": \"DT_FLOAT\", \"shape\": [-1, %d], "
+        "\"tensor\": \"%s/Softmax:0\"}},\n"
+        "  \"instance\": \"one example: a %dx%dx%d nested list of numbers (raw pixels, 0..255), "
+        "or {\\\"%s\\\": that list}; the prediction: %d softmax probabilities\"\n"
+        "}\n",
+        m->input_key, m->height, m->width, m->channels, INPUT_NODE, last->name, last->units,
+        last->name, m->height, m->width, m->channels, m->input_key, last->units);
+    if (n < 0 || (size_t)n >= cap) return io_fail(err, errlen, "export: signature.json too long");
+    return n;
+}
+
 /* ---- proto helpers ------------------------------------------------------------------------------ */
 
 static void put_shape(PbBuf *out, int rank, const int64_t *dims) {

@@ -81,6 +81,12 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
 int savedmodel_encode_meta_graph(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *out,
                                  char *err, size_t errlen);
 
+/* The serving signature as JSON (signature name, method, each input and output with its dtype,
+ * shape and graph tensor, and how an instance looks) into buf: what the export's
+ * assets.extra/signature.json holds for people writing requests. Returns its length, -1 with err
+ * (a bad model, or cap too small). */
+int savedmodel_signature_json(const SmModel *m, char *buf, size_t cap, char *err, size_t errlen);
+
 /* Writes a complete SavedModel at export_dir, which must not exist: everything is written into
  * "<parent>/temp-<basename>" (removed first if a crash left one) and renamed at the end.
  * 0 ok, -1 error. */

@@ -411,6 +411,7 @@ START_TEST(test_export_writer) {
     snprintf(bad, sizeof bad, "%s/a_file/export", dir);   /* under a regular file */
     ExportWriter x;
     export_writer_init(&x);
+    x.example_instances = "[[[1]]]\n";
     ck_assert_int_eq(export_writer_wait(&x, err, sizeof err), 0);   /* nothing pending */
     for (int background = 1; background >= 0; background--) {
         ck_assert_msg(export_writer_start(&x, m, &graph, base, sm, aip, 0, background, err,
@@ -426,6 +427,22 @@ START_TEST(test_export_writer) {
         ck_assert(strncmp(x.path[1], sm, strlen(sm)) == 0);
         ck_assert_str_eq(x.path[2], aip);
         for (int d = 0; d < 3; d++) {
+            char extra[4300];                         /* the request contract beside it */
+            snprintf(extra, sizeof extra, "%s/assets.extra/signature.json", x.path[d]);
+            size_t n;
+            uint8_t *sig = test_read_file(extra, &n);
+            ck_assert_ptr_nonnull(sig);
+            char text[2048];                          /* NUL-terminated */
+            snprintf(text, sizeof text, "%.*s", (int)n, (const char *)sig);
+            free(sig);
+            ck_assert_msg(strstr(text, "\"image_input\": {\"dtype\": \"DT_FLOAT\"") != NULL, "%s",
+                          text);
+            snprintf(extra, sizeof extra, "%s/assets.extra/example_instances.json", x.path[d]);
+            char *inst = (char *)test_read_file(extra, &n);
+            ck_assert_ptr_nonnull(inst);
+            ck_assert_uint_eq(n, 8);
+            ck_assert_mem_eq(inst, "[[[1]]]\n", 8);
+            free(inst);
             SmInfo info;
             ck_assert_msg(savedmodel_read(x.path[d], &info, err, sizeof err) == 0, "%s", err);
             savedmodel_info_free(&info);

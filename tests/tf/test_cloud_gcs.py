@@ -176,7 +176,9 @@ def test_vertex_ai_output_dirs_on_a_bucket(gcs):
     objs = gcs_list(server.url, "jobs", "vertex/")
     assert "vertex/checkpoints/model.ckpt-3.index" in objs, sorted(objs)
     model = sorted(k for k in objs if k.startswith("vertex/model/"))
-    assert model == ["vertex/model/saved_model.pb", "vertex/model/variables/variables.data-00000-of-00001",
+    assert model == ["vertex/model/assets.extra/example_instances.json",
+                     "vertex/model/assets.extra/signature.json", "vertex/model/saved_model.pb",
+                     "vertex/model/variables/variables.data-00000-of-00001",
                      "vertex/model/variables/variables.index"], model
     for sub in ("", "eval/"):
         ours = sorted(k.split("/")[-1] for k in objs

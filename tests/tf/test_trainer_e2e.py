@@ -311,6 +311,29 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
     our_acc = float(np.mean(np.argmax(ours, axis=1) == labels))
     assert abs(our_acc - acc) < 1e-6, (our_acc, acc)
 
+    # assets.extra: the signature as TF sees it, and instances (the first 3 test images of the
+    # run) that `predict` and TF answer alike
+    extra = os.path.join(exports[-1], "assets.extra")
+    sig = json.load(open(os.path.join(extra, "signature.json")))
+    fn = t.saved_model.load(exports[-1]).signatures["serving_default"]
+    (spec,) = fn.structured_input_signature[1].values()
+    from tensorflow.core.framework import types_pb2
+    dtype = types_pb2.DataType.Name(spec.dtype.as_datatype_enum)
+    assert sig["inputs"] == {spec.name: {"dtype": dtype,
+                                         "shape": [-1 if d is None else d for d in spec.shape],
+                                         "tensor": "Placeholder:0"}}
+    (name, out), = fn.structured_outputs.items()
+    assert sig["outputs"] == {name: {"dtype": "DT_FLOAT", "shape": [-1, 10],
+                                     "tensor": "dense_1/Softmax:0"}} and out.shape[1] == 10
+    instances = os.path.join(extra, "example_instances.json")
+    batch = np.array([json.loads(line) for line in open(instances)], dtype=np.float32)
+    np.testing.assert_array_equal(batch, images[:3])
+    p = subprocess.run([PREDICT, "--model-dir", exports[-1], "--json-instances", instances],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    np.testing.assert_allclose(json.loads(p.stdout)["predictions"],
+                               fn(image_input=t.constant(batch))[name].numpy(), rtol=0, atol=1e-5)
+
     # the tuning metric, as cloudml-hypertune writes it
     lines = open(metrics).read().splitlines()
     assert len(lines) == 1
@@ -628,7 +651,7 @@ def test_vertex_ai_output_dirs(mnist, tmp_path):
         assert len(ours) == 1 and len(mirrored) == 1, (ours, mirrored)
         assert os.path.basename(ours[0]) == os.path.basename(mirrored[0])
         assert open(ours[0], "rb").read() == open(mirrored[0], "rb").read()
-    assert sorted(os.listdir(model)) == ["saved_model.pb", "variables"]
+    assert sorted(os.listdir(model)) == ["assets.extra", "saved_model.pb", "variables"]
     assert f"SavedModel written to: {model}/saved_model.pb" in log
     assert sorted(os.listdir(base)) == ["checkpoints", "logs", "model"]   # no temp-model
     t = tf()
