@@ -37,6 +37,8 @@ static const ArgSpec SPECS[] = {
     {"json-request", NULL, ARG_VALUE, "FILE", "a TF Serving REST predict body ('-': stdin)"},
     {"device", NULL, ARG_VALUE, "cpu|cuda|cudnn|auto", "where to compute (default cpu)"},
     {"batch-size", NULL, ARG_VALUE, "N", "examples per forward pass (default 100)"},
+    {"signature-name", NULL, ARG_VALUE, "NAME",
+     "the signature to run, as gcloud's flag (the exports have only serving_default)"},
     {"help", "h", ARG_BOOL, NULL, "show this help"},
 };
 enum { NSPECS = sizeof SPECS / sizeof SPECS[0] };
@@ -242,6 +244,11 @@ int main(int argc, char **argv) {
         usage_error = 1;
     } else if (args_get_int(&ap, "batch-size", 100, &batch, err, sizeof err) != 0 || batch < 1) {
         if (batch < 1) snprintf(err, sizeof err, "--batch-size: must be at least 1");
+        usage_error = 1;
+    } else if (strcmp(args_get(&ap, "signature-name", PREDICT_SIGNATURE_KEY),
+                      PREDICT_SIGNATURE_KEY) != 0) {
+        snprintf(err, sizeof err, "--signature-name: '%s' is not in the export (it has only "
+                 "\"%s\")", args_get(&ap, "signature-name", ""), PREDICT_SIGNATURE_KEY);
         usage_error = 1;
     } else if (device_parse(args_get(&ap, "device", "cpu"), &device) != 0) {
         snprintf(err, sizeof err, "--device: '%s' is not cpu, cuda, cudnn or auto",

@@ -266,6 +266,17 @@ def test_predict_intact(export, tmp_path):
     assert res.stdout.startswith('{"predictions": [[')
 
 
+def test_predict_signature_name(export, tmp_path):
+    """gcloud's --signature-name: serving_default runs; another is a usage error naming it."""
+    inst = instances_file(tmp_path)
+    args = [program("predict"), "--model-dir", export, "--json-instances", inst]
+    res = run(args + ["--signature-name", "serving_default"])
+    assert_ok(res)
+    assert res.stdout.startswith('{"predictions": [[')
+    assert_clean_failure(run(args + ["--signature-name", "classify"]), "--signature-name",
+                         "'classify'", code=2)
+
+
 @pytest.mark.parametrize("case", ["pb_empty", "pb_truncated", "pb_missing", "pb_is_dir",
                                   "index_missing", "index_truncated", "index_flipped",
                                   "data_truncated", "data_flipped", "data_missing",
