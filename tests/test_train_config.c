@@ -167,6 +167,7 @@ START_TEST(test_errors_name_the_flag) {
         {"--eval-steps", "-1", "--eval-steps"},
         {"--eval-every-steps", "-1", "--eval-every-steps"},
         {"--eval-batch-size", "0", "--eval-batch-size"},
+        {"--throttle-secs", "-1", "--throttle-secs"},
         {"--keep-checkpoint-max", "many", "--keep-checkpoint-max"},
         {"--save-checkpoints-secs", "-3", "--save-checkpoints-secs"},
         {"--threads", "1.5", "--threads"},
