@@ -179,17 +179,23 @@ static int parse_tf_config(TrainConfig *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "TF_CONFIG: task.trial '%s' is not a trial id", cfg->trial);
         return -1;
     }
+    /* TensorFlow's names; Vertex AI's worker pools (its CLUSTER_SPEC's workerpool0..3: the
+     * primary replica, workers, parameter servers, evaluators) are read as the same roles */
     static const char *const known[] = {"chief", "master", "worker", "ps", "evaluator"};
-    int is_known = 0;
+    static const char *const pools[] = {"workerpool0", "workerpool1", "workerpool2",
+                                        "workerpool3"};
+    const char *role = NULL;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        is_known |= strcmp(cfg->task_type, known[i]) == 0;
-    if (!is_known) {
+        if (strcmp(cfg->task_type, known[i]) == 0) role = known[i];
+    for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++)
+        if (strcmp(cfg->task_type, pools[i]) == 0) role = known[i == 0 ? 0 : i + 1];
+    if (!role) {
         snprintf(err, errlen, "TF_CONFIG: task.type '%s' is none of chief, master, worker, ps, "
-                 "evaluator", cfg->task_type);
+                 "evaluator (or Vertex AI's workerpool0..3)", cfg->task_type);
         return -1;
     }
-    cfg->is_chief = strcmp(cfg->task_type, "chief") == 0 || strcmp(cfg->task_type, "master") == 0 ||
-                    (no_cluster && strcmp(cfg->task_type, "worker") == 0 && cfg->task_index == 0);
+    cfg->is_chief = strcmp(role, "chief") == 0 || strcmp(role, "master") == 0 ||
+                    (no_cluster && strcmp(role, "worker") == 0 && cfg->task_index == 0);
     return 0;
 }
 

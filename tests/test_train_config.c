@@ -382,6 +382,10 @@ START_TEST(test_tf_config_roles_and_trials) {
         {"{\"cluster\":{},\"task\":{\"type\":\"evaluator\",\"index\":0}}", 0},
         {"{\"cluster\":{},\"task\":{\"type\":\"ps\",\"index\":0}}", 0},
         {"{\"cluster\":{\"chief\":[\"c:1\"]},\"task\":{\"type\":\"chief\",\"index\":0}}", 1},
+        /* Vertex AI's worker-pool names: pool 0 is the primary replica */
+        {"{\"cluster\":{\"workerpool0\":[\"p:1\"]},\"task\":{\"type\":\"workerpool0\",\"index\":0}}", 1},
+        {"{\"cluster\":{\"workerpool0\":[\"p:1\"],\"workerpool1\":[\"w:1\"]},\"task\":{\"type\":\"workerpool1\",\"index\":0}}", 0},
+        {"{\"cluster\":{},\"task\":{\"type\":\"workerpool3\",\"index\":0}}", 0},
     };
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
         setenv("TF_CONFIG", roles[i].json, 1);
