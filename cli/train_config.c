@@ -43,7 +43,8 @@ static const ArgSpec kSpecs[] = {
     {"save-summary-steps", NULL, ARG_VALUE, "N",
      "steps between training loss summaries in the events file (default 100, 0 = none)"},
     {"eval-every-steps", NULL, ARG_VALUE, "N",
-     "also evaluate every N steps (default 0: only at the end)"},
+     "also evaluate (without an export) every N steps (default 0: after checkpoints, see "
+     "--throttle-secs, and at the end)"},
     {"eval-steps", NULL, ARG_VALUE, "N",
      "evaluate the first N batches of --eval-batch-size examples, as EvalSpec.steps (default 0: "
      "the whole test set)"},
@@ -55,10 +56,11 @@ static const ArgSpec kSpecs[] = {
     {"save-checkpoints-secs", NULL, ARG_VALUE, "S",
      "checkpoint every S seconds (default 600 when neither is given)"},
     {"keep-checkpoint-max", NULL, ARG_VALUE, "N", "checkpoints kept (default 5, 0 = all)"},
-    {"job-dir", NULL, ARG_VALUE, "DIR", "output directory: checkpoints, events, export"},
+    {"job-dir", NULL, ARG_VALUE, "DIR",
+     "output directory: checkpoints, events, export (default $AIP_CHECKPOINT_DIR)"},
     {"model-dir", NULL, ARG_VALUE, "DIR", "the same as --job-dir (wins when both are given)"},
     {"sm-model-dir", NULL, ARG_VALUE, "DIR",
-     "also export to DIR/<version>/ (default $SM_MODEL_DIR)"},
+     "also export to DIR/<version>/, the newest only (default $SM_MODEL_DIR)"},
     {"aip-model-dir", NULL, ARG_VALUE, "DIR",
      "also export into DIR itself, replacing the SavedModel there: Vertex AI's layout (default "
      "$AIP_MODEL_DIR)"},
@@ -66,7 +68,8 @@ static const ArgSpec kSpecs[] = {
      "also write the event files into DIR and DIR/eval (default $AIP_TENSORBOARD_LOG_DIR)"},
     {"exporter-name", NULL, ARG_VALUE, "NAME",
      "exports go to <job-dir>/export/NAME/<unix secs>/ (default exporter)"},
-    {"exports-to-keep", NULL, ARG_VALUE, "N", "exports kept (default 5, 0 = all)"},
+    {"exports-to-keep", NULL, ARG_VALUE, "N",
+     "exports kept under <job-dir>/export/NAME/ (default 5, 0 = all)"},
     {"hypertune-tag", "metric-tag,hyperparameter-metric-tag", ARG_VALUE, "TAG",
      "metric reported for hyperparameter tuning (default accuracy)"},
     {"append-trial-dir", NULL, ARG_VALUE, "true|false",
