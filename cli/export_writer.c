@@ -36,8 +36,9 @@ static void *write_exports(void *arg) {
                                           sizeof t->err);
             snprintf(x->path[i], sizeof x->path[i], "%s", x->dir[i]);
         } else {
-            /* SageMaker's TF Serving serves the newest version; older ones would only grow
-             * model.tar.gz (one per exporting evaluation) */
+            /* dir 0 is the job's export base; a versioned one after it is SageMaker's, whose
+             * TF Serving serves the newest version: older ones would only grow model.tar.gz
+             * (one per exporting evaluation) */
             const int keep = i == 0 ? x->keep : 1;
             t->rc = savedmodel_export_timestamped(x->dir[i], x->graph, x->snap.tensors, x->snap.n,
                                                   keep, x->path[i], sizeof x->path[i], t->err,

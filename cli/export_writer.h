@@ -1,15 +1,16 @@
-/* export_writer.h: the job's SavedModel exports written on a thread beside the evaluation.
+/* export_writer.h: the job's SavedModel exports written on a thread beside an evaluation.
  *
- * The Estimator evaluates after training and then exports. The weights do not change in between,
- * so the snapshot (the parameters and global_step: ~13 MB for the original model) is taken when
- * training ends, and the export directories (<base>/<unix seconds>/; for SageMaker,
- * <sm_model_dir>/<unix seconds>/; for Vertex AI, <aip_model_dir> itself: io/savedmodel.h, each
- * written under a temporary name and renamed) are written while the evaluation runs. Each export
- * then gets assets.extra/signature.json and assets.extra/example_instances.json (TF's place for
- * files beside a model that the graph does not load): the request contract, and lines ready for
- * `gcloud ai-platform local predict --json-instances` or our `predict`. The caller waits (export_writer_wait) before it
- * reports the export, and on every path out. A remote base (gs://, s3://) is written in the
- * caller's thread, as checkpoints are (cli/checkpoint_writer.h). */
+ * The Estimator evaluates and then exports (evaluate_and_export: after checkpoints and at the
+ * end). The weights do not change in between, so the snapshot (the parameters and global_step:
+ * ~13 MB for the original model) is taken as the evaluation starts, and the export directories
+ * (<base>/<unix seconds>/; for SageMaker, <sm_model_dir>/<unix seconds>/; for Vertex AI,
+ * <aip_model_dir> itself: io/savedmodel.h, each written under a temporary name and renamed) are
+ * written while the evaluation runs. Each export then gets assets.extra/signature.json and
+ * assets.extra/example_instances.json (TF's place for files beside a model that the graph does
+ * not load): the request contract, and lines ready for `gcloud ai-platform local predict
+ * --json-instances` or our `predict`. The caller waits (export_writer_wait) before it reports the
+ * export, and on every path out. A remote base (gs://, s3://) is written in the caller's thread,
+ * as checkpoints are (cli/checkpoint_writer.h). */
 #ifndef CLI_EXPORT_WRITER_H
 #define CLI_EXPORT_WRITER_H
 

@@ -26,8 +26,8 @@
 #include "cli/model_graph.h"
 #include "cli/predict_input.h"
 #include "core/model.h"
-#include "io/mnist_records.h"
 #include "io/fs.h"
+#include "io/mnist_records.h"
 #include "io/savedmodel.h"
 #include "io/tensor_bundle.h"
 
