@@ -803,23 +803,30 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
 
 /* ---- directories ---------------------------------------------------------------------------------- */
 
-/* The SavedModel's tree under "<parent>/temp-<basename>" (removed first if a crash left one), then
- * renamed to export_dir; with `replace`, whatever export_dir holds is removed just before. */
-static int write_tree(const char *export_dir, int replace, const SmModel *m, const TfTensor *vars,
-                      int nvars, char *err, size_t errlen) {
+/* "<parent of dir>/<prefix><basename of dir><suffix>" into out (dir without trailing '/'s). */
+static void beside(const char *dir, const char *prefix, const char *suffix, char *out,
+                   size_t cap) {
+    char final[4096];
+    snprintf(final, sizeof final, "%s", dir);
+    for (size_t n = strlen(final); n > 1 && final[n - 1] == '/'; n--) final[n - 1] = 0;
+    const char *slash = strrchr(final, '/');
+    if (slash)
+        snprintf(out, cap, "%.*s/%s%s%s", (int)(slash - final), final, prefix, slash + 1, suffix);
+    else
+        snprintf(out, cap, "%s%s%s", prefix, final, suffix);
+}
+
+/* The whole SavedModel tree at tmp (a leftover there removed first); on failure nothing of it
+ * stays. */
+static int write_tree(const char *tmp, const SmModel *m, const TfTensor *vars, int nvars,
+                      char *err, size_t errlen) {
     PbBuf pb;
     pb_buf_init(&pb);
     if (savedmodel_encode(m, vars, nvars, &pb, err, errlen)) {
         pb_buf_free(&pb);
         return -1;
     }
-    /* temp-<basename> beside the final directory, as Estimator's exporter does */
-    char final[4096], tmp[4200], path[4300], why[1024];
-    snprintf(final, sizeof final, "%s", export_dir);
-    for (size_t n = strlen(final); n > 1 && final[n - 1] == '/'; n--) final[n - 1] = 0;
-    const char *slash = strrchr(final, '/');
-    if (slash) snprintf(tmp, sizeof tmp, "%.*s/temp-%s", (int)(slash - final), final, slash + 1);
-    else snprintf(tmp, sizeof tmp, "temp-%s", final);
+    char path[4300];
     int rc = dirs_remove_tree(tmp, err, errlen);
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/variables", tmp);
@@ -834,12 +841,6 @@ static int write_tree(const char *export_dir, int replace, const SmModel *m, con
         rc = atomic_file_write_all(path, pb.data, pb.len, err, errlen);
     }
     pb_buf_free(&pb);
-    /* the old model goes only once the new one is complete */
-    if (rc == 0 && replace) rc = dirs_remove_tree(final, err, errlen);
-    /* on a bucket: copy-then-delete, saved_model.pb last (io/fs.h) */
-    if (rc == 0 && fs_rename(tmp, final, why, sizeof why) != 0)
-        rc = io_fail(err, errlen, "export: %s", why);
-    if (rc == 0) fsync_parent_dir(final);
     if (rc != 0) {
         char ignore[256];
         dirs_remove_tree(tmp, ignore, sizeof ignore);
@@ -847,13 +848,30 @@ static int write_tree(const char *export_dir, int replace, const SmModel *m, con
     return rc;
 }
 
+/* rename for a whole tree; on a bucket copy-then-delete, saved_model.pb last (io/fs.h). */
+static int move_tree(const char *from, const char *to, char *err, size_t errlen) {
+    char why[1024];
+    if (fs_rename(from, to, why, sizeof why) != 0) return io_fail(err, errlen, "export: %s", why);
+    return 0;
+}
+
 int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *vars, int nvars,
                      char *err, size_t errlen) {
     struct stat st;
-    char why[1024];
+    char why[1024], tmp[4300];
     if (fs_stat(export_dir, &st, why, sizeof why) == 0)
         return io_fail(err, errlen, "export: '%s' already exists", export_dir);
-    return write_tree(export_dir, 0, m, vars, nvars, err, errlen);
+    /* temp-<basename> beside the final directory, inside the export base, as the Estimator's
+     * exporter does */
+    beside(export_dir, "temp-", "", tmp, sizeof tmp);
+    if (write_tree(tmp, m, vars, nvars, err, errlen) != 0) return -1;
+    if (move_tree(tmp, export_dir, err, errlen) != 0) {
+        char ignore[256];
+        dirs_remove_tree(tmp, ignore, sizeof ignore);
+        return -1;
+    }
+    fsync_parent_dir(export_dir);
+    return 0;
 }
 
 /* What a SavedModel directory holds (TF 1.x and 2.x writers). */
@@ -881,13 +899,46 @@ int savedmodel_dir_replaceable(const char *export_dir, char *err, size_t errlen)
         io_fail(err, errlen, "export: '%s' holds '%s', which is not part of a SavedModel: it "
                 "would be deleted with the SavedModel it holds", export_dir, e[other].name);
     fs_entries_free(e, n);
-    return other < 0 ? 0 : -1;
+    if (other >= 0) return -1;
+    /* the directory itself is moved aside and replaced: a mount point cannot be */
+    struct stat st, up;
+    char parent[4300];
+    beside(export_dir, "", "/..", parent, sizeof parent);
+    if (!fs_is_remote(export_dir) && stat(export_dir, &st) == 0 && stat(parent, &up) == 0 &&
+        st.st_dev != up.st_dev)
+        return io_fail(err, errlen, "export: '%s' is a mount point, which cannot be replaced: "
+                       "name a directory inside it", export_dir);
+    return 0;
 }
 
 int savedmodel_write_over(const char *export_dir, const SmModel *m, const TfTensor *vars,
                           int nvars, char *err, size_t errlen) {
     if (savedmodel_dir_replaceable(export_dir, err, errlen)) return -1;
-    return write_tree(export_dir, 1, m, vars, nvars, err, errlen);
+    /* Names of this process's own beside the directory (a user's temp-<name> is not ours):
+     * the new tree, then the old one moved aside until the new one is in place. */
+    char tmp[4300], old[4300], why[1024];
+    beside(export_dir, ".", "", tmp, sizeof tmp);
+    snprintf(tmp + strlen(tmp), sizeof tmp - strlen(tmp), ".tmp-%ld", (long)getpid());
+    beside(export_dir, ".", "", old, sizeof old);
+    snprintf(old + strlen(old), sizeof old - strlen(old), ".old-%ld", (long)getpid());
+    if (write_tree(tmp, m, vars, nvars, err, errlen) != 0) return -1;
+    struct stat st;
+    const int had = fs_stat(export_dir, &st, why, sizeof why) == 0;
+    char ignore[1024];
+    if (had && (dirs_remove_tree(old, err, errlen) != 0 ||
+                move_tree(export_dir, old, err, errlen) != 0)) {
+        dirs_remove_tree(tmp, ignore, sizeof ignore);
+        return -1;
+    }
+    if (move_tree(tmp, export_dir, err, errlen) != 0) {
+        /* put the earlier model back: the directory is as it was */
+        if (had) move_tree(old, export_dir, ignore, sizeof ignore);
+        dirs_remove_tree(tmp, ignore, sizeof ignore);
+        return -1;
+    }
+    fsync_parent_dir(export_dir);
+    if (had) dirs_remove_tree(old, ignore, sizeof ignore);  /* a leftover: hidden, harmless */
+    return 0;
 }
 
 static int is_version_dir(const char *name, void *ctx) {

@@ -95,14 +95,18 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
 
 /* Writes a SavedModel at export_dir itself, as Vertex AI's AIP_MODEL_DIR wants it
  * (saved_model.pb at its top). export_dir may be missing, empty, or hold an earlier SavedModel
- * (savedmodel_dir_replaceable): the new tree is written under the temporary name first, and what
- * export_dir held is removed only once the new tree is complete. 0 ok, -1 error. */
+ * (savedmodel_dir_replaceable). The new tree is written beside it under a name of this process's
+ * own (".<name>.tmp-<pid>"); then the earlier directory is moved aside (".<name>.old-<pid>"),
+ * the new one renamed into place, and the earlier one deleted. When the last rename fails the
+ * earlier directory is moved back, so a failure leaves export_dir as it was. Nothing else beside
+ * export_dir is touched. 0 ok, -1 error. */
 int savedmodel_write_over(const char *export_dir, const SmModel *m, const TfTensor *vars,
                           int nvars, char *err, size_t errlen);
 
 /* 0 when export_dir is missing, an empty directory, or holds nothing but a SavedModel's entries
- * (saved_model.pb, variables/, assets/, fingerprint.pb, ...), so that savedmodel_write_over may
- * replace it; -1 with err naming the first other entry (or why export_dir cannot be listed). */
+ * (saved_model.pb, variables/, assets/, fingerprint.pb, ...), and is not a mount point (which
+ * cannot be moved aside), so that savedmodel_write_over may replace it; -1 with err naming the
+ * first other entry, the mount point, or why export_dir cannot be listed. */
 int savedmodel_dir_replaceable(const char *export_dir, char *err, size_t errlen);
 
 /* Estimator LatestExporter style: writes <export_base>/<unix seconds>/ (export_base created if

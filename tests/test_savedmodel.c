@@ -295,9 +295,15 @@ START_TEST(test_write_over) {
     ck_assert_int_eq(export_step(exp), 5);
     snprintf(path, sizeof path, "%s/out", dir);
     ck_assert_int_eq(test_count_dir_entries(path), 1);    /* no temp-model left */
-    /* a rerun replaces it: nothing of the old tree stays */
+    /* a rerun replaces it: nothing of the old tree stays, and a user's temp-model beside it
+     * (the name the versioned exports use for their own temporary tree) is left alone */
     snprintf(path, sizeof path, "%s/variables/stale", exp);
     ck_assert_int_eq(test_write_file(path, "x", 1), 0);
+    char theirs[400];
+    snprintf(theirs, sizeof theirs, "%s/out/temp-model", dir);
+    ck_assert_int_eq(dirs_make(theirs, err, sizeof err), 0);
+    snprintf(theirs, sizeof theirs, "%s/out/temp-model/notes.txt", dir);
+    ck_assert_int_eq(test_write_file(theirs, "mine", 4), 0);
     v.step = 9;
     ck_assert_int_eq(savedmodel_dir_replaceable(exp, err, sizeof err), 0);
     ck_assert_msg(savedmodel_write_over(exp, &m, v.t, 9, err, sizeof err) == 0, "%s", err);
@@ -305,6 +311,9 @@ START_TEST(test_write_over) {
     ck_assert(!test_path_exists(path));
     snprintf(path, sizeof path, "%s/variables", exp);
     ck_assert_int_eq(test_count_dir_entries(path), 2);
+    ck_assert(test_path_exists(theirs));
+    snprintf(path, sizeof path, "%s/out", dir);
+    ck_assert_int_eq(test_count_dir_entries(path), 2);    /* model, temp-model: nothing of ours */
     /* an empty directory is written into */
     snprintf(exp, sizeof exp, "%s/empty", dir);
     ck_assert_int_eq(dirs_make(exp, err, sizeof err), 0);

@@ -4,14 +4,18 @@
  * mkdir, rmdir, unlink: the commit points of atomic files, checkpoints and exports) and
  *   FAULT_KILL_AT=N      kills the process with SIGKILL on entry to the Nth such call, i.e. with
  *                        that write's bytes in place but not yet committed;
- *   FAULT_COUNT_FILE=F   appends the number of calls made to F at exit (to size the kill range).
+ *   FAULT_COUNT_FILE=F   appends the number of calls made to F at exit (to size the kill range);
+ *   FAULT_FAIL_RENAME=S  makes every rename whose source's last path component begins with S
+ *                        fail with EIO (a rename that fails half way through a replacement).
  * Built by the tests with `cc -shared -fPIC kill_at.c -ldl`; not part of the engine.
  */
 #define _GNU_SOURCE 1
 #include <dlfcn.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,8 +44,23 @@ static void point(void) {
 
 int fsync(int fd) { point(); return NEXT(fsync)(fd); }
 int fdatasync(int fd) { point(); return NEXT(fdatasync)(fd); }
-int rename(const char *a, const char *b) { point(); return NEXT(rename)(a, b); }
-int renameat(int da, const char *a, int db, const char *b) { point(); return NEXT(renameat)(da, a, db, b); }
+static int rename_fails(const char *from) {
+    const char *s = getenv("FAULT_FAIL_RENAME");
+    const char *base = strrchr(from, '/');
+    base = base ? base + 1 : from;
+    if (!s || !*s || strncmp(base, s, strlen(s)) != 0) return 0;
+    errno = EIO;
+    return 1;
+}
+
+int rename(const char *a, const char *b) {
+    point();
+    return rename_fails(a) ? -1 : NEXT(rename)(a, b);
+}
+int renameat(int da, const char *a, int db, const char *b) {
+    point();
+    return rename_fails(a) ? -1 : NEXT(renameat)(da, a, db, b);
+}
 int mkdir(const char *p, mode_t m) { point(); return NEXT(mkdir)(p, m); }
 int rmdir(const char *p) { point(); return NEXT(rmdir)(p); }
 int unlink(const char *p) { point(); return NEXT(unlink)(p); }

@@ -312,6 +312,28 @@ def test_full_disk_tmpfs(tf, tmp_path, mnist_files, predict_input):
         mnt.rmdir()
 
 
+def test_failed_in_place_export_keeps_the_earlier_model(tf, tmp_path, mnist_files, kill_at):
+    """Vertex AI's in-place export (--aip-model-dir): when the new tree cannot be renamed into
+    place, the earlier SavedModel is moved back, whole, and the run fails naming the export;
+    nothing of ours is left beside it, and a user's temp-<name> beside it is never touched."""
+    train, test = mnist_files
+    model = tmp_path / "out" / "model"
+    theirs = tmp_path / "out" / "temp-model"
+    theirs.mkdir(parents=True)
+    (theirs / "notes.txt").write_text("mine")
+    args = trainer_args(train, test, tmp_path / "job", 2, "--aip-model-dir", model)
+    assert_ok(run(args))
+    variables = str(model / "variables" / "variables")
+    assert int(tf.train.load_checkpoint(variables).get_tensor("global_step")) == 2
+    env = {"LD_PRELOAD": kill_at, "FAULT_FAIL_RENAME": ".model.tmp-",
+           "ASAN_OPTIONS": SAN_ENV["ASAN_OPTIONS"] + ":verify_asan_link_order=0"}
+    res = run(trainer_args(train, test, tmp_path / "job", 4, "--aip-model-dir", model), env=env)
+    assert_clean_failure(res, ".model.tmp-", code=1)
+    assert int(tf.train.load_checkpoint(variables).get_tensor("global_step")) == 2
+    assert sorted(p.name for p in model.parent.iterdir()) == ["model", "temp-model"]
+    assert (theirs / "notes.txt").read_text() == "mine"
+
+
 def test_sagemaker_failure_file_and_checkpoint_dir(tmp_path, mnist_files):
     """On SageMaker (its /opt/ml moved by CNN_OPT_ML): a failed job writes its reason to
     /opt/ml/output/failure; without a job dir the checkpoints go to /opt/ml/checkpoints, which
