@@ -364,16 +364,50 @@ static int resolve_model_dir(TrainConfig *cfg, char *err, size_t errlen) {
     return 0;
 }
 
-/* 1 when path is dir or lies under it. */
+/* What the directory checks compare: a local path made absolute (the working directory before
+ * a relative one) with "//", "/." and "/x/.." collapsed (symlinks are not followed); a bucket
+ * path as it is. */
+static void path_key(const char *path, char *out, size_t cap) {
+    if (is_remote(path)) {
+        snprintf(out, cap, "%s", path);
+        return;
+    }
+    char joined[8192], cwd[4096];
+    if (path[0] == '/' || !getcwd(cwd, sizeof cwd))
+        snprintf(joined, sizeof joined, "%s", path);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", cwd, path);
+    size_t n = 0;
+    out[0] = 0;
+    char *save = NULL;
+    for (char *part = strtok_r(joined, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+        if (strcmp(part, ".") == 0) continue;
+        if (strcmp(part, "..") == 0) {
+            while (n > 0 && out[n - 1] != '/') n--;
+            if (n > 0) n--;          /* the '/' before the dropped component */
+            out[n] = 0;
+            continue;
+        }
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "/%s", part);
+        if (n >= cap) n = cap - 1;
+    }
+    if (n == 0) snprintf(out, cap, "/");
+}
+
+/* 1 when path is dir or lies under it (both path_key'd). */
 static int path_within(const char *path, const char *dir) {
-    const size_t n = strlen(dir);
-    return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
+    char p[4096], d[4096];
+    path_key(path, p, sizeof p);
+    path_key(dir, d, sizeof d);
+    const size_t n = strlen(d);
+    return strncmp(p, d, n) == 0 && (p[n] == 0 || p[n] == '/' || (n == 1 && d[0] == '/'));
 }
 
 /* Vertex AI (user-expectations §1.2): the SavedModel also into AIP_MODEL_DIR itself (its Model
  * Registry imports saved_model.pb from there), the event files also into
  * AIP_TENSORBOARD_LOG_DIR (what its TensorBoard uploads). An empty flag turns either off. The
- * export replaces what AIP_MODEL_DIR holds, so no other output may lie inside it. */
+ * export replaces AIP_MODEL_DIR whole, so no other output may lie inside it, nor it inside one
+ * of theirs: the job dir's eval/ and export/, the log dir, --sm-model-dir. */
 static int vertex_dirs(TrainConfig *cfg, char *err, size_t errlen) {
     const ArgParse *ap = &((ConfigPriv *)cfg->priv_)->ap;
     const char *model = args_get(ap, "aip-model-dir", env_nonempty("AIP_MODEL_DIR"));
@@ -388,18 +422,32 @@ static int vertex_dirs(TrainConfig *cfg, char *err, size_t errlen) {
         !(cfg->tensorboard_log_dir = checked_dir(cfg, logs_what, logs, 0, err, errlen)))
         return -1;
     if (cfg->tensorboard_log_dir && cfg->model_dir &&
-        strcmp(cfg->tensorboard_log_dir, cfg->model_dir) == 0)
-        cfg->tensorboard_log_dir = NULL;   /* the events are there already */
-    if (!cfg->aip_model_dir) return 0;
-    const char *inside[3][2] = {{cfg->model_dir, "the job dir"},
-                                {cfg->tensorboard_log_dir, logs_what},
-                                {cfg->sm_model_dir, "--sm-model-dir"}};
-    for (int i = 0; i < 3; i++)
-        if (inside[i][0] && path_within(inside[i][0], cfg->aip_model_dir)) {
-            snprintf(err, errlen, "%s %s: %s (%s) lies inside it, and the export replaces what "
-                     "it holds", model_what, cfg->aip_model_dir, inside[i][1], inside[i][0]);
-            return -1;
-        }
+        path_within(cfg->tensorboard_log_dir, cfg->model_dir) &&
+        path_within(cfg->model_dir, cfg->tensorboard_log_dir))
+        cfg->tensorboard_log_dir = NULL;   /* the job dir itself: the events are there already */
+    const char *aip = cfg->aip_model_dir;
+    if (!aip) return 0;
+    char eval[4200] = "", exported[4200] = "";
+    if (cfg->model_dir) {
+        snprintf(eval, sizeof eval, "%s/eval", cfg->model_dir);
+        snprintf(exported, sizeof exported, "%s/export", cfg->model_dir);
+    }
+    const struct { const char *dir, *what; int both_ways; } other[] = {
+        {cfg->model_dir, "the job dir", 0},  /* AIP_MODEL_DIR may lie in the job dir, apart */
+        {eval[0] ? eval : NULL, "the job dir's eval/", 1},
+        {exported[0] ? exported : NULL, "the job dir's export/", 1},
+        {cfg->tensorboard_log_dir, logs_what, 1},
+        {cfg->sm_model_dir, "--sm-model-dir", 1},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        const char *o = other[i].dir;
+        if (!o || (!path_within(o, aip) && !(other[i].both_ways && path_within(aip, o))))
+            continue;
+        snprintf(err, errlen, "%s %s: %s (%s) %s, and the export replaces the whole directory",
+                 model_what, aip, other[i].what, o,
+                 path_within(o, aip) ? "lies inside it" : "holds it");
+        return -1;
+    }
     return 0;
 }
 

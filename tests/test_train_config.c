@@ -468,6 +468,38 @@ START_TEST(test_vertex_dirs) {
         ck_assert_msg(strstr(err, bad[i][0]) && strstr(err, bad[i][2]), "%s: %s", bad[i][1], err);
         train_config_free(&cfg);
     }
+    /* local paths compare as absolute, normalised paths: another spelling of the job dir is the
+     * job dir (no mirror); the model dir may lie in the job dir, but not in its eval/ or
+     * export/, nor hold the job dir under a relative name */
+    clear_env();
+    char cwd[2048], abs_m2[2200];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    snprintf(abs_m2, sizeof abs_m2, "%s/m2", cwd);
+    static const char *const local_cases[][4] = {
+        /* job dir, log dir, model dir, error ("" = none) */
+        {"j5", "./j5/", "", ""},
+        {"j5", "", "j5/model", ""},
+        {"j5", "", "./j5/../j5/eval", "the job dir's eval/"},
+        {"j5", "", "j5/export/exporter", "the job dir's export/"},
+        {"j5", "j5/logs", "j5/logs/model", "--tensorboard-log-dir"},
+        {"m2/job", "", NULL, "the job dir (m2/job) lies inside it"},
+    };
+    for (size_t i = 0; i < sizeof local_cases / sizeof local_cases[0]; i++) {
+        const char *const *c = local_cases[i];
+        char *argv_local[] = {"--train", "a", "--test", "b", "--job-dir", (char *)c[0],
+                              "--tensorboard-log-dir", (char *)c[1], "--aip-model-dir",
+                              (char *)(c[2] ? c[2] : abs_m2), NULL};
+        const int rc = parse(&cfg, err, sizeof err, argv_local);
+        if (c[3][0]) {
+            ck_assert_int_eq(rc, -1);
+            ck_assert_msg(strstr(err, c[3]) != NULL, "case %zu: %s", i, err);
+        } else {
+            ck_assert_msg(rc == 0, "case %zu: %s", i, err);
+            if (i == 0) ck_assert_ptr_null(cfg.tensorboard_log_dir);
+        }
+        train_config_free(&cfg);
+    }
+
     /* not the same prefix: gs://b/out/7/model2 is not inside gs://b/out/7/model */
     setenv("AIP_MODEL_DIR", "gs://b/out/7/model", 1);
     setenv("AIP_CHECKPOINT_DIR", "gs://b/out/7/model2", 1);
