@@ -348,7 +348,9 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
     if (event_writer_add_scalars(job->eval_events, step, 2 + extra, tags, values, err,
                                  errlen) != 0)
         return -1;
-    if (job->last_checkpoint[0]) {
+    /* the Estimator evaluates a checkpoint and names it; an --eval-every-steps evaluation
+     * between checkpoints has none to name */
+    if (job->last_checkpoint[0] && job->last_saved_step == step) {
         tf_info("Saving 'checkpoint_path' summary for global step %lld: %s", (long long)step,
                 job->last_checkpoint);
         if (event_writer_add_string(job->eval_events, step, "checkpoint_path",

@@ -378,6 +378,8 @@ def test_throttle_0_evaluates_and_exports_after_every_checkpoint(mnist, tmp_path
     # resumed at 6: the cadence evaluates at 7 (no export), the first checkpoint after the start
     # (8) evaluates and exports, the last save (9) is throttled, then the end evaluates and exports
     assert [int(m[0]) for m in re.findall(DICT_RE, log)] == [7, 8, 9]
+    # the Estimator names the checkpoint it evaluated: none at 7
+    assert re.findall(r"Saving 'checkpoint_path' summary for global step (\d+)", log) == ["8", "9"]
     assert log.count("Skip the current checkpoint eval due to throttle secs (600 secs).") == 1
     assert len(glob.glob(os.path.join(job, "export", "exporter", "[0-9]" * 10))) == 5
 
