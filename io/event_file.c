@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/dirs.h"
+#include "io/fs.h"
 #include "io/tfrecord.h"
 
 /* Event (event.proto) / Summary (summary.proto) / SessionLog field numbers. */
@@ -127,8 +128,11 @@ EventWriter *event_writer_open_mirrored(const char *dir, const char *mirror_dir,
     const double now = wall_time_now();
     if (open_file(w, dir, now, err, errlen) ||
         (mirror_dir && open_file(w, mirror_dir, now, err, errlen))) {
-        char ignore[256];
+        /* the file already made (when the mirror failed) goes too: no empty event file stays */
+        char made[4200] = "", ignore[256];
+        if (w->nfiles > 0) snprintf(made, sizeof made, "%s", w->path[0]);
         event_writer_close(w, ignore, sizeof ignore);
+        if (made[0]) fs_delete(made, ignore, sizeof ignore);
         return NULL;
     }
     event_encode_file_version(&w->buf, now);

@@ -231,6 +231,7 @@ START_TEST(test_mirrored_files_equal) {
     snprintf(bad, sizeof bad, "%s/job/eval/%s/x", dir, strrchr(path, '/') + 1); /* under a file */
     ck_assert_ptr_null(event_writer_open_mirrored(job, bad, err, sizeof err));
     ck_assert_msg(strstr(err, "events.out.tfevents") != NULL, "%s", err);
+    ck_assert_int_eq(test_count_dir_entries(job), 1);   /* the failed open left no file */
     ck_assert_int_eq(test_remove_tree(dir), 0);
 }
 END_TEST
