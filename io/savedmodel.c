@@ -916,11 +916,11 @@ int savedmodel_write_over(const char *export_dir, const SmModel *m, const TfTens
     if (savedmodel_dir_replaceable(export_dir, err, errlen)) return -1;
     /* Names of this process's own beside the directory (a user's temp-<name> is not ours):
      * the new tree, then the old one moved aside until the new one is in place. */
-    char tmp[4300], old[4300], why[1024];
-    beside(export_dir, ".", "", tmp, sizeof tmp);
-    snprintf(tmp + strlen(tmp), sizeof tmp - strlen(tmp), ".tmp-%ld", (long)getpid());
-    beside(export_dir, ".", "", old, sizeof old);
-    snprintf(old + strlen(old), sizeof old - strlen(old), ".old-%ld", (long)getpid());
+    char tmp[4300], old[4300], why[1024], tmp_suffix[32], old_suffix[32];
+    snprintf(tmp_suffix, sizeof tmp_suffix, ".tmp-%ld", (long)getpid());
+    snprintf(old_suffix, sizeof old_suffix, ".old-%ld", (long)getpid());
+    beside(export_dir, ".", tmp_suffix, tmp, sizeof tmp);
+    beside(export_dir, ".", old_suffix, old, sizeof old);
     if (write_tree(tmp, m, vars, nvars, err, errlen) != 0) return -1;
     struct stat st;
     const int had = fs_stat(export_dir, &st, why, sizeof why) == 0;
