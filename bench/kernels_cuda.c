@@ -56,6 +56,11 @@ static cudaStream_t stream;
 static cudnnHandle_t dnn;
 static cublasHandle_t blas;
 
+/* The kernels run on `stream`, a non-blocking stream: it does not wait for the legacy stream's
+ * cudaMemcpy/cudaMemset (a memset of device memory, or the DMA of a pageable upload, may still
+ * run when cudaMemcpy/cudaMemset returns). So every host-side transfer is followed by this. */
+static void settle(void) { CK(cudaDeviceSynchronize()); }
+
 /* Device buffer of n random floats in [lo, hi) (philox, fixed seed: reproducible). */
 static float *dev_random(size_t n, float lo, float hi, uint64_t stream_id) {
     float *h = malloc(n * sizeof *h), *d = NULL;
@@ -63,6 +68,7 @@ static float *dev_random(size_t n, float lo, float hi, uint64_t stream_id) {
     for (size_t i = 0; i < n; i++) h[i] = lo + (hi - lo) * philox_uniform(12345, stream_id, i);
     CK(cudaMalloc((void **)&d, n * sizeof *d));
     CK(cudaMemcpy(d, h, n * sizeof *d, cudaMemcpyHostToDevice));
+    settle();
     free(h);
     return d;
 }
@@ -70,6 +76,7 @@ static void *dev_alloc(size_t bytes) {
     void *d = NULL;
     CK(cudaMalloc(&d, bytes ? bytes : 1));
     CK(cudaMemset(d, 0, bytes ? bytes : 1));
+    settle();
     return d;
 }
 
@@ -271,6 +278,7 @@ static void bench_conv(const char *name, int n, int h, int w, int ch, int k, int
             CK(conv2d_forward_cuda(&c.s, c.x, c.w, sparse ? sparse_b : c.b, c.y, 1, c.ws,
                                    c.ws_floats, stream));
             CK(maxpool2d_forward_cuda(&c.ps, c.y, c.py, c.pam, stream));
+            settle(); /* the copy below is on the legacy stream: it would not wait for these */
             CK(cudaMemcpy(alive_y, c.py, np * 4, cudaMemcpyDeviceToHost));
             size_t alive = 0;
             for (size_t i = 0; i < np; i++) alive += alive_y[i] > 0.0f;
@@ -451,6 +459,7 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
             alive += h[i] > 0.0f;
         }
         CK(cudaMemcpy(d.x, h, (size_t)n * in * sizeof *h, cudaMemcpyHostToDevice));
+        settle();
         free(h);
         printf("|   (%s, few: %.1f%% of x alive) |\n", name,
                100.0 * (double)alive / ((double)n * in));
@@ -477,6 +486,7 @@ static void bench_dense(const char *name, int n, int in, int out, int relu) {
         d.g = dev_alloc((size_t)n * in * 4);
         d.step = dev_alloc(8);
         CK(cudaMemset(d.step, 0, 8));
+        settle();
         const char *label[2] = {"fused", "ours unfused"};
         for (int pass = 0; pass < 2; pass++)
             for (int v = 1; v <= 2; v++) {
@@ -778,6 +788,7 @@ static void bench_rest(int batch) {
     for (int i = 0; i < 2 * 60000; i++) ring[i] = (int32_t)(((uint64_t)i * 7919u) % 60000u);
     CK(cudaMalloc((void **)&e.ring, (size_t)2 * 60000 * 4));
     CK(cudaMemcpy(e.ring, ring, (size_t)2 * 60000 * 4, cudaMemcpyHostToDevice));
+    settle();
     free(ring);
     e.a = dev_alloc((size_t)batch * 784 * 4);
     e.ylab = dev_alloc((size_t)batch * 4);

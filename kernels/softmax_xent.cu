@@ -260,6 +260,9 @@ xent3_kernel(int n, int c, const float *__restrict__ logits, const int32_t *__re
         xent3_partial[blockIdx.x] = block_sum;
         __threadfence(); /* the partial is visible device-wide before the count says so */
         last = atomicAdd(&xent3_done, 1u) == gridDim.x - 1;
+        /* the reading side's fence (PTX's memory model: an acquire after the count that says
+         * every partial is there), before the barrier hands `last` to the block */
+        if (last) __threadfence();
     }
     __syncthreads();
     if (!last) return;

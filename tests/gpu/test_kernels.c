@@ -1368,7 +1368,8 @@ static void test_xent3_graph(int n, int c) {
     CK(cudaStreamEndCapture(s, &graph));
     CK(cudaGraphInstantiate(&exec, graph, 0));
     for (int rep = 1; rep <= 3; rep++) {
-        CK(cudaMemset(dLoss, 0xFF, 4));
+        /* on s: a non-blocking stream does not wait for the legacy stream's memset */
+        CK(cudaMemsetAsync(dLoss, 0xFF, 4, s));
         CK(cudaGraphLaunch(exec, s));
         CK(cudaStreamSynchronize(s));
         snprintf(what, sizeof what, "xent v3 %dx%d graph replay %d: loss", n, c, rep);
