@@ -19,17 +19,52 @@ static int name_eq(const char *name, size_t n, const char *want, size_t wn) {
     return 1;
 }
 
-static int find_n(const ArgSpec *specs, int nspecs, const char *name, size_t n) {
-    for (int i = 0; i < nspecs; i++) {
-        if (name_eq(name, n, specs[i].name, strlen(specs[i].name))) return i;
-        for (const char *a = specs[i].aliases; a && *a;) {
-            const char *comma = strchr(a, ',');
-            size_t an = comma ? (size_t)(comma - a) : strlen(a);
-            if (name_eq(name, n, a, an)) return i;
-            a = comma ? comma + 1 : a + an;
-        }
+/* The length of spec's first spelling (its name, then its aliases) that name[0..n) is (prefix:
+ * or starts), with *spelling pointing at it; 0 for none. */
+static size_t spec_matches(const ArgSpec *spec, const char *name, size_t n, int prefix,
+                           const char **spelling) {
+    *spelling = spec->name;
+    size_t sn = strlen(spec->name);
+    if (name_eq(name, n, spec->name, prefix && sn > n ? n : sn)) return sn;
+    for (const char *a = spec->aliases; a && *a;) {
+        const char *comma = strchr(a, ',');
+        size_t an = comma ? (size_t)(comma - a) : strlen(a);
+        *spelling = a;
+        if (name_eq(name, n, a, prefix && an > n ? n : an)) return an;
+        a = comma ? comma + 1 : a + an;
     }
+    return 0;
+}
+
+static int find_n(const ArgSpec *specs, int nspecs, const char *name, size_t n) {
+    const char *spelling;
+    for (int i = 0; i < nspecs; i++)
+        if (spec_matches(&specs[i], name, n, 0, &spelling)) return i;
     return -1;
+}
+
+/* Python argparse's abbreviations (allow_abbrev, its default): a `--` flag that is no spelling
+ * of any spec but starts exactly one spec's spellings is that spec; one that starts several
+ * specs' spellings is an error naming them ("ambiguous option: --eval could match --eval-file,
+ * --eval-steps"), as argparse's, even under parse_known_args. Spellings of one spec (dashes,
+ * underscores, aliases) count once. Returns the spec, -1 for none, -2 (err set) when ambiguous. */
+static int find_prefix(const ArgSpec *specs, int nspecs, const char *name, size_t n, char *err,
+                       size_t errlen) {
+    int found = -1, count = 0;
+    const char *spelling;
+    for (int i = 0; i < nspecs; i++) {
+        if (!spec_matches(&specs[i], name, n, 1, &spelling)) continue;
+        if (count++ == 0) found = i;
+    }
+    if (count <= 1) return found;
+    int len = snprintf(err, errlen, "ambiguous option: --%.*s could match", (int)n, name);
+    for (int i = 0, listed = 0; i < nspecs && len >= 0 && (size_t)len < errlen; i++) {
+        size_t sl = spec_matches(&specs[i], name, n, 1, &spelling);
+        if (sl)
+            len += snprintf(err + len, errlen - (size_t)len, "%s --%.*s", listed++ ? "," : "",
+                            (int)sl, spelling);
+    }
+    return -2;
 }
 
 int args_find(const ArgSpec *specs, int nspecs, const char *name) {
@@ -58,8 +93,8 @@ static int is_flag(const char *t) {
     return isalpha((unsigned char)t[1]) != 0;
 }
 
-int args_parse(ArgParse *ap, const ArgSpec *specs, int nspecs, int argc, char **argv, char *err,
-               size_t errlen) {
+int args_parse(ArgParse *ap, const ArgSpec *specs, int nspecs, int argc, char **argv,
+               unsigned options, char *err, size_t errlen) {
     memset(ap, 0, sizeof *ap);
     ap->specs = specs;
     ap->nspecs = nspecs;
@@ -80,6 +115,10 @@ int args_parse(ArgParse *ap, const ArgSpec *specs, int nspecs, int argc, char **
         const char *eq = strchr(name, '=');
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
         int k = find_n(specs, nspecs, name, n);
+        if (k < 0 && (options & ARGS_ABBREV) && t[1] == '-' && n > 0) {
+            k = find_prefix(specs, nspecs, name, n, err, errlen);
+            if (k == -2) return -1;
+        }
         if (k < 0) {
             ArgUnknown u = {t, (int)(name - t + n), eq ? eq + 1 : NULL};
             if (!eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) u.value = argv[++i];

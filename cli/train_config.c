@@ -460,7 +460,7 @@ int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_
     }
     cfg->priv_ = priv;
     ArgParse *ap = &priv->ap;
-    if (args_parse(ap, kSpecs, kNumSpecs, argc, argv, err, errlen) != 0) return -1;
+    if (args_parse(ap, kSpecs, kNumSpecs, argc, argv, ARGS_ABBREV, err, errlen) != 0) return -1;
     if (args_has(ap, "help")) {
         cfg->show_help = 1;
         return 0;
@@ -625,8 +625,9 @@ void train_config_print_help(FILE *out) {
             "usage: trainer --train PATH... --test PATH... [--steps N] [--job-dir DIR] [flags]\n"
             "\nTrains the MNIST CNN of the original Estimator job (task.py) and leaves in the job\n"
             "dir what it left: checkpoints, TensorBoard events, a SavedModel export. Flags accept\n"
-            "'-' or '_' in names and '--k v' or '--k=v'; unknown flags are warned about and\n"
-            "ignored. See docs/cli-trainer.md.\n\nflags:\n");
+            "'-' or '_' in names, '--k v' or '--k=v', and unambiguous prefixes (argparse's\n"
+            "'--batch 50'); unknown flags are warned about and ignored. See docs/cli-trainer.md.\n"
+            "\nflags:\n");
     args_print_help(out, kSpecs, kNumSpecs);
 }
 

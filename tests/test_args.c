@@ -21,7 +21,7 @@ START_TEST(test_forms_and_spellings) {
                     "pos1", "-v", "--", "--steps"};
     ArgParse ap;
     char err[256];
-    int rc = args_parse(&ap, specs, NSPECS, 10, argv, err, sizeof err);
+    int rc = args_parse(&ap, specs, NSPECS, 10, argv, 0, err, sizeof err);
     ck_assert_msg(rc == 0, "%s", err);
     const ArgValue *tf = args_value(&ap, "train");
     ck_assert_int_eq(tf->nvalues, 2);
@@ -55,7 +55,7 @@ START_TEST(test_unknown_flags_collected) {
                     "--lonely"};
     ArgParse ap;
     char err[256];
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 7, argv, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 7, argv, 0, err, sizeof err), 0);
     ck_assert_int_eq(ap.nunknown, 4);
     ck_assert_str_eq(ap.unknown[0].flag, "--job-dir");
     ck_assert_str_eq(ap.unknown[0].value, "gs://b/j");
@@ -73,7 +73,7 @@ START_TEST(test_errors_name_the_flag) {
     char err[256];
     ArgParse ap;
     char *argv1[] = {"--steps", "abc", "--learning-rate", "x1"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, argv1, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, argv1, 0, err, sizeof err), 0);
     int steps;
     ck_assert_int_eq(args_get_int(&ap, "steps", 0, &steps, err, sizeof err), -1);
     ck_assert_str_eq(err, "--steps: 'abc' is not an integer");
@@ -83,11 +83,11 @@ START_TEST(test_errors_name_the_flag) {
     args_free(&ap);
 
     char *argv2[] = {"--steps"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 1, argv2, err, sizeof err), -1);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 1, argv2, 0, err, sizeof err), -1);
     ck_assert_str_eq(err, "--steps: missing value");
     args_free(&ap);
     char *argv3[] = {"--steps", "--verbose"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 2, argv3, err, sizeof err), -1);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 2, argv3, 0, err, sizeof err), -1);
     args_free(&ap);
 
     int x;
@@ -112,7 +112,7 @@ START_TEST(test_enum_and_bool) {
     char *argv[] = {"--verbosity", "warn", "--verbose=false"};
     ArgParse ap;
     char err[256];
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 3, argv, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 3, argv, 0, err, sizeof err), 0);
     int lvl, v;
     ck_assert_int_eq(args_get_enum(&ap, "verbosity", levels, 1, &lvl, err, sizeof err), 0);
     ck_assert_int_eq(lvl, 2);
@@ -130,7 +130,7 @@ START_TEST(test_repeated_and_negative_values) {
                     "--steps", "-2", "-"};
     ArgParse ap;
     char err[256];
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 11, argv, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 11, argv, 0, err, sizeof err), 0);
     const ArgValue *tf = args_value(&ap, "train-file");
     ck_assert_int_eq(tf->nvalues, 4);
     ck_assert_str_eq(tf->values[3], "d");
@@ -141,6 +141,43 @@ START_TEST(test_repeated_and_negative_values) {
     ck_assert_str_eq(ap.positionals[0], "-");
     ck_assert_int_eq(args_find(specs, NSPECS, "--train_files"), 0);
     ck_assert_int_eq(args_find(specs, NSPECS, "nope"), -1);
+    args_free(&ap);
+}
+END_TEST
+
+/* ARGS_ABBREV: argparse's prefixes (task.py's `--batch 50`); an exact spelling wins, a prefix
+ * of several flags is an error naming them, a prefix of one flag's spellings is that flag. */
+START_TEST(test_abbreviations) {
+    char *argv[] = {"--learn", "0.5", "--st=7", "--train_f", "a", "--verbosity", "INFO",
+                    "--tra", "b", "--lonely", "1"};
+    ArgParse ap;
+    char err[256];
+    ck_assert_msg(args_parse(&ap, specs, NSPECS, 11, argv, ARGS_ABBREV, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_str_eq(args_get(&ap, "learning-rate", NULL), "0.5");
+    ck_assert_str_eq(args_get(&ap, "steps", NULL), "7");
+    const ArgValue *tf = args_value(&ap, "train-file");   /* "--tra": train, train-file(s) */
+    ck_assert_int_eq(tf->nvalues, 2);
+    ck_assert_str_eq(tf->values[1], "b");
+    ck_assert_str_eq(args_get(&ap, "verbosity", NULL), "INFO");   /* exact, though verbose too */
+    ck_assert_int_eq(ap.nunknown, 1);
+    ck_assert_str_eq(ap.unknown[0].flag, "--lonely");
+    args_free(&ap);
+
+    char *ambiguous[] = {"--steps", "3", "--verb", "x"};
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, ambiguous, ARGS_ABBREV, err, sizeof err),
+                     -1);
+    ck_assert_str_eq(err, "ambiguous option: --verb could match --verbosity, --verbose");
+    args_free(&ap);
+    /* without the option a prefix is an unknown flag; a single dash never abbreviates */
+    char *plain[] = {"--learn", "0.5", "-ste", "1"};
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, plain, 0, err, sizeof err), 0);
+    ck_assert_int_eq(ap.nunknown, 2);
+    ck_assert_ptr_null(args_get(&ap, "learning-rate", NULL));
+    args_free(&ap);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, plain, ARGS_ABBREV, err, sizeof err), 0);
+    ck_assert_int_eq(ap.nunknown, 1);
+    ck_assert_str_eq(ap.unknown[0].flag, "-ste");
     args_free(&ap);
 }
 END_TEST
@@ -166,6 +203,7 @@ static Suite *args_suite(void) {
     tcase_add_test(tc, test_errors_name_the_flag);
     tcase_add_test(tc, test_enum_and_bool);
     tcase_add_test(tc, test_repeated_and_negative_values);
+    tcase_add_test(tc, test_abbreviations);
     tcase_add_test(tc, test_help_lists_every_flag);
     suite_add_tcase(s, tc);
     return s;

@@ -150,6 +150,29 @@ START_TEST(test_unknown_flags_warn) {
 }
 END_TEST
 
+/* task.py's argparse takes unambiguous prefixes: so does the trainer (a prefix that was warned
+ * about and ignored trained with the default batch size and learning rate); an ambiguous one is
+ * a configuration error naming the flags it could be. */
+START_TEST(test_abbreviated_flags) {
+    clear_env();
+    char *argv[] = {"--train", "a", "--test", "b", "--batch", "50", "--learning=0.5",
+                    "--job", "/tmp/jx", NULL};
+    TrainConfig cfg;
+    char err[512];
+    ck_assert_msg(parse(&cfg, err, sizeof err, argv) == 0, "%s", err);
+    ck_assert_int_eq(cfg.batch_size, 50);
+    ck_assert_double_eq(cfg.learning_rate, 0.5);
+    ck_assert_str_eq(cfg.model_dir, "/tmp/jx");
+    ck_assert_int_eq(cfg.num_warnings, 0);
+    train_config_free(&cfg);
+    char *ambiguous[] = {"--train", "a", "--test", "b", "--eval", "3", NULL};
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, ambiguous), -1);
+    ck_assert_msg(strstr(err, "ambiguous option: --eval could match --eval-file,") != NULL, "%s",
+                  err);
+    train_config_free(&cfg);
+}
+END_TEST
+
 /* Each malformed value fails naming its flag. */
 START_TEST(test_errors_name_the_flag) {
     static const struct { const char *flag, *value, *needle; } cases[] = {
@@ -549,6 +572,7 @@ static Suite *train_config_suite(void) {
     tcase_add_test(tc, test_flag_forms);
     tcase_add_test(tc, test_model_dir_wins_over_job_dir);
     tcase_add_test(tc, test_unknown_flags_warn);
+    tcase_add_test(tc, test_abbreviated_flags);
     tcase_add_test(tc, test_errors_name_the_flag);
     tcase_add_test(tc, test_missing_data_and_exclusive_cadence);
     tcase_add_test(tc, test_sagemaker_env);
