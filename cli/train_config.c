@@ -80,6 +80,7 @@ static const ArgSpec kSpecs[] = {
     {"help", "h", ARG_BOOL, NULL, "show this help and exit"},
 };
 enum { kNumSpecs = (int)(sizeof kSpecs / sizeof kSpecs[0]) };
+enum { MAX_THREADS = 1024 };   /* --threads: more than any machine this runs on has cores */
 
 typedef struct {
     ArgParse ap;
@@ -525,6 +526,12 @@ int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_
         args_get_int(ap, "threads", 0, &cfg->threads, err, errlen) ||
         check_min64("threads", cfg->threads, 0, err, errlen))
         return -1;
+    /* OpenMP makes them all at once: tens of thousands crash libgomp or exhaust the process
+     * limit after the data is loaded, where this fails before any work */
+    if (cfg->threads > MAX_THREADS) {
+        snprintf(err, errlen, "--threads: %d must be <= %d", cfg->threads, MAX_THREADS);
+        return -1;
+    }
     if (!(cfg->learning_rate > 0) || !isfinite(cfg->learning_rate)) {
         snprintf(err, errlen, "--learning-rate: %s must be a positive number",
                  args_get(ap, "learning-rate", ""));
