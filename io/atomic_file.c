@@ -43,8 +43,13 @@ AtomicFile *atomic_file_open(const char *path, char *err, size_t errlen) {
         snprintf(af->tmp, n, "%s/cnn-upload-XXXXXX", dir && *dir ? dir : "/tmp");
         fd = mkstemp(af->tmp);
     } else {
-        snprintf(af->tmp, tmp_cap, "%s.tmp-%ld-%u", path, (long)getpid(),
-                 atomic_fetch_add(&temp_counter, 1u));
+        /* <dir>/.<name>.tmp-<pid>-<n>: a hidden name, which directory and glob expansion
+         * (ours: io/path_list.c; Hadoop's and TF's readers alike) pass over, so that what a
+         * killed writer leaves among data files is not read as data */
+        const char *slash = strrchr(path, '/');
+        int dir_len = slash ? (int)(slash - path + 1) : 0;
+        snprintf(af->tmp, tmp_cap, "%.*s.%s.tmp-%ld-%u", dir_len, path, path + dir_len,
+                 (long)getpid(), atomic_fetch_add(&temp_counter, 1u));
         fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     }
     if (fd < 0) {

@@ -10,8 +10,9 @@
  *     fwrite(data, 1, n, atomic_file_stream(af));
  *     if (atomic_file_commit(af, err, sizeof err) != 0) { ...report err... }   // af is freed
  *
- * The temporary file is `<path>.tmp-<pid>-<n>` in the same directory (rename is atomic only
- * within one file system). commit = fflush + fsync + close + rename + fsync of the directory.
+ * The temporary file is `<dir>/.<name>.tmp-<pid>-<n>`: in the same directory (rename is atomic
+ * only within one file system), and hidden, so that one left by a killed writer is not taken for
+ * data by a directory's expansion. commit = fflush + fsync + close + rename + fsync of the directory.
  * commit and abort both free the AtomicFile; after a failed commit the temporary is removed.
  *
  * gs:// and s3:// paths (io/fs.h): the temporary file is $TMPDIR/cnn-upload-XXXXXX (default

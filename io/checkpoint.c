@@ -189,9 +189,11 @@ static int write_state(const char *dir, char **paths, int n, char *err, size_t e
     return rc;
 }
 
-/* A temporary file ("<name>.tmp-<pid>-<n>", io/atomic_file.h) of a checkpoint or state file that
- * another process was writing when it died (SIGKILL, preemption): never renamed, never read. */
+/* A temporary file (".<name>.tmp-<pid>-<n>", io/atomic_file.h; "<name>.tmp-<pid>-<n>" before
+ * 2026-11-28) of a checkpoint or state file that another process was writing when it died
+ * (SIGKILL, preemption): never renamed, never read. */
 static int is_stale_temp(const char *name, void *ctx) {
+    if (name[0] == '.') name++;
     const char *t = strstr(name, ".tmp-");
     if (!t || (strncmp(name, CKPT_BASENAME "-", strlen(CKPT_BASENAME) + 1) != 0 &&
                strncmp(name, STATE_FILE ".tmp-", strlen(STATE_FILE) + 5) != 0))

@@ -41,7 +41,7 @@ uint32_t tfr_frame_header(uint8_t out[12], const void *data, size_t n);
 typedef struct TfrWriter TfrWriter;
 
 enum {
-    TFR_WRITE_ATOMIC = 0,  /* write <path>.tmp-*, rename to path on close (the default) */
+    TFR_WRITE_ATOMIC = 0,  /* write .<name>.tmp-*, rename to path on close (the default) */
     TFR_WRITE_DIRECT = 1,  /* create/truncate path and write in place (event files, which readers
                               follow while they grow); gs:// and s3://: the object is uploaded
                               whole at each flush and at close */

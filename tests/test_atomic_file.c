@@ -30,6 +30,11 @@ START_TEST(test_commit) {
     fputs("hello", atomic_file_stream(af));
     ck_assert_int_eq(access(path, F_OK), -1);   /* not visible yet */
     ck_assert_int_eq(access(atomic_file_temp_path(af), F_OK), 0);
+    /* hidden, beside the final name: ".out.bin.tmp-<pid>-<n>" */
+    char hidden[160];
+    snprintf(hidden, sizeof hidden, "%s/.out.bin.tmp-", dir);
+    ck_assert_msg(strncmp(atomic_file_temp_path(af), hidden, strlen(hidden)) == 0, "%s",
+                  atomic_file_temp_path(af));
     ck_assert_str_eq(atomic_file_path(af), path);
     ck_assert_int_eq(atomic_file_commit(af, err, sizeof err), 0);
     FILE *f = fopen(path, "rb");

@@ -155,8 +155,11 @@ START_TEST(test_latest_skips_incomplete) {
     save(dir, 20, 5);
 
     /* crash while writing the data file: only a temporary exists */
-    snprintf(path, sizeof path, "%s/model.ckpt-30.data-00000-of-00001.tmp-123-0", dir);
+    snprintf(path, sizeof path, "%s/.model.ckpt-30.data-00000-of-00001.tmp-123-0", dir);
     ck_assert_int_eq(test_write_file(path, "xx", 2), 0);
+    ck_assert_int_eq(latest(dir), 20);
+    snprintf(path, sizeof path, "%s/model.ckpt-30.data-00000-of-00001.tmp-123-1", dir);
+    ck_assert_int_eq(test_write_file(path, "xx", 2), 0);   /* an earlier version's name */
     ck_assert_int_eq(latest(dir), 20);
     /* crash after the data rename, before the index: data without index */
     snprintf(path, sizeof path, "%s/model.ckpt-30.data-00000-of-00001", dir);

@@ -217,16 +217,20 @@ def test_sigterm_saves_and_exits_cleanly(tf, tmp_path, mnist_files, predict_inpu
 
 
 def test_temporaries_of_killed_saves_are_removed(tf, tmp_path, mnist_files):
-    """What a save killed mid-write leaves (model.ckpt-N.*.tmp-PID-K, checkpoint.tmp-PID-K) is
-    never read, and the next successful save removes it: preemptions do not fill the disk."""
+    """What a save killed mid-write leaves (.model.ckpt-N.*.tmp-PID-K, .checkpoint.tmp-PID-K;
+    without the dot from earlier versions) is never read, and the next successful save removes
+    it: preemptions do not fill the disk."""
     train, test = mnist_files
     job = tmp_path / "job"
     assert_ok(run(trainer_args(train, test, job, 2)))
-    stale = [job / "model.ckpt-4.data-00000-of-00001.tmp-999999-0",
-             job / "model.ckpt-4.index.tmp-999999-1", job / "checkpoint.tmp-999999-2"]
+    stale = [job / ".model.ckpt-4.data-00000-of-00001.tmp-999999-0",
+             job / ".model.ckpt-4.index.tmp-999999-1", job / ".checkpoint.tmp-999999-2",
+             job / "model.ckpt-4.data-00000-of-00001.tmp-999998-0",
+             job / "model.ckpt-4.index.tmp-999998-1", job / "checkpoint.tmp-999998-2"]
     for p in stale:
         p.write_bytes(b"half a file")
-    keep = [job / "model.ckpt-4.data.tmp-notes", job / "notes.tmp-999999-0"]   # not ours
+    keep = [job / "model.ckpt-4.data.tmp-notes", job / "notes.tmp-999999-0",
+            job / ".notes.tmp-999999-0"]   # not ours
     for p in keep:
         p.write_bytes(b"x")
     assert_ok(run(trainer_args(train, test, job, 4)))
