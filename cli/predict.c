@@ -25,6 +25,7 @@
 #include "cli/args.h"
 #include "cli/model_graph.h"
 #include "cli/predict_input.h"
+#include "cli/stdout_close.h"
 #include "core/model.h"
 #include "io/fs.h"
 #include "io/mnist_records.h"
@@ -285,11 +286,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "predict: %s\n", err);
         goto done;
     }
+    if (b.n == 0) { /* gcloud's ReadInstances: an empty upload is no request */
+        fprintf(stderr, "predict: %s: No valid instance was found in input file.\n",
+                instances ? instances : request);
+        goto done;
+    }
     /* 3. the model and the forward pass */
     int classes = info.model.layers[info.model.num_layers - 1].units;
-    float *probs = malloc((size_t)(b.n ? b.n : 1) * classes * sizeof *probs);
-    m = load_model(dir, &info, device, b.n < 1 ? 1 : b.n < batch ? b.n : batch, err, sizeof err);
-    if (!m || !probs || (b.n > 0 && model_predict(m, b.data, b.n, probs, err, sizeof err) != 0)) {
+    float *probs = malloc((size_t)b.n * classes * sizeof *probs);
+    m = load_model(dir, &info, device, b.n < batch ? b.n : batch, err, sizeof err);
+    if (!m || !probs || model_predict(m, b.data, b.n, probs, err, sizeof err) != 0) {
         fprintf(stderr, "predict: %s\n", probs ? err : "out of memory");
         free(probs);
         goto done;
@@ -297,7 +303,7 @@ int main(int argc, char **argv) {
     /* 4. TF Serving's answer */
     print_result(columnar ? "outputs" : "predictions", probs, b.n, classes);
     free(probs);
-    status = fflush(stdout) == 0 ? 0 : 1;
+    status = stdout_close("predict") == 0 ? 0 : 1;
 done:
     if (m) model_free(m);
     free(b.data);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/stdout_close.h"
 #include "io/example.h"
 #include "io/mnist_records.h"
 #include "io/path_list.h"
@@ -349,7 +350,6 @@ static int run_dump(ArgParse *ap) {
     }
     example_view_free(&view);
     path_list_free(&files);
-    if (fflush(stdout) != 0) status = EXIT_DATA;
     return status;
 }
 
@@ -400,5 +400,6 @@ int main(int argc, char **argv) {
         status = cmd->run(&ap);
     }
     args_free(&ap);
+    if (stdout_close("tfrecord") != 0 && status == 0) status = EXIT_DATA;
     return status;
 }

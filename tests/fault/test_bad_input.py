@@ -11,8 +11,8 @@ import tempfile
 
 import pytest
 
-from conftest import (assert_clean_failure, assert_ok, example, frame, mnist_example, program,
-                      run, write_mnist, write_tfrecord)
+from conftest import (SAN_ENV, assert_clean_failure, assert_ok, example, frame, mnist_example,
+                      program, run, write_mnist, write_tfrecord)
 
 # ---- TFRecord framing: tfrecord verify / count ---------------------------------------------------
 
@@ -331,8 +331,8 @@ def test_predict_export_with_another_input_shape(export, tmp_path):
     assert_clean_failure(predict(d, inst), d, "7x7x1", code=1)
 
 
-@pytest.mark.parametrize("case", ["malformed", "wrong_shape", "not_number", "empty_is_ok",
-                                  "directory", "missing"])
+@pytest.mark.parametrize("case", ["malformed", "wrong_shape", "not_number", "empty",
+                                  "blank_lines", "directory", "missing"])
 def test_predict_bad_instances(export, tmp_path, case):
     p = instances_file(tmp_path, 3)
     lines = p.read_text().splitlines()
@@ -342,19 +342,50 @@ def test_predict_bad_instances(export, tmp_path, case):
         lines[2] = "[[[1]]]"
     elif case == "not_number":
         lines[1] = lines[1].replace("[5]", '["5"]', 1)
-    elif case == "empty_is_ok":
-        lines = []
-    p.write_text("\n".join(lines) + "\n")
+    elif case in ("empty", "blank_lines"):
+        lines = [] if case == "empty" else ["", "  "]
+    p.write_text("\n".join(lines) + ("\n" if case != "empty" else ""))
     if case == "directory":
         p.unlink()
         p.mkdir()
     elif case == "missing":
         p.unlink()
     res = predict(export, p)
-    if case == "empty_is_ok":
-        assert_ok(res)
-        assert res.stdout.strip() == '{"predictions": []}'
-        return
+    # an empty upload is an error, as gcloud's ReadInstances makes it (it printed
+    # '{"predictions": []}' with exit 0, as if a prediction had been made)
+    no_instance = ["No valid instance was found in input file."]
     needles = [p] + ({"malformed": ["line 2"], "wrong_shape": ["line 3"],
-                      "not_number": ["line 2"]}.get(case, []))
+                      "not_number": ["line 2"], "empty": no_instance,
+                      "blank_lines": no_instance}.get(case, []))
     assert_clean_failure(res, *needles, code=1)
+    assert res.stdout == ""
+
+
+def test_predict_empty_request(export, tmp_path):
+    p = tmp_path / "req.json"
+    p.write_text('{"instances": []}\n')
+    res = run([program("predict"), "--model-dir", export, "--json-request", p])
+    assert_clean_failure(res, p, "No valid instance was found in input file.", code=1)
+    assert res.stdout == ""
+
+
+def run_to_full_device(args):
+    """args with standard output on /dev/full: every write to it fails with ENOSPC."""
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([str(a) for a in args], stdout=full, stderr=subprocess.PIPE,
+                             text=True, errors="replace", timeout=300,
+                             env={**os.environ, **SAN_ENV})
+    res.stdout = ""   # went to /dev/full
+    return res
+
+
+def test_unwritable_standard_output(export, tmp_path):
+    """A result that cannot be written is an error naming standard output, not a silent exit 0
+    (tfrecord count and verify exited 0; dump and predict exited 1 without a word)."""
+    path = write_tfrecord(tmp_path / "x.tfrecords", [mnist_example(3), mnist_example(4, 1)])
+    for args in ([program("tfrecord"), "count", path], [program("tfrecord"), "verify", path],
+                 [program("tfrecord"), "dump", path],
+                 [program("predict"), "--model-dir", export, "--json-instances",
+                  instances_file(tmp_path)]):
+        res = run_to_full_device(args)
+        assert_clean_failure(res, "writing to standard output: No space left on device", code=1)
