@@ -252,6 +252,7 @@ struct TfrReader {
     int eof;
     uint64_t next_index, index, offset;
     char error[512];
+    char stream_error[256];   /* why a compressed stream stopped early (see stream_fail) */
 };
 
 static int rfail(TfrReader *r, uint64_t offset, const char *fmt, ...) {
@@ -263,6 +264,22 @@ static int rfail(TfrReader *r, uint64_t offset, const char *fmt, ...) {
     vsnprintf(r->error + n, sizeof r->error - (size_t)n, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* A compressed stream that is corrupt or ends early. The window is filled ahead of the records,
+ * so the record being read when inflate fails is not the one that holds the damage: the bytes
+ * inflated before it are still records, and tfr_reader_next reports this when a record needs
+ * bytes past it, naming that record. Ends the input (returns 0, as fill's success). */
+static int stream_fail(TfrReader *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(r->stream_error, sizeof r->stream_error, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof r->stream_error)
+        snprintf(r->stream_error + n, sizeof r->stream_error - (size_t)n,
+                 " (after uncompressed byte %llu)", (unsigned long long)(r->base + r->end));
+    r->eof = 1;
+    return 0;
 }
 
 static ssize_t read_full(FsReader *in, uint8_t *p, size_t n) {
@@ -360,7 +377,7 @@ static int fill(TfrReader *r) {
             if (r->z.avail_in == 0 && !r->raw_eof && refill_raw(r) < 0) return -1;
             if (r->z.avail_in == 0 || r->c != TFR_GZIP) {
                 if (r->z.avail_in != 0)
-                    return rfail(r, r->base + r->end, "trailing garbage after the zlib stream");
+                    return stream_fail(r, "trailing garbage after the zlib stream");
                 r->eof = 1;
                 break;
             }
@@ -368,14 +385,11 @@ static int fill(TfrReader *r) {
             r->z_end = 0;
         }
         if (r->z.avail_in == 0) {
-            if (r->raw_eof)
-                return rfail(r, r->base + r->end, "%s stream ends early (file truncated?)",
-                             tfr_compression_name(r->c));
-            ssize_t k = refill_raw(r);
+            ssize_t k = r->raw_eof ? 0 : refill_raw(r);
             if (k < 0) return -1;
             if (k == 0)
-                return rfail(r, r->base + r->end, "%s stream ends early (file truncated?)",
-                             tfr_compression_name(r->c));
+                return stream_fail(r, "%s stream ends early (file truncated?)",
+                                   tfr_compression_name(r->c));
         }
         r->z.next_out = r->buf + r->end;
         r->z.avail_out = (uInt)(r->cap - r->end);
@@ -384,8 +398,8 @@ static int fill(TfrReader *r) {
         if (rc == Z_STREAM_END) {
             r->z_end = 1;
         } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-            return rfail(r, r->base + r->end, "%s stream is corrupt: %s", tfr_compression_name(r->c),
-                         r->z.msg ? r->z.msg : "inflate failed");
+            return stream_fail(r, "%s stream is corrupt: %s", tfr_compression_name(r->c),
+                               r->z.msg ? r->z.msg : "inflate failed");
         }
         if (r->end > 0 && rc == Z_OK) break;   /* got some bytes: let the caller look */
     }
@@ -420,6 +434,7 @@ int tfr_reader_next(TfrReader *r, const uint8_t **data, size_t *len) {
     if (ensure(r, 12)) return -1;
     uint64_t off = r->base + r->pos;
     size_t avail = r->end - r->pos;
+    if (avail < 12 && r->stream_error[0]) return rfail(r, off, "%s", r->stream_error);
     if (avail == 0) return 0;
     if (avail < 12)
         return rfail(r, off, "truncated record: only %zu of the 12 header bytes before end of file",
@@ -437,6 +452,7 @@ int tfr_reader_next(TfrReader *r, const uint8_t **data, size_t *len) {
                      (unsigned long long)n, (long long)((uint64_t)r->file_size - off - 12));
     size_t total = 12 + (size_t)n + 4;
     if (ensure(r, total)) return -1;
+    if (r->end - r->pos < total && r->stream_error[0]) return rfail(r, off, "%s", r->stream_error);
     if (r->end - r->pos < total)
         return rfail(r, off, "truncated record: length %llu but only %zu bytes follow the header",
                      (unsigned long long)n, r->end - r->pos - 12);

@@ -222,6 +222,53 @@ START_TEST(test_every_flipped_byte_is_caught) {
 }
 END_TEST
 
+/* Flipping any byte of a gzip or zlib file: every record before the damage comes back, and the
+ * error names the first record the reader could not return, at its start. (The window is
+ * inflated ahead of the records: the error named the record being read when inflate failed, up
+ * to a window before the damage, and offsets past the stream's end.) */
+START_TEST(test_flipped_compressed_byte_names_the_record) {
+    test_tmpdir_create("tfr");
+    char path[512], bad[512], err[512];
+    test_tmpdir_path(path, sizeof path, "ok");
+    test_tmpdir_path(bad, sizeof bad, "bad");
+    enum { N = 40 };
+    size_t starts[N + 1] = {0};
+    for (int i = 0; i < N; i++) starts[i + 1] = starts[i] + 16 + record_len(i);
+    const TfrCompression cs[] = {TFR_GZIP, TFR_ZLIB};
+    for (int k = 0; k < 2; k++) {
+        write_records(path, cs[k], N);
+        size_t len;
+        uint8_t *orig = test_read_file(path, &len);
+        int failed = 0, stream_errors = 0;
+        for (size_t pos = 0; pos < len; pos++) {
+            orig[pos] ^= 0x10;
+            test_write_file(bad, orig, len);
+            orig[pos] ^= 0x10;
+            TfrReader *r = tfr_reader_open(bad, cs[k], err, sizeof err);
+            if (!r) continue;   /* a header the inflater refuses: named on open */
+            tfr_reader_close(r);
+            int records = 0;
+            if (read_all(bad, cs[k], &records, err, sizeof err) == 0) {
+                /* e.g. the gzip header's time stamp: harmless */
+                ck_assert_msg(records == N, "flip at %zu: %d records, no error", pos, records);
+                continue;
+            }
+            char want[128];
+            snprintf(want, sizeof want, "record %d at offset %zu (uncompressed)", records,
+                     records <= N ? starts[records] : 0);
+            ck_assert_msg(records <= N && strstr(err, want) && strstr(err, bad),
+                          "flip at %zu: '%s' lacks '%s'", pos, err, want);
+            failed++;
+            stream_errors += strstr(err, "stream") != NULL;
+        }
+        ck_assert_int_gt(failed, (int)len / 2);
+        ck_assert_int_gt(stream_errors, 0);
+        free(orig);
+    }
+    test_tmpdir_remove();
+}
+END_TEST
+
 /* Cutting a file anywhere but at a record boundary is an error naming the cut record; at a
  * boundary it is a shorter clean file. Each compression (compressed: cut the stream). */
 START_TEST(test_truncation_everywhere) {
@@ -403,6 +450,7 @@ static Suite *tfrecord_suite(void) {
     tcase_add_test(tc, test_detect_plain_that_looks_like_zlib);
     tcase_add_test(tc, test_large_record);
     tcase_add_test(tc, test_every_flipped_byte_is_caught);
+    tcase_add_test(tc, test_flipped_compressed_byte_names_the_record);
     tcase_add_test(tc, test_truncation_everywhere);
     tcase_add_test(tc, test_absurd_length);
     tcase_add_test(tc, test_direct_and_append_modes);
