@@ -2,10 +2,11 @@
 # Read + verify + parse throughput of mnist_train.tfrecords: ours (bench_tfrecord_parse, which
 # also times CRC32C) against tf.data (bench/peers/tfdata_parse.py) on the same file and machine,
 # both pinned to one core. Prints both and the ratios (CPU time; wall time beside it).
-#   bench/tfrecord_vs_tfdata.sh [FILE] [--reps N]
-# Needs build/bin/bench_tfrecord_parse (BUILD_DIR overrides build/) and python3 with tensorflow.
+#   [REPS=N] [TF_REPS=N] bench/tfrecord_vs_tfdata.sh [FILE]
+# (REPS: our passes over the file, default 10; TF_REPS: tf.data's, default 3.) Needs build/bin/bench_tfrecord_parse (BUILD_DIR overrides build/) and python3 with tensorflow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[[ $# -le 1 && ${1:-} != -* ]] || { echo "usage: [REPS=N] [TF_REPS=N] $0 [FILE]" >&2; exit 2; }
 FILE=${1:-data/mnist/mnist_train.tfrecords}
 REPS=${REPS:-10}
 TF_REPS=${TF_REPS:-3}
