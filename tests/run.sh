@@ -6,7 +6,8 @@
 #  4. Fuzzing, short: every libFuzzer target of tests/fuzz/ for 8 s, its regressions replayed
 #     (clang; the long runs: tests/fuzz/run.sh 600, docs/hardening.md).
 #  5. Fault tests (tests/fault/): bad input, SIGKILL/SIGTERM/full disk, through the ASan + UBSan
-#     programs; the CPU path under valgrind (release build).
+#     programs; the CPU path under valgrind (release build); the trainer and predict on
+#     --device cuda through the CUDA emulator (emu_trainer, emu_predict) against --device cpu.
 # GPU tests (tests/gpu/) skip themselves where no GPU is present; tests/gpu/run.sh runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
