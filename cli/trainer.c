@@ -326,6 +326,14 @@ static int run_evaluation(Job *job, const Dataset *test, double *accuracy_out, c
     if (model_evaluate(job->model, test->pixels, test->labels, n, &loss, &accuracy, err,
                        errlen) != 0)
         return -1;
+    if (cfg->eval_steps > 0) { /* _StopAfterNEvalsHook's progress lines (steps=None: none) */
+        const int64_t steps = cfg->eval_steps, done = (n + cfg->eval_batch_size - 1) /
+                                                     cfg->eval_batch_size;
+        const int64_t every = steps < 20 ? 1 : steps / 10;
+        for (int64_t k = 1; k <= done; k++)
+            if (k % every == 0 || k == steps)
+                tf_info("Evaluation [%lld/%lld]", (long long)k, (long long)steps);
+    }
     tf_info("Inference Time : %.5fs", wall_seconds() - t0);
     log_local_time("Finished evaluation at");
     /* The tuning service reads the metric's tag from the eval summaries too (§1.3): a tag other

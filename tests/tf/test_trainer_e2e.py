@@ -350,6 +350,15 @@ def test_rerun_at_max_steps_evaluates_and_exports_what_tf_loads(main_run, mnist,
     probs = tf_probs[exports[-1]][:63]
     tf_acc63 = float(np.mean(np.argmax(probs, axis=1) == labels[:63]))
     assert abs(eval_dict(log)[1] - tf_acc63) < 1e-6, (eval_dict(log), tf_acc63)
+    # _StopAfterNEvalsHook's progress: every batch under 20 steps, every steps // 10 from 20, and
+    # only the batches the data had (25 steps of 50 over 1,000 images: 20)
+    assert re.findall(r"Evaluation \[(\d+)/7\]", log) == [str(k) for k in range(1, 8)]
+    rc, _, log = run_trainer(["--train", mnist["train"], "--test", mnist["test1000"],
+                              "--steps", "500", "--job-dir", job, "--device", "cpu",
+                              "--eval-steps", "25", "--eval-batch-size", "50"])
+    assert rc == 0, log[-3000:]
+    assert re.findall(r"Evaluation \[(\d+)/25\]", log) == ["2", "4", "6", "8", "10", "12", "14",
+                                                          "16", "18", "20"]
 
 
 # ---- resume -------------------------------------------------------------------------------------
