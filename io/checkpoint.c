@@ -53,8 +53,12 @@ static const char *parse_quoted(const char *s, char *out, size_t cap) {
     return s + 1;
 }
 
-int checkpoint_state_read(const char *dir, char ***paths, char *err, size_t errlen) {
+/* Parses <dir>/checkpoint: every listed prefix (joined to dir) in *paths, and
+ * model_checkpoint_path (joined) in model_path ("" when absent). See checkpoint_state_read. */
+static int read_state(const char *dir, char ***paths, char *model_path_out, size_t model_cap,
+                      char *err, size_t errlen) {
     *paths = NULL;
+    if (model_cap) model_path_out[0] = 0;
     char *file = join_path(dir, STATE_FILE);
     if (!file) return snprintf(err, errlen, "out of memory"), -1;
     char why[1024];
@@ -110,6 +114,7 @@ int checkpoint_state_read(const char *dir, char ***paths, char *err, size_t errl
     /* TF lists the newest in model_checkpoint_path; older writers may omit the list. */
     if (rc == 0 && model_path[0]) {
         char *mp = join_path(dir, model_path);
+        if (mp && model_cap) snprintf(model_path_out, model_cap, "%s", mp);
         int listed = 0;
         for (int i = 0; mp && i < n; i++) listed |= strcmp(v[i], mp) == 0;
         if (mp && !listed) {
@@ -131,6 +136,10 @@ int checkpoint_state_read(const char *dir, char ***paths, char *err, size_t errl
     }
     *paths = v;
     return n;
+}
+
+int checkpoint_state_read(const char *dir, char ***paths, char *err, size_t errlen) {
+    return read_state(dir, paths, NULL, 0, err, errlen);
 }
 
 /* The step N of ".../model.ckpt-N" (-1 when the name has no numeric suffix). */
@@ -264,6 +273,11 @@ int checkpoint_write_meta(const char *prefix, const void *meta_graph, size_t n, 
     return atomic_file_write_all(path, meta_graph, n, err, errlen);
 }
 
+/* The step of a name is_index_name accepted ("model.ckpt-<step>.index"). */
+static int64_t index_step(const char *name) {
+    return strtoll(name + strlen(CKPT_BASENAME) + 1, NULL, 10);
+}
+
 static int is_index_name(const char *name, void *ctx) {
     (void)ctx;
     size_t n = strlen(name), b = strlen(CKPT_BASENAME);
@@ -274,13 +288,56 @@ static int is_index_name(const char *name, void *ctx) {
     return 1;
 }
 
-static int complete(const char *prefix) {
-    char err[512];
-    BundleReader *r = bundle_open(prefix, err, sizeof err);
+/* Whether the checkpoint at prefix is whole: its index parses and its data files are long
+ * enough for every entry. why gets the reason when it is not. */
+static int complete(const char *prefix, char *why, size_t whylen) {
+    BundleReader *r = bundle_open(prefix, why, whylen);
     if (!r) return 0;
-    int ok = bundle_check_data_files(r, err, sizeof err) == 0;
+    int ok = bundle_check_data_files(r, why, whylen) == 0;
     bundle_close(r);
     return ok;
+}
+
+/* " model.ckpt-10, model.ckpt-0" (newest first): the complete checkpoints in dir but `skip`, for
+ * an error that says what could be restored instead. */
+static void list_complete(const char *dir, const char *skip, char *out, size_t cap) {
+    char **found, ignore[512];
+    out[0] = 0;
+    int nf = dirs_list(dir, is_index_name, NULL, &found, ignore, sizeof ignore);
+    size_t used = 0;
+    for (int listed = 0;;) {   /* newest first: the highest step not yet taken */
+        int at = -1;
+        int64_t best = -1;
+        char prefix[4200];
+        for (int i = 0; i < nf; i++)
+            if (found[i] && index_step(found[i]) > best) best = index_step(found[i]), at = i;
+        if (at < 0) break;
+        size_t len = strlen(found[at]) - 6;
+        snprintf(prefix, sizeof prefix, "%s/%.*s", dir, (int)len, found[at]);
+        char why[512];
+        if (strcmp(prefix, skip) != 0 && complete(prefix, why, sizeof why) && used < cap)
+            used += (size_t)snprintf(out + used, cap - used, "%s %.*s", listed++ ? "," : "",
+                                     (int)len, found[at]);
+        free(found[at]);
+        found[at] = NULL;
+    }
+    dirs_names_free(found, nf < 0 ? 0 : nf);
+}
+
+/* The error for a checkpoint that should be restored but cannot be. */
+static int unusable(const char *dir, const char *prefix, const char *named_by, const char *why,
+                    char *err, size_t errlen) {
+    char others[1024];
+    list_complete(dir, prefix, others, sizeof others);
+    snprintf(err, errlen,
+             "%s: the checkpoint to resume from (%s) is missing or incomplete: %s. %s%s%s",
+             prefix, named_by, why,
+             others[0] ? "Complete checkpoints there:" : "No complete checkpoint is there",
+             others[0] ? others : "",
+             others[0] ? ". To resume from one, name it in model_checkpoint_path of the "
+                         "checkpoint file; to start afresh, use another --job-dir"
+                       : "; to start afresh, use another --job-dir");
+    return -1;
 }
 
 int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
@@ -293,38 +350,33 @@ int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int6
         snprintf(err, errlen, "%s", why);
         return -1;
     }
-    char **listed, **found;
-    int nl = checkpoint_state_read(dir, &listed, err, errlen);
-    if (nl < 0) nl = 0;                  /* a damaged state file: fall back on the files */
-    int nf = dirs_list(dir, is_index_name, NULL, &found, err, errlen);
-    if (nf < 0) {
-        checkpoint_paths_free(listed, nl);
+    /* TF's latest_checkpoint: what the state file names, as a user may have edited it */
+    char **listed, named[4200], state_err[1024];
+    int nl = read_state(dir, &listed, named, sizeof named, state_err, sizeof state_err);
+    if (nl < 0) {   /* (TF would ignore it and start afresh over the checkpoints) */
+        snprintf(err, errlen, "%s: fix it, or remove it to resume from the newest checkpoint "
+                 "there", state_err);
         return -1;
     }
-    /* Candidates = listed prefixes + prefixes of model.ckpt-N.index files; best = highest step
-     * that is complete. */
-    int best = -1;
-    int64_t best_step = -1;
-    char best_prefix[4200] = "";
-    for (int i = 0; i < nl + nf; i++) {
-        char cand[4200];
-        if (i < nl) {
-            snprintf(cand, sizeof cand, "%s", listed[i]);
-        } else {
-            size_t len = strlen(found[i - nl]) - 6;              /* drop ".index" */
-            snprintf(cand, sizeof cand, "%s/%.*s", dir, (int)len, found[i - nl]);
-        }
-        int64_t s = step_of(cand);
-        if (s < best_step || (s == best_step && best >= 0)) continue;
-        if (!complete(cand)) continue;
-        best = i;
-        best_step = s;
-        snprintf(best_prefix, sizeof best_prefix, "%s", cand);
-    }
     checkpoint_paths_free(listed, nl);
-    dirs_names_free(found, nf);
-    if (best < 0) return 0;
-    snprintf(prefix_out, prefix_cap, "%s", best_prefix);
-    if (step) *step = best_step;
+    const char *named_by = "named by the checkpoint file";
+    if (!named[0]) {   /* no state file: the newest model.ckpt-<step>.index there */
+        char **found;
+        int nf = dirs_list(dir, is_index_name, NULL, &found, err, errlen);
+        if (nf < 0) return -1;
+        int64_t best = -1;
+        for (int i = 0; i < nf; i++)
+            if (index_step(found[i]) > best) {
+                best = index_step(found[i]);
+                snprintf(named, sizeof named, "%s/%.*s", dir, (int)(strlen(found[i]) - 6),
+                         found[i]);
+            }
+        dirs_names_free(found, nf);
+        if (!named[0]) return 0;   /* no checkpoint at all: a fresh job */
+        named_by = "the newest index file, without a checkpoint file";
+    }
+    if (!complete(named, why, sizeof why)) return unusable(dir, named, named_by, why, err, errlen);
+    snprintf(prefix_out, prefix_cap, "%s", named);
+    if (step) *step = step_of(named);
     return 1;
 }

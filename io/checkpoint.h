@@ -39,10 +39,16 @@ int checkpoint_save(const char *dir, int64_t step, const TfTensor *tensors, int 
 int checkpoint_write_meta(const char *prefix, const void *meta_graph, size_t n, char *err,
                           size_t errlen);
 
-/* The newest complete checkpoint in dir: the highest step among those named in `checkpoint` and
- * the model.ckpt-<step>.index files present, whose index parses and whose data file is long
- * enough (an interrupted save is skipped). Returns 1 with its prefix ("<dir>/model.ckpt-<step>")
- * and step, 0 when there is none (or dir does not exist), -1 on an error reading dir. */
+/* The checkpoint a job in dir resumes from, as TF's latest_checkpoint picks it: the one the
+ * state file `checkpoint` names in model_checkpoint_path (which a user may edit to roll back);
+ * without a state file, the highest-step model.ckpt-<step>.index present. Returns 1 with its
+ * prefix and step (from its name) when it is complete (its index parses, its data files are
+ * long enough); 0 when dir holds no checkpoint at all (or does not exist); -1 with err when dir
+ * cannot be read, the state file is malformed, or that checkpoint is missing or incomplete: the
+ * error names it and the complete checkpoints there are. Never an older checkpoint or a fresh
+ * start in its place: TF fails there too, and training afresh would overwrite a user's
+ * checkpoints. (A save killed at any point leaves the state file naming a complete checkpoint:
+ * it is written after the checkpoint's files.) */
 int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
                       char *err, size_t errlen);
 

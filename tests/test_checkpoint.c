@@ -57,6 +57,15 @@ static int64_t latest(const char *dir) {
     return rc == 1 ? step : -1;
 }
 
+/* checkpoint_latest's refusal: its error, which must hold every needle. */
+static void latest_refused(const char *dir, const char *const *needles, int n) {
+    char prefix[512], err[1024];
+    int64_t step;
+    ck_assert_int_eq(checkpoint_latest(dir, prefix, sizeof prefix, &step, err, sizeof err), -1);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(strstr(err, needles[i]) != NULL, "'%s' lacks '%s'", err, needles[i]);
+}
+
 START_TEST(test_save_keep_max_and_state_file) {
     char dir[256], sub[300];
     test_make_tmpdir(dir, sizeof dir, "test_ckpt_keep");
@@ -103,7 +112,7 @@ START_TEST(test_save_keep_max_and_state_file) {
     ck_assert_ptr_nonnull(strstr(paths[4], "model.ckpt-40"));
     ck_assert_ptr_nonnull(strstr(paths[0], "model.ckpt-30"));
     checkpoint_paths_free(paths, np);
-    ck_assert_int_eq(latest(sub), 65);                    /* highest step, not newest write */
+    ck_assert_int_eq(latest(sub), 40);   /* what the state file names: the newest save, as TF */
 
     /* keep_max 0 keeps everything */
     for (int step = 70; step <= 90; step += 10) save(sub, step, 0);
@@ -147,7 +156,10 @@ START_TEST(test_read_back_by_name) {
 }
 END_TEST
 
-/* What a crash at each point of a save leaves behind: the latest complete checkpoint wins. */
+/* What a crash at each point of a save leaves behind: the state file still names a complete
+ * checkpoint, which wins (the state file is written last). A checkpoint it names that has lost
+ * its files, as after a partial copy, is an error naming the complete ones, never an older one
+ * in its place or a fresh start (TF's latest_checkpoint fails there too). */
 START_TEST(test_latest_skips_incomplete) {
     char dir[256], path[512], err[512];
     test_make_tmpdir(dir, sizeof dir, "test_ckpt_crash");
@@ -181,22 +193,36 @@ START_TEST(test_latest_skips_incomplete) {
     ck_assert_int_eq(test_write_file(path, idx, n), 0);
     free(idx);
     ck_assert_int_eq(latest(dir), 20);
-    /* crash after both renames, before the state file: that checkpoint is complete and newest */
+    /* crash after both renames, before the state file: the state file's checkpoint, as TF */
     make_state(&s, 50);
     snprintf(path, sizeof path, "%s/model.ckpt-50", dir);
     ck_assert_int_eq(bundle_write(path, s.t, 3, err, sizeof err), 0);
-    ck_assert_int_eq(latest(dir), 50);
-    /* the newest listed one lost its files: fall back to the previous one */
-    snprintf(path, sizeof path, "%s/model.ckpt-50.index", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/model.ckpt-20.index", dir);
-    unlink(path);
-    ck_assert_int_eq(latest(dir), 10);
+    ck_assert_int_eq(latest(dir), 20);
     /* a failed save (bad tensor) changes nothing */
     TfTensor bad = {"x", TF_DT_FLOAT, 1, {3}, s.bias, 4};
     ck_assert_int_eq(checkpoint_save(dir, 60, &bad, 1, 5, NULL, 0, err, sizeof err), -1);
-    ck_assert_int_eq(latest(dir), 10);
+    ck_assert_int_eq(latest(dir), 20);
     ck_assert_int_eq(has_checkpoint_files(dir, 60), 0);
+    /* the named one's data file cut short (a partial copy): refused, the others listed */
+    snprintf(path, sizeof path, "%s/model.ckpt-20.data-00000-of-00001", dir);
+    ck_assert_int_eq(truncate(path, 10), 0);
+    const char *cut[] = {"model.ckpt-20: the checkpoint to resume from (named by the checkpoint "
+                         "file) is missing or incomplete",
+                         "Complete checkpoints there: model.ckpt-50, model.ckpt-10."};
+    latest_refused(dir, cut, 2);
+    /* a user rolls back by naming an older one */
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    const char *back = "model_checkpoint_path: \"model.ckpt-10\"\n";
+    ck_assert_int_eq(test_write_file(path, back, strlen(back)), 0);
+    ck_assert_int_eq(latest(dir), 10);
+    /* without a state file: the highest-step index there, refused when incomplete */
+    unlink(path);
+    ck_assert_int_eq(latest(dir), 50);
+    snprintf(path, sizeof path, "%s/model.ckpt-50.data-00000-of-00001", dir);
+    unlink(path);
+    const char *gone[] = {"model.ckpt-50: the checkpoint to resume from (the newest index file, "
+                          "without a checkpoint file)", "model.ckpt-10."};
+    latest_refused(dir, gone, 2);
     ck_assert_int_eq(test_remove_tree(dir), 0);
 }
 END_TEST
@@ -209,10 +235,11 @@ START_TEST(test_state_file_formats) {
     ck_assert_str_eq(paths[0], FIXTURE "/model.ckpt-0");
     ck_assert_str_eq(paths[1], FIXTURE "/model.ckpt-10");
     checkpoint_paths_free(paths, n);
-    /* the fixture has indexes but no data files: nothing complete */
-    char prefix[512];
-    int64_t step;
-    ck_assert_int_eq(checkpoint_latest(FIXTURE, prefix, sizeof prefix, &step, err, sizeof err), 0);
+    /* the fixture has indexes but no data files: the checkpoint it names is refused (a job
+     * that trained afresh there overwrote TF's model.ckpt-0.index) */
+    const char *none[] = {"model.ckpt-10: the checkpoint to resume from",
+                          "No complete checkpoint is there; to start afresh, use another"};
+    latest_refused(FIXTURE, none, 2);
 
     char dir[256], path[512];
     test_make_tmpdir(dir, sizeof dir, "test_ckpt_state");
@@ -231,6 +258,9 @@ START_TEST(test_state_file_formats) {
     ck_assert_int_eq(test_write_file(path, bad, strlen(bad)), 0);
     ck_assert_int_eq(checkpoint_state_read(dir, &paths, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "checkpoint:1: malformed"));
+    /* nor a resume from it (TF would ignore it and train afresh over the checkpoints) */
+    const char *malformed[] = {"checkpoint:1: malformed", "fix it, or remove it"};
+    latest_refused(dir, malformed, 2);
     /* a damaged state file does not stop a save: it is rewritten */
     save(dir, 3, 5);
     ck_assert_int_eq(checkpoint_state_read(dir, &paths, err, sizeof err), 1);
