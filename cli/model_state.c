@@ -143,6 +143,25 @@ static void checkpoint_name(const Model *m, const BundleReader *r, int i, char *
         snprintf(name, cap, KERAS_SLOTS "_%d", index);
 }
 
+static void shape_text(const int64_t *shape, int rank, char *out, size_t cap) {
+    size_t used = (size_t)snprintf(out, cap, "[");
+    for (int d = 0; d < rank && used < cap; d++)
+        used += (size_t)snprintf(out + used, cap - used, "%s%lld", d ? "," : "",
+                                 (long long)shape[d]);
+    if (used < cap) snprintf(out + used, cap - used, "]");
+}
+
+int model_state_shape_differs(const BundleEntry *e, const StateInfo *si, char *why, size_t cap) {
+    int same = e->rank == si->rank;
+    for (int d = 0; same && d < si->rank; d++) same = e->shape[d] == si->shape[d];
+    if (same) return 0;
+    char stored[160], ours[160];
+    shape_text(e->shape, e->rank, stored, sizeof stored);
+    shape_text(si->shape, si->rank, ours, sizeof ours);
+    snprintf(why, cap, "%s there, %s in this model", stored, ours);
+    return 1;
+}
+
 int model_checkpoint_check_names(const Model *m, const BundleReader *r, const char *prefix,
                                  char *err, size_t errlen) {
     for (int i = 0; i < model_state_count(m); i++) {
@@ -155,12 +174,10 @@ int model_checkpoint_check_names(const Model *m, const BundleReader *r, const ch
                      "model or optimizer?)", prefix, name);
             return -1;
         }
-        int same_shape = e->rank == info->rank;
-        for (int d = 0; same_shape && d < info->rank; d++)
-            same_shape = e->shape[d] == info->shape[d];
-        if (!same_shape) {
-            snprintf(err, errlen, "%s: tensor '%s' has another shape than this model's %s",
-                     prefix, name, info->name);
+        char why[400];
+        if (model_state_shape_differs(e, info, why, sizeof why)) {
+            snprintf(err, errlen, "%s: tensor '%s' has another shape than this model's %s: %s "
+                     "(a checkpoint of another --model?)", prefix, name, info->name, why);
             return -1;
         }
     }

@@ -56,8 +56,11 @@ void model_snapshot_free(ModelSnapshot *s);
  * iterations, betas and decay must agree with global_step and this Adam. 0 ok, -1 error. */
 int model_checkpoint_restore(Model *m, const ModelConfig *cfg, const char *prefix, char *err,
                              size_t errlen);
+/* Whether a stored tensor's shape (e) differs from the model's (si); when it does, why gets
+ * both, as "[5,5,1,4] there, [5,5,1,8] in this model". */
+int model_state_shape_differs(const BundleEntry *e, const StateInfo *si, char *why, size_t cap);
 /* The index part of the restore: r (of prefix) has every state tensor of m, under its name or
- * its Keras slot name, with m's shape. 0 ok, -1 with err naming the tensor. */
+ * its Keras slot name, with m's shape. 0 ok, -1 with err naming the tensor and both shapes. */
 int model_checkpoint_check_names(const Model *m, const BundleReader *r, const char *prefix,
                                  char *err, size_t errlen);
 

@@ -24,6 +24,7 @@
 
 #include "cli/args.h"
 #include "cli/model_graph.h"
+#include "cli/model_state.h"
 #include "cli/predict_input.h"
 #include "cli/stdout_close.h"
 #include "core/model.h"
@@ -150,13 +151,12 @@ static Model *load_model(const char *dir, const SmInfo *info, Device device, int
             }
             const StateInfo *si = model_state_info(m, k);
             const BundleEntry *e = bundle_find(r, name);
-            int same = e && e->rank == si->rank;
-            for (int d = 0; same && d < si->rank; d++) same = e->shape[d] == si->shape[d];
-            if (!same) {
+            char why[400];
+            if (!e || model_state_shape_differs(e, si, why, sizeof why)) {
                 rc = -1;
                 if (!e) snprintf(err, errlen, "%.300s: no variable '%s'", prefix, name);
                 else snprintf(err, errlen, "%.300s: variable '%s' has another shape than the "
-                              "model's '%.100s'", prefix, name, si->name);
+                              "model's '%.100s': %s", prefix, name, si->name, why);
                 break;
             }
             float *buf = malloc(si->count * sizeof *buf);

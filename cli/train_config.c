@@ -514,7 +514,7 @@ int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_
     static const char *const devices[] = {"cpu", "cuda", "cudnn", "auto", NULL};
     int optimizer = 0, device = 3;
     if (args_get_int64(ap, "steps", 12000, &cfg->steps, err, errlen) ||
-        check_min64("steps", cfg->steps, 0, err, errlen) ||
+        check_min64("steps", cfg->steps, 1, err, errlen) ||
         args_get_int(ap, "batch-size", 100, &cfg->batch_size, err, errlen) ||
         check_min64("batch-size", cfg->batch_size, 1, err, errlen) ||
         args_get_double(ap, "learning-rate", 0.001, &cfg->learning_rate, err, errlen) ||

@@ -492,11 +492,21 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
     int logged_once = 0;
     float loss = NAN;
     char text[32];
+    /* the steps of about a second at the last chunk's speed (0: not known yet), so that a stop
+     * signal waits about that long however far apart the log lines are (a platform's grace
+     * before SIGKILL: 10 s for docker stop) */
+    int64_t second = 0;
 
     while (step < cfg->steps) {
         int64_t stop = next_stop(cfg, step, first);
+        if (second > 0 && stop - step > second) stop = step + second;
+        const double t_chunk = wall_seconds();
+        const int64_t before = step;
         if (model_train_steps(model, (int)(stop - step), &loss, err, errlen) != 0) return -1;
         step = model_step(model);
+        const double took = wall_seconds() - t_chunk;
+        second = took > 0 ? (int64_t)((double)(step - before) / took) : 0;
+        if (second < 1 && took > 0) second = 1;
         if (isnan(loss)) {
             tf_error("Model diverged with loss = NaN.");
             snprintf(err, errlen, "NanLossDuringTrainingError: NaN loss during training "
@@ -744,7 +754,9 @@ int main(int argc, char **argv) {
     }
 
     /* 6. evaluation on the whole test set with the export's files written beside it, tuning
-     * metric */
+     * metric. A stop signal now lets them finish (the export is what a job is for), then exits
+     * with its status. */
+    install_stop_handlers();
     t_phase[3] = wall_seconds();
     job.loop_eval_seconds = job.eval_seconds;
     t_phase[4] = t_phase[3];
@@ -759,6 +771,11 @@ int main(int argc, char **argv) {
     }
     t_phase[6] = wall_seconds();
     log_phase_times(&job, t_phase);
+    if (g_stop_signal) {
+        tf_warn("Received %s during the final evaluation and export: both finished; stopping.",
+                g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
+        status = 128 + g_stop_signal;
+    }
 
 done:
     /* every path out waits for a save in flight (reported unless another failure was) */

@@ -110,6 +110,26 @@ START_TEST(test_adam_checkpoint_has_tf1_powers_and_restores) {
 }
 END_TEST
 
+/* A checkpoint of another --model: the refusal names both shapes (TF's "Assign requires shapes
+ * of both tensors to match. lhs shape= [..] rhs shape= [..]"). */
+START_TEST(test_shape_mismatch_names_both_shapes) {
+    BundleEntry e;
+    memset(&e, 0, sizeof e);
+    e.rank = 4;
+    const int64_t stored[4] = {5, 5, 1, 4};
+    memcpy(e.shape, stored, sizeof stored);
+    StateInfo si = {"conv2d/kernel", STATE_PARAM, 4, {5, 5, 1, 8}, 200};
+    char why[128];
+    ck_assert_int_eq(model_state_shape_differs(&e, &si, why, sizeof why), 1);
+    ck_assert_str_eq(why, "[5,5,1,4] there, [5,5,1,8] in this model");
+    si.shape[3] = 4;
+    ck_assert_int_eq(model_state_shape_differs(&e, &si, why, sizeof why), 0);
+    si.rank = 2;   /* another rank */
+    ck_assert_int_eq(model_state_shape_differs(&e, &si, why, sizeof why), 1);
+    ck_assert_str_eq(why, "[5,5,1,4] there, [5,5] in this model");
+}
+END_TEST
+
 /* Writes the Adam snapshot of m at its step, with beta1_power replaced by `power` (or both
  * powers left out when drop_powers), as <dir>/model.ckpt-<step>. */
 static void save_with_powers(const Model *m, const ModelConfig *cfg, const char *dir,
@@ -483,6 +503,7 @@ int main(void) {
     Suite *s = suite_create("model_state");
     TCase *tc = tcase_create("checkpoints");
     tcase_add_test(tc, test_adam_checkpoint_has_tf1_powers_and_restores);
+    tcase_add_test(tc, test_shape_mismatch_names_both_shapes);
     tcase_add_test(tc, test_restore_checks_the_powers_against_global_step);
     tcase_add_test(tc, test_keras_checkpoint_resumes);
     tcase_add_test(tc, test_original_job_checkpoint_names);

@@ -178,6 +178,7 @@ START_TEST(test_errors_name_the_flag) {
     static const struct { const char *flag, *value, *needle; } cases[] = {
         {"--steps", "abc", "--steps"},
         {"--steps", "-5", "--steps"},
+        {"--steps", "0", "--steps"},   /* TrainSpec: max_steps > 0 */
         {"--batch-size", "-1", "--batch-size"},
         {"--batch_size", "0", "--batch-size"},
         {"--learning-rate", "x", "--learning-rate"},

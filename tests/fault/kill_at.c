@@ -4,6 +4,7 @@
  * mkdir, rmdir, unlink: the commit points of atomic files, checkpoints and exports) and
  *   FAULT_KILL_AT=N      kills the process with SIGKILL on entry to the Nth such call, i.e. with
  *                        that write's bytes in place but not yet committed;
+ *   FAULT_SIGNAL=SIG     raises signal SIG (a number, e.g. 15) there instead of SIGKILL;
  *   FAULT_COUNT_FILE=F   appends the number of calls made to F at exit (to size the kill range);
  *   FAULT_FAIL_RENAME=S  makes every rename whose source's last path component begins with S
  *                        fail with EIO (a rename that fails half way through a replacement).
@@ -20,10 +21,13 @@
 #include <unistd.h>
 
 static long calls, kill_at = -1;
+static int kill_signal = SIGKILL;
 
 __attribute__((constructor)) static void kill_at_init(void) {
     const char *s = getenv("FAULT_KILL_AT");
     if (s && *s) kill_at = atol(s);
+    s = getenv("FAULT_SIGNAL");
+    if (s && *s) kill_signal = atoi(s);
 }
 
 __attribute__((destructor)) static void kill_at_report(void) {
@@ -37,7 +41,9 @@ __attribute__((destructor)) static void kill_at_report(void) {
 
 /* atomic: the trainer writes checkpoints on a thread of their own beside the main one */
 static void point(void) {
-    if (__atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST) == kill_at) raise(SIGKILL);
+    /* to the process, as kill(1) sends it (the trainer's helper threads block the stop
+     * signals: one raised on such a thread would never be delivered) */
+    if (__atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST) == kill_at) kill(getpid(), kill_signal);
 }
 
 #define NEXT(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))

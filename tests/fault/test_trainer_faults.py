@@ -186,18 +186,23 @@ def test_sigkill_at_random_moments(tf, tmp_path, mnist_files, predict_input, kil
 
 
 def test_sigterm_saves_and_exits_cleanly(tf, tmp_path, mnist_files, predict_input):
+    """No log line or summary is due for a million steps, yet the signal is answered within
+    seconds: a chunk of steps lasts about a second (it used to last until the next line)."""
     train, test = mnist_files
     job = tmp_path / "job"
-    args = trainer_args(train, test, job, 1000000, "--save-checkpoints-secs", "3600")
+    args = trainer_args(train, test, job, 1000000, "--save-checkpoints-secs", "3600",
+                        "--log-step-count-steps", "1000000", "--save-summary-steps", "0")
     proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, errors="replace",
                             env={**os.environ, **SAN_ENV, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (job / "model.ckpt-0.index").exists():
         time.sleep(0.1)
-    time.sleep(1.0)                                   # some steps beyond the first checkpoint
+    time.sleep(3.0)                                   # some steps beyond the first checkpoint
     proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
     out, err = proc.communicate(timeout=120)
+    assert time.monotonic() - sent < 15, err[-3000:]   # a chunk, a checkpoint (under ASan)
     res = subprocess.CompletedProcess(args, proc.returncode, out, err)
     no_sanitizer_report(res)
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err[-3000:])
@@ -214,6 +219,28 @@ def test_sigterm_saves_and_exits_cleanly(tf, tmp_path, mnist_files, predict_inpu
     assert f"Restoring parameters from {done[step]}" in res.stderr
     assert max(complete_checkpoints(tf, job)) == step + 4
     assert check_exports(job / "export" / "exporter", predict_input)
+
+
+def test_sigterm_during_the_final_export_lets_it_finish(tf, tmp_path, mnist_files,
+                                                       predict_input, kill_at):
+    """A stop signal after training (here a rerun at --steps, at the export's first commit
+    point) lets the evaluation and export finish, then exits with the signal's status; it used to
+    kill at once there, and to be ignored (exit 0) after training."""
+    train, test = mnist_files
+    job = tmp_path / "job"
+    assert_ok(run(trainer_args(train, test, job, 4)))
+    exports = sorted((job / "export" / "exporter").iterdir())
+    res = run(trainer_args(train, test, job, 4),
+              env={"LD_PRELOAD": kill_at, "FAULT_KILL_AT": "1",
+                   "FAULT_SIGNAL": str(int(signal.SIGTERM)),
+                   "ASAN_OPTIONS": SAN_ENV["ASAN_OPTIONS"] + ":verify_asan_link_order=0"})
+    no_sanitizer_report(res)
+    assert res.returncode == 128 + signal.SIGTERM, (res.returncode, res.stderr[-3000:])
+    assert "Received SIGTERM during the final evaluation and export: both finished" in res.stderr
+    after = sorted((job / "export" / "exporter").iterdir())
+    assert len(after) == len(exports) + 1
+    assert check_exports(job / "export" / "exporter", predict_input)
+    assert temp_litter(job) == []
 
 
 def test_temporaries_of_killed_saves_are_removed(tf, tmp_path, mnist_files):
