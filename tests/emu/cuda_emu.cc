@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <deque>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -41,6 +43,8 @@ dim3 block_dim, grid_dim;
 
 /* Runs every stream's queued work (see "streams and events" below). */
 void drain();
+/* Runs what the stream has queued (and what that waits for): cudaStreamSynchronize. */
+void drain_stream(cudaStream_t stream);
 
 namespace {
 
@@ -476,27 +480,47 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 
+/* The legacy default stream's memset: asynchronous for device memory, so it runs in that
+ * stream's order, maybe after this returns (a stream made non-blocking does not wait for it). */
 cudaError_t cudaMemset(void *p, int value, size_t bytes) {
-    emu::drain();
-    memset(p, value, bytes);
+    if (bytes) emu::enqueue(0, [p, value, bytes]() { memset(p, value, bytes); });
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind) {
-    emu::drain();
-    if (bytes) memmove(dst, src, bytes);
+/* The legacy default stream's copy, with the runtime's host synchronisation: from host memory
+ * the source is staged at once (the caller may reuse it when this returns) and the copy into
+ * device memory runs in the stream's order, maybe later; to host memory it returns once the copy
+ * (and the stream's earlier work) is done; device to device it does not wait. */
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind) {
+    if (!bytes) return cudaSuccess;
+    if (kind == cudaMemcpyHostToDevice) {
+        auto staged = std::make_shared<std::vector<uint8_t>>((const uint8_t *)src,
+                                                             (const uint8_t *)src + bytes);
+        emu::enqueue(0, [dst, staged]() { memmove(dst, staged->data(), staged->size()); });
+        return cudaSuccess;
+    }
+    emu::enqueue(0, [dst, src, bytes]() { memmove(dst, src, bytes); });
+    if (kind != cudaMemcpyDeviceToDevice) emu::drain_stream(0);
     return cudaSuccess;
 }
 
 
 /* ---- streams and events ------------------------------------------------------------------ *
- * A stream made here queues what is issued to it (launches, copies, event records and waits).
- * Every synchronising call (cudaStreamSynchronize, cudaDeviceSynchronize, cudaEventSynchronize,
- * the synchronous copies and memsets, cudaFree) first drains every queue: it runs one queued
- * operation at a time from a stream picked at random (CNN_EMU_SEED) among those whose next
- * operation may run, i.e. is not a wait on an event whose record has not run yet. Each stream
- * keeps its order; between streams only the event waits order the work, as on a GPU. A cycle of
- * waits would never finish on a GPU: here it aborts. The default stream (0) runs at once. */
+ * Every stream queues what is issued to it (launches, copies, memsets, event records and
+ * waits), the legacy default stream (0) too. A synchronising call runs queued operations, one at
+ * a time, until what it waits for is done: cudaDeviceSynchronize, cudaFree and the destroys
+ * everything; cudaStreamSynchronize(s) and a copy to host memory (the legacy stream's) only that
+ * stream's work and, when it waits on an event, what it needs, so that other streams lag as far
+ * as a GPU lets them. Each step runs the awaited stream's next operation when it may run, else
+ * one from a stream picked at random (CNN_EMU_SEED) among those whose next operation may run
+ * (not a wait on an event whose record has not run yet). Each stream keeps its order; between
+ * streams the event waits order the work, and CUDA's legacy default stream semantics: work on
+ * stream 0 waits for the work issued before it on every blocking stream (made without
+ * cudaStreamNonBlocking), and work on a blocking stream for the work issued before it on stream
+ * 0; a non-blocking stream does not order with stream 0 at all. So reading a non-blocking
+ * stream's result through cudaMemcpy without synchronising that stream, or a stream 0 memset or
+ * upload that a non-blocking stream's kernel does not wait for, gives stale data. A cycle of
+ * waits would never finish on a GPU: here it aborts. */
 namespace emu {
 namespace {
 
@@ -515,9 +539,19 @@ struct QueuedOp {
 struct EmuStream {
     std::vector<QueuedOp> ops; /* pending, in issue order */
     size_t head = 0;
+    bool blocking = false;     /* ordered with the legacy stream (made without NonBlocking) */
 };
 
-std::vector<EmuStream *> streams;
+EmuStream legacy;                         /* stream 0 */
+std::vector<EmuStream *> streams{&legacy};
+std::deque<EmuEvent> implicit_events;     /* the legacy stream's orderings (push) */
+
+EmuStream *stream_of(cudaStream_t stream) {
+    return stream == 0 || stream == cudaStreamLegacy ? &legacy
+                                                      : reinterpret_cast<EmuStream *>(stream);
+}
+
+bool pending(const EmuStream *st) { return st->head < st->ops.size(); }
 
 bool runnable(const EmuStream *st) {
     if (st->head >= st->ops.size()) return false;
@@ -561,37 +595,52 @@ bool in_capture(const EmuStream *st) {
     return false;
 }
 
+/* `waiter` waits for what `before` has queued so far (an implicit event). */
+void order_after(EmuStream *waiter, EmuStream *before) {
+    EmuEvent *e = &implicit_events.emplace_back();
+    QueuedOp rec, wait;
+    rec.record = wait.wait = e;
+    rec.ticket = wait.ticket = ++e->recorded;
+    before->ops.push_back(rec);
+    waiter->ops.push_back(wait);
+}
+
 void push(cudaStream_t stream, QueuedOp op) {
-    EmuStream *st = reinterpret_cast<EmuStream *>(stream);
-    if (capturing && st && in_capture(st)) {
+    EmuStream *st = stream_of(stream);
+    if (capturing && in_capture(st)) {
         capturing->ops.push_back(CapturedOp{st, std::move(op)});
         return;
     }
-    if (!st) { /* the default stream: at once */
-        perform(op);
-        return;
+    if (st == &legacy) {
+        for (EmuStream *b : streams)
+            if (b != &legacy && b->blocking && pending(b)) order_after(&legacy, b);
+    } else if (st->blocking && pending(&legacy)) {
+        order_after(st, &legacy);
     }
     st->ops.push_back(std::move(op));
 }
 
-} /* namespace */
-
-void drain() {
+/* Runs queued operations until done() (see "streams and events" above); `awaited`, when not
+ * null, is the stream whose next operation goes first whenever it may run. */
+template <class Done>
+void run_until(EmuStream *awaited, Done done) {
     if (capturing) capture_invalidated = true; /* a GPU cannot synchronise inside a capture */
     std::vector<EmuStream *> ready;
-    for (;;) {
+    while (!done()) {
         ready.clear();
-        bool pending = false;
+        bool any = false;
         for (EmuStream *st : streams) {
-            if (st->head < st->ops.size()) pending = true;
+            any |= pending(st);
             if (runnable(st)) ready.push_back(st);
         }
-        if (!pending) break;
+        if (!any) break;
         if (ready.empty()) {
             fprintf(stderr, "cuda emulator: streams wait on each other's events in a cycle\n");
             abort();
         }
-        EmuStream *st = ready[(size_t)(next_random() % ready.size())];
+        EmuStream *st = awaited && runnable(awaited)
+                            ? awaited
+                            : ready[(size_t)(next_random() % ready.size())];
         QueuedOp op = st->ops[st->head++];
         perform(op);
         if (st->head == st->ops.size()) {
@@ -599,6 +648,22 @@ void drain() {
             st->head = 0;
         }
     }
+    if (!pending(&legacy) && implicit_events.size() > 4096) {
+        bool idle = true;
+        for (EmuStream *st : streams) idle &= !pending(st);
+        if (idle) implicit_events.clear(); /* no queued operation refers to one */
+    }
+}
+
+} /* namespace */
+
+void drain() {
+    run_until(nullptr, []() { return false; });
+}
+
+void drain_stream(cudaStream_t stream) {
+    EmuStream *st = stream_of(stream);
+    run_until(st, [st]() { return !pending(st); });
 }
 
 void enqueue(cudaStream_t stream, std::function<void()> op) {
@@ -618,8 +683,9 @@ cudaError_t cudaSetDevice(int device) {
     return device == 0 ? cudaSuccess : cudaErrorInvalidDevice;
 }
 
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags) {
     emu::EmuStream *st = new emu::EmuStream();
+    st->blocking = !(flags & cudaStreamNonBlocking);
     emu::streams.push_back(st);
     *stream = reinterpret_cast<cudaStream_t>(st);
     return cudaSuccess;
@@ -627,6 +693,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int) {
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     emu::drain();
+    if (emu::stream_of(stream) == &emu::legacy) return cudaErrorInvalidResourceHandle;
     for (size_t i = 0; i < emu::streams.size(); i++)
         if (reinterpret_cast<cudaStream_t>(emu::streams[i]) == stream) {
             delete emu::streams[i];
@@ -636,8 +703,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
-    emu::drain();
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    emu::drain_stream(stream);
     return cudaSuccess;
 }
 
@@ -654,11 +721,11 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     emu::EmuEvent *ev = reinterpret_cast<emu::EmuEvent *>(event);
-    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
+    emu::EmuStream *st = emu::stream_of(stream);
     emu::QueuedOp q;
     q.record = ev;
     q.ticket = ++ev->recorded;
-    if (emu::capturing && st && emu::in_capture(st)) {
+    if (emu::capturing && emu::in_capture(st)) {
         bool seen = false;
         for (const auto &c : emu::captured_events) seen |= c.first == ev;
         if (!seen) emu::captured_events.push_back({ev, q.ticket - 1});
@@ -669,14 +736,15 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
     emu::EmuEvent *ev = reinterpret_cast<emu::EmuEvent *>(event);
-    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
+    emu::EmuStream *st = emu::stream_of(stream);
     if (emu::capturing) {
         bool captured_event = false;
         for (const auto &c : emu::captured_events) captured_event |= c.first == ev;
         /* waiting on an event recorded in the capture forks `stream` into it */
-        if (captured_event && st && !emu::in_capture(st)) emu::captured_streams.push_back(st);
+        if (captured_event && st != &emu::legacy && !emu::in_capture(st))
+            emu::captured_streams.push_back(st);
         /* a captured stream may not wait on work outside the capture */
-        if (st && emu::in_capture(st) && !captured_event) return cudaErrorStreamCaptureIsolation;
+        if (emu::in_capture(st) && !captured_event) return cudaErrorStreamCaptureIsolation;
     }
     if (ev->recorded == 0) return cudaSuccess; /* never recorded: nothing to wait for */
     emu::QueuedOp q;
@@ -709,8 +777,8 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t strea
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode) {
     const char *v = getenv("CNN_EMU_CAPTURE");
     if (v && strcmp(v, "0") == 0) return cudaErrorStreamCaptureUnsupported;
-    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
-    if (!st || emu::capturing) return cudaErrorIllegalState;
+    emu::EmuStream *st = emu::stream_of(stream);
+    if (st == &emu::legacy || emu::capturing) return cudaErrorIllegalState;
     emu::capturing = new emu::EmuGraph();
     emu::capturing->origin = st;
     emu::captured_streams.assign(1, st);
@@ -721,7 +789,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
 
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
     *graph = NULL;
-    emu::EmuStream *st = reinterpret_cast<emu::EmuStream *>(stream);
+    emu::EmuStream *st = emu::stream_of(stream);
     if (!emu::capturing || emu::capturing->origin != st) return cudaErrorIllegalState;
     emu::EmuGraph *g = emu::capturing;
     emu::capturing = nullptr;

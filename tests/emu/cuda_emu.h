@@ -14,12 +14,15 @@
  * Every kernel must call pdl_wait_and_release() before its first barrier and before it ends
  * (the emulator aborts otherwise; see grid_dependency_wait below).
  *
- * Streams made with cudaStreamCreate* queue their launches, copies and event records/waits
- * until a synchronising call, which then runs the queued work of all streams interleaved in a
- * shuffled order (CNN_EMU_SEED) that respects each stream's order and its event waits: a
- * result that needs a dependency between streams which the code does not state changes from
- * run to run, as a race between blocks of one kernel does. Stream capture records that work
- * (the origin stream's and its forks') into a graph instead, and a graph launch queues it again
+ * Every stream, the legacy default stream (0) included, queues its launches, copies, memsets
+ * and event records/waits until a synchronising call, which runs queued work in a shuffled order
+ * (CNN_EMU_SEED) that respects each stream's order, its event waits and CUDA's legacy-stream
+ * rules (stream 0 orders with blocking streams, not with those made cudaStreamNonBlocking); a
+ * stream synchronisation or a copy to host runs only what it waits for, so other streams lag
+ * as far as a GPU lets them (cuda_emu.cc, "streams and events"): a result that needs a
+ * dependency between streams which the code does not state changes from run to run, or is
+ * stale, as a race between blocks of one kernel is. Stream capture records that work (the
+ * origin stream's and its forks') into a graph instead, and a graph launch queues it again
  * (cuda_emu.cc, "graphs"): an unjoined fork or a synchronising call fails the capture.
  *
  * Warps exist only for the warp-wide collectives: the tensor-core product (mma_m16n8k8_tf32
@@ -102,9 +105,8 @@ extern "C" size_t cuda_emu_mma_count(void);
 /* How many graphs were instantiated and launched so far (tests: graphs did run). */
 extern "C" void cuda_emu_graph_counts(size_t *instantiated, size_t *launched);
 
-/* Puts op at the end of the stream's queue (see "streams" in cuda_emu.cc): a stream made with
- * cudaStreamCreate* defers its work until a synchronising call; the default stream (0) runs it
- * at once. */
+/* Puts op at the end of the stream's queue (see "streams and events" in cuda_emu.cc): its work
+ * waits for a synchronising call, on the default stream (0) too. */
 void enqueue(cudaStream_t stream, std::function<void()> op);
 
 /* CNN_KERNEL(grid, block, stream, kernel)(args...): kernel is called as a generic lambda so

@@ -8,6 +8,9 @@
  *     programmatic dependent launch it could read its inputs before they are written);
  *   - two streams: work ordered by an event wait always sees the other stream's result; without
  *     the wait, the shuffled interleaving gives both orders over 20 runs;
+ *   - the legacy default stream (0): a memset there is not waited for by a non-blocking stream's
+ *     kernel, but is by a blocking stream's; a copy to host there does not wait for a
+ *     non-blocking stream's kernel, and sees its result once that stream is synchronised;
  *   - graph capture: nothing runs while capturing; each launch of the graph runs the captured
  *     work again, a forked stream's work included and still ordered by its events; a fork not
  *     joined, a synchronising call inside the capture, or a wait on work outside it fails as on
@@ -90,7 +93,7 @@ void two_streams(int *buf, int *out, bool ordered, bool *always_seen, bool *some
     *always_seen = true;
     *sometimes_seen = false;
     for (int rep = 0; rep < 20; rep++) {
-        cudaMemset(buf, 0, 32 * sizeof(int));
+        cudaMemsetAsync(buf, 0, 32 * sizeof(int), a);   /* a non-blocking stream: not 0's */
         CNN_KERNEL(dim3(1), dim3(32), a, fill_kernel)(buf, 7);
         cudaEventRecord(done, a);
         if (ordered) cudaStreamWaitEvent(b, done, 0);
@@ -104,6 +107,40 @@ void two_streams(int *buf, int *out, bool ordered, bool *always_seen, bool *some
     cudaEventDestroy(done);
     cudaStreamDestroy(a);
     cudaStreamDestroy(b);
+}
+
+/* CUDA's legacy default stream semantics (cuda_emu.cc, "streams and events"); 0 when they hold,
+ * else the number of the first check that failed. */
+int legacy_stream_order(int *buf, int *out) {
+    int host[32];
+    for (int blocking = 0; blocking < 2; blocking++) {
+        cudaStream_t b;
+        cudaStreamCreateWithFlags(&b, blocking ? cudaStreamDefault : cudaStreamNonBlocking);
+        CNN_KERNEL(dim3(1), dim3(32), 0, fill_kernel)(buf, 7);
+        cudaDeviceSynchronize();
+        cudaMemset(buf, 0, 32 * sizeof(int));            /* stream 0, asynchronous */
+        CNN_KERNEL(dim3(1), dim3(32), b, copy_kernel)(buf, out);
+        cudaStreamSynchronize(b);
+        cudaMemcpy(host, out, sizeof host, cudaMemcpyDeviceToHost);
+        /* a non-blocking stream ran before the memset (the emulator lets it lag no further);
+         * a blocking one after it */
+        if (host[31] != (blocking ? 0 : 7)) return 1 + blocking;
+        cudaStreamDestroy(b);
+    }
+    cudaStream_t a;
+    cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking);
+    for (int rep = 0; rep < 20; rep++) {   /* (not once by chance of the shuffled order) */
+        cudaMemsetAsync(buf, 0, 32 * sizeof(int), a);
+        cudaStreamSynchronize(a);
+        CNN_KERNEL(dim3(1), dim3(32), a, fill_kernel)(buf, 9);
+        cudaMemcpy(host, buf, sizeof host, cudaMemcpyDeviceToHost);
+        if (host[0] != 0) return 3;                      /* the copy did not wait for a */
+        cudaStreamSynchronize(a);
+        cudaMemcpy(host, buf, sizeof host, cudaMemcpyDeviceToHost);
+        if (host[0] != 9) return 4;
+    }
+    cudaStreamDestroy(a);
+    return 0;
 }
 
 __global__ void add_kernel(int *p, int v) {
@@ -208,7 +245,10 @@ bool child_aborts(Launch launch) {
 }
 
 bool no_wait_aborts(int *buf, int barrier) {
-    return child_aborts([&] { CNN_KERNEL(dim3(1), dim3(32), 0, no_wait_kernel)(buf, barrier); });
+    return child_aborts([&] {
+        CNN_KERNEL(dim3(1), dim3(32), 0, no_wait_kernel)(buf, barrier);
+        cudaDeviceSynchronize();
+    });
 }
 
 /* Warp w of the block computes D = A_w B_w + C_w with A_w[r][k] = (r + 2k + w) % 7 - 3,
@@ -232,7 +272,10 @@ __global__ void mma_kernel(float *d, int skip, int raw) {
 }
 
 bool mma_aborts(float *d, int skip, int raw) {
-    return child_aborts([&] { CNN_KERNEL(dim3(1), dim3(64), 0, mma_kernel)(d, skip, raw); });
+    return child_aborts([&] {
+        CNN_KERNEL(dim3(1), dim3(64), 0, mma_kernel)(d, skip, raw);
+        cudaDeviceSynchronize();
+    });
 }
 
 /* Each lane of the two warps: a vote on (lane * 7 + w) % 3 == 0, then a shuffle of an int
@@ -253,7 +296,10 @@ __global__ void warp_kernel(uint32_t *out, int mode) {
 }
 
 bool warp_aborts(uint32_t *out, int mode) {
-    return child_aborts([&] { CNN_KERNEL(dim3(1), dim3(64), 0, warp_kernel)(out, mode); });
+    return child_aborts([&] {
+        CNN_KERNEL(dim3(1), dim3(64), 0, warp_kernel)(out, mode);
+        cudaDeviceSynchronize();
+    });
 }
 
 void warp_checks(uint32_t *out) {
@@ -261,6 +307,7 @@ void warp_checks(uint32_t *out) {
     for (int rep = 0; rep < 20; rep++) {
         memset(out, 0xFF, 64 * 3 * sizeof(uint32_t));
         CNN_KERNEL(dim3(2), dim3(64), 0, warp_kernel)(out, 0);
+        cudaDeviceSynchronize();
         for (int t = 0; t < 64; t++) {
             const int w = t / 32, lane = t % 32;
             uint32_t want = 0;
@@ -282,6 +329,7 @@ void mma_checks(float *d) {
     for (int rep = 0; rep < 20; rep++) {
         memset(d, 0xFF, 256 * sizeof(float));
         CNN_KERNEL(dim3(3), dim3(64), 0, mma_kernel)(d, 0, 0);
+        cudaDeviceSynchronize();
         for (int w = 0; w < 2; w++)
             for (int r = 0; r < 16; r++)
                 for (int n = 0; n < 8; n++) {
@@ -321,6 +369,7 @@ int main() {
 
     memset(buf, 0, 4096 * sizeof(int));
     CNN_KERNEL(dim3(7), dim3(96), 0, coords_kernel)(buf);
+    cudaDeviceSynchronize();
     bool ok = cudaGetLastError() == cudaSuccess;
     for (int b = 0; b < 7; b++)
         for (int t = 0; t < 96; t++) ok = ok && buf[b * 96 + t] == 1000 * b + t + 1;
@@ -333,6 +382,7 @@ int main() {
     bool exact = true;
     for (int rep = 0; rep < 20; rep++) {
         CNN_KERNEL(dim3(4), dim3(128), 0, reduce_kernel)(din, dout);
+        cudaDeviceSynchronize();
         memcpy(sums, dout, sizeof sums);
         for (int b = 0; b < 4; b++) {
             int want = 0;
@@ -348,6 +398,7 @@ int main() {
     bool differs = false, stale = false, fresh = false;
     for (int rep = 0; rep < 20; rep++) {
         CNN_KERNEL(dim3(1), dim3(64), 0, racy_kernel)(buf);
+        cudaDeviceSynchronize();
         memcpy(rep ? now : first, buf, sizeof first);
         for (int t = 0; t < 64; t++) {
             if (buf[t] == 0) stale = true;
@@ -358,10 +409,13 @@ int main() {
     check(differs && stale && fresh, "a shared-memory race gives order-dependent results");
 
     CNN_KERNEL(dim3(1, 70000), dim3(32), 0, coords_kernel)(buf);
+    cudaDeviceSynchronize();
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid.y > 65535 is refused");
     CNN_KERNEL(dim3(1), dim3(2048), 0, coords_kernel)(buf);
+    cudaDeviceSynchronize();
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block refused");
     CNN_KERNEL(dim3(0), dim3(32), 0, coords_kernel)(buf);
+    cudaDeviceSynchronize();
     check(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid is refused");
 
     bool always = false, sometimes = false;
@@ -369,6 +423,10 @@ int main() {
     check(always, "an event wait orders work between streams (20 shuffled runs)");
     two_streams(buf, buf + 64, false, &always, &sometimes);
     check(sometimes && !always, "without the event wait, two streams' order varies");
+    int legacy = legacy_stream_order(buf, buf + 64);
+    if (legacy) printf("(legacy stream check %d failed)\n", legacy);
+    check(legacy == 0, "stream 0 orders with blocking streams only; its copies and memsets run "
+                       "in its order");
 
     graph_capture(buf);
 
