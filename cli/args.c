@@ -19,57 +19,58 @@ static int name_eq(const char *name, size_t n, const char *want, size_t wn) {
     return 1;
 }
 
-/* The length of spec's first spelling (its name, then its aliases) that name[0..n) is (prefix:
- * or starts), with *spelling pointing at it; 0 for none. */
-static size_t spec_matches(const ArgSpec *spec, const char *name, size_t n, int prefix,
-                           const char **spelling) {
-    *spelling = spec->name;
-    size_t sn = strlen(spec->name);
-    if (name_eq(name, n, spec->name, prefix && sn > n ? n : sn)) return sn;
-    for (const char *a = spec->aliases; a && *a;) {
-        const char *comma = strchr(a, ',');
-        size_t an = comma ? (size_t)(comma - a) : strlen(a);
-        *spelling = a;
-        if (name_eq(name, n, a, prefix && an > n ? n : an)) return an;
-        a = comma ? comma + 1 : a + an;
-    }
-    return 0;
-}
-
 static int find_n(const ArgSpec *specs, int nspecs, const char *name, size_t n) {
-    const char *spelling;
-    for (int i = 0; i < nspecs; i++)
-        if (spec_matches(&specs[i], name, n, 0, &spelling)) return i;
-    return -1;
-}
-
-/* Python argparse's abbreviations (allow_abbrev, its default): a `--` flag that is no spelling
- * of any spec but starts exactly one spec's spellings is that spec; one that starts several
- * specs' spellings is an error naming them ("ambiguous option: --eval could match --eval-file,
- * --eval-steps"), as argparse's, even under parse_known_args. Spellings of one spec (dashes,
- * underscores, aliases) count once. Returns the spec, -1 for none, -2 (err set) when ambiguous. */
-static int find_prefix(const ArgSpec *specs, int nspecs, const char *name, size_t n, char *err,
-                       size_t errlen) {
-    int found = -1, count = 0;
-    const char *spelling;
     for (int i = 0; i < nspecs; i++) {
-        if (!spec_matches(&specs[i], name, n, 1, &spelling)) continue;
-        if (count++ == 0) found = i;
+        if (name_eq(name, n, specs[i].name, strlen(specs[i].name))) return i;
+        for (const char *a = specs[i].aliases; a && *a;) {
+            const char *comma = strchr(a, ',');
+            size_t an = comma ? (size_t)(comma - a) : strlen(a);
+            if (name_eq(name, n, a, an)) return i;
+            a = comma ? comma + 1 : a + an;
+        }
     }
-    if (count <= 1) return found;
-    int len = snprintf(err, errlen, "ambiguous option: --%.*s could match", (int)n, name);
-    for (int i = 0, listed = 0; i < nspecs && len >= 0 && (size_t)len < errlen; i++) {
-        size_t sl = spec_matches(&specs[i], name, n, 1, &spelling);
-        if (sl)
-            len += snprintf(err + len, errlen - (size_t)len, "%s --%.*s", listed++ ? "," : "",
-                            (int)sl, spelling);
-    }
-    return -2;
+    return -1;
 }
 
 int args_find(const ArgSpec *specs, int nspecs, const char *name) {
     while (*name == '-') name++;
     return find_n(specs, nspecs, name, strlen(name));
+}
+
+/* Python argparse's abbreviations: a `--` flag that is no spelling of any spec but starts
+ * spellings in `abbrev` of exactly one spec is that spec; one that starts several specs' is an
+ * error naming them ("ambiguous option: --t could match --train, --test"), as argparse's, even
+ * under parse_known_args. Spellings of one spec count once. Returns the spec, -1 for none, -2
+ * (err set) when ambiguous. */
+static int find_prefix(const ArgSpec *specs, int nspecs, const char *abbrev, const char *name,
+                       size_t n, char *err, size_t errlen) {
+    int found = -1, count = 0, len = 0;
+    for (int pass = 0; pass < 2; pass++) {   /* count the specs; then, if several, name them */
+        int listed = 0;
+        for (int i = 0; i < nspecs; i++) {
+            const char *spelling = NULL, *a = abbrev;
+            size_t sl = 0;
+            while (a && *a) {   /* the first listed spelling of spec i that name starts */
+                const char *comma = strchr(a, ',');
+                size_t an = comma ? (size_t)(comma - a) : strlen(a);
+                if (an >= n && name_eq(name, n, a, n) && find_n(specs, nspecs, a, an) == i) {
+                    spelling = a;
+                    sl = an;
+                    break;
+                }
+                a = comma ? comma + 1 : a + an;
+            }
+            if (!spelling) continue;
+            if (pass == 0 && count++ == 0) found = i;
+            if (pass == 1 && len >= 0 && (size_t)len < errlen)
+                len += snprintf(err + len, errlen - (size_t)len, "%s --%.*s", listed++ ? "," : "",
+                                (int)sl, spelling);
+        }
+        if (count <= 1) return found;
+        if (pass == 0)
+            len = snprintf(err, errlen, "ambiguous option: --%.*s could match", (int)n, name);
+    }
+    return -2;
 }
 
 static int push(void *arr_ptr, int *n, size_t elem, const void *item) {
@@ -94,7 +95,7 @@ static int is_flag(const char *t) {
 }
 
 int args_parse(ArgParse *ap, const ArgSpec *specs, int nspecs, int argc, char **argv,
-               unsigned options, char *err, size_t errlen) {
+               const char *abbrev, char *err, size_t errlen) {
     memset(ap, 0, sizeof *ap);
     ap->specs = specs;
     ap->nspecs = nspecs;
@@ -115,8 +116,8 @@ int args_parse(ArgParse *ap, const ArgSpec *specs, int nspecs, int argc, char **
         const char *eq = strchr(name, '=');
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
         int k = find_n(specs, nspecs, name, n);
-        if (k < 0 && (options & ARGS_ABBREV) && t[1] == '-' && n > 0) {
-            k = find_prefix(specs, nspecs, name, n, err, errlen);
+        if (k < 0 && abbrev && t[1] == '-' && n > 0) {
+            k = find_prefix(specs, nspecs, abbrev, name, n, err, errlen);
             if (k == -2) return -1;
         }
         if (k < 0) {

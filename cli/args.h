@@ -8,7 +8,8 @@
  *    Python's nargs='+'), and repeated occurrences append;
  *  - ARG_VALUE flags given twice: the last one wins;
  *  - `--` ends the flags: every later token is positional;
- *  - with ARGS_ABBREV (the trainer), unambiguous prefixes of `--` names, as argparse's;
+ *  - with an `abbrev` list (the trainer), unambiguous prefixes of the listed names, as
+ *    argparse's for the replaced script's own flags;
  *  - unknown flags are NOT errors here: they are collected in ap->unknown (with the next token as
  *    their value unless it starts with `--`), and the caller decides (the trainer warns, the
  *    tfrecord tool fails).
@@ -20,7 +21,7 @@
  *         {"help", "h", ARG_BOOL, NULL, "show this help"},
  *     };
  *     ArgParse ap;
- *     if (args_parse(&ap, specs, 3, argc - 1, argv + 1, 0, err, sizeof err) != 0) { ... }
+ *     if (args_parse(&ap, specs, 3, argc - 1, argv + 1, NULL, err, sizeof err) != 0) { ... }
  *     int steps;
  *     if (args_get_int(&ap, "steps", 12000, &steps, err, sizeof err) != 0) { ... }
  *     // err: "--steps: 'abc' is not an integer"
@@ -68,16 +69,16 @@ typedef struct {
     int nunknown;
 } ArgParse;
 
-/* args_parse options. ARGS_ABBREV: a `--` flag may be any unambiguous prefix of a spec's
- * spellings (`--batch 50` for `--batch-size`), as Python argparse allows by default (the
- * trainer, which takes task.py's command lines); a prefix of several specs' is an error. */
-enum { ARGS_ABBREV = 1u };
-
 /* Parses argv[0..argc) (pass argv + 1 to skip the program name). 0 ok; -1 with err set for a
  * malformed known flag (missing value, value given to a bool) or an ambiguous abbreviation. ap
- * must be freed with args_free either way. */
+ * must be freed with args_free either way.
+ * abbrev: NULL, or the comma-separated spellings (each one of a spec's) whose prefixes name
+ * their flag, as Python argparse abbreviates by default (`--batch 50` for `--batch-size`): the
+ * flags of the script a program replaces (the trainer: task.py's), not the program's own
+ * additions, so that a platform's extra flag is not captured by one of those. A prefix of
+ * several flags' spellings is an error naming them, as argparse's. */
 int args_parse(ArgParse *ap, const ArgSpec *specs, int nspecs, int argc, char **argv,
-               unsigned options, char *err, size_t errlen);
+               const char *abbrev, char *err, size_t errlen);
 void args_free(ArgParse *ap);
 
 /* Spec index for any spelling of a name (dashes/underscores, aliases), or -1. */

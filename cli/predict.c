@@ -215,7 +215,7 @@ static void print_result(const char *key, const float *probs, int n, int classes
 int main(int argc, char **argv) {
     char err[1024];
     ArgParse ap;
-    if (args_parse(&ap, SPECS, NSPECS, argc - 1, argv + 1, 0, err, sizeof err) != 0) {
+    if (args_parse(&ap, SPECS, NSPECS, argc - 1, argv + 1, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "predict: %s\n", err);
         usage(stderr);
         args_free(&ap);

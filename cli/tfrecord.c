@@ -384,7 +384,7 @@ int main(int argc, char **argv) {
     ArgParse ap;
     char err[512];
     int status;
-    if (args_parse(&ap, cmd->specs, cmd->nspecs, argc - 2, argv + 2, 0, err, sizeof err) != 0) {
+    if (args_parse(&ap, cmd->specs, cmd->nspecs, argc - 2, argv + 2, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "tfrecord %s: %s\n\n", cmd->name, err);
         command_usage(stderr, cmd);
         status = EXIT_USAGE;

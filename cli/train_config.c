@@ -80,6 +80,11 @@ static const ArgSpec kSpecs[] = {
     {"help", "h", ARG_BOOL, NULL, "show this help and exit"},
 };
 enum { kNumSpecs = (int)(sizeof kSpecs / sizeof kSpecs[0]) };
+/* The original task.py's flags (user-expectations), whose argparse took their prefixes
+ * (`--batch 50`). The trainer's own flags take none, so that a platform's or a tuning job's
+ * extra flag (`--tensorboard True`) stays an unknown flag, warned about, as under task.py. */
+static const char kTaskPyFlags[] = "train,train-file,test,test-file,steps,batch-size,"
+                                   "learning-rate,verbosity,job-dir,model-dir";
 enum { MAX_THREADS = 1024 };   /* --threads: more than any machine this runs on has cores */
 
 typedef struct {
@@ -461,7 +466,7 @@ int train_config_parse(TrainConfig *cfg, int argc, char **argv, char *err, size_
     }
     cfg->priv_ = priv;
     ArgParse *ap = &priv->ap;
-    if (args_parse(ap, kSpecs, kNumSpecs, argc, argv, ARGS_ABBREV, err, errlen) != 0) return -1;
+    if (args_parse(ap, kSpecs, kNumSpecs, argc, argv, kTaskPyFlags, err, errlen) != 0) return -1;
     if (args_has(ap, "help")) {
         cfg->show_help = 1;
         return 0;

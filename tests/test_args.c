@@ -13,15 +13,18 @@ static const ArgSpec specs[] = {
     {"verbosity", NULL, ARG_VALUE, "LEVEL", "log level"},
     {"verbose", "v", ARG_BOOL, NULL, "chatty"},
     {"help", "h", ARG_BOOL, NULL, "help"},
+    {"log-dir", NULL, ARG_VALUE, "DIR", "not the script's: no abbreviation"},
 };
 enum { NSPECS = sizeof specs / sizeof specs[0] };
+/* the replaced script's flags, whose prefixes argparse took (not verbose's alias v, help) */
+static const char ABBREV[] = "train-file,train,steps,learning-rate,verbosity,verbose";
 
 START_TEST(test_forms_and_spellings) {
     char *argv[] = {"--train_file", "a.tfr", "b.tfr", "--steps=100", "--learning_rate", "0.5",
                     "pos1", "-v", "--", "--steps"};
     ArgParse ap;
     char err[256];
-    int rc = args_parse(&ap, specs, NSPECS, 10, argv, 0, err, sizeof err);
+    int rc = args_parse(&ap, specs, NSPECS, 10, argv, NULL, err, sizeof err);
     ck_assert_msg(rc == 0, "%s", err);
     const ArgValue *tf = args_value(&ap, "train");
     ck_assert_int_eq(tf->nvalues, 2);
@@ -55,7 +58,7 @@ START_TEST(test_unknown_flags_collected) {
                     "--lonely"};
     ArgParse ap;
     char err[256];
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 7, argv, 0, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 7, argv, NULL, err, sizeof err), 0);
     ck_assert_int_eq(ap.nunknown, 4);
     ck_assert_str_eq(ap.unknown[0].flag, "--job-dir");
     ck_assert_str_eq(ap.unknown[0].value, "gs://b/j");
@@ -73,7 +76,7 @@ START_TEST(test_errors_name_the_flag) {
     char err[256];
     ArgParse ap;
     char *argv1[] = {"--steps", "abc", "--learning-rate", "x1"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, argv1, 0, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, argv1, NULL, err, sizeof err), 0);
     int steps;
     ck_assert_int_eq(args_get_int(&ap, "steps", 0, &steps, err, sizeof err), -1);
     ck_assert_str_eq(err, "--steps: 'abc' is not an integer");
@@ -83,11 +86,11 @@ START_TEST(test_errors_name_the_flag) {
     args_free(&ap);
 
     char *argv2[] = {"--steps"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 1, argv2, 0, err, sizeof err), -1);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 1, argv2, NULL, err, sizeof err), -1);
     ck_assert_str_eq(err, "--steps: missing value");
     args_free(&ap);
     char *argv3[] = {"--steps", "--verbose"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 2, argv3, 0, err, sizeof err), -1);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 2, argv3, NULL, err, sizeof err), -1);
     args_free(&ap);
 
     int x;
@@ -112,7 +115,7 @@ START_TEST(test_enum_and_bool) {
     char *argv[] = {"--verbosity", "warn", "--verbose=false"};
     ArgParse ap;
     char err[256];
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 3, argv, 0, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 3, argv, NULL, err, sizeof err), 0);
     int lvl, v;
     ck_assert_int_eq(args_get_enum(&ap, "verbosity", levels, 1, &lvl, err, sizeof err), 0);
     ck_assert_int_eq(lvl, 2);
@@ -130,7 +133,7 @@ START_TEST(test_repeated_and_negative_values) {
                     "--steps", "-2", "-"};
     ArgParse ap;
     char err[256];
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 11, argv, 0, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 11, argv, NULL, err, sizeof err), 0);
     const ArgValue *tf = args_value(&ap, "train-file");
     ck_assert_int_eq(tf->nvalues, 4);
     ck_assert_str_eq(tf->values[3], "d");
@@ -145,14 +148,14 @@ START_TEST(test_repeated_and_negative_values) {
 }
 END_TEST
 
-/* ARGS_ABBREV: argparse's prefixes (task.py's `--batch 50`); an exact spelling wins, a prefix
+/* ABBREV: argparse's prefixes (task.py's `--batch 50`); an exact spelling wins, a prefix
  * of several flags is an error naming them, a prefix of one flag's spellings is that flag. */
 START_TEST(test_abbreviations) {
     char *argv[] = {"--learn", "0.5", "--st=7", "--train_f", "a", "--verbosity", "INFO",
-                    "--tra", "b", "--lonely", "1"};
+                    "--tra", "b", "--lonely", "1", "--log", "x"};
     ArgParse ap;
     char err[256];
-    ck_assert_msg(args_parse(&ap, specs, NSPECS, 11, argv, ARGS_ABBREV, err, sizeof err) == 0,
+    ck_assert_msg(args_parse(&ap, specs, NSPECS, 13, argv, ABBREV, err, sizeof err) == 0,
                   "%s", err);
     ck_assert_str_eq(args_get(&ap, "learning-rate", NULL), "0.5");
     ck_assert_str_eq(args_get(&ap, "steps", NULL), "7");
@@ -160,22 +163,25 @@ START_TEST(test_abbreviations) {
     ck_assert_int_eq(tf->nvalues, 2);
     ck_assert_str_eq(tf->values[1], "b");
     ck_assert_str_eq(args_get(&ap, "verbosity", NULL), "INFO");   /* exact, though verbose too */
-    ck_assert_int_eq(ap.nunknown, 1);
+    /* a flag not in the list (not the script's) is not taken by a prefix */
+    ck_assert_int_eq(ap.nunknown, 2);
     ck_assert_str_eq(ap.unknown[0].flag, "--lonely");
+    ck_assert_str_eq(ap.unknown[1].flag, "--log");
+    ck_assert_ptr_null(args_get(&ap, "log-dir", NULL));
     args_free(&ap);
 
     char *ambiguous[] = {"--steps", "3", "--verb", "x"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, ambiguous, ARGS_ABBREV, err, sizeof err),
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, ambiguous, ABBREV, err, sizeof err),
                      -1);
     ck_assert_str_eq(err, "ambiguous option: --verb could match --verbosity, --verbose");
     args_free(&ap);
-    /* without the option a prefix is an unknown flag; a single dash never abbreviates */
+    /* without a list a prefix is an unknown flag; a single dash never abbreviates */
     char *plain[] = {"--learn", "0.5", "-ste", "1"};
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, plain, 0, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, plain, NULL, err, sizeof err), 0);
     ck_assert_int_eq(ap.nunknown, 2);
     ck_assert_ptr_null(args_get(&ap, "learning-rate", NULL));
     args_free(&ap);
-    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, plain, ARGS_ABBREV, err, sizeof err), 0);
+    ck_assert_int_eq(args_parse(&ap, specs, NSPECS, 4, plain, ABBREV, err, sizeof err), 0);
     ck_assert_int_eq(ap.nunknown, 1);
     ck_assert_str_eq(ap.unknown[0].flag, "-ste");
     args_free(&ap);

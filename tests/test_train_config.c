@@ -165,10 +165,19 @@ START_TEST(test_abbreviated_flags) {
     ck_assert_str_eq(cfg.model_dir, "/tmp/jx");
     ck_assert_int_eq(cfg.num_warnings, 0);
     train_config_free(&cfg);
-    char *ambiguous[] = {"--train", "a", "--test", "b", "--eval", "3", NULL};
+    char *ambiguous[] = {"--train", "a", "--test", "b", "--t", "3", NULL};
     ck_assert_int_eq(parse(&cfg, err, sizeof err, ambiguous), -1);
-    ck_assert_msg(strstr(err, "ambiguous option: --eval could match --eval-file,") != NULL, "%s",
+    ck_assert_msg(strstr(err, "ambiguous option: --t could match --train, --test") != NULL, "%s",
                   err);
+    train_config_free(&cfg);
+    /* the trainer's own flags take no prefix: a tuning job's --tensorboard True or --eval 3
+     * stays an unknown flag, warned about, as under task.py */
+    char *extra[] = {"--train", "a", "--test", "b", "--tensorboard", "True", "--eval", "3",
+                     "--sm", "x", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, extra) == 0, "%s", err);
+    ck_assert_int_eq(cfg.num_warnings, 3);
+    ck_assert_ptr_null(cfg.tensorboard_log_dir);
+    ck_assert_ptr_null(cfg.sm_model_dir);
     train_config_free(&cfg);
 }
 END_TEST
