@@ -119,7 +119,11 @@ static const float *ones_for(Backend *be, int n) {
         return NULL;
     }
     for (int i = 0; i < n; i++) h[i] = 1.0f;
-    cudaError_t e = cudaMemcpy(x->ones, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice);
+    /* on the backend's stream, which does not wait for the legacy stream (a cudaMemcpy from
+     * pageable memory may return before its DMA is done), and finished before h goes */
+    cudaError_t e = cudaMemcpyAsync(x->ones, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice,
+                                    c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     free(h);
     if (cuda_record(c, e, "cublas ones")) return NULL;
     x->ones_n = (size_t)n;
