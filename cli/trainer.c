@@ -541,7 +541,7 @@ static int train(Job *job, const Dataset *test, char *err, size_t errlen) {
                         (long long)cfg->steps, tf_fmt_float(text, sizeof text, loss),
                         (double)(step - start) / (now - t_start));
 
-        if (g_stop_signal) {
+        if (g_stop_signal && step < cfg->steps) {   /* (at the end: main's final steps) */
             tf_warn("Received %s at global step %lld: saving a checkpoint and stopping (rerun "
                     "with the same --job-dir to resume).",
                     g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", (long long)step);
@@ -705,8 +705,10 @@ int main(int argc, char **argv) {
 
     /* 4. resume from the newest complete checkpoint in the job dir */
     int64_t saved_step = 0;
+    char passed_over[2048];
     int found = checkpoint_latest(cfg.model_dir, job.last_checkpoint, sizeof job.last_checkpoint,
-                                  &saved_step, err, sizeof err);
+                                  &saved_step, passed_over, sizeof passed_over, err, sizeof err);
+    if (passed_over[0]) tf_warn("%s", passed_over);
     if (found < 0) {
         status = fail(EXIT_RUN_FAILED, "%s", err);
         goto done;
@@ -747,7 +749,7 @@ int main(int argc, char **argv) {
             status = fail(EXIT_RUN_FAILED, "%s", err);
             goto done;
         }
-        if (g_stop_signal) {
+        if (g_stop_signal && model_step(job.model) < cfg.steps) {
             status = 128 + g_stop_signal;
             goto done;
         }
@@ -771,11 +773,6 @@ int main(int argc, char **argv) {
     }
     t_phase[6] = wall_seconds();
     log_phase_times(&job, t_phase);
-    if (g_stop_signal) {
-        tf_warn("Received %s during the final evaluation and export: both finished; stopping.",
-                g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
-        status = 128 + g_stop_signal;
-    }
 
 done:
     /* every path out waits for a save in flight (reported unless another failure was) */
@@ -799,5 +796,11 @@ done:
     dataset_free(&data.test);
     if (cfg.model_dir == temp_dir) cfg.model_dir = NULL;
     train_config_free(&cfg);
+    /* a stop signal after training (the final evaluation, export, or files' closing) */
+    if (status == EXIT_OK && g_stop_signal) {
+        tf_warn("Received %s after training: the final evaluation and export finished; stopping.",
+                g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT");
+        status = 128 + g_stop_signal;
+    }
     return status;
 }

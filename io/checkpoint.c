@@ -298,52 +298,52 @@ static int complete(const char *prefix, char *why, size_t whylen) {
     return ok;
 }
 
-/* " model.ckpt-10, model.ckpt-0" (newest first): the complete checkpoints in dir but `skip`, for
- * an error that says what could be restored instead. */
-static void list_complete(const char *dir, const char *skip, char *out, size_t cap) {
-    char **found, ignore[512];
-    out[0] = 0;
-    int nf = dirs_list(dir, is_index_name, NULL, &found, ignore, sizeof ignore);
-    size_t used = 0;
-    for (int listed = 0;;) {   /* newest first: the highest step not yet taken */
+/* What dir holds besides the checkpoint `skip_step` names: the newest complete checkpoint (its
+ * prefix in best, "" for none), whether any checkpoint file is there (an index or a data file,
+ * complete or not), and the newest index newer than best that is incomplete (in newer, with why
+ * in newer_why; "" for none). -1 (err set) when dir cannot be listed. */
+static int scan_checkpoints(const char *dir, int64_t skip_step, char *best, size_t best_cap,
+                            int *any_file, char *newer, size_t newer_cap, char *newer_why,
+                            size_t why_cap, char *err, size_t errlen) {
+    char **names;
+    best[0] = newer[0] = 0;
+    *any_file = 0;
+    int n = dirs_list(dir, NULL, NULL, &names, err, errlen);
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++)
+        *any_file |= strncmp(names[i], CKPT_BASENAME "-", strlen(CKPT_BASENAME) + 1) == 0 &&
+                     (strstr(names[i], ".index") || strstr(names[i], ".data-"));
+    /* newest first: the highest step not yet tried, until one is complete */
+    for (;;) {
         int at = -1;
-        int64_t best = -1;
-        char prefix[4200];
-        for (int i = 0; i < nf; i++)
-            if (found[i] && index_step(found[i]) > best) best = index_step(found[i]), at = i;
+        int64_t top = -1;
+        for (int i = 0; i < n; i++)
+            if (names[i] && is_index_name(names[i], NULL) && index_step(names[i]) > top)
+                top = index_step(names[i]), at = i;
         if (at < 0) break;
-        size_t len = strlen(found[at]) - 6;
-        snprintf(prefix, sizeof prefix, "%s/%.*s", dir, (int)len, found[at]);
-        char why[512];
-        if (strcmp(prefix, skip) != 0 && complete(prefix, why, sizeof why) && used < cap)
-            used += (size_t)snprintf(out + used, cap - used, "%s %.*s", listed++ ? "," : "",
-                                     (int)len, found[at]);
-        free(found[at]);
-        found[at] = NULL;
+        char prefix[4200], why[512];
+        snprintf(prefix, sizeof prefix, "%s/%.*s", dir, (int)(strlen(names[at]) - 6), names[at]);
+        free(names[at]);
+        names[at] = NULL;
+        if (top == skip_step) continue;
+        if (complete(prefix, why, sizeof why)) {
+            snprintf(best, best_cap, "%s", prefix);
+            break;
+        }
+        if (!newer[0]) {
+            snprintf(newer, newer_cap, "%s", prefix);
+            snprintf(newer_why, why_cap, "%s", why);
+        }
     }
-    dirs_names_free(found, nf < 0 ? 0 : nf);
-}
-
-/* The error for a checkpoint that should be restored but cannot be. */
-static int unusable(const char *dir, const char *prefix, const char *named_by, const char *why,
-                    char *err, size_t errlen) {
-    char others[1024];
-    list_complete(dir, prefix, others, sizeof others);
-    snprintf(err, errlen,
-             "%s: the checkpoint to resume from (%s) is missing or incomplete: %s. %s%s%s",
-             prefix, named_by, why,
-             others[0] ? "Complete checkpoints there:" : "No complete checkpoint is there",
-             others[0] ? others : "",
-             others[0] ? ". To resume from one, name it in model_checkpoint_path of the "
-                         "checkpoint file; to start afresh, use another --job-dir"
-                       : "; to start afresh, use another --job-dir");
-    return -1;
+    dirs_names_free(names, n);
+    return 0;
 }
 
 int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
-                      char *err, size_t errlen) {
+                      char *warning, size_t warnlen, char *err, size_t errlen) {
     struct stat st;
     char why[1024];
+    warning[0] = 0;
     if (fs_stat(dir, &st, why, sizeof why) != 0) {
         /* a bucket that cannot be read must not look like a fresh job dir */
         if (errno == ENOENT || !fs_is_remote(dir)) return 0;
@@ -353,30 +353,48 @@ int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int6
     /* TF's latest_checkpoint: what the state file names, as a user may have edited it */
     char **listed, named[4200], state_err[1024];
     int nl = read_state(dir, &listed, named, sizeof named, state_err, sizeof state_err);
-    if (nl < 0) {   /* (TF would ignore it and start afresh over the checkpoints) */
-        snprintf(err, errlen, "%s: fix it, or remove it to resume from the newest checkpoint "
-                 "there", state_err);
+    if (nl < 0) {
+        snprintf(warning, warnlen, "%s: the checkpoint files are used instead", state_err);
+        named[0] = 0;
+    } else {
+        checkpoint_paths_free(listed, nl);
+        if (named[0] && complete(named, why, sizeof why)) {
+            snprintf(prefix_out, prefix_cap, "%s", named);
+            if (step) *step = step_of(named);
+            return 1;
+        }
+    }
+    /* the named one is unusable, or none is named: the newest complete one there */
+    char best[4200], newer[4200], newer_why[512];
+    int any_file;
+    if (scan_checkpoints(dir, named[0] ? step_of(named) : -1, best, sizeof best, &any_file,
+                         newer, sizeof newer, newer_why, sizeof newer_why, err, errlen) != 0)
+        return -1;
+    if (named[0] && !best[0] && !any_file) {   /* nothing left to protect: TF starts afresh */
+        snprintf(warning, warnlen, "%s, named by the checkpoint file, is gone (%s) and no "
+                 "checkpoint is left: training starts afresh", named, why);
+        return 0;
+    }
+    if (!best[0] && !any_file) return 0;   /* a fresh job dir */
+    if (!best[0]) {   /* never afresh over checkpoint files: TF fails on a cut one too */
+        snprintf(err, errlen, "%s: no complete checkpoint to resume from: %s is missing or "
+                 "incomplete (%s); to start afresh, use another --job-dir",
+                 dir, named[0] ? named : newer, named[0] ? why : newer_why);
         return -1;
     }
-    checkpoint_paths_free(listed, nl);
-    const char *named_by = "named by the checkpoint file";
-    if (!named[0]) {   /* no state file: the newest model.ckpt-<step>.index there */
-        char **found;
-        int nf = dirs_list(dir, is_index_name, NULL, &found, err, errlen);
-        if (nf < 0) return -1;
-        int64_t best = -1;
-        for (int i = 0; i < nf; i++)
-            if (index_step(found[i]) > best) {
-                best = index_step(found[i]);
-                snprintf(named, sizeof named, "%s/%.*s", dir, (int)(strlen(found[i]) - 6),
-                         found[i]);
-            }
-        dirs_names_free(found, nf);
-        if (!named[0]) return 0;   /* no checkpoint at all: a fresh job */
-        named_by = "the newest index file, without a checkpoint file";
+    if (named[0]) {
+        char mine[600];
+        snprintf(mine, sizeof mine, "%s", warning);
+        snprintf(warning, warnlen, "%s%s%s, named by the checkpoint file, is missing or "
+                 "incomplete (%s): resuming from %s, the newest complete checkpoint there", mine,
+                 mine[0] ? "; " : "", named, why, best);
+    } else if (newer[0]) {
+        char mine[600];
+        snprintf(mine, sizeof mine, "%s", warning);
+        snprintf(warning, warnlen, "%s%s%s is incomplete (%s): resuming from %s", mine,
+                 mine[0] ? "; " : "", newer, newer_why, best);
     }
-    if (!complete(named, why, sizeof why)) return unusable(dir, named, named_by, why, err, errlen);
-    snprintf(prefix_out, prefix_cap, "%s", named);
-    if (step) *step = step_of(named);
+    snprintf(prefix_out, prefix_cap, "%s", best);
+    if (step) *step = step_of(best);
     return 1;
 }

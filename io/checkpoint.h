@@ -40,17 +40,18 @@ int checkpoint_write_meta(const char *prefix, const void *meta_graph, size_t n, 
                           size_t errlen);
 
 /* The checkpoint a job in dir resumes from, as TF's latest_checkpoint picks it: the one the
- * state file `checkpoint` names in model_checkpoint_path (which a user may edit to roll back);
- * without a state file, the highest-step model.ckpt-<step>.index present. Returns 1 with its
- * prefix and step (from its name) when it is complete (its index parses, its data files are
- * long enough); 0 when dir holds no checkpoint at all (or does not exist); -1 with err when dir
- * cannot be read, the state file is malformed, or that checkpoint is missing or incomplete: the
- * error names it and the complete checkpoints there are. Never an older checkpoint or a fresh
- * start in its place: TF fails there too, and training afresh would overwrite a user's
- * checkpoints. (A save killed at any point leaves the state file naming a complete checkpoint:
- * it is written after the checkpoint's files.) */
+ * state file `checkpoint` names in model_checkpoint_path (which a user may edit to roll back)
+ * when it is complete (its index parses, its data files are long enough). Otherwise the newest
+ * complete model.ckpt-<step> there, with a warning (in warning; "" when none) naming what was
+ * passed over and why: a named checkpoint missing or cut short (a partial copy, a checkpoint sync
+ * cut off), a state file that does not parse, a newer incomplete index. Returns 1 with its prefix
+ * and step (from its name); 0 for a fresh start: no checkpoint file there (or no dir; with a
+ * warning when the state file names a vanished one, where TF starts afresh too); -1 with err when
+ * dir cannot be read, or checkpoint files are there but none is complete: never a fresh start
+ * over them (TF fails on a cut checkpoint too). A save killed at any point leaves the state file
+ * naming a complete checkpoint: it is written after the checkpoint's files. */
 int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
-                      char *err, size_t errlen);
+                      char *warning, size_t warnlen, char *err, size_t errlen);
 
 /* The checkpoint prefixes listed in <dir>/checkpoint, oldest first (as written there, relative
  * paths joined to dir). *paths is malloc'd (free with checkpoint_paths_free). Returns the count

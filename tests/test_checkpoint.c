@@ -49,19 +49,28 @@ static int has_checkpoint_files(const char *dir, int64_t step) {
     return a;
 }
 
-static int64_t latest(const char *dir) {
-    char prefix[512], err[512];
+/* The step checkpoint_latest picks (-1: a fresh start); its warning must hold every needle
+ * (none given: there must be no warning). */
+static int64_t latest_warned(const char *dir, const char *const *needles, int n) {
+    char prefix[512], err[512], warning[2048];
     int64_t step = -7;
-    int rc = checkpoint_latest(dir, prefix, sizeof prefix, &step, err, sizeof err);
+    int rc = checkpoint_latest(dir, prefix, sizeof prefix, &step, warning, sizeof warning, err,
+                               sizeof err);
     ck_assert_msg(rc >= 0, "%s", err);
+    ck_assert_msg(n > 0 || warning[0] == 0, "unexpected warning: %s", warning);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(strstr(warning, needles[i]) != NULL, "'%s' lacks '%s'", warning, needles[i]);
     return rc == 1 ? step : -1;
 }
 
+static int64_t latest(const char *dir) { return latest_warned(dir, NULL, 0); }
+
 /* checkpoint_latest's refusal: its error, which must hold every needle. */
 static void latest_refused(const char *dir, const char *const *needles, int n) {
-    char prefix[512], err[1024];
+    char prefix[512], err[1024], warning[1024];
     int64_t step;
-    ck_assert_int_eq(checkpoint_latest(dir, prefix, sizeof prefix, &step, err, sizeof err), -1);
+    ck_assert_int_eq(checkpoint_latest(dir, prefix, sizeof prefix, &step, warning, sizeof warning,
+                                       err, sizeof err), -1);
     for (int i = 0; i < n; i++)
         ck_assert_msg(strstr(err, needles[i]) != NULL, "'%s' lacks '%s'", err, needles[i]);
 }
@@ -128,7 +137,9 @@ START_TEST(test_read_back_by_name) {
     save(dir, 5, 5);
     save(dir, 17, 5);
     int64_t step;
-    ck_assert_int_eq(checkpoint_latest(dir, prefix, sizeof prefix, &step, err, sizeof err), 1);
+    char warning[256];
+    ck_assert_int_eq(checkpoint_latest(dir, prefix, sizeof prefix, &step, warning, sizeof warning,
+                                       err, sizeof err), 1);
     ck_assert_int_eq(step, 17);
     BundleReader *r = bundle_open(prefix, err, sizeof err);
     ck_assert_msg(r != NULL, "%s", err);
@@ -158,8 +169,9 @@ END_TEST
 
 /* What a crash at each point of a save leaves behind: the state file still names a complete
  * checkpoint, which wins (the state file is written last). A checkpoint it names that has lost
- * its files, as after a partial copy, is an error naming the complete ones, never an older one
- * in its place or a fresh start (TF's latest_checkpoint fails there too). */
+ * its files, as after a partial copy, gives way to the newest complete one with a warning
+ * naming it; with no complete one left but checkpoint files there, an error (never a fresh start
+ * over them); with no checkpoint file left, a fresh start with a warning (as TF). */
 START_TEST(test_latest_skips_incomplete) {
     char dir[256], path[512], err[512];
     test_make_tmpdir(dir, sizeof dir, "test_ckpt_crash");
@@ -203,26 +215,41 @@ START_TEST(test_latest_skips_incomplete) {
     ck_assert_int_eq(checkpoint_save(dir, 60, &bad, 1, 5, NULL, 0, err, sizeof err), -1);
     ck_assert_int_eq(latest(dir), 20);
     ck_assert_int_eq(has_checkpoint_files(dir, 60), 0);
-    /* the named one's data file cut short (a partial copy): refused, the others listed */
+    /* the named one's data file cut short (a partial copy): the newest complete one, warned */
     snprintf(path, sizeof path, "%s/model.ckpt-20.data-00000-of-00001", dir);
     ck_assert_int_eq(truncate(path, 10), 0);
-    const char *cut[] = {"model.ckpt-20: the checkpoint to resume from (named by the checkpoint "
-                         "file) is missing or incomplete",
-                         "Complete checkpoints there: model.ckpt-50, model.ckpt-10."};
-    latest_refused(dir, cut, 2);
+    const char *cut[] = {"model.ckpt-20, named by the checkpoint file, is missing or incomplete",
+                         "resuming from", "model.ckpt-50, the newest complete checkpoint there"};
+    ck_assert_int_eq(latest_warned(dir, cut, 3), 50);
     /* a user rolls back by naming an older one */
     snprintf(path, sizeof path, "%s/checkpoint", dir);
     const char *back = "model_checkpoint_path: \"model.ckpt-10\"\n";
     ck_assert_int_eq(test_write_file(path, back, strlen(back)), 0);
     ck_assert_int_eq(latest(dir), 10);
-    /* without a state file: the highest-step index there, refused when incomplete */
+    /* without a state file: the highest-step complete one; a newer incomplete one is warned of */
     unlink(path);
     ck_assert_int_eq(latest(dir), 50);
     snprintf(path, sizeof path, "%s/model.ckpt-50.data-00000-of-00001", dir);
     unlink(path);
-    const char *gone[] = {"model.ckpt-50: the checkpoint to resume from (the newest index file, "
-                          "without a checkpoint file)", "model.ckpt-10."};
-    latest_refused(dir, gone, 2);
+    const char *newer[] = {"model.ckpt-50 is incomplete", "resuming from", "model.ckpt-10"};
+    ck_assert_int_eq(latest_warned(dir, newer, 3), 10);
+    /* checkpoint files but none complete: refused, never a fresh start over them */
+    snprintf(path, sizeof path, "%s/model.ckpt-10.data-00000-of-00001", dir);
+    unlink(path);
+    const char *none[] = {"no complete checkpoint to resume from", "model.ckpt-50",
+                          "to start afresh, use another --job-dir"};
+    latest_refused(dir, none, 3);
+    /* a state file naming a checkpoint of which no file is left: a fresh start, warned (TF's
+     * latest_checkpoint finds nothing there either) */
+    char empty[256];
+    test_make_tmpdir(empty, sizeof empty, "test_ckpt_gone");
+    snprintf(path, sizeof path, "%s/checkpoint", empty);
+    const char *stale = "model_checkpoint_path: \"model.ckpt-7\"\n";
+    ck_assert_int_eq(test_write_file(path, stale, strlen(stale)), 0);
+    const char *gone[] = {"model.ckpt-7, named by the checkpoint file, is gone",
+                          "training starts afresh"};
+    ck_assert_int_eq(latest_warned(empty, gone, 2), -1);
+    ck_assert_int_eq(test_remove_tree(empty), 0);
     ck_assert_int_eq(test_remove_tree(dir), 0);
 }
 END_TEST
@@ -235,11 +262,11 @@ START_TEST(test_state_file_formats) {
     ck_assert_str_eq(paths[0], FIXTURE "/model.ckpt-0");
     ck_assert_str_eq(paths[1], FIXTURE "/model.ckpt-10");
     checkpoint_paths_free(paths, n);
-    /* the fixture has indexes but no data files: the checkpoint it names is refused (a job
-     * that trained afresh there overwrote TF's model.ckpt-0.index) */
-    const char *none[] = {"model.ckpt-10: the checkpoint to resume from",
-                          "No complete checkpoint is there; to start afresh, use another"};
-    latest_refused(FIXTURE, none, 2);
+    /* the fixture has indexes but no data files: refused (a job that trained afresh there
+     * overwrote TF's model.ckpt-0.index) */
+    const char *none[] = {"no complete checkpoint to resume from", "model.ckpt-10",
+                          "to start afresh, use another --job-dir"};
+    latest_refused(FIXTURE, none, 3);
 
     char dir[256], path[512];
     test_make_tmpdir(dir, sizeof dir, "test_ckpt_state");
@@ -258,9 +285,9 @@ START_TEST(test_state_file_formats) {
     ck_assert_int_eq(test_write_file(path, bad, strlen(bad)), 0);
     ck_assert_int_eq(checkpoint_state_read(dir, &paths, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "checkpoint:1: malformed"));
-    /* nor a resume from it (TF would ignore it and train afresh over the checkpoints) */
-    const char *malformed[] = {"checkpoint:1: malformed", "fix it, or remove it"};
-    latest_refused(dir, malformed, 2);
+    /* a resume warns of it and goes by the checkpoint files (here none: a fresh start) */
+    const char *malformed[] = {"checkpoint:1: malformed", "the checkpoint files are used instead"};
+    ck_assert_int_eq(latest_warned(dir, malformed, 2), -1);
     /* a damaged state file does not stop a save: it is rewritten */
     save(dir, 3, 5);
     ck_assert_int_eq(checkpoint_state_read(dir, &paths, err, sizeof err), 1);

@@ -39,6 +39,19 @@ def tf():
     return tf
 
 
+def resume_point(job, done):
+    """The checkpoint a rerun must restore, by TF's latest_checkpoint: the one the state file
+    names when it is complete; else the newest complete one (done: complete_checkpoints)."""
+    state = job / "checkpoint"
+    named = re.search(r'^model_checkpoint_path: "(.*)"$', state.read_text(), re.M) \
+        if state.exists() else None
+    if named:
+        path = named.group(1) if named.group(1).startswith("/") else str(job / named.group(1))
+        if path in done.values():
+            return path
+    return done[max(done)] if done else None
+
+
 def complete_checkpoints(tf, job):
     """Steps of the checkpoints in job that TensorFlow reads completely, {step: prefix}."""
     out = {}
@@ -104,7 +117,8 @@ def kill_at(tmp_path_factory):
 
 
 def test_sigkill_at_random_moments(tf, tmp_path, mnist_files, predict_input, kill_at):
-    """KILLS runs killed, each rerun resuming from the newest complete checkpoint; then one run
+    """KILLS runs killed, each rerun resuming from the checkpoint the state file names, always
+    complete (one saved after it may be complete too, its state file not yet written); then one run
     to the end, which exports. Half the kills come at a random time, half at a random commit
     point (the entry of the Nth fsync/rename/mkdir/unlink: kill_at.c), i.e. in the middle of a
     checkpoint, state file, event file or export write."""
@@ -159,10 +173,11 @@ def test_sigkill_at_random_moments(tf, tmp_path, mnist_files, predict_input, kil
             assert restored.group(1) == expect_restore, (
                 f"run {i} resumed from {restored.group(1)}, newest complete is {expect_restore}")
             stats["resumed"] += 1
-        # what the next run must find: the newest complete checkpoint; nothing listed in
-        # `checkpoint` and no export version directory is half-written
+        # what the next run must find: the checkpoint the state file names (complete: the
+        # state file is written last); nothing listed in `checkpoint` and no export version
+        # directory is half-written
         done = complete_checkpoints(tf, job) if job.exists() else {}
-        expect_restore = done[max(done)] if done else None
+        expect_restore = resume_point(job, done) if done else None
         if job.exists():
             check_listed_checkpoints_complete(tf, job)
             check_exports(job / "export" / "exporter", predict_input)
@@ -236,11 +251,58 @@ def test_sigterm_during_the_final_export_lets_it_finish(tf, tmp_path, mnist_file
                    "ASAN_OPTIONS": SAN_ENV["ASAN_OPTIONS"] + ":verify_asan_link_order=0"})
     no_sanitizer_report(res)
     assert res.returncode == 128 + signal.SIGTERM, (res.returncode, res.stderr[-3000:])
-    assert "Received SIGTERM during the final evaluation and export: both finished" in res.stderr
+    assert "Received SIGTERM after training: the final evaluation and export finished" \
+        in res.stderr
     after = sorted((job / "export" / "exporter").iterdir())
     assert len(after) == len(exports) + 1
     assert check_exports(job / "export" / "exporter", predict_input)
     assert temp_litter(job) == []
+    # a fresh job signalled at its last commit point (its final checkpoint's, evaluation's or
+    # export's: after training): the same
+    count = tmp_path / "count"
+    assert_ok(run(trainer_args(train, test, tmp_path / "dry", 4),
+                  env={"LD_PRELOAD": kill_at, "FAULT_COUNT_FILE": str(count),
+                       "ASAN_OPTIONS": SAN_ENV["ASAN_OPTIONS"] + ":verify_asan_link_order=0"}))
+    last = count.read_text().split()[-1]
+    job2 = tmp_path / "job2"
+    res = run(trainer_args(train, test, job2, 4),
+              env={"LD_PRELOAD": kill_at, "FAULT_KILL_AT": last,
+                   "FAULT_SIGNAL": str(int(signal.SIGTERM)),
+                   "ASAN_OPTIONS": SAN_ENV["ASAN_OPTIONS"] + ":verify_asan_link_order=0"})
+    no_sanitizer_report(res)
+    assert res.returncode == 128 + signal.SIGTERM, (res.returncode, res.stderr[-3000:])
+    assert "the final evaluation and export finished; stopping" in res.stderr
+    assert check_exports(job2 / "export" / "exporter", predict_input)
+    assert max(complete_checkpoints(tf, job2)) == 4
+
+
+def test_a_cut_checkpoint_is_passed_over_with_a_warning_never_trained_over(tmp_path, mnist_files):
+    """The checkpoint the state file names, cut short (a partial copy or sync): the newest
+    complete one is restored, with a warning naming the cut one; when none is complete, the job
+    stops before training and leaves the files as they were (it used to train afresh over them,
+    without a word)."""
+    train, test = mnist_files
+    job = tmp_path / "job"
+    assert_ok(run(trainer_args(train, test, job, 4, "--save-checkpoints-steps", "2",
+                               "--keep-checkpoint-max", "0")))
+    data4 = job / "model.ckpt-4.data-00000-of-00001"
+    os.truncate(data4, data4.stat().st_size // 2)
+    res = run(trainer_args(train, test, job, 6, "--save-checkpoints-steps", "2",
+                           "--keep-checkpoint-max", "0"))
+    assert_ok(res)
+    assert re.search(r"WARNING:tensorflow:.*model\.ckpt-4, named by the checkpoint file, is "
+                     r"missing or incomplete .*resuming from .*model\.ckpt-2", res.stderr), \
+        res.stderr[-3000:]
+    assert f"Restoring parameters from {job}/model.ckpt-2" in res.stderr
+    # only cut checkpoints: refused before training, nothing written
+    lone = tmp_path / "lone"
+    assert_ok(run(trainer_args(train, test, lone, 2, "--keep-checkpoint-max", "1")))
+    data2 = lone / "model.ckpt-2.data-00000-of-00001"
+    os.truncate(data2, data2.stat().st_size // 2)
+    before = {p.name: p.read_bytes() for p in lone.iterdir() if p.is_file()}
+    res = run(trainer_args(train, test, lone, 4))
+    assert_clean_failure(res, "no complete checkpoint to resume from", "model.ckpt-2", code=1)
+    assert {p.name: p.read_bytes() for p in lone.iterdir() if p.is_file()} == before
 
 
 def test_temporaries_of_killed_saves_are_removed(tf, tmp_path, mnist_files):

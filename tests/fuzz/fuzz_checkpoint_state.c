@@ -40,7 +40,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         checkpoint_paths_free(paths, n);
     }
     int64_t step = -1;
-    int rc = checkpoint_latest(dir, prefix, sizeof prefix, &step, err, sizeof err);
+    char warning[2048];
+    int rc = checkpoint_latest(dir, prefix, sizeof prefix, &step, warning, sizeof warning, err,
+                               sizeof err);
     if (rc < 0) fuzz_check_error(err, sizeof err);
     else if (rc == 1) abort();            /* the scratch dir holds no checkpoint at all */
     return 0;

@@ -143,7 +143,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "latest")) {
         char prefix[4200];
         int64_t step;
-        int rc = checkpoint_latest(argv[2], prefix, sizeof prefix, &step, err, sizeof err);
+        char warning[2048];
+        int rc = checkpoint_latest(argv[2], prefix, sizeof prefix, &step, warning, sizeof warning,
+                                   err, sizeof err);
+        if (warning[0]) fprintf(stderr, "warning: %s\n", warning);
         if (rc < 0) return die(err);
         if (rc == 0) printf("none\n");
         else printf("%lld %s\n", (long long)step, prefix);
