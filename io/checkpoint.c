@@ -299,20 +299,19 @@ static int complete(const char *prefix, char *why, size_t whylen) {
 }
 
 /* What dir holds besides the checkpoint `skip_step` names: the newest complete checkpoint (its
- * prefix in best, "" for none), whether any checkpoint file is there (an index or a data file,
- * complete or not), and the newest index newer than best that is incomplete (in newer, with why
- * in newer_why; "" for none). -1 (err set) when dir cannot be listed. */
+ * prefix in best, "" for none), whether any checkpoint index is there (complete or not: a data
+ * file without one is what a save killed before its index leaves, never a checkpoint), and the
+ * newest index newer than best that is incomplete (in newer, with why in newer_why; "" for
+ * none). -1 (err set) when dir cannot be listed. */
 static int scan_checkpoints(const char *dir, int64_t skip_step, char *best, size_t best_cap,
-                            int *any_file, char *newer, size_t newer_cap, char *newer_why,
+                            int *any_index, char *newer, size_t newer_cap, char *newer_why,
                             size_t why_cap, char *err, size_t errlen) {
     char **names;
     best[0] = newer[0] = 0;
-    *any_file = 0;
+    *any_index = 0;
     int n = dirs_list(dir, NULL, NULL, &names, err, errlen);
     if (n < 0) return -1;
-    for (int i = 0; i < n; i++)
-        *any_file |= strncmp(names[i], CKPT_BASENAME "-", strlen(CKPT_BASENAME) + 1) == 0 &&
-                     (strstr(names[i], ".index") || strstr(names[i], ".data-"));
+    for (int i = 0; i < n; i++) *any_index |= is_index_name(names[i], NULL);
     /* newest first: the highest step not yet tried, until one is complete */
     for (;;) {
         int at = -1;
@@ -366,16 +365,16 @@ int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int6
     }
     /* the named one is unusable, or none is named: the newest complete one there */
     char best[4200], newer[4200], newer_why[512];
-    int any_file;
-    if (scan_checkpoints(dir, named[0] ? step_of(named) : -1, best, sizeof best, &any_file,
+    int any_index;
+    if (scan_checkpoints(dir, named[0] ? step_of(named) : -1, best, sizeof best, &any_index,
                          newer, sizeof newer, newer_why, sizeof newer_why, err, errlen) != 0)
         return -1;
-    if (named[0] && !best[0] && !any_file) {   /* nothing left to protect: TF starts afresh */
+    if (named[0] && !best[0] && !any_index) {   /* nothing left to protect: TF starts afresh */
         snprintf(warning, warnlen, "%s, named by the checkpoint file, is gone (%s) and no "
                  "checkpoint is left: training starts afresh", named, why);
         return 0;
     }
-    if (!best[0] && !any_file) return 0;   /* a fresh job dir */
+    if (!best[0] && !any_index) return 0;   /* a fresh job dir */
     if (!best[0]) {   /* never afresh over checkpoint files: TF fails on a cut one too */
         snprintf(err, errlen, "%s: no complete checkpoint to resume from: %s is missing or "
                  "incomplete (%s); to start afresh, use another --job-dir",

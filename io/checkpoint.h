@@ -47,8 +47,9 @@ int checkpoint_write_meta(const char *prefix, const void *meta_graph, size_t n, 
  * cut off), a state file that does not parse, a newer incomplete index. Returns 1 with its prefix
  * and step (from its name); 0 for a fresh start: no checkpoint file there (or no dir; with a
  * warning when the state file names a vanished one, where TF starts afresh too); -1 with err when
- * dir cannot be read, or checkpoint files are there but none is complete: never a fresh start
- * over them (TF fails on a cut checkpoint too). A save killed at any point leaves the state file
+ * dir cannot be read, or checkpoint indexes are there but none is complete: never a fresh start
+ * over them (TF fails on a cut checkpoint too). (A data file without its index, which a save
+ * killed before its index leaves, is no checkpoint.) A save killed at any point leaves the state file
  * naming a complete checkpoint: it is written after the checkpoint's files. */
 int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int64_t *step,
                       char *warning, size_t warnlen, char *err, size_t errlen);

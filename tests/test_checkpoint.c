@@ -249,6 +249,11 @@ START_TEST(test_latest_skips_incomplete) {
     const char *gone[] = {"model.ckpt-7, named by the checkpoint file, is gone",
                           "training starts afresh"};
     ck_assert_int_eq(latest_warned(empty, gone, 2), -1);
+    /* a job killed in its first save, before the index: a data file alone is no checkpoint */
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.ckpt-0.data-00000-of-00001", empty);
+    ck_assert_int_eq(test_write_file(path, "xx", 2), 0);
+    ck_assert_int_eq(latest(empty), -1);
     ck_assert_int_eq(test_remove_tree(empty), 0);
     ck_assert_int_eq(test_remove_tree(dir), 0);
 }
