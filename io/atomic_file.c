@@ -46,10 +46,10 @@ AtomicFile *atomic_file_open(const char *path, char *err, size_t errlen) {
         /* <dir>/.<name>.tmp-<pid>-<n>: a hidden name, which directory and glob expansion
          * (ours: io/path_list.c; Hadoop's and TF's readers alike) pass over, so that what a
          * killed writer leaves among data files is not read as data */
-        const char *slash = strrchr(path, '/');
-        int dir_len = slash ? (int)(slash - path + 1) : 0;
-        snprintf(af->tmp, tmp_cap, "%.*s.%s.tmp-%ld-%u", dir_len, path, path + dir_len,
-                 (long)getpid(), atomic_fetch_add(&temp_counter, 1u));
+        char suffix[48];
+        snprintf(suffix, sizeof suffix, ".tmp-%ld-%u", (long)getpid(),
+                 atomic_fetch_add(&temp_counter, 1u));
+        fs_beside(path, ".", suffix, af->tmp, tmp_cap);
         fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     }
     if (fd < 0) {

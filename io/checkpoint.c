@@ -381,17 +381,13 @@ int checkpoint_latest(const char *dir, char *prefix_out, size_t prefix_cap, int6
                  dir, named[0] ? named : newer, named[0] ? why : newer_why);
         return -1;
     }
-    if (named[0]) {
-        char mine[600];
-        snprintf(mine, sizeof mine, "%s", warning);
-        snprintf(warning, warnlen, "%s%s%s, named by the checkpoint file, is missing or "
-                 "incomplete (%s): resuming from %s, the newest complete checkpoint there", mine,
-                 mine[0] ? "; " : "", named, why, best);
-    } else if (newer[0]) {
-        char mine[600];
-        snprintf(mine, sizeof mine, "%s", warning);
-        snprintf(warning, warnlen, "%s%s%s is incomplete (%s): resuming from %s", mine,
-                 mine[0] ? "; " : "", newer, newer_why, best);
+    const char *passed = named[0] ? named : newer;   /* "" when nothing was passed over */
+    if (passed[0]) {   /* after the state file's warning, if it had one */
+        size_t used = strlen(warning);
+        snprintf(warning + used, warnlen - used, "%s%s%s is missing or incomplete (%s): resuming "
+                 "from %s, the newest complete checkpoint there", used ? "; " : "", passed,
+                 named[0] ? ", named by the checkpoint file," : "", named[0] ? why : newer_why,
+                 best);
     }
     snprintf(prefix_out, prefix_cap, "%s", best);
     if (step) *step = step_of(best);

@@ -55,6 +55,18 @@ char *fs_join(const char *dir, const char *name) {
     return full;
 }
 
+int fs_beside(const char *path, const char *prefix, const char *suffix, char *out, size_t cap) {
+    size_t n = strlen(path), name = 0;
+    while (n > 1 && path[n - 1] == '/') n--;
+    for (size_t i = n; i > 0; i--)
+        if (path[i - 1] == '/') {
+            name = i;
+            break;
+        }
+    return snprintf(out, cap, "%.*s%s%.*s%s", (int)name, path, prefix, (int)(n - name),
+                    path + name, suffix);
+}
+
 int fs_read_part(FILE *src, char *buf, size_t n, const char *what, char *err, size_t errlen) {
     if (n && fread(buf, 1, n, src) != n) {
         snprintf(err, errlen, "%s: reading the local copy failed", what);

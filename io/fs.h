@@ -36,6 +36,11 @@ int fs_stat(const char *path, struct stat *st, char *err, size_t errlen);
 /* "dir/name", malloc'd (no second '/' when dir ends with one); NULL when out of memory. */
 char *fs_join(const char *dir, const char *name);
 
+/* A name beside path, in its parent: "<parent>/<prefix><name><suffix>" ("<prefix><name><suffix>"
+ * without a parent), path's trailing '/'s dropped; e.g. ("out/model", ".", ".tmp-7") ->
+ * "out/.model.tmp-7". Written to out as snprintf does (the full length returned). */
+int fs_beside(const char *path, const char *prefix, const char *suffix, char *out, size_t cap);
+
 /* ---- reading ------------------------------------------------------------------------------- */
 typedef struct FsReader FsReader;
 

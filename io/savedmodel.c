@@ -803,19 +803,6 @@ int savedmodel_encode(const SmModel *m, const TfTensor *vars, int nvars, PbBuf *
 
 /* ---- directories ---------------------------------------------------------------------------------- */
 
-/* "<parent of dir>/<prefix><basename of dir><suffix>" into out (dir without trailing '/'s). */
-static void beside(const char *dir, const char *prefix, const char *suffix, char *out,
-                   size_t cap) {
-    char final[4096];
-    snprintf(final, sizeof final, "%s", dir);
-    for (size_t n = strlen(final); n > 1 && final[n - 1] == '/'; n--) final[n - 1] = 0;
-    const char *slash = strrchr(final, '/');
-    if (slash)
-        snprintf(out, cap, "%.*s/%s%s%s", (int)(slash - final), final, prefix, slash + 1, suffix);
-    else
-        snprintf(out, cap, "%s%s%s", prefix, final, suffix);
-}
-
 /* The whole SavedModel tree at tmp (a leftover there removed first); on failure nothing of it
  * stays. */
 static int write_tree(const char *tmp, const SmModel *m, const TfTensor *vars, int nvars,
@@ -863,7 +850,7 @@ int savedmodel_write(const char *export_dir, const SmModel *m, const TfTensor *v
         return io_fail(err, errlen, "export: '%s' already exists", export_dir);
     /* temp-<basename> beside the final directory, inside the export base, as the Estimator's
      * exporter does */
-    beside(export_dir, "temp-", "", tmp, sizeof tmp);
+    fs_beside(export_dir, "temp-", "", tmp, sizeof tmp);
     if (write_tree(tmp, m, vars, nvars, err, errlen) != 0) return -1;
     if (move_tree(tmp, export_dir, err, errlen) != 0) {
         char ignore[256];
@@ -903,7 +890,7 @@ int savedmodel_dir_replaceable(const char *export_dir, char *err, size_t errlen)
     /* the directory itself is moved aside and replaced: a mount point cannot be */
     struct stat st, up;
     char parent[4300];
-    beside(export_dir, "", "/..", parent, sizeof parent);
+    fs_beside(export_dir, "", "/..", parent, sizeof parent);
     if (!fs_is_remote(export_dir) && stat(export_dir, &st) == 0 && stat(parent, &up) == 0 &&
         st.st_dev != up.st_dev)
         return io_fail(err, errlen, "export: '%s' is a mount point, which cannot be replaced: "
@@ -919,8 +906,8 @@ int savedmodel_write_over(const char *export_dir, const SmModel *m, const TfTens
     char tmp[4300], old[4300], why[1024], tmp_suffix[32], old_suffix[32];
     snprintf(tmp_suffix, sizeof tmp_suffix, ".tmp-%ld", (long)getpid());
     snprintf(old_suffix, sizeof old_suffix, ".old-%ld", (long)getpid());
-    beside(export_dir, ".", tmp_suffix, tmp, sizeof tmp);
-    beside(export_dir, ".", old_suffix, old, sizeof old);
+    fs_beside(export_dir, ".", tmp_suffix, tmp, sizeof tmp);
+    fs_beside(export_dir, ".", old_suffix, old, sizeof old);
     if (write_tree(tmp, m, vars, nvars, err, errlen) != 0) return -1;
     struct stat st;
     const int had = fs_stat(export_dir, &st, why, sizeof why) == 0;

@@ -231,7 +231,8 @@ START_TEST(test_latest_skips_incomplete) {
     ck_assert_int_eq(latest(dir), 50);
     snprintf(path, sizeof path, "%s/model.ckpt-50.data-00000-of-00001", dir);
     unlink(path);
-    const char *newer[] = {"model.ckpt-50 is incomplete", "resuming from", "model.ckpt-10"};
+    const char *newer[] = {"model.ckpt-50 is missing or incomplete", "resuming from",
+                           "model.ckpt-10, the newest complete checkpoint there"};
     ck_assert_int_eq(latest_warned(dir, newer, 3), 10);
     /* checkpoint files but none complete: refused, never a fresh start over them */
     snprintf(path, sizeof path, "%s/model.ckpt-10.data-00000-of-00001", dir);

@@ -65,6 +65,22 @@ START_TEST(test_remote_paths) {
 }
 END_TEST
 
+/* fs_beside: a sibling name (atomic files' hidden temporaries, the in-place export's). */
+START_TEST(test_beside) {
+    char out[64];
+    ck_assert_int_eq(fs_beside("out/model", ".", ".tmp-7", out, sizeof out), 16);
+    ck_assert_str_eq(out, "out/.model.tmp-7");
+    fs_beside("a/b/model//", "temp-", "", out, sizeof out);
+    ck_assert_str_eq(out, "a/b/temp-model");
+    fs_beside("model", ".", ".old-3", out, sizeof out);
+    ck_assert_str_eq(out, ".model.old-3");
+    fs_beside("/m", "", "/..", out, sizeof out);
+    ck_assert_str_eq(out, "/m/..");
+    fs_beside("gs://b/j/x.ckpt", ".", ".t", out, sizeof out);
+    ck_assert_str_eq(out, "gs://b/j/.x.ckpt.t");
+}
+END_TEST
+
 START_TEST(test_local_side) {
     char dir[256], p[512], q[512], err[512];
     test_make_tmpdir(dir, sizeof dir, "test_fs");
@@ -129,6 +145,7 @@ int main(void) {
     tcase_add_test(tc, test_sigv4_aws_example);
     tcase_add_test(tc, test_url_encode);
     tcase_add_test(tc, test_remote_paths);
+    tcase_add_test(tc, test_beside);
     tcase_add_test(tc, test_local_side);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

@@ -183,6 +183,13 @@ def mnist_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tf():
+    """TensorFlow, imported once and only for the tests that read checkpoints with it."""
+    import tensorflow as tf
+    return tf
+
+
+@pytest.fixture(scope="session")
 def unprivileged():
     """A command prefix that runs a program without root's power to read anything (root ignores
     file modes): setpriv to nobody. Fails when that is impossible but we are root."""

@@ -24,12 +24,6 @@ def emu():
     return program("emu_trainer"), program("emu_predict")
 
 
-@pytest.fixture(scope="module")
-def tf():
-    import tensorflow as tf
-    return tf
-
-
 def train(trainer, device, job, steps, mnist_files):
     res = run([trainer, "--train", mnist_files[0], "--test", mnist_files[1], "--job-dir", job,
                "--steps", steps, "--batch-size", "8", "--device", device, "--model", MODEL,

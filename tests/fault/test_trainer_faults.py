@@ -33,12 +33,6 @@ def trainer_args(train, test, job, steps, *extra):
             *[str(e) for e in extra]]
 
 
-@pytest.fixture(scope="module")
-def tf():
-    import tensorflow as tf   # imported once, only for these tests (slow to import)
-    return tf
-
-
 def resume_point(job, done):
     """The checkpoint a rerun must restore, by TF's latest_checkpoint: the one the state file
     names when it is complete; else the newest complete one (done: complete_checkpoints)."""
