@@ -3,6 +3,7 @@
  * host memory as device memory. */
 #include "cuda_emu.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,20 @@ float bits_float(uint32_t u) {
     return f;
 }
 
+/* The tensor cores' rounding as the mma models it: the products of two TF32 values are exact
+ * (11 x 11 significant bits) and are summed with C, then the sum is cut toward zero to float32.
+ * Fasi et al., "Numerical behavior of NVIDIA tensor cores" (PeerJ Comput. Sci. 7:e330, 2021)
+ * found round-toward-zero in the tensor cores' additions (V100, T4, A100); the model sums in
+ * double, one cut at the end, which is close to, not exactly, the hardware's alignment. What
+ * it keeps is the hardware's bias: every mma pulls its accumulator toward zero by up to an ulp,
+ * so a long chain of mmas into one accumulator drifts (GPU run 5: conv2's forward 7e-5 off the
+ * CPU over 300 mmas, gemm_cuda.cuh), where round-to-nearest fmaf would hide that. */
+float round_toward_zero(double v) {
+    float f = (float)v;
+    if (fabs((double)f) > fabs(v)) f = nextafterf(f, 0.0f);
+    return f;
+}
+
 /* An mma operand as a float; aborts unless it is a TF32 value (low 13 bits zero). */
 float tf32_operand(uint32_t u, const char *which, int lane) {
     if (u & 0x1FFFu) {
@@ -301,9 +316,9 @@ void mma_m16n8k8_tf32(float c[4], const uint32_t a[4], const uint32_t b[2]) {
         const int g = lane / 4, t = lane % 4;
         for (int i = 0; i < 4; i++) {
             const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
-            float acc = d[i];
-            for (int k = 0; k < 8; k++) acc = fmaf(A[row][k], B[k][col], acc);
-            d[i] = acc;
+            double sum = d[i];
+            for (int k = 0; k < 8; k++) sum += (double)A[row][k] * (double)B[k][col];
+            d[i] = round_toward_zero(sum);
         }
         if (warp * 32 + lane != current) fibers[warp * 32 + lane].state = READY;
     }
