@@ -433,13 +433,22 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
                 for (int mi = 0; mi < 2; mi++)
 #pragma unroll
                     for (int j = 0; j < NJ; j++) {
-                        float c[4] = {acc[2 * mi][j], acc[2 * mi][NJ + j], acc[2 * mi + 1][j],
-                                      acc[2 * mi + 1][NJ + j]};
+                        /* The three mmas sum into zeros, then one float32 add (rounded to
+                         * nearest) takes them into acc: the tensor cores cut each mma's sum
+                         * toward zero (mma_tf32.cuh), and chained through acc the cuts add
+                         * up (GPU run 5: 300 mmas, conv2's 800 taps, drifted 7e-5 below the
+                         * CPU's sums of ~9; 1.6e-5 of the output against a tolerance of 1e-5).
+                         * Cut on 8 products only, then added as float32 adds: ~3e-6 in a model
+                         * of the hardware's rounding (tests/emu's mma), below float32's own
+                         * reordered sum (7e-6). A partial accumulator folded every few slices
+                         * would add fewer FADDs but 32 live registers: spills at 8x4 per
+                         * thread under the 128-register cap. */
+                        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                         mma_m16n8k8_3xtf32(c, a_hi[mi], a_lo[mi], b_hi[j], b_lo[j]);
-                        acc[2 * mi][j] = c[0];
-                        acc[2 * mi][NJ + j] = c[1];
-                        acc[2 * mi + 1][j] = c[2];
-                        acc[2 * mi + 1][NJ + j] = c[3];
+                        acc[2 * mi][j] += c[0];
+                        acc[2 * mi][NJ + j] += c[1];
+                        acc[2 * mi + 1][j] += c[2];
+                        acc[2 * mi + 1][NJ + j] += c[3];
                     }
             }
         } else {
@@ -574,7 +583,11 @@ static inline int forced_tile(TileKind *t) {
  * (d) the 256x32 case of (a): 128x32, split at least 4 ways (choose_splits; conv2's data
  *     gradient 77.9 -> 72.2 us: 616 blocks instead of 231);
  * and (e) in (b), 128x32 where those tiles split 4 ways still fit one wave (dense1's forward at
- * batch 100: 32 tiles split 8 ways, 32.9 -> 28.8 us; at batch 1000, 256 tiles, (b) stays). */
+ * batch 100: 32 tiles split 8 ways, 32.9 -> 28.8 us; at batch 1000, 256 tiles, (b) stays).
+ * From run 5's sweep (H200): (f) mid-sized row counts, more than 64 columns and a short
+ * reduction (K < 256: a batch of under 256 reduced): 64x64, unsplit, not 128x64 (dense1's
+ * filter gradient at batch 100, 3136 x 1024 x 100: 40.5 -> 29.2 us; 784 tiles fill three
+ * waves of the 264 block slots, where 400 left the second of two half empty). */
 static inline bool v5_mid_rows(int M) { return M >= 2048 && M < 65536; }
 /* (d)'s problems: also what choose_splits splits at least 4 ways */
 static inline bool v5_narrow_mid(int M, int N, int K) {
@@ -586,6 +599,7 @@ static inline TileKind choose_tile(int M, int N, int K) {
     const int version = gemm_version();
     if (v5_narrow_mid(M, N, K)) return TILE_128x32;                    /* (d) */
     if (version >= 5 && v5_mid_rows(M) && N > 32 && N <= 64) return TILE_64x64; /* (c) */
+    if (version >= 5 && v5_mid_rows(M) && N > 64 && K < 256) return TILE_64x64;  /* (f) */
     if (version >= 3) {
         if (M >= 2048 && N <= 32 && K >= 256) return TILE_256x32;
         long long tiles64 = (long long)((M + 63) / 64) * ((N + 63) / 64);

@@ -23,6 +23,11 @@
  * On the CUDA emulator (tests/emu) the mma is the emulator's: a collective of the warp's 32
  * threads, computed once all have arrived, which refuses operands that are not TF32.
  *
+ * The tensor cores cut each mma's sum toward zero rather than rounding it to nearest (Fasi et
+ * al., "Numerical behavior of NVIDIA tensor cores", PeerJ Comput. Sci. 2021; GPU run 5 saw it),
+ * so an accumulator chained through hundreds of mmas drifts toward zero: gemm_cuda.cuh sums
+ * each k-step's three mmas into zeros and adds that into its accumulator in float32.
+ *
  * Not float32 in one way: an infinite operand may give NaN (its lo is inf - inf). */
 #ifndef KERNELS_MMA_TF32_CUH
 #define KERNELS_MMA_TF32_CUH
