@@ -33,7 +33,9 @@
 # the benchmarks print both), so a default can be flipped afterwards without another run.
 # Logs go to $OUT (the device tool's output folder) or build-gpu/out; tests/gpu/report.py's
 # summary (each switch: keep or flip back) and a table are printed last.
-# Usage: tests/gpu/run.sh [--full] [--no-bench] [--no-sanitizer]
+# --quick (a rerun on a short device budget) leaves out step 4's version 1 kernel bench
+# (bench_gemm1: the befores of report.py's section 2, unchanged since run 1's kernels).
+# Usage: tests/gpu/run.sh [--full | --quick] [--no-bench] [--no-sanitizer]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -43,9 +45,11 @@ JOBS=${JOBS:-$(nproc)}
 BENCH=1
 SANITIZE=1
 FULL=0
+QUICK=0
 for a in "$@"; do
   case $a in
     --full) FULL=1 ;;
+    --quick) QUICK=1 ;;
     --no-bench) BENCH=0 ;;
     --no-sanitizer) SANITIZE=0 ;;
     *) echo "run.sh: unknown argument '$a'" >&2; exit 2 ;;
@@ -140,8 +144,12 @@ if [ $BENCH = 1 ]; then
   # Every kernel's version 1 (GEMM, max-pool, Adam, cross-entropy, the logits layer through
   # the GEMM: the first GPU run's kernels): the befores of the defaults. (GEMM version 2 was
   # measured in runs 1-3.)
-  have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
-      CNN_XENT_V=1 CNN_DENSE_V=1 "$BIN/bench_kernels_cuda"
+  if [ $QUICK = 1 ]; then
+    ROWS+=("bench_gemm1|SKIP|0|--quick")
+  else
+    have bench_kernels_cuda && run bench_gemm1 120 env CNN_GEMM_V=1 CNN_POOL_V=1 CNN_ADAM_V=1 \
+        CNN_XENT_V=1 CNN_DENSE_V=1 "$BIN/bench_kernels_cuda"
+  fi
   # MNIST's images too (the ours-cuda-mnist row: the job's data)
   have bench_step_cuda && run bench_step 180 "$BIN/bench_step_cuda" --data data/mnist
   if python3 -c "import torch" 2>/dev/null; then
