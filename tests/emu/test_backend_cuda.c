@@ -112,7 +112,7 @@ static void compare_level(const char *fused, const char *streams, const char *ge
     const char *gemm_env = getenv("CNN_GEMM_V");
     char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
     if (gemm) setenv("CNN_GEMM_V", gemm, 1);
-    char level[160];
+    char level[224];
     const char *split = getenv("CNN_CUDA_CONV_POOL_FWD"), *from_pool = getenv("CNN_FROM_POOL_V");
     const char *data = getenv("CNN_CUDA_DATA_FROM_POOL");
     const char *alive = getenv("CNN_CUDA_DENSE_DX_ALIVE");
@@ -129,7 +129,7 @@ static void compare_level(const char *fused, const char *streams, const char *ge
              data && strcmp(data, "0") == 0 ? ", no data gradient from pool" : "",
              alive && strcmp(alive, "1") == 0 ? ", dense dx where alive" : "",
              sparse && strcmp(sparse, "1") == 0 ? ", dense over nonzeros" : "");
-    char err[256], what[256];
+    char err[256], what[384];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
         printf("FAIL backend_cuda_create: %s\n", err);
