@@ -1909,7 +1909,8 @@ static void test_backend_fused(void) {
         got[level] = fused_entries(b);
         b->destroy(b);
     }
-    /* with CNN_CUDA_CONV_POOL_FWD=1 and CNN_CUDA_DATA_FROM_POOL=0: GPU run 5's defaults */
+    /* level 3 with the fused forward, and with CNN_CUDA_DATA_FROM_POOL=0 too: GPU run 5's
+     * defaults */
     Backend *fused_fwd = make_cuda_backend("3");
     setenv("CNN_CUDA_DATA_FROM_POOL", "0", 1);
     Backend *run5 = make_cuda_backend(NULL);
