@@ -1,7 +1,12 @@
 /* bench_step_cuda: the whole training step (gather, forward, loss, backward, Adam) through the
  * model API on the GPU, eager and as a replayed CUDA graph, at batch 100 and 1000. Engines, each
  * the one above it less one change (switches in docs/gpu.md):
- *   ours-cuda         the defaults
+ *   ours-cuda         the defaults (since GPU run 5: the conv + pool forwards split, conv2's
+ *                     data gradient from pool2's winners, cross-entropy version 3)
+ *   ours-cuda-run5    GPU run 5's defaults: the fused conv + ReLU + pool forward, conv2's data
+ *                     gradient through pool2's backward and the GEMM, cross-entropy version 2
+ *                     (CNN_CUDA_CONV_POOL_FWD=1 CNN_CUDA_DATA_FROM_POOL=0 CNN_XENT_V=2: items
+ *                     35, 38 and 31, which run 5 timed faster and made the defaults)
  *   ours-cuda-gemm4   GEMM version 4: the FMA loop, not the tensor cores (CNN_GEMM_V=4)
  *   ours-cuda-dense2  the narrow logits-layer kernels at every batch (CNN_DENSE_V=2)
  *   ours-cuda-graph1  one training step per replayed graph (CNN_CUDA_GRAPH_STEPS=1): GPU run
@@ -14,25 +19,31 @@
  *   ours-cuda-gemm3   GEMM version 3: no vector loads (session 3's step before them)
  *   ours-cuda-run3    the step of GPU runs 2 and 3 (max-pool 2, Adam and cross-entropy 1)
  *   ours-cuda-run1    the step of the first GPU run (unfused, GEMM 1, max-pool 1)
- * and off that chain, the defaults with one switch that GPU run 4 timed slower (each a
- * candidate again on the new defaults; tests/gpu/report.py's CANDIDATES):
- *   ours-cuda-fused4  conv2 + ReLU + pool2 as one op (CNN_CUDA_FUSED=4)
+ * (the chain below ours-cuda-run5 keeps run 5's conv + pool switches: they act from fusion
+ * level 3 only); and off that chain, run 5's three flips one at a time, each the defaults with
+ * its old setting (tests/gpu/report.py's FLIPPED):
+ *   ours-cuda-xent2   cross-entropy version 2, one block (CNN_XENT_V=2)
+ *   ours-cuda-convpool1  the first layer's conv + ReLU + pool forward as one kernel
+ *                     (CNN_CUDA_CONV_POOL_FWD=1; its filter gradient from pool1's winners either
+ *                     way)
+ *   ours-cuda-dfp0    conv2's data gradient through pool2's backward and the GEMM
+ *                     (CNN_CUDA_DATA_FROM_POOL=0)
+ * and the defaults with one switch that GPU runs 4 and 5 timed slower (each a candidate again
+ * on the new defaults; tests/gpu/report.py's CANDIDATES):
+ *   ours-cuda-fused4  conv2 + ReLU + pool2 as one op (CNN_CUDA_FUSED=4; with the fused forward:
+ *                     judged against ours-cuda-convpool1)
  *   ours-cuda-fused5  that and the dropout with the logits layer as one op (CNN_CUDA_FUSED=5)
  *   ours-cuda-streams2  per-layer optimizer updates on the gradient stream (CNN_CUDA_STREAMS=2)
  *   ours-cuda-nopdl   without programmatic dependent launch (CNN_CUDA_PDL=0)
- * and seven not yet timed:
- *   ours-cuda-xent3   softmax + cross-entropy version 3, several blocks (CNN_XENT_V=3)
- *   ours-cuda-convpool0  conv1's forward as the conv and the pool kernels, its filter gradient
- *                     from pool1's winners (CNN_CUDA_CONV_POOL_FWD=0)
  *   ours-cuda-l2      conv2's filter gradient from its GEMM, not pool2's winners
- *                     (CNN_CUDA_FUSED=2): on the random images conv2's ReLUs are all dead
- *                     after the warm-up (docs/gpu.md item 36), so this one is judged on MNIST
+ *                     (CNN_CUDA_FUSED=2), on run 5's defaults (level 2 has neither of items 35
+ *                     and 38; judged against ours-cuda-run5): on the random images conv2's ReLUs
+ *                     are all dead after the warm-up (docs/gpu.md item 36), so this one is
+ *                     judged on MNIST
  *   ours-cuda-frompool2  conv2's filter gradient from pool2's winners by version 2, a warp
  *                     per output channel that skips each dead winner (CNN_FROM_POOL_V=2)
- *   ours-cuda-dfp     conv2's data gradient from pool2's winners: no pool2 backward, no data
- *                     gradient GEMM (CNN_CUDA_DATA_FROM_POOL=1)
- *   ours-cuda-sparse  that and dense1's data gradient only where pool2's output is > 0
- *                     (CNN_CUDA_DENSE_DX_ALIVE=1)
+ *   ours-cuda-sparse  dense1's data gradient only where pool2's output is > 0
+ *                     (CNN_CUDA_DENSE_DX_ALIVE=1; on item 38, now among the defaults)
  *   ours-cuda-nz      that and dense1's forward and filter gradient over pool2's nonzeros
  *                     (CNN_CUDA_DENSE_SPARSE=1)
  *   ours-cudnn        cuDNN/cuBLAS for the convolutions and dense layers
@@ -44,8 +55,8 @@
  * the clock covers all the device work); 20 warm-up steps first (graph capture, cuDNN
  * algorithm search); the median of 5 runs. Every engine as CUDA graphs; eager steps too for
  * the defaults, ours-cuda-run1 and ours-cudnn. With --data DIR (MNIST's train-*-ubyte.gz
- * files), the engines whose kernels skip the winners a ReLU stopped (the defaults, convpool0,
- * l2, frompool2, dfp, sparse, nz) again on MNIST after one epoch of warm-up: rows
+ * files), the engines whose kernels skip the winners a ReLU stopped (the defaults, run5,
+ * convpool1, l2, frompool2, dfp0, sparse, nz) again on MNIST after one epoch of warm-up: rows
  * ENGINE-mnist. And
  * ours-cuda-long: the defaults over 12,000 steps of batch 100 in one timing (the job's length).
  * ours-cuda-mnist and ours-cuda-long each hold one factor of the original job's, whose step GPU
@@ -175,21 +186,26 @@ static double bench(const Engine *e, int graphs, int batch, int steps, int runs,
     return t[runs / 2];
 }
 
+/* label, device, fused, gemm, pool, adam, xent, dense, pdl, streams, graph_steps,
+ * conv_pool_fwd, from_pool, data_from_pool, dx_alive, mnist, dense_sparse */
 static const Engine ENGINES[] = {
-    {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
+    {"ours-cuda", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
      NULL, NULL, NULL, NULL, 1, NULL},
+    /* GPU run 5's defaults: items 31, 35 and 38 back to their old settings */
+    {"ours-cuda-run5", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
+     "1", NULL, "0", NULL, 1, NULL},
     {"ours-cuda-gemm4", DEVICE_CUDA, "3", "4", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0, NULL},
+     "1", NULL, "0", NULL, 0, NULL},
     {"ours-cuda-dense2", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0, NULL},
+     "1", NULL, "0", NULL, 0, NULL},
     {"ours-cuda-graph1", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "1", "1",
-     NULL, NULL, NULL, NULL, 0, NULL},
+     "1", NULL, "0", NULL, 0, NULL},
     {"ours-cuda-streams0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "1", "0", "1",
-     NULL, NULL, NULL, NULL, 0, NULL},
+     "1", NULL, "0", NULL, 0, NULL},
     {"ours-cuda-pdl0", DEVICE_CUDA, "3", "4", "4", "2", "2", "2", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0, NULL},
+     "1", NULL, "0", NULL, 0, NULL},
     {"ours-cuda-dense1", DEVICE_CUDA, "3", "4", "4", "2", "2", "1", "0", "0", "1",
-     NULL, NULL, NULL, NULL, 0, NULL},
+     "1", NULL, "0", NULL, 0, NULL},
     {"ours-cuda-fused2", DEVICE_CUDA, "2", "4", "4", "2", "2", "1", "0", "0", "1",
      NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-fused1", DEVICE_CUDA, "1", "4", "4", "2", "2", "1", "0", "0", "1",
@@ -200,44 +216,43 @@ static const Engine ENGINES[] = {
      NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cuda-run1", DEVICE_CUDA, "0", "1", "1", "1", "1", "1", "0", "0", "1",
      NULL, NULL, NULL, NULL, 0, NULL},
-    /* off the chain: the defaults with one switch run 4 timed slower */
-    {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "2", "3", "1", "1", "10",
+    /* off the chain: run 5's flips one at a time, the defaults with the old setting */
+    {"ours-cuda-xent2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
      NULL, NULL, NULL, NULL, 0, NULL},
-    {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "2", "3", "1", "1", "10",
+    {"ours-cuda-convpool1", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
+     "1", NULL, NULL, NULL, 1, NULL},
+    {"ours-cuda-dfp0", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
+     NULL, NULL, "0", NULL, 1, NULL},
+    /* off the chain: the defaults with one switch runs 4 and 5 timed slower; levels 4 and 5
+     * with the fused conv + pool forward (their default: their op is conv2's), so report.py
+     * judges them against ours-cuda-convpool1 */
+    {"ours-cuda-fused4", DEVICE_CUDA, "4", "5", "4", "2", "3", "3", "1", "1", "10",
+     "1", NULL, NULL, NULL, 0, NULL},
+    {"ours-cuda-fused5", DEVICE_CUDA, "5", "5", "4", "2", "3", "3", "1", "1", "10",
+     "1", NULL, NULL, NULL, 0, NULL},
+    {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "2", "10",
      NULL, NULL, NULL, NULL, 0, NULL},
-    {"ours-cuda-streams2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "2", "10",
+    {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "0", "1", "10",
      NULL, NULL, NULL, NULL, 0, NULL},
-    {"ours-cuda-nopdl", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "0", "1", "10",
-     NULL, NULL, NULL, NULL, 0, NULL},
-    /* off the chain: cross-entropy version 3 (several blocks; not yet timed) */
-    {"ours-cuda-xent3", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
-     NULL, NULL, NULL, NULL, 0, NULL},
-    /* off the chain: the conv + pool forwards split, pool1's filter gradient from its
-     * winners (not yet timed) */
-    {"ours-cuda-convpool0", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     "0", NULL, NULL, NULL, 1, NULL},
-    /* off the chain: conv2's filter gradient from its GEMM on the defaults (fusion level 2),
-     * to be judged on MNIST (its -mnist row): on the random images conv2's ReLUs are dead and
-     * the winners' kernel has nothing to do (item 36) */
+    /* off the chain: conv2's filter gradient from its GEMM (fusion level 2, where neither the
+     * split forwards nor the data gradient from the winners act) on run 5's defaults, to be
+     * judged against ours-cuda-run5 on MNIST (its -mnist row): on the random images conv2's
+     * ReLUs are dead and the winners' kernel has nothing to do (item 36) */
     {"ours-cuda-l2", DEVICE_CUDA, "2", "5", "4", "2", "2", "3", "1", "1", "10",
      NULL, NULL, NULL, NULL, 1, NULL},
     /* off the chain: conv2's filter gradient from the winners by version 2, a warp per output
      * channel that skips each dead winner (CNN_FROM_POOL_V=2, item 37; judged on MNIST too) */
-    {"ours-cuda-frompool2", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
+    {"ours-cuda-frompool2", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
      NULL, "2", NULL, NULL, 1, NULL},
-    /* off the chain: conv2's data gradient from pool2's winners, pool2's backward and the data
-     * gradient's GEMM gone (CNN_CUDA_DATA_FROM_POOL=1, item 38; judged on MNIST, where 95% of
-     * the winners are dead: on the random images all are) */
-    {"ours-cuda-dfp", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, "1", NULL, 1, NULL},
-    /* off the chain: that and dense1's data gradient only where pool2's output is > 0
-     * (CNN_CUDA_DENSE_DX_ALIVE=1, item 39; report.py compares it with ours-cuda-dfp) */
-    {"ours-cuda-sparse", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, "1", "1", 1, NULL},
+    /* off the chain: dense1's data gradient only where pool2's output is > 0
+     * (CNN_CUDA_DENSE_DX_ALIVE=1, item 39; on item 38, conv2's data gradient from pool2's
+     * winners, among the defaults since run 5; report.py compares it with ours-cuda) */
+    {"ours-cuda-sparse", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
+     NULL, NULL, NULL, "1", 1, NULL},
     /* off the chain: that and dense1's forward and filter gradient over pool2's nonzeros
      * (CNN_CUDA_DENSE_SPARSE=1, item 40; report.py compares it with ours-cuda-sparse) */
-    {"ours-cuda-nz", DEVICE_CUDA, "3", "5", "4", "2", "2", "3", "1", "1", "10",
-     NULL, NULL, "1", "1", 1, "1"},
+    {"ours-cuda-nz", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
+     NULL, NULL, NULL, "1", 1, "1"},
     {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10",
      NULL, NULL, NULL, NULL, 0, NULL}};
 #define N_ENGINES ((int)(sizeof ENGINES / sizeof ENGINES[0]))

@@ -451,18 +451,18 @@ static void cu_conv2d_relu_maxpool_backward_filter(Backend *be, const Conv2dShap
 /* Filter gradients from a max pool's winners (fusion level 3) where the backward kernel's pixel
  * groups apply (C % 32 == 0: conv2's 32 input channels): a quarter of the GEMM's multiply-adds,
  * 16-byte loads, one padding test per 32 taps. Elsewhere the GEMM stays, except with the conv +
- * pool forwards split (CNN_CUDA_CONV_POOL_FWD=0): then the first layer (C = 1) takes it too, as
- * its fused op's backward does (GPU run 4: 26.6 us at batch 100 against 67.5 for the pool
- * backward and the GEMM). */
+ * pool forwards split (level 3's default since GPU run 5; CNN_CUDA_CONV_POOL_FWD=0 at levels 4
+ * and 5): then the first layer (C = 1) takes it too, as its fused op's backward does (GPU run
+ * 4: 26.6 us at batch 100 against 67.5 for the pool backward and the GEMM). */
 static int cu_conv2d_filter_grad_from_pool(Backend *be, const Conv2dShape *s) {
     return CTX(be)->pool_filter_any_c || s->c % 32 == 0;
 }
 
-/* Data gradients from a max pool's winners (CNN_CUDA_DATA_FROM_POOL=1, from level 3; opt-in
- * until a GPU has timed it, docs/gpu.md item 38) where the kernel serves the shapes (conv2: a
- * stride-1 conv of 32 input channels under a 2x2 pool of stride 2) and the workspace holds the
- * transposed filter: dx straight from pool2's y, argmax and dy, without pool2's backward and
- * the GEMM over the conv output's gradient, most of which is zeros. */
+/* Data gradients from a max pool's winners (from level 3, the default since GPU run 5;
+ * CNN_CUDA_DATA_FROM_POOL=0 turns them off: docs/gpu.md item 38) where the kernel serves the
+ * shapes (conv2: a stride-1 conv of 32 input channels under a 2x2 pool of stride 2) and the
+ * workspace holds the transposed filter: dx straight from pool2's y, argmax and dy, without
+ * pool2's backward and the GEMM over the conv output's gradient, most of which is zeros. */
 static int cu_conv2d_data_grad_from_pool(Backend *be, const Conv2dShape *cs,
                                          const Pool2dShape *ps) {
     return conv2d_relu_maxpool_backward_data_ok_cuda(cs, ps) &&
@@ -849,7 +849,10 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
      * GEMM with the pool in the store; the pool backward's ReLU mask from the pool's output); 5
      * = those and the dropout with the logits layer as one op. The default is 3: GPU run 4
      * (H100) timed level 4 at 17 us per step slower than 3 at batch 100 (39 at 1000), and 5 at
-     * 23 us slower than 4 (257 at 1000: the fused backward's dw sums every row in one thread). */
+     * 23 us slower than 4 (257 at 1000: the fused backward's dw sums every row in one thread).
+     * From level 3, two switches below change the step: since GPU run 5 level 3 splits the
+     * conv + pool forwards (the first layer's filter gradient still from pool1's winners) and
+     * takes conv2's data gradient from pool2's winners. */
     const char *fused = getenv("CNN_CUDA_FUSED");
     const int fuse = fused && *fused >= '0' && *fused <= '5' && !fused[1] ? *fused - '0' : 3;
     if (fuse >= 1) {
@@ -865,20 +868,31 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     }
     if (fuse >= 3) be->conv2d_filter_grad_from_pool = cu_conv2d_filter_grad_from_pool;
     if (fuse >= 4) be->maxpool2d_relu_backward_from_y = cu_maxpool2d_relu_backward_from_y;
-    /* CNN_CUDA_CONV_POOL_FWD=0 (from level 3; not yet timed, docs/gpu.md item 35): no fused
-     * conv + ReLU + pool forward. GPU run 4 timed the first layer's fused forward at 62.7 us at
+    /* CNN_CUDA_CONV_POOL_FWD (from level 3, docs/gpu.md item 35): 0 = no fused conv + ReLU +
+     * pool forward, 1 = that forward. Unset: 0 at level 3 (the default since GPU run 5), 1 at
+     * levels 4 and 5 (whose point is conv2 + ReLU + pool2 as one op: without the fused forward
+     * they would be level 3). GPU run 4 timed the first layer's fused forward at 62.7 us at
      * batch 100 against 22.0 for the conv GEMM (ReLU in its store) and the pool kernel (311
-     * against 185 at 1000); its backward, the filter gradient from pool1's winners, stays:
-     * core then records the conv and the pool as two ops, and plans the filter gradients of
-     * both convs from their pools' winners (tape.c, plan_filter_from_pool), pool1's own
-     * backward skipped (nothing reads the first layer's output gradient). */
+     * against 185 at 1000); its backward, the filter gradient from pool1's winners, stays: core
+     * then records the conv and the pool as two ops, and plans the filter gradients of both
+     * convs from their pools' winners (tape.c, plan_filter_from_pool), pool1's own backward
+     * skipped (nothing reads the first layer's output gradient). GPU run 5 (H200, 2026-11-28)
+     * timed the whole step with it (CUDA graph, ms): 0.345 against 0.391 at batch 100 (MNIST
+     * 0.385 against 0.427), 1.950 against 2.096 at 1000 (MNIST 2.774 against 2.918). */
     const char *conv_pool_fwd = getenv("CNN_CUDA_CONV_POOL_FWD");
-    if (fuse >= 3 && conv_pool_fwd && strcmp(conv_pool_fwd, "0") == 0) {
+    const int split = conv_pool_fwd && strcmp(conv_pool_fwd, "0") == 0   ? 1
+                      : conv_pool_fwd && strcmp(conv_pool_fwd, "1") == 0 ? 0
+                                                                         : fuse == 3;
+    if (fuse >= 3 && split) {
         be->conv2d_relu_maxpool_forward = NULL;
         c->pool_filter_any_c = 1;
     }
+    /* CNN_CUDA_DATA_FROM_POOL (from level 3, docs/gpu.md item 38): conv2's data gradient from
+     * pool2's winners, pool2's backward and the data gradient's GEMM gone; the default since GPU
+     * run 5 (H200, 2026-11-28: the step 0.354 against 0.391 ms at batch 100, MNIST 0.398
+     * against 0.427; 1.838 against 2.096 at 1000, MNIST 2.331 against 2.918); 0 turns it off. */
     const char *data_from_pool = getenv("CNN_CUDA_DATA_FROM_POOL");
-    if (fuse >= 3 && data_from_pool && strcmp(data_from_pool, "1") == 0) {
+    if (fuse >= 3 && !(data_from_pool && strcmp(data_from_pool, "0") == 0)) {
         be->conv2d_data_grad_from_pool = cu_conv2d_data_grad_from_pool;
         be->conv2d_relu_maxpool_backward_data = cu_conv2d_relu_maxpool_backward_data;
     }

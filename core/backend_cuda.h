@@ -29,7 +29,8 @@ typedef struct {
     int graphs_failed;        /* a capture failed: steps run eagerly (with a warning) */
     int graph_steps;          /* steps per multi-step graph (CNN_CUDA_GRAPH_STEPS; 1: none) */
     int pool_filter_any_c;    /* filter gradients from the pools' winners at any channel count
-                                 (CNN_CUDA_CONV_POOL_FWD=0: every conv + pool forward split) */
+                                 (every conv + pool forward split: level 3's default,
+                                 CNN_CUDA_CONV_POOL_FWD=0) */
     void *ext;                /* backend_cudnn.c's state */
     void (*ext_free)(void *ext);
 } CudaCtx;

@@ -189,7 +189,8 @@ cudaError_t softmax_forward_cuda(int n, int c, const float *logits, float *probs
 cudaError_t softmax_backward_cuda(int n, int c, const float *y, const float *dy, float *dx,
                                   cudaStream_t stream);
 /* *loss (device) = mean cross-entropy; probs written. Deterministic reduction (CNN_XENT_V picks
- * the version, kernels/softmax_xent.cu; version 3 must not run on two streams at once). */
+ * the version, kernels/softmax_xent.cu; version 3, the default up to 16 classes, must not run on
+ * two streams at once: its loss's partials are one static buffer per device). */
 cudaError_t softmax_xent_forward_cuda(int n, int c, const float *logits, const int32_t *labels,
                                       float *probs, float *loss, cudaStream_t stream);
 cudaError_t softmax_xent_backward_cuda(int n, int c, const float *probs, const int32_t *labels,

@@ -70,11 +70,11 @@ xent_kernel(int n, int c, const float *logits, const int32_t *labels, float *pro
     if (threadIdx.x == 0) *loss = n > 0 ? (float)(sum / n) : 0.0f;
 }
 
-/* Version 2 (CNN_XENT_V, the default for up to XENT2_MAXC classes): the same one-block
- * reduction, but each row lives in registers: version 1 writes the exponentials to probs and
- * reads them back through pointers that may alias, so every row is a chain of ~3c dependent
- * global-memory round trips (5 us at batch 100, 22 us at 1000, where a thread has two rows);
- * here a row is read once and its probabilities and gradient written once. 1024 threads: at
+/* Version 2 (CNN_XENT_V=2; the default up to XENT2_MAXC classes until GPU run 5): the same
+ * one-block reduction, but each row lives in registers: version 1 writes the exponentials to
+ * probs and reads them back through pointers that may alias, so every row is a chain of ~3c
+ * dependent global-memory round trips (5 us at batch 100, 22 us at 1000, where a thread has two
+ * rows); here a row is read once and its probabilities and gradient written once. 1024 threads: at
  * batch 1000 every thread has at most one row. The same float operations in the same order as
  * softmax_row (the loss's double tree differs from version 1's: 1024 leaves, not 512). */
 constexpr int XENT2_THREADS = 1024, XENT2_MAXC = 16;
@@ -146,11 +146,12 @@ xent2_kernel(int n, int c, const float *__restrict__ logits, const int32_t *__re
     if (threadIdx.x == 0) *loss = n > 0 ? (float)(sum / n) : 0.0f;
 }
 
-/* Version 3 (CNN_XENT_V=3, opt-in until a GPU has timed it; up to XENT2_MAXC classes): the
- * batch spread over blocks of XENT3_ROWS rows. Version 2 is one block on one SM: at batch 1000
- * its 1024 threads each read a 40-byte row and write two, strided (each warp instruction
- * touches ten 128-byte lines), and the whole batch queues on that SM's load/store unit (17.9 us
- * on the H100 of run 4, 24% of cuDNN's softmax; 5.3 us at batch 100, 104%).
+/* Version 3 (the default up to XENT2_MAXC classes since GPU run 5; CNN_XENT_V=2 or 1 selects
+ * the older versions): the batch spread over blocks of XENT3_ROWS rows. Version 2 is one block
+ * on one SM: at batch 1000 its 1024 threads each read a 40-byte row and write two, strided
+ * (each warp instruction touches ten 128-byte lines), and the whole batch queues on that SM's
+ * load/store unit (17.9 us on the H100 of run 4, 24% of cuDNN's softmax; 5.3 us at batch 100,
+ * 104%).
  * Here a block copies its chunk of rows (XENT3_ROWS x c floats, contiguous) into shared memory
  * with coalesced loads (every load issued before the first is used), each thread takes one row
  * from there through xent_row (version 2's operations: the same probs and dlogits bits), writes
@@ -167,7 +168,11 @@ xent2_kernel(int n, int c, const float *__restrict__ logits, const int32_t *__re
  * so the loss may differ from version 2's in its last bits; within the tolerance of the CPU
  * twin's (row-order double sum).
  *
- * PREDICTION (written before any GPU run; NOT yet timed). bench_kernels times 20 back-to-back
+ * GPU run 5 (H200, 2026-11-28) timed the whole training step (CUDA graph) with version 3 at
+ * 0.387 ms against version 2's 0.391 at batch 100 and 2.083 against 2.096 ms at batch 1000
+ * (bench_kernels: 5.8 against 5.9 us at batch 100, 5.7 against 17.7 at 1000), and the GPU
+ * tests passed with it: the default since.
+ * PREDICTION (written before any GPU run, for run 4's H100). bench_kernels times 20 back-to-back
  * launches without PDL; run 4 shows a floor of ~5.0-5.4 us per call for every small kernel of
  * ours (gather 5.0, dropout 5.3, pool1 fwd 5.4 at batch 100), so a kernel whose device time is
  * under that floor measures at the floor.
@@ -278,12 +283,12 @@ xent3_kernel(int n, int c, const float *__restrict__ logits, const int32_t *__re
     }
 }
 
-/* The cross-entropy version (CNN_XENT_V): 1 for every class count; 2 (the default) and 3 up to
- * XENT2_MAXC classes, version 1 beyond. */
+/* The cross-entropy version (CNN_XENT_V): 1 for every class count; 2 and 3 (the default since
+ * GPU run 5) up to XENT2_MAXC classes, version 1 beyond. */
 int xent_version(int c) {
     const char *v = getenv("CNN_XENT_V");
     if (c > XENT2_MAXC || (v && strcmp(v, "1") == 0)) return 1;
-    return v && strcmp(v, "3") == 0 ? 3 : 2;
+    return v && strcmp(v, "2") == 0 ? 2 : 3;
 }
 
 /* Probabilities, the mean loss, and (dlogits != NULL) the gradient, by the version above. */

@@ -5,11 +5,16 @@
  * logits layer as one op, the ReLU and loss fusions), which test_kernels checks only kernel by
  * kernel and test_train only on a GPU.
  *
- * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 3, the default, under CNN_TEST_QUICK;
- * level 3 also with the switches CNN_CUDA_CONV_POOL_FWD=0, CNN_FROM_POOL_V=2,
- * CNN_CUDA_DATA_FROM_POOL=1, CNN_CUDA_DENSE_DX_ALIVE=1 and CNN_CUDA_DENSE_SPARSE=1), with the parameter gradients on their
- * own stream and the updates on the main one (the default; and outside CNN_TEST_QUICK level 3 on
- * one stream, level 5 with per-layer updates on the gradient stream), on GEMM version 4, and
+ * For each fusion level (CNN_CUDA_FUSED=0, 1, 3, 4, 5; 1 and 3, the default, under
+ * CNN_TEST_QUICK; level 3's defaults since GPU run 5 split the conv + pool forwards and take
+ * conv2's data gradient from pool2's winners; level 3 also with GPU run 5's defaults,
+ * CNN_CUDA_CONV_POOL_FWD=1 and CNN_CUDA_DATA_FROM_POOL=0 together and, outside CNN_TEST_QUICK,
+ * each alone, and with the switches CNN_FROM_POOL_V=2, CNN_CUDA_DENSE_DX_ALIVE=1 and
+ * CNN_CUDA_DENSE_SPARSE=1; outside CNN_TEST_QUICK levels 4 and 5 also with the forwards split
+ * and level 4 without the data gradient from the winners), with the parameter gradients on
+ * their own stream and the updates on the main one (the default; and outside CNN_TEST_QUICK
+ * level 3 on one stream, level 5 with per-layer updates on the gradient stream), on GEMM
+ * version 4, and
  * outside CNN_TEST_QUICK the defaults on version 5, the default GEMM (the tensor cores): gradients
  * of every parameter, loss and logits on one batch (1e-4 of the tensor's scale: the GPU kernels
  * sum in other orders), two training steps from host batches (losses to 1e-4 relative),
@@ -107,7 +112,7 @@ static void compare_level(const char *fused, const char *streams, const char *ge
     const char *gemm_env = getenv("CNN_GEMM_V");
     char *gemm_keep = gemm_env ? strdup(gemm_env) : NULL;
     if (gemm) setenv("CNN_GEMM_V", gemm, 1);
-    char level[160];
+    char level[224];
     const char *split = getenv("CNN_CUDA_CONV_POOL_FWD"), *from_pool = getenv("CNN_FROM_POOL_V");
     const char *data = getenv("CNN_CUDA_DATA_FROM_POOL");
     const char *alive = getenv("CNN_CUDA_DENSE_DX_ALIVE");
@@ -117,12 +122,14 @@ static void compare_level(const char *fused, const char *streams, const char *ge
              : strcmp(streams, "2") == 0 ? ", per-layer updates on the gradient stream"
                                          : "",
              gemm ? ", GEMM v" : "", gemm ? gemm : "",
-             split && strcmp(split, "0") == 0 ? ", conv + pool forwards split" : "",
+             split && strcmp(split, "0") == 0   ? ", conv + pool forwards split"
+             : split && strcmp(split, "1") == 0 ? ", fused conv + pool forward"
+                                                : "",
              from_pool && strcmp(from_pool, "2") == 0 ? ", filter gradient from pool v2" : "",
-             data && strcmp(data, "1") == 0 ? ", data gradient from pool" : "",
+             data && strcmp(data, "0") == 0 ? ", no data gradient from pool" : "",
              alive && strcmp(alive, "1") == 0 ? ", dense dx where alive" : "",
              sparse && strcmp(sparse, "1") == 0 ? ", dense over nonzeros" : "");
-    char err[256], what[256];
+    char err[256], what[384];
     Backend *be = backend_cuda_create(err, sizeof err);
     if (!be) {
         printf("FAIL backend_cuda_create: %s\n", err);
@@ -338,29 +345,38 @@ int main(void) {
         compare_level("3", "1", "5"); /* the defaults */
     }
     compare_level("1", "1", NULL);
+    /* the defaults: the conv + pool forwards split, both filter gradients from the pools'
+     * winners, pool1's backward skipped (item 35), conv2's data gradient from pool2's winners,
+     * pool2's backward skipped (item 38) */
     compare_level("3", "1", NULL);
-    /* the conv + pool forwards split, both filter gradients from the pools' winners, pool1's
-     * backward skipped (CNN_CUDA_CONV_POOL_FWD=0, item 35) */
+    /* GPU run 5's defaults: the fused conv + pool forward, conv2's data gradient through pool2's
+     * backward and the GEMM; and each of the two switches alone */
+    setenv("CNN_CUDA_CONV_POOL_FWD", "1", 1);
+    setenv("CNN_CUDA_DATA_FROM_POOL", "0", 1);
+    compare_level("3", "1", NULL);
+    unsetenv("CNN_CUDA_DATA_FROM_POOL");
+    if (!is_quick) compare_level("3", "1", NULL);
+    unsetenv("CNN_CUDA_CONV_POOL_FWD");
+    setenv("CNN_CUDA_DATA_FROM_POOL", "0", 1);
+    if (!is_quick) compare_level("3", "1", NULL);
+    /* level 4 as before run 5: its middle-layer op's data gradient from pool2's y */
+    if (!is_quick) compare_level("4", "1", NULL);
+    unsetenv("CNN_CUDA_DATA_FROM_POOL");
+    /* levels 4 and 5 keep the fused forward by default; with it off */
     setenv("CNN_CUDA_CONV_POOL_FWD", "0", 1);
-    compare_level("3", "1", NULL);
     if (!is_quick) compare_level("5", "2", NULL);
     unsetenv("CNN_CUDA_CONV_POOL_FWD");
     /* conv2's filter gradient from pool2's winners by version 2 (a warp per output channel)
-     * with its data gradient from them too (CNN_CUDA_DATA_FROM_POOL=1, item 38) and dense1's
-     * data gradient only where pool2's output is > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39), its
-     * forward and filter gradient over pool2's nonzeros (CNN_CUDA_DENSE_SPARSE=1, item 40); and
-     * outside CNN_TEST_QUICK the data gradient from the winners alone, with version 1 (core's
-     * plan for the fused middle-layer op with it: test_core_ops) */
+     * with its data gradient from them (the default, item 38) and dense1's data gradient only
+     * where pool2's output is > 0 (CNN_CUDA_DENSE_DX_ALIVE=1, item 39), its forward and filter
+     * gradient over pool2's nonzeros (CNN_CUDA_DENSE_SPARSE=1, item 40) */
     setenv("CNN_FROM_POOL_V", "2", 1);
-    setenv("CNN_CUDA_DATA_FROM_POOL", "1", 1);
     setenv("CNN_CUDA_DENSE_DX_ALIVE", "1", 1);
     setenv("CNN_CUDA_DENSE_SPARSE", "1", 1);
     compare_level("3", "1", NULL);
     unsetenv("CNN_FROM_POOL_V");
     unsetenv("CNN_CUDA_DENSE_DX_ALIVE");
     unsetenv("CNN_CUDA_DENSE_SPARSE");
-    if (!is_quick) compare_level("3", "1", NULL);
-    unsetenv("CNN_CUDA_DATA_FROM_POOL");
     /* The graphs at level 5 with per-layer updates: the most forks per captured step */
     if (!is_quick) graphs_replay_eagerly("5", "2", "1", 0);
     graphs_replay_eagerly("5", "2", "3", is_quick);

@@ -5,8 +5,10 @@ run.sh prints every log's tables; this reads the same logs in OUT and puts the d
 place, so that a short GPU session can flip defaults from one run:
   1. the step (bench_step.log, CUDA graph): ours against PyTorch (pytorch.log) and the goal, and
      each link of bench_step's engine chain (each engine is the one above it less one change):
-     the time the change saves, and whether to keep it or flip its switch back; and each
-     candidate (the defaults with one switch run 4 timed slower): make it the default or not;
+     the time the change saves, and whether to keep it or flip its switch back; the same for
+     each of GPU run 5's flips alone (FLIPPED: the defaults against the defaults with that
+     switch at its old setting); and each candidate (the defaults with one switch runs 4 and 5
+     timed slower, or not yet timed): make it the default or not;
   2. the kernels (bench_kernels.log) against the first GPU run's versions (bench_gemm1.log) and
      the libraries, the rows under 90% of them marked;
   3. the tile sweep (bench_sweep.log): the ops where another tile or split-K count beats the
@@ -26,7 +28,10 @@ import sys
 
 # (newer engine, older engine, docs/gpu.md item, the switch that restores the older one)
 CHAIN = [
-    ("ours-cuda", "ours-cuda-gemm4", "30", "CNN_GEMM_V=4"),
+    # GPU run 5's three flips together (items 31, 35, 38: the defaults since run 5)
+    ("ours-cuda", "ours-cuda-run5", "31+35+38",
+     "CNN_XENT_V=2 CNN_CUDA_CONV_POOL_FWD=1 CNN_CUDA_DATA_FROM_POOL=0"),
+    ("ours-cuda-run5", "ours-cuda-gemm4", "30", "CNN_GEMM_V=4"),
     ("ours-cuda-gemm4", "ours-cuda-dense2", "33", "CNN_DENSE_V=2"),
     ("ours-cuda-dense2", "ours-cuda-graph1", "25", "CNN_CUDA_GRAPH_STEPS=1"),
     ("ours-cuda-graph1", "ours-cuda-streams0", "17", "CNN_CUDA_STREAMS=0"),
@@ -37,36 +42,46 @@ CHAIN = [
     ("ours-cuda-fused1", "ours-cuda-gemm3", "11", "CNN_GEMM_V=3"),
     ("ours-cuda-gemm3", "ours-cuda-run3", "8-10, 23", "CNN_POOL_V=2 CNN_ADAM_V=1 CNN_XENT_V=1"),
 ]
-# Candidates not the default: (candidate engine, the defaults' engine, docs/gpu.md item, the
-# switch that makes the candidate the default). GPU run 4 timed the first four slower than the
-# defaults of then; they are timed again on the new ones. The rest are new.
+# GPU run 5's flips, each alone: (the defaults' engine, the defaults with the old setting,
+# docs/gpu.md item, the switch that restores it), judged as the chain's links (keep or flip back).
+FLIPPED = [
+    ("ours-cuda-mnist", "ours-cuda-run5-mnist", "31+35+38 on MNIST",
+     "CNN_XENT_V=2 CNN_CUDA_CONV_POOL_FWD=1 CNN_CUDA_DATA_FROM_POOL=0"),
+    ("ours-cuda", "ours-cuda-xent2", "31", "CNN_XENT_V=2"),
+    ("ours-cuda", "ours-cuda-convpool1", "35", "CNN_CUDA_CONV_POOL_FWD=1"),
+    ("ours-cuda-mnist", "ours-cuda-convpool1-mnist", "35 on MNIST", "CNN_CUDA_CONV_POOL_FWD=1"),
+    ("ours-cuda", "ours-cuda-dfp0", "38 (random images: conv2's ReLUs dead)",
+     "CNN_CUDA_DATA_FROM_POOL=0"),
+    ("ours-cuda-mnist", "ours-cuda-dfp0-mnist", "38 on MNIST", "CNN_CUDA_DATA_FROM_POOL=0"),
+]
+# Candidates not the default: (candidate engine, the engine it differs from by that one switch,
+# docs/gpu.md item, the switch that makes the candidate the default). GPU runs 4 and 5 timed
+# the first four slower than the defaults of then; they are timed again on the new ones.
+# Levels 4 and 5 keep the fused conv + pool forward (their op is conv2's), so they are judged
+# against the defaults with it; level 2 has neither item 35 nor 38, so it is judged against
+# run 5's defaults.
 CANDIDATES = [
-    ("ours-cuda-fused4", "ours-cuda", "22", "CNN_CUDA_FUSED=4 (fuse in backend_cuda.c)"),
-    ("ours-cuda-fused5", "ours-cuda", "24", "CNN_CUDA_FUSED=5 (fuse in backend_cuda.c)"),
+    ("ours-cuda-fused4", "ours-cuda-convpool1", "22, on 35's fused forward",
+     "CNN_CUDA_FUSED=4 (fuse in backend_cuda.c)"),
+    ("ours-cuda-fused5", "ours-cuda-convpool1", "24, on 35's fused forward",
+     "CNN_CUDA_FUSED=5 (fuse in backend_cuda.c)"),
     ("ours-cuda-streams2", "ours-cuda", "18", "CNN_CUDA_STREAMS=2 (stream_mode in backend_cuda.c)"),
     ("ours-cuda-nopdl", "ours-cuda", "16, on the defaults", "CNN_CUDA_PDL=0"),
-    ("ours-cuda-xent3", "ours-cuda", "31", "CNN_XENT_V=3 (xent_version() in softmax_xent.cu)"),
-    ("ours-cuda-convpool0", "ours-cuda", "35", "CNN_CUDA_CONV_POOL_FWD=0 (backend_cuda.c)"),
-    ("ours-cuda-l2", "ours-cuda", "14, on the defaults (random images: conv2's ReLUs dead)",
-     "CNN_CUDA_FUSED=2 (fuse in backend_cuda.c)"),
+    ("ours-cuda-l2", "ours-cuda-run5", "14, on run 5's defaults (random images: conv2's ReLUs "
+     "dead)", "CNN_CUDA_FUSED=2 (fuse in backend_cuda.c)"),
     # on MNIST's images after one epoch (bench_step --data): the kernels that skip dead
-    # ReLUs' winners do their real work there (item 36); these rows decide items 14 and 35
-    ("ours-cuda-l2-mnist", "ours-cuda-mnist", "14 on MNIST", "CNN_CUDA_FUSED=2 (fuse in "
-     "backend_cuda.c)"),
-    ("ours-cuda-convpool0-mnist", "ours-cuda-mnist", "35 on MNIST",
-     "CNN_CUDA_CONV_POOL_FWD=0 (backend_cuda.c)"),
+    # ReLUs' winners do their real work there (item 36)
+    ("ours-cuda-l2-mnist", "ours-cuda-run5-mnist", "14 on MNIST, on run 5's defaults",
+     "CNN_CUDA_FUSED=2 (fuse in backend_cuda.c)"),
     ("ours-cuda-frompool2", "ours-cuda", "37", "CNN_FROM_POOL_V=2 (from_pool_version() in "
      "conv2d_pool.cu)"),
     ("ours-cuda-frompool2-mnist", "ours-cuda-mnist", "37 on MNIST", "CNN_FROM_POOL_V=2 "
      "(from_pool_version() in conv2d_pool.cu)"),
-    ("ours-cuda-dfp", "ours-cuda", "38 (random images: conv2's ReLUs dead)",
-     "CNN_CUDA_DATA_FROM_POOL=1 (backend_cuda.c)"),
-    ("ours-cuda-dfp-mnist", "ours-cuda-mnist", "38 on MNIST",
-     "CNN_CUDA_DATA_FROM_POOL=1 (backend_cuda.c)"),
-    # item 39 on top of item 38: dense1's data gradient only where pool2's output is > 0
-    ("ours-cuda-sparse", "ours-cuda-dfp", "39, on 38 (random images: pool2's output all 0)",
+    # item 39 on the defaults (item 38 among them since run 5): dense1's data gradient only
+    # where pool2's output is > 0
+    ("ours-cuda-sparse", "ours-cuda", "39 (random images: pool2's output all 0)",
      "CNN_CUDA_DENSE_DX_ALIVE=1 (backend_cuda.c)"),
-    ("ours-cuda-sparse-mnist", "ours-cuda-dfp-mnist", "39 on MNIST, on 38",
+    ("ours-cuda-sparse-mnist", "ours-cuda-mnist", "39 on MNIST",
      "CNN_CUDA_DENSE_DX_ALIVE=1 (backend_cuda.c)"),
     # item 40 on top of item 39: dense1's forward and filter gradient over pool2's nonzeros
     ("ours-cuda-nz", "ours-cuda-sparse", "40, on 39 (random images: pool2's output all 0)",
@@ -134,18 +149,27 @@ def step_report(out):
                 goal = GOAL_MS[batch]
                 line += f"; goal {goal} ms: {'met' if mnist <= goal else 'not met'}"
             print(line)
-            # conv2's filter gradient, three ways, on the job's data: the fastest decides
-            ways = [(r.get((e, "cuda-graph", batch)), label) for e, label in (
-                ("ours-cuda-mnist", "from the winners, version 1 (the default)"),
-                ("ours-cuda-l2-mnist", "its GEMM (CNN_CUDA_FUSED=2)"),
-                ("ours-cuda-frompool2-mnist", "from the winners, version 2 (CNN_FROM_POOL_V=2)"))]
-            timed = sorted((ms, label) for ms, label in ways if ms)
-            if len(timed) > 1:
-                print(f"batch {batch} on MNIST, conv2's filter gradient: fastest {timed[0][1]} "
-                      f"({'; '.join(f'{label} {ms:.3f}' for ms, label in timed)})")
+            # conv2's filter gradient on the job's data, each way against the others on the
+            # same step: the fastest decides. From the winners by version 1 or 2 on the
+            # defaults; from the winners or its GEMM (level 2, where neither item 35 nor 38
+            # acts) on run 5's defaults.
+            for where, group in (
+                    ("the defaults", (
+                        ("ours-cuda-mnist", "from the winners, version 1 (the default)"),
+                        ("ours-cuda-frompool2-mnist",
+                         "from the winners, version 2 (CNN_FROM_POOL_V=2)"))),
+                    ("run 5's defaults", (
+                        ("ours-cuda-run5-mnist", "from the winners (level 3)"),
+                        ("ours-cuda-l2-mnist", "its GEMM (CNN_CUDA_FUSED=2)")))):
+                ways = [(r.get((e, "cuda-graph", batch)), label) for e, label in group]
+                timed = sorted((ms, label) for ms, label in ways if ms)
+                if len(timed) > 1:
+                    each = "; ".join(f"{label} {ms:.3f}" for ms, label in timed)
+                    print(f"batch {batch} on MNIST, conv2's filter gradient on {where}: fastest "
+                          f"{timed[0][1]} ({each})")
         print("| item | change (newer vs older engine) | newer | older | saves | verdict |")
         print("|---|---|---|---|---|---|")
-        for newer, older, item, switch in CHAIN:
+        for newer, older, item, switch in CHAIN + FLIPPED:
             verdict_row(r, batch, newer, older, item, ("keep", f"slower: flip back ({switch})",
                                                        "no difference"))
         for cand, default, item, switch in CANDIDATES:

@@ -1383,8 +1383,9 @@ static void test_xent3_graph(int n, int c) {
 }
 
 /* The cross-entropy versions (CNN_XENT_V, kernels/softmax_xent.cu): 1 = rows through global
- * memory, 2 = rows in registers (the default up to 16 classes; 17 falls back to version 1),
- * 3 = blocks of rows through shared memory (opt-in; 17 falls back to version 1 too). */
+ * memory, 2 = rows in registers (17 classes fall back to version 1), 3 = blocks of rows
+ * through shared memory (the default up to 16 classes since GPU run 5; 17 falls back to
+ * version 1 too). */
 static void test_softmax(void) {
     char *keep = env_keep("CNN_XENT_V");
     for (int v = 1; v <= 3; v++) {
@@ -1893,8 +1894,14 @@ static Backend *make_cuda_backend(const char *fused_env) {
 
 static void test_backend_fused(void) {
     /* The switch: CNN_CUDA_FUSED=0 -> none (core's unfused sequences), 1 to 5 -> those levels,
-     * unset -> level 3 (the default since GPU run 4). */
+     * unset -> level 3 (the default since GPU run 4); the levels' table with the fused conv +
+     * pool forward (CNN_CUDA_CONV_POOL_FWD=1), which level 3 leaves out by default since GPU
+     * run 5 (below). */
     char *keep = env_keep("CNN_CUDA_FUSED");
+    char *keep_split = env_keep("CNN_CUDA_CONV_POOL_FWD");
+    char *keep_dfp = env_keep("CNN_CUDA_DATA_FROM_POOL");
+    unsetenv("CNN_CUDA_DATA_FROM_POOL");
+    setenv("CNN_CUDA_CONV_POOL_FWD", "1", 1);
     int got[6];
     for (int level = 0; level < 6; level++) {
         char v[2] = {(char)('0' + level), 0};
@@ -1902,48 +1909,76 @@ static void test_backend_fused(void) {
         got[level] = fused_entries(b);
         b->destroy(b);
     }
-    Backend *by_default = make_cuda_backend(NULL);
-    const int got_default = fused_entries(by_default);
-    /* CNN_CUDA_CONV_POOL_FWD=0: the fused conv + pool forward left out, its backward kept, and
-     * the filter gradient from the pool at any channel count (conv1's too) */
-    setenv("CNN_CUDA_CONV_POOL_FWD", "0", 1);
-    Backend *split = make_cuda_backend(NULL);
+    /* level 3 with the fused forward, and with CNN_CUDA_DATA_FROM_POOL=0 too: GPU run 5's
+     * defaults */
+    Backend *fused_fwd = make_cuda_backend("3");
+    setenv("CNN_CUDA_DATA_FROM_POOL", "0", 1);
+    Backend *run5 = make_cuda_backend(NULL);
+    unsetenv("CNN_CUDA_DATA_FROM_POOL");
+    /* the defaults (both switches unset): the fused conv + pool forward left out, its backward
+     * kept, the filter gradient from the pool at any channel count (conv1's too), conv2's data
+     * gradient from pool2's winners; levels 4 and 5 keep the fused forward (their point) */
     unsetenv("CNN_CUDA_CONV_POOL_FWD");
+    Backend *by_default = make_cuda_backend(NULL);
+    Backend *level4 = make_cuda_backend("4");
+    const int got_level4 = fused_entries(level4);
+    level4->destroy(level4);
+    /* CNN_CUDA_CONV_POOL_FWD=0 splits level 4's forwards too */
+    setenv("CNN_CUDA_CONV_POOL_FWD", "0", 1);
+    Backend *split4 = make_cuda_backend("4");
+    const int split4_ok = !split4->conv2d_relu_maxpool_forward &&
+                          split4->conv2d_relu_maxpool_backward_filter &&
+                          split4->maxpool2d_relu_backward_from_y;
+    split4->destroy(split4);
     /* every fused entry: the tests below call them all */
+    setenv("CNN_CUDA_CONV_POOL_FWD", "1", 1);
     cuda_be = make_cuda_backend("5");
     int got_on = fused_entries(cuda_be);
     env_restore("CNN_CUDA_FUSED", keep);
+    env_restore("CNN_CUDA_CONV_POOL_FWD", keep_split);
+    env_restore("CNN_CUDA_DATA_FROM_POOL", keep_dfp);
     check_count++;
     const int levels_ok = got[0] == 0 && got[1] == 1 && got[2] == 2 && got[3] == 3 &&
-                          got[4] == 4 && got[5] == 5 && got_default == 3 && got_on == 5;
+                          got[4] == 4 && got[5] == 5 && fused_entries(run5) == 3 &&
+                          got_level4 == 4 && got_on == 5;
     if (!levels_ok) check_failures++;
-    printf("%s backend fused entries: CNN_CUDA_FUSED=0 -> level %d, 1 -> %d, 2 -> %d, 3 -> %d, "
-           "4 -> %d, 5 -> %d, default -> %d (want 0, 1, 2, 3, 4, 5, 3)\n",
+    printf("%s backend fused entries (CNN_CUDA_CONV_POOL_FWD=1): CNN_CUDA_FUSED=0 -> level %d, "
+           "1 -> %d, 2 -> %d, 3 -> %d, 4 -> %d, 5 -> %d, default -> %d; 4 without the switch "
+           "-> %d (want 0, 1, 2, 3, 4, 5, 3; 4)\n",
            levels_ok ? "PASS" : "FAIL", got[0], got[1], got[2], got[3], got[4], got[5],
-           got_default);
-    /* Filter gradients from the pool where the backward's pixel groups apply (C % 32 == 0). */
+           fused_entries(run5), got_level4);
+    /* Filter gradients from the pool where the backward's pixel groups apply (C % 32 == 0),
+     * with the fused forward (GPU run 5's defaults); data gradients from the winners off. */
     Conv2dShape c1, c2;
     conv2d_shape_init(&c1, 100, 28, 28, 1, 5, 5, 32, 1, 1, 1);
     conv2d_shape_init(&c2, 100, 14, 14, 32, 5, 5, 64, 1, 1, 1);
     check_count++;
-    if (by_default->conv2d_filter_grad_from_pool(by_default, &c1) ||
-        !by_default->conv2d_filter_grad_from_pool(by_default, &c2)) {
+    if (run5->conv2d_filter_grad_from_pool(run5, &c1) ||
+        !run5->conv2d_filter_grad_from_pool(run5, &c2) || run5->conv2d_data_grad_from_pool ||
+        run5->conv2d_relu_maxpool_backward_data || !fused_fwd->conv2d_data_grad_from_pool) {
         check_failures++;
-        printf("FAIL backend conv2d_filter_grad_from_pool: want conv2 only\n");
+        printf("FAIL backend with CNN_CUDA_CONV_POOL_FWD=1: conv2d_filter_grad_from_pool: want "
+               "conv2 only; CNN_CUDA_DATA_FROM_POOL=0: no data gradient from the pool\n");
     } else {
-        printf("PASS backend conv2d_filter_grad_from_pool: conv2 (C = 32), not conv1 (C = 1)\n");
+        printf("PASS backend with CNN_CUDA_CONV_POOL_FWD=1: conv2d_filter_grad_from_pool conv2 "
+               "(C = 32), not conv1 (C = 1); CNN_CUDA_DATA_FROM_POOL=0: no data gradient from "
+               "the pool\n");
     }
     check_count++;
-    const int split_ok = !split->conv2d_relu_maxpool_forward &&
-                         split->conv2d_relu_maxpool_backward_filter &&
-                         split->conv2d_filter_grad_from_pool(split, &c1) &&
-                         split->conv2d_filter_grad_from_pool(split, &c2);
+    const int split_ok = !by_default->conv2d_relu_maxpool_forward &&
+                         by_default->conv2d_relu_maxpool_backward_filter &&
+                         by_default->conv2d_filter_grad_from_pool(by_default, &c1) &&
+                         by_default->conv2d_filter_grad_from_pool(by_default, &c2) &&
+                         by_default->conv2d_data_grad_from_pool &&
+                         by_default->conv2d_relu_maxpool_backward_data && split4_ok;
     if (!split_ok) check_failures++;
-    printf("%s backend with CNN_CUDA_CONV_POOL_FWD=0: no fused conv + pool forward, its "
-           "backward, filter gradients from the pool for conv1 and conv2\n",
+    printf("%s backend defaults: no fused conv + pool forward, its backward, filter gradients "
+           "from the pool for conv1 and conv2, data gradients from the pool; "
+           "CNN_CUDA_CONV_POOL_FWD=0 at level 4: no fused forward\n",
            split_ok ? "PASS" : "FAIL");
     by_default->destroy(by_default);
-    split->destroy(split);
+    run5->destroy(run5);
+    fused_fwd->destroy(fused_fwd);
     cpu_be = backend_cpu_create();
     if (!cpu_be || got_on != 5) {
         printf("FAIL backend_cpu_create / fused entries missing: fused tests not run\n");

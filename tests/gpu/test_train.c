@@ -3,31 +3,40 @@
  * 200 steps (batch 100, Adam 1e-3, dropout 0.4, shuffled resident data, seed 1234) on the CPU,
  * on our CUDA kernels in several settings, and on cuDNN/cuBLAS:
  *   cuda         the defaults: fused backend entries (CNN_CUDA_FUSED=3: the ReLU, dropout and
- *                cross-entropy fusions, the first layer's conv + ReLU + max pool, conv2's
- *                filter gradient from pool2's winners), GEMM version 5 (the products on the
- *                tensor cores at float32 accuracy, 3xTF32), max-pool version 4, the parameter
- *                gradients on a second stream (CNN_CUDA_STREAMS=1); Adam and cross-entropy
- *                version 2
+ *                cross-entropy fusions, the conv + ReLU + max pool backward's filter gradients
+ *                from the pools' winners for conv1 and conv2), since GPU run 5 the conv + ReLU
+ *                and max pool forwards as two kernels (CNN_CUDA_CONV_POOL_FWD unset: 0 at level
+ *                3) and conv2's data gradient from pool2's winners, no pool2 backward
+ *                (CNN_CUDA_DATA_FROM_POOL unset: 1), GEMM version 5 (the products on the tensor
+ *                cores at float32 accuracy, 3xTF32), max-pool version 4, the parameter
+ *                gradients on a second stream (CNN_CUDA_STREAMS=1); Adam version 2,
+ *                cross-entropy version 3 (since run 5)
  *   cuda pdl0    the defaults launched without programmatic dependent launch (CNN_CUDA_PDL=0)
  *   cuda streams0  the defaults on one stream (CNN_CUDA_STREAMS=0)
  *   cuda streams2  the defaults with per-layer updates on the gradient stream (CNN_CUDA_STREAMS=2)
- *   cuda gemm4   the defaults with GEMM version 4 (the FMA loop: GPU run 4's default)
+ *   cuda gemm4   GPU run 5's level 3 (the fused conv + ReLU + pool forward of the first layer,
+ *                conv2's data gradient through pool2's backward and the GEMM:
+ *                CNN_CUDA_CONV_POOL_FWD=1, CNN_CUDA_DATA_FROM_POOL=0) with GEMM version 4 (the
+ *                FMA loop: GPU run 4's default)
  *   cuda fused4  gemm4 with conv2 + ReLU + pool2 as one op (CNN_CUDA_FUSED=4)
  *   cuda fused5  fused4 with the dropout and the logits layer as one op too (CNN_CUDA_FUSED=5)
- *   cuda fused2  gemm4 with conv2's filter gradient from its GEMM (CNN_CUDA_FUSED=2)
+ *   cuda fused2  gemm4 with conv2's filter gradient from its GEMM (CNN_CUDA_FUSED=2; the two
+ *                switches act from level 3 only)
  *   cuda fused1  fused2 without the fused first layer either (CNN_CUDA_FUSED=1)
  *   cuda gemm3   fused1 with GEMM version 3 (version 4 without its vector loads)
  *   cuda gemm2   fused entries, GEMM version 2 (CNN_GEMM_V=2: double-buffered, version 1 tiles)
  *   cuda gemm1   fused entries, GEMM version 1 (the first GPU run's GEMM kernel)
  *   cuda run1    no fused entries, GEMM version 1, max-pool version 1 (CNN_POOL_V=1): the step
  *                verified in the first GPU run
- *   cuda convpool0  the defaults with the first layer's conv + ReLU and max pool forward as two
- *                kernels, its filter gradient still from pool1's winners (CNN_CUDA_CONV_POOL_FWD=0)
+ *   cuda convpool1  the defaults with the first layer's conv + ReLU + max pool forward as one
+ *                kernel (CNN_CUDA_CONV_POOL_FWD=1: GPU run 5's default), its filter gradient
+ *                from pool1's winners as in the defaults
+ *   cuda dfp0    the defaults with conv2's data gradient through pool2's backward and the GEMM
+ *                (CNN_CUDA_DATA_FROM_POOL=0: GPU run 5's default)
+ *   cuda xent2   the defaults with cross-entropy version 2 (CNN_XENT_V=2: GPU run 5's default)
  *   cuda frompool2  the defaults with conv2's filter gradient from pool2's winners by version 2,
  *                a warp per output channel (CNN_FROM_POOL_V=2)
- *   cuda dfp     the defaults with conv2's data gradient from pool2's winners, no pool2
- *                backward (CNN_CUDA_DATA_FROM_POOL=1)
- *   cuda sparse  dfp with dense1's data gradient only where pool2's output is > 0
+ *   cuda sparse  the defaults with dense1's data gradient only where pool2's output is > 0
  *                (CNN_CUDA_DENSE_DX_ALIVE=1)
  *   cuda nz      sparse with dense1's forward and filter gradient over pool2's nonzeros
  *                (CNN_CUDA_DENSE_SPARSE=1)
@@ -40,16 +49,21 @@
  *   - test accuracy after the 200 steps (10,000 test images) within TOL_ACC of the CPU's;
  *   - bitwise: two CUDA runs from the same seed; the defaults with and without programmatic
  *     dependent launch (kernels wait for their predecessor before touching memory), and on one,
- *     two or per-layer streams (the same arithmetic); under GEMM version 4, fused 3 and fused4
- *     (conv2's GEMM with the pool in its store sums as the unfused GEMM) and fused4 and fused5
- *     (the logits layer's kernels read the dropout's input through its mask and compute what
- *     they computed on its output); 200 single-step calls == one call of 200 steps (the
- *     backend's 10-step graph replayed 19 times, then its one-step graph; and with 7-step
- *     graphs); fused1 == gemm3 (vector loads change no arithmetic); gemm2 == gemm1 (double
- *     buffering changes no arithmetic); step 0 of gemm4 and fused2 == fused1's (the fused
- *     conv + pool forward gives the unfused bits; the filter gradients from the pools' winners
- *     sum in another order, so later steps differ by rounding and are held to the CPU bounds);
- *     gemm1 == run1 (the fused entries do the unfused arithmetic; the pool versions the same).
+ *     two or per-layer streams (the same arithmetic); the defaults and convpool1 (the fused
+ *     conv + pool forward gives the split forwards' bits, and conv1's filter gradient from
+ *     pool1's winners is the same kernel in both); under GEMM version 4 and GPU run 5's level
+ *     3, fused 3 and fused4 (conv2's GEMM with the pool in its store sums as the unfused GEMM)
+ *     and fused4 and fused5 (the logits layer's kernels read the dropout's input through its
+ *     mask and compute what they computed on its output); 200 single-step calls == one call of
+ *     200 steps (the backend's 10-step graph replayed 19 times, then its one-step graph; and
+ *     with 7-step graphs); fused1 == gemm3 (vector loads change no arithmetic); gemm2 == gemm1
+ *     (double buffering changes no arithmetic); step 0 of gemm4 and fused2 == fused1's (the
+ *     fused conv + pool forward gives the unfused bits; the filter gradients from the pools'
+ *     winners sum in another order, so later steps differ by rounding and are held to the CPU
+ *     bounds); gemm1 == run1 (the fused entries do the unfused arithmetic; the pool versions
+ *     the same); step 0 of dfp0, frompool2 and sparse == the defaults' (the same forward); the
+ *     test accuracy of xent2 == the defaults' (versions 2 and 3 give the same probabilities and
+ *     gradient bits, so the same weights; only the loss's sum order differs).
  *
  * Why not 1e-3 at every step: training is chaotic. The GEMMs sum in a different order on the GPU
  * (relative differences ~1e-7 per output), Adam's first steps amplify them (its update is
@@ -132,6 +146,7 @@ typedef struct {
     const char *data_from_pool; /* CNN_CUDA_DATA_FROM_POOL (read when the backend is created) */
     const char *dx_alive; /* CNN_CUDA_DENSE_DX_ALIVE (likewise) */
     const char *dense_sparse; /* CNN_CUDA_DENSE_SPARSE (likewise) */
+    const char *xent;   /* CNN_XENT_V (read at each launch; NULL: unset) */
 } Variant;
 
 static Model *make_model(const Variant *v) {
@@ -145,6 +160,7 @@ static Model *make_model(const Variant *v) {
     env_set_or_unset("CNN_CUDA_DATA_FROM_POOL", v->data_from_pool);
     env_set_or_unset("CNN_CUDA_DENSE_SPARSE", v->dense_sparse);
     env_set_or_unset("CNN_FROM_POOL_V", v->from_pool);
+    env_set_or_unset("CNN_XENT_V", v->xent);
     ModelConfig cfg;
     model_config_default(&cfg);
     cfg.device = v->device;
@@ -267,56 +283,62 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : getenv("CNN_MNIST_DIR");
     load_mnist(dir && *dir ? dir : SOURCE_DIR "/data/mnist");
 
+    /* name, device, fused, gemm, pool, pdl, streams, conv_pool_fwd, from_pool, data_from_pool,
+     * dx_alive, dense_sparse, xent (NULL: unset, the default) */
     const Variant cpu_v = {"cpu", DEVICE_CPU,
-                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant cuda_v = {"cuda", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "3", "5", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant pdl0_v = {"cuda pdl0", DEVICE_CUDA,
-                                "3", "5", "4", "0", "1", NULL, NULL, NULL, NULL, NULL};
+                                "3", "5", "4", "0", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant streams0_v = {"cuda streams0", DEVICE_CUDA,
-                                "3", "5", "4", "1", "0", NULL, NULL, NULL, NULL, NULL};
+                                "3", "5", "4", "1", "0", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant streams2_v = {"cuda streams2", DEVICE_CUDA,
-                                "3", "5", "4", "1", "2", NULL, NULL, NULL, NULL, NULL};
+                                "3", "5", "4", "1", "2", NULL, NULL, NULL, NULL, NULL, NULL};
+    /* gemm4, fused4 and fused5: GPU run 5's conv + pool path (the fused forward, the data
+     * gradient through pool2's backward), so that their bitwise pairs compare one change */
     const Variant gemm4_v = {"cuda gemm4", DEVICE_CUDA,
-                                "3", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "3", "4", "4", "1", "1", "1", NULL, "0", NULL, NULL, NULL};
     const Variant fused4_v = {"cuda fused4", DEVICE_CUDA,
-                                "4", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "4", "4", "4", "1", "1", "1", NULL, "0", NULL, NULL, NULL};
     const Variant fused5_v = {"cuda fused5", DEVICE_CUDA,
-                                "5", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "5", "4", "4", "1", "1", "1", NULL, "0", NULL, NULL, NULL};
     const Variant fused2_v = {"cuda fused2", DEVICE_CUDA,
-                                "2", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "2", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant fused1_v = {"cuda fused1", DEVICE_CUDA,
-                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant gemm3_v = {"cuda gemm3", DEVICE_CUDA,
-                                "1", "3", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "1", "3", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant gemm2_v = {"cuda gemm2", DEVICE_CUDA,
-                                "1", "2", "2", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "1", "2", "2", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant gemm1_v = {"cuda gemm1", DEVICE_CUDA,
-                                "1", "1", "2", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "1", "1", "2", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant run1_v = {"cuda run1", DEVICE_CUDA,
-                                "0", "1", "1", "1", "1", NULL, NULL, NULL, NULL, NULL};
+                                "0", "1", "1", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     const Variant cudnn_v = {"cudnn", DEVICE_CUDNN,
-                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL};
-    const Variant convpool0_v = {"cuda convpool0", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", "0", NULL, NULL, NULL, NULL};
+                                "1", "4", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
+    const Variant convpool1_v = {"cuda convpool1", DEVICE_CUDA,
+                                "3", "5", "4", "1", "1", "1", NULL, NULL, NULL, NULL, NULL};
+    const Variant dfp0_v = {"cuda dfp0", DEVICE_CUDA,
+                                "3", "5", "4", "1", "1", NULL, NULL, "0", NULL, NULL, NULL};
+    const Variant xent2_v = {"cuda xent2", DEVICE_CUDA,
+                                "3", "5", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, "2"};
     const Variant sparse_v = {"cuda sparse", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", NULL, NULL, "1", "1", NULL};
-    const Variant dfp_v = {"cuda dfp", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", NULL, NULL, "1", NULL, NULL};
+                                "3", "5", "4", "1", "1", NULL, NULL, NULL, "1", NULL, NULL};
     const Variant nz_v = {"cuda nz", DEVICE_CUDA,
-                          "3", "5", "4", "1", "1", NULL, NULL, "1", "1", "1"};
+                          "3", "5", "4", "1", "1", NULL, NULL, NULL, "1", "1", NULL};
     const Variant frompool2_v = {"cuda frompool2", DEVICE_CUDA,
-                                "3", "5", "4", "1", "1", NULL, "2", NULL, NULL, NULL};
+                                "3", "5", "4", "1", "1", NULL, "2", NULL, NULL, NULL, NULL};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
     float *fused2 = calloc(steps, 4), *pdl0 = calloc(steps, 4), *streams0 = calloc(steps, 4);
     float *streams2 = calloc(steps, 4), *gemm4 = calloc(steps, 4), *fused4 = calloc(steps, 4);
-    float *fused5 = calloc(steps, 4), *convpool0 = calloc(steps, 4);
-    float *frompool2 = calloc(steps, 4), *dfp = calloc(steps, 4), *sparse = calloc(steps, 4);
-    float *nz = calloc(steps, 4);
+    float *fused5 = calloc(steps, 4), *convpool1 = calloc(steps, 4);
+    float *frompool2 = calloc(steps, 4), *dfp0 = calloc(steps, 4), *sparse = calloc(steps, 4);
+    float *nz = calloc(steps, 4), *xent2 = calloc(steps, 4);
     if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused4 || !fused5 || !gemm4 ||
-        !convpool0 || !frompool2 || !dfp || !sparse || !nz ||
+        !convpool1 || !frompool2 || !dfp0 || !sparse || !nz || !xent2 ||
         !gemm3 || !gemm2 || !gemm1 || !run1 || !cudnn || !pdl0 || !streams0 || !streams2)
         return 1;
 
@@ -336,9 +358,10 @@ int main(int argc, char **argv) {
     double acc_gemm1 = train_losses(&gemm1_v, steps, gemm1);
     double acc_run1 = train_losses(&run1_v, steps, run1);
     double acc_cudnn = train_losses(&cudnn_v, steps, cudnn);
-    double acc_convpool0 = train_losses(&convpool0_v, steps, convpool0);
+    double acc_convpool1 = train_losses(&convpool1_v, steps, convpool1);
     double acc_frompool2 = train_losses(&frompool2_v, steps, frompool2);
-    double acc_dfp = train_losses(&dfp_v, steps, dfp);
+    double acc_dfp0 = train_losses(&dfp0_v, steps, dfp0);
+    double acc_xent2 = train_losses(&xent2_v, steps, xent2);
     double acc_sparse = train_losses(&sparse_v, steps, sparse);
     double acc_nz = train_losses(&nz_v, steps, nz);
     float chunk = train_chunk(&cuda_v, steps);
@@ -356,6 +379,7 @@ int main(int argc, char **argv) {
     unsetenv("CNN_CUDA_DATA_FROM_POOL");
     unsetenv("CNN_CUDA_DENSE_DX_ALIVE");
     unsetenv("CNN_CUDA_DENSE_SPARSE");
+    unsetenv("CNN_XENT_V");
     printf("     step  loss: cpu        cuda       fused1     gemm1      run1       cudnn\n");
     for (int s = 0; s < steps; s += steps / 10)
         printf("     %4d        %.6f   %.6f   %.6f   %.6f   %.6f   %.6f\n", s, cpu[s], cuda[s],
@@ -373,9 +397,10 @@ int main(int argc, char **argv) {
     compare("cuda gemm1", gemm1, cpu, steps, acc_gemm1, acc_cpu);
     compare("cuda run1", run1, cpu, steps, acc_run1, acc_cpu);
     compare("cudnn", cudnn, cpu, steps, acc_cudnn, acc_cpu);
-    compare("cuda convpool0", convpool0, cpu, steps, acc_convpool0, acc_cpu);
+    compare("cuda convpool1", convpool1, cpu, steps, acc_convpool1, acc_cpu);
     compare("cuda frompool2", frompool2, cpu, steps, acc_frompool2, acc_cpu);
-    compare("cuda dfp", dfp, cpu, steps, acc_dfp, acc_cpu);
+    compare("cuda dfp0", dfp0, cpu, steps, acc_dfp0, acc_cpu);
+    compare("cuda xent2", xent2, cpu, steps, acc_xent2, acc_cpu);
     compare("cuda sparse", sparse, cpu, steps, acc_sparse, acc_cpu);
     compare("cuda nz", nz, cpu, steps, acc_nz, acc_cpu);
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
@@ -385,6 +410,8 @@ int main(int argc, char **argv) {
                       steps * sizeof(float));
     check_equal_bytes("cuda == streams2 (per-layer updates change no bits)", streams2, cuda,
                       steps * sizeof(float));
+    check_equal_bytes("cuda == convpool1 (the fused conv + pool forward changes no bits)",
+                      convpool1, cuda, steps * sizeof(float));
     check_equal_bytes("gemm4 == fused4 (conv2 + ReLU + pool2 as one op changes no bits)", fused4,
                       gemm4, steps * sizeof(float));
     check_equal_bytes("fused4 == fused5 (dropout + logits layer as one op changes no bits)",
@@ -396,8 +423,10 @@ int main(int argc, char **argv) {
     check_equal_bytes("cuda fused2 step 0 == fused1 step 0", fused1, fused2, sizeof(float));
     check_equal_bytes("cuda frompool2 step 0 == cuda step 0 (the forward is the same)", cuda,
                       frompool2, sizeof(float));
-    check_equal_bytes("cuda dfp step 0 == cuda step 0 (the forward is the same)", cuda, dfp,
+    check_equal_bytes("cuda dfp0 step 0 == cuda step 0 (the forward is the same)", cuda, dfp0,
                       sizeof(float));
+    check_equal_bytes("cuda xent2 test accuracy == cuda's (the same gradient bits)", &acc_xent2,
+                      &acc_cuda, sizeof acc_cuda);
     check_equal_bytes("cuda sparse step 0 == cuda step 0 (the forward is the same)", cuda,
                       sparse, sizeof(float));
     check_equal_bytes("cuda gemm2 == gemm1 (losses, bitwise)", gemm2, gemm1,
@@ -419,8 +448,8 @@ int main(int argc, char **argv) {
     }
     free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2);
     free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0); free(streams2);
-    free(gemm4); free(fused4); free(fused5); free(convpool0); free(frompool2); free(dfp);
-    free(sparse); free(nz);
+    free(gemm4); free(fused4); free(fused5); free(convpool1); free(frompool2); free(dfp0);
+    free(sparse); free(nz); free(xent2);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
