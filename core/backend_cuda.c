@@ -851,8 +851,10 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
      * (H100) timed level 4 at 17 us per step slower than 3 at batch 100 (39 at 1000), and 5 at
      * 23 us slower than 4 (257 at 1000: the fused backward's dw sums every row in one thread).
      * From level 3, two switches below change the step: since GPU run 5 level 3 splits the
-     * conv + pool forwards (the first layer's filter gradient still from pool1's winners) and
-     * takes conv2's data gradient from pool2's winners. */
+     * conv + pool forwards (the first layer's filter gradient still from pool1's winners), and
+     * levels 3-5 take conv2's data gradient from pool2's winners (levels 4 and 5 too: on the GPU
+     * only timed that way, run 5b; the emulator's test_backend_cuda trains them against the
+     * CPU). */
     const char *fused = getenv("CNN_CUDA_FUSED");
     const int fuse = fused && *fused >= '0' && *fused <= '5' && !fused[1] ? *fused - '0' : 3;
     if (fuse >= 1) {
@@ -888,8 +890,8 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
         c->pool_filter_any_c = 1;
     }
     /* CNN_CUDA_DATA_FROM_POOL (from level 3, docs/gpu.md item 38): conv2's data gradient from
-     * pool2's winners, pool2's backward and the data gradient's GEMM gone; the default since GPU
-     * run 5 (H200, 2026-11-28: the step 0.354 against 0.391 ms at batch 100, MNIST 0.398
+     * pool2's winners, pool2's backward and the data gradient's GEMM gone; anything but "0" is
+     * on; the default at levels 3-5 since GPU run 5 (H200, 2026-11-28: the step 0.354 against 0.391 ms at batch 100, MNIST 0.398
      * against 0.427; 1.838 against 2.096 at 1000, MNIST 2.331 against 2.918); 0 turns it off. */
     const char *data_from_pool = getenv("CNN_CUDA_DATA_FROM_POOL");
     if (fuse >= 3 && !(data_from_pool && strcmp(data_from_pool, "0") == 0)) {

@@ -8,6 +8,11 @@
  * Data layout at this boundary: images float [N,28,28,1] NHWC holding raw 0..255 pixel values
  * (what the original model fed, and what its export takes); labels int32 [N] in 0..9.
  * Parameters are exchanged as host float buffers in TF layout (conv HWIO, dense [in,out]).
+ *
+ * Threads: one model at a time per process computes on a GPU. The CUDA backend's default loss
+ * (softmax + cross-entropy version 3) hands its per-block partials over through one static
+ * buffer per device, so two CUDA models computing losses at the same time would mix them
+ * (kernels/kernels_cuda.h); the programs build one model each.
  */
 #ifndef CORE_MODEL_H
 #define CORE_MODEL_H

@@ -3,6 +3,7 @@
  * host memory as device memory. */
 #include "cuda_emu.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,7 +249,10 @@ float bits_float(uint32_t u) {
  * it keeps is the hardware's bias: every mma pulls its accumulator toward zero by up to an ulp,
  * so a long chain of mmas into one accumulator drifts (GPU run 5: conv2's forward 7e-5 off the
  * CPU over 300 mmas, gemm_cuda.cuh), where round-to-nearest fmaf would hide that. */
+/* Beyond FLT_MAX the cut gives FLT_MAX (IEEE's round toward zero; what the hardware gives there
+ * is not known: a float32 FMA chain would give inf). */
 float round_toward_zero(double v) {
+    if (fabs(v) > (double)FLT_MAX && !isinf(v)) return v > 0 ? FLT_MAX : -FLT_MAX;
     float f = (float)v;
     if (fabs((double)f) > fabs(v)) f = nextafterf(f, 0.0f);
     return f;

@@ -272,25 +272,25 @@ __global__ void mma_kernel(float *d, int skip, int raw) {
     for (int i = 0; i < 4; i++) d[w * 128 + (g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = c[i];
 }
 
-/* One warp: D = A B + C with C = 1 everywhere and one nonzero product, A[0][0] B[0][0] = `a`
- * `b` (TF32 values), in D[0][0]; d[0..127] = D. */
-__global__ void mma_round_kernel(float *d, float a, float b) {
+/* One warp: D = A B + C with C = `c0` everywhere and one nonzero product, A[0][0] B[0][0] =
+ * `a` `b` (TF32 values), in D[0][0]; d[0..127] = D. */
+__global__ void mma_round_kernel(float *d, float a, float b, float c0) {
     pdl_wait_and_release();
     const int lane = (int)threadIdx.x, g = lane / 4, t = lane % 4;
     const uint32_t av[4] = {bit_cast32<uint32_t>(lane == 0 ? a : 0.0f), 0, 0, 0};
     const uint32_t bv[2] = {bit_cast32<uint32_t>(lane == 0 ? b : 0.0f), 0};
-    float c[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    float c[4] = {c0, c0, c0, c0};
     mma_m16n8k8_tf32(c, av, bv);
     for (int i = 0; i < 4; i++) d[(g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = c[i];
 }
 
-/* D[0][0] of mma_round_kernel, the other 127 outputs checked to stay 1. */
-float mma_round(float *d, float a, float b) {
+/* D[0][0] of mma_round_kernel, the other 127 outputs checked to stay c0. */
+float mma_round(float *d, float a, float b, float c0 = 1.0f) {
     memset(d, 0xFF, 128 * sizeof(float));
-    CNN_KERNEL(dim3(1), dim3(32), 0, mma_round_kernel)(d, a, b);
+    CNN_KERNEL(dim3(1), dim3(32), 0, mma_round_kernel)(d, a, b, c0);
     cudaDeviceSynchronize();
     for (int i = 1; i < 128; i++)
-        if (d[i] != 1.0f) return NAN;
+        if (d[i] != c0) return NAN;
     return d[0];
 }
 
@@ -381,11 +381,13 @@ void mma_checks(float *d) {
     split_ok = split_ok && isnan(bit_cast32<float>(hi));
     check(split_ok, "tf32_split: two TF32 parts within 2^-21 of the float (1e5 floats); NaN kept");
     /* The sum cut toward zero, as the tensor cores' additions (cuda_emu.cc): 1 - 2^-26 gives
-     * the float below 1 (nearest: 1), 1 + 0.75 ulp gives 1 (nearest: 1 + 2^-23) */
+     * the float below 1 (nearest: 1), 1 + 0.75 ulp gives 1 (nearest: 1 + 2^-23), and -1 - 0.75 ulp
+     * gives -1 (nearest and downward: -1 - 2^-23) */
     check(mma_round(d, 0x1p-13f, -0x1p-13f) == nextafterf(1.0f, 0.0f) &&
-              mma_round(d, 0x3p-13f, 0x1p-12f) == 1.0f && mma_round(d, 0x1p-1f, 0x1p-1f) == 1.25f,
+              mma_round(d, 0x3p-13f, 0x1p-12f) == 1.0f && mma_round(d, 0x1p-1f, 0x1p-1f) == 1.25f &&
+              mma_round(d, 0x3p-13f, -0x1p-12f, -1.0f) == -1.0f,
           "mma: the sum cut toward zero to float32 (1 - 2^-26 -> the float below 1, 1 + 0.75 ulp "
-          "-> 1)");
+          "-> 1, -1 - 0.75 ulp -> -1)");
     check(mma_aborts(d, 0, 1), "an mma operand that is not TF32 aborts");
     check(mma_aborts(d, 1, 0), "a warp whose lanes do not all reach the mma aborts");
 }

@@ -55,6 +55,9 @@ for a in "$@"; do
     *) echo "run.sh: unknown argument '$a'" >&2; exit 2 ;;
   esac
 done
+if [ $FULL = 1 ] && [ $QUICK = 1 ]; then
+  echo "run.sh: --full and --quick do not go together" >&2; exit 2
+fi
 mkdir -p "$OUT"
 START=$(date +%s)
 ROWS=()   # "name|status|seconds|detail"

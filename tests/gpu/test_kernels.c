@@ -1943,7 +1943,7 @@ static void test_backend_fused(void) {
                           got_level4 == 4 && got_on == 5;
     if (!levels_ok) check_failures++;
     printf("%s backend fused entries (CNN_CUDA_CONV_POOL_FWD=1): CNN_CUDA_FUSED=0 -> level %d, "
-           "1 -> %d, 2 -> %d, 3 -> %d, 4 -> %d, 5 -> %d, default -> %d; 4 without the switch "
+           "1 -> %d, 2 -> %d, 3 -> %d, 4 -> %d, 5 -> %d, unset -> %d; 4 without the switch "
            "-> %d (want 0, 1, 2, 3, 4, 5, 3; 4)\n",
            levels_ok ? "PASS" : "FAIL", got[0], got[1], got[2], got[3], got[4], got[5],
            fused_entries(run5), got_level4);
