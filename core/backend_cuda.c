@@ -891,8 +891,9 @@ Backend *backend_cuda_create_named(const char *name, char *err, size_t errlen) {
     }
     /* CNN_CUDA_DATA_FROM_POOL (from level 3, docs/gpu.md item 38): conv2's data gradient from
      * pool2's winners, pool2's backward and the data gradient's GEMM gone; anything but "0" is
-     * on; the default at levels 3-5 since GPU run 5 (H200, 2026-11-28: the step 0.354 against 0.391 ms at batch 100, MNIST 0.398
-     * against 0.427; 1.838 against 2.096 at 1000, MNIST 2.331 against 2.918); 0 turns it off. */
+     * on; the default at levels 3-5 since GPU run 5 (H200, 2026-11-28: the step 0.354 against
+     * 0.391 ms at batch 100, MNIST 0.398 against 0.427; 1.838 against 2.096 at 1000, MNIST 2.331
+     * against 2.918); 0 turns it off. */
     const char *data_from_pool = getenv("CNN_CUDA_DATA_FROM_POOL");
     if (fuse >= 3 && !(data_from_pool && strcmp(data_from_pool, "0") == 0)) {
         be->conv2d_data_grad_from_pool = cu_conv2d_data_grad_from_pool;
