@@ -16,9 +16,23 @@
 
 /* Fiber switching: a 20-instruction switch of the callee-saved registers and the stack
  * pointer on x86-64 (ucontext's swapcontext makes a system call per switch, to save the signal
- * mask, which made it a third of an emulated test's time); ucontext elsewhere and under
- * AddressSanitizer, which intercepts swapcontext to follow the stack switches. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+ * mask, which made it a third of an emulated test's time); ucontext elsewhere. Under
+ * AddressSanitizer the fast switch tells ASan of each stack change (its fiber API), as its
+ * swapcontext interceptor would; that interceptor also cleared the shadow of the whole target
+ * stack at every switch, 60% of a sanitizer run's time with the system call (perf, GEMM
+ * version 5: an mma is a switch per lane). */
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMU_ASAN 1
+#endif
+#endif
+#ifdef EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(__x86_64__)
 #define EMU_FAST_SWITCH 1
 /* emu_switch(from, to): saves rbp, rbx, r12-r15, MXCSR and the x87 control word on the current
  * stack, stores the stack pointer in *from, loads `to` and restores the same from there. */
@@ -64,8 +78,9 @@ struct Fiber {
 };
 
 /* 64 KiB per fiber: the kernels' frames are a few KiB, sanitizer redzones included. (Under
- * AddressSanitizer each swapcontext clears the shadow of the whole target stack, so its size
- * is paid at every switch.) Stacks are allocated once for the largest block seen and reused. */
+ * AddressSanitizer a stack's shadow is cleared each time a block's thread starts on it, so its
+ * size is paid once per thread.) Stacks are allocated once for the largest block seen and
+ * reused. */
 constexpr size_t STACK_BYTES = 64 * 1024;
 
 /* The fiber stacks, freed at exit (so that the leak checker sees nothing). */
@@ -102,10 +117,26 @@ uint64_t next_random() {
     return order_state * 2685821657736338717ull;
 }
 
-/* Switches from the running fiber back to the scheduler. */
+#if defined(EMU_FAST_SWITCH) && defined(EMU_ASAN)
+/* The scheduler's stack, as ASan's fiber API needs it to switch back there: learnt when a
+ * fiber starts (__sanitizer_finish_switch_fiber reports the stack it came from). */
+const void *scheduler_stack_bottom;
+size_t scheduler_stack_size;
+#endif
+
+/* Switches from the running fiber back to the scheduler; a DONE fiber is never resumed (ASan
+ * frees its fake stack: a null save slot). */
 void to_scheduler() {
 #ifdef EMU_FAST_SWITCH
+#ifdef EMU_ASAN
+    void *fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(fibers[current].state == DONE ? nullptr : &fake_stack,
+                                   scheduler_stack_bottom, scheduler_stack_size);
     emu_switch(&fibers[current].sp, scheduler_sp);
+    __sanitizer_finish_switch_fiber(fake_stack, &scheduler_stack_bottom, &scheduler_stack_size);
+#else
+    emu_switch(&fibers[current].sp, scheduler_sp);
+#endif
 #else
     swapcontext(&fibers[current].ctx, &scheduler);
 #endif
@@ -114,7 +145,14 @@ void to_scheduler() {
 /* Switches from the scheduler into fiber t. */
 void from_scheduler(int t) {
 #ifdef EMU_FAST_SWITCH
+#ifdef EMU_ASAN
+    void *fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(&fake_stack, stacks_owned.list[t], STACK_BYTES);
     emu_switch(&scheduler_sp, fibers[t].sp);
+    __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#else
+    emu_switch(&scheduler_sp, fibers[t].sp);
+#endif
 #else
     swapcontext(&scheduler, &fibers[t].ctx);
 #endif
@@ -130,6 +168,9 @@ void require_waited(const char *where) {
 }
 
 void fiber_main() {
+#if defined(EMU_FAST_SWITCH) && defined(EMU_ASAN)
+    __sanitizer_finish_switch_fiber(nullptr, &scheduler_stack_bottom, &scheduler_stack_size);
+#endif
     (*body_now)();
     require_waited("its end");
     fibers[current].state = DONE;
@@ -149,6 +190,11 @@ void init_fiber(int t) {
      * registers, and fiber_main as the return address; then a null return address for
      * fiber_main itself, which never returns. fiber_main starts with rsp % 16 == 8, as after a
      * call. */
+#ifdef EMU_ASAN
+    /* The stack's last user never returned from its last frames (fiber_main, to_scheduler):
+     * their redzones are still poisoned where the frame below is written. */
+    ASAN_UNPOISON_MEMORY_REGION(stack, STACK_BYTES);
+#endif
     uintptr_t top = ((uintptr_t)(stack + STACK_BYTES)) & ~(uintptr_t)15;
     uint64_t *sp = (uint64_t *)(top - 72);
     sp[0] = 0x1F80u | ((uint64_t)0x037Fu << 32); /* MXCSR, then FPU control word */
