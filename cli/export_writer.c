@@ -34,7 +34,8 @@ static void *write_exports(void *arg) {
         if (x->in_place[i]) {
             t->rc = savedmodel_write_over(x->dir[i], x->graph, x->snap.tensors, x->snap.n, t->err,
                                           sizeof t->err);
-            snprintf(x->path[i], sizeof x->path[i], "%s", x->dir[i]);
+            _Static_assert(sizeof x->path[i] == sizeof x->dir[i], "dir and path alike");
+            memcpy(x->path[i], x->dir[i], sizeof x->path[i]); /* snprintf: -Wrestrict at -O1 */
         } else {
             /* dir 0 is the job's export base; a versioned one after it is SageMaker's, whose
              * TF Serving serves the newest version: older ones would only grow model.tar.gz

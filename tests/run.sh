@@ -12,24 +12,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
+# Each stage's start, seconds into the run (CI's limit: keep the whole under 20 minutes).
+stage() { echo "== $1 (${SECONDS} s)"; }
 
-echo "== release build"
+stage "release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWERROR=ON -DREQUIRE_CHECK=ON >/dev/null
 cmake --build build -j "$JOBS"
-echo "== unit tests (release)"
+stage "unit tests (release)"
 (cd build && ctest --output-on-failure -j "$JOBS")
 
-echo "== sanitizer build (ASan + UBSan, CPU engine)"
+stage "sanitizer build (ASan + UBSan, CPU engine)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DWITH_CUDA=OFF -DWERROR=ON -DREQUIRE_CHECK=ON >/dev/null
 cmake --build build-asan -j "$JOBS"
-echo "== unit tests (ASan + UBSan)"
+stage "unit tests (ASan + UBSan)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    CNN_TEST_QUICK=1 ctest --output-on-failure -j "$JOBS" -L unit)
 
-echo "== TensorFlow interoperability tests"
-python3 -m pytest -q tests/tf
+stage "TensorFlow interoperability tests"
+python3 -m pytest -q --durations=5 tests/tf
 
-echo "== fuzz (short)"
+stage "fuzz (short)"
 tests/fuzz/run.sh 8
-echo "== fault tests"
-BUILD_DIR=build-asan VALGRIND_BUILD_DIR=build python3 -m pytest -q -rs tests/fault
+stage "fault tests"
+BUILD_DIR=build-asan VALGRIND_BUILD_DIR=build python3 -m pytest -q -rs --durations=5 tests/fault
+stage "done"

@@ -328,7 +328,8 @@ static void capture_refused(void) {
 
 int main(void) {
     setenv("CNN_CUDA_GRAPHS", "0", 1);
-    /* CNN_TEST_QUICK (the sanitizer run, ~30 s a level): the default level and its base only */
+    /* CNN_TEST_QUICK (the sanitizer build's run, ~45 s a level; the release build runs them
+     * all, ~15 s a level): the default level, its base and the switches only */
     const char *quick = getenv("CNN_TEST_QUICK");
     const int is_quick = quick && strcmp(quick, "0") != 0;
     /* GEMM version 4 but where a level names another: the default, version 5, costs the
