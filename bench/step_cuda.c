@@ -45,6 +45,9 @@
  *                     (CNN_CUDA_DENSE_DX_ALIVE=1; on item 38, now among the defaults)
  *   ours-cuda-nz      that and dense1's forward and filter gradient over pool2's nonzeros
  *                     (CNN_CUDA_DENSE_SPARSE=1)
+ *   ours-cuda-gemm6   GEMM version 6: version 5's mma sums added into the accumulators once
+ *                     per 16-deep slice, not per 8-deep k-step, where the tile allows
+ *                     (CNN_GEMM_V=6, item 43)
  *   ours-cudnn        cuDNN/cuBLAS for the convolutions and dense layers
  * Compare with bench/peers/pytorch_mnist.py (same
  * model, Adam, FP32) run on the same GPU in the same session (tests/gpu/run.sh does both).
@@ -252,6 +255,9 @@ static const Engine ENGINES[] = {
      * (CNN_CUDA_DENSE_SPARSE=1, item 40; report.py compares it with ours-cuda-sparse) */
     {"ours-cuda-nz", DEVICE_CUDA, "3", "5", "4", "2", "3", "3", "1", "1", "10",
      NULL, NULL, NULL, "1", 1, "1"},
+    /* off the chain: GEMM version 6 (item 43), the defaults otherwise */
+    {"ours-cuda-gemm6", DEVICE_CUDA, "3", "6", "4", "2", "3", "3", "1", "1", "10",
+     NULL, NULL, NULL, NULL, 0, NULL},
     {"ours-cudnn", DEVICE_CUDNN, "1", "4", "4", "2", "2", "2", "1", "0", "10",
      NULL, NULL, NULL, NULL, 0, NULL}};
 #define N_ENGINES ((int)(sizeof ENGINES / sizeof ENGINES[0]))

@@ -158,12 +158,17 @@ struct is_pool4<S, decltype(void(S::POOL4))> {
 };
 
 template <class T, bool A_K_FAST, bool B_N_FAST, bool DOUBLE_BUF, bool VEC, bool MMA, class ALoad,
-          class BLoad, class Store>
+          class BLoad, class Store, bool SLICE_FOLD = false>
 __global__ void __launch_bounds__(THREADS, T::MIN_BLOCKS)
 gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float *partial) {
     pdl_wait_and_release();
     constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
     static_assert(!MMA || (MmaTile<T>::OK && VEC && DOUBLE_BUF), "version 5 is version 4's loop");
+    /* SLICE_FOLD (GEMM version 6): version 5 with each 16-deep slice's six mmas per mma tile
+     * summed into zeros and added into acc once per slice, not once per 8-deep k-step: half the
+     * float32 adds, for 8 more live registers per mma tile, so only where a warp tile has at
+     * most 2 mma tiles across (NJ <= 2: 16 registers; NJ = 4's 32 would spill). */
+    static_assert(!SLICE_FOLD || (MMA && MmaTile<T>::NJ <= 2), "version 6: NJ <= 2 tiles");
     /* MMA (GEMM version 5): the products on the tensor cores (MmaTile); each thread's outputs
      * are then a ETM x ETN micro-tile as in the FMA loop, at other places (row_in_tile,
      * col_in_tile), and the epilogue is the same. */
@@ -388,6 +393,8 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
              * (mi, j)'s c[2h + q]. */
             using L = MmaTile<T>;
             const float *as = &As[buf][0][0], *bs = &Bs[buf][0][0];
+            /* SLICE_FOLD: mma tile (mi, j)'s sums over the slice */
+            [[maybe_unused]] float cs[SLICE_FOLD ? 2 : 1][SLICE_FOLD ? NJ : 1][4];
 #pragma unroll
             for (int k8 = 0; k8 < BK; k8 += 8) {
                 /* the fragments' k is k8 + t; k + 4 sits beside it (h = 0) */
@@ -442,13 +449,31 @@ gemm_kernel(int M, int N, int K, int k_chunk, ALoad a, BLoad b, Store st, float 
                          * of the hardware's rounding (tests/emu's mma), below float32's own
                          * reordered sum (7e-6). A partial accumulator folded every few slices
                          * would add fewer FADDs but 32 live registers: spills at 8x4 per
-                         * thread under the 128-register cap. */
-                        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                        mma_m16n8k8_3xtf32(c, a_hi[mi], a_lo[mi], b_hi[j], b_lo[j]);
-                        acc[2 * mi][j] += c[0];
-                        acc[2 * mi][NJ + j] += c[1];
-                        acc[2 * mi + 1][j] += c[2];
-                        acc[2 * mi + 1][NJ + j] += c[3];
+                         * thread under the 128-register cap (version 6 folds once per slice
+                         * where that costs 16 or fewer: SLICE_FOLD). */
+                        if constexpr (SLICE_FOLD) {
+                            float *c = cs[mi][j];
+                            if (k8 == 0) c[0] = c[1] = c[2] = c[3] = 0.0f;
+                            mma_m16n8k8_3xtf32(c, a_hi[mi], a_lo[mi], b_hi[j], b_lo[j]);
+                        } else {
+                            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                            mma_m16n8k8_3xtf32(c, a_hi[mi], a_lo[mi], b_hi[j], b_lo[j]);
+                            acc[2 * mi][j] += c[0];
+                            acc[2 * mi][NJ + j] += c[1];
+                            acc[2 * mi + 1][j] += c[2];
+                            acc[2 * mi + 1][NJ + j] += c[3];
+                        }
+                    }
+            }
+            if constexpr (SLICE_FOLD) {
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int j = 0; j < NJ; j++) {
+                        acc[2 * mi][j] += cs[mi][j][0];
+                        acc[2 * mi][NJ + j] += cs[mi][j][1];
+                        acc[2 * mi + 1][j] += cs[mi][j][2];
+                        acc[2 * mi + 1][NJ + j] += cs[mi][j][3];
                     }
             }
         } else {
@@ -534,15 +559,31 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
  * 29% faster at 1000 (at 100 its forward the same, its backward 10% slower); the step 5% faster
  * at batch 100 and 16% at 1000. Its
  * sums are float32-class (every GEMM test at 1e-5 of the CPU on the GPU) but not version 4's
- * bits. Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a host
+ * bits. 6 (a candidate, not yet timed) = version 5 with each slice's mma sums added into the
+ * accumulators once per 16-deep slice rather than per 8-deep k-step, where the warp tile is at
+ * most 2 mma tiles across (gemm_kernel's SLICE_FOLD), else version 5.
+ * Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a host
  * getenv), so a test compares them in one process; a captured graph keeps the version it was
  * captured with. */
+/* CNN_GEMM_BUILT: the versions whose kernels are compiled, bit v for version v (default 1-6).
+ * The CUDA emulator's sanitizer build (tests/emu) compiles those it runs, 2-5, as versions 1
+ * and 6 cost a third of its compile time; a request for a version not compiled fails its
+ * launch (cudaErrorNotSupported). Versions 2 and 3 share one kernel, which versions 4-6 also
+ * take where vector loads do not apply; version 4's kernel serves 5 and 6 where the tile has no
+ * tensor-core layout, and version 5's serves 6 where its fold would spill. */
+#ifndef CNN_GEMM_BUILT
+#define CNN_GEMM_BUILT 0x7E
+#endif
+constexpr bool gemm_built(int v) { return (CNN_GEMM_BUILT >> v & 1) != 0; }
+static_assert(gemm_built(2) && gemm_built(4) && gemm_built(5), "the kernels others fall back on");
+
 static inline int gemm_version(void) {
     const char *v = getenv("CNN_GEMM_V");
     if (v && strcmp(v, "1") == 0) return 1;
     if (v && strcmp(v, "2") == 0) return 2;
     if (v && strcmp(v, "3") == 0) return 3;
     if (v && strcmp(v, "4") == 0) return 4;
+    if (v && strcmp(v, "6") == 0) return 6;
     return 5;
 }
 
@@ -673,6 +714,7 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
     if (grid.y > 65535u) return cudaErrorInvalidConfiguration;
     float *partial = splits > 1 ? ws : nullptr;
     const int version = gemm_version();
+    if (!gemm_built(version)) return cudaErrorNotSupported;
     bool launched = false;
     if constexpr (ALoad::HAS_VEC4 && BLoad::HAS_VEC4) {
         /* Version 4: vector loads where both operands allow them (see gemm_kernel's VEC). */
@@ -680,8 +722,18 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
         if (version >= 4 && a.vec4(A_K_FAST, M) && b.vec4(B_N_FAST) &&
             (!k_groups || K % 4 == 0) && (!B_N_FAST || N % 4 == 0)) {
             if constexpr (MmaTile<T>::OK) {
-                /* Version 5: version 4's loads with the tensor cores' 3xTF32 products. */
-                if (version >= 5) {
+                /* Version 5: version 4's loads with the tensor cores' 3xTF32 products;
+                 * version 6 folds their sums once per slice where the tile allows it. */
+                if constexpr (MmaTile<T>::NJ <= 2 && gemm_built(6)) {
+                    if (version >= 6) {
+                        CNN_KERNEL(grid, THREADS, stream,
+                                   gemm_kernel<T, A_K_FAST, B_N_FAST, true, true, true, ALoad,
+                                               BLoad, Store, true>)(M, N, K, k_chunk, a, b, st,
+                                                                    partial);
+                        launched = true;
+                    }
+                }
+                if (version >= 5 && !launched) {
                     CNN_KERNEL(grid, THREADS, stream,
                                gemm_kernel<T, A_K_FAST, B_N_FAST, true, true, true, ALoad, BLoad,
                                            Store>)(M, N, K, k_chunk, a, b, st, partial);
@@ -695,14 +747,17 @@ static cudaError_t launch_tile(int M, int N, int K, ALoad a, BLoad b, Store st, 
             launched = true;
         }
     }
-    if (launched) {
-    } else if (version >= 2)
+    if constexpr (gemm_built(1)) {
+        if (!launched && version == 1) {
+            CNN_KERNEL(grid, THREADS, stream,
+                       gemm_kernel<T, A_K_FAST, B_N_FAST, false, false, false, ALoad, BLoad,
+                                   Store>)(M, N, K, k_chunk, a, b, st, partial);
+            launched = true;
+        }
+    }
+    if (!launched)
         CNN_KERNEL(grid, THREADS, stream,
                    gemm_kernel<T, A_K_FAST, B_N_FAST, true, false, false, ALoad, BLoad, Store>)(
-            M, N, K, k_chunk, a, b, st, partial);
-    else
-        CNN_KERNEL(grid, THREADS, stream,
-                   gemm_kernel<T, A_K_FAST, B_N_FAST, false, false, false, ALoad, BLoad, Store>)(
             M, N, K, k_chunk, a, b, st, partial);
     cudaError_t e = cudaGetLastError();
     if constexpr (!is_pool4<Store>::value) {

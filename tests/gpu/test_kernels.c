@@ -2035,10 +2035,11 @@ int main(int argc, char **argv) {
 #endif
     /* The GEMM-shaped ops under each GEMM version (kernels/gemm_cuda.cuh, CNN_GEMM_V): 1 = the
      * first GPU run's kernel, 2 = double-buffered, 3 = double-buffered with version 3's tiles,
-     * 4 = version 3 with vector loads, 5 = version 4 on the tensor cores (3xTF32, the default).
+     * 4 = version 3 with vector loads, 5 = version 4 on the tensor cores (3xTF32, the default),
+     * 6 = version 5 adding its sums into the accumulators once per slice (a candidate).
      * CNN_GEMM_V set in the environment: that version only (the sanitizer runs). */
     char *gemm_keep = env_keep("CNN_GEMM_V");
-    int v_first = 1, v_last = 5;
+    int v_first = 1, v_last = 6;
     if (gemm_keep && *gemm_keep) v_first = v_last = atoi(gemm_keep);
     for (int v = v_first; v <= v_last; v++) {
         char vs[16];

@@ -35,6 +35,8 @@ STEP_MS = {
     "ours-cuda-sparse": 0.365, "ours-cuda-sparse-mnist": 0.366,
     # dense1 over pool2's nonzeros, on top: 40 us faster on MNIST, 5 us slower on random images
     "ours-cuda-nz": 0.370, "ours-cuda-nz-mnist": 0.326,
+    # GEMM version 6: 12 us faster than the defaults
+    "ours-cuda-gemm6": 0.373,
 }
 
 # ncu's raw page (tests/gpu/profile_step.sh): ncu's own lines, the program's, a header row, a
@@ -198,6 +200,8 @@ def main():
               and "+40.0 us" in row("40 on MNIST, on 39"), "item 40 on MNIST: 40 us faster")
         check("slower" in row("40, on 39 (random images: pool2's output all 0)"),
               "item 40 on the random images: slower")
+        check("faster: make it the default (CNN_GEMM_V=6" in row("43") and "+12.0 us" in row("43"),
+              "item 43: GEMM version 6 12 us faster than the defaults")
         check("the job's step 0.400 ms" in text and "ours-cuda 0.385 ms (+15.0 us)" in text and
               "ours-cuda-mnist 0.386 ms (+14.0 us)" in text and
               "ours-cuda-long 0.395 ms (+5.0 us)" in text and

@@ -40,6 +40,8 @@
  *                (CNN_CUDA_DENSE_DX_ALIVE=1)
  *   cuda nz      sparse with dense1's forward and filter gradient over pool2's nonzeros
  *                (CNN_CUDA_DENSE_SPARSE=1)
+ *   cuda gemm6   the defaults with GEMM version 6 (CNN_GEMM_V=6: version 5's mma sums added
+ *                into the accumulators once per slice where the tile allows)
  * Checks:
  *   - every step's loss within TOL_EARLY (1e-3) relative of the CPU's for the first EARLY_STEPS
  *     steps (the losses of steps 1-4 depend on every gradient of steps 0-3: a wrong kernel
@@ -330,6 +332,8 @@ int main(int argc, char **argv) {
                           "3", "5", "4", "1", "1", NULL, NULL, NULL, "1", "1", NULL};
     const Variant frompool2_v = {"cuda frompool2", DEVICE_CUDA,
                                 "3", "5", "4", "1", "1", NULL, "2", NULL, NULL, NULL, NULL};
+    const Variant gemm6_v = {"cuda gemm6", DEVICE_CUDA,
+                                "3", "6", "4", "1", "1", NULL, NULL, NULL, NULL, NULL, NULL};
     float *cpu = calloc(steps, 4), *cuda = calloc(steps, 4), *cuda2 = calloc(steps, 4);
     float *gemm1 = calloc(steps, 4), *run1 = calloc(steps, 4), *cudnn = calloc(steps, 4);
     float *gemm2 = calloc(steps, 4), *gemm3 = calloc(steps, 4), *fused1 = calloc(steps, 4);
@@ -337,9 +341,9 @@ int main(int argc, char **argv) {
     float *streams2 = calloc(steps, 4), *gemm4 = calloc(steps, 4), *fused4 = calloc(steps, 4);
     float *fused5 = calloc(steps, 4), *convpool1 = calloc(steps, 4);
     float *frompool2 = calloc(steps, 4), *dfp0 = calloc(steps, 4), *sparse = calloc(steps, 4);
-    float *nz = calloc(steps, 4), *xent2 = calloc(steps, 4);
+    float *nz = calloc(steps, 4), *xent2 = calloc(steps, 4), *gemm6 = calloc(steps, 4);
     if (!cpu || !cuda || !cuda2 || !fused1 || !fused2 || !fused4 || !fused5 || !gemm4 ||
-        !convpool1 || !frompool2 || !dfp0 || !sparse || !nz || !xent2 ||
+        !convpool1 || !frompool2 || !dfp0 || !sparse || !nz || !xent2 || !gemm6 ||
         !gemm3 || !gemm2 || !gemm1 || !run1 || !cudnn || !pdl0 || !streams0 || !streams2)
         return 1;
 
@@ -365,6 +369,7 @@ int main(int argc, char **argv) {
     double acc_xent2 = train_losses(&xent2_v, steps, xent2);
     double acc_sparse = train_losses(&sparse_v, steps, sparse);
     double acc_nz = train_losses(&nz_v, steps, nz);
+    double acc_gemm6 = train_losses(&gemm6_v, steps, gemm6);
     float chunk = train_chunk(&cuda_v, steps);
     float chunk_run1 = train_chunk(&run1_v, steps);
     setenv("CNN_CUDA_GRAPH_STEPS", "7", 1); /* another multiple, another remainder */
@@ -404,6 +409,7 @@ int main(int argc, char **argv) {
     compare("cuda xent2", xent2, cpu, steps, acc_xent2, acc_cpu);
     compare("cuda sparse", sparse, cpu, steps, acc_sparse, acc_cpu);
     compare("cuda nz", nz, cpu, steps, acc_nz, acc_cpu);
+    compare("cuda gemm6", gemm6, cpu, steps, acc_gemm6, acc_cpu);
     check_equal_bytes("cuda run 1 == run 2 (losses, bitwise)", cuda2, cuda, steps * sizeof(float));
     check_equal_bytes("cuda == pdl0 (programmatic launch changes no bits)", pdl0, cuda,
                       steps * sizeof(float));
@@ -462,7 +468,7 @@ int main(int argc, char **argv) {
     free(cpu); free(cuda); free(cuda2); free(fused1); free(fused2); free(gemm3); free(gemm2);
     free(gemm1); free(run1); free(cudnn); free(pdl0); free(streams0); free(streams2);
     free(gemm4); free(fused4); free(fused5); free(convpool1); free(frompool2); free(dfp0);
-    free(sparse); free(nz); free(xent2);
+    free(sparse); free(nz); free(xent2); free(gemm6);
     idx_free(&train_img); idx_free(&train_lab); idx_free(&test_img); idx_free(&test_lab);
     free(train_labels); free(test_labels); free(test_pixels);
     return check_summary("test_train");
