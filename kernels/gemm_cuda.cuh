@@ -548,6 +548,18 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
     }
 }
 
+/* CNN_GEMM_BUILT: the versions whose kernels are compiled, bit v for version v (default 1-6).
+ * The CUDA emulator's sanitizer build (tests/emu) compiles those it runs, 2-5, as versions 1
+ * and 6 cost a third of its compile time; a request for a version not compiled fails its
+ * launch (cudaErrorNotSupported). Versions 2 and 3 share one kernel, which versions 4-6 also
+ * take where vector loads do not apply; version 4's kernel serves 5 and 6 where the tile has no
+ * tensor-core layout, and version 5's serves 6 where its fold would spill. */
+#ifndef CNN_GEMM_BUILT
+#define CNN_GEMM_BUILT 0x7E
+#endif
+constexpr bool gemm_built(int v) { return (CNN_GEMM_BUILT >> v & 1) != 0; }
+static_assert(gemm_built(2) && gemm_built(4) && gemm_built(5), "the kernels others fall back on");
+
 /* CNN_GEMM_V: 1 = the kernel and tile rules of the first GPU run (one shared buffer);
  * 2 = double-buffered shared memory, version 1's tiles; 3 = double buffers and version 3's
  * tile rules in choose_tile (the default of GPU runs 2 and 3); 4 = version 3 with 16-byte
@@ -565,18 +577,6 @@ __global__ void splitk_reduce_kernel(int M, int N, int splits, const float *part
  * Versions 1 and 2 give the same bits, and so do 3 and 4. Read at every launch (a host
  * getenv), so a test compares them in one process; a captured graph keeps the version it was
  * captured with. */
-/* CNN_GEMM_BUILT: the versions whose kernels are compiled, bit v for version v (default 1-6).
- * The CUDA emulator's sanitizer build (tests/emu) compiles those it runs, 2-5, as versions 1
- * and 6 cost a third of its compile time; a request for a version not compiled fails its
- * launch (cudaErrorNotSupported). Versions 2 and 3 share one kernel, which versions 4-6 also
- * take where vector loads do not apply; version 4's kernel serves 5 and 6 where the tile has no
- * tensor-core layout, and version 5's serves 6 where its fold would spill. */
-#ifndef CNN_GEMM_BUILT
-#define CNN_GEMM_BUILT 0x7E
-#endif
-constexpr bool gemm_built(int v) { return (CNN_GEMM_BUILT >> v & 1) != 0; }
-static_assert(gemm_built(2) && gemm_built(4) && gemm_built(5), "the kernels others fall back on");
-
 static inline int gemm_version(void) {
     const char *v = getenv("CNN_GEMM_V");
     if (v && strcmp(v, "1") == 0) return 1;

@@ -2,8 +2,8 @@
 # The whole test suite: the README's test command, and what CI runs.
 #  1. Release build (CUDA code compiled where nvcc exists, warnings are errors), unit tests.
 #  2. ASan + UBSan build of the CPU engine, the same unit tests.
-#  3. TensorFlow interoperability tests (pytest, tests/tf/), against the release build, beside
-#     steps 4 and 5 (each of the three uses about one core).
+#  3. TensorFlow interoperability tests (pytest, tests/tf/), against the release build; steps
+#     3-5 run side by side (each uses about one core).
 #  4. Fuzzing, short: every libFuzzer target of tests/fuzz/ for 8 s, its regressions replayed
 #     (clang; the long runs: tests/fuzz/run.sh 600, docs/hardening.md).
 #  5. Fault tests (tests/fault/): bad input, SIGKILL/SIGTERM/full disk, through the ASan + UBSan
@@ -29,19 +29,22 @@ stage "unit tests (ASan + UBSan)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    CNN_TEST_QUICK=1 ctest --output-on-failure -j "$JOBS" -L unit)
 
-# The last three stages use about one core each: the TensorFlow tests run beside the other two
-# (their output follows them).
-stage "TensorFlow interoperability tests (beside the next two)"
+# The last three stages use about one core each: they run side by side, the TensorFlow tests
+# and the fuzzing in the background (their output follows the fault tests').
+stage "TensorFlow interoperability tests and fuzzing (in the background)"
 python3 -m pytest -q --durations=5 -p no:cacheprovider --basetemp=build/pytest-tf tests/tf \
   >build/tf-tests.log 2>&1 &
 tf_pid=$!
-trap 'kill "$tf_pid" 2>/dev/null || true' EXIT
+tests/fuzz/run.sh 8 >build/fuzz.log 2>&1 &
+fuzz_pid=$!
+trap 'kill "$tf_pid" "$fuzz_pid" 2>/dev/null || true' EXIT
 rc=0
-stage "fuzz (short)"
-tests/fuzz/run.sh 8 || rc=1
 stage "fault tests"
 BUILD_DIR=build-asan VALGRIND_BUILD_DIR=build python3 -m pytest -q -rs --durations=5 tests/fault ||
   rc=1
+stage "fuzz (short): its output"
+wait "$fuzz_pid" || rc=1
+cat build/fuzz.log
 stage "TensorFlow interoperability tests: their output"
 wait "$tf_pid" || rc=1
 trap - EXIT
