@@ -459,6 +459,16 @@ typedef float (*AliveDotFn)(const float *g, const float *wr, int out);
 #if KERNELS_HAVE_AVX2_CLONES
 /* The same operations as alive_dot_base: lanes 0-7, 8-15, 16-23, 24-31 in a0..a3; the butterfly
  * adds the same pairs (a + b = b + a: lane l and l ^ s hold the same sum after each step). */
+__attribute__((target("avx2,fma"))) static inline float butterfly_avx2(__m256 a0, __m256 a1,
+                                                                       __m256 a2, __m256 a3) {
+    const __m256 s16 = _mm256_add_ps(a0, a2);                      /* lanes 0-7: l, l ^ 16 */
+    const __m256 s8 = _mm256_add_ps(s16, _mm256_add_ps(a1, a3));   /* l ^ 8: lanes 8-15 */
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+    return _mm_cvtss_f32(s1);
+}
+
 __attribute__((target("avx2,fma"))) static float alive_dot_avx2(const float *g, const float *wr,
                                                                 int out) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -468,12 +478,7 @@ __attribute__((target("avx2,fma"))) static float alive_dot_avx2(const float *g, 
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j0 + 16), _mm256_loadu_ps(wr + j0 + 16), a2);
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(g + j0 + 24), _mm256_loadu_ps(wr + j0 + 24), a3);
     }
-    const __m256 s16 = _mm256_add_ps(a0, a2);                      /* lanes 0-7: l, l ^ 16 */
-    const __m256 s8 = _mm256_add_ps(s16, _mm256_add_ps(a1, a3));   /* l ^ 8: lanes 8-15 */
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-    return _mm_cvtss_f32(s1);
+    return butterfly_avx2(a0, a1, a2, a3);
 }
 static AliveDotFn alive_dot_fn(void) {
     return kernels_have_avx2_fma() ? alive_dot_avx2 : alive_dot_base;
@@ -516,8 +521,32 @@ __attribute__((target("avx512f"))) static void alive_dot4_avx512(const float *co
     for (int k = 0; k < 4; k++) res[k] = butterfly_avx512(lo[k], hi[k]);
 }
 
+/* Two dots at a time: 8 accumulators and w's 4 vectors fit AVX2's 16 registers (four at once
+ * would spill). Until session 24 an AVX2-only CPU took alive_dot4_base here: a libm call per
+ * fmaf, a third of the training step on a Zen 3 (docs/kernels-cpu.md, step 80). */
+__attribute__((target("avx2,fma"))) static void alive_dot4_avx2(const float *const g[4],
+                                                                const float *wr, int out,
+                                                                float res[4]) {
+    for (int k = 0; k < 4; k += 2) {
+        const float *g0 = g[k], *g1 = g[k + 1];
+        __m256 a[2][4];
+        for (int q = 0; q < 4; q++) a[0][q] = a[1][q] = _mm256_setzero_ps();
+        for (int j0 = 0; j0 < out; j0 += ALIVE_LANES)
+            for (int q = 0; q < 4; q++) {
+                const __m256 wq = _mm256_loadu_ps(wr + j0 + 8 * q);
+                a[0][q] = _mm256_fmadd_ps(_mm256_loadu_ps(g0 + j0 + 8 * q), wq, a[0][q]);
+                a[1][q] = _mm256_fmadd_ps(_mm256_loadu_ps(g1 + j0 + 8 * q), wq, a[1][q]);
+            }
+        res[k] = butterfly_avx2(a[0][0], a[0][1], a[0][2], a[0][3]);
+        res[k + 1] = butterfly_avx2(a[1][0], a[1][1], a[1][2], a[1][3]);
+    }
+}
+
 static AliveDot4Fn alive_dot4_fn(void) {
-    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? alive_dot4_avx512 : alive_dot4_base;
+    const int isa = kernels_cpu_isa();
+    return isa >= KERNELS_ISA_AVX512 ? alive_dot4_avx512
+           : isa >= KERNELS_ISA_AVX2 ? alive_dot4_avx2
+                                     : alive_dot4_base;
 }
 #else
 static AliveDotFn alive_dot_fn(void) { return alive_dot_base; }
