@@ -293,6 +293,91 @@ forward_scatter_avx512(const Conv2dShape *s, const int32_t *start, const Nonzero
     add_bias(s, b, yi);
 }
 
+/* AVX2 where stride_w = 1 and K % 32 == 0 (conv2): 32 channels at a time (the loop outermost),
+ * two adjacent output pixels of a row in one pass over their nonzeros, 4 + 4 accumulators. Why:
+ * AVX2 has 16 registers, so forward_avx2's runs hold one pixel's 64 channels (8 chains), and a
+ * tap row's filter slice for them (conv2: 5 x 32 x 64 floats, 40 KiB) overflows a Zen 3's 32
+ * KiB L1: its FMAs' w loads came from L2 at about one vector a cycle. For 32 channels the
+ * slice is 20 KiB, and two pixels keep 8 chains going; the pixels share all but one column
+ * (ow's first, ow+1's last), so each shared nonzero's broadcast serves both. Each output value
+ * takes its terms in the runs' order: tap rows, then columns, then channels (the same bits). */
+#define PAIR_BLOCK 32
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+run_pair_avx2(const Nonzero *head, const Nonzero *shared, const Nonzero *tail,
+              const Nonzero *end, const float *w0, const float *w1, int first, float *y0,
+              float *y1) {
+    __m256 a[4], b[4];
+    for (int j = 0; j < 4; j++) {
+        a[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y0 + 8 * j);
+        b[j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y1 + 8 * j);
+    }
+    const Nonzero *e = head;
+    for (; e < shared; e++) { /* ow's first column */
+        const __m256 v = _mm256_set1_ps(e->v);
+        for (int j = 0; j < 4; j++)
+            a[j] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w0 + e->off + 8 * j), a[j]);
+    }
+    for (; e < tail; e++) { /* the columns both windows hold */
+        const __m256 v = _mm256_set1_ps(e->v);
+        for (int j = 0; j < 4; j++) {
+            a[j] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w0 + e->off + 8 * j), a[j]);
+            b[j] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w1 + e->off + 8 * j), b[j]);
+        }
+    }
+    for (; e < end; e++) { /* ow+1's last column */
+        const __m256 v = _mm256_set1_ps(e->v);
+        for (int j = 0; j < 4; j++)
+            b[j] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w1 + e->off + 8 * j), b[j]);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_ps(y0 + 8 * j, a[j]);
+        _mm256_storeu_ps(y1 + 8 * j, b[j]);
+    }
+}
+
+static int pairs_fit(const Conv2dShape *s) { return s->stride_w == 1 && s->k % PAIR_BLOCK == 0; }
+
+__attribute__((target("avx2,fma"))) static void forward_pairs_avx2(const Conv2dShape *s,
+                                                                   const int32_t *start,
+                                                                   const Nonzero *nz,
+                                                                   const float *w, const float *b,
+                                                                   float *yi) {
+    const int C = s->c, K = s->k, OW = s->ow, KW = s->kw;
+    const ptrdiff_t CK = (ptrdiff_t)C * K;
+    for (int kb = 0; kb < K; kb += PAIR_BLOCK)
+        for (int kh = 0; kh < s->kh; kh++)
+            for (int oh = 0; oh < s->oh; oh++) {
+                int kh0, kh1;
+                const int ih0 =
+                    conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
+                float *yr = yi + (size_t)oh * OW * K + kb;
+                if (kh == 0 && kh0 == kh1) /* no tap row inside */
+                    for (int ow = 0; ow < OW; ow++)
+                        memset(yr + (size_t)ow * K, 0, PAIR_BLOCK * sizeof *yr);
+                if (kh < kh0 || kh >= kh1) continue;
+                const int32_t *row = start + (size_t)(ih0 + kh) * s->w;
+                for (int ow = 0; ow < OW;) {
+                    int kw0, kw1, nkw0, nkw1;
+                    const int iw0 = conv_window_taps(ow, 1, s->pad_left, KW, s->w, &kw0, &kw1);
+                    const ptrdiff_t base = ((ptrdiff_t)kh * KW - iw0) * CK + kb;
+                    float *y0 = yr + (size_t)ow * K;
+                    if (ow + 1 < OW) conv_window_taps(ow + 1, 1, s->pad_left, KW, s->w, &nkw0, &nkw1);
+                    if (ow + 1 < OW && kw0 == 0 && kw1 == KW && nkw0 == 0 && nkw1 == KW) {
+                        /* ow+1's window: iw0+1 .. iw0+KW, its tap kw at w row kw = ow's kw+1 */
+                        run_pair_avx2(nz + row[iw0], nz + row[iw0 + 1], nz + row[iw0 + KW],
+                                      nz + row[iw0 + KW + 1], w + base, w + base - CK,
+                                      kh == kh0, y0, y0 + K);
+                        ow += 2;
+                    } else {
+                        run_vectors_avx2(nz + row[iw0 + kw0], nz + row[iw0 + kw1], w, base,
+                                         kh == kh0, y0, PAIR_BLOCK / 8);
+                        ow += 1;
+                    }
+                }
+            }
+    add_bias(s, b, yi);
+}
+
 __attribute__((target("avx2,fma"))) static void forward_avx2(const Conv2dShape *s,
                                                              const int32_t *start,
                                                              const Nonzero *nz, const float *w,
@@ -354,6 +439,8 @@ int conv2d_sparse_forward_image(const Conv2dShape *s, const float *xi, const flo
     if (isa >= KERNELS_ISA_AVX512 && scatter_fits(s))
         forward_scatter_avx512(s, start, nz, w, b, yi);
     else if (isa >= KERNELS_ISA_AVX512) forward_avx512(s, start, nz, w, b, yi);
+    else if (isa >= KERNELS_ISA_AVX2 && pairs_fit(s))
+        forward_pairs_avx2(s, start, nz, w, b, yi);
     else if (isa >= KERNELS_ISA_AVX2) forward_avx2(s, start, nz, w, b, yi);
     else forward_base(s, start, nz, w, b, yi);
 #else

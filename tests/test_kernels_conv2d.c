@@ -333,6 +333,9 @@ START_TEST(test_sparse_forward_shapes) {
          * with stride_h 2; a row narrower than the window; VALID */
         {4, 9, 7, 6, 5, 5, 128, 2, 1, 1},  {4, 6, 3, 5, 4, 5, 64, 1, 1, 1},
         {4, 8, 11, 7, 5, 5, 64, 1, 1, 0},
+        /* AVX2's pairs of pixels (stride_w 1, K a multiple of 32; the cases above with K = 64
+         * and 128 too): three 32-blocks, a window of 4 columns, stride_h 2 */
+        {3, 7, 10, 11, 3, 4, 96, 2, 1, 1},
     };
     /* Per image: at most 60% nonzero takes the lists (10%, 45%, none at all); 90% the GEMM. */
     static const double density[] = {0.1, 0.9, 0.45, 0.0};
