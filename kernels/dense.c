@@ -70,24 +70,33 @@ static void fill_columns_base(int n, int in, const float *x, int i0, int i1, int
 
 #if KERNELS_HAVE_AVX2_CLONES
 #include <immintrin.h>
-/* 16 columns compared at once, then only the set bits walked: the base loop's branch per
- * element mispredicted at each of the ~5% nonzeros (step 48). The same entries. */
-__attribute__((target("avx512f"))) static void fill_columns_avx512(int n, int in, const float *x,
-                                                                  int i0, int i1, int *fill,
-                                                                  int *rows, float *vals) {
-    const __m512 zero = _mm512_setzero_ps();
+/* The vector clones of the two loops above: a row's columns compared WIDTH at a time (a bit per
+ * column whose x != 0, unordered: a NaN is != 0, as in the base loops), the rest as the base
+ * loops. Fill walks only the set bits: the base loop's branch per element mispredicted at each
+ * of the ~5% nonzeros (step 48). Count adds the bits to counters kept in L1 (the baseline build
+ * compares 4 lanes at a time). The same entries and counts. */
+typedef unsigned (*NonzeroBitsFn)(const float *x);
+
+__attribute__((target("avx512f"))) static inline unsigned nonzero_bits_avx512(const float *x) {
+    return _mm512_cmp_ps_mask(_mm512_loadu_ps(x), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+__attribute__((target("avx2"))) static inline unsigned nonzero_bits_avx2(const float *x) {
+    return (unsigned)_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(x), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
+static inline __attribute__((always_inline)) void
+fill_columns_body(int n, int in, const float *x, int i0, int i1, int *fill, int *rows,
+                  float *vals, int width, NonzeroBitsFn bits) {
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * in;
         int i = i0;
-        for (; i + 16 <= i1; i += 16) {
-            /* unordered: a NaN is != 0, as in the base loop */
-            unsigned m = _mm512_cmp_ps_mask(_mm512_loadu_ps(xr + i), zero, _CMP_NEQ_UQ);
-            for (; m; m &= m - 1) {
+        for (; i + width <= i1; i += width)
+            for (unsigned m = bits(xr + i); m; m &= m - 1) {
                 const int col = i + __builtin_ctz(m);
                 rows[fill[col]] = r;
                 vals[fill[col]++] = xr[col];
             }
-        }
         for (; i < i1; i++)
             if (xr[i] != 0.0f) {
                 rows[fill[i]] = r;
@@ -95,12 +104,23 @@ __attribute__((target("avx512f"))) static void fill_columns_avx512(int n, int in
             }
     }
 }
+__attribute__((target("avx512f"))) static void fill_columns_avx512(int n, int in, const float *x,
+                                                                  int i0, int i1, int *fill,
+                                                                  int *rows, float *vals) {
+    fill_columns_body(n, in, x, i0, i1, fill, rows, vals, 16, nonzero_bits_avx512);
+}
+__attribute__((target("avx2"))) static void fill_columns_avx2(int n, int in, const float *x,
+                                                             int i0, int i1, int *fill,
+                                                             int *rows, float *vals) {
+    fill_columns_body(n, in, x, i0, i1, fill, rows, vals, 8, nonzero_bits_avx2);
+}
 static FillColumnsFn fill_columns_fn(void) {
-    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? fill_columns_avx512 : fill_columns_base;
+    const int isa = kernels_cpu_isa();
+    return isa >= KERNELS_ISA_AVX512 ? fill_columns_avx512
+           : isa >= KERNELS_ISA_AVX2 ? fill_columns_avx2
+                                     : fill_columns_base;
 }
 
-/* A row's 16 columns at a time, the counters in L1: the rows are read in order (the baseline
- * build compares 4 lanes at a time). The same counts. */
 __attribute__((target("avx512f"))) static void count_columns_avx512(int n, int in, const float *x,
                                                                    int i0, int i1, int *count) {
     const __m512 zero = _mm512_setzero_ps();
@@ -108,7 +128,7 @@ __attribute__((target("avx512f"))) static void count_columns_avx512(int n, int i
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * in;
         int i = i0;
-        for (; i + 16 <= i1; i += 16) { /* unordered: a NaN is != 0, as in the base loop */
+        for (; i + 16 <= i1; i += 16) {
             const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(xr + i), zero, _CMP_NEQ_UQ);
             const __m512i c = _mm512_loadu_si512(count + i);
             _mm512_storeu_si512(count + i, _mm512_mask_add_epi32(c, m, c, one));
@@ -116,8 +136,27 @@ __attribute__((target("avx512f"))) static void count_columns_avx512(int n, int i
         for (; i < i1; i++) count[i] += xr[i] != 0.0f;
     }
 }
+/* a compare's lanes are all ones (-1) where x != 0: count - (-1) */
+__attribute__((target("avx2"))) static void count_columns_avx2(int n, int in, const float *x,
+                                                              int i0, int i1, int *count) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * in;
+        int i = i0;
+        for (; i + 8 <= i1; i += 8) {
+            const __m256i m = _mm256_castps_si256(
+                _mm256_cmp_ps(_mm256_loadu_ps(xr + i), zero, _CMP_NEQ_UQ));
+            __m256i *c = (__m256i *)(void *)(count + i);
+            _mm256_storeu_si256(c, _mm256_sub_epi32(_mm256_loadu_si256(c), m));
+        }
+        for (; i < i1; i++) count[i] += xr[i] != 0.0f;
+    }
+}
 static CountColumnsFn count_columns_fn(void) {
-    return kernels_cpu_isa() >= KERNELS_ISA_AVX512 ? count_columns_avx512 : count_columns_base;
+    const int isa = kernels_cpu_isa();
+    return isa >= KERNELS_ISA_AVX512 ? count_columns_avx512
+           : isa >= KERNELS_ISA_AVX2 ? count_columns_avx2
+                                     : count_columns_base;
 }
 #else
 static FillColumnsFn fill_columns_fn(void) { return fill_columns_base; }
