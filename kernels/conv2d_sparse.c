@@ -20,7 +20,8 @@
  * terms keep their order (the tap rows in order, then the nonzeros), whatever the loops.
  *
  * With AVX-512, conv2's shape (KW = 5, stride 1, K = 64) takes the scatter loops below instead:
- * the same runs, walked per input column into 20 accumulators (step 32). */
+ * the same runs, walked per input column into 20 accumulators (step 32). With AVX2, where
+ * stride_w = 1 and K % 32 == 0, forward_pairs_avx2: 32 channels and two pixels a pass (step 81). */
 #include "kernels/conv2d_sparse.h"
 #include "kernels/conv_window.h"
 #include "kernels/cpu_dispatch.h"
@@ -357,12 +358,12 @@ __attribute__((target("avx2,fma"))) static void forward_pairs_avx2(const Conv2dS
                 if (kh < kh0 || kh >= kh1) continue;
                 const int32_t *row = start + (size_t)(ih0 + kh) * s->w;
                 for (int ow = 0; ow < OW;) {
-                    int kw0, kw1, nkw0, nkw1;
+                    int kw0, kw1;
                     const int iw0 = conv_window_taps(ow, 1, s->pad_left, KW, s->w, &kw0, &kw1);
                     const ptrdiff_t base = ((ptrdiff_t)kh * KW - iw0) * CK + kb;
                     float *y0 = yr + (size_t)ow * K;
-                    if (ow + 1 < OW) conv_window_taps(ow + 1, 1, s->pad_left, KW, s->w, &nkw0, &nkw1);
-                    if (ow + 1 < OW && kw0 == 0 && kw1 == KW && nkw0 == 0 && nkw1 == KW) {
+                    /* both windows whole: ow's from column iw0 >= 0, ow+1's to iw0 + KW < W */
+                    if (ow + 1 < OW && kw0 == 0 && kw1 == KW && iw0 + KW < s->w) {
                         /* ow+1's window: iw0+1 .. iw0+KW, its tap kw at w row kw = ow's kw+1 */
                         run_pair_avx2(nz + row[iw0], nz + row[iw0 + 1], nz + row[iw0 + KW],
                                       nz + row[iw0 + KW + 1], w + base, w + base - CK,

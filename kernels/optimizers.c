@@ -16,9 +16,9 @@
 /* Adam's vector loop over [i, i1) in whole vectors of `lanes` floats, returning the first
  * element not done: the scalar loop's operations lane by lane (sqrtf() may set errno, which
  * keeps the compiler from vectorising it; the vector square root is the same correctly rounded
- * one). Written once for SSE2 (4 lanes, the release build's baseline) and AVX-512 (16 lanes:
+ * one). Written once for SSE2 (4 lanes, the release build's baseline), AVX-512 (16 lanes:
  * SSE2's square roots and divisions kept the pass near its compute limit as well as memory's,
- * docs/kernels-cpu.md step 33). */
+ * docs/kernels-cpu.md step 33) and AVX2 (8 lanes, step 83). */
 #define DEFINE_ADAM_VECTORS(name, attr, vec, lanes, set1, load, store, add, sub, mul, div, sqrt) \
     attr static size_t name(size_t i, size_t i1, float *w, const float *g, float *m, float *v, \
                             float lr_t, float one_m_b1, float one_m_b2, float eps) {          \
@@ -43,6 +43,10 @@ DEFINE_ADAM_VECTORS(adam_sse2, , __m128, 4, _mm_set1_ps, _mm_loadu_ps, _mm_store
 DEFINE_ADAM_VECTORS(adam_avx512, __attribute__((target("avx512f"))), __m512, 16, _mm512_set1_ps,
                     _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, _mm512_sub_ps,
                     _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps)
+/* "avx2" without "fma": nothing to contract a product and a sum into (and -std=c11 would not) */
+DEFINE_ADAM_VECTORS(adam_avx2, __attribute__((target("avx2"))), __m256, 8, _mm256_set1_ps,
+                    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, _mm256_sub_ps,
+                    _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps)
 #endif
 
 /* Adam on elements [i0, i1): m += (g - m)(1-b1); v += (g^2 - v)(1-b2);
@@ -54,6 +58,8 @@ void adam_range(const AdamRate *r, size_t i0, size_t i1, float *w, const float *
 #if KERNELS_HAVE_AVX2_CLONES
     if (kernels_cpu_isa() >= KERNELS_ISA_AVX512)
         i = adam_avx512(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
+    else if (kernels_cpu_isa() >= KERNELS_ISA_AVX2)
+        i = adam_avx2(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
 #endif
 #if defined(__SSE2__)
     i = adam_sse2(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);

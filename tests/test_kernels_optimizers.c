@@ -7,6 +7,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { N = 103 };
 
@@ -37,6 +38,29 @@ START_TEST(test_adam) {
     float w1 = 0.5f, g1 = 3.0f, m1 = 0, v1 = 0;
     adam_update(1, &w1, &g1, &m1, &v1, 0.001f, 0.9f, 0.999f, 1e-7f, 1);
     ck_assert_msg(fabs(w1 - (0.5 - 0.001)) < 1e-7, "w1 = %.9g", w1);
+}
+END_TEST
+
+/* Each clone (AVX-512, AVX2, SSE2 and the scalar tail) gives the same bits: n = 103 takes whole
+ * vectors of each width and a tail. */
+START_TEST(test_adam_same_bits) {
+    float w0[N], g[N], m0[N], v0[N], got[3][N], want[3][N];
+    test_fill_uniform(w0, N, -1, 1, 4, 1);
+    test_fill_uniform(g, N, -2, 2, 4, 2);
+    test_fill_uniform(m0, N, -0.1f, 0.1f, 4, 3);
+    test_fill_uniform(v0, N, 0, 0.01f, 4, 4);
+    for (int run = 0; run < TEST_CLONE_RUNS; run++) {
+        test_clone_run(run);
+        float(*out)[N] = run == 0 ? want : got;
+        memcpy(out[0], w0, sizeof w0);
+        memcpy(out[1], m0, sizeof m0);
+        memcpy(out[2], v0, sizeof v0);
+        adam_update(N, out[0], g, out[1], out[2], 0.001f, 0.9f, 0.999f, 1e-7f, 7);
+        ck_assert_msg(run == 0 || memcmp(got, want, sizeof got) == 0, "%s differs",
+                      test_clone_name(run));
+    }
+    test_clone_reset();
+    ck_assert(memcmp(want[0], w0, sizeof w0) != 0);
 }
 END_TEST
 
@@ -75,6 +99,7 @@ int main(void) {
     Suite *su = suite_create("kernels_optimizers");
     TCase *tc = tcase_create("optimizers");
     tcase_add_test(tc, test_adam);
+    tcase_add_test(tc, test_adam_same_bits);
     tcase_add_test(tc, test_sgd);
     tcase_add_test(tc, test_momentum);
     suite_add_tcase(su, tc);
