@@ -100,6 +100,17 @@ static inline __attribute__((always_inline)) void add_bias(const Conv2dShape *s,
         for (int k = 0; k < s->k; k++) yi[i * s->k + k] += b[k];
 }
 
+/* Output row oh's window: its tap rows [kh0, kh1) inside the image, and the input row of tap
+ * row 0 (ih0, may be < 0). The row loops of every clone start from it. */
+typedef struct {
+    int ih0, kh0, kh1;
+} RowTaps;
+static inline RowTaps row_taps(const Conv2dShape *s, int oh) {
+    RowTaps t;
+    t.ih0 = conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &t.kh0, &t.kh1);
+    return t;
+}
+
 /* The loops of one image, for each clone's run. */
 static inline __attribute__((always_inline)) void
 forward_body(const Conv2dShape *s, const int32_t *start, const Nonzero *nz, const float *w,
@@ -107,8 +118,8 @@ forward_body(const Conv2dShape *s, const int32_t *start, const Nonzero *nz, cons
     const int C = s->c, K = s->k, OW = s->ow;
     for (int kh = 0; kh < s->kh; kh++)
         for (int oh = 0; oh < s->oh; oh++) {
-            int kh0, kh1;
-            const int ih0 = conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
+            const RowTaps t = row_taps(s, oh);
+            const int ih0 = t.ih0, kh0 = t.kh0, kh1 = t.kh1;
             float *yr = yi + (size_t)oh * OW * K;
             if (kh == 0 && kh0 == kh1) /* no tap row inside */
                 memset(yr, 0, (size_t)OW * K * sizeof *yr);
@@ -274,9 +285,8 @@ forward_scatter_avx512(const Conv2dShape *s, const int32_t *start, const Nonzero
     for (int kb = 0; kb < K; kb += 64)
         for (int kh = 0; kh < s->kh; kh++)
             for (int oh = 0; oh < s->oh; oh++) {
-                int kh0, kh1;
-                const int ih0 =
-                    conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
+                const RowTaps t = row_taps(s, oh);
+                const int ih0 = t.ih0, kh0 = t.kh0, kh1 = t.kh1;
                 float *yr = yi + (size_t)oh * OW * K + kb;
                 const int inside = kh >= kh0 && kh < kh1;
                 const int32_t *in = inside ? start + (size_t)(ih0 + kh) * W : start;
@@ -348,9 +358,8 @@ __attribute__((target("avx2,fma"))) static void forward_pairs_avx2(const Conv2dS
     for (int kb = 0; kb < K; kb += PAIR_BLOCK)
         for (int kh = 0; kh < s->kh; kh++)
             for (int oh = 0; oh < s->oh; oh++) {
-                int kh0, kh1;
-                const int ih0 =
-                    conv_window_taps(oh, s->stride_h, s->pad_top, s->kh, s->h, &kh0, &kh1);
+                const RowTaps t = row_taps(s, oh);
+                const int ih0 = t.ih0, kh0 = t.kh0, kh1 = t.kh1;
                 float *yr = yi + (size_t)oh * OW * K + kb;
                 if (kh == 0 && kh0 == kh1) /* no tap row inside */
                     for (int ow = 0; ow < OW; ow++)

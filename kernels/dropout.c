@@ -39,13 +39,36 @@ __attribute__((target("avx512f"))) static inline void mulhilo16(__m512i a, __m51
     *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
 }
 
+/* c[0..3] = the words of Philox blocks b + lane, one block per lane: philox_block's counter and
+ * philox4x32_10's rounds, lane by lane, in the clone's vectors (mulhilo: the lanes' 64-bit
+ * products' low and high words). Written once for both widths. */
+#define PHILOX_LANES(vec, set1, add, xor, mulhilo, lane, b, stream, seed, c)                  \
+    do {                                                                                     \
+        const vec m0_ = set1((int)PHILOX_M0), m1_ = set1((int)PHILOX_M1);                     \
+        c[0] = add(set1((int)(uint32_t)(b)), lane);                                          \
+        c[1] = set1((int)(uint32_t)((b) >> 32));                                             \
+        c[2] = set1((int)(uint32_t)(stream));                                                \
+        c[3] = set1((int)(uint32_t)((stream) >> 32));                                        \
+        uint32_t k0_ = (uint32_t)(seed), k1_ = (uint32_t)((seed) >> 32);                     \
+        for (int r_ = 0; r_ < 10; r_++) {                                                    \
+            vec lo0_, hi0_, lo1_, hi1_;                                                      \
+            mulhilo(c[0], m0_, &lo0_, &hi0_);                                                \
+            mulhilo(c[2], m1_, &lo1_, &hi1_);                                                \
+            c[0] = xor(xor(hi1_, c[1]), set1((int)k0_));                                     \
+            c[1] = lo1_;                                                                     \
+            c[2] = xor(xor(hi0_, c[3]), set1((int)k1_));                                     \
+            c[3] = lo0_;                                                                     \
+            k0_ += PHILOX_W0;                                                                \
+            k1_ += PHILOX_W1;                                                                \
+        }                                                                                    \
+    } while (0)
+
 /* 16 Philox blocks at once, one per lane (philox4x32_10's rounds, vectorised), then transposed
  * to element order: 64 elements per pass. The decisions and products are the scalar ones (the
  * word's top 24 bits as an exact float, the same multiply), so the same bits. */
 __attribute__((target("avx512f"))) static void
 forward_blocks_avx512(size_t b0, size_t b1, size_t n, float rate, float scale, uint64_t seed,
                       uint64_t stream, const float *x, float *y, uint8_t *mask) {
-    const __m512i M0 = _mm512_set1_epi32((int)PHILOX_M0), M1 = _mm512_set1_epi32((int)PHILOX_M1);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i ab_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ab_hi = _mm512_add_epi32(ab_lo, _mm512_set1_epi32(8));
@@ -56,27 +79,14 @@ forward_blocks_avx512(size_t b0, size_t b1, size_t n, float rate, float scale, u
     size_t b = b0;
     /* whole passes only, inside n, with one high word of the block index in all 16 lanes */
     for (; b + 16 <= b1 && (b + 16) * 4 <= n && (b >> 32) == ((b + 15) >> 32); b += 16) {
-        __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)b), lane);
-        __m512i c1 = _mm512_set1_epi32((int)(uint32_t)(b >> 32));
-        __m512i c2 = _mm512_set1_epi32((int)(uint32_t)stream);
-        __m512i c3 = _mm512_set1_epi32((int)(uint32_t)(stream >> 32));
-        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-        for (int r = 0; r < 10; r++) {
-            __m512i lo0, hi0, lo1, hi1;
-            mulhilo16(c0, M0, &lo0, &hi0);
-            mulhilo16(c2, M1, &lo1, &hi1);
-            c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
-            c1 = lo1;
-            c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
-            c3 = lo0;
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
+        __m512i c[4];
+        PHILOX_LANES(__m512i, _mm512_set1_epi32, _mm512_add_epi32, _mm512_xor_si512, mulhilo16,
+                     lane, b, stream, seed, c);
         /* [word j of lane l] -> element 4l + j: interleave the words in pairs, then the pairs */
-        const __m512i w01_lo = _mm512_permutex2var_epi32(c0, ab_lo, c1);
-        const __m512i w01_hi = _mm512_permutex2var_epi32(c0, ab_hi, c1);
-        const __m512i w23_lo = _mm512_permutex2var_epi32(c2, ab_lo, c3);
-        const __m512i w23_hi = _mm512_permutex2var_epi32(c2, ab_hi, c3);
+        const __m512i w01_lo = _mm512_permutex2var_epi32(c[0], ab_lo, c[1]);
+        const __m512i w01_hi = _mm512_permutex2var_epi32(c[0], ab_hi, c[1]);
+        const __m512i w23_lo = _mm512_permutex2var_epi32(c[2], ab_lo, c[3]);
+        const __m512i w23_hi = _mm512_permutex2var_epi32(c[2], ab_hi, c[3]);
         const __m512i words[4] = {
             _mm512_permutex2var_epi64(w01_lo, q_lo, w23_lo),
             _mm512_permutex2var_epi64(w01_lo, q_hi, w23_lo),
@@ -111,33 +121,21 @@ __attribute__((target("avx2"))) static inline void mulhilo8(__m256i a, __m256i m
 __attribute__((target("avx2"))) static void
 forward_blocks_avx2(size_t b0, size_t b1, size_t n, float rate, float scale, uint64_t seed,
                     uint64_t stream, const float *x, float *y, uint8_t *mask) {
-    const __m256i M0 = _mm256_set1_epi32((int)PHILOX_M0), M1 = _mm256_set1_epi32((int)PHILOX_M1);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 vrate = _mm256_set1_ps(rate), vscale = _mm256_set1_ps(scale);
     const __m256 unit = _mm256_set1_ps(1.0f / 16777216.0f);
     size_t b = b0;
     /* whole passes only, inside n, with one high word of the block index in all 8 lanes */
     for (; b + 8 <= b1 && (b + 8) * 4 <= n && (b >> 32) == ((b + 7) >> 32); b += 8) {
-        __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b), lane);
-        __m256i c1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32));
-        __m256i c2 = _mm256_set1_epi32((int)(uint32_t)stream);
-        __m256i c3 = _mm256_set1_epi32((int)(uint32_t)(stream >> 32));
-        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-        for (int r = 0; r < 10; r++) {
-            __m256i lo0, hi0, lo1, hi1;
-            mulhilo8(c0, M0, &lo0, &hi0);
-            mulhilo8(c2, M1, &lo1, &hi1);
-            c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
-            c1 = lo1;
-            c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
-            c3 = lo0;
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
+        __m256i c[4];
+        PHILOX_LANES(__m256i, _mm256_set1_epi32, _mm256_add_epi32, _mm256_xor_si256, mulhilo8,
+                     lane, b, stream, seed, c);
         /* [word j of lane l] -> element 4l + j: the words of each lane together (per 128-bit
          * half: lanes l and l + 4), then the halves in lane order */
-        const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
-        const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+        const __m256i t0 = _mm256_unpacklo_epi32(c[0], c[1]);
+        const __m256i t1 = _mm256_unpackhi_epi32(c[0], c[1]);
+        const __m256i t2 = _mm256_unpacklo_epi32(c[2], c[3]);
+        const __m256i t3 = _mm256_unpackhi_epi32(c[2], c[3]);
         const __m256i l04 = _mm256_unpacklo_epi64(t0, t2), l15 = _mm256_unpackhi_epi64(t0, t2);
         const __m256i l26 = _mm256_unpacklo_epi64(t1, t3), l37 = _mm256_unpackhi_epi64(t1, t3);
         const __m256i words[4] = {
