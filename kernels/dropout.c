@@ -44,20 +44,22 @@ __attribute__((target("avx512f"))) static inline void mulhilo16(__m512i a, __m51
  * products' low and high words). Written once for both widths. */
 #define PHILOX_LANES(vec, set1, add, xor, mulhilo, lane, b, stream, seed, c)                  \
     do {                                                                                     \
+        const uint64_t b_ = (b), s_ = (stream), key_ = (seed);                               \
+        vec *c_ = (c);                                                                       \
         const vec m0_ = set1((int)PHILOX_M0), m1_ = set1((int)PHILOX_M1);                     \
-        c[0] = add(set1((int)(uint32_t)(b)), lane);                                          \
-        c[1] = set1((int)(uint32_t)((b) >> 32));                                             \
-        c[2] = set1((int)(uint32_t)(stream));                                                \
-        c[3] = set1((int)(uint32_t)((stream) >> 32));                                        \
-        uint32_t k0_ = (uint32_t)(seed), k1_ = (uint32_t)((seed) >> 32);                     \
+        c_[0] = add(set1((int)(uint32_t)b_), lane);                                          \
+        c_[1] = set1((int)(uint32_t)(b_ >> 32));                                             \
+        c_[2] = set1((int)(uint32_t)s_);                                                     \
+        c_[3] = set1((int)(uint32_t)(s_ >> 32));                                             \
+        uint32_t k0_ = (uint32_t)key_, k1_ = (uint32_t)(key_ >> 32);                         \
         for (int r_ = 0; r_ < 10; r_++) {                                                    \
             vec lo0_, hi0_, lo1_, hi1_;                                                      \
-            mulhilo(c[0], m0_, &lo0_, &hi0_);                                                \
-            mulhilo(c[2], m1_, &lo1_, &hi1_);                                                \
-            c[0] = xor(xor(hi1_, c[1]), set1((int)k0_));                                     \
-            c[1] = lo1_;                                                                     \
-            c[2] = xor(xor(hi0_, c[3]), set1((int)k1_));                                     \
-            c[3] = lo0_;                                                                     \
+            mulhilo(c_[0], m0_, &lo0_, &hi0_);                                               \
+            mulhilo(c_[2], m1_, &lo1_, &hi1_);                                               \
+            c_[0] = xor(xor(hi1_, c_[1]), set1((int)k0_));                                   \
+            c_[1] = lo1_;                                                                    \
+            c_[2] = xor(xor(hi0_, c_[3]), set1((int)k1_));                                   \
+            c_[3] = lo0_;                                                                    \
             k0_ += PHILOX_W0;                                                                \
             k1_ += PHILOX_W1;                                                                \
         }                                                                                    \
@@ -116,7 +118,7 @@ __attribute__((target("avx2"))) static inline void mulhilo8(__m256i a, __m256i m
 
 /* forward_blocks_avx512 at AVX2's width: 8 blocks a pass (32 elements), the same rounds,
  * decisions and products (step 83). The mask's 8 bytes of each vector from its compare's bits,
- * one store each: no byte-spreading instruction in AVX2 that is fast on every AVX2 CPU (pdep
+ * a byte store each: no byte-spreading instruction in AVX2 that is fast on every AVX2 CPU (pdep
  * is microcoded on Zen 2). */
 __attribute__((target("avx2"))) static void
 forward_blocks_avx2(size_t b0, size_t b1, size_t n, float rate, float scale, uint64_t seed,
