@@ -56,9 +56,10 @@ void adam_range(const AdamRate *r, size_t i0, size_t i1, float *w, const float *
     const float lr_t = r->lr_t, one_m_b1 = r->one_m_b1, one_m_b2 = r->one_m_b2, eps = r->eps;
     size_t i = i0;
 #if KERNELS_HAVE_AVX2_CLONES
-    if (kernels_cpu_isa() >= KERNELS_ISA_AVX512)
+    const int isa = kernels_cpu_isa();
+    if (isa >= KERNELS_ISA_AVX512)
         i = adam_avx512(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
-    else if (kernels_cpu_isa() >= KERNELS_ISA_AVX2)
+    else if (isa >= KERNELS_ISA_AVX2)
         i = adam_avx2(i, i1, w, g, m, v, lr_t, one_m_b1, one_m_b2, eps);
 #endif
 #if defined(__SSE2__)
